@@ -1,0 +1,147 @@
+// A snapshot is the complete, validated, encoded resource set for one class of proxies. It is built
+// whole or not at all: a proxy never receives half of a config.
+import { createHash } from 'node:crypto';
+import type { ProtoObject, XdsResource } from '../translate/resource.ts';
+import { lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
+import { formatViolations, validateMessage, type Violation } from '../xds/validate.ts';
+
+export interface EncodedResource {
+  readonly kind: ResourceKind;
+  readonly name: string;
+  /** Content hash of the resource: its version in delta xDS. */
+  readonly version: string;
+  readonly body: ProtoObject;
+  /** The serialized resource (value of the Any in a DiscoveryResponse). */
+  readonly bytes: Uint8Array;
+  readonly wildcard: boolean;
+}
+
+export interface Snapshot {
+  readonly key: string;
+  readonly resources: Readonly<Record<ResourceKind, ReadonlyMap<string, EncodedResource>>>;
+  /** Per type: hash over the (name, version) pairs, i.e. version_info in state-of-the-world xDS. */
+  readonly versions: Readonly<Record<ResourceKind, string>>;
+}
+
+export interface ResourceFailure {
+  readonly kind: ResourceKind;
+  readonly name: string;
+  readonly violations: readonly Violation[];
+}
+
+export class SnapshotError extends Error {
+  readonly failures: readonly ResourceFailure[];
+  readonly inconsistencies: readonly string[];
+  constructor(key: string, failures: readonly ResourceFailure[], inconsistencies: readonly string[]) {
+    const lines = [
+      ...failures.map((f) => formatViolations(`${f.kind} "${f.name}"`, f.violations)),
+      ...inconsistencies,
+    ];
+    super(`snapshot for ${key} rejected:\n${lines.join('\n')}`);
+    this.name = 'SnapshotError';
+    this.failures = failures;
+    this.inconsistencies = inconsistencies;
+  }
+}
+
+export function hash(text: string): string {
+  return createHash('sha256').update(text).digest('base64url').slice(0, 16);
+}
+
+/**
+ * Validation and encoding are the expensive part of a build, and most resources are unchanged from one
+ * build to the next: results are remembered by content hash for one generation.
+ */
+export class ResourceEncoder {
+  private current = new Map<string, EncodedResource | ResourceFailure>();
+  private previous = new Map<string, EncodedResource | ResourceFailure>();
+
+  encode(r: XdsResource): EncodedResource | ResourceFailure {
+    const json = JSON.stringify(r.body);
+    const key = `${r.kind}\0${r.wildcard ? 1 : 0}\0${json}`;
+    const hit = this.current.get(key) ?? this.previous.get(key);
+    if (hit) {
+      this.current.set(key, hit);
+      return hit;
+    }
+    const typeName = TYPE_URLS[r.kind];
+    const violations = validateMessage(typeName, r.body);
+    let out: EncodedResource | ResourceFailure;
+    if (violations.length > 0) {
+      out = { kind: r.kind, name: r.name, violations };
+    } else {
+      const type = lookupType(typeName);
+      const bytes = type.encode(type.fromObject(r.body)).finish();
+      out = { kind: r.kind, name: r.name, version: hash(json), body: r.body, bytes, wildcard: r.wildcard };
+    }
+    this.current.set(key, out);
+    return out;
+  }
+
+  /** Starts a new generation: entries not used since the last call are forgotten. */
+  rotate(): void {
+    this.previous = this.current;
+    this.current = new Map();
+  }
+}
+
+function isFailure(x: EncodedResource | ResourceFailure): x is ResourceFailure {
+  return 'violations' in x;
+}
+
+/** Every EDS name a cluster asks for and every RDS name a listener asks for must be in the snapshot. */
+export function inconsistencies(resources: Readonly<Record<ResourceKind, ReadonlyMap<string, EncodedResource>>>): string[] {
+  const out: string[] = [];
+  for (const c of resources.cluster.values()) {
+    const eds = c.body['eds_cluster_config'] as { service_name?: string } | undefined;
+    if (c.body['type'] === 'EDS') {
+      const name = eds?.service_name || c.name;
+      if (!resources.endpoint.has(name)) out.push(`cluster "${c.name}" references endpoints "${name}", which the snapshot lacks`);
+    }
+  }
+  for (const l of resources.listener.values()) {
+    for (const rds of routeNamesOf(l.body)) {
+      if (!resources.route.has(rds)) out.push(`listener "${l.name}" references route configuration "${rds}", which the snapshot lacks`);
+    }
+  }
+  return out;
+}
+
+function routeNamesOf(listener: ProtoObject): string[] {
+  const hcms: ProtoObject[] = [];
+  const api = (listener['api_listener'] as { api_listener?: ProtoObject } | undefined)?.api_listener;
+  if (api) hcms.push(api);
+  for (const chain of (listener['filter_chains'] as { filters?: { typed_config?: ProtoObject }[] }[] | undefined) ?? []) {
+    for (const f of chain.filters ?? []) if (f.typed_config) hcms.push(f.typed_config);
+  }
+  return hcms.flatMap((h) => {
+    const rds = h['rds'] as { route_config_name?: string } | undefined;
+    return rds?.route_config_name ? [rds.route_config_name] : [];
+  });
+}
+
+export function typeVersion(entries: ReadonlyMap<string, EncodedResource>): string {
+  const names = [...entries.keys()].sort();
+  return hash(names.map((n) => `${n}\0${(entries.get(n) as EncodedResource).version}`).join('\n'));
+}
+
+/** Validates, encodes and checks a resource set. Throws SnapshotError naming every bad resource and field. */
+export function buildSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder): Snapshot {
+  const byKind = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, EncodedResource>()])) as Record<ResourceKind, Map<string, EncodedResource>>;
+  const failures: ResourceFailure[] = [];
+  const dupes: string[] = [];
+  for (const r of resources) {
+    const enc = encoder.encode(r);
+    if (isFailure(enc)) {
+      failures.push({ ...enc, name: r.name });
+      continue;
+    }
+    if (byKind[r.kind].has(r.name)) dupes.push(`two ${r.kind} resources are named "${r.name}"`);
+    byKind[r.kind].set(r.name, enc);
+  }
+  const problems = [...dupes, ...(failures.length === 0 ? inconsistencies(byKind) : [])];
+  if (failures.length > 0 || problems.length > 0) throw new SnapshotError(key, failures, problems);
+  const sorted = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k].entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))])) as Record<ResourceKind, Map<string, EncodedResource>>;
+  const versions = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, typeVersion(sorted[k])])) as Record<ResourceKind, string>;
+  return { key, resources: sorted, versions };
+}

@@ -1,0 +1,53 @@
+// The control plane's Prometheus metrics. Names are part of the public contract (dashboards, alerts).
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly connectedProxies = new Gauge({
+    name: 'mcpmesh_xds_connected_proxies', help: 'xDS streams currently open, by proxy role and xDS flavour',
+    labelNames: ['role', 'mode'] as const, registers: [this.registry],
+  });
+  readonly pushes = new Counter({
+    name: 'mcpmesh_xds_pushes_total', help: 'DiscoveryResponses sent, by resource type and xDS flavour',
+    labelNames: ['type', 'mode'] as const, registers: [this.registry],
+  });
+  readonly pushDuration = new Histogram({
+    name: 'mcpmesh_xds_push_ack_seconds', help: 'Time from sending a response to the proxy ACKing or NACKing it',
+    labelNames: ['type'] as const, buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10], registers: [this.registry],
+  });
+  readonly nacks = new Counter({
+    name: 'mcpmesh_xds_nacks_total', help: 'Responses a proxy rejected (NACK), by resource type and proxy role',
+    labelNames: ['type', 'role'] as const, registers: [this.registry],
+  });
+  readonly streamErrors = new Counter({
+    name: 'mcpmesh_xds_stream_errors_total', help: 'xDS streams closed by the control plane because of a bad request, by reason',
+    labelNames: ['reason'] as const, registers: [this.registry],
+  });
+  readonly snapshotBuild = new Histogram({
+    name: 'mcpmesh_snapshot_build_seconds', help: 'Time to translate, validate and encode the snapshots for one mesh update',
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
+  });
+  readonly snapshotsRejected = new Counter({
+    name: 'mcpmesh_snapshot_rejected_total', help: 'Mesh updates refused because a generated resource failed validation or consistency checks',
+    registers: [this.registry],
+  });
+  readonly snapshotKeys = new Gauge({
+    name: 'mcpmesh_snapshot_keys', help: 'Distinct snapshots held (proxies with the same role and placement share one)', registers: [this.registry],
+  });
+  readonly sourceErrors = new Counter({
+    name: 'mcpmesh_source_errors_total', help: 'Registry or discovery updates rejected as invalid, by source',
+    labelNames: ['source'] as const, registers: [this.registry],
+  });
+  readonly meshServices = new Gauge({
+    name: 'mcpmesh_mesh_services', help: 'MCP services in the last accepted mesh', registers: [this.registry],
+  });
+  readonly meshEndpoints = new Gauge({
+    name: 'mcpmesh_mesh_endpoints', help: 'Endpoints in the last accepted mesh, by health',
+    labelNames: ['health'] as const, registers: [this.registry],
+  });
+
+  constructor(opts: { processMetrics?: boolean } = {}) {
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mcpmesh_process_' });
+  }
+}

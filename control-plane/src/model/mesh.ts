@@ -1,0 +1,32 @@
+// Turns what a source reports (service specs) into the mesh model, keeping the one piece of state the
+// model needs across updates: each service's incarnation.
+import type { Mesh, MeshEndpoint, MeshService } from './types.ts';
+
+/** A service as a source describes it: the model minus what the control plane derives. */
+export type ServiceSpec = Omit<MeshService, 'incarnation'>;
+
+function compareEndpoints(a: MeshEndpoint, b: MeshEndpoint): number {
+  return a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
+}
+
+export class MeshBuilder {
+  private readonly incarnations = new Map<string, number>();
+  private present = new Set<string>();
+
+  /** Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation. */
+  build(specs: readonly ServiceSpec[]): Mesh {
+    const next = new Set<string>();
+    const services = [...specs]
+      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      .map((spec): MeshService => {
+        next.add(spec.name);
+        let incarnation = this.incarnations.get(spec.name);
+        if (incarnation === undefined) incarnation = 0;
+        else if (!this.present.has(spec.name)) incarnation += 1;
+        this.incarnations.set(spec.name, incarnation);
+        return { ...spec, incarnation, endpoints: [...spec.endpoints].sort(compareEndpoints) };
+      });
+    this.present = next;
+    return { services };
+  }
+}

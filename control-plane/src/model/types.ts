@@ -1,0 +1,93 @@
+// The mesh model (IR): what every source (YAML registry, Consul) produces and every translator consumes.
+// Plain, immutable data with all defaults filled in, so translators never guess.
+
+/** MCP protocol revisions the mesh knows how to carry. */
+export const MCP_PROTOCOLS = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25', '2026-07-28'] as const;
+export type McpProtocol = (typeof MCP_PROTOCOLS)[number];
+
+export interface Locality {
+  readonly region: string;
+  readonly zone: string;
+}
+
+export interface MeshEndpoint {
+  readonly address: string;
+  readonly port: number;
+  readonly locality: Locality;
+  /** Relative load-balancing weight, 1..128. */
+  readonly weight: number;
+  /** False when a health source (registry flag, Consul check) says the endpoint must get no traffic. */
+  readonly healthy: boolean;
+}
+
+export interface OutlierDetection {
+  readonly consecutive5xx: number;
+  readonly consecutiveGatewayFailure: number;
+  readonly intervalMs: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionPercent: number;
+  /** Failure-percentage ejection (the kind proxyless gRPC clients implement). 0 disables it. */
+  readonly failurePercentageThreshold: number;
+  readonly failurePercentageMinimumHosts: number;
+  readonly failurePercentageRequestVolume: number;
+}
+
+export interface HealthCheck {
+  /** HTTP path probed on each endpoint; empty disables active health checking. */
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly unhealthyThreshold: number;
+  readonly healthyThreshold: number;
+}
+
+export type UpstreamProtocol = 'http1' | 'http2' | 'auto';
+export type LbPolicy = 'least_request' | 'round_robin';
+
+export interface Routing {
+  /** Path of the MCP endpoint on the server, e.g. `/mcp`. Gateway requests to `/mcp/<service>` are rewritten to it. */
+  readonly mcpPath: string;
+  /** Extra host names routed to this service at the gateway (the service name itself always is). */
+  readonly hosts: readonly string[];
+  /** 0 = no limit: a tool call or SSE stream may run as long as it needs. */
+  readonly maxStreamDurationMs: number;
+  readonly streamIdleTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly upstreamProtocol: UpstreamProtocol;
+  readonly lbPolicy: LbPolicy;
+  readonly retries: number;
+}
+
+export interface MeshService {
+  readonly name: string;
+  readonly protocol: McpProtocol;
+  /**
+   * Bumped each time the service reappears after having been removed. Some xDS clients (grpc-js-xds) keep a
+   * removed resource cached and ignore an identical re-add, so a re-added service must look different.
+   */
+  readonly incarnation: number;
+  readonly endpoints: readonly MeshEndpoint[];
+  readonly routing: Routing;
+  readonly outlierDetection: OutlierDetection;
+  readonly healthCheck: HealthCheck;
+}
+
+export interface Mesh {
+  /** Sorted by name. */
+  readonly services: readonly MeshService[];
+}
+
+export type ProxyRole = 'gateway' | 'sidecar';
+
+/** What the control plane knows about a proxy from its xDS node (id, cluster, locality, metadata). */
+export interface ProxyInfo {
+  readonly id: string;
+  readonly role: ProxyRole;
+  readonly locality?: Locality;
+  /** Sidecar: the MCP service it fronts. */
+  readonly service?: string;
+  /** Gateway: port of the HTTP listener. Sidecar: port of the inbound (mesh-facing) listener. */
+  readonly listenerPort: number;
+  /** Sidecar: port of the local MCP server on 127.0.0.1. */
+  readonly appPort?: number;
+}

@@ -1,0 +1,217 @@
+// The embedded registry: a YAML file listing MCP services and endpoints. It is the default source
+// (no Consul needed). Edits are picked up live; a bad edit is reported and the last good mesh stays.
+import { EventEmitter } from 'node:events';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { isIP } from 'node:net';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
+import { ConfigError, isNode, join, Reader, type Node } from '../model/reader.ts';
+import {
+  MCP_PROTOCOLS,
+  type HealthCheck,
+  type LbPolicy,
+  type MeshEndpoint,
+  type OutlierDetection,
+  type Routing,
+  type UpstreamProtocol,
+} from '../model/types.ts';
+import type { ServiceSpec } from '../model/mesh.ts';
+
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
+const HTTP_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
+const LOCALITY_PART = /^[A-Za-z0-9._-]{1,63}$/;
+const DAY_MS = 86_400_000;
+
+function readRouting(r: Reader, node: Node | undefined, path: string, base: Routing): Routing {
+  if (!node) return base;
+  r.onlyKeys(node, path, ['mcpPath', 'hosts', 'maxStreamDuration', 'streamIdleTimeout', 'connectTimeout', 'upstreamProtocol', 'lbPolicy', 'retries']);
+  const hosts = r.list(node, 'hosts', path);
+  const checkedHosts: string[] = [];
+  hosts?.forEach((h, i) => {
+    if (typeof h === 'string' && HOST_NAME.test(h)) checkedHosts.push(h);
+    else r.fail(join(join(path, 'hosts'), i), `${JSON.stringify(h)} is not a host name`);
+  });
+  return {
+    mcpPath: r.string(node, 'mcpPath', path, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path such as /mcp' }) ?? base.mcpPath,
+    hosts: hosts ? checkedHosts : base.hosts,
+    maxStreamDurationMs: r.duration(node, 'maxStreamDuration', path, 0, 7 * DAY_MS) ?? base.maxStreamDurationMs,
+    streamIdleTimeoutMs: r.duration(node, 'streamIdleTimeout', path, 0, 7 * DAY_MS) ?? base.streamIdleTimeoutMs,
+    connectTimeoutMs: r.duration(node, 'connectTimeout', path, 1, 300_000) ?? base.connectTimeoutMs,
+    upstreamProtocol: r.oneOf<UpstreamProtocol>(node, 'upstreamProtocol', path, ['http1', 'http2', 'auto']) ?? base.upstreamProtocol,
+    lbPolicy: r.oneOf<LbPolicy>(node, 'lbPolicy', path, ['least_request', 'round_robin']) ?? base.lbPolicy,
+    retries: r.integer(node, 'retries', path, 0, 10) ?? base.retries,
+  };
+}
+
+function readOutlier(r: Reader, node: Node | undefined, path: string, base: OutlierDetection): OutlierDetection {
+  if (!node) return base;
+  r.onlyKeys(node, path, ['consecutive5xx', 'consecutiveGatewayFailure', 'interval', 'baseEjectionTime', 'maxEjectionPercent',
+    'failurePercentageThreshold', 'failurePercentageMinimumHosts', 'failurePercentageRequestVolume']);
+  return {
+    consecutive5xx: r.integer(node, 'consecutive5xx', path, 0, 1000) ?? base.consecutive5xx,
+    consecutiveGatewayFailure: r.integer(node, 'consecutiveGatewayFailure', path, 0, 1000) ?? base.consecutiveGatewayFailure,
+    intervalMs: r.duration(node, 'interval', path, 1, DAY_MS) ?? base.intervalMs,
+    baseEjectionTimeMs: r.duration(node, 'baseEjectionTime', path, 1, DAY_MS) ?? base.baseEjectionTimeMs,
+    maxEjectionPercent: r.integer(node, 'maxEjectionPercent', path, 0, 100) ?? base.maxEjectionPercent,
+    failurePercentageThreshold: r.integer(node, 'failurePercentageThreshold', path, 0, 100) ?? base.failurePercentageThreshold,
+    failurePercentageMinimumHosts: r.integer(node, 'failurePercentageMinimumHosts', path, 1, 10_000) ?? base.failurePercentageMinimumHosts,
+    failurePercentageRequestVolume: r.integer(node, 'failurePercentageRequestVolume', path, 1, 1_000_000) ?? base.failurePercentageRequestVolume,
+  };
+}
+
+function readHealthCheck(r: Reader, node: Node | undefined, path: string, base: HealthCheck): HealthCheck {
+  if (!node) return base;
+  r.onlyKeys(node, path, ['path', 'interval', 'timeout', 'unhealthyThreshold', 'healthyThreshold']);
+  const p = node['path'] === '' ? '' : r.string(node, 'path', path, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path, or "" to disable' });
+  return {
+    path: p ?? base.path,
+    intervalMs: r.duration(node, 'interval', path, 100, DAY_MS) ?? base.intervalMs,
+    timeoutMs: r.duration(node, 'timeout', path, 1, DAY_MS) ?? base.timeoutMs,
+    unhealthyThreshold: r.integer(node, 'unhealthyThreshold', path, 1, 100) ?? base.unhealthyThreshold,
+    healthyThreshold: r.integer(node, 'healthyThreshold', path, 1, 100) ?? base.healthyThreshold,
+  };
+}
+
+function readEndpoint(r: Reader, raw: unknown, path: string): MeshEndpoint | undefined {
+  if (!isNode(raw)) {
+    r.fail(path, 'must be a mapping with address and port');
+    return undefined;
+  }
+  r.onlyKeys(raw, path, ['address', 'port', 'locality', 'weight', 'healthy']);
+  const address = r.string(raw, 'address', path, { required: true });
+  if (address !== undefined && isIP(address) === 0) r.fail(join(path, 'address'), `${JSON.stringify(address)} is not an IPv4 or IPv6 address`);
+  const port = r.integer(raw, 'port', path, 1, 65535, { required: true });
+  const loc = r.object(raw, 'locality', path);
+  const locPath = join(path, 'locality');
+  if (loc) r.onlyKeys(loc, locPath, ['region', 'zone']);
+  const locality = {
+    region: (loc && r.string(loc, 'region', locPath, { pattern: LOCALITY_PART, hint: 'must be 1-63 letters, digits, ".", "_" or "-"' })) ?? '',
+    zone: (loc && r.string(loc, 'zone', locPath, { pattern: LOCALITY_PART, hint: 'must be 1-63 letters, digits, ".", "_" or "-"' })) ?? '',
+  };
+  const weight = r.integer(raw, 'weight', path, 1, 128) ?? 1;
+  const healthy = r.boolean(raw, 'healthy', path) ?? true;
+  if (address === undefined || port === undefined || isIP(address) === 0) return undefined;
+  return { address, port, locality, weight, healthy };
+}
+
+/** Parses and checks registry YAML. Throws ConfigError naming the file, each bad path and why. */
+export function parseRegistry(text: string, source: string): ServiceSpec[] {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(source, doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`, reason: e.message.split('\n')[0] ?? e.code })));
+  }
+  const root: unknown = doc.toJS();
+  const r = new Reader();
+  if (!isNode(root)) throw new ConfigError(source, [{ path: '', reason: 'must be a mapping with a "services" list' }]);
+  r.onlyKeys(root, '', ['services', 'defaults']);
+  const defaults = r.object(root, 'defaults', '');
+  if (defaults) r.onlyKeys(defaults, 'defaults', ['routing', 'outlierDetection', 'healthCheck']);
+  const baseRouting = readRouting(r, defaults && r.object(defaults, 'routing', 'defaults'), 'defaults.routing', DEFAULT_ROUTING);
+  const baseOutlier = readOutlier(r, defaults && r.object(defaults, 'outlierDetection', 'defaults'), 'defaults.outlierDetection', DEFAULT_OUTLIER_DETECTION);
+  const baseHc = readHealthCheck(r, defaults && r.object(defaults, 'healthCheck', 'defaults'), 'defaults.healthCheck', DEFAULT_HEALTH_CHECK);
+  const services = r.list(root, 'services', '');
+  if (!services) r.fail('services', 'is required (a list of MCP services)');
+  const out: ServiceSpec[] = [];
+  const seen = new Map<string, string>();
+  (services ?? []).forEach((raw, i) => {
+    const p = `services[${i}]`;
+    if (!isNode(raw)) {
+      r.fail(p, 'must be a mapping with name, protocol and endpoints');
+      return;
+    }
+    r.onlyKeys(raw, p, ['name', 'protocol', 'endpoints', 'routing', 'outlierDetection', 'healthCheck']);
+    const name = r.string(raw, 'name', p, { required: true, pattern: SERVICE_NAME, hint: 'must be a DNS label: lower-case letters, digits and "-", at most 63' });
+    if (name !== undefined) {
+      const prev = seen.get(name);
+      if (prev) r.fail(join(p, 'name'), `duplicate service name "${name}" (also at ${prev})`);
+      seen.set(name, p);
+    }
+    const protocol = r.oneOf(raw, 'protocol', p, MCP_PROTOCOLS, { required: true });
+    const routingNode = r.object(raw, 'routing', p);
+    const routing = readRouting(r, routingNode, join(p, 'routing'), baseRouting);
+    // The health probe follows the MCP path unless the operator set one explicitly.
+    const hcBase = baseHc === DEFAULT_HEALTH_CHECK ? { ...baseHc, path: routing.mcpPath } : baseHc;
+    const healthCheck = readHealthCheck(r, r.object(raw, 'healthCheck', p), join(p, 'healthCheck'), hcBase);
+    const outlierDetection = readOutlier(r, r.object(raw, 'outlierDetection', p), join(p, 'outlierDetection'), baseOutlier);
+    const eps = r.list(raw, 'endpoints', p) ?? [];
+    const endpoints: MeshEndpoint[] = [];
+    const seenEp = new Map<string, number>();
+    eps.forEach((e, j) => {
+      const ep = readEndpoint(r, e, `${p}.endpoints[${j}]`);
+      if (!ep) return;
+      const key = `${ep.address}:${ep.port}`;
+      const prev = seenEp.get(key);
+      if (prev !== undefined) r.fail(`${p}.endpoints[${j}]`, `duplicate endpoint ${key} (also at endpoints[${prev}])`);
+      seenEp.set(key, j);
+      endpoints.push(ep);
+    });
+    if (name !== undefined && protocol !== undefined) out.push({ name, protocol, endpoints, routing, outlierDetection, healthCheck });
+  });
+  if (r.problems.length > 0) throw new ConfigError(source, r.problems);
+  return out;
+}
+
+export interface RegistryFileEvents {
+  update: [ServiceSpec[]];
+  error: [Error];
+}
+
+/**
+ * Watches the registry file. Editors often replace a file rather than write it in place, so the
+ * directory is watched and events for our file name are debounced.
+ */
+export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
+  readonly file: string;
+  private readonly debounceMs: number;
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastText: string | undefined;
+
+  constructor(file: string, opts: { debounceMs?: number } = {}) {
+    super();
+    this.file = path.resolve(file);
+    this.debounceMs = opts.debounceMs ?? 100;
+  }
+
+  /** Reads the file once; throws ConfigError (or the read error) if the first version is unusable. */
+  load(): ServiceSpec[] {
+    const text = readFileSync(this.file, 'utf8');
+    const specs = parseRegistry(text, this.file);
+    this.lastText = text;
+    return specs;
+  }
+
+  start(): void {
+    this.watcher = watch(path.dirname(this.file), (_event, name) => {
+      if (name !== null && name !== path.basename(this.file)) return;
+      clearTimeout(this.timer);
+      this.timer = setTimeout(() => this.reload(), this.debounceMs);
+    });
+  }
+
+  private reload(): void {
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (err) {
+      this.emit('error', new ConfigError(this.file, [{ path: '', reason: `cannot read: ${(err as Error).message}` }]));
+      return;
+    }
+    if (text === this.lastText) return;
+    try {
+      const specs = parseRegistry(text, this.file);
+      this.lastText = text;
+      this.emit('update', specs);
+    } catch (err) {
+      this.emit('error', err as Error);
+    }
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+}

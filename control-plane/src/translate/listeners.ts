@@ -1,0 +1,70 @@
+import { protoDuration } from '../model/duration.ts';
+import type { MeshService } from '../model/types.ts';
+import { apiListener, STAT_PREFIX } from './naming.ts';
+import { ADS_CONFIG_SOURCE, any, type ProtoObject, type XdsResource } from './resource.ts';
+
+const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+
+export interface HcmOptions {
+  readonly statPrefix: string;
+  readonly routeConfigName: string;
+  readonly streamIdleTimeoutMs: number;
+  /** Gateways face clients directly: trust no X-Forwarded-For from outside. */
+  readonly edge: boolean;
+}
+
+function httpConnectionManager(o: HcmOptions): ProtoObject {
+  return any(HCM, {
+    stat_prefix: o.statPrefix,
+    codec_type: 'AUTO',
+    rds: { config_source: ADS_CONFIG_SOURCE, route_config_name: o.routeConfigName },
+    http_filters: [{ name: 'envoy.filters.http.router', typed_config: any('envoy.extensions.filters.http.router.v3.Router', {}) }],
+    // Per-route idle_timeout narrows this; the connection manager must not be the one that cuts SSE.
+    stream_idle_timeout: protoDuration(o.streamIdleTimeoutMs),
+    request_timeout: protoDuration(0),
+    use_remote_address: { value: o.edge },
+    normalize_path: { value: true },
+    merge_slashes: true,
+    path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
+    access_log: [{
+      name: 'envoy.access_loggers.stdout',
+      typed_config: any('envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', {}),
+    }],
+  });
+}
+
+export function socketListener(name: string, port: number, hcm: HcmOptions): XdsResource {
+  return {
+    kind: 'listener',
+    name,
+    wildcard: true,
+    body: {
+      name,
+      address: { socket_address: { address: '0.0.0.0', port_value: port } },
+      filter_chains: [{ name: `${name}.http`, filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: httpConnectionManager(hcm) }] }],
+      // MCP bodies are small JSON-RPC; bound what one slow connection may pin in memory.
+      per_connection_buffer_limit_bytes: { value: 1 << 20 },
+    },
+  };
+}
+
+/**
+ * A listener without a socket for proxyless gRPC clients dialing `xds:///<service>`. The incarnation in
+ * its metadata makes a re-added service differ from the copy such a client may still hold.
+ */
+export function apiListenerResource(svc: MeshService, routeConfigName: string): XdsResource {
+  const name = apiListener(svc.name);
+  const hcm = httpConnectionManager({ statPrefix: STAT_PREFIX.apiListener(svc.name), routeConfigName, streamIdleTimeoutMs: svc.routing.streamIdleTimeoutMs, edge: false });
+  // gRPC ignores access logs but rejects nothing it does not use; keep its listener minimal all the same.
+  const { access_log: _unused, ...minimal } = hcm as { access_log?: unknown } & ProtoObject;
+  return {
+    kind: 'listener',
+    name,
+    wildcard: false,
+    body: {
+      name,
+      api_listener: { api_listener: minimal },
+      metadata: { filter_metadata: { mcpmesh: { service: svc.name, incarnation: svc.incarnation } } },
+    },
+  };
+}

@@ -1,0 +1,51 @@
+// Every generated name lives here: dashboards, alerts and docs depend on them, so they change in
+// one place or not at all.
+
+/** Upstream cluster for an MCP service (gateway -> service endpoints). */
+export function serviceCluster(service: string): string {
+  return `mcp.${service}`;
+}
+
+/**
+ * EDS name of a service's endpoints. A re-added service gets a suffixed name so xDS clients that cache
+ * removed clusters (grpc-js-xds) see a changed cluster rather than an identical one they would ignore.
+ */
+export function serviceEndpoints(service: string, incarnation: number): string {
+  return incarnation === 0 ? serviceCluster(service) : `${serviceCluster(service)}~${incarnation}`;
+}
+
+/** Cluster from a sidecar to the MCP server beside it. */
+export function localAppCluster(service: string): string {
+  return `local.${service}`;
+}
+
+export const GATEWAY_LISTENER = 'gateway.http';
+export const GATEWAY_ROUTES = 'gateway.routes';
+export const SIDECAR_INBOUND_LISTENER = 'sidecar.inbound';
+export const SIDECAR_INBOUND_ROUTES = 'sidecar.inbound.routes';
+
+/**
+ * Proxyless gRPC clients (grpc-js-xds) dial `xds:///<service>` and ask for a listener of that exact name;
+ * it carries an API listener (no socket) bound to the gateway route table.
+ */
+export function apiListener(service: string): string {
+  return service;
+}
+
+export function virtualHost(service: string): string {
+  return `mcp.${service}`;
+}
+
+export const GATEWAY_PATH_VHOST = 'gateway.paths';
+
+/** Gateway path prefix for a service: `/mcp/<service>`. */
+export function gatewayPathPrefix(service: string): string {
+  return `/mcp/${service}`;
+}
+
+/** Envoy stat prefixes (HTTP connection managers); Prometheus sees them as envoy_http_<prefix>_*. */
+export const STAT_PREFIX = {
+  gateway: 'gateway',
+  sidecarInbound: 'sidecar_inbound',
+  apiListener: (service: string): string => `api_${service.replace(/-/g, '_')}`,
+} as const;

@@ -1,0 +1,75 @@
+import { protoDuration } from '../model/duration.ts';
+import type { Mesh, MeshService, Routing } from '../model/types.ts';
+import {
+  GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, serviceCluster, virtualHost,
+} from './naming.ts';
+import { u32, type ProtoObject, type XdsResource } from './resource.ts';
+
+// Only failures where the request never reached the server are retried: a tools/call is not idempotent.
+const RETRY_ON = 'connect-failure,refused-stream,reset-before-request,unavailable';
+
+function routeAction(cluster: string, routing: Routing, extra: ProtoObject = {}): ProtoObject {
+  return {
+    cluster,
+    // 0 disables Envoy's 15 s default, which would cut long tool calls and SSE streams.
+    timeout: protoDuration(0),
+    idle_timeout: protoDuration(routing.streamIdleTimeoutMs),
+    max_stream_duration: { max_stream_duration: protoDuration(routing.maxStreamDurationMs) },
+    ...(routing.retries > 0
+      ? { retry_policy: { retry_on: RETRY_ON, num_retries: u32(routing.retries) } }
+      : {}),
+    ...extra,
+  };
+}
+
+function hostDomains(svc: MeshService): string[] {
+  const names = [svc.name, ...svc.routing.hosts];
+  return [...new Set(names.flatMap((h) => [h, `${h}:*`]))].sort();
+}
+
+/**
+ * Gateway routes: by host (`weather`, `weather:8080`, extra hosts) the whole path space goes to the
+ * service; on any other host `/mcp/<service>[/...]` goes to it with the prefix rewritten to the
+ * service's own MCP path. Exact + slash-prefix matches keep `/mcp/weather` from catching `/mcp/weatherx`.
+ */
+export function gatewayRoutes(mesh: Mesh): XdsResource {
+  const hostVhosts = mesh.services.map((svc) => ({
+    name: virtualHost(svc.name),
+    domains: hostDomains(svc),
+    routes: [{ name: `${svc.name}.host`, match: { prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing) }],
+  }));
+  const pathRoutes = mesh.services.flatMap((svc) => {
+    const prefix = gatewayPathPrefix(svc.name);
+    const target = svc.routing.mcpPath;
+    const targetDir = target.endsWith('/') ? target : `${target}/`;
+    return [
+      { name: `${svc.name}.path`, match: { path: prefix }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: target }) },
+      { name: `${svc.name}.subpath`, match: { prefix: `${prefix}/` }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir }) },
+    ];
+  });
+  const pathVhost = {
+    name: GATEWAY_PATH_VHOST,
+    domains: ['*'],
+    routes: [...pathRoutes, { name: 'not-found', match: { prefix: '/' }, direct_response: { status: 404, body: { inline_string: 'no MCP service at this path; use /mcp/<service>\n' } } }],
+  };
+  return {
+    kind: 'route',
+    name: GATEWAY_ROUTES,
+    wildcard: true,
+    body: { name: GATEWAY_ROUTES, virtual_hosts: [...hostVhosts, pathVhost], validate_clusters: { value: false } },
+  };
+}
+
+/** Sidecar inbound: everything goes to the local MCP server. */
+export function sidecarRoutes(service: string, routing: Routing): XdsResource {
+  return {
+    kind: 'route',
+    name: SIDECAR_INBOUND_ROUTES,
+    wildcard: true,
+    body: {
+      name: SIDECAR_INBOUND_ROUTES,
+      virtual_hosts: [{ name: `local.${service}`, domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing) }] }],
+      validate_clusters: { value: false },
+    },
+  };
+}

@@ -1,0 +1,85 @@
+// What a proxy tells us about itself in the xDS Node (id, locality, metadata) -> the model's ProxyInfo.
+import { DEFAULT_GATEWAY_PORT, DEFAULT_SIDECAR_APP_PORT, DEFAULT_SIDECAR_INBOUND_PORT } from '../model/defaults.ts';
+import type { ProxyInfo } from '../model/types.ts';
+
+/** google.protobuf.Struct / Value as protobufjs decodes them (keepCase). */
+interface PbValue {
+  null_value?: unknown;
+  number_value?: number;
+  string_value?: string;
+  bool_value?: boolean;
+  struct_value?: PbStruct;
+  list_value?: { values?: PbValue[] };
+}
+interface PbStruct {
+  fields?: Record<string, PbValue>;
+}
+
+export interface PbNode {
+  id?: string;
+  cluster?: string;
+  metadata?: PbStruct | null;
+  locality?: { region?: string; zone?: string; sub_zone?: string } | null;
+  user_agent_name?: string;
+}
+
+export type Json = string | number | boolean | null | Json[] | { [k: string]: Json };
+
+export function structToJson(s: PbStruct | null | undefined): Record<string, Json> {
+  const out: Record<string, Json> = {};
+  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = valueToJson(v);
+  return out;
+}
+
+function valueToJson(v: PbValue): Json {
+  if (v.string_value !== undefined && v.string_value !== null) return v.string_value;
+  if (v.number_value !== undefined && v.number_value !== null) return v.number_value;
+  if (v.bool_value !== undefined && v.bool_value !== null) return v.bool_value;
+  if (v.struct_value) return structToJson(v.struct_value);
+  if (v.list_value) return (v.list_value.values ?? []).map(valueToJson);
+  return null;
+}
+
+export class NodeError extends Error {
+  constructor(nodeId: string, field: string, reason: string) {
+    super(`xDS node "${nodeId}": node.${field}: ${reason}`);
+    this.name = 'NodeError';
+  }
+}
+
+function port(meta: Record<string, Json>, key: string, fallback: number, id: string): number {
+  const v = meta[key];
+  if (v === undefined || v === null) return fallback;
+  const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw new NodeError(id, `metadata.${key}`, `must be a port number 1-65535 (got ${JSON.stringify(v)})`);
+  return n;
+}
+
+/** Reads the proxy's role and placement from its node. Throws NodeError naming the bad field. */
+export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
+  const id = node?.id ?? '';
+  if (id === '') throw new NodeError('(none)', 'id', 'is required: each proxy needs a unique node id');
+  const meta = structToJson(node?.metadata);
+  const role = meta['role'] ?? 'gateway';
+  const loc = node?.locality;
+  const locality = loc && (loc.region || loc.zone) ? { region: loc.region ?? '', zone: loc.zone ?? '' } : undefined;
+  if (role === 'gateway') {
+    return { id, role, ...(locality ? { locality } : {}), listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id) };
+  }
+  if (role === 'sidecar') {
+    const service = meta['service'];
+    if (typeof service !== 'string' || service === '') throw new NodeError(id, 'metadata.service', 'a sidecar must name the MCP service it fronts');
+    return {
+      id, role, service, ...(locality ? { locality } : {}),
+      listenerPort: port(meta, 'inbound_port', DEFAULT_SIDECAR_INBOUND_PORT, id),
+      appPort: port(meta, 'app_port', DEFAULT_SIDECAR_APP_PORT, id),
+    };
+  }
+  throw new NodeError(id, 'metadata.role', `must be "gateway" or "sidecar" (got ${JSON.stringify(role)})`);
+}
+
+/** Proxies with the same key get the same snapshot, so it is built and encoded once for all of them. */
+export function snapshotKey(p: ProxyInfo): string {
+  const loc = p.locality ? `${p.locality.region}/${p.locality.zone}` : '-';
+  return p.role === 'gateway' ? `gateway|${loc}|${p.listenerPort}` : `sidecar|${p.service}|${p.listenerPort}|${p.appPort}`;
+}
