@@ -1,0 +1,109 @@
+// Wires the pipeline: source -> mesh model -> translators -> snapshot cache -> ADS, plus admin HTTP.
+import { Coalescer } from './cache/coalesce.ts';
+import { SnapshotCache } from './cache/cache.ts';
+import { SnapshotError } from './cache/snapshot.ts';
+import { createLogger, type Logger } from './log.ts';
+import { Metrics } from './metrics.ts';
+import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
+import { AdminServer } from './server/admin.ts';
+import { AdsServer } from './server/ads.ts';
+import { ProxyTracker } from './server/proxies.ts';
+import { RegistryFileSource } from './sources/registry-file.ts';
+
+export interface ControlPlaneOptions {
+  registryFile: string;
+  xdsHost?: string;
+  xdsPort?: number;
+  adminHost?: string;
+  adminPort?: number;
+  /** Quiet window before a burst of source changes is turned into one rebuild. */
+  quietMs?: number;
+  /** Longest a change waits for the burst to end. */
+  maxDelayMs?: number;
+  log?: Logger;
+  metrics?: Metrics;
+}
+
+export const DEFAULT_XDS_PORT = 18000;
+export const DEFAULT_ADMIN_PORT = 18001;
+
+export class ControlPlane {
+  readonly cache = new SnapshotCache();
+  readonly tracker = new ProxyTracker();
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  xdsPort = 0;
+  adminPort = 0;
+  private readonly builder = new MeshBuilder();
+  private readonly coalescer: Coalescer<ServiceSpec[]>;
+  private readonly source: RegistryFileSource;
+  private readonly ads: AdsServer;
+  private readonly admin: AdminServer;
+  private readonly sourceErrors: Record<string, string | undefined> = {};
+  private readonly opts: ControlPlaneOptions;
+
+  constructor(opts: ControlPlaneOptions) {
+    this.opts = opts;
+    this.log = opts.log ?? createLogger();
+    this.metrics = opts.metrics ?? new Metrics();
+    this.coalescer = new Coalescer(opts.quietMs ?? 100, opts.maxDelayMs ?? 1000, (specs) => this.apply(specs, 'registry'));
+    this.source = new RegistryFileSource(opts.registryFile);
+    this.ads = new AdsServer({ cache: this.cache, tracker: this.tracker, metrics: this.metrics, log: this.log.child('ads') });
+    this.admin = new AdminServer({ cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }) });
+  }
+
+  /**
+   * Builds and publishes the mesh described by `specs`. Returns false (and publishes nothing) when a
+   * generated resource is invalid; proxies keep their last good config.
+   */
+  apply(specs: readonly ServiceSpec[], source: string): boolean {
+    const started = performance.now();
+    const mesh = this.builder.build(specs);
+    try {
+      const { changed } = this.cache.setMesh(mesh);
+      const seconds = (performance.now() - started) / 1000;
+      this.metrics.snapshotBuild.observe(seconds);
+      this.metrics.snapshotKeys.set(this.cache.size);
+      this.metrics.meshServices.set(mesh.services.length);
+      const eps = mesh.services.flatMap((s) => s.endpoints);
+      this.metrics.meshEndpoints.set({ health: 'healthy' }, eps.filter((e) => e.healthy).length);
+      this.metrics.meshEndpoints.set({ health: 'unhealthy' }, eps.filter((e) => !e.healthy).length);
+      this.sourceErrors[source] = undefined;
+      this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, build_ms: Math.round(seconds * 1000) });
+      return true;
+    } catch (err) {
+      if (!(err instanceof SnapshotError)) throw err;
+      this.metrics.snapshotsRejected.inc();
+      this.sourceErrors[source] = err.message;
+      this.log.error('mesh update rejected; proxies keep their last good config', { source, error: err.message });
+      return false;
+    }
+  }
+
+  private sourceFailed(source: string, err: Error): void {
+    this.metrics.sourceErrors.inc({ source });
+    this.sourceErrors[source] = err.message;
+    this.log.error('registry update rejected; serving the last good mesh', { source, error: err.message });
+  }
+
+  async start(): Promise<this> {
+    this.source.on('update', (specs) => this.coalescer.push(specs));
+    this.source.on('error', (err) => this.sourceFailed('registry', err));
+    try {
+      this.apply(this.source.load(), 'registry');
+    } catch (err) {
+      // Not fatal: stay up, unready, and pick up the fix when the file is edited.
+      this.sourceFailed('registry', err as Error);
+    }
+    this.source.start();
+    this.xdsPort = await this.ads.listen(this.opts.xdsHost ?? '0.0.0.0', this.opts.xdsPort ?? DEFAULT_XDS_PORT);
+    this.adminPort = await this.admin.listen(this.opts.adminHost ?? '0.0.0.0', this.opts.adminPort ?? DEFAULT_ADMIN_PORT);
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    this.source.stop();
+    this.coalescer.stop();
+    await Promise.all([this.ads.close(), this.admin.close()]);
+  }
+}
