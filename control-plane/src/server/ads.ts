@@ -234,6 +234,7 @@ export class AdsServer {
       const status = session.status;
       const t = this.opts.tracker.type(status, kind);
       const nonce = req.response_nonce ?? '';
+      this.opts.log.debug('sotw request', { proxy: status.proxy.id, type: kind, names: req.resource_names, nonce, version: req.version_info, sent_nonce: t.sentNonce, nack: req.error_detail?.message });
       if (nonce !== '') {
         // A stale nonce answers a response that has since been superseded: nothing to do.
         if (nonce !== t.sentNonce) return;

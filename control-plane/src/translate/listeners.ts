@@ -1,6 +1,6 @@
 import { protoDuration } from '../model/duration.ts';
 import type { MeshService } from '../model/types.ts';
-import { apiListener, STAT_PREFIX } from './naming.ts';
+import { apiListener, apiRoutes, STAT_PREFIX } from './naming.ts';
 import { ADS_CONFIG_SOURCE, any, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -48,13 +48,12 @@ export function socketListener(name: string, port: number, hcm: HcmOptions): Xds
   };
 }
 
-/**
- * A listener without a socket for proxyless gRPC clients dialing `xds:///<service>`. The incarnation in
- * its metadata makes a re-added service differ from the copy such a client may still hold.
- */
-export function apiListenerResource(svc: MeshService, routeConfigName: string): XdsResource {
+/** A listener without a socket for proxyless gRPC clients dialing `xds:///<service>`. */
+export function apiListenerResource(svc: MeshService): XdsResource {
   const name = apiListener(svc.name);
-  const hcm = httpConnectionManager({ statPrefix: STAT_PREFIX.apiListener(svc.name), routeConfigName, streamIdleTimeoutMs: svc.routing.streamIdleTimeoutMs, edge: false });
+  const hcm = httpConnectionManager({
+    statPrefix: STAT_PREFIX.apiListener(svc.name), routeConfigName: apiRoutes(svc.name, svc.incarnation), streamIdleTimeoutMs: svc.routing.streamIdleTimeoutMs, edge: false,
+  });
   // gRPC ignores access logs but rejects nothing it does not use; keep its listener minimal all the same.
   const { access_log: _unused, ...minimal } = hcm as { access_log?: unknown } & ProtoObject;
   return {
@@ -64,7 +63,6 @@ export function apiListenerResource(svc: MeshService, routeConfigName: string): 
     body: {
       name,
       api_listener: { api_listener: minimal },
-      metadata: { filter_metadata: { mcpmesh: { service: svc.name, incarnation: svc.incarnation } } },
     },
   };
 }

@@ -32,6 +32,14 @@ export function apiListener(service: string): string {
   return service;
 }
 
+/**
+ * Per-service route table for an API listener. grpc-js-xds keeps the route name of a removed listener and
+ * does not re-watch it when the listener returns with the same name, so a re-added service gets a new name.
+ */
+export function apiRoutes(service: string, incarnation: number): string {
+  return incarnation === 0 ? `api.${service}` : `api.${service}~${incarnation}`;
+}
+
 export function virtualHost(service: string): string {
   return `mcp.${service}`;
 }

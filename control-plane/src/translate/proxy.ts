@@ -6,14 +6,15 @@ import { loadAssignment } from './endpoints.ts';
 import { apiListenerResource, socketListener } from './listeners.ts';
 import { GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
 import type { XdsResource } from './resource.ts';
-import { gatewayRoutes, sidecarRoutes } from './routes.ts';
+import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 
 export function gatewayResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
   const idle = Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs));
   return [
     socketListener(GATEWAY_LISTENER, proxy.listenerPort, { statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, streamIdleTimeoutMs: idle, edge: true }),
-    ...mesh.services.map((svc) => apiListenerResource(svc, GATEWAY_ROUTES)),
+    ...mesh.services.map(apiListenerResource),
     gatewayRoutes(mesh),
+    ...mesh.services.map(apiRouteConfig),
     ...mesh.services.map(serviceClusterResource),
     ...mesh.services.map((svc) => loadAssignment(svc, proxy.locality)),
   ];

@@ -1,7 +1,7 @@
 import { protoDuration } from '../model/duration.ts';
 import type { Mesh, MeshService, Routing } from '../model/types.ts';
 import {
-  GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, serviceCluster, virtualHost,
+  apiRoutes, GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, serviceCluster, virtualHost,
 } from './naming.ts';
 import { u32, type ProtoObject, type XdsResource } from './resource.ts';
 
@@ -32,12 +32,16 @@ function hostDomains(svc: MeshService): string[] {
  * service; on any other host `/mcp/<service>[/...]` goes to it with the prefix rewritten to the
  * service's own MCP path. Exact + slash-prefix matches keep `/mcp/weather` from catching `/mcp/weatherx`.
  */
-export function gatewayRoutes(mesh: Mesh): XdsResource {
-  const hostVhosts = mesh.services.map((svc) => ({
+function hostVhost(svc: MeshService): ProtoObject {
+  return {
     name: virtualHost(svc.name),
     domains: hostDomains(svc),
     routes: [{ name: `${svc.name}.host`, match: { prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing) }],
-  }));
+  };
+}
+
+export function gatewayRoutes(mesh: Mesh): XdsResource {
+  const hostVhosts = mesh.services.map(hostVhost);
   const pathRoutes = mesh.services.flatMap((svc) => {
     const prefix = gatewayPathPrefix(svc.name);
     const target = svc.routing.mcpPath;
@@ -50,7 +54,8 @@ export function gatewayRoutes(mesh: Mesh): XdsResource {
   const pathVhost = {
     name: GATEWAY_PATH_VHOST,
     domains: ['*'],
-    routes: [...pathRoutes, { name: 'not-found', match: { prefix: '/' }, direct_response: { status: 404, body: { inline_string: 'no MCP service at this path; use /mcp/<service>\n' } } }],
+    // No catch-all direct_response: Envoy already answers 404 (NR) and proxyless gRPC NACKs direct_response.
+    routes: pathRoutes,
   };
   return {
     kind: 'route',
@@ -58,6 +63,12 @@ export function gatewayRoutes(mesh: Mesh): XdsResource {
     wildcard: true,
     body: { name: GATEWAY_ROUTES, virtual_hosts: [...hostVhosts, pathVhost], validate_clusters: { value: false } },
   };
+}
+
+/** Route table of one service's API listener (proxyless gRPC clients): the service's host virtual host only. */
+export function apiRouteConfig(svc: MeshService): XdsResource {
+  const name = apiRoutes(svc.name, svc.incarnation);
+  return { kind: 'route', name, wildcard: false, body: { name, virtual_hosts: [hostVhost(svc)], validate_clusters: { value: false } } };
 }
 
 /** Sidecar inbound: everything goes to the local MCP server. */

@@ -1,0 +1,40 @@
+// Starts a real control plane on ephemeral ports with a registry file in a temp dir.
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { ControlPlane } from '../../control-plane/src/control-plane.ts';
+import { createLogger, silentLogger, type Logger } from '../../control-plane/src/log.ts';
+import { Metrics } from '../../control-plane/src/metrics.ts';
+
+export interface TestControlPlane {
+  cp: ControlPlane;
+  registryFile: string;
+  /** Replaces the registry file atomically (as editors do) and lets the watcher pick it up. */
+  writeRegistry(yaml: string): void;
+  admin(pathAndQuery: string): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+export async function startControlPlane(initialYaml: string, opts: { quietMs?: number; maxDelayMs?: number; log?: Logger } = {}): Promise<TestControlPlane> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
+  const registryFile = path.join(dir, 'registry.yaml');
+  writeFileSync(registryFile, initialYaml);
+  const log = opts.log ?? (process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger);
+  const cp = new ControlPlane({
+    registryFile, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0,
+    quietMs: opts.quietMs ?? 20, maxDelayMs: opts.maxDelayMs ?? 200, log, metrics: new Metrics({ processMetrics: false }),
+  });
+  await cp.start();
+  let n = 0;
+  return {
+    cp,
+    registryFile,
+    writeRegistry(yaml: string) {
+      const tmp = path.join(dir, `.registry.${n++}.tmp`);
+      writeFileSync(tmp, yaml);
+      renameSync(tmp, registryFile);
+    },
+    admin: (p) => fetch(`http://127.0.0.1:${cp.adminPort}${p}`),
+    stop: () => cp.stop(),
+  };
+}
