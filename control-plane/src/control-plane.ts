@@ -58,9 +58,10 @@ export class ControlPlane {
    */
   apply(specs: readonly ServiceSpec[], source: string): boolean {
     const started = performance.now();
-    const mesh = this.builder.build(specs);
+    const { mesh, commit } = this.builder.build(specs);
     try {
       const { changed } = this.cache.setMesh(mesh);
+      commit();
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
       this.metrics.snapshotKeys.set(this.cache.size);

@@ -13,9 +13,13 @@ export class MeshBuilder {
   private readonly incarnations = new Map<string, number>();
   private present = new Set<string>();
 
-  /** Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation. */
-  build(specs: readonly ServiceSpec[]): Mesh {
+  /**
+   * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation.
+   * Nothing is remembered until `commit` is called, so a mesh that is then refused leaves no trace.
+   */
+  build(specs: readonly ServiceSpec[]): { mesh: Mesh; commit: () => void } {
     const next = new Set<string>();
+    const incarnations = new Map<string, number>();
     const services = [...specs]
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       .map((spec): MeshService => {
@@ -23,10 +27,15 @@ export class MeshBuilder {
         let incarnation = this.incarnations.get(spec.name);
         if (incarnation === undefined) incarnation = 0;
         else if (!this.present.has(spec.name)) incarnation += 1;
-        this.incarnations.set(spec.name, incarnation);
+        incarnations.set(spec.name, incarnation);
         return { ...spec, incarnation, endpoints: [...spec.endpoints].sort(compareEndpoints) };
       });
-    this.present = next;
-    return { services };
+    return {
+      mesh: { services },
+      commit: () => {
+        for (const [name, n] of incarnations) this.incarnations.set(name, n);
+        this.present = next;
+      },
+    };
   }
 }

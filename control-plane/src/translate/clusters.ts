@@ -1,7 +1,7 @@
 import { protoDuration } from '../model/duration.ts';
 import type { MeshService, OutlierDetection, HealthCheck, Routing } from '../model/types.ts';
 import { localAppCluster, serviceCluster, serviceEndpoints } from './naming.ts';
-import { ADS_CONFIG_SOURCE, any, u32, type ProtoObject, type XdsResource } from './resource.ts';
+import { ADS_CONFIG_SOURCE, any, struct, u32, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
@@ -89,7 +89,7 @@ export function serviceClusterResource(svc: MeshService): XdsResource {
       outlier_detection: outlierDetection(svc.outlierDetection),
       health_checks: healthChecks(svc.healthCheck),
       typed_extension_protocol_options: protocolOptions(svc.routing),
-      metadata: { filter_metadata: { mcpmesh: { service: svc.name, protocol: svc.protocol } } },
+      metadata: { filter_metadata: { mcpmesh: struct({ service: svc.name, protocol: svc.protocol }) } },
     },
   };
 }
@@ -111,7 +111,7 @@ export function localAppClusterResource(service: string, appPort: number, routin
       },
       circuit_breakers: CIRCUIT_BREAKERS,
       typed_extension_protocol_options: protocolOptions(routing),
-      metadata: { filter_metadata: { mcpmesh: { service } } },
+      metadata: { filter_metadata: { mcpmesh: struct({ service }) } },
     },
   };
 }

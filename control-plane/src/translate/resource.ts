@@ -24,3 +24,19 @@ export function any(typeName: string, fields: ProtoObject): ProtoObject {
 export function u32(value: number): ProtoObject {
   return { value };
 }
+
+export type JsonValue = string | number | boolean | null | readonly JsonValue[] | { readonly [k: string]: JsonValue };
+
+/** google.protobuf.Struct in protobufjs object form (its well-known types use camelCase field names). */
+export function struct(json: { readonly [k: string]: JsonValue }): ProtoObject {
+  return { fields: Object.fromEntries(Object.entries(json).map(([k, v]) => [k, value(v)])) };
+}
+
+function value(v: JsonValue): ProtoObject {
+  if (v === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof v === 'string') return { stringValue: v };
+  if (typeof v === 'number') return { numberValue: v };
+  if (typeof v === 'boolean') return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(value) } };
+  return { structValue: struct(v as { readonly [k: string]: JsonValue }) };
+}

@@ -2,14 +2,14 @@
 import { DEFAULT_GATEWAY_PORT, DEFAULT_SIDECAR_APP_PORT, DEFAULT_SIDECAR_INBOUND_PORT } from '../model/defaults.ts';
 import type { ProxyInfo } from '../model/types.ts';
 
-/** google.protobuf.Struct / Value as protobufjs decodes them (keepCase). */
+/** google.protobuf.Struct / Value as protobufjs decodes them (its built-in well-known types use camelCase). */
 interface PbValue {
-  null_value?: unknown;
-  number_value?: number;
-  string_value?: string;
-  bool_value?: boolean;
-  struct_value?: PbStruct;
-  list_value?: { values?: PbValue[] };
+  nullValue?: unknown;
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: PbStruct;
+  listValue?: { values?: PbValue[] };
 }
 interface PbStruct {
   fields?: Record<string, PbValue>;
@@ -32,11 +32,11 @@ export function structToJson(s: PbStruct | null | undefined): Record<string, Jso
 }
 
 function valueToJson(v: PbValue): Json {
-  if (v.string_value !== undefined && v.string_value !== null) return v.string_value;
-  if (v.number_value !== undefined && v.number_value !== null) return v.number_value;
-  if (v.bool_value !== undefined && v.bool_value !== null) return v.bool_value;
-  if (v.struct_value) return structToJson(v.struct_value);
-  if (v.list_value) return (v.list_value.values ?? []).map(valueToJson);
+  if (v.stringValue !== undefined && v.stringValue !== null) return v.stringValue;
+  if (v.numberValue !== undefined && v.numberValue !== null) return v.numberValue;
+  if (v.boolValue !== undefined && v.boolValue !== null) return v.boolValue;
+  if (v.structValue) return structToJson(v.structValue);
+  if (v.listValue) return (v.listValue.values ?? []).map(valueToJson);
   return null;
 }
 

@@ -81,7 +81,6 @@ class Walker {
       this.any(value, path);
       return;
     }
-    if (type.fullName === '.google.protobuf.Struct' || type.fullName === '.google.protobuf.Value') return;
     for (const key of Object.keys(value)) {
       if (!type.fields[key]) this.add(join(path, key), 'schema.unknown_field', `${type.fullName.slice(1)} has no field "${key}"`);
     }
