@@ -115,6 +115,9 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
   if (!services) r.fail('services', 'is required (a list of MCP services)');
   const out: ServiceSpec[] = [];
   const seen = new Map<string, string>();
+  // Service names are hosts too (`weather` routes to weather): a host may belong to one service only.
+  const seenHosts = new Map<string, string>();
+  for (const raw of services ?? []) if (isNode(raw) && typeof raw['name'] === 'string') seenHosts.set(raw['name'], raw['name']);
   (services ?? []).forEach((raw, i) => {
     const p = `services[${i}]`;
     if (!isNode(raw)) {
@@ -147,6 +150,11 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       seenEp.set(key, j);
       endpoints.push(ep);
     });
+    for (const [h, host] of routing.hosts.entries()) {
+      const owner = seenHosts.get(host);
+      if (owner !== undefined && owner !== name) r.fail(`${p}.routing.hosts[${h}]`, `host "${host}" is already routed to service "${owner}"`);
+      seenHosts.set(host, name ?? p);
+    }
     if (name !== undefined && protocol !== undefined) out.push({ name, protocol, endpoints, routing, outlierDetection, healthCheck });
   });
   if (r.problems.length > 0) throw new ConfigError(source, r.problems);

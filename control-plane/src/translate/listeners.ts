@@ -22,6 +22,7 @@ function httpConnectionManager(o: HcmOptions): ProtoObject {
     // Per-route idle_timeout narrows this; the connection manager must not be the one that cuts SSE.
     stream_idle_timeout: protoDuration(o.streamIdleTimeoutMs),
     request_timeout: protoDuration(0),
+    strip_any_host_port: true,
     use_remote_address: { value: o.edge },
     normalize_path: { value: true },
     merge_slashes: true,

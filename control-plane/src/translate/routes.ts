@@ -22,13 +22,13 @@ function routeAction(cluster: string, routing: Routing, extra: ProtoObject = {})
   };
 }
 
+// Listeners strip the port from Host (strip_any_host_port), so bare names match `weather:8080` too.
 function hostDomains(svc: MeshService): string[] {
-  const names = [svc.name, ...svc.routing.hosts];
-  return [...new Set(names.flatMap((h) => [h, `${h}:*`]))].sort();
+  return [...new Set([svc.name, ...svc.routing.hosts])].sort();
 }
 
 /**
- * Gateway routes: by host (`weather`, `weather:8080`, extra hosts) the whole path space goes to the
+ * Gateway routes: by host (`weather`, extra hosts; any port) the whole path space goes to the
  * service; on any other host `/mcp/<service>[/...]` goes to it with the prefix rewritten to the
  * service's own MCP path. Exact + slash-prefix matches keep `/mcp/weather` from catching `/mcp/weatherx`.
  */

@@ -190,22 +190,24 @@ class Walker {
     else this.checkShape(field, raw, path);
   }
 
-  private checkShape(field: protobuf.Field, raw: unknown, path: string): void {
+  /** Reports a value of the wrong JSON shape; returns false when it did (rules are then meaningless). */
+  private checkShape(field: protobuf.Field, raw: unknown, path: string): boolean {
     const rt = field.resolvedType;
+    let problem: [string, string] | undefined;
     if (rt instanceof protobuf.Enum) {
       const known = typeof raw === 'string' ? raw in rt.values : Object.values(rt.values).includes(Number(raw));
-      if (!known) this.add(path, 'schema.enum', `${String(raw)} is not a value of ${rt.fullName.slice(1)}`);
-      return;
-    }
-    if (field.type === 'string' && typeof raw !== 'string') this.add(path, 'schema.type', 'expected a string');
-    else if (field.type === 'bool' && typeof raw !== 'boolean') this.add(path, 'schema.type', 'expected a boolean');
+      if (!known) problem = ['schema.enum', `${String(raw)} is not a value of ${rt.fullName.slice(1)}`];
+    } else if (field.type === 'string' && typeof raw !== 'string') problem = ['schema.type', 'expected a string'];
+    else if (field.type === 'bool' && typeof raw !== 'boolean') problem = ['schema.type', 'expected a boolean'];
     else if (NUMERIC_KINDS.has(field.type) && !(typeof raw === 'number' || typeof raw === 'bigint' || (typeof raw === 'string' && /^-?\d+$/.test(raw)))) {
-      this.add(path, 'schema.type', `expected a ${field.type}`);
+      problem = ['schema.type', `expected a ${field.type}`];
     }
+    if (problem) this.add(path, ...problem);
+    return problem === undefined;
   }
 
   private checkScalar(field: protobuf.Field, rules: Rules, raw: unknown, path: string): void {
-    this.checkShape(field, raw, path);
+    if (!this.checkShape(field, raw, path)) return;
     const rt = field.resolvedType;
     if (rt instanceof protobuf.Enum) {
       const enumRules = rules['enum'];
