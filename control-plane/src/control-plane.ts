@@ -8,10 +8,15 @@ import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
 import { AdminServer } from './server/admin.ts';
 import { AdsServer } from './server/ads.ts';
 import { ProxyTracker } from './server/proxies.ts';
+import { ConvergenceTracker } from './server/convergence.ts';
+import { ConsulSource, type ConsulSourceOptions } from './sources/consul.ts';
 import { RegistryFileSource } from './sources/registry-file.ts';
 
 export interface ControlPlaneOptions {
+  /** The embedded registry; used when no Consul is configured. */
   registryFile: string;
+  /** When set, Consul is the source and the registry file is not read. */
+  consul?: ConsulSourceOptions;
   xdsHost?: string;
   xdsPort?: number;
   adminHost?: string;
@@ -35,8 +40,9 @@ export class ControlPlane {
   xdsPort = 0;
   adminPort = 0;
   private readonly builder = new MeshBuilder();
-  private readonly coalescer: Coalescer<ServiceSpec[]>;
-  private readonly source: RegistryFileSource;
+  private readonly coalescer: Coalescer<{ specs: ServiceSpec[]; observedAt: number }>;
+  private readonly source: RegistryFileSource | ConsulSource;
+  private readonly convergence: ConvergenceTracker;
   private readonly ads: AdsServer;
   private readonly admin: AdminServer;
   private readonly sourceErrors: Record<string, string | undefined> = {};
@@ -46,9 +52,14 @@ export class ControlPlane {
     this.opts = opts;
     this.log = opts.log ?? createLogger();
     this.metrics = opts.metrics ?? new Metrics();
-    this.coalescer = new Coalescer(opts.quietMs ?? 100, opts.maxDelayMs ?? 1000, (specs) => this.apply(specs, 'registry'));
-    this.source = new RegistryFileSource(opts.registryFile);
-    this.ads = new AdsServer({ cache: this.cache, tracker: this.tracker, metrics: this.metrics, log: this.log.child('ads') });
+    this.coalescer = new Coalescer(opts.quietMs ?? 100, opts.maxDelayMs ?? 1000, (c) => this.apply(c.specs, this.sourceName, c.observedAt), (prev, next) => ({
+      specs: next.specs,
+      // Convergence counts from the first change of a burst: that is what a user waits from.
+      observedAt: Math.min(prev.observedAt, next.observedAt),
+    }));
+    this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile);
+    this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
+    this.ads = new AdsServer({ cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads') });
     this.admin = new AdminServer({ cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }) });
   }
 
@@ -56,7 +67,16 @@ export class ControlPlane {
    * Builds and publishes the mesh described by `specs`. Returns false (and publishes nothing) when a
    * generated resource is invalid; proxies keep their last good config.
    */
-  apply(specs: readonly ServiceSpec[], source: string): boolean {
+  get sourceName(): 'consul' | 'registry' {
+    return this.source instanceof ConsulSource ? 'consul' : 'registry';
+  }
+
+  /** What the control plane reads its mesh from, for humans. */
+  get sourceDescription(): string {
+    return this.source instanceof ConsulSource ? this.source.description : `registry file ${this.opts.registryFile}`;
+  }
+
+  apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
     const started = performance.now();
     const { mesh, commit } = this.builder.build(specs);
     try {
@@ -70,6 +90,7 @@ export class ControlPlane {
       this.metrics.meshEndpoints.set({ health: 'healthy' }, eps.filter((e) => e.healthy).length);
       this.metrics.meshEndpoints.set({ health: 'unhealthy' }, eps.filter((e) => !e.healthy).length);
       this.sourceErrors[source] = undefined;
+      if (changed > 0) this.convergence.begin(source, observedAt ?? started);
       this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, build_ms: Math.round(seconds * 1000) });
       return true;
     } catch (err) {
@@ -88,15 +109,27 @@ export class ControlPlane {
   }
 
   async start(): Promise<this> {
-    this.source.on('update', (specs) => this.coalescer.push(specs));
-    this.source.on('error', (err) => this.sourceFailed('registry', err));
-    try {
-      this.apply(this.source.load(), 'registry');
-    } catch (err) {
-      // Not fatal: stay up, unready, and pick up the fix when the file is edited.
-      this.sourceFailed('registry', err as Error);
+    const src = this.source;
+    if (src instanceof ConsulSource) {
+      src.on('update', (u) => {
+        for (const s of u.skipped) {
+          this.metrics.consulSkipped.inc({ service: s.service });
+          this.log.warn('consul instance skipped', { service: s.service, instance: s.instance, reason: s.reason, index: u.index });
+        }
+        this.coalescer.push({ specs: u.specs, observedAt: u.observedAt });
+      });
+      src.on('error', (err) => this.sourceFailed('consul', err));
+    } else {
+      src.on('update', (specs, observedAt) => this.coalescer.push({ specs, observedAt }));
+      src.on('error', (err) => this.sourceFailed('registry', err));
+      try {
+        this.apply(src.load(), 'registry');
+      } catch (err) {
+        // Not fatal: stay up, unready, and pick up the fix when the file is edited.
+        this.sourceFailed('registry', err as Error);
+      }
     }
-    this.source.start();
+    src.start();
     this.xdsPort = await this.ads.listen(this.opts.xdsHost ?? '0.0.0.0', this.opts.xdsPort ?? DEFAULT_XDS_PORT);
     this.adminPort = await this.admin.listen(this.opts.adminHost ?? '0.0.0.0', this.opts.adminPort ?? DEFAULT_ADMIN_PORT);
     return this;
@@ -105,6 +138,7 @@ export class ControlPlane {
   async stop(): Promise<void> {
     this.source.stop();
     this.coalescer.stop();
+    this.convergence.stop();
     await Promise.all([this.ads.close(), this.admin.close()]);
   }
 }

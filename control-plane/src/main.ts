@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ControlPlane, DEFAULT_ADMIN_PORT, DEFAULT_XDS_PORT } from './control-plane.ts';
 import { createLogger } from './log.ts';
+import { consulOptionsFromEnv } from './sources/consul.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -14,20 +15,28 @@ const { values } = parseArgs({
     'xds-port': { type: 'string', default: env['MCPMESH_XDS_PORT'] ?? String(DEFAULT_XDS_PORT) },
     'admin-port': { type: 'string', default: env['MCPMESH_ADMIN_PORT'] ?? String(DEFAULT_ADMIN_PORT) },
     host: { type: 'string', default: env['MCPMESH_BIND'] ?? '0.0.0.0' },
+    consul: { type: 'string', default: env['CONSUL_HTTP_ADDR'] },
+    'consul-datacenter': { type: 'string', default: env['MCPMESH_CONSUL_DATACENTER'] },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
 
 if (values.help) {
   process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N] [--host ADDR]
+                           [--consul ADDR] [--consul-datacenter DC]
   env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND, MCPMESH_LOG_LEVEL
+       Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
+       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG
 `);
   process.exit(0);
 }
 
 const log = createLogger();
+const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul }) : undefined;
+const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
 const cp = new ControlPlane({
   registryFile: values.registry,
+  ...(consul ? { consul } : {}),
   xdsHost: values.host,
   xdsPort: Number(values['xds-port']),
   adminHost: values.host,
@@ -44,9 +53,9 @@ try {
 log.info('control plane listening', {
   xds: `grpc://${values.host}:${cp.xdsPort}`,
   admin: `http://${values.host}:${cp.adminPort}`,
-  registry: path.resolve(values.registry),
+  source: cp.sourceDescription,
 });
-process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${values.host}:${cp.xdsPort}\n  admin:           http://127.0.0.1:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n  registry:        ${path.resolve(values.registry)}\n`);
+process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${values.host}:${cp.xdsPort}\n  admin:           http://127.0.0.1:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n  source:          ${cp.sourceDescription}\n`);
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {

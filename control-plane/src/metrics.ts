@@ -24,6 +24,18 @@ export class Metrics {
     name: 'mcpmesh_xds_stream_errors_total', help: 'xDS streams closed by the control plane because of a bad request, by reason',
     labelNames: ['reason'] as const, registers: [this.registry],
   });
+  readonly convergence = new Histogram({
+    name: 'mcpmesh_convergence_seconds', help: 'Time from a source change (Consul index change, registry edit) to the last affected proxy ACKing the new config',
+    labelNames: ['source'] as const, buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
+  });
+  readonly convergenceTimeouts = new Counter({
+    name: 'mcpmesh_convergence_timeouts_total', help: 'Changes after which some affected proxy had not answered within 60 s',
+    labelNames: ['source'] as const, registers: [this.registry],
+  });
+  readonly consulSkipped = new Counter({
+    name: 'mcpmesh_consul_instances_skipped_total', help: 'Consul service instances left out of the mesh because their data is malformed (reason in the log), by service',
+    labelNames: ['service'] as const, registers: [this.registry],
+  });
   readonly snapshotBuild = new Histogram({
     name: 'mcpmesh_snapshot_build_seconds', help: 'Time to translate, validate and encode the snapshots for one mesh update',
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],

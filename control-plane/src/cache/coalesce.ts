@@ -7,15 +7,18 @@ export class Coalescer<T> {
   private readonly quietMs: number;
   private readonly maxDelayMs: number;
   private readonly flushFn: (value: T) => void;
+  private readonly merge: (prev: T, next: T) => T;
 
-  constructor(quietMs: number, maxDelayMs: number, flush: (value: T) => void) {
+  /** `merge` folds a burst into one value; by default the latest wins. */
+  constructor(quietMs: number, maxDelayMs: number, flush: (value: T) => void, merge: (prev: T, next: T) => T = (_p, n) => n) {
     this.quietMs = quietMs;
     this.maxDelayMs = maxDelayMs;
     this.flushFn = flush;
+    this.merge = merge;
   }
 
   push(value: T): void {
-    this.pending = { value };
+    this.pending = { value: this.pending ? this.merge(this.pending.value, value) : value };
     clearTimeout(this.quietTimer);
     this.quietTimer = setTimeout(() => this.flush(), this.quietMs);
     this.maxTimer ??= setTimeout(() => this.flush(), this.maxDelayMs);

@@ -5,6 +5,14 @@
 export const MCP_PROTOCOLS = ['2024-11-05', '2025-03-26', '2025-06-18', '2025-11-25', '2026-07-28'] as const;
 export type McpProtocol = (typeof MCP_PROTOCOLS)[number];
 
+/**
+ * How the server speaks MCP over HTTP: Streamable HTTP (one endpoint, 2025-03-26 and later) or the
+ * deprecated HTTP+SSE transport (2024-11-05: GET /sse + POST endpoint announced in the stream). An SSE
+ * server announces an absolute POST path, so route it by host; path-prefix routing cannot rewrite it.
+ */
+export const MCP_TRANSPORTS = ['streamable-http', 'sse'] as const;
+export type McpTransport = (typeof MCP_TRANSPORTS)[number];
+
 export interface Locality {
   readonly region: string;
   readonly zone: string;
@@ -61,6 +69,7 @@ export interface Routing {
 export interface MeshService {
   readonly name: string;
   readonly protocol: McpProtocol;
+  readonly transport: McpTransport;
   /**
    * Bumped each time the service reappears after having been removed. Some xDS clients (grpc-js-xds) keep a
    * removed resource cached and ignore an identical re-add, so a re-added service must look different.

@@ -9,6 +9,7 @@ import type { Metrics } from '../metrics.ts';
 import type { ProxyInfo } from '../model/types.ts';
 import { proxyInfoFromNode, type PbNode } from '../xds/node.ts';
 import { kindOfTypeUrl, lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
+import type { ConvergenceTracker } from './convergence.ts';
 import type { ProxyStatus, ProxyTracker, TypeStatus, XdsMode } from './proxies.ts';
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
@@ -69,6 +70,7 @@ interface EncodedResponse {
 export interface AdsServerOptions {
   cache: SnapshotCache;
   tracker: ProxyTracker;
+  convergence: ConvergenceTracker;
   metrics: Metrics;
   log: Logger;
 }
@@ -168,6 +170,7 @@ export class AdsServer {
       closed = true;
       watch.cancel();
       tracker.close(status);
+      this.opts.convergence.closed(status.streamId);
       this.closers.delete(end);
       metrics.connectedProxies.dec({ role: proxy.role, mode });
       log.info('proxy disconnected', { proxy: proxy.id, role: proxy.role, mode });
@@ -200,6 +203,7 @@ export class AdsServer {
       t.ackedVersion = version;
       t.ackedAt = Date.now();
     }
+    this.opts.convergence.answered(status);
   }
 
   private sotw(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>): void {

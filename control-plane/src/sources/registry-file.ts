@@ -9,6 +9,7 @@ import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from
 import { ConfigError, isNode, join, Reader, type Node } from '../model/reader.ts';
 import {
   MCP_PROTOCOLS,
+  MCP_TRANSPORTS,
   type HealthCheck,
   type LbPolicy,
   type MeshEndpoint,
@@ -124,7 +125,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       r.fail(p, 'must be a mapping with name, protocol and endpoints');
       return;
     }
-    r.onlyKeys(raw, p, ['name', 'protocol', 'endpoints', 'routing', 'outlierDetection', 'healthCheck']);
+    r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'endpoints', 'routing', 'outlierDetection', 'healthCheck']);
     const name = r.string(raw, 'name', p, { required: true, pattern: SERVICE_NAME, hint: 'must be a DNS label: lower-case letters, digits and "-", at most 63' });
     if (name !== undefined) {
       const prev = seen.get(name);
@@ -132,6 +133,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       seen.set(name, p);
     }
     const protocol = r.oneOf(raw, 'protocol', p, MCP_PROTOCOLS, { required: true });
+    const transport = r.oneOf(raw, 'transport', p, MCP_TRANSPORTS) ?? 'streamable-http';
     const routingNode = r.object(raw, 'routing', p);
     const routing = readRouting(r, routingNode, join(p, 'routing'), baseRouting);
     // The health probe follows the MCP path unless the operator set one explicitly.
@@ -155,14 +157,15 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       if (owner !== undefined && owner !== name) r.fail(`${p}.routing.hosts[${h}]`, `host "${host}" is already routed to service "${owner}"`);
       seenHosts.set(host, name ?? p);
     }
-    if (name !== undefined && protocol !== undefined) out.push({ name, protocol, endpoints, routing, outlierDetection, healthCheck });
+    if (name !== undefined && protocol !== undefined) out.push({ name, protocol, transport, endpoints, routing, outlierDetection, healthCheck });
   });
   if (r.problems.length > 0) throw new ConfigError(source, r.problems);
   return out;
 }
 
 export interface RegistryFileEvents {
-  update: [ServiceSpec[]];
+  /** The new specs, and performance.now() when the file change was first noticed. */
+  update: [ServiceSpec[], number];
   error: [Error];
 }
 
@@ -176,6 +179,7 @@ export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastText: string | undefined;
+  private firstEventAt: number | undefined;
 
   constructor(file: string, opts: { debounceMs?: number } = {}) {
     super();
@@ -194,12 +198,15 @@ export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
   start(): void {
     this.watcher = watch(path.dirname(this.file), (_event, name) => {
       if (name !== null && name !== path.basename(this.file)) return;
+      this.firstEventAt ??= performance.now();
       clearTimeout(this.timer);
       this.timer = setTimeout(() => this.reload(), this.debounceMs);
     });
   }
 
   private reload(): void {
+    const observedAt = this.firstEventAt ?? performance.now();
+    this.firstEventAt = undefined;
     let text: string;
     try {
       text = readFileSync(this.file, 'utf8');
@@ -211,7 +218,7 @@ export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
     try {
       const specs = parseRegistry(text, this.file);
       this.lastText = text;
-      this.emit('update', specs);
+      this.emit('update', specs, observedAt);
     } catch (err) {
       this.emit('error', err as Error);
     }

@@ -89,7 +89,7 @@ export function serviceClusterResource(svc: MeshService): XdsResource {
       outlier_detection: outlierDetection(svc.outlierDetection),
       health_checks: healthChecks(svc.healthCheck),
       typed_extension_protocol_options: protocolOptions(svc.routing),
-      metadata: { filter_metadata: { mcpmesh: struct({ service: svc.name, protocol: svc.protocol }) } },
+      metadata: { filter_metadata: { mcpmesh: struct({ service: svc.name, protocol: svc.protocol, transport: svc.transport }) } },
     },
   };
 }

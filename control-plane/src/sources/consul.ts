@@ -1,0 +1,283 @@
+// Consul as a source: services tagged `mcp` in the catalog, and each one's health, watched with
+// blocking queries (the `consul` client's Watch: index/wait, X-Consul-Index, reset when the index
+// goes backwards, exponential backoff on errors). Any number of control-plane replicas may watch the
+// same Consul: the source keeps no state that another replica would need.
+import { EventEmitter } from 'node:events';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import { isIP } from 'node:net';
+import Consul from 'consul';
+import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
+import type { ServiceSpec } from '../model/mesh.ts';
+import { MCP_PROTOCOLS, MCP_TRANSPORTS, type McpProtocol, type McpTransport, type MeshEndpoint } from '../model/types.ts';
+
+export const CONSUL_META = {
+  region: 'region',
+  zone: 'zone',
+  protocol: 'mcp-protocol',
+  path: 'mcp-path',
+  transport: 'mcp-transport',
+} as const;
+
+export const DEFAULT_MCP_TAG = 'mcp';
+const DEFAULT_PROTOCOL: McpProtocol = '2025-11-25';
+const LOCALITY_PART = /^[A-Za-z0-9._-]{1,63}$/;
+const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+const HTTP_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
+
+/** One entry of GET /v1/health/service/:name, as Consul documents it (fields we read). */
+export interface HealthEntry {
+  Node?: { Node?: string; Address?: string; Datacenter?: string; Meta?: Record<string, string> | null };
+  Service?: { ID?: string; Service?: string; Tags?: string[] | null; Address?: string; Port?: number; Meta?: Record<string, string> | null; Weights?: { Passing?: number; Warning?: number } | null };
+  Checks?: Array<{ CheckID?: string; Status?: string; ServiceID?: string }> | null;
+}
+
+export interface SkippedInstance {
+  readonly service: string;
+  readonly instance: string;
+  readonly reason: string;
+}
+
+/** Consul's aggregate: any critical check -> critical, else any warning -> warning, else passing. */
+function aggregateStatus(checks: HealthEntry['Checks']): 'passing' | 'warning' | 'critical' {
+  let status: 'passing' | 'warning' | 'critical' = 'passing';
+  for (const c of checks ?? []) {
+    if (c.Status === 'critical') return 'critical';
+    if (c.Status === 'warning') status = 'warning';
+    else if (c.Status !== 'passing') return 'critical';
+  }
+  return status;
+}
+
+/**
+ * Maps Consul health entries onto the mesh model. Pure. An instance with bad data (no port, an address
+ * that is not an IP, bad meta) is skipped with a reason; it never takes its healthy siblings down with it.
+ */
+export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEntry[]>): { specs: ServiceSpec[]; skipped: SkippedInstance[] } {
+  const specs: ServiceSpec[] = [];
+  const skipped: SkippedInstance[] = [];
+  for (const [name, entries] of [...services.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!SERVICE_NAME.test(name)) {
+      skipped.push({ service: name, instance: '*', reason: 'service name is not a DNS label (lower-case letters, digits, "-")' });
+      continue;
+    }
+    const endpoints: MeshEndpoint[] = [];
+    const seen = new Set<string>();
+    let protocol: McpProtocol | undefined;
+    let transport: McpTransport | undefined;
+    let mcpPath: string | undefined;
+    const sorted = [...entries].sort((a, b) => String(a.Service?.ID).localeCompare(String(b.Service?.ID)));
+    for (const e of sorted) {
+      const svc = e.Service ?? {};
+      const instance = `${svc.ID ?? '?'}@${e.Node?.Node ?? '?'}`;
+      const skip = (reason: string): void => void skipped.push({ service: name, instance, reason });
+      const meta = svc.Meta ?? {};
+      const nodeMeta = e.Node?.Meta ?? {};
+      const address = svc.Address || e.Node?.Address || '';
+      if (!svc.Port || !Number.isInteger(svc.Port) || svc.Port < 1 || svc.Port > 65535) { skip(`missing or invalid port ${JSON.stringify(svc.Port)}`); continue; }
+      if (isIP(address) === 0) { skip(`address ${JSON.stringify(address)} is not an IP address`); continue; }
+      const region = meta[CONSUL_META.region] ?? nodeMeta[CONSUL_META.region] ?? '';
+      const zone = meta[CONSUL_META.zone] ?? nodeMeta[CONSUL_META.zone] ?? '';
+      if ((region !== '' && !LOCALITY_PART.test(region)) || (zone !== '' && !LOCALITY_PART.test(zone))) { skip(`bad locality meta region=${JSON.stringify(region)} zone=${JSON.stringify(zone)}`); continue; }
+      const p = meta[CONSUL_META.protocol] ?? DEFAULT_PROTOCOL;
+      if (!(MCP_PROTOCOLS as readonly string[]).includes(p)) { skip(`meta ${CONSUL_META.protocol}=${JSON.stringify(p)} is not one of ${MCP_PROTOCOLS.join(', ')}`); continue; }
+      const t = meta[CONSUL_META.transport] ?? 'streamable-http';
+      if (!(MCP_TRANSPORTS as readonly string[]).includes(t)) { skip(`meta ${CONSUL_META.transport}=${JSON.stringify(t)} is not one of ${MCP_TRANSPORTS.join(', ')}`); continue; }
+      const path = meta[CONSUL_META.path] ?? DEFAULT_ROUTING.mcpPath;
+      if (!HTTP_PATH.test(path)) { skip(`meta ${CONSUL_META.path}=${JSON.stringify(path)} is not an absolute HTTP path`); continue; }
+      // The first instance (by ID) sets how the service is spoken to; disagreeing instances are skipped.
+      if (protocol === undefined) {
+        protocol = p as McpProtocol;
+        transport = t as McpTransport;
+        mcpPath = path;
+      } else if (protocol !== p || transport !== t || mcpPath !== path) {
+        skip(`meta disagrees with the service's other instances (${CONSUL_META.protocol}=${protocol}, ${CONSUL_META.transport}=${transport}, ${CONSUL_META.path}=${mcpPath})`);
+        continue;
+      }
+      const key = `${address}:${svc.Port}`;
+      if (seen.has(key)) { skip(`duplicate endpoint ${key}`); continue; }
+      seen.add(key);
+      const status = aggregateStatus(e.Checks);
+      const weight = Math.min(128, Math.max(1, Math.round(svc.Weights?.Passing ?? 1)));
+      endpoints.push({ address, port: svc.Port, locality: { region, zone }, weight, healthy: status === 'passing' });
+    }
+    const path = mcpPath ?? DEFAULT_ROUTING.mcpPath;
+    specs.push({
+      name,
+      protocol: protocol ?? DEFAULT_PROTOCOL,
+      transport: transport ?? 'streamable-http',
+      endpoints,
+      routing: { ...DEFAULT_ROUTING, mcpPath: path },
+      outlierDetection: DEFAULT_OUTLIER_DETECTION,
+      healthCheck: { ...DEFAULT_HEALTH_CHECK, path },
+    });
+  }
+  return { specs, skipped };
+}
+
+export interface ConsulTlsOptions {
+  caFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  serverName?: string;
+  insecureSkipVerify?: boolean;
+}
+
+export interface ConsulSourceOptions {
+  /** `http://host:8500`, `https://host:8501` or `host:port` (as CONSUL_HTTP_ADDR). */
+  address: string;
+  token?: string;
+  datacenter?: string;
+  tls?: ConsulTlsOptions;
+  /** Only services carrying this tag are MCP services. */
+  tag?: string;
+  /** Blocking query wait, a Consul duration. */
+  wait?: string;
+  backoffFactorMs?: number;
+  backoffMaxMs?: number;
+}
+
+export interface ConsulUpdate {
+  readonly specs: ServiceSpec[];
+  readonly skipped: SkippedInstance[];
+  /** X-Consul-Index of the change that produced this update. */
+  readonly index: string;
+  /** performance.now() when the change was observed (start of convergence). */
+  readonly observedAt: number;
+}
+
+export interface ConsulSourceEvents {
+  update: [ConsulUpdate];
+  error: [Error];
+}
+
+interface WatchHandle {
+  end(): void;
+  on(event: 'change', fn: (data: unknown, res: { headers: Record<string, string | undefined> }) => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+}
+
+/** Reads CONSUL_HTTP_ADDR-style settings from the environment (the variables Consul's own CLI uses). */
+export function consulOptionsFromEnv(env: NodeJS.ProcessEnv): ConsulSourceOptions | undefined {
+  const address = env['CONSUL_HTTP_ADDR'];
+  if (!address) return undefined;
+  const ssl = env['CONSUL_HTTP_SSL'] === 'true';
+  const tls: ConsulTlsOptions = {
+    ...(env['CONSUL_CACERT'] ? { caFile: env['CONSUL_CACERT'] } : {}),
+    ...(env['CONSUL_CLIENT_CERT'] ? { certFile: env['CONSUL_CLIENT_CERT'] } : {}),
+    ...(env['CONSUL_CLIENT_KEY'] ? { keyFile: env['CONSUL_CLIENT_KEY'] } : {}),
+    ...(env['CONSUL_TLS_SERVER_NAME'] ? { serverName: env['CONSUL_TLS_SERVER_NAME'] } : {}),
+    ...(env['CONSUL_HTTP_SSL_VERIFY'] === 'false' ? { insecureSkipVerify: true } : {}),
+  };
+  return {
+    address: ssl && !address.includes('://') ? `https://${address}` : address,
+    ...(env['CONSUL_HTTP_TOKEN'] ? { token: env['CONSUL_HTTP_TOKEN'] } : {}),
+    ...(env['MCPMESH_CONSUL_DATACENTER'] ? { datacenter: env['MCPMESH_CONSUL_DATACENTER'] } : {}),
+    ...(env['MCPMESH_CONSUL_TAG'] ? { tag: env['MCPMESH_CONSUL_TAG'] } : {}),
+    ...(Object.keys(tls).length > 0 ? { tls } : {}),
+  };
+}
+
+/** Builds the `consul` client for an address, token, datacenter and TLS settings. */
+export function consulClient(o: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls'>): Consul {
+  const url = new URL(o.address.includes('://') ? o.address : `http://${o.address}`);
+  const secure = url.protocol === 'https:';
+  const agent = secure
+    ? new https.Agent({
+      keepAlive: true,
+      ...(o.tls?.caFile ? { ca: readFileSync(o.tls.caFile) } : {}),
+      ...(o.tls?.certFile ? { cert: readFileSync(o.tls.certFile) } : {}),
+      ...(o.tls?.keyFile ? { key: readFileSync(o.tls.keyFile) } : {}),
+      ...(o.tls?.serverName ? { servername: o.tls.serverName } : {}),
+      rejectUnauthorized: !o.tls?.insecureSkipVerify,
+    })
+    : undefined;
+  return new Consul({
+    host: url.hostname,
+    port: Number(url.port || (secure ? 8501 : 8500)),
+    secure,
+    ...(agent ? { agent } : {}),
+    defaults: { ...(o.token ? { token: o.token } : {}), ...(o.datacenter ? { dc: o.datacenter } : {}) },
+  });
+}
+
+export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
+  private readonly opts: ConsulSourceOptions;
+  private readonly consul: Consul;
+  private catalogWatch: WatchHandle | undefined;
+  private readonly healthWatches = new Map<string, WatchHandle>();
+  private readonly health = new Map<string, HealthEntry[]>();
+  private wanted = new Set<string>();
+  private catalogSeen = false;
+  private stopped = false;
+
+  constructor(opts: ConsulSourceOptions) {
+    super();
+    this.opts = opts;
+    this.consul = consulClient(opts);
+  }
+
+  get description(): string {
+    return `consul ${this.opts.address}${this.opts.datacenter ? ` dc=${this.opts.datacenter}` : ''} tag=${this.opts.tag ?? DEFAULT_MCP_TAG}`;
+  }
+
+  private watch(method: unknown, options: Record<string, string>): WatchHandle {
+    return this.consul.watch({
+      method: method as (...args: unknown[]) => unknown,
+      options: { wait: this.opts.wait ?? '30s', ...options },
+      backoffFactor: this.opts.backoffFactorMs ?? 100,
+      backoffMax: this.opts.backoffMaxMs ?? 30_000,
+    }) as unknown as WatchHandle;
+  }
+
+  start(): void {
+    const tag = this.opts.tag ?? DEFAULT_MCP_TAG;
+    const w = this.watch(this.consul.catalog.service.list, {});
+    this.catalogWatch = w;
+    w.on('error', (err) => this.emit('error', new Error(`consul catalog watch (${this.opts.address}): ${err.message}`)));
+    w.on('change', (data, res) => {
+      const observedAt = performance.now();
+      const services = (data ?? {}) as Record<string, string[] | null>;
+      const next = new Set(Object.entries(services).filter(([, tags]) => (tags ?? []).includes(tag)).map(([name]) => name));
+      for (const name of this.wanted) {
+        if (next.has(name)) continue;
+        this.healthWatches.get(name)?.end();
+        this.healthWatches.delete(name);
+        this.health.delete(name);
+      }
+      for (const name of next) if (!this.healthWatches.has(name)) this.watchHealth(name);
+      this.wanted = next;
+      this.catalogSeen = true;
+      this.publish(String(res.headers['x-consul-index'] ?? ''), observedAt);
+    });
+  }
+
+  private watchHealth(name: string): void {
+    const w = this.watch(this.consul.health.service, { service: name });
+    this.healthWatches.set(name, w);
+    w.on('error', (err) => this.emit('error', new Error(`consul health watch for "${name}" (${this.opts.address}): ${err.message}`)));
+    w.on('change', (data, res) => {
+      if (!this.healthWatches.has(name)) return;
+      const observedAt = performance.now();
+      this.health.set(name, Array.isArray(data) ? (data as HealthEntry[]) : []);
+      this.publish(String(res.headers['x-consul-index'] ?? ''), observedAt);
+    });
+  }
+
+  // Nothing is published until the catalog and the health of every MCP service have answered once:
+  // a mesh built from half the services would withdraw the others from every proxy.
+  private publish(index: string, observedAt: number): void {
+    if (this.stopped || !this.catalogSeen) return;
+    for (const name of this.wanted) if (!this.health.has(name)) return;
+    const { specs, skipped } = specsFromConsul(new Map([...this.wanted].map((n) => [n, this.health.get(n) ?? []])));
+    this.emit('update', { specs, skipped, index, observedAt });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.catalogWatch?.end();
+    for (const w of this.healthWatches.values()) w.end();
+    this.healthWatches.clear();
+    this.consul.destroy();
+  }
+}
