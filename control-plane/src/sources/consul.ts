@@ -61,12 +61,8 @@ export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEnt
       skipped.push({ service: name, instance: '*', reason: 'service name is not a DNS label (lower-case letters, digits, "-")' });
       continue;
     }
-    const endpoints: MeshEndpoint[] = [];
-    const seen = new Set<string>();
-    let protocol: McpProtocol | undefined;
-    let transport: McpTransport | undefined;
-    let mcpPath: string | undefined;
     const sorted = [...entries].sort((a, b) => String(a.Service?.ID).localeCompare(String(b.Service?.ID)));
+    const parsed: Array<{ instance: string; ep: MeshEndpoint; how: string }> = [];
     for (const e of sorted) {
       const svc = e.Service ?? {};
       const instance = `${svc.ID ?? '?'}@${e.Node?.Node ?? '?'}`;
@@ -85,21 +81,30 @@ export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEnt
       if (!(MCP_TRANSPORTS as readonly string[]).includes(t)) { skip(`meta ${CONSUL_META.transport}=${JSON.stringify(t)} is not one of ${MCP_TRANSPORTS.join(', ')}`); continue; }
       const path = meta[CONSUL_META.path] ?? DEFAULT_ROUTING.mcpPath;
       if (!HTTP_PATH.test(path)) { skip(`meta ${CONSUL_META.path}=${JSON.stringify(path)} is not an absolute HTTP path`); continue; }
-      // The first instance (by ID) sets how the service is spoken to; disagreeing instances are skipped.
-      if (protocol === undefined) {
-        protocol = p as McpProtocol;
-        transport = t as McpTransport;
-        mcpPath = path;
-      } else if (protocol !== p || transport !== t || mcpPath !== path) {
-        skip(`meta disagrees with the service's other instances (${CONSUL_META.protocol}=${protocol}, ${CONSUL_META.transport}=${transport}, ${CONSUL_META.path}=${mcpPath})`);
+      const weight = Math.min(128, Math.max(1, Math.round(svc.Weights?.Passing ?? 1)));
+      const healthy = aggregateStatus(e.Checks) === 'passing';
+      parsed.push({ instance, how: JSON.stringify([p, t, path]), ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy } });
+    }
+    // How the service is spoken to is a service-level fact: the majority of instances decides (ties: lowest
+    // ID first); instances that disagree are skipped rather than routed to with the wrong protocol.
+    const votes = new Map<string, number>();
+    for (const x of parsed) votes.set(x.how, (votes.get(x.how) ?? 0) + 1);
+    const winner = [...votes.entries()].reduce<[string, number] | undefined>((best, v) => (!best || v[1] > best[1] ? v : best), undefined)?.[0];
+    const [protocol, transport, mcpPath] = winner ? (JSON.parse(winner) as [McpProtocol, McpTransport, string]) : [undefined, undefined, undefined];
+    const endpoints: MeshEndpoint[] = [];
+    const seen = new Set<string>();
+    for (const x of parsed) {
+      if (x.how !== winner) {
+        skipped.push({ service: name, instance: x.instance, reason: `meta disagrees with the service's other instances (${CONSUL_META.protocol}=${protocol}, ${CONSUL_META.transport}=${transport}, ${CONSUL_META.path}=${mcpPath})` });
         continue;
       }
-      const key = `${address}:${svc.Port}`;
-      if (seen.has(key)) { skip(`duplicate endpoint ${key}`); continue; }
+      const key = `${x.ep.address}:${x.ep.port}`;
+      if (seen.has(key)) {
+        skipped.push({ service: name, instance: x.instance, reason: `duplicate endpoint ${key}` });
+        continue;
+      }
       seen.add(key);
-      const status = aggregateStatus(e.Checks);
-      const weight = Math.min(128, Math.max(1, Math.round(svc.Weights?.Passing ?? 1)));
-      endpoints.push({ address, port: svc.Port, locality: { region, zone }, weight, healthy: status === 'passing' });
+      endpoints.push(x.ep);
     }
     const path = mcpPath ?? DEFAULT_ROUTING.mcpPath;
     specs.push({
