@@ -40,6 +40,7 @@ const ENTRY_FILES = [
   'envoy/extensions/load_balancing_policies/least_request/v3/least_request.proto',
   'envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
+  'envoy/config/bootstrap/v3/bootstrap.proto',
 ];
 
 function includeDirs(): string[] {
