@@ -1,0 +1,202 @@
+// The sidecar agent beside one MCP server: registers it in Consul with an MCP-level TTL health check,
+// writes and supervises the Envoy sidecar, optionally bridges a stdio-only server to HTTP, and on
+// shutdown drains (check critical -> the mesh stops routing here) before deregistering.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type Consul from 'consul';
+import type { McpProtocol, McpTransport } from '../../control-plane/src/model/types.ts';
+import { consulClient, CONSUL_META, DEFAULT_MCP_TAG, type ConsulSourceOptions } from '../../control-plane/src/sources/consul.ts';
+import { renderBootstrap } from './bootstrap.ts';
+import { EnvoySupervisor, type Log } from './envoy.ts';
+import { McpHealthChecker, type HealthResult } from './mcp-health.ts';
+
+export interface SidecarAgentOptions {
+  service: string;
+  /** Consul service ID; default `<service>-<hostname>-<advertised port>`. */
+  serviceId?: string;
+  /** Address other proxies reach this node at (an IP). */
+  address: string;
+  /** Local MCP server port on 127.0.0.1 (ignored with `stdio`: the bridge's port is used). */
+  appPort: number;
+  /** Envoy's mesh-facing port; advertised in Consul when Envoy runs. */
+  inboundPort: number;
+  mcpPath: string;
+  protocol: McpProtocol;
+  transport: McpTransport;
+  region?: string;
+  zone?: string;
+  tags?: string[];
+  consul: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls'>;
+  controlPlane: { host: string; port: number };
+  healthIntervalMs?: number;
+  healthTimeoutMs?: number;
+  /** Time between marking the check critical and deregistering, so proxies stop routing here first. */
+  drainMs?: number;
+  /** Where to write the Envoy bootstrap (default: a temp dir). */
+  bootstrapPath?: string;
+  /** Envoy binary; undefined runs the agent without a proxy (the app port is advertised instead). */
+  envoyBin?: string;
+  /** Serve a stdio-only MCP server as Streamable HTTP on 127.0.0.1 through the bridge. */
+  stdio?: { command: string; args: string[] };
+  log: Log;
+}
+
+/** The minimal bridge surface the agent needs (implemented by sidecar/src/bridge). */
+export interface BridgeLike {
+  start(): Promise<{ port: number; url: string }>;
+  stop(): Promise<void>;
+}
+export type BridgeFactory = (o: { command: string; args: string[]; path: string; log: Log }) => BridgeLike;
+
+export function defaultServiceId(service: string, port: number): string {
+  return `${service}-${os.hostname()}-${port}`;
+}
+
+/** The first non-internal IPv4 address: what other nodes most likely reach us at. */
+export function defaultAddress(): string {
+  for (const addrs of Object.values(os.networkInterfaces())) {
+    for (const a of addrs ?? []) if (a.family === 'IPv4' && !a.internal) return a.address;
+  }
+  return '127.0.0.1';
+}
+
+export class SidecarAgent {
+  private readonly o: SidecarAgentOptions;
+  private readonly consul: Consul;
+  private readonly bridgeFactory: BridgeFactory | undefined;
+  private bridge: BridgeLike | undefined;
+  private envoy: EnvoySupervisor | undefined;
+  private checker: McpHealthChecker | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private registered = false;
+  serviceId = '';
+  checkId = '';
+  appPort = 0;
+  advertisedPort = 0;
+  bootstrapPath: string | undefined;
+  last: HealthResult | undefined;
+
+  constructor(o: SidecarAgentOptions, bridgeFactory?: BridgeFactory) {
+    this.o = o;
+    this.consul = consulClient(o.consul);
+    this.bridgeFactory = bridgeFactory;
+  }
+
+  private get intervalMs(): number {
+    return this.o.healthIntervalMs ?? 10_000;
+  }
+
+  /** The Consul registration body (exported for tests and `--dry-run`). */
+  registration(): Record<string, unknown> {
+    const meta: Record<string, string> = {
+      [CONSUL_META.protocol]: this.o.protocol,
+      [CONSUL_META.path]: this.o.mcpPath,
+      [CONSUL_META.transport]: this.o.transport,
+      ...(this.o.region ? { [CONSUL_META.region]: this.o.region } : {}),
+      ...(this.o.zone ? { [CONSUL_META.zone]: this.o.zone } : {}),
+    };
+    return {
+      name: this.o.service,
+      id: this.serviceId,
+      address: this.o.address,
+      port: this.advertisedPort,
+      tags: [...new Set([DEFAULT_MCP_TAG, ...(this.o.tags ?? [])])],
+      meta,
+      check: {
+        checkid: this.checkId,
+        name: `MCP ${this.o.protocol} health of ${this.o.service}`,
+        notes: `MCP-level check by the mcpmesh sidecar agent against 127.0.0.1:${this.appPort}${this.o.mcpPath}`,
+        // Three missed updates: the agent itself is gone, not just one slow check.
+        ttl: `${Math.ceil((this.intervalMs * 3) / 1000)}s`,
+        status: 'critical',
+        deregistercriticalserviceafter: '10m',
+      },
+    };
+  }
+
+  async start(): Promise<void> {
+    const { log } = this.o;
+    this.appPort = this.o.appPort;
+    if (this.o.stdio) {
+      if (!this.bridgeFactory) throw new Error('stdio mode needs the stdio bridge');
+      this.bridge = this.bridgeFactory({ ...this.o.stdio, path: this.o.mcpPath, log });
+      this.appPort = (await this.bridge.start()).port;
+      log('info', 'stdio bridge serving', { command: this.o.stdio.command, port: this.appPort });
+    }
+    this.advertisedPort = this.o.envoyBin ? this.o.inboundPort : this.appPort;
+    this.serviceId = this.o.serviceId ?? defaultServiceId(this.o.service, this.advertisedPort);
+    this.checkId = `mcp:${this.serviceId}`;
+    if (this.o.envoyBin) {
+      this.bootstrapPath = this.o.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${this.serviceId}.json`);
+      mkdirSync(path.dirname(this.bootstrapPath), { recursive: true });
+      writeFileSync(this.bootstrapPath, renderBootstrap({
+        nodeId: this.serviceId, service: this.o.service, ...(this.o.region ? { region: this.o.region } : {}), ...(this.o.zone ? { zone: this.o.zone } : {}),
+        inboundPort: this.o.inboundPort, appPort: this.appPort, controlPlane: this.o.controlPlane,
+        metadata: { 'mcp-protocol': this.o.protocol },
+      }));
+      this.envoy = new EnvoySupervisor({ bin: this.o.envoyBin, bootstrapPath: this.bootstrapPath, log });
+      this.envoy.start();
+    } else {
+      log('warn', 'no Envoy binary (ENVOY_BIN or envoy on PATH): advertising the MCP server port directly, without a sidecar proxy', { port: this.advertisedPort });
+    }
+    this.checker = new McpHealthChecker({
+      url: `http://127.0.0.1:${this.appPort}${this.o.mcpPath}`, protocol: this.o.protocol, transport: this.o.transport, timeoutMs: this.o.healthTimeoutMs ?? 5_000,
+    });
+    await this.tick();
+  }
+
+  private async register(): Promise<void> {
+    await this.consul.agent.service.register(this.registration() as unknown as Parameters<Consul['agent']['service']['register']>[0]);
+    this.registered = true;
+    this.o.log('info', 'registered in consul', { service: this.o.service, id: this.serviceId, address: this.o.address, port: this.advertisedPort });
+  }
+
+  /** One health round: (re)register if needed, probe MCP, report to the TTL check. Never throws. */
+  async tick(): Promise<void> {
+    if (this.stopped) return;
+    try {
+      if (!this.registered) await this.register();
+      const r = await (this.checker as McpHealthChecker).check();
+      if (this.last?.ok !== r.ok) this.o.log(r.ok ? 'info' : 'warn', r.ok ? 'MCP server healthy' : 'MCP server unhealthy', { output: r.output });
+      this.last = r;
+      const note = r.output.slice(0, 4000);
+      try {
+        if (r.ok) await this.consul.agent.check.pass({ id: this.checkId, note });
+        else await this.consul.agent.check.fail({ id: this.checkId, note });
+      } catch (err) {
+        // The Consul agent lost our registration (restart, deregistered as critical): register again.
+        this.registered = false;
+        throw err;
+      }
+    } catch (err) {
+      this.o.log('warn', 'consul update failed; will retry', { error: (err as Error).message, consul: this.o.consul.address });
+    } finally {
+      if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.registered ? this.intervalMs : Math.min(this.intervalMs, 2_000));
+    }
+  }
+
+  /** Drain, deregister, stop Envoy and the bridge. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearTimeout(this.timer);
+    const { log } = this.o;
+    if (this.registered) {
+      try {
+        await this.consul.agent.check.fail({ id: this.checkId, note: 'draining: the sidecar agent is shutting down' });
+        log('info', 'draining', { ms: this.o.drainMs ?? 5_000 });
+        await new Promise((r) => setTimeout(r, this.o.drainMs ?? 5_000));
+        await this.consul.agent.service.deregister(this.serviceId);
+        log('info', 'deregistered from consul', { id: this.serviceId });
+      } catch (err) {
+        log('error', 'could not deregister from consul', { error: (err as Error).message });
+      }
+    }
+    await this.envoy?.stop();
+    await this.checker?.close();
+    await this.bridge?.stop();
+    this.consul.destroy();
+  }
+}

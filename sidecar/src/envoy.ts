@@ -1,0 +1,97 @@
+// Starts Envoy with the generated bootstrap and keeps it running: restarts it with exponential backoff
+// when it exits on its own, and stops it (SIGTERM, then SIGKILL) when the agent shuts down.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+
+export type Log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+/** ENVOY_BIN, else `envoy` on PATH; undefined when there is none (the agent then runs without a proxy). */
+export function findEnvoy(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const explicit = env['ENVOY_BIN'];
+  if (explicit) return explicit;
+  for (const dir of (env['PATH'] ?? '').split(path.delimiter)) {
+    if (!dir) continue;
+    const candidate = path.join(dir, 'envoy');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export interface EnvoySupervisorOptions {
+  bin: string;
+  bootstrapPath: string;
+  /** Extra arguments, e.g. ['--log-level', 'info']. */
+  args?: string[];
+  /** Seconds Envoy drains listeners on shutdown (--drain-time-s). */
+  drainSeconds?: number;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** A run at least this long resets the backoff. */
+  stableAfterMs?: number;
+  log: Log;
+}
+
+export class EnvoySupervisor {
+  private readonly opts: Required<Omit<EnvoySupervisorOptions, 'args'>> & { args: string[] };
+  private child: ChildProcess | undefined;
+  private stopping = false;
+  private backoffMs: number;
+  private timer: NodeJS.Timeout | undefined;
+  /** How many times Envoy was (re)started. */
+  starts = 0;
+
+  constructor(opts: EnvoySupervisorOptions) {
+    this.opts = { args: [], drainSeconds: 5, backoffInitialMs: 500, backoffMaxMs: 30_000, stableAfterMs: 30_000, ...opts };
+    this.backoffMs = this.opts.backoffInitialMs;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null;
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  start(): void {
+    if (this.stopping) return;
+    const { bin, bootstrapPath, drainSeconds, log } = this.opts;
+    const args = ['-c', bootstrapPath, '--drain-time-s', String(drainSeconds), ...this.opts.args];
+    const startedAt = Date.now();
+    this.starts += 1;
+    log('info', 'starting envoy', { bin, args, attempt: this.starts });
+    const child = spawn(bin, args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    this.child = child;
+    child.once('error', (err) => log('error', 'envoy failed to start', { bin, error: err.message }));
+    child.once('exit', (code, signal) => {
+      if (this.child === child) this.child = undefined;
+      if (this.stopping) return;
+      if (Date.now() - startedAt >= this.opts.stableAfterMs) this.backoffMs = this.opts.backoffInitialMs;
+      log('warn', 'envoy exited; restarting', { code, signal, restart_in_ms: this.backoffMs });
+      this.timer = setTimeout(() => this.start(), this.backoffMs);
+      this.backoffMs = Math.min(this.backoffMs * 2, this.opts.backoffMaxMs);
+    });
+  }
+
+  /** SIGTERM, then SIGKILL after the drain time plus a grace second. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    clearTimeout(this.timer);
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const kill = setTimeout(() => child.kill('SIGKILL'), (this.opts.drainSeconds + 1) * 1000);
+      child.once('exit', () => {
+        clearTimeout(kill);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+}
