@@ -1,0 +1,138 @@
+// Consul as the source: the control plane watches Consul (the stand-in, or real Consul when
+// CONSUL_HTTP_ADDR is set) and a raw ADS client sees the endpoints follow registrations and health.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import Consul from 'consul';
+import { ControlPlane } from '../../control-plane/src/control-plane.ts';
+import { silentLogger } from '../../control-plane/src/log.ts';
+import { Metrics } from '../../control-plane/src/metrics.ts';
+import { consulClient } from '../../control-plane/src/sources/consul.ts';
+import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
+import { decodeResources, node, RawAdsClient, resourceNames, type AdsStream, type Msg } from '../helpers/ads-client.ts';
+import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const TOKEN = 'mesh-secret';
+
+async function startCp(consul: TestConsul, token = consul.token): Promise<ControlPlane> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
+  const unused = path.join(dir, 'unused.yaml');
+  writeFileSync(unused, 'services: []\n');
+  const cp = new ControlPlane({
+    registryFile: unused,
+    consul: { address: consul.address, ...(token ? { token } : {}), wait: '5s', backoffFactorMs: 20, backoffMaxMs: 500 },
+    xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100,
+    log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+  });
+  return cp.start();
+}
+
+function endpointsOf(cla: Msg | undefined): string[] {
+  const out: string[] = [];
+  for (const l of (cla?.['endpoints'] as Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }> }>) ?? []) {
+    for (const e of l.lb_endpoints) out.push(`${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status ?? 'UNKNOWN'}`);
+  }
+  return out.sort();
+}
+
+/** Follows one service's EDS on a stream, ACKing each response, until `want` holds. */
+async function edsUntil(s: AdsStream, want: (eps: string[]) => boolean, what: string): Promise<string[]> {
+  let last: string[] = [];
+  return waitFor(what, async () => {
+    const resp = await s.next('endpoint', 500).catch(() => undefined);
+    if (!resp) return undefined;
+    s.send({ type_url: TYPE_URLS.endpoint, resource_names: (resp['resources'] as unknown[]).length ? resourceNames(resp) : [], version_info: resp['version_info'], response_nonce: resp['nonce'] });
+    last = endpointsOf(decodeResources(resp)[0]);
+    return want(last) ? last : undefined;
+  }, 15_000, 0).catch((err: Error) => { throw new Error(`${err.message}; last endpoints ${JSON.stringify(last)}`); });
+}
+
+describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'})`, () => {
+  let consul: TestConsul;
+  let client: Consul;
+  let cp: ControlPlane;
+  let ads: RawAdsClient;
+  const svc = uniqueName('weather');
+
+  before(async () => {
+    consul = await startConsul({ aclToken: TOKEN });
+    client = consulClient({ address: consul.address, ...(consul.token ? { token: consul.token } : {}) });
+    cp = await startCp(consul);
+    ads = new RawAdsClient(`127.0.0.1:${cp.xdsPort}`);
+  });
+  after(async () => {
+    ads?.close();
+    await cp?.stop();
+    await client.agent.service.deregister(`${svc}-1`).catch(() => undefined);
+    await client.agent.service.deregister(`${svc}-2`).catch(() => undefined);
+    await client.agent.service.deregister(`${svc}-bad`).catch(() => undefined);
+    client.destroy();
+    await consul?.stop();
+  });
+
+  it('follows registration, health and deregistration of an MCP service', async () => {
+    await client.agent.service.register({
+      name: svc, id: `${svc}-1`, address: '10.1.0.1', port: 7001, tags: ['mcp'],
+      meta: { region: 'eu-west', zone: 'a', 'mcp-protocol': '2026-07-28', 'mcp-path': '/rpc' },
+      check: { checkid: `mcp:${svc}-1`, name: 'mcp', ttl: '30s', status: 'passing', timeout: '' } as never,
+    });
+    await client.agent.service.register({ name: uniqueName('not-mcp'), id: uniqueName('not-mcp'), address: '10.9.9.9', port: 1, tags: ['web'] });
+    const s = ads.sotw();
+    s.send({ type_url: TYPE_URLS.cluster, resource_names: [], node: node('gw-consul', { role: 'gateway' }, { region: 'eu-west', zone: 'a' }) });
+    const cds = await waitFor('cluster for the service', async () => {
+      const r = await s.next('cluster', 1000).catch(() => undefined);
+      if (r) s.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: r['version_info'], response_nonce: r['nonce'] });
+      return r && resourceNames(r).includes(`mcp.${svc}`) ? r : undefined;
+    }, 15_000, 0);
+    assert.deepEqual(resourceNames(cds), [`mcp.${svc}`], 'services without the mcp tag are not in the mesh');
+    const cluster = decodeResources(cds)[0];
+    assert.equal((cluster?.['health_checks'] as Array<{ http_health_check: { path: string } }>)[0]?.http_health_check.path, '/rpc', 'mcp-path meta is used');
+    s.send({ type_url: TYPE_URLS.endpoint, resource_names: [`mcp.${svc}`] });
+    await edsUntil(s, (e) => e.join() === '10.1.0.1:7001=HEALTHY', 'healthy endpoint');
+
+    await client.agent.check.fail({ id: `mcp:${svc}-1`, note: 'MCP ping timed out' });
+    await edsUntil(s, (e) => e.join() === '10.1.0.1:7001=UNHEALTHY', 'endpoint marked unhealthy after the check went critical');
+
+    await client.agent.service.register({ name: svc, id: `${svc}-2`, address: '10.1.0.2', port: 7001, tags: ['mcp'], meta: { 'mcp-protocol': '2026-07-28', 'mcp-path': '/rpc' } });
+    await edsUntil(s, (e) => e.length === 2, 'second instance (no check: healthy by Consul\'s rules)');
+
+    await client.agent.service.deregister(`${svc}-1`);
+    await edsUntil(s, (e) => e.join() === '10.1.0.2:7001=HEALTHY', 'deregistered instance gone');
+
+    const metrics = await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text();
+    assert.match(metrics, /mcpmesh_convergence_seconds_count\{source="consul"\} [1-9]/, 'convergence observed for consul changes');
+    s.close();
+  });
+
+  it('skips a malformed instance with a counted, logged reason and keeps the good one', async () => {
+    await client.agent.service.register({ name: svc, id: `${svc}-bad`, address: 'not-an-ip.internal', port: 7002, tags: ['mcp'], meta: { 'mcp-protocol': '2026-07-28', 'mcp-path': '/rpc' } });
+    await waitFor('skip counted', async () => /mcpmesh_consul_instances_skipped_total\{service="[^"]+"\} [1-9]/.test(await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text()));
+    const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as { endpoint: Array<{ name: string; resource: Msg }> };
+    const cla = dump.endpoint.find((e) => e.name === `mcp.${svc}`);
+    assert.deepEqual(endpointsOf(cla?.resource), ['10.1.0.2:7001=HEALTHY']);
+  });
+
+  it('two control-plane replicas watching the same Consul serve identical config', async () => {
+    const second = await startCp(consul);
+    try {
+      const dump = async (c: ControlPlane): Promise<unknown> => ((await (await fetch(`http://127.0.0.1:${c.adminPort}/debug/config_dump?role=gateway&region=eu-west&zone=a`)).json()) as { versions: unknown }).versions;
+      await waitFor('replicas agree', async () => JSON.stringify(await dump(cp)) === JSON.stringify(await dump(second)));
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it('reports a missing ACL token as a source error and stays unready without data', { skip: process.env['CONSUL_HTTP_ADDR'] ? 'real Consul: ACL setup unknown' : false }, async () => {
+    const noToken = await startCp(consul, '');
+    try {
+      const err = await waitFor('source error', async () => ((await (await fetch(`http://127.0.0.1:${noToken.adminPort}/debug/sources`)).json()) as Record<string, string>)['consul']);
+      assert.match(err, /consul catalog watch .*: .*(Permission denied|403)/i);
+      assert.equal((await fetch(`http://127.0.0.1:${noToken.adminPort}/readyz`)).status, 503);
+    } finally {
+      await noToken.stop();
+    }
+  });
+});
