@@ -1,0 +1,86 @@
+// End to end without Envoy: the sidecar agent registers a real MCP server (server-everything) in Consul,
+// the control plane picks it up, and an ADS client sees the endpoint; a hung server goes critical and
+// unhealthy; stopping the agent removes the endpoint.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { ControlPlane } from '../../control-plane/src/control-plane.ts';
+import { silentLogger } from '../../control-plane/src/log.ts';
+import { Metrics } from '../../control-plane/src/metrics.ts';
+import { SidecarAgent } from '../../sidecar/src/agent.ts';
+import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
+import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+interface Dump { endpoint: Array<{ name: string; resource: { endpoints?: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }> }> } }> }
+
+describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'} -> control plane -> xDS`, () => {
+  let consul: TestConsul;
+  let cp: ControlPlane;
+  let everything: RunningServer;
+  const service = uniqueName('everything');
+
+  async function endpoints(): Promise<string[] | undefined> {
+    const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as Dump;
+    const cla = dump.endpoint.find((e) => e.name === `mcp.${service}`);
+    if (!cla) return undefined;
+    return (cla.resource.endpoints ?? []).flatMap((l) => l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status}`));
+  }
+
+  before(async () => {
+    consul = await startConsul();
+    everything = await startEverythingHttp();
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
+    writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
+    cp = await new ControlPlane({
+      registryFile: path.join(dir, 'unused.yaml'),
+      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20 },
+      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100,
+      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+    }).start();
+  });
+  after(async () => {
+    await cp?.stop();
+    everything?.child.kill('SIGCONT');
+    await everything?.stop();
+    await consul?.stop();
+  });
+
+  it('registers, tracks MCP health, and deregisters on stop', async () => {
+    const logs: string[] = [];
+    const agent = new SidecarAgent({
+      service, address: '127.0.0.1', appPort: everything.port, inboundPort: 15006, mcpPath: '/mcp',
+      protocol: '2025-11-25', transport: 'streamable-http', region: 'eu-west', zone: 'a',
+      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
+      controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
+      healthIntervalMs: 200, healthTimeoutMs: 500, drainMs: 300,
+      log: (level, msg, f) => void logs.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`),
+    });
+    await agent.start();
+    try {
+      assert.equal(agent.advertisedPort, everything.port, 'without Envoy the MCP server port is advertised');
+      const healthy = await waitFor('endpoint healthy in the gateway config', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=HEALTHY`, 15_000);
+      assert.ok(healthy);
+      if (consul.standin) {
+        const check = consul.standin.checks().find((c) => c.id === agent.checkId);
+        assert.equal(check?.status, 'passing');
+        assert.match(check?.output ?? '', /MCP ping ok/);
+        const reg = consul.standin.services().find((s) => s.id === agent.serviceId);
+        assert.deepEqual(reg?.tags, ['mcp']);
+        assert.equal(reg?.meta['mcp-protocol'], '2025-11-25');
+        assert.equal(reg?.meta['region'], 'eu-west');
+      }
+      // Freeze the server: the kernel still accepts TCP, but nothing answers MCP.
+      everything.child.kill('SIGSTOP');
+      await waitFor('endpoint unhealthy after the MCP check fails', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=UNHEALTHY`, 15_000);
+      everything.child.kill('SIGCONT');
+      await waitFor('healthy again', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=HEALTHY`, 15_000);
+    } finally {
+      await agent.stop();
+    }
+    await waitFor('service gone after the agent stopped', async () => (await endpoints()) === undefined, 15_000);
+    assert.ok(logs.some((l) => l.includes('deregistered from consul')), logs.join('\n'));
+  });
+});
