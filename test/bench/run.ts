@@ -1,0 +1,287 @@
+// `npm run bench`: the figures of docs/performance.md, each next to its baseline from the same run.
+//
+//  1. Snapshot build, 1,000 services x 10 endpoints: full build from scratch (MeshBuilder.build + a fresh
+//     SnapshotCache.setMesh: translate, validate, encode for the reference gateway), and one endpoint change
+//     (same builder and cache, one endpoint's port changed). Absolute targets: 50 ms and 5 ms.
+//  2. Registry change -> last of N proxies ACKed, N = 100 and 1,000, each proxy on its own HTTP/2 connection
+//     in a second process (test/bench/clients.ts). The change enters through ControlPlane.apply (the registry
+//     path minus the file watcher's debounce and YAML parse, reported separately) with quietMs 0.
+//  3. The push floor in the same run: a do-nothing ADS server writing one pre-encoded EDS response (1
+//     ClusterLoadAssignment, 10 endpoints) to every stream, to the same client process.
+//  4. RSS per connected proxy (control plane vs floor), each server in its own process.
+//
+// Exits non-zero only on errors; a missed target is reported, not fatal. BENCH_QUICK=1 runs a short version.
+import { fork } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { isDeepStrictEqual } from 'node:util';
+import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
+import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
+import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
+import { meshSpecs, registryYaml } from './mesh.ts';
+import type { FromServer, MemSample, Mode, PhaseResult, ServerConfig } from './server.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const QUICK = process.env['BENCH_QUICK'] === '1';
+
+const SERVICES = 1000;
+const ENDPOINTS = 10;
+const BUILD = QUICK ? { fullWarm: 1, full: 3, oneWarm: 5, one: 10, parseWarm: 0, parse: 1 } : { fullWarm: 3, full: 10, oneWarm: 20, one: 60, parseWarm: 1, parse: 3 };
+const PHASES = QUICK
+  ? [{ n: 100, warmup: 5, rounds: 10, fileEdits: 2 }, { n: 1000, warmup: 5, rounds: 10 }]
+  : [{ n: 100, warmup: 40, rounds: 100, fileEdits: 5 }, { n: 1000, warmup: 30, rounds: 60 }];
+const GAP_MS = 20;
+
+// ---------------------------------------------------------------------------------------------- stats
+
+function sorted(xs: readonly number[]): number[] {
+  return [...xs].sort((a, b) => a - b);
+}
+
+function median(xs: readonly number[]): number {
+  const s = sorted(xs);
+  if (s.length === 0) return NaN;
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/** Nearest-rank percentile (with few samples, p99 is the worst one). */
+function pct(xs: readonly number[], p: number): number {
+  const s = sorted(xs);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] as number;
+}
+
+function gc(): void {
+  (globalThis as { gc?: () => void }).gc?.();
+}
+
+// ------------------------------------------------------------------------------------- 1. build times
+
+interface BuildResult {
+  full: number[];
+  one: number[];
+  parse: number[];
+}
+
+function buildBench(): BuildResult {
+  const time = (f: () => void): number => {
+    const t0 = performance.now();
+    f();
+    return performance.now() - t0;
+  };
+  const fullBuild = (specs: ReturnType<typeof meshSpecs>): void => {
+    const { mesh, commit } = new MeshBuilder().build(specs);
+    new SnapshotCache().setMesh(mesh);
+    commit();
+  };
+  const full: number[] = [];
+  for (let i = 0; i < BUILD.fullWarm + BUILD.full; i++) {
+    const specs = meshSpecs(SERVICES, ENDPOINTS);
+    gc();
+    const t = time(() => fullBuild(specs));
+    if (i >= BUILD.fullWarm) full.push(t);
+  }
+
+  const builder = new MeshBuilder();
+  const cache = new SnapshotCache();
+  const apply = (specs: ReturnType<typeof meshSpecs>): void => {
+    const { mesh, commit } = builder.build(specs);
+    cache.setMesh(mesh);
+    commit();
+  };
+  apply(meshSpecs(SERVICES, ENDPOINTS));
+  const one: number[] = [];
+  for (let i = 0; i < BUILD.oneWarm + BUILD.one; i++) {
+    // A different service each time, and a port never used before (no encoder cache hit on the change).
+    const specs = meshSpecs(SERVICES, ENDPOINTS, { service: (i * 37) % SERVICES, port: 30_000 + i });
+    const t = time(() => apply(specs));
+    if (i >= BUILD.oneWarm) one.push(t);
+  }
+
+  // Informational: what a registry file edit costs before apply() (not part of the push figures).
+  const specs = meshSpecs(SERVICES, ENDPOINTS);
+  const yaml = registryYaml(specs);
+  const parse: number[] = [];
+  for (let i = 0; i < BUILD.parseWarm + BUILD.parse; i++) {
+    let parsed: unknown;
+    const t = time(() => {
+      parsed = parseRegistry(yaml, 'bench.yaml');
+    });
+    if (i === 0 && !isDeepStrictEqual(parsed, specs)) throw new Error('registryYaml/parseRegistry round trip differs from meshSpecs');
+    if (i >= BUILD.parseWarm) parse.push(t);
+  }
+  return { full, one, parse };
+}
+
+// ----------------------------------------------------------------------------------- 2-4. push bench
+
+interface ServerResult {
+  phases: PhaseResult[];
+  mem: MemSample[];
+}
+
+function runServer(mode: Mode): Promise<ServerResult> {
+  const cfg: ServerConfig = { mode, services: SERVICES, endpointsPer: ENDPOINTS, phases: PHASES, gapMs: GAP_MS };
+  return new Promise((resolve, reject) => {
+    const child = fork(path.join(here, 'server.ts'), [], { execArgv: ['--expose-gc'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let result: FromServer | undefined;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${mode} benchmark did not finish within 8 minutes`));
+    }, 480_000);
+    child.on('message', (m: FromServer) => {
+      result = m;
+      // It should exit by itself once torn down; do not wait forever for a stuck handle.
+      setTimeout(() => child.kill('SIGKILL'), 15_000).unref();
+    });
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      if (!result) reject(new Error(`${mode} benchmark process exited (${code ?? signal}) without a result`));
+      else if (result.type === 'error') reject(new Error(`${mode} benchmark failed: ${result.message}`));
+      else resolve({ phases: result.phases, mem: result.mem });
+    });
+    child.send(cfg);
+  });
+}
+
+function memPerProxy(mem: readonly MemSample[]): { marginal: number; fromIdle: number; heapMarginal: number } {
+  const at = (n: number): MemSample => {
+    const m = mem.find((x) => x.n === n);
+    if (!m) throw new Error(`no memory sample at ${n} proxies`);
+    return m;
+  };
+  const lo = PHASES[0]?.n ?? 0;
+  const hi = PHASES[PHASES.length - 1]?.n ?? 0;
+  return {
+    marginal: (at(hi).rss - at(lo).rss) / (hi - lo),
+    fromIdle: (at(hi).rss - at(0).rss) / hi,
+    heapMarginal: (at(hi).heapUsed + at(hi).external - at(lo).heapUsed - at(lo).external) / (hi - lo),
+  };
+}
+
+// ------------------------------------------------------------------------------------------ report
+
+interface Row {
+  figure: string;
+  value: string;
+  baseline: string;
+  ratio: string;
+  target: string;
+  verdict: string;
+}
+
+const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)) + ' ms';
+const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
+
+function ratioRow(figure: string, value: number, baseline: number, limit: number, fmt: (x: number) => string, baselineLabel = fmt(baseline)): Row {
+  const r = value / baseline;
+  return { figure, value: fmt(value), baseline: baselineLabel, ratio: `${r.toFixed(2)}x`, target: `<= ${limit}x`, verdict: r <= limit ? 'PASS' : 'MISS' };
+}
+
+function absRow(figure: string, value: number, limitMs: number): Row {
+  const r = value / limitMs;
+  return { figure, value: ms(value), baseline: `(target) ${ms(limitMs)}`, ratio: `${r.toFixed(2)}x`, target: `<= ${ms(limitMs)}`, verdict: value <= limitMs ? 'PASS' : 'MISS' };
+}
+
+function infoRow(figure: string, value: string, baseline = '', ratio = ''): Row {
+  return { figure, value, baseline, ratio, target: '', verdict: 'info' };
+}
+
+function table(rows: readonly Row[]): string {
+  const head: Row = { figure: 'figure', value: 'value', baseline: 'baseline', ratio: 'ratio', target: 'target', verdict: '' };
+  const cols = ['figure', 'value', 'baseline', 'ratio', 'target', 'verdict'] as const;
+  const width = Object.fromEntries(cols.map((c) => [c, Math.max(...[head, ...rows].map((r) => r[c].length))])) as Record<(typeof cols)[number], number>;
+  const line = (r: Row): string => cols.map((c) => (c === 'figure' ? r[c].padEnd(width[c]) : r[c].padStart(width[c]))).join('  ');
+  return [line(head), cols.map((c) => '-'.repeat(width[c])).join('  '), ...rows.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const started = performance.now();
+  console.log(`MCP Mesh benchmark${QUICK ? ' (BENCH_QUICK: short run, figures are rough)' : ''}: node ${process.version}, ${SERVICES} services x ${ENDPOINTS} endpoints`);
+
+  console.log('\n[1/3] snapshot build ...');
+  const b = buildBench();
+  console.log(`  full build:  median ${ms(median(b.full))}, p99 ${ms(pct(b.full, 99))} (${b.full.length} runs after ${BUILD.fullWarm} warm-up)`);
+  console.log(`  one change:  median ${ms(median(b.one))}, p99 ${ms(pct(b.one, 99))} (${b.one.length} runs after ${BUILD.oneWarm} warm-up)`);
+  console.log(`  registry YAML parse (informational): median ${ms(median(b.parse))}`);
+
+  const describe = (label: string, r: ServerResult): void => {
+    for (const p of r.phases) {
+      console.log(`  ${label} N=${String(p.n).padStart(4)}: push->last ACK median ${ms(median(p.pushToAck))}, p99 ${ms(pct(p.pushToAck, 99))}; ` +
+        `server CPU/push ${ms(median(p.serverCpu))}; trigger blocks ${ms(median(p.trigger))}; ${p.pushToAck.length} pushes; connect took ${(p.connectMs / 1000).toFixed(1)} s`);
+      if (p.fileToAck.length > 0) console.log(`  ${label} N=${String(p.n).padStart(4)}: registry file rewritten -> last ACK median ${ms(median(p.fileToAck))} (${p.fileToAck.length} edits)`);
+    }
+    const m = memPerProxy(r.mem);
+    const mib = (x: number): string => `${(x / 2 ** 20).toFixed(1)} MiB`;
+    for (const x of r.mem) console.log(`  ${label} ${String(x.n).padStart(4)} proxies: RSS ${mib(x.rss)}, JS heap used ${mib(x.heapUsed)} of ${mib(x.heapTotal)}, external+buffers ${mib(x.external)}`);
+    console.log(`  ${label} RSS per proxy: ${kib(m.marginal)} (marginal), ${kib(m.fromIdle)} (from idle)`);
+  };
+
+  console.log('\n[2/3] push floor (do-nothing ADS server, one pre-encoded EDS response) ...');
+  const floor = await runServer('floor');
+  describe('floor', floor);
+
+  console.log('\n[3/3] control plane (ControlPlane.apply with one endpoint changed, quietMs 0) ...');
+  const cp = await runServer('cp');
+  describe('cp   ', cp);
+
+  const rows: Row[] = [
+    absRow('snapshot build, full (median)', median(b.full), 50),
+    infoRow('snapshot build, full (p99)', ms(pct(b.full, 99))),
+    absRow('snapshot build, one endpoint change (median)', median(b.one), 5),
+    infoRow('snapshot build, one endpoint change (p99)', ms(pct(b.one, 99))),
+  ];
+  for (const p of cp.phases) {
+    const f = floor.phases.find((x) => x.n === p.n);
+    if (!f) throw new Error(`no floor phase for N=${p.n}`);
+    rows.push(
+      ratioRow(`edit -> last ACK, N=${p.n} (median)`, median(p.pushToAck), median(f.pushToAck), 2, ms),
+      ratioRow(`edit -> last ACK, N=${p.n} (p99)`, pct(p.pushToAck, 99), pct(f.pushToAck, 99), 2, ms),
+      infoRow(`server CPU per push, N=${p.n} (median)`, ms(median(p.serverCpu)), ms(median(f.serverCpu)), `${(median(p.serverCpu) / median(f.serverCpu)).toFixed(2)}x`),
+    );
+  }
+  const cm = memPerProxy(cp.mem);
+  const fm = memPerProxy(floor.mem);
+  const hi = PHASES[PHASES.length - 1]?.n ?? 0;
+  const lo = PHASES[0]?.n ?? 0;
+  rows.push(
+    ratioRow(`RSS per proxy, ${lo}->${hi} proxies`, cm.marginal, fm.marginal, 2.5, kib),
+    infoRow(`RSS per proxy, idle->${hi} proxies`, kib(cm.fromIdle), kib(fm.fromIdle), `${(cm.fromIdle / fm.fromIdle).toFixed(2)}x`),
+    infoRow(`JS heap+external per proxy, ${lo}->${hi}`, kib(cm.heapMarginal), kib(fm.heapMarginal), `${(cm.heapMarginal / fm.heapMarginal).toFixed(2)}x`),
+    infoRow('registry YAML parse, 1000x10 (median)', ms(median(b.parse))),
+  );
+  for (const p of cp.phases) {
+    if (p.fileToAck.length > 0) rows.push(infoRow(`registry file edit -> last ACK, N=${p.n} (median)`, ms(median(p.fileToAck)), ms(median(floor.phases.find((x) => x.n === p.n)?.pushToAck ?? []))));
+  }
+
+  console.log(`\nResults (${((performance.now() - started) / 1000).toFixed(0)} s; baseline = push floor measured above, or the absolute target)\n`);
+  console.log(table(rows));
+  console.log(`
+Notes:
+- edit -> last ACK: from just before ControlPlane.apply(specs) (floor: before writing the stream) until the client
+  process reports its last ACK written (one IPC hop, same for both servers). Every proxy decodes the
+  DiscoveryResponse and each ClusterLoadAssignment, checks the changed port and ACKs version_info + nonce.
+  The next push starts only after the server has processed every ACK (cp: ProxyTracker ackedVersion) and ${GAP_MS} ms.
+- The edit -> last ACK rows exclude what the registry file path adds before apply(): RegistryFileSource's 100 ms
+  debounce, the coalescer's quiet window (quietMs; 0 here, default 100 ms) and the YAML parse. The "registry file
+  edit" row is the whole path (atomic rewrite of the file, fs.watch, debounce, parse, apply), for a few edits.
+- p99 is nearest-rank over the pushes listed above (with under 100 samples it is the slowest one).
+- RSS per proxy: (RSS at ${hi} - RSS at ${lo} connected proxies) / ${hi - lo}; RSS at N is the mean of two samples, before and
+  after that phase's timed pushes, each after a forced GC; each server runs in its own process. "From idle" divides
+  RSS at ${hi} minus RSS before any client connected by ${hi} (it also counts per-proxy-class state: snapshot, caches).`);
+}
+
+main().then(
+  () => {
+    // Both server processes (and their client processes) have exited by now, so nothing keeps us alive.
+  },
+  (err: unknown) => {
+    console.error(`\nbenchmark failed: ${(err as Error).stack ?? String(err)}`);
+    process.exit(1);
+  },
+);
