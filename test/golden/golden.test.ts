@@ -18,7 +18,7 @@ const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cases');
 const update = process.env['UPDATE_GOLDEN'] === '1';
 
 interface Case {
-  node: { id: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number> };
+  node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number> };
   registry: unknown;
 }
 
@@ -26,7 +26,7 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()
   const name = file.replace(/\.in\.yaml$/, '');
   test(`golden: ${name}`, () => {
     const c = parse(readFileSync(path.join(dir, file), 'utf8')) as Case;
-    const proxy = proxyInfoFromNode({ id: c.node.id, locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never });
+    const proxy = proxyInfoFromNode({ id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}), locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never });
     const specs = parseRegistry(stringify(c.registry), `${name}.in.yaml`);
     const { mesh } = new MeshBuilder().build(specs);
     const resources = proxyResources(mesh, proxy);

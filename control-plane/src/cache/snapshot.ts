@@ -55,10 +55,21 @@ export function hash(text: string): string {
 export class ResourceEncoder {
   private current = new Map<string, EncodedResource | ResourceFailure>();
   private previous = new Map<string, EncodedResource | ResourceFailure>();
+  // Translators hand back the very same object for an unchanged resource: no need to even serialize it.
+  private readonly byIdentity = new WeakMap<XdsResource, EncodedResource | ResourceFailure>();
 
   encode(r: XdsResource): EncodedResource | ResourceFailure {
+    const known = this.byIdentity.get(r);
+    if (known) return known;
+    const out = this.encodeByContent(r);
+    this.byIdentity.set(r, out);
+    return out;
+  }
+
+  private encodeByContent(r: XdsResource): EncodedResource | ResourceFailure {
     const json = JSON.stringify(r.body);
-    const key = `${r.kind}\0${r.wildcard ? 1 : 0}\0${json}`;
+    const version = hash(json);
+    const key = `${r.kind}\0${r.wildcard ? 1 : 0}\0${version}`;
     const hit = this.current.get(key) ?? this.previous.get(key);
     if (hit) {
       this.current.set(key, hit);
@@ -72,7 +83,7 @@ export class ResourceEncoder {
     } else {
       const type = lookupType(typeName);
       const bytes = type.encode(type.fromObject(r.body)).finish();
-      out = { kind: r.kind, name: r.name, version: hash(json), body: r.body, bytes, wildcard: r.wildcard };
+      out = { kind: r.kind, name: r.name, version, body: r.body, bytes, wildcard: r.wildcard };
     }
     this.current.set(key, out);
     return out;

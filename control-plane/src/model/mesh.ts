@@ -1,5 +1,6 @@
 // Turns what a source reports (service specs) into the mesh model, keeping the one piece of state the
 // model needs across updates: each service's incarnation.
+import { deepEqual } from './equal.ts';
 import type { Mesh, MeshEndpoint, MeshService } from './types.ts';
 
 /** A service as a source describes it: the model minus what the control plane derives. */
@@ -12,6 +13,9 @@ function compareEndpoints(a: MeshEndpoint, b: MeshEndpoint): number {
 export class MeshBuilder {
   private readonly incarnations = new Map<string, number>();
   private present = new Set<string>();
+  // The last committed mesh by name: an unchanged service keeps its object, so translators and the
+  // encoder can recognise it by identity and skip re-translating, re-validating and re-encoding it.
+  private previous = new Map<string, MeshService>();
 
   /**
    * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation.
@@ -28,13 +32,19 @@ export class MeshBuilder {
         if (incarnation === undefined) incarnation = 0;
         else if (!this.present.has(spec.name)) incarnation += 1;
         incarnations.set(spec.name, incarnation);
-        return { ...spec, incarnation, endpoints: [...spec.endpoints].sort(compareEndpoints) };
+        const svc: MeshService = { ...spec, incarnation, endpoints: [...spec.endpoints].sort(compareEndpoints) };
+        const prev = this.previous.get(spec.name);
+        if (!prev) return svc;
+        if (deepEqual(prev, svc)) return prev;
+        // Keep unchanged parts too: routing is what the shared gateway route table depends on.
+        return deepEqual(prev.routing, svc.routing) ? { ...svc, routing: prev.routing } : svc;
       });
     return {
       mesh: { services },
       commit: () => {
         for (const [name, n] of incarnations) this.incarnations.set(name, n);
         this.present = next;
+        this.previous = new Map(services.map((s) => [s.name, s]));
       },
     };
   }

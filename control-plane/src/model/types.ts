@@ -99,4 +99,9 @@ export interface ProxyInfo {
   readonly listenerPort: number;
   /** Sidecar: port of the local MCP server on 127.0.0.1. */
   readonly appPort?: number;
+  /**
+   * A proxyless gRPC client (grpc-js-xds and friends) rather than Envoy: it gets API listeners and
+   * per-service route tables instead of a socket listener.
+   */
+  readonly proxyless?: boolean;
 }

@@ -1,6 +1,6 @@
 // The whole resource set for one proxy: a pure function of the mesh and what the proxy told us about itself.
 import { DEFAULT_ROUTING } from '../model/defaults.ts';
-import type { Mesh, ProxyInfo } from '../model/types.ts';
+import type { Locality, Mesh, MeshService, ProxyInfo, Routing } from '../model/types.ts';
 import { localAppClusterResource, serviceClusterResource } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
 import { apiListenerResource, socketListener } from './listeners.ts';
@@ -8,15 +8,65 @@ import { GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INB
 import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 
+// Memoization by identity: the mesh builder hands back the same MeshService object for an unchanged
+// service, so one endpoint change re-translates one service, not the whole mesh. Outputs are the same
+// objects too, which lets the encoder skip them by identity.
+interface ServiceOutputs {
+  cluster?: XdsResource;
+  apiListener?: XdsResource;
+  apiRoutes?: XdsResource;
+  endpoints: Map<string, XdsResource>;
+}
+const outputs = new WeakMap<MeshService, ServiceOutputs>();
+
+function memo(svc: MeshService): ServiceOutputs {
+  let m = outputs.get(svc);
+  if (!m) {
+    m = { endpoints: new Map() };
+    outputs.set(svc, m);
+  }
+  return m;
+}
+
+function endpointsFor(svc: MeshService, locality: Locality | undefined): XdsResource {
+  const m = memo(svc);
+  const key = locality ? `${locality.region}/${locality.zone}` : '';
+  let r = m.endpoints.get(key);
+  if (!r) {
+    r = loadAssignment(svc, locality);
+    m.endpoints.set(key, r);
+  }
+  return r;
+}
+
+// The shared route table depends only on each service's name, incarnation and routing.
+let lastRoutes: { inputs: Array<[string, number, Routing]>; resource: XdsResource } | undefined;
+function gatewayRoutesFor(mesh: Mesh): XdsResource {
+  const inputs = mesh.services.map((s): [string, number, Routing] => [s.name, s.incarnation, s.routing]);
+  const same = lastRoutes && lastRoutes.inputs.length === inputs.length
+    && lastRoutes.inputs.every(([n, i, r], k) => n === inputs[k]?.[0] && i === inputs[k]?.[1] && r === inputs[k]?.[2]);
+  if (!same || !lastRoutes) lastRoutes = { inputs, resource: gatewayRoutes(mesh) };
+  return lastRoutes.resource;
+}
+
+/** Envoy gateways get a socket listener and the shared route table; proxyless gRPC clients an API listener per service. */
 export function gatewayResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
-  const idle = Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs));
+  const front = proxy.proxyless
+    ? [
+      ...mesh.services.map((s) => (memo(s).apiListener ??= apiListenerResource(s))),
+      ...mesh.services.map((s) => (memo(s).apiRoutes ??= apiRouteConfig(s))),
+    ]
+    : [
+      socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
+        statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, edge: true,
+        streamIdleTimeoutMs: Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs)),
+      }),
+      gatewayRoutesFor(mesh),
+    ];
   return [
-    socketListener(GATEWAY_LISTENER, proxy.listenerPort, { statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, streamIdleTimeoutMs: idle, edge: true }),
-    ...mesh.services.map(apiListenerResource),
-    gatewayRoutes(mesh),
-    ...mesh.services.map(apiRouteConfig),
-    ...mesh.services.map(serviceClusterResource),
-    ...mesh.services.map((svc) => loadAssignment(svc, proxy.locality)),
+    ...front,
+    ...mesh.services.map((s) => (memo(s).cluster ??= serviceClusterResource(s))),
+    ...mesh.services.map((s) => endpointsFor(s, proxy.locality)),
   ];
 }
 

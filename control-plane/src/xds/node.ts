@@ -64,7 +64,9 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
   const loc = node?.locality;
   const locality = loc && (loc.region || loc.zone) ? { region: loc.region ?? '', zone: loc.zone ?? '' } : undefined;
   if (role === 'gateway') {
-    return { id, role, ...(locality ? { locality } : {}), listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id) };
+    // Every gRPC xDS client names itself "gRPC <language>"; Envoy says "envoy".
+    const proxyless = /^grpc\b/i.test(node?.user_agent_name ?? '');
+    return { id, role, ...(locality ? { locality } : {}), listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id), ...(proxyless ? { proxyless } : {}) };
   }
   if (role === 'sidecar') {
     const service = meta['service'];
@@ -81,5 +83,5 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
 /** Proxies with the same key get the same snapshot, so it is built and encoded once for all of them. */
 export function snapshotKey(p: ProxyInfo): string {
   const loc = p.locality ? `${p.locality.region}/${p.locality.zone}` : '-';
-  return p.role === 'gateway' ? `gateway|${loc}|${p.listenerPort}` : `sidecar|${p.service}|${p.listenerPort}|${p.appPort}`;
+  return p.role === 'gateway' ? `gateway|${loc}|${p.listenerPort}${p.proxyless ? '|grpc' : ''}` : `sidecar|${p.service}|${p.listenerPort}|${p.appPort}`;
 }

@@ -78,9 +78,17 @@ export function envoyRoot(): protobuf.Root {
   return root;
 }
 
+const types = new Map<string, protobuf.Type>();
+
+/** A message type by full name or type URL (memoized: protobufjs lookups walk the namespace tree). */
 export function lookupType(fullName: string): protobuf.Type {
-  const name = fullName.startsWith(TYPE_PREFIX) ? fullName.slice(TYPE_PREFIX.length) : fullName;
-  return envoyRoot().lookupType(name);
+  let t = types.get(fullName);
+  if (!t) {
+    const name = fullName.startsWith(TYPE_PREFIX) ? fullName.slice(TYPE_PREFIX.length) : fullName;
+    t = envoyRoot().lookupType(name);
+    types.set(fullName, t);
+  }
+  return t;
 }
 
 export function typeUrlOf(fullName: string): string {

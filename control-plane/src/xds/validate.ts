@@ -39,14 +39,29 @@ function isPlain(v: unknown): v is Plain {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 }
 
-function rulesOf(obj: protobuf.ReflectionObject, key: string): Rules | undefined {
+// protobufjs computes fullName by walking up the namespace tree on every read; validation reads it a lot.
+const names = new WeakMap<protobuf.ReflectionObject, string>();
+function fullName(t: protobuf.ReflectionObject): string {
+  let n = names.get(t);
+  if (n === undefined) {
+    n = t.fullName;
+    names.set(t, n);
+  }
+  return n;
+}
+
+const rulesCache = new WeakMap<protobuf.ReflectionObject, Rules | null>();
+
+function rulesOf(obj: protobuf.ReflectionObject, key: '(validate.rules)'): Rules | undefined {
+  const cached = rulesCache.get(obj);
+  if (cached !== undefined) return cached ?? undefined;
   const parsed = obj.parsedOptions as Array<Record<string, unknown>> | undefined;
-  if (!parsed) return undefined;
   let merged: Rules | undefined;
-  for (const entry of parsed) {
+  for (const entry of parsed ?? []) {
     const r = entry[key];
     if (isPlain(r)) merged = { ...(merged ?? {}), ...r };
   }
+  rulesCache.set(obj, merged ?? null);
   return merged;
 }
 
@@ -65,6 +80,44 @@ function defaultScalar(field: protobuf.Field): unknown {
   }
 }
 
+interface FieldPlan {
+  readonly field: protobuf.Field;
+  readonly rules: Rules | undefined;
+  /** Message type of the field (or of a map's values), if any. */
+  readonly msg: protobuf.Type | undefined;
+  readonly msgName: string;
+  readonly wrapper: string | undefined;
+}
+
+interface Plan {
+  readonly fields: Readonly<Record<string, FieldPlan>>;
+  /** Fields outside oneofs whose rules apply even when unset (proto3 scalars, required messages, min_items). */
+  readonly unsetChecked: readonly protobuf.Field[];
+  readonly oneofs: readonly protobuf.OneOf[];
+}
+
+// What to look at per message type, worked out once: most of Envoy's fields are unset in any one resource.
+const plans = new WeakMap<protobuf.Type, Plan>();
+function plan(type: protobuf.Type): Plan {
+  let p = plans.get(type);
+  if (!p) {
+    const fields: Record<string, FieldPlan> = {};
+    for (const f of type.fieldsArray) {
+      const rt = f.resolvedType;
+      const msg = rt instanceof protobuf.Type ? rt : undefined;
+      const msgName = msg ? fullName(msg) : '';
+      fields[f.name] = { field: f, rules: rulesOf(f, '(validate.rules)'), msg, msgName, wrapper: WRAPPER_KIND[msgName] };
+    }
+    p = {
+      fields,
+      unsetChecked: type.fieldsArray.filter((f) => (f.partOf === null || f.partOf === undefined) && rulesOf(f, '(validate.rules)') !== undefined),
+      oneofs: type.oneofsArray,
+    };
+    plans.set(type, p);
+  }
+  return p;
+}
+
 class Walker {
   readonly violations: Violation[] = [];
 
@@ -72,34 +125,37 @@ class Walker {
     this.violations.push({ path: path || '(root)', rule, message });
   }
 
-  message(type: protobuf.Type, value: unknown, path: string): void {
+  message(type: protobuf.Type, value: unknown, path: string, inAny = false): void {
     if (!isPlain(value)) {
-      this.add(path, 'schema.type', `expected a ${type.fullName.slice(1)} message, got ${typeof value}`);
+      this.add(path, 'schema.type', `expected a ${fullName(type).slice(1)} message, got ${typeof value}`);
       return;
     }
-    if (type.fullName === '.google.protobuf.Any') {
+    if (fullName(type) === '.google.protobuf.Any') {
       this.any(value, path);
       return;
     }
-    for (const key of Object.keys(value)) {
-      if (!type.fields[key]) this.add(join(path, key), 'schema.unknown_field', `${type.fullName.slice(1)} has no field "${key}"`);
-    }
-    for (const field of type.fieldsArray) {
-      const raw = value[field.name];
-      const inOneof = field.partOf !== null && field.partOf !== undefined;
-      if (raw === undefined || raw === null) {
-        if (inOneof) continue;
-        this.unsetField(field, join(path, field.name));
+    const p = plan(type);
+    for (const key in value) {
+      const fp = p.fields[key];
+      if (!fp) {
+        if (!(inAny && key === '@type')) this.add(join(path, key), 'schema.unknown_field', `${fullName(type).slice(1)} has no field "${key}"`);
         continue;
       }
-      this.field(field, raw, join(path, field.name));
+      const raw = value[key];
+      if (raw !== undefined && raw !== null) this.field(fp, raw, join(path, key));
     }
-    for (const oneof of type.oneofsArray) {
-      const set = oneof.fieldsArray.filter((f) => value[f.name] !== undefined && value[f.name] !== null);
-      if (set.length > 1) {
+    for (const field of p.unsetChecked) {
+      const raw = value[field.name];
+      if (raw === undefined || raw === null) this.unsetField(field, join(path, field.name));
+    }
+    for (const oneof of p.oneofs) {
+      let count = 0;
+      for (const f of oneof.fieldsArray) if (value[f.name] !== undefined && value[f.name] !== null) count += 1;
+      if (count > 1) {
+        const set = oneof.fieldsArray.filter((f) => value[f.name] !== undefined && value[f.name] !== null);
         this.add(join(path, oneof.name), 'schema.oneof', `only one of ${set.map((f) => f.name).join(', ')} may be set`);
       }
-      if (set.length === 0 && (oneof.options?.['(validate.required)'] === true)) {
+      if (count === 0 && (oneof.options?.['(validate.required)'] === true)) {
         this.add(join(path, oneof.name), 'oneof.required', `one of ${oneof.fieldsArray.map((f) => f.name).join(', ')} is required`);
       }
     }
@@ -118,8 +174,7 @@ class Walker {
       this.add(path, 'any.type_url', `unknown type ${url}`);
       return;
     }
-    const { ['@type']: _ignored, ...rest } = value;
-    this.message(inner, rest, `${path}<${url.slice(TYPE_PREFIX.length)}>`);
+    this.message(inner, value, `${path}<${url.slice(TYPE_PREFIX.length)}>`, true);
   }
 
   // proto3 scalars are validated even when unset (they read as their default), messages only for `required`.
@@ -142,40 +197,36 @@ class Walker {
     this.checkScalar(field, rules, defaultScalar(field), path);
   }
 
-  private field(field: protobuf.Field, raw: unknown, path: string): void {
-    const rules = rulesOf(field, '(validate.rules)');
+  private field(fp: FieldPlan, raw: unknown, path: string): void {
+    const { field, rules } = fp;
     if (field.map) {
       if (!isPlain(raw)) return this.add(path, 'schema.type', 'expected a map');
-      const mapField = field as unknown as protobuf.MapField;
       if (rules) this.checkRepeated(rules, Object.keys(raw), path, field);
-      for (const [k, v] of Object.entries(raw)) {
-        const p = `${path}[${JSON.stringify(k)}]`;
-        if (mapField.resolvedType instanceof protobuf.Type) this.message(mapField.resolvedType, v, p);
-      }
+      if (fp.msg) for (const k in raw) this.message(fp.msg, raw[k], `${path}[${JSON.stringify(k)}]`);
       return;
     }
     if (field.repeated) {
       if (!Array.isArray(raw)) return this.add(path, 'schema.type', 'expected a list');
       if (rules) this.checkRepeated(rules, raw, path, field);
       const itemRules = rules && isPlain(rules['repeated']) ? rules['repeated']['items'] : undefined;
-      raw.forEach((item, i) => this.single(field, item, `${path}[${i}]`, isPlain(itemRules) ? itemRules : undefined));
+      const ir = isPlain(itemRules) ? itemRules : undefined;
+      for (let i = 0; i < raw.length; i++) this.single(fp, raw[i], `${path}[${i}]`, ir);
       return;
     }
-    this.single(field, raw, path, rules);
+    this.single(fp, raw, path, rules);
   }
 
-  private single(field: protobuf.Field, raw: unknown, path: string, rules: Rules | undefined): void {
-    const rt = field.resolvedType;
-    if (rt instanceof protobuf.Type) {
-      const wrapper = WRAPPER_KIND[rt.fullName];
-      if (wrapper && rules && isPlain(raw)) {
-        const kindRules = rules[wrapper];
-        if (isPlain(kindRules)) this.checkKind(wrapper, kindRules, raw['value'] ?? defaultScalar(field), `${path}.value`);
+  private single(fp: FieldPlan, raw: unknown, path: string, rules: Rules | undefined): void {
+    const { field, msg: rt, wrapper } = fp;
+    if (rt) {
+      if (rules) {
+        if (wrapper && isPlain(raw)) {
+          const kindRules = rules[wrapper];
+          if (isPlain(kindRules)) this.checkKind(wrapper, kindRules, raw['value'] ?? defaultScalar(field), `${path}.value`);
+        }
+        if (fp.msgName === '.google.protobuf.Duration' && isPlain(rules['duration'])) this.checkDuration(rules['duration'], raw, path);
       }
-      if (rt.fullName === '.google.protobuf.Duration' && rules && isPlain(rules['duration'])) {
-        this.checkDuration(rules['duration'], raw, path);
-      }
-      if (rt.fullName === '.google.protobuf.Any' && rules && isPlain(rules['any']) && isPlain(raw)) {
+      if (fp.msgName === '.google.protobuf.Any' && rules && isPlain(rules['any']) && isPlain(raw)) {
         const allowed = rules['any']['in'];
         if (Array.isArray(allowed) && !allowed.includes(raw['@type'])) {
           this.add(path, 'any.in', `type ${String(raw['@type'])} is not one of ${allowed.join(', ')}`);
@@ -196,7 +247,7 @@ class Walker {
     let problem: [string, string] | undefined;
     if (rt instanceof protobuf.Enum) {
       const known = typeof raw === 'string' ? raw in rt.values : Object.values(rt.values).includes(Number(raw));
-      if (!known) problem = ['schema.enum', `${String(raw)} is not a value of ${rt.fullName.slice(1)}`];
+      if (!known) problem = ['schema.enum', `${String(raw)} is not a value of ${fullName(rt).slice(1)}`];
     } else if (field.type === 'string' && typeof raw !== 'string') problem = ['schema.type', 'expected a string'];
     else if (field.type === 'bool' && typeof raw !== 'boolean') problem = ['schema.type', 'expected a boolean'];
     else if (NUMERIC_KINDS.has(field.type) && !(typeof raw === 'number' || typeof raw === 'bigint' || (typeof raw === 'string' && /^-?\d+$/.test(raw)))) {
@@ -214,7 +265,7 @@ class Walker {
       if (isPlain(enumRules)) {
         const num = typeof raw === 'string' ? rt.values[raw] : Number(raw);
         if (enumRules['defined_only'] === true && (num === undefined || !Object.values(rt.values).includes(num))) {
-          this.add(path, 'enum.defined_only', `${String(raw)} is not a defined ${rt.fullName.slice(1)}`);
+          this.add(path, 'enum.defined_only', `${String(raw)} is not a defined ${fullName(rt).slice(1)}`);
         }
         if (Array.isArray(enumRules['not_in']) && enumRules['not_in'].includes(num)) this.add(path, 'enum.not_in', `${String(raw)} is not allowed`);
         if (Array.isArray(enumRules['in']) && !enumRules['in'].includes(num)) this.add(path, 'enum.in', `${String(raw)} is not allowed`);
