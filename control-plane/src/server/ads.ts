@@ -67,6 +67,12 @@ interface EncodedResponse {
   readonly bytes: Buffer;
 }
 
+interface Selection {
+  readonly version: string;
+  readonly chosen: readonly EncodedResource[];
+  response?: EncodedResponse;
+}
+
 export interface AdsServerOptions {
   cache: SnapshotCache;
   tracker: ProxyTracker;
@@ -78,7 +84,7 @@ export interface AdsServerOptions {
 export class AdsServer {
   private readonly server: grpc.Server;
   private readonly opts: AdsServerOptions;
-  private readonly responseCache = new WeakMap<Snapshot, Map<string, EncodedResponse>>();
+  private readonly selections = new WeakMap<Snapshot, Map<string, Selection>>();
   private readonly encodeResponse: (msg: object) => Buffer;
   private readonly encodeDelta: (msg: object) => Buffer;
   private readonly closers = new Set<() => void>();
@@ -213,9 +219,10 @@ export class AdsServer {
       const snapshot = session?.snapshot();
       const sub = subs.get(kind);
       if (!snapshot || !sub) return;
-      const resp = this.sotwResponse(snapshot, kind, sub);
+      const selection = this.sotwSelection(snapshot, kind, sub);
       const t = this.opts.tracker.type(status, kind);
-      if (!force && t.sentVersion === resp.version) return;
+      if (!force && t.sentVersion === selection.version) return;
+      const resp = this.sotwResponse(kind, selection);
       t.sentVersion = resp.version;
       t.sentNonce = resp.nonce;
       t.sentAt = performance.now();
@@ -254,30 +261,39 @@ export class AdsServer {
     });
   }
 
-  private sotwResponse(snapshot: Snapshot, kind: ResourceKind, sub: Subscription): EncodedResponse {
-    let perSnapshot = this.responseCache.get(snapshot);
+  /** Which resources a subscription gets from a snapshot, and their version: cheap, so it runs before deciding to send. */
+  private sotwSelection(snapshot: Snapshot, kind: ResourceKind, sub: Subscription): Selection {
+    let perSnapshot = this.selections.get(snapshot);
     if (!perSnapshot) {
       perSnapshot = new Map();
-      this.responseCache.set(snapshot, perSnapshot);
+      this.selections.set(snapshot, perSnapshot);
     }
     const key = `${kind}|${namesKey(sub)}`;
-    const hit = perSnapshot.get(key);
-    if (hit) return hit;
-    const chosen = selected(snapshot, kind, sub);
-    const version = sub.wildcard && chosen.length === snapshot.resources[kind].size
-      ? snapshot.versions[kind]
-      : hash(chosen.map((r) => `${r.name}\0${r.version}`).join('\n'));
-    const nonce = nextNonce();
+    let sel = perSnapshot.get(key);
+    if (!sel) {
+      const chosen = selected(snapshot, kind, sub);
+      const version = sub.wildcard && chosen.length === snapshot.resources[kind].size
+        ? snapshot.versions[kind]
+        : hash(chosen.map((r) => `${r.name}\0${r.version}`).join('\n'));
+      sel = { version, chosen };
+      perSnapshot.set(key, sel);
+    }
+    return sel;
+  }
+
+  /** The encoded DiscoveryResponse for a selection, built once and written to every stream that needs it. */
+  private sotwResponse(kind: ResourceKind, sel: Selection): EncodedResponse {
+    if (sel.response) return sel.response;
     const typeUrl = TYPE_URLS[kind];
+    const nonce = nextNonce();
     const bytes = this.encodeResponse({
-      version_info: version,
-      resources: chosen.map((r) => ({ type_url: typeUrl, value: r.bytes })),
+      version_info: sel.version,
+      resources: sel.chosen.map((r) => ({ type_url: typeUrl, value: r.bytes })),
       type_url: typeUrl,
       nonce,
     });
-    const out = { version, nonce, bytes };
-    perSnapshot.set(key, out);
-    return out;
+    sel.response = { version: sel.version, nonce, bytes };
+    return sel.response;
   }
 
   private delta(call: grpc.ServerDuplexStream<DeltaDiscoveryRequest, Buffer>): void {
