@@ -78,7 +78,7 @@ export function sidecarResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
     socketListener(SIDECAR_INBOUND_LISTENER, proxy.listenerPort, {
       statPrefix: STAT_PREFIX.sidecarInbound, routeConfigName: SIDECAR_INBOUND_ROUTES, streamIdleTimeoutMs: routing.streamIdleTimeoutMs, edge: false,
     }),
-    sidecarRoutes(service, routing),
+    sidecarRoutes(service, proxy.appPort ?? 0, routing),
     localAppClusterResource(service, proxy.appPort ?? 0, routing),
   ];
 }

@@ -71,15 +71,19 @@ export function apiRouteConfig(svc: MeshService): XdsResource {
   return { kind: 'route', name, wildcard: false, body: { name, virtual_hosts: [hostVhost(svc)], validate_clusters: { value: false } } };
 }
 
-/** Sidecar inbound: everything goes to the local MCP server. */
-export function sidecarRoutes(service: string, routing: Routing): XdsResource {
+/**
+ * Sidecar inbound: everything goes to the local MCP server. Host becomes localhost:<port>, what a server
+ * bound to loopback expects (MCP servers must validate Host/Origin against DNS rebinding, and many accept
+ * only localhost); the original host travels in X-Forwarded-Host.
+ */
+export function sidecarRoutes(service: string, appPort: number, routing: Routing): XdsResource {
   return {
     kind: 'route',
     name: SIDECAR_INBOUND_ROUTES,
     wildcard: true,
     body: {
       name: SIDECAR_INBOUND_ROUTES,
-      virtual_hosts: [{ name: `local.${service}`, domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing) }] }],
+      virtual_hosts: [{ name: `local.${service}`, domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing, { host_rewrite_literal: `localhost:${appPort}`, append_x_forwarded_host: true }) }] }],
       validate_clusters: { value: false },
     },
   };
