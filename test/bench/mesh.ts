@@ -69,3 +69,27 @@ export function registryYaml(specs: readonly ServiceSpec[]): string {
   }
   return lines.join('\n') + '\n';
 }
+
+/** Consul's view of the same mesh: one agent registration per endpoint (Consul services are per instance). */
+export interface ConsulRegistration {
+  ID: string;
+  Name: string;
+  Tags: string[];
+  Address: string;
+  Port: number;
+  Meta: Record<string, string>;
+}
+
+/** Instance `j` of service `i`, tagged and annotated as the Consul source expects; specsFromConsul over every
+ * registration of meshSpecs(services, endpointsPer) gives back meshSpecs(services, endpointsPer). */
+export function consulRegistration(i: number, j: number, port = BASE_PORT): ConsulRegistration {
+  const e = endpoint(i, j, port);
+  return {
+    ID: `${serviceName(i)}-${j}`,
+    Name: serviceName(i),
+    Tags: ['mcp'],
+    Address: e.address,
+    Port: port,
+    Meta: { region: e.locality.region, zone: e.locality.zone, 'mcp-protocol': BENCH_PROTOCOL },
+  };
+}

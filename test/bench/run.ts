@@ -6,9 +6,13 @@
 //  2. Registry change -> last of N proxies ACKed, N = 100 and 1,000, each proxy on its own HTTP/2 connection
 //     in a second process (test/bench/clients.ts). The change enters through ControlPlane.apply (the registry
 //     path minus the file watcher's debounce and YAML parse, reported separately) with quietMs 0.
-//  3. The push floor in the same run: a do-nothing ADS server writing one pre-encoded EDS response (1
+//  3. Consul change -> last of N proxies ACKed, N = 100 and 1,000: the same mesh registered in the Consul
+//     stand-in (test/consul-standin, in its own process: test/bench/consul.ts) as 10,000 service instances, the
+//     control plane watching it through its Consul source, and each push one instance re-registered with a new
+//     port over Consul's HTTP API (watch wake-up, source, coalescer, build and push all inside the timed window).
+//  4. The push floor in the same run: a do-nothing ADS server writing one pre-encoded EDS response (1
 //     ClusterLoadAssignment, 10 endpoints) to every stream, to the same client process.
-//  4. RSS per connected proxy (control plane vs floor), each server in its own process.
+//  5. RSS per connected proxy (control plane vs floor), each server in its own process.
 //
 // Exits non-zero only on errors; a missed target is reported, not fatal. BENCH_QUICK=1 runs a short version.
 import { fork } from 'node:child_process';
@@ -18,8 +22,8 @@ import { isDeepStrictEqual } from 'node:util';
 import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
 import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
-import { meshSpecs, registryYaml } from './mesh.ts';
-import type { FromServer, MemSample, Mode, PhaseResult, ServerConfig } from './server.ts';
+import { meshSpecs, registryYaml, serviceName } from './mesh.ts';
+import type { FromServer, HistogramDelta, MemSample, Mode, PhaseResult, ServerConfig, SetupInfo } from './server.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const QUICK = process.env['BENCH_QUICK'] === '1';
@@ -43,6 +47,23 @@ function median(xs: readonly number[]): number {
   if (s.length === 0) return NaN;
   const mid = s.length >> 1;
   return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/**
+ * A quantile estimated from Prometheus histogram buckets as histogram_quantile() does: linear within the bucket
+ * that holds the rank (the first bucket starts at 0; a rank beyond the last finite bound gives that bound).
+ */
+function histQuantile(h: HistogramDelta, q: number): number {
+  if (h.count <= 0) return NaN;
+  const rank = q * h.count;
+  let lo = 0;
+  let below = 0;
+  for (const [le, cum] of h.buckets) {
+    if (cum >= rank) return lo + (le - lo) * (cum === below ? 1 : (rank - below) / (cum - below));
+    lo = le;
+    below = cum;
+  }
+  return lo;
 }
 
 /** Nearest-rank percentile (with few samples, p99 is the worst one). */
@@ -119,6 +140,7 @@ function buildBench(): BuildResult {
 interface ServerResult {
   phases: PhaseResult[];
   mem: MemSample[];
+  setup: SetupInfo;
 }
 
 function runServer(mode: Mode): Promise<ServerResult> {
@@ -143,7 +165,7 @@ function runServer(mode: Mode): Promise<ServerResult> {
       clearTimeout(timer);
       if (!result) reject(new Error(`${mode} benchmark process exited (${code ?? signal}) without a result`));
       else if (result.type === 'error') reject(new Error(`${mode} benchmark failed: ${result.message}`));
-      else resolve({ phases: result.phases, mem: result.mem });
+      else resolve({ phases: result.phases, mem: result.mem, setup: result.setup });
     });
     child.send(cfg);
   });
@@ -204,7 +226,7 @@ async function main(): Promise<void> {
   const started = performance.now();
   console.log(`MCP Mesh benchmark${QUICK ? ' (BENCH_QUICK: short run, figures are rough)' : ''}: node ${process.version}, ${SERVICES} services x ${ENDPOINTS} endpoints`);
 
-  console.log('\n[1/3] snapshot build ...');
+  console.log('\n[1/4] snapshot build ...');
   const b = buildBench();
   console.log(`  full build:  median ${ms(median(b.full))}, p99 ${ms(pct(b.full, 99))} (${b.full.length} runs after ${BUILD.fullWarm} warm-up)`);
   console.log(`  one change:  median ${ms(median(b.one))}, p99 ${ms(pct(b.one, 99))} (${b.one.length} runs after ${BUILD.oneWarm} warm-up)`);
@@ -215,6 +237,8 @@ async function main(): Promise<void> {
       console.log(`  ${label} N=${String(p.n).padStart(4)}: push->last ACK median ${ms(median(p.pushToAck))}, p99 ${ms(pct(p.pushToAck, 99))}; ` +
         `server CPU/push ${ms(median(p.serverCpu))}; trigger blocks ${ms(median(p.trigger))}; ${p.pushToAck.length} pushes; connect took ${(p.connectMs / 1000).toFixed(1)} s`);
       if (p.fileToAck.length > 0) console.log(`  ${label} N=${String(p.n).padStart(4)}: registry file rewritten -> last ACK median ${ms(median(p.fileToAck))} (${p.fileToAck.length} edits)`);
+      if (p.toApply.length > 0) console.log(`  ${label} N=${String(p.n).padStart(4)}: Consul write -> apply() of the change median ${ms(median(p.toApply))}, p99 ${ms(pct(p.toApply, 99))}`);
+      if (p.convergence) console.log(`  ${label} N=${String(p.n).padStart(4)}: mcpmesh_convergence_seconds{source="consul"}: ${p.convergence.count} observations, mean ${ms((1000 * p.convergence.sum) / p.convergence.count)}, p50 ~${ms(1000 * histQuantile(p.convergence, 0.5))}, p99 ~${ms(1000 * histQuantile(p.convergence, 0.99))} (bucket estimates)`);
     }
     const m = memPerProxy(r.mem);
     const mib = (x: number): string => `${(x / 2 ** 20).toFixed(1)} MiB`;
@@ -222,13 +246,20 @@ async function main(): Promise<void> {
     console.log(`  ${label} RSS per proxy: ${kib(m.marginal)} (marginal), ${kib(m.fromIdle)} (from idle)`);
   };
 
-  console.log('\n[2/3] push floor (do-nothing ADS server, one pre-encoded EDS response) ...');
+  console.log('\n[2/4] push floor (do-nothing ADS server, one pre-encoded EDS response) ...');
   const floor = await runServer('floor');
   describe('floor', floor);
 
-  console.log('\n[3/3] control plane (ControlPlane.apply with one endpoint changed, quietMs 0) ...');
+  console.log('\n[3/4] control plane (ControlPlane.apply with one endpoint changed, quietMs 0) ...');
   const cp = await runServer('cp');
   describe('cp   ', cp);
+
+  console.log(`\n[4/4] control plane with Consul as its source (Consul stand-in in its own process; one instance re-registered per push) ...`);
+  const consul = await runServer('consul');
+  const cs = consul.setup;
+  console.log(`  consul setup: ${cs.registrations ?? '?'} registrations (PUT /v1/agent/service/register) in ${((cs.registerMs ?? NaN) / 1000).toFixed(1)} s; ` +
+    `control plane start -> first mesh from Consul ${((cs.firstMeshMs ?? NaN) / 1000).toFixed(1)} s; coalescer quietMs ${cs.quietMs}, maxDelayMs ${cs.maxDelayMs}; watch wait ${cs.consulWait}`);
+  describe('consul', consul);
 
   const rows: Row[] = [
     absRow('snapshot build, full (median)', median(b.full), 50),
@@ -244,6 +275,22 @@ async function main(): Promise<void> {
       ratioRow(`edit -> last ACK, N=${p.n} (p99)`, pct(p.pushToAck, 99), pct(f.pushToAck, 99), 2, ms),
       infoRow(`server CPU per push, N=${p.n} (median)`, ms(median(p.serverCpu)), ms(median(f.serverCpu)), `${(median(p.serverCpu) / median(f.serverCpu)).toFixed(2)}x`),
     );
+  }
+  for (const p of consul.phases) {
+    const f = floor.phases.find((x) => x.n === p.n);
+    if (!f) throw new Error(`no floor phase for N=${p.n}`);
+    rows.push(
+      ratioRow(`Consul change -> last ACK, N=${p.n} (median)`, median(p.pushToAck), median(f.pushToAck), 2, ms),
+      ratioRow(`Consul change -> last ACK, N=${p.n} (p99)`, pct(p.pushToAck, 99), pct(f.pushToAck, 99), 2, ms),
+      infoRow(`Consul: server CPU per push, N=${p.n} (median)`, ms(median(p.serverCpu)), ms(median(f.serverCpu)), `${(median(p.serverCpu) / median(f.serverCpu)).toFixed(2)}x`),
+      infoRow(`Consul write -> apply() of it, N=${p.n} (median)`, ms(median(p.toApply))),
+    );
+    if (p.convergence && p.convergence.count > 0) {
+      const h = p.convergence;
+      const p50 = 1000 * histQuantile(h, 0.5);
+      rows.push(infoRow(`mcpmesh_convergence_seconds{consul}, N=${p.n} (p50 est.; mean)`, `~${ms(p50)}; ${ms((1000 * h.sum) / h.count)}`, ms(median(f.pushToAck)),
+        `${(p50 / median(f.pushToAck)).toFixed(2)}x`));
+    }
   }
   const cm = memPerProxy(cp.mem);
   const fm = memPerProxy(floor.mem);
@@ -270,6 +317,20 @@ Notes:
 - The edit -> last ACK rows exclude what the registry file path adds before apply(): RegistryFileSource's 100 ms
   debounce, the coalescer's quiet window (quietMs; 0 here, default 100 ms) and the YAML parse. The "registry file
   edit" row is the whole path (atomic rewrite of the file, fs.watch, debounce, parse, apply), for a few edits.
+- Consul change -> last ACK: the mesh (${SERVICES} services x ${ENDPOINTS} endpoints) is registered in the Consul stand-in
+  (test/consul-standin, real blocking queries, checkUpdateIntervalMs 0) as ${consul.setup.registrations ?? '?'} instances (one per endpoint, tag
+  mcp, meta region/zone/mcp-protocol, no checks: healthy); the stand-in runs in its own process, as Consul would. Each push
+  re-registers instance 0 of ${serviceName(0)} with a new port through the \`consul\` client (PUT /v1/agent/service/register); the time
+  runs from just before that write until the client process reports its last ACK. Inside: the stand-in's write and
+  blocking-query wake-up, the source's health and catalog watches (both wake: an instance change moves the catalog's
+  service list index too), specsFromConsul, the coalescer (quietMs ${consul.setup.quietMs}, maxDelayMs ${consul.setup.maxDelayMs}; the control plane's
+  defaults are 100 / 1000 ms, which would add about 100 ms), the build and the push. A push ends only when both watches'
+  updates went through the source. Watches use wait=${consul.setup.consulWait} (the stand-in adds no jitter; see server.ts).
+  "Consul write -> apply()" is the part before ControlPlane.apply() starts on the changed mesh (same clock).
+- mcpmesh_convergence_seconds{source="consul"}: the control plane's own histogram (admin /metrics) over the timed pushes
+  only; it runs from the health watch's answer arriving (before specsFromConsul) to the control plane having processed the
+  last ACK, which can be later than the client process reporting it (the server may still be busy, e.g. with the catalog
+  watch's update). p50 is a bucket estimate (histogram_quantile; buckets 10/25/50/100/250 ms...), the mean is exact.
 - p99 is nearest-rank over the pushes listed above (with under 100 samples it is the slowest one).
 - RSS per proxy: (RSS at ${hi} - RSS at ${lo} connected proxies) / ${hi - lo}; RSS at N is the mean of two samples, before and
   after that phase's timed pushes, each after a forced GC; each server runs in its own process. "From idle" divides
