@@ -16,6 +16,7 @@ export class MeshBuilder {
   // The last committed mesh by name: an unchanged service keeps its object, so translators and the
   // encoder can recognise it by identity and skip re-translating, re-validating and re-encoding it.
   private previous = new Map<string, MeshService>();
+  private previousSpecs = new Map<string, ServiceSpec>();
 
   /**
    * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation.
@@ -32,8 +33,11 @@ export class MeshBuilder {
         if (incarnation === undefined) incarnation = 0;
         else if (!this.present.has(spec.name)) incarnation += 1;
         incarnations.set(spec.name, incarnation);
+        const prevSvc = this.previous.get(spec.name);
+        // A source that hands back the same spec object for an unchanged service saves the comparison.
+        if (prevSvc && this.previousSpecs.get(spec.name) === spec && prevSvc.incarnation === incarnation) return prevSvc;
         const svc: MeshService = { ...spec, incarnation, endpoints: [...spec.endpoints].sort(compareEndpoints) };
-        const prev = this.previous.get(spec.name);
+        const prev = prevSvc;
         if (!prev) return svc;
         if (deepEqual(prev, svc)) return prev;
         // Keep unchanged parts too: routing is what the shared gateway route table depends on.
@@ -45,6 +49,7 @@ export class MeshBuilder {
         for (const [name, n] of incarnations) this.incarnations.set(name, n);
         this.present = next;
         this.previous = new Map(services.map((s) => [s.name, s]));
+        this.previousSpecs = new Map(specs.map((s) => [s.name, s]));
       },
     };
   }

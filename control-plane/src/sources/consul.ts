@@ -57,11 +57,27 @@ export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEnt
   const specs: ServiceSpec[] = [];
   const skipped: SkippedInstance[] = [];
   for (const [name, entries] of [...services.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    const one = specFromConsul(name, entries);
+    if (one.spec) specs.push(one.spec);
+    skipped.push(...one.skipped);
+  }
+  return { specs, skipped };
+}
+
+const byId = (a: HealthEntry, b: HealthEntry): number => {
+  const x = a.Service?.ID ?? '', y = b.Service?.ID ?? '';
+  return x < y ? -1 : x > y ? 1 : 0;
+};
+
+/** One service's health entries -> its spec (none when the name is unusable), and the instances left out. */
+export function specFromConsul(name: string, entries: readonly HealthEntry[]): { spec?: ServiceSpec; skipped: SkippedInstance[] } {
+  const skipped: SkippedInstance[] = [];
+  {
     if (!SERVICE_NAME.test(name)) {
       skipped.push({ service: name, instance: '*', reason: 'service name is not a DNS label (lower-case letters, digits, "-")' });
-      continue;
+      return { skipped };
     }
-    const sorted = [...entries].sort((a, b) => String(a.Service?.ID).localeCompare(String(b.Service?.ID)));
+    const sorted = [...entries].sort(byId);
     const parsed: Array<{ instance: string; ep: MeshEndpoint; how: string }> = [];
     for (const e of sorted) {
       const svc = e.Service ?? {};
@@ -83,14 +99,15 @@ export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEnt
       if (!HTTP_PATH.test(path)) { skip(`meta ${CONSUL_META.path}=${JSON.stringify(path)} is not an absolute HTTP path`); continue; }
       const weight = Math.min(128, Math.max(1, Math.round(svc.Weights?.Passing ?? 1)));
       const healthy = aggregateStatus(e.Checks) === 'passing';
-      parsed.push({ instance, how: JSON.stringify([p, t, path]), ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy } });
+      parsed.push({ instance, how: `${p} ${t} ${path}`, ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy } });
     }
     // How the service is spoken to is a service-level fact: the majority of instances decides (ties: lowest
     // ID first); instances that disagree are skipped rather than routed to with the wrong protocol.
     const votes = new Map<string, number>();
     for (const x of parsed) votes.set(x.how, (votes.get(x.how) ?? 0) + 1);
     const winner = [...votes.entries()].reduce<[string, number] | undefined>((best, v) => (!best || v[1] > best[1] ? v : best), undefined)?.[0];
-    const [protocol, transport, mcpPath] = winner ? (JSON.parse(winner) as [McpProtocol, McpTransport, string]) : [undefined, undefined, undefined];
+    // Paths match HTTP_PATH, so they hold no space: the key splits back unambiguously.
+    const [protocol, transport, mcpPath] = winner ? (winner.split(' ') as [McpProtocol, McpTransport, string]) : [undefined, undefined, undefined];
     const endpoints: MeshEndpoint[] = [];
     const seen = new Set<string>();
     for (const x of parsed) {
@@ -107,17 +124,19 @@ export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEnt
       endpoints.push(x.ep);
     }
     const path = mcpPath ?? DEFAULT_ROUTING.mcpPath;
-    specs.push({
-      name,
-      protocol: protocol ?? DEFAULT_PROTOCOL,
-      transport: transport ?? 'streamable-http',
-      endpoints,
-      routing: { ...DEFAULT_ROUTING, mcpPath: path },
-      outlierDetection: DEFAULT_OUTLIER_DETECTION,
-      healthCheck: { ...DEFAULT_HEALTH_CHECK, path },
-    });
+    return {
+      skipped,
+      spec: {
+        name,
+        protocol: protocol ?? DEFAULT_PROTOCOL,
+        transport: transport ?? 'streamable-http',
+        endpoints,
+        routing: { ...DEFAULT_ROUTING, mcpPath: path },
+        outlierDetection: DEFAULT_OUTLIER_DETECTION,
+        healthCheck: { ...DEFAULT_HEALTH_CHECK, path },
+      },
+    };
   }
-  return { specs, skipped };
 }
 
 export interface ConsulTlsOptions {
@@ -144,6 +163,7 @@ export interface ConsulSourceOptions {
 
 export interface ConsulUpdate {
   readonly specs: ServiceSpec[];
+  /** Instances left out, for the services that changed in this update. */
   readonly skipped: SkippedInstance[];
   /** X-Consul-Index of the change that produced this update. */
   readonly index: string;
@@ -212,6 +232,9 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
   private catalogWatch: WatchHandle | undefined;
   private readonly healthWatches = new Map<string, WatchHandle>();
   private readonly health = new Map<string, HealthEntry[]>();
+  // Per service: the entries a spec was computed from. A watch hands over a new array only when that
+  // service changed, so the other services keep their spec objects (and the mesh builder its identity).
+  private readonly specs = new Map<string, { entries: HealthEntry[]; spec?: ServiceSpec; skipped: SkippedInstance[] }>();
   private wanted = new Set<string>();
   private catalogSeen = false;
   private stopped = false;
@@ -244,11 +267,16 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
       const observedAt = performance.now();
       const services = (data ?? {}) as Record<string, string[] | null>;
       const next = new Set(Object.entries(services).filter(([, tags]) => (tags ?? []).includes(tag)).map(([name]) => name));
+      // The catalog index moves on any instance change; only a change of the MCP service set matters here
+      // (instances reach us through each service's health watch).
+      const same = this.catalogSeen && next.size === this.wanted.size && [...next].every((n) => this.wanted.has(n));
+      if (same) return;
       for (const name of this.wanted) {
         if (next.has(name)) continue;
         this.healthWatches.get(name)?.end();
         this.healthWatches.delete(name);
         this.health.delete(name);
+        this.specs.delete(name);
       }
       for (const name of next) if (!this.healthWatches.has(name)) this.watchHealth(name);
       this.wanted = next;
@@ -274,7 +302,19 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
   private publish(index: string, observedAt: number): void {
     if (this.stopped || !this.catalogSeen) return;
     for (const name of this.wanted) if (!this.health.has(name)) return;
-    const { specs, skipped } = specsFromConsul(new Map([...this.wanted].map((n) => [n, this.health.get(n) ?? []])));
+    const specs: ServiceSpec[] = [];
+    const skipped: SkippedInstance[] = [];
+    for (const name of [...this.wanted].sort()) {
+      const entries = this.health.get(name) ?? [];
+      let cached = this.specs.get(name);
+      if (cached?.entries !== entries) {
+        cached = { entries, ...specFromConsul(name, entries) };
+        this.specs.set(name, cached);
+        // Reported once per change of the service, not on every publish.
+        skipped.push(...cached.skipped);
+      }
+      if (cached.spec) specs.push(cached.spec);
+    }
     this.emit('update', { specs, skipped, index, observedAt });
   }
 
