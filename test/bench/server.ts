@@ -353,8 +353,8 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
     const first = await firstP;
     const firstMeshMs = performance.now() - c0;
     if (!isDeepStrictEqual(first, meshSpecs(cfg.services, cfg.endpointsPer))) throw new Error('the mesh built from Consul differs from meshSpecs()');
-    // Every source update counts; a re-registration wakes two watches (the service's health and the catalog's
-    // service list), so a push is over once both have been through the source.
+    // Every source update counts; a re-registration wakes the service's health watch (the catalog watch wakes
+    // too, but publishes nothing while the set of MCP services is unchanged), so a push is over after one update.
     let updates = 0;
     let updatesWanted = 0;
     (plane as unknown as { source: NodeJS.EventEmitter }).source.on('update', () => void (updates += 1));
@@ -374,7 +374,7 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
         if (!prepared) throw new Error('push not prepared');
         const reg = prepared;
         prepared = undefined;
-        updatesWanted = updates + 2;
+        updatesWanted = updates + 1;
         return consul.agent.service.register(reg as never);
       },
       portFor,
