@@ -1,7 +1,10 @@
 // Consul as the source: the control plane watches Consul (the stand-in, or real Consul when
 // CONSUL_HTTP_ADDR is set) and a raw ADS client sees the endpoints follow registrations and health.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -9,21 +12,22 @@ import Consul from 'consul';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
-import { consulClient } from '../../control-plane/src/sources/consul.ts';
+import { consulClient, type ConsulSourceOptions } from '../../control-plane/src/sources/consul.ts';
 import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { decodeResources, node, RawAdsClient, resourceNames, type AdsStream, type Msg } from '../helpers/ads-client.ts';
 import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
+import { makeTestPki } from '../helpers/tls.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const TOKEN = 'mesh-secret';
 
-async function startCp(consul: TestConsul, token = consul.token): Promise<ControlPlane> {
+async function startCp(consul: TestConsul, token = consul.token, extra: Partial<ConsulSourceOptions> = {}): Promise<ControlPlane> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
   const unused = path.join(dir, 'unused.yaml');
   writeFileSync(unused, 'services: []\n');
   const cp = new ControlPlane({
     registryFile: unused,
-    consul: { address: consul.address, ...(token ? { token } : {}), wait: '5s', backoffFactorMs: 20, backoffMaxMs: 500 },
+    consul: { address: consul.address, ...(token ? { token } : {}), wait: '5s', backoffFactorMs: 20, backoffMaxMs: 500, ...extra },
     xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100,
     log: silentLogger, metrics: new Metrics({ processMetrics: false }),
   });
@@ -133,6 +137,48 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
       assert.equal((await fetch(`http://127.0.0.1:${noToken.adminPort}/readyz`)).status, 503);
     } finally {
       await noToken.stop();
+    }
+  });
+
+  it('names a datacenter Consul cannot reach', { skip: process.env['CONSUL_HTTP_ADDR'] ? 'real Consul: datacenters unknown' : false }, async () => {
+    const other = await startCp(consul, consul.token, { datacenter: 'dc-elsewhere' });
+    try {
+      const err = await waitFor('source error', async () => ((await (await fetch(`http://127.0.0.1:${other.adminPort}/debug/sources`)).json()) as Record<string, string>)['consul']);
+      assert.match(err, /No path to datacenter/);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('talks TLS to Consul with a CA and a client certificate (mutual TLS)', { skip: process.env['CONSUL_HTTP_ADDR'] ? 'real Consul: TLS setup unknown' : false }, async () => {
+    const pki = makeTestPki();
+    // A TLS front for the stand-in that, like Consul with verify_incoming, demands a client certificate.
+    const upstream = new URL(consul.address);
+    const front = https.createServer({
+      cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey), ca: readFileSync(pki.caFile), requestCert: true, rejectUnauthorized: true,
+    }, (req, res) => {
+      const up = http.request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (r) => {
+        res.writeHead(r.statusCode ?? 502, r.headers);
+        r.pipe(res);
+      });
+      req.pipe(up);
+    });
+    await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));
+    const address = `https://127.0.0.1:${(front.address() as AddressInfo).port}`;
+    const tlsConsul: TestConsul = { ...consul, address };
+    const good = await startCp(tlsConsul, consul.token, { tls: { caFile: pki.caFile, certFile: pki.clientCert, keyFile: pki.clientKey } });
+    const noCert = await startCp(tlsConsul, consul.token, { tls: { caFile: pki.caFile } });
+    try {
+      await waitFor('mesh from Consul over mutual TLS', async () => (await fetch(`http://127.0.0.1:${good.adminPort}/readyz`)).status === 200);
+      const dump = (await (await fetch(`http://127.0.0.1:${good.adminPort}/debug/config_dump?role=gateway`)).json()) as { cluster: Array<{ name: string }> };
+      assert.ok(dump.cluster.some((c) => c.name === `mcp.${svc}`));
+      const err = await waitFor('TLS error without a client certificate', async () => ((await (await fetch(`http://127.0.0.1:${noCert.adminPort}/debug/sources`)).json()) as Record<string, string>)['consul']);
+      assert.match(err, /certificate|handshake|socket hang up|ECONNRESET/i);
+    } finally {
+      await good.stop();
+      await noCert.stop();
+      front.closeAllConnections();
+      front.close();
     }
   });
 });
