@@ -1,15 +1,14 @@
 // Shared helpers for the stdio bridge tests (real peers: server-everything over stdio, SDK client over HTTP).
-import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { ClientCapabilities } from '@modelcontextprotocol/sdk/types.js';
 import { StdioBridge, type StdioBridgeOptions } from '../../../sidecar/src/bridge/stdio-bridge.ts';
 
+import { EVERYTHING_BIN } from '../../helpers/everything.ts';
+
 /** server-everything's entry point; its bin is `dist/index.js [stdio|sse|streamableHttp]` (stdio is the default). */
-export const EVERYTHING_ENTRY = fileURLToPath(
-  new URL('../../../node_modules/@modelcontextprotocol/server-everything/dist/index.js', import.meta.url),
-);
+export const EVERYTHING_ENTRY = EVERYTHING_BIN;
 
 export interface LogRecord {
   level: string;

@@ -9,7 +9,7 @@ import { parse as parseYaml } from 'yaml';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const CONFORMANCE_BIN = path.resolve(here, '../../../node_modules/@modelcontextprotocol/conformance/dist/index.js');
 export const EXPECTED_FAILURES_FILE = path.join(here, 'expected-failures.yml');
-export const LOOPBACK_PRELOAD = path.join(here, 'loopback-preload.ts');
+export const LOOPBACK_PRELOAD = path.join(here, '../../helpers/loopback-preload.ts');
 export const FIXTURE_SERVER = path.join(here, 'fixture-server.ts');
 
 export interface Check {
@@ -32,16 +32,7 @@ export function readBaseline(file = EXPECTED_FAILURES_FILE): { server: string[];
   return { server: doc.server ?? [], bridgeStricter: doc['bridge-stricter'] ?? [] };
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../helpers/everything.ts';
 
 /** Spawns `node <args>` (pinned Node) and waits until its output matches `ready`. */
 export async function spawnServer(
