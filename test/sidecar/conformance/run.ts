@@ -1,7 +1,6 @@
 // Helpers to run the MCP conformance CLI (server scenarios) and compare two result sets check by check.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
