@@ -41,6 +41,15 @@ const ENTRY_FILES = [
   'envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/config/bootstrap/v3/bootstrap.proto',
+  // Security: workload certificates over SDS, JWT at the door, MCP-aware authorization.
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/transport_sockets/tls/v3/secret.proto',
+  'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
+  'envoy/extensions/filters/http/rbac/v3/rbac.proto',
+  'envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto',
+  'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
+  'envoy/service/auth/v3/external_auth.proto',
+  'envoy/service/ext_proc/v3/external_processor.proto',
 ];
 
 function includeDirs(): string[] {
