@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { buildSnapshot, ResourceEncoder } from '../../control-plane/src/cache/snapshot.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
+import type { MeshSecurity } from '../../control-plane/src/model/types.ts';
 import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
 import { snapshotToJson } from '../../control-plane/src/server/admin.ts';
 import { proxyResources } from '../../control-plane/src/translate/proxy.ts';
@@ -20,6 +21,8 @@ const update = process.env['UPDATE_GOLDEN'] === '1';
 interface Case {
   node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number> };
   registry: unknown;
+  /** Optional: the mesh's security settings, with the policy already in its parsed form. */
+  security?: MeshSecurity;
 }
 
 for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()) {
@@ -28,10 +31,10 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()
     const c = parse(readFileSync(path.join(dir, file), 'utf8')) as Case;
     const proxy = proxyInfoFromNode({ id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}), locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never });
     const specs = parseRegistry(stringify(c.registry), `${name}.in.yaml`);
-    const { mesh } = new MeshBuilder().build(specs);
+    const { mesh } = new MeshBuilder().build(specs, c.security);
     const resources = proxyResources(mesh, proxy);
     // Pure and deterministic: the same input twice gives identical output.
-    assert.deepEqual(proxyResources(new MeshBuilder().build(specs).mesh, proxy), resources);
+    assert.deepEqual(proxyResources(new MeshBuilder().build(specs, c.security).mesh, proxy), resources);
     const actual = stringify(snapshotToJson(buildSnapshot(snapshotKey(proxy), resources, new ResourceEncoder())), { lineWidth: 0 });
     const outFile = path.join(dir, `${name}.out.yaml`);
     if (update || !existsSync(outFile)) {

@@ -1,7 +1,7 @@
 // Turns what a source reports (service specs) into the mesh model, keeping the one piece of state the
 // model needs across updates: each service's incarnation.
 import { deepEqual } from './equal.ts';
-import type { Mesh, MeshEndpoint, MeshService } from './types.ts';
+import type { Mesh, MeshEndpoint, MeshSecurity, MeshService } from './types.ts';
 
 /** A service as a source describes it: the model minus what the control plane derives. */
 export type ServiceSpec = Omit<MeshService, 'incarnation'>;
@@ -22,7 +22,7 @@ export class MeshBuilder {
    * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation.
    * Nothing is remembered until `commit` is called, so a mesh that is then refused leaves no trace.
    */
-  build(specs: readonly ServiceSpec[]): { mesh: Mesh; commit: () => void } {
+  build(specs: readonly ServiceSpec[], security?: MeshSecurity): { mesh: Mesh; commit: () => void } {
     const next = new Set<string>();
     const incarnations = new Map<string, number>();
     const services = [...specs]
@@ -44,7 +44,7 @@ export class MeshBuilder {
         return deepEqual(prev.routing, svc.routing) ? { ...svc, routing: prev.routing } : svc;
       });
     return {
-      mesh: { services },
+      mesh: { services, ...(security ? { security } : {}) },
       commit: () => {
         for (const [name, n] of incarnations) this.incarnations.set(name, n);
         this.present = next;

@@ -1,3 +1,5 @@
+import type { Policy } from '../policy/types.ts';
+
 // The mesh model (IR): what every source (YAML registry, Consul) produces and every translator consumes.
 // Plain, immutable data with all defaults filled in, so translators never guess.
 
@@ -81,9 +83,19 @@ export interface MeshService {
   readonly healthCheck: HealthCheck;
 }
 
+/** Security settings of the mesh; absent = no authentication at the gateway (the development default). */
+export interface MeshSecurity {
+  readonly policy: Policy;
+  /** Public base URL of the gateway (scheme://host[:port]), used in RFC 9728 metadata and 401 challenges. */
+  readonly publicUrl: string;
+  /** The control plane's MCP authorizer (ext_authz gRPC), reachable from gateways. */
+  readonly authz: { readonly host: string; readonly port: number };
+}
+
 export interface Mesh {
   /** Sorted by name. */
   readonly services: readonly MeshService[];
+  readonly security?: MeshSecurity;
 }
 
 export type ProxyRole = 'gateway' | 'sidecar';

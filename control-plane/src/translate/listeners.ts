@@ -11,6 +11,9 @@ export interface HcmOptions {
   readonly streamIdleTimeoutMs: number;
   /** Gateways face clients directly: trust no X-Forwarded-For from outside. */
   readonly edge: boolean;
+  /** HTTP filters that run before the router (authentication, authorization). */
+  readonly filters?: readonly ProtoObject[];
+  readonly localReplyConfig?: ProtoObject;
 }
 
 function httpConnectionManager(o: HcmOptions): ProtoObject {
@@ -18,7 +21,8 @@ function httpConnectionManager(o: HcmOptions): ProtoObject {
     stat_prefix: o.statPrefix,
     codec_type: 'AUTO',
     rds: { config_source: ADS_CONFIG_SOURCE, route_config_name: o.routeConfigName },
-    http_filters: [{ name: 'envoy.filters.http.router', typed_config: any('envoy.extensions.filters.http.router.v3.Router', {}) }],
+    http_filters: [...(o.filters ?? []), { name: 'envoy.filters.http.router', typed_config: any('envoy.extensions.filters.http.router.v3.Router', {}) }],
+    ...(o.localReplyConfig ? { local_reply_config: o.localReplyConfig } : {}),
     // Per-route idle_timeout narrows this; the connection manager must not be the one that cuts SSE.
     stream_idle_timeout: protoDuration(o.streamIdleTimeoutMs),
     request_timeout: protoDuration(0),

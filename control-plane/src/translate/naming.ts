@@ -46,6 +46,20 @@ export function virtualHost(service: string): string {
 
 export const GATEWAY_PATH_VHOST = 'gateway.paths';
 
+/** The control plane's MCP authorizer (ext_authz gRPC), as a cluster of the gateway. */
+export const AUTHZ_CLUSTER = 'mcpmesh.authz';
+
+/** Remote JWKS of a JWT provider. */
+export function jwksCluster(provider: string): string {
+  return `jwks.${provider}`;
+}
+
+/** jwt_authn forwards the verified claims (base64url JSON) to the authorizer in this header. */
+export const JWT_PAYLOAD_HEADER = 'x-jwt-payload';
+
+/** RFC 9728 protected resource metadata (a service's document is this path + its MCP path). */
+export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource';
+
 /** Gateway path prefix for a service: `/mcp/<service>`. */
 export function gatewayPathPrefix(service: string): string {
   return `/mcp/${service}`;

@@ -7,6 +7,7 @@ import { apiListenerResource, socketListener } from './listeners.ts';
 import { GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
 import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
+import { extAuthzFilter, jwtAuthnFilter, localReplyConfig, securityClusters } from './security.ts';
 
 // Memoization by identity: the mesh builder hands back the same MeshService object for an unchanged
 // service, so one endpoint change re-translates one service, not the whole mesh. Outputs are the same
@@ -40,12 +41,12 @@ function endpointsFor(svc: MeshService, locality: Locality | undefined): XdsReso
 }
 
 // The shared route table depends only on each service's name, incarnation and routing.
-let lastRoutes: { inputs: Array<[string, number, Routing]>; resource: XdsResource } | undefined;
+let lastRoutes: { inputs: Array<[string, number, Routing]>; security: Mesh['security']; resource: XdsResource } | undefined;
 function gatewayRoutesFor(mesh: Mesh): XdsResource {
   const inputs = mesh.services.map((s): [string, number, Routing] => [s.name, s.incarnation, s.routing]);
-  const same = lastRoutes && lastRoutes.inputs.length === inputs.length
+  const same = lastRoutes && lastRoutes.security === mesh.security && lastRoutes.inputs.length === inputs.length
     && lastRoutes.inputs.every(([n, i, r], k) => n === inputs[k]?.[0] && i === inputs[k]?.[1] && r === inputs[k]?.[2]);
-  if (!same || !lastRoutes) lastRoutes = { inputs, resource: gatewayRoutes(mesh) };
+  if (!same || !lastRoutes) lastRoutes = { inputs, security: mesh.security, resource: gatewayRoutes(mesh) };
   return lastRoutes.resource;
 }
 
@@ -60,8 +61,10 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
       socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
         statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, edge: true,
         streamIdleTimeoutMs: Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs)),
+        ...(mesh.security ? { filters: [jwtAuthnFilter(mesh.security), extAuthzFilter()], localReplyConfig: localReplyConfig(mesh.security) } : {}),
       }),
       gatewayRoutesFor(mesh),
+      ...(mesh.security ? securityClusters(mesh.security) : []),
     ];
   return [
     ...front,

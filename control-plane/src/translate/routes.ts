@@ -4,6 +4,7 @@ import {
   apiRoutes, GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, serviceCluster, virtualHost,
 } from './naming.ts';
 import { u32, type ProtoObject, type XdsResource } from './resource.ts';
+import { EXT_AUTHZ_FILTER, extAuthzPerRoute, protectedResourceRoutes, tokenHeadersToRemove } from './security.ts';
 
 // Only failures where the request never reached the server are retried: a tools/call is not idempotent.
 const RETRY_ON = 'connect-failure,refused-stream,reset-before-request,unavailable';
@@ -32,30 +33,42 @@ function hostDomains(svc: MeshService): string[] {
  * service; on any other host `/mcp/<service>[/...]` goes to it with the prefix rewritten to the
  * service's own MCP path. Exact + slash-prefix matches keep `/mcp/weather` from catching `/mcp/weatherx`.
  */
-function hostVhost(svc: MeshService): ProtoObject {
+/** What a route to a service adds when the mesh is secured: its authorizer settings, and no client token upstream. */
+function securedRoute(mesh: Mesh, svc: MeshService): ProtoObject {
+  if (!mesh.security) return {};
+  return {
+    typed_per_filter_config: { [EXT_AUTHZ_FILTER]: extAuthzPerRoute(svc) },
+    request_headers_to_remove: tokenHeadersToRemove(mesh.security, svc),
+  };
+}
+
+function hostVhost(svc: MeshService, mesh?: Mesh): ProtoObject {
   return {
     name: virtualHost(svc.name),
     domains: hostDomains(svc),
-    routes: [{ name: `${svc.name}.host`, match: { prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing) }],
+    routes: [
+      ...(mesh?.security ? protectedResourceRoutes(mesh.security, [svc]) : []),
+      { name: `${svc.name}.host`, match: { prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing), ...(mesh ? securedRoute(mesh, svc) : {}) },
+    ],
   };
 }
 
 export function gatewayRoutes(mesh: Mesh): XdsResource {
-  const hostVhosts = mesh.services.map(hostVhost);
+  const hostVhosts = mesh.services.map((svc) => hostVhost(svc, mesh));
   const pathRoutes = mesh.services.flatMap((svc) => {
     const prefix = gatewayPathPrefix(svc.name);
     const target = svc.routing.mcpPath;
     const targetDir = target.endsWith('/') ? target : `${target}/`;
     return [
-      { name: `${svc.name}.path`, match: { path: prefix }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: target }) },
-      { name: `${svc.name}.subpath`, match: { prefix: `${prefix}/` }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir }) },
+      { name: `${svc.name}.path`, match: { path: prefix }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: target }), ...securedRoute(mesh, svc) },
+      { name: `${svc.name}.subpath`, match: { prefix: `${prefix}/` }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir }), ...securedRoute(mesh, svc) },
     ];
   });
   const pathVhost = {
     name: GATEWAY_PATH_VHOST,
     domains: ['*'],
     // No catch-all direct_response: Envoy already answers 404 (NR) and proxyless gRPC NACKs direct_response.
-    routes: pathRoutes,
+    routes: [...(mesh.security ? protectedResourceRoutes(mesh.security, mesh.services) : []), ...pathRoutes],
   };
   return {
     kind: 'route',
