@@ -2,6 +2,7 @@
 import { Coalescer } from './cache/coalesce.ts';
 import { SnapshotCache } from './cache/cache.ts';
 import { SnapshotError } from './cache/snapshot.ts';
+import type { DevIssuer } from './auth/dev-issuer.ts';
 import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
@@ -27,6 +28,8 @@ export interface ControlPlaneOptions {
   maxDelayMs?: number;
   log?: Logger;
   metrics?: Metrics;
+  /** Enables the development OAuth issuer (token endpoint + JWKS on the admin port). */
+  devIssuer?: DevIssuer;
 }
 
 export const DEFAULT_XDS_PORT = 18000;
@@ -60,7 +63,10 @@ export class ControlPlane {
     this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile);
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
     this.ads = new AdsServer({ cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads') });
-    this.admin = new AdminServer({ cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }) });
+    this.admin = new AdminServer({
+      cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
+    });
   }
 
   /**

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ControlPlane, DEFAULT_ADMIN_PORT, DEFAULT_XDS_PORT } from './control-plane.ts';
+import { randomBytes } from 'node:crypto';
+import { DevIssuer } from './auth/dev-issuer.ts';
 import { createLogger } from './log.ts';
 import { consulOptionsFromEnv } from './sources/consul.ts';
 
@@ -34,9 +36,22 @@ if (values.help) {
 const log = createLogger();
 const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul }) : undefined;
 const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
+// The development OAuth issuer: on by default with the embedded registry, opt-in with Consul.
+const devIssuerSetting = env['MCPMESH_DEV_ISSUER'] ?? (consul ? 'off' : 'on');
+let devSecret: string | undefined;
+let devIssuer: DevIssuer | undefined;
+if (devIssuerSetting === 'on') {
+  devSecret = env['MCPMESH_DEV_CLIENT_SECRET'] ?? randomBytes(18).toString('base64url');
+  devIssuer = await DevIssuer.create({
+    issuer: env['MCPMESH_DEV_ISSUER_URL'] ?? `http://127.0.0.1:${values['admin-port']}/oauth`,
+    audience: env['MCPMESH_DEV_AUDIENCE'] ?? 'mcp-mesh',
+    clients: { dev: { secret: devSecret, roles: ['*'] } },
+  });
+}
 const cp = new ControlPlane({
   registryFile: values.registry,
   ...(consul ? { consul } : {}),
+  ...(devIssuer ? { devIssuer } : {}),
   xdsHost: values.host,
   xdsPort: Number(values['xds-port']),
   adminHost: values.host,
@@ -56,6 +71,11 @@ log.info('control plane listening', {
   source: cp.sourceDescription,
 });
 process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${values.host}:${cp.xdsPort}\n  admin:           http://127.0.0.1:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n  source:          ${cp.sourceDescription}\n`);
+if (devIssuer) {
+  process.stdout.write(`  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
+    `                   client id "dev", secret ${env['MCPMESH_DEV_CLIENT_SECRET'] ? '(from MCPMESH_DEV_CLIENT_SECRET)' : devSecret}\n` +
+    `                   MCPMESH_DEV_CLIENT_SECRET=<secret> npm run mcpmesh -- token --role <role>\n`);
+}
 
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {

@@ -110,7 +110,7 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
 
 const bridgeFactory: BridgeFactory = (o) => new StdioBridge(o);
 
-async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (cmd !== 'sidecar' || rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(USAGE);

@@ -7,6 +7,7 @@ import type { Metrics } from '../metrics.ts';
 import type { ProxyInfo } from '../model/types.ts';
 import { lookupType, RESOURCE_KINDS, TYPE_URLS } from '../xds/proto.ts';
 import type { ProxyTracker } from './proxies.ts';
+import { OAuthError, type DevIssuer } from '../auth/dev-issuer.ts';
 
 export interface AdminOptions {
   cache: SnapshotCache;
@@ -14,6 +15,30 @@ export interface AdminOptions {
   metrics: Metrics;
   /** Last error of each source, shown by /readyz and /debug/sources. */
   sourceErrors: () => Record<string, string | undefined>;
+  /** The development OAuth issuer, when enabled: token endpoint, JWKS and metadata under /oauth. */
+  oauth?: DevIssuer;
+}
+
+export const OAUTH_PATHS = {
+  token: '/oauth/token',
+  jwks: '/oauth/jwks',
+  metadata: '/.well-known/oauth-authorization-server',
+} as const;
+
+function readBody(req: http.IncomingMessage, limit = 64 * 1024): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new Error(`request body over ${limit} bytes`));
+        req.destroy();
+      } else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString()));
+    req.on('error', reject);
+  });
 }
 
 /** A snapshot as JSON, each resource decoded back from the exact bytes a proxy receives. */
@@ -70,6 +95,11 @@ export class AdminServer {
       case '/debug/sources':
         json(res, 200, this.opts.sourceErrors());
         return;
+      case OAUTH_PATHS.jwks:
+      case OAUTH_PATHS.token:
+      case OAUTH_PATHS.metadata:
+      case `${OAUTH_PATHS.metadata}/oauth`:
+        return this.oauth(req, res, url);
       case '/debug/config_dump': {
         const snap = this.configFor(url);
         if ('error' in snap) return json(res, snap.code, { error: snap.error });
@@ -103,6 +133,23 @@ export class AdminServer {
     const snapshot = this.opts.cache.peek(proxy);
     if (!snapshot) return { error: 'no snapshot built yet', code: 503 };
     return { snapshot };
+  }
+
+  private async oauth(req: http.IncomingMessage, res: http.ServerResponse, url: URL): Promise<void> {
+    const issuer = this.opts.oauth;
+    if (!issuer) return json(res, 404, { error: 'the development OAuth issuer is not enabled on this control plane' });
+    if (url.pathname === OAUTH_PATHS.jwks) return json(res, 200, issuer.jwks());
+    const base = new URL(issuer.issuer).origin;
+    if (url.pathname !== OAUTH_PATHS.token) return json(res, 200, issuer.metadata(`${base}${OAUTH_PATHS.token}`, `${base}${OAUTH_PATHS.jwks}`));
+    if (req.method !== 'POST') return json(res, 405, { error: 'invalid_request', error_description: 'use POST with application/x-www-form-urlencoded' });
+    try {
+      const answer = await issuer.tokenEndpoint(new URLSearchParams(await readBody(req)), req.headers.authorization);
+      res.setHeader('cache-control', 'no-store');
+      json(res, 200, answer);
+    } catch (err) {
+      if (err instanceof OAuthError) return json(res, err.status, { error: err.code, error_description: err.message });
+      throw err;
+    }
   }
 
   listen(host: string, port: number): Promise<number> {

@@ -1,0 +1,52 @@
+// `mcpmesh token`: a dev access token from the control plane's development issuer (client-credentials grant).
+import { parseArgs } from 'node:util';
+
+const USAGE = `usage: mcpmesh token --role ROLE [--role ROLE...] [options]
+  --admin URL            control plane admin address          [$MCPMESH_ADMIN_URL or http://127.0.0.1:18001]
+  --client-id ID         dev client                            [dev]
+  --client-secret S      its secret                            [$MCPMESH_DEV_CLIENT_SECRET]
+  --audience A           token audience (resource)             [the issuer's default]
+  --json                 print the whole token response
+`;
+
+export async function tokenMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' }, 'client-id': { type: 'string', default: 'dev' },
+        'client-secret': { type: 'string' }, audience: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+      },
+    }));
+  } catch (err) {
+    process.stderr.write(`mcpmesh token: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const secret = values['client-secret'] ?? env['MCPMESH_DEV_CLIENT_SECRET'];
+  if (!secret) {
+    process.stderr.write(`mcpmesh token: no client secret: pass --client-secret or set MCPMESH_DEV_CLIENT_SECRET (the control plane prints it at start)\n`);
+    return 2;
+  }
+  const admin = values.admin ?? env['MCPMESH_ADMIN_URL'] ?? 'http://127.0.0.1:18001';
+  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: values['client-id'], client_secret: secret, scope: values.role.join(' ') });
+  if (values.audience) form.set('resource', values.audience);
+  let res: Response;
+  try {
+    res = await fetch(new URL('/oauth/token', admin), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+  } catch (err) {
+    process.stderr.write(`mcpmesh token: cannot reach ${admin}: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  if (!res.ok) {
+    process.stderr.write(`mcpmesh token: ${res.status} ${String(body['error'] ?? '')}: ${String(body['error_description'] ?? JSON.stringify(body))}\n`);
+    return 1;
+  }
+  process.stdout.write(values.json ? `${JSON.stringify(body, null, 2)}\n` : `${String(body['access_token'])}\n`);
+  return 0;
+}

@@ -1,0 +1,33 @@
+// The `mcpmesh` command: one entry point for operators.
+//   mcpmesh sidecar ...          run the sidecar agent beside an MCP server
+//   mcpmesh token --role R       get a dev access token from the control plane
+import { tokenMain } from './auth/token-cli.ts';
+import { main as sidecarMain } from '../../sidecar/src/cli.ts';
+
+const USAGE = `usage: mcpmesh <command> [options]
+  sidecar    run the sidecar agent beside one MCP server (mcpmesh sidecar --help)
+  token      get a development access token (mcpmesh token --help)
+`;
+
+export async function mcpmesh(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  switch (cmd) {
+    case 'sidecar':
+      return sidecarMain(argv);
+    case 'token':
+      return tokenMain(rest);
+    case undefined:
+    case '-h':
+    case '--help':
+    case 'help':
+      process.stdout.write(USAGE);
+      return cmd === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`mcpmesh: unknown command "${cmd}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = await mcpmesh(process.argv.slice(2));
+}
