@@ -4,10 +4,11 @@ import type { Locality, Mesh, MeshService, ProxyInfo, Routing } from '../model/t
 import { localAppClusterResource, serviceClusterResource } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
 import { apiListenerResource, socketListener } from './listeners.ts';
-import { GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
+import { AUTHZ_CLUSTER, GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
 import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 import { extAuthzFilter, jwtAuthnFilter, localReplyConfig, securityClusters } from './security.ts';
+import { extProcFilterConfig } from '../extproc/config.ts';
 
 // Memoization by identity: the mesh builder hands back the same MeshService object for an unchanged
 // service, so one endpoint change re-translates one service, not the whole mesh. Outputs are the same
@@ -61,7 +62,7 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
       socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
         statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, edge: true,
         streamIdleTimeoutMs: Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs)),
-        ...(mesh.security ? { filters: [jwtAuthnFilter(mesh.security), extAuthzFilter()], localReplyConfig: localReplyConfig(mesh.security) } : {}),
+        ...(mesh.security ? { filters: [jwtAuthnFilter(mesh.security), extAuthzFilter(), extProcFilterConfig(AUTHZ_CLUSTER)], localReplyConfig: localReplyConfig(mesh.security) } : {}),
       }),
       gatewayRoutesFor(mesh),
       ...(mesh.security ? securityClusters(mesh.security) : []),

@@ -5,6 +5,7 @@ import {
 } from './naming.ts';
 import { u32, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_AUTHZ_FILTER, extAuthzPerRoute, protectedResourceRoutes, tokenHeadersToRemove } from './security.ts';
+import { EXT_PROC_FILTER_NAME, extProcRouteOverride } from '../extproc/config.ts';
 
 // Only failures where the request never reached the server are retried: a tools/call is not idempotent.
 const RETRY_ON = 'connect-failure,refused-stream,reset-before-request,unavailable';
@@ -37,7 +38,7 @@ function hostDomains(svc: MeshService): string[] {
 function securedRoute(mesh: Mesh, svc: MeshService): ProtoObject {
   if (!mesh.security) return {};
   return {
-    typed_per_filter_config: { [EXT_AUTHZ_FILTER]: extAuthzPerRoute(svc) },
+    typed_per_filter_config: { [EXT_AUTHZ_FILTER]: extAuthzPerRoute(svc), [EXT_PROC_FILTER_NAME]: extProcRouteOverride(svc.name) },
     request_headers_to_remove: tokenHeadersToRemove(mesh.security, svc),
   };
 }

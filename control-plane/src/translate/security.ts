@@ -6,6 +6,7 @@ import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { JwtProvider } from '../policy/types.ts';
 import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, PROTECTED_RESOURCE_PATH } from './naming.ts';
 import { any, type ProtoObject, type XdsResource } from './resource.ts';
+import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
 
 const JWT_FILTER = 'envoy.filters.http.jwt_authn';
 export const EXT_AUTHZ_FILTER = 'envoy.filters.http.ext_authz';
@@ -106,7 +107,10 @@ export function protectedResourceRoutes(sec: MeshSecurity, services: readonly Me
     direct_response: { status: 200, body: { inline_string: body } },
     response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
     // Public documents: no authorizer (jwt_authn already lets /.well-known/ through).
-    typed_per_filter_config: { [EXT_AUTHZ_FILTER]: any(EXT_AUTHZ_PER_ROUTE, { disabled: true }) },
+    typed_per_filter_config: {
+      [EXT_AUTHZ_FILTER]: any(EXT_AUTHZ_PER_ROUTE, { disabled: true }),
+      [EXT_PROC_FILTER_NAME]: any(EXT_PROC_PER_ROUTE_TYPE, { disabled: true }),
+    },
   });
   return [
     route('oauth-protected-resource', PROTECTED_RESOURCE_PATH, metadataBody(sec, '')),
