@@ -64,3 +64,16 @@ describe('resource validation (schema + PGV rules)', () => {
     assert.deepEqual(rules(TYPE_URLS.cluster, { name: 7 }), ['name: schema.type']);
   });
 });
+
+describe('policy globs compiled for Envoy RBAC', () => {
+  it('anchors, escapes and lets * cross any character', async () => {
+    const { globRegex } = await import('../../control-plane/src/translate/rbac.ts');
+    const m = (p: string, v: string): boolean => new RegExp(globRegex(p)).test(v);
+    assert.equal(globRegex('get_*'), '^get_.*$');
+    assert.ok(m('get_*', 'get_forecast'));
+    assert.ok(!m('get_*', 'xget_forecast'));
+    assert.ok(m('file:///data/*', 'file:///data/a/b.txt'));
+    assert.ok(!m('a.b', 'axb'), 'dots are literal');
+    assert.ok(m('read_(x)', 'read_(x)'), 'regex metacharacters are literal');
+  });
+});

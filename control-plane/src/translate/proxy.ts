@@ -9,6 +9,7 @@ import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 import { extAuthzFilter, jwtAuthnFilter, localReplyConfig, securityClusters } from './security.ts';
 import { extProcFilterConfig } from '../extproc/config.ts';
+import { rbacFilters } from './rbac.ts';
 
 // Memoization by identity: the mesh builder hands back the same MeshService object for an unchanged
 // service, so one endpoint change re-translates one service, not the whole mesh. Outputs are the same
@@ -62,7 +63,7 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
       socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
         statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, edge: true,
         streamIdleTimeoutMs: Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs)),
-        ...(mesh.security ? { filters: [jwtAuthnFilter(mesh.security), extAuthzFilter(), extProcFilterConfig(AUTHZ_CLUSTER)], localReplyConfig: localReplyConfig(mesh.security) } : {}),
+        ...(mesh.security ? { filters: [jwtAuthnFilter(mesh.security), ...rbacFilters(), extAuthzFilter(), extProcFilterConfig(AUTHZ_CLUSTER)], localReplyConfig: localReplyConfig(mesh.security) } : {}),
       }),
       gatewayRoutesFor(mesh),
       ...(mesh.security ? securityClusters(mesh.security) : []),

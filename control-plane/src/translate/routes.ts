@@ -4,7 +4,8 @@ import {
   apiRoutes, GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, serviceCluster, virtualHost,
 } from './naming.ts';
 import { u32, type ProtoObject, type XdsResource } from './resource.ts';
-import { EXT_AUTHZ_FILTER, extAuthzPerRoute, protectedResourceRoutes, tokenHeadersToRemove } from './security.ts';
+import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled, rbacPerRoute } from './rbac.ts';
+import { EXT_AUTHZ_FILTER, extAuthzPerRoute, headerRoutable, protectedResourceRoutes, tokenHeadersToRemove } from './security.ts';
 import { EXT_PROC_FILTER_NAME, extProcRouteOverride } from '../extproc/config.ts';
 
 // Only failures where the request never reached the server are retried: a tools/call is not idempotent.
@@ -37,8 +38,14 @@ function hostDomains(svc: MeshService): string[] {
 /** What a route to a service adds when the mesh is secured: its authorizer settings, and no client token upstream. */
 function securedRoute(mesh: Mesh, svc: MeshService): ProtoObject {
   if (!mesh.security) return {};
+  const rbac = headerRoutable(svc) ? rbacPerRoute(mesh.security, svc) : rbacDisabled();
   return {
-    typed_per_filter_config: { [EXT_AUTHZ_FILTER]: extAuthzPerRoute(svc), [EXT_PROC_FILTER_NAME]: extProcRouteOverride(svc.name) },
+    typed_per_filter_config: {
+      [RBAC_DENY_FILTER]: rbac.deny,
+      [RBAC_ALLOW_FILTER]: rbac.allow,
+      [EXT_AUTHZ_FILTER]: extAuthzPerRoute(svc),
+      [EXT_PROC_FILTER_NAME]: extProcRouteOverride(svc.name),
+    },
     request_headers_to_remove: tokenHeadersToRemove(mesh.security, svc),
   };
 }

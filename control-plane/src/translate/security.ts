@@ -7,6 +7,7 @@ import type { JwtProvider } from '../policy/types.ts';
 import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, PROTECTED_RESOURCE_PATH } from './naming.ts';
 import { any, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
+import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled } from './rbac.ts';
 
 const JWT_FILTER = 'envoy.filters.http.jwt_authn';
 export const EXT_AUTHZ_FILTER = 'envoy.filters.http.ext_authz';
@@ -108,6 +109,8 @@ export function protectedResourceRoutes(sec: MeshSecurity, services: readonly Me
     response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
     // Public documents: no authorizer (jwt_authn already lets /.well-known/ through).
     typed_per_filter_config: {
+      [RBAC_DENY_FILTER]: rbacDisabled().deny,
+      [RBAC_ALLOW_FILTER]: rbacDisabled().allow,
       [EXT_AUTHZ_FILTER]: any(EXT_AUTHZ_PER_ROUTE, { disabled: true }),
       [EXT_PROC_FILTER_NAME]: any(EXT_PROC_PER_ROUTE_TYPE, { disabled: true }),
     },
