@@ -77,3 +77,19 @@ describe('policy globs compiled for Envoy RBAC', () => {
     assert.ok(m('read_(x)', 'read_(x)'), 'regex metacharacters are literal');
   });
 });
+
+describe('single-value PGV lists', () => {
+  it('enum.not_in with one value (protobufjs flattens it) is still enforced', () => {
+    const cluster = {
+      name: 'c',
+      transport_socket: {
+        name: 'envoy.transport_sockets.tls',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+          common_tls_context: { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: [{ matcher: { exact: 'spiffe://x/y' } }] }, validation_context_sds_secret_config: { name: 't' } } },
+        },
+      },
+    };
+    assert.ok(rules(TYPE_URLS.cluster, cluster).some((r) => r.endsWith('match_typed_subject_alt_names[0].san_type: enum.not_in')), JSON.stringify(rules(TYPE_URLS.cluster, cluster)));
+  });
+});

@@ -267,8 +267,9 @@ class Walker {
         if (enumRules['defined_only'] === true && (num === undefined || !Object.values(rt.values).includes(num))) {
           this.add(path, 'enum.defined_only', `${String(raw)} is not a defined ${fullName(rt).slice(1)}`);
         }
-        if (Array.isArray(enumRules['not_in']) && enumRules['not_in'].includes(num)) this.add(path, 'enum.not_in', `${String(raw)} is not allowed`);
-        if (Array.isArray(enumRules['in']) && !enumRules['in'].includes(num)) this.add(path, 'enum.in', `${String(raw)} is not allowed`);
+        const notIn = list(enumRules['not_in']), isIn = list(enumRules['in']);
+        if (notIn && notIn.map(Number).includes(Number(num))) this.add(path, 'enum.not_in', `${String(raw)} is not allowed`);
+        if (isIn && !isIn.map(Number).includes(Number(num))) this.add(path, 'enum.in', `${String(raw)} is not allowed`);
       }
       return;
     }
@@ -292,8 +293,9 @@ class Walker {
       if (typeof r['prefix'] === 'string' && !s.startsWith(r['prefix'])) this.add(path, 'string.prefix', `must start with "${r['prefix']}"`);
       if (typeof r['suffix'] === 'string' && !s.endsWith(r['suffix'])) this.add(path, 'string.suffix', `must end with "${r['suffix']}"`);
       if (typeof r['contains'] === 'string' && !s.includes(r['contains'])) this.add(path, 'string.contains', `must contain "${r['contains']}"`);
-      if (Array.isArray(r['in']) && !r['in'].includes(s)) this.add(path, 'string.in', `must be one of ${r['in'].join(', ')}`);
-      if (Array.isArray(r['not_in']) && r['not_in'].includes(s)) this.add(path, 'string.not_in', `must not be "${s}"`);
+      const sIn = list(r['in']), sNotIn = list(r['not_in']);
+      if (sIn && !sIn.includes(s)) this.add(path, 'string.in', `must be one of ${sIn.join(', ')}`);
+      if (sNotIn && sNotIn.includes(s)) this.add(path, 'string.not_in', `must not be "${s}"`);
       if (typeof r['pattern'] === 'string') {
         let re: RegExp | undefined;
         try { re = new RegExp(r['pattern'], 'u'); } catch { re = undefined; }
@@ -320,8 +322,9 @@ class Walker {
       cmp('lte', (b) => n <= b, 'at most');
       cmp('gt', (b) => n > b, 'greater than');
       cmp('gte', (b) => n >= b, 'at least');
-      if (Array.isArray(r['in']) && !r['in'].map(Number).includes(n)) this.add(path, `${kind}.in`, `must be one of ${r['in'].join(', ')}`);
-      if (Array.isArray(r['not_in']) && r['not_in'].map(Number).includes(n)) this.add(path, `${kind}.not_in`, `must not be ${n}`);
+      const nIn = list(r['in']), nNotIn = list(r['not_in']);
+      if (nIn && !nIn.map(Number).includes(n)) this.add(path, `${kind}.in`, `must be one of ${nIn.join(', ')}`);
+      if (nNotIn && nNotIn.map(Number).includes(n)) this.add(path, `${kind}.not_in`, `must not be ${n}`);
       return;
     }
     if (kind === 'bytes') {
@@ -360,6 +363,12 @@ class Walker {
       if (seen.size !== n) this.add(path, 'repeated.unique', 'items must be unique');
     }
   }
+}
+
+/** protobufjs reads a one-element rule list (`not_in: [0]`) as the bare value: make it a list again. */
+function list(v: unknown): unknown[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  return Array.isArray(v) ? v : [v];
 }
 
 function join(path: string, key: string): string {
