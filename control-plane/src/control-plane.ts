@@ -9,6 +9,10 @@ import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
 import { AdminServer } from './server/admin.ts';
 import { AdsServer } from './server/ads.ts';
 import { ProxyTracker } from './server/proxies.ts';
+import { CertificateAuthority } from './identity/ca.ts';
+import { CertificateManager } from './identity/rotation.ts';
+import { gatewayId, sidecarId } from './identity/spiffe.ts';
+import type { MeshSecurity, ProxyInfo } from './model/types.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
 import { ConsulSource, type ConsulSourceOptions } from './sources/consul.ts';
 import { RegistryFileSource } from './sources/registry-file.ts';
@@ -30,6 +34,12 @@ export interface ControlPlaneOptions {
   metrics?: Metrics;
   /** Enables the development OAuth issuer (token endpoint + JWKS on the admin port). */
   devIssuer?: DevIssuer;
+  /** Secures the mesh: JWT at the gateway, MCP-aware authorization, workload certificates over SDS. */
+  security?: MeshSecurity;
+  /** The CA for workload certificates; default: a self-signed root for the policy's trust domain. */
+  ca?: CertificateAuthority;
+  /** Lifetime of workload certificates (default 24 h; rotated at half-life). */
+  certTtlMs?: number;
 }
 
 export const DEFAULT_XDS_PORT = 18000;
@@ -50,6 +60,7 @@ export class ControlPlane {
   private readonly admin: AdminServer;
   private readonly sourceErrors: Record<string, string | undefined> = {};
   private readonly opts: ControlPlaneOptions;
+  private certs: CertificateManager | undefined;
 
   constructor(opts: ControlPlaneOptions) {
     this.opts = opts;
@@ -84,7 +95,7 @@ export class ControlPlane {
 
   apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
     const started = performance.now();
-    const { mesh, commit } = this.builder.build(specs);
+    const { mesh, commit } = this.builder.build(specs, this.opts.security);
     try {
       const { changed } = this.cache.setMesh(mesh);
       commit();
@@ -114,7 +125,35 @@ export class ControlPlane {
     this.log.error('registry update rejected; serving the last good mesh', { source, error: err.message });
   }
 
+  /** Workload identities: each proxy gets a certificate for its SPIFFE ID over SDS, renewed before expiry. */
+  private async startIdentities(security: MeshSecurity): Promise<void> {
+    const td = security.policy.trustDomain;
+    const ca = this.opts.ca ?? await CertificateAuthority.selfSigned({ trustDomain: td });
+    const certs = new CertificateManager({
+      ca, ...(this.opts.certTtlMs ? { ttlMs: this.opts.certTtlMs } : {}),
+      onError: (id, err) => this.log.error('certificate renewal failed; keeping the current one', { spiffe_id: id, error: (err as Error).message }),
+    });
+    this.certs = certs;
+    certs.onRotate((id) => {
+      this.log.info('certificate rotated', { spiffe_id: id });
+      this.cache.refresh();
+    });
+    const idOf = (p: ProxyInfo): string => (p.role === 'sidecar' ? sidecarId(td, p.service ?? '') : gatewayId(td, p.gatewayName ?? 'default'));
+    this.cache.setIdentityResolver((p) => {
+      if (p.proxyless) return undefined;
+      const id = idOf(p);
+      const cert = certs.peek(id);
+      if (!cert) {
+        // First sight of this identity: issue it and rebuild; the proxy gets its secrets a moment later.
+        void certs.get(id).then(() => this.cache.refresh(), (err: unknown) => this.log.error('certificate issuance failed', { spiffe_id: id, error: (err as Error).message }));
+        return undefined;
+      }
+      return { spiffeId: id, certPem: cert.certPem, keyPem: cert.keyPem, chainPem: cert.chainPem, bundlePem: ca.bundlePem };
+    });
+  }
+
   async start(): Promise<this> {
+    if (this.opts.security) await this.startIdentities(this.opts.security);
     const src = this.source;
     if (src instanceof ConsulSource) {
       src.on('update', (u) => {
@@ -145,6 +184,7 @@ export class ControlPlane {
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();
+    this.certs?.stop();
     await Promise.all([this.ads.close(), this.admin.close()]);
   }
 }

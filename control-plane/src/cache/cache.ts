@@ -1,6 +1,6 @@
 // Per-proxy-class snapshots. A mesh update rebuilds every snapshot in use and swaps them all at once,
 // or none: if any resource fails validation the whole update is refused and proxies keep their config.
-import type { Mesh, ProxyInfo } from '../model/types.ts';
+import type { Mesh, ProxyInfo, WorkloadIdentity } from '../model/types.ts';
 import { proxyResources } from '../translate/proxy.ts';
 import { snapshotKey } from '../xds/node.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
@@ -17,10 +17,24 @@ interface Entry {
 // Built on every update even with no proxy connected, so a bad registry is refused at once.
 const REFERENCE_GATEWAY: ProxyInfo = { id: 'reference-gateway', role: 'gateway', listenerPort: 8080 };
 
+/** Which certificate a proxy gets (undefined: none yet, or no workload identities in this mesh). */
+export type IdentityResolver = (proxy: ProxyInfo) => WorkloadIdentity | undefined;
+
 export class SnapshotCache {
   private mesh: Mesh | undefined;
   private readonly entries = new Map<string, Entry>();
   private readonly encoder = new ResourceEncoder();
+  private identity: IdentityResolver = () => undefined;
+
+  /** Certificates come from outside the mesh model (the CA): set how to find a proxy's. */
+  setIdentityResolver(resolver: IdentityResolver): void {
+    this.identity = resolver;
+  }
+
+  /** Rebuilds every snapshot from the current mesh, e.g. after a certificate rotated. */
+  refresh(): { changed: number } {
+    return this.mesh ? this.setMesh(this.mesh) : { changed: 0 };
+  }
 
   get ready(): boolean {
     return this.mesh !== undefined;
@@ -35,7 +49,7 @@ export class SnapshotCache {
   }
 
   private build(mesh: Mesh, proxy: ProxyInfo): Snapshot {
-    return buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy), this.encoder);
+    return buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, this.identity(proxy)), this.encoder);
   }
 
   /** Rebuilds every snapshot for `mesh`. Throws SnapshotError (nothing changes) if any is invalid. */

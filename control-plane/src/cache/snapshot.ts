@@ -115,6 +115,27 @@ export function inconsistencies(resources: Readonly<Record<ResourceKind, Readonl
       if (!resources.route.has(rds)) out.push(`listener "${l.name}" references route configuration "${rds}", which the snapshot lacks`);
     }
   }
+  for (const kind of ['cluster', 'listener'] as const) {
+    for (const r of resources[kind].values()) {
+      for (const name of secretNamesOf(r.body)) {
+        if (!resources.secret.has(name)) out.push(`${kind} "${r.name}" references secret "${name}", which the snapshot lacks`);
+      }
+    }
+  }
+  return out;
+}
+
+const SECRET_REFS = new Set(['tls_certificate_sds_secret_configs', 'validation_context_sds_secret_config']);
+
+/** SDS secret names a resource uses, wherever its TLS contexts sit. */
+function secretNamesOf(body: unknown, out: string[] = []): string[] {
+  if (Array.isArray(body)) for (const x of body) secretNamesOf(x, out);
+  else if (typeof body === 'object' && body !== null) {
+    for (const [k, v] of Object.entries(body)) {
+      if (SECRET_REFS.has(k)) for (const ref of Array.isArray(v) ? v : [v]) out.push(String((ref as { name?: string }).name));
+      else secretNamesOf(v, out);
+    }
+  }
   return out;
 }
 

@@ -116,4 +116,15 @@ export interface ProxyInfo {
    * per-service route tables instead of a socket listener.
    */
   readonly proxyless?: boolean;
+  /** Gateway: its name, part of its workload identity (spiffe://<td>/gateway/<name>). */
+  readonly gatewayName?: string;
+}
+
+/** The certificate a proxy presents and the bundle it trusts, delivered over SDS. */
+export interface WorkloadIdentity {
+  readonly spiffeId: string;
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly chainPem: string;
+  readonly bundlePem: string;
 }

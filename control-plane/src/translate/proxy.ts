@@ -1,6 +1,7 @@
 // The whole resource set for one proxy: a pure function of the mesh and what the proxy told us about itself.
 import { DEFAULT_ROUTING } from '../model/defaults.ts';
-import type { Locality, Mesh, MeshService, ProxyInfo, Routing } from '../model/types.ts';
+import type { Locality, Mesh, MeshService, ProxyInfo, Routing, WorkloadIdentity } from '../model/types.ts';
+import { identitySecret, trustBundleSecret, trustSecretName, workloadSecretName } from '../identity/sds.ts';
 import { localAppClusterResource, serviceClusterResource } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
 import { apiListenerResource, socketListener } from './listeners.ts';
@@ -88,6 +89,15 @@ export function sidecarResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
   ];
 }
 
-export function proxyResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
-  return proxy.role === 'gateway' ? gatewayResources(mesh, proxy) : sidecarResources(mesh, proxy);
+/** The proxy's certificate and trust bundle as SDS secrets (same names for every proxy: each gets its own). */
+export function identitySecrets(identity: WorkloadIdentity): XdsResource[] {
+  return [
+    { kind: 'secret', name: workloadSecretName(), wildcard: true, body: identitySecret(workloadSecretName(), identity) },
+    { kind: 'secret', name: trustSecretName(), wildcard: true, body: trustBundleSecret(trustSecretName(), identity.bundlePem) },
+  ];
+}
+
+export function proxyResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
+  const resources = proxy.role === 'gateway' ? gatewayResources(mesh, proxy) : sidecarResources(mesh, proxy);
+  return identity ? [...identitySecrets(identity), ...resources] : resources;
 }

@@ -66,7 +66,12 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
   if (role === 'gateway') {
     // Every gRPC xDS client names itself "gRPC <language>"; Envoy says "envoy".
     const proxyless = /^grpc\b/i.test(node?.user_agent_name ?? '');
-    return { id, role, ...(locality ? { locality } : {}), listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id), ...(proxyless ? { proxyless } : {}) };
+    const gatewayName = meta['gateway_name'] ?? 'default';
+    if (typeof gatewayName !== 'string' || !/^[A-Za-z0-9._-]{1,63}$/.test(gatewayName)) throw new NodeError(id, 'metadata.gateway_name', `must be 1-63 letters, digits, ".", "_" or "-" (got ${JSON.stringify(gatewayName)})`);
+    return {
+      id, role, ...(locality ? { locality } : {}), listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id),
+      ...(proxyless ? { proxyless } : {}), ...(gatewayName !== 'default' ? { gatewayName } : {}),
+    };
   }
   if (role === 'sidecar') {
     const service = meta['service'];
@@ -83,5 +88,7 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
 /** Proxies with the same key get the same snapshot, so it is built and encoded once for all of them. */
 export function snapshotKey(p: ProxyInfo): string {
   const loc = p.locality ? `${p.locality.region}/${p.locality.zone}` : '-';
-  return p.role === 'gateway' ? `gateway|${loc}|${p.listenerPort}${p.proxyless ? '|grpc' : ''}` : `sidecar|${p.service}|${p.listenerPort}|${p.appPort}`;
+  return p.role === 'gateway'
+    ? `gateway|${p.gatewayName ?? 'default'}|${loc}|${p.listenerPort}${p.proxyless ? '|grpc' : ''}`
+    : `sidecar|${p.service}|${p.listenerPort}|${p.appPort}`;
 }

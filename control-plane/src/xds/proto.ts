@@ -17,11 +17,13 @@ export const TYPE_URLS = {
   route: 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration',
   cluster: 'type.googleapis.com/envoy.config.cluster.v3.Cluster',
   endpoint: 'type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment',
+  secret: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret',
 } as const;
 
 export type ResourceKind = keyof typeof TYPE_URLS;
 export type TypeUrl = (typeof TYPE_URLS)[ResourceKind];
-export const RESOURCE_KINDS: readonly ResourceKind[] = ['cluster', 'endpoint', 'listener', 'route'];
+/** In push order: secrets and clusters before the listeners and routes that use them (make before break). */
+export const RESOURCE_KINDS: readonly ResourceKind[] = ['secret', 'cluster', 'endpoint', 'listener', 'route'];
 
 export function kindOfTypeUrl(typeUrl: string): ResourceKind | undefined {
   return RESOURCE_KINDS.find((k) => TYPE_URLS[k] === typeUrl);

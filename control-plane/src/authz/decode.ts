@@ -1,0 +1,356 @@
+// Decoding an ext_authz CheckRequest into what the authorizer reads (CheckInput), on the hot path.
+//
+// A full protobufjs decode builds every field of Envoy's CheckRequest (peer addresses, timestamps, TLS info...)
+// and validates each string as UTF-8 in JavaScript; the authorizer needs a handful of fields. This walks the
+// wire format with protobufjs's Reader and keeps only those, taking field numbers from Envoy's own protos by
+// reflection (so a renumbering there cannot silently desynchronise it) and decoding strings with Node's native
+// UTF-8 decoder. Proto3 semantics hold: unknown fields are skipped, a repeated scalar field's last value wins
+// and a repeated message field is merged. `decodeCheckInputReference` does the same with a full protobufjs
+// decode; tests check that both agree.
+import protobuf from 'protobufjs';
+import { lookupType } from '../xds/proto.ts';
+import { HEADERS_READ, JWT_AUTHN_NAMESPACE, REQUEST_ID_HEADER, type CheckInput } from './check.ts';
+
+export interface DecodedCheck extends CheckInput {
+  readonly path: string;
+  readonly requestId: string;
+}
+
+function fieldIds<K extends string>(typeName: string, names: readonly K[]): Record<K, number> {
+  const t = lookupType(typeName);
+  const out = {} as Record<K, number>;
+  for (const n of names) {
+    const f = t.fields[n];
+    if (!f) throw new Error(`${typeName} has no field ${n}`);
+    out[n] = f.id;
+  }
+  return out;
+}
+
+let ids: ReturnType<typeof loadIds> | undefined;
+function loadIds() {
+  return {
+    check: fieldIds('envoy.service.auth.v3.CheckRequest', ['attributes']),
+    attrs: fieldIds('envoy.service.auth.v3.AttributeContext', ['request', 'context_extensions', 'metadata_context']),
+    request: fieldIds('envoy.service.auth.v3.AttributeContext.Request', ['http']),
+    http: fieldIds('envoy.service.auth.v3.AttributeContext.HttpRequest', ['id', 'method', 'headers', 'header_map', 'path', 'size', 'body', 'raw_body']),
+    headerMap: fieldIds('envoy.config.core.v3.HeaderMap', ['headers']),
+    headerValue: fieldIds('envoy.config.core.v3.HeaderValue', ['key', 'value', 'raw_value']),
+    metadata: fieldIds('envoy.config.core.v3.Metadata', ['filter_metadata']),
+    struct: lookupType('google.protobuf.Struct'),
+  };
+}
+
+const LEN = 2;
+const VARINT = 0;
+
+/** Reads a length-delimited field's bounds and moves past it. */
+function span(r: protobuf.Reader): [number, number] {
+  const len = r.uint32();
+  const start = r.pos;
+  if (start + len > r.len) throw new Error(`field length ${len} beyond the end of the message`);
+  r.pos = start + len;
+  return [start, start + len];
+}
+
+/** An int64 as a number (Envoy sends -1 for an unknown size). */
+function int64(r: protobuf.Reader): number {
+  const v = r.int64() as unknown as number | { toString(): string };
+  return typeof v === 'number' ? v : Number(v.toString());
+}
+
+/** Enters a length-delimited sub-message: returns where it ends, the reader at its first byte. */
+function enter(r: protobuf.Reader): number {
+  const len = r.uint32();
+  const end = r.pos + len;
+  if (end > r.len) throw new Error(`field length ${len} beyond the end of the message`);
+  return end;
+}
+
+/** Reads a length-delimited string with Node's native UTF-8 decoder. */
+function str(r: protobuf.Reader): string {
+  const len = r.uint32();
+  const s = r.pos;
+  const e = s + len;
+  if (e > r.len) throw new Error(`field length ${len} beyond the end of the message`);
+  r.pos = e;
+  // protobufjs reads a Buffer with a BufferReader whose buf is that Buffer: slice natively, without a copy.
+  return slice(r.buf, s, e);
+}
+
+/** A map<string, string> entry (key 1, value 2). */
+function mapEntry(r: protobuf.Reader, end: number): [string, string] {
+  let k = '';
+  let v = '';
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const f = tag >>> 3;
+    if ((f === 1 || f === 2) && (tag & 7) === LEN) {
+      const s = str(r);
+      if (f === 1) k = s;
+      else v = s;
+    } else r.skipType(tag & 7);
+  }
+  return [k, v];
+}
+
+const WANTED = HEADERS_READ.map((h) => Buffer.from(h, 'latin1'));
+
+/** Which of HEADERS_READ the key bytes [s, e) name, ignoring ASCII case; -1 for any other header. */
+function wantedHeader(buf: Uint8Array, s: number, e: number): number {
+  const len = e - s;
+  for (let w = 0; w < WANTED.length; w++) {
+    const want = WANTED[w] as Buffer;
+    if (want.length !== len) continue;
+    let i = 0;
+    for (; i < len; i++) {
+      const b = buf[s + i] as number;
+      if ((b >= 65 && b <= 90 ? b | 32 : b) !== want[i]) break;
+    }
+    if (i === len) return w;
+  }
+  return -1;
+}
+
+/** A map<string, string> header entry (key 1, value 2): stored only if it is one of HEADERS_READ. */
+function headerEntry(r: protobuf.Reader, end: number, headers: Record<string, string>): void {
+  let w = -1;
+  let vs = 0;
+  let ve = 0;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const f = tag >>> 3;
+    if ((f === 1 || f === 2) && (tag & 7) === LEN) {
+      const len = r.uint32();
+      const s = r.pos;
+      if (s + len > r.len) throw new Error(`field length ${len} beyond the end of the message`);
+      r.pos = s + len;
+      if (f === 1) w = wantedHeader(r.buf, s, s + len);
+      else {
+        vs = s;
+        ve = s + len;
+      }
+    } else r.skipType(tag & 7);
+  }
+  if (w >= 0) headers[HEADERS_READ[w] as string] = slice(r.buf, vs, ve);
+}
+
+function slice(buf: Uint8Array, s: number, e: number): string {
+  if (e === s) return '';
+  return buf instanceof Buffer ? buf.toString('utf8', s, e) : Buffer.from(buf.buffer, buf.byteOffset + s, e - s).toString('utf8');
+}
+
+interface Acc {
+  method: string;
+  path: string;
+  id: string;
+  size: number;
+  body: string;
+  rawBody: Uint8Array | undefined;
+  headers: Record<string, string>;
+  rawHeaders: Array<[string, string]>;
+  ext: Record<string, string>;
+  jwtStructs: Uint8Array[];
+}
+
+function readHttp(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof loadIds>): void {
+  const h = F.http;
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const f = tag >>> 3;
+    const wt = tag & 7;
+    if (wt === LEN) {
+      if (f === h.method) a.method = str(r);
+      else if (f === h.path) a.path = str(r);
+      else if (f === h.id) a.id = str(r);
+      else if (f === h.body) a.body = str(r);
+      else if (f === h.raw_body) {
+        const [s, e] = span(r);
+        a.rawBody = r.buf.subarray(s, e);
+      } else if (f === h.headers) headerEntry(r, enter(r), a.headers);
+      else if (f === h.header_map) readHeaderMap(r, enter(r), a, F);
+      else r.skipType(wt);
+    } else if (wt === VARINT && f === h.size) {
+      a.size = int64(r);
+    } else r.skipType(wt);
+  }
+}
+
+function readHeaderMap(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof loadIds>): void {
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag >>> 3 === F.headerMap.headers && (tag & 7) === LEN) {
+      const e = enter(r);
+      let w = -1;
+      let value = '';
+      let raw = '';
+      while (r.pos < e) {
+        const t = r.uint32();
+        const f = t >>> 3;
+        if ((t & 7) === LEN && f === F.headerValue.key) {
+          const len = r.uint32();
+          const ks = r.pos;
+          if (ks + len > r.len) throw new Error(`field length ${len} beyond the end of the message`);
+          r.pos = ks + len;
+          w = wantedHeader(r.buf, ks, ks + len);
+        } else if ((t & 7) === LEN && f === F.headerValue.value) value = str(r);
+        else if ((t & 7) === LEN && f === F.headerValue.raw_value) raw = str(r);
+        else r.skipType(t & 7);
+      }
+      if (w >= 0) a.rawHeaders.push([HEADERS_READ[w] as string, raw !== '' ? raw : value]);
+    } else r.skipType(tag & 7);
+  }
+}
+
+function readMetadata(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof loadIds>): void {
+  while (r.pos < end) {
+    const tag = r.uint32();
+    if (tag >>> 3 === F.metadata.filter_metadata && (tag & 7) === LEN) {
+      // map<string, Struct> entry: key 1, value 2.
+      const e = enter(r);
+      let key = '';
+      let value: Uint8Array | undefined;
+      while (r.pos < e) {
+        const t = r.uint32();
+        const f = t >>> 3;
+        if (f === 1 && (t & 7) === LEN) key = str(r);
+        else if (f === 2 && (t & 7) === LEN) {
+          const [vs, ve] = span(r);
+          value = r.buf.subarray(vs, ve);
+        } else r.skipType(t & 7);
+      }
+      if (key === JWT_AUTHN_NAMESPACE && value) a.jwtStructs.push(value);
+    } else r.skipType(tag & 7);
+  }
+}
+
+function readAttributes(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof loadIds>): void {
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const f = tag >>> 3;
+    if ((tag & 7) !== LEN) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    if (f === F.attrs.request) {
+      const e = enter(r);
+      while (r.pos < e) {
+        const t = r.uint32();
+        if (t >>> 3 === F.request.http && (t & 7) === LEN) readHttp(r, enter(r), a, F);
+        else r.skipType(t & 7);
+      }
+    } else if (f === F.attrs.context_extensions) {
+      const [k, v] = mapEntry(r, enter(r));
+      a.ext[k] = v;
+    } else if (f === F.attrs.metadata_context) readMetadata(r, enter(r), a, F);
+    else r.skipType(LEN);
+  }
+}
+
+// google.protobuf.Struct as decoded by protobufjs. Its struct.proto is protobufjs's built-in copy, whose field
+// names are camelCase even with keepCase; snake_case is accepted too, should the protos come from files.
+interface PbValue {
+  numberValue?: number; stringValue?: string; boolValue?: boolean; structValue?: PbStruct; listValue?: { values?: PbValue[] };
+  number_value?: number; string_value?: string; bool_value?: boolean; struct_value?: PbStruct; list_value?: { values?: PbValue[] };
+}
+interface PbStruct { fields?: Record<string, PbValue> }
+
+/** google.protobuf.Value to plain JSON. */
+export function valueToJson(v: PbValue | undefined): unknown {
+  if (!v) return null;
+  const has = (k: keyof PbValue): boolean => Object.hasOwn(v, k);
+  if (has('stringValue') || has('string_value')) return v.stringValue ?? v.string_value;
+  if (has('numberValue') || has('number_value')) return v.numberValue ?? v.number_value;
+  if (has('boolValue') || has('bool_value')) return v.boolValue ?? v.bool_value;
+  if (has('structValue') || has('struct_value')) return structToJson(v.structValue ?? v.struct_value);
+  if (has('listValue') || has('list_value')) return ((v.listValue ?? v.list_value)?.values ?? []).map(valueToJson);
+  return null;
+}
+
+/** google.protobuf.Struct to a plain object. */
+export function structToJson(s: PbStruct | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = valueToJson(v);
+  return out;
+}
+
+function claimsFrom(ns: PbStruct | undefined, payloadKey: string): unknown {
+  const payload = ns?.fields?.[payloadKey];
+  const claims = payload?.structValue ?? payload?.struct_value;
+  return claims ? structToJson(claims) : undefined;
+}
+
+function finish(a: Omit<Acc, 'jwtStructs'>, metadataClaims: unknown): DecodedCheck {
+  let headers = a.headers;
+  if (a.rawHeaders.length > 0) {
+    // encode_raw_headers: a header map (values as bytes), repeated names joined as HTTP does.
+    headers = { ...headers };
+    for (const [k, v] of a.rawHeaders) headers[k] = headers[k] === undefined ? v : `${headers[k]},${v}`;
+  }
+  const h = headers;
+  return {
+    method: a.method.toUpperCase(),
+    header: (name) => h[name],
+    contextExtensions: a.ext,
+    body: a.rawBody && a.rawBody.length > 0 ? a.rawBody : a.body,
+    size: a.size,
+    ...(metadataClaims !== undefined ? { metadataClaims } : {}),
+    path: a.path,
+    requestId: h[REQUEST_ID_HEADER] ?? a.id,
+  };
+}
+
+/** Decodes the fields of an encoded CheckRequest the authorizer reads. Throws on malformed protobuf. */
+export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): DecodedCheck {
+  const F = (ids ??= loadIds());
+  const r = protobuf.Reader.create(buf);
+  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, headers: {}, rawHeaders: [], ext: {}, jwtStructs: [] };
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    if (tag >>> 3 === F.check.attributes && (tag & 7) === LEN) readAttributes(r, enter(r), a, F);
+    else r.skipType(tag & 7);
+  }
+  let claims: unknown;
+  if (a.jwtStructs.length > 0) {
+    // Repeated occurrences of a message merge; decode them concatenated, as protobuf does.
+    const bytes = a.jwtStructs.length === 1 ? (a.jwtStructs[0] as Uint8Array) : Buffer.concat(a.jwtStructs);
+    claims = claimsFrom(F.struct.decode(bytes) as unknown as PbStruct, metadataPayloadKey);
+  }
+  return finish(a, claims);
+}
+
+// ---------------------------------------------------------------------------- reference (full decode)
+
+interface PbCheckRequest {
+  attributes?: {
+    request?: {
+      http?: {
+        id?: string; method?: string; path?: string; size?: number | { toString(): string };
+        headers?: Record<string, string>; header_map?: { headers?: Array<{ key?: string; value?: string; raw_value?: Uint8Array }> };
+        body?: string; raw_body?: Uint8Array;
+      };
+    };
+    context_extensions?: Record<string, string>;
+    metadata_context?: { filter_metadata?: Record<string, PbStruct> };
+  };
+}
+
+/** The same result through a full protobufjs decode of Envoy's CheckRequest (slower; the reference for tests). */
+export function decodeCheckInputReference(buf: Uint8Array, metadataPayloadKey: string): DecodedCheck {
+  const req = lookupType('envoy.service.auth.v3.CheckRequest').decode(buf) as unknown as PbCheckRequest;
+  const attrs = req.attributes;
+  const http = attrs?.request?.http;
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(http?.headers ?? {})) if (HEADERS_READ.includes(k.toLowerCase())) headers[k.toLowerCase()] = v;
+  const rawHeaders: Array<[string, string]> = [];
+  for (const x of http?.header_map?.headers ?? []) {
+    if (!x.key || !HEADERS_READ.includes(x.key.toLowerCase())) continue;
+    rawHeaders.push([x.key.toLowerCase(), x.raw_value && x.raw_value.length > 0 ? Buffer.from(x.raw_value).toString('utf8') : (x.value ?? '')]);
+  }
+  const size = http?.size;
+  return finish({
+    method: http?.method ?? '', path: http?.path ?? '', id: http?.id ?? '',
+    size: typeof size === 'number' ? size : size ? Number(size.toString()) : 0,
+    body: http?.body ?? '', rawBody: http?.raw_body, headers, rawHeaders, ext: { ...(attrs?.context_extensions ?? {}) },
+  }, claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey));
+}

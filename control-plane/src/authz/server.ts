@@ -1,0 +1,194 @@
+// The MCP authorizer: Envoy's external authorization gRPC service (envoy.service.auth.v3.Authorization/Check)
+// deciding every MCP request by the policy (see check.ts for what it reads and answers). Served with a
+// hand-made ServiceDefinition and protobufjs codecs from Envoy's own protos, like server/ads.ts.
+//
+// Hot path: only the fields the authorizer reads are decoded (decode.ts), the token payload is cached per header
+// value, globs are precompiled per policy, and the OK responses (one per deciding rule) are encoded once.
+import * as grpc from '@grpc/grpc-js';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { Logger } from '../log.ts';
+import { silentLogger } from '../log.ts';
+import { compilePolicy, type CompiledPolicy } from '../policy/engine.ts';
+import type { Policy } from '../policy/types.ts';
+import { lookupType } from '../xds/proto.ts';
+import { authorize, CallerCache, DECISION_HEADER, SHADOW_HEADER, type CheckOutcome, type Verdict } from './check.ts';
+import { decodeCheckInput, type DecodedCheck } from './decode.ts';
+
+export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
+export const CHECK_PATH = `/${AUTHORIZATION_SERVICE}/Check`;
+
+/** gRPC status codes used in CheckResponse.status. */
+const OK = 0;
+const INVALID_ARGUMENT = 3;
+const PERMISSION_DENIED = 7;
+
+const identity = (b: Buffer): Buffer => b;
+
+/**
+ * The Authorization service definition with raw-bytes codecs: the handler gets the encoded CheckRequest and
+ * returns an encoded CheckResponse. Shared by the authorizer and the benchmark's do-nothing baseline.
+ */
+export function authorizationServiceDefinition(): grpc.ServiceDefinition {
+  return {
+    Check: {
+      path: CHECK_PATH, requestStream: false, responseStream: false,
+      requestSerialize: identity, requestDeserialize: identity,
+      responseSerialize: identity, responseDeserialize: identity, originalName: 'check',
+    },
+  };
+}
+
+// ------------------------------------------------------------------------------------------ metrics
+
+export class AuthzMetrics {
+  readonly decisions: Counter<'service' | 'tool' | 'decision'>;
+  readonly checkSeconds: Histogram;
+  private readonly children = new Map<string, { inc(): void }>();
+
+  constructor(registry: Registry) {
+    this.decisions = new Counter({
+      name: 'mcpmesh_authz_decisions_total',
+      help: 'MCP authorizer decisions, by service, tool (tools/call names written literally in the policy; "other" for the rest; "" for other methods) and decision (allow, deny, shadow_deny, error)',
+      labelNames: ['service', 'tool', 'decision'] as const, registers: [registry],
+    });
+    this.checkSeconds = new Histogram({
+      name: 'mcpmesh_authz_check_seconds', help: 'Time the MCP authorizer spends on one ext_authz Check (decode, decide, encode)',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1], registers: [registry],
+    });
+  }
+
+  count(service: string, tool: string, decision: Verdict): void {
+    const key = `${service}\u0000${tool}\u0000${decision}`;
+    let child = this.children.get(key);
+    if (!child) {
+      child = this.decisions.labels(service, tool, decision);
+      this.children.set(key, child);
+    }
+    child.inc();
+  }
+}
+
+// ------------------------------------------------------------------------------------------- server
+
+export interface AuthzServerOptions {
+  policy: Policy;
+  /** Where mcpmesh_authz_* metrics are registered. */
+  registry: Registry;
+  log?: Logger;
+  /** Key under jwt_authn's dynamic metadata namespace holding the verified payload (jwt_authn `payload_in_metadata`). Default `jwt_payload`. */
+  metadataPayloadKey?: string;
+}
+
+export class AuthzServer {
+  readonly metrics: AuthzMetrics;
+  private readonly log: Logger;
+  private readonly metadataPayloadKey: string;
+  private readonly server: grpc.Server;
+  private compiled: CompiledPolicy;
+  private readonly callers = new CallerCache();
+  private readonly okCache = new Map<string, Buffer>();
+  private readonly encodeResponse: (m: object) => Buffer;
+
+  constructor(opts: AuthzServerOptions) {
+    this.metrics = new AuthzMetrics(opts.registry);
+    this.log = opts.log ?? silentLogger;
+    this.metadataPayloadKey = opts.metadataPayloadKey ?? 'jwt_payload';
+    this.compiled = compilePolicy(opts.policy);
+    const respType = lookupType('envoy.service.auth.v3.CheckResponse');
+    this.encodeResponse = (m) => Buffer.from(respType.encode(respType.fromObject(m)).finish());
+    this.server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
+    this.server.addService(authorizationServiceDefinition(), {
+      Check: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+        let out: Buffer;
+        try {
+          out = this.check(call.request);
+        } catch (err) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: `cannot decode CheckRequest: ${(err as Error).message}` });
+          return;
+        }
+        callback(null, out);
+      },
+    });
+  }
+
+  get policy(): Policy {
+    return this.compiled.policy;
+  }
+
+  /** Swaps the policy atomically: every check after this call uses the new one. */
+  setPolicy(policy: Policy): void {
+    this.compiled = compilePolicy(policy);
+    this.callers.clear();
+    this.okCache.clear();
+    this.log.info('authz policy loaded', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
+  }
+
+  /** One Check: encoded CheckRequest in, encoded CheckResponse out. Throws only if the request does not decode. */
+  check(request: Buffer): Buffer {
+    const t0 = performance.now();
+    let input: DecodedCheck;
+    try {
+      input = decodeCheckInput(request, this.metadataPayloadKey);
+    } catch (err) {
+      this.metrics.count('', '', 'error');
+      this.log.warn('authz: undecodable CheckRequest', { error: (err as Error).message });
+      throw err;
+    }
+    const cp = this.compiled;
+    const o = authorize(cp, input, this.callers);
+    const out = this.respond(o);
+    const serviceLabel = o.service === '' ? '' : o.serviceFromRoute || cp.knownServices.has(o.service) ? o.service : 'other';
+    const toolLabel = o.action?.kind === 'tool' ? (cp.literalTools.has(o.action.name) ? o.action.name : 'other') : '';
+    this.metrics.count(serviceLabel, toolLabel, o.verdict);
+    if (o.verdict !== 'allow') {
+      const fields = {
+        service: o.service, decision: o.verdict, rule: o.rule, reason: o.reason, roles: o.roles, subject: o.subject,
+        method: input.method, path: input.path, requestId: input.requestId, ...(o.action?.kind === 'tool' ? { tool: o.action.name } : {}),
+      };
+      if (o.verdict === 'error') this.log.warn('authz error', fields);
+      else this.log.info(o.verdict === 'deny' ? 'authz deny' : 'authz shadow deny', fields);
+    }
+    this.metrics.checkSeconds.observe((performance.now() - t0) / 1000);
+    return out;
+  }
+
+  private ok(header: string, value: string): Buffer {
+    const key = `${header}\u0000${value}`;
+    let b = this.okCache.get(key);
+    if (!b) {
+      b = this.encodeResponse({
+        status: { code: OK },
+        ok_response: { response_headers_to_add: [{ header: { key: header, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] },
+      });
+      // Bounded by the policy's rules (and their combinations in batches); cleared on policy swap.
+      if (this.okCache.size >= 10_000) this.okCache.clear();
+      this.okCache.set(key, b);
+    }
+    return b;
+  }
+
+  private respond(o: CheckOutcome): Buffer {
+    if (o.verdict === 'allow') return this.ok(DECISION_HEADER, `allow; rule=${o.rule}`);
+    if (o.verdict === 'shadow_deny') return this.ok(SHADOW_HEADER, o.rule);
+    const http = o.http as NonNullable<CheckOutcome['http']>;
+    return this.encodeResponse({
+      status: { code: http.status === 400 || http.status === 413 ? INVALID_ARGUMENT : PERMISSION_DENIED, message: `${o.rule}: ${o.reason}` },
+      denied_response: {
+        status: { code: http.status },
+        headers: http.headers.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+        body: http.body,
+      },
+    });
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+    });
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    this.server.forceShutdown();
+  }
+}
