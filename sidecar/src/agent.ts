@@ -94,6 +94,7 @@ export class SidecarAgent {
       [CONSUL_META.protocol]: this.o.protocol,
       [CONSUL_META.path]: this.o.mcpPath,
       [CONSUL_META.transport]: this.o.transport,
+      ...(this.o.envoyBin ? { [CONSUL_META.sidecar]: 'envoy' } : {}),
       ...(this.o.region ? { [CONSUL_META.region]: this.o.region } : {}),
       ...(this.o.zone ? { [CONSUL_META.zone]: this.o.zone } : {}),
     };

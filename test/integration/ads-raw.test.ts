@@ -148,7 +148,7 @@ describe('ADS server with a raw xDS client', () => {
     const cds = await s.next('cluster');
     s.send(sotwRequest('cluster', [], cds));
     const bad: ServiceSpec = {
-      name: 'broken', protocol: '2025-11-25', transport: 'streamable-http', routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION,
+      name: 'broken', protocol: '2025-11-25', transport: 'streamable-http', sidecar: false, routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION,
       healthCheck: { ...DEFAULT_HEALTH_CHECK, intervalMs: 0 },
       endpoints: [{ address: '10.9.9.9', port: 70000, locality: { region: 'r', zone: 'z' }, weight: 1, healthy: true }],
     };

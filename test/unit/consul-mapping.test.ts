@@ -52,7 +52,7 @@ describe('Consul -> mesh model', () => {
       'weather proto@n1: meta mcp-protocol="1999-01-01" is not one of 2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25, 2026-07-28',
       'weather transport@n1: meta mcp-transport="carrier-pigeon" is not one of streamable-http, sse',
       'weather zone@n1: bad locality meta region="" zone="a b"',
-      'weather disagree@n1: meta disagrees with the service\'s other instances (mcp-protocol=2025-11-25, mcp-transport=streamable-http, mcp-path=/mcp)',
+      'weather disagree@n1: meta disagrees with the service\'s other instances (mcp-protocol=2025-11-25, mcp-transport=streamable-http, mcp-path=/mcp, mcpmesh-sidecar=none)',
     ]);
   });
 

@@ -8,7 +8,7 @@ import { NodeError, proxyInfoFromNode, snapshotKey } from '../../control-plane/s
 import { struct } from '../../control-plane/src/translate/resource.ts';
 
 const spec = (name: string, ports: number[] = [1]): ServiceSpec => ({
-  name, protocol: '2025-11-25', transport: 'streamable-http', routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, healthCheck: DEFAULT_HEALTH_CHECK,
+  name, protocol: '2025-11-25', transport: 'streamable-http', sidecar: false, routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, healthCheck: DEFAULT_HEALTH_CHECK,
   endpoints: ports.map((port) => ({ address: '10.0.0.1', port, locality: { region: '', zone: '' }, weight: 1, healthy: true })),
 });
 

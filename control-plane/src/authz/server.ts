@@ -70,6 +70,11 @@ export class AuthzMetrics {
 
 // ------------------------------------------------------------------------------------------- server
 
+/** The request bytes are not a CheckRequest. */
+export class CheckDecodeError extends Error {
+  override readonly name = 'CheckDecodeError';
+}
+
 export interface AuthzServerOptions {
   policy: Policy;
   /** Where mcpmesh_authz_* metrics are registered. */
@@ -103,7 +108,13 @@ export class AuthzServer {
         try {
           out = this.check(call.request);
         } catch (err) {
-          callback({ code: grpc.status.INVALID_ARGUMENT, details: `cannot decode CheckRequest: ${(err as Error).message}` });
+          // Envoy fails closed on an error answer (unless the gateway sets failure_mode_allow).
+          if (err instanceof CheckDecodeError) callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
+          else {
+            this.metrics.count('', '', 'error');
+            this.log.error('authz: check failed', { error: (err as Error).stack ?? String(err) });
+            callback({ code: grpc.status.INTERNAL, details: `authorizer error: ${(err as Error).message}` });
+          }
           return;
         }
         callback(null, out);
@@ -123,7 +134,7 @@ export class AuthzServer {
     this.log.info('authz policy loaded', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
   }
 
-  /** One Check: encoded CheckRequest in, encoded CheckResponse out. Throws only if the request does not decode. */
+  /** One Check: encoded CheckRequest in, encoded CheckResponse out. Throws CheckDecodeError if the request does not decode. */
   check(request: Buffer): Buffer {
     const t0 = performance.now();
     let input: DecodedCheck;
@@ -132,7 +143,7 @@ export class AuthzServer {
     } catch (err) {
       this.metrics.count('', '', 'error');
       this.log.warn('authz: undecodable CheckRequest', { error: (err as Error).message });
-      throw err;
+      throw new CheckDecodeError(`cannot decode CheckRequest: ${(err as Error).message}`);
     }
     const cp = this.compiled;
     const o = authorize(cp, input, this.callers);

@@ -72,6 +72,8 @@ export interface MeshService {
   readonly name: string;
   readonly protocol: McpProtocol;
   readonly transport: McpTransport;
+  /** The endpoints are MCP Mesh sidecars (Envoy): in a secured mesh the gateway talks mTLS to them. */
+  readonly sidecar: boolean;
   /**
    * Bumped each time the service reappears after having been removed. Some xDS clients (grpc-js-xds) keep a
    * removed resource cached and ignore an identical re-add, so a re-added service must look different.

@@ -17,6 +17,8 @@ export const CONSUL_META = {
   protocol: 'mcp-protocol',
   path: 'mcp-path',
   transport: 'mcp-transport',
+  /** Set by the sidecar agent when Envoy fronts the instance ("envoy"): the mesh then speaks mTLS to it. */
+  sidecar: 'mcpmesh-sidecar',
 } as const;
 
 export const DEFAULT_MCP_TAG = 'mcp';
@@ -99,7 +101,8 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
       if (!HTTP_PATH.test(path)) { skip(`meta ${CONSUL_META.path}=${JSON.stringify(path)} is not an absolute HTTP path`); continue; }
       const weight = Math.min(128, Math.max(1, Math.round(svc.Weights?.Passing ?? 1)));
       const healthy = aggregateStatus(e.Checks) === 'passing';
-      parsed.push({ instance, how: `${p} ${t} ${path}`, ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy } });
+      const sidecar = meta[CONSUL_META.sidecar] === 'envoy' ? 'sidecar' : 'direct';
+      parsed.push({ instance, how: `${p} ${t} ${path} ${sidecar}`, ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy } });
     }
     // How the service is spoken to is a service-level fact: the majority of instances decides (ties: lowest
     // ID first); instances that disagree are skipped rather than routed to with the wrong protocol.
@@ -107,12 +110,12 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
     for (const x of parsed) votes.set(x.how, (votes.get(x.how) ?? 0) + 1);
     const winner = [...votes.entries()].reduce<[string, number] | undefined>((best, v) => (!best || v[1] > best[1] ? v : best), undefined)?.[0];
     // Paths match HTTP_PATH, so they hold no space: the key splits back unambiguously.
-    const [protocol, transport, mcpPath] = winner ? (winner.split(' ') as [McpProtocol, McpTransport, string]) : [undefined, undefined, undefined];
+    const [protocol, transport, mcpPath, fronted] = winner ? (winner.split(' ') as [McpProtocol, McpTransport, string, string]) : [undefined, undefined, undefined, undefined];
     const endpoints: MeshEndpoint[] = [];
     const seen = new Set<string>();
     for (const x of parsed) {
       if (x.how !== winner) {
-        skipped.push({ service: name, instance: x.instance, reason: `meta disagrees with the service's other instances (${CONSUL_META.protocol}=${protocol}, ${CONSUL_META.transport}=${transport}, ${CONSUL_META.path}=${mcpPath})` });
+        skipped.push({ service: name, instance: x.instance, reason: `meta disagrees with the service's other instances (${CONSUL_META.protocol}=${protocol}, ${CONSUL_META.transport}=${transport}, ${CONSUL_META.path}=${mcpPath}, ${CONSUL_META.sidecar}=${fronted === 'sidecar' ? 'envoy' : 'none'})` });
         continue;
       }
       const key = `${x.ep.address}:${x.ep.port}`;
@@ -130,6 +133,7 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
         name,
         protocol: protocol ?? DEFAULT_PROTOCOL,
         transport: transport ?? 'streamable-http',
+        sidecar: fronted === 'sidecar',
         endpoints,
         routing: { ...DEFAULT_ROUTING, mcpPath: path },
         outlierDetection: DEFAULT_OUTLIER_DETECTION,

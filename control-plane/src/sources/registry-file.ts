@@ -125,7 +125,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       r.fail(p, 'must be a mapping with name, protocol and endpoints');
       return;
     }
-    r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'endpoints', 'routing', 'outlierDetection', 'healthCheck']);
+    r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'sidecar', 'endpoints', 'routing', 'outlierDetection', 'healthCheck']);
     const name = r.string(raw, 'name', p, { required: true, pattern: SERVICE_NAME, hint: 'must be a DNS label: lower-case letters, digits and "-", at most 63' });
     if (name !== undefined) {
       const prev = seen.get(name);
@@ -134,6 +134,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
     }
     const protocol = r.oneOf(raw, 'protocol', p, MCP_PROTOCOLS, { required: true });
     const transport = r.oneOf(raw, 'transport', p, MCP_TRANSPORTS) ?? 'streamable-http';
+    const sidecar = r.boolean(raw, 'sidecar', p) ?? false;
     const routingNode = r.object(raw, 'routing', p);
     const routing = readRouting(r, routingNode, join(p, 'routing'), baseRouting);
     // The health probe follows the MCP path unless the operator set one explicitly.
@@ -157,7 +158,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       if (owner !== undefined && owner !== name) r.fail(`${p}.routing.hosts[${h}]`, `host "${host}" is already routed to service "${owner}"`);
       seenHosts.set(host, name ?? p);
     }
-    if (name !== undefined && protocol !== undefined) out.push({ name, protocol, transport, endpoints, routing, outlierDetection, healthCheck });
+    if (name !== undefined && protocol !== undefined) out.push({ name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck });
   });
   if (r.problems.length > 0) throw new ConfigError(source, r.problems);
   return out;

@@ -73,7 +73,7 @@ function healthChecks(h: HealthCheck): ProtoObject[] {
 }
 
 /** Gateway -> an MCP service's endpoints, delivered by EDS over ADS. */
-export function serviceClusterResource(svc: MeshService): XdsResource {
+export function serviceClusterResource(svc: MeshService, transportSocket?: ProtoObject): XdsResource {
   const name = serviceCluster(svc.name);
   return {
     kind: 'cluster',
@@ -90,6 +90,7 @@ export function serviceClusterResource(svc: MeshService): XdsResource {
       health_checks: healthChecks(svc.healthCheck),
       typed_extension_protocol_options: protocolOptions(svc.routing),
       metadata: { filter_metadata: { mcpmesh: struct({ service: svc.name, protocol: svc.protocol, transport: svc.transport }) } },
+      ...(transportSocket ? { transport_socket: transportSocket } : {}),
     },
   };
 }

@@ -14,6 +14,8 @@ export interface HcmOptions {
   /** HTTP filters that run before the router (authentication, authorization). */
   readonly filters?: readonly ProtoObject[];
   readonly localReplyConfig?: ProtoObject;
+  /** TLS on the listener's filter chain (mTLS for sidecars). */
+  readonly transportSocket?: ProtoObject;
 }
 
 function httpConnectionManager(o: HcmOptions): ProtoObject {
@@ -46,7 +48,11 @@ export function socketListener(name: string, port: number, hcm: HcmOptions): Xds
     body: {
       name,
       address: { socket_address: { address: '0.0.0.0', port_value: port } },
-      filter_chains: [{ name: `${name}.http`, filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: httpConnectionManager(hcm) }] }],
+      filter_chains: [{
+        name: `${name}.http`,
+        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: httpConnectionManager(hcm) }],
+        ...(hcm.transportSocket ? { transport_socket: hcm.transportSocket } : {}),
+      }],
       // MCP bodies are small JSON-RPC; bound what one slow connection may pin in memory.
       per_connection_buffer_limit_bytes: { value: 1 << 20 },
     },

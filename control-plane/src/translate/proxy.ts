@@ -1,11 +1,12 @@
 // The whole resource set for one proxy: a pure function of the mesh and what the proxy told us about itself.
 import { DEFAULT_ROUTING } from '../model/defaults.ts';
 import type { Locality, Mesh, MeshService, ProxyInfo, Routing, WorkloadIdentity } from '../model/types.ts';
-import { identitySecret, trustBundleSecret, trustSecretName, workloadSecretName } from '../identity/sds.ts';
+import { downstreamTlsTransportSocket, identitySecret, trustBundleSecret, trustSecretName, upstreamTlsTransportSocket, workloadSecretName } from '../identity/sds.ts';
+import { sidecarId } from '../identity/spiffe.ts';
 import { localAppClusterResource, serviceClusterResource } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
 import { apiListenerResource, socketListener } from './listeners.ts';
-import { AUTHZ_CLUSTER, GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
+import { AUTHZ_CLUSTER, serviceCluster, GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
 import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 import { extAuthzFilter, jwtAuthnFilter, localReplyConfig, securityClusters } from './security.ts';
@@ -17,6 +18,8 @@ import { rbacFilters } from './rbac.ts';
 // objects too, which lets the encoder skip them by identity.
 interface ServiceOutputs {
   cluster?: XdsResource;
+  /** The cluster with mTLS to the service's sidecars (secured mesh, gateway with an identity). */
+  clusterTls?: XdsResource;
   apiListener?: XdsResource;
   apiRoutes?: XdsResource;
   endpoints: Map<string, XdsResource>;
@@ -54,7 +57,16 @@ function gatewayRoutesFor(mesh: Mesh): XdsResource {
 }
 
 /** Envoy gateways get a socket listener and the shared route table; proxyless gRPC clients an API listener per service. */
-export function gatewayResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
+/** Gateway -> service cluster: mTLS verifying the sidecar's SPIFFE ID when both ends have mesh identities. */
+function clusterFor(mesh: Mesh, s: MeshService, identity: WorkloadIdentity | undefined): XdsResource {
+  const m = memo(s);
+  if (!(mesh.security && identity && s.sidecar)) return (m.cluster ??= serviceClusterResource(s));
+  return (m.clusterTls ??= serviceClusterResource(s, upstreamTlsTransportSocket({
+    peerSpiffeIds: [sidecarId(mesh.security.policy.trustDomain, s.name)], sni: serviceCluster(s.name),
+  })));
+}
+
+export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
   const front = proxy.proxyless
     ? [
       ...mesh.services.map((s) => (memo(s).apiListener ??= apiListenerResource(s))),
@@ -71,18 +83,23 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
     ];
   return [
     ...front,
-    ...mesh.services.map((s) => (memo(s).cluster ??= serviceClusterResource(s))),
+    ...mesh.services.map((s) => clusterFor(mesh, s, identity)),
     ...mesh.services.map((s) => endpointsFor(s, proxy.locality)),
   ];
 }
 
-export function sidecarResources(mesh: Mesh, proxy: ProxyInfo): XdsResource[] {
+export function sidecarResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
   const service = proxy.service ?? 'unknown';
+  const sec = mesh.security;
+  // In a secured mesh the inbound listener takes only mTLS from the identities the policy allows.
+  const callers = sec ? (sec.policy.services.find((p) => p.service === service)?.allowedCallers ?? [`spiffe://${sec.policy.trustDomain}/gateway/*`]) : [];
+  const transportSocket = sec && identity ? downstreamTlsTransportSocket({ matchSpiffeIds: callers }) : undefined;
   // A sidecar may start before its service is registered: it still fronts its local server with defaults.
   const routing = mesh.services.find((s) => s.name === service)?.routing ?? DEFAULT_ROUTING;
   return [
     socketListener(SIDECAR_INBOUND_LISTENER, proxy.listenerPort, {
       statPrefix: STAT_PREFIX.sidecarInbound, routeConfigName: SIDECAR_INBOUND_ROUTES, streamIdleTimeoutMs: routing.streamIdleTimeoutMs, edge: false,
+      ...(transportSocket ? { transportSocket } : {}),
     }),
     sidecarRoutes(service, proxy.appPort ?? 0, routing),
     localAppClusterResource(service, proxy.appPort ?? 0, routing),
@@ -98,6 +115,6 @@ export function identitySecrets(identity: WorkloadIdentity): XdsResource[] {
 }
 
 export function proxyResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
-  const resources = proxy.role === 'gateway' ? gatewayResources(mesh, proxy) : sidecarResources(mesh, proxy);
+  const resources = proxy.role === 'gateway' ? gatewayResources(mesh, proxy, identity) : sidecarResources(mesh, proxy, identity);
   return identity ? [...identitySecrets(identity), ...resources] : resources;
 }
