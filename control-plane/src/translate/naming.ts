@@ -54,8 +54,11 @@ export function jwksCluster(provider: string): string {
   return `jwks.${provider}`;
 }
 
-/** jwt_authn forwards the verified claims (base64url JSON) to the authorizer in this header. */
+/** jwt_authn forwards the verified claims (base64url JSON) to the tools/list processor in this header. */
 export const JWT_PAYLOAD_HEADER = 'x-jwt-payload';
+
+/** Key of the verified claims in jwt_authn's dynamic metadata (read by RBAC and the authorizer). */
+export const JWT_PAYLOAD_METADATA_KEY = 'jwt_payload';
 
 /** RFC 9728 protected resource metadata (a service's document is this path + its MCP path). */
 export const PROTECTED_RESOURCE_PATH = '/.well-known/oauth-protected-resource';

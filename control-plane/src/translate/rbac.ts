@@ -5,6 +5,7 @@
 // Pure functions of the policy and the service.
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { Pattern, Role, RuleTarget } from '../policy/types.ts';
+import { JWT_PAYLOAD_METADATA_KEY } from './naming.ts';
 import { any, type ProtoObject } from './resource.ts';
 
 export const RBAC_DENY_FILTER = 'mcpmesh.rbac.deny';
@@ -68,14 +69,13 @@ function permission(rule: RuleTarget, allowServiceMethods: boolean): ProtoObject
 
 /** The caller holds `role`, per any JWT provider's verified payload (jwt_authn writes it to dynamic metadata). */
 function principalForRole(sec: MeshSecurity, role: string): ProtoObject {
-  const ids = sec.policy.providers.map((p) => ({
+  return {
     metadata: {
       filter: 'envoy.filters.http.jwt_authn',
-      path: [{ key: p.name }, { key: sec.policy.roleClaim }],
+      path: [{ key: JWT_PAYLOAD_METADATA_KEY }, ...sec.policy.roleClaim.split('.').map((key) => ({ key }))],
       value: { list_match: { one_of: { string_match: { exact: role } } } },
     },
-  }));
-  return ids.length === 1 ? (ids[0] as ProtoObject) : { or_ids: { ids } };
+  };
 }
 
 function rulesFor(role: Role, svc: MeshService, which: 'allow' | 'deny'): Array<[number, RuleTarget]> {

@@ -4,7 +4,7 @@
 import { protoDuration } from '../model/duration.ts';
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { JwtProvider } from '../policy/types.ts';
-import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, PROTECTED_RESOURCE_PATH } from './naming.ts';
+import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH } from './naming.ts';
 import { any, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
 import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled } from './rbac.ts';
@@ -35,7 +35,8 @@ function provider(p: JwtProvider): ProtoObject {
     // The token stays on the request until the route decides: only services that opt in receive it.
     forward: true,
     forward_payload_header: JWT_PAYLOAD_HEADER,
-    payload_in_metadata: p.name,
+    // Every provider writes the same key: only the one that verified the token writes at all.
+    payload_in_metadata: JWT_PAYLOAD_METADATA_KEY,
     normalize_payload_in_metadata: { space_delimited_claims: ['scope'] },
     from_headers: [{ name: 'Authorization', value_prefix: 'Bearer ' }],
   };
@@ -72,6 +73,8 @@ export function extAuthzFilter(): ProtoObject {
       failure_mode_allow: false,
       status_on_error: { code: 'ServiceUnavailable' },
       include_peer_certificate: true,
+      // The verified claims travel as dynamic metadata: nothing a client could set in a header.
+      metadata_context_namespaces: [JWT_FILTER],
     }),
   };
 }
