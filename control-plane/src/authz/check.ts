@@ -2,16 +2,19 @@
 // HTTP answer out. server.ts wraps it in envoy.service.auth.v3.Authorization/Check.
 //
 // What it reads from the check request:
-//  - the service: context extension `mcp_service` (set per route by the gateway's ext_authz config), else
-//    the `x-mcp-service` header;
+//  - the service: context extension `mcp_service` (set per route by the gateway's ext_authz config); with
+//    `trustRequestHeaders`, else the `x-mcp-service` header;
 //  - the caller's claims: jwt_authn's verified payload, from dynamic metadata
 //    (`metadata_context.filter_metadata["envoy.filters.http.jwt_authn"].<payload key>`, when the gateway sets
-//    `payload_in_metadata` and ext_authz `metadata_context_namespaces`), else from the `x-jwt-payload` header
-//    (jwt_authn `forward_payload_header`: base64url JSON). Neither = anonymous, no roles;
+//    `payload_in_metadata` and ext_authz `metadata_context_namespaces`); with `trustRequestHeaders`, else from
+//    the `x-jwt-payload` header (jwt_authn `forward_payload_header`: base64url JSON). None = anonymous, no
+//    roles. Headers are not trusted by default: where jwt_authn verified nothing, a client's own
+//    `x-jwt-payload: <base64 of {"roles":["admin"]}>` would pass through Envoy untouched;
 //  - the body (`with_request_body`): `body`, or `raw_body` when Envoy packs it as bytes.
 // POST (and any other method but GET, DELETE, HEAD, OPTIONS): every JSON-RPC message of the body is decided;
-// GET (event stream) and DELETE (end of session) need only the service. Malformed JSON-RPC -> 400, a truncated body -> 413, denied -> 403; each with a JSON-RPC
-// error body. A service in shadow mode gets OK plus `x-mcpmesh-shadow-deny` instead of a denial.
+// GET (event stream) and DELETE (end of session) need only the service. Malformed JSON-RPC -> 400, a truncated
+// body -> 413, denied -> 403; each with a JSON-RPC error body. A service in shadow mode gets OK plus
+// `x-mcpmesh-shadow-deny` instead of a denial.
 import { decide, describeAction, parseMcpBody, rolesFromClaims, scopesFromClaims, servicePolicyOf, type CompiledPolicy, type EngineDecision, type McpMessage } from '../policy/engine.ts';
 import type { McpAction } from '../policy/types.ts';
 
@@ -45,6 +48,8 @@ export interface CheckInput {
   readonly size: number;
   /** Claims from jwt_authn dynamic metadata, when Envoy forwarded them (preferred over the header). */
   readonly metadataClaims?: unknown;
+  /** Identity of that metadata (e.g. its encoded bytes), so that the caller derived from it can be cached. */
+  readonly metadataKey?: string;
 }
 
 export type Verdict = 'allow' | 'deny' | 'shadow_deny' | 'error';
@@ -71,11 +76,13 @@ interface Caller {
   readonly roles: readonly string[];
   readonly scopes: readonly string[];
   readonly subject?: string;
+  /** Roles and scopes as one string: what a decision depends on besides the service and the action. */
+  readonly key: string;
 }
 
 const BODYLESS_METHODS: ReadonlySet<string> = new Set(['GET', 'DELETE', 'HEAD', 'OPTIONS']);
 
-const ANONYMOUS: Caller = Object.freeze({ roles: [], scopes: [] });
+const ANONYMOUS: Caller = Object.freeze({ roles: [], scopes: [], key: '\u0002' });
 
 /** Decodes `x-jwt-payload` (base64url JSON, as jwt_authn's forward_payload_header writes it). */
 export function decodePayloadHeader(value: string): { claims: Record<string, unknown> } | { error: string } {
@@ -89,9 +96,10 @@ export function decodePayloadHeader(value: string): { claims: Record<string, unk
   return { claims: parsed as Record<string, unknown> };
 }
 
-/** Caches callers by payload header value (tokens are reused across many requests); per policy (roleClaim). */
+/** Caches callers by payload header value or metadata bytes (tokens are reused across many requests); per policy (roleClaim). */
 export class CallerCache {
   private readonly map = new Map<string, Caller | { error: string }>();
+  private readonly meta = new Map<string, Caller | null>();
   private readonly max: number;
   constructor(max = 4096) {
     this.max = max;
@@ -106,14 +114,68 @@ export class CallerCache {
     }
     return c;
   }
+  /** The caller from jwt_authn metadata, by its key; undefined when the metadata holds no payload. */
+  fromMetadata(req: CheckInput & { readonly metadataKey: string }, roleClaim: string): Caller | undefined {
+    let c = this.meta.get(req.metadataKey);
+    if (c === undefined) {
+      const claims = req.metadataClaims;
+      c = claims === undefined ? null : callerOf(claims, roleClaim);
+      if (this.meta.size >= this.max) this.meta.clear();
+      this.meta.set(req.metadataKey, c);
+    }
+    return c ?? undefined;
+  }
   clear(): void {
     this.map.clear();
+    this.meta.clear();
   }
 }
 
 function callerOf(claims: unknown, roleClaim: string): Caller {
   const sub = typeof claims === 'object' && claims !== null ? (claims as Record<string, unknown>)['sub'] : undefined;
-  return { roles: rolesFromClaims(claims, roleClaim), scopes: scopesFromClaims(claims), ...(typeof sub === 'string' ? { subject: sub } : {}) };
+  const roles = rolesFromClaims(claims, roleClaim);
+  const scopes = scopesFromClaims(claims);
+  return { roles, scopes, key: `${roles.join('\u0001')}\u0002${scopes.join('\u0001')}`, ...(typeof sub === 'string' ? { subject: sub } : {}) };
+}
+
+function actionKey(a: McpAction): string {
+  switch (a.kind) {
+    case 'tool': return `t\u0000${a.name}`;
+    case 'resource': return `r\u0000${a.uri}`;
+    case 'prompt': return `p\u0000${a.name}`;
+    case 'completion': return `c\u0000${a.ref}`;
+    case 'service': return 's';
+  }
+}
+
+/**
+ * Remembers decisions by (caller's roles and scopes, service, action) for one compiled policy: the same agents
+ * call the same tools over and over. Bounded; emptied when the policy changes.
+ */
+export class DecisionCache {
+  private map = new Map<string, EngineDecision>();
+  private policy: CompiledPolicy | undefined;
+  private readonly max: number;
+  constructor(max = 10_000) {
+    this.max = max;
+  }
+  decide(cp: CompiledPolicy, caller: Caller, service: string, action: McpAction): EngineDecision {
+    if (cp !== this.policy) {
+      this.map.clear();
+      this.policy = cp;
+    }
+    const key = `${caller.key}\u0000${service}\u0000${actionKey(action)}`;
+    let d = this.map.get(key);
+    if (d === undefined) {
+      d = decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action });
+      if (this.map.size >= this.max) this.map.clear();
+      this.map.set(key, d);
+    }
+    return d;
+  }
+  clear(): void {
+    this.map.clear();
+  }
 }
 
 function jsonRpcError(id: string | number | null, code: number, message: string, data?: Record<string, unknown>): Record<string, unknown> {
@@ -132,13 +194,28 @@ function forbiddenMessage(service: string, action: McpAction, d: EngineDecision)
   return `Forbidden: ${action.kind === 'service' ? `access to service "${service}"` : `${describeAction(action)} on service "${service}"`} is denied by policy rule ${d.rule}`;
 }
 
-/** Decides one ext_authz check against a compiled policy. */
-export function authorize(cp: CompiledPolicy, req: CheckInput, cache: CallerCache): CheckOutcome {
+export interface AuthorizeOptions {
+  /** Token payloads decoded from x-jwt-payload, by header value. */
+  readonly callers?: CallerCache;
+  /** Decisions already taken under this policy. */
+  readonly decisions?: DecisionCache;
+  /**
+   * Also trust the request headers x-jwt-payload (caller's claims) and x-mcp-service (service) when Envoy sends
+   * no jwt_authn metadata / no context extension. Off by default: a client can set any header, so this is only
+   * safe behind a proxy that removes both from client requests before its own filters set them.
+   */
+  readonly trustRequestHeaders?: boolean;
+}
+
+/** Decides one ext_authz check against a compiled policy (the caches change nothing but speed). */
+export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOptions = {}): CheckOutcome {
+  const trustHeaders = opts.trustRequestHeaders === true;
+  const decisions = opts.decisions;
   // 1. Which service.
   const fromRoute = req.contextExtensions[SERVICE_CONTEXT_KEY];
-  const service = fromRoute || req.header(SERVICE_HEADER) || '';
+  const service = fromRoute || (trustHeaders ? req.header(SERVICE_HEADER) : undefined) || '';
   if (service === '') {
-    const reason = `the check request names no MCP service (context extension "${SERVICE_CONTEXT_KEY}" on the route's ext_authz config, or header ${SERVICE_HEADER})`;
+    const reason = `the check request names no MCP service (context extension "${SERVICE_CONTEXT_KEY}" on the route's ext_authz check_settings${trustHeaders ? `, or header ${SERVICE_HEADER}` : ''})`;
     return {
       verdict: 'error', rule: 'no-service', reason, service: '', serviceFromRoute: false, roles: [],
       http: denial(403, 'no-service', jsonRpcError(null, JSONRPC_INTERNAL_ERROR, `Forbidden: the mesh could not tell which MCP service this request is for`)),
@@ -148,11 +225,14 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, cache: CallerCach
 
   // 2. Who is calling.
   let caller: Caller = ANONYMOUS;
-  if (req.metadataClaims !== undefined) caller = callerOf(req.metadataClaims, cp.policy.roleClaim);
-  else {
+  const fromMetadata = req.metadataKey !== undefined && opts.callers
+    ? opts.callers.fromMetadata(req as CheckInput & { metadataKey: string }, cp.policy.roleClaim)
+    : req.metadataClaims !== undefined ? callerOf(req.metadataClaims, cp.policy.roleClaim) : undefined;
+  if (fromMetadata) caller = fromMetadata;
+  else if (trustHeaders) {
     const payload = req.header(PAYLOAD_HEADER);
     if (payload !== undefined && payload !== '') {
-      const c = cache.get(payload, cp.policy.roleClaim);
+      const c = (opts.callers ?? new CallerCache()).get(payload, cp.policy.roleClaim);
       if ('error' in c) {
         return {
           verdict: 'error', rule: 'bad-claims', reason: c.error, service, serviceFromRoute, roles: [],
@@ -162,10 +242,11 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, cache: CallerCach
       caller = c;
     }
   }
-  const base = { service, serviceFromRoute, roles: caller.roles, ...(caller.subject !== undefined ? { subject: caller.subject } : {}) };
-  const shadow = servicePolicyOf(cp, service).mode === 'shadow';
-  const wouldDeny = (rule: string, reason: string, http: NonNullable<CheckOutcome['http']>, action?: McpAction): CheckOutcome =>
-    shadow ? { verdict: 'shadow_deny', rule, reason, ...base, ...(action ? { action } : {}) } : { verdict: 'deny', rule, reason, ...base, ...(action ? { action } : {}), http };
+  const who = caller;
+  const wouldDeny = (rule: string, reason: string, http: NonNullable<CheckOutcome['http']>, action?: McpAction): CheckOutcome => {
+    const base = { rule, reason, service, serviceFromRoute, roles: who.roles, subject: who.subject, action };
+    return servicePolicyOf(cp, service).mode === 'shadow' ? { verdict: 'shadow_deny', ...base } : { verdict: 'deny', ...base, http };
+  };
 
   // 3. What is asked for.
   let messages: readonly McpMessage[];
@@ -194,11 +275,11 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, cache: CallerCach
 
   // 4. Decide every message; the first denial decides the request.
   let allowRule = '';
-  let allowReason = '';
+  let firstAllow: EngineDecision | undefined;
   let firstTool: McpAction | undefined;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i] as McpMessage;
-    const d = decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action: m.action });
+    const d = decisions ? decisions.decide(cp, caller, service, m.action) : decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action: m.action });
     if (!d.allow) {
       const where = batch ? `batch element [${i}]: ` : '';
       const message = forbiddenMessage(service, m.action, d);
@@ -213,12 +294,18 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, cache: CallerCach
       const extra: Array<readonly [string, string]> = d.missingScopes ? [['www-authenticate', `Bearer error="insufficient_scope", scope="${servicePolicyOf(cp, service).requiredScopes.join(' ')}"`]] : [];
       return wouldDeny(d.rule, where + d.reason, denial(403, d.rule, body, extra), m.action);
     }
-    if (allowRule === '') {
+    if (firstAllow === undefined) {
+      firstAllow = d;
       allowRule = d.rule;
-      allowReason = d.reason;
-    } else if (!allowRule.split(',').includes(d.rule)) allowRule += `,${d.rule}`;
+    } else if (d.rule !== allowRule && !allowRule.split(',').includes(d.rule)) allowRule += `,${d.rule}`;
     if (firstTool === undefined && m.action.kind === 'tool') firstTool = m.action;
   }
-  const action = firstTool ?? messages[0]?.action;
-  return { verdict: 'allow', rule: allowRule, reason: messages.length > 1 ? `all ${messages.length} batch elements allowed; first: ${allowReason}` : allowReason, ...base, ...(action ? { action } : {}) };
+  const first = firstAllow as EngineDecision;
+  const n = messages.length;
+  return {
+    verdict: 'allow', rule: allowRule, service, serviceFromRoute, roles: caller.roles, subject: caller.subject,
+    action: firstTool ?? messages[0]?.action,
+    // Only read for logs: built on demand.
+    get reason() { return n > 1 ? `all ${n} batch elements allowed; first: ${first.reason}` : first.reason; },
+  };
 }

@@ -53,10 +53,26 @@ function span(r: protobuf.Reader): [number, number] {
   return [start, start + len];
 }
 
-/** An int64 as a number (Envoy sends -1 for an unknown size). */
+/** An int64 varint as a number (two's complement; Envoy sends -1 for an unknown size). */
 function int64(r: protobuf.Reader): number {
-  const v = r.int64() as unknown as number | { toString(): string };
-  return typeof v === 'number' ? v : Number(v.toString());
+  let lo = 0;
+  let hi = 0;
+  for (let i = 0; i < 10; i++) {
+    if (r.pos >= r.len) throw new Error('truncated varint');
+    const b = r.buf[r.pos++] as number;
+    const shift = i * 7;
+    if (shift < 28) lo |= (b & 0x7f) << shift;
+    else if (shift === 28) {
+      lo |= (b & 0x0f) << 28;
+      hi |= (b & 0x7f) >>> 4;
+    } else hi |= (b & 0x7f) << (shift - 32);
+    if (b < 0x80) {
+      lo >>>= 0;
+      hi >>>= 0;
+      return hi & 0x80000000 ? -((~hi >>> 0) * 4294967296 + (~lo >>> 0) + 1) : hi * 4294967296 + lo;
+    }
+  }
+  throw new Error('varint longer than 10 bytes');
 }
 
 /** Enters a length-delimited sub-message: returns where it ends, the reader at its first byte. */
@@ -280,24 +296,55 @@ function claimsFrom(ns: PbStruct | undefined, payloadKey: string): unknown {
   return claims ? structToJson(claims) : undefined;
 }
 
-function finish(a: Omit<Acc, 'jwtStructs'>, metadataClaims: unknown): DecodedCheck {
+/** jwt_authn's metadata, decoded only when needed: `key` (its encoded bytes) lets callers be cached. */
+interface ClaimsSource {
+  readonly key?: string;
+  load(): unknown;
+}
+
+function finish(a: Omit<Acc, 'jwtStructs'>, claims: ClaimsSource | undefined): DecodedCheck {
   let headers = a.headers;
   if (a.rawHeaders.length > 0) {
     // encode_raw_headers: a header map (values as bytes), repeated names joined as HTTP does.
     headers = { ...headers };
     for (const [k, v] of a.rawHeaders) headers[k] = headers[k] === undefined ? v : `${headers[k]},${v}`;
   }
-  const h = headers;
-  return {
-    method: a.method.toUpperCase(),
-    header: (name) => h[name],
-    contextExtensions: a.ext,
-    body: a.rawBody && a.rawBody.length > 0 ? a.rawBody : a.body,
-    size: a.size,
-    ...(metadataClaims !== undefined ? { metadataClaims } : {}),
-    path: a.path,
-    requestId: h[REQUEST_ID_HEADER] ?? a.id,
-  };
+  return new Decoded(a, headers, claims);
+}
+
+class Decoded implements DecodedCheck {
+  readonly method: string;
+  readonly contextExtensions: Readonly<Record<string, string>>;
+  readonly body: string | Uint8Array;
+  readonly size: number;
+  readonly metadataKey?: string;
+  readonly path: string;
+  readonly requestId: string;
+  private readonly headers: Readonly<Record<string, string>>;
+  private readonly claims: ClaimsSource | undefined;
+  private claimsLoaded = false;
+  private claimsValue: unknown;
+  constructor(a: Omit<Acc, 'jwtStructs'>, headers: Record<string, string>, claims: ClaimsSource | undefined) {
+    this.method = a.method.toUpperCase();
+    this.contextExtensions = a.ext;
+    this.body = a.rawBody && a.rawBody.length > 0 ? a.rawBody : a.body;
+    this.size = a.size;
+    if (claims?.key !== undefined) this.metadataKey = claims.key;
+    this.claims = claims;
+    this.path = a.path;
+    this.headers = headers;
+    this.requestId = headers[REQUEST_ID_HEADER] ?? a.id;
+  }
+  get metadataClaims(): unknown {
+    if (!this.claimsLoaded) {
+      this.claimsValue = this.claims?.load();
+      this.claimsLoaded = true;
+    }
+    return this.claimsValue;
+  }
+  header(name: string): string | undefined {
+    return this.headers[name];
+  }
 }
 
 /** Decodes the fields of an encoded CheckRequest the authorizer reads. Throws on malformed protobuf. */
@@ -310,11 +357,14 @@ export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): D
     if (tag >>> 3 === F.check.attributes && (tag & 7) === LEN) readAttributes(r, enter(r), a, F);
     else r.skipType(tag & 7);
   }
-  let claims: unknown;
+  let claims: ClaimsSource | undefined;
   if (a.jwtStructs.length > 0) {
     // Repeated occurrences of a message merge; decode them concatenated, as protobuf does.
     const bytes = a.jwtStructs.length === 1 ? (a.jwtStructs[0] as Uint8Array) : Buffer.concat(a.jwtStructs);
-    claims = claimsFrom(F.struct.decode(bytes) as unknown as PbStruct, metadataPayloadKey);
+    claims = {
+      key: `${metadataPayloadKey}\u0000${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')}`,
+      load: () => claimsFrom(F.struct.decode(bytes) as unknown as PbStruct, metadataPayloadKey),
+    };
   }
   return finish(a, claims);
 }
@@ -352,5 +402,5 @@ export function decodeCheckInputReference(buf: Uint8Array, metadataPayloadKey: s
     method: http?.method ?? '', path: http?.path ?? '', id: http?.id ?? '',
     size: typeof size === 'number' ? size : size ? Number(size.toString()) : 0,
     body: http?.body ?? '', rawBody: http?.raw_body, headers, rawHeaders, ext: { ...(attrs?.context_extensions ?? {}) },
-  }, claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey));
+  }, { load: () => claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey) });
 }
