@@ -2,11 +2,13 @@
 //   mcpmesh sidecar ...          run the sidecar agent beside an MCP server
 //   mcpmesh token --role R       get a dev access token from the control plane
 import { tokenMain } from './auth/token-cli.ts';
+import { policyExplainMain } from './policy/cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
 
 const USAGE = `usage: mcpmesh <command> [options]
   sidecar    run the sidecar agent beside one MCP server (mcpmesh sidecar --help)
   token      get a development access token (mcpmesh token --help)
+  policy     explain a policy decision (mcpmesh policy explain --help)
 `;
 
 export async function mcpmesh(argv: string[]): Promise<number> {
@@ -16,6 +18,8 @@ export async function mcpmesh(argv: string[]): Promise<number> {
       return sidecarMain(argv);
     case 'token':
       return tokenMain(rest);
+    case 'policy':
+      return policyExplainMain(rest);
     case undefined:
     case '-h':
     case '--help':

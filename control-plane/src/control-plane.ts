@@ -9,6 +9,12 @@ import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
 import { AdminServer } from './server/admin.ts';
 import { AdsServer } from './server/ads.ts';
 import { ProxyTracker } from './server/proxies.ts';
+import { AuthzServer } from './authz/server.ts';
+import { decodePayloadHeader, PAYLOAD_HEADER } from './authz/check.ts';
+import { ExtProcServer } from './extproc/server.ts';
+import type { ToolFilterFactory } from './extproc/processor.ts';
+import { compilePolicy, decide, rolesFromClaims } from './policy/engine.ts';
+import type { Policy } from './policy/types.ts';
 import { CertificateAuthority } from './identity/ca.ts';
 import { CertificateManager } from './identity/rotation.ts';
 import { gatewayId, sidecarId } from './identity/spiffe.ts';
@@ -40,6 +46,22 @@ export interface ControlPlaneOptions {
   ca?: CertificateAuthority;
   /** Lifetime of workload certificates (default 24 h; rotated at half-life). */
   certTtlMs?: number;
+  /** Port of the MCP authorizer + tools/list processor (gRPC) when the mesh is secured. Default 18002; 0 = any. */
+  authzPort?: number;
+  authzHost?: string;
+}
+
+export const DEFAULT_AUTHZ_PORT = 18002;
+
+/** tools/list filter: a caller sees the tools its roles may call (claims from jwt_authn's payload header). */
+export function toolFilterFor(policy: Policy): ToolFilterFactory {
+  const compiled = compilePolicy(policy);
+  return ({ service, headers }) => {
+    const header = headers[PAYLOAD_HEADER];
+    const decoded = header ? decodePayloadHeader(header) : undefined;
+    const roles = decoded && 'claims' in decoded ? rolesFromClaims(decoded.claims, policy.roleClaim) : [];
+    return (tool) => decide(compiled, { service, roles, action: { kind: 'tool', name: tool } }).allow;
+  };
 }
 
 export const DEFAULT_XDS_PORT = 18000;
@@ -61,6 +83,8 @@ export class ControlPlane {
   private readonly sourceErrors: Record<string, string | undefined> = {};
   private readonly opts: ControlPlaneOptions;
   private certs: CertificateManager | undefined;
+  private authz: AuthzServer | undefined;
+  authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
     this.opts = opts;
@@ -153,7 +177,15 @@ export class ControlPlane {
   }
 
   async start(): Promise<this> {
-    if (this.opts.security) await this.startIdentities(this.opts.security);
+    if (this.opts.security) {
+      await this.startIdentities(this.opts.security);
+      const policy = this.opts.security.policy;
+      const authz = new AuthzServer({ policy, registry: this.metrics.registry, log: this.log.child('authz') });
+      const extProc = new ExtProcServer({ toolFilter: toolFilterFor(policy), registry: this.metrics.registry, log: this.log.child('extproc') });
+      authz.mount((server) => extProc.addTo(server));
+      this.authz = authz;
+      this.authzPort = await authz.listen(this.opts.authzHost ?? '0.0.0.0', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
+    }
     const src = this.source;
     if (src instanceof ConsulSource) {
       src.on('update', (u) => {
@@ -185,6 +217,7 @@ export class ControlPlane {
     this.coalescer.stop();
     this.convergence.stop();
     this.certs?.stop();
+    await this.authz?.close();
     await Promise.all([this.ads.close(), this.admin.close()]);
   }
 }

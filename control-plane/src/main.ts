@@ -2,7 +2,10 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ControlPlane, DEFAULT_ADMIN_PORT, DEFAULT_XDS_PORT } from './control-plane.ts';
+import { readFileSync } from 'node:fs';
+import { ControlPlane, DEFAULT_ADMIN_PORT, DEFAULT_AUTHZ_PORT, DEFAULT_XDS_PORT } from './control-plane.ts';
+import { parsePolicy } from './policy/parse.ts';
+import type { MeshSecurity } from './model/types.ts';
 import { randomBytes } from 'node:crypto';
 import { DevIssuer } from './auth/dev-issuer.ts';
 import { createLogger } from './log.ts';
@@ -18,6 +21,10 @@ const { values } = parseArgs({
     'admin-port': { type: 'string', default: env['MCPMESH_ADMIN_PORT'] ?? String(DEFAULT_ADMIN_PORT) },
     host: { type: 'string', default: env['MCPMESH_BIND'] ?? '0.0.0.0' },
     consul: { type: 'string', default: env['CONSUL_HTTP_ADDR'] },
+    policy: { type: 'string', default: env['MCPMESH_POLICY'] },
+    'public-url': { type: 'string', default: env['MCPMESH_PUBLIC_URL'] ?? 'http://localhost:8080' },
+    'authz-port': { type: 'string', default: env['MCPMESH_AUTHZ_PORT'] ?? String(DEFAULT_AUTHZ_PORT) },
+    'authz-host': { type: 'string', default: env['MCPMESH_AUTHZ_ADVERTISE'] ?? '127.0.0.1' },
     'consul-datacenter': { type: 'string', default: env['MCPMESH_CONSUL_DATACENTER'] },
     help: { type: 'boolean', short: 'h', default: false },
   },
@@ -26,6 +33,7 @@ const { values } = parseArgs({
 if (values.help) {
   process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N] [--host ADDR]
                            [--consul ADDR] [--consul-datacenter DC]
+                           [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
   env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND, MCPMESH_LOG_LEVEL
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
        CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG
@@ -48,7 +56,23 @@ if (devIssuerSetting === 'on') {
     clients: { dev: { secret: devSecret, roles: ['*'] } },
   });
 }
+// A policy file secures the mesh (JWT, MCP authorization, mTLS). A broken one is fatal at start: running
+// unsecured when the operator asked for security would be worse than not running.
+let security: MeshSecurity | undefined;
+if (values.policy) {
+  try {
+    security = {
+      policy: parsePolicy(readFileSync(values.policy, 'utf8'), values.policy),
+      publicUrl: values['public-url'].replace(/\/$/, ''),
+      authz: { host: values['authz-host'], port: Number(values['authz-port']) },
+    };
+  } catch (err) {
+    log.error('policy rejected', { file: values.policy, error: (err as Error).message });
+    process.exit(1);
+  }
+}
 const cp = new ControlPlane({
+  ...(security ? { security, authzHost: values.host, authzPort: Number(values['authz-port']) } : {}),
   registryFile: values.registry,
   ...(consul ? { consul } : {}),
   ...(devIssuer ? { devIssuer } : {}),
@@ -70,7 +94,7 @@ log.info('control plane listening', {
   admin: `http://${values.host}:${cp.adminPort}`,
   source: cp.sourceDescription,
 });
-process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${values.host}:${cp.xdsPort}\n  admin:           http://127.0.0.1:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n  source:          ${cp.sourceDescription}\n`);
+process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${values.host}:${cp.xdsPort}\n  admin:           http://127.0.0.1:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}`);
 if (devIssuer) {
   process.stdout.write(`  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
     `                   client id "dev", secret ${env['MCPMESH_DEV_CLIENT_SECRET'] ? '(from MCPMESH_DEV_CLIENT_SECRET)' : devSecret}\n` +

@@ -222,6 +222,11 @@ export class AuthzServer {
     });
   }
 
+  /** Adds another gRPC service on the authorizer's port (the tools/list processor), before listen(). */
+  mount(add: (server: grpc.Server) => void): void {
+    add(this.server);
+  }
+
   listen(host: string, port: number): Promise<number> {
     return new Promise((resolve, reject) => {
       this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
