@@ -1,0 +1,247 @@
+// Security end to end: a REAL MCP SDK client (Client + StreamableHTTPClientTransport) talks to a REAL MCP
+// server (server-everything, Streamable HTTP) through a test harness playing Envoy's gateway filter chain:
+//
+//   jwt_authn (verify the bearer token with the dev issuer; 401 otherwise)
+//   -> ext_authz (Check over gRPC with the body and the verified claims as jwt_authn metadata)
+//   -> ext_proc  (test/extproc/harness.ts's Envoy emulator, with extProcFilterConfig()/extProcRouteOverride())
+//   -> router    (server-everything)
+//
+// Both gRPC services are the ones a real ControlPlane started with a policy serves on its authorizer port.
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { DevIssuer } from '../../control-plane/src/auth/dev-issuer.ts';
+import { CHECK_PATH } from '../../control-plane/src/authz/server.ts';
+import { ControlPlane } from '../../control-plane/src/control-plane.ts';
+import { extProcFilterConfig, extProcRouteOverride } from '../../control-plane/src/extproc/config.ts';
+import { silentLogger } from '../../control-plane/src/log.ts';
+import { Metrics } from '../../control-plane/src/metrics.ts';
+import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
+import { EnvoyExtProcProxy } from '../extproc/harness.ts';
+import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
+import { decodeCheckResponse, encodeCheckRequest, payloadHeader, type DecodedCheckResponse } from '../policy/helpers.ts';
+
+const ISSUER = 'http://127.0.0.1/oauth';
+const AUDIENCE = 'mcp-mesh';
+const SERVICE = 'everything';
+
+const POLICY = `
+trustDomain: mcpmesh.local
+providers:
+  - { name: dev, issuer: "${ISSUER}", audiences: [${AUDIENCE}], jwksUri: "${ISSUER}/jwks" }
+roles:
+  echoer:
+    allow:
+      - { service: ${SERVICE}, tools: [echo] }
+  summer:
+    allow:
+      - { service: ${SERVICE}, tools: [get-sum, echo] }
+    deny:
+      - { service: ${SERVICE}, tools: [echo] }
+`;
+
+const identity = (b: Buffer): Buffer => b;
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'host', 'content-length']);
+
+interface Gateway { url: string; close(): Promise<void> }
+
+/** jwt_authn + ext_authz (with_request_body) in front of the ext_proc emulator (which routes to the server). */
+async function startGateway(issuer: DevIssuer, authzPort: number, next: URL): Promise<Gateway> {
+  const authz = new grpc.Client(`127.0.0.1:${authzPort}`, grpc.credentials.createInsecure());
+  const check = (req: Buffer): Promise<DecodedCheckResponse> => new Promise((resolve, reject) => {
+    authz.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));
+  });
+  const sockets = new Set<net.Socket>();
+  const server = http.createServer(async (req, res) => {
+    try {
+      const chunks: Buffer[] = [];
+      for await (const c of req) chunks.push(c as Buffer);
+      const body = Buffer.concat(chunks);
+      // A client can never supply x-jwt-payload itself.
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'x-jwt-payload') headers[k] = Array.isArray(v) ? v.join(',') : v;
+      // jwt_authn (requires the dev provider): no token or an invalid one -> 401.
+      const auth = headers['authorization'] ?? '';
+      if (!auth.startsWith('Bearer ')) {
+        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('Jwt is missing');
+        return;
+      }
+      let claims: Record<string, unknown>;
+      try {
+        claims = { ...(await issuer.verify(auth.slice(7))) };
+      } catch (err) {
+        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer error="invalid_token"' }).end((err as Error).message);
+        return;
+      }
+      headers['x-jwt-payload'] = payloadHeader(claims);
+      // ext_authz: body as bytes, claims as jwt_authn dynamic metadata, the service as context extension.
+      const r = await check(encodeCheckRequest({
+        method: req.method ?? 'GET', path: `/mcp/${SERVICE}`, service: SERVICE, body: body.toString('utf8'), size: body.length, asBytes: true,
+        headers: { ...headers, ':method': req.method ?? 'GET', ':path': req.url ?? '/' },
+        metadataClaims: claims,
+      }));
+      if (r.denied_response) {
+        const out: Record<string, string> = {};
+        for (const h of r.denied_response.headers ?? []) if (h.header?.key) out[h.header.key] = h.header.value ?? '';
+        res.writeHead(Number(r.denied_response.status?.code ?? 403), out).end(r.denied_response.body ?? '');
+        return;
+      }
+      // On to ext_proc (then the router): without the client's token, with the verified payload header and
+      // the route's service name.
+      const fwd: Record<string, string> = {};
+      for (const [k, v] of Object.entries(headers)) if (!HOP.has(k) && k !== 'authorization') fwd[k] = v;
+      fwd['x-mcp-service'] = SERVICE;
+      fwd['host'] = next.host;
+      if (body.length > 0) fwd['content-length'] = String(body.length);
+      const up = http.request({ host: next.hostname, port: next.port, path: next.pathname, method: req.method, headers: fwd }, (ur) => {
+        const back: Record<string, string | string[]> = {};
+        for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) back[k] = v;
+        for (const h of r.ok_response?.response_headers_to_add ?? []) if (h.header?.key) back[h.header.key] = h.header.value ?? '';
+        res.writeHead(ur.statusCode ?? 502, back);
+        ur.pipe(res);
+      });
+      up.on('error', (err) => {
+        if (!res.headersSent) res.writeHead(502).end(err.message);
+        else res.destroy();
+      });
+      res.on('close', () => up.destroy());
+      up.end(body);
+    } catch (err) {
+      if (!res.headersSent) res.writeHead(500).end((err as Error).message);
+    }
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/mcp/${SERVICE}`,
+    close: async () => {
+      authz.close();
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+async function allToolNames(client: Client): Promise<string[]> {
+  const names: string[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await client.listTools(cursor ? { cursor } : {});
+    names.push(...page.tools.map((t) => t.name));
+    cursor = page.nextCursor;
+  } while (cursor);
+  return names.sort();
+}
+
+function assertForbidden(tool: string, rule: RegExp) {
+  return (err: Error & { code?: number }): boolean => {
+    assert.equal(err.code, 403, err.message);
+    const body = JSON.parse(err.message.slice(err.message.indexOf('{'))) as { id: unknown; error: { code: number; message: string } };
+    assert.equal(body.error.code, -32003, err.message);
+    assert.match(body.error.message, new RegExp(`tool "${tool}" on service "${SERVICE}" is denied by policy rule`));
+    assert.match(body.error.message, rule);
+    assert.equal(typeof body.id, 'number', 'the JSON-RPC id of the tools/call is kept');
+    return true;
+  };
+}
+
+describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_proc (control plane) -> server-everything', () => {
+  let everything: RunningServer;
+  let cp: ControlPlane;
+  let extProc: EnvoyExtProcProxy;
+  let gateway: Gateway;
+  let issuer: DevIssuer;
+  const clients: Client[] = [];
+
+  async function connect(token: string): Promise<Client> {
+    const client = new Client({ name: 'security-e2e', version: '1.0.0' });
+    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+    clients.push(client);
+    return client;
+  }
+  const tokenFor = async (role: string): Promise<string> => (await issuer.sign({ subject: `agent-${role}`, roles: [role] })).token;
+
+  before(async () => {
+    issuer = await DevIssuer.create({ issuer: ISSUER, audience: AUDIENCE });
+    everything = await startEverythingHttp();
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
+    writeFileSync(path.join(dir, 'r.yaml'), `services:\n  - { name: ${SERVICE}, protocol: "2025-11-25", endpoints: [] }\n`);
+    cp = await new ControlPlane({
+      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
+      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      security: { policy: parsePolicy(POLICY, 'security-e2e.yaml'), publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } },
+    }).start();
+    extProc = new EnvoyExtProcProxy({
+      filter: extProcFilterConfig('mcpmesh_extproc'),
+      routeOverride: extProcRouteOverride(SERVICE),
+      processorPort: cp.authzPort,
+      upstream: new URL(everything.url).origin,
+      attributeValues: { 'xds.cluster_name': `mcp.${SERVICE}` },
+    });
+    const extProcOrigin = await extProc.listen();
+    gateway = await startGateway(issuer, cp.authzPort, new URL(new URL(everything.url).pathname, extProcOrigin));
+  });
+
+  after(async () => {
+    for (const c of clients) await c.close().catch(() => {});
+    await gateway?.close();
+    await extProc?.close();
+    await cp?.stop();
+    await everything?.stop();
+  });
+
+  it('echoer: listTools shows only echo; echo works; get-sum is refused with a JSON-RPC error', async () => {
+    const client = await connect(await tokenFor('echoer'));
+    assert.deepEqual(await allToolNames(client), ['echo']);
+    // The tools/list response really went through the processor and was rewritten.
+    assert.ok(extProc.log.some((e) => e.method === 'POST' && e.responseBodyMode !== 'NONE' && e.bodyMutations > 0), JSON.stringify(extProc.log));
+    const r = await client.callTool({ name: 'echo', arguments: { message: 'through the mesh' } });
+    assert.deepEqual(r.content, [{ type: 'text', text: 'Echo: through the mesh' }]);
+    await assert.rejects(client.callTool({ name: 'get-sum', arguments: { a: 1, b: 2 } }), assertForbidden('get-sum', /default-deny/));
+    // The session is still usable afterwards.
+    const again = await client.callTool({ name: 'echo', arguments: { message: 'still here' } });
+    assert.deepEqual(again.content, [{ type: 'text', text: 'Echo: still here' }]);
+  });
+
+  it('summer: listTools shows only get-sum (echo explicitly denied); get-sum works; echo is refused', async () => {
+    const client = await connect(await tokenFor('summer'));
+    assert.deepEqual(await allToolNames(client), ['get-sum']);
+    const r = await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 40 } });
+    assert.match(JSON.stringify(r.content), /42/);
+    await assert.rejects(client.callTool({ name: 'echo', arguments: { message: 'nope' } }), assertForbidden('echo', /roles\.summer\.deny\[0\]/));
+  });
+
+  it('without a valid token the harness answers 401 (and the SDK client cannot connect)', async () => {
+    const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+    const reqHeaders = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const none = await fetch(gateway.url, { method: 'POST', headers: reqHeaders, body: init });
+    assert.equal(none.status, 401);
+    await none.body?.cancel();
+    const bad = await fetch(gateway.url, { method: 'POST', headers: { ...reqHeaders, authorization: 'Bearer not.a.jwt' }, body: init });
+    assert.equal(bad.status, 401);
+    await bad.body?.cancel();
+    // A token signed by another issuer's key (same iss/aud) is refused too.
+    const other = await DevIssuer.create({ issuer: ISSUER, audience: AUDIENCE });
+    const { token: forged } = await other.sign({ subject: 'mallory', roles: ['summer'] });
+    const forgedRes = await fetch(gateway.url, { method: 'POST', headers: { ...reqHeaders, authorization: `Bearer ${forged}` }, body: init });
+    assert.equal(forgedRes.status, 401);
+    await forgedRes.body?.cancel();
+    const client = new Client({ name: 'security-e2e', version: '1.0.0' });
+    await assert.rejects(client.connect(new StreamableHTTPClientTransport(new URL(gateway.url))), (err: Error & { code?: number }) => {
+      assert.match(`${err.code ?? ''} ${err.message}`, /401|Unauthorized/i, err.message);
+      return true;
+    });
+    await client.close().catch(() => {});
+  });
+});
