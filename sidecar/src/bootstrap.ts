@@ -1,8 +1,8 @@
 // The Envoy bootstrap for a sidecar: who it is (node id, cluster, locality, metadata role=sidecar),
 // where the control plane is (ADS over gRPC), its admin address, and a Prometheus stats listener.
 // Written in the translators' object form, validated like any pushed resource, rendered as proto3 JSON.
-import { isIP } from 'node:net';
 import { protoDuration } from '../../control-plane/src/model/duration.ts';
+import { singleHostCluster } from '../../control-plane/src/translate/clusters.ts';
 import { ADS_CONFIG_SOURCE, any, struct, type JsonValue, type ProtoObject } from '../../control-plane/src/translate/resource.ts';
 import { toProto3Json } from '../../control-plane/src/xds/json.ts';
 import { formatViolations, validateMessage } from '../../control-plane/src/xds/validate.ts';
@@ -33,23 +33,6 @@ function socket(address: string, port: number): ProtoObject {
   return { socket_address: { address, port_value: port } };
 }
 
-function staticCluster(name: string, host: string, port: number, http2: boolean): ProtoObject {
-  return {
-    name,
-    // A control plane named by DNS (a Kubernetes Service, a Compose service) is re-resolved as it moves.
-    type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
-    connect_timeout: protoDuration(5_000),
-    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(host, port) } }] }] },
-    ...(http2 ? {
-      typed_extension_protocol_options: {
-        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any('envoy.extensions.upstreams.http.v3.HttpProtocolOptions', {
-          explicit_http_config: { http2_protocol_options: { connection_keepalive: { interval: protoDuration(30_000), timeout: protoDuration(10_000) } } },
-        }),
-      },
-    } : {}),
-  };
-}
-
 export function sidecarBootstrap(o: BootstrapOptions): ProtoObject {
   const adminPort = o.adminPort ?? 15000;
   const statsPort = o.statsPort ?? 15090;
@@ -75,8 +58,10 @@ export function sidecarBootstrap(o: BootstrapOptions): ProtoObject {
     },
     static_resources: {
       clusters: [
-        staticCluster(XDS_CLUSTER, o.controlPlane.host, o.controlPlane.port, true),
-        staticCluster(ADMIN_CLUSTER, '127.0.0.1', adminPort, false),
+        singleHostCluster(XDS_CLUSTER, o.controlPlane.host, o.controlPlane.port, {
+          connectTimeoutMs: 5_000, http2: { connection_keepalive: { interval: protoDuration(30_000), timeout: protoDuration(10_000) } },
+        }),
+        singleHostCluster(ADMIN_CLUSTER, '127.0.0.1', adminPort, { connectTimeoutMs: 5_000 }),
       ],
       listeners: [{
         name: STATS_LISTENER,

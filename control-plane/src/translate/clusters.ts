@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { protoDuration } from '../model/duration.ts';
 import type { MeshService, OutlierDetection, HealthCheck, Routing } from '../model/types.ts';
 import { localAppCluster, serviceCluster, serviceEndpoints } from './naming.ts';
@@ -92,6 +93,25 @@ export function serviceClusterResource(svc: MeshService, transportSocket?: Proto
       metadata: { filter_metadata: { mcpmesh: struct({ service: svc.name, protocol: svc.protocol, transport: svc.transport }) } },
       ...(transportSocket ? { transport_socket: transportSocket } : {}),
     },
+  };
+}
+
+/**
+ * A cluster of one host:port outside the mesh model (the control plane, Envoy's admin, the authorizer):
+ * STATIC for an IP, STRICT_DNS for a name, which is re-resolved as a Kubernetes or Compose service moves.
+ * `http2` (HTTP/2 protocol options) is for gRPC upstreams.
+ */
+export function singleHostCluster(name: string, host: string, port: number, opts: { connectTimeoutMs: number; http2?: ProtoObject }): ProtoObject {
+  return {
+    name,
+    type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
+    connect_timeout: protoDuration(opts.connectTimeoutMs),
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }] },
+    ...(opts.http2 ? {
+      typed_extension_protocol_options: {
+        [HTTP_PROTOCOL_OPTIONS]: any(HTTP_PROTOCOL_OPTIONS, { explicit_http_config: { http2_protocol_options: opts.http2 } }),
+      },
+    } : {}),
   };
 }
 

@@ -5,6 +5,7 @@ import { protoDuration } from '../model/duration.ts';
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { JwtProvider } from '../policy/types.ts';
 import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH } from './naming.ts';
+import { singleHostCluster } from './clusters.ts';
 import { any, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
 import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled } from './rbac.ts';
@@ -144,15 +145,7 @@ export function securityClusters(sec: MeshSecurity): XdsResource[] {
     kind: 'cluster',
     name: AUTHZ_CLUSTER,
     wildcard: true,
-    body: {
-      name: AUTHZ_CLUSTER,
-      type: /^[\d.]+$|:/.test(sec.authz.host) ? 'STATIC' : 'STRICT_DNS',
-      connect_timeout: protoDuration(2_000),
-      load_assignment: { cluster_name: AUTHZ_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: sec.authz.host, port_value: sec.authz.port } } } }] }] },
-      typed_extension_protocol_options: {
-        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': any('envoy.extensions.upstreams.http.v3.HttpProtocolOptions', { explicit_http_config: { http2_protocol_options: {} } }),
-      },
-    },
+    body: singleHostCluster(AUTHZ_CLUSTER, sec.authz.host, sec.authz.port, { connectTimeoutMs: 2_000, http2: {} }),
   };
   const jwks = sec.policy.providers.flatMap((p): XdsResource[] => {
     const url = jwksUrl(p);
