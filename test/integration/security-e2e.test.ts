@@ -26,6 +26,7 @@ import { Metrics } from '../../control-plane/src/metrics.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { EnvoyExtProcProxy } from '../extproc/harness.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
+import { allToolNames, forwardAllowed } from '../helpers/forward.ts';
 import { decodeCheckResponse, encodeCheckRequest, payloadHeader, type DecodedCheckResponse } from '../policy/helpers.ts';
 
 const ISSUER = 'http://127.0.0.1/oauth';
@@ -48,7 +49,6 @@ roles:
 `;
 
 const identity = (b: Buffer): Buffer => b;
-const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'host', 'content-length']);
 
 interface Gateway { url: string; close(): Promise<void> }
 
@@ -95,24 +95,7 @@ async function startGateway(issuer: DevIssuer, authzPort: number, next: URL): Pr
       }
       // On to ext_proc (then the router): without the client's token, with the verified payload header and
       // the route's service name.
-      const fwd: Record<string, string> = {};
-      for (const [k, v] of Object.entries(headers)) if (!HOP.has(k) && k !== 'authorization') fwd[k] = v;
-      fwd['x-mcp-service'] = SERVICE;
-      fwd['host'] = next.host;
-      if (body.length > 0) fwd['content-length'] = String(body.length);
-      const up = http.request({ host: next.hostname, port: next.port, path: next.pathname, method: req.method, headers: fwd }, (ur) => {
-        const back: Record<string, string | string[]> = {};
-        for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) back[k] = v;
-        for (const h of r.ok_response?.response_headers_to_add ?? []) if (h.header?.key) back[h.header.key] = h.header.value ?? '';
-        res.writeHead(ur.statusCode ?? 502, back);
-        ur.pipe(res);
-      });
-      up.on('error', (err) => {
-        if (!res.headersSent) res.writeHead(502).end(err.message);
-        else res.destroy();
-      });
-      res.on('close', () => up.destroy());
-      up.end(body);
+      forwardAllowed(req.method, headers, body, res, next, { drop: ['authorization'], extra: { 'x-mcp-service': SERVICE }, check: r });
     } catch (err) {
       if (!res.headersSent) res.writeHead(500).end((err as Error).message);
     }
@@ -131,17 +114,6 @@ async function startGateway(issuer: DevIssuer, authzPort: number, next: URL): Pr
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
-}
-
-async function allToolNames(client: Client): Promise<string[]> {
-  const names: string[] = [];
-  let cursor: string | undefined;
-  do {
-    const page = await client.listTools(cursor ? { cursor } : {});
-    names.push(...page.tools.map((t) => t.name));
-    cursor = page.nextCursor;
-  } while (cursor);
-  return names.sort();
 }
 
 function assertForbidden(tool: string, rule: RegExp) {

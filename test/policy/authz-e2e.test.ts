@@ -15,6 +15,7 @@ import { DevIssuer } from '../../control-plane/src/auth/dev-issuer.ts';
 import { AuthzServer, CHECK_PATH } from '../../control-plane/src/authz/server.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
+import { forwardAllowed } from '../helpers/forward.ts';
 import { decodeCheckResponse, encodeCheckRequest, type DecodedCheckResponse } from './helpers.ts';
 
 const POLICY = `
@@ -31,7 +32,6 @@ roles:
 `;
 
 const identity = (b: Buffer): Buffer => b;
-const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'host', 'content-length']);
 
 interface Seen { method: string; verdict: string }
 
@@ -86,23 +86,7 @@ async function startProxy(issuer: DevIssuer, authzPort: number, upstream: URL, s
       }
       seen.push({ method: methodOf, verdict: 'allow' });
       // Router: the client's token is not passed on (forwardToken: false); Host is the upstream's.
-      const fwd: Record<string, string> = {};
-      for (const [k, v] of Object.entries(headers)) if (!HOP.has(k) && k !== 'authorization' && k !== 'x-jwt-payload') fwd[k] = v;
-      fwd['host'] = upstream.host;
-      if (body.length > 0) fwd['content-length'] = String(body.length);
-      const up = http.request({ host: upstream.hostname, port: upstream.port, path: upstream.pathname, method: req.method, headers: fwd }, (ur) => {
-        const back: Record<string, string | string[]> = {};
-        for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP.has(k)) back[k] = v;
-        for (const h of r.ok_response?.response_headers_to_add ?? []) if (h.header?.key) back[h.header.key] = h.header.value ?? '';
-        res.writeHead(ur.statusCode ?? 502, back);
-        ur.pipe(res);
-      });
-      up.on('error', (err) => {
-        if (!res.headersSent) res.writeHead(502).end(err.message);
-        else res.destroy();
-      });
-      res.on('close', () => up.destroy());
-      up.end(body);
+      forwardAllowed(req.method, headers, body, res, upstream, { drop: ['authorization', 'x-jwt-payload'], check: r });
     } catch (err) {
       if (!res.headersSent) res.writeHead(500).end((err as Error).message);
     }
