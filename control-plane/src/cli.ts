@@ -1,12 +1,15 @@
 // The `mcpmesh` command: one entry point for operators.
 //   mcpmesh sidecar ...          run the sidecar agent beside an MCP server
+//   mcpmesh gateway ...          run an ingress gateway Envoy
 //   mcpmesh token --role R       get a dev access token from the control plane
 import { tokenMain } from './auth/token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
+import { gatewayMain } from '../../sidecar/src/gateway-cli.ts';
 
 const USAGE = `usage: mcpmesh <command> [options]
   sidecar    run the sidecar agent beside one MCP server (mcpmesh sidecar --help)
+  gateway    run an ingress gateway Envoy programmed by the control plane (mcpmesh gateway --help)
   token      get a development access token (mcpmesh token --help)
   policy     explain a policy decision (mcpmesh policy explain --help)
 `;
@@ -16,6 +19,8 @@ export async function mcpmesh(argv: string[]): Promise<number> {
   switch (cmd) {
     case 'sidecar':
       return sidecarMain(argv);
+    case 'gateway':
+      return gatewayMain(rest);
     case 'token':
       return tokenMain(rest);
     case 'policy':

@@ -2,6 +2,8 @@
 // writes and supervises the Envoy sidecar, optionally bridges a stdio-only server to HTTP, and on
 // shutdown drains (check critical -> the mesh stops routing here) before deregistering.
 import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type Consul from 'consul';
@@ -37,6 +39,14 @@ export interface SidecarAgentOptions {
   bootstrapPath?: string;
   /** Envoy binary; undefined runs the agent without a proxy (the app port is advertised instead). */
   envoyBin?: string;
+  /**
+   * Envoy runs beside the agent but is not its child (another container of the pod): the agent writes the
+   * bootstrap and advertises the inbound port, but starts nothing.
+   */
+  externalEnvoy?: boolean;
+  /** Serve /healthz and /readyz on this port (0: any free port; undefined: no health server). */
+  healthPort?: number;
+  healthHost?: string;
   /** Serve a stdio-only MCP server as Streamable HTTP on 127.0.0.1 through the bridge. */
   stdio?: { command: string; args: string[] };
   log: Log;
@@ -69,6 +79,7 @@ export class SidecarAgent {
   private envoy: EnvoySupervisor | undefined;
   private checker: McpHealthChecker | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private healthServer: http.Server | undefined;
   private stopped = false;
   private registered = false;
   serviceId = '';
@@ -84,6 +95,46 @@ export class SidecarAgent {
     this.bridgeFactory = bridgeFactory;
   }
 
+  /** Whether Envoy fronts the MCP server (supervised by the agent or run beside it). */
+  private get proxied(): boolean {
+    return this.o.envoyBin !== undefined || this.o.externalEnvoy === true;
+  }
+
+  /** Port of the /healthz and /readyz server, once started. */
+  get healthPort(): number | undefined {
+    return (this.healthServer?.address() as AddressInfo | null)?.port;
+  }
+
+  /**
+   * Ready means the mesh may route here: registered in Consul and the last MCP check passed (the same
+   * condition as the Consul check's status, so Kubernetes and Consul agree). Draining is not ready.
+   */
+  readiness(): { ready: boolean; reason: string } {
+    if (this.stopped) return { ready: false, reason: 'draining: the agent is shutting down' };
+    if (!this.registered) return { ready: false, reason: 'not registered in consul yet' };
+    if (!this.last) return { ready: false, reason: 'no MCP health check has run yet' };
+    return this.last.ok ? { ready: true, reason: this.last.output } : { ready: false, reason: `MCP server unhealthy: ${this.last.output}` };
+  }
+
+  private async startHealthServer(port: number): Promise<void> {
+    const server = http.createServer((req, res) => {
+      const url = (req.url ?? '/').split('?')[0];
+      if (url === '/healthz') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      } else if (url === '/readyz') {
+        const r = this.readiness();
+        res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.ready ? 'ready' : 'not ready'}: ${r.reason}\n`);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /healthz (agent alive), /readyz (registered and MCP server healthy)\n');
+      }
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, this.o.healthHost ?? '0.0.0.0', () => resolve());
+    });
+    this.healthServer = server;
+  }
+
   private get intervalMs(): number {
     return this.o.healthIntervalMs ?? 10_000;
   }
@@ -94,7 +145,7 @@ export class SidecarAgent {
       [CONSUL_META.protocol]: this.o.protocol,
       [CONSUL_META.path]: this.o.mcpPath,
       [CONSUL_META.transport]: this.o.transport,
-      ...(this.o.envoyBin ? { [CONSUL_META.sidecar]: 'envoy' } : {}),
+      ...(this.proxied ? { [CONSUL_META.sidecar]: 'envoy' } : {}),
       ...(this.o.region ? { [CONSUL_META.region]: this.o.region } : {}),
       ...(this.o.zone ? { [CONSUL_META.zone]: this.o.zone } : {}),
     };
@@ -126,10 +177,11 @@ export class SidecarAgent {
       this.appPort = (await this.bridge.start()).port;
       log('info', 'stdio bridge serving', { command: this.o.stdio.command, port: this.appPort });
     }
-    this.advertisedPort = this.o.envoyBin ? this.o.inboundPort : this.appPort;
+    this.advertisedPort = this.proxied ? this.o.inboundPort : this.appPort;
     this.serviceId = this.o.serviceId ?? defaultServiceId(this.o.service, this.advertisedPort);
     this.checkId = `mcp:${this.serviceId}`;
-    if (this.o.envoyBin) {
+    if (this.o.healthPort !== undefined) await this.startHealthServer(this.o.healthPort);
+    if (this.proxied) {
       this.bootstrapPath = this.o.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${this.serviceId}.json`);
       mkdirSync(path.dirname(this.bootstrapPath), { recursive: true });
       writeFileSync(this.bootstrapPath, renderBootstrap({
@@ -137,8 +189,12 @@ export class SidecarAgent {
         inboundPort: this.o.inboundPort, appPort: this.appPort, controlPlane: this.o.controlPlane,
         metadata: { 'mcp-protocol': this.o.protocol },
       }));
-      this.envoy = new EnvoySupervisor({ bin: this.o.envoyBin, bootstrapPath: this.bootstrapPath, log });
+    }
+    if (this.o.envoyBin && !this.o.externalEnvoy) {
+      this.envoy = new EnvoySupervisor({ bin: this.o.envoyBin, bootstrapPath: this.bootstrapPath as string, log });
       this.envoy.start();
+    } else if (this.o.externalEnvoy) {
+      log('info', 'envoy runs beside the agent; bootstrap written', { bootstrap: this.bootstrapPath });
     } else {
       log('warn', 'no Envoy binary (ENVOY_BIN or envoy on PATH): advertising the MCP server port directly, without a sidecar proxy', { port: this.advertisedPort });
     }
@@ -196,6 +252,13 @@ export class SidecarAgent {
       }
     }
     await this.envoy?.stop();
+    if (this.healthServer) {
+      const server = this.healthServer;
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    }
     await this.checker?.close();
     await this.bridge?.stop();
     this.consul.destroy();

@@ -1,6 +1,10 @@
-// The Envoy bootstrap for a sidecar: who it is (node id, cluster, locality, metadata role=sidecar),
-// where the control plane is (ADS over gRPC), its admin address, and a Prometheus stats listener.
+// The Envoy bootstrap for a sidecar or a gateway: who it is (node id, cluster, locality, metadata role),
+// where the control plane is (ADS over gRPC), its admin address, and a listener that exposes only the
+// admin API's /stats/prometheus and /ready (for Prometheus and Kubernetes probes).
 // Written in the translators' object form, validated like any pushed resource, rendered as proto3 JSON.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_GATEWAY_PORT } from '../../control-plane/src/model/defaults.ts';
 import { protoDuration } from '../../control-plane/src/model/duration.ts';
 import { singleHostCluster } from '../../control-plane/src/translate/clusters.ts';
 import { ADS_CONFIG_SOURCE, any, struct, type JsonValue, type ProtoObject } from '../../control-plane/src/translate/resource.ts';
@@ -12,37 +16,59 @@ export const ADMIN_CLUSTER = 'envoy.admin';
 export const STATS_LISTENER = 'envoy.prometheus';
 const BOOTSTRAP = 'envoy.config.bootstrap.v3.Bootstrap';
 
-export interface BootstrapOptions {
+interface CommonBootstrapOptions {
   nodeId: string;
-  service: string;
   region?: string;
   zone?: string;
+  controlPlane: { host: string; port: number };
+  /** Envoy's admin API, on 127.0.0.1 only. Default 15000. */
+  adminPort?: number;
+  /** Prometheus scrapes http://<pod>:<statsPort>/stats/prometheus. Default 15090. */
+  statsPort?: number;
+}
+
+export interface SidecarBootstrapOptions extends CommonBootstrapOptions {
+  kind?: 'sidecar';
+  service: string;
   /** Mesh-facing port of the sidecar (what Consul advertises). */
   inboundPort: number;
   /** The MCP server's port on 127.0.0.1. */
   appPort: number;
-  controlPlane: { host: string; port: number };
-  adminPort?: number;
-  /** Prometheus scrapes http://<pod>:<statsPort>/stats/prometheus. */
-  statsPort?: number;
   /** Extra node metadata (e.g. the MCP protocol revision). */
   metadata?: Record<string, string>;
 }
+
+export interface GatewayBootstrapOptions extends CommonBootstrapOptions {
+  kind: 'gateway';
+  /** Gateways with the same name share one configuration. Default "default". */
+  gatewayName?: string;
+  /** Port of the gateway's MCP listener. Default DEFAULT_GATEWAY_PORT. */
+  listenerPort?: number;
+}
+
+export type BootstrapOptions = SidecarBootstrapOptions | GatewayBootstrapOptions;
 
 function socket(address: string, port: number): ProtoObject {
   return { socket_address: { address, port_value: port } };
 }
 
-export function sidecarBootstrap(o: BootstrapOptions): ProtoObject {
+/** What the control plane reads from the node (control-plane/src/xds/node.ts): role and placement. */
+function nodeIdentity(o: BootstrapOptions): { cluster: string; metadata: Record<string, JsonValue> } {
+  if (o.kind === 'gateway') {
+    const name = o.gatewayName ?? 'default';
+    return { cluster: `gateway-${name}`, metadata: { role: 'gateway', gateway_name: name, listener_port: o.listenerPort ?? DEFAULT_GATEWAY_PORT } };
+  }
+  return { cluster: o.service, metadata: { ...o.metadata, role: 'sidecar', service: o.service, inbound_port: o.inboundPort, app_port: o.appPort } };
+}
+
+export function envoyBootstrap(o: BootstrapOptions): ProtoObject {
   const adminPort = o.adminPort ?? 15000;
   const statsPort = o.statsPort ?? 15090;
-  const metadata: Record<string, JsonValue> = {
-    ...o.metadata, role: 'sidecar', service: o.service, inbound_port: o.inboundPort, app_port: o.appPort,
-  };
+  const { cluster, metadata } = nodeIdentity(o);
   return {
     node: {
       id: o.nodeId,
-      cluster: o.service,
+      cluster,
       ...(o.region || o.zone ? { locality: { region: o.region ?? '', zone: o.zone ?? '' } } : {}),
       metadata: struct(metadata),
     },
@@ -73,8 +99,12 @@ export function sidecarBootstrap(o: BootstrapOptions): ProtoObject {
               stat_prefix: 'prometheus',
               route_config: {
                 name: 'prometheus',
-                // Only the metrics page is reachable from outside; the rest of the admin API stays on loopback.
-                virtual_hosts: [{ name: 'prometheus', domains: ['*'], routes: [{ match: { path: '/stats/prometheus' }, route: { cluster: ADMIN_CLUSTER } }] }],
+                // Only the metrics page and the readiness probe are reachable from outside; the rest of the
+                // admin API (which can change Envoy's state) stays on loopback.
+                virtual_hosts: [{
+                  name: 'prometheus', domains: ['*'],
+                  routes: ['/stats/prometheus', '/ready'].map((p) => ({ match: { path: p }, route: { cluster: ADMIN_CLUSTER } })),
+                }],
               },
               http_filters: [{ name: 'envoy.filters.http.router', typed_config: any('envoy.extensions.filters.http.router.v3.Router', {}) }],
             }),
@@ -88,8 +118,20 @@ export function sidecarBootstrap(o: BootstrapOptions): ProtoObject {
 
 /** The bootstrap as Envoy reads it (JSON). Throws naming every field that fails Envoy's rules. */
 export function renderBootstrap(o: BootstrapOptions): string {
-  const b = sidecarBootstrap(o);
+  const b = envoyBootstrap(o);
   const violations = validateMessage(BOOTSTRAP, b);
   if (violations.length > 0) throw new Error(`invalid Envoy bootstrap:\n${formatViolations('bootstrap', violations)}`);
   return JSON.stringify(toProto3Json(BOOTSTRAP, b), null, 2) + '\n';
+}
+
+/** `--print-bootstrap`: to stdout, or to a file (an init container writing a volume the Envoy container reads). */
+export function writeBootstrap(json: string, file: string | undefined): number {
+  if (file === undefined) {
+    process.stdout.write(json);
+    return 0;
+  }
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, json);
+  process.stderr.write(`wrote Envoy bootstrap to ${file}\n`);
+  return 0;
 }

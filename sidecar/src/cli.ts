@@ -4,11 +4,11 @@
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../control-plane/src/log.ts';
-import { parseDurationMs } from '../../control-plane/src/model/duration.ts';
 import { MCP_PROTOCOLS, MCP_TRANSPORTS, type McpProtocol, type McpTransport } from '../../control-plane/src/model/types.ts';
 import { consulOptionsFromEnv } from '../../control-plane/src/sources/consul.ts';
-import { defaultAddress, SidecarAgent, type BridgeFactory, type SidecarAgentOptions } from './agent.ts';
-import { renderBootstrap } from './bootstrap.ts';
+import { defaultAddress, defaultServiceId, SidecarAgent, type BridgeFactory, type SidecarAgentOptions } from './agent.ts';
+import { ArgChecker } from './args.ts';
+import { renderBootstrap, writeBootstrap } from './bootstrap.ts';
 import { StdioBridge } from './bridge/stdio-bridge.ts';
 import { findEnvoy, type Log } from './envoy.ts';
 
@@ -31,8 +31,11 @@ const USAGE = `usage: mcpmesh sidecar --service NAME (--port N | --stdio -- COMM
   --control-plane H:P     xDS address for the Envoy bootstrap    [$MCPMESH_XDS_ADDR or 127.0.0.1:18000]
   --envoy-bin PATH        Envoy binary                                    [$ENVOY_BIN or envoy on PATH]
   --no-envoy              run without Envoy (advertise the MCP server port directly)
+  --external-envoy        Envoy runs beside the agent (another container): write the bootstrap to
+                          --bootstrap-out and advertise the inbound port, but do not start Envoy
   --bootstrap-out FILE    where to write the Envoy bootstrap
-  --print-bootstrap       print the Envoy bootstrap and exit
+  --print-bootstrap       print the Envoy bootstrap (or write it to --bootstrap-out) and exit
+  --health-port N         serve /healthz (alive) and /readyz (registered, MCP check passing); 0 = off [15020]
   --health-interval D     MCP health check interval                                [10s]
   --drain D               time between failing the check and deregistering on SIGTERM [5s]
 `;
@@ -56,41 +59,35 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       consul: { type: 'string' }, token: { type: 'string' }, datacenter: { type: 'string' },
       'control-plane': { type: 'string' }, 'envoy-bin': { type: 'string' }, 'no-envoy': { type: 'boolean', default: false },
       'bootstrap-out': { type: 'string' }, 'print-bootstrap': { type: 'boolean', default: false },
+      'external-envoy': { type: 'boolean', default: false }, 'health-port': { type: 'string', default: '15020' },
       'health-interval': { type: 'string', default: '10s' }, drain: { type: 'string', default: '5s' },
     },
   });
-  const problems: string[] = [];
-  const port = (name: string, v: string | undefined): number => {
-    const n = Number(v);
-    if (v === undefined || !/^\d+$/.test(v) || n < 1 || n > 65535) problems.push(`--${name}: must be a port number 1-65535 (got ${JSON.stringify(v)})`);
-    return n;
-  };
-  const duration = (name: string, v: string): number => {
-    const ms = parseDurationMs(v);
-    if (ms === undefined || ms < 0) problems.push(`--${name}: must be a duration such as 500ms, 10s (got ${JSON.stringify(v)})`);
-    return ms ?? 0;
-  };
+  const args = new ArgChecker();
+  const problems = args.problems;
   const service = values.service ?? '';
   if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service)) problems.push(`--service: must be a DNS label (got ${JSON.stringify(values.service)})`);
   const stdio = values.stdio ? { command: positionals[0] ?? '', args: positionals.slice(1) } : undefined;
   if (stdio && !stdio.command) problems.push('--stdio: give the server command after --, e.g. --stdio -- npx -y @modelcontextprotocol/server-everything');
   if (!stdio && positionals.length > 0) problems.push(`unexpected arguments ${JSON.stringify(positionals)} (a stdio command needs --stdio)`);
-  const appPort = stdio ? 0 : port('port', values.port);
-  const inboundPort = port('inbound-port', values['inbound-port']);
+  const appPort = stdio ? 0 : args.port('port', values.port);
+  const inboundPort = args.port('inbound-port', values['inbound-port']);
   if (!(MCP_PROTOCOLS as readonly string[]).includes(values.protocol)) problems.push(`--protocol: must be one of ${MCP_PROTOCOLS.join(', ')} (got ${JSON.stringify(values.protocol)})`);
   if (!(MCP_TRANSPORTS as readonly string[]).includes(values.transport)) problems.push(`--transport: must be one of ${MCP_TRANSPORTS.join(', ')} (got ${JSON.stringify(values.transport)})`);
   if (!values['mcp-path'].startsWith('/')) problems.push(`--mcp-path: must start with / (got ${JSON.stringify(values['mcp-path'])})`);
   const address = values.address ?? defaultAddress();
   if (isIP(address) === 0) problems.push(`--address: must be an IP address (got ${JSON.stringify(address)})`);
-  const cp = values['control-plane'] ?? env['MCPMESH_XDS_ADDR'] ?? '127.0.0.1:18000';
-  const cpMatch = /^(.+):(\d+)$/.exec(cp);
-  if (!cpMatch) problems.push(`--control-plane: must be host:port (got ${JSON.stringify(cp)})`);
-  const healthIntervalMs = duration('health-interval', values['health-interval']);
-  const drainMs = duration('drain', values.drain);
-  if (problems.length > 0) throw new Error(`mcpmesh sidecar: ${problems.length} problem(s):\n  ${problems.join('\n  ')}\n\n${USAGE}`);
+  const controlPlane = args.controlPlane(values['control-plane'], env);
+  const healthIntervalMs = args.duration('health-interval', values['health-interval']);
+  const drainMs = args.duration('drain', values.drain);
+  const healthPort = values['health-port'] === '0' ? undefined : args.port('health-port', values['health-port']);
+  if (values['external-envoy'] && values['no-envoy']) problems.push('--external-envoy and --no-envoy contradict each other: is there an Envoy or not?');
+  if (values['external-envoy'] && !values['bootstrap-out']) problems.push('--external-envoy: give --bootstrap-out FILE on a volume the Envoy container reads');
+  if (stdio && values['print-bootstrap']) problems.push('--print-bootstrap with --stdio: the bridge port is picked at start; let the agent write the bootstrap (--external-envoy --bootstrap-out FILE)');
+  args.check('mcpmesh sidecar', USAGE);
   const consulEnv = consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul ?? env['CONSUL_HTTP_ADDR'] ?? 'http://127.0.0.1:8500' });
   const consul = { ...consulEnv, address: consulEnv?.address ?? 'http://127.0.0.1:8500', ...(values.token ? { token: values.token } : {}), ...(values.datacenter ? { datacenter: values.datacenter } : {}) };
-  const envoyBin = values['no-envoy'] ? undefined : values['envoy-bin'] ?? findEnvoy(env);
+  const envoyBin = values['no-envoy'] || values['external-envoy'] ? undefined : values['envoy-bin'] ?? findEnvoy(env);
   return {
     printBootstrap: values['print-bootstrap'],
     options: {
@@ -99,10 +96,12 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       ...(values.region ? { region: values.region } : {}), ...(values.zone ? { zone: values.zone } : {}),
       tags: values.tag, ...(values.id ? { serviceId: values.id } : {}),
       consul,
-      controlPlane: { host: cpMatch?.[1] ?? '127.0.0.1', port: Number(cpMatch?.[2] ?? 18000) },
+      controlPlane,
       healthIntervalMs, drainMs,
       ...(values['bootstrap-out'] ? { bootstrapPath: values['bootstrap-out'] } : {}),
       ...(envoyBin ? { envoyBin } : {}),
+      ...(values['external-envoy'] ? { externalEnvoy: true } : {}),
+      ...(healthPort !== undefined ? { healthPort } : {}),
       ...(stdio ? { stdio } : {}),
     },
   };
@@ -125,11 +124,12 @@ export async function main(argv: string[]): Promise<number> {
   }
   const o = parsed.options;
   if (parsed.printBootstrap) {
-    process.stdout.write(renderBootstrap({
-      nodeId: o.serviceId ?? `${o.service}-sidecar`, service: o.service, ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}),
+    // The node id must be the one the agent uses, so an init container's bootstrap matches the running agent.
+    return writeBootstrap(renderBootstrap({
+      nodeId: o.serviceId ?? defaultServiceId(o.service, o.envoyBin || o.externalEnvoy ? o.inboundPort : o.appPort),
+      service: o.service, ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}),
       inboundPort: o.inboundPort, appPort: o.appPort, controlPlane: o.controlPlane, metadata: { 'mcp-protocol': o.protocol },
-    }));
-    return 0;
+    }), o.bootstrapPath);
   }
   const logger = createLogger({ component: 'sidecar-agent' });
   const log: Log = (level, msg, fields) => logger[level](msg, { service: o.service, ...fields });

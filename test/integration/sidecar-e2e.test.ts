@@ -2,7 +2,7 @@
 // the control plane picks it up, and an ADS client sees the endpoint; a hung server goes critical and
 // unhealthy; stopping the agent removes the endpoint.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -55,14 +55,20 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
       protocol: '2025-11-25', transport: 'streamable-http', region: 'eu-west', zone: 'a',
       consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
       controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
-      healthIntervalMs: 200, healthTimeoutMs: 500, drainMs: 300,
+      healthIntervalMs: 200, healthTimeoutMs: 500, drainMs: 300, healthPort: 0, healthHost: '127.0.0.1',
       log: (level, msg, f) => void logs.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`),
     });
     await agent.start();
+    const probe = async (p: string): Promise<string> => {
+      const r = await fetch(`http://127.0.0.1:${agent.healthPort}${p}`);
+      return `${r.status} ${await r.text()}`;
+    };
     try {
+      assert.match(await probe('/healthz'), /^200 ok/);
       assert.equal(agent.advertisedPort, everything.port, 'without Envoy the MCP server port is advertised');
       const healthy = await waitFor('endpoint healthy in the gateway config', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=HEALTHY`, 15_000);
       assert.ok(healthy);
+      assert.match(await probe('/readyz'), /^200 ready: MCP ping ok/);
       if (consul.standin) {
         const check = consul.standin.checks().find((c) => c.id === agent.checkId);
         assert.equal(check?.status, 'passing');
@@ -75,6 +81,9 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
       // Freeze the server: the kernel still accepts TCP, but nothing answers MCP.
       everything.child.kill('SIGSTOP');
       await waitFor('endpoint unhealthy after the MCP check fails', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=UNHEALTHY`, 15_000);
+      // Kubernetes sees what Consul sees: the readiness probe fails with the MCP check, liveness does not.
+      assert.match(await probe('/readyz'), /^503 not ready: MCP server unhealthy/);
+      assert.match(await probe('/healthz'), /^200 ok/);
       everything.child.kill('SIGCONT');
       await waitFor('healthy again', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=HEALTHY`, 15_000);
     } finally {
@@ -82,5 +91,32 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
     }
     await waitFor('service gone after the agent stopped', async () => (await endpoints()) === undefined, 15_000);
     assert.ok(logs.some((l) => l.includes('deregistered from consul')), logs.join('\n'));
+  });
+
+  it('with Envoy in another container: writes the bootstrap, advertises the inbound port, starts no Envoy', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-ext-'));
+    const bootstrapPath = path.join(dir, 'envoy', 'bootstrap.json');
+    const name = uniqueName('external');
+    const agent = new SidecarAgent({
+      service: name, address: '127.0.0.1', appPort: everything.port, inboundPort: 15123, mcpPath: '/mcp',
+      protocol: '2025-11-25', transport: 'streamable-http', externalEnvoy: true, bootstrapPath,
+      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
+      controlPlane: { host: '127.0.0.1', port: cp.xdsPort }, healthIntervalMs: 200, drainMs: 0, log: () => {},
+    });
+    await agent.start();
+    try {
+      assert.equal(agent.advertisedPort, 15123);
+      const bootstrap = JSON.parse(readFileSync(bootstrapPath, 'utf8')) as { node: { id: string; metadata: Record<string, unknown> } };
+      assert.equal(bootstrap.node.id, agent.serviceId);
+      assert.deepEqual([bootstrap.node.metadata['role'], bootstrap.node.metadata['app_port'], bootstrap.node.metadata['inbound_port']], ['sidecar', everything.port, 15123]);
+      if (consul.standin) {
+        await waitFor('registered', async () => consul.standin?.services().some((s) => s.id === agent.serviceId) ?? false, 10_000);
+        const reg = consul.standin.services().find((s) => s.id === agent.serviceId);
+        assert.equal(reg?.port, 15123);
+        assert.equal(reg?.meta['mcpmesh-sidecar'], 'envoy');
+      }
+    } finally {
+      await agent.stop();
+    }
   });
 });

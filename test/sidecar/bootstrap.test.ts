@@ -6,7 +6,8 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { renderBootstrap, type BootstrapOptions } from '../../sidecar/src/bootstrap.ts';
+import { envoyBootstrap, renderBootstrap, type BootstrapOptions } from '../../sidecar/src/bootstrap.ts';
+import { proxyInfoFromNode, type PbNode } from '../../control-plane/src/xds/node.ts';
 
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'golden');
 const update = process.env['UPDATE_GOLDEN'] === '1';
@@ -28,4 +29,13 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()
 test('an impossible bootstrap is refused with the field and rule', () => {
   assert.throws(() => renderBootstrap({ nodeId: 'n', service: 'x', inboundPort: 15006, appPort: 7001, controlPlane: { host: '10.0.0.1', port: 70000 } }),
     /bootstrap: static_resources\.clusters\[0\]\.load_assignment\.endpoints\[0\]\.lb_endpoints\[0\]\.endpoint\.address\.socket_address\.port_value: uint32\.lte/);
+});
+
+test('the control plane reads each bootstrap node as the role it was written for', () => {
+  const controlPlane = { host: '127.0.0.1', port: 18000 };
+  const gw = proxyInfoFromNode(envoyBootstrap({ kind: 'gateway', nodeId: 'gw-1', gatewayName: 'public', listenerPort: 8443, zone: 'a', controlPlane }).node as PbNode);
+  assert.deepEqual(gw, { id: 'gw-1', role: 'gateway', locality: { region: '', zone: 'a' }, listenerPort: 8443, gatewayName: 'public' });
+  const sc = proxyInfoFromNode(envoyBootstrap({ nodeId: 'sc-1', service: 'weather', inboundPort: 15006, appPort: 7001, controlPlane }).node as PbNode);
+  assert.equal(sc.role, 'sidecar');
+  assert.equal(sc.role === 'sidecar' ? sc.service : '', 'weather');
 });

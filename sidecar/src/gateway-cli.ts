@@ -1,0 +1,107 @@
+// `mcpmesh gateway`: runs an ingress gateway Envoy (role=gateway) programmed by the control plane.
+//   mcpmesh gateway --name public --control-plane control-plane:18000
+//   mcpmesh gateway --print-bootstrap --bootstrap-out /etc/mcpmesh/envoy.json   (init container)
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../../control-plane/src/log.ts';
+import { DEFAULT_GATEWAY_PORT } from '../../control-plane/src/model/defaults.ts';
+import { ArgChecker } from './args.ts';
+import { renderBootstrap, writeBootstrap, type GatewayBootstrapOptions } from './bootstrap.ts';
+import { EnvoySupervisor, findEnvoy, type Log } from './envoy.ts';
+
+const USAGE = `usage: mcpmesh gateway [options]
+
+  --name NAME             gateway name; gateways with one name share one config   [default]
+  --id ID                 xDS node id (unique per gateway instance)            [gateway-<name>-<host>]
+  --listener-port N       port of the MCP listener                                [${DEFAULT_GATEWAY_PORT}]
+  --region R --zone Z     locality (the gateway prefers endpoints in its own locality)
+  --control-plane H:P     xDS address                            [$MCPMESH_XDS_ADDR or 127.0.0.1:18000]
+  --admin-port N          Envoy admin API, on 127.0.0.1 only                      [15000]
+  --stats-port N          /stats/prometheus and /ready for scrapers and probes   [15090]
+  --envoy-bin PATH        Envoy binary                                    [$ENVOY_BIN or envoy on PATH]
+  --bootstrap-out FILE    where to write the Envoy bootstrap                       [a temp file]
+  --print-bootstrap       print the bootstrap (or write it to --bootstrap-out) and exit
+  --drain D               Envoy's drain time on shutdown                           [5s]
+`;
+
+export interface ParsedGateway {
+  bootstrap: GatewayBootstrapOptions;
+  bootstrapPath?: string;
+  printBootstrap: boolean;
+  envoyBin?: string;
+  drainSeconds: number;
+}
+
+/** Parses and checks `gateway` arguments (without the command word). Throws an Error listing every problem. */
+export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): ParsedGateway {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      name: { type: 'string', default: 'default' }, id: { type: 'string' },
+      'listener-port': { type: 'string', default: String(DEFAULT_GATEWAY_PORT) },
+      region: { type: 'string' }, zone: { type: 'string' }, 'control-plane': { type: 'string' },
+      'admin-port': { type: 'string', default: '15000' }, 'stats-port': { type: 'string', default: '15090' },
+      'envoy-bin': { type: 'string' }, 'bootstrap-out': { type: 'string' },
+      'print-bootstrap': { type: 'boolean', default: false }, drain: { type: 'string', default: '5s' },
+    },
+  });
+  const args = new ArgChecker();
+  // The same rule as the control plane applies to metadata.gateway_name (xds/node.ts).
+  if (!/^[A-Za-z0-9._-]{1,63}$/.test(values.name)) args.problems.push(`--name: must be 1-63 letters, digits, ".", "_" or "-" (got ${JSON.stringify(values.name)})`);
+  if (positionals.length > 0) args.problems.push(`unexpected arguments ${JSON.stringify(positionals)}`);
+  const listenerPort = args.port('listener-port', values['listener-port']);
+  const adminPort = args.port('admin-port', values['admin-port']);
+  const statsPort = args.port('stats-port', values['stats-port']);
+  if (new Set([listenerPort, adminPort, statsPort]).size < 3) args.problems.push(`--listener-port, --admin-port and --stats-port must differ (got ${listenerPort}, ${adminPort}, ${statsPort})`);
+  const controlPlane = args.controlPlane(values['control-plane'], env);
+  const drainMs = args.duration('drain', values.drain);
+  args.check('mcpmesh gateway', USAGE);
+  const envoyBin = values['envoy-bin'] ?? findEnvoy(env);
+  return {
+    bootstrap: {
+      kind: 'gateway', nodeId: values.id ?? `gateway-${values.name}-${os.hostname()}`, gatewayName: values.name, listenerPort,
+      ...(values.region ? { region: values.region } : {}), ...(values.zone ? { zone: values.zone } : {}),
+      controlPlane, adminPort, statsPort,
+    },
+    ...(values['bootstrap-out'] ? { bootstrapPath: values['bootstrap-out'] } : {}),
+    printBootstrap: values['print-bootstrap'],
+    ...(envoyBin ? { envoyBin } : {}),
+    drainSeconds: Math.ceil(drainMs / 1000),
+  };
+}
+
+export async function gatewayMain(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let parsed: ParsedGateway;
+  let json: string;
+  try {
+    parsed = parseGatewayArgs(argv, process.env);
+    json = renderBootstrap(parsed.bootstrap);
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
+  }
+  if (parsed.printBootstrap) return writeBootstrap(json, parsed.bootstrapPath);
+  const logger = createLogger({ component: 'gateway' });
+  const log: Log = (level, msg, fields) => logger[level](msg, { gateway: parsed.bootstrap.gatewayName, node: parsed.bootstrap.nodeId, ...fields });
+  if (!parsed.envoyBin) {
+    // Unlike a sidecar, a gateway is nothing without its proxy: refuse rather than pretend.
+    log('error', 'no Envoy binary: set ENVOY_BIN, put envoy on PATH or pass --envoy-bin (or --print-bootstrap to only write the bootstrap)');
+    return 1;
+  }
+  const bootstrapPath = parsed.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${parsed.bootstrap.nodeId}.json`);
+  writeBootstrap(json, bootstrapPath);
+  const envoy = new EnvoySupervisor({ bin: parsed.envoyBin, bootstrapPath, drainSeconds: parsed.drainSeconds, log });
+  envoy.start();
+  await new Promise<void>((resolve) => {
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
+  });
+  log('info', 'stopping envoy (draining)', { seconds: parsed.drainSeconds });
+  await envoy.stop();
+  return 0;
+}
