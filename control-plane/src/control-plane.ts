@@ -20,7 +20,7 @@ import { CertificateManager } from './identity/rotation.ts';
 import { gatewayId, sidecarId } from './identity/spiffe.ts';
 import type { MeshSecurity, ProxyInfo } from './model/types.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
-import { ConsulSource, type ConsulSourceOptions } from './sources/consul.ts';
+import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
 import { RegistryFileSource } from './sources/registry-file.ts';
 
 export interface ControlPlaneOptions {
@@ -155,21 +155,45 @@ export class ControlPlane {
     const ca = this.opts.ca ?? await CertificateAuthority.selfSigned({ trustDomain: td });
     const certs = new CertificateManager({
       ca, ...(this.opts.certTtlMs ? { ttlMs: this.opts.certTtlMs } : {}),
-      onError: (id, err) => this.log.error('certificate renewal failed; keeping the current one', { spiffe_id: id, error: (err as Error).message }),
+      onError: (id, err) => {
+        this.metrics.certificateErrors.inc();
+        this.log.error('certificate renewal failed; keeping the current one', { spiffe_id: id, error: (err as Error).message });
+      },
     });
     this.certs = certs;
+    const issued = (id: string): void => this.metrics.certificatesIssued.inc({ role: roleOfIdentity.get(id) ?? 'unknown' });
     certs.onRotate((id) => {
+      issued(id);
       this.log.info('certificate rotated', { spiffe_id: id });
       this.cache.refresh();
     });
-    const idOf = (p: ProxyInfo): string => (p.role === 'sidecar' ? sidecarId(td, p.service ?? '') : gatewayId(td, p.gatewayName ?? 'default'));
+    this.metrics.certificates = () => certs.certificates().map((c) => ({ identity: c.spiffeId, notAfter: c.notAfter }));
+    this.metrics.caNotAfter = ca.notAfter;
+    const roleOfIdentity = new Map<string, ProxyInfo['role']>();
+    const pending = new Set<string>();
+    const idOf = (p: ProxyInfo): string => {
+      const id = p.role === 'sidecar' ? sidecarId(td, p.service ?? '') : gatewayId(td, p.gatewayName ?? 'default');
+      roleOfIdentity.set(id, p.role);
+      return id;
+    };
     this.cache.setIdentityResolver((p) => {
       if (p.proxyless) return undefined;
       const id = idOf(p);
       const cert = certs.peek(id);
       if (!cert) {
         // First sight of this identity: issue it and rebuild; the proxy gets its secrets a moment later.
-        void certs.get(id).then(() => this.cache.refresh(), (err: unknown) => this.log.error('certificate issuance failed', { spiffe_id: id, error: (err as Error).message }));
+        // Every proxy of a role asks at once; issue (and count) once.
+        if (pending.has(id)) return undefined;
+        pending.add(id);
+        void certs.get(id).then(() => {
+          pending.delete(id);
+          issued(id);
+          this.cache.refresh();
+        }, (err: unknown) => {
+          pending.delete(id);
+          this.metrics.certificateErrors.inc();
+          this.log.error('certificate issuance failed', { spiffe_id: id, error: (err as Error).message });
+        });
         return undefined;
       }
       return { spiffeId: id, certPem: cert.certPem, keyPem: cert.keyPem, chainPem: cert.chainPem, bundlePem: ca.bundlePem };
@@ -195,7 +219,11 @@ export class ControlPlane {
         }
         this.coalescer.push({ specs: u.specs, observedAt: u.observedAt });
       });
-      src.on('error', (err) => this.sourceFailed('consul', err));
+      src.on('error', (err) => {
+        this.metrics.consulWatchErrors.inc({ watch: err instanceof ConsulWatchError ? err.watch : 'catalog' });
+        this.sourceFailed('consul', err);
+      });
+      this.metrics.consulLag = () => src.catalogLagSeconds();
     } else {
       src.on('update', (specs, observedAt) => this.coalescer.push({ specs, observedAt }));
       src.on('error', (err) => this.sourceFailed('registry', err));

@@ -59,7 +59,59 @@ export class Metrics {
     labelNames: ['health'] as const, registers: [this.registry],
   });
 
+  readonly proxyNacked = new Gauge({
+    name: 'mcpmesh_xds_proxy_nacked',
+    help: 'Set to 1 while a proxy\'s latest response of a resource type is rejected (the proxy runs an older config); removed when it ACKs or disconnects',
+    labelNames: ['proxy', 'type'] as const, registers: [this.registry],
+  });
+  readonly consulWatchErrors = new Counter({
+    name: 'mcpmesh_consul_watch_errors_total', help: 'Failed Consul blocking queries (retried with backoff), by watch: catalog (the MCP service list) or service (one service\'s health)',
+    labelNames: ['watch'] as const, registers: [this.registry],
+  });
+  /** Set by the Consul source: seconds since its catalog watch last got an answer. */
+  consulLag: (() => number) | undefined;
+  readonly consulWatchLag: Gauge;
+  readonly certificatesIssued = new Counter({
+    name: 'mcpmesh_certificates_issued_total', help: 'Workload certificates issued (first issue and renewals), by proxy role',
+    labelNames: ['role'] as const, registers: [this.registry],
+  });
+  readonly certificateErrors = new Counter({
+    name: 'mcpmesh_certificate_errors_total', help: 'Certificate issuances or renewals that failed (the current certificate is kept; retried with backoff)',
+    registers: [this.registry],
+  });
+  /** Set when identities are on: the certificates in use and the CA's expiry. */
+  certificates: (() => { identity: string; notAfter: Date }[]) | undefined;
+  caNotAfter: Date | undefined;
+  readonly certificateExpiry: Gauge;
+  readonly caExpiry: Gauge;
+
   constructor(opts: { processMetrics?: boolean } = {}) {
-    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mcpmesh_process_' });
+    const self = this;
+    // Computed at scrape time, so they are exact whenever Prometheus looks and cost nothing in between.
+    this.consulWatchLag = new Gauge({
+      name: 'mcpmesh_consul_watch_lag_seconds',
+      help: 'Seconds since the Consul catalog watch last got an answer; blocking queries answer at least once per wait (30 s), so more means Consul is unreachable or slow',
+      registers: [this.registry],
+      collect() {
+        if (self.consulLag) this.set(self.consulLag());
+      },
+    });
+    this.certificateExpiry = new Gauge({
+      name: 'mcpmesh_certificate_expiry_timestamp_seconds', help: 'Expiry (Unix time) of each workload certificate in use, by SPIFFE identity',
+      labelNames: ['identity'] as const, registers: [this.registry],
+      collect() {
+        if (!self.certificates) return;
+        this.reset();
+        for (const c of self.certificates()) this.set({ identity: c.identity }, c.notAfter.getTime() / 1000);
+      },
+    });
+    this.caExpiry = new Gauge({
+      name: 'mcpmesh_ca_expiry_timestamp_seconds', help: 'Expiry (Unix time) of the CA certificate that signs workload certificates',
+      registers: [this.registry],
+      collect() {
+        if (self.caNotAfter) this.set(self.caNotAfter.getTime() / 1000);
+      },
+    });
+    if (opts.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'mcpmesh_' });
   }
 }

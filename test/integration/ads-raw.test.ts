@@ -97,13 +97,17 @@ describe('ADS server with a raw xDS client', () => {
     });
     assert.equal(status.types.cluster?.lastNack, 'cluster mcp.weather: unknown field frobnicate');
     assert.equal(status.types.cluster?.nackedVersion, first['version_info']);
-    assert.match(await (await tcp.admin('/metrics')).text(), /mcpmesh_xds_nacks_total\{type="cluster",role="gateway"\} 1/);
+    const metrics = await (await tcp.admin('/metrics')).text();
+    assert.match(metrics, /mcpmesh_xds_nacks_total\{type="cluster",role="gateway"\} 1/);
+    assert.match(metrics, /mcpmesh_xds_proxy_nacked\{proxy="envoy-nack",type="cluster"\} 1/);
     await noResponse(s, 'cluster');
     tcp.writeRegistry(REGISTRY.replace('protocol: "2026-07-28"', 'protocol: "2026-07-28"\n    routing: { connectTimeout: 2s }'));
     const next = await s.next('cluster');
     assert.notEqual(next['version_info'], first['version_info']);
     const files = decodeResources(next).find((c) => c['name'] === 'mcp.files');
     assert.deepEqual(files?.['connect_timeout'], { seconds: '2' });
+    s.send(sotwRequest('cluster', [], { version_info: next['version_info'], nonce: next['nonce'] }));
+    await waitFor('the NACK gauge clears once the proxy ACKs', async () => !(await (await tcp.admin('/metrics')).text()).includes('mcpmesh_xds_proxy_nacked{proxy="envoy-nack"'));
     tcp.writeRegistry(REGISTRY);
     await s.next('cluster');
   });

@@ -108,6 +108,9 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
 
     const metrics = await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text();
     assert.match(metrics, /mcpmesh_convergence_seconds_count\{source="consul"\} [1-9]/, 'convergence observed for consul changes');
+    // The catalog watch answered recently: at most one blocking wait ago (5 s here) plus scheduling slack.
+    const lag = Number(/^mcpmesh_consul_watch_lag_seconds (\S+)$/m.exec(metrics)?.[1]);
+    assert.ok(lag >= 0 && lag < 8, `lag ${lag}`);
     s.close();
   });
 
@@ -135,6 +138,7 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
       const err = await waitFor('source error', async () => ((await (await fetch(`http://127.0.0.1:${noToken.adminPort}/debug/sources`)).json()) as Record<string, string>)['consul']);
       assert.match(err, /consul catalog watch .*: .*(Permission denied|403)/i);
       assert.equal((await fetch(`http://127.0.0.1:${noToken.adminPort}/readyz`)).status, 503);
+      assert.match(await (await fetch(`http://127.0.0.1:${noToken.adminPort}/metrics`)).text(), /mcpmesh_consul_watch_errors_total\{watch="catalog"\} [1-9]/);
     } finally {
       await noToken.stop();
     }

@@ -61,6 +61,15 @@ describe('workload certificates over SDS', () => {
     assert.notEqual(renewed.serialNumber, leaf.serialNumber, 'a new certificate was pushed');
     assert.ok(Date.parse(leaf.validTo) > Date.now(), 'it arrived while the old one was still valid');
     s.close();
+    // Operators see issuance and expiry: one first issue plus at least one renewal, the expiry of the
+    // certificate now in use, and the CA's.
+    const metrics = await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text();
+    const issued = Number(/mcpmesh_certificates_issued_total\{role="sidecar"\} (\d+)/.exec(metrics)?.[1]);
+    assert.ok(issued >= 2, `issued ${issued}`);
+    const expiry = Number(/mcpmesh_certificate_expiry_timestamp_seconds\{identity="spiffe:\/\/mesh.test\/mcp\/weather"\} (\S+)/.exec(metrics)?.[1]);
+    assert.ok(expiry * 1000 >= Date.parse(renewed.validTo) - 1000 && expiry * 1000 <= Date.now() + 10_000, `expiry ${expiry} vs renewed ${renewed.validTo}`);
+    const caExpiry = Number(/^mcpmesh_ca_expiry_timestamp_seconds (\S+)$/m.exec(metrics)?.[1]);
+    assert.equal(caExpiry * 1000, Date.parse(ca.validTo));
   });
 
   it('a gateway gets its own identity', async () => {

@@ -179,6 +179,7 @@ export class AdsServer {
       this.opts.convergence.closed(status.streamId);
       this.closers.delete(end);
       metrics.connectedProxies.dec({ role: proxy.role, mode });
+      for (const kind of RESOURCE_KINDS) metrics.proxyNacked.remove({ proxy: proxy.id, type: kind });
       log.info('proxy disconnected', { proxy: proxy.id, role: proxy.role, mode });
     };
     const end = (): void => {
@@ -203,11 +204,13 @@ export class AdsServer {
       t.nackedAt = Date.now();
       t.lastNack = error.message ?? '';
       metrics.nacks.inc({ type: kind, role: status.proxy.role });
+      metrics.proxyNacked.set({ proxy: status.proxy.id, type: kind }, 1);
       // The proxy keeps its last good config; we keep serving and wait for the next change.
       log.warn('proxy rejected config (NACK)', { proxy: status.proxy.id, type: kind, version: t.sentVersion, accepted: version, error_detail: t.lastNack });
     } else {
       t.ackedVersion = version;
       t.ackedAt = Date.now();
+      if (t.nackedVersion !== undefined) metrics.proxyNacked.remove({ proxy: status.proxy.id, type: kind });
     }
     this.opts.convergence.answered(status);
   }

@@ -175,6 +175,16 @@ export interface ConsulUpdate {
   readonly observedAt: number;
 }
 
+/** A failed blocking query; the watch retries with backoff. */
+export class ConsulWatchError extends Error {
+  readonly watch: 'catalog' | 'service';
+  constructor(watch: 'catalog' | 'service', message: string) {
+    super(message);
+    this.name = 'ConsulWatchError';
+    this.watch = watch;
+  }
+}
+
 export interface ConsulSourceEvents {
   update: [ConsulUpdate];
   error: [Error];
@@ -184,6 +194,8 @@ interface WatchHandle {
   end(): void;
   on(event: 'change', fn: (data: unknown, res: { headers: Record<string, string | undefined> }) => void): unknown;
   on(event: 'error', fn: (err: Error) => void): unknown;
+  /** When the last query answered (ms since the epoch); undefined before the first answer. */
+  updateTime(): number | undefined;
 }
 
 /** Reads CONSUL_HTTP_ADDR-style settings from the environment (the variables Consul's own CLI uses). */
@@ -242,6 +254,7 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
   private wanted = new Set<string>();
   private catalogSeen = false;
   private stopped = false;
+  private startedAt = Date.now();
 
   constructor(opts: ConsulSourceOptions) {
     super();
@@ -262,11 +275,20 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
     }) as unknown as WatchHandle;
   }
 
+  /**
+   * Seconds since the catalog watch last got an answer (since start, before the first). A healthy blocking
+   * query answers at least once per wait period, even when nothing changed.
+   */
+  catalogLagSeconds(now = Date.now()): number {
+    return Math.max(0, now - (this.catalogWatch?.updateTime() ?? this.startedAt)) / 1000;
+  }
+
   start(): void {
     const tag = this.opts.tag ?? DEFAULT_MCP_TAG;
+    this.startedAt = Date.now();
     const w = this.watch(this.consul.catalog.service.list, {});
     this.catalogWatch = w;
-    w.on('error', (err) => this.emit('error', new Error(`consul catalog watch (${this.opts.address}): ${err.message}`)));
+    w.on('error', (err) => this.emit('error', new ConsulWatchError('catalog', `consul catalog watch (${this.opts.address}): ${err.message}`)));
     w.on('change', (data, res) => {
       const observedAt = performance.now();
       const services = (data ?? {}) as Record<string, string[] | null>;
@@ -292,7 +314,7 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
   private watchHealth(name: string): void {
     const w = this.watch(this.consul.health.service, { service: name });
     this.healthWatches.set(name, w);
-    w.on('error', (err) => this.emit('error', new Error(`consul health watch for "${name}" (${this.opts.address}): ${err.message}`)));
+    w.on('error', (err) => this.emit('error', new ConsulWatchError('service', `consul health watch for "${name}" (${this.opts.address}): ${err.message}`)));
     w.on('change', (data, res) => {
       if (!this.healthWatches.has(name)) return;
       const observedAt = performance.now();
