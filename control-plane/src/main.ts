@@ -8,6 +8,7 @@ import { parsePolicy } from './policy/parse.ts';
 import type { MeshSecurity } from './model/types.ts';
 import { randomBytes } from 'node:crypto';
 import { DevIssuer } from './auth/dev-issuer.ts';
+import { CertificateAuthority } from './identity/ca.ts';
 import { createLogger } from './log.ts';
 import { consulOptionsFromEnv } from './sources/consul.ts';
 
@@ -26,6 +27,9 @@ const { values } = parseArgs({
     'authz-port': { type: 'string', default: env['MCPMESH_AUTHZ_PORT'] ?? String(DEFAULT_AUTHZ_PORT) },
     'authz-host': { type: 'string', default: env['MCPMESH_AUTHZ_ADVERTISE'] ?? '127.0.0.1' },
     'consul-datacenter': { type: 'string', default: env['MCPMESH_CONSUL_DATACENTER'] },
+    'ca-cert': { type: 'string', default: env['MCPMESH_CA_CERT'] },
+    'ca-key': { type: 'string', default: env['MCPMESH_CA_KEY'] },
+    'ca-chain': { type: 'string', default: env['MCPMESH_CA_CHAIN'] },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -34,7 +38,11 @@ if (values.help) {
   process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N] [--host ADDR]
                            [--consul ADDR] [--consul-datacenter DC]
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
+                           [--ca-cert FILE --ca-key FILE [--ca-chain FILE]]
+  With a policy, workload certificates are signed by the given CA (a root or an intermediate; every replica
+  must get the same one), or by a self-signed root made at start (one replica only: others would differ).
   env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND, MCPMESH_LOG_LEVEL
+       MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files)
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
        CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG
 `);
@@ -71,8 +79,27 @@ if (values.policy) {
     process.exit(1);
   }
 }
+// A provided CA is what lets several replicas issue certificates every proxy trusts.
+let ca: CertificateAuthority | undefined;
+if (security && (values['ca-cert'] || values['ca-key'])) {
+  try {
+    if (!values['ca-cert'] || !values['ca-key']) throw new Error('give both --ca-cert and --ca-key (MCPMESH_CA_CERT, MCPMESH_CA_KEY)');
+    ca = await CertificateAuthority.fromPem({
+      certPem: readFileSync(values['ca-cert'], 'utf8'), keyPem: readFileSync(values['ca-key'], 'utf8'),
+      ...(values['ca-chain'] ? { chainPem: readFileSync(values['ca-chain'], 'utf8') } : {}),
+      trustDomain: security.policy.trustDomain,
+    });
+    log.info('workload CA loaded', { cert: values['ca-cert'], expires: ca.notAfter.toISOString() });
+  } catch (err) {
+    log.error('CA rejected', { cert: values['ca-cert'], key: values['ca-key'], error: (err as Error).message });
+    process.exit(1);
+  }
+} else if (values['ca-cert'] || values['ca-key']) {
+  log.warn('--ca-cert/--ca-key given without --policy: identities are off, the CA is not used');
+}
 const cp = new ControlPlane({
   ...(security ? { security, authzHost: values.host, authzPort: Number(values['authz-port']) } : {}),
+  ...(ca ? { ca } : {}),
   registryFile: values.registry,
   ...(consul ? { consul } : {}),
   ...(devIssuer ? { devIssuer } : {}),

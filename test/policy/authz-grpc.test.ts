@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { CHECK_PATH, AuthzServer } from '../../control-plane/src/authz/server.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
-import { decodeCheckResponse, encodeCheckRequest, headerOf, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
+import { decodeCheckResponse, encodeCheckRequest, headerOf, structJson, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
 
 const POLICY_YAML = `
 trustDomain: mcpmesh.local
@@ -80,6 +80,18 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
     assert.equal(r.status?.code ?? 0, 0);
     assert.equal(r.denied_response, undefined);
     assert.equal(headerOf(r.ok_response?.response_headers_to_add, 'x-mcpmesh-decision'), 'allow; rule=roles.analyst.allow[0]');
+  });
+
+  it('hands the decision and the tool back as dynamic metadata (for the access log), allowed or denied', async () => {
+    for (const [tool, decision, rule] of [['get_forecast', 'allow', 'roles.analyst.allow[0]'], ['get_alerts', 'allow', 'roles.analyst.allow[0]'], ['get_secret_plans', 'deny', 'roles.analyst.deny[0]']] as const) {
+      // Twice: the second answer comes from the response cache and must still name this tool.
+      for (let i = 0; i < 2; i++) {
+        const r = await check({ service: 'weather', claims: ANALYST, body: call(1, tool) });
+        assert.deepEqual(structJson(r.dynamic_metadata), { decision, rule, mcp_kind: 'tool', mcp_name: tool });
+      }
+    }
+    const list = await check({ service: 'weather', claims: ANALYST, body: { jsonrpc: '2.0', id: 2, method: 'tools/list' } });
+    assert.deepEqual(structJson(list.dynamic_metadata), { decision: 'allow', rule: 'roles.analyst.allow[0]' });
   });
 
   it('denies with 403 and a JSON-RPC error that keeps the request id and names the rule', async () => {

@@ -79,6 +79,13 @@ export interface DecodedCheckResponse {
   status?: { code?: number; message?: string };
   ok_response?: { headers?: HeaderOpt[]; response_headers_to_add?: HeaderOpt[]; headers_to_remove?: string[] };
   denied_response?: { status?: { code?: string | number }; headers?: HeaderOpt[]; body?: string };
+  dynamic_metadata?: PbStruct;
+}
+interface PbStruct { fields?: Record<string, { stringValue?: string }> }
+
+/** A decoded google.protobuf.Struct of strings as a plain object. */
+export function structJson(s: PbStruct | undefined): Record<string, string> {
+  return Object.fromEntries(Object.entries(s?.fields ?? {}).map(([k, v]) => [k, v.stringValue ?? '']));
 }
 export interface HeaderOpt { header?: { key?: string; value?: string } }
 

@@ -9,7 +9,8 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import { compilePolicy, type CompiledPolicy } from '../policy/engine.ts';
-import type { Policy } from '../policy/types.ts';
+import type { McpAction, Policy } from '../policy/types.ts';
+import { struct, type ProtoObject } from '../translate/resource.ts';
 import { lookupType } from '../xds/proto.ts';
 import { authorize, CallerCache, DecisionCache, DECISION_HEADER, SHADOW_HEADER, type CheckOutcome, type Verdict } from './check.ts';
 import { decodeCheckInput, type DecodedCheck } from './decode.ts';
@@ -193,24 +194,28 @@ export class AuthzServer {
     return out;
   }
 
-  private ok(cache: Map<string, Buffer>, header: string, value: string, rule: string): Buffer {
-    let b = cache.get(rule);
+  private ok(cache: Map<string, Buffer>, key: string, header: string, value: string, o: CheckOutcome): Buffer {
+    let b = cache.get(key);
     if (!b) {
       b = this.encodeResponse({
         status: { code: OK },
         ok_response: { response_headers_to_add: [{ header: { key: header, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] },
+        dynamic_metadata: accessLogMetadata(o),
       });
-      // Bounded by the policy's rules (and their combinations in batches); cleared on policy swap.
+      // Bounded by the policy's rules and the tools it names literally (others share "other"); cleared on policy swap.
       if (cache.size >= 10_000) cache.clear();
-      cache.set(rule, b);
+      cache.set(key, b);
     }
     return b;
   }
 
   private respond(o: CheckOutcome): Buffer {
-    // Keyed by the rule id (the compiled rule's own string, whose hash V8 keeps): no string building per check.
-    if (o.verdict === 'allow') return this.okAllow.get(o.rule) ?? this.ok(this.okAllow, DECISION_HEADER, `allow; rule=${o.rule}`, o.rule);
-    if (o.verdict === 'shadow_deny') return this.okShadow.get(o.rule) ?? this.ok(this.okShadow, SHADOW_HEADER, o.rule, o.rule);
+    // Keyed by the rule id and the named target: the response carries both back to Envoy's access log.
+    if (o.verdict === 'allow' || o.verdict === 'shadow_deny') {
+      const key = o.action === undefined || o.action.kind === 'service' ? o.rule : `${o.rule}\u0000${o.action.kind}\u0000${actionTarget(o.action)}`;
+      if (o.verdict === 'allow') return this.okAllow.get(key) ?? this.ok(this.okAllow, key, DECISION_HEADER, `allow; rule=${o.rule}`, o);
+      return this.okShadow.get(key) ?? this.ok(this.okShadow, key, SHADOW_HEADER, o.rule, o);
+    }
     const http = o.http as NonNullable<CheckOutcome['http']>;
     return this.encodeResponse({
       status: { code: http.status === 400 || http.status === 413 ? INVALID_ARGUMENT : PERMISSION_DENIED, message: `${o.rule}: ${o.reason}` },
@@ -219,6 +224,7 @@ export class AuthzServer {
         headers: http.headers.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
         body: http.body,
       },
+      dynamic_metadata: accessLogMetadata(o),
     });
   }
 
@@ -237,4 +243,31 @@ export class AuthzServer {
     await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
     this.server.forceShutdown();
   }
+}
+
+function actionTarget(a: McpAction): string {
+  switch (a.kind) {
+    case 'tool':
+    case 'prompt':
+      return a.name;
+    case 'resource':
+      return a.uri;
+    case 'completion':
+      return a.ref;
+    case 'service':
+      return '';
+  }
+}
+
+/**
+ * What the authorizer read from the JSON-RPC body, handed back to Envoy as dynamic metadata (namespace
+ * envoy.filters.http.ext_authz) so the access log of a body-based (2025-11-25) service names the tool,
+ * resource or prompt like the Mcp-Method/Mcp-Name headers do for 2026-07-28 services.
+ */
+function accessLogMetadata(o: CheckOutcome): ProtoObject {
+  const a = o.action;
+  return struct({
+    decision: o.verdict, rule: o.rule,
+    ...(a && a.kind !== 'service' ? { mcp_kind: a.kind, mcp_name: actionTarget(a) } : {}),
+  });
 }

@@ -1,7 +1,7 @@
 import { protoDuration } from '../model/duration.ts';
 import type { MeshService } from '../model/types.ts';
 import { apiListener, apiRoutes, STAT_PREFIX } from './naming.ts';
-import { ADS_CONFIG_SOURCE, any, type ProtoObject, type XdsResource } from './resource.ts';
+import { ADS_CONFIG_SOURCE, any, struct, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
@@ -35,8 +35,29 @@ function httpConnectionManager(o: HcmOptions): ProtoObject {
     path_with_escaped_slashes_action: 'UNESCAPE_AND_REDIRECT',
     access_log: [{
       name: 'envoy.access_loggers.stdout',
-      typed_config: any('envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', {}),
+      typed_config: any('envoy.extensions.access_loggers.stream.v3.StdoutAccessLog', { log_format: { json_format: accessLogFormat(o.statPrefix) } }),
     }],
+  });
+}
+
+/**
+ * One JSON object per request, with the MCP fields, for ELK/Loki (field reference: docs/logging.md).
+ * 2026-07-28 callers name the method and target in Mcp-Method/Mcp-Name; for 2025-11-25 services the
+ * MCP authorizer reads them from the body and returns them (with its decision) under `authz`.
+ */
+export function accessLogFormat(listener: string): ProtoObject {
+  return struct({
+    time: '%START_TIME%',
+    log: 'access', listener,
+    method: '%REQ(:METHOD)%', path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%', authority: '%REQ(:AUTHORITY)%', protocol: '%PROTOCOL%',
+    response_code: '%RESPONSE_CODE%', response_flags: '%RESPONSE_FLAGS%', response_code_details: '%RESPONSE_CODE_DETAILS%',
+    duration_ms: '%DURATION%', upstream_service_time_ms: '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%',
+    bytes_received: '%BYTES_RECEIVED%', bytes_sent: '%BYTES_SENT%',
+    upstream_cluster: '%UPSTREAM_CLUSTER%', upstream_host: '%UPSTREAM_HOST%', upstream_locality: '%UPSTREAM_METADATA(mcpmesh:locality)%',
+    downstream_peer: '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%', request_id: '%REQ(X-REQUEST-ID)%',
+    mcp_protocol_version: '%REQ(MCP-PROTOCOL-VERSION)%', mcp_method: '%REQ(MCP-METHOD)%', mcp_name: '%REQ(MCP-NAME)%',
+    mcp_session_id: '%REQ(MCP-SESSION-ID)%', mcp_session_assigned: '%RESP(MCP-SESSION-ID)%',
+    authz: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz)%',
   });
 }
 
