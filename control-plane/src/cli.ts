@@ -2,6 +2,7 @@
 //   mcpmesh sidecar ...          run the sidecar agent beside an MCP server
 //   mcpmesh gateway ...          run an ingress gateway Envoy
 //   mcpmesh token --role R       get a dev access token from the control plane
+import { pathToFileURL } from 'node:url';
 import { tokenMain } from './auth/token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
@@ -37,6 +38,7 @@ export async function mcpmesh(argv: string[]): Promise<number> {
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// pathToFileURL, not `file://${argv[1]}`: Windows paths need the URL form (drive letter, backslashes).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   process.exitCode = await mcpmesh(process.argv.slice(2));
 }

@@ -1,6 +1,7 @@
 // mcpmesh CLI. `mcpmesh sidecar ...` runs the sidecar agent beside one MCP server.
 //   node sidecar/src/cli.ts sidecar --service weather --port 7001 --region eu-west --zone a
 //   node sidecar/src/cli.ts sidecar --service files --stdio -- npx -y @modelcontextprotocol/server-filesystem /data
+import { pathToFileURL } from 'node:url';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../control-plane/src/log.ts';
@@ -142,6 +143,7 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+// pathToFileURL, not `file://${argv[1]}`: Windows paths need the URL form (drive letter, backslashes).
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   process.exitCode = await main(process.argv.slice(2));
 }

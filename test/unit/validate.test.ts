@@ -20,6 +20,13 @@ describe('resource validation (schema + PGV rules)', () => {
     assert.deepEqual(rules(TYPE_URLS.endpoint, { cluster_name: '' }), ['cluster_name: string.min_len']);
   });
 
+  it('the envelope session state from protos/ is loaded with its rules (empty header name, no mode)', () => {
+    const ENVELOPE = 'envoy.extensions.http.stateful_session.envelope.v3.EnvelopeSessionState';
+    assert.deepEqual(rules(ENVELOPE, { header: { name: 'mcp-session-id' } }), []);
+    assert.deepEqual(rules(ENVELOPE, { header: { name: '' } }), ['header.name: string.min_len']);
+    assert.equal(rules(ENVELOPE, {}).length, 1, 'a session mode is required');
+  });
+
   it('unknown fields are errors, not silently dropped', () => {
     assert.deepEqual(rules(TYPE_URLS.cluster, { name: 'c', conect_timeout: { seconds: 1 } }), ['conect_timeout: schema.unknown_field']);
   });

@@ -10,6 +10,7 @@ import { AUTHZ_CLUSTER, serviceCluster, GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECA
 import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 import { extAuthzFilter, jwtAuthnFilter, localReplyConfig, securityClusters } from './security.ts';
+import { sessionAffinityFilter } from './sessions.ts';
 import { extProcFilterConfig } from '../extproc/config.ts';
 import { rbacFilters } from './rbac.ts';
 
@@ -76,7 +77,11 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, identity?: Worklo
       socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
         statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, edge: true,
         streamIdleTimeoutMs: Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs)),
-        ...(mesh.security ? { filters: [jwtAuthnFilter(mesh.security), ...rbacFilters(), extAuthzFilter(), extProcFilterConfig(AUTHZ_CLUSTER)], localReplyConfig: localReplyConfig(mesh.security) } : {}),
+        filters: [
+          ...(mesh.security ? [jwtAuthnFilter(mesh.security), ...rbacFilters(), extAuthzFilter(), extProcFilterConfig(AUTHZ_CLUSTER)] : []),
+          sessionAffinityFilter(),
+        ],
+        ...(mesh.security ? { localReplyConfig: localReplyConfig(mesh.security) } : {}),
       }),
       gatewayRoutesFor(mesh),
       ...(mesh.security ? securityClusters(mesh.security) : []),

@@ -42,6 +42,9 @@ const ENTRY_FILES = [
   'envoy/extensions/load_balancing_policies/least_request/v3/least_request.proto',
   'envoy/extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
+  // MCP session affinity (the envelope session state is in protos/: grpc-js-xds's deps/ predate it).
+  'envoy/extensions/filters/http/stateful_session/v3/stateful_session.proto',
+  'envoy/extensions/http/stateful_session/envelope/v3/envelope.proto',
   'envoy/config/bootstrap/v3/bootstrap.proto',
   // Security: workload certificates over SDS, JWT at the door, MCP-aware authorization.
   'envoy/extensions/transport_sockets/tls/v3/tls.proto',
