@@ -1,0 +1,546 @@
+// The Compose demo stack (deploy/compose/) and its images (deploy/docker/), checked without a Docker engine:
+//  - Debian's docker-compose (v1) validates the file (`config`), and rejects broken copies of it;
+//  - the file's structure: pinned images, the services and the three MCP nodes the README promises, mounts
+//    that exist, healthchecks behind every depends_on condition, ports bound to loopback;
+//  - the sidecar and gateway commands parse with the CLI's own argument parsers;
+//  - policy.yaml parses with the control plane's parser and names real server-everything tools;
+//  - prometheus.yml scrapes every Envoy and the control plane (and passes `promtool check config` when
+//    promtool is installed), Grafana's provisioning points at the mounted dashboards;
+//  - call-tool.ts (the README's client) gets a dev token and calls a tool through a JWT-checking proxy in
+//    front of a real server-everything.
+// CI needs `docker-compose` (Debian package docker-compose) and, for the promtool check, `prometheus`.
+import assert from 'node:assert/strict';
+import { execFile, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { parse } from 'yaml';
+import { DevIssuer } from '../../control-plane/src/auth/dev-issuer.ts';
+import { ControlPlane } from '../../control-plane/src/control-plane.ts';
+import { silentLogger } from '../../control-plane/src/log.ts';
+import { Metrics } from '../../control-plane/src/metrics.ts';
+import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
+import { parseSidecarArgs, type ParsedSidecar } from '../../sidecar/src/cli.ts';
+import { parseGatewayArgs, type ParsedGateway } from '../../sidecar/src/gateway-cli.ts';
+import { DEV_CLIENT_SECRET } from '../../deploy/compose/call-tool.ts';
+import { EVERYTHING_BIN, freePort, startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const COMPOSE_DIR = path.join(ROOT, 'deploy/compose');
+const COMPOSE_FILE = path.join(COMPOSE_DIR, 'docker-compose.yml');
+const CALL_TOOL = path.join(COMPOSE_DIR, 'call-tool.ts');
+const DOCKER_COMPOSE = process.env['DOCKER_COMPOSE'] ?? 'docker-compose';
+/** What the sidecar image sets (deploy/docker/sidecar.Dockerfile): the agent finds Envoy through it. */
+const IMAGE_ENV = { ENVOY_BIN: '/usr/local/bin/envoy' };
+
+// --- helpers --------------------------------------------------------------------------------------------
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => v !== null && typeof v === 'object' && !Array.isArray(v);
+const obj = (v: unknown, what: string): Obj => {
+  assert.ok(isObj(v), `${what}: expected a mapping, got ${JSON.stringify(v)}`);
+  return v;
+};
+const strings = (v: unknown, what: string): string[] => {
+  assert.ok(Array.isArray(v) && v.every((x) => typeof x === 'string'), `${what}: expected a list of strings (exec form), got ${JSON.stringify(v)}`);
+  return v;
+};
+
+/** The environment docker-compose interpolates with: ours, minus the variables the file reads (defaults apply). */
+function composeEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_GATEWAY_PORT', 'GRAFANA_PORT', 'GRAFANA_ADMIN_PASSWORD', 'COMPOSE_FILE', 'COMPOSE_PROFILES', 'COMPOSE_PROJECT_NAME']) delete env[k];
+  return env;
+}
+
+function runCompose(file: string): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(DOCKER_COMPOSE, ['-f', file, 'config'], { encoding: 'utf8', env: composeEnv(), cwd: path.dirname(file), timeout: 60_000 });
+  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
+    assert.fail(`"${DOCKER_COMPOSE}" not found: install Debian's docker-compose (apt-get install docker-compose; v1 validates a file with \`config\` without a Docker engine), or set DOCKER_COMPOSE to a compose binary`);
+  }
+  if (r.error) throw r.error;
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** `${VAR:-default}` / `${VAR}` as Compose interpolates them with VAR unset. */
+function interpolateDefaults(s: string): string {
+  return s.replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_m, _name: string, def: string | undefined) => def ?? '');
+}
+
+const compose = obj(parse(readFileSync(COMPOSE_FILE, 'utf8')), 'docker-compose.yml');
+const services = obj(compose['services'], 'services');
+const service = (name: string): Obj => obj(services[name], `services.${name}`);
+const command = (name: string): string[] => strings(service(name)['command'], `services.${name}.command`);
+const env = (name: string): Record<string, string> => {
+  const e = service(name)['environment'] ?? {};
+  assert.ok(isObj(e), `services.${name}.environment: use the mapping form`);
+  return Object.fromEntries(Object.entries(e).map(([k, v]) => [k, interpolateDefaults(String(v))]));
+};
+
+interface McpNode {
+  /** Compose service running the sidecar agent. */
+  agent: string;
+  /** Compose service owning the network namespace (the MCP server's, or the agent's own for stdio). */
+  netns: string;
+  parsed: ParsedSidecar;
+}
+
+function mcpNodes(): McpNode[] {
+  return Object.keys(services)
+    .filter((name) => Array.isArray(service(name)['command']) && command(name)[0] === 'sidecar')
+    .map((name) => {
+      const nm = service(name)['network_mode'];
+      const netns = typeof nm === 'string' && nm.startsWith('service:') ? nm.slice('service:'.length) : name;
+      let parsed: ParsedSidecar;
+      try {
+        parsed = parseSidecarArgs(command(name).slice(1), IMAGE_ENV);
+      } catch (err) {
+        assert.fail(`services.${name}.command does not parse with parseSidecarArgs:\n${(err as Error).message}`);
+      }
+      return { agent: name, netns, parsed };
+    });
+}
+
+function gatewayParsed(): ParsedGateway {
+  const cmd = command('gateway');
+  assert.equal(cmd[0], 'gateway', 'the gateway service runs `mcpmesh gateway`');
+  try {
+    return parseGatewayArgs(cmd.slice(1), IMAGE_ENV);
+  } catch (err) {
+    assert.fail(`services.gateway.command does not parse with parseGatewayArgs:\n${(err as Error).message}`);
+  }
+}
+
+/** Host side of every short-syntax bind mount, resolved like Compose does (relative to the file's folder). */
+function bindMounts(): Array<{ service: string; host: string; container: string }> {
+  const out: Array<{ service: string; host: string; container: string }> = [];
+  for (const name of Object.keys(services)) {
+    for (const v of (service(name)['volumes'] as unknown[] | undefined) ?? []) {
+      assert.equal(typeof v, 'string', `services.${name}.volumes: use the short syntax HOST:CONTAINER[:ro]`);
+      const [host = '', container = ''] = (v as string).split(':');
+      if (!host.startsWith('.') && !host.startsWith('/')) continue; // a named volume
+      out.push({ service: name, host: path.resolve(COMPOSE_DIR, host), container });
+    }
+  }
+  return out;
+}
+
+// --- docker-compose config ------------------------------------------------------------------------------
+
+describe('docker-compose config (Debian docker-compose v1, no engine needed)', () => {
+  it('accepts deploy/compose/docker-compose.yml and lists every service', () => {
+    const r = runCompose(COMPOSE_FILE);
+    assert.equal(r.status, 0, `docker-compose config failed:\n${r.stderr}`);
+    const normalized = obj(parse(r.stdout), 'config output');
+    assert.deepEqual(Object.keys(obj(normalized['services'], 'services')).sort(), Object.keys(services).sort());
+    // Interpolation defaults reach the containers: the dev secret the README and call-tool.ts use.
+    const cp = obj(obj(normalized['services'], 'services')['control-plane'], 'control-plane');
+    assert.equal(obj(cp['environment'], 'environment')['MCPMESH_DEV_CLIENT_SECRET'], DEV_CLIENT_SECRET);
+    assert.equal(obj(cp['environment'], 'environment')['MCPMESH_DEV_ISSUER'], 'on', 'quoted "on" (YAML 1.1 would read a bare on as true)');
+  });
+
+  describe('rejects broken copies (so the check above means something)', () => {
+    let dir: string;
+    let copy: string;
+    const original = readFileSync(COMPOSE_FILE, 'utf8');
+    before(() => {
+      // Same layout as the repository, so relative build contexts and mounts resolve as in the real file.
+      dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-compose-'));
+      mkdirSync(path.join(dir, 'deploy/compose'), { recursive: true });
+      copy = path.join(dir, 'deploy/compose/docker-compose.yml');
+    });
+    after(() => rmSync(dir, { recursive: true, force: true }));
+
+    const cases: Array<[string, (s: string) => string, RegExp]> = [
+      ['the unmodified copy passes', (s) => s, /^$/],
+      ['an unknown service key', (s) => s.replace('  consul:\n    image:', '  consul:\n    imagee: typo\n    image:'), /imagee|Additional properties|Unsupported config option/i],
+      ['a depends_on on a service that does not exist', (s) => s.replace('      consul:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001', '      consul-typo:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001'), /consul-typo/],
+      ['an invalid depends_on condition', (s) => s.replace('condition: service_healthy', 'condition: service_ready'), /condition|service_ready/i],
+      ['a YAML syntax error', (s) => s.replace('services:\n', 'services:\n  broken: [\n'), /yaml|while parsing|expected/i],
+    ];
+    for (const [what, edit, expected] of cases) {
+      it(what, () => {
+        const text = edit(original);
+        if (what !== 'the unmodified copy passes') assert.notEqual(text, original, 'the edit must change the file (the test is stale otherwise)');
+        writeFileSync(copy, text);
+        const r = runCompose(copy);
+        if (what === 'the unmodified copy passes') {
+          assert.equal(r.status, 0, r.stderr);
+        } else {
+          assert.notEqual(r.status, 0, `docker-compose config accepted a broken file (${what})`);
+          assert.match(r.stderr, expected);
+        }
+      });
+    }
+  });
+});
+
+// --- structure ------------------------------------------------------------------------------------------
+
+describe('compose file structure', () => {
+  it('has no obsolete top-level version key and the services the README describes', () => {
+    assert.equal(compose['version'], undefined, 'the Compose Specification needs no version key (v2 warns about it)');
+    for (const s of ['consul', 'control-plane', 'gateway', 'prometheus', 'grafana']) assert.ok(services[s], `service ${s} is missing`);
+  });
+
+  it('pins every third-party image to a version; the mesh images are built from deploy/docker', () => {
+    for (const name of Object.keys(services)) {
+      const s = service(name);
+      const image = s['image'];
+      assert.equal(typeof image, 'string', `services.${name}: needs an image (built services tag what they build)`);
+      const m = /^([a-z0-9][a-z0-9._/-]*):([A-Za-z0-9_][A-Za-z0-9_.-]*)$/.exec(image as string);
+      assert.ok(m, `services.${name}.image "${String(image)}" has no tag`);
+      const tag = m[2] ?? '';
+      assert.notEqual(tag, 'latest', `services.${name}.image uses :latest`);
+      if (s['build'] !== undefined) {
+        const b = obj(s['build'], `services.${name}.build`);
+        const context = path.resolve(COMPOSE_DIR, String(b['context']));
+        assert.equal(context, ROOT, `services.${name}.build.context must be the repository root (see .dockerignore)`);
+        const dockerfile = path.join(context, String(b['dockerfile']));
+        assert.ok(existsSync(dockerfile), `services.${name}.build.dockerfile ${dockerfile} does not exist`);
+        if (b['target'] !== undefined) assert.match(readFileSync(dockerfile, 'utf8'), new RegExp(`^FROM \\S+ AS ${String(b['target'])}$`, 'm'), `target ${String(b['target'])} not in ${dockerfile}`);
+        assert.match(String(image), /^mcpmesh\//, `services.${name}: a locally built image is named mcpmesh/...`);
+      } else {
+        assert.match(tag, /\d+\.\d+\.\d+/, `services.${name}.image "${String(image)}" must be pinned to a full version`);
+      }
+    }
+    // All services building one image build it the same way (docker-compose v1 builds each of them).
+    const byImage = new Map<string, string>();
+    for (const name of Object.keys(services)) {
+      const s = service(name);
+      if (s['build'] === undefined) continue;
+      const key = JSON.stringify(s['build']);
+      const seen = byImage.get(String(s['image']));
+      if (seen !== undefined) assert.equal(key, seen, `services.${name}: image ${String(s['image'])} is built differently elsewhere`);
+      byImage.set(String(s['image']), key);
+    }
+  });
+
+  it('pins the Dockerfiles\' base images to versions and runs them as a non-root user', () => {
+    for (const file of ['control-plane.Dockerfile', 'sidecar.Dockerfile']) {
+      const text = readFileSync(path.join(ROOT, 'deploy/docker', file), 'utf8');
+      const args = new Map([...text.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
+      for (const [, from] of text.matchAll(/^FROM (\S+)/gm)) {
+        const ref = (from ?? '').replace(/^\$\{(\w+)\}$/, (_m, a: string) => args.get(a) ?? `<unset ARG ${a}>`);
+        if (!ref.includes(':') && !ref.includes('/')) continue; // an earlier stage
+        assert.match(ref, /^[a-z0-9._/-]+:v?\d+\.\d+\.\d+[A-Za-z0-9.-]*$/, `${file}: FROM ${ref} is not pinned to a version`);
+      }
+      const users = [...text.matchAll(/^USER (\S+)$/gm)].map((m) => m[1] ?? '');
+      assert.ok(users.length > 0, `${file}: no USER`);
+      for (const u of users) assert.match(u, /^[1-9]\d*:[1-9]\d*$/, `${file}: USER ${u} must be a numeric non-root uid:gid`);
+      assert.match(text, /npm ci --omit=dev/, `${file}: production dependencies only`);
+    }
+    const sidecar = readFileSync(path.join(ROOT, 'deploy/docker/sidecar.Dockerfile'), 'utf8');
+    assert.match(sidecar, /^ENTRYPOINT \["node", "\/app\/control-plane\/src\/cli\.ts"\]$/m);
+    assert.match(readFileSync(path.join(ROOT, 'deploy/docker/control-plane.Dockerfile'), 'utf8'), /^ENTRYPOINT \["node", "\/app\/control-plane\/src\/main\.ts"\]$/m);
+  });
+
+  it('the demo server-everything is the version the tests run against', () => {
+    const demo = JSON.parse(readFileSync(path.join(ROOT, 'deploy/docker/server-everything/package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const installed = JSON.parse(readFileSync(path.join(path.dirname(EVERYTHING_BIN), '../package.json'), 'utf8')) as { version: string };
+    assert.equal(demo.dependencies['@modelcontextprotocol/server-everything'], installed.version);
+    const lock = JSON.parse(readFileSync(path.join(ROOT, 'deploy/docker/server-everything/package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string }> };
+    assert.equal(lock.packages['node_modules/@modelcontextprotocol/server-everything']?.version, installed.version, 'regenerate the lockfile: npm install --package-lock-only (in deploy/docker/server-everything)');
+  });
+
+  it('.dockerignore is an allow-list that lets in what the Dockerfiles copy, and nothing like node_modules', () => {
+    const lines = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    assert.equal(lines[0], '*');
+    const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
+    assert.ok(!allowed.some((a) => a.includes('node_modules')));
+    for (const file of ['control-plane.Dockerfile', 'sidecar.Dockerfile']) {
+      const text = readFileSync(path.join(ROOT, 'deploy/docker', file), 'utf8');
+      for (const [, srcs] of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
+        for (const src of (srcs ?? '').split(' ').filter((s) => !s.startsWith('--'))) {
+          assert.ok(allowed.some((a) => src === a || src.startsWith(`${a}/`)), `${file}: COPY ${src} is excluded by .dockerignore`);
+          assert.ok(existsSync(path.join(ROOT, src)), `${file}: COPY ${src}: no such path in the repository`);
+        }
+      }
+    }
+  });
+
+  it('every bind-mounted host path exists in the repository', () => {
+    const mounts = bindMounts();
+    assert.ok(mounts.length >= 5);
+    for (const m of mounts) {
+      assert.ok(m.host.startsWith(ROOT + path.sep), `services.${m.service}: ${m.host} is outside the repository`);
+      assert.ok(existsSync(m.host), `services.${m.service}: mounted ${path.relative(ROOT, m.host)} does not exist`);
+    }
+  });
+
+  it('every depends_on waits for a healthcheck that exists; every long-running service has one', () => {
+    for (const name of Object.keys(services)) {
+      const s = service(name);
+      const profiles = s['profiles'];
+      const hc = s['healthcheck'];
+      if (profiles === undefined) assert.ok(isObj(hc) && Array.isArray(hc['test']), `services.${name}: no healthcheck`);
+      const deps = s['depends_on'] ?? {};
+      assert.ok(isObj(deps), `services.${name}.depends_on: use the long form with conditions`);
+      for (const [dep, spec] of Object.entries(deps)) {
+        assert.ok(services[dep], `services.${name} depends on unknown ${dep}`);
+        assert.equal(obj(spec, `${name}.depends_on.${dep}`)['condition'], 'service_healthy', `services.${name}.depends_on.${dep}`);
+        assert.ok(isObj(service(dep)['healthcheck']), `services.${name} waits for ${dep}'s health, which has no healthcheck`);
+      }
+    }
+  });
+
+  it('publishes ports on 127.0.0.1 only (the dev issuer secret must not reach the LAN)', () => {
+    for (const name of Object.keys(services)) {
+      for (const p of (service(name)['ports'] as unknown[] | undefined) ?? []) {
+        assert.match(interpolateDefaults(String(p)), /^127\.0\.0\.1:\d+:\d+$/, `services.${name}.ports: ${String(p)}`);
+      }
+    }
+  });
+});
+
+describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers)', () => {
+  it('three MCP nodes in two zones of one region, one of them a stdio server through the bridge', () => {
+    const nodes = mcpNodes();
+    assert.equal(nodes.length, 3, `MCP nodes: ${nodes.map((n) => n.agent).join(', ')}`);
+    const zones = nodes.map((n) => n.parsed.options.zone);
+    assert.deepEqual([...new Set(zones)].sort(), ['central', 'edge']);
+    assert.equal(zones.filter((z) => z === 'central').length, 2);
+    assert.deepEqual([...new Set(nodes.map((n) => n.parsed.options.region))], ['dc1']);
+    const stdio = nodes.filter((n) => n.parsed.options.stdio);
+    assert.equal(stdio.length, 1);
+    const [cmd] = stdio.map((n) => n.parsed.options.stdio);
+    assert.deepEqual(cmd?.args.slice(-1), ['stdio'], 'server-everything\'s stdio transport');
+    assert.match(cmd?.args[0] ?? '', /server-everything\/dist\/index\.js$/);
+    // Unique Consul service ids, and distinct network namespaces (each Envoy binds :15006/:15090/:15000).
+    assert.equal(new Set(nodes.map((n) => n.parsed.options.serviceId)).size, 3);
+    assert.equal(new Set(nodes.map((n) => n.netns)).size, 3);
+  });
+
+  it('each HTTP node: the sidecar joins its MCP server\'s network namespace and proxies the port it listens on', () => {
+    for (const n of mcpNodes().filter((x) => !x.parsed.options.stdio)) {
+      assert.notEqual(n.netns, n.agent, `${n.agent}: network_mode: "service:<mcp server>"`);
+      const server = service(n.netns);
+      assert.equal(env(n.netns)['PORT'], String(n.parsed.options.appPort), `${n.agent} --port vs ${n.netns}'s PORT`);
+      assert.deepEqual(strings(server['command'], `${n.netns}.command`), ['streamableHttp']);
+      assert.match(strings(server['entrypoint'], `${n.netns}.entrypoint`).join(' '), /^node \S+server-everything\/dist\/index\.js$/);
+      assert.ok(obj(service(n.agent)['depends_on'], 'depends_on')[n.netns], `${n.agent} waits for ${n.netns}`);
+    }
+  });
+
+  it('each agent reaches Consul and the control plane by service name, runs Envoy itself and serves /readyz where its healthcheck looks', () => {
+    for (const n of mcpNodes()) {
+      const o = n.parsed.options;
+      assert.ok(services[new URL(o.consul.address).hostname], `${n.agent}: --consul ${o.consul.address}`);
+      assert.equal(o.controlPlane.host, 'control-plane');
+      assert.equal(o.controlPlane.port, 18000);
+      assert.equal(o.envoyBin, IMAGE_ENV.ENVOY_BIN, `${n.agent}: the agent starts the image's Envoy`);
+      assert.equal(o.externalEnvoy, undefined);
+      const hc = strings(obj(service(n.agent)['healthcheck'], 'healthcheck')['test'], 'test').join(' ');
+      assert.ok(hc.includes(`127.0.0.1:${o.healthPort}/readyz`), `${n.agent}: healthcheck must probe the agent's /readyz on ${o.healthPort}`);
+    }
+  });
+
+  it('the gateway: placed in zone central, its listener port published, xDS from the control plane', () => {
+    const g = gatewayParsed();
+    assert.equal(g.bootstrap.zone, 'central');
+    assert.equal(g.bootstrap.region, 'dc1');
+    assert.equal(g.bootstrap.controlPlane.host, 'control-plane');
+    assert.equal(g.envoyBin, IMAGE_ENV.ENVOY_BIN);
+    assert.equal(g.printBootstrap, false);
+    const ports = ((service('gateway')['ports'] as unknown[]) ?? []).map((p) => interpolateDefaults(String(p)));
+    assert.ok(ports.some((p) => p.endsWith(`:${g.bootstrap.listenerPort}`)), `gateway listener ${g.bootstrap.listenerPort} not published: ${ports.join(', ')}`);
+    const hc = strings(obj(service('gateway')['healthcheck'], 'healthcheck')['test'], 'test').join(' ');
+    assert.ok(hc.includes(`127.0.0.1:${g.bootstrap.statsPort ?? 15090}/ready`), 'gateway healthcheck probes Envoy /ready on the stats port');
+  });
+});
+
+describe('policy, OAuth and observability wiring', () => {
+  const policyText = readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8');
+
+  it('policy.yaml parses and matches the control plane\'s dev issuer and the mesh\'s services', () => {
+    const policy = parsePolicy(policyText, 'deploy/compose/policy.yaml');
+    const cpEnv = env('control-plane');
+    assert.equal(cpEnv['MCPMESH_POLICY'], '/etc/mcpmesh/policy.yaml');
+    assert.ok(bindMounts().some((m) => m.service === 'control-plane' && m.host === path.join(COMPOSE_DIR, 'policy.yaml') && m.container === cpEnv['MCPMESH_POLICY']));
+    assert.equal(cpEnv['MCPMESH_DEV_ISSUER'], 'on');
+    assert.ok(services[cpEnv['MCPMESH_AUTHZ_ADVERTISE'] ?? ''], 'the gateway reaches the authorizer by a service name');
+    const dev = policy.providers.find((p) => p.issuer === cpEnv['MCPMESH_DEV_ISSUER_URL']);
+    assert.ok(dev, `no provider with issuer ${cpEnv['MCPMESH_DEV_ISSUER_URL']} (MCPMESH_DEV_ISSUER_URL)`);
+    assert.ok(dev.audiences.includes('mcp-mesh'), 'the dev issuer\'s default audience');
+    assert.ok(dev.jwksUri && services[new URL(dev.jwksUri).hostname], 'JWKS fetched from a Compose service');
+    assert.equal(policy.roleClaim, 'roles', 'the dev issuer puts roles in the `roles` claim');
+    const meshServices = new Set(mcpNodes().map((n) => n.parsed.options.service));
+    for (const s of policy.services) assert.ok(meshServices.has(s.service), `policy service ${s.service} is not in the stack`);
+    for (const s of meshServices) assert.ok(policy.services.some((p) => p.service === s), `service ${s} not listed in policy.yaml`);
+  });
+
+  it('every literal tool name in policy.yaml is a real server-everything tool', () => {
+    const toolsDir = path.join(path.dirname(EVERYTHING_BIN), 'tools');
+    const real = new Set(readdirSync(toolsDir).flatMap((f) => [...readFileSync(path.join(toolsDir, f), 'utf8').matchAll(/^const name = "([^"]+)";$/gm)].map((m) => m[1] ?? '')));
+    assert.ok(real.has('echo') && real.has('get-sum'), `tool names not found in ${toolsDir}`);
+    const policy = parsePolicy(policyText, 'policy.yaml');
+    for (const role of policy.roles) {
+      for (const rule of [...role.allow, ...role.deny]) {
+        for (const t of rule.tools ?? []) if (!t.includes('*')) assert.ok(real.has(t), `roles.${role.name}: "${t}" is not a server-everything tool (${[...real].join(', ')})`);
+      }
+    }
+  });
+
+  const prom = obj(parse(readFileSync(path.join(COMPOSE_DIR, 'prometheus.yml'), 'utf8')), 'prometheus.yml');
+  const jobs = (prom['scrape_configs'] as Obj[]).map((j) => ({
+    name: String(j['job_name']),
+    path: String(j['metrics_path'] ?? '/metrics'),
+    targets: (j['static_configs'] as Obj[]).flatMap((c) => c['targets'] as string[]),
+  }));
+
+  it('Prometheus scrapes the control plane and every Envoy (gateway + each node\'s sidecar) on :15090', () => {
+    const cp = jobs.find((j) => j.name === 'mcpmesh-control-plane');
+    assert.deepEqual(cp?.targets, ['control-plane:18001']);
+    const envoy = jobs.find((j) => j.name === 'mcpmesh-envoy');
+    assert.equal(envoy?.path, '/stats/prometheus');
+    const expected = ['gateway', ...mcpNodes().map((n) => n.netns)].map((h) => `${h}:15090`).sort();
+    assert.deepEqual([...(envoy?.targets ?? [])].sort(), expected);
+    for (const t of [...(envoy?.targets ?? []), ...(cp?.targets ?? [])]) assert.ok(services[t.split(':')[0] ?? ''], `target ${t} is not a Compose service`);
+    // Same job names as the reference config the alerts and dashboards are written against.
+    const ref = path.join(ROOT, 'deploy/prometheus/prometheus.yml');
+    if (existsSync(ref)) {
+      const refJobs = ((obj(parse(readFileSync(ref, 'utf8')), 'ref')['scrape_configs'] as Obj[]) ?? []).map((j) => String(j['job_name'])).filter((n) => n.startsWith('mcpmesh-'));
+      for (const j of refJobs) assert.ok(jobs.some((x) => x.name === j), `job ${j} of deploy/prometheus/prometheus.yml missing`);
+    }
+    // alerts.yml is mounted next to the config, where rule_files points.
+    assert.deepEqual(prom['rule_files'], ['alerts.yml']);
+    assert.ok(bindMounts().some((m) => m.service === 'prometheus' && m.host === path.join(ROOT, 'deploy/prometheus/alerts.yml') && m.container === '/etc/prometheus/alerts.yml'));
+    assert.ok(strings(service('prometheus')['command'], 'command').includes('--config.file=/etc/prometheus/prometheus.yml'));
+  });
+
+  it('promtool check config passes (config + alerts.yml laid out as in the container)', (t) => {
+    const probe = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
+    if (probe.error) {
+      t.skip('promtool not installed (Debian package prometheus)');
+      return;
+    }
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-prom-'));
+    try {
+      cpSync(path.join(COMPOSE_DIR, 'prometheus.yml'), path.join(dir, 'prometheus.yml'));
+      cpSync(path.join(ROOT, 'deploy/prometheus/alerts.yml'), path.join(dir, 'alerts.yml'));
+      const r = spawnSync('promtool', ['check', 'config', path.join(dir, 'prometheus.yml')], { encoding: 'utf8' });
+      assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+      assert.match(r.stdout + r.stderr, /1 rule files found/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('Grafana provisions the Prometheus datasource and the mounted dashboards folder', () => {
+    const ds = obj(parse(readFileSync(path.join(COMPOSE_DIR, 'grafana/provisioning/datasources/prometheus.yml'), 'utf8')), 'datasource');
+    const [d] = ds['datasources'] as Obj[];
+    assert.equal(d?.['type'], 'prometheus');
+    assert.equal(d?.['uid'], 'prometheus');
+    assert.ok(services[new URL(String(d?.['url'])).hostname]);
+    const prov = obj(parse(readFileSync(path.join(COMPOSE_DIR, 'grafana/provisioning/dashboards/mcpmesh.yml'), 'utf8')), 'dashboards');
+    const [p] = prov['providers'] as Obj[];
+    const dashboardsMount = bindMounts().find((m) => m.service === 'grafana' && m.host === path.join(ROOT, 'deploy/grafana/dashboards'));
+    assert.ok(dashboardsMount, 'deploy/grafana/dashboards is mounted into grafana');
+    assert.equal(obj(p?.['options'], 'options')['path'], dashboardsMount.container);
+    assert.ok(bindMounts().some((m) => m.service === 'grafana' && m.host === path.join(COMPOSE_DIR, 'grafana/provisioning') && m.container === '/etc/grafana/provisioning'));
+  });
+});
+
+// --- the README's client --------------------------------------------------------------------------------
+
+/** Runs call-tool.ts as the README does, without blocking this process's event loop. */
+function callToolCli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const env = { ...process.env };
+    for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_TOKEN', 'MCPMESH_GATEWAY_URL', 'MCPMESH_ADMIN_URL']) delete env[k];
+    const child = execFile(process.execPath, [CALL_TOOL, ...args], { encoding: 'utf8', env }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
+  });
+}
+
+describe('call-tool.ts against the dev issuer and a real server-everything (a JWT-checking proxy plays the gateway)', () => {
+  let cp: ControlPlane;
+  let issuer: DevIssuer;
+  let admin: string;
+  let server: RunningServer;
+  let proxy: http.Server;
+  let proxyUrl: string;
+  const seenRoles: string[][] = [];
+  let dir: string;
+
+  before(async () => {
+    const adminPort = await freePort();
+    admin = `http://127.0.0.1:${adminPort}`;
+    dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-calltool-'));
+    writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
+    issuer = await DevIssuer.create({ issuer: 'http://control-plane:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_CLIENT_SECRET, roles: ['*'] } } });
+    cp = await new ControlPlane({ registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort, log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer: issuer }).start();
+    server = await startEverythingHttp();
+    const upstream = new URL(server.url);
+    // /mcp/weather -> the server's /mcp, only with a valid dev token (what jwt_authn + the route do).
+    proxy = http.createServer((req, res) => {
+      const auth = req.headers['authorization'] ?? '';
+      const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+      void (async () => {
+        try {
+          const payload = await issuer.verify(token);
+          seenRoles.push(payload['roles'] as string[]);
+        } catch {
+          res.writeHead(401, { 'www-authenticate': 'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp/weather"' }).end('Jwt is missing');
+          return;
+        }
+        const headers = { ...req.headers, host: upstream.host };
+        delete headers['authorization'];
+        const up = http.request({ host: upstream.hostname, port: upstream.port, path: upstream.pathname, method: req.method, headers }, (ur) => {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          ur.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      })();
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', () => resolve()));
+    proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  });
+  after(async () => {
+    proxy?.closeAllConnections();
+    await new Promise<void>((resolve) => (proxy ? proxy.close(() => resolve()) : resolve()));
+    await server?.stop();
+    await cp?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gets an analyst token from the dev issuer and calls get-sum through the "gateway"', async () => {
+    const r = await callToolCli(['--gateway', proxyUrl, '--service', 'weather', '--admin', admin, '--tool', 'get-sum', '--args', '{"a":2,"b":3}']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /tools shown to this caller: .*echo.*get-sum/);
+    assert.match(r.stdout, /get-sum ->\n.*\b5\b/);
+    assert.match(r.stderr, new RegExp(`MCP endpoint: ${proxyUrl}/mcp/weather`));
+    assert.ok(seenRoles.length > 0 && seenRoles.every((roles) => JSON.stringify(roles) === '["analyst"]'), JSON.stringify(seenRoles));
+  });
+
+  it('echo with the default arguments, as admin', async () => {
+    seenRoles.length = 0;
+    const r = await callToolCli(['--gateway', proxyUrl, '--admin', admin, '--role', 'admin']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /echo ->\n\s+Echo: hello through MCP Mesh/);
+    assert.ok(seenRoles.every((roles) => JSON.stringify(roles) === '["admin"]'));
+  });
+
+  it('without a token the call fails with an explained 401', async () => {
+    const r = await callToolCli(['--gateway', proxyUrl, '--no-token']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /401/);
+    assert.match(r.stderr, /no token, or the gateway rejected it/);
+  });
+
+  it('a wrong client secret is reported by the dev issuer', async () => {
+    const r = await callToolCli(['--gateway', proxyUrl, '--admin', admin, '--client-secret', 'wrong']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /dev issuer answered 401: invalid_client/);
+  });
+
+  it('usage errors exit 2', async () => {
+    const r = await callToolCli(['--args', '[1,2]']);
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /--args: must be a JSON object/);
+  });
+});
