@@ -204,7 +204,7 @@ export class ControlPlane {
     if (this.opts.security) {
       await this.startIdentities(this.opts.security);
       const policy = this.opts.security.policy;
-      const authz = new AuthzServer({ policy, registry: this.metrics.registry, log: this.log.child('authz') });
+      const authz = new AuthzServer({ policy, registry: this.metrics.registry, log: this.log.child('authz'), publicUrl: this.opts.security.publicUrl });
       const extProc = new ExtProcServer({ toolFilter: toolFilterFor(policy), registry: this.metrics.registry, log: this.log.child('extproc') });
       authz.mount((server) => extProc.addTo(server));
       this.authz = authz;

@@ -66,7 +66,7 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
     };
     // Header-trusting mode, so that most cases can carry claims as jwt_authn's forward_payload_header does; the
     // default (metadata only) is covered at the end.
-    server = new AuthzServer({ policy: parsePolicy(POLICY_YAML, 'authz-test.yaml'), registry, log, trustRequestHeaders: true });
+    server = new AuthzServer({ policy: parsePolicy(POLICY_YAML, 'authz-test.yaml'), registry, log, trustRequestHeaders: true, publicUrl: 'https://mcp.example.com' });
     const port = await server.listen('127.0.0.1', 0);
     client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   });
@@ -236,10 +236,10 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
     assert.equal(d.decision, 'deny; rule=bad-claims');
   });
 
-  it('missing required scopes: 403 with WWW-Authenticate insufficient_scope', async () => {
+  it('missing required scopes: 403 with WWW-Authenticate insufficient_scope naming the scopes and the RFC 9728 metadata', async () => {
     const r = await check({ service: 'vault', claims: { sub: 'a', roles: ['analyst'], scope: 'openid' }, body: call(1, 'read') });
     assert.equal(Number(r.denied_response?.status?.code), 403);
-    assert.equal(headerOf(r.denied_response?.headers, 'www-authenticate'), 'Bearer error="insufficient_scope", scope="vault.read"');
+    assert.equal(headerOf(r.denied_response?.headers, 'www-authenticate'), 'Bearer error="insufficient_scope", scope="vault.read", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp/vault"');
     const ok = await check({ service: 'vault', claims: { sub: 'a', roles: ['analyst'], scope: 'openid vault.read' }, body: call(1, 'read') });
     assert.ok(ok.ok_response);
   });

@@ -15,6 +15,7 @@
 // GET (event stream) and DELETE (end of session) need only the service. Malformed JSON-RPC -> 400, a truncated
 // body -> 413, denied -> 403; each with a JSON-RPC error body. A service in shadow mode gets OK plus
 // `x-mcpmesh-shadow-deny` instead of a denial.
+import { protectedResourceMetadataUrl } from '../translate/naming.ts';
 import { decide, describeAction, parseMcpBody, rolesFromClaims, scopesFromClaims, servicePolicyOf, type CompiledPolicy, type EngineDecision, type McpMessage } from '../policy/engine.ts';
 import type { McpAction } from '../policy/types.ts';
 
@@ -205,6 +206,8 @@ export interface AuthorizeOptions {
    * safe behind a proxy that removes both from client requests before its own filters set them.
    */
   readonly trustRequestHeaders?: boolean;
+  /** The gateway's public base URL: 403 insufficient_scope challenges then name the RFC 9728 metadata document. */
+  readonly publicUrl?: string;
 }
 
 /** Decides one ext_authz check against a compiled policy (the caches change nothing but speed). */
@@ -291,7 +294,9 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
         const errs = messages.filter((x) => x.id !== undefined).map((x) => jsonRpcError(x.id as string | number, JSONRPC_FORBIDDEN, `${where}${message}`, data));
         body = errs.length > 0 ? errs : jsonRpcError(null, JSONRPC_FORBIDDEN, `${where}${message}`, data);
       }
-      const extra: Array<readonly [string, string]> = d.missingScopes ? [['www-authenticate', `Bearer error="insufficient_scope", scope="${servicePolicyOf(cp, service).requiredScopes.join(' ')}"`]] : [];
+      // MCP authorization: a 403 for missing scopes says which scopes to ask for and where the metadata is.
+      const metadata = opts.publicUrl ? `, resource_metadata="${protectedResourceMetadataUrl(opts.publicUrl, service)}"` : '';
+      const extra: Array<readonly [string, string]> = d.missingScopes ? [['www-authenticate', `Bearer error="insufficient_scope", scope="${servicePolicyOf(cp, service).requiredScopes.join(' ')}"${metadata}`]] : [];
       return wouldDeny(d.rule, where + d.reason, denial(403, d.rule, body, extra), m.action);
     }
     if (firstAllow === undefined) {

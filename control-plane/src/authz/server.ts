@@ -107,6 +107,8 @@ export interface AuthzServerOptions {
    * metadata / context extension. Default false: only safe if the proxy strips both from client requests.
    */
   trustRequestHeaders?: boolean;
+  /** The gateway's public base URL, for the resource_metadata of insufficient_scope challenges. */
+  publicUrl?: string;
 }
 
 export class AuthzServer {
@@ -114,6 +116,7 @@ export class AuthzServer {
   private readonly log: Logger;
   private readonly metadataPayloadKey: string;
   private readonly trustRequestHeaders: boolean;
+  private readonly publicUrl: string | undefined;
   private readonly server: grpc.Server;
   private compiled: CompiledPolicy;
   private readonly callers = new CallerCache();
@@ -127,6 +130,7 @@ export class AuthzServer {
     this.log = opts.log ?? silentLogger;
     this.metadataPayloadKey = opts.metadataPayloadKey ?? 'jwt_payload';
     this.trustRequestHeaders = opts.trustRequestHeaders ?? false;
+    this.publicUrl = opts.publicUrl;
     this.compiled = compilePolicy(opts.policy);
     const respType = lookupType('envoy.service.auth.v3.CheckResponse');
     this.encodeResponse = (m) => Buffer.from(respType.encode(respType.fromObject(m)).finish());
@@ -177,7 +181,7 @@ export class AuthzServer {
       throw new CheckDecodeError(`cannot decode CheckRequest: ${(err as Error).message}`);
     }
     const cp = this.compiled;
-    const o = authorize(cp, input, { callers: this.callers, decisions: this.decisions, trustRequestHeaders: this.trustRequestHeaders });
+    const o = authorize(cp, input, { callers: this.callers, decisions: this.decisions, trustRequestHeaders: this.trustRequestHeaders, ...(this.publicUrl ? { publicUrl: this.publicUrl } : {}) });
     const out = this.respond(o);
     const serviceLabel = o.service === '' ? '' : o.serviceFromRoute || cp.knownServices.has(o.service) ? o.service : 'other';
     const toolLabel = o.action?.kind === 'tool' ? (cp.literalTools.has(o.action.name) ? o.action.name : 'other') : '';

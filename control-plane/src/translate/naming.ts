@@ -68,6 +68,11 @@ export function gatewayPathPrefix(service: string): string {
   return `/mcp/${service}`;
 }
 
+/** RFC 9728 metadata document of a service as clients reach it through the gateway. */
+export function protectedResourceMetadataUrl(publicUrl: string, service: string): string {
+  return `${publicUrl}${PROTECTED_RESOURCE_PATH}${gatewayPathPrefix(service)}`;
+}
+
 /** Envoy stat prefixes (HTTP connection managers); Prometheus sees them as envoy_http_<prefix>_*. */
 export const STAT_PREFIX = {
   gateway: 'gateway',
