@@ -22,6 +22,9 @@ import type { MeshSecurity, ProxyInfo } from './model/types.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
 import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
 import { RegistryFileSource } from './sources/registry-file.ts';
+import { FileWatch } from './sources/file-watch.ts';
+import { parsePolicy } from './policy/parse.ts';
+import { readFileSync } from 'node:fs';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
@@ -42,6 +45,8 @@ export interface ControlPlaneOptions {
   devIssuer?: DevIssuer;
   /** Secures the mesh: JWT at the gateway, MCP-aware authorization, workload certificates over SDS. */
   security?: MeshSecurity;
+  /** The file `security.policy` was read from: watched, and a valid edit is applied without a restart. */
+  policyFile?: string;
   /** The CA for workload certificates; default: a self-signed root for the policy's trust domain. */
   ca?: CertificateAuthority;
   /** Lifetime of workload certificates (default 24 h; rotated at half-life). */
@@ -84,10 +89,16 @@ export class ControlPlane {
   private readonly opts: ControlPlaneOptions;
   private certs: CertificateManager | undefined;
   private authz: AuthzServer | undefined;
+  private security: MeshSecurity | undefined;
+  private toolFilter: ToolFilterFactory | undefined;
+  /** The specs of the last published mesh: a policy change rebuilds from them. */
+  private lastSpecs: readonly ServiceSpec[] | undefined;
+  private policyWatch: FileWatch | undefined;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
     this.opts = opts;
+    this.security = opts.security;
     this.log = opts.log ?? createLogger();
     this.metrics = opts.metrics ?? new Metrics();
     this.coalescer = new Coalescer(opts.quietMs ?? 100, opts.maxDelayMs ?? 1000, (c) => this.apply(c.specs, this.sourceName, c.observedAt), (prev, next) => ({
@@ -119,10 +130,11 @@ export class ControlPlane {
 
   apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
     const started = performance.now();
-    const { mesh, commit } = this.builder.build(specs, this.opts.security);
+    const { mesh, commit } = this.builder.build(specs, this.security);
     try {
       const { changed } = this.cache.setMesh(mesh);
       commit();
+      this.lastSpecs = specs;
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
       this.metrics.snapshotKeys.set(this.cache.size);
@@ -141,6 +153,51 @@ export class ControlPlane {
       this.log.error('mesh update rejected; proxies keep their last good config', { source, error: err.message });
       return false;
     }
+  }
+
+  /**
+   * Swaps the security policy at runtime: the mesh is rebuilt with it (RBAC, JWT providers, allowed callers)
+   * and, only if that mesh is valid, the authorizer and the tools/list filter switch too. Returns false when
+   * nothing changed. The trust domain cannot change at runtime (every certificate would), nor can a mesh
+   * started without a policy become secured (no CA, no authorizer): both throw.
+   */
+  setPolicy(policy: Policy): boolean {
+    const current = this.security;
+    if (!current) throw new Error('the control plane was started without a policy; restart it with --policy to secure the mesh');
+    if (policy.trustDomain !== current.policy.trustDomain) {
+      throw new Error(`trustDomain: changed from "${current.policy.trustDomain}" to "${policy.trustDomain}"; every workload certificate would change, so restart the control plane to change it`);
+    }
+    this.security = { ...current, policy };
+    if (this.lastSpecs && !this.apply(this.lastSpecs, 'policy')) {
+      this.security = current;
+      return false;
+    }
+    this.authz?.setPolicy(policy);
+    this.toolFilter = toolFilterFor(policy);
+    this.log.info('policy applied', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
+    return true;
+  }
+
+  private watchPolicy(file: string): void {
+    const w = new FileWatch(file, {
+      change: (text) => {
+        let policy: Policy;
+        try {
+          policy = parsePolicy(text, file);
+          if (!this.setPolicy(policy)) throw new Error('the mesh built with it is invalid (see "mesh update rejected")');
+        } catch (err) {
+          this.metrics.sourceErrors.inc({ source: 'policy' });
+          this.sourceErrors['policy'] = (err as Error).message;
+          this.log.error('policy update rejected; the last good policy stays in force', { file, error: (err as Error).message });
+          return;
+        }
+        this.sourceErrors['policy'] = undefined;
+      },
+      error: (err) => this.sourceFailed('policy', new Error(`${file}: ${err.message}`)),
+    });
+    if (this.security) w.seen(readFileSync(file, 'utf8'));
+    w.start();
+    this.policyWatch = w;
   }
 
   private sourceFailed(source: string, err: Error): void {
@@ -205,7 +262,9 @@ export class ControlPlane {
       await this.startIdentities(this.opts.security);
       const policy = this.opts.security.policy;
       const authz = new AuthzServer({ policy, registry: this.metrics.registry, log: this.log.child('authz'), publicUrl: this.opts.security.publicUrl });
-      const extProc = new ExtProcServer({ toolFilter: toolFilterFor(policy), registry: this.metrics.registry, log: this.log.child('extproc') });
+      this.toolFilter = toolFilterFor(policy);
+      // Indirect, so a policy swap reaches streams opened before it.
+      const extProc = new ExtProcServer({ toolFilter: (ctx) => (this.toolFilter as ToolFilterFactory)(ctx), registry: this.metrics.registry, log: this.log.child('extproc') });
       authz.mount((server) => extProc.addTo(server));
       this.authz = authz;
       this.authzPort = await authz.listen(this.opts.authzHost ?? '0.0.0.0', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
@@ -235,12 +294,14 @@ export class ControlPlane {
       }
     }
     src.start();
+    if (this.opts.policyFile && this.security) this.watchPolicy(this.opts.policyFile);
     this.xdsPort = await this.ads.listen(this.opts.xdsHost ?? '0.0.0.0', this.opts.xdsPort ?? DEFAULT_XDS_PORT);
     this.adminPort = await this.admin.listen(this.opts.adminHost ?? '0.0.0.0', this.opts.adminPort ?? DEFAULT_ADMIN_PORT);
     return this;
   }
 
   async stop(): Promise<void> {
+    this.policyWatch?.stop();
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();

@@ -101,6 +101,7 @@ const cp = new ControlPlane({
   ...(security ? { security, authzHost: values.host, authzPort: Number(values['authz-port']) } : {}),
   ...(ca ? { ca } : {}),
   registryFile: values.registry,
+  ...(security && values.policy ? { policyFile: values.policy } : {}),
   ...(consul ? { consul } : {}),
   ...(devIssuer ? { devIssuer } : {}),
   xdsHost: values.host,

@@ -1,7 +1,7 @@
 // The embedded registry: a YAML file listing MCP services and endpoints. It is the default source
 // (no Consul needed). Edits are picked up live; a bad edit is reported and the last good mesh stays.
 import { EventEmitter } from 'node:events';
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
@@ -18,6 +18,7 @@ import {
   type UpstreamProtocol,
 } from '../model/types.ts';
 import type { ServiceSpec } from '../model/mesh.ts';
+import { FileWatch } from './file-watch.ts';
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
@@ -170,64 +171,39 @@ export interface RegistryFileEvents {
   error: [Error];
 }
 
-/**
- * Watches the registry file. Editors often replace a file rather than write it in place, so the
- * directory is watched and events for our file name are debounced.
- */
+/** The registry file, watched live (sources/file-watch.ts). */
 export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
   readonly file: string;
-  private readonly debounceMs: number;
-  private watcher: FSWatcher | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private lastText: string | undefined;
-  private firstEventAt: number | undefined;
+  private readonly watch: FileWatch;
 
   constructor(file: string, opts: { debounceMs?: number } = {}) {
     super();
     this.file = path.resolve(file);
-    this.debounceMs = opts.debounceMs ?? 100;
+    this.watch = new FileWatch(this.file, {
+      change: (text, observedAt) => {
+        try {
+          this.emit('update', parseRegistry(text, this.file), observedAt);
+        } catch (err) {
+          this.emit('error', err as Error);
+        }
+      },
+      error: (err) => this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }])),
+    }, opts);
   }
 
   /** Reads the file once; throws ConfigError (or the read error) if the first version is unusable. */
   load(): ServiceSpec[] {
     const text = readFileSync(this.file, 'utf8');
     const specs = parseRegistry(text, this.file);
-    this.lastText = text;
+    this.watch.seen(text);
     return specs;
   }
 
   start(): void {
-    this.watcher = watch(path.dirname(this.file), (_event, name) => {
-      if (name !== null && name !== path.basename(this.file)) return;
-      this.firstEventAt ??= performance.now();
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.reload(), this.debounceMs);
-    });
-  }
-
-  private reload(): void {
-    const observedAt = this.firstEventAt ?? performance.now();
-    this.firstEventAt = undefined;
-    let text: string;
-    try {
-      text = readFileSync(this.file, 'utf8');
-    } catch (err) {
-      this.emit('error', new ConfigError(this.file, [{ path: '', reason: `cannot read: ${(err as Error).message}` }]));
-      return;
-    }
-    if (text === this.lastText) return;
-    try {
-      const specs = parseRegistry(text, this.file);
-      this.lastText = text;
-      this.emit('update', specs, observedAt);
-    } catch (err) {
-      this.emit('error', err as Error);
-    }
+    this.watch.start();
   }
 
   stop(): void {
-    clearTimeout(this.timer);
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.watch.stop();
   }
 }
