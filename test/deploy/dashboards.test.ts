@@ -4,6 +4,7 @@
 // Envoy documents, and every PromQL expression (template variables filled in) parses: promtool checks them all.
 //
 // Needs promtool from Debian's `prometheus` package (CI installs it); without it this test fails, it never skips.
+import { AUTHZ_CLUSTER, serviceCluster, statName } from '../../control-plane/src/translate/naming.ts';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -38,10 +39,12 @@ const ENVOY_METRICS = new Set([
   'envoy_cluster_upstream_cx_connect_fail', 'envoy_cluster_membership_healthy', 'envoy_cluster_membership_total',
   'envoy_cluster_outlier_detection_ejections_active', 'envoy_cluster_outlier_detection_ejections_enforced_total',
   'envoy_http_downstream_rq_total', 'envoy_http_downstream_rq_xx', 'envoy_http_downstream_rq_time_bucket',
+  // Virtual cluster (per MCP method) stats of the router filter.
+  'envoy_vhost_vcluster_upstream_rq_total', 'envoy_vhost_vcluster_upstream_rq_time_bucket',
   'envoy_http_rbac_denied', 'envoy_http_ext_authz_denied', 'envoy_control_plane_connected_state', 'envoy_server_live',
 ]);
 /** Labels that come from Envoy's tag extraction or from our scrape configs (deploy/prometheus/prometheus.yml). */
-const ENVOY_LABELS = new Set(['envoy_cluster_name', 'envoy_response_code_class', 'envoy_http_conn_manager_prefix']);
+const ENVOY_LABELS = new Set(['envoy_cluster_name', 'envoy_response_code_class', 'envoy_http_conn_manager_prefix', 'envoy_virtual_host', 'envoy_virtual_cluster']);
 const TARGET_LABELS = new Set(['job', 'instance', 'le', 'mcpmesh_role', 'mcpmesh_node', 'mcpmesh_service', 'mcpmesh_zone']);
 /** Grafana's built-in variables and the values they are checked with. */
 const BUILTIN_VARS: Record<string, string> = { __rate_interval: '1m', __interval: '1m', __range: '1h' };
@@ -296,17 +299,18 @@ describe('Grafana dashboards', () => {
     }
   });
 
-  it('the services dashboard has a $service variable over mcp.<service> clusters, used by its panels', () => {
+  it('the services dashboard has a $service variable over the stat names of mcp.<service> clusters, used by its panels', () => {
     const d = load('mcpmesh-services.json');
     const v = d.templating?.list?.find((x) => x.name === 'service');
     assert.ok(v, 'no $service variable');
     const q = typeof v.query === 'string' ? v.query : v.query?.query ?? '';
-    assert.match(q, /label_values\(.*envoy_cluster_name=~"mcp\\\\\.\.\+".*,\s*envoy_cluster_name\)/);
+    assert.match(q, /label_values\(.*envoy_cluster_name=~"mcp_\.\+".*,\s*envoy_cluster_name\)/);
     const re = /^\/(.*)\/$/.exec(v.regex ?? '');
     assert.ok(re, `regex ${v.regex}`);
     const rx = new RegExp(re[1] ?? '');
-    assert.equal(rx.exec('mcp.weather')?.[1], 'weather');
-    assert.equal(rx.exec('mcpmesh.authz'), null);
+    // What Envoy reports for the clusters the naming module generates.
+    assert.equal(rx.exec(statName(serviceCluster('weather')))?.[1], 'weather');
+    assert.equal(rx.exec(statName(AUTHZ_CLUSTER)), null);
     const uses = expressions('mcpmesh-services.json', d).filter((e) => e.expr.includes('$service'));
     assert.ok(uses.length >= 10, `only ${uses.length} expressions use $service`);
     assert.ok(uses.some((e) => /mcpmesh_authz_decisions_total\{service=~"\$service"/.test(e.expr)), 'authorizer decisions are not filtered by $service');

@@ -142,7 +142,7 @@ describe('alert rules: conventions and coverage', () => {
       ['McpMeshXdsNacks', /mcpmesh_xds_nacks_total/],
       ['McpMeshConvergenceSlow', /histogram_quantile\(0\.99,.*mcpmesh_convergence_seconds_bucket\[10m\].*> 1\b/s],
       ['McpMeshConvergenceTimeouts', /mcpmesh_convergence_timeouts_total/],
-      ['McpMeshEndpointsEjected', /envoy_cluster_outlier_detection_ejections_active\{[^}]*envoy_cluster_name=~"mcp\\\\\.\.\+"/],
+      ['McpMeshEndpointsEjected', /envoy_cluster_outlier_detection_ejections_active\{[^}]*envoy_cluster_name=~"mcp_\.\+"/],
       ['McpMeshCertificateExpiringSoon', /mcpmesh_certificate_expiry_timestamp_seconds - time\(\)\) < 3600/],
       ['McpMeshCAExpiringSoon', /mcpmesh_ca_expiry_timestamp_seconds.*< 30 \* 86400/],
       ['McpMeshAuthorizerDenialSpike', /decision="deny"/],

@@ -72,7 +72,7 @@ describe('ADS server with a raw xDS client', () => {
     const rds = await s.next('route');
     const [routes] = decodeResources(rds);
     const vhosts = routes?.['virtual_hosts'] as Array<{ name: string; domains: string[]; routes: Array<{ match: Msg; route: Msg }> }>;
-    assert.deepEqual(vhosts.map((v) => v.name), ['mcp.files', 'mcp.weather', 'gateway.paths']);
+    assert.deepEqual(vhosts.map((v) => v.name), ['mcp_files', 'mcp_weather', 'gateway_paths']);
     const byPath = vhosts[2]!.routes.find((r) => r.match['path'] === '/mcp/weather');
     assert.equal(byPath?.route['cluster'], 'mcp.weather');
     assert.equal(byPath?.route['prefix_rewrite'], '/mcp');

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { protoDuration } from '../model/duration.ts';
 import type { MeshService, OutlierDetection, HealthCheck, Routing } from '../model/types.ts';
-import { localAppCluster, serviceCluster, serviceEndpoints } from './naming.ts';
+import { localAppCluster, serviceCluster, serviceEndpoints, statName } from './naming.ts';
 import { ADS_CONFIG_SOURCE, any, struct, u32, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
@@ -82,6 +82,7 @@ export function serviceClusterResource(svc: MeshService, transportSocket?: Proto
     wildcard: true,
     body: {
       name,
+      alt_stat_name: statName(name),
       type: 'EDS',
       eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: serviceEndpoints(svc.name, svc.incarnation) },
       connect_timeout: protoDuration(svc.routing.connectTimeoutMs),
@@ -104,6 +105,7 @@ export function serviceClusterResource(svc: MeshService, transportSocket?: Proto
 export function singleHostCluster(name: string, host: string, port: number, opts: { connectTimeoutMs: number; http2?: ProtoObject }): ProtoObject {
   return {
     name,
+    alt_stat_name: statName(name),
     type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: protoDuration(opts.connectTimeoutMs),
     load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }] },
@@ -124,6 +126,7 @@ export function localAppClusterResource(service: string, appPort: number, routin
     wildcard: true,
     body: {
       name,
+      alt_stat_name: statName(name),
       type: 'STATIC',
       connect_timeout: protoDuration(routing.connectTimeoutMs),
       load_assignment: {

@@ -1,6 +1,15 @@
 // Every generated name lives here: dashboards, alerts and docs depend on them, so they change in
 // one place or not at all.
 
+/**
+ * The name Envoy's statistics use for a cluster (its `alt_stat_name`). Envoy's default tag extractors take
+ * a cluster or virtual host name only up to its first dot (`cluster.mcp.weather.upstream_rq_total` would
+ * become envoy_cluster_name="mcp"), so what Prometheus sees has underscores: `mcp_weather`.
+ */
+export function statName(name: string): string {
+  return name.replaceAll('.', '_');
+}
+
 /** Upstream cluster for an MCP service (gateway -> service endpoints). */
 export function serviceCluster(service: string): string {
   return `mcp.${service}`;
@@ -40,11 +49,26 @@ export function apiRoutes(service: string, incarnation: number): string {
   return incarnation === 0 ? `api.${service}` : `api.${service}~${incarnation}`;
 }
 
+/** Virtual host names appear in virtual cluster stats (vhost.<name>.vcluster...): no dots, as statName. */
 export function virtualHost(service: string): string {
-  return `mcp.${service}`;
+  return `mcp_${service}`;
 }
 
-export const GATEWAY_PATH_VHOST = 'gateway.paths';
+export const GATEWAY_PATH_VHOST = 'gateway_paths';
+
+/** The sidecar inbound virtual host (everything to the local MCP server). */
+export function localVirtualHost(service: string): string {
+  return `local_${service}`;
+}
+
+/**
+ * Virtual cluster (Envoy per-request-class stats) of one MCP method of a 2026-07-28 service, which names
+ * the method in the Mcp-Method header: `<service>.tools_call`. Prometheus sees it as the
+ * envoy_virtual_cluster label of envoy_vhost_vcluster_* metrics.
+ */
+export function methodVirtualCluster(service: string, method: string): string {
+  return `${service}.${method.replace(/[^A-Za-z0-9]+/g, '_')}`;
+}
 
 /** The control plane's MCP authorizer (ext_authz gRPC), as a cluster of the gateway. */
 export const AUTHZ_CLUSTER = 'mcpmesh.authz';

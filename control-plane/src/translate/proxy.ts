@@ -47,12 +47,13 @@ function endpointsFor(svc: MeshService, locality: Locality | undefined): XdsReso
   return r;
 }
 
-// The shared route table depends only on each service's name, incarnation and routing.
-let lastRoutes: { inputs: Array<[string, number, Routing]>; security: Mesh['security']; resource: XdsResource } | undefined;
+// The shared route table depends only on each service's name, incarnation, routing and protocol (which
+// decides header RBAC and per-method stats).
+let lastRoutes: { inputs: Array<[string, number, Routing, string]>; security: Mesh['security']; resource: XdsResource } | undefined;
 function gatewayRoutesFor(mesh: Mesh): XdsResource {
-  const inputs = mesh.services.map((s): [string, number, Routing] => [s.name, s.incarnation, s.routing]);
+  const inputs = mesh.services.map((s): [string, number, Routing, string] => [s.name, s.incarnation, s.routing, s.protocol]);
   const same = lastRoutes && lastRoutes.security === mesh.security && lastRoutes.inputs.length === inputs.length
-    && lastRoutes.inputs.every(([n, i, r], k) => n === inputs[k]?.[0] && i === inputs[k]?.[1] && r === inputs[k]?.[2]);
+    && lastRoutes.inputs.every(([n, i, r, p], k) => n === inputs[k]?.[0] && i === inputs[k]?.[1] && r === inputs[k]?.[2] && p === inputs[k]?.[3]);
   if (!same || !lastRoutes) lastRoutes = { inputs, security: mesh.security, resource: gatewayRoutes(mesh) };
   return lastRoutes.resource;
 }

@@ -1,7 +1,8 @@
 import { protoDuration } from '../model/duration.ts';
 import type { Mesh, MeshService, Routing } from '../model/types.ts';
 import {
-  apiRoutes, GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, serviceCluster, virtualHost,
+  apiRoutes, GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, localVirtualHost, methodVirtualCluster,
+  serviceCluster, virtualHost,
 } from './naming.ts';
 import { u32, type ProtoObject, type XdsResource } from './resource.ts';
 import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled, rbacPerRoute } from './rbac.ts';
@@ -50,10 +51,36 @@ function securedRoute(mesh: Mesh, svc: MeshService): ProtoObject {
   };
 }
 
+/** The methods of MCP 2026-07-28 that get their own request stats (others count as `<service>.other`). */
+const MCP_METHODS = [
+  'initialize', 'ping', 'server/discover', 'tools/list', 'tools/call', 'resources/list', 'resources/templates/list',
+  'resources/read', 'resources/subscribe', 'resources/unsubscribe', 'prompts/list', 'prompts/get', 'completion/complete',
+] as const;
+
+/**
+ * Per-MCP-method request stats for a 2026-07-28 service: Envoy virtual clusters on the Mcp-Method header
+ * (envoy_vhost_vcluster_* with envoy_virtual_cluster="<service>.<method>"). They only count; routing and
+ * per-route filter config stay on the one route, so this costs no duplicated config. Older revisions carry
+ * the method in the body only: mcpmesh_authz_decisions_total and the access log cover them.
+ * `pathScoped`: on the shared path virtual host, also match the service's gateway path.
+ */
+function methodVirtualClusters(svc: MeshService, pathScoped: boolean): ProtoObject[] {
+  if (!headerRoutable(svc)) return [];
+  const escaped = gatewayPathPrefix(svc.name).replace(/[\\^$.|?*+()[\]{}]/g, '\\$&');
+  const path = pathScoped ? [{ name: ':path', string_match: { safe_regex: { regex: `^${escaped}([/?].*)?$` } } }] : [];
+  return [
+    ...MCP_METHODS.map((m) => ({ name: methodVirtualCluster(svc.name, m), headers: [...path, { name: 'mcp-method', string_match: { exact: m } }] })),
+    // Envoy counts a request in its first matching virtual cluster only: this one takes the rest.
+    { name: methodVirtualCluster(svc.name, 'other'), headers: pathScoped ? path : [{ name: ':path', string_match: { prefix: '/' } }] },
+  ];
+}
+
 function hostVhost(svc: MeshService, mesh?: Mesh): ProtoObject {
+  const vclusters = mesh ? methodVirtualClusters(svc, false) : [];
   return {
     name: virtualHost(svc.name),
     domains: hostDomains(svc),
+    ...(vclusters.length > 0 ? { virtual_clusters: vclusters } : {}),
     routes: [
       ...(mesh?.security ? protectedResourceRoutes(mesh.security, [svc]) : []),
       { name: `${svc.name}.host`, match: { prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing), ...(mesh ? securedRoute(mesh, svc) : {}) },
@@ -72,9 +99,11 @@ export function gatewayRoutes(mesh: Mesh): XdsResource {
       { name: `${svc.name}.subpath`, match: { prefix: `${prefix}/` }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir }), ...securedRoute(mesh, svc) },
     ];
   });
+  const vclusters = mesh.services.flatMap((svc) => methodVirtualClusters(svc, true));
   const pathVhost = {
     name: GATEWAY_PATH_VHOST,
     domains: ['*'],
+    ...(vclusters.length > 0 ? { virtual_clusters: vclusters } : {}),
     // No catch-all direct_response: Envoy already answers 404 (NR) and proxyless gRPC NACKs direct_response.
     routes: [...(mesh.security ? protectedResourceRoutes(mesh.security, mesh.services) : []), ...pathRoutes],
   };
@@ -104,7 +133,7 @@ export function sidecarRoutes(service: string, appPort: number, routing: Routing
     wildcard: true,
     body: {
       name: SIDECAR_INBOUND_ROUTES,
-      virtual_hosts: [{ name: `local.${service}`, domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing, { host_rewrite_literal: `localhost:${appPort}`, append_x_forwarded_host: true }) }] }],
+      virtual_hosts: [{ name: localVirtualHost(service), domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing, { host_rewrite_literal: `localhost:${appPort}`, append_x_forwarded_host: true }) }] }],
       validate_clusters: { value: false },
     },
   };

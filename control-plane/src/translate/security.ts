@@ -4,7 +4,7 @@
 import { protoDuration } from '../model/duration.ts';
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { JwtProvider } from '../policy/types.ts';
-import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH } from './naming.ts';
+import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH, statName } from './naming.ts';
 import { singleHostCluster } from './clusters.ts';
 import { any, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
@@ -158,6 +158,7 @@ export function securityClusters(sec: MeshSecurity): XdsResource[] {
       wildcard: true,
       body: {
         name,
+        alt_stat_name: statName(name),
         type: 'LOGICAL_DNS',
         dns_lookup_family: 'V4_PREFERRED',
         connect_timeout: protoDuration(5_000),
