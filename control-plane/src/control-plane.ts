@@ -17,7 +17,7 @@ import { compilePolicy, decide, rolesFromClaims } from './policy/engine.ts';
 import type { Policy } from './policy/types.ts';
 import { CertificateAuthority } from './identity/ca.ts';
 import { CertificateManager } from './identity/rotation.ts';
-import { gatewayId, sidecarId } from './identity/spiffe.ts';
+import { gatewayId, sidecarId, workloadRole } from './identity/spiffe.ts';
 import type { MeshSecurity, ProxyInfo } from './model/types.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
 import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
@@ -218,7 +218,7 @@ export class ControlPlane {
       },
     });
     this.certs = certs;
-    const issued = (id: string): void => this.metrics.certificatesIssued.inc({ role: roleOfIdentity.get(id) ?? 'unknown' });
+    const issued = (id: string): void => this.metrics.certificatesIssued.inc({ role: workloadRole(id) ?? 'unknown' });
     certs.onRotate((id) => {
       issued(id);
       this.log.info('certificate rotated', { spiffe_id: id });
@@ -226,13 +226,8 @@ export class ControlPlane {
     });
     this.metrics.certificates = () => certs.certificates().map((c) => ({ identity: c.spiffeId, notAfter: c.notAfter }));
     this.metrics.caNotAfter = ca.notAfter;
-    const roleOfIdentity = new Map<string, ProxyInfo['role']>();
     const pending = new Set<string>();
-    const idOf = (p: ProxyInfo): string => {
-      const id = p.role === 'sidecar' ? sidecarId(td, p.service ?? '') : gatewayId(td, p.gatewayName ?? 'default');
-      roleOfIdentity.set(id, p.role);
-      return id;
-    };
+    const idOf = (p: ProxyInfo): string => (p.role === 'sidecar' ? sidecarId(td, p.service ?? '') : gatewayId(td, p.gatewayName ?? 'default'));
     this.cache.setIdentityResolver((p) => {
       if (p.proxyless) return undefined;
       const id = idOf(p);

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  gatewayId, isSpiffeId, parseSpiffeId, sidecarId, SpiffeIdError, trustDomainId, validateSpiffeId, validateTrustDomain,
+  gatewayId, isSpiffeId, parseSpiffeId, sidecarId, SpiffeIdError, trustDomainId, validateSpiffeId, validateTrustDomain, workloadRole,
 } from '../../control-plane/src/identity/spiffe.ts';
 
 describe('SPIFFE IDs', () => {
@@ -10,6 +10,13 @@ describe('SPIFFE IDs', () => {
     assert.equal(sidecarId('mcpmesh.local', 'weather'), 'spiffe://mcpmesh.local/mcp/weather');
     assert.equal(gatewayId('mcpmesh.local', 'edge-1'), 'spiffe://mcpmesh.local/gateway/edge-1');
     assert.equal(trustDomainId('prod.example_org'), 'spiffe://prod.example_org');
+  });
+
+  it('tells the proxy role back from a workload identity', () => {
+    assert.equal(workloadRole(sidecarId('mesh.test', 'weather')), 'sidecar');
+    assert.equal(workloadRole(gatewayId('mesh.test', 'mcp')), 'gateway');
+    assert.equal(workloadRole('spiffe://mesh.test/other/x'), undefined);
+    assert.equal(workloadRole(trustDomainId('mesh.test')), undefined);
   });
 
   it('parses valid IDs', () => {

@@ -128,3 +128,9 @@ export function sidecarId(trustDomain: string, service: string): string {
 export function gatewayId(trustDomain: string, name: string): string {
   return spiffeId(trustDomain, 'gateway', name);
 }
+
+/** The proxy role a workload identity was made for (the inverse of sidecarId / gatewayId). */
+export function workloadRole(id: string): 'sidecar' | 'gateway' | undefined {
+  const first = parseSpiffeId(id).path.split('/')[1];
+  return first === 'mcp' ? 'sidecar' : first === 'gateway' ? 'gateway' : undefined;
+}
