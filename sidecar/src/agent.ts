@@ -71,6 +71,34 @@ export function defaultAddress(): string {
   return '127.0.0.1';
 }
 
+type Placement = Pick<SidecarAgentOptions, 'service' | 'serviceId' | 'envoyBin' | 'externalEnvoy' | 'inboundPort'>;
+
+/** Whether Envoy fronts the MCP server (supervised by the agent or run beside it). */
+function proxied(o: Placement): boolean {
+  return o.envoyBin !== undefined || o.externalEnvoy === true;
+}
+
+/** The port Consul advertises: Envoy's inbound port when Envoy fronts the server, else the server's own. */
+export function advertisedPortOf(o: Placement, appPort: number): number {
+  return proxied(o) ? o.inboundPort : appPort;
+}
+
+/** The Consul service ID, which is also the sidecar's xDS node id. */
+export function serviceIdOf(o: Placement, appPort: number): string {
+  return o.serviceId ?? defaultServiceId(o.service, advertisedPortOf(o, appPort));
+}
+
+/**
+ * The sidecar's Envoy bootstrap, as the agent writes it at start and `--print-bootstrap` prints it for an
+ * init container: the same function, so the two cannot disagree (node id included).
+ */
+export function sidecarBootstrapJson(o: Placement & Pick<SidecarAgentOptions, 'region' | 'zone' | 'controlPlane' | 'protocol'>, appPort: number): string {
+  return renderBootstrap({
+    nodeId: serviceIdOf(o, appPort), service: o.service, ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}),
+    inboundPort: o.inboundPort, appPort, controlPlane: o.controlPlane, metadata: { 'mcp-protocol': o.protocol },
+  });
+}
+
 export class SidecarAgent {
   private readonly o: SidecarAgentOptions;
   private readonly consul: Consul;
@@ -93,11 +121,6 @@ export class SidecarAgent {
     this.o = o;
     this.consul = consulClient(o.consul);
     this.bridgeFactory = bridgeFactory;
-  }
-
-  /** Whether Envoy fronts the MCP server (supervised by the agent or run beside it). */
-  private get proxied(): boolean {
-    return this.o.envoyBin !== undefined || this.o.externalEnvoy === true;
   }
 
   /** Port of the /healthz and /readyz server, once started. */
@@ -145,7 +168,7 @@ export class SidecarAgent {
       [CONSUL_META.protocol]: this.o.protocol,
       [CONSUL_META.path]: this.o.mcpPath,
       [CONSUL_META.transport]: this.o.transport,
-      ...(this.proxied ? { [CONSUL_META.sidecar]: 'envoy' } : {}),
+      ...(proxied(this.o) ? { [CONSUL_META.sidecar]: 'envoy' } : {}),
       ...(this.o.region ? { [CONSUL_META.region]: this.o.region } : {}),
       ...(this.o.zone ? { [CONSUL_META.zone]: this.o.zone } : {}),
     };
@@ -177,18 +200,14 @@ export class SidecarAgent {
       this.appPort = (await this.bridge.start()).port;
       log('info', 'stdio bridge serving', { command: this.o.stdio.command, port: this.appPort });
     }
-    this.advertisedPort = this.proxied ? this.o.inboundPort : this.appPort;
-    this.serviceId = this.o.serviceId ?? defaultServiceId(this.o.service, this.advertisedPort);
+    this.advertisedPort = advertisedPortOf(this.o, this.appPort);
+    this.serviceId = serviceIdOf(this.o, this.appPort);
     this.checkId = `mcp:${this.serviceId}`;
     if (this.o.healthPort !== undefined) await this.startHealthServer(this.o.healthPort);
-    if (this.proxied) {
+    if (proxied(this.o)) {
       this.bootstrapPath = this.o.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${this.serviceId}.json`);
       mkdirSync(path.dirname(this.bootstrapPath), { recursive: true });
-      writeFileSync(this.bootstrapPath, renderBootstrap({
-        nodeId: this.serviceId, service: this.o.service, ...(this.o.region ? { region: this.o.region } : {}), ...(this.o.zone ? { zone: this.o.zone } : {}),
-        inboundPort: this.o.inboundPort, appPort: this.appPort, controlPlane: this.o.controlPlane,
-        metadata: { 'mcp-protocol': this.o.protocol },
-      }));
+      writeFileSync(this.bootstrapPath, sidecarBootstrapJson(this.o, this.appPort));
     }
     if (this.o.envoyBin && !this.o.externalEnvoy) {
       this.envoy = new EnvoySupervisor({ bin: this.o.envoyBin, bootstrapPath: this.bootstrapPath as string, log });

@@ -7,9 +7,9 @@ import { parseArgs } from 'node:util';
 import { createLogger } from '../../control-plane/src/log.ts';
 import { MCP_PROTOCOLS, MCP_TRANSPORTS, type McpProtocol, type McpTransport } from '../../control-plane/src/model/types.ts';
 import { consulOptionsFromEnv } from '../../control-plane/src/sources/consul.ts';
-import { defaultAddress, defaultServiceId, SidecarAgent, type BridgeFactory, type SidecarAgentOptions } from './agent.ts';
+import { defaultAddress, sidecarBootstrapJson, SidecarAgent, type BridgeFactory, type SidecarAgentOptions } from './agent.ts';
 import { ArgChecker } from './args.ts';
-import { renderBootstrap, writeBootstrap } from './bootstrap.ts';
+import { writeBootstrap } from './bootstrap.ts';
 import { StdioBridge } from './bridge/stdio-bridge.ts';
 import { findEnvoy, type Log } from './envoy.ts';
 
@@ -124,14 +124,8 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const o = parsed.options;
-  if (parsed.printBootstrap) {
-    // The node id must be the one the agent uses, so an init container's bootstrap matches the running agent.
-    return writeBootstrap(renderBootstrap({
-      nodeId: o.serviceId ?? defaultServiceId(o.service, o.envoyBin || o.externalEnvoy ? o.inboundPort : o.appPort),
-      service: o.service, ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}),
-      inboundPort: o.inboundPort, appPort: o.appPort, controlPlane: o.controlPlane, metadata: { 'mcp-protocol': o.protocol },
-    }), o.bootstrapPath);
-  }
+  // The agent's own bootstrap function: an init container's bootstrap matches the running agent's node id.
+  if (parsed.printBootstrap) return writeBootstrap(sidecarBootstrapJson(o, o.appPort), o.bootstrapPath);
   const logger = createLogger({ component: 'sidecar-agent' });
   const log: Log = (level, msg, fields) => logger[level](msg, { service: o.service, ...fields });
   const agent = new SidecarAgent({ ...o, log }, o.stdio ? bridgeFactory : undefined);

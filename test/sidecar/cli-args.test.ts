@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,18 @@ describe('mcpmesh sidecar arguments', () => {
       return true;
     });
     assert.throws(() => parseSidecarArgs(['--service', 'w', '--stdio', '--print-bootstrap', '--', 'server'], noEnvoy), /--print-bootstrap with --stdio/);
+  });
+});
+
+describe('mcpmesh sidecar --print-bootstrap', () => {
+  it('writes the bootstrap the agent would, with the node id the agent registers (the advertised port, Envoy\'s)', async () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'mcpmesh-sc-')), 'envoy.json');
+    const r = await run(['sidecar', '--service', 'weather', '--port', '7001', '--inbound-port', '15123', '--zone', 'a',
+      '--external-envoy', '--print-bootstrap', '--bootstrap-out', file]);
+    assert.equal(r.code, 0, r.stderr);
+    const b = JSON.parse(readFileSync(file, 'utf8')) as { node: { id: string; metadata: Record<string, unknown> } };
+    assert.equal(b.node.id, `weather-${hostname()}-15123`);
+    assert.deepEqual([b.node.metadata['app_port'], b.node.metadata['inbound_port'], b.node.metadata['mcp-protocol']], [7001, 15123, '2025-11-25']);
   });
 });
 
