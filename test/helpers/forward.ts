@@ -1,8 +1,35 @@
-// Pieces of the "play Envoy in a test" harnesses: forwarding an allowed request upstream, and listing every
-// tool a client can see.
+// Pieces of the "play Envoy in a test" harnesses: calling the authorizer, reading the client's request,
+// forwarding an allowed request upstream, and listing every tool a client can see.
 import http from 'node:http';
+import * as grpc from '@grpc/grpc-js';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import type { DecodedCheckResponse } from '../policy/helpers.ts';
+import { CHECK_PATH } from '../../control-plane/src/authz/server.ts';
+import { decodeCheckResponse, type DecodedCheckResponse } from '../policy/helpers.ts';
+
+const identity = (b: Buffer): Buffer => b;
+
+/** ext_authz's side of the call: an encoded CheckRequest to the authorizer at `port`, decoded answer back. */
+export function authzChecker(port: number): { check(req: Buffer): Promise<DecodedCheckResponse>; close(): void } {
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  return {
+    check: (req) => new Promise((resolve, reject) => {
+      client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));
+    }),
+    close: () => client.close(),
+  };
+}
+
+/**
+ * The client's request as a proxy sees it: the whole body, and its headers (joined) minus x-jwt-payload, which
+ * only jwt_authn may set: a client can never supply it itself.
+ */
+export async function readClientRequest(req: http.IncomingMessage): Promise<{ headers: Record<string, string>; body: Buffer }> {
+  const chunks: Buffer[] = [];
+  for await (const c of req) chunks.push(c as Buffer);
+  const headers: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'x-jwt-payload') headers[k] = Array.isArray(v) ? v.join(',') : v;
+  return { headers, body: Buffer.concat(chunks) };
+}
 
 /** Hop-by-hop headers (and the ones the forwarder recomputes) that never cross a proxy. */
 export const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'host', 'content-length']);

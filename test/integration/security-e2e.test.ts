@@ -14,11 +14,9 @@ import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { DevIssuer } from '../../control-plane/src/auth/dev-issuer.ts';
-import { CHECK_PATH } from '../../control-plane/src/authz/server.ts';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
 import { extProcFilterConfig, extProcRouteOverride } from '../../control-plane/src/extproc/config.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
@@ -26,8 +24,8 @@ import { Metrics } from '../../control-plane/src/metrics.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { EnvoyExtProcProxy } from '../extproc/harness.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
-import { allToolNames, forwardAllowed } from '../helpers/forward.ts';
-import { decodeCheckResponse, encodeCheckRequest, payloadHeader, type DecodedCheckResponse } from '../policy/helpers.ts';
+import { allToolNames, authzChecker, forwardAllowed, readClientRequest } from '../helpers/forward.ts';
+import { encodeCheckRequest, payloadHeader } from '../policy/helpers.ts';
 
 const ISSUER = 'http://127.0.0.1/oauth';
 const AUDIENCE = 'mcp-mesh';
@@ -48,25 +46,17 @@ roles:
       - { service: ${SERVICE}, tools: [echo] }
 `;
 
-const identity = (b: Buffer): Buffer => b;
 
 interface Gateway { url: string; close(): Promise<void> }
 
 /** jwt_authn + ext_authz (with_request_body) in front of the ext_proc emulator (which routes to the server). */
 async function startGateway(issuer: DevIssuer, authzPort: number, next: URL): Promise<Gateway> {
-  const authz = new grpc.Client(`127.0.0.1:${authzPort}`, grpc.credentials.createInsecure());
-  const check = (req: Buffer): Promise<DecodedCheckResponse> => new Promise((resolve, reject) => {
-    authz.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));
-  });
+  const authz = authzChecker(authzPort);
+  const check = authz.check;
   const sockets = new Set<net.Socket>();
   const server = http.createServer(async (req, res) => {
     try {
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      const body = Buffer.concat(chunks);
-      // A client can never supply x-jwt-payload itself.
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'x-jwt-payload') headers[k] = Array.isArray(v) ? v.join(',') : v;
+      const { headers, body } = await readClientRequest(req);
       // jwt_authn (requires the dev provider): no token or an invalid one -> 401.
       const auth = headers['authorization'] ?? '';
       if (!auth.startsWith('Bearer ')) {

@@ -7,16 +7,15 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { after, before, describe, it } from 'node:test';
-import * as grpc from '@grpc/grpc-js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Registry } from 'prom-client';
 import { DevIssuer } from '../../control-plane/src/auth/dev-issuer.ts';
-import { AuthzServer, CHECK_PATH } from '../../control-plane/src/authz/server.ts';
+import { AuthzServer } from '../../control-plane/src/authz/server.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
-import { forwardAllowed } from '../helpers/forward.ts';
-import { decodeCheckResponse, encodeCheckRequest, type DecodedCheckResponse } from './helpers.ts';
+import { authzChecker, forwardAllowed, readClientRequest } from '../helpers/forward.ts';
+import { encodeCheckRequest } from './helpers.ts';
 
 const POLICY = `
 trustDomain: mcpmesh.local
@@ -31,25 +30,17 @@ roles:
       - { service: everything }
 `;
 
-const identity = (b: Buffer): Buffer => b;
 
 interface Seen { method: string; verdict: string }
 
 /** The Envoy stand-in: jwt_authn + ext_authz (with_request_body) + router. */
 async function startProxy(issuer: DevIssuer, authzPort: number, upstream: URL, seen: Seen[]): Promise<{ url: string; close(): Promise<void> }> {
-  const authz = new grpc.Client(`127.0.0.1:${authzPort}`, grpc.credentials.createInsecure());
-  const check = (req: Buffer): Promise<DecodedCheckResponse> => new Promise((resolve, reject) => {
-    authz.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));
-  });
+  const authz = authzChecker(authzPort);
+  const check = authz.check;
   const server = http.createServer(async (req, res) => {
     try {
-      const chunks: Buffer[] = [];
-      for await (const c of req) chunks.push(c as Buffer);
-      const body = Buffer.concat(chunks);
-      // jwt_authn: verify, then forward the payload (base64url, as forward_payload_header does); a client can
-      // never supply x-jwt-payload itself.
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'x-jwt-payload') headers[k] = Array.isArray(v) ? v.join(',') : v;
+      // jwt_authn: verify, then forward the payload (base64url, as forward_payload_header does).
+      const { headers, body } = await readClientRequest(req);
       const auth = headers['authorization'] ?? '';
       let claims: Record<string, unknown> | undefined;
       if (auth.startsWith('Bearer ')) {
