@@ -125,14 +125,7 @@ export function localAppClusterResource(service: string, appPort: number, routin
     name,
     wildcard: true,
     body: {
-      name,
-      alt_stat_name: statName(name),
-      type: 'STATIC',
-      connect_timeout: protoDuration(routing.connectTimeoutMs),
-      load_assignment: {
-        cluster_name: name,
-        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: appPort } } } }] }],
-      },
+      ...singleHostCluster(name, '127.0.0.1', appPort, { connectTimeoutMs: routing.connectTimeoutMs }),
       circuit_breakers: CIRCUIT_BREAKERS,
       typed_extension_protocol_options: protocolOptions(routing),
       metadata: { filter_metadata: { mcpmesh: struct({ service }) } },

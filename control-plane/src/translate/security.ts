@@ -4,7 +4,7 @@
 import { protoDuration } from '../model/duration.ts';
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { JwtProvider } from '../policy/types.ts';
-import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH, statName } from './naming.ts';
+import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH } from './naming.ts';
 import { singleHostCluster } from './clusters.ts';
 import { any, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
@@ -157,12 +157,10 @@ export function securityClusters(sec: MeshSecurity): XdsResource[] {
       name,
       wildcard: true,
       body: {
-        name,
-        alt_stat_name: statName(name),
+        ...singleHostCluster(name, url.hostname, Number(url.port || (tls ? 443 : 80)), { connectTimeoutMs: 5_000 }),
+        // An identity provider's host may answer from many addresses: connect to one at a time.
         type: 'LOGICAL_DNS',
         dns_lookup_family: 'V4_PREFERRED',
-        connect_timeout: protoDuration(5_000),
-        load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: url.hostname, port_value: Number(url.port || (tls ? 443 : 80)) } } } }] }] },
         ...(tls ? {
           transport_socket: {
             name: 'envoy.transport_sockets.tls',
