@@ -24,7 +24,6 @@ import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sour
 import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
-import { readFileSync } from 'node:fs';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
@@ -45,8 +44,11 @@ export interface ControlPlaneOptions {
   devIssuer?: DevIssuer;
   /** Secures the mesh: JWT at the gateway, MCP-aware authorization, workload certificates over SDS. */
   security?: MeshSecurity;
-  /** The file `security.policy` was read from: watched, and a valid edit is applied without a restart. */
-  policyFile?: string;
+  /**
+   * The file `security.policy` was parsed from, and the text parsed: watched, and a valid edit is applied
+   * without a restart (an edit made after `text` was read counts as one).
+   */
+  policyFile?: { path: string; text: string };
   /** The CA for workload certificates; default: a self-signed root for the policy's trust domain. */
   ca?: CertificateAuthority;
   /** Lifetime of workload certificates (default 24 h; rotated at half-life). */
@@ -178,7 +180,7 @@ export class ControlPlane {
     return true;
   }
 
-  private watchPolicy(file: string): void {
+  private watchPolicy(file: string, parsedText: string): void {
     const w = new FileWatch(file, {
       change: (text) => {
         let policy: Policy;
@@ -195,7 +197,7 @@ export class ControlPlane {
       },
       error: (err) => this.sourceFailed('policy', new Error(`${file}: ${err.message}`)),
     });
-    if (this.security) w.seen(readFileSync(file, 'utf8'));
+    w.seen(parsedText);
     w.start();
     this.policyWatch = w;
   }
@@ -289,7 +291,7 @@ export class ControlPlane {
       }
     }
     src.start();
-    if (this.opts.policyFile && this.security) this.watchPolicy(this.opts.policyFile);
+    if (this.opts.policyFile && this.security) this.watchPolicy(this.opts.policyFile.path, this.opts.policyFile.text);
     this.xdsPort = await this.ads.listen(this.opts.xdsHost ?? '0.0.0.0', this.opts.xdsPort ?? DEFAULT_XDS_PORT);
     this.adminPort = await this.admin.listen(this.opts.adminHost ?? '0.0.0.0', this.opts.adminPort ?? DEFAULT_ADMIN_PORT);
     return this;

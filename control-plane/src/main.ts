@@ -67,10 +67,12 @@ if (devIssuerSetting === 'on') {
 // A policy file secures the mesh (JWT, MCP authorization, mTLS). A broken one is fatal at start: running
 // unsecured when the operator asked for security would be worse than not running.
 let security: MeshSecurity | undefined;
+let policyText = '';
 if (values.policy) {
   try {
+    policyText = readFileSync(values.policy, 'utf8');
     security = {
-      policy: parsePolicy(readFileSync(values.policy, 'utf8'), values.policy),
+      policy: parsePolicy(policyText, values.policy),
       publicUrl: values['public-url'].replace(/\/$/, ''),
       authz: { host: values['authz-host'], port: Number(values['authz-port']) },
     };
@@ -101,7 +103,7 @@ const cp = new ControlPlane({
   ...(security ? { security, authzHost: values.host, authzPort: Number(values['authz-port']) } : {}),
   ...(ca ? { ca } : {}),
   registryFile: values.registry,
-  ...(security && values.policy ? { policyFile: values.policy } : {}),
+  ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
   ...(consul ? { consul } : {}),
   ...(devIssuer ? { devIssuer } : {}),
   xdsHost: values.host,

@@ -36,7 +36,7 @@ describe('policy hot reload', () => {
       registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
       quietMs: 10, maxDelayMs: 100, log: silentLogger, metrics: new Metrics({ processMetrics: false }), certTtlMs: 3_600_000,
       security: { policy: parsePolicy(readFileSync(file, 'utf8'), file), publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } },
-      policyFile: file,
+      policyFile: { path: file, text: readFileSync(file, 'utf8') },
     }).start();
     client = new grpc.Client(`127.0.0.1:${cp.authzPort}`, grpc.credentials.createInsecure());
   });
