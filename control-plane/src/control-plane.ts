@@ -188,9 +188,7 @@ export class ControlPlane {
           policy = parsePolicy(text, file);
           if (!this.setPolicy(policy)) throw new Error('the mesh built with it is invalid (see "mesh update rejected")');
         } catch (err) {
-          this.metrics.sourceErrors.inc({ source: 'policy' });
-          this.sourceErrors['policy'] = (err as Error).message;
-          this.log.error('policy update rejected; the last good policy stays in force', { file, error: (err as Error).message });
+          this.sourceFailed('policy', err as Error, 'policy update rejected; the last good policy stays in force', { file });
           return;
         }
         this.sourceErrors['policy'] = undefined;
@@ -202,10 +200,10 @@ export class ControlPlane {
     this.policyWatch = w;
   }
 
-  private sourceFailed(source: string, err: Error): void {
+  private sourceFailed(source: string, err: Error, msg = 'registry update rejected; serving the last good mesh', fields: Record<string, string> = {}): void {
     this.metrics.sourceErrors.inc({ source });
     this.sourceErrors[source] = err.message;
-    this.log.error('registry update rejected; serving the last good mesh', { source, error: err.message });
+    this.log.error(msg, { source, ...fields, error: err.message });
   }
 
   /** Workload identities: each proxy gets a certificate for its SPIFFE ID over SDS, renewed before expiry. */
