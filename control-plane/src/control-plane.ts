@@ -10,7 +10,6 @@ import { AdminServer } from './server/admin.ts';
 import { AdsServer } from './server/ads.ts';
 import { ProxyTracker } from './server/proxies.ts';
 import { AuthzServer } from './authz/server.ts';
-import { decodePayloadHeader, PAYLOAD_HEADER } from './authz/check.ts';
 import { ExtProcServer } from './extproc/server.ts';
 import type { ToolFilterFactory } from './extproc/processor.ts';
 import { compilePolicy, decide, rolesFromClaims } from './policy/engine.ts';
@@ -60,13 +59,11 @@ export interface ControlPlaneOptions {
 
 export const DEFAULT_AUTHZ_PORT = 18002;
 
-/** tools/list filter: a caller sees the tools its roles may call (claims from jwt_authn's payload header). */
+/** tools/list filter: a caller sees the tools its roles may call (claims verified by jwt_authn, from its metadata). */
 export function toolFilterFor(policy: Policy): ToolFilterFactory {
   const compiled = compilePolicy(policy);
-  return ({ service, headers }) => {
-    const header = headers[PAYLOAD_HEADER];
-    const decoded = header ? decodePayloadHeader(header) : undefined;
-    const roles = decoded && 'claims' in decoded ? rolesFromClaims(decoded.claims, policy.roleClaim) : [];
+  return ({ service, claims }) => {
+    const roles = claims ? rolesFromClaims(claims, policy.roleClaim) : [];
     return (tool) => decide(compiled, { service, roles, action: { kind: 'tool', name: tool } }).allow;
   };
 }

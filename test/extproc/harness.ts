@@ -14,6 +14,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import { PROCESS_PATH } from '../../control-plane/src/extproc/server.ts';
 import { lookupType } from '../../control-plane/src/xds/proto.ts';
+import { struct, type JsonValue } from '../../control-plane/src/translate/resource.ts';
 
 export type Obj = Record<string, unknown>;
 
@@ -179,6 +180,18 @@ export interface EnvoyProxyOptions {
   readonly attributeValues?: Record<string, string>;
 }
 
+/**
+ * The harness splits one Envoy across two HTTP hops (a gateway stand-in, then this proxy), so dynamic metadata
+ * an earlier filter wrote (jwt_authn's verified payload) crosses between them in this private header: JSON of
+ * namespace -> object. The proxy removes it and forwards only the namespaces the filter config names
+ * (metadata_options.forwarding_namespaces.untyped), as Envoy does. A client-sent copy is a test bug.
+ */
+export const HARNESS_METADATA_HEADER = 'x-harness-dynamic-metadata';
+
+export function harnessMetadataHeader(metadata: Record<string, Record<string, JsonValue>>): string {
+  return Buffer.from(JSON.stringify(metadata)).toString('base64url');
+}
+
 class ProcessorGone extends Error {}
 
 function applyHeaderMutation(headers: Record<string, string>, common: Common | undefined): void {
@@ -253,6 +266,15 @@ export class EnvoyExtProcProxy {
     return md;
   }
 
+  private forwardedMetadata(header: string | string[] | undefined): Obj | undefined {
+    if (typeof header !== 'string') return undefined;
+    const all = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as Record<string, Record<string, JsonValue>>;
+    const options = (this.cfg['metadata_options'] ?? {}) as { forwarding_namespaces?: { untyped?: string[] } };
+    const wanted = options.forwarding_namespaces?.untyped ?? [];
+    const filterMetadata = Object.fromEntries(Object.entries(all).filter(([ns]) => wanted.includes(ns)).map(([ns, v]) => [ns, struct(v)]));
+    return Object.keys(filterMetadata).length > 0 ? { filter_metadata: filterMetadata } : undefined;
+  }
+
   private attributes(): Obj | undefined {
     const wanted = (this.cfg['request_attributes'] ?? []) as string[];
     const fields: Obj = {};
@@ -301,13 +323,17 @@ export class EnvoyExtProcProxy {
         ':method': req.method ?? 'GET', ':path': req.url ?? '/', ':authority': req.headers.host ?? '', ':scheme': 'http',
       };
       for (const [k, v] of Object.entries(req.headers)) {
-        if (k === 'host' || v === undefined) continue;
+        if (k === 'host' || k === HARNESS_METADATA_HEADER || v === undefined) continue;
         reqHeaders[k] = Array.isArray(v) ? v.join(', ') : v;
       }
       const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
       const attributes = this.attributes();
+      const metadataContext = this.forwardedMetadata(req.headers[HARNESS_METADATA_HEADER]);
       if (sends(mode.request_header_mode)) {
-        const c = await ask('request_headers', { request_headers: { headers: headerMap(reqHeaders), end_of_stream: !hasBody }, ...(attributes ? { attributes } : {}) });
+        const c = await ask('request_headers', {
+          request_headers: { headers: headerMap(reqHeaders), end_of_stream: !hasBody },
+          ...(attributes ? { attributes } : {}), ...(metadataContext ? { metadata_context: metadataContext } : {}),
+        });
         applyHeaderMutation(reqHeaders, c);
       }
       // --- request body

@@ -218,6 +218,24 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
     assert.match(mutatedBody(r, Buffer.from(ev)).toString(), /^id: e2\ndata: .*"tools":\[\{"name":"echo","description":"e"\},\{"name":"get-sum"\}\]/);
   });
 
+  it('a resumed GET is let go after its replay budget (256 KiB) when no tools/list response came by', async () => {
+    const s = stream();
+    await s.send({ request_headers: { headers: headerMap(post({ ':method': 'GET', 'last-event-id': 'e1' })), end_of_stream: true } });
+    const rh = await s.send(respHeaders({ 'content-type': 'text/event-stream' }));
+    assert.equal(rh.mode_override?.['response_body_mode'], 'STREAMED');
+    const note = (i: number): string => `id: n${i}\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { data: 'x'.repeat(16 * 1024) } })}\n\n`;
+    let sent = 0;
+    let i = 0;
+    // Every chunk is answered while the budget lasts; the processor then closes its stream cleanly.
+    while (sent < 256 * 1024) {
+      const ev = note(i++);
+      const r = await s.exchange(respBody(ev, false));
+      assert.equal(r.kind, 'response', `chunk ${i} (${sent} bytes in) was answered`);
+      sent += Buffer.byteLength(ev);
+    }
+    assert.equal((await s.exchange(respBody(note(i), false))).kind, 'closed', 'then Envoy carries on without the processor');
+  });
+
   it('malformed JSON, error statuses and compressed responses pass unchanged (and are counted)', async () => {
     const before = { ...server.stats.counts };
     const s = stream();

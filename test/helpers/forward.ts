@@ -20,14 +20,15 @@ export function authzChecker(port: number): { check(req: Buffer): Promise<Decode
 }
 
 /**
- * The client's request as a proxy sees it: the whole body, and its headers (joined) minus x-jwt-payload, which
- * only jwt_authn may set: a client can never supply it itself.
+ * The client's request as a proxy sees it: the whole body and its headers (joined), all of them: Envoy keeps a
+ * client's own x-jwt-payload (jwt_authn's forward_payload_header would append to it), so whatever reads
+ * claims must take them from jwt_authn's metadata instead.
  */
 export async function readClientRequest(req: http.IncomingMessage): Promise<{ headers: Record<string, string>; body: Buffer }> {
   const chunks: Buffer[] = [];
   for await (const c of req) chunks.push(c as Buffer);
   const headers: Record<string, string> = {};
-  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined && k !== 'x-jwt-payload') headers[k] = Array.isArray(v) ? v.join(',') : v;
+  for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) headers[k] = Array.isArray(v) ? v.join(',') : v;
   return { headers, body: Buffer.concat(chunks) };
 }
 

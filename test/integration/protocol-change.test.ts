@@ -12,9 +12,9 @@ test('changing only a service\'s protocol rebuilds the gateway routes', async ()
   const tcp = await startControlPlane(registry('2025-11-25'));
   try {
     const routes = async (): Promise<string> => JSON.stringify(((await (await tcp.admin('/debug/config_dump?role=gateway')).json()) as { route: unknown }).route);
-    assert.ok(!(await routes()).includes('weather.tools_call'));
+    assert.ok(!(await routes()).includes('weather__tools_call'));
     tcp.writeRegistry(registry('2026-07-28'));
-    await waitFor('per-method virtual clusters appear', async () => (await routes()).includes('weather.tools_call'), 10_000);
+    await waitFor('per-method virtual clusters appear', async () => (await routes()).includes('weather__tools_call'), 10_000);
   } finally {
     await tcp.stop();
   }

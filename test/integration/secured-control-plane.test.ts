@@ -51,11 +51,14 @@ describe('control plane with a policy', () => {
     for (const f of ['envoy.filters.http.jwt_authn', 'mcpmesh.rbac.deny', 'mcpmesh.rbac.allow', 'envoy.filters.http.ext_authz', 'envoy.filters.http.ext_proc']) assert.ok(dump.includes(f), f);
   });
 
-  it('filters tools/list per caller from the same policy', () => {
+  it('filters tools/list per caller from the same policy, by the claims jwt_authn verified', () => {
     const f = toolFilterFor(policy);
-    const analyst = f({ service: 'weather', headers: { 'x-jwt-payload': payloadHeader({ roles: ['analyst'] }) } });
+    const analyst = f({ service: 'weather', headers: {}, claims: { roles: ['analyst'] } });
     assert.ok(analyst?.('get_forecast'));
     assert.ok(!analyst?.('get_secret_forecast'));
     assert.ok(!f({ service: 'weather', headers: {} })?.('get_forecast'), 'anonymous callers see no tools');
+    // jwt_authn appends its payload header, so a client's own copy reaches the processor: it counts for nothing.
+    const forged = f({ service: 'weather', headers: { 'x-jwt-payload': payloadHeader({ roles: ['analyst'] }) } });
+    assert.ok(!forged?.('get_forecast'), 'a client-sent x-jwt-payload grants no roles');
   });
 });

@@ -22,10 +22,11 @@ import { extProcFilterConfig, extProcRouteOverride } from '../../control-plane/s
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
-import { EnvoyExtProcProxy } from '../extproc/harness.ts';
+import { EnvoyExtProcProxy, HARNESS_METADATA_HEADER, harnessMetadataHeader } from '../extproc/harness.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
 import { allToolNames, authzChecker, forwardAllowed, readClientRequest } from '../helpers/forward.ts';
 import { encodeCheckRequest, payloadHeader } from '../policy/helpers.ts';
+import type { JsonValue } from '../../control-plane/src/translate/resource.ts';
 
 const ISSUER = 'http://127.0.0.1/oauth';
 const AUDIENCE = 'mcp-mesh';
@@ -70,7 +71,8 @@ async function startGateway(issuer: DevIssuer, authzPort: number, next: URL): Pr
         res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer error="invalid_token"' }).end((err as Error).message);
         return;
       }
-      headers['x-jwt-payload'] = payloadHeader(claims);
+      // jwt_authn's verified payload travels on as dynamic metadata (one Envoy, split in two hops here).
+      headers[HARNESS_METADATA_HEADER] = harnessMetadataHeader({ 'envoy.filters.http.jwt_authn': { jwt_payload: claims as Record<string, JsonValue> } });
       // ext_authz: body as bytes, claims as jwt_authn dynamic metadata, the service as context extension.
       const r = await check(encodeCheckRequest({
         method: req.method ?? 'GET', path: `/mcp/${SERVICE}`, service: SERVICE, body: body.toString('utf8'), size: body.length, asBytes: true,
@@ -182,6 +184,15 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
     const r = await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 40 } });
     assert.match(JSON.stringify(r.content), /42/);
     await assert.rejects(client.callTool({ name: 'echo', arguments: { message: 'nope' } }), assertForbidden('echo', /roles\.summer\.deny\[0\]/));
+  });
+
+  it('a client-sent x-jwt-payload claiming another role changes nothing: tools/list reads only verified claims', async () => {
+    const forgedClaims = payloadHeader({ sub: 'mallory', roles: ['summer', 'echoer'] });
+    const client = new Client({ name: 'security-e2e', version: '1.0.0' });
+    const headers = { authorization: `Bearer ${await tokenFor('echoer')}`, 'x-jwt-payload': forgedClaims };
+    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url), { requestInit: { headers } }));
+    clients.push(client);
+    assert.deepEqual(await allToolNames(client), ['echo']);
   });
 
   it('without a valid token the harness answers 401 (and the SDK client cannot connect)', async () => {

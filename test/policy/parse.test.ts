@@ -6,9 +6,11 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../../control-plane/src/model/reader.ts';
 import { decide, servicePolicyOf } from '../../control-plane/src/policy/engine.ts';
+import { EC_P256_JWK, jwksText, RSA_JWK } from './jwks-fixtures.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
+const EC_JWKS = jwksText(EC_P256_JWK);
 const EXAMPLE = path.join(here, '../../deploy/policy.example.yaml');
 
 /** The problems of a bad policy, as "path: reason" lines. */
@@ -52,7 +54,7 @@ describe('parsePolicy', () => {
     const p = parsePolicy(`
 trustDomain: example.org
 providers:
-  - { name: a, issuer: "https://idp.example.org/", audiences: [mesh], jwks: '{"keys":[{"kty":"EC"}]}' }
+  - { name: a, issuer: "https://idp.example.org/", audiences: [mesh], jwks: '${EC_JWKS}' }
 services:
   weather:
   files: { mode: shadow }
@@ -61,7 +63,7 @@ roles:
   r2: { allow: [ { service: weather } ] }
 `, 'defaults.yaml');
     assert.equal(p.roleClaim, 'roles');
-    assert.deepEqual(p.providers[0], { name: 'a', issuer: 'https://idp.example.org/', audiences: ['mesh'], jwksCacheMs: 300_000, jwks: '{"keys":[{"kty":"EC"}]}' });
+    assert.deepEqual(p.providers[0], { name: 'a', issuer: 'https://idp.example.org/', audiences: ['mesh'], jwksCacheMs: 300_000, jwks: EC_JWKS });
     assert.deepEqual(p.services, [
       { service: 'weather', mode: 'enforce', requiredScopes: [], forwardToken: false, allowedCallers: ['spiffe://example.org/gateway/*'] },
       { service: 'files', mode: 'shadow', requiredScopes: [], forwardToken: false, allowedCallers: ['spiffe://example.org/gateway/*'] },
@@ -77,10 +79,11 @@ trustDomain: mcpmesh.local
 roleClaim: scope
 providers:
   - { name: dev, issuer: "http://127.0.0.1:18001/oauth", audiences: [mcp-mesh, other], jwksUri: "http://127.0.0.1:18001/oauth/jwks", jwksCache: 30s }
+  - { name: idp, issuer: "https://idp.example.org/", audiences: [mcp-mesh], jwksUri: "https://idp.example.org/jwks", jwksCaFile: /etc/mcpmesh/idp-ca.pem }
   - name: inline
     issuer: corp
     audiences: [x]
-    jwks: { keys: [ { kty: RSA, kid: k1 } ] }
+    jwks: { keys: [ { kty: RSA, kid: k1, n: "${RSA_JWK.n}", e: AQAB } ] }
 services:
   weather: { mode: enforce, requiredScopes: [mcp.weather, "read:all"], forwardToken: true, allowedCallers: ["spiffe://mcpmesh.local/ns/*/sa/agent"] }
 roles:
@@ -90,7 +93,8 @@ roles:
 `, 'full.yaml');
     assert.equal(p.roleClaim, 'scope');
     assert.equal(p.providers[0]?.jwksCacheMs, 30_000);
-    assert.equal(p.providers[1]?.jwks, '{"keys":[{"kty":"RSA","kid":"k1"}]}');
+    assert.equal(p.providers[2]?.jwks, JSON.stringify({ keys: [{ kty: 'RSA', kid: 'k1', n: RSA_JWK.n, e: 'AQAB' }] }));
+    assert.equal(p.providers[1]?.jwksCaFile, '/etc/mcpmesh/idp-ca.pem');
     assert.deepEqual(p.services[0], { service: 'weather', mode: 'enforce', requiredScopes: ['mcp.weather', 'read:all'], forwardToken: true, allowedCallers: ['spiffe://mcpmesh.local/ns/*/sa/agent'] });
     assert.deepEqual(p.roles[0], {
       name: 'analyst',
@@ -111,7 +115,7 @@ roles:
     allow: [ { service: weather, tool: [echo] } ]
 `), [
       'rolesClaim: unknown field (expected one of: trustDomain, roleClaim, providers, services, roles)',
-      'providers[0].jwks_cache: unknown field (expected one of: name, issuer, audiences, jwksUri, jwks, jwksCache)',
+      'providers[0].jwks_cache: unknown field (expected one of: name, issuer, audiences, jwksUri, jwks, jwksCache, jwksCaFile)',
       'services.weather.forward: unknown field (expected one of: mode, requiredScopes, forwardToken, allowedCallers)',
       'roles.analyst.allows: unknown field (expected one of: allow, deny)',
       'roles.analyst.allow[0].tool: unknown field (expected one of: service, tools, resources, prompts, completions)',
@@ -163,6 +167,7 @@ providers:
 `), [
       'providers[1].name: duplicate provider name "dev" (also at providers[0])',
       'providers[2]: set exactly one of jwksUri and jwks (both are set)',
+      "providers[2].jwks.keys[0]: Envoy's jwt_authn cannot use this key: [kty] is missing in [keys]",
       'providers[3]: set exactly one of jwksUri (remote JWKS) and jwks (inline JWKS JSON); neither is set',
       'providers[4].jwksUri: "not a url" is not a URL',
       'providers[5].issuer: "ftp://idp/" must be an http:// or https:// URL',

@@ -79,8 +79,10 @@ function envoyAllows(role: string, headers: Record<string, string>): boolean {
   const md = new Metadata();
   for (const [k, v] of Object.entries(headers)) md.set(k, v);
   const info = { headers: md, urlPath: '/mcp', destinationIp: '10.0.0.1', destinationPort: 15006 };
-  const mine = (name: string): boolean => name.startsWith(`roles.${role}.`);
-  const denied = [...DENY].some(([name, rule]) => (name === 'protocol-version' || mine(name)) && rule.apply(info));
+  // grpc-js-xds never matches a metadata principal (the JWT role): each role's policies are picked by name.
+  const mine = (name: string): boolean => name.startsWith(`inventory/roles/${role}/`);
+  const everyone = (name: string): boolean => name === 'inventory/protocol-version' || name === 'inventory/repeated-mcp-header';
+  const denied = [...DENY].some(([name, rule]) => (everyone(name) || mine(name)) && rule.apply(info));
   return !denied && [...ALLOW].some(([name, rule]) => mine(name) && rule.apply(info));
 }
 
@@ -120,6 +122,14 @@ describe('header RBAC for 2026-07-28 services, evaluated by a real RBAC engine (
     for (const v of ['2025-11-25', '2026-07-27', '2024-11-05']) assert.equal(envoyAllows('admin', { ...call, 'mcp-protocol-version': v }), false, v);
     assert.equal(envoyAllows('admin', call), false, 'no version header');
     assert.equal(envoyAllows('admin', { ...call, 'mcp-protocol-version': '2027-01-01' }), true, 'later revisions pass');
+  });
+
+  it('a header sent twice (joined with "," as Envoy before 1.38 matches it) is denied even where a glob would take it', () => {
+    const call = { 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call' };
+    assert.equal(envoyAllows('analyst', { ...call, 'mcp-name': 'get_stock' }), true);
+    assert.equal(envoyAllows('analyst', { ...call, 'mcp-name': 'get_stock,delete_item' }), false);
+    assert.equal(envoyAllows('admin', { ...call, 'mcp-name': 'get_stock,delete_item' }), false);
+    assert.equal(envoyAllows('admin', { ...call, 'mcp-method': 'tools/call,tools/list', 'mcp-name': 'get_stock' }), false);
   });
 
   it('the engine sees a difference the test must catch (sanity: a wrong header name denies)', () => {

@@ -74,7 +74,7 @@ describe('resource validation (schema + PGV rules)', () => {
 
 describe('policy globs compiled for Envoy RBAC', () => {
   it('anchors, escapes and lets * cross any character', async () => {
-    const { globRegex } = await import('../../control-plane/src/translate/rbac.ts');
+    const { globRegex } = await import('../../control-plane/src/model/glob.ts');
     const m = (p: string, v: string): boolean => new RegExp(globRegex(p)).test(v);
     assert.equal(globRegex('get_*'), '^get_.*$');
     assert.ok(m('get_*', 'get_forecast'));

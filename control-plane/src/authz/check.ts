@@ -15,7 +15,7 @@
 // GET (event stream) and DELETE (end of session) need only the service. Malformed JSON-RPC -> 400, a truncated
 // body -> 413, denied -> 403; each with a JSON-RPC error body. A service in shadow mode gets OK plus
 // `x-mcpmesh-shadow-deny` instead of a denial.
-import { protectedResourceMetadataUrl } from '../translate/naming.ts';
+import { protectedResourceMetadataUrl, RESOURCE_METADATA_CONTEXT_KEY } from '../translate/naming.ts';
 import { decide, describeAction, parseMcpBody, rolesFromClaims, scopesFromClaims, servicePolicyOf, type CompiledPolicy, type EngineDecision, type McpMessage } from '../policy/engine.ts';
 import type { McpAction } from '../policy/types.ts';
 
@@ -295,7 +295,8 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
         body = errs.length > 0 ? errs : jsonRpcError(null, JSONRPC_FORBIDDEN, `${where}${message}`, data);
       }
       // MCP authorization: a 403 for missing scopes says which scopes to ask for and where the metadata is.
-      const metadata = opts.publicUrl ? `, resource_metadata="${protectedResourceMetadataUrl(opts.publicUrl, service)}"` : '';
+      const document = req.contextExtensions[RESOURCE_METADATA_CONTEXT_KEY] ?? (opts.publicUrl ? protectedResourceMetadataUrl(opts.publicUrl, service) : undefined);
+      const metadata = document ? `, resource_metadata="${document}"` : '';
       const extra: Array<readonly [string, string]> = d.missingScopes ? [['www-authenticate', `Bearer error="insufficient_scope", scope="${servicePolicyOf(cp, service).requiredScopes.join(' ')}"${metadata}`]] : [];
       return wouldDeny(d.rule, where + d.reason, denial(403, d.rule, body, extra), m.action);
     }

@@ -3,7 +3,7 @@
 // override that names the service. Plain objects in protobufjs form, like control-plane/src/translate/*.
 import { protoDuration } from '../model/duration.ts';
 import { any, type ProtoObject } from '../translate/resource.ts';
-import { METADATA_NAMESPACE, SERVICE_HEADER } from './context.ts';
+import { JWT_AUTHN_NAMESPACE, METADATA_NAMESPACE, SERVICE_HEADER } from './context.ts';
 
 export const EXT_PROC_FILTER_NAME = 'envoy.filters.http.ext_proc';
 export const EXT_PROC_TYPE = 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
@@ -40,8 +40,10 @@ export const FILTER_PROCESSING_MODE: ProcessingMode = {
 
 export interface ExtProcFilterOptions {
   /**
-   * Let traffic through unfiltered when the processor is unreachable or fails (default false: Envoy
-   * answers 500 / resets, so a processor outage never shows a caller tools it may not call).
+   * Let traffic through unfiltered when the processor is unreachable, overloaded or late (default true).
+   * The filter only trims what a caller *sees*: what it may *call* is decided by ext_authz and RBAC, which
+   * fail closed. Failing closed here would make every request, and every chunk of a filtered SSE stream
+   * (one message_timeout each), depend on the processor; a processor outage would take the mesh down.
    */
   readonly failureModeAllow?: boolean;
   /** Per-message timeout (Envoy's default is 200 ms). Default 1 s. */
@@ -61,7 +63,7 @@ export interface ExtProcFilterOptions {
  *   (GET/DELETE, or a 2026-07-28 POST whose Mcp-Method header names another method), and answers response
  *   headers of a tools/list request with BUFFERED (JSON) or STREAMED (SSE) response body mode.
  * - request_attributes xds.cluster_name and metadata_options forwarding the `mcpmesh` namespace: two of the
- *   sources serviceOf() reads.
+ *   sources serviceOf() reads; and jwt_authn's namespace: the verified claims (verifiedClaims()).
  * - No grpc_service.timeout: the ext_proc stream lives as long as the HTTP stream (SSE can last hours);
  *   message_timeout bounds each exchange instead.
  * - HTTP/1 buffer note: BUFFERED bodies are bounded by the listener's per_connection_buffer_limit_bytes;
@@ -72,12 +74,12 @@ export function extProcFilterConfig(clusterName: string, opts: ExtProcFilterOpti
     name: EXT_PROC_FILTER_NAME,
     typed_config: any(EXT_PROC_TYPE, {
       grpc_service: { envoy_grpc: { cluster_name: clusterName } },
-      failure_mode_allow: opts.failureModeAllow ?? false,
+      failure_mode_allow: opts.failureModeAllow ?? true,
       processing_mode: { ...FILTER_PROCESSING_MODE },
       allow_mode_override: true,
       request_attributes: ['xds.cluster_name'],
       message_timeout: protoDuration(opts.messageTimeoutMs ?? 1000),
-      metadata_options: { forwarding_namespaces: { untyped: [METADATA_NAMESPACE] } },
+      metadata_options: { forwarding_namespaces: { untyped: [METADATA_NAMESPACE, JWT_AUTHN_NAMESPACE] } },
       stat_prefix: opts.statPrefix ?? 'mcp_tools_filter',
     }),
   };

@@ -1,7 +1,8 @@
 // What the processor knows about an HTTP stream from Envoy's messages: its headers, and which mesh
 // service it is for. Decoded ext_proc messages are protobufjs plain objects (keepCase: snake_case fields;
 // google.protobuf.Struct values in their camelCase object form).
-import { localAppCluster, serviceCluster } from '../translate/naming.ts';
+import { JWT_PAYLOAD_METADATA_KEY, localAppCluster, serviceCluster } from '../translate/naming.ts';
+import { structToJson } from '../xds/node.ts';
 
 export interface PbHeaderValue {
   key?: string;
@@ -18,6 +19,7 @@ export interface PbValue {
   numberValue?: number;
   boolValue?: boolean;
   structValue?: PbStruct;
+  listValue?: { values?: PbValue[] };
 }
 
 export interface PbStruct {
@@ -86,6 +88,15 @@ export function serviceOf(src: ServiceSources): string {
     if (svc) return svc;
   }
   return src.headers[SERVICE_HEADER] ?? '';
+}
+
+/** Dynamic-metadata namespace of jwt_authn, forwarded to the processor for the verified claims. */
+export const JWT_AUTHN_NAMESPACE = 'envoy.filters.http.jwt_authn';
+
+/** The verified JWT payload jwt_authn wrote (payload_in_metadata) in the forwarded metadata, if any. */
+export function verifiedClaims(metadataContext: ServiceSources['metadataContext']): Record<string, unknown> | undefined {
+  const payload = metadataContext?.filter_metadata?.[JWT_AUTHN_NAMESPACE]?.fields?.[JWT_PAYLOAD_METADATA_KEY]?.structValue;
+  return payload ? structToJson(payload) : undefined;
 }
 
 /** The media type of a Content-Type value, lower-cased, without parameters. */

@@ -11,7 +11,7 @@
 //                     else byte for byte and without waiting for the end of the stream.
 import type { Logger } from '../log.ts';
 import { FILTER_PROCESSING_MODE, type ProcessingMode } from './config.ts';
-import { headerRecord, mediaType, serviceOf, type PbHeaderMap, type PbStruct } from './context.ts';
+import { headerRecord, mediaType, serviceOf, verifiedClaims, type PbHeaderMap, type PbStruct } from './context.ts';
 import type { ExtProcStats } from './stats.ts';
 import { rewriteJsonText, SseToolsRewriter, toolsListRequests, type ResponseMatch, type ToolPredicate } from './tools.ts';
 
@@ -20,6 +20,11 @@ export interface ToolFilterContext {
   readonly service: string;
   /** Request headers, lower-case names, pseudo-headers included (`:method`, `:path`, `:authority`). */
   readonly headers: Record<string, string>;
+  /**
+   * The caller's verified JWT claims: jwt_authn's payload from the dynamic metadata Envoy forwards (never a
+   * request header, which a client could have sent itself). Undefined when no token was verified.
+   */
+  readonly claims?: Readonly<Record<string, unknown>>;
 }
 
 /**
@@ -105,6 +110,12 @@ export interface StreamProcessorOptions {
   readonly maxEventBytes?: number;
   /** Largest request body inspected for tools/list (default 4 MiB). */
   readonly maxRequestBodyBytes?: number;
+  /**
+   * A resumed SSE stream (GET with Last-Event-ID) is inspected for a replayed tools/list response in its
+   * first this many bytes only (default 256 KiB); then the processor lets go of it, so an hour-long stream
+   * does not hold an ext_proc stream, and a circuit-breaker slot, with every chunk waiting on the processor.
+   */
+  readonly maxResumeInspectBytes?: number;
 }
 
 export class HttpStreamProcessor {
@@ -119,6 +130,8 @@ export class HttpStreamProcessor {
   private requestBodyDone = false;
   private json: { partial: boolean } | undefined;
   private sse: SseToolsRewriter | undefined;
+  /** Bytes of a resumed stream still to inspect (undefined: not a resumed stream). */
+  private resumeBudget: number | undefined;
 
   constructor(opts: StreamProcessorOptions) {
     this.opts = opts;
@@ -173,7 +186,8 @@ export class HttpStreamProcessor {
     this.service = serviceOf({ grpcMetadata: this.opts.grpcMetadata, metadataContext: req.metadata_context, attributes: req.attributes, headers: hdrs });
     let allow: ToolPredicate | undefined;
     try {
-      allow = this.opts.toolFilter({ service: this.service, headers: hdrs }) ?? undefined;
+      const claims = verifiedClaims(req.metadata_context);
+      allow = this.opts.toolFilter({ service: this.service, headers: hdrs, ...(claims ? { claims } : {}) }) ?? undefined;
     } catch (err) {
       this.opts.stats.inc('errors');
       this.opts.log.error('tool filter factory failed; hiding every tool for this request', { service: this.service, error: (err as Error).message });
@@ -184,8 +198,9 @@ export class HttpStreamProcessor {
     const method = (hdrs[':method'] ?? '').toUpperCase();
     const noCompression = { header_mutation: { remove_headers: ['accept-encoding'] } };
     if (method === 'GET' && hdrs['last-event-id'] !== undefined) {
-      // Resumption replays stored events, possibly a tools/list response: inspect every event.
-      this.match = { kind: 'any' };
+      // Resumption replays stored events first, possibly the one tools/list response of the resumed stream.
+      this.match = { kind: 'any', single: true };
+      this.resumeBudget = this.opts.maxResumeInspectBytes ?? 256 * 1024;
       return { response: headers('request_headers', noCompression, this.setMode({ request_body_mode: 'NONE', response_header_mode: 'SEND', response_body_mode: 'NONE' })) };
     }
     const mcpMethod = hdrs['mcp-method'];
@@ -275,8 +290,12 @@ export class HttpStreamProcessor {
         if (tail.length > 0) out = Buffer.concat([out, tail]);
       }
       const mutation: CommonResponse = out.equals(chunk) ? {} : out.length > 0 ? { body_mutation: { body: out } } : { body_mutation: { clear_body: true } };
-      // Once the awaited response went by, nothing is held: let Envoy stream the rest without us.
-      return { response: body('response_body', mutation), close: this.sse.done };
+      // Once the awaited response went by, nothing is held: let Envoy stream the rest without us. A resumed
+      // stream is let go once its replay budget is spent, at an event boundary (nothing held back).
+      if (this.resumeBudget !== undefined) this.resumeBudget -= chunk.length;
+      const budgetSpent = this.resumeBudget !== undefined && this.resumeBudget <= 0 && this.sse.heldBytes === 0;
+      if (budgetSpent && !this.sse.done) this.opts.log.debug('resumed stream inspected up to its budget; letting go', { service: this.service, path: this.path });
+      return { response: body('response_body', mutation), close: this.sse.done || budgetSpent };
     }
     if (this.json && this.allow && this.match) {
       if (!eos) {

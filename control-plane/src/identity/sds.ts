@@ -10,6 +10,7 @@
 // accepts through combined_validation_context (Envoy merges its default_validation_context into the SDS
 // one). Do not put matchers on the shared trust secret as well when using them per context: Envoy
 // concatenates the two lists, and any one matcher then suffices.
+import { globRegex } from '../model/glob.ts';
 import { ADS_CONFIG_SOURCE, any, type ProtoObject } from '../translate/resource.ts';
 import type { IssuedCert } from './ca.ts';
 import { SPIFFE_SCHEME, SpiffeIdError, trustDomainProblem, validateSpiffeId } from './spiffe.ts';
@@ -72,7 +73,7 @@ export function spiffeSanMatchers(patterns: readonly string[]): ProtoObject[] {
   const out: ProtoObject[] = [];
   const seen = new Set<string>();
   for (const p of patterns) {
-    const matcher = stringMatcherFor(p);
+    const matcher = spiffeIdMatcher(p);
     const key = JSON.stringify(matcher);
     if (seen.has(key)) continue;
     seen.add(key);
@@ -81,7 +82,8 @@ export function spiffeSanMatchers(patterns: readonly string[]): ProtoObject[] {
   return out;
 }
 
-function stringMatcherFor(pattern: string): ProtoObject {
+/** A StringMatcher for one SPIFFE ID pattern (the rules of spiffeSanMatchers), for SANs and RBAC principals alike. */
+export function spiffeIdMatcher(pattern: string): ProtoObject {
   if (pattern === '*') return { prefix: SPIFFE_SCHEME };
   if (!pattern.includes('*')) return { exact: validateSpiffeId(pattern) };
   if (!pattern.startsWith(SPIFFE_SCHEME)) throw new SpiffeIdError(`SPIFFE ID pattern ${JSON.stringify(pattern)} must start with "spiffe://"`);
@@ -92,12 +94,7 @@ function stringMatcherFor(pattern: string): ProtoObject {
     if (problem) throw new SpiffeIdError(`SPIFFE ID pattern ${JSON.stringify(pattern)}: ${problem}`);
   }
   if (pattern.indexOf('*') === pattern.length - 1) return { prefix: literal };
-  const regex = `^${pattern.split('*').map(escapeRe2).join('.*')}$`;
-  return { safe_regex: { regex } };
-}
-
-function escapeRe2(s: string): string {
-  return s.replace(/[\\^$.|?*+()[\]{}]/g, '\\$&');
+  return { safe_regex: { regex: globRegex(pattern) } };
 }
 
 function validationContext(bundlePem: string, matchSpiffeIds: readonly string[] | undefined): ProtoObject {

@@ -14,6 +14,7 @@
 // compiles it once (cached per Policy object).
 import { defaultServicePolicy } from './parse.ts';
 import type { Decision, McpAction, Pattern, Policy, RuleTarget, ServicePolicy } from './types.ts';
+import { escapeRegex } from '../model/glob.ts';
 
 // ------------------------------------------------------------------------------------------ compilation
 
@@ -49,12 +50,10 @@ export interface CompiledPolicy {
   readonly knownServices: ReadonlySet<string>;
 }
 
-const REGEX_SPECIAL = /[.*+?^${}()|[\]\\/]/g;
-
 /** A glob (only `*` is special; it matches any run of characters, `/` and newlines included) as an anchored RegExp. */
 export function globToRegExp(patterns: readonly Pattern[]): RegExp {
   if (patterns.length === 0) return /(?!)/; // matches nothing
-  const alts = patterns.map((p) => p.split('*').map((s) => s.replace(REGEX_SPECIAL, '\\$&')).join('.*'));
+  const alts = patterns.map((p) => p.split('*').map(escapeRegex).join('.*'));
   return new RegExp(`^(?:${alts.join('|')})$`, 's');
 }
 
@@ -122,7 +121,8 @@ function claimValue(claims: unknown, name: string): unknown {
 
 function stringsOf(v: unknown): string[] {
   if (Array.isArray(v)) return v.filter((x): x is string => typeof x === 'string' && x !== '');
-  if (typeof v === 'string') return v.split(/\s+/).filter(Boolean);
+  // Space only (RFC 6749 scope syntax), as jwt_authn's space_delimited_claims splits a claim for RBAC.
+  if (typeof v === 'string') return v.split(' ').filter(Boolean);
   return [];
 }
 

@@ -3,6 +3,7 @@
 // exact path, and one ConfigError names the file, each path and the reason.
 import { parseDocument } from 'yaml';
 import { ConfigError, isNode, join, Reader, type Node } from '../model/reader.ts';
+import { readJwks } from './jwks.ts';
 import type { EnforcementMode, JwtProvider, Pattern, Policy, Role, RuleTarget, ServicePolicy } from './types.ts';
 
 export const DEFAULT_ROLE_CLAIM = 'roles';
@@ -118,7 +119,7 @@ function readProvider(r: Reader, raw: unknown, path: string, seen: Map<string, s
     r.fail(path, 'must be a mapping with name, issuer, audiences and jwksUri or jwks');
     return undefined;
   }
-  r.onlyKeys(raw, path, ['name', 'issuer', 'audiences', 'jwksUri', 'jwks', 'jwksCache']);
+  r.onlyKeys(raw, path, ['name', 'issuer', 'audiences', 'jwksUri', 'jwks', 'jwksCache', 'jwksCaFile']);
   const name = r.string(raw, 'name', path, { required: true, pattern: PROVIDER_NAME, hint: 'must be 1-64 letters, digits, ".", "_" or "-"' });
   if (name !== undefined) {
     const prev = seen.get(name);
@@ -165,17 +166,28 @@ function readProvider(r: Reader, raw: unknown, path: string, seen: Map<string, s
     if (text !== undefined) {
       if (!isNode(parsed) || !Array.isArray(parsed['keys'])) r.fail(p, 'must be a JWKS: an object with a "keys" list');
       else if (parsed['keys'].length === 0) r.fail(p, 'has no keys');
-      else jwks = text;
+      else {
+        // Envoy would skip a key it cannot use and refuse the set only when none is left: refuse any such key
+        // here, so no key an operator listed is silently ignored.
+        const reading = readJwks(text);
+        const bad = reading.keys.flatMap((k, i) => (k.ok ? [] : [[i, k.reason] as const]));
+        for (const [i, reason] of bad) r.fail(`${p}.keys[${i}]`, `Envoy's jwt_authn cannot use this key: ${reason}`);
+        if (bad.length === 0 && reading.error) r.fail(p, `Envoy's jwt_authn refuses it: ${reading.error}`);
+        if (bad.length === 0 && !reading.error) jwks = text;
+      }
     }
   }
   const cache = r.duration(raw, 'jwksCache', path, 1000, DAY_MS);
   if (cache !== undefined && hasInline && !hasUri) r.fail(join(path, 'jwksCache'), 'only applies to a remote JWKS (jwksUri)');
+  const caFile = r.string(raw, 'jwksCaFile', path, { pattern: /^\/\S+$/, hint: 'must be an absolute path (on the gateway) to a PEM CA bundle' });
+  if (caFile !== undefined && !(jwksUri?.startsWith('https:') ?? false)) r.fail(join(path, 'jwksCaFile'), 'only applies to an https:// jwksUri');
   if (name === undefined || issuer === undefined || issuer === '') return undefined;
   return {
     name, issuer, audiences,
     ...(jwksUri !== undefined ? { jwksUri } : {}),
     jwksCacheMs: cache ?? DEFAULT_JWKS_CACHE_MS,
     ...(jwks !== undefined ? { jwks } : {}),
+    ...(caFile !== undefined ? { jwksCaFile: caFile } : {}),
   };
 }
 

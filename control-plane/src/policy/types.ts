@@ -13,7 +13,15 @@ export interface JwtProvider {
   readonly jwksCacheMs: number;
   /** Inline JWKS (JSON text). */
   readonly jwks?: string;
+  /**
+   * PEM bundle, as a path on the gateway's file system, that the https JWKS host's certificate must chain
+   * to (its DNS name is checked too). Default: the system bundle, DEFAULT_JWKS_CA_FILE.
+   */
+  readonly jwksCaFile?: string;
 }
+
+/** The system CA bundle on Debian/Ubuntu, and in Envoy's official image. */
+export const DEFAULT_JWKS_CA_FILE = '/etc/ssl/certs/ca-certificates.crt';
 
 /** Glob patterns: `*` matches any run of characters (including `/` in resource URIs), everything else is literal. */
 export type Pattern = string;

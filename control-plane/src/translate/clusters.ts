@@ -1,30 +1,44 @@
 import { isIP } from 'node:net';
 import { protoDuration } from '../model/duration.ts';
-import type { MeshService, OutlierDetection, HealthCheck, Routing } from '../model/types.ts';
+import type { McpTransport, MeshService, OutlierDetection, HealthCheck, Routing, UpstreamProtocol } from '../model/types.ts';
 import { localAppCluster, serviceCluster, serviceEndpoints, statName } from './naming.ts';
 import { ADS_CONFIG_SOURCE, any, struct, u32, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
-// Long-lived MCP streams (SSE, slow tool calls) hold requests open: Envoy's default of 1024
-// concurrent requests per cluster is too low for a gateway.
-const CIRCUIT_BREAKERS: ProtoObject = {
+// Long-lived MCP streams (SSE, slow tool calls) hold requests open, and so do the gRPC streams of the
+// filters that watch them: Envoy's default of 1024 concurrent requests per cluster is too low for a gateway.
+export const CIRCUIT_BREAKERS: ProtoObject = {
   thresholds: [{ priority: 'DEFAULT', max_connections: u32(100_000), max_pending_requests: u32(100_000), max_requests: u32(100_000), max_retries: u32(1_000) }],
 };
 
-function protocolOptions(routing: Routing): ProtoObject {
+/**
+ * `auto` means "let ALPN decide", which only a TLS transport socket can do: Envoy refuses auto_config on a
+ * cluster whose transport socket does not support ALPN (upstream_impl.cc, see xds/envoy-rules.ts). On a
+ * plaintext cluster `auto` is HTTP/1.1, the one protocol every MCP server speaks (h2c needs prior knowledge).
+ */
+export function upstreamHttpConfig(protocol: UpstreamProtocol, tls: boolean): 'http1' | 'http2' | 'alpn' {
+  if (protocol === 'auto') return tls ? 'alpn' : 'http1';
+  return protocol;
+}
+
+const HTTP1_OPTIONS = { http_protocol_options: {} };
+const HTTP2_OPTIONS = { http2_protocol_options: { initial_stream_window_size: u32(1 << 20), initial_connection_window_size: u32(1 << 24) } };
+
+function protocolOptions(routing: Routing, tls: boolean): ProtoObject {
   const common = { common_http_protocol_options: { idle_timeout: protoDuration(routing.streamIdleTimeoutMs) } };
-  const http1 = { http_protocol_options: {} };
-  const http2 = { http2_protocol_options: { initial_stream_window_size: u32(1 << 20), initial_connection_window_size: u32(1 << 24) } };
+  const mode = upstreamHttpConfig(routing.upstreamProtocol, tls);
   const config =
-    routing.upstreamProtocol === 'http1' ? { explicit_http_config: http1 }
-    : routing.upstreamProtocol === 'http2' ? { explicit_http_config: http2 }
-    : { auto_config: { ...http1, ...http2 } };
+    mode === 'http1' ? { explicit_http_config: HTTP1_OPTIONS }
+    : mode === 'http2' ? { explicit_http_config: HTTP2_OPTIONS }
+    : { auto_config: { ...HTTP1_OPTIONS, ...HTTP2_OPTIONS } };
   return { [HTTP_PROTOCOL_OPTIONS]: any(HTTP_PROTOCOL_OPTIONS, { ...common, ...config }) };
 }
 
 // Envoy takes the first policy it supports; proxyless gRPC, which has no least_request, falls through to round_robin.
-function lbPolicy(routing: Routing): ProtoObject {
+// A 2024-11-05 SSE service hashes each request to a replica (the route hashes the client's address, see
+// sessionAffinityHash): its POSTs must reach the replica that holds the client's /sse stream.
+function lbPolicy(routing: Routing, transport: McpTransport): ProtoObject {
   const roundRobin = {
     typed_extension_config: {
       name: 'envoy.load_balancing_policies.round_robin',
@@ -37,6 +51,13 @@ function lbPolicy(routing: Routing): ProtoObject {
       typed_config: any('envoy.extensions.load_balancing_policies.least_request.v3.LeastRequest', { choice_count: u32(2) }),
     },
   };
+  const ringHash = {
+    typed_extension_config: {
+      name: 'envoy.load_balancing_policies.ring_hash',
+      typed_config: any('envoy.extensions.load_balancing_policies.ring_hash.v3.RingHash', {}),
+    },
+  };
+  if (transport === 'sse') return { policies: [ringHash, roundRobin] };
   return { policies: routing.lbPolicy === 'least_request' ? [leastRequest, roundRobin] : [roundRobin] };
 }
 
@@ -58,8 +79,16 @@ function outlierDetection(o: OutlierDetection): ProtoObject {
   };
 }
 
-function healthChecks(h: HealthCheck): ProtoObject[] {
+/**
+ * Active HTTP health check. Envoy decides only at the end of the response, so it asks with HEAD, whose
+ * answer ends with its headers: a GET on an MCP endpoint may open an SSE stream that never ends (the
+ * 2024-11-05 `/sse` endpoint always does) and would time out forever. Envoy's checker speaks HTTP/1 unless
+ * told otherwise, whatever the cluster speaks: it uses the cluster's protocol, and over TLS pins the ALPN
+ * offer to it so the sidecar cannot pick the other.
+ */
+function healthChecks(h: HealthCheck, http: 'http1' | 'http2' | 'alpn'): ProtoObject[] {
   if (h.path === '') return [];
+  const h2 = http !== 'http1';
   return [{
     timeout: protoDuration(h.timeoutMs),
     interval: protoDuration(h.intervalMs),
@@ -67,9 +96,12 @@ function healthChecks(h: HealthCheck): ProtoObject[] {
     healthy_threshold: u32(h.healthyThreshold),
     http_health_check: {
       path: h.path,
-      // 200..499: a live MCP server answers a bare GET with 200/400/405/406; only 5xx or no answer is sick.
+      method: 'HEAD',
+      // 200..499: a live MCP server answers HEAD with 200/400/405/406; only 5xx or no answer is sick.
       expected_statuses: [{ start: 200, end: 500 }],
+      codec_client_type: h2 ? 'HTTP2' : 'HTTP1',
     },
+    ...(http === 'alpn' ? { tls_options: { alpn_protocols: ['h2'] } } : {}),
   }];
 }
 
@@ -86,11 +118,11 @@ export function serviceClusterResource(svc: MeshService, transportSocket?: Proto
       type: 'EDS',
       eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: serviceEndpoints(svc.name, svc.incarnation) },
       connect_timeout: protoDuration(svc.routing.connectTimeoutMs),
-      load_balancing_policy: lbPolicy(svc.routing),
+      load_balancing_policy: lbPolicy(svc.routing, svc.transport),
       circuit_breakers: CIRCUIT_BREAKERS,
       outlier_detection: outlierDetection(svc.outlierDetection),
-      health_checks: healthChecks(svc.healthCheck),
-      typed_extension_protocol_options: protocolOptions(svc.routing),
+      health_checks: healthChecks(svc.healthCheck, upstreamHttpConfig(svc.routing.upstreamProtocol, transportSocket !== undefined)),
+      typed_extension_protocol_options: protocolOptions(svc.routing, transportSocket !== undefined),
       metadata: { filter_metadata: { mcpmesh: struct({ service: svc.name, protocol: svc.protocol, transport: svc.transport }) } },
       ...(transportSocket ? { transport_socket: transportSocket } : {}),
     },
@@ -127,7 +159,7 @@ export function localAppClusterResource(service: string, appPort: number, routin
     body: {
       ...singleHostCluster(name, '127.0.0.1', appPort, { connectTimeoutMs: routing.connectTimeoutMs }),
       circuit_breakers: CIRCUIT_BREAKERS,
-      typed_extension_protocol_options: protocolOptions(routing),
+      typed_extension_protocol_options: protocolOptions(routing, false),
       metadata: { filter_metadata: { mcpmesh: struct({ service }) } },
     },
   };

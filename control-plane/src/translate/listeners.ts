@@ -1,14 +1,17 @@
 import { protoDuration } from '../model/duration.ts';
 import type { MeshService } from '../model/types.ts';
 import { apiListener, apiRoutes, STAT_PREFIX } from './naming.ts';
+import { SERVER_SESSION_HEADER } from './sessions.ts';
 import { ADS_CONFIG_SOURCE, any, struct, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 
+/** Idle timeout of a stream before its route is known (Envoy's own default, 5 min). */
+export const LISTENER_STREAM_IDLE_TIMEOUT_MS = 300_000;
+
 export interface HcmOptions {
   readonly statPrefix: string;
   readonly routeConfigName: string;
-  readonly streamIdleTimeoutMs: number;
   /** Gateways face clients directly: trust no X-Forwarded-For from outside. */
   readonly edge: boolean;
   /** HTTP filters that run before the router (authentication, authorization). */
@@ -25,8 +28,9 @@ function httpConnectionManager(o: HcmOptions): ProtoObject {
     rds: { config_source: ADS_CONFIG_SOURCE, route_config_name: o.routeConfigName },
     http_filters: [...(o.filters ?? []), { name: 'envoy.filters.http.router', typed_config: any('envoy.extensions.filters.http.router.v3.Router', {}) }],
     ...(o.localReplyConfig ? { local_reply_config: o.localReplyConfig } : {}),
-    // Per-route idle_timeout narrows this; the connection manager must not be the one that cuts SSE.
-    stream_idle_timeout: protoDuration(o.streamIdleTimeoutMs),
+    // Only until a route is chosen: each route's idle_timeout then replaces it (a route's 0 disables it). A
+    // constant, so a service's timeout edit changes RDS, not the listener (which Envoy would drain).
+    stream_idle_timeout: protoDuration(LISTENER_STREAM_IDLE_TIMEOUT_MS),
     request_timeout: protoDuration(0),
     strip_any_host_port: true,
     use_remote_address: { value: o.edge },
@@ -56,8 +60,10 @@ export function accessLogFormat(listener: string): ProtoObject {
     upstream_cluster: '%UPSTREAM_CLUSTER%', upstream_host: '%UPSTREAM_HOST%', upstream_locality: '%UPSTREAM_METADATA(mcpmesh:locality)%',
     downstream_peer: '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%', request_id: '%REQ(X-REQUEST-ID)%',
     mcp_protocol_version: '%REQ(MCP-PROTOCOL-VERSION)%', mcp_method: '%REQ(MCP-METHOD)%', mcp_name: '%REQ(MCP-NAME)%',
-    mcp_session_id: '%REQ(MCP-SESSION-ID)%', mcp_session_assigned: '%RESP(MCP-SESSION-ID)%',
+    mcp_session_id: '%REQ(MCP-SESSION-ID)%', mcp_session_assigned: `%RESP(${SERVER_SESSION_HEADER.toUpperCase()})%`,
     authz: '%DYNAMIC_METADATA(envoy.filters.http.ext_authz)%',
+    // Header RBAC (2026-07-28 services): effective policy and result, enforced and shadow, of both filters.
+    rbac: '%DYNAMIC_METADATA(envoy.filters.http.rbac)%',
   });
 }
 
@@ -83,9 +89,7 @@ export function socketListener(name: string, port: number, hcm: HcmOptions): Xds
 /** A listener without a socket for proxyless gRPC clients dialing `xds:///<service>`. */
 export function apiListenerResource(svc: MeshService): XdsResource {
   const name = apiListener(svc.name);
-  const hcm = httpConnectionManager({
-    statPrefix: STAT_PREFIX.apiListener(svc.name), routeConfigName: apiRoutes(svc.name, svc.incarnation), streamIdleTimeoutMs: svc.routing.streamIdleTimeoutMs, edge: false,
-  });
+  const hcm = httpConnectionManager({ statPrefix: STAT_PREFIX.apiListener(svc.name), routeConfigName: apiRoutes(svc.name, svc.incarnation), edge: false });
   // gRPC ignores access logs but rejects nothing it does not use; keep its listener minimal all the same.
   const { access_log: _unused, ...minimal } = hcm as { access_log?: unknown } & ProtoObject;
   return {

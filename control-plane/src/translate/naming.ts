@@ -63,22 +63,33 @@ export function localVirtualHost(service: string): string {
 
 /**
  * Virtual cluster (Envoy per-request-class stats) of one MCP method of a 2026-07-28 service, which names
- * the method in the Mcp-Method header: `<service>.tools_call`. Prometheus sees it as the
- * envoy_virtual_cluster label of envoy_vhost_vcluster_* metrics.
+ * the method in the Mcp-Method header: `<service>__tools_call`. Prometheus sees it as the
+ * envoy_virtual_cluster label of envoy_vhost_vcluster_* metrics. No dots: Envoy's tag extractor takes the
+ * virtual cluster name as one dot-free token (`vhost.$.vcluster.$.**`, well_known_names.cc), and service
+ * names (DNS labels) hold no `_`, so the double underscore splits service from method unambiguously.
  */
 export function methodVirtualCluster(service: string, method: string): string {
-  return `${service}.${method.replace(/[^A-Za-z0-9]+/g, '_')}`;
+  return `${service}__${method.replace(/[^A-Za-z0-9]+/g, '_')}`;
 }
 
 /** The control plane's MCP authorizer (ext_authz gRPC), as a cluster of the gateway. */
 export const AUTHZ_CLUSTER = 'mcpmesh.authz';
+
+/**
+ * The tools/list processor (ext_proc gRPC; same port as the authorizer) as a cluster of its own: its streams
+ * live as long as the HTTP streams they watch, so they must not take the authorizer's circuit-breaker slots.
+ */
+export const EXT_PROC_CLUSTER = 'mcpmesh.extproc';
 
 /** Remote JWKS of a JWT provider. */
 export function jwksCluster(provider: string): string {
   return `jwks.${provider}`;
 }
 
-/** jwt_authn forwards the verified claims (base64url JSON) to the tools/list processor in this header. */
+/**
+ * The header older gateways used for the verified claims (jwt_authn forward_payload_header). No longer set:
+ * routes still remove any copy a client sends, so an MCP server never mistakes it for verified claims.
+ */
 export const JWT_PAYLOAD_HEADER = 'x-jwt-payload';
 
 /** Key of the verified claims in jwt_authn's dynamic metadata (read by RBAC and the authorizer). */
@@ -92,9 +103,33 @@ export function gatewayPathPrefix(service: string): string {
   return `/mcp/${service}`;
 }
 
-/** RFC 9728 metadata document of a service as clients reach it through the gateway. */
+/**
+ * ext_authz context extension (set per route) with the URL of the RFC 9728 document that route's challenges
+ * name: the authorizer's 403 insufficient_scope points where the client actually is (path or host routing).
+ */
+export const RESOURCE_METADATA_CONTEXT_KEY = 'resource_metadata';
+
+/** RFC 9728 metadata document of a service as clients reach it through the gateway's path routes. */
 export function protectedResourceMetadataUrl(publicUrl: string, service: string): string {
   return `${publicUrl}${PROTECTED_RESOURCE_PATH}${gatewayPathPrefix(service)}`;
+}
+
+/**
+ * Stat and dynamic-metadata prefixes of the two RBAC filters. Envoy counts under the filter-level prefix only
+ * (http.<hcm>.rbac.<prefix>[policy.<name>.]allowed|denied|shadow_*) and names its metadata keys
+ * `<prefix>shadow_effective_policy_id` etc. in the one namespace both filters share (envoy.filters.http.rbac),
+ * so the two prefixes keep the filters' counters and decisions apart.
+ */
+export const RBAC_STAT_PREFIX = { deny: 'mcpmesh_deny_', allow: 'mcpmesh_allow_', callers: 'mcpmesh_callers_' } as const;
+
+/**
+ * RBAC policy name: the service and the policy rule (`weather/roles/analyst/allow[0]`), so per-policy counters
+ * (track_per_rule_stats) count per service. No dots: Envoy's tag extractor takes the policy name as one
+ * dot-free token; a role name's own `.`, `/` and `%` are percent-encoded so names stay distinct.
+ */
+export function rbacPolicyName(service: string, ...parts: readonly string[]): string {
+  const encode = (part: string): string => part.replace(/[%./]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+  return [service, ...parts].map(encode).join('/');
 }
 
 /** Envoy stat prefixes (HTTP connection managers); Prometheus sees them as envoy_http_<prefix>_*. */

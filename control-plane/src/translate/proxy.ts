@@ -6,13 +6,14 @@ import { sidecarId } from '../identity/spiffe.ts';
 import { localAppClusterResource, serviceClusterResource } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
 import { apiListenerResource, socketListener } from './listeners.ts';
-import { AUTHZ_CLUSTER, serviceCluster, GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
+import { EXT_PROC_CLUSTER, serviceCluster, GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
 import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 import { extAuthzFilter, jwtAuthnFilter, localReplyConfig, securityClusters } from './security.ts';
 import { sessionAffinityFilter } from './sessions.ts';
 import { extProcFilterConfig } from '../extproc/config.ts';
-import { rbacFilters } from './rbac.ts';
+import { callerRbacFilter, callerRbacPerRoute, RBAC_CALLERS_FILTER, rbacFilters } from './rbac.ts';
+import { servicePolicyOf } from '../policy/engine.ts';
 
 // Memoization by identity: the mesh builder hands back the same MeshService object for an unchanged
 // service, so one endpoint change re-translates one service, not the whole mesh. Outputs are the same
@@ -47,13 +48,14 @@ function endpointsFor(svc: MeshService, locality: Locality | undefined): XdsReso
   return r;
 }
 
-// The shared route table depends only on each service's name, incarnation, routing and protocol (which
-// decides header RBAC and per-method stats).
-let lastRoutes: { inputs: Array<[string, number, Routing, string]>; security: Mesh['security']; resource: XdsResource } | undefined;
+// The shared route table depends only on each service's name, incarnation, routing, protocol (which decides
+// header RBAC and per-method stats) and transport (SSE services hash to a replica).
+type RouteInputs = [string, number, Routing, string, string];
+let lastRoutes: { inputs: RouteInputs[]; security: Mesh['security']; resource: XdsResource } | undefined;
 function gatewayRoutesFor(mesh: Mesh): XdsResource {
-  const inputs = mesh.services.map((s): [string, number, Routing, string] => [s.name, s.incarnation, s.routing, s.protocol]);
+  const inputs = mesh.services.map((s): RouteInputs => [s.name, s.incarnation, s.routing, s.protocol, s.transport]);
   const same = lastRoutes && lastRoutes.security === mesh.security && lastRoutes.inputs.length === inputs.length
-    && lastRoutes.inputs.every(([n, i, r, p], k) => n === inputs[k]?.[0] && i === inputs[k]?.[1] && r === inputs[k]?.[2] && p === inputs[k]?.[3]);
+    && lastRoutes.inputs.every((row, k) => row.every((v, j) => v === inputs[k]?.[j]));
   if (!same || !lastRoutes) lastRoutes = { inputs, security: mesh.security, resource: gatewayRoutes(mesh) };
   return lastRoutes.resource;
 }
@@ -77,12 +79,11 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, identity?: Worklo
     : [
       socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
         statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, edge: true,
-        streamIdleTimeoutMs: Math.max(DEFAULT_ROUTING.streamIdleTimeoutMs, ...mesh.services.map((s) => s.routing.streamIdleTimeoutMs)),
         filters: [
-          ...(mesh.security ? [jwtAuthnFilter(mesh.security), ...rbacFilters(), extAuthzFilter(), extProcFilterConfig(AUTHZ_CLUSTER)] : []),
+          ...(mesh.security ? [jwtAuthnFilter(mesh.security), ...rbacFilters(), extAuthzFilter(), extProcFilterConfig(EXT_PROC_CLUSTER)] : []),
           sessionAffinityFilter(),
         ],
-        ...(mesh.security ? { localReplyConfig: localReplyConfig(mesh.security) } : {}),
+        ...(mesh.security ? { localReplyConfig: localReplyConfig() } : {}),
       }),
       gatewayRoutesFor(mesh),
       ...(mesh.security ? securityClusters(mesh.security) : []),
@@ -97,17 +98,20 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, identity?: Worklo
 export function sidecarResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
   const service = proxy.service ?? 'unknown';
   const sec = mesh.security;
-  // In a secured mesh the inbound listener takes only mTLS from the identities the policy allows.
-  const callers = sec ? (sec.policy.services.find((p) => p.service === service)?.allowedCallers ?? [`spiffe://${sec.policy.trustDomain}/gateway/*`]) : [];
-  const transportSocket = sec && identity ? downstreamTlsTransportSocket({ matchSpiffeIds: callers }) : undefined;
+  // In a secured mesh the inbound listener takes only mTLS with a certificate from the mesh CA, and the route
+  // admits only the identities the policy allows (allowedCallers). ALPN lets a gateway whose cluster
+  // negotiates (upstreamProtocol auto) reach the sidecar over HTTP/2.
+  const secured = sec !== undefined && identity !== undefined;
+  const callers = sec ? servicePolicyOf(sec.policy, service).allowedCallers : [];
+  const transportSocket = secured ? downstreamTlsTransportSocket({ alpnProtocols: ['h2', 'http/1.1'] }) : undefined;
   // A sidecar may start before its service is registered: it still fronts its local server with defaults.
   const routing = mesh.services.find((s) => s.name === service)?.routing ?? DEFAULT_ROUTING;
   return [
     socketListener(SIDECAR_INBOUND_LISTENER, proxy.listenerPort, {
-      statPrefix: STAT_PREFIX.sidecarInbound, routeConfigName: SIDECAR_INBOUND_ROUTES, streamIdleTimeoutMs: routing.streamIdleTimeoutMs, edge: false,
-      ...(transportSocket ? { transportSocket } : {}),
+      statPrefix: STAT_PREFIX.sidecarInbound, routeConfigName: SIDECAR_INBOUND_ROUTES, edge: false,
+      ...(transportSocket ? { transportSocket, filters: [callerRbacFilter()] } : {}),
     }),
-    sidecarRoutes(service, proxy.appPort ?? 0, routing),
+    sidecarRoutes(service, proxy.appPort ?? 0, routing, secured ? { [RBAC_CALLERS_FILTER]: callerRbacPerRoute(service, callers) } : undefined),
     localAppClusterResource(service, proxy.appPort ?? 0, routing),
   ];
 }

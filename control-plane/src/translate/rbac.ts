@@ -5,13 +5,16 @@
 // Pure functions of the policy and the service.
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { Pattern, Role, RuleTarget } from '../policy/types.ts';
-import { JWT_PAYLOAD_METADATA_KEY } from './naming.ts';
+import { escapeRegex, globRegex } from '../model/glob.ts';
+import { spiffeIdMatcher } from '../identity/sds.ts';
+import { JWT_PAYLOAD_METADATA_KEY, RBAC_STAT_PREFIX, rbacPolicyName } from './naming.ts';
 import { any, type ProtoObject } from './resource.ts';
 
 export const RBAC_DENY_FILTER = 'mcpmesh.rbac.deny';
 export const RBAC_ALLOW_FILTER = 'mcpmesh.rbac.allow';
 const RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
 const RBAC_PER_ROUTE = 'envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
+const JWT_AUTHN_FILTER = 'envoy.filters.http.jwt_authn';
 
 /** Methods whose target is named by Mcp-Name, by the kind of rule that governs them. */
 const NAMED_METHODS = {
@@ -24,11 +27,6 @@ const NAMED_METHODS = {
 type Kind = keyof typeof NAMED_METHODS;
 
 const ALL_NAMED = Object.values(NAMED_METHODS).flat();
-
-/** Glob (`*` = any run of characters) as an anchored RE2 regex. */
-export function globRegex(p: Pattern): string {
-  return `^${p.split('*').map((part) => part.replace(/[\\^$.|?+()[\]{}]/g, '\\$&')).join('.*')}$`;
-}
 
 function globMatches(p: Pattern, value: string): boolean {
   return new RegExp(globRegex(p)).test(value);
@@ -67,15 +65,40 @@ function permission(rule: RuleTarget, allowServiceMethods: boolean): ProtoObject
   return parts.length === 1 ? parts[0] : { or_rules: { rules: parts } };
 }
 
-/** The caller holds `role`, per any JWT provider's verified payload (jwt_authn writes it to dynamic metadata). */
-function principalForRole(sec: MeshSecurity, role: string): ProtoObject {
-  return {
-    metadata: {
-      filter: 'envoy.filters.http.jwt_authn',
-      path: [{ key: JWT_PAYLOAD_METADATA_KEY }, ...sec.policy.roleClaim.split('.').map((key) => ({ key }))],
-      value: { list_match: { one_of: { string_match: { exact: role } } } },
-    },
-  };
+/** A MetadataMatcher on jwt_authn's verified payload at `path` (claim keys below the payload). */
+function payloadAt(path: readonly string[], value: ProtoObject): ProtoObject {
+  return { metadata: { filter: JWT_AUTHN_FILTER, path: [{ key: JWT_PAYLOAD_METADATA_KEY }, ...path.map((key) => ({ key }))], value } };
+}
+
+/**
+ * The claim at `path` holds `role`, read as the policy engine reads it (rolesFromClaims): a list of strings,
+ * or a string of space-separated roles. Envoy's ListMatcher is false for a string, and jwt_authn turns only
+ * top-level claims it is told about into lists, so a string needs its own matcher.
+ */
+function claimHolds(path: readonly string[], role: string): ProtoObject[] {
+  return [
+    payloadAt(path, { list_match: { one_of: { string_match: { exact: role } } } }),
+    payloadAt(path, { string_match: { safe_regex: { regex: roleInStringRegex(role) } } }),
+  ];
+}
+
+/** A space-separated string that holds `role` as one of its words (Envoy's safe_regex must match it whole). */
+export function roleInStringRegex(role: string): string {
+  return `^(.* )?${escapeRegex(role)}( .*)?$`;
+}
+
+/**
+ * The caller holds `role`, per any JWT provider's verified payload (jwt_authn writes it to dynamic metadata).
+ * Like the engine's claimValue: a claim named literally `a.b` wins; only when there is none does a dotted
+ * name walk nested objects (Keycloak's `realm_access.roles`).
+ */
+export function principalForRole(sec: MeshSecurity, role: string): ProtoObject {
+  const claim = sec.policy.roleClaim;
+  const literal = claimHolds([claim], role);
+  if (!claim.includes('.')) return { or_ids: { ids: literal } };
+  const noLiteral = { not_id: payloadAt([claim], { present_match: true }) };
+  const nested = { and_ids: { ids: [noLiteral, { or_ids: { ids: claimHolds(claim.split('.'), role) } }] } };
+  return { or_ids: { ids: [...literal, nested] } };
 }
 
 function rulesFor(role: Role, svc: MeshService, which: 'allow' | 'deny'): Array<[number, RuleTarget]> {
@@ -92,27 +115,41 @@ const versionTooOld = {
   },
 };
 
-/** RBAC per-route configs (deny, allow) for a header-routable service. Shadow mode logs instead of enforcing. */
+const repeatedMcpHeader = {
+  or_rules: { rules: ['mcp-method', 'mcp-name'].map((h) => header(h, { contains: ',' })) },
+};
+
+/**
+ * RBAC per-route configs (deny, allow) for a header-routable service. Shadow mode logs instead of enforcing.
+ * Policy names carry the service (rbacPolicyName): per-policy counters are the per-service counts.
+ */
 export function rbacPerRoute(sec: MeshSecurity, svc: MeshService): { deny: ProtoObject; allow: ProtoObject } {
   const shadow = sec.policy.services.find((s) => s.service === svc.name)?.mode === 'shadow';
+  const named = (...parts: string[]): string => rbacPolicyName(svc.name, ...parts);
   const denyPolicies: Record<string, ProtoObject> = {
-    'protocol-version': { permissions: [versionTooOld], principals: [{ any: true }] },
+    [named('protocol-version')]: { permissions: [versionTooOld], principals: [{ any: true }] },
+    // Envoy before 1.38 matches a header sent several times as its values joined with ",": two Mcp-Name
+    // headers would be matched as one name no single request names (and a glob such as `get_*` would take both).
+    [named('repeated-mcp-header')]: { permissions: [repeatedMcpHeader], principals: [{ any: true }] },
   };
   const allowPolicies: Record<string, ProtoObject> = {};
   for (const role of sec.policy.roles) {
     for (const [i, rule] of rulesFor(role, svc, 'deny')) {
       const whole = !rule.tools && !rule.resources && !rule.prompts && !rule.completions;
       const perm = whole ? { any: true } : permission(rule, false);
-      if (perm) denyPolicies[`roles.${role.name}.deny[${i}]`] = { permissions: [perm], principals: [principalForRole(sec, role.name)] };
+      if (perm) denyPolicies[named('roles', role.name, `deny[${i}]`)] = { permissions: [perm], principals: [principalForRole(sec, role.name)] };
     }
     for (const [i, rule] of rulesFor(role, svc, 'allow')) {
       const perm = permission(rule, true);
-      if (perm) allowPolicies[`roles.${role.name}.allow[${i}]`] = { permissions: [perm], principals: [principalForRole(sec, role.name)] };
+      if (perm) allowPolicies[named('roles', role.name, `allow[${i}]`)] = { permissions: [perm], principals: [principalForRole(sec, role.name)] };
     }
   }
   const rbac = (action: 'ALLOW' | 'DENY', policies: Record<string, ProtoObject>): ProtoObject => {
     const rules = { action, policies };
-    return any(RBAC_PER_ROUTE, { rbac: shadow ? { shadow_rules: rules, shadow_rules_stat_prefix: `${svc.name.replace(/-/g, '_')}_` } : { rules } });
+    // The per-route prefixes only name the metadata keys (stats use the filter's): keep them the filter's own.
+    const prefix = action === 'DENY' ? RBAC_STAT_PREFIX.deny : RBAC_STAT_PREFIX.allow;
+    const body = shadow ? { shadow_rules: rules, shadow_rules_stat_prefix: prefix } : { rules, rules_stat_prefix: prefix };
+    return any(RBAC_PER_ROUTE, { rbac: { ...body, track_per_rule_stats: true } });
   };
   return { deny: rbac('DENY', denyPolicies), allow: rbac('ALLOW', allowPolicies) };
 }
@@ -125,5 +162,27 @@ export function rbacDisabled(): { deny: ProtoObject; allow: ProtoObject } {
 
 /** The HCM-level RBAC filters: no rules here (every route sets its own), so they pass unless a route says otherwise. */
 export function rbacFilters(): ProtoObject[] {
-  return [RBAC_DENY_FILTER, RBAC_ALLOW_FILTER].map((name) => ({ name, typed_config: any(RBAC_TYPE, {}) }));
+  const filter = (name: string, prefix: string): ProtoObject => ({
+    name, typed_config: any(RBAC_TYPE, { rules_stat_prefix: prefix, shadow_rules_stat_prefix: prefix, track_per_rule_stats: true }),
+  });
+  return [filter(RBAC_DENY_FILTER, RBAC_STAT_PREFIX.deny), filter(RBAC_ALLOW_FILTER, RBAC_STAT_PREFIX.allow)];
+}
+
+/**
+ * Sidecar inbound: which mTLS identities may call the service (the policy's allowedCallers). In the route
+ * table, not in the listener's TLS context: a policy edit then changes RDS, which Envoy applies in place,
+ * instead of the listener, whose connections (hour-long SSE streams) Envoy would drain and cut.
+ */
+export const RBAC_CALLERS_FILTER = 'mcpmesh.rbac.callers';
+
+/** The HCM-level callers filter: allows nothing by itself, so a route without its own config is closed. */
+export function callerRbacFilter(): ProtoObject {
+  return { name: RBAC_CALLERS_FILTER, typed_config: any(RBAC_TYPE, { rules: { action: 'ALLOW' }, rules_stat_prefix: RBAC_STAT_PREFIX.callers }) };
+}
+
+/** Per route: the peer certificate's SPIFFE ID (URI SAN) must match one of `callers`. */
+export function callerRbacPerRoute(service: string, callers: readonly string[]): ProtoObject {
+  const principals = callers.map((p) => ({ authenticated: { principal_name: spiffeIdMatcher(p) } }));
+  const policies = principals.length > 0 ? { [rbacPolicyName(service, 'allowed-callers')]: { permissions: [{ any: true }], principals } } : {};
+  return any(RBAC_PER_ROUTE, { rbac: { rules: { action: 'ALLOW', policies }, rules_stat_prefix: RBAC_STAT_PREFIX.callers, track_per_rule_stats: true } });
 }

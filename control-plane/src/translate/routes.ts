@@ -1,16 +1,25 @@
 import { protoDuration } from '../model/duration.ts';
-import type { Mesh, MeshService, Routing } from '../model/types.ts';
+import { escapeRegex } from '../model/glob.ts';
+import type { Mesh, MeshSecurity, MeshService, Routing } from '../model/types.ts';
 import {
-  apiRoutes, GATEWAY_PATH_VHOST, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, localVirtualHost, methodVirtualCluster,
+  apiRoutes, GATEWAY_PATH_VHOST, PROTECTED_RESOURCE_PATH, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, localVirtualHost, methodVirtualCluster,
   serviceCluster, virtualHost,
 } from './naming.ts';
 import { u32, type ProtoObject, type XdsResource } from './resource.ts';
 import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled, rbacPerRoute } from './rbac.ts';
-import { EXT_AUTHZ_FILTER, extAuthzPerRoute, headerRoutable, protectedResourceRoutes, tokenHeadersToRemove } from './security.ts';
+import {
+  challengeMetadata, EXT_AUTHZ_FILTER, extAuthzPerRoute, gatewayResource, headerRoutable, hostResource, notFoundRoute, protectedResourceRoute, tokenHeadersToRemove,
+  type ProtectedResource,
+} from './security.ts';
 import { EXT_PROC_FILTER_NAME, extProcRouteOverride } from '../extproc/config.ts';
+import { serverSessionEcho, sessionAffinityHash } from './sessions.ts';
 
 // Only failures where the request never reached the server are retried: a tools/call is not idempotent.
-const RETRY_ON = 'connect-failure,refused-stream,reset-before-request,unavailable';
+// (`unavailable` is not one of them: it retries a gRPC UNAVAILABLE status, an answer the server produced.)
+const RETRY_ON = 'connect-failure,refused-stream,reset-before-request';
+
+/** Added to every route that reaches an MCP server: the server's own session id for the access log. */
+const SERVER_SESSION: ProtoObject = { response_headers_to_add: [serverSessionEcho()] };
 
 function routeAction(cluster: string, routing: Routing, extra: ProtoObject = {}): ProtoObject {
   return {
@@ -32,26 +41,26 @@ function hostDomains(svc: MeshService): string[] {
 }
 
 /**
- * Gateway routes: by host (`weather`, extra hosts; any port) the whole path space goes to the
- * service; on any other host `/mcp/<service>[/...]` goes to it with the prefix rewritten to the
- * service's own MCP path. Exact + slash-prefix matches keep `/mcp/weather` from catching `/mcp/weatherx`.
+ * What a route to a service adds when the mesh is secured: its authorizer settings, the metadata document
+ * its 401 challenge names, and no client token upstream.
  */
-/** What a route to a service adds when the mesh is secured: its authorizer settings, and no client token upstream. */
-function securedRoute(mesh: Mesh, svc: MeshService): ProtoObject {
+function securedRoute(mesh: Mesh, svc: MeshService, resource: (sec: MeshSecurity) => ProtectedResource): ProtoObject {
   if (!mesh.security) return {};
   const rbac = headerRoutable(svc) ? rbacPerRoute(mesh.security, svc) : rbacDisabled();
+  const doc = resource(mesh.security);
   return {
+    metadata: challengeMetadata(doc),
     typed_per_filter_config: {
       [RBAC_DENY_FILTER]: rbac.deny,
       [RBAC_ALLOW_FILTER]: rbac.allow,
-      [EXT_AUTHZ_FILTER]: extAuthzPerRoute(svc),
+      [EXT_AUTHZ_FILTER]: extAuthzPerRoute(svc, doc),
       [EXT_PROC_FILTER_NAME]: extProcRouteOverride(svc.name),
     },
     request_headers_to_remove: tokenHeadersToRemove(mesh.security, svc),
   };
 }
 
-/** The methods of MCP 2026-07-28 that get their own request stats (others count as `<service>.other`). */
+/** The methods of MCP 2026-07-28 that get their own request stats (others count as `<service>__other`). */
 const MCP_METHODS = [
   'initialize', 'ping', 'server/discover', 'tools/list', 'tools/call', 'resources/list', 'resources/templates/list',
   'resources/read', 'resources/subscribe', 'resources/unsubscribe', 'prompts/list', 'prompts/get', 'completion/complete',
@@ -59,14 +68,14 @@ const MCP_METHODS = [
 
 /**
  * Per-MCP-method request stats for a 2026-07-28 service: Envoy virtual clusters on the Mcp-Method header
- * (envoy_vhost_vcluster_* with envoy_virtual_cluster="<service>.<method>"). They only count; routing and
+ * (envoy_vhost_vcluster_* with envoy_virtual_cluster="<service>__<method>"). They only count; routing and
  * per-route filter config stay on the one route, so this costs no duplicated config. Older revisions carry
  * the method in the body only: mcpmesh_authz_decisions_total and the access log cover them.
  * `pathScoped`: on the shared path virtual host, also match the service's gateway path.
  */
 function methodVirtualClusters(svc: MeshService, pathScoped: boolean): ProtoObject[] {
   if (!headerRoutable(svc)) return [];
-  const escaped = gatewayPathPrefix(svc.name).replace(/[\\^$.|?*+()[\]{}]/g, '\\$&');
+  const escaped = escapeRegex(gatewayPathPrefix(svc.name));
   const path = pathScoped ? [{ name: ':path', string_match: { safe_regex: { regex: `^${escaped}([/?].*)?$` } } }] : [];
   return [
     ...MCP_METHODS.map((m) => ({ name: methodVirtualCluster(svc.name, m), headers: [...path, { name: 'mcp-method', string_match: { exact: m } }] })),
@@ -75,37 +84,67 @@ function methodVirtualClusters(svc: MeshService, pathScoped: boolean): ProtoObje
   ];
 }
 
+/**
+ * By host (`weather`, extra hosts; any port) the whole path space goes to the service. In a secured mesh
+ * each host also serves its own RFC 9728 documents, whose `resource` is the URL a client used on that host:
+ * with several hosts, routes are per host (matched on :authority) so each challenge names its own document.
+ */
 function hostVhost(svc: MeshService, mesh?: Mesh): ProtoObject {
   const vclusters = mesh ? methodVirtualClusters(svc, false) : [];
+  const domains = hostDomains(svc);
+  const sec = mesh?.security;
+  const perHost = sec !== undefined && domains.length > 1;
+  const routesFor = (host: string): ProtoObject[] => {
+    const match = perHost ? { headers: [{ name: ':authority', string_match: { exact: host } }] } : {};
+    const suffix = perHost ? `.${host}` : '';
+    const docs = sec ? [
+      protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource${suffix}`, hostResource(sec, svc, host), match),
+      protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource-root${suffix}`, { ...hostResource(sec, svc, host), metadataPath: PROTECTED_RESOURCE_PATH }, match),
+    ] : [];
+    const main = {
+      name: `${svc.name}.host${suffix}`, match: { ...match, prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing, sessionAffinityHash(svc)),
+      ...(mesh ? { ...SERVER_SESSION, ...securedRoute(mesh, svc, (s) => hostResource(s, svc, host)) } : {}),
+    };
+    return [...docs, main];
+  };
   return {
     name: virtualHost(svc.name),
-    domains: hostDomains(svc),
+    domains,
     ...(vclusters.length > 0 ? { virtual_clusters: vclusters } : {}),
-    routes: [
-      ...(mesh?.security ? protectedResourceRoutes(mesh.security, [svc]) : []),
-      { name: `${svc.name}.host`, match: { prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing), ...(mesh ? securedRoute(mesh, svc) : {}) },
-    ],
+    routes: perHost ? domains.flatMap(routesFor) : routesFor(domains[0] as string),
   };
 }
 
+/**
+ * Gateway routes: by host (hostVhost), and on any other host `/mcp/<service>[/...]` goes to the service
+ * with the prefix rewritten to the service's own MCP path. Exact + slash-prefix matches keep `/mcp/weather`
+ * from catching `/mcp/weatherx`.
+ */
 export function gatewayRoutes(mesh: Mesh): XdsResource {
   const hostVhosts = mesh.services.map((svc) => hostVhost(svc, mesh));
   const pathRoutes = mesh.services.flatMap((svc) => {
     const prefix = gatewayPathPrefix(svc.name);
     const target = svc.routing.mcpPath;
     const targetDir = target.endsWith('/') ? target : `${target}/`;
+    const resource = (sec: MeshSecurity): ProtectedResource => gatewayResource(sec, svc);
     return [
-      { name: `${svc.name}.path`, match: { path: prefix }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: target }), ...securedRoute(mesh, svc) },
-      { name: `${svc.name}.subpath`, match: { prefix: `${prefix}/` }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir }), ...securedRoute(mesh, svc) },
+      { name: `${svc.name}.path`, match: { path: prefix }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: target, ...sessionAffinityHash(svc) }), ...SERVER_SESSION, ...securedRoute(mesh, svc, resource) },
+      { name: `${svc.name}.subpath`, match: { prefix: `${prefix}/` }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir, ...sessionAffinityHash(svc) }), ...SERVER_SESSION, ...securedRoute(mesh, svc, resource) },
     ];
   });
   const vclusters = mesh.services.flatMap((svc) => methodVirtualClusters(svc, true));
+  const sec = mesh.security;
+  const docs = sec ? [
+    protectedResourceRoute(sec, 'oauth-protected-resource', gatewayResource(sec)),
+    ...mesh.services.map((svc) => protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource`, gatewayResource(sec, svc))),
+  ] : [];
   const pathVhost = {
     name: GATEWAY_PATH_VHOST,
     domains: ['*'],
     ...(vclusters.length > 0 ? { virtual_clusters: vclusters } : {}),
-    // No catch-all direct_response: Envoy already answers 404 (NR) and proxyless gRPC NACKs direct_response.
-    routes: [...(mesh.security ? protectedResourceRoutes(mesh.security, mesh.services) : []), ...pathRoutes],
+    // Envoy answers an unrouted request 404 (NR) by itself; a secured gateway adds a catch-all so that even
+    // an unauthenticated one gets a challenge naming a metadata document that exists.
+    routes: [...docs, ...pathRoutes, ...(sec ? [notFoundRoute(sec)] : [])],
   };
   return {
     kind: 'route',
@@ -126,14 +165,14 @@ export function apiRouteConfig(svc: MeshService): XdsResource {
  * bound to loopback expects (MCP servers must validate Host/Origin against DNS rebinding, and many accept
  * only localhost); the original host travels in X-Forwarded-Host.
  */
-export function sidecarRoutes(service: string, appPort: number, routing: Routing): XdsResource {
+export function sidecarRoutes(service: string, appPort: number, routing: Routing, perFilter?: ProtoObject): XdsResource {
   return {
     kind: 'route',
     name: SIDECAR_INBOUND_ROUTES,
     wildcard: true,
     body: {
       name: SIDECAR_INBOUND_ROUTES,
-      virtual_hosts: [{ name: localVirtualHost(service), domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing, { host_rewrite_literal: `localhost:${appPort}`, append_x_forwarded_host: true }) }] }],
+      virtual_hosts: [{ name: localVirtualHost(service), domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing, { host_rewrite_literal: `localhost:${appPort}`, append_x_forwarded_host: true }), ...SERVER_SESSION, ...(perFilter ? { typed_per_filter_config: perFilter } : {}) }] }],
       validate_clusters: { value: false },
     },
   };

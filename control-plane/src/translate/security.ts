@@ -3,10 +3,11 @@
 // metadata, and MCP-style 401 challenges. Pure functions of the mesh.
 import { protoDuration } from '../model/duration.ts';
 import type { MeshSecurity, MeshService } from '../model/types.ts';
-import type { JwtProvider } from '../policy/types.ts';
-import { AUTHZ_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH } from './naming.ts';
-import { singleHostCluster } from './clusters.ts';
-import { any, type ProtoObject, type XdsResource } from './resource.ts';
+import { isIP } from 'node:net';
+import { DEFAULT_JWKS_CA_FILE, type JwtProvider } from '../policy/types.ts';
+import { AUTHZ_CLUSTER, EXT_PROC_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH, RESOURCE_METADATA_CONTEXT_KEY } from './naming.ts';
+import { CIRCUIT_BREAKERS, singleHostCluster } from './clusters.ts';
+import { any, struct, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
 import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled } from './rbac.ts';
 
@@ -25,20 +26,23 @@ function jwksUrl(p: JwtProvider): URL | undefined {
   return p.jwksUri ? new URL(p.jwksUri) : undefined;
 }
 
-function provider(p: JwtProvider): ProtoObject {
+function provider(p: JwtProvider, roleClaim: string): ProtoObject {
   const url = jwksUrl(p);
   return {
     issuer: p.issuer,
     audiences: [...p.audiences],
     ...(url
       ? { remote_jwks: { http_uri: { uri: url.toString(), cluster: jwksCluster(p.name), timeout: protoDuration(5_000) }, cache_duration: protoDuration(p.jwksCacheMs), async_fetch: {} } }
-      : { local_jwks: { inline_string: p.jwks ?? '{"keys":[]}' } }),
+      // The policy parser only lets through a JWKS whose every key Envoy can use (policy/jwks.ts).
+      : { local_jwks: { inline_string: p.jwks ?? '' } }),
     // The token stays on the request until the route decides: only services that opt in receive it.
     forward: true,
-    forward_payload_header: JWT_PAYLOAD_HEADER,
+    // No forward_payload_header: jwt_authn appends it, so a client's own copy would survive beside it.
+    // Everything that needs the claims (RBAC, the authorizer, the tools/list filter) reads this metadata.
     // Every provider writes the same key: only the one that verified the token writes at all.
     payload_in_metadata: JWT_PAYLOAD_METADATA_KEY,
-    normalize_payload_in_metadata: { space_delimited_claims: ['scope'] },
+    // RBAC reads roles from the payload: a space-separated role claim becomes a list, like `scope`.
+    normalize_payload_in_metadata: { space_delimited_claims: [...new Set(['scope', roleClaim])].sort() },
     from_headers: [{ name: 'Authorization', value_prefix: 'Bearer ' }],
   };
 }
@@ -52,7 +56,7 @@ export function jwtAuthnFilter(sec: MeshSecurity): ProtoObject {
   return {
     name: JWT_FILTER,
     typed_config: any(JWT_TYPE, {
-      providers: Object.fromEntries(sec.policy.providers.map((p) => [p.name, provider(p)])),
+      providers: Object.fromEntries(sec.policy.providers.map((p) => [p.name, provider(p, sec.policy.roleClaim)])),
       rules: [
         { match: { prefix: '/.well-known/' } },
         ...(names.length > 0 ? [{ match: { prefix: '/' }, requires }] : []),
@@ -80,11 +84,14 @@ export function extAuthzFilter(): ProtoObject {
   };
 }
 
-/** Per route: which service the authorizer decides for, or no ext_authz at all (header-routable revisions). */
-export function extAuthzPerRoute(svc: MeshService): ProtoObject {
+/**
+ * Per route: which service the authorizer decides for and the metadata document its challenges name, or
+ * no ext_authz at all (header-routable revisions).
+ */
+export function extAuthzPerRoute(svc: MeshService, resource: ProtectedResource): ProtoObject {
   return headerRoutable(svc)
     ? any(EXT_AUTHZ_PER_ROUTE, { disabled: true })
-    : any(EXT_AUTHZ_PER_ROUTE, { check_settings: { context_extensions: { mcp_service: svc.name } } });
+    : any(EXT_AUTHZ_PER_ROUTE, { check_settings: { context_extensions: { mcp_service: svc.name, [RESOURCE_METADATA_CONTEXT_KEY]: resource.metadataUrl } } });
 }
 
 /** Headers a route removes before the MCP server: the client's token, unless the service opted in. */
@@ -93,44 +100,95 @@ export function tokenHeadersToRemove(sec: MeshSecurity, svc: MeshService): strin
   return opted ? [JWT_PAYLOAD_HEADER] : ['authorization', JWT_PAYLOAD_HEADER];
 }
 
-function metadataBody(sec: MeshSecurity, resourcePath: string, svc?: MeshService): string {
-  const scopes = svc ? (sec.policy.services.find((s) => s.service === svc.name)?.requiredScopes ?? []) : [];
-  return JSON.stringify({
-    resource: `${sec.publicUrl}${resourcePath}`,
-    authorization_servers: [...new Set(sec.policy.providers.map((p) => p.issuer))],
-    bearer_methods_supported: ['header'],
-    ...(scopes.length > 0 ? { scopes_supported: scopes } : {}),
-    resource_name: svc ? `MCP service ${svc.name}` : 'MCP Mesh gateway',
-  });
+/**
+ * One RFC 9728 protected resource as a client reaches it: `resource` is the URL the client used for the MCP
+ * endpoint, `metadataPath` where its metadata document is served on that host, `metadataUrl` the document's
+ * full URL (what a 401 challenge names).
+ */
+export interface ProtectedResource {
+  readonly resource: string;
+  readonly metadataPath: string;
+  readonly metadataUrl: string;
+  readonly svc?: MeshService;
 }
 
-/** RFC 9728 protected resource metadata: one document per MCP path, and one for the gateway as a whole. */
-export function protectedResourceRoutes(sec: MeshSecurity, services: readonly MeshService[]): ProtoObject[] {
-  const route = (name: string, path: string, body: string): ProtoObject => ({
-    name,
-    match: { path },
-    direct_response: { status: 200, body: { inline_string: body } },
-    response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
-    // Public documents: no authorizer (jwt_authn already lets /.well-known/ through).
-    typed_per_filter_config: {
-      [RBAC_DENY_FILTER]: rbacDisabled().deny,
-      [RBAC_ALLOW_FILTER]: rbacDisabled().allow,
-      [EXT_AUTHZ_FILTER]: any(EXT_AUTHZ_PER_ROUTE, { disabled: true }),
-      [EXT_PROC_FILTER_NAME]: any(EXT_PROC_PER_ROUTE_TYPE, { disabled: true }),
-    },
-  });
-  return [
-    route('oauth-protected-resource', PROTECTED_RESOURCE_PATH, metadataBody(sec, '')),
-    ...services.map((svc) => route(`${svc.name}.oauth-protected-resource`, `${PROTECTED_RESOURCE_PATH}${gatewayPathPrefix(svc.name)}`, metadataBody(sec, gatewayPathPrefix(svc.name), svc))),
-  ];
+/** Through the gateway's public URL: the gateway as a whole, or a service at `/mcp/<service>`. */
+export function gatewayResource(sec: MeshSecurity, svc?: MeshService): ProtectedResource {
+  const path = svc ? gatewayPathPrefix(svc.name) : '';
+  return { resource: `${sec.publicUrl}${path}`, metadataPath: `${PROTECTED_RESOURCE_PATH}${path}`, metadataUrl: `${sec.publicUrl}${PROTECTED_RESOURCE_PATH}${path}`, ...(svc ? { svc } : {}) };
 }
 
 /**
- * Local replies: a 401 from jwt_authn carries the MCP authorization challenge pointing at the metadata of
- * the path the client asked for (clients try /.well-known/oauth-protected-resource/<path> first).
+ * A service routed by host: the client used `<scheme>://<host>[:port]<mcpPath>`. Listeners strip the port
+ * from Host, so scheme and port are the public URL's (the port the gateway is published on).
  */
-export function localReplyConfig(sec: MeshSecurity): ProtoObject {
-  const challenge = `Bearer resource_metadata="${sec.publicUrl}${PROTECTED_RESOURCE_PATH}%REQ(:path)%"`;
+export function hostResource(sec: MeshSecurity, svc: MeshService, host: string): ProtectedResource {
+  const pub = new URL(sec.publicUrl);
+  const origin = `${pub.protocol}//${host}${pub.port ? `:${pub.port}` : ''}`;
+  const metadataPath = `${PROTECTED_RESOURCE_PATH}${svc.routing.mcpPath}`;
+  return { resource: `${origin}${svc.routing.mcpPath}`, metadataPath, metadataUrl: `${origin}${metadataPath}`, svc };
+}
+
+function metadataBody(sec: MeshSecurity, r: ProtectedResource): string {
+  const scopes = r.svc ? (sec.policy.services.find((s) => s.service === r.svc?.name)?.requiredScopes ?? []) : [];
+  return JSON.stringify({
+    resource: r.resource,
+    authorization_servers: [...new Set(sec.policy.providers.map((p) => p.issuer))],
+    bearer_methods_supported: ['header'],
+    ...(scopes.length > 0 ? { scopes_supported: scopes } : {}),
+    resource_name: r.svc ? `MCP service ${r.svc.name}` : 'MCP Mesh gateway',
+  });
+}
+
+/** Every security filter stands aside on a route (public documents, the not-found route). */
+function securityFiltersDisabled(): ProtoObject {
+  return {
+    [RBAC_DENY_FILTER]: rbacDisabled().deny,
+    [RBAC_ALLOW_FILTER]: rbacDisabled().allow,
+    [EXT_AUTHZ_FILTER]: any(EXT_AUTHZ_PER_ROUTE, { disabled: true }),
+    [EXT_PROC_FILTER_NAME]: any(EXT_PROC_PER_ROUTE_TYPE, { disabled: true }),
+  };
+}
+
+/** The RFC 9728 document of `r`, served where clients look for it (jwt_authn lets /.well-known/ through). */
+export function protectedResourceRoute(sec: MeshSecurity, name: string, r: ProtectedResource, match: ProtoObject = {}): ProtoObject {
+  return {
+    name,
+    match: { ...match, path: r.metadataPath },
+    direct_response: { status: 200, body: { inline_string: metadataBody(sec, r) } },
+    response_headers_to_add: [{ header: { key: 'content-type', value: 'application/json' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+    typed_per_filter_config: securityFiltersDisabled(),
+  };
+}
+
+const CHALLENGE_METADATA_KEY = 'resource_metadata';
+
+/** Route metadata that names the metadata document a 401 on this route points at (see localReplyConfig). */
+export function challengeMetadata(r: ProtectedResource): ProtoObject {
+  return { filter_metadata: { mcpmesh: struct({ [CHALLENGE_METADATA_KEY]: r.metadataUrl }) } };
+}
+
+/**
+ * Catch-all of a secured gateway: a request no service route takes gets 404 once authenticated, and a 401
+ * that names the gateway's own metadata document when not (every route carries a challenge document).
+ */
+export function notFoundRoute(sec: MeshSecurity): ProtoObject {
+  return {
+    name: 'not-found',
+    match: { prefix: '/' },
+    direct_response: { status: 404 },
+    metadata: challengeMetadata(gatewayResource(sec)),
+    typed_per_filter_config: securityFiltersDisabled(),
+  };
+}
+
+/**
+ * Local replies: a 401 from jwt_authn carries the MCP authorization challenge naming the metadata document
+ * of the route the request matched (route metadata, so the listener does not change when services do, and
+ * the query string never leaks into the URL).
+ */
+export function localReplyConfig(): ProtoObject {
+  const challenge = `Bearer resource_metadata="%METADATA(ROUTE:mcpmesh:${CHALLENGE_METADATA_KEY})%"`;
   return {
     mappers: [{
       filter: { status_code_filter: { comparison: { op: 'EQ', value: { default_value: 401, runtime_key: 'mcpmesh.local_reply.401' } } } },
@@ -139,14 +197,34 @@ export function localReplyConfig(sec: MeshSecurity): ProtoObject {
   };
 }
 
-/** Clusters the security filters call: the authorizer (gRPC) and each remote JWKS host. */
-export function securityClusters(sec: MeshSecurity): XdsResource[] {
-  const authz: XdsResource = {
-    kind: 'cluster',
-    name: AUTHZ_CLUSTER,
-    wildcard: true,
-    body: singleHostCluster(AUTHZ_CLUSTER, sec.authz.host, sec.authz.port, { connectTimeoutMs: 2_000, http2: {} }),
+/**
+ * TLS to an identity provider's JWKS host, verified: its certificate must chain to `caFile` and name the host
+ * (DNS SAN, or IP SAN for an address). Without this anyone on the path could serve keys and mint tokens.
+ */
+function jwksTlsTransportSocket(url: URL, caFile: string): ProtoObject {
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: any('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', {
+      sni: host,
+      common_tls_context: {
+        validation_context: {
+          trusted_ca: { filename: caFile },
+          match_typed_subject_alt_names: [{ san_type: isIP(host) ? 'IP_ADDRESS' : 'DNS', matcher: { exact: host } }],
+        },
+      },
+    }),
   };
+}
+
+/** Clusters the security filters call: the authorizer and the tools/list processor (gRPC), and each remote JWKS host. */
+export function securityClusters(sec: MeshSecurity): XdsResource[] {
+  const grpcCluster = (name: string): XdsResource => ({
+    kind: 'cluster',
+    name,
+    wildcard: true,
+    body: { ...singleHostCluster(name, sec.authz.host, sec.authz.port, { connectTimeoutMs: 2_000, http2: {} }), circuit_breakers: CIRCUIT_BREAKERS },
+  });
   const jwks = sec.policy.providers.flatMap((p): XdsResource[] => {
     const url = jwksUrl(p);
     if (!url) return [];
@@ -161,14 +239,9 @@ export function securityClusters(sec: MeshSecurity): XdsResource[] {
         // An identity provider's host may answer from many addresses: connect to one at a time.
         type: 'LOGICAL_DNS',
         dns_lookup_family: 'V4_PREFERRED',
-        ...(tls ? {
-          transport_socket: {
-            name: 'envoy.transport_sockets.tls',
-            typed_config: any('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', { sni: url.hostname }),
-          },
-        } : {}),
+        ...(tls ? { transport_socket: jwksTlsTransportSocket(url, p.jwksCaFile ?? DEFAULT_JWKS_CA_FILE) } : {}),
       },
     }];
   });
-  return [authz, ...jwks];
+  return [grpcCluster(AUTHZ_CLUSTER), grpcCluster(EXT_PROC_CLUSTER), ...jwks];
 }
