@@ -209,6 +209,29 @@ roles:
     ]);
   });
 
+  it('refuses patterns and role names whose regex Envoy would refuse (RE2 program size over 100)', () => {
+    const longTail = `get_*${'x'.repeat(89)}`; // 12 + 89 = 101 (measured against libre2 in test/xds/re2-size.test.ts)
+    const okTail = `get_*${'x'.repeat(88)}`;
+    const longRole = 'r'.repeat(75);
+    const text = (tool: string, role: string, caller: string): string => `
+trustDomain: mcpmesh.local
+services:
+  weather: { allowedCallers: ["${caller}"] }
+roles:
+  ${role}: { allow: [ { service: weather, tools: ["${tool}", "${'n'.repeat(300)}"] } ] }
+`;
+    assert.doesNotThrow(() => parsePolicy(text(okTail, 'r'.repeat(74), `spiffe://mcpmesh.local/ns/*/sa/${'a'.repeat(60)}`), 'ok.yaml'), 'at the limit, and a long literal name (no "*") costs 4 whatever its length');
+    assert.throws(() => parsePolicy(text(longTail, longRole, `spiffe://mcpmesh.local/ns/*/sa/${'a'.repeat(100)}`), 'long.yaml'), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      const lines = err.problems.map((p) => `${p.path}: ${p.reason}`);
+      assert.equal(lines.length, 3, lines.join('\n'));
+      assert.match(lines[0] ?? '', /^services\.weather\.allowedCallers\[0\]: .* of program size 1\d\d; Envoy refuses regexes over 100/);
+      assert.match(lines[1] ?? '', new RegExp(`^roles\\.${longRole}: role "${longRole}" compiles to the RE2 regex .* of program size 101; Envoy refuses regexes over 100: role names of up to 74 ASCII characters fit`));
+      assert.match(lines[2] ?? '', /^roles\.r+\.allow\[0\]\.tools\[0\]: "get_\*x+" compiles to the RE2 regex "\^get_\.\*x+\$" of program size 101/);
+      return true;
+    });
+  });
+
   it('rules that reference nothing are fine', () => {
     const p = parsePolicy('trustDomain: mcpmesh.local\nroles:\n  r: { allow: [ { service: no-such-service, tools: [nothing] } ] }\n', 'x.yaml');
     assert.equal(decide(p, { service: 'weather', roles: ['r'], action: { kind: 'service' } }).rule, 'default-deny');

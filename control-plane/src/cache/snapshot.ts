@@ -1,8 +1,10 @@
 // A snapshot is the complete, validated, encoded resource set for one class of proxies. It is built
-// whole or not at all: a proxy never receives half of a config.
+// whole or not at all: a proxy never receives half of a config. Validated means: Envoy's schema and PGV
+// rules (xds/validate.ts), then Envoy's C++ load-time rules (xds/envoy-rules.ts), per resource and across them.
 import { createHash } from 'node:crypto';
 import type { ProtoObject, XdsResource } from '../translate/resource.ts';
 import { lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
+import { checkEnvoyRules, checkSnapshotRules, type SnapshotBodies } from '../xds/envoy-rules.ts';
 import { formatViolations, validateMessage, type Violation } from '../xds/validate.ts';
 
 export interface EncodedResource {
@@ -76,7 +78,9 @@ export class ResourceEncoder {
       return hit;
     }
     const typeName = TYPE_URLS[r.kind];
-    const violations = validateMessage(typeName, r.body);
+    // Envoy's own load-time rules come second: they read fields the schema has already vouched for.
+    const schema = validateMessage(typeName, r.body);
+    const violations = schema.length > 0 ? schema : checkEnvoyRules(r.kind, r.body);
     let out: EncodedResource | ResourceFailure;
     if (violations.length > 0) {
       out = { kind: r.kind, name: r.name, violations };
@@ -152,6 +156,12 @@ function routeNamesOf(listener: ProtoObject): string[] {
   });
 }
 
+/** Envoy's rules that span resources (xds/envoy-rules.ts), on the snapshot's plain objects. */
+function envoySnapshotRules(byKind: Readonly<Record<ResourceKind, ReadonlyMap<string, EncodedResource>>>): string[] {
+  const bodies = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k]].map(([n, r]) => [n, r.body]))])) as unknown as SnapshotBodies;
+  return checkSnapshotRules(bodies);
+}
+
 export function typeVersion(entries: ReadonlyMap<string, EncodedResource>): string {
   const names = [...entries.keys()].sort();
   return hash(names.map((n) => `${n}\0${(entries.get(n) as EncodedResource).version}`).join('\n'));
@@ -171,7 +181,7 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
     if (byKind[r.kind].has(r.name)) dupes.push(`two ${r.kind} resources are named "${r.name}"`);
     byKind[r.kind].set(r.name, enc);
   }
-  const problems = [...dupes, ...(failures.length === 0 ? inconsistencies(byKind) : [])];
+  const problems = [...dupes, ...(failures.length === 0 ? [...inconsistencies(byKind), ...envoySnapshotRules(byKind)] : [])];
   if (failures.length > 0 || problems.length > 0) throw new SnapshotError(key, failures, problems);
   const sorted = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k].entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))])) as Record<ResourceKind, Map<string, EncodedResource>>;
   const versions = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, typeVersion(sorted[k])])) as Record<ResourceKind, string>;

@@ -17,3 +17,11 @@ export function escapeRegex(literal: string): string {
 export function globRegex(pattern: string): string {
   return `^${pattern.split('*').map(escapeRegex).join('.*')}$`;
 }
+
+/**
+ * A space-separated list of words (an OAuth scope-style claim) that holds `word`, as an RE2 regex Envoy
+ * matches whole (RE2::FullMatch): `a word b`, `word`, `a word`.
+ */
+export function wordInListRegex(word: string): string {
+  return `^(.* )?${escapeRegex(word)}( .*)?$`;
+}

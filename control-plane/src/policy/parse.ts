@@ -3,6 +3,8 @@
 // exact path, and one ConfigError names the file, each path and the reason.
 import { parseDocument } from 'yaml';
 import { ConfigError, isNode, join, Reader, type Node } from '../model/reader.ts';
+import { globRegex, wordInListRegex } from '../model/glob.ts';
+import { RE2_MAX_PROGRAM_SIZE, re2ProgramSize } from '../xds/re2-size.ts';
 import { readJwks } from './jwks.ts';
 import type { EnforcementMode, JwtProvider, Pattern, Policy, Role, RuleTarget, ServicePolicy } from './types.ts';
 
@@ -27,6 +29,23 @@ export function defaultServicePolicy(service: string, trustDomain: string): Serv
 export type PatternKind = 'service' | 'tool' | 'prompt' | 'resource' | 'completion' | 'caller';
 
 /**
+ * Why Envoy would refuse the RE2 regex that `regex` is (program size over 100, source/common/common/regex.cc),
+ * or undefined. Checked where the policy is read, so an edit that would NACK a whole route table or listener
+ * is refused with the policy path instead.
+ */
+function re2Problem(regex: string, what: string, hint = 'shorten the text after the first "*", or use fewer "*"'): string | undefined {
+  let size: number;
+  try {
+    size = re2ProgramSize(regex);
+  } catch (err) {
+    return `${what} compiles to a regex RE2 refuses: ${(err as Error).message}`;
+  }
+  if (size <= RE2_MAX_PROGRAM_SIZE) return undefined;
+  const shown = Number.isFinite(size) ? `program size ${size}` : 'a program too large to size';
+  return `${what} compiles to the RE2 regex ${JSON.stringify(regex)} of ${shown}; Envoy refuses regexes over ${RE2_MAX_PROGRAM_SIZE}: ${hint}`;
+}
+
+/**
  * Why `pattern` is not a valid glob of this kind, or undefined when it is. Only `*` is a wildcard (it
  * matches any run of characters, `/` included); other glob syntax is refused rather than matched literally,
  * so `get_[a-z]*` cannot silently mean something else than its author thought.
@@ -44,15 +63,16 @@ export function patternProblem(pattern: unknown, kind: PatternKind): string | un
     case 'tool':
     case 'prompt':
       if (/[?[\]{}]/.test(pattern)) return `${q}: only "*" is a wildcard ("?", "[...]" and "{...}" are not supported)`;
-      return undefined;
+      return pattern === '*' ? undefined : re2Problem(globRegex(pattern), q);
     case 'resource':
     case 'completion':
       if (/[{}]/.test(pattern)) return `${q}: "{...}" (URI template variables) is not supported; use "*" instead, e.g. "weather://*"`;
-      return undefined;
+      return pattern === '*' ? undefined : re2Problem(globRegex(pattern), q);
     case 'caller':
       if (!pattern.startsWith('spiffe://') || pattern.length <= 'spiffe://'.length) return `${q}: must be a SPIFFE ID pattern such as "spiffe://mcpmesh.local/gateway/*"`;
       if (/[?[\]{}]/.test(pattern)) return `${q}: only "*" is a wildcard`;
-      return undefined;
+      // Exact and trailing-"*" patterns match without a regex (identity/sds.ts, spiffeIdMatcher).
+      return pattern.indexOf('*') === -1 || pattern.indexOf('*') === pattern.length - 1 ? undefined : re2Problem(globRegex(pattern), q);
   }
 }
 
@@ -244,6 +264,11 @@ export function parsePolicy(yamlText: string, sourceName: string): Policy {
   for (const [name, raw] of Object.entries(rolesNode ?? {})) {
     const path = join('roles', name);
     if (!ROLE_NAME.test(name)) r.fail(path, `${JSON.stringify(name)} is not a role name (1-256 characters, no whitespace)`);
+    else {
+      // Header RBAC matches a role inside a space-separated claim with a regex (translate/rbac.ts).
+      const problem = re2Problem(wordInListRegex(name), `role ${JSON.stringify(name)}`, 'role names of up to 74 ASCII characters fit');
+      if (problem) r.fail(path, problem);
+    }
     if (raw === null || raw === undefined) {
       roles.push({ name, allow: [], deny: [] });
       continue;

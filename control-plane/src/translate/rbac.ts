@@ -5,7 +5,7 @@
 // Pure functions of the policy and the service.
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { Pattern, Role, RuleTarget } from '../policy/types.ts';
-import { escapeRegex, globRegex } from '../model/glob.ts';
+import { globRegex, wordInListRegex } from '../model/glob.ts';
 import { spiffeIdMatcher } from '../identity/sds.ts';
 import { JWT_PAYLOAD_METADATA_KEY, RBAC_STAT_PREFIX, rbacPolicyName } from './naming.ts';
 import { any, type ProtoObject } from './resource.ts';
@@ -78,13 +78,8 @@ function payloadAt(path: readonly string[], value: ProtoObject): ProtoObject {
 function claimHolds(path: readonly string[], role: string): ProtoObject[] {
   return [
     payloadAt(path, { list_match: { one_of: { string_match: { exact: role } } } }),
-    payloadAt(path, { string_match: { safe_regex: { regex: roleInStringRegex(role) } } }),
+    payloadAt(path, { string_match: { safe_regex: { regex: wordInListRegex(role) } } }),
   ];
-}
-
-/** A space-separated string that holds `role` as one of its words (Envoy's safe_regex must match it whole). */
-export function roleInStringRegex(role: string): string {
-  return `^(.* )?${escapeRegex(role)}( .*)?$`;
 }
 
 /**
