@@ -62,7 +62,9 @@ export class EnvoySupervisor {
   start(): void {
     if (this.stopping) return;
     const { bin, bootstrapPath, drainSeconds, log } = this.opts;
-    const args = ['-c', bootstrapPath, '--drain-time-s', String(drainSeconds), ...this.opts.args];
+    // No hot restart: the supervisor always starts a fresh Envoy, and two Envoys on one host (a VM with
+    // several sidecars, the demo) would otherwise both claim hot-restart base id 0 and the second would exit.
+    const args = ['-c', bootstrapPath, '--drain-time-s', String(drainSeconds), '--disable-hot-restart', ...this.opts.args];
     const startedAt = Date.now();
     this.starts += 1;
     log('info', 'starting envoy', { bin, args, attempt: this.starts });

@@ -35,7 +35,7 @@ describe('Envoy supervisor (with an Envoy stand-in script)', () => {
     sup.start();
     await waitFor('three starts', () => records(log).length >= 3, 10_000);
     const runs = records(log);
-    assert.deepEqual(runs[0]?.args, ['-c', path.join(dir, 'bootstrap.json'), '--drain-time-s', '1']);
+    assert.deepEqual(runs[0]?.args, ['-c', path.join(dir, 'bootstrap.json'), '--drain-time-s', '1', '--disable-hot-restart']);
     const gap1 = (runs[1] as unknown as { at: number }).at - (runs[0] as unknown as { at: number }).at;
     const gap2 = (runs[2] as unknown as { at: number }).at - (runs[1] as unknown as { at: number }).at;
     assert.ok(gap2 > gap1, `backoff should grow: ${gap1} ms then ${gap2} ms`);
