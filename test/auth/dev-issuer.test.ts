@@ -12,7 +12,11 @@ describe('dev issuer: tokens and validation', () => {
   let issuer: DevIssuer;
   let good: string;
   before(async () => {
-    issuer = await DevIssuer.create({ issuer: 'http://127.0.0.1:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: 's3cret', roles: ['analyst', 'admin'] }, any: { secret: 'x', roles: ['*'] } } });
+    // `*` means "any role the policy defines": grantableRoles stands for that policy.
+    issuer = await DevIssuer.create({
+      issuer: 'http://127.0.0.1:18001/oauth', audience: 'mcp-mesh', grantableRoles: new Set(['analyst', 'admin', 'intern']),
+      clients: { dev: { secret: 's3cret', roles: ['analyst', 'admin'] }, any: { secret: 'x', roles: ['*'] } },
+    });
     good = (await issuer.sign({ subject: 'alice', roles: ['analyst'] })).token;
   });
 

@@ -471,7 +471,8 @@ describe('call-tool.ts against the dev issuer and a real server-everything (a JW
     admin = `http://127.0.0.1:${adminPort}`;
     dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-calltool-'));
     writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
-    issuer = await DevIssuer.create({ issuer: 'http://control-plane:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_CLIENT_SECRET, roles: ['*'] } } });
+    // The roles deploy/compose/policy.yaml defines: what the control plane lets the dev client ask for there.
+    issuer = await DevIssuer.create({ issuer: 'http://control-plane:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_CLIENT_SECRET, roles: ['*'] } }, grantableRoles: new Set(parsePolicy(readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8'), 'policy.yaml').roles.map((r) => r.name)) });
     cp = await new ControlPlane({ registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort, log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer: issuer }).start();
     server = await startEverythingHttp();
     const upstream = new URL(server.url);

@@ -2,6 +2,9 @@
 import { parseArgs } from 'node:util';
 
 const USAGE = `usage: mcpmesh token --role ROLE [--role ROLE...] [options]
+  --role ROLE            a role to put in the token (sent as the OAuth scope, space-separated); the dev
+                         issuer grants only roles the control plane's policy defines (none without a
+                         policy) and answers invalid_scope naming any other; no --role: a token without roles
   --admin URL            control plane admin address          [$MCPMESH_ADMIN_URL or http://127.0.0.1:18001]
   --client-id ID         dev client                            [dev]
   --client-secret S      its secret                            [$MCPMESH_DEV_CLIENT_SECRET]
@@ -30,6 +33,12 @@ export async function tokenMain(argv: string[], env: NodeJS.ProcessEnv = process
   const secret = values['client-secret'] ?? env['MCPMESH_DEV_CLIENT_SECRET'];
   if (!secret) {
     process.stderr.write(`mcpmesh token: no client secret: pass --client-secret or set MCPMESH_DEV_CLIENT_SECRET (the control plane prints it at start)\n`);
+    return 2;
+  }
+  // Roles travel space-separated in one scope field: a role with whitespace would silently become several.
+  const spaced = values.role.find((r) => r === '' || /\s/.test(r));
+  if (spaced !== undefined) {
+    process.stderr.write(`mcpmesh token: --role ${JSON.stringify(spaced)}: a role name is one word (no spaces); repeat --role for several\n`);
     return 2;
   }
   const admin = values.admin ?? env['MCPMESH_ADMIN_URL'] ?? 'http://127.0.0.1:18001';
