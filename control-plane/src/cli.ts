@@ -2,8 +2,10 @@
 //   mcpmesh sidecar ...          run the sidecar agent beside an MCP server
 //   mcpmesh gateway ...          run an ingress gateway Envoy
 //   mcpmesh token --role R       get a dev access token from the control plane
+//   mcpmesh join-token ...       let one agent get one workload identity
 import { pathToFileURL } from 'node:url';
 import { tokenMain } from './auth/token-cli.ts';
+import { joinTokenMain } from './identity/join-token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
 import { gatewayMain } from '../../sidecar/src/gateway-cli.ts';
@@ -12,6 +14,7 @@ const USAGE = `usage: mcpmesh <command> [options]
   sidecar    run the sidecar agent beside one MCP server (mcpmesh sidecar --help)
   gateway    run an ingress gateway Envoy programmed by the control plane (mcpmesh gateway --help)
   token      get a development access token (mcpmesh token --help)
+  join-token mint a single-use token that lets one agent get one workload identity (mcpmesh join-token --help)
   policy     explain a policy decision (mcpmesh policy explain --help)
 `;
 
@@ -24,6 +27,8 @@ export async function mcpmesh(argv: string[]): Promise<number> {
       return gatewayMain(rest);
     case 'token':
       return tokenMain(rest);
+    case 'join-token':
+      return joinTokenMain(rest);
     case 'policy':
       return policyExplainMain(rest);
     case undefined:

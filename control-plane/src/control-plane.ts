@@ -14,10 +14,14 @@ import { ExtProcServer } from './extproc/server.ts';
 import type { ToolFilterFactory } from './extproc/processor.ts';
 import { compilePolicy, decide, rolesFromClaims } from './policy/engine.ts';
 import type { Policy } from './policy/types.ts';
-import { CertificateAuthority } from './identity/ca.ts';
-import { CertificateManager } from './identity/rotation.ts';
-import { gatewayId, sidecarId, workloadRole } from './identity/spiffe.ts';
-import type { MeshSecurity, ProxyInfo } from './model/types.ts';
+import * as grpc from '@grpc/grpc-js';
+import type { Attestor } from './identity/attest.ts';
+import { CertificateAuthority, DEFAULT_LEAF_TTL_MS } from './identity/ca.ts';
+import { JoinTokens, type MintedToken } from './identity/join-token.ts';
+import { ServingIdentity } from './identity/serving.ts';
+import { IdentityService } from './server/identity.ts';
+import type { MeshSecurity } from './model/types.ts';
+import { gatewayId, sidecarId } from './identity/spiffe.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
 import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
 import { RegistryFileSource } from './sources/registry-file.ts';
@@ -50,8 +54,19 @@ export interface ControlPlaneOptions {
   policyFile?: { path: string; text: string };
   /** The CA for workload certificates; default: a self-signed root for the policy's trust domain. */
   ca?: CertificateAuthority;
-  /** Lifetime of workload certificates (default 24 h; rotated at half-life). */
+  /** Lifetime of workload certificates (default 24 h; agents renew at half-life). */
   certTtlMs?: number;
+  /** Attestation methods besides join tokens (e.g. Kubernetes ServiceAccount tokens). */
+  attestors?: readonly Attestor[];
+  /**
+   * Serve ADS (and the CA) without TLS in a secured mesh: development only, so bound to loopback unless
+   * xdsHost says otherwise, and logged as insecure. Proxies then authenticate with nothing.
+   */
+  xdsInsecure?: boolean;
+  /** DNS names proxies dial the control plane by (DNS SANs of its serving certificate). */
+  xdsDnsNames?: readonly string[];
+  /** Bearer token for the admin port's /debug, join tokens and dev token endpoint beyond loopback. */
+  adminToken?: string;
   /** Port of the MCP authorizer + tools/list processor (gRPC) when the mesh is secured. Default 18002; 0 = any. */
   authzPort?: number;
   authzHost?: string;
@@ -86,7 +101,8 @@ export class ControlPlane {
   private readonly admin: AdminServer;
   private readonly sourceErrors: Record<string, string | undefined> = {};
   private readonly opts: ControlPlaneOptions;
-  private certs: CertificateManager | undefined;
+  private serving: ServingIdentity | undefined;
+  private joinTokens: JoinTokens | undefined;
   private authz: AuthzServer | undefined;
   private security: MeshSecurity | undefined;
   private toolFilter: ToolFilterFactory | undefined;
@@ -107,10 +123,17 @@ export class ControlPlane {
     }));
     this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile);
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
-    this.ads = new AdsServer({ cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads') });
+    this.ads = new AdsServer({
+      cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
+      requireIdentity: opts.security !== undefined && opts.xdsInsecure !== true,
+    });
+    const td = opts.security?.policy.trustDomain;
     this.admin = new AdminServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      host: opts.adminHost ?? '127.0.0.1',
+      ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
+      ...(td ? { joinTokens: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => this.mintJoinToken(kind === 'service' ? sidecarId(td, name) : gatewayId(td, name), ttlMs) } : {}),
     });
   }
 
@@ -203,50 +226,51 @@ export class ControlPlane {
     this.log.error(msg, { source, ...fields, error: err.message });
   }
 
-  /** Workload identities: each proxy gets a certificate for its SPIFFE ID over SDS, renewed before expiry. */
+  /**
+   * Workload identities. The control plane is the mesh CA: it signs CSRs from agents that prove the identity
+   * (join tokens, platform attestors, or the current certificate for a renewal) on its xDS port, and serves
+   * that port with its own certificate. It never makes or holds a proxy's key; proxies get the trust bundle.
+   */
   private async startIdentities(security: MeshSecurity): Promise<void> {
     const td = security.policy.trustDomain;
     const ca = this.opts.ca ?? await CertificateAuthority.selfSigned({ trustDomain: td });
-    const certs = new CertificateManager({
-      ca, ...(this.opts.certTtlMs ? { ttlMs: this.opts.certTtlMs } : {}),
-      onError: (id, err) => {
+    this.joinTokens = new JoinTokens(ca);
+    const serving = await ServingIdentity.start({
+      ca, dnsNames: this.opts.xdsDnsNames ?? [],
+      onError: (err) => {
         this.metrics.certificateErrors.inc();
-        this.log.error('certificate renewal failed; keeping the current one', { spiffe_id: id, error: (err as Error).message });
+        this.log.error('control plane certificate renewal failed; keeping the current one', { error: err.message });
       },
     });
-    this.certs = certs;
-    const issued = (id: string): void => this.metrics.certificatesIssued.inc({ role: workloadRole(id) ?? 'unknown' });
-    certs.onRotate((id) => {
-      issued(id);
-      this.log.info('certificate rotated', { spiffe_id: id });
-      this.cache.refresh();
-    });
-    this.metrics.certificates = () => certs.certificates().map((c) => ({ identity: c.spiffeId, notAfter: c.notAfter }));
+    this.serving = serving;
+    this.metrics.certificatesIssued.inc({ role: 'control-plane' });
+    this.metrics.certificates = () => (serving.notAfter ? [{ identity: serving.spiffeId, notAfter: serving.notAfter }] : []);
     this.metrics.caNotAfter = ca.notAfter;
-    const pending = new Set<string>();
-    const idOf = (p: ProxyInfo): string => (p.role === 'sidecar' ? sidecarId(td, p.service ?? '') : gatewayId(td, p.gatewayName ?? 'default'));
-    this.cache.setIdentityResolver((p) => {
-      if (p.proxyless) return undefined;
-      const id = idOf(p);
-      const cert = certs.peek(id);
-      if (!cert) {
-        // First sight of this identity: issue it and rebuild; the proxy gets its secrets a moment later.
-        // Every proxy of a role asks at once; issue (and count) once.
-        if (pending.has(id)) return undefined;
-        pending.add(id);
-        void certs.get(id).then(() => {
-          pending.delete(id);
-          issued(id);
-          this.cache.refresh();
-        }, (err: unknown) => {
-          pending.delete(id);
-          this.metrics.certificateErrors.inc();
-          this.log.error('certificate issuance failed', { spiffe_id: id, error: (err as Error).message });
-        });
-        return undefined;
-      }
-      return { spiffeId: id, certPem: cert.certPem, keyPem: cert.keyPem, chainPem: cert.chainPem, bundlePem: ca.bundlePem };
+    this.cache.setTrustResolver(() => ({ bundlePem: ca.bundlePem }));
+    const identity = new IdentityService({
+      ca, attestors: [this.joinTokens, ...(this.opts.attestors ?? [])], ttlMs: this.opts.certTtlMs ?? DEFAULT_LEAF_TTL_MS,
+      metrics: this.metrics, log: this.log.child('ca'),
     });
+    this.ads.mount((server) => identity.addTo(server));
+  }
+
+  /** The policy in force (after any hot reload), or undefined when the mesh is not secured. */
+  get policy(): Policy | undefined {
+    return this.security?.policy;
+  }
+
+  /** A join token for `spiffeId` (an operator's `mcpmesh join-token`), signed by the mesh CA. */
+  async mintJoinToken(spiffeId: string, ttlMs?: number): Promise<MintedToken> {
+    if (!this.joinTokens) throw new Error('the mesh is not secured (no policy): there is no CA to join');
+    return this.joinTokens.mint(spiffeId, ttlMs);
+  }
+
+  /** How the xDS port is served: mTLS with the control plane's certificate, or plain (development). */
+  private xdsCredentials(): grpc.ServerCredentials {
+    if (!this.serving || this.opts.xdsInsecure) return grpc.ServerCredentials.createInsecure();
+    // Client certificates are asked for, not required: the CA's Sign method serves agents that have none yet.
+    // Every ADS stream then checks the certificate itself (AdsServer requireIdentity).
+    return grpc.experimental.createCertificateProviderServerCredentials(this.serving.provider, this.serving.provider, false);
   }
 
   async start(): Promise<this> {
@@ -259,7 +283,8 @@ export class ControlPlane {
       const extProc = new ExtProcServer({ toolFilter: (ctx) => (this.toolFilter as ToolFilterFactory)(ctx), registry: this.metrics.registry, log: this.log.child('extproc') });
       authz.mount((server) => extProc.addTo(server));
       this.authz = authz;
-      this.authzPort = await authz.listen(this.opts.authzHost ?? '0.0.0.0', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
+      // Where the gateways reach it and nowhere else: loopback unless told (the gateway beside the control plane).
+      this.authzPort = await authz.listen(this.opts.authzHost ?? '127.0.0.1', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
     }
     const src = this.source;
     if (src instanceof ConsulSource) {
@@ -287,8 +312,21 @@ export class ControlPlane {
     }
     src.start();
     if (this.opts.policyFile && this.security) this.watchPolicy(this.opts.policyFile.path, this.opts.policyFile.text);
-    this.xdsPort = await this.ads.listen(this.opts.xdsHost ?? '0.0.0.0', this.opts.xdsPort ?? DEFAULT_XDS_PORT);
-    this.adminPort = await this.admin.listen(this.opts.adminHost ?? '0.0.0.0', this.opts.adminPort ?? DEFAULT_ADMIN_PORT);
+    const plain = !this.serving || this.opts.xdsInsecure === true;
+    const xdsHost = this.opts.xdsHost ?? (plain ? '127.0.0.1' : '0.0.0.0');
+    this.xdsPort = await this.ads.listen(xdsHost, this.opts.xdsPort ?? DEFAULT_XDS_PORT, this.xdsCredentials());
+    // gRPC loads the TLS certificate a moment after binding: be ready only once a handshake can succeed.
+    if (!plain) await this.serving?.provider.delivered();
+    if (plain) {
+      this.log.warn('xDS is served WITHOUT TLS or authentication: development only', {
+        host: xdsHost, port: this.xdsPort,
+        why: this.serving ? '--xds-insecure' : 'no policy: the mesh is not secured (start with --policy for mTLS, attested workload certificates and authorization)',
+      });
+    }
+    this.adminPort = await this.admin.listen(this.opts.adminPort ?? DEFAULT_ADMIN_PORT);
+    if (this.admin.debugAccess === 'disabled') {
+      this.log.warn('admin port listens beyond loopback without an admin token: /debug, join tokens and the dev token endpoint answer 403 there', { host: this.opts.adminHost });
+    }
     return this;
   }
 
@@ -297,7 +335,7 @@ export class ControlPlane {
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();
-    this.certs?.stop();
+    this.serving?.stop();
     await this.authz?.close();
     await Promise.all([this.ads.close(), this.admin.close()]);
   }

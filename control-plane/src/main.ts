@@ -9,6 +9,8 @@ import type { MeshSecurity } from './model/types.ts';
 import { randomBytes } from 'node:crypto';
 import { DevIssuer } from './auth/dev-issuer.ts';
 import { CertificateAuthority } from './identity/ca.ts';
+import type { Attestor } from './identity/attest.ts';
+import { IN_CLUSTER_TOKEN_FILE, KubernetesAttestor, parseK8sAttestationMap } from './identity/attest-k8s.ts';
 import { createLogger } from './log.ts';
 import { consulOptionsFromEnv } from './sources/consul.ts';
 
@@ -20,7 +22,14 @@ const { values } = parseArgs({
     registry: { type: 'string', default: env['MCPMESH_REGISTRY'] ?? path.join(repoRoot, 'deploy/registry.example.yaml') },
     'xds-port': { type: 'string', default: env['MCPMESH_XDS_PORT'] ?? String(DEFAULT_XDS_PORT) },
     'admin-port': { type: 'string', default: env['MCPMESH_ADMIN_PORT'] ?? String(DEFAULT_ADMIN_PORT) },
-    host: { type: 'string', default: env['MCPMESH_BIND'] ?? '0.0.0.0' },
+    host: { type: 'string', default: env['MCPMESH_BIND'] },
+    'xds-host': { type: 'string', default: env['MCPMESH_XDS_HOST'] },
+    'xds-insecure': { type: 'boolean', default: env['MCPMESH_XDS_INSECURE'] === '1' || env['MCPMESH_XDS_INSECURE'] === 'true' },
+    'xds-dns-name': { type: 'string', multiple: true, default: (env['MCPMESH_XDS_DNS_NAMES'] ?? '').split(',').filter(Boolean) },
+    'admin-host': { type: 'string', default: env['MCPMESH_ADMIN_HOST'] },
+    'admin-token-file': { type: 'string', default: env['MCPMESH_ADMIN_TOKEN_FILE'] },
+    'authz-bind': { type: 'string', default: env['MCPMESH_AUTHZ_BIND'] },
+    'k8s-attestation': { type: 'string', default: env['MCPMESH_K8S_ATTESTATION'] },
     consul: { type: 'string', default: env['CONSUL_HTTP_ADDR'] },
     policy: { type: 'string', default: env['MCPMESH_POLICY'] },
     'public-url': { type: 'string', default: env['MCPMESH_PUBLIC_URL'] ?? 'http://localhost:8080' },
@@ -35,14 +44,27 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N] [--host ADDR]
+  process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N]
+                           [--xds-host ADDR] [--admin-host ADDR] [--authz-bind ADDR] [--host ADDR (all three)]
                            [--consul ADDR] [--consul-datacenter DC]
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
-                           [--ca-cert FILE --ca-key FILE [--ca-chain FILE]]
-  With a policy, workload certificates are signed by the given CA (a root or an intermediate; every replica
-  must get the same one), or by a self-signed root made at start (one replica only: others would differ).
-  env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND, MCPMESH_LOG_LEVEL
-       MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files)
+                           [--ca-cert FILE --ca-key FILE [--ca-chain FILE]] [--xds-dns-name NAME...]
+                           [--k8s-attestation FILE] [--xds-insecure] [--admin-token-file FILE]
+  With a policy the mesh is secured: the control plane is the mesh CA and serves xDS over TLS; proxies
+  authenticate with workload certificates their agents get by CSR (keys never leave the workload), first with a
+  join token (mcpmesh join-token) or a Kubernetes ServiceAccount token (--k8s-attestation: service ->
+  namespace/serviceaccount map), then by renewal. Workload certificates are signed by the given CA (a root or an
+  intermediate; every replica must get the same one), or by a self-signed root made at start (one replica only).
+  Binding: xDS on 0.0.0.0 when it is TLS, on 127.0.0.1 when it is plain (no policy, or --xds-insecure: development
+  only); admin and the authorizer on 127.0.0.1 unless told. Beyond loopback, the admin port's /debug, join tokens
+  and the dev token endpoint need the admin token (MCPMESH_ADMIN_TOKEN or --admin-token-file); /metrics,
+  /healthz and /readyz stay open.
+  env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
+       MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
+       MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
+       MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL,
+       MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files),
+       MCPMESH_DEV_ISSUER (on|off), MCPMESH_DEV_CLIENT_SECRET, MCPMESH_DEV_ISSUER_URL, MCPMESH_DEV_AUDIENCE
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
        CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG
 `);
@@ -62,6 +84,8 @@ if (devIssuerSetting === 'on') {
     issuer: env['MCPMESH_DEV_ISSUER_URL'] ?? `http://127.0.0.1:${values['admin-port']}/oauth`,
     audience: env['MCPMESH_DEV_AUDIENCE'] ?? 'mcp-mesh',
     clients: { dev: { secret: devSecret, roles: ['*'] } },
+    // The roles of the policy in force (a hot reload included); none without a policy.
+    grantableRoles: () => new Set(cp.policy?.roles.map((r) => r.name) ?? []),
   });
 }
 // A policy file secures the mesh (JWT, MCP authorization, mTLS). A broken one is fatal at start: running
@@ -99,32 +123,58 @@ if (security && (values['ca-cert'] || values['ca-key'])) {
 } else if (values['ca-cert'] || values['ca-key']) {
   log.warn('--ca-cert/--ca-key given without --policy: identities are off, the CA is not used');
 }
-const cp = new ControlPlane({
-  ...(security ? { security, authzHost: values.host, authzPort: Number(values['authz-port']) } : {}),
-  ...(ca ? { ca } : {}),
-  registryFile: values.registry,
-  ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
-  ...(consul ? { consul } : {}),
-  ...(devIssuer ? { devIssuer } : {}),
-  xdsHost: values.host,
-  xdsPort: Number(values['xds-port']),
-  adminHost: values.host,
-  adminPort: Number(values['admin-port']),
-  log,
-});
-
+// Platform attestation: Kubernetes ServiceAccount tokens checked with TokenReview (in-cluster defaults).
+const attestors: Attestor[] = [];
+if (security && values['k8s-attestation']) {
+  try {
+    const mapping = parseK8sAttestationMap(readFileSync(values['k8s-attestation'], 'utf8'), values['k8s-attestation']);
+    attestors.push(new KubernetesAttestor({ mapping, token: () => readFileSync(IN_CLUSTER_TOKEN_FILE, 'utf8').trim() }));
+  } catch (err) {
+    log.error('Kubernetes attestation rejected', { file: values['k8s-attestation'], error: (err as Error).message });
+    process.exit(1);
+  }
+}
+let adminToken = env['MCPMESH_ADMIN_TOKEN'];
+if (values['admin-token-file']) {
+  try {
+    adminToken = readFileSync(values['admin-token-file'], 'utf8').trim();
+  } catch (err) {
+    log.error('admin token file unreadable', { file: values['admin-token-file'], error: (err as Error).message });
+    process.exit(1);
+  }
+}
+const xdsHost = values['xds-host'] ?? values.host;
+const adminHost = values['admin-host'] ?? values.host ?? '127.0.0.1';
+let cp: ControlPlane;
 try {
+  cp = new ControlPlane({
+    ...(security ? { security, authzHost: values['authz-bind'] ?? values.host ?? '127.0.0.1', authzPort: Number(values['authz-port']) } : {}),
+    ...(ca ? { ca } : {}),
+    registryFile: values.registry,
+    ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
+    ...(consul ? { consul } : {}),
+    ...(devIssuer ? { devIssuer } : {}),
+    ...(xdsHost ? { xdsHost } : {}),
+    xdsPort: Number(values['xds-port']),
+    xdsInsecure: values['xds-insecure'],
+    xdsDnsNames: values['xds-dns-name'],
+    attestors,
+    adminHost,
+    ...(adminToken ? { adminToken } : {}),
+    adminPort: Number(values['admin-port']),
+    log,
+  });
   await cp.start();
 } catch (err) {
   log.error('control plane failed to start', { error: (err as Error).message });
   process.exit(1);
 }
-log.info('control plane listening', {
-  xds: `grpc://${values.host}:${cp.xdsPort}`,
-  admin: `http://${values.host}:${cp.adminPort}`,
-  source: cp.sourceDescription,
-});
-process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${values.host}:${cp.xdsPort}\n  admin:           http://127.0.0.1:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}`);
+const xdsShown = `${xdsHost ?? (security && !values['xds-insecure'] ? '0.0.0.0' : '127.0.0.1')}:${cp.xdsPort}`;
+const secureXds = security !== undefined && !values['xds-insecure'];
+log.info('control plane listening', { xds: xdsShown, xds_tls: secureXds, admin: `http://${adminHost}:${cp.adminPort}`, source: cp.sourceDescription });
+process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${xdsShown} (${secureXds ? 'mTLS; agents join with mcpmesh join-token' : 'plain, development only'})\n` +
+  `  admin:           http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n` +
+  `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}`);
 if (devIssuer) {
   process.stdout.write(`  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
     `                   client id "dev", secret ${env['MCPMESH_DEV_CLIENT_SECRET'] ? '(from MCPMESH_DEV_CLIENT_SECRET)' : devSecret}\n` +

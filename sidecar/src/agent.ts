@@ -10,6 +10,8 @@ import type Consul from 'consul';
 import type { McpProtocol, McpTransport } from '../../control-plane/src/model/types.ts';
 import { consulClient, CONSUL_META, DEFAULT_MCP_TAG, type ConsulSourceOptions } from '../../control-plane/src/sources/consul.ts';
 import { renderBootstrap } from './bootstrap.ts';
+import { AgentIdentity, type IdentityConfig } from './identity-agent.ts';
+import { controlPlaneId } from '../../control-plane/src/identity/serving.ts';
 import { EnvoySupervisor, type Log } from './envoy.ts';
 import { McpHealthChecker, type HealthResult } from './mcp-health.ts';
 
@@ -49,6 +51,11 @@ export interface SidecarAgentOptions {
   healthHost?: string;
   /** Serve a stdio-only MCP server as Streamable HTTP on 127.0.0.1 through the bridge. */
   stdio?: { command: string; args: string[] };
+  /**
+   * A secured mesh: the agent gets the workload certificate (its own key, a CSR, the credential) and serves
+   * it to Envoy over SDS; the xDS channel is mTLS. Absent: development mode, plain xDS.
+   */
+  identity?: IdentityConfig;
   log: Log;
 }
 
@@ -92,10 +99,11 @@ export function serviceIdOf(o: Placement, appPort: number): string {
  * The sidecar's Envoy bootstrap, as the agent writes it at start and `--print-bootstrap` prints it for an
  * init container: the same function, so the two cannot disagree (node id included).
  */
-export function sidecarBootstrapJson(o: Placement & Pick<SidecarAgentOptions, 'region' | 'zone' | 'controlPlane' | 'protocol'>, appPort: number): string {
+export function sidecarBootstrapJson(o: Placement & Pick<SidecarAgentOptions, 'region' | 'zone' | 'controlPlane' | 'protocol' | 'identity'>, appPort: number): string {
   return renderBootstrap({
     nodeId: serviceIdOf(o, appPort), service: o.service, ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}),
     inboundPort: o.inboundPort, appPort, controlPlane: o.controlPlane, metadata: { 'mcp-protocol': o.protocol },
+    ...(o.identity ? { identity: { sdsSocket: o.identity.sdsSocket, controlPlaneId: controlPlaneId(o.identity.trustDomain) } } : {}),
   });
 }
 
@@ -105,6 +113,7 @@ export class SidecarAgent {
   private readonly bridgeFactory: BridgeFactory | undefined;
   private bridge: BridgeLike | undefined;
   private envoy: EnvoySupervisor | undefined;
+  private identity: AgentIdentity | undefined;
   private checker: McpHealthChecker | undefined;
   private timer: NodeJS.Timeout | undefined;
   private healthServer: http.Server | undefined;
@@ -134,6 +143,7 @@ export class SidecarAgent {
    */
   readiness(): { ready: boolean; reason: string } {
     if (this.stopped) return { ready: false, reason: 'draining: the agent is shutting down' };
+    if (this.identity && !this.identity.held) return { ready: false, reason: `no workload certificate yet (${this.identity.config.spiffeId})` };
     if (!this.registered) return { ready: false, reason: 'not registered in consul yet' };
     if (!this.last) return { ready: false, reason: 'no MCP health check has run yet' };
     return this.last.ok ? { ready: true, reason: this.last.output } : { ready: false, reason: `MCP server unhealthy: ${this.last.output}` };
@@ -204,6 +214,11 @@ export class SidecarAgent {
     this.serviceId = serviceIdOf(this.o, this.appPort);
     this.checkId = `mcp:${this.serviceId}`;
     if (this.o.healthPort !== undefined) await this.startHealthServer(this.o.healthPort);
+    if (this.o.identity && proxied(this.o)) {
+      // Before Envoy: its bootstrap points at this socket (Envoy waits for the secret if it comes later).
+      this.identity = new AgentIdentity(this.o.identity, this.o.controlPlane, log);
+      await this.identity.start();
+    }
     if (proxied(this.o)) {
       this.bootstrapPath = this.o.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${this.serviceId}.json`);
       mkdirSync(path.dirname(this.bootstrapPath), { recursive: true });
@@ -271,6 +286,7 @@ export class SidecarAgent {
       }
     }
     await this.envoy?.stop();
+    await this.identity?.stop();
     if (this.healthServer) {
       const server = this.healthServer;
       await new Promise<void>((resolve) => {

@@ -7,6 +7,9 @@ import path from 'node:path';
 import { DEFAULT_GATEWAY_PORT } from '../../control-plane/src/model/defaults.ts';
 import { protoDuration } from '../../control-plane/src/model/duration.ts';
 import { singleHostCluster } from '../../control-plane/src/translate/clusters.ts';
+import { LOCAL_SDS_CLUSTER, localSdsSecretConfig, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
+import { statName } from '../../control-plane/src/translate/naming.ts';
+import { BOOTSTRAP_TRUST_SECRET } from './sds-server.ts';
 import { ADS_CONFIG_SOURCE, any, struct, type JsonValue, type ProtoObject } from '../../control-plane/src/translate/resource.ts';
 import { toProto3Json } from '../../control-plane/src/xds/json.ts';
 import { formatViolations, validateMessage } from '../../control-plane/src/xds/validate.ts';
@@ -15,6 +18,7 @@ export const XDS_CLUSTER = 'mcpmesh.xds';
 export const ADMIN_CLUSTER = 'envoy.admin';
 export const STATS_LISTENER = 'envoy.prometheus';
 const BOOTSTRAP = 'envoy.config.bootstrap.v3.Bootstrap';
+const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 interface CommonBootstrapOptions {
   nodeId: string;
@@ -25,6 +29,11 @@ interface CommonBootstrapOptions {
   adminPort?: number;
   /** Prometheus scrapes http://<pod>:<statsPort>/stats/prometheus. Default 15090. */
   statsPort?: number;
+  /**
+   * A secured mesh: the agent's SDS socket (the workload certificate and key, which only the agent holds) and
+   * the SPIFFE ID the control plane must present. The xDS channel is then mTLS. Absent: plain xDS (development).
+   */
+  identity?: { sdsSocket: string; controlPlaneId: string };
 }
 
 export interface SidecarBootstrapOptions extends CommonBootstrapOptions {
@@ -61,6 +70,37 @@ function nodeIdentity(o: BootstrapOptions): { cluster: string; metadata: Record<
   return { cluster: o.service, metadata: { ...o.metadata, role: 'sidecar', service: o.service, inbound_port: o.inboundPort, app_port: o.appPort } };
 }
 
+/** The static cluster to the agent's SDS server on its Unix socket. */
+function localSdsCluster(socketPath: string): ProtoObject {
+  return {
+    name: LOCAL_SDS_CLUSTER,
+    alt_stat_name: statName(LOCAL_SDS_CLUSTER),
+    type: 'STATIC',
+    connect_timeout: protoDuration(1_000),
+    load_assignment: { cluster_name: LOCAL_SDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: socketPath } } } }] }] },
+    typed_extension_protocol_options: {
+      [HTTP_PROTOCOL_OPTIONS]: any(HTTP_PROTOCOL_OPTIONS, { explicit_http_config: { http2_protocol_options: {} } }),
+    },
+  };
+}
+
+/** mTLS to the control plane: our certificate from the agent, its certificate checked against the agent's roots and its SPIFFE ID. */
+function xdsTls(controlPlaneId: string): ProtoObject {
+  return {
+    name: 'envoy.transport_sockets.tls',
+    typed_config: any('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', {
+      common_tls_context: {
+        tls_certificate_sds_secret_configs: [localSdsSecretConfig(workloadSecretName())],
+        combined_validation_context: {
+          default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: controlPlaneId } }] },
+          validation_context_sds_secret_config: localSdsSecretConfig(BOOTSTRAP_TRUST_SECRET),
+        },
+        alpn_protocols: ['h2'],
+      },
+    }),
+  };
+}
+
 export function envoyBootstrap(o: BootstrapOptions): ProtoObject {
   const adminPort = o.adminPort ?? 15000;
   const statsPort = o.statsPort ?? 15090;
@@ -84,10 +124,14 @@ export function envoyBootstrap(o: BootstrapOptions): ProtoObject {
     },
     static_resources: {
       clusters: [
-        singleHostCluster(XDS_CLUSTER, o.controlPlane.host, o.controlPlane.port, {
-          connectTimeoutMs: 5_000, http2: { connection_keepalive: { interval: protoDuration(30_000), timeout: protoDuration(10_000) } },
-        }),
+        {
+          ...singleHostCluster(XDS_CLUSTER, o.controlPlane.host, o.controlPlane.port, {
+            connectTimeoutMs: 5_000, http2: { connection_keepalive: { interval: protoDuration(30_000), timeout: protoDuration(10_000) } },
+          }),
+          ...(o.identity ? { transport_socket: xdsTls(o.identity.controlPlaneId) } : {}),
+        },
         singleHostCluster(ADMIN_CLUSTER, '127.0.0.1', adminPort, { connectTimeoutMs: 5_000 }),
+        ...(o.identity ? [localSdsCluster(o.identity.sdsSocket)] : []),
       ],
       listeners: [{
         name: STATS_LISTENER,

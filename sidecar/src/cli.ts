@@ -9,6 +9,7 @@ import { MCP_PROTOCOLS, MCP_TRANSPORTS, type McpProtocol, type McpTransport } fr
 import { consulOptionsFromEnv } from '../../control-plane/src/sources/consul.ts';
 import { defaultAddress, sidecarBootstrapJson, SidecarAgent, type BridgeFactory, type SidecarAgentOptions } from './agent.ts';
 import { ArgChecker } from './args.ts';
+import { IDENTITY_OPTIONS, IDENTITY_USAGE, identityFromArgs } from './identity-agent.ts';
 import { writeBootstrap } from './bootstrap.ts';
 import { StdioBridge } from './bridge/stdio-bridge.ts';
 import { findEnvoy, type Log } from './envoy.ts';
@@ -39,7 +40,7 @@ const USAGE = `usage: mcpmesh sidecar --service NAME (--port N | --stdio -- COMM
   --health-port N         serve /healthz (alive) and /readyz (registered, MCP check passing); 0 = off [15020]
   --health-interval D     MCP health check interval                                [10s]
   --drain D               time between failing the check and deregistering on SIGTERM [5s]
-`;
+${IDENTITY_USAGE}`;
 
 export interface ParsedSidecar {
   options: Omit<SidecarAgentOptions, 'log'>;
@@ -62,6 +63,7 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       'bootstrap-out': { type: 'string' }, 'print-bootstrap': { type: 'boolean', default: false },
       'external-envoy': { type: 'boolean', default: false }, 'health-port': { type: 'string', default: '15020' },
       'health-interval': { type: 'string', default: '10s' }, drain: { type: 'string', default: '5s' },
+      ...IDENTITY_OPTIONS,
     },
   });
   const args = new ArgChecker();
@@ -85,6 +87,7 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
   if (values['external-envoy'] && values['no-envoy']) problems.push('--external-envoy and --no-envoy contradict each other: is there an Envoy or not?');
   if (values['external-envoy'] && !values['bootstrap-out']) problems.push('--external-envoy: give --bootstrap-out FILE on a volume the Envoy container reads');
   if (stdio && values['print-bootstrap']) problems.push('--print-bootstrap with --stdio: the bridge port is picked at start; let the agent write the bootstrap (--external-envoy --bootstrap-out FILE)');
+  const identity = identityFromArgs(values, env, { role: 'sidecar', name: service, nodeId: `${service}-${values['inbound-port']}` }, problems);
   args.check('mcpmesh sidecar', USAGE);
   const consulEnv = consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul ?? env['CONSUL_HTTP_ADDR'] ?? 'http://127.0.0.1:8500' });
   const consul = { ...consulEnv, address: consulEnv?.address ?? 'http://127.0.0.1:8500', ...(values.token ? { token: values.token } : {}), ...(values.datacenter ? { datacenter: values.datacenter } : {}) };
@@ -104,6 +107,7 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       ...(values['external-envoy'] ? { externalEnvoy: true } : {}),
       ...(healthPort !== undefined ? { healthPort } : {}),
       ...(stdio ? { stdio } : {}),
+      ...(identity ? { identity } : {}),
     },
   };
 }

@@ -9,6 +9,8 @@ import { DEFAULT_GATEWAY_PORT } from '../../control-plane/src/model/defaults.ts'
 import { ArgChecker } from './args.ts';
 import { renderBootstrap, writeBootstrap, type GatewayBootstrapOptions } from './bootstrap.ts';
 import { EnvoySupervisor, findEnvoy, type Log } from './envoy.ts';
+import { AgentIdentity, IDENTITY_OPTIONS, IDENTITY_USAGE, identityFromArgs, type IdentityConfig } from './identity-agent.ts';
+import { controlPlaneId } from '../../control-plane/src/identity/serving.ts';
 
 const USAGE = `usage: mcpmesh gateway [options]
 
@@ -23,10 +25,12 @@ const USAGE = `usage: mcpmesh gateway [options]
   --bootstrap-out FILE    where to write the Envoy bootstrap                       [a temp file]
   --print-bootstrap       print the bootstrap (or write it to --bootstrap-out) and exit
   --drain D               Envoy's drain time on shutdown                           [5s]
-`;
+${IDENTITY_USAGE}`;
 
 export interface ParsedGateway {
   bootstrap: GatewayBootstrapOptions;
+  /** A secured mesh: the gateway's workload identity (its agent makes the key and serves it over SDS). */
+  identity?: IdentityConfig;
   bootstrapPath?: string;
   printBootstrap: boolean;
   envoyBin?: string;
@@ -45,6 +49,7 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       'admin-port': { type: 'string', default: '15000' }, 'stats-port': { type: 'string', default: '15090' },
       'envoy-bin': { type: 'string' }, 'bootstrap-out': { type: 'string' },
       'print-bootstrap': { type: 'boolean', default: false }, drain: { type: 'string', default: '5s' },
+      ...IDENTITY_OPTIONS,
     },
   });
   const args = new ArgChecker();
@@ -57,14 +62,18 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
   if (new Set([listenerPort, adminPort, statsPort]).size < 3) args.problems.push(`--listener-port, --admin-port and --stats-port must differ (got ${listenerPort}, ${adminPort}, ${statsPort})`);
   const controlPlane = args.controlPlane(values['control-plane'], env);
   const drainMs = args.duration('drain', values.drain);
+  const nodeId = values.id ?? `gateway-${values.name}-${os.hostname()}`;
+  const identity = identityFromArgs(values, env, { role: 'gateway', name: values.name, nodeId }, args.problems);
   args.check('mcpmesh gateway', USAGE);
   const envoyBin = values['envoy-bin'] ?? findEnvoy(env);
   return {
     bootstrap: {
-      kind: 'gateway', nodeId: values.id ?? `gateway-${values.name}-${os.hostname()}`, gatewayName: values.name, listenerPort,
+      kind: 'gateway', nodeId, gatewayName: values.name, listenerPort,
       ...(values.region ? { region: values.region } : {}), ...(values.zone ? { zone: values.zone } : {}),
       controlPlane, adminPort, statsPort,
+      ...(identity ? { identity: { sdsSocket: identity.sdsSocket, controlPlaneId: controlPlaneId(identity.trustDomain) } } : {}),
     },
+    ...(identity ? { identity } : {}),
     ...(values['bootstrap-out'] ? { bootstrapPath: values['bootstrap-out'] } : {}),
     printBootstrap: values['print-bootstrap'],
     ...(envoyBin ? { envoyBin } : {}),
@@ -95,6 +104,10 @@ export async function gatewayMain(argv: string[]): Promise<number> {
     return 1;
   }
   const bootstrapPath = parsed.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${parsed.bootstrap.nodeId}.json`);
+  // The identity first: Envoy's bootstrap points at its SDS socket.
+  const identity = parsed.identity ? new AgentIdentity(parsed.identity, parsed.bootstrap.controlPlane, log) : undefined;
+  await identity?.start();
+  if (!identity) log('warn', 'no credential (--join-token or --k8s-token-file): plain xDS, development mode only');
   writeBootstrap(json, bootstrapPath);
   const envoy = new EnvoySupervisor({ bin: parsed.envoyBin, bootstrapPath, drainSeconds: parsed.drainSeconds, log });
   envoy.start();
@@ -103,5 +116,6 @@ export async function gatewayMain(argv: string[]): Promise<number> {
   });
   log('info', 'stopping envoy (draining)', { seconds: parsed.drainSeconds });
   await envoy.stop();
+  await identity?.stop();
   return 0;
 }

@@ -19,6 +19,12 @@ import {
   BOOTSTRAP_TYPE, goldenCases, HCM_TYPE, renderStaticBootstrap, staticBootstrap, StaticBootstrapError, walkMessages,
   type Obj, type SnapshotJson, type StaticBootstrap,
 } from './static-bootstrap.ts';
+import { identitySecret, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
+
+/** What an agent serves on its SDS socket, with placeholder PEMs (carried, not parsed, here). */
+const PLACEHOLDER_AGENT_SECRET = identitySecret(workloadSecretName(), {
+  certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n', chainPem: '', keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n',
+}) as Record<string, unknown>;
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -128,7 +134,7 @@ for (const gc of goldenCases()) {
     let built: { snapshot: SnapshotJson; result: StaticBootstrap } | undefined;
     const get = (): { snapshot: SnapshotJson; result: StaticBootstrap } => (built ??= (() => {
       const snapshot = gc.snapshot();
-      return { snapshot, result: staticBootstrap(snapshot, gc.options) };
+      return { snapshot, result: staticBootstrap(snapshot, { ...gc.options, ...(gc.workloadId ? { agentSecrets: [PLACEHOLDER_AGENT_SECRET] } : {}) }) };
     })());
 
     it(`passes the project's validator as an ${BOOTSTRAP_TYPE}`, () => {
@@ -213,7 +219,7 @@ for (const gc of goldenCases()) {
         const hosts = [...entries(cla)].filter((e) => e.key === 'socket_address').map((e) => String((e.value as Obj)['address']));
         assert.equal(out['type'], hosts.every((h) => isIP(h) !== 0) ? 'STATIC' : 'STRICT_DNS', `cluster ${name} with hosts ${hosts.join(', ')}`);
       }
-      assert.deepEqual(sr.secrets, (snapshot.secret ?? []).map((s) => s.resource));
+      assert.deepEqual(sr.secrets, [...(snapshot.secret ?? []).map((s) => s.resource), ...(gc.workloadId ? [PLACEHOLDER_AGENT_SECRET] : [])]);
     });
 
     it('renders as the proto3 JSON Envoy reads, zero-valued wrappers kept', () => {
@@ -244,10 +250,11 @@ describe('static bootstrap: what cannot be made static is refused, with the fiel
   const gateway = goldenCases().find((c) => c.name === 'gateway-secured');
   assert.ok(gateway, 'the gateway-secured golden case exists');
   const snap = (): SnapshotJson => gateway.snapshot();
+  const agent = { ...gateway.options, agentSecrets: [PLACEHOLDER_AGENT_SECRET] };
 
   it('a cluster whose endpoints are missing', () => {
     const s = snap();
-    assert.throws(() => staticBootstrap({ ...s, endpoint: (s.endpoint ?? []).slice(1) }, gateway.options), (err: Error) => {
+    assert.throws(() => staticBootstrap({ ...s, endpoint: (s.endpoint ?? []).slice(1) }, agent), (err: Error) => {
       assert.ok(err instanceof StaticBootstrapError);
       assert.match(err.message, /cluster "mcp\.[a-z]+": eds_cluster_config names endpoints "mcp\.[a-z]+", which the snapshot lacks/);
       return true;
@@ -255,11 +262,12 @@ describe('static bootstrap: what cannot be made static is refused, with the fiel
   });
 
   it('a listener whose route table is missing', () => {
-    assert.throws(() => staticBootstrap({ ...snap(), route: [] }, gateway.options), /listener "gateway\.http": .*\.rds names route configuration "gateway\.routes"/);
+    assert.throws(() => staticBootstrap({ ...snap(), route: [] }, agent), /listener "gateway\.http": .*\.rds names route configuration "gateway\.routes"/);
   });
 
-  it('a TLS context whose secret is missing', () => {
-    assert.throws(() => staticBootstrap({ ...snap(), secret: [] }, gateway.options), /cluster "mcp\.weather": .*tls_certificate_sds_secret_configs\[0\] names secret "mcpmesh\.identity"/);
+  it('a TLS context whose secret is missing (from the snapshot, or from the agent)', () => {
+    assert.throws(() => staticBootstrap({ ...snap(), secret: [] }, agent), /cluster "mcp\.weather": .*validation_context_sds_secret_config names secret "mcpmesh\.trust", which the snapshot lacks/);
+    assert.throws(() => staticBootstrap(snap(), gateway.options), /cluster "mcp\.weather": .*tls_certificate_sds_secret_configs\[0\] names secret "mcpmesh\.identity", which the proxy's agent serves/);
   });
 
   it('an ADS subscription of a kind it does not inline (here: ECDS on an HTTP filter)', () => {
@@ -272,11 +280,11 @@ describe('static bootstrap: what cannot be made static is refused, with the fiel
       const filters = msg['http_filters'] as Obj[];
       filters.unshift({ name: 'dynamic', config_discovery: { config_source: { ads: {}, resource_api_version: 'V3' }, type_urls: ['type.googleapis.com/envoy.extensions.filters.http.router.v3.Router'] } });
     });
-    assert.throws(() => staticBootstrap({ ...s, listener: [{ name: first.name, resource: listener }, ...rest] }, gateway.options), /still subscribed over ADS[\s\S]*http_filters\[0\]\.config_discovery\.config_source/);
+    assert.throws(() => staticBootstrap({ ...s, listener: [{ name: first.name, resource: listener }, ...rest] }, agent), /still subscribed over ADS[\s\S]*http_filters\[0\]\.config_discovery\.config_source/);
   });
 
   it('the validator is live on the assembled bootstrap (a bad admin port is reported by path)', () => {
-    const { bootstrap } = staticBootstrap(snap(), gateway.options);
+    const { bootstrap } = staticBootstrap(snap(), agent);
     const broken = { ...bootstrap, admin: { address: { socket_address: { address: '127.0.0.1', port_value: 70000 } } } };
     const v = validateMessage(BOOTSTRAP_TYPE, broken);
     assert.deepEqual(v.map((x) => `${x.path} ${x.rule}`), ['admin.address.socket_address.port_value uint32.lte']);
@@ -285,7 +293,7 @@ describe('static bootstrap: what cannot be made static is refused, with the fiel
   it('the input is not modified', () => {
     const s = snap();
     const before = structuredClone(s);
-    staticBootstrap(s, gateway.options);
+    staticBootstrap(s, agent);
     assert.deepEqual(s, before);
   });
 });

@@ -44,7 +44,8 @@ import protobuf from 'protobufjs';
 import { parse, stringify } from 'yaml';
 import { buildSnapshot, ResourceEncoder } from '../../control-plane/src/cache/snapshot.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
-import type { MeshSecurity, WorkloadIdentity } from '../../control-plane/src/model/types.ts';
+import type { MeshSecurity, TrustBundle } from '../../control-plane/src/model/types.ts';
+import { gatewayId, sidecarId } from '../../control-plane/src/identity/spiffe.ts';
 import { snapshotToJson } from '../../control-plane/src/server/admin.ts';
 import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
 import { proxyResources } from '../../control-plane/src/translate/proxy.ts';
@@ -62,6 +63,11 @@ export interface StaticBootstrapOptions {
   readonly node: { readonly id: string; readonly cluster: string; readonly locality?: { readonly region: string; readonly zone: string } };
   /** Envoy's admin port on 127.0.0.1. Default 0 (any). */
   readonly adminPort?: number;
+  /**
+   * Secrets the proxy's agent serves on its local SDS socket (the workload certificate and key), which no
+   * snapshot holds: made static too, and the references to them resolved by name.
+   */
+  readonly agentSecrets?: readonly Obj[];
 }
 
 export interface SkippedResource {
@@ -213,15 +219,18 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
   }
 
   // 4: secrets static; references to them resolved by name.
-  const staticSecrets = [...secrets.values()].map((s) => clone(s));
+  const agentSecrets = new Map((opts.agentSecrets ?? []).map((s) => [String(s['name']), s]));
+  const staticSecrets = [...secrets.values(), ...agentSecrets.values()].map((s) => clone(s));
   const resolveSecrets = (type: string, what: string) => (root: Obj): void => walkMessages(type, root, (t, msg, at) => {
     if (t !== SDS_SECRET_CONFIG_TYPE) return;
     const secret = String(msg['name'] ?? '');
     const source = msg['sds_config'];
-    if (secrets.has(secret)) delete msg['sds_config'];
-    // Not in the snapshot: dangling, unless it is fetched from somewhere other than ADS (a file, an SDS server).
-    else if (source === undefined || (isObj(source) && source['ads'] !== undefined)) {
-      throw new StaticBootstrapError(`${what} "${String(root['name'])}": ${at} names secret "${secret}", which the snapshot lacks`);
+    if (secrets.has(secret) || agentSecrets.has(secret)) delete msg['sds_config'];
+    else {
+      // Dangling: over ADS the snapshot should hold it; from the agent's SDS socket (which a static bootstrap
+      // has no cluster for), agentSecrets should.
+      const fromAgent = isObj(source) && isObj(source['api_config_source']);
+      throw new StaticBootstrapError(`${what} "${String(root['name'])}": ${at} names secret "${secret}", which ${fromAgent ? 'the proxy\'s agent serves: pass it as agentSecrets' : 'the snapshot lacks'}`);
     }
   });
   listeners.forEach(resolveSecrets(LISTENER_TYPE, 'listener'));
@@ -288,17 +297,19 @@ interface CaseFile {
   node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number> };
   registry: unknown;
   security?: MeshSecurity;
-  identity?: WorkloadIdentity;
+  trust?: TrustBundle;
 }
 
 export interface GoldenCase {
   readonly name: string;
   readonly node: CaseFile['node'];
-  /** The case's own (placeholder) workload identity, if it has one. */
-  readonly identity?: WorkloadIdentity;
+  /** The case's own (placeholder) trust bundle, if the mesh is secured. */
+  readonly trust?: TrustBundle;
   readonly trustDomain?: string;
-  /** The proxy's snapshot; `identity` replaces the case's own (e.g. a real certificate for a real Envoy). */
-  snapshot(identity?: WorkloadIdentity): SnapshotJson;
+  /** The SPIFFE ID the proxy's agent would hold (secured cases). */
+  readonly workloadId?: string;
+  /** The proxy's snapshot; `trust` replaces the case's own (e.g. a real bundle for a real Envoy). */
+  snapshot(trust?: TrustBundle): SnapshotJson;
   /** Options for staticBootstrap: the case's node id and locality. */
   readonly options: StaticBootstrapOptions;
 }
@@ -307,23 +318,24 @@ export function goldenCases(): GoldenCase[] {
   return readdirSync(casesDir).filter((f) => f.endsWith('.in.yaml')).sort().map((file): GoldenCase => {
     const name = file.replace(/\.in\.yaml$/, '');
     const c = parse(readFileSync(path.join(casesDir, file), 'utf8')) as CaseFile;
+    const proxy = proxyInfoFromNode({
+      id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}),
+      locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never,
+    });
+    const td = c.security?.policy.trustDomain;
+    const workloadId = td && c.trust ? (proxy.role === 'sidecar' ? sidecarId(td, proxy.service ?? '') : gatewayId(td, proxy.gatewayName ?? 'default')) : undefined;
     return {
       name,
       node: c.node,
-      ...(c.identity ? { identity: c.identity } : {}),
-      ...(c.security ? { trustDomain: c.security.policy.trustDomain } : {}),
+      ...(c.trust ? { trust: c.trust } : {}),
+      ...(td ? { trustDomain: td } : {}),
+      ...(workloadId ? { workloadId } : {}),
       options: { node: { id: c.node.id, cluster: `mcpmesh-static-${name}`, ...(c.node.locality ? { locality: c.node.locality } : {}) } },
-      snapshot(identity?: WorkloadIdentity): SnapshotJson {
-        const proxy = proxyInfoFromNode({
-          id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}),
-          locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never,
-        });
+      snapshot(trust?: TrustBundle): SnapshotJson {
         const { mesh } = new MeshBuilder().build(parseRegistry(stringify(c.registry), file), c.security);
-        const id = identity ?? c.identity;
-        const snap = buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, id), new ResourceEncoder());
+        const snap = buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, trust ?? c.trust), new ResourceEncoder());
         return snapshotToJson(snap) as SnapshotJson;
       },
     };
   });
 }
-

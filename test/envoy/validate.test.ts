@@ -17,7 +17,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { CertificateAuthority } from '../../control-plane/src/identity/ca.ts';
-import type { WorkloadIdentity } from '../../control-plane/src/model/types.ts';
+import type { TrustBundle } from '../../control-plane/src/model/types.ts';
+import { identitySecret, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
 import { renderBootstrap } from '../../sidecar/src/bootstrap.ts';
 import { envoySkip, findEnvoyBinary } from './envoy-bin.ts';
 import { goldenCases, renderStaticBootstrap, staticBootstrap } from './static-bootstrap.ts';
@@ -38,11 +39,14 @@ function assertValid(bin: string, file: string, what: string): void {
   assert.match(output, /configuration '.*' OK/, `envoy --mode validate exited 0 without its OK line for ${what}:\n${output}`);
 }
 
-/** A real certificate for `spiffeId`, signed by a fresh CA of its trust domain: what the control plane would push. */
-async function realIdentity(trustDomain: string, spiffeId: string): Promise<WorkloadIdentity> {
+/**
+ * A real certificate and key for `spiffeId` (what the proxy's agent would serve on its local SDS socket) and
+ * the bundle of the fresh CA that signed it (what the control plane would push).
+ */
+async function realIdentity(trustDomain: string, spiffeId: string): Promise<{ trust: TrustBundle; agentSecret: Record<string, unknown> }> {
   const ca = await CertificateAuthority.selfSigned({ trustDomain });
   const leaf = await ca.issue({ spiffeId, ttlMs: 3_600_000 });
-  return { spiffeId, certPem: leaf.certPem, keyPem: leaf.keyPem, chainPem: leaf.chainPem, bundlePem: ca.bundlePem };
+  return { trust: { bundlePem: ca.bundlePem }, agentSecret: identitySecret(workloadSecretName(), leaf) as Record<string, unknown> };
 }
 
 // Each test carries the skip (rather than the suite), so a run without Envoy counts them as skipped.
@@ -56,12 +60,12 @@ describe(`envoy --mode validate accepts every golden case as a static bootstrap$
 
   for (const gc of goldenCases()) {
     it(gc.name, { skip }, async () => {
-      let identity: WorkloadIdentity | undefined;
-      if (gc.identity) {
-        assert.ok(gc.trustDomain, `${gc.name}: a case with an identity has a policy with a trust domain`);
-        identity = await realIdentity(gc.trustDomain, gc.identity.spiffeId);
+      let real: Awaited<ReturnType<typeof realIdentity>> | undefined;
+      if (gc.workloadId) {
+        assert.ok(gc.trustDomain, `${gc.name}: a secured case has a policy with a trust domain`);
+        real = await realIdentity(gc.trustDomain, gc.workloadId);
       }
-      const { bootstrap, skipped } = staticBootstrap(gc.snapshot(identity), gc.options);
+      const { bootstrap, skipped } = staticBootstrap(gc.snapshot(real?.trust), { ...gc.options, ...(real ? { agentSecrets: [real.agentSecret] } : {}) });
       const file = path.join(dir(), `${gc.name}.json`);
       writeFileSync(file, renderStaticBootstrap(bootstrap));
       assertValid(bin, file, `golden case ${gc.name}${skipped.length > 0 ? ` (left out: ${skipped.map((s) => `${s.kind} ${s.name}`).join(', ')})` : ''}`);
@@ -72,7 +76,8 @@ describe(`envoy --mode validate accepts every golden case as a static bootstrap$
     const gc = goldenCases().find((c) => c.name === 'sidecar-secured');
     assert.ok(gc, 'the sidecar-secured golden case exists');
     // The golden's own placeholder PEMs: Envoy must refuse them when it builds the inbound TLS context.
-    const { bootstrap } = staticBootstrap(gc.snapshot(), gc.options);
+    const placeholder = identitySecret(workloadSecretName(), { certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n', chainPem: '', keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n' });
+    const { bootstrap } = staticBootstrap(gc.snapshot(), { ...gc.options, agentSecrets: [placeholder as Record<string, unknown>] });
     const file = path.join(dir(), 'placeholder-pem.json');
     writeFileSync(file, renderStaticBootstrap(bootstrap));
     const { status, output } = envoyValidate(bin, file);

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { buildSnapshot, ResourceEncoder } from '../../control-plane/src/cache/snapshot.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
-import type { MeshSecurity, WorkloadIdentity } from '../../control-plane/src/model/types.ts';
+import type { MeshSecurity, TrustBundle } from '../../control-plane/src/model/types.ts';
 import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
 import { snapshotToJson } from '../../control-plane/src/server/admin.ts';
 import { proxyResources } from '../../control-plane/src/translate/proxy.ts';
@@ -23,8 +23,8 @@ interface Case {
   registry: unknown;
   /** Optional: the mesh's security settings, with the policy already in its parsed form. */
   security?: MeshSecurity;
-  /** Optional: the proxy's workload certificate (placeholder PEM text is fine: it is carried, not parsed). */
-  identity?: WorkloadIdentity;
+  /** Optional: the mesh's trust bundle (placeholder PEM text is fine: it is carried, not parsed). */
+  trust?: TrustBundle;
 }
 
 for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()) {
@@ -34,9 +34,9 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()
     const proxy = proxyInfoFromNode({ id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}), locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never });
     const specs = parseRegistry(stringify(c.registry), `${name}.in.yaml`);
     const { mesh } = new MeshBuilder().build(specs, c.security);
-    const resources = proxyResources(mesh, proxy, c.identity);
+    const resources = proxyResources(mesh, proxy, c.trust);
     // Pure and deterministic: the same input twice gives identical output.
-    assert.deepEqual(proxyResources(new MeshBuilder().build(specs, c.security).mesh, proxy, c.identity), resources);
+    assert.deepEqual(proxyResources(new MeshBuilder().build(specs, c.security).mesh, proxy, c.trust), resources);
     const actual = stringify(snapshotToJson(buildSnapshot(snapshotKey(proxy), resources, new ResourceEncoder())), { lineWidth: 0 });
     const outFile = path.join(dir, `${name}.out.yaml`);
     if (update || !existsSync(outFile)) {

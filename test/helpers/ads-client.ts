@@ -100,8 +100,13 @@ export class AdsStream {
 export class RawAdsClient {
   private readonly client: grpc.Client;
 
-  constructor(address: string, options: grpc.ChannelOptions = {}) {
-    this.client = new grpc.Client(address, grpc.credentials.createInsecure(), options);
+  constructor(address: string, options: grpc.ChannelOptions = {}, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
+    this.client = new grpc.Client(address, credentials, options);
+  }
+
+  /** StreamSecrets of an SDS server (an agent's, on its Unix socket): the same DiscoveryRequest/Response. */
+  secrets(): AdsStream {
+    return new AdsStream(this.client.makeBidiStreamRequest('/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', req.serialize, resp.deserialize));
   }
 
   sotw(): AdsStream {

@@ -5,7 +5,7 @@ import { before, describe, it } from 'node:test';
 import { CertificateAuthority, type IssuedCert } from '../../control-plane/src/identity/ca.ts';
 import {
   DOWNSTREAM_TLS_CONTEXT_TYPE, downstreamTlsContext, downstreamTlsTransportSocket, identitySecret, SECRET_TYPE, SECRET_TYPE_URL,
-  sdsSecretConfig, spiffeSanMatchers, trustBundleSecret, trustSecretName, UPSTREAM_TLS_CONTEXT_TYPE, upstreamTlsContext,
+  localSdsSecretConfig, sdsSecretConfig, spiffeSanMatchers, trustBundleSecret, trustSecretName, UPSTREAM_TLS_CONTEXT_TYPE, upstreamTlsContext,
   upstreamTlsTransportSocket, workloadSecretName,
 } from '../../control-plane/src/identity/sds.ts';
 import { gatewayId, sidecarId } from '../../control-plane/src/identity/spiffe.ts';
@@ -93,12 +93,12 @@ describe('SDS secrets and TLS contexts', () => {
     assertValid(SECRET_TYPE, trustBundleSecret('t', ca.bundlePem, { matchSpiffeIds: ['*', `spiffe://${TD}/mcp/team-*-tools`] }));
   });
 
-  it('downstream TLS: requires a client certificate, both secrets over ADS', () => {
+  it('downstream TLS: requires a client certificate; its identity from the agent, the trust bundle over ADS', () => {
     const ctx = downstreamTlsContext();
     assert.deepEqual(ctx, {
       common_tls_context: {
         tls_params: { tls_minimum_protocol_version: 'TLSv1_2' },
-        tls_certificate_sds_secret_configs: [{ name: 'mcpmesh.identity', sds_config: { ads: {}, resource_api_version: 'V3' } }],
+        tls_certificate_sds_secret_configs: [localSdsSecretConfig('mcpmesh.identity')],
         validation_context_sds_secret_config: { name: 'mcpmesh.trust', sds_config: { ads: {}, resource_api_version: 'V3' } },
       },
       require_client_certificate: { value: true },
@@ -120,7 +120,11 @@ describe('SDS secrets and TLS contexts', () => {
     const ctx = upstreamTlsContext({ peerSpiffeIds: [WEATHER], sni: 'mcp.weather' });
     assert.equal(ctx['sni'], 'mcp.weather');
     const common = ctx['common_tls_context'] as Record<string, unknown>;
-    assert.deepEqual(common['tls_certificate_sds_secret_configs'], [{ name: 'mcpmesh.identity', sds_config: ADS_CONFIG_SOURCE }]);
+    // The identity from the proxy's agent (the key never leaves the workload), the trust bundle over ADS.
+    assert.deepEqual(common['tls_certificate_sds_secret_configs'], [{
+      name: 'mcpmesh.identity',
+      sds_config: { api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'mcpmesh.sds' } }] }, resource_api_version: 'V3' },
+    }]);
     assert.deepEqual(common['combined_validation_context'], {
       default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: WEATHER } }] },
       validation_context_sds_secret_config: { name: 'mcpmesh.trust', sds_config: ADS_CONFIG_SOURCE },

@@ -1,6 +1,6 @@
 // Two control-plane processes started the way operators start them (`npm start` flags) with the same
-// provided CA: a proxy may reconnect to either, so both must hand out certificates from that CA and the
-// same trust bundle. A bad CA file stops the process with the reason instead of a silent self-signed root.
+// provided CA: an agent may reach either, so both must sign with that CA, accept a join token minted from it
+// (here offline, from the CA files, as `mcpmesh join-token --ca-cert` does), and serve the same trust bundle. A bad CA file stops the process with the reason instead of a silent self-signed root.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -10,8 +10,8 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CertificateAuthority } from '../../control-plane/src/identity/ca.ts';
-import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
-import { decodeResources, node, RawAdsClient } from '../helpers/ads-client.ts';
+import { JoinTokens } from '../../control-plane/src/identity/join-token.ts';
+import { WorkloadIdentity } from '../../sidecar/src/identity.ts';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../control-plane/src/main.ts');
 const POLICY = 'trustDomain: mesh.test\nroles:\n  reader:\n    allow:\n      - service: weather\n';
@@ -34,24 +34,15 @@ function startMain(args: string[], dir: string): Promise<Running> {
   });
 }
 
-async function identityOf(xdsPort: number): Promise<{ leaf: X509Certificate; bundle: string }> {
-  const client = new RawAdsClient(`127.0.0.1:${xdsPort}`);
+/** What an agent gets from a replica: a certificate signed for its own key (join token minted from the shared CA files). */
+async function identityOf(xdsPort: number, ca: CertificateAuthority): Promise<{ leaf: X509Certificate; bundle: string }> {
+  const { token } = await new JoinTokens(ca).mint('spiffe://mesh.test/mcp/weather');
+  const agent = new WorkloadIdentity({ controlPlane: { host: '127.0.0.1', port: xdsPort }, credential: { type: 'join-token', token }, log: () => {} });
   try {
-    const s = client.sotw();
-    s.send({ type_url: TYPE_URLS.secret, resource_names: ['mcpmesh.identity', 'mcpmesh.trust'], node: node('sc-1', { role: 'sidecar', service: 'weather', app_port: 7001 }) });
-    for (;;) {
-      const resp = await s.next('secret', 15_000);
-      s.send({ type_url: TYPE_URLS.secret, resource_names: ['mcpmesh.identity', 'mcpmesh.trust'], version_info: resp['version_info'], response_nonce: resp['nonce'] });
-      const byName = new Map(decodeResources(resp).map((r) => [r['name'], r] as const));
-      const id = byName.get('mcpmesh.identity') as { tls_certificate?: { certificate_chain: { inline_string: string } } } | undefined;
-      const trust = byName.get('mcpmesh.trust') as { validation_context?: { trusted_ca: { inline_string: string } } } | undefined;
-      if (id?.tls_certificate && trust?.validation_context) {
-        s.close();
-        return { leaf: new X509Certificate(id.tls_certificate.certificate_chain.inline_string), bundle: trust.validation_context.trusted_ca.inline_string };
-      }
-    }
+    const held = await agent.start();
+    return { leaf: new X509Certificate(held.certChainPem), bundle: held.bundlePem };
   } finally {
-    client.close();
+    agent.stop();
   }
 }
 
@@ -75,7 +66,7 @@ describe('control plane replicas with a provided CA (--ca-cert / --ca-key)', () 
     const caArgs = ['--ca-cert', path.join(dir, 'ca.crt'), '--ca-key', path.join(dir, 'ca.key')];
     const [a, b] = await Promise.all([startMain(caArgs, dir), startMain(caArgs, dir)]);
     running.push(a.child, b.child);
-    const [ia, ib] = await Promise.all([identityOf(a.xdsPort), identityOf(b.xdsPort)]);
+    const [ia, ib] = await Promise.all([identityOf(a.xdsPort, ca), identityOf(b.xdsPort, ca)]);
     const root = new X509Certificate(ca.certPem);
     for (const i of [ia, ib]) {
       assert.ok(i.leaf.checkIssued(root) && i.leaf.verify(root.publicKey), 'the leaf is signed by the provided CA');

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
-import type { Mesh, MeshSecurity, ProxyInfo, WorkloadIdentity } from '../../control-plane/src/model/types.ts';
+import type { Mesh, MeshSecurity, ProxyInfo, TrustBundle } from '../../control-plane/src/model/types.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
 import { accessLogFormat } from '../../control-plane/src/translate/listeners.ts';
@@ -15,7 +15,7 @@ import { EC_P256_JWK, jwksText } from '../policy/jwks-fixtures.ts';
 
 type Obj = Record<string, unknown>;
 
-const IDENTITY: WorkloadIdentity = { spiffeId: 'spiffe://mcpmesh.test/gateway/default', certPem: 'C', keyPem: 'K', chainPem: '', bundlePem: 'B' };
+const IDENTITY: TrustBundle = { bundlePem: 'B' };
 const GATEWAY: ProxyInfo = { id: 'gw', role: 'gateway', listenerPort: 8080 };
 const SIDECAR: ProxyInfo = { id: 'sc', role: 'sidecar', service: 'weather', listenerPort: 15006, appPort: 7001 };
 

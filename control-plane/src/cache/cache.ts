@@ -1,6 +1,6 @@
 // Per-proxy-class snapshots. A mesh update rebuilds every snapshot in use and swaps them all at once,
 // or none: if any resource fails validation the whole update is refused and proxies keep their config.
-import type { Mesh, ProxyInfo, WorkloadIdentity } from '../model/types.ts';
+import type { Mesh, ProxyInfo, TrustBundle } from '../model/types.ts';
 import { proxyResources } from '../translate/proxy.ts';
 import { snapshotKey } from '../xds/node.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
@@ -17,18 +17,18 @@ interface Entry {
 // Built on every update even with no proxy connected, so a bad registry is refused at once.
 const REFERENCE_GATEWAY: ProxyInfo = { id: 'reference-gateway', role: 'gateway', listenerPort: 8080 };
 
-/** Which certificate a proxy gets (undefined: none yet, or no workload identities in this mesh). */
-export type IdentityResolver = (proxy: ProxyInfo) => WorkloadIdentity | undefined;
+/** The trust bundle a proxy gets (undefined: no workload identities in this mesh). */
+export type TrustResolver = (proxy: ProxyInfo) => TrustBundle | undefined;
 
 export class SnapshotCache {
   private mesh: Mesh | undefined;
   private readonly entries = new Map<string, Entry>();
   private readonly encoder = new ResourceEncoder();
-  private identity: IdentityResolver = () => undefined;
+  private trust: TrustResolver = () => undefined;
 
-  /** Certificates come from outside the mesh model (the CA): set how to find a proxy's. */
-  setIdentityResolver(resolver: IdentityResolver): void {
-    this.identity = resolver;
+  /** The trust bundle comes from outside the mesh model (the CA): set how to find it. */
+  setTrustResolver(resolver: TrustResolver): void {
+    this.trust = resolver;
   }
 
   /** Rebuilds every snapshot from the current mesh, e.g. after a certificate rotated. */
@@ -49,7 +49,7 @@ export class SnapshotCache {
   }
 
   private build(mesh: Mesh, proxy: ProxyInfo): Snapshot {
-    return buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, this.identity(proxy)), this.encoder);
+    return buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, this.trust(proxy)), this.encoder);
   }
 
   /** Rebuilds every snapshot for `mesh`. Throws SnapshotError (nothing changes) if any is invalid. */

@@ -131,13 +131,20 @@ export function inconsistencies(resources: Readonly<Record<ResourceKind, Readonl
 
 const SECRET_REFS = new Set(['tls_certificate_sds_secret_configs', 'validation_context_sds_secret_config']);
 
-/** SDS secret names a resource uses, wherever its TLS contexts sit. */
+/**
+ * SDS secret names a resource fetches over ADS, wherever its TLS contexts sit. (A proxy's own certificate
+ * comes from its agent's local SDS server, not from the snapshot.)
+ */
 function secretNamesOf(body: unknown, out: string[] = []): string[] {
   if (Array.isArray(body)) for (const x of body) secretNamesOf(x, out);
   else if (typeof body === 'object' && body !== null) {
     for (const [k, v] of Object.entries(body)) {
-      if (SECRET_REFS.has(k)) for (const ref of Array.isArray(v) ? v : [v]) out.push(String((ref as { name?: string }).name));
-      else secretNamesOf(v, out);
+      if (SECRET_REFS.has(k)) {
+        for (const ref of Array.isArray(v) ? v : [v]) {
+          const r = ref as { name?: string; sds_config?: { ads?: unknown } };
+          if (r.sds_config?.ads !== undefined) out.push(String(r.name));
+        }
+      } else secretNamesOf(v, out);
     }
   }
   return out;

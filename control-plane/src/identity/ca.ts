@@ -11,7 +11,8 @@
 // Leaves follow the X.509-SVID profile: exactly one URI SAN (the SPIFFE ID), CA:false, key usage
 // digitalSignature (critical), EKU serverAuth + clientAuth, ECDSA P-256 key, notBefore backdated by
 // CLOCK_SKEW_MS, notAfter never past the CA's own.
-import { createPrivateKey, KeyObject, randomBytes, webcrypto, X509Certificate as NodeCert } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, KeyObject, randomBytes, webcrypto, X509Certificate as NodeCert } from 'node:crypto';
+import { jwtVerify, SignJWT, type JWTPayload } from 'jose';
 import { parseSpiffeId, trustDomainId, validateTrustDomain } from './spiffe.ts';
 import { x509, type X509 } from './x509.ts';
 
@@ -42,12 +43,11 @@ export interface IssueRequest {
   readonly dnsNames?: readonly string[];
 }
 
-export interface IssuedCert {
+/** A certificate the CA signed for a key it never saw (a workload's CSR). */
+export interface SignedCert {
   readonly spiffeId: string;
   /** The leaf certificate alone (PEM). */
   readonly certPem: string;
-  /** The leaf's private key, PKCS#8 PEM (ECDSA P-256). */
-  readonly keyPem: string;
   /**
    * Intermediate CA certificates between the leaf and the trust bundle, PEM, issuer first; `''` when a root
    * signed the leaf directly. What a peer is sent is `certPem + chainPem` (see sds.ts).
@@ -57,6 +57,19 @@ export interface IssuedCert {
   readonly notAfter: Date;
   /** Serial number, lower-case hex. */
   readonly serial: string;
+}
+
+/** A certificate with the key the CA made for it: only for the control plane's own identity and tests. */
+export interface IssuedCert extends SignedCert {
+  /** The leaf's private key, PKCS#8 PEM (ECDSA P-256). */
+  readonly keyPem: string;
+}
+
+export interface CsrRequest {
+  /** PKCS#10 request (PEM); only its public key and its signature (proof of possession) are used. */
+  readonly csrPem: string;
+  readonly spiffeId: string;
+  readonly ttlMs?: number;
 }
 
 export interface SelfSignedOptions {
@@ -225,33 +238,67 @@ export class CertificateAuthority {
 
   /** Issues an X.509-SVID for `spiffeId` (which must be in this CA's trust domain) with a fresh P-256 key. */
   async issue(req: IssueRequest): Promise<IssuedCert> {
-    const { trustDomain } = parseSpiffeId(req.spiffeId);
+    this.#checkRequest(req.spiffeId, req.ttlMs, req.dnsNames);
+    const keys = await webcrypto.subtle.generateKey(LEAF_KEY, true, ['sign', 'verify']);
+    const signed = await this.#sign(keys.publicKey, req.spiffeId, req.ttlMs ?? DEFAULT_LEAF_TTL_MS, [...(req.dnsNames ?? [])]);
+    return { ...signed, keyPem: KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }).toString() };
+  }
+
+  /**
+   * Signs a workload's CSR for `spiffeId`: the key stays with the workload. The CSR must be signed by its own
+   * key (proof of possession) and hold an ECDSA P-256/P-384 or RSA 2048-4096 key; its subject and requested
+   * extensions are ignored, the CA alone decides what the certificate says. Whether the caller may have that
+   * identity is the caller's business (attestation), not the CA's.
+   */
+  async signCsr(req: CsrRequest): Promise<SignedCert> {
+    this.#checkRequest(req.spiffeId, req.ttlMs, []);
+    const csr = parseCsr(req.csrPem);
+    if (!(await csr.verify())) throw new CaError('the CSR\'s signature does not verify with its own public key (no proof of possession)');
+    checkCsrKey(csr);
+    return this.#sign(csr.publicKey, req.spiffeId, req.ttlMs ?? DEFAULT_LEAF_TTL_MS, []);
+  }
+
+  /** A JWT signed with the CA's key (join tokens): every replica sharing the CA can verify it. */
+  async signJwt(claims: JWTPayload, typ: string): Promise<string> {
+    return new SignJWT(claims).setProtectedHeader({ alg: jwsAlg(this.#signing), typ, kid: this.#authorityKeyId }).sign(this.#key);
+  }
+
+  /** Verifies a JWT from signJwt: signature by this CA's key, `typ`, and the registered claims jose checks (exp, nbf). */
+  async verifyJwt(token: string, typ: string, audience: string): Promise<JWTPayload> {
+    const key = new NodeCert(this.certPem).publicKey;
+    const { payload, protectedHeader } = await jwtVerify(token, key, { audience, algorithms: [jwsAlg(this.#signing)], clockTolerance: 5 });
+    if (protectedHeader.typ !== typ) throw new CaError(`token type is ${JSON.stringify(protectedHeader.typ ?? null)}, not ${typ}`);
+    return payload;
+  }
+
+  #checkRequest(spiffeId: string, ttlMs: number | undefined, dnsNames: readonly string[] | undefined): void {
+    const { trustDomain } = parseSpiffeId(spiffeId);
     if (trustDomain !== this.trustDomain) {
-      throw new CaError(`cannot issue ${req.spiffeId}: this CA serves trust domain "${this.trustDomain}", not "${trustDomain}"`);
+      throw new CaError(`cannot issue ${spiffeId}: this CA serves trust domain "${this.trustDomain}", not "${trustDomain}"`);
     }
-    const ttlMs = req.ttlMs ?? DEFAULT_LEAF_TTL_MS;
-    if (!Number.isFinite(ttlMs) || ttlMs < MIN_LEAF_TTL_MS) throw new CaError(`ttlMs must be at least ${MIN_LEAF_TTL_MS} ms (got ${ttlMs})`);
-    const dnsNames = [...(req.dnsNames ?? [])];
-    for (const d of dnsNames) {
-      if (d.length > 253 || !DNS_NAME.test(d)) throw new CaError(`cannot issue ${req.spiffeId}: "${d}" is not a valid DNS name`);
+    const ttl = ttlMs ?? DEFAULT_LEAF_TTL_MS;
+    if (!Number.isFinite(ttl) || ttl < MIN_LEAF_TTL_MS) throw new CaError(`ttlMs must be at least ${MIN_LEAF_TTL_MS} ms (got ${ttl})`);
+    for (const d of dnsNames ?? []) {
+      if (d.length > 253 || !DNS_NAME.test(d)) throw new CaError(`cannot issue ${spiffeId}: "${d}" is not a valid DNS name`);
     }
+    if (this.notAfter.getTime() <= Date.now()) throw new CaError(`cannot issue ${spiffeId}: the CA certificate expired at ${this.notAfter.toISOString()}`);
+  }
+
+  async #sign(publicKey: CryptoKey | X509.PublicKey, spiffeId: string, ttlMs: number, dnsNames: string[]): Promise<SignedCert> {
     const now = Date.now();
     const caNotBefore = this.notBefore.getTime();
     const caNotAfter = this.notAfter.getTime();
-    if (caNotAfter <= now) throw new CaError(`cannot issue ${req.spiffeId}: the CA certificate expired at ${this.notAfter.toISOString()}`);
     // X.509 times have one-second resolution: round outwards (the CA's own times are whole seconds already),
     // so a leaf lives at least ttlMs unless the CA expires first.
     const notBefore = new Date(floorSecond(Math.max(now - CLOCK_SKEW_MS, caNotBefore)));
     const notAfter = new Date(Math.min(Math.ceil((now + ttlMs) / 1000) * 1000, caNotAfter));
-
-    const keys = await webcrypto.subtle.generateKey(LEAF_KEY, true, ['sign', 'verify']);
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: randomSerial(),
       subject: dnsNames[0] !== undefined && dnsNames[0].length <= 64 ? `CN=${dnsNames[0]}, O=MCP Mesh` : 'O=MCP Mesh',
       issuer: this.#cert.subjectName,
       notBefore,
       notAfter,
-      publicKey: keys.publicKey,
+      publicKey,
       signingKey: this.#key,
       signingAlgorithm: this.#signing,
       extensions: [
@@ -259,18 +306,17 @@ export class CertificateAuthority {
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
         new x509.SubjectAlternativeNameExtension([
-          { type: 'url', value: req.spiffeId },
+          { type: 'url', value: spiffeId },
           ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
         ], false),
-        await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false),
+        await x509.SubjectKeyIdentifierExtension.create(publicKey, false),
         new x509.AuthorityKeyIdentifierExtension(this.#authorityKeyId, false),
       ],
     });
     this.#issued += 1;
     return {
-      spiffeId: req.spiffeId,
+      spiffeId,
       certPem: normalizePem(cert.toString('pem')),
-      keyPem: KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }).toString(),
       chainPem: this.#intermediatesPem,
       notBefore: cert.notBefore,
       notAfter: cert.notAfter,
@@ -282,6 +328,48 @@ export class CertificateAuthority {
   exportPem(): { certPem: string; keyPem: string } {
     return { certPem: this.certPem, keyPem: KeyObject.from(this.#key).export({ type: 'pkcs8', format: 'pem' }).toString() };
   }
+}
+
+function jwsAlg(signing: SignAlgorithm): string {
+  if (signing.name === 'ECDSA') return signing.hash === 'SHA-384' ? 'ES384' : signing.hash === 'SHA-512' ? 'ES512' : 'ES256';
+  if (signing.name === 'Ed25519') return 'EdDSA';
+  return 'RS256';
+}
+
+function parseCsr(pem: string): X509.Pkcs10CertificateRequest {
+  if (!/-----BEGIN CERTIFICATE REQUEST-----/.test(pem)) throw new CaError('not a PEM certificate request ("-----BEGIN CERTIFICATE REQUEST-----")');
+  try {
+    return new x509.Pkcs10CertificateRequest(pem);
+  } catch (e) {
+    throw new CaError(`the CSR cannot be parsed: ${(e as Error).message}`);
+  }
+}
+
+/** Keys Envoy and gRPC handle everywhere; anything weaker or exotic is refused with the reason. */
+function checkCsrKey(csr: X509.Pkcs10CertificateRequest): void {
+  let key: KeyObject;
+  try {
+    key = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new CaError(`the CSR's public key cannot be read: ${(e as Error).message}`);
+  }
+  const type = key.asymmetricKeyType;
+  if (type === 'ec') {
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    if (curve === 'prime256v1' || curve === 'secp384r1') return;
+    throw new CaError(`the CSR's key uses EC curve ${curve ?? '(unknown)'}; use P-256 or P-384`);
+  }
+  if (type === 'rsa') {
+    const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+    if (bits >= 2048 && bits <= 4096) return;
+    throw new CaError(`the CSR's key is RSA-${bits}; use 2048 to 4096 bits`);
+  }
+  throw new CaError(`the CSR's key type ${type ?? '(unknown)'} is not supported; use ECDSA P-256/P-384 or RSA`);
+}
+
+/** SHA-256 (hex) of a CSR's SubjectPublicKeyInfo: what single-use credentials bind to. */
+export function csrKeyHash(csrPem: string): string {
+  return createHash('sha256').update(Buffer.from(parseCsr(csrPem).publicKey.rawData)).digest('hex');
 }
 
 function floorSecond(ms: number): number {

@@ -1,10 +1,11 @@
 // Pure builders for what Envoy needs to do mTLS with mesh identities, as plain protobufjs-form objects
 // (snake_case fields, Any as {'@type', ...}), the same shape the translators emit:
 //
-// - SDS `Secret` resources: the proxy's own certificate + key (`identitySecret`) and the trust bundle
-//   (`trustBundleSecret`), delivered over the ADS stream and rotated by pushing a new version of the same
-//   name;
-// - `transport_socket`s with Downstream/UpstreamTlsContext that fetch both secrets by name over ADS.
+// - SDS `Secret` resources: the proxy's own certificate + key (`identitySecret`, built and served by the
+//   proxy's agent on a local socket: the key never leaves the workload) and the trust bundle
+//   (`trustBundleSecret`, pushed by the control plane over ADS), rotated by a new version of the same name;
+// - `transport_socket`s with Downstream/UpstreamTlsContext that fetch the identity from the agent
+//   (LOCAL_SDS_CLUSTER) and the trust bundle over ADS.
 //
 // Peer checks: the shared trust secret carries only the CA bundle; each TLS context adds the SPIFFE IDs it
 // accepts through combined_validation_context (Envoy merges its default_validation_context into the SDS
@@ -39,6 +40,26 @@ export function trustSecretName(): string {
 export function sdsSecretConfig(name: string): ProtoObject {
   return { name, sds_config: ADS_CONFIG_SOURCE };
 }
+
+/**
+ * The static cluster, in every proxy's bootstrap, that reaches the SDS server of the proxy's own agent over a
+ * Unix socket: the agent holds the workload's key and certificate, and only it serves them.
+ */
+export const LOCAL_SDS_CLUSTER = 'mcpmesh.sds';
+
+/** SdsSecretConfig: fetch secret `name` from the proxy's agent (LOCAL_SDS_CLUSTER), not from the control plane. */
+export function localSdsSecretConfig(name: string): ProtoObject {
+  return {
+    name,
+    sds_config: {
+      api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: LOCAL_SDS_CLUSTER } }] },
+      resource_api_version: 'V3',
+    },
+  };
+}
+
+/** gRPC certificate provider instance (proxyless clients' bootstrap `certificate_providers`) with the workload's files. */
+export const CERTIFICATE_PROVIDER_INSTANCE = 'mcpmesh';
 
 /** Secret with the proxy's certificate chain (leaf, then intermediates) and private key, inline. */
 export function identitySecret(name: string, cert: Pick<IssuedCert, 'certPem' | 'keyPem' | 'chainPem'>): ProtoObject {
@@ -134,7 +155,7 @@ function commonTlsContext(opts: CommonOptions, matchSpiffeIds: readonly string[]
   const matchers = spiffeSanMatchers(matchSpiffeIds);
   return {
     tls_params: { tls_minimum_protocol_version: opts.minTlsVersion ?? 'TLSv1_2' },
-    tls_certificate_sds_secret_configs: [sdsSecretConfig(opts.identitySecretName ?? workloadSecretName())],
+    tls_certificate_sds_secret_configs: [localSdsSecretConfig(opts.identitySecretName ?? workloadSecretName())],
     ...(matchers.length > 0
       ? { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: matchers }, validation_context_sds_secret_config: trust } }
       : { validation_context_sds_secret_config: trust }),
@@ -156,6 +177,27 @@ export function upstreamTlsContext(opts: UpstreamTlsOptions): ProtoObject {
   return {
     common_tls_context: commonTlsContext(opts, opts.peerSpiffeIds),
     ...(opts.sni !== undefined && opts.sni !== '' ? { sni: opts.sni } : {}),
+  };
+}
+
+/**
+ * A proxyless gRPC client's `transport_socket` to a sidecar: identity and CA from its bootstrap's certificate
+ * provider (file_watcher on the files its agent writes), the peer's SPIFFE ID checked. grpc-js-xds reads
+ * `match_subject_alt_names` and refuses tls_params and SDS here (cluster-resource-type.ts,
+ * validateTransportSocket); Envoy never gets this form.
+ */
+export function proxylessUpstreamTlsTransportSocket(opts: Pick<UpstreamTlsOptions, 'peerSpiffeIds' | 'sni'>): ProtoObject {
+  if (opts.peerSpiffeIds.length === 0) throw new SpiffeIdError('an upstream TLS context needs at least one peer SPIFFE ID to verify');
+  const instance = { instance_name: CERTIFICATE_PROVIDER_INSTANCE };
+  return {
+    name: TLS_TRANSPORT_SOCKET,
+    typed_config: any(UPSTREAM_TLS_CONTEXT_TYPE, {
+      common_tls_context: {
+        tls_certificate_provider_instance: instance,
+        validation_context: { ca_certificate_provider_instance: instance, match_subject_alt_names: opts.peerSpiffeIds.map(spiffeIdMatcher) },
+      },
+      ...(opts.sni !== undefined && opts.sni !== '' ? { sni: opts.sni } : {}),
+    }),
   };
 }
 

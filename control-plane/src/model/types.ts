@@ -122,11 +122,11 @@ export interface ProxyInfo {
   readonly gatewayName?: string;
 }
 
-/** The certificate a proxy presents and the bundle it trusts, delivered over SDS. */
-export interface WorkloadIdentity {
-  readonly spiffeId: string;
-  readonly certPem: string;
-  readonly keyPem: string;
-  readonly chainPem: string;
+/**
+ * What the control plane tells a proxy about mesh identity: the trust bundle (over ADS). The proxy's own
+ * certificate and key never come from the control plane: its agent makes the key, has the CA sign a CSR and
+ * serves the certificate to its Envoy over SDS on a local socket (see sidecar/src/identity).
+ */
+export interface TrustBundle {
   readonly bundlePem: string;
 }

@@ -10,6 +10,7 @@ import type { ProxyInfo } from '../model/types.ts';
 import { proxyInfoFromNode, type PbNode } from '../xds/node.ts';
 import { kindOfTypeUrl, lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
 import type { ConvergenceTracker } from './convergence.ts';
+import { callerSpiffeId } from './identity.ts';
 import type { ProxyStatus, ProxyTracker, TypeStatus, XdsMode } from './proxies.ts';
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
@@ -79,6 +80,28 @@ export interface AdsServerOptions {
   convergence: ConvergenceTracker;
   metrics: Metrics;
   log: Logger;
+  /**
+   * A secured mesh: every stream must present a workload certificate from the mesh CA (mTLS), and the node's
+   * claims (role, service, gateway name) must be that certificate's. Unset: plain development mode.
+   */
+  requireIdentity?: boolean;
+}
+
+/**
+ * Why a proxy whose TLS certificate says `peerId` may not be `proxy`, or undefined when it may. The control
+ * plane believes the certificate, never the node: `spiffe://<td>/mcp/<s>` is the sidecar of `s`, and
+ * `spiffe://<td>/gateway/<n>` gateway `n` (Envoy or proxyless gRPC).
+ */
+export function peerMismatch(proxy: ProxyInfo, peerId: string | undefined): { code: grpc.status; reason: string } | undefined {
+  if (peerId === undefined) {
+    return { code: grpc.status.UNAUTHENTICATED, reason: 'this xDS port requires mTLS: present the workload certificate your agent obtained from the mesh CA (none was presented, or it is not from this mesh)' };
+  }
+  const segments = peerId.replace(/^spiffe:\/\/[^/]+/, '').split('/').filter(Boolean);
+  const [kind, name] = segments;
+  const claims = proxy.role === 'sidecar' ? `role sidecar, service ${proxy.service ?? '(none)'}` : `role gateway, gateway name ${proxy.gatewayName ?? 'default'}`;
+  const ok = segments.length === 2 && ((kind === 'mcp' && proxy.role === 'sidecar' && proxy.service === name)
+    || (kind === 'gateway' && proxy.role === 'gateway' && (proxy.gatewayName ?? 'default') === name));
+  return ok ? undefined : { code: grpc.status.PERMISSION_DENIED, reason: `node "${proxy.id}" claims ${claims}, but its certificate is ${peerId}` };
 }
 
 export class AdsServer {
@@ -121,9 +144,14 @@ export class AdsServer {
     });
   }
 
-  listen(host: string, port: number): Promise<number> {
+  /** Adds another service to this port (the CA's signing service shares the xDS port and its TLS). */
+  mount(add: (server: grpc.Server) => void): void {
+    add(this.server);
+  }
+
+  listen(host: string, port: number, credentials: grpc.ServerCredentials = grpc.ServerCredentials.createInsecure()): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+      this.server.bindAsync(`${host}:${port}`, credentials, (err, bound) => (err ? reject(err) : resolve(bound)));
     });
   }
 
@@ -154,6 +182,13 @@ export class AdsServer {
       return undefined;
     }
     const { tracker, metrics, cache, log } = this.opts;
+    if (this.opts.requireIdentity) {
+      const mismatch = peerMismatch(proxy, callerSpiffeId(call));
+      if (mismatch) {
+        this.fail(call, mismatch.code, mismatch.code === grpc.status.UNAUTHENTICATED ? 'unauthenticated' : 'identity_mismatch', mismatch.reason);
+        return undefined;
+      }
+    }
     const status = tracker.open(proxy, mode, call.getPeer());
     let current: Snapshot | undefined;
     let watch: ReturnType<SnapshotCache['watch']>;

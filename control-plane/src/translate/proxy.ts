@@ -1,7 +1,7 @@
 // The whole resource set for one proxy: a pure function of the mesh and what the proxy told us about itself.
 import { DEFAULT_ROUTING } from '../model/defaults.ts';
-import type { Locality, Mesh, MeshService, ProxyInfo, Routing, WorkloadIdentity } from '../model/types.ts';
-import { downstreamTlsTransportSocket, identitySecret, trustBundleSecret, trustSecretName, upstreamTlsTransportSocket, workloadSecretName } from '../identity/sds.ts';
+import type { Locality, Mesh, MeshService, ProxyInfo, Routing, TrustBundle } from '../model/types.ts';
+import { downstreamTlsTransportSocket, proxylessUpstreamTlsTransportSocket, trustBundleSecret, trustSecretName, upstreamTlsTransportSocket } from '../identity/sds.ts';
 import { sidecarId } from '../identity/spiffe.ts';
 import { localAppClusterResource, serviceClusterResource } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
@@ -20,8 +20,9 @@ import { servicePolicyOf } from '../policy/engine.ts';
 // objects too, which lets the encoder skip them by identity.
 interface ServiceOutputs {
   cluster?: XdsResource;
-  /** The cluster with mTLS to the service's sidecars (secured mesh, gateway with an identity). */
+  /** The cluster with mTLS to the service's sidecars (secured mesh): Envoy's form, and proxyless gRPC's. */
   clusterTls?: XdsResource;
+  clusterTlsProxyless?: XdsResource;
   apiListener?: XdsResource;
   apiRoutes?: XdsResource;
   endpoints: Map<string, XdsResource>;
@@ -60,17 +61,21 @@ function gatewayRoutesFor(mesh: Mesh): XdsResource {
   return lastRoutes.resource;
 }
 
-/** Envoy gateways get a socket listener and the shared route table; proxyless gRPC clients an API listener per service. */
-/** Gateway -> service cluster: mTLS verifying the sidecar's SPIFFE ID when both ends have mesh identities. */
-function clusterFor(mesh: Mesh, s: MeshService, identity: WorkloadIdentity | undefined): XdsResource {
+/**
+ * Gateway -> service cluster: mTLS verifying the sidecar's SPIFFE ID in a secured mesh (the gateway's own
+ * certificate comes from its agent). Proxyless gRPC clients take theirs from certificate provider files.
+ */
+function clusterFor(mesh: Mesh, s: MeshService, proxy: ProxyInfo, trust: TrustBundle | undefined): XdsResource {
   const m = memo(s);
-  if (!(mesh.security && identity && s.sidecar)) return (m.cluster ??= serviceClusterResource(s));
-  return (m.clusterTls ??= serviceClusterResource(s, upstreamTlsTransportSocket({
-    peerSpiffeIds: [sidecarId(mesh.security.policy.trustDomain, s.name)], sni: serviceCluster(s.name),
-  })));
+  if (!(mesh.security && trust && s.sidecar)) return (m.cluster ??= serviceClusterResource(s));
+  const tls = { peerSpiffeIds: [sidecarId(mesh.security.policy.trustDomain, s.name)], sni: serviceCluster(s.name) };
+  return proxy.proxyless
+    ? (m.clusterTlsProxyless ??= serviceClusterResource(s, proxylessUpstreamTlsTransportSocket(tls)))
+    : (m.clusterTls ??= serviceClusterResource(s, upstreamTlsTransportSocket(tls)));
 }
 
-export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
+/** Envoy gateways get a socket listener and the shared route table; proxyless gRPC clients an API listener per service. */
+export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, trust?: TrustBundle): XdsResource[] {
   const front = proxy.proxyless
     ? [
       ...mesh.services.map((s) => (memo(s).apiListener ??= apiListenerResource(s))),
@@ -90,18 +95,18 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, identity?: Worklo
     ];
   return [
     ...front,
-    ...mesh.services.map((s) => clusterFor(mesh, s, identity)),
+    ...mesh.services.map((s) => clusterFor(mesh, s, proxy, trust)),
     ...mesh.services.map((s) => endpointsFor(s, proxy.locality)),
   ];
 }
 
-export function sidecarResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
+export function sidecarResources(mesh: Mesh, proxy: ProxyInfo, trust?: TrustBundle): XdsResource[] {
   const service = proxy.service ?? 'unknown';
   const sec = mesh.security;
   // In a secured mesh the inbound listener takes only mTLS with a certificate from the mesh CA, and the route
   // admits only the identities the policy allows (allowedCallers). ALPN lets a gateway whose cluster
   // negotiates (upstreamProtocol auto) reach the sidecar over HTTP/2.
-  const secured = sec !== undefined && identity !== undefined;
+  const secured = sec !== undefined && trust !== undefined;
   const callers = sec ? servicePolicyOf(sec.policy, service).allowedCallers : [];
   const transportSocket = secured ? downstreamTlsTransportSocket({ alpnProtocols: ['h2', 'http/1.1'] }) : undefined;
   // A sidecar may start before its service is registered: it still fronts its local server with defaults.
@@ -116,15 +121,12 @@ export function sidecarResources(mesh: Mesh, proxy: ProxyInfo, identity?: Worklo
   ];
 }
 
-/** The proxy's certificate and trust bundle as SDS secrets (same names for every proxy: each gets its own). */
-export function identitySecrets(identity: WorkloadIdentity): XdsResource[] {
-  return [
-    { kind: 'secret', name: workloadSecretName(), wildcard: true, body: identitySecret(workloadSecretName(), identity) },
-    { kind: 'secret', name: trustSecretName(), wildcard: true, body: trustBundleSecret(trustSecretName(), identity.bundlePem) },
-  ];
+/** The mesh's trust bundle as an SDS secret (the proxy's own certificate comes from its agent, never from here). */
+export function trustSecrets(trust: TrustBundle): XdsResource[] {
+  return [{ kind: 'secret', name: trustSecretName(), wildcard: true, body: trustBundleSecret(trustSecretName(), trust.bundlePem) }];
 }
 
-export function proxyResources(mesh: Mesh, proxy: ProxyInfo, identity?: WorkloadIdentity): XdsResource[] {
-  const resources = proxy.role === 'gateway' ? gatewayResources(mesh, proxy, identity) : sidecarResources(mesh, proxy, identity);
-  return identity ? [...identitySecrets(identity), ...resources] : resources;
+export function proxyResources(mesh: Mesh, proxy: ProxyInfo, trust?: TrustBundle): XdsResource[] {
+  const resources = proxy.role === 'gateway' ? gatewayResources(mesh, proxy, trust) : sidecarResources(mesh, proxy, trust);
+  return trust && !proxy.proxyless ? [...trustSecrets(trust), ...resources] : resources;
 }

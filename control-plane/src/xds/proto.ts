@@ -55,6 +55,8 @@ const ENTRY_FILES = [
   'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
   'envoy/service/auth/v3/external_auth.proto',
   'envoy/service/ext_proc/v3/external_processor.proto',
+  'envoy/service/secret/v3/sds.proto',
+  'mcpmesh/identity/v1/identity.proto',
 ];
 
 function includeDirs(): string[] {
