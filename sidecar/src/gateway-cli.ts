@@ -9,6 +9,7 @@ import { DEFAULT_GATEWAY_PORT } from '../../control-plane/src/model/defaults.ts'
 import { ArgChecker } from './args.ts';
 import { renderBootstrap, writeBootstrap, type GatewayBootstrapOptions } from './bootstrap.ts';
 import { EnvoySupervisor, findEnvoy, type Log } from './envoy.ts';
+import { XdsRelay } from './xds-relay.ts';
 import { AgentIdentity, IDENTITY_OPTIONS, IDENTITY_USAGE, identityFromArgs, type IdentityConfig } from './identity-agent.ts';
 import { controlPlaneId } from '../../control-plane/src/identity/serving.ts';
 
@@ -25,6 +26,9 @@ const USAGE = `usage: mcpmesh gateway [options]
   --bootstrap-out FILE    where to write the Envoy bootstrap                       [a temp file]
   --print-bootstrap       print the bootstrap (or write it to --bootstrap-out) and exit
   --drain D               Envoy's drain time on shutdown                           [5s]
+  --xds-relay ADDR        also serve proxyless gRPC clients on this host a plain xDS relay (127.0.0.1:15010,
+                          unix:/path): their streams reach the control plane over mTLS with this identity
+  --no-envoy              run only the identity (and --xds-relay), for proxyless gRPC clients
 ${IDENTITY_USAGE}`;
 
 export interface ParsedGateway {
@@ -35,6 +39,9 @@ export interface ParsedGateway {
   printBootstrap: boolean;
   envoyBin?: string;
   drainSeconds: number;
+  /** Serve a plain xDS relay for proxyless gRPC clients here (loopback or a Unix socket). */
+  xdsRelay?: string;
+  noEnvoy: boolean;
 }
 
 /** Parses and checks `gateway` arguments (without the command word). Throws an Error listing every problem. */
@@ -49,6 +56,7 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       'admin-port': { type: 'string', default: '15000' }, 'stats-port': { type: 'string', default: '15090' },
       'envoy-bin': { type: 'string' }, 'bootstrap-out': { type: 'string' },
       'print-bootstrap': { type: 'boolean', default: false }, drain: { type: 'string', default: '5s' },
+      'xds-relay': { type: 'string' }, 'no-envoy': { type: 'boolean', default: false },
       ...IDENTITY_OPTIONS,
     },
   });
@@ -64,8 +72,12 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const drainMs = args.duration('drain', values.drain);
   const nodeId = values.id ?? `gateway-${values.name}-${os.hostname()}`;
   const identity = identityFromArgs(values, env, { role: 'gateway', name: values.name, nodeId }, args.problems);
+  const relay = values['xds-relay'];
+  if (relay !== undefined && !identity) args.problems.push('--xds-relay needs the gateway\'s identity (--join-token or --k8s-token-file): without one there is nothing to relay with');
+  if (relay !== undefined && !/^(unix:\/.+|127\.0\.0\.1:\d+|localhost:\d+|\[::1\]:\d+)$/.test(relay)) args.problems.push(`--xds-relay: a loopback address or a Unix socket (the relay is plain): 127.0.0.1:15010 or unix:/path (got ${JSON.stringify(relay)})`);
+  if (values['no-envoy'] && relay === undefined) args.problems.push('--no-envoy without --xds-relay: nothing would run');
   args.check('mcpmesh gateway', USAGE);
-  const envoyBin = values['envoy-bin'] ?? findEnvoy(env);
+  const envoyBin = values['no-envoy'] ? undefined : values['envoy-bin'] ?? findEnvoy(env);
   return {
     bootstrap: {
       kind: 'gateway', nodeId, gatewayName: values.name, listenerPort,
@@ -78,6 +90,8 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
     printBootstrap: values['print-bootstrap'],
     ...(envoyBin ? { envoyBin } : {}),
     drainSeconds: Math.ceil(drainMs / 1000),
+    ...(relay !== undefined ? { xdsRelay: relay } : {}),
+    noEnvoy: values['no-envoy'],
   };
 }
 
@@ -98,24 +112,36 @@ export async function gatewayMain(argv: string[]): Promise<number> {
   if (parsed.printBootstrap) return writeBootstrap(json, parsed.bootstrapPath);
   const logger = createLogger({ component: 'gateway' });
   const log: Log = (level, msg, fields) => logger[level](msg, { gateway: parsed.bootstrap.gatewayName, node: parsed.bootstrap.nodeId, ...fields });
-  if (!parsed.envoyBin) {
+  if (!parsed.envoyBin && !parsed.noEnvoy) {
     // Unlike a sidecar, a gateway is nothing without its proxy: refuse rather than pretend.
     log('error', 'no Envoy binary: set ENVOY_BIN, put envoy on PATH or pass --envoy-bin (or --print-bootstrap to only write the bootstrap)');
     return 1;
   }
   const bootstrapPath = parsed.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${parsed.bootstrap.nodeId}.json`);
-  // The identity first: Envoy's bootstrap points at its SDS socket.
+  // The identity first: Envoy's bootstrap points at its SDS socket, the relay carries streams with it.
   const identity = parsed.identity ? new AgentIdentity(parsed.identity, parsed.bootstrap.controlPlane, log) : undefined;
   await identity?.start();
   if (!identity) log('warn', 'no credential (--join-token or --k8s-token-file): plain xDS, development mode only');
-  writeBootstrap(json, bootstrapPath);
-  const envoy = new EnvoySupervisor({ bin: parsed.envoyBin, bootstrapPath, drainSeconds: parsed.drainSeconds, log });
-  envoy.start();
+  let relay: XdsRelay | undefined;
+  if (parsed.xdsRelay && identity) {
+    relay = new XdsRelay({ controlPlane: parsed.bootstrap.controlPlane, identity: () => identity.held, log });
+    await relay.listen(parsed.xdsRelay);
+    log('info', 'xDS relay for proxyless gRPC clients listening', { address: parsed.xdsRelay, identity: identity.config.spiffeId });
+  }
+  let envoy: EnvoySupervisor | undefined;
+  if (parsed.envoyBin) {
+    writeBootstrap(json, bootstrapPath);
+    envoy = new EnvoySupervisor({ bin: parsed.envoyBin, bootstrapPath, drainSeconds: parsed.drainSeconds, log });
+    envoy.start();
+  }
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
   });
-  log('info', 'stopping envoy (draining)', { seconds: parsed.drainSeconds });
-  await envoy.stop();
+  if (envoy) {
+    log('info', 'stopping envoy (draining)', { seconds: parsed.drainSeconds });
+    await envoy.stop();
+  }
+  await relay?.close();
   await identity?.stop();
   return 0;
 }

@@ -73,6 +73,7 @@ const CASES: Record<string, Array<[ResourceKind, ProtoObject, ProtoObject]>> = {
   ],
   'tls.san-needs-trusted-ca': [
     ['secret', { name: 't', validation_context: { trusted_ca: { inline_string: 'PEM' }, ...sanVc } }, { name: 't', validation_context: sanVc }],
+    ['secret', { name: 't', validation_context: { ca_certificate_provider_instance: { instance_name: 'mcpmesh' }, ...sanVc } }, { name: 't', validation_context: sanVc }],
     ['cluster', cluster({ transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: any('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', { common_tls_context: { validation_context: { trusted_ca: { filename: '/ca.pem' }, ...sanVc } } }) } }),
       cluster({ transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: any('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', { common_tls_context: { validation_context: sanVc } }) } })],
   ],

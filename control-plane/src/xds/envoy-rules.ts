@@ -269,8 +269,9 @@ function hasSanMatchers(vc: Obj): boolean {
   return list(vc['match_typed_subject_alt_names']).length > 0 || list(vc['match_subject_alt_names']).length > 0;
 }
 
+/** A CA to check peers against: inline or from a file, from a certificate provider (gRPC), or a custom validator. */
 function hasTrustedCa(vc: Obj): boolean {
-  return vc['trusted_ca'] !== undefined || vc['custom_validator_config'] !== undefined;
+  return vc['trusted_ca'] !== undefined || vc['ca_certificate_provider_instance'] !== undefined || vc['custom_validator_config'] !== undefined;
 }
 
 const sanNeedsTrustedCa: ResourceRule = {
