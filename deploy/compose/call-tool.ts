@@ -8,6 +8,10 @@
 //   node deploy/compose/call-tool.ts --service everything              # analyst may not use `everything`
 //   node deploy/compose/call-tool.ts --no-token                        # 401 from the gateway's jwt_authn
 //
+// The Compose stack's admin port listens beyond loopback, so its token endpoint wants the control plane's
+// admin token as well: `Authorization: Bearer $MCPMESH_ADMIN_TOKEN` (or --admin-token), sent only when set
+// (a control plane on loopback, `npm start`, needs none); the client secret travels in the form body.
+//
 // Needs Node >= 22.18 (TypeScript type stripping) and `npm ci` (for @modelcontextprotocol/sdk); in this
 // repository `npm exec -- node deploy/compose/call-tool.ts ...` uses the pinned Node 24. Without Node on the
 // host: `docker compose -f deploy/compose/docker-compose.yml run --rm client ...` (same options).
@@ -17,6 +21,10 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
 export const DEV_CLIENT_SECRET = 'mcpmesh-dev-secret';
+/** The Compose stack's development admin token (docker-compose.yml, `x-admin-token`), named in hints only. */
+export const COMPOSE_ADMIN_TOKEN = 'mcpmesh-dev-admin-token';
+/** The realm of the control plane's admin-token challenges (control-plane/src/server/admin.ts). */
+const ADMIN_REALM = 'mcpmesh-admin';
 
 const USAGE = `usage: node deploy/compose/call-tool.ts [options]
   --service NAME        MCP service behind the gateway                            [weather]
@@ -29,6 +37,8 @@ const USAGE = `usage: node deploy/compose/call-tool.ts [options]
   --admin URL           control plane admin (dev issuer)  [$MCPMESH_ADMIN_URL or http://localhost:18001]
   --client-id ID        dev OAuth client                                          [dev]
   --client-secret S     its secret                     [$MCPMESH_DEV_CLIENT_SECRET or ${DEV_CLIENT_SECRET}]
+  --admin-token T       the control plane's admin token, needed when its admin port listens beyond
+                        loopback (the Compose stack: ${COMPOSE_ADMIN_TOKEN} unless changed) [$MCPMESH_ADMIN_TOKEN]
   --token JWT           use this access token instead of asking the dev issuer    [$MCPMESH_TOKEN]
   --no-token            send no Authorization header (expect 401)
   --json                print the raw tool result as JSON
@@ -48,16 +58,30 @@ export interface CallToolOutcome {
   result?: { content?: unknown[]; isError?: boolean; structuredContent?: unknown };
 }
 
-/** A dev access token from the control plane's dev issuer (same request as `mcpmesh token`). */
-export async function fetchDevToken(admin: string, clientId: string, secret: string, roles: readonly string[]): Promise<string> {
+/**
+ * A dev access token from the control plane's dev issuer (the request `mcpmesh token` makes). The client
+ * authenticates in the form body (client_secret_post); `adminToken`, when given, goes in the Authorization
+ * header, which a control plane listening beyond loopback requires on its token endpoint.
+ */
+export async function fetchDevToken(admin: string, clientId: string, secret: string, roles: readonly string[], adminToken?: string): Promise<string> {
   const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret, scope: roles.join(' ') });
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
+  if (adminToken) headers['authorization'] = `Bearer ${adminToken}`;
   let res: Response;
   try {
-    res = await fetch(new URL('/oauth/token', admin), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+    res = await fetch(new URL('/oauth/token', admin), { method: 'POST', headers, body: form });
   } catch (err) {
     throw new Error(`cannot reach the dev issuer at ${admin}: ${(err as Error).message} (is the control plane up and its admin port published?)`);
   }
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
+  // The admin port's own refusal (its realm), not the dev issuer's (invalid_client and the like).
+  const adminRefusal = (res.headers.get('www-authenticate') ?? '').includes(`realm="${ADMIN_REALM}"`) || (res.status === 403 && body['error'] === 'forbidden');
+  if (adminRefusal) {
+    const hint = adminToken
+      ? 'the admin token was refused: use the one the control plane was started with (MCPMESH_ADMIN_TOKEN)'
+      : `the control plane's admin port listens beyond loopback and wants its admin token: set MCPMESH_ADMIN_TOKEN or pass --admin-token (the Compose stack's default is ${COMPOSE_ADMIN_TOKEN})`;
+    throw new Error(`the admin port at ${admin} answered ${res.status}: ${String(body['error_description'] ?? body['error'] ?? '')}\n  -> ${hint}`);
+  }
   if (!res.ok || typeof body['access_token'] !== 'string') {
     throw new Error(`dev issuer answered ${res.status}: ${String(body['error'] ?? '')} ${String(body['error_description'] ?? JSON.stringify(body))}`.trim());
   }
@@ -107,7 +131,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
         service: { type: 'string', default: 'weather' }, gateway: { type: 'string' }, url: { type: 'string' },
         tool: { type: 'string', default: 'echo' }, args: { type: 'string' }, list: { type: 'boolean', default: false },
         role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' },
-        'client-id': { type: 'string', default: 'dev' }, 'client-secret': { type: 'string' },
+        'client-id': { type: 'string', default: 'dev' }, 'client-secret': { type: 'string' }, 'admin-token': { type: 'string' },
         token: { type: 'string' }, 'no-token': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -138,7 +162,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     if (!token) {
       const admin = values.admin ?? (env['MCPMESH_ADMIN_URL'] || 'http://localhost:18001');
       try {
-        token = await fetchDevToken(admin, values['client-id'], values['client-secret'] ?? (env['MCPMESH_DEV_CLIENT_SECRET'] || DEV_CLIENT_SECRET), roles);
+        const adminToken = values['admin-token'] ?? (env['MCPMESH_ADMIN_TOKEN'] || undefined);
+        token = await fetchDevToken(admin, values['client-id'], values['client-secret'] ?? (env['MCPMESH_DEV_CLIENT_SECRET'] || DEV_CLIENT_SECRET), roles, adminToken);
       } catch (err) {
         process.stderr.write(`call-tool: ${(err as Error).message}\n`);
         return 1;

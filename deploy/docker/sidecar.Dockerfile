@@ -43,8 +43,12 @@ LABEL org.opencontainers.image.title="mcpmesh-sidecar" \
 COPY --from=node /usr/local/bin/node /usr/local/bin/node
 # A fixed, unprivileged uid/gid (Kubernetes runAsNonRoot needs a numeric USER). Every port the agent and
 # Envoy use is above 1024, so no capability is needed.
+# /run/mcpmesh/join: where the Compose demo mounts each agent's join-token volume. A fresh named volume takes
+# the ownership and mode of the image directory it is first mounted on, so the one-shot that writes the token
+# and the agent that reads it (both uid 10001) need no root step; 0700 keeps it to that uid.
 RUN groupadd --system --gid 10001 mcpmesh \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin mcpmesh \
+    && install -d -o 10001 -g 10001 -m 0700 /run/mcpmesh /run/mcpmesh/join \
     && node --version && envoy --version
 WORKDIR /app
 COPY --from=deps /app/node_modules ./node_modules

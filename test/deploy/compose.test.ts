@@ -3,15 +3,20 @@
 //  - the file's structure: pinned images, the services and the three MCP nodes the README promises, mounts
 //    that exist, healthchecks behind every depends_on condition, ports bound to loopback;
 //  - the sidecar and gateway commands parse with the CLI's own argument parsers;
+//  - workload identity: every agent has exactly one credential, a join-token file on a volume only it and its
+//    own one-shot minter mount, for its own identity; no key on any volume; the admin token only where needed;
+//    the one-shots (deploy/compose/join-token.ts) run against a control plane configured like the Compose one
+//    (policy, admin port beyond loopback with the admin token), and the CA signs each agent's CSR with its token;
 //  - policy.yaml parses with the control plane's parser and names real server-everything tools;
 //  - prometheus.yml scrapes every Envoy and the control plane (and passes `promtool check config` when
 //    promtool is installed), Grafana's provisioning points at the mounted dashboards;
 //  - call-tool.ts (the README's client) gets a dev token and calls a tool through a JWT-checking proxy in
-//    front of a real server-everything.
+//    front of a real server-everything, from a control plane on loopback and from one beyond loopback (with
+//    the admin token, as in Compose).
 // CI needs `docker-compose` (Debian package docker-compose) and, for the promtool check, `prometheus`.
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,16 +28,22 @@ import { DevIssuer } from '../../control-plane/src/auth/dev-issuer.ts';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
+import { gatewayId, sidecarId } from '../../control-plane/src/identity/spiffe.ts';
+import { readJoinToken } from '../../control-plane/src/identity/join-token.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { parseSidecarArgs, type ParsedSidecar } from '../../sidecar/src/cli.ts';
 import { parseGatewayArgs, type ParsedGateway } from '../../sidecar/src/gateway-cli.ts';
-import { DEV_CLIENT_SECRET } from '../../deploy/compose/call-tool.ts';
+import { WorkloadIdentity } from '../../sidecar/src/identity.ts';
+import { COMPOSE_ADMIN_TOKEN, DEV_CLIENT_SECRET } from '../../deploy/compose/call-tool.ts';
 import { EVERYTHING_BIN, freePort, startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const COMPOSE_DIR = path.join(ROOT, 'deploy/compose');
 const COMPOSE_FILE = path.join(COMPOSE_DIR, 'docker-compose.yml');
 const CALL_TOOL = path.join(COMPOSE_DIR, 'call-tool.ts');
+const JOIN_TOKEN = path.join(COMPOSE_DIR, 'join-token.ts');
+/** Where the one-shot minters run deploy/compose/join-token.ts from (bind-mounted into the sidecar image). */
+const JOIN_TOKEN_IN_IMAGE = '/app/deploy/compose/join-token.ts';
 const DOCKER_COMPOSE = process.env['DOCKER_COMPOSE'] ?? 'docker-compose';
 /** What the sidecar image sets (deploy/docker/sidecar.Dockerfile): the agent finds Envoy through it. */
 const IMAGE_ENV = { ENVOY_BIN: '/usr/local/bin/envoy' };
@@ -53,7 +64,7 @@ const strings = (v: unknown, what: string): string[] => {
 /** The environment docker-compose interpolates with: ours, minus the variables the file reads (defaults apply). */
 function composeEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_GATEWAY_PORT', 'GRAFANA_PORT', 'GRAFANA_ADMIN_PASSWORD', 'COMPOSE_FILE', 'COMPOSE_PROFILES', 'COMPOSE_PROJECT_NAME']) delete env[k];
+  for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_ADMIN_TOKEN', 'MCPMESH_GATEWAY_PORT', 'GRAFANA_PORT', 'GRAFANA_ADMIN_PASSWORD', 'COMPOSE_FILE', 'COMPOSE_PROFILES', 'COMPOSE_PROJECT_NAME']) delete env[k];
   return env;
 }
 
@@ -71,7 +82,8 @@ function interpolateDefaults(s: string): string {
   return s.replace(/\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}/g, (_m, _name: string, def: string | undefined) => def ?? '');
 }
 
-const compose = obj(parse(readFileSync(COMPOSE_FILE, 'utf8')), 'docker-compose.yml');
+// merge: Compose resolves YAML merge keys (`<<: *join-token`) like YAML 1.1 did.
+const compose = obj(parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }), 'docker-compose.yml');
 const services = obj(compose['services'], 'services');
 const service = (name: string): Obj => obj(services[name], `services.${name}`);
 const command = (name: string): string[] => strings(service(name)['command'], `services.${name}.command`);
@@ -97,7 +109,7 @@ function mcpNodes(): McpNode[] {
       const netns = typeof nm === 'string' && nm.startsWith('service:') ? nm.slice('service:'.length) : name;
       let parsed: ParsedSidecar;
       try {
-        parsed = parseSidecarArgs(command(name).slice(1), IMAGE_ENV);
+        parsed = parseSidecarArgs(agentArgv(name), IMAGE_ENV);
       } catch (err) {
         assert.fail(`services.${name}.command does not parse with parseSidecarArgs:\n${(err as Error).message}`);
       }
@@ -109,10 +121,114 @@ function gatewayParsed(): ParsedGateway {
   const cmd = command('gateway');
   assert.equal(cmd[0], 'gateway', 'the gateway service runs `mcpmesh gateway`');
   try {
-    return parseGatewayArgs(cmd.slice(1), IMAGE_ENV);
+    return parseGatewayArgs(agentArgv('gateway'), IMAGE_ENV);
   } catch (err) {
     assert.fail(`services.gateway.command does not parse with parseGatewayArgs:\n${(err as Error).message}`);
   }
+}
+
+// --- workload identity wiring ---------------------------------------------------------------------------
+
+/** Every mount of a service (short syntax): a named volume or a bind mount. */
+interface Mount { source: string; container: string; readOnly: boolean; bind: boolean }
+function mounts(name: string): Mount[] {
+  return ((service(name)['volumes'] as unknown[] | undefined) ?? []).map((v) => {
+    assert.equal(typeof v, 'string', `services.${name}.volumes: use the short syntax SOURCE:CONTAINER[:ro]`);
+    const [source = '', container = '', mode] = (v as string).split(':');
+    return { source, container, readOnly: mode === 'ro', bind: source.startsWith('.') || source.startsWith('/') };
+  });
+}
+/** Services running an agent: `mcpmesh sidecar` or `mcpmesh gateway` (each makes a key and holds an identity). */
+const agents = (): string[] => Object.keys(services).filter((n) => Array.isArray(service(n)['command']) && ['sidecar', 'gateway'].includes(command(n)[0] ?? ''));
+/** The one-shot services running deploy/compose/join-token.ts. */
+const minters = (): string[] => Object.keys(services).filter((n) => Array.isArray(service(n)['entrypoint']) && strings(service(n)['entrypoint'], 'entrypoint').includes(JOIN_TOKEN_IN_IMAGE));
+const isOneShot = (name: string): boolean => service(name)['restart'] === 'no';
+/** Values of `flag` before a `--` (after it comes a stdio server's own command line). */
+function flagValues(argv: readonly string[], flag: string): string[] {
+  const end = argv.indexOf('--');
+  const own = end === -1 ? argv : argv.slice(0, end);
+  return own.flatMap((a, i) => (a === flag ? [own[i + 1] ?? ''] : a.startsWith(`${flag}=`) ? [a.slice(flag.length + 1)] : []));
+}
+const policyTrustDomain = (): string => parsePolicy(readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8'), 'policy.yaml').trustDomain;
+
+interface Identity { kind: 'service' | 'gateway'; name: string }
+/** The identity an agent's command asks for: its --service, or its gateway --name. */
+function agentIdentity(agent: string): Identity {
+  const argv = command(agent);
+  if (argv[0] === 'gateway') return { kind: 'gateway', name: flagValues(argv, '--name')[0] ?? 'default' };
+  return { kind: 'service', name: flagValues(argv, '--service')[0] ?? '' };
+}
+const spiffeIdOf = (i: Identity): string => (i.kind === 'service' ? sidecarId(policyTrustDomain(), i.name) : gatewayId(policyTrustDomain(), i.name));
+
+/** How one agent proves its identity, with every rule of the wiring asserted on the way. */
+interface CredentialWiring {
+  agent: string;
+  /** The agent's --join-token-file, inside its container. */
+  file: string;
+  volume: string;
+  /** The one-shot that writes it, and the identity it asks the control plane for. */
+  minter: string;
+  minted: Identity;
+}
+function credentialWiring(agent: string): CredentialWiring {
+  const argv = command(agent);
+  const e = env(agent);
+  for (const k of ['MCPMESH_JOIN_TOKEN', 'MCPMESH_JOIN_TOKEN_FILE', 'MCPMESH_K8S_TOKEN_FILE', 'MCPMESH_ADMIN_TOKEN']) {
+    assert.equal(e[k], undefined, `services.${agent}: ${k} in the environment (a credential belongs in its own file; the admin token never in an agent)`);
+  }
+  assert.deepEqual(flagValues(argv, '--join-token'), [], `services.${agent}: --join-token on the command line (ps and docker inspect show it): use --join-token-file`);
+  assert.deepEqual(flagValues(argv, '--k8s-token-file'), [], `services.${agent}: no Kubernetes token in Compose`);
+  const files = flagValues(argv, '--join-token-file');
+  assert.equal(files.length, 1, `services.${agent}: exactly one credential (--join-token-file), got ${JSON.stringify(files)}`);
+  const file = files[0] as string;
+  const mount = mounts(agent).find((m) => file.startsWith(`${m.container}/`));
+  assert.ok(mount, `services.${agent}: --join-token-file ${file} is on no volume the agent mounts`);
+  assert.ok(!mount.bind, `services.${agent}: the join token comes from a named volume (not a host path)`);
+  assert.ok(mount.readOnly, `services.${agent}: mounts ${mount.source} read-only`);
+  assert.ok(obj(compose['volumes'] ?? {}, 'volumes')[mount.source] !== undefined, `volume ${mount.source} is not declared under volumes:`);
+  const users = Object.keys(services).filter((n) => mounts(n).some((m) => !m.bind && m.source === mount.source));
+  const writers = users.filter((n) => minters().includes(n));
+  assert.deepEqual(users.filter((n) => agents().includes(n)), [agent], `volume ${mount.source} holds ${agent}'s token: no other agent may mount it`);
+  assert.equal(writers.length, 1, `volume ${mount.source}: exactly one one-shot writes it (got ${JSON.stringify(writers)})`);
+  assert.deepEqual(users.sort(), [agent, writers[0] as string].sort(), `volume ${mount.source}: only ${agent} and its minter mount it (got ${JSON.stringify(users)})`);
+  const minter = writers[0] as string;
+  const minterMount = mounts(minter).find((m) => m.source === mount.source);
+  assert.ok(minterMount && !minterMount.readOnly, `services.${minter}: mounts ${mount.source} writable`);
+  const mc = command(minter);
+  const out = flagValues(mc, '--out');
+  assert.deepEqual(out, [path.posix.join(minterMount.container, path.posix.relative(mount.container, file))], `services.${minter} --out must be the file ${agent} reads (${file})`);
+  const svc = flagValues(mc, '--service');
+  const gw = flagValues(mc, '--gateway');
+  assert.equal(svc.length + gw.length, 1, `services.${minter}: exactly one --service or --gateway`);
+  const minted: Identity = svc.length > 0 ? { kind: 'service', name: svc[0] as string } : { kind: 'gateway', name: gw[0] as string };
+  return { agent, file, volume: mount.source, minter, minted };
+}
+
+/** A join token's shape, as the agent reads it before trusting anything (readJoinToken): unsigned, for parsing. */
+function fakeJoinToken(spiffeId: string): string {
+  const b64 = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'ES256', typ: 'mcpmesh-join+jwt' })}.${b64({ sub: spiffeId, cah: '0'.repeat(64), exp: Math.floor(Date.now() / 1000) + 3600 })}.c2ln`;
+}
+let scratch: string | undefined;
+after(() => {
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+});
+/**
+ * The agent's arguments (without the command word) with its --join-token-file pointing at a local file:
+ * `tokenFile`, or one holding a token for the identity its own minter asks for. The CLI parsers read the file
+ * and refuse a token for another identity, so a minter wired to the wrong agent fails here.
+ */
+function agentArgv(agent: string, tokenFile?: string): string[] {
+  const w = credentialWiring(agent);
+  let file = tokenFile;
+  if (file === undefined) {
+    scratch ??= mkdtempSync(path.join(tmpdir(), 'mcpmesh-compose-tokens-'));
+    file = path.join(scratch, `${agent}.token`);
+    writeFileSync(file, fakeJoinToken(spiffeIdOf(w.minted)));
+  }
+  const argv = command(agent).slice(1);
+  const i = argv.indexOf('--join-token-file');
+  return [...argv.slice(0, i + 1), file, ...argv.slice(i + 2)];
 }
 
 /** Host side of every short-syntax bind mount, resolved like Compose does (relative to the file's folder). */
@@ -141,6 +257,11 @@ describe('docker-compose config (Debian docker-compose v1, no engine needed)', (
     const cp = obj(obj(normalized['services'], 'services')['control-plane'], 'control-plane');
     assert.equal(obj(cp['environment'], 'environment')['MCPMESH_DEV_CLIENT_SECRET'], DEV_CLIENT_SECRET);
     assert.equal(obj(cp['environment'], 'environment')['MCPMESH_DEV_ISSUER'], 'on', 'quoted "on" (YAML 1.1 would read a bare on as true)');
+    // The admin token's default reaches the control plane, every join-token one-shot and the client alike.
+    for (const name of ['control-plane', 'client', ...minters()]) {
+      const s = obj(obj(normalized['services'], 'services')[name], name);
+      assert.equal(obj(s['environment'], `${name}.environment`)['MCPMESH_ADMIN_TOKEN'], COMPOSE_ADMIN_TOKEN, `${name}: MCPMESH_ADMIN_TOKEN`);
+    }
   });
 
   describe('rejects broken copies (so the check above means something)', () => {
@@ -160,6 +281,7 @@ describe('docker-compose config (Debian docker-compose v1, no engine needed)', (
       ['an unknown service key', (s) => s.replace('  consul:\n    image:', '  consul:\n    imagee: typo\n    image:'), /imagee|Additional properties|Unsupported config option/i],
       ['a depends_on on a service that does not exist', (s) => s.replace('      consul:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001', '      consul-typo:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001'), /consul-typo/],
       ['an invalid depends_on condition', (s) => s.replace('condition: service_healthy', 'condition: service_ready'), /condition|service_ready/i],
+      ['an agent mounting a volume that is not declared', (s) => s.replace('      - gateway-join-token:/run/mcpmesh/join:ro', '      - gateway-join-tokn:/run/mcpmesh/join:ro'), /gateway-join-tokn/],
       ['a YAML syntax error', (s) => s.replace('services:\n', 'services:\n  broken: [\n'), /yaml|while parsing|expected/i],
     ];
     for (const [what, edit, expected] of cases) {
@@ -272,19 +394,29 @@ describe('compose file structure', () => {
     }
   });
 
-  it('every depends_on waits for a healthcheck that exists; every long-running service has one', () => {
+  it('every depends_on waits for a healthcheck that exists, or for a one-shot to complete; every long-running service has a healthcheck', () => {
     for (const name of Object.keys(services)) {
       const s = service(name);
       const profiles = s['profiles'];
       const hc = s['healthcheck'];
-      if (profiles === undefined) assert.ok(isObj(hc) && Array.isArray(hc['test']), `services.${name}: no healthcheck`);
+      if (profiles === undefined && !isOneShot(name)) assert.ok(isObj(hc) && Array.isArray(hc['test']), `services.${name}: no healthcheck`);
       const deps = s['depends_on'] ?? {};
       assert.ok(isObj(deps), `services.${name}.depends_on: use the long form with conditions`);
       for (const [dep, spec] of Object.entries(deps)) {
         assert.ok(services[dep], `services.${name} depends on unknown ${dep}`);
-        assert.equal(obj(spec, `${name}.depends_on.${dep}`)['condition'], 'service_healthy', `services.${name}.depends_on.${dep}`);
-        assert.ok(isObj(service(dep)['healthcheck']), `services.${name} waits for ${dep}'s health, which has no healthcheck`);
+        const condition = obj(spec, `${name}.depends_on.${dep}`)['condition'];
+        if (isOneShot(dep)) {
+          assert.equal(condition, 'service_completed_successfully', `services.${name}.depends_on.${dep}: ${dep} is a one-shot (restart: "no")`);
+        } else {
+          assert.equal(condition, 'service_healthy', `services.${name}.depends_on.${dep}`);
+          assert.ok(isObj(service(dep)['healthcheck']), `services.${name} waits for ${dep}'s health, which has no healthcheck`);
+        }
       }
+    }
+    // `up --wait` accepts an exited one-shot only when a service waits for its completion.
+    for (const name of Object.keys(services).filter(isOneShot)) {
+      const waiters = Object.keys(services).filter((n) => isObj(service(n)['depends_on']) && obj(service(n)['depends_on'], 'depends_on')[name] !== undefined);
+      assert.ok(waiters.length > 0, `one-shot ${name}: no service waits for it (docker compose up --wait would report it as exited)`);
     }
   });
 
@@ -350,6 +482,83 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
     assert.ok(ports.some((p) => p.endsWith(`:${g.bootstrap.listenerPort}`)), `gateway listener ${g.bootstrap.listenerPort} not published: ${ports.join(', ')}`);
     const hc = strings(obj(service('gateway')['healthcheck'], 'healthcheck')['test'], 'test').join(' ');
     assert.ok(hc.includes(`127.0.0.1:${g.bootstrap.statsPort ?? 15090}/ready`), 'gateway healthcheck probes Envoy /ready on the stats port');
+  });
+});
+
+describe('workload identity: one credential per agent, its own, and no key on any volume', () => {
+  it('every agent (three sidecar agents and the gateway) joins with exactly one join-token file, written by its own one-shot for its own identity', () => {
+    const all = agents();
+    assert.deepEqual(all.sort(), ['everything-central-sidecar', 'gateway', 'weather-central-sidecar', 'weather-edge'].sort());
+    const seenMinters = new Set<string>();
+    for (const agent of all) {
+      const w = credentialWiring(agent);
+      assert.deepEqual(w.minted, agentIdentity(agent), `services.${w.minter} mints a token for ${w.minted.kind} ${w.minted.name}, but ${agent} is ${agentIdentity(agent).kind} ${agentIdentity(agent).name}`);
+      assert.ok(!seenMinters.has(w.minter), `services.${w.minter} mints for two agents: a join token is single-use`);
+      seenMinters.add(w.minter);
+      // The CLI reads the file and checks the token's identity against its own: a secured agent.
+      const parsed = agent === 'gateway' ? parseGatewayArgs(agentArgv(agent), IMAGE_ENV).identity : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.identity;
+      assert.ok(parsed, `${agent}: no identity (it would run unsecured, plain xDS)`);
+      assert.equal(parsed.spiffeId, spiffeIdOf(agentIdentity(agent)));
+      assert.equal(parsed.trustDomain, policyTrustDomain(), `${agent}: trust domain of policy.yaml`);
+      assert.equal(parsed.credential.type, 'join-token');
+    }
+    assert.deepEqual([...seenMinters].sort(), minters().sort(), 'every one-shot minter serves exactly one agent');
+  });
+
+  it('no volume is shared by two agents, and no key is on any volume: the SDS socket and the key stay in the agent\'s container', () => {
+    const byVolume = new Map<string, string[]>();
+    for (const agent of agents()) {
+      for (const m of mounts(agent)) if (!m.bind) byVolume.set(m.source, [...(byVolume.get(m.source) ?? []), agent]);
+      const argv = command(agent);
+      assert.deepEqual(flagValues(argv, '--identity-dir'), [], `${agent}: --identity-dir writes key.pem (for proxyless clients): not in this stack`);
+      const identity = agent === 'gateway' ? parseGatewayArgs(agentArgv(agent), IMAGE_ENV).identity : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.identity;
+      const socket = identity?.sdsSocket ?? '';
+      assert.ok(socket.startsWith('/'), `${agent}: --sds-socket`);
+      for (const m of mounts(agent)) assert.ok(!socket.startsWith(`${m.container}/`), `${agent}: the SDS socket ${socket} is on ${m.source}; it must stay inside the container (Envoy runs there too)`);
+      assert.ok(!mounts(agent).some((m) => m.bind), `${agent}: bind-mounts a host path`);
+    }
+    for (const [volume, users] of byVolume) assert.equal(users.length, 1, `volume ${volume} is mounted by ${users.join(' and ')}`);
+    // The sidecar containers that share a network namespace with their MCP server share nothing else with it.
+    for (const n of mcpNodes().filter((x) => x.netns !== x.agent)) assert.equal(service(n.netns)['volumes'], undefined, `${n.netns}: mounts a volume`);
+  });
+
+  it('the one-shots run after the control plane is healthy, the agents after them; only they, the control plane and the client hold the admin token', () => {
+    for (const m of minters()) {
+      const s = service(m);
+      assert.ok(isOneShot(m), `${m}: restart: "no"`);
+      assert.equal(obj(obj(s['depends_on'], 'depends_on')['control-plane'], 'control-plane')['condition'], 'service_healthy', `${m} waits for the control plane`);
+      assert.equal(s['read_only'], true, `${m}: read_only`);
+      assert.deepEqual(s['cap_drop'], ['ALL'], `${m}: cap_drop ALL`);
+      assert.equal(s['image'], service('gateway')['image'], `${m}: the sidecar image (its /run/mcpmesh/join belongs to uid 10001, which a new volume inherits)`);
+      assert.ok(mounts(m).some((x) => x.bind && x.container === JOIN_TOKEN_IN_IMAGE && x.readOnly && path.resolve(COMPOSE_DIR, x.source) === JOIN_TOKEN), `${m}: mounts deploy/compose/join-token.ts read-only`);
+      const url = new URL(env(m)['MCPMESH_ADMIN_URL'] ?? '');
+      assert.equal(url.hostname, 'control-plane');
+      assert.equal(url.port, '18001', 'the admin port');
+    }
+    for (const agent of agents()) {
+      const { minter } = credentialWiring(agent);
+      assert.equal(obj(obj(service(agent)['depends_on'], 'depends_on')[minter], minter)['condition'], 'service_completed_successfully', `${agent} starts once ${minter} has written its token`);
+    }
+    const holders = Object.keys(services).filter((n) => env(n)['MCPMESH_ADMIN_TOKEN'] !== undefined).sort();
+    assert.deepEqual(holders, ['client', 'control-plane', ...minters()].sort());
+    for (const h of holders) assert.equal(env(h)['MCPMESH_ADMIN_TOKEN'], env('control-plane')['MCPMESH_ADMIN_TOKEN'], `${h}: the control plane's admin token`);
+  });
+
+  it('the control plane: xDS over TLS on the network, admin and authorizer beyond loopback, an admin token the admin server accepts', () => {
+    const e = env('control-plane');
+    assert.ok(e['MCPMESH_POLICY'], 'a policy: the mesh is secured (the CA, TLS xDS)');
+    assert.equal(e['MCPMESH_XDS_INSECURE'], undefined, 'never plain xDS');
+    assert.equal(e['MCPMESH_BIND'], undefined, 'each bind set on its own');
+    assert.equal(e['MCPMESH_XDS_HOST'], '0.0.0.0');
+    assert.equal(e['MCPMESH_ADMIN_HOST'], '0.0.0.0', 'healthchecks, Prometheus and the one-shots reach the admin port by name');
+    assert.equal(e['MCPMESH_AUTHZ_BIND'], '0.0.0.0', 'the gateway reaches the authorizer at control-plane:18002');
+    // The admin server refuses shorter tokens or other characters (admin.ts: 16+ characters of token68).
+    assert.match(e['MCPMESH_ADMIN_TOKEN'] ?? '', /^[A-Za-z0-9\-._~+/]{16,}=*$/);
+    // The agents reach xDS (CSRs and ADS) at the control plane's service name and xDS port.
+    for (const agent of agents()) {
+      const cp = agent === 'gateway' ? gatewayParsed().bootstrap.controlPlane : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.controlPlane;
+      assert.deepEqual(cp, { host: 'control-plane', port: 18000 }, agent);
+    }
   });
 });
 
@@ -448,20 +657,58 @@ describe('policy, OAuth and observability wiring', () => {
 // --- the README's client --------------------------------------------------------------------------------
 
 /** Runs call-tool.ts as the README does, without blocking this process's event loop. */
-function callToolCli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function callToolCli(args: string[], extraEnv: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const env = { ...process.env };
-    for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_TOKEN', 'MCPMESH_GATEWAY_URL', 'MCPMESH_ADMIN_URL']) delete env[k];
-    const child = execFile(process.execPath, [CALL_TOOL, ...args], { encoding: 'utf8', env }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
+    for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_TOKEN', 'MCPMESH_GATEWAY_URL', 'MCPMESH_ADMIN_URL', 'MCPMESH_ADMIN_TOKEN']) delete env[k];
+    const child = execFile(process.execPath, [CALL_TOOL, ...args], { encoding: 'utf8', env: { ...env, ...extraEnv } }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
   });
+}
+
+/** The dev issuer as the Compose control plane runs it: the roles of deploy/compose/policy.yaml are grantable. */
+function composeDevIssuer(): Promise<DevIssuer> {
+  return DevIssuer.create({ issuer: 'http://control-plane:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_CLIENT_SECRET, roles: ['*'] } }, grantableRoles: new Set(parsePolicy(readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8'), 'policy.yaml').roles.map((r) => r.name)) });
+}
+
+/** Plays the gateway: /mcp/<service> -> the server's /mcp, only with a valid dev token (what jwt_authn + the route do). */
+async function startJwtProxy(issuer: DevIssuer, upstreamUrl: string, seenRoles: string[][]): Promise<{ url: string; close: () => Promise<void> }> {
+  const upstream = new URL(upstreamUrl);
+  const proxy = http.createServer((req, res) => {
+    const auth = req.headers['authorization'] ?? '';
+    const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    void (async () => {
+      try {
+        const payload = await issuer.verify(token);
+        seenRoles.push(payload['roles'] as string[]);
+      } catch {
+        res.writeHead(401, { 'www-authenticate': 'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp/weather"' }).end('Jwt is missing');
+        return;
+      }
+      const headers = { ...req.headers, host: upstream.host };
+      delete headers['authorization'];
+      const up = http.request({ host: upstream.hostname, port: upstream.port, path: upstream.pathname, method: req.method, headers }, (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      });
+      up.on('error', () => res.destroy());
+      req.pipe(up);
+    })();
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+    close: async () => {
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    },
+  };
 }
 
 describe('call-tool.ts against the dev issuer and a real server-everything (a JWT-checking proxy plays the gateway)', () => {
   let cp: ControlPlane;
-  let issuer: DevIssuer;
   let admin: string;
   let server: RunningServer;
-  let proxy: http.Server;
+  let proxy: { url: string; close: () => Promise<void> } | undefined;
   let proxyUrl: string;
   const seenRoles: string[][] = [];
   let dir: string;
@@ -472,38 +719,14 @@ describe('call-tool.ts against the dev issuer and a real server-everything (a JW
     dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-calltool-'));
     writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
     // The roles deploy/compose/policy.yaml defines: what the control plane lets the dev client ask for there.
-    issuer = await DevIssuer.create({ issuer: 'http://control-plane:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_CLIENT_SECRET, roles: ['*'] } }, grantableRoles: new Set(parsePolicy(readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8'), 'policy.yaml').roles.map((r) => r.name)) });
+    const issuer = await composeDevIssuer();
     cp = await new ControlPlane({ registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort, log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer: issuer }).start();
     server = await startEverythingHttp();
-    const upstream = new URL(server.url);
-    // /mcp/weather -> the server's /mcp, only with a valid dev token (what jwt_authn + the route do).
-    proxy = http.createServer((req, res) => {
-      const auth = req.headers['authorization'] ?? '';
-      const token = auth.startsWith('Bearer ') ? auth.slice(7) : '';
-      void (async () => {
-        try {
-          const payload = await issuer.verify(token);
-          seenRoles.push(payload['roles'] as string[]);
-        } catch {
-          res.writeHead(401, { 'www-authenticate': 'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp/weather"' }).end('Jwt is missing');
-          return;
-        }
-        const headers = { ...req.headers, host: upstream.host };
-        delete headers['authorization'];
-        const up = http.request({ host: upstream.hostname, port: upstream.port, path: upstream.pathname, method: req.method, headers }, (ur) => {
-          res.writeHead(ur.statusCode ?? 502, ur.headers);
-          ur.pipe(res);
-        });
-        up.on('error', () => res.destroy());
-        req.pipe(up);
-      })();
-    });
-    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', () => resolve()));
-    proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    proxy = await startJwtProxy(issuer, server.url, seenRoles);
+    proxyUrl = proxy.url;
   });
   after(async () => {
-    proxy?.closeAllConnections();
-    await new Promise<void>((resolve) => (proxy ? proxy.close(() => resolve()) : resolve()));
+    await proxy?.close();
     await server?.stop();
     await cp?.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -543,5 +766,115 @@ describe('call-tool.ts against the dev issuer and a real server-everything (a JW
     const r = await callToolCli(['--args', '[1,2]']);
     assert.equal(r.status, 2);
     assert.match(r.stderr, /--args: must be a JSON object/);
+  });
+});
+
+// --- a control plane configured like the Compose one -----------------------------------------------------
+
+/** Runs deploy/compose/join-token.ts as a one-shot service does: its command, its environment, `--out` moved. */
+function runMinter(minter: string, outFile: string, envOverride: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  const argv = command(minter);
+  const i = argv.indexOf('--out');
+  const args = [...argv.slice(0, i + 1), outFile, ...argv.slice(i + 2)];
+  const childEnv = { ...process.env };
+  for (const k of Object.keys(childEnv)) if (k.startsWith('MCPMESH_')) delete childEnv[k];
+  return new Promise((resolve) => {
+    const child = execFile(process.execPath, [JOIN_TOKEN, ...args], { encoding: 'utf8', env: { ...childEnv, ...env(minter), ...envOverride } }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
+  });
+}
+
+describe('the Compose control plane (policy, admin port beyond loopback with the admin token): join-token one-shots and call-tool.ts', () => {
+  const cpEnv = env('control-plane');
+  let cp: ControlPlane;
+  let admin: string;
+  let server: RunningServer;
+  let proxy: { url: string; close: () => Promise<void> } | undefined;
+  const seenRoles: string[][] = [];
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-compose-cp-'));
+    writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
+    const adminPort = await freePort();
+    admin = `http://127.0.0.1:${adminPort}`;
+    const issuer = await composeDevIssuer();
+    const policyText = readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8');
+    // As main.ts builds it from the Compose environment: a policy (CA, TLS xDS), the admin port on every
+    // address (0.0.0.0, like MCPMESH_ADMIN_HOST) with MCPMESH_ADMIN_TOKEN, the dev issuer.
+    assert.equal(cpEnv['MCPMESH_ADMIN_HOST'], '0.0.0.0');
+    cp = await new ControlPlane({
+      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: cpEnv['MCPMESH_ADMIN_HOST'], adminPort,
+      adminToken: cpEnv['MCPMESH_ADMIN_TOKEN'] ?? assert.fail('no MCPMESH_ADMIN_TOKEN'), authzHost: '127.0.0.1', authzPort: 0,
+      security: { policy: parsePolicy(policyText, 'policy.yaml'), publicUrl: 'http://localhost:8080', authz: { host: '127.0.0.1', port: 18002 } },
+      log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer: issuer,
+    }).start();
+    server = await startEverythingHttp();
+    proxy = await startJwtProxy(issuer, server.url, seenRoles);
+  });
+  after(async () => {
+    await proxy?.close();
+    await server?.stop();
+    await cp?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('each one-shot mints its agent\'s token through the admin port; the agent\'s command accepts it and the CA signs the agent\'s own key with it', async () => {
+    const tokens = new Set<string>();
+    for (const agent of agents()) {
+      const w = credentialWiring(agent);
+      const out = path.join(dir, w.minter, 'token');
+      const r = await runMinter(w.minter, out, { MCPMESH_ADMIN_URL: admin });
+      assert.equal(r.status, 0, `${w.minter}: ${r.stderr}`);
+      assert.equal(statSync(out).mode & 0o777, 0o600, `${w.minter}: the token file is owner-only`);
+      const token = readFileSync(out, 'utf8').trim();
+      assert.ok(!r.stderr.includes(token) && !r.stdout.includes(token), `${w.minter}: the token must not reach the container log`);
+      assert.ok(!tokens.has(token), 'one token per agent');
+      tokens.add(token);
+      // The agent's own command, reading that file: a token for another identity would be refused here.
+      const identity = agent === 'gateway' ? parseGatewayArgs(agentArgv(agent, out), IMAGE_ENV).identity : parseSidecarArgs(agentArgv(agent, out), IMAGE_ENV).options.identity;
+      assert.ok(identity && identity.credential.type === 'join-token');
+      assert.equal(readJoinToken(token).spiffeId, identity.spiffeId);
+      // What the agent does with it at start: a key of its own, a CSR with the token, over TLS to xDS.
+      const wid = new WorkloadIdentity({ spiffeId: identity.spiffeId, credential: identity.credential, controlPlane: { host: '127.0.0.1', port: cp.xdsPort }, log: () => {} });
+      try {
+        const held = await wid.start();
+        assert.equal(held.spiffeId, spiffeIdOf(agentIdentity(agent)));
+        assert.equal(held.controlPlaneId, `spiffe://${policyTrustDomain()}/control-plane`);
+      } finally {
+        wid.stop();
+      }
+    }
+    assert.equal(tokens.size, agents().length);
+  });
+
+  it('a one-shot without the admin token fails, saying why, and writes nothing', async () => {
+    const [minter] = minters();
+    assert.ok(minter);
+    const out = path.join(dir, 'refused', 'token');
+    const r = await runMinter(minter, out, { MCPMESH_ADMIN_URL: admin, MCPMESH_ADMIN_TOKEN: '' });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /refused \(HTTP 401\).*MCPMESH_ADMIN_TOKEN is not set/);
+    assert.ok(!existsSync(out));
+    const wrong = await runMinter(minter, out, { MCPMESH_ADMIN_URL: admin, MCPMESH_ADMIN_TOKEN: 'not-the-admin-token-at-all' });
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr, /refused \(HTTP 401\): wrong admin token/);
+  });
+
+  it('call-tool.ts with the client service\'s MCPMESH_ADMIN_TOKEN gets a token (client secret in the body) and calls a tool', async () => {
+    seenRoles.length = 0;
+    const r = await callToolCli(['--gateway', proxy?.url ?? '', '--admin', admin, '--tool', 'get-sum', '--args', '{"a":20,"b":22}'], { MCPMESH_ADMIN_TOKEN: env('client')['MCPMESH_ADMIN_TOKEN'] ?? '' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /get-sum ->\n.*\b42\b/);
+    assert.ok(seenRoles.length > 0 && seenRoles.every((roles) => JSON.stringify(roles) === '["analyst"]'), JSON.stringify(seenRoles));
+  });
+
+  it('call-tool.ts without the admin token is refused by the admin port, and says what to set', async () => {
+    const r = await callToolCli(['--gateway', proxy?.url ?? '', '--admin', admin]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /admin port at .* answered 401/);
+    assert.match(r.stderr, new RegExp(`set MCPMESH_ADMIN_TOKEN or pass --admin-token \\(the Compose stack's default is ${COMPOSE_ADMIN_TOKEN}\\)`));
+    const wrong = await callToolCli(['--gateway', proxy?.url ?? '', '--admin', admin, '--admin-token', 'not-the-admin-token-at-all']);
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr, /the admin token was refused/);
   });
 });

@@ -6,6 +6,7 @@ const USAGE = `usage: mcpmesh token --role ROLE [--role ROLE...] [options]
                          issuer grants only roles the control plane's policy defines (none without a
                          policy) and answers invalid_scope naming any other; no --role: a token without roles
   --admin URL            control plane admin address          [$MCPMESH_ADMIN_URL or http://127.0.0.1:18001]
+  --admin-token T        its admin token, when it listens beyond loopback           [$MCPMESH_ADMIN_TOKEN]
   --client-id ID         dev client                            [dev]
   --client-secret S      its secret                            [$MCPMESH_DEV_CLIENT_SECRET]
   --audience A           token audience (resource)             [the issuer's default]
@@ -18,7 +19,7 @@ export async function tokenMain(argv: string[], env: NodeJS.ProcessEnv = process
     ({ values } = parseArgs({
       args: argv,
       options: {
-        role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' }, 'client-id': { type: 'string', default: 'dev' },
+        role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' }, 'admin-token': { type: 'string' }, 'client-id': { type: 'string', default: 'dev' },
         'client-secret': { type: 'string' }, audience: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -46,7 +47,11 @@ export async function tokenMain(argv: string[], env: NodeJS.ProcessEnv = process
   if (values.audience) form.set('resource', values.audience);
   let res: Response;
   try {
-    res = await fetch(new URL('/oauth/token', admin), { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+    // Beyond loopback the admin port takes its own token in Authorization; the client secret is in the form.
+    const adminToken = values['admin-token'] ?? env['MCPMESH_ADMIN_TOKEN'];
+    res = await fetch(new URL('/oauth/token', admin), {
+      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', ...(adminToken ? { authorization: `Bearer ${adminToken}` } : {}) }, body: form,
+    });
   } catch (err) {
     process.stderr.write(`mcpmesh token: cannot reach ${admin}: ${(err as Error).message}\n`);
     return 1;
