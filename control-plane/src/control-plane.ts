@@ -12,7 +12,7 @@ import { ProxyTracker } from './server/proxies.ts';
 import { AuthzServer } from './authz/server.ts';
 import { ExtProcServer } from './extproc/server.ts';
 import type { ToolFilterFactory } from './extproc/processor.ts';
-import { compilePolicy, decide, rolesFromClaims } from './policy/engine.ts';
+import { compilePolicy, decide, rolesFromClaims, scopesFromClaims } from './policy/engine.ts';
 import type { Policy } from './policy/types.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Attestor } from './identity/attest.ts';
@@ -79,7 +79,9 @@ export function toolFilterFor(policy: Policy): ToolFilterFactory {
   const compiled = compilePolicy(policy);
   return ({ service, claims }) => {
     const roles = claims ? rolesFromClaims(claims, policy.roleClaim) : [];
-    return (tool) => decide(compiled, { service, roles, action: { kind: 'tool', name: tool } }).allow;
+    // The scopes too: a service's requiredScopes decide what its callers may call, so what they may see.
+    const scopes = claims ? scopesFromClaims(claims) : [];
+    return (tool) => decide(compiled, { service, roles, scopes, action: { kind: 'tool', name: tool } }).allow;
   };
 }
 

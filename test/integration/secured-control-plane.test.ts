@@ -61,4 +61,11 @@ describe('control plane with a policy', () => {
     const forged = f({ service: 'weather', headers: { 'x-jwt-payload': payloadHeader({ roles: ['analyst'] }) } });
     assert.ok(!forged?.('get_forecast'), 'a client-sent x-jwt-payload grants no roles');
   });
+
+  it('the tools/list filter honours requiredScopes: a token with the scope sees the tools, one without sees none', () => {
+    const scoped = { ...policy, services: [{ service: 'weather', mode: 'enforce' as const, requiredScopes: ['mcp.weather'], forwardToken: false, allowedCallers: [] }] };
+    const f = toolFilterFor(scoped);
+    assert.ok(f({ service: 'weather', headers: {}, claims: { roles: ['analyst'], scope: 'openid mcp.weather' } })?.('get_forecast'));
+    assert.ok(!f({ service: 'weather', headers: {}, claims: { roles: ['analyst'], scope: 'openid' } })?.('get_forecast'));
+  });
 });

@@ -15,6 +15,7 @@ function view(d: DecodedCheck): Record<string, unknown> {
     bodyIsBytes: typeof d.body !== 'string',
     contextExtensions: { ...d.contextExtensions },
     headers: Object.fromEntries(HEADERS_READ.map((h) => [h, d.header(h)])),
+    counts: Object.fromEntries(HEADERS_READ.map((h) => [h, d.headerCount(h)])),
     metadataClaims: d.metadataClaims,
   };
 }
@@ -27,6 +28,8 @@ const CASES: Array<[string, CheckSpec]> = [
   ['size beyond 32 bits', { service: 'w', body: '', size: 5_000_000_000 }],
   ['jwt_authn metadata', { service: 'w', metadataClaims: { sub: 'm', roles: ['r'], n: 3, ok: true, nested: { a: [1, 'b', null] } }, body: '{}' }],
   ['upper-case header names', { service: 'w', headers: { 'X-Request-Id': 'abc', 'X-JWT-Payload': 'e30' }, body: '' }],
+  ['repeated MCP headers, raw header map', { service: 'w', rawHeaders: true, headers: { 'mcp-name': 'a' }, extraHeaders: [['mcp-name', 'b'], ['Mcp-Name', ''], ['mcp-method', 'tools/call']], body: '{}' }],
+  ['repeated MCP headers, joined map', { service: 'w', headers: { 'mcp-name': 'a' }, extraHeaders: [['mcp-name', 'b']], body: '{}' }],
   ['large body and headers', { service: 'w', headers: { authorization: `Bearer ${'t'.repeat(5000)}` }, body: { jsonrpc: '2.0', id: 'x', method: 'tools/call', params: { name: 'n', arguments: { blob: 'z'.repeat(100_000) } } } }],
 ];
 
@@ -60,6 +63,26 @@ describe('decodeCheckInput', () => {
     assert.equal(lean['body'], 'two');
     assert.equal(lean['method'], 'POST');
     assert.deepEqual(lean['contextExtensions'], { mcp_service: 'first', other: 'x' });
+  });
+
+  it('counts each copy of a header in a raw header map (encode_raw_headers); the joined map cannot tell', () => {
+    const raw = decodeCheckInput(encodeCheckRequest({ service: 'w', rawHeaders: true, headers: { 'mcp-name': 'a' }, extraHeaders: [['MCP-NAME', 'b']], body: '{}' }), 'jwt_payload');
+    assert.equal(raw.header('mcp-name'), 'a,b');
+    assert.equal(raw.headerCount('mcp-name'), 2);
+    assert.equal(raw.headerCount('mcp-method'), 0);
+    const joined = decodeCheckInput(encodeCheckRequest({ service: 'w', headers: { 'mcp-name': 'a' }, extraHeaders: [['mcp-name', 'b']], body: '{}' }), 'jwt_payload');
+    assert.equal(joined.header('mcp-name'), 'a,b');
+    assert.equal(joined.headerCount('mcp-name'), undefined);
+  });
+
+  it('keeps a body string field that is not UTF-8 as bytes (so the check refuses it, not U+FFFD)', () => {
+    const buf = encodeCheckRequest({ service: 'w', body: '{"name":"QQ"}' });
+    const at = buf.indexOf('QQ');
+    buf[at] = 0xc0;
+    buf[at + 1] = 0xaf;
+    const d = decodeCheckInput(buf, 'jwt_payload');
+    assert.ok(d.body instanceof Uint8Array);
+    assert.deepEqual([...(d.body as Uint8Array).subarray(9, 11)], [0xc0, 0xaf]);
   });
 
   it('refuses truncated messages', () => {

@@ -101,6 +101,20 @@ const TABLE: Row[] = [
   { name: 'deny without lists denies the whole service (tools)', roles: ['analyst', 'intern'], service: 'files', action: tool('read_file'), allow: false, rule: 'roles.intern.deny[0]' },
   { name: 'item deny does not deny service-level', roles: ['analyst'], service: 'weather', action: SERVICE, allow: true, rule: 'roles.analyst.allow[0]' },
   { name: 'first allowing role in policy order', roles: ['intern', 'analyst'], service: 'weather', action: tool('get_forecast'), allow: true, rule: 'roles.analyst.allow[0]' },
+  // text a server might read differently than "*" would: matches no rule (issue 11)
+  { name: 'a control character matches no glob', roles: ['admin'], service: 'weather', action: tool('get_forecast\u0000x'), allow: false, rule: 'invalid-name', reason: /control character U\+0000/ },
+  { name: 'a newline matches no glob', roles: ['analyst'], service: 'weather', action: tool('get_forecast\nadmin'), allow: false, rule: 'invalid-name' },
+  { name: 'edge whitespace does not slip past an exact deny through "*"', roles: ['admin'], service: 'files', action: tool('delete_file '), allow: false, rule: 'invalid-name', reason: /whitespace/ },
+  { name: 'a lone surrogate matches no glob', roles: ['analyst'], service: 'weather', action: tool('get_\ud800'), allow: false, rule: 'invalid-name' },
+  { name: 'a C1 control in a prompt', roles: ['admin'], service: 'weather', action: prompt('x\u0085'), allow: false, rule: 'invalid-name' },
+  // resource URIs are normalized before matching
+  { name: 'dot segments resolved: out of the allowed prefix', roles: ['analyst'], service: 'files', action: resource('file:///reports/../etc/passwd'), allow: false, rule: 'default-deny', reason: /resource "file:\/\/\/etc\/passwd"/ },
+  { name: 'encoded dot segments resolved', roles: ['analyst'], service: 'files', action: resource('file:///reports/%2e%2E/etc/passwd'), allow: false, rule: 'default-deny' },
+  { name: 'dot segments resolved: into the allowed prefix', roles: ['analyst'], service: 'files', action: resource('file:///etc/../reports/q1.pdf'), allow: true, rule: 'roles.analyst.allow[1]' },
+  { name: 'host case does not slip past a deny', roles: ['analyst'], service: 'weather', action: resource('weather://SECRET/a'), allow: false, rule: 'roles.analyst.deny[0]' },
+  { name: 'unreserved escapes decoded before a deny', roles: ['analyst'], service: 'weather', action: resource('weather://%73ecret/a'), allow: false, rule: 'roles.analyst.deny[0]' },
+  { name: 'an encoded slash is ambiguous', roles: ['admin'], service: 'files', action: resource('file:///reports%2F..%2Fetc'), allow: false, rule: 'invalid-resource-uri', reason: /encoded "\/"/ },
+  { name: 'a backslash is ambiguous', roles: ['admin'], service: 'files', action: resource('file:///reports\\..\\etc'), allow: false, rule: 'invalid-resource-uri' },
   // required scopes
   { name: 'required scope missing', roles: ['vaulter'], service: 'vault', action: tool('read'), allow: false, rule: 'services.vault.requiredScopes', reason: /lacks scope\(s\) vault.read/ },
   { name: 'required scope present', roles: ['vaulter'], service: 'vault', action: tool('read'), scopes: ['openid', 'vault.read'], allow: true, rule: 'roles.vaulter.allow[0]' },
@@ -162,6 +176,10 @@ describe('mcpActionsOf', () => {
     ['error response', { jsonrpc: '2.0', id: null, error: { code: -32700, message: 'x' } }, [SERVICE]],
     ['batch: every element', [req('ping'), req('tools/call', { name: 'a' }, 2), { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 1 } }, req('resources/read', { uri: 'u://x' }, 3)], [SERVICE, tool('a'), SERVICE, resource('u://x')]],
     ['id-less tools/call is still judged as a tool call', { jsonrpc: '2.0', method: 'tools/call', params: { name: 'sneaky' } }, [tool('sneaky')]],
+    ['resource URIs normalized', req('resources/read', { uri: 'FILE:///reports/./a/../%62.txt' }), [resource('file:///reports/b.txt')]],
+    ['completion ref/resource URIs as written (SDK servers compare them as strings with their templates)', req('completion/complete', { ref: { type: 'ref/resource', uri: 'file:///x/../{path}' }, argument: { name: 'path', value: 'x' } }), [completion('file:///x/../{path}')]],
+    ['a method that names nothing is exact, not folded', req('Tools/List'), [SERVICE]],
+    ['a batch of 100', Array.from({ length: 100 }, (_, i) => req('ping', undefined, i)), Array.from({ length: 100 }, () => SERVICE)],
   ];
   for (const [name, body, want] of CASES) {
     it(name, () => {
@@ -181,7 +199,7 @@ describe('mcpActionsOf', () => {
     ['neither request nor response', { jsonrpc: '2.0', params: {} }, /no "method" and is not a response/],
     ['method not a string', { jsonrpc: '2.0', id: 1, method: 7 }, /"method" must be a string \(got number 7\)/],
     ['id not string/number', { jsonrpc: '2.0', id: { a: 1 }, method: 'ping' }, /"id" must be a string or a number/],
-    ['params not an object', { jsonrpc: '2.0', id: 1, method: 'ping', params: 'x' }, /"params" of ping must be an object/],
+    ['params not an object', { jsonrpc: '2.0', id: 1, method: 'ping', params: 'x' }, /"params" of "ping" must be an object/],
     ['tools/call without name', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { arguments: {} } }, /tools\/call needs "params.name", a non-empty string \(got nothing\)/],
     ['tools/call with a number name', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 5 } }, /tools\/call needs "params.name".*got number 5/],
     ['tools/call with no params', { jsonrpc: '2.0', id: 1, method: 'tools/call' }, /tools\/call needs "params.name"/],
@@ -191,6 +209,13 @@ describe('mcpActionsOf', () => {
     ['completion with a bad ref type', { jsonrpc: '2.0', id: 1, method: 'completion/complete', params: { ref: { type: 'ref/tool', name: 'x' } } }, /"params.ref.type" must be "ref\/prompt" or "ref\/resource"/],
     ['completion ref/prompt without name', { jsonrpc: '2.0', id: 1, method: 'completion/complete', params: { ref: { type: 'ref/prompt' } } }, /ref\/prompt needs "params.ref.name"/],
     ['batch with one bad element', [{ jsonrpc: '2.0', id: 1, method: 'ping' }, { jsonrpc: '2.0', id: 2, method: 'tools/call', params: {} }], /^batch element \[1\]: tools\/call needs/],
+    ['a batch over the SDK cap', Array.from({ length: 101 }, (_, i) => ({ jsonrpc: '2.0', id: i, method: 'ping' })), /batch of 101 messages; at most 100/],
+    ['a control character in a name', { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get_x\u0000y' } }, /"params.name" of tools\/call contains the control character U\+0000/],
+    ['edge whitespace in a name', { jsonrpc: '2.0', id: 1, method: 'prompts/get', params: { name: 'p1 ' } }, /has leading or trailing whitespace/],
+    ['a control character in a method', { jsonrpc: '2.0', id: 1, method: 'tools/call\u0000' }, /"method" contains the control character/],
+    ['a naming method in another case', { jsonrpc: '2.0', id: 1, method: 'Tools/Call', params: { name: 'x' } }, /is not tools\/call \(method names are case-sensitive\)/],
+    ['an ambiguous URI', { jsonrpc: '2.0', id: 1, method: 'resources/read', params: { uri: 'file:///a/%2e%2e%2fb' } }, /"params.uri" of resources\/read is refused: the URI has an encoded "\/"/],
+    ['a non-string _meta protocol version', { jsonrpc: '2.0', id: 1, method: 'ping', params: { _meta: { 'io.modelcontextprotocol/protocolVersion': 7 } } }, /must be a string/],
   ];
   for (const [name, body, want] of BAD) {
     it(`malformed: ${name}`, () => {
@@ -199,6 +224,26 @@ describe('mcpActionsOf', () => {
       assert.match(r.error, want);
     });
   }
+
+  it('bytes: one leading BOM dropped (as servers do), anything but UTF-8 refused', () => {
+    const body = Buffer.from(JSON.stringify(req('tools/call', { name: 'echo' })));
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    assert.deepEqual(mcpActionsOf(Buffer.concat([bom, body])), { actions: [tool('echo')] });
+    assert.deepEqual(mcpActionsOf(`\ufeff${body.toString()}`), { actions: [tool('echo')] });
+    assert.match((mcpActionsOf(Buffer.concat([bom, bom, body])) as { error: string }).error, /^body is not JSON/);
+    assert.deepEqual(mcpActionsOf(Buffer.from([0x7b, 0xc0, 0xaf, 0x7d])), { error: 'body is not valid UTF-8' });
+  });
+
+  it('a huge value is not repeated whole in the error', () => {
+    const r = mcpActionsOf(JSON.stringify({ jsonrpc: 'x'.repeat(100_000), id: 1, method: 'ping' }));
+    assert.ok('error' in r && r.error.length < 300, JSON.stringify(r).slice(0, 400));
+  });
+
+  it('keeps what the header check needs: the raw Mcp-Name target and the _meta protocol version', () => {
+    const p = parseMcpBody({ jsonrpc: '2.0', id: 1, method: 'resources/read', params: { uri: 'file:///a/../b', _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28' } } });
+    assert.ok('messages' in p);
+    assert.deepEqual(p.messages[0], { action: resource('file:///b'), method: 'resources/read', target: 'file:///a/../b', id: 1, protocolVersion: '2026-07-28' });
+  });
 
   it('keeps the id of a malformed request', () => {
     assert.deepEqual(parseMcpBody({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: {} }), { error: 'tools/call needs "params.name", a non-empty string (got nothing)', id: 9 });
@@ -255,7 +300,7 @@ describe('explain', () => {
       assert.deepEqual(e.decision, decide(CP, input), row.name);
       const matchedDeny = e.considered.find((t) => t.effect === 'deny' && t.matched);
       const matchedAllow = e.considered.find((t) => t.effect === 'allow' && t.matched);
-      if (!e.decision.rule.startsWith('services.')) {
+      if (!e.decision.rule.startsWith('services.') && !e.decision.rule.startsWith('invalid-')) {
         // The trace alone tells the same story: a matching deny decides, else a matching allow, else default deny.
         assert.equal(matchedDeny?.rule ?? matchedAllow?.rule ?? 'default-deny', e.decision.rule, row.name);
       }

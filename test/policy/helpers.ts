@@ -18,6 +18,14 @@ export interface CheckSpec {
   rawHeaders?: boolean;
   /** Claims in jwt_authn dynamic metadata (payload_in_metadata: jwt_payload). */
   metadataClaims?: Record<string, unknown>;
+  /** Default headers to leave out (e.g. content-type). */
+  omitHeaders?: string[];
+  /** More header entries, repeats allowed (with rawHeaders: each its own header_map entry, as encode_raw_headers sends them). */
+  extraHeaders?: Array<[string, string]>;
+  /** The body as these exact bytes (raw_body), e.g. bytes that are not UTF-8. */
+  bodyBytes?: Uint8Array;
+  /** More context extensions (the route's check_settings), e.g. mcp_protocol. */
+  contextExtensions?: Record<string, string>;
 }
 
 export function payloadHeader(claims: Record<string, unknown>): string {
@@ -48,20 +56,28 @@ export function checkRequestObject(s: CheckSpec): Record<string, unknown> {
     ...(s.claims ? { 'x-jwt-payload': payloadHeader(s.claims) } : {}),
     ...s.headers,
   };
+  for (const h of s.omitHeaders ?? []) delete headers[h];
   const http: Record<string, unknown> = {
     id: '1234', method, path: s.path ?? '/mcp/weather', host: 'gateway.local', scheme: 'http', protocol: 'HTTP/1.1',
-    size: s.size ?? Buffer.byteLength(bodyText),
+    size: s.size ?? (s.bodyBytes ? s.bodyBytes.length : Buffer.byteLength(bodyText)),
   };
-  if (s.rawHeaders) http['header_map'] = { headers: Object.entries(headers).map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
-  else http['headers'] = headers;
-  if (s.asBytes) http['raw_body'] = Buffer.from(bodyText);
+  const entries = [...Object.entries(headers), ...(s.extraHeaders ?? [])];
+  if (s.rawHeaders) http['header_map'] = { headers: entries.map(([key, v]) => ({ key, raw_value: Buffer.from(v) })) };
+  else {
+    // The headers map, as Envoy fills it without encode_raw_headers: copies of a header joined with ",".
+    const joined: Record<string, string> = {};
+    for (const [k, v] of entries) joined[k] = joined[k] === undefined ? v : `${joined[k]},${v}`;
+    http['headers'] = joined;
+  }
+  if (s.bodyBytes) http['raw_body'] = Buffer.from(s.bodyBytes);
+  else if (s.asBytes) http['raw_body'] = Buffer.from(bodyText);
   else http['body'] = bodyText;
   return {
     attributes: {
       source: { address: { socket_address: { address: '10.0.0.7', port_value: 51234 } } },
       destination: { address: { socket_address: { address: '10.0.0.1', port_value: 8080 } } },
       request: { time: { seconds: 1_764_000_000, nanos: 0 }, http },
-      ...(s.service !== undefined ? { context_extensions: { mcp_service: s.service } } : {}),
+      ...(s.service !== undefined || s.contextExtensions ? { context_extensions: { ...(s.service !== undefined ? { mcp_service: s.service } : {}), ...s.contextExtensions } } : {}),
       ...(s.metadataClaims ? { metadata_context: { filter_metadata: { 'envoy.filters.http.jwt_authn': toStruct({ jwt_payload: s.metadataClaims }) } } } : {}),
     },
   };

@@ -182,6 +182,27 @@ providers:
     ]);
   });
 
+  it('refuses resource patterns that are not in the normal form URIs are matched in (policy/uri.ts)', () => {
+    assert.deepEqual(problems(`
+trustDomain: mcpmesh.local
+roles:
+  a:
+    allow:
+      - service: files
+        resources: ["FILE:///reports/*", "file:///reports/../etc/*", "file:///a%2e*", "file:///r%C3%A9*", "file:///a%3a*", "file:///a\\\\b", "file:///a%zz", "file:///ok%3A*", "file:///ré*", "weather://*"]
+  "ops\\u0001zz2": {}
+`), [
+      'roles.a.allow[0].resources[0]: "FILE:///reports/*": the scheme must be in lower case ("file:"), as URIs are normalized',
+      'roles.a.allow[0].resources[1]: "file:///reports/../etc/*": contains a dot segment ("." or ".."); URIs are matched with dot segments removed',
+      'roles.a.allow[0].resources[2]: "file:///a%2e*": write "%2e" as ".", as URIs are normalized',
+      'roles.a.allow[0].resources[3]: "file:///r%C3%A9*": write "%C3" (part of a UTF-8 character) as the character itself, as URIs are normalized',
+      'roles.a.allow[0].resources[4]: "file:///a%3a*": write "%3a" in upper case ("%3A"), as URIs are normalized',
+      'roles.a.allow[0].resources[5]: "file:///a\\\\b": contains a backslash; normalized URIs never do (a URI with one is refused)',
+      'roles.a.allow[0].resources[6]: "file:///a%zz": "%" must be followed by two hex digits',
+      'roles.ops\u0001zz2: "ops\\u0001zz2" is not a role name (1-256 characters, no whitespace or control characters)',
+    ]);
+  });
+
   it('refuses bad services, roles and top-level values', () => {
     assert.deepEqual(problems(`
 roleClaim: "two words"
@@ -203,7 +224,7 @@ roles:
       'services.weather.allowedCallers[0]: "https://x": must be a SPIFFE ID pattern such as "spiffe://mcpmesh.local/gateway/*"',
       'services.weather.allowedCallers[1]: "spiffe://mcpmesh.local/a?": only "*" is a wildcard',
       'services.files: must be a mapping (mode, requiredScopes, forwardToken, allowedCallers)',
-      'roles.has space: "has space" is not a role name (1-256 characters, no whitespace)',
+      'roles.has space: "has space" is not a role name (1-256 characters, no whitespace or control characters)',
       'roles.a: must be a mapping with allow and/or deny lists',
       'roles.b.allow: must be a list',
     ]);

@@ -3,29 +3,51 @@
 //
 // What it reads from the check request:
 //  - the service: context extension `mcp_service` (set per route by the gateway's ext_authz config); with
-//    `trustRequestHeaders`, else the `x-mcp-service` header;
+//    `trustRequestHeaders`, else the `x-mcp-service` header. Its MCP revision: context extension `mcp_protocol`;
 //  - the caller's claims: jwt_authn's verified payload, from dynamic metadata
 //    (`metadata_context.filter_metadata["envoy.filters.http.jwt_authn"].<payload key>`, when the gateway sets
 //    `payload_in_metadata` and ext_authz `metadata_context_namespaces`); with `trustRequestHeaders`, else from
 //    the `x-jwt-payload` header (jwt_authn `forward_payload_header`: base64url JSON). None = anonymous, no
 //    roles. Headers are not trusted by default: where jwt_authn verified nothing, a client's own
 //    `x-jwt-payload: <base64 of {"roles":["admin"]}>` would pass through Envoy untouched;
-//  - the body (`with_request_body`): `body`, or `raw_body` when Envoy packs it as bytes.
-// POST (and any other method but GET, DELETE, HEAD, OPTIONS): every JSON-RPC message of the body is decided;
-// GET (event stream) and DELETE (end of session) need only the service. Malformed JSON-RPC -> 400, a truncated
-// body -> 413, denied -> 403; each with a JSON-RPC error body. A service in shadow mode gets OK plus
-// `x-mcpmesh-shadow-deny` instead of a denial.
+//  - the body (`with_request_body`): `body`, or `raw_body` when Envoy packs it as bytes; `Content-Type`; and,
+//    for 2026-07-28 services, `Mcp-Method`, `Mcp-Name` and `MCP-Protocol-Version`, each copy of a repeated
+//    header separately (`encode_raw_headers`).
+// POST (and any other method but GET, DELETE, HEAD, OPTIONS): the decision is taken on the message the server
+// will execute, or the request is refused:
+//  - only `application/json` in UTF-8 (415 otherwise: another charset is another message, see media-type.ts);
+//  - UTF-8 only, one leading BOM dropped as servers drop it (400 otherwise; engine.ts decodeBodyText);
+//  - JSON.parse semantics (duplicate keys: the last wins), at most MAX_BATCH_SIZE messages in a batch;
+//  - exact method names, no control characters or edge whitespace in names and URIs, resource URIs
+//    normalized and ambiguous ones refused (400; policy/text.ts, policy/uri.ts);
+//  - 2026-07-28: the headers must mirror the body (Mcp-Method = method, Mcp-Name = params.name / params.uri
+//    after =?base64?...?= decoding, MCP-Protocol-Version a known header-validated revision and equal to the
+//    body's _meta protocol version), each sent once; 400 with JSON-RPC error -32020 (HeaderMismatch) if not.
+// Then every JSON-RPC message of the body is decided; GET (event stream) and DELETE (end of session) need only
+// the service. A truncated body -> 413, denied -> 403 (insufficient_scope for missing scopes); each with a
+// JSON-RPC error body of bounded size. A service in shadow mode gets OK plus `x-mcpmesh-shadow-deny` instead
+// of a denial.
 import { protectedResourceMetadataUrl, RESOURCE_METADATA_CONTEXT_KEY } from '../translate/naming.ts';
 import { decide, describeAction, parseMcpBody, rolesFromClaims, scopesFromClaims, servicePolicyOf, type CompiledPolicy, type EngineDecision, type McpMessage } from '../policy/engine.ts';
+import {
+  decodeMcpHeaderValue, HEADER_VALIDATED_PROTOCOLS, headerValidated, MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, NAME_REQUIRED_METHODS,
+} from '../policy/mcp-http.ts';
+import { shown } from '../policy/text.ts';
 import type { McpAction } from '../policy/types.ts';
+import { jsonContentTypeProblem } from './media-type.ts';
 
 /** JSON-RPC error code of a policy denial (-32001 is the SDK's RequestTimeout, so not that). */
 export const JSONRPC_FORBIDDEN = -32003;
 export const JSONRPC_INVALID_REQUEST = -32600;
 export const JSONRPC_PARSE_ERROR = -32700;
 export const JSONRPC_INTERNAL_ERROR = -32603;
+/** MCP 2026-07-28 HeaderMismatch: headers that do not mirror the body, or are missing or malformed. */
+export const JSONRPC_HEADER_MISMATCH = -32020;
 
 export const SERVICE_CONTEXT_KEY = 'mcp_service';
+/** Context extension naming the MCP revision the route's service speaks (header validation from 2026-07-28). */
+export const PROTOCOL_CONTEXT_KEY = 'mcp_protocol';
+export const CONTENT_TYPE_HEADER = 'content-type';
 export const SERVICE_HEADER = 'x-mcp-service';
 export const PAYLOAD_HEADER = 'x-jwt-payload';
 export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
@@ -34,14 +56,22 @@ export const DECISION_HEADER = 'x-mcpmesh-decision';
 export const SHADOW_HEADER = 'x-mcpmesh-shadow-deny';
 export const REQUEST_ID_HEADER = 'x-request-id';
 /** The only request headers the authorizer reads (the decoder skips the others). */
-export const HEADERS_READ: readonly string[] = [SERVICE_HEADER, PAYLOAD_HEADER, PARTIAL_BODY_HEADER, REQUEST_ID_HEADER];
+export const HEADERS_READ: readonly string[] = [
+  SERVICE_HEADER, PAYLOAD_HEADER, PARTIAL_BODY_HEADER, REQUEST_ID_HEADER, CONTENT_TYPE_HEADER, MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER,
+];
 
 /** The parts of an ext_authz CheckRequest the authorizer looks at. */
 export interface CheckInput {
   /** HTTP method, upper case. */
   readonly method: string;
-  /** Request header by lower-case name; only the names in HEADERS_READ need be available. */
+  /** Request header by lower-case name; only the names in HEADERS_READ need be available. Copies joined with ",". */
   header(name: string): string | undefined;
+  /**
+   * How many copies of the header the client sent, when Envoy says (encode_raw_headers: each copy is its own
+   * entry). Undefined when Envoy joined the copies with "," itself (the headers map): then a "," in the value
+   * is all there is to go by.
+   */
+  headerCount?(name: string): number | undefined;
   readonly contextExtensions: Readonly<Record<string, string>>;
   /** The body Envoy sent (string or bytes); empty when none. */
   readonly body: string | Uint8Array;
@@ -51,6 +81,11 @@ export interface CheckInput {
   readonly metadataClaims?: unknown;
   /** Identity of that metadata (e.g. its encoded bytes), so that the caller derived from it can be cached. */
   readonly metadataKey?: string;
+}
+
+/** Reading jwt_authn's metadata failed: it does not decode, or its payload is not a JSON object. */
+export class ClaimsMetadataError extends Error {
+  override readonly name = 'ClaimsMetadataError';
 }
 
 export type Verdict = 'allow' | 'deny' | 'shadow_deny' | 'error';
@@ -77,13 +112,22 @@ interface Caller {
   readonly roles: readonly string[];
   readonly scopes: readonly string[];
   readonly subject?: string;
-  /** Roles and scopes as one string: what a decision depends on besides the service and the action. */
+  /**
+   * Roles and scopes as one string: what a decision depends on besides the service and the action. JSON of
+   * the sorted lists: unambiguous whatever a role contains (a separator character would let the roles
+   * ["ops\u0001zz2"] share the cache entry of ["ops", "zz2"]), and independent of claim order, which no
+   * decision depends on.
+   */
   readonly key: string;
 }
 
 const BODYLESS_METHODS: ReadonlySet<string> = new Set(['GET', 'DELETE', 'HEAD', 'OPTIONS']);
 
-const ANONYMOUS: Caller = Object.freeze({ roles: [], scopes: [], key: '\u0002' });
+const ANONYMOUS: Caller = Object.freeze({ roles: [], scopes: [], key: callerKey([], []) });
+
+function callerKey(roles: readonly string[], scopes: readonly string[]): string {
+  return JSON.stringify([[...roles].sort(), [...scopes].sort()]);
+}
 
 /** Decodes `x-jwt-payload` (base64url JSON, as jwt_authn's forward_payload_header writes it). */
 export function decodePayloadHeader(value: string): { claims: Record<string, unknown> } | { error: string } {
@@ -97,15 +141,17 @@ export function decodePayloadHeader(value: string): { claims: Record<string, unk
   return { claims: parsed as Record<string, unknown> };
 }
 
+type CallerOrError = Caller | { readonly error: string };
+
 /** Caches callers by payload header value or metadata bytes (tokens are reused across many requests); per policy (roleClaim). */
 export class CallerCache {
-  private readonly map = new Map<string, Caller | { error: string }>();
-  private readonly meta = new Map<string, Caller | null>();
+  private readonly map = new Map<string, CallerOrError>();
+  private readonly meta = new Map<string, CallerOrError | null>();
   private readonly max: number;
   constructor(max = 4096) {
     this.max = max;
   }
-  get(value: string, roleClaim: string): Caller | { error: string } {
+  get(value: string, roleClaim: string): CallerOrError {
     let c = this.map.get(value);
     if (c === undefined) {
       const d = decodePayloadHeader(value);
@@ -115,12 +161,11 @@ export class CallerCache {
     }
     return c;
   }
-  /** The caller from jwt_authn metadata, by its key; undefined when the metadata holds no payload. */
-  fromMetadata(req: CheckInput & { readonly metadataKey: string }, roleClaim: string): Caller | undefined {
+  /** The caller from jwt_authn metadata, by its key; undefined when the metadata holds no payload; an error when it cannot be read. */
+  fromMetadata(req: CheckInput & { readonly metadataKey: string }, roleClaim: string): CallerOrError | undefined {
     let c = this.meta.get(req.metadataKey);
     if (c === undefined) {
-      const claims = req.metadataClaims;
-      c = claims === undefined ? null : callerOf(claims, roleClaim);
+      c = metadataCaller(req, roleClaim) ?? null;
       if (this.meta.size >= this.max) this.meta.clear();
       this.meta.set(req.metadataKey, c);
     }
@@ -132,26 +177,48 @@ export class CallerCache {
   }
 }
 
+/** The caller jwt_authn's metadata names (undefined: none), or why the metadata cannot be read. */
+function metadataCaller(req: CheckInput, roleClaim: string): CallerOrError | undefined {
+  let claims: unknown;
+  try {
+    claims = req.metadataClaims;
+  } catch (err) {
+    return { error: `jwt_authn metadata cannot be read: ${(err as Error).message}` };
+  }
+  if (claims === undefined) return undefined;
+  if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) return { error: 'jwt_authn metadata payload is not a JSON object of claims' };
+  return callerOf(claims, roleClaim);
+}
+
 function callerOf(claims: unknown, roleClaim: string): Caller {
   const sub = typeof claims === 'object' && claims !== null ? (claims as Record<string, unknown>)['sub'] : undefined;
   const roles = rolesFromClaims(claims, roleClaim);
   const scopes = scopesFromClaims(claims);
-  return { roles, scopes, key: `${roles.join('\u0001')}\u0002${scopes.join('\u0001')}`, ...(typeof sub === 'string' ? { subject: sub } : {}) };
+  return { roles, scopes, key: callerKey(roles, scopes), ...(typeof sub === 'string' ? { subject: sub } : {}) };
 }
 
-function actionKey(a: McpAction): string {
+/** The action's target; '' for service-level access. */
+function actionTargetOf(a: McpAction): string {
   switch (a.kind) {
-    case 'tool': return `t\u0000${a.name}`;
-    case 'resource': return `r\u0000${a.uri}`;
-    case 'prompt': return `p\u0000${a.name}`;
-    case 'completion': return `c\u0000${a.ref}`;
-    case 'service': return 's';
+    case 'tool':
+    case 'prompt':
+      return a.name;
+    case 'resource':
+      return a.uri;
+    case 'completion':
+      return a.ref;
+    case 'service':
+      return '';
   }
 }
 
+/** Targets longer than this are decided without the cache: a flood of distinct megabyte names must not fill memory. */
+const CACHED_TARGET_MAX = 512;
+
 /**
  * Remembers decisions by (caller's roles and scopes, service, action) for one compiled policy: the same agents
- * call the same tools over and over. Bounded; emptied when the policy changes.
+ * call the same tools over and over. Bounded; emptied when the policy changes. Keys are JSON, so no value
+ * (a role, a service, a name holding any character) can run into the next.
  */
 export class DecisionCache {
   private map = new Map<string, EngineDecision>();
@@ -165,7 +232,9 @@ export class DecisionCache {
       this.map.clear();
       this.policy = cp;
     }
-    const key = `${caller.key}\u0000${service}\u0000${actionKey(action)}`;
+    const target = actionTargetOf(action);
+    if (target.length > CACHED_TARGET_MAX) return decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action });
+    const key = JSON.stringify([caller.key, service, action.kind, target]);
     let d = this.map.get(key);
     if (d === undefined) {
       d = decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action });
@@ -179,9 +248,16 @@ export class DecisionCache {
   }
 }
 
+/** Longest JSON-RPC id echoed in an error; a longer one is answered with id null (the answer stays small). */
+const ECHOED_ID_MAX = 256;
+
 function jsonRpcError(id: string | number | null, code: number, message: string, data?: Record<string, unknown>): Record<string, unknown> {
-  return { jsonrpc: '2.0', id, error: { code, message, ...(data ? { data } : {}) } };
+  const echoed = typeof id === 'string' && id.length > ECHOED_ID_MAX ? null : id;
+  return { jsonrpc: '2.0', id: echoed, error: { code, message, ...(data ? { data } : {}) } };
 }
+
+/** Most per-request errors in the answer to a denied batch; the rest are summed up in one more. */
+export const BATCH_ERRORS_MAX = 10;
 
 const JSON_HEADERS = (rule: string, verdict: string): Array<readonly [string, string]> => [['content-type', 'application/json'], [DECISION_HEADER, `${verdict}; rule=${rule}`]];
 
@@ -210,6 +286,44 @@ export interface AuthorizeOptions {
   readonly publicUrl?: string;
 }
 
+/** Was the header sent more than once? Exact with encode_raw_headers; else a "," is all there is to go by. */
+function repeatedHeader(req: CheckInput, name: string): boolean {
+  const n = req.headerCount?.(name);
+  return n !== undefined ? n > 1 : (req.header(name) ?? '').includes(',');
+}
+
+/**
+ * 2026-07-28: why the request's MCP headers do not mirror its body (-> 400, HeaderMismatch), or undefined.
+ * Envoy's header RBAC decided on these headers; the server will execute the body: they must say the same.
+ */
+function headerMismatch(req: CheckInput, messages: readonly McpMessage[], batch: boolean): string | undefined {
+  for (const h of [MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER]) {
+    // Envoy before 1.38 matches a repeated header as its copies joined with ",", 1.38 and later each copy on
+    // its own: either way RBAC may have judged a name the body does not carry.
+    if (repeatedHeader(req, h)) return `header ${h} is sent more than once`;
+  }
+  const version = req.header(MCP_PROTOCOL_VERSION_HEADER);
+  if (version === undefined) return `header ${MCP_PROTOCOL_VERSION_HEADER} is missing`;
+  if (!HEADER_VALIDATED_PROTOCOLS.includes(version)) return `header ${MCP_PROTOCOL_VERSION_HEADER} ${shown(version)} is not a revision the mesh knows to mirror the body in headers (${HEADER_VALIDATED_PROTOCOLS.join(', ')})`;
+  if (batch) return 'a 2026-07-28 POST carries one JSON-RPC message, not a batch (its headers cannot mirror several)';
+  const m = messages[0] as McpMessage;
+  if (m.method === undefined) return 'a 2026-07-28 POST carries a request or a notification, not a response';
+  const method = req.header(MCP_METHOD_HEADER);
+  if (method === undefined) return `header ${MCP_METHOD_HEADER} is missing`;
+  if (method !== m.method) return `header ${MCP_METHOD_HEADER} ${shown(method)} does not match the body's method ${shown(m.method)}`;
+  const rawName = req.header(MCP_NAME_HEADER);
+  if (rawName === undefined) {
+    if (NAME_REQUIRED_METHODS.has(m.method)) return `header ${MCP_NAME_HEADER} is missing (required for ${m.method})`;
+  } else {
+    const decoded = decodeMcpHeaderValue(rawName);
+    if ('error' in decoded) return `header ${MCP_NAME_HEADER} ${decoded.error}`;
+    if (m.target === undefined) return `header ${MCP_NAME_HEADER} ${shown(decoded.value)} names something, the body's ${m.method} names nothing`;
+    if (decoded.value !== m.target) return `header ${MCP_NAME_HEADER} ${shown(decoded.value)} does not match the body's ${shown(m.target)}`;
+  }
+  if (m.protocolVersion !== undefined && m.protocolVersion !== version) return `header ${MCP_PROTOCOL_VERSION_HEADER} ${shown(version)} does not match the body's _meta protocol version ${shown(m.protocolVersion)}`;
+  return undefined;
+}
+
 /** Decides one ext_authz check against a compiled policy (the caches change nothing but speed). */
 export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOptions = {}): CheckOutcome {
   const trustHeaders = opts.trustRequestHeaders === true;
@@ -230,7 +344,15 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
   let caller: Caller = ANONYMOUS;
   const fromMetadata = req.metadataKey !== undefined && opts.callers
     ? opts.callers.fromMetadata(req as CheckInput & { metadataKey: string }, cp.policy.roleClaim)
-    : req.metadataClaims !== undefined ? callerOf(req.metadataClaims, cp.policy.roleClaim) : undefined;
+    : metadataCaller(req, cp.policy.roleClaim);
+  if (fromMetadata && 'error' in fromMetadata) {
+    // Envoy sent jwt_authn metadata the authorizer cannot read: a fault between the two, not the client's.
+    // Fail closed, and say why (a bare gRPC INTERNAL would reach the client as Envoy's status_on_error).
+    return {
+      verdict: 'error', rule: 'bad-claims-metadata', reason: fromMetadata.error, service, serviceFromRoute, roles: [],
+      http: denial(500, 'bad-claims-metadata', jsonRpcError(null, JSONRPC_INTERNAL_ERROR, 'Internal error: the mesh could not read the verified token claims')),
+    };
+  }
   if (fromMetadata) caller = fromMetadata;
   else if (trustHeaders) {
     const payload = req.header(PAYLOAD_HEADER);
@@ -261,17 +383,29 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
       const reason = `the request body is larger than the authorizer may see (ext_authz with_request_body.max_request_bytes${req.size > 0 ? `; body is ${req.size} bytes` : ''}): a truncated MCP request cannot be authorized`;
       return wouldDeny('body-too-large', reason, denial(413, 'body-too-large', jsonRpcError(null, JSONRPC_INVALID_REQUEST, 'Request body too large for the mesh to authorize')));
     }
+    const mediaProblem = jsonContentTypeProblem(req.header(CONTENT_TYPE_HEADER), repeatedHeader(req, CONTENT_TYPE_HEADER));
+    if (mediaProblem) {
+      return wouldDeny('unsupported-media-type', mediaProblem, denial(415, 'unsupported-media-type', jsonRpcError(null, JSONRPC_INVALID_REQUEST, `Unsupported Media Type: ${mediaProblem}`)));
+    }
     const parsed = parseMcpBody(req.body);
     if ('error' in parsed) {
       const noBody = req.body.length === 0 && req.size > 0;
       const reason = noBody ? `Envoy sent no body for a ${req.size}-byte ${req.method || 'request'} (is ext_authz with_request_body configured?)` : parsed.error;
-      const notJson = !noBody && parsed.error.startsWith('body is not JSON');
+      const notJson = !noBody && parsed.notJson === true;
       const code = notJson ? JSONRPC_PARSE_ERROR : JSONRPC_INVALID_REQUEST;
       const msg = `${notJson ? 'Parse error' : 'Invalid Request'}: ${reason}`;
       return wouldDeny('malformed-request', reason, denial(400, 'malformed-request', jsonRpcError(parsed.id ?? null, code, msg)));
     }
     messages = parsed.messages;
     batch = parsed.batch;
+    const protocol = req.contextExtensions[PROTOCOL_CONTEXT_KEY];
+    if (protocol !== undefined && headerValidated(protocol)) {
+      const mismatch = headerMismatch(req, messages, batch);
+      if (mismatch) {
+        const id = batch ? null : (messages[0]?.id ?? null);
+        return wouldDeny('header-mismatch', mismatch, denial(400, 'header-mismatch', jsonRpcError(id, JSONRPC_HEADER_MISMATCH, `Header mismatch: ${mismatch}`)));
+      }
+    }
   } else {
     messages = [{ action: { kind: 'service' } }];
   }
@@ -290,8 +424,11 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
       let body: unknown;
       if (!batch) body = jsonRpcError(m.id ?? null, JSONRPC_FORBIDDEN, message, data);
       else {
-        // One error per request of the batch (notifications and responses get none), all for the same reason.
-        const errs = messages.filter((x) => x.id !== undefined).map((x) => jsonRpcError(x.id as string | number, JSONRPC_FORBIDDEN, `${where}${message}`, data));
+        // One error per request of the batch (notifications and responses get none), all for the same reason;
+        // past BATCH_ERRORS_MAX, one more error (id null) counts the rest: the answer stays a few KiB.
+        const ids = messages.flatMap((x) => (x.id !== undefined ? [x.id] : []));
+        const errs = ids.slice(0, BATCH_ERRORS_MAX).map((id) => jsonRpcError(id, JSONRPC_FORBIDDEN, `${where}${message}`, data));
+        if (ids.length > BATCH_ERRORS_MAX) errs.push(jsonRpcError(null, JSONRPC_FORBIDDEN, `${ids.length - BATCH_ERRORS_MAX} more requests of this batch are not executed: ${where}${message}`, data));
         body = errs.length > 0 ? errs : jsonRpcError(null, JSONRPC_FORBIDDEN, `${where}${message}`, data);
       }
       // MCP authorization: a 403 for missing scopes says which scopes to ask for and where the metadata is.

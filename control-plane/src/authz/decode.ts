@@ -7,13 +7,15 @@
 // UTF-8 decoder. Proto3 semantics hold: unknown fields are skipped, a repeated scalar field's last value wins
 // and a repeated message field is merged. `decodeCheckInputReference` does the same with a full protobufjs
 // decode; tests check that both agree.
+import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/proto.ts';
-import { HEADERS_READ, JWT_AUTHN_NAMESPACE, REQUEST_ID_HEADER, type CheckInput } from './check.ts';
+import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, REQUEST_ID_HEADER, type CheckInput } from './check.ts';
 
 export interface DecodedCheck extends CheckInput {
   readonly path: string;
   readonly requestId: string;
+  headerCount(name: string): number | undefined;
 }
 
 function fieldIds<K extends string>(typeName: string, names: readonly K[]): Record<K, number> {
@@ -94,6 +96,17 @@ function str(r: protobuf.Reader): string {
   return slice(r.buf, s, e);
 }
 
+/**
+ * The `body` string field. A proto3 string must be UTF-8, but Envoy puts the client's bytes there as they
+ * came: if they are not UTF-8 they are kept as bytes, so that the check refuses them instead of deciding on
+ * the U+FFFD a decoder would substitute.
+ */
+function bodyField(r: protobuf.Reader): string | Uint8Array {
+  const [s, e] = span(r);
+  const bytes = r.buf.subarray(s, e);
+  return isUtf8(bytes) ? slice(r.buf, s, e) : bytes;
+}
+
 /** A map<string, string> entry (key 1, value 2). */
 function mapEntry(r: protobuf.Reader, end: number): [string, string] {
   let k = '';
@@ -161,8 +174,10 @@ interface Acc {
   path: string;
   id: string;
   size: number;
-  body: string;
+  body: string | Uint8Array;
   rawBody: Uint8Array | undefined;
+  /** Envoy sent a header_map (encode_raw_headers): each copy of a header is its own entry. */
+  rawMode: boolean;
   headers: Record<string, string>;
   rawHeaders: Array<[string, string]>;
   ext: Record<string, string>;
@@ -179,12 +194,15 @@ function readHttp(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof 
       if (f === h.method) a.method = str(r);
       else if (f === h.path) a.path = str(r);
       else if (f === h.id) a.id = str(r);
-      else if (f === h.body) a.body = str(r);
+      else if (f === h.body) a.body = bodyField(r);
       else if (f === h.raw_body) {
         const [s, e] = span(r);
         a.rawBody = r.buf.subarray(s, e);
       } else if (f === h.headers) headerEntry(r, enter(r), a.headers);
-      else if (f === h.header_map) readHeaderMap(r, enter(r), a, F);
+      else if (f === h.header_map) {
+        a.rawMode = true;
+        readHeaderMap(r, enter(r), a, F);
+      }
       else r.skipType(wt);
     } else if (wt === VARINT && f === h.size) {
       a.size = int64(r);
@@ -292,8 +310,11 @@ export function structToJson(s: PbStruct | undefined): Record<string, unknown> {
 
 function claimsFrom(ns: PbStruct | undefined, payloadKey: string): unknown {
   const payload = ns?.fields?.[payloadKey];
-  const claims = payload?.structValue ?? payload?.struct_value;
-  return claims ? structToJson(claims) : undefined;
+  if (payload === undefined) return undefined;
+  const claims = payload.structValue ?? payload.struct_value;
+  // jwt_authn writes the payload as a Struct: anything else there is not a token's claims.
+  if (!claims) throw new ClaimsMetadataError(`"${payloadKey}" under ${JWT_AUTHN_NAMESPACE} is not a Struct of claims`);
+  return structToJson(claims);
 }
 
 /** jwt_authn's metadata, decoded only when needed: `key` (its encoded bytes) lets callers be cached. */
@@ -304,12 +325,18 @@ interface ClaimsSource {
 
 function finish(a: Omit<Acc, 'jwtStructs'>, claims: ClaimsSource | undefined): DecodedCheck {
   let headers = a.headers;
-  if (a.rawHeaders.length > 0) {
-    // encode_raw_headers: a header map (values as bytes), repeated names joined as HTTP does.
+  let counts: Record<string, number> | undefined;
+  if (a.rawMode) {
+    // encode_raw_headers: a header map (values as bytes), repeated names joined as HTTP does, and counted.
     headers = { ...headers };
-    for (const [k, v] of a.rawHeaders) headers[k] = headers[k] === undefined ? v : `${headers[k]},${v}`;
+    counts = {};
+    for (const k of Object.keys(a.headers)) counts[k] = 1;
+    for (const [k, v] of a.rawHeaders) {
+      headers[k] = headers[k] === undefined ? v : `${headers[k]},${v}`;
+      counts[k] = (counts[k] ?? 0) + 1;
+    }
   }
-  return new Decoded(a, headers, claims);
+  return new Decoded(a, headers, counts, claims);
 }
 
 class Decoded implements DecodedCheck {
@@ -321,10 +348,11 @@ class Decoded implements DecodedCheck {
   readonly path: string;
   readonly requestId: string;
   private readonly headers: Readonly<Record<string, string>>;
+  private readonly counts: Readonly<Record<string, number>> | undefined;
   private readonly claims: ClaimsSource | undefined;
   private claimsLoaded = false;
   private claimsValue: unknown;
-  constructor(a: Omit<Acc, 'jwtStructs'>, headers: Record<string, string>, claims: ClaimsSource | undefined) {
+  constructor(a: Omit<Acc, 'jwtStructs'>, headers: Record<string, string>, counts: Record<string, number> | undefined, claims: ClaimsSource | undefined) {
     this.method = a.method.toUpperCase();
     this.contextExtensions = a.ext;
     this.body = a.rawBody && a.rawBody.length > 0 ? a.rawBody : a.body;
@@ -333,6 +361,7 @@ class Decoded implements DecodedCheck {
     this.claims = claims;
     this.path = a.path;
     this.headers = headers;
+    this.counts = counts;
     this.requestId = headers[REQUEST_ID_HEADER] ?? a.id;
   }
   get metadataClaims(): unknown {
@@ -345,13 +374,16 @@ class Decoded implements DecodedCheck {
   header(name: string): string | undefined {
     return this.headers[name];
   }
+  headerCount(name: string): number | undefined {
+    return this.counts === undefined ? undefined : (this.counts[name] ?? 0);
+  }
 }
 
 /** Decodes the fields of an encoded CheckRequest the authorizer reads. Throws on malformed protobuf. */
 export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): DecodedCheck {
   const F = (ids ??= loadIds());
   const r = protobuf.Reader.create(buf);
-  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, headers: {}, rawHeaders: [], ext: {}, jwtStructs: [] };
+  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, rawMode: false, headers: {}, rawHeaders: [], ext: {}, jwtStructs: [] };
   while (r.pos < r.len) {
     const tag = r.uint32();
     if (tag >>> 3 === F.check.attributes && (tag & 7) === LEN) readAttributes(r, enter(r), a, F);
@@ -401,6 +433,6 @@ export function decodeCheckInputReference(buf: Uint8Array, metadataPayloadKey: s
   return finish({
     method: http?.method ?? '', path: http?.path ?? '', id: http?.id ?? '',
     size: typeof size === 'number' ? size : size ? Number(size.toString()) : 0,
-    body: http?.body ?? '', rawBody: http?.raw_body, headers, rawHeaders, ext: { ...(attrs?.context_extensions ?? {}) },
+    body: http?.body ?? '', rawBody: http?.raw_body, rawMode: http?.header_map != null, headers, rawHeaders, ext: { ...(attrs?.context_extensions ?? {}) },
   }, { load: () => claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey) });
 }

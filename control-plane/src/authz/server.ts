@@ -22,6 +22,24 @@ export const CHECK_PATH = `/${AUTHORIZATION_SERVICE}/Check`;
 const OK = 0;
 const INVALID_ARGUMENT = 3;
 const PERMISSION_DENIED = 7;
+const INTERNAL = 13;
+
+/** Longest status message (the reason, for Envoy's logs) put in a CheckResponse. */
+const STATUS_MESSAGE_MAX = 1024;
+
+/**
+ * A string as it may go into a CheckResponse: proto3 strings must be UTF-8, and a lone surrogate (from a JSON
+ * escape such as "\ud800" in a client's body, or a cut through a pair) has no UTF-8 form: Envoy would fail to
+ * parse the answer. Replaced by U+FFFD here, whatever path the text took.
+ */
+function wellFormed(text: string, max = Infinity): string {
+  let t = text.length > max ? `${text.slice(0, max)}…` : text;
+  t = t.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, '\ufffd');
+  return t;
+}
+
+/** Allowed targets longer than this are answered without the response cache (see ok()). */
+const CACHED_TARGET_MAX = 512;
 
 const identity = (b: Buffer): Buffer => b;
 
@@ -198,14 +216,18 @@ export class AuthzServer {
     return out;
   }
 
+  private okResponse(header: string, value: string, o: CheckOutcome): Buffer {
+    return this.encodeResponse({
+      status: { code: OK },
+      ok_response: { response_headers_to_add: [{ header: { key: header, value: wellFormed(value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] },
+      dynamic_metadata: accessLogMetadata(o),
+    });
+  }
+
   private ok(cache: Map<string, Buffer>, key: string, header: string, value: string, o: CheckOutcome): Buffer {
     let b = cache.get(key);
     if (!b) {
-      b = this.encodeResponse({
-        status: { code: OK },
-        ok_response: { response_headers_to_add: [{ header: { key: header, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] },
-        dynamic_metadata: accessLogMetadata(o),
-      });
+      b = this.okResponse(header, value, o);
       // Bounded by the policy's rules and the tools it names literally (others share "other"); cleared on policy swap.
       if (cache.size >= 10_000) cache.clear();
       cache.set(key, b);
@@ -216,17 +238,23 @@ export class AuthzServer {
   private respond(o: CheckOutcome): Buffer {
     // Keyed by the rule id and the named target: the response carries both back to Envoy's access log.
     if (o.verdict === 'allow' || o.verdict === 'shadow_deny') {
-      const key = o.action === undefined || o.action.kind === 'service' ? o.rule : `${o.rule}\u0000${o.action.kind}\u0000${actionTarget(o.action)}`;
+      // A flood of distinct long names must not fill the cache's memory: those are encoded every time.
+      if (o.action !== undefined && actionTarget(o.action).length > CACHED_TARGET_MAX) {
+        const [header, value] = o.verdict === 'allow' ? [DECISION_HEADER, `allow; rule=${o.rule}`] : [SHADOW_HEADER, o.rule];
+        return this.okResponse(header, value, o);
+      }
+      const key = o.action === undefined || o.action.kind === 'service' ? o.rule : JSON.stringify([o.rule, o.action.kind, actionTarget(o.action)]);
       if (o.verdict === 'allow') return this.okAllow.get(key) ?? this.ok(this.okAllow, key, DECISION_HEADER, `allow; rule=${o.rule}`, o);
       return this.okShadow.get(key) ?? this.ok(this.okShadow, key, SHADOW_HEADER, o.rule, o);
     }
     const http = o.http as NonNullable<CheckOutcome['http']>;
+    const code = http.status >= 500 ? INTERNAL : http.status === 403 ? PERMISSION_DENIED : INVALID_ARGUMENT;
     return this.encodeResponse({
-      status: { code: http.status === 400 || http.status === 413 ? INVALID_ARGUMENT : PERMISSION_DENIED, message: `${o.rule}: ${o.reason}` },
+      status: { code, message: wellFormed(`${o.rule}: ${o.reason}`, STATUS_MESSAGE_MAX) },
       denied_response: {
         status: { code: http.status },
-        headers: http.headers.map(([key, value]) => ({ header: { key, value }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
-        body: http.body,
+        headers: http.headers.map(([key, value]) => ({ header: { key, value: wellFormed(value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+        body: wellFormed(http.body),
       },
       dynamic_metadata: accessLogMetadata(o),
     });
@@ -271,7 +299,7 @@ function actionTarget(a: McpAction): string {
 function accessLogMetadata(o: CheckOutcome): ProtoObject {
   const a = o.action;
   return struct({
-    decision: o.verdict, rule: o.rule,
-    ...(a && a.kind !== 'service' ? { mcp_kind: a.kind, mcp_name: actionTarget(a) } : {}),
+    decision: o.verdict, rule: wellFormed(o.rule),
+    ...(a && a.kind !== 'service' ? { mcp_kind: a.kind, mcp_name: wellFormed(actionTarget(a), STATUS_MESSAGE_MAX) } : {}),
   });
 }

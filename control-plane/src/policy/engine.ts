@@ -9,10 +9,16 @@
 //    pattern under `tools` / `resources` / `prompts` / `completions` (an absent or empty list covers nothing);
 //  - a deny rule denies what its lists name; a deny rule with no list at all denies the whole service;
 //  - an explicit deny from ANY of the caller's roles wins over any allow from any role;
-//  - a service's `requiredScopes` must all be in the token's scopes before roles are even looked at.
+//  - a service's `requiredScopes` must all be in the token's scopes before roles are even looked at;
+//  - resource URIs are matched in their normal form (uri.ts: as the server resolves them), and a name or URI
+//    a server might read differently than a glob would (control characters, edge whitespace, lone
+//    surrogates; an ambiguous URI) matches no rule at all: denied (`invalid-name`, `invalid-resource-uri`).
 // Globs are compiled to anchored RegExps once per policy (compilePolicy); `decide` accepts a Policy too and
 // compiles it once (cached per Policy object).
+import { META_PROTOCOL_VERSION } from './mcp-http.ts';
 import { defaultServicePolicy } from './parse.ts';
+import { shown, textProblem } from './text.ts';
+import { normalizeResourceUri } from './uri.ts';
 import type { Decision, McpAction, Pattern, Policy, RuleTarget, ServicePolicy } from './types.ts';
 import { escapeRegex } from '../model/glob.ts';
 
@@ -146,13 +152,31 @@ export interface McpMessage {
   readonly id?: string | number;
   /** The method, for requests and notifications. */
   readonly method?: string;
+  /**
+   * What a 2026-07-28 `Mcp-Name` header mirrors: params.name or params.uri exactly as the body has it (the
+   * action holds the normalized URI).
+   */
+  readonly target?: string;
+  /** params._meta["io.modelcontextprotocol/protocolVersion"], when the body carries one (2026-07-28). */
+  readonly protocolVersion?: string;
 }
 
 export type ParsedBody =
   | { readonly messages: readonly McpMessage[]; readonly batch: boolean }
-  | { readonly error: string; readonly id?: string | number };
+  | {
+    readonly error: string;
+    readonly id?: string | number;
+    /** The body is not JSON at all (JSON-RPC's Parse error, -32700), rather than JSON that is not valid JSON-RPC. */
+    readonly notJson?: boolean;
+  };
+
+/** Most messages in a batch: SDK servers refuse more (MAX_BATCH_SIZE of @modelcontextprotocol/sdk 1.x). */
+export const MAX_BATCH_SIZE = 100;
 
 const SERVICE_ACTION: McpAction = Object.freeze({ kind: 'service' });
+
+/** Methods whose params name what policy decides on. */
+const NAMING_METHODS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'resources/subscribe', 'resources/unsubscribe', 'prompts/get', 'completion/complete']);
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -162,7 +186,8 @@ function describeType(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'nothing';
   if (Array.isArray(v)) return 'an array';
-  return typeof v === 'object' ? 'an object' : `${typeof v} ${JSON.stringify(v)}`;
+  if (typeof v === 'string') return `string ${shown(v)}`;
+  return typeof v === 'object' ? 'an object' : `${typeof v} ${String(v).slice(0, 40)}`;
 }
 
 type Classified = McpMessage | { readonly error: string; readonly id?: string | number };
@@ -174,7 +199,7 @@ function stringParam(params: Record<string, unknown> | undefined, key: string): 
 
 function classify(msg: unknown, at: string): Classified {
   if (!isObj(msg)) return { error: `${at}is not a JSON-RPC message object (got ${describeType(msg)})` };
-  if (msg['jsonrpc'] !== '2.0') return { error: `${at}"jsonrpc" must be "2.0" (got ${msg['jsonrpc'] === undefined ? 'nothing' : JSON.stringify(msg['jsonrpc'])})` };
+  if (msg['jsonrpc'] !== '2.0') return { error: `${at}"jsonrpc" must be "2.0" (got ${describeType(msg['jsonrpc'])})` };
   const hasId = Object.hasOwn(msg, 'id');
   const rawId = msg['id'];
   if (!Object.hasOwn(msg, 'method')) {
@@ -194,9 +219,27 @@ function classify(msg: unknown, at: string): Classified {
   const withId = id !== undefined ? { id } : {};
   const method = msg['method'];
   if (typeof method !== 'string') return { error: `${at}"method" must be a string (got ${describeType(method)})`, ...withId };
+  // Method names are exact (JSON-RPC is case-sensitive, and so are SDK servers): nothing is trimmed or
+  // folded here. A method a lenient server might trim or fold into one that names something is refused
+  // rather than judged as a service-level method it is not.
+  const methodProblem = textProblem(method, `${at}"method"`);
+  if (methodProblem) return { error: methodProblem, ...withId };
+  if (!NAMING_METHODS.has(method) && NAMING_METHODS.has(method.toLowerCase())) return { error: `${at}"method" ${shown(method)} is not ${method.toLowerCase()} (method names are case-sensitive)`, ...withId };
   const rawParams = msg['params'];
-  if (rawParams !== undefined && (typeof rawParams !== 'object' || rawParams === null)) return { error: `${at}"params" of ${method} must be an object (got ${describeType(rawParams)})`, ...withId };
+  if (rawParams !== undefined && (typeof rawParams !== 'object' || rawParams === null)) return { error: `${at}"params" of ${shown(method)} must be an object (got ${describeType(rawParams)})`, ...withId };
   const params = isObj(rawParams) ? rawParams : undefined;
+  const meta = params?.['_meta'];
+  const version = isObj(meta) ? meta[META_PROTOCOL_VERSION] : undefined;
+  if (version !== undefined && typeof version !== 'string') return { error: `${at}"params._meta[${JSON.stringify(META_PROTOCOL_VERSION)}]" must be a string (got ${describeType(version)})`, ...withId };
+  const withVersion = version !== undefined ? { protocolVersion: version } : {};
+  // What Mcp-Name mirrors, for any method that has it (the header check compares it exactly).
+  const named = stringParam(params, 'name') ?? stringParam(params, 'uri');
+  const withTarget = named !== undefined ? { target: named } : {};
+  const checkName = (value: string, what: string): string | undefined => textProblem(value, `${at}${what} of ${method}`);
+  const checkUri = (value: string, what: string): { uri: string } | { error: string } => {
+    const r = normalizeResourceUri(value);
+    return 'error' in r ? { error: `${at}${what} of ${method} is refused: ${r.error}` } : r;
+  };
   // Notifications are classified by method like requests: a real notification names nothing (-> service),
   // and an id-less "tools/call" is still judged as the tool call a lenient server might run.
   let action: McpAction;
@@ -204,22 +247,28 @@ function classify(msg: unknown, at: string): Classified {
     case 'tools/call': {
       const name = stringParam(params, 'name');
       if (name === undefined) return { error: `${at}tools/call needs "params.name", a non-empty string (got ${describeType(params?.['name'])})`, ...withId };
+      const problem = checkName(name, '"params.name"');
+      if (problem) return { error: problem, ...withId };
       action = { kind: 'tool', name };
-      break;
+      return { action, method, target: name, ...withId, ...withVersion };
     }
     case 'resources/read':
     case 'resources/subscribe':
     case 'resources/unsubscribe': {
       const uri = stringParam(params, 'uri');
       if (uri === undefined) return { error: `${at}${method} needs "params.uri", a non-empty string (got ${describeType(params?.['uri'])})`, ...withId };
-      action = { kind: 'resource', uri };
-      break;
+      const n = checkUri(uri, '"params.uri"');
+      if ('error' in n) return { error: n.error, ...withId };
+      action = { kind: 'resource', uri: n.uri };
+      return { action, method, target: uri, ...withId, ...withVersion };
     }
     case 'prompts/get': {
       const name = stringParam(params, 'name');
       if (name === undefined) return { error: `${at}prompts/get needs "params.name", a non-empty string (got ${describeType(params?.['name'])})`, ...withId };
+      const problem = checkName(name, '"params.name"');
+      if (problem) return { error: problem, ...withId };
       action = { kind: 'prompt', name };
-      break;
+      return { action, method, target: name, ...withId, ...withVersion };
     }
     case 'completion/complete': {
       const ref = params?.['ref'];
@@ -227,10 +276,15 @@ function classify(msg: unknown, at: string): Classified {
       if (ref['type'] === 'ref/prompt') {
         const name = stringParam(ref, 'name');
         if (name === undefined) return { error: `${at}completion/complete with ref/prompt needs "params.ref.name", a non-empty string`, ...withId };
+        const problem = checkName(name, '"params.ref.name"');
+        if (problem) return { error: problem, ...withId };
         action = { kind: 'completion', ref: name };
       } else if (ref['type'] === 'ref/resource') {
         const uri = stringParam(ref, 'uri');
         if (uri === undefined) return { error: `${at}completion/complete with ref/resource needs "params.ref.uri", a non-empty string`, ...withId };
+        // Matched as written, not normalized: SDK servers compare it, as a string, with their URI templates.
+        const problem = checkName(uri, '"params.ref.uri"');
+        if (problem) return { error: problem, ...withId };
         action = { kind: 'completion', ref: uri };
       } else return { error: `${at}completion/complete "params.ref.type" must be "ref/prompt" or "ref/resource" (got ${describeType(ref['type'])})`, ...withId };
       break;
@@ -238,26 +292,53 @@ function classify(msg: unknown, at: string): Classified {
     default:
       action = SERVICE_ACTION;
   }
-  return { action, method, ...withId };
+  return { action, method, ...withTarget, ...withId, ...withVersion };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * The text of a body as the servers in front of which the mesh stands decode it: UTF-8 (the authorizer has
+ * already refused any other charset), one leading byte order mark dropped (the SDK's plain transport reads
+ * bodies with `new TextDecoder()`, body-parser/express.json() with iconv-lite: both drop exactly one; a
+ * second one is then not JSON, for them as here). Bytes that are not UTF-8 (overlong forms, encoded
+ * surrogates, stray continuation bytes) are refused: those decoders would substitute U+FFFD and a server
+ * would run a name no policy wrote.
+ */
+export function decodeBodyText(body: string | Uint8Array): { text: string } | { error: string } {
+  if (typeof body === 'string') return { text: body.charCodeAt(0) === 0xfeff ? body.slice(1) : body };
+  try {
+    return { text: utf8.decode(body.length >= 3 && body[0] === 0xef && body[1] === 0xbb && body[2] === 0xbf ? body.subarray(3) : body) };
+  } catch {
+    return { error: 'body is not valid UTF-8' };
+  }
 }
 
 /**
  * Parses a JSON-RPC body (text, bytes, or an already parsed value) into its messages. A batch (array) yields
- * every element: SDK 1.x servers still execute batches, so each element must be authorized.
+ * every element: SDK 1.x servers still execute batches (up to MAX_BATCH_SIZE), so each element must be
+ * authorized.
+ *
+ * The message decided is the one JSON.parse builds, which is what SDK servers (and express.json()) run: of
+ * duplicate keys the LAST wins (`{"name":"get_forecast","name":"admin_reset"}` is a call of admin_reset,
+ * and is judged as one).
  */
 export function parseMcpBody(body: unknown): ParsedBody {
   let value: unknown = body;
   if (typeof body === 'string' || body instanceof Uint8Array) {
-    const text = typeof body === 'string' ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8');
+    const decoded = decodeBodyText(body);
+    if ('error' in decoded) return { error: decoded.error };
+    const text = decoded.text;
     if (text.trim() === '') return { error: 'body is empty (expected a JSON-RPC message)' };
     try {
       value = JSON.parse(text);
     } catch (err) {
-      return { error: `body is not JSON: ${(err as Error).message}` };
+      return { error: `body is not JSON: ${(err as Error).message.slice(0, 200)}`, notJson: true };
     }
   }
   if (Array.isArray(value)) {
     if (value.length === 0) return { error: 'body is an empty JSON-RPC batch ([])' };
+    if (value.length > MAX_BATCH_SIZE) return { error: `body is a batch of ${value.length} messages; at most ${MAX_BATCH_SIZE} are accepted (as by SDK servers)` };
     const messages: McpMessage[] = [];
     for (let i = 0; i < value.length; i++) {
       const c = classify(value[i], `batch element [${i}]: `);
@@ -296,10 +377,11 @@ export interface EngineDecision extends Decision {
 
 export function describeAction(a: McpAction): string {
   switch (a.kind) {
-    case 'tool': return `tool "${a.name}"`;
-    case 'resource': return `resource "${a.uri}"`;
-    case 'prompt': return `prompt "${a.name}"`;
-    case 'completion': return `completion for "${a.ref}"`;
+    // shown(): quoted, and cut short, so a 1 MiB name never becomes a 1 MiB answer or log line.
+    case 'tool': return `tool ${shown(a.name)}`;
+    case 'resource': return `resource ${shown(a.uri)}`;
+    case 'prompt': return `prompt ${shown(a.name)}`;
+    case 'completion': return `completion for ${shown(a.ref)}`;
     case 'service': return 'service-level access (initialize, ping, lists, notifications, responses, GET stream, DELETE session)';
   }
 }
@@ -362,6 +444,22 @@ function defaultDenyReason(c: CompiledPolicy, input: DecisionInput, matched: rea
   return `default deny: no allow rule of role(s) ${names} lists ${describeAction(input.action)} under ${item?.kind ?? 'its kind'} for service "${input.service}"`;
 }
 
+/**
+ * The item an action names, in the form patterns are matched against: a resource URI normalized (policy/uri.ts),
+ * names as they are. Text a server might read differently than `*` would (control characters, edge
+ * whitespace, lone surrogates; an ambiguous URI) matches no rule: it is denied, whatever the policy says.
+ */
+function checkedItem(a: McpAction): { item: { kind: ItemKind; value: string } | undefined } | { error: string; rule: string } {
+  const item = itemOf(a);
+  if (item === undefined) return { item };
+  if (item.kind === 'resources') {
+    const n = normalizeResourceUri(item.value);
+    return 'error' in n ? { error: `resource ${shown(item.value)} is refused: ${n.error}`, rule: 'invalid-resource-uri' } : { item: { kind: item.kind, value: n.uri } };
+  }
+  const problem = textProblem(item.value, `${item.kind === 'tools' ? 'tool' : item.kind === 'prompts' ? 'prompt' : 'completion ref'} ${shown(item.value)}`);
+  return problem ? { error: `${problem}, so it matches no rule`, rule: 'invalid-name' } : { item };
+}
+
 /** The decision for one action. Default deny; an explicit deny from any of the caller's roles wins over any allow. */
 export function decide(policy: Policy | CompiledPolicy, input: DecisionInput): EngineDecision {
   const c = compiled(policy);
@@ -374,15 +472,19 @@ export function decide(policy: Policy | CompiledPolicy, input: DecisionInput): E
     };
   }
   const roles = callerRoles(c, input.roles);
-  const item = itemOf(input.action);
+  const checked = checkedItem(input.action);
+  if ('error' in checked) return { allow: false, rule: checked.rule, reason: checked.error };
+  const item = checked.item;
+  // Reasons name what was matched: the normalized URI.
+  const action: McpAction = input.action.kind === 'resource' && item !== undefined && item.value !== input.action.uri ? { kind: 'resource', uri: item.value } : input.action;
   for (const role of roles) for (const rule of role.deny) {
-    if (ruleMatches(rule, input.service, item)) return { allow: false, rule: rule.id, reason: denyReason(rule, input.service, input.action) };
+    if (ruleMatches(rule, input.service, item)) return { allow: false, rule: rule.id, reason: denyReason(rule, input.service, action) };
   }
   for (const role of roles) for (const rule of role.allow) {
     // The reason is only read for logs and explain: built on demand, not on every allowed request.
-    if (ruleMatches(rule, input.service, item)) return { allow: true, rule: rule.id, get reason() { return allowReason(rule, input.service, input.action); } };
+    if (ruleMatches(rule, input.service, item)) return { allow: true, rule: rule.id, get reason() { return allowReason(rule, input.service, action); } };
   }
-  return { allow: false, rule: 'default-deny', reason: defaultDenyReason(c, input, roles) };
+  return { allow: false, rule: 'default-deny', reason: defaultDenyReason(c, { ...input, action }, roles) };
 }
 
 // -------------------------------------------------------------------------------------------- explain
@@ -412,7 +514,9 @@ function traceRule(rule: CompiledRule, service: string, action: McpAction): Rule
   if (!rule.service.test(service)) return { ...base, matched: false, why: `service pattern "${rule.target.service}" does not match "${service}"` };
   const svcOk = `service pattern "${rule.target.service}" matches "${service}"`;
   if (rule.effect === 'deny' && rule.serviceOnly) return { ...base, matched: true, why: `${svcOk}, and the rule lists no tools/resources/prompts/completions, so it denies the whole service` };
-  const item = itemOf(action);
+  const checked = checkedItem(action);
+  if ('error' in checked) return { ...base, matched: false, why: `${svcOk}, but ${checked.error}` };
+  const item = checked.item;
   if (item === undefined) {
     return rule.effect === 'allow'
       ? { ...base, matched: true, why: `${svcOk}: any allow rule of a service admits its service-level requests` }
@@ -421,8 +525,8 @@ function traceRule(rule: CompiledRule, service: string, action: McpAction): Rule
   const patterns = rule.target[item.kind];
   if (patterns === undefined) return { ...base, matched: false, why: `${svcOk}, but the rule has no ${item.kind} list (an absent list covers nothing)` };
   const hit = patterns.find((p) => globMatch(p, item.value));
-  if (hit === undefined) return { ...base, matched: false, why: `${svcOk}, but no ${item.kind} pattern of [${patterns.join(', ')}] matches "${item.value}"` };
-  return { ...base, matched: true, why: `${svcOk}, and ${item.kind} pattern "${hit}" matches "${item.value}"` };
+  if (hit === undefined) return { ...base, matched: false, why: `${svcOk}, but no ${item.kind} pattern of [${patterns.join(', ')}] matches ${shown(item.value)}` };
+  return { ...base, matched: true, why: `${svcOk}, and ${item.kind} pattern "${hit}" matches ${shown(item.value)}` };
 }
 
 /** The decision plus every rule of the caller's roles and whether it matched (for `mcpmesh policy explain`). */

@@ -6,6 +6,7 @@ import { ConfigError, isNode, join, Reader, type Node } from '../model/reader.ts
 import { globRegex, wordInListRegex } from '../model/glob.ts';
 import { RE2_MAX_PROGRAM_SIZE, re2ProgramSize } from '../xds/re2-size.ts';
 import { readJwks } from './jwks.ts';
+import { resourcePatternProblem } from './uri.ts';
 import type { EnforcementMode, JwtProvider, Pattern, Policy, Role, RuleTarget, ServicePolicy } from './types.ts';
 
 export const DEFAULT_ROLE_CLAIM = 'roles';
@@ -16,8 +17,11 @@ const SERVICE_PATTERN = /^[a-z0-9*-]{1,63}$/;
 /** SPIFFE trust domain: lower-case letters, digits, ".", "-", "_". */
 const TRUST_DOMAIN = /^[a-z0-9]([a-z0-9._-]{0,253}[a-z0-9])?$/;
 const PROVIDER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
-/** Role names come from JWT claims; a space-separated `scope` claim cannot carry whitespace. */
-const ROLE_NAME = /^[^\s]{1,256}$/;
+/**
+ * Role names come from JWT claims; a space-separated `scope` claim cannot carry whitespace. No control
+ * characters either: a role name ends up in the authorizer's x-mcpmesh-decision header (via the rule id).
+ */
+const ROLE_NAME = /^[^\s\x00-\x1f\x7f-\x9f]{1,256}$/;
 const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 scope-token
 const DAY_MS = 86_400_000;
 
@@ -65,9 +69,13 @@ export function patternProblem(pattern: unknown, kind: PatternKind): string | un
       if (/[?[\]{}]/.test(pattern)) return `${q}: only "*" is a wildcard ("?", "[...]" and "{...}" are not supported)`;
       return pattern === '*' ? undefined : re2Problem(globRegex(pattern), q);
     case 'resource':
-    case 'completion':
+    case 'completion': {
       if (/[{}]/.test(pattern)) return `${q}: "{...}" (URI template variables) is not supported; use "*" instead, e.g. "weather://*"`;
+      // Resource URIs are matched in their normal form (policy/uri.ts): a pattern in another form would never match.
+      const uriProblem = kind === 'resource' ? resourcePatternProblem(pattern) : undefined;
+      if (uriProblem) return `${q}: ${uriProblem}`;
       return pattern === '*' ? undefined : re2Problem(globRegex(pattern), q);
+    }
     case 'caller':
       if (!pattern.startsWith('spiffe://') || pattern.length <= 'spiffe://'.length) return `${q}: must be a SPIFFE ID pattern such as "spiffe://mcpmesh.local/gateway/*"`;
       if (/[?[\]{}]/.test(pattern)) return `${q}: only "*" is a wildcard`;
@@ -263,7 +271,7 @@ export function parsePolicy(yamlText: string, sourceName: string): Policy {
   const rolesNode = r.object(root, 'roles', '');
   for (const [name, raw] of Object.entries(rolesNode ?? {})) {
     const path = join('roles', name);
-    if (!ROLE_NAME.test(name)) r.fail(path, `${JSON.stringify(name)} is not a role name (1-256 characters, no whitespace)`);
+    if (!ROLE_NAME.test(name)) r.fail(path, `${JSON.stringify(name)} is not a role name (1-256 characters, no whitespace or control characters)`);
     else {
       // Header RBAC matches a role inside a space-separated claim with a regex (translate/rbac.ts).
       const problem = re2Problem(wordInListRegex(name), `role ${JSON.stringify(name)}`, 'role names of up to 74 ASCII characters fit');

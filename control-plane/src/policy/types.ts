@@ -1,7 +1,7 @@
 // The security policy model: who may call which MCP service, tool, resource, prompt and completion.
 // One YAML file (see deploy/policy.example.yaml) is parsed into this shape; everything that enforces
-// policy (Envoy RBAC for 2026-07-28 services, the MCP authorizer for older ones, the tools/list filter)
-// is compiled from it, so they cannot disagree.
+// policy (the MCP authorizer for every service, Envoy header RBAC in front of it for 2026-07-28 services,
+// the tools/list filter) is compiled from it, so they cannot disagree.
 
 /** A JWT issuer the gateway trusts. */
 export interface JwtProvider {

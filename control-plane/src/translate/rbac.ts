@@ -1,12 +1,23 @@
 // Header-based MCP authorization for 2026-07-28 services, compiled to Envoy RBAC: every POST carries
-// `Mcp-Method` and, for tools/call, resources/read and prompts/get, `Mcp-Name`, so Envoy decides without
-// reading the body. Two filters: DENY (explicit deny rules, and requests whose protocol version is missing
-// or older than header validation) runs before ALLOW (default deny: only what a role allows passes).
+// `Mcp-Method` and, for tools/call, resources/read and prompts/get, `Mcp-Name`, so Envoy can reject before
+// the body is even read. Two filters: DENY (explicit deny rules, requests whose protocol version is not a
+// known header-validated revision, repeated MCP headers) runs before ALLOW (default deny: only what a role
+// allows passes).
+//
+// This is a cheap first reject, not the decision: headers are what the client says, the body is what the
+// server runs. The MCP authorizer (ext_authz, after these filters) decides on the body and refuses a request
+// whose headers do not mirror it. So RBAC never needs to be stricter than the policy engine, and is not on a
+// well-formed request: it decides exactly as the engine on plain names, and lets through to the authorizer
+// what only the body can settle: Mcp-Name values in the =?base64?...?= form (it cannot decode them) and
+// completion/complete refs (no header carries them). (A resource URI sent in another spelling than its normal
+// form, or holding a ",", is refused here although the authorizer would judge it: see the README.)
+// test/policy/rbac-engine.test.ts holds it to that, with the authorizer behind it.
 // Pure functions of the policy and the service.
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { Pattern, Role, RuleTarget } from '../policy/types.ts';
 import { globRegex, wordInListRegex } from '../model/glob.ts';
 import { spiffeIdMatcher } from '../identity/sds.ts';
+import { HEADER_VALIDATED_PROTOCOLS } from '../policy/mcp-http.ts';
 import { JWT_PAYLOAD_METADATA_KEY, RBAC_STAT_PREFIX, rbacPolicyName } from './naming.ts';
 import { any, type ProtoObject } from './resource.ts';
 
@@ -21,7 +32,8 @@ const NAMED_METHODS = {
   tools: ['tools/call'],
   resources: ['resources/read', 'resources/subscribe', 'resources/unsubscribe'],
   prompts: ['prompts/get'],
-  // completion/complete has no Mcp-Name: header policy can only allow it wholesale (completions: ["*"]).
+  // completion/complete has no Mcp-Name: header policy can only deny it wholesale (completions: ["*"]), and
+  // lets any rule with completions through to the authorizer, which reads the ref from the body.
   completions: ['completion/complete'],
 } as const;
 type Kind = keyof typeof NAMED_METHODS;
@@ -42,25 +54,35 @@ function methodIs(methods: readonly string[]): ProtoObject {
     : { or_rules: { rules: methods.map((m) => header('mcp-method', { exact: m })) } };
 }
 
-function nameMatches(patterns: readonly Pattern[]): ProtoObject {
-  const rules = patterns.map((p) => (p === '*' ? { any: true } : header('mcp-name', { safe_regex: { regex: globRegex(p) } })));
+/** An Mcp-Name in the =?base64?...?= form (non-ASCII names, and any a client chose to encode). */
+const ENCODED_NAME: ProtoObject = { and_rules: { rules: [header('mcp-name', { prefix: '=?base64?' }), header('mcp-name', { suffix: '?=' })] } };
+
+/**
+ * Mcp-Name matches one of `patterns`. For an allow rule, an encoded name passes too: RBAC cannot decode it,
+ * and the authorizer behind it decodes it, checks it against the body and decides on the name itself.
+ */
+function nameMatches(patterns: readonly Pattern[], forAllow: boolean): ProtoObject {
+  if (patterns.includes('*')) return { any: true };
+  const rules = patterns.map((p) => header('mcp-name', { safe_regex: { regex: globRegex(p) } }));
+  if (forAllow) rules.push(ENCODED_NAME);
   return rules.length === 1 ? (rules[0] as ProtoObject) : { or_rules: { rules } };
 }
 
-/** What one allow or deny rule covers, as an RBAC permission. `whole` = the rule names no items: the whole service. */
-function permission(rule: RuleTarget, allowServiceMethods: boolean): ProtoObject | undefined {
+/** What one allow or deny rule covers, as an RBAC permission. */
+function permission(rule: RuleTarget, forAllow: boolean): ProtoObject | undefined {
   const parts: ProtoObject[] = [];
   for (const kind of Object.keys(NAMED_METHODS) as Kind[]) {
     const patterns = rule[kind];
     if (!patterns || patterns.length === 0) continue;
     if (kind === 'completions') {
-      if (patterns.includes('*')) parts.push(methodIs(NAMED_METHODS.completions));
+      // The ref is in the body only: a deny can be judged here when it covers every ref, an allow never.
+      if (forAllow || patterns.includes('*')) parts.push(methodIs(NAMED_METHODS.completions));
       continue;
     }
-    parts.push({ and_rules: { rules: [methodIs(NAMED_METHODS[kind]), nameMatches(patterns)] } });
+    parts.push({ and_rules: { rules: [methodIs(NAMED_METHODS[kind]), nameMatches(patterns, forAllow)] } });
   }
   // Methods that name nothing (initialize, ping, tools/list, notifications...) come with access to the service.
-  if (allowServiceMethods) parts.push({ not_rule: methodIs(ALL_NAMED) });
+  if (forAllow) parts.push({ not_rule: methodIs(ALL_NAMED) });
   if (parts.length === 0) return undefined;
   return parts.length === 1 ? parts[0] : { or_rules: { rules: parts } };
 }
@@ -100,18 +122,22 @@ function rulesFor(role: Role, svc: MeshService, which: 'allow' | 'deny'): Array<
   return role[which].map((r, i): [number, RuleTarget] => [i, r]).filter(([, r]) => globMatches(r.service, svc.name));
 }
 
-const versionTooOld = {
-  or_rules: {
-    rules: [
-      { not_rule: { header: { name: 'mcp-protocol-version', present_match: true } } },
-      // Anything before 2026-07-28, the first revision with header/body validation.
-      header('mcp-protocol-version', { safe_regex: { regex: '^(20[01][0-9]|202[0-5])-.*$|^2026-0[1-6]-.*$|^2026-07-([01][0-9]|2[0-7])$' } }),
-    ],
-  },
+/**
+ * The protocol version is not one the mesh knows to carry header/body validation: absent, older, or unknown
+ * (a later revision, a typo). An allow-list: headers are only worth judging for a revision that promises the
+ * server checks them against the body (and the authorizer checks the same list).
+ */
+const versionNotValidated = {
+  not_rule: versionIs(HEADER_VALIDATED_PROTOCOLS),
 };
 
+function versionIs(versions: readonly string[]): ProtoObject {
+  const rules = versions.map((v) => header('mcp-protocol-version', { exact: v }));
+  return rules.length === 1 ? (rules[0] as ProtoObject) : { or_rules: { rules } };
+}
+
 const repeatedMcpHeader = {
-  or_rules: { rules: ['mcp-method', 'mcp-name'].map((h) => header(h, { contains: ',' })) },
+  or_rules: { rules: ['mcp-method', 'mcp-name', 'mcp-protocol-version'].map((h) => header(h, { contains: ',' })) },
 };
 
 /**
@@ -122,7 +148,7 @@ export function rbacPerRoute(sec: MeshSecurity, svc: MeshService): { deny: Proto
   const shadow = sec.policy.services.find((s) => s.service === svc.name)?.mode === 'shadow';
   const named = (...parts: string[]): string => rbacPolicyName(svc.name, ...parts);
   const denyPolicies: Record<string, ProtoObject> = {
-    [named('protocol-version')]: { permissions: [versionTooOld], principals: [{ any: true }] },
+    [named('protocol-version')]: { permissions: [versionNotValidated], principals: [{ any: true }] },
     // Envoy before 1.38 matches a header sent several times as its values joined with ",": two Mcp-Name
     // headers would be matched as one name no single request names (and a glob such as `get_*` would take both).
     [named('repeated-mcp-header')]: { permissions: [repeatedMcpHeader], principals: [{ any: true }] },

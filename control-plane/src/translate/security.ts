@@ -1,6 +1,6 @@
 // Gateway security, compiled from the policy: JWT validation (jwt_authn), the MCP authorizer (ext_authz
-// with the request body) for services whose revision needs the JSON-RPC body, RFC 9728 protected resource
-// metadata, and MCP-style 401 challenges. Pure functions of the mesh.
+// with the request body) for every service, RFC 9728 protected resource metadata, and MCP-style 401
+// challenges. Pure functions of the mesh.
 import { protoDuration } from '../model/duration.ts';
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import { isIP } from 'node:net';
@@ -10,6 +10,7 @@ import { CIRCUIT_BREAKERS, singleHostCluster } from './clusters.ts';
 import { any, struct, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
 import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled } from './rbac.ts';
+import { headerValidated } from '../policy/mcp-http.ts';
 
 const JWT_FILTER = 'envoy.filters.http.jwt_authn';
 export const EXT_AUTHZ_FILTER = 'envoy.filters.http.ext_authz';
@@ -17,9 +18,12 @@ const JWT_TYPE = 'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
 const EXT_AUTHZ_TYPE = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
 const EXT_AUTHZ_PER_ROUTE = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
 
-/** Revisions whose routing headers (Mcp-Method, Mcp-Name) let header-based RBAC decide without the body. */
+/**
+ * Revisions whose routing headers (Mcp-Method, Mcp-Name) header RBAC can judge before the body is read (a
+ * cheap first reject; the authorizer still checks the body, and that the headers mirror it).
+ */
 export function headerRoutable(svc: MeshService): boolean {
-  return svc.protocol >= '2026-07-28';
+  return headerValidated(svc.protocol);
 }
 
 function jwksUrl(p: JwtProvider): URL | undefined {
@@ -78,6 +82,9 @@ export function extAuthzFilter(): ProtoObject {
       failure_mode_allow: false,
       status_on_error: { code: 'ServiceUnavailable' },
       include_peer_certificate: true,
+      // Each copy of a repeated header as its own entry (and values unsanitized): the authorizer refuses a
+      // repeated Mcp-Method / Mcp-Name / MCP-Protocol-Version instead of seeing copies joined with ",".
+      encode_raw_headers: true,
       // The verified claims travel as dynamic metadata: nothing a client could set in a header.
       metadata_context_namespaces: [JWT_FILTER],
     }),
@@ -85,13 +92,14 @@ export function extAuthzFilter(): ProtoObject {
 }
 
 /**
- * Per route: which service the authorizer decides for and the metadata document its challenges name, or
- * no ext_authz at all (header-routable revisions).
+ * Per route: which service the authorizer decides for, the revision it speaks (from 2026-07-28 the authorizer
+ * also checks that the Mcp-* headers header RBAC judged mirror the body) and the metadata document its
+ * challenges name. Every revision: header RBAC alone would trust headers the server never reads.
  */
 export function extAuthzPerRoute(svc: MeshService, resource: ProtectedResource): ProtoObject {
-  return headerRoutable(svc)
-    ? any(EXT_AUTHZ_PER_ROUTE, { disabled: true })
-    : any(EXT_AUTHZ_PER_ROUTE, { check_settings: { context_extensions: { mcp_service: svc.name, [RESOURCE_METADATA_CONTEXT_KEY]: resource.metadataUrl } } });
+  return any(EXT_AUTHZ_PER_ROUTE, {
+    check_settings: { context_extensions: { mcp_service: svc.name, mcp_protocol: svc.protocol, [RESOURCE_METADATA_CONTEXT_KEY]: resource.metadataUrl } },
+  });
 }
 
 /** Headers a route removes before the MCP server: the client's token, unless the service opted in. */
