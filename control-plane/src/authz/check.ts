@@ -198,7 +198,7 @@ function callerOf(claims: unknown, roleClaim: string): Caller {
 }
 
 /** The action's target; '' for service-level access. */
-function actionTargetOf(a: McpAction): string {
+export function actionTargetOf(a: McpAction): string {
   switch (a.kind) {
     case 'tool':
     case 'prompt':

@@ -9,10 +9,10 @@ import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
 import { compilePolicy, type CompiledPolicy } from '../policy/engine.ts';
-import type { McpAction, Policy } from '../policy/types.ts';
+import type { Policy } from '../policy/types.ts';
 import { struct, type ProtoObject } from '../translate/resource.ts';
 import { lookupType } from '../xds/proto.ts';
-import { authorize, CallerCache, DecisionCache, DECISION_HEADER, SHADOW_HEADER, type CheckOutcome, type Verdict } from './check.ts';
+import { actionTargetOf, authorize, CallerCache, DecisionCache, DECISION_HEADER, SHADOW_HEADER, type CheckOutcome, type Verdict } from './check.ts';
 import { decodeCheckInput, type DecodedCheck } from './decode.ts';
 
 export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
@@ -239,11 +239,11 @@ export class AuthzServer {
     // Keyed by the rule id and the named target: the response carries both back to Envoy's access log.
     if (o.verdict === 'allow' || o.verdict === 'shadow_deny') {
       // A flood of distinct long names must not fill the cache's memory: those are encoded every time.
-      if (o.action !== undefined && actionTarget(o.action).length > CACHED_TARGET_MAX) {
+      if (o.action !== undefined && actionTargetOf(o.action).length > CACHED_TARGET_MAX) {
         const [header, value] = o.verdict === 'allow' ? [DECISION_HEADER, `allow; rule=${o.rule}`] : [SHADOW_HEADER, o.rule];
         return this.okResponse(header, value, o);
       }
-      const key = o.action === undefined || o.action.kind === 'service' ? o.rule : JSON.stringify([o.rule, o.action.kind, actionTarget(o.action)]);
+      const key = o.action === undefined || o.action.kind === 'service' ? o.rule : JSON.stringify([o.rule, o.action.kind, actionTargetOf(o.action)]);
       if (o.verdict === 'allow') return this.okAllow.get(key) ?? this.ok(this.okAllow, key, DECISION_HEADER, `allow; rule=${o.rule}`, o);
       return this.okShadow.get(key) ?? this.ok(this.okShadow, key, SHADOW_HEADER, o.rule, o);
     }
@@ -277,19 +277,6 @@ export class AuthzServer {
   }
 }
 
-function actionTarget(a: McpAction): string {
-  switch (a.kind) {
-    case 'tool':
-    case 'prompt':
-      return a.name;
-    case 'resource':
-      return a.uri;
-    case 'completion':
-      return a.ref;
-    case 'service':
-      return '';
-  }
-}
 
 /**
  * What the authorizer read from the JSON-RPC body, handed back to Envoy as dynamic metadata (namespace
@@ -300,6 +287,6 @@ function accessLogMetadata(o: CheckOutcome): ProtoObject {
   const a = o.action;
   return struct({
     decision: o.verdict, rule: wellFormed(o.rule),
-    ...(a && a.kind !== 'service' ? { mcp_kind: a.kind, mcp_name: wellFormed(actionTarget(a), STATUS_MESSAGE_MAX) } : {}),
+    ...(a && a.kind !== 'service' ? { mcp_kind: a.kind, mcp_name: wellFormed(actionTargetOf(a), STATUS_MESSAGE_MAX) } : {}),
   });
 }
