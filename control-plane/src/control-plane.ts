@@ -9,10 +9,7 @@ import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
 import { AdminServer } from './server/admin.ts';
 import { AdsServer } from './server/ads.ts';
 import { ProxyTracker } from './server/proxies.ts';
-import { AuthzServer } from './authz/server.ts';
-import { ExtProcServer } from './extproc/server.ts';
-import type { ToolFilterFactory } from './extproc/processor.ts';
-import { compilePolicy, decide, rolesFromClaims, scopesFromClaims } from './policy/engine.ts';
+import { DecisionServices } from './authz/services.ts';
 import type { Policy } from './policy/types.ts';
 import * as grpc from '@grpc/grpc-js';
 import type { Attestor } from './identity/attest.ts';
@@ -74,16 +71,8 @@ export interface ControlPlaneOptions {
 
 export const DEFAULT_AUTHZ_PORT = 18002;
 
-/** tools/list filter: a caller sees the tools its roles may call (claims verified by jwt_authn, from its metadata). */
-export function toolFilterFor(policy: Policy): ToolFilterFactory {
-  const compiled = compilePolicy(policy);
-  return ({ service, claims }) => {
-    const roles = claims ? rolesFromClaims(claims, policy.roleClaim) : [];
-    // The scopes too: a service's requiredScopes decide what its callers may call, so what they may see.
-    const scopes = claims ? scopesFromClaims(claims) : [];
-    return (tool) => decide(compiled, { service, roles, scopes, action: { kind: 'tool', name: tool } }).allow;
-  };
-}
+// Where it has always been imported from; it lives with the services that use it (a gateway agent runs them too).
+export { toolFilterFor } from './authz/services.ts';
 
 export const DEFAULT_XDS_PORT = 18000;
 export const DEFAULT_ADMIN_PORT = 18001;
@@ -105,9 +94,8 @@ export class ControlPlane {
   private readonly opts: ControlPlaneOptions;
   private serving: ServingIdentity | undefined;
   private joinTokens: JoinTokens | undefined;
-  private authz: AuthzServer | undefined;
+  private decisions: DecisionServices | undefined;
   private security: MeshSecurity | undefined;
-  private toolFilter: ToolFilterFactory | undefined;
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
   private policyWatch: FileWatch | undefined;
@@ -196,8 +184,7 @@ export class ControlPlane {
       this.security = current;
       return false;
     }
-    this.authz?.setPolicy(policy);
-    this.toolFilter = toolFilterFor(policy);
+    this.decisions?.setPolicy(policy);
     this.log.info('policy applied', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
     return true;
   }
@@ -278,15 +265,11 @@ export class ControlPlane {
   async start(): Promise<this> {
     if (this.opts.security) {
       await this.startIdentities(this.opts.security);
-      const policy = this.opts.security.policy;
-      const authz = new AuthzServer({ policy, registry: this.metrics.registry, log: this.log.child('authz'), publicUrl: this.opts.security.publicUrl });
-      this.toolFilter = toolFilterFor(policy);
-      // Indirect, so a policy swap reaches streams opened before it.
-      const extProc = new ExtProcServer({ toolFilter: (ctx) => (this.toolFilter as ToolFilterFactory)(ctx), registry: this.metrics.registry, log: this.log.child('extproc') });
-      authz.mount((server) => extProc.addTo(server));
-      this.authz = authz;
+      const decisions = new DecisionServices({ policy: this.opts.security.policy, registry: this.metrics.registry, log: this.log, publicUrl: this.opts.security.publicUrl });
+      this.decisions = decisions;
       // Where the gateways reach it and nowhere else: loopback unless told (the gateway beside the control plane).
-      this.authzPort = await authz.listen(this.opts.authzHost ?? '127.0.0.1', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
+      // Gateways started with their own policy (mcpmesh gateway --policy) decide beside their Envoy instead.
+      this.authzPort = await decisions.listen(this.opts.authzHost ?? '127.0.0.1', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
     }
     const src = this.source;
     if (src instanceof ConsulSource) {
@@ -338,7 +321,7 @@ export class ControlPlane {
     this.coalescer.stop();
     this.convergence.stop();
     this.serving?.stop();
-    await this.authz?.close();
+    await this.decisions?.close();
     await Promise.all([this.ads.close(), this.admin.close()]);
   }
 }

@@ -31,3 +31,14 @@ export function createLogger(opts: { level?: Level; component?: string; write?: 
 
 /** For tests and benchmarks that want silence. */
 export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => silentLogger };
+
+/** `logger` with `fields` on every line (and on its children's): e.g. which gateway and node an agent's line is about. */
+export function withFields(logger: Logger, fields: Fields): Logger {
+  return {
+    debug: (m, f) => logger.debug(m, { ...fields, ...f }),
+    info: (m, f) => logger.info(m, { ...fields, ...f }),
+    warn: (m, f) => logger.warn(m, { ...fields, ...f }),
+    error: (m, f) => logger.error(m, { ...fields, ...f }),
+    child: (c) => withFields(logger.child(c), fields),
+  };
+}

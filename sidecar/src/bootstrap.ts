@@ -1,14 +1,16 @@
 // The Envoy bootstrap for a sidecar or a gateway: who it is (node id, cluster, locality, metadata role),
 // where the control plane is (ADS over gRPC), its admin address, and a listener that exposes only the
-// admin API's /stats/prometheus and /ready (for Prometheus and Kubernetes probes).
+// admin API's /stats/prometheus and /ready (for Prometheus and Kubernetes probes). A gateway whose agent
+// decides beside it (`mcpmesh gateway --policy`) also gets the clusters its ext_authz and ext_proc filters
+// name, pointing at the agent's socket, so those requests never need the control plane.
 // Written in the translators' object form, validated like any pushed resource, rendered as proto3 JSON.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DEFAULT_GATEWAY_PORT } from '../../control-plane/src/model/defaults.ts';
 import { protoDuration } from '../../control-plane/src/model/duration.ts';
-import { singleHostCluster } from '../../control-plane/src/translate/clusters.ts';
+import { CIRCUIT_BREAKERS, singleHostCluster } from '../../control-plane/src/translate/clusters.ts';
 import { LOCAL_SDS_CLUSTER, localSdsSecretConfig, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
-import { statName } from '../../control-plane/src/translate/naming.ts';
+import { AUTHZ_CLUSTER, EXT_PROC_CLUSTER, statName } from '../../control-plane/src/translate/naming.ts';
 import { BOOTSTRAP_TRUST_SECRET } from './sds-server.ts';
 import { ADS_CONFIG_SOURCE, any, struct, type JsonValue, type ProtoObject } from '../../control-plane/src/translate/resource.ts';
 import { toProto3Json } from '../../control-plane/src/xds/json.ts';
@@ -53,6 +55,11 @@ export interface GatewayBootstrapOptions extends CommonBootstrapOptions {
   gatewayName?: string;
   /** Port of the gateway's MCP listener. Default DEFAULT_GATEWAY_PORT. */
   listenerPort?: number;
+  /**
+   * The agent serves the MCP authorizer and the tools/list processor on this Unix socket: the node says
+   * `local_authz: true` (the control plane then sends no clusters of those names) and the bootstrap holds them.
+   */
+  localAuthz?: { socket: string };
 }
 
 export type BootstrapOptions = SidecarBootstrapOptions | GatewayBootstrapOptions;
@@ -65,23 +72,41 @@ function socket(address: string, port: number): ProtoObject {
 function nodeIdentity(o: BootstrapOptions): { cluster: string; metadata: Record<string, JsonValue> } {
   if (o.kind === 'gateway') {
     const name = o.gatewayName ?? 'default';
-    return { cluster: `gateway-${name}`, metadata: { role: 'gateway', gateway_name: name, listener_port: o.listenerPort ?? DEFAULT_GATEWAY_PORT } };
+    return {
+      cluster: `gateway-${name}`,
+      metadata: { role: 'gateway', gateway_name: name, listener_port: o.listenerPort ?? DEFAULT_GATEWAY_PORT, ...(o.localAuthz ? { local_authz: true } : {}) },
+    };
   }
   return { cluster: o.service, metadata: { ...o.metadata, role: 'sidecar', service: o.service, inbound_port: o.inboundPort, app_port: o.appPort } };
 }
 
-/** The static cluster to the agent's SDS server on its Unix socket. */
-function localSdsCluster(socketPath: string): ProtoObject {
+/** A static gRPC (HTTP/2) cluster to a server of the agent on its Unix socket. */
+function agentPipeCluster(name: string, socketPath: string): ProtoObject {
   return {
-    name: LOCAL_SDS_CLUSTER,
-    alt_stat_name: statName(LOCAL_SDS_CLUSTER),
+    name,
+    alt_stat_name: statName(name),
     type: 'STATIC',
     connect_timeout: protoDuration(1_000),
-    load_assignment: { cluster_name: LOCAL_SDS_CLUSTER, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: socketPath } } } }] }] },
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { pipe: { path: socketPath } } } }] }] },
     typed_extension_protocol_options: {
       [HTTP_PROTOCOL_OPTIONS]: any(HTTP_PROTOCOL_OPTIONS, { explicit_http_config: { http2_protocol_options: {} } }),
     },
   };
+}
+
+/** The static cluster to the agent's SDS server on its Unix socket. */
+function localSdsCluster(socketPath: string): ProtoObject {
+  return agentPipeCluster(LOCAL_SDS_CLUSTER, socketPath);
+}
+
+/**
+ * The clusters a local-authz gateway's ext_authz and ext_proc filters name, both to the agent's socket. Two
+ * clusters for one server, as from the control plane: an ext_proc stream holds its request for as long as the
+ * HTTP stream it watches, and must not take the authorizer's slots. Generous circuit breakers (the mesh's
+ * 100,000, past the semantics gate's floor): Envoy's default of 1,024 concurrent requests would cap the gateway.
+ */
+export function localAuthzClusters(socketPath: string): ProtoObject[] {
+  return [AUTHZ_CLUSTER, EXT_PROC_CLUSTER].map((name) => ({ ...agentPipeCluster(name, socketPath), circuit_breakers: CIRCUIT_BREAKERS }));
 }
 
 /** mTLS to the control plane: our certificate from the agent, its certificate checked against the agent's roots and its SPIFFE ID. */
@@ -132,6 +157,7 @@ export function envoyBootstrap(o: BootstrapOptions): ProtoObject {
         },
         singleHostCluster(ADMIN_CLUSTER, '127.0.0.1', adminPort, { connectTimeoutMs: 5_000 }),
         ...(o.identity ? [localSdsCluster(o.identity.sdsSocket)] : []),
+        ...(o.kind === 'gateway' && o.localAuthz ? localAuthzClusters(o.localAuthz.socket) : []),
       ],
       listeners: [{
         name: STATS_LISTENER,

@@ -1,10 +1,11 @@
 // `mcpmesh gateway`: runs an ingress gateway Envoy (role=gateway) programmed by the control plane.
 //   mcpmesh gateway --name public --control-plane control-plane:18000
+//   mcpmesh gateway --policy /etc/mcpmesh/policy.yaml ...   (authorizer + tools/list processor in this agent)
 //   mcpmesh gateway --print-bootstrap --bootstrap-out /etc/mcpmesh/envoy.json   (init container)
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { createLogger } from '../../control-plane/src/log.ts';
+import { createLogger, withFields, type Logger } from '../../control-plane/src/log.ts';
 import { DEFAULT_GATEWAY_PORT } from '../../control-plane/src/model/defaults.ts';
 import { ArgChecker } from './args.ts';
 import { renderBootstrap, writeBootstrap, type GatewayBootstrapOptions } from './bootstrap.ts';
@@ -12,6 +13,7 @@ import { EnvoySupervisor, findEnvoy, type Log } from './envoy.ts';
 import { XdsRelay } from './xds-relay.ts';
 import { AgentIdentity, IDENTITY_OPTIONS, IDENTITY_USAGE, identityFromArgs, type IdentityConfig } from './identity-agent.ts';
 import { controlPlaneId } from '../../control-plane/src/identity/serving.ts';
+import { LocalAuthz, readPolicyFile, type LocalAuthzConfig } from './local-authz.ts';
 
 const USAGE = `usage: mcpmesh gateway [options]
 
@@ -28,7 +30,12 @@ const USAGE = `usage: mcpmesh gateway [options]
   --drain D               Envoy's drain time on shutdown                           [5s]
   --xds-relay ADDR        also serve proxyless gRPC clients on this host a plain xDS relay (127.0.0.1:15010,
                           unix:/path): their streams reach the control plane over mTLS with this identity
-  --no-envoy              run only the identity (and --xds-relay), for proxyless gRPC clients
+  --no-envoy              run only the agent (identity, --xds-relay, --policy): for proxyless gRPC clients, or
+                          an Envoy in another container that reads the --print-bootstrap output
+  --policy FILE           decide beside Envoy: serve the MCP authorizer and the tools/list processor from this
+                          agent with this policy file (the control plane's, mounted here too; watched), so
+                          secured requests keep being decided while the control plane is down [$MCPMESH_POLICY]
+  --authz-socket PATH     Unix socket they are served on for Envoy     [<tmp>/mcpmesh-authz-<id>.sock]
 ${IDENTITY_USAGE}`;
 
 export interface ParsedGateway {
@@ -42,6 +49,8 @@ export interface ParsedGateway {
   /** Serve a plain xDS relay for proxyless gRPC clients here (loopback or a Unix socket). */
   xdsRelay?: string;
   noEnvoy: boolean;
+  /** Decide beside Envoy with this policy (parsed and checked here) on this socket. */
+  localAuthz?: LocalAuthzConfig;
 }
 
 /** Parses and checks `gateway` arguments (without the command word). Throws an Error listing every problem. */
@@ -57,6 +66,7 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       'envoy-bin': { type: 'string' }, 'bootstrap-out': { type: 'string' },
       'print-bootstrap': { type: 'boolean', default: false }, drain: { type: 'string', default: '5s' },
       'xds-relay': { type: 'string' }, 'no-envoy': { type: 'boolean', default: false },
+      policy: { type: 'string' }, 'authz-socket': { type: 'string' },
       ...IDENTITY_OPTIONS,
     },
   });
@@ -75,7 +85,8 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const relay = values['xds-relay'];
   if (relay !== undefined && !identity) args.problems.push('--xds-relay needs the gateway\'s identity (--join-token or --k8s-token-file): without one there is nothing to relay with');
   if (relay !== undefined && !/^(unix:\/.+|127\.0\.0\.1:\d+|localhost:\d+|\[::1\]:\d+)$/.test(relay)) args.problems.push(`--xds-relay: a loopback address or a Unix socket (the relay is plain): 127.0.0.1:15010 or unix:/path (got ${JSON.stringify(relay)})`);
-  if (values['no-envoy'] && relay === undefined) args.problems.push('--no-envoy without --xds-relay: nothing would run');
+  const localAuthz = localAuthzFromArgs(values, env, nodeId, identity, args.problems);
+  if (values['no-envoy'] && relay === undefined && !localAuthz) args.problems.push('--no-envoy without --xds-relay or --policy: nothing would run');
   args.check('mcpmesh gateway', USAGE);
   const envoyBin = values['no-envoy'] ? undefined : values['envoy-bin'] ?? findEnvoy(env);
   return {
@@ -84,6 +95,7 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
       ...(values.region ? { region: values.region } : {}), ...(values.zone ? { zone: values.zone } : {}),
       controlPlane, adminPort, statsPort,
       ...(identity ? { identity: { sdsSocket: identity.sdsSocket, controlPlaneId: controlPlaneId(identity.trustDomain) } } : {}),
+      ...(localAuthz ? { localAuthz: { socket: localAuthz.socket } } : {}),
     },
     ...(identity ? { identity } : {}),
     ...(values['bootstrap-out'] ? { bootstrapPath: values['bootstrap-out'] } : {}),
@@ -92,7 +104,92 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
     drainSeconds: Math.ceil(drainMs / 1000),
     ...(relay !== undefined ? { xdsRelay: relay } : {}),
     noEnvoy: values['no-envoy'],
+    ...(localAuthz ? { localAuthz } : {}),
   };
+}
+
+/**
+ * `--policy` (or $MCPMESH_POLICY) and `--authz-socket`: the policy is read and checked now, so a broken file is
+ * reported with the other argument problems (file, path, reason) before anything starts, as the control plane
+ * refuses to start on one. Its trust domain must be the gateway identity's.
+ */
+function localAuthzFromArgs(
+  values: { policy?: string | undefined; 'authz-socket'?: string | undefined }, env: NodeJS.ProcessEnv, nodeId: string,
+  identity: IdentityConfig | undefined, problems: string[],
+): LocalAuthzConfig | undefined {
+  const file = values.policy ?? env['MCPMESH_POLICY'];
+  if (file === undefined || file === '') {
+    if (values['authz-socket'] !== undefined) problems.push('--authz-socket without --policy: the agent serves no authorizer without a policy');
+    return undefined;
+  }
+  let read: ReturnType<typeof readPolicyFile>;
+  try {
+    read = readPolicyFile(file);
+  } catch (err) {
+    // Indented under the flag: ArgChecker lists one problem per line.
+    problems.push(`--policy: ${(err as Error).message.replaceAll('\n', '\n  ')}`);
+    return undefined;
+  }
+  if (identity && read.policy.trustDomain !== identity.trustDomain) {
+    problems.push(`--policy: ${file}: trustDomain is "${read.policy.trustDomain}", but this gateway's identity is in trust domain "${identity.trustDomain}"`);
+  }
+  const socket = values['authz-socket'] ?? path.join(os.tmpdir(), `mcpmesh-authz-${nodeId.replace(/[^A-Za-z0-9._-]/g, '_')}.sock`);
+  return { policyFile: file, policyText: read.text, policy: read.policy, socket };
+}
+
+/** A running gateway agent (what `mcpmesh gateway` starts, minus the wait for a signal). */
+export interface GatewayAgent {
+  /** The agent's own authorizer and processor (with --policy). */
+  readonly localAuthz?: LocalAuthz;
+  /** Stops Envoy (draining), then the relay, the local authorizer and the identity. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts what `parsed` asks for, in the order Envoy needs them: the identity (its bootstrap points at the SDS
+ * socket), the local authorizer (its filters' static clusters point at that socket), the xDS relay, Envoy.
+ * Tests call it with --no-envoy to run the agent's side without an Envoy binary.
+ */
+export async function startGatewayAgent(parsed: ParsedGateway, logger: Logger, json = renderBootstrap(parsed.bootstrap)): Promise<GatewayAgent> {
+  const agentLogger = withFields(logger, { gateway: parsed.bootstrap.gatewayName, node: parsed.bootstrap.nodeId });
+  const log: Log = (level, msg, fields) => agentLogger[level](msg, fields);
+  const bootstrapPath = parsed.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${parsed.bootstrap.nodeId}.json`);
+  const identity = parsed.identity ? new AgentIdentity(parsed.identity, parsed.bootstrap.controlPlane, log) : undefined;
+  let localAuthz: LocalAuthz | undefined;
+  let relay: XdsRelay | undefined;
+  let envoy: EnvoySupervisor | undefined;
+  const stop = async (): Promise<void> => {
+    if (envoy) {
+      log('info', 'stopping envoy (draining)', { seconds: parsed.drainSeconds });
+      await envoy.stop();
+    }
+    await relay?.close();
+    await localAuthz?.stop();
+    await identity?.stop();
+  };
+  try {
+    await identity?.start();
+    if (!identity) log('warn', 'no credential (--join-token or --k8s-token-file): plain xDS, development mode only');
+    if (parsed.localAuthz) {
+      localAuthz = new LocalAuthz(parsed.localAuthz, { log: agentLogger });
+      await localAuthz.start();
+    }
+    if (parsed.xdsRelay && identity) {
+      relay = new XdsRelay({ controlPlane: parsed.bootstrap.controlPlane, identity: () => identity.held, log });
+      await relay.listen(parsed.xdsRelay);
+      log('info', 'xDS relay for proxyless gRPC clients listening', { address: parsed.xdsRelay, identity: identity.config.spiffeId });
+    }
+    if (parsed.envoyBin) {
+      writeBootstrap(json, bootstrapPath);
+      envoy = new EnvoySupervisor({ bin: parsed.envoyBin, bootstrapPath, drainSeconds: parsed.drainSeconds, log });
+      envoy.start();
+    }
+  } catch (err) {
+    // Whatever did start (a bound socket, a watcher) must not outlive a failed start.
+    await stop().catch(() => {});
+    throw err;
+  }
+  return { ...(localAuthz ? { localAuthz } : {}), stop };
 }
 
 export async function gatewayMain(argv: string[]): Promise<number> {
@@ -117,31 +214,16 @@ export async function gatewayMain(argv: string[]): Promise<number> {
     log('error', 'no Envoy binary: set ENVOY_BIN, put envoy on PATH or pass --envoy-bin (or --print-bootstrap to only write the bootstrap)');
     return 1;
   }
-  const bootstrapPath = parsed.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${parsed.bootstrap.nodeId}.json`);
-  // The identity first: Envoy's bootstrap points at its SDS socket, the relay carries streams with it.
-  const identity = parsed.identity ? new AgentIdentity(parsed.identity, parsed.bootstrap.controlPlane, log) : undefined;
-  await identity?.start();
-  if (!identity) log('warn', 'no credential (--join-token or --k8s-token-file): plain xDS, development mode only');
-  let relay: XdsRelay | undefined;
-  if (parsed.xdsRelay && identity) {
-    relay = new XdsRelay({ controlPlane: parsed.bootstrap.controlPlane, identity: () => identity.held, log });
-    await relay.listen(parsed.xdsRelay);
-    log('info', 'xDS relay for proxyless gRPC clients listening', { address: parsed.xdsRelay, identity: identity.config.spiffeId });
-  }
-  let envoy: EnvoySupervisor | undefined;
-  if (parsed.envoyBin) {
-    writeBootstrap(json, bootstrapPath);
-    envoy = new EnvoySupervisor({ bin: parsed.envoyBin, bootstrapPath, drainSeconds: parsed.drainSeconds, log });
-    envoy.start();
+  let agent: GatewayAgent;
+  try {
+    agent = await startGatewayAgent(parsed, logger, json);
+  } catch (err) {
+    log('error', 'gateway agent failed to start', { error: (err as Error).message });
+    return 1;
   }
   await new Promise<void>((resolve) => {
     for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => resolve());
   });
-  if (envoy) {
-    log('info', 'stopping envoy (draining)', { seconds: parsed.drainSeconds });
-    await envoy.stop();
-  }
-  await relay?.close();
-  await identity?.stop();
+  await agent.stop();
   return 0;
 }

@@ -226,7 +226,9 @@ function agentArgv(agent: string, tokenFile?: string): string[] {
     file = path.join(scratch, `${agent}.token`);
     writeFileSync(file, fakeJoinToken(spiffeIdOf(w.minted)));
   }
-  const argv = command(agent).slice(1);
+  // Files the agent reads from a bind mount (the policy) are read on the host side, where Compose mounts them from.
+  const binds = bindMounts().filter((m) => m.service === agent);
+  const argv = command(agent).slice(1).map((a) => binds.find((m) => m.container === a)?.host ?? a);
   const i = argv.indexOf('--join-token-file');
   return [...argv.slice(0, i + 1), file, ...argv.slice(i + 2)];
 }
@@ -483,6 +485,20 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
     const hc = strings(obj(service('gateway')['healthcheck'], 'healthcheck')['test'], 'test').join(' ');
     assert.ok(hc.includes(`127.0.0.1:${g.bootstrap.statsPort ?? 15090}/ready`), 'gateway healthcheck probes Envoy /ready on the stats port');
   });
+
+  it('the gateway decides beside its Envoy with the control plane\'s own policy file (the data path survives the control plane)', () => {
+    const g = gatewayParsed();
+    assert.ok(g.localAuthz, 'the gateway runs --policy');
+    // The very file the control plane reads, mounted read-only, the same host file.
+    const cpPolicy = bindMounts().find((m) => m.service === 'control-plane' && m.container === env('control-plane')['MCPMESH_POLICY']);
+    const gwPolicy = bindMounts().find((m) => m.service === 'gateway' && m.host === g.localAuthz?.policyFile);
+    assert.ok(cpPolicy && gwPolicy, 'both mount policy.yaml');
+    assert.equal(gwPolicy.host, cpPolicy.host);
+    assert.ok(mounts('gateway').some((m) => m.container === gwPolicy.container && m.readOnly && m.bind), 'read-only bind mount');
+    // Its socket in the container's own /tmp, beside the SDS socket: Envoy is the agent's child there.
+    assert.equal(path.dirname(g.localAuthz.socket), path.dirname(g.identity?.sdsSocket ?? ''));
+    assert.deepEqual(g.bootstrap.localAuthz, { socket: g.localAuthz.socket });
+  });
 });
 
 describe('workload identity: one credential per agent, its own, and no key on any volume', () => {
@@ -515,7 +531,9 @@ describe('workload identity: one credential per agent, its own, and no key on an
       const socket = identity?.sdsSocket ?? '';
       assert.ok(socket.startsWith('/'), `${agent}: --sds-socket`);
       for (const m of mounts(agent)) assert.ok(!socket.startsWith(`${m.container}/`), `${agent}: the SDS socket ${socket} is on ${m.source}; it must stay inside the container (Envoy runs there too)`);
-      assert.ok(!mounts(agent).some((m) => m.bind), `${agent}: bind-mounts a host path`);
+      // The one host file an agent may read is the policy (read-only; it holds no key): the gateway decides with it.
+      const policyMount = (m: Mount): boolean => m.readOnly && path.resolve(COMPOSE_DIR, m.source) === path.join(COMPOSE_DIR, 'policy.yaml');
+      assert.ok(!mounts(agent).some((m) => m.bind && !policyMount(m)), `${agent}: bind-mounts a host path`);
     }
     for (const [volume, users] of byVolume) assert.equal(users.length, 1, `volume ${volume} is mounted by ${users.join(' and ')}`);
     // The sidecar containers that share a network namespace with their MCP server share nothing else with it.

@@ -59,7 +59,7 @@ interface Container {
   readinessProbe?: Probe; livenessProbe?: Probe; startupProbe?: Probe;
   resources?: { requests?: Record<string, string | number>; limits?: Record<string, string | number> };
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; readOnlyRootFilesystem?: boolean; allowPrivilegeEscalation?: boolean; privileged?: boolean; capabilities?: { drop?: string[]; add?: string[] }; seccompProfile?: { type: string } };
-  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean }[];
+  volumeMounts?: { name: string; mountPath: string; readOnly?: boolean; subPath?: string }[];
 }
 interface PodSpec {
   containers: Container[]; initContainers?: Container[]; serviceAccountName?: string; automountServiceAccountToken?: boolean;
@@ -742,6 +742,17 @@ for (const overlay of OVERLAYS) {
       assert.equal(pipe, parsed.identity.sdsSocket);
       assert.ok(mountFor(spec, gw, pipe)?.volume.emptyDir, 'the socket is on the container\'s own emptyDir (read-only root file system)');
       assert.deepEqual(identityProblems(objs, d, attestationMap(objs), td), []);
+      // It decides beside Envoy with the control plane's own policy ConfigMap (parsed above, trust domain checked
+      // against its identity): the directory mounted read-only, so a ConfigMap update reaches its watch.
+      assert.ok(parsed.localAuthz, 'the gateway runs --policy');
+      const policyArg = g.args[g.args.indexOf('--policy') + 1] ?? '';
+      const policyMount = mountFor(spec, gw, policyArg) ?? assert.fail(`--policy ${policyArg} is on no volume`);
+      assert.ok(policyMount.readOnly && policyMount.volume.configMap, 'a read-only ConfigMap volume');
+      assert.equal((gw.volumeMounts ?? []).find((m) => m.mountPath === policyMount.mountPath)?.subPath, undefined, 'no subPath: those never see ConfigMap updates');
+      const cpSpec = named<Deployment>(objs, 'Deployment', 'mcp-mesh-control-plane').spec.template.spec;
+      assert.ok((cpSpec.volumes ?? []).some((v) => v.configMap?.name === policyMount.volume.configMap?.name), 'the ConfigMap the control plane mounts');
+      assert.equal(path.dirname(parsed.localAuthz.socket), path.dirname(parsed.identity.sdsSocket), 'the authorizer socket beside the SDS socket');
+      assert.ok(mountFor(spec, gw, parsed.localAuthz.socket)?.volume.emptyDir);
     });
 
     test('workload identity: each agent holds exactly one credential, its own pod\'s mcpmesh token, and the attestation map names exactly that ServiceAccount for that identity', () => {

@@ -20,6 +20,7 @@ import {
   type Obj, type SnapshotJson, type StaticBootstrap,
 } from './static-bootstrap.ts';
 import { identitySecret, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
+import { localAuthzClusters } from '../../sidecar/src/bootstrap.ts';
 
 /** What an agent serves on its SDS socket, with placeholder PEMs (carried, not parsed, here). */
 const PLACEHOLDER_AGENT_SECRET = identitySecret(workloadSecretName(), {
@@ -200,7 +201,9 @@ for (const gc of goldenCases()) {
 
       // Clusters: the same list; EDS ones with exactly their pushed endpoints, everything else untouched.
       const endpoints = new Map((snapshot.endpoint ?? []).map((r) => [r.name, r.resource]));
-      assert.deepEqual(sr.clusters.map((c) => c['name']), (snapshot.cluster ?? []).map((c) => c.name));
+      const agentClusters = gc.options.agentClusters ?? [];
+      assert.deepEqual(sr.clusters.map((c) => c['name']), [...(snapshot.cluster ?? []).map((c) => c.name), ...agentClusters.map((c) => c['name'])]);
+      assert.deepEqual(sr.clusters.slice(sr.clusters.length - agentClusters.length), agentClusters, 'the agent\'s clusters as its bootstrap has them');
       for (const { name, resource } of snapshot.cluster ?? []) {
         const out = sr.clusters.find((c) => c['name'] === name) as Obj;
         const strip = (c: Obj): Obj => {
@@ -288,6 +291,11 @@ describe('static bootstrap: what cannot be made static is refused, with the fiel
     const broken = { ...bootstrap, admin: { address: { socket_address: { address: '127.0.0.1', port_value: 70000 } } } };
     const v = validateMessage(BOOTSTRAP_TYPE, broken);
     assert.deepEqual(v.map((x) => `${x.path} ${x.rule}`), ['admin.address.socket_address.port_value uint32.lte']);
+  });
+
+  it('a cluster both in the proxy\'s bootstrap and in its snapshot (Envoy keeps the static one; the control plane must not send it)', () => {
+    assert.throws(() => staticBootstrap(snap(), { ...agent, agentClusters: localAuthzClusters('/run/mcpmesh/authz.sock') }),
+      /cluster "mcpmesh\.authz" is in the proxy's bootstrap and in the snapshot/);
   });
 
   it('the input is not modified', () => {

@@ -28,6 +28,9 @@
 //    secrets (secret.proto: "When only name is specified, then secret will be loaded from static
 //    resources"); with the `ads` config source left in, Envoy would look for an ADS stream the bootstrap
 //    does not have.
+// 4b. Clusters the proxy's own ADS bootstrap holds and no snapshot does (a local-authz gateway's authorizer and
+//    tools/list clusters, to its agent's socket: sidecar/src/bootstrap.ts) are added as they are there. One
+//    that a snapshot cluster also names is an error: Envoy does not let CDS replace a static cluster.
 // 5. `admin` on 127.0.0.1:0 (any free port; `--mode validate` binds nothing anyway) and a `node` (id, cluster,
 //    locality): some filters and stats want a node identity.
 // 6. Anything that still subscribes over ADS afterwards is an error (StaticBootstrapError naming the field):
@@ -52,6 +55,7 @@ import { proxyResources } from '../../control-plane/src/translate/proxy.ts';
 import { struct } from '../../control-plane/src/translate/resource.ts';
 import { toProto3Json } from '../../control-plane/src/xds/json.ts';
 import { proxyInfoFromNode, snapshotKey } from '../../control-plane/src/xds/node.ts';
+import { localAuthzClusters } from '../../sidecar/src/bootstrap.ts';
 import { lookupType, TYPE_PREFIX, type ResourceKind } from '../../control-plane/src/xds/proto.ts';
 
 export type Obj = Record<string, unknown>;
@@ -68,6 +72,8 @@ export interface StaticBootstrapOptions {
    * snapshot holds: made static too, and the references to them resolved by name.
    */
   readonly agentSecrets?: readonly Obj[];
+  /** Static clusters of the proxy's own bootstrap that no snapshot holds (see 4b). */
+  readonly agentClusters?: readonly Obj[];
 }
 
 export interface SkippedResource {
@@ -236,6 +242,13 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
   listeners.forEach(resolveSecrets(LISTENER_TYPE, 'listener'));
   clusters.forEach(resolveSecrets(CLUSTER_TYPE, 'cluster'));
 
+  // 4b
+  for (const c of opts.agentClusters ?? []) {
+    const name = String(c['name']);
+    if (clusters.some((x) => x['name'] === name)) throw new StaticBootstrapError(`cluster "${name}" is in the proxy's bootstrap and in the snapshot: Envoy would not let CDS replace the static one`);
+    clusters.push(clone(c));
+  }
+
   // 5
   const bootstrap: Obj = {
     node: { id: opts.node.id, cluster: opts.node.cluster, ...(opts.node.locality ? { locality: { ...opts.node.locality } } : {}) },
@@ -294,7 +307,7 @@ export function renderStaticBootstrap(bootstrap: Obj): string {
 const casesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../golden/cases');
 
 interface CaseFile {
-  node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number> };
+  node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number | boolean> };
   registry: unknown;
   security?: MeshSecurity;
   trust?: TrustBundle;
@@ -330,7 +343,11 @@ export function goldenCases(): GoldenCase[] {
       ...(c.trust ? { trust: c.trust } : {}),
       ...(td ? { trustDomain: td } : {}),
       ...(workloadId ? { workloadId } : {}),
-      options: { node: { id: c.node.id, cluster: `mcpmesh-static-${name}`, ...(c.node.locality ? { locality: c.node.locality } : {}) } },
+      options: {
+        node: { id: c.node.id, cluster: `mcpmesh-static-${name}`, ...(c.node.locality ? { locality: c.node.locality } : {}) },
+        // What the gateway agent's bootstrap adds for a local-authz gateway (the socket is not opened by validate).
+        ...(proxy.localAuthz ? { agentClusters: localAuthzClusters('/run/mcpmesh/authz.sock') } : {}),
+      },
       snapshot(trust?: TrustBundle): SnapshotJson {
         const { mesh } = new MeshBuilder().build(parseRegistry(stringify(c.registry), file), c.security);
         const snap = buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, trust ?? c.trust), new ResourceEncoder());

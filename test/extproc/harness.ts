@@ -73,8 +73,9 @@ export class ProcessClient {
   private ended: Outcome | undefined;
   readonly status: Promise<grpc.StatusObject>;
 
-  constructor(port: number, metadata: Record<string, string> = {}) {
-    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  /** `at`: a port on 127.0.0.1, or a gRPC target such as `unix:/path` (a gateway agent's socket). */
+  constructor(at: number | string, metadata: Record<string, string> = {}) {
+    this.client = new grpc.Client(typeof at === 'number' ? `127.0.0.1:${at}` : at, grpc.credentials.createInsecure());
     const md = new grpc.Metadata();
     for (const [k, v] of Object.entries(metadata)) md.set(k, v);
     this.call = this.client.makeBidiStreamRequest(PROCESS_PATH, (b: Buffer) => b, (b: Buffer) => b, md);
@@ -172,8 +173,8 @@ export interface EnvoyProxyOptions {
   readonly filter: Obj;
   /** The route's typed_per_filter_config entry from extProcRouteOverride(), if any. */
   readonly routeOverride?: Obj;
-  /** The processor's port (the filter's cluster). */
-  readonly processorPort: number;
+  /** The processor (the filter's cluster): a port on 127.0.0.1, or a gRPC target such as `unix:/path`. */
+  readonly processorPort: number | string;
   /** Upstream MCP server base URL (http://host:port). */
   readonly upstream: string;
   /** Attribute values Envoy would compute (e.g. xds.cluster_name). */

@@ -19,7 +19,7 @@ const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cases');
 const update = process.env['UPDATE_GOLDEN'] === '1';
 
 interface Case {
-  node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number> };
+  node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number | boolean> };
   registry: unknown;
   /** Optional: the mesh's security settings, with the policy already in its parsed form. */
   security?: MeshSecurity;

@@ -8,9 +8,12 @@ import { decodeCheckResponse, type DecodedCheckResponse } from '../policy/helper
 
 const identity = (b: Buffer): Buffer => b;
 
-/** ext_authz's side of the call: an encoded CheckRequest to the authorizer at `port`, decoded answer back. */
-export function authzChecker(port: number): { check(req: Buffer): Promise<DecodedCheckResponse>; close(): void } {
-  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+/**
+ * ext_authz's side of the call: an encoded CheckRequest to the authorizer at `at` (a port on 127.0.0.1, or a gRPC
+ * target such as `unix:/path`, a gateway agent's socket), decoded answer back.
+ */
+export function authzChecker(at: number | string): { check(req: Buffer): Promise<DecodedCheckResponse>; close(): void } {
+  const client = new grpc.Client(typeof at === 'number' ? `127.0.0.1:${at}` : at, grpc.credentials.createInsecure());
   return {
     check: (req) => new Promise((resolve, reject) => {
       client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));

@@ -9,8 +9,6 @@
 // Both gRPC services are the ones a real ControlPlane started with a policy serves on its authorizer port.
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -22,11 +20,11 @@ import { extProcFilterConfig, extProcRouteOverride } from '../../control-plane/s
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
-import { EnvoyExtProcProxy, HARNESS_METADATA_HEADER, harnessMetadataHeader } from '../extproc/harness.ts';
+import { EnvoyExtProcProxy } from '../extproc/harness.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
-import { allToolNames, authzChecker, forwardAllowed, readClientRequest } from '../helpers/forward.ts';
-import { encodeCheckRequest, payloadHeader } from '../policy/helpers.ts';
-import type { JsonValue } from '../../control-plane/src/translate/resource.ts';
+import { allToolNames } from '../helpers/forward.ts';
+import { startGateway, type Gateway } from '../helpers/gateway-harness.ts';
+import { payloadHeader } from '../policy/helpers.ts';
 
 const ISSUER = 'http://127.0.0.1/oauth';
 const AUDIENCE = 'mcp-mesh';
@@ -46,67 +44,6 @@ roles:
     deny:
       - { service: ${SERVICE}, tools: [echo] }
 `;
-
-
-interface Gateway { url: string; close(): Promise<void> }
-
-/** jwt_authn + ext_authz (with_request_body) in front of the ext_proc emulator (which routes to the server). */
-async function startGateway(issuer: DevIssuer, authzPort: number, next: URL): Promise<Gateway> {
-  const authz = authzChecker(authzPort);
-  const check = authz.check;
-  const sockets = new Set<net.Socket>();
-  const server = http.createServer(async (req, res) => {
-    try {
-      const { headers, body } = await readClientRequest(req);
-      // jwt_authn (requires the dev provider): no token or an invalid one -> 401.
-      const auth = headers['authorization'] ?? '';
-      if (!auth.startsWith('Bearer ')) {
-        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('Jwt is missing');
-        return;
-      }
-      let claims: Record<string, unknown>;
-      try {
-        claims = { ...(await issuer.verify(auth.slice(7))) };
-      } catch (err) {
-        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer error="invalid_token"' }).end((err as Error).message);
-        return;
-      }
-      // jwt_authn's verified payload travels on as dynamic metadata (one Envoy, split in two hops here).
-      headers[HARNESS_METADATA_HEADER] = harnessMetadataHeader({ 'envoy.filters.http.jwt_authn': { jwt_payload: claims as Record<string, JsonValue> } });
-      // ext_authz: body as bytes, claims as jwt_authn dynamic metadata, the service as context extension.
-      const r = await check(encodeCheckRequest({
-        method: req.method ?? 'GET', path: `/mcp/${SERVICE}`, service: SERVICE, body: body.toString('utf8'), size: body.length, asBytes: true,
-        headers: { ...headers, ':method': req.method ?? 'GET', ':path': req.url ?? '/' },
-        metadataClaims: claims,
-      }));
-      if (r.denied_response) {
-        const out: Record<string, string> = {};
-        for (const h of r.denied_response.headers ?? []) if (h.header?.key) out[h.header.key] = h.header.value ?? '';
-        res.writeHead(Number(r.denied_response.status?.code ?? 403), out).end(r.denied_response.body ?? '');
-        return;
-      }
-      // On to ext_proc (then the router): without the client's token, with the verified payload header and
-      // the route's service name.
-      forwardAllowed(req.method, headers, body, res, next, { drop: ['authorization'], extra: { 'x-mcp-service': SERVICE }, check: r });
-    } catch (err) {
-      if (!res.headersSent) res.writeHead(500).end((err as Error).message);
-    }
-  });
-  server.on('connection', (s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}/mcp/${SERVICE}`,
-    close: async () => {
-      authz.close();
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 function assertForbidden(tool: string, rule: RegExp) {
   return (err: Error & { code?: number }): boolean => {
@@ -154,7 +91,7 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
       attributeValues: { 'xds.cluster_name': `mcp.${SERVICE}` },
     });
     const extProcOrigin = await extProc.listen();
-    gateway = await startGateway(issuer, cp.authzPort, new URL(new URL(everything.url).pathname, extProcOrigin));
+    gateway = await startGateway(issuer, cp.authzPort, new URL(new URL(everything.url).pathname, extProcOrigin), SERVICE);
   });
 
   after(async () => {

@@ -1,8 +1,8 @@
-// Differential test of the header RBAC (2026-07-28 services): the permissions compiled by
+// Differential test of the header RBAC (2026-07-28 services): the per-route configs compiled by
 // translate/rbac.ts are evaluated by a real RBAC engine (grpc-js-xds's, the same matcher semantics Envoy
-// documents: header exact / prefix / suffix / safe_regex / present, and/or/not rules) and must agree with the
-// policy engine the authorizer uses, request by request. Principals (roles from jwt_authn metadata) are not
-// evaluated by gRPC's engine (it has no dynamic metadata), so the policies are picked by role name here.
+// documents: header exact / prefix / suffix / safe_regex / present, and/or/not rules; authz/envoy-rbac.ts,
+// which also evaluates the role principals on jwt_authn's metadata) and must agree with the policy engine the
+// authorizer uses, request by request.
 //
 // Header RBAC is a cheap first reject in front of the MCP authorizer, which decides on the body and refuses
 // headers that do not mirror it. So two properties are checked: on plain names RBAC alone decides exactly as
@@ -10,23 +10,13 @@
 // ext_authz unless the route disables it) decides exactly as the engine on every request whose headers mirror
 // its body, and refuses every request whose headers do not.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { describe, it } from 'node:test';
-import { Metadata } from '@grpc/grpc-js';
-import { authorize, type CheckInput } from '../../control-plane/src/authz/check.ts';
-import type { MeshSecurity, MeshService } from '../../control-plane/src/model/types.ts';
+import { extAuthzCheck, gatewayRoute, runRbac, serviceOf, type GatewayRoute } from '../../control-plane/src/authz/chain.ts';
+import { authorize } from '../../control-plane/src/authz/check.ts';
+import type { MeshSecurity } from '../../control-plane/src/model/types.ts';
 import { compilePolicy, decide, type CompiledPolicy } from '../../control-plane/src/policy/engine.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import type { McpAction } from '../../control-plane/src/policy/types.ts';
-import { rbacPerRoute } from '../../control-plane/src/translate/rbac.ts';
-import type { ProtoObject } from '../../control-plane/src/translate/resource.ts';
-import { extAuthzPerRoute, gatewayResource } from '../../control-plane/src/translate/security.ts';
-import { lookupType } from '../../control-plane/src/xds/proto.ts';
-
-interface GrpcRule { apply(info: { headers: Metadata; urlPath: string; destinationIp: string; destinationPort: number }): boolean }
-const require = createRequire(import.meta.url);
-// grpc-js-xds exports no RBAC API; its compiled engine is loaded from the package's build output.
-const grpcRbac = require('@grpc/grpc-js-xds/build/src/rbac.js') as { parsePermission(p: unknown): GrpcRule };
 
 const POLICY = parsePolicy(`
 trustDomain: mesh.test
@@ -66,60 +56,22 @@ roles:
 
 const COMPILED = compilePolicy(POLICY);
 const V = '2026-07-28';
-const SECURITY = { policy: POLICY, publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } } as MeshSecurity;
-const svc = (name: string): MeshService => ({ name, protocol: V }) as MeshService;
-
-interface RbacRules { policies: Record<string, { permissions: ProtoObject[] }> }
-
-/** The compiled per-route RBAC (our object form) -> grpc-js-xds rules, through the real proto encoding. */
-function compiled(service: MeshService, which: 'deny' | 'allow'): Map<string, GrpcRule> {
-  const perRoute = rbacPerRoute(SECURITY, service)[which] as { rbac: { rules: RbacRules } };
-  const Permission = lookupType('envoy.config.rbac.v3.Permission');
-  const out = new Map<string, GrpcRule>();
-  for (const [name, p] of Object.entries(perRoute.rbac.rules.policies)) {
-    const rules = p.permissions.map((perm) => {
-      // Encode and decode like an xDS client does, into the shape proto-loader gives grpc-js-xds.
-      const decoded = Permission.toObject(Permission.decode(Permission.encode(Permission.fromObject(perm)).finish()), { enums: String, longs: String, defaults: true, oneofs: true });
-      return grpcRbac.parsePermission(decoded);
-    });
-    out.set(name, { apply: (info) => rules.some((r) => r.apply(info)) });
-  }
-  return out;
-}
-
-const RULES = new Map(['inventory', 'vault'].map((s) => [s, { deny: compiled(svc(s), 'deny'), allow: compiled(svc(s), 'allow') }]));
+const SECURITY: MeshSecurity = { policy: POLICY, publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } };
+/** The gateway's routes to the services, as routes.ts generates them (header RBAC, then ext_authz). */
+const ROUTES = new Map<string, GatewayRoute>(['inventory', 'vault'].map((s) => [s, gatewayRoute(SECURITY, serviceOf(s, V))]));
+const routeOf = (service: string): GatewayRoute => ROUTES.get(service) as GatewayRoute;
 
 /** Envoy's RBAC filters on the route of `service`: DENY then ALLOW. Headers as [name, value] (repeats allowed). */
-function rbacAllows(service: string, role: string, headers: ReadonlyArray<readonly [string, string]>): boolean {
-  const md = new Metadata();
-  for (const [k, v] of headers) md.add(k, v);
-  const info = { headers: md, urlPath: '/mcp', destinationIp: '10.0.0.1', destinationPort: 15006 };
-  const { deny, allow } = RULES.get(service) as { deny: Map<string, GrpcRule>; allow: Map<string, GrpcRule> };
-  // grpc-js-xds never matches a metadata principal (the JWT role): each role's policies are picked by name.
-  const mine = (name: string): boolean => name.startsWith(`${service}/roles/${role}/`);
-  const everyone = (name: string): boolean => name === `${service}/protocol-version` || name === `${service}/repeated-mcp-header`;
-  const denied = [...deny].some(([name, rule]) => (everyone(name) || mine(name)) && rule.apply(info));
-  return !denied && [...allow].some(([name, rule]) => mine(name) && rule.apply(info));
+function rbacAllows(service: string, role: string, headers: ReadonlyArray<readonly [string, string]>, claims: Record<string, unknown> = {}): boolean {
+  return runRbac(routeOf(service), { method: 'POST', headers, body: '', claims: { roles: [role], ...claims } }).denied === undefined;
 }
 
 const envoyAllows = (role: string, headers: Record<string, string>): boolean => rbacAllows('inventory', role, Object.entries(headers));
 
-/** The ext_authz hop as the generated route config wires it: disabled -> passes; else the authorizer decides. */
+/** The ext_authz hop as the route wires it: the authorizer decides on what ext_authz sends it. */
 function authorizerAllows(policy: CompiledPolicy, service: string, claims: Record<string, unknown>, headers: ReadonlyArray<readonly [string, string]>, body: unknown): boolean {
-  const perRoute = JSON.parse(JSON.stringify(extAuthzPerRoute(svc(service), gatewayResource(SECURITY, svc(service))))) as { disabled?: boolean; check_settings?: { context_extensions?: Record<string, string> } };
-  if (perRoute.disabled) return true;
-  const joined = new Map<string, string>();
-  const counts = new Map<string, number>();
-  for (const [k, v] of [['content-type', 'application/json'] as const, ...headers]) {
-    joined.set(k, joined.has(k) ? `${joined.get(k)},${v}` : v);
-    counts.set(k, (counts.get(k) ?? 0) + 1);
-  }
-  const input: CheckInput = {
-    method: 'POST', body: JSON.stringify(body), size: JSON.stringify(body).length, metadataClaims: claims,
-    contextExtensions: perRoute.check_settings?.context_extensions ?? {},
-    header: (name) => joined.get(name), headerCount: (name) => counts.get(name) ?? 0,
-  };
-  return authorize(policy, input).verdict === 'allow';
+  const req = { method: 'POST', headers: [['content-type', 'application/json'] as const, ...headers], body: JSON.stringify(body), claims };
+  return authorize(policy, extAuthzCheck(routeOf(service), req)).verdict === 'allow';
 }
 
 /** The gateway chain for one POST: RBAC deny + allow, then the authorizer (when the route enables it). */
@@ -240,9 +192,12 @@ describe('the gateway chain (header RBAC, then the authorizer on the body) for 2
     for (const [role, headers, body] of cases) assert.equal(gatewayAllows('inventory', { roles: [role] }, headers, body), false, JSON.stringify([role, headers, body]));
   });
 
-  it('requiredScopes: a token without the scope is refused on a 2026-07-28 service (RBAC alone ignores scopes)', () => {
+  it('requiredScopes: a token without the scope passes header RBAC whatever its roles, and the authorizer refuses it', () => {
     const r: Req = { method: 'tools/call', name: 'read_secret', action: { kind: 'tool', name: 'read_secret' } };
-    assert.equal(rbacAllows('vault', 'analyst', headersOf(r)), true, 'header RBAC has no notion of scopes');
+    // Scopes come before roles: the authorizer answers 403 insufficient_scope, as for every revision.
+    for (const role of ['analyst', 'nobody']) assert.equal(rbacAllows('vault', role, headersOf(r), { scope: 'openid' }), true, role);
+    assert.equal(rbacAllows('vault', 'nobody', headersOf(r), { scope: 'openid vault.read' }), false, 'with the scope, roles decide in RBAC');
+    assert.equal(rbacAllows('vault', 'nobody', headersOf(r), { scp: ['vault.read'] }), false, 'scp counts when there is no scope claim');
     assert.equal(gatewayAllows('vault', { roles: ['analyst'], scope: 'openid' }, headersOf(r), bodyOf(r)), false);
     assert.equal(gatewayAllows('vault', { roles: ['analyst'], scope: 'openid vault.read' }, headersOf(r), bodyOf(r)), true);
   });

@@ -1,77 +1,25 @@
-// The JWT role principal of header RBAC must read the role claim exactly as the policy engine does
-// (rolesFromClaims): a list, a single string, a space-separated string, a nested claim, a claim whose name has
-// a dot. grpc-js-xds never matches metadata principals, so this evaluates them with a small stand-in for
-// Envoy's matchers, each rule taken from Envoy's source:
+// The JWT principals of header RBAC must read claims exactly as the policy engine does: the role principal as
+// rolesFromClaims (a list, a single string, a space-separated string, a nested claim, a claim whose name has a
+// dot), the scope principal as scopesFromClaims (`scope`, or `scp` when there is none). grpc-js-xds never
+// matches metadata principals, so they are evaluated by authz/envoy-rbac.ts, which follows Envoy's source:
 // - jwt_authn payload_in_metadata + normalize_payload_in_metadata.space_delimited_claims
 //   (jwt_authn/authenticator.cc, setPayloadMetadata): top-level string claims only, split on ' ', empty
-//   parts skipped; lists and nested claims untouched.
+//   parts skipped; lists and nested claims untouched. The claims to split are read from the generated filter.
 // - MetadataMatcher (common/common/matchers.cc): the path walks Struct keys; a missing value matches nothing
-//   but present_match=false.
+//   but present_match tests for it.
 // - ListMatcher::match: false unless the value is a list; true if one element matches.
 // - StringMatcherImpl::match(Value): false unless the value is a string; safe_regex is RE2::FullMatch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { rolesFromClaims } from '../../control-plane/src/policy/engine.ts';
+import { normalizedPayload, principalMatches, type DynamicMetadata } from '../../control-plane/src/authz/envoy-rbac.ts';
+import { rolesFromClaims, scopesFromClaims } from '../../control-plane/src/policy/engine.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import type { MeshSecurity } from '../../control-plane/src/model/types.ts';
-import { principalForRole } from '../../control-plane/src/translate/rbac.ts';
+import { principalForRole, principalForScope } from '../../control-plane/src/translate/rbac.ts';
 import { jwtAuthnFilter } from '../../control-plane/src/translate/security.ts';
 import { EC_P256_JWK, jwksText } from './jwks-fixtures.ts';
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
-type Obj = Record<string, unknown>;
-
-function normalize(payload: Record<string, Json>, claims: readonly string[]): Record<string, Json> {
-  const out = { ...payload };
-  for (const c of claims) {
-    const v = payload[c];
-    if (typeof v === 'string') {
-      const parts = v.split(' ').filter((p) => p !== '');
-      if (parts.length > 0) out[c] = parts;
-    }
-  }
-  return out;
-}
-
-function at(md: Record<string, Json>, path: readonly string[]): Json | undefined {
-  let cur: Json | undefined = md;
-  for (const key of path) {
-    if (cur === null || typeof cur !== 'object' || Array.isArray(cur) || !Object.hasOwn(cur, key)) return undefined;
-    cur = (cur as Record<string, Json>)[key];
-  }
-  return cur;
-}
-
-function stringMatch(m: Obj, v: Json | undefined): boolean {
-  if (typeof v !== 'string') return false;
-  if (typeof m['exact'] === 'string') return v === m['exact'];
-  const re = (m['safe_regex'] as { regex?: string } | undefined)?.regex;
-  if (re !== undefined) return new RegExp(`^(?:${re})$`).test(v);
-  throw new Error(`stand-in does not know string matcher ${JSON.stringify(m)}`);
-}
-
-function valueMatch(m: Obj, v: Json | undefined): boolean {
-  if (m['present_match'] !== undefined) return (v !== undefined) === m['present_match'];
-  if (m['list_match']) {
-    const one = (m['list_match'] as { one_of: Obj }).one_of;
-    return Array.isArray(v) && v.some((e) => valueMatch(one, e));
-  }
-  if (m['string_match']) return stringMatch(m['string_match'] as Obj, v);
-  throw new Error(`stand-in does not know value matcher ${JSON.stringify(m)}`);
-}
-
-/** Envoy's Principal evaluation for the kinds the role principal uses. */
-function principalMatches(p: Obj, dynamicMetadata: Record<string, Record<string, Json>>): boolean {
-  if (p['or_ids']) return (p['or_ids'] as { ids: Obj[] }).ids.some((x) => principalMatches(x, dynamicMetadata));
-  if (p['and_ids']) return (p['and_ids'] as { ids: Obj[] }).ids.every((x) => principalMatches(x, dynamicMetadata));
-  if (p['not_id']) return !principalMatches(p['not_id'] as Obj, dynamicMetadata);
-  if (p['metadata']) {
-    const m = p['metadata'] as { filter: string; path: Array<{ key: string }>; value: Obj };
-    const ns = dynamicMetadata[m.filter] ?? {};
-    return valueMatch(m.value, at(ns, m.path.map((s) => s.key)));
-  }
-  throw new Error(`stand-in does not know principal ${JSON.stringify(p)}`);
-}
 
 function security(roleClaim: string): MeshSecurity {
   const policy = parsePolicy(`
@@ -85,10 +33,10 @@ roles: { admin: {}, "team.a": {}, "r+1": {} }
 }
 
 /** What the gateway would put in jwt_authn's dynamic metadata for these claims (payload_in_metadata). */
-function metadataFor(sec: MeshSecurity, claims: Record<string, Json>): Record<string, Record<string, Json>> {
+function metadataFor(sec: MeshSecurity, claims: Record<string, Json>): DynamicMetadata {
   const cfg = jwtAuthnFilter(sec)['typed_config'] as { providers: Record<string, { payload_in_metadata: string; normalize_payload_in_metadata: { space_delimited_claims: string[] } }> };
   const p = Object.values(cfg.providers)[0] as { payload_in_metadata: string; normalize_payload_in_metadata: { space_delimited_claims: string[] } };
-  return { 'envoy.filters.http.jwt_authn': { [p.payload_in_metadata]: normalize(claims, p.normalize_payload_in_metadata.space_delimited_claims) } };
+  return { 'envoy.filters.http.jwt_authn': { [p.payload_in_metadata]: normalizedPayload(claims, p.normalize_payload_in_metadata.space_delimited_claims) } };
 }
 
 const SHAPES: Record<string, Array<Record<string, Json>>> = {
@@ -115,7 +63,7 @@ describe('the JWT role principal of header RBAC reads the claim as the policy en
       for (const claims of shapes) {
         for (const role of ['admin', 'team.a', 'r+1']) {
           const engine = rolesFromClaims(claims, claim).includes(role);
-          const envoy = principalMatches(principalForRole(sec, role) as Obj, metadataFor(sec, claims));
+          const envoy = principalMatches(principalForRole(sec, role), metadataFor(sec, claims));
           if (engine !== envoy) disagreements.push(`${JSON.stringify(claims)} role ${role}: engine ${engine}, RBAC ${envoy}`);
         }
       }
@@ -123,11 +71,31 @@ describe('the JWT role principal of header RBAC reads the claim as the policy en
     });
   }
 
-  it('the stand-in sees the difference the fix is about: a list matcher alone never matches a string claim', () => {
+  it('the evaluator sees the difference the fix is about: a list matcher alone never matches a string claim', () => {
     const sec = security('realm_access.roles');
     const listOnly = { metadata: { filter: 'envoy.filters.http.jwt_authn', path: [{ key: 'jwt_payload' }, { key: 'realm_access' }, { key: 'roles' }], value: { list_match: { one_of: { string_match: { exact: 'admin' } } } } } };
     const md = metadataFor(sec, { realm_access: { roles: 'admin' } });
     assert.equal(principalMatches(listOnly, md), false);
-    assert.equal(principalMatches(principalForRole(sec, 'admin') as Obj, md), true);
+    assert.equal(principalMatches(principalForRole(sec, 'admin'), md), true);
+  });
+});
+
+describe('the scope principal of header RBAC reads scopes as the policy engine does', () => {
+  it('scope (string, list) or, only without one, scp (list, string): agree for every shape', () => {
+    const sec = security('roles');
+    const shapes: Array<Record<string, Json>> = [
+      { scope: 'openid vault.read' }, { scope: 'vault.read' }, { scope: 'vault.readx' }, { scope: ['vault.read'] }, { scope: 'a  vault.read ' },
+      { scp: ['vault.read'] }, { scp: 'openid vault.read' }, { scp: 'vault' }, { scope: 'openid', scp: ['vault.read'] }, { scope: [], scp: ['vault.read'] },
+      { scope: null, scp: ['vault.read'] }, { scope: 7 }, { scope: '' }, {}, { roles: ['vault.read'] }, { 'scope.x': 'vault.read' },
+    ];
+    const disagreements: string[] = [];
+    for (const claims of shapes) {
+      for (const scope of ['vault.read', 'openid']) {
+        const engine = scopesFromClaims(claims).includes(scope);
+        const envoy = principalMatches(principalForScope(scope), metadataFor(sec, claims));
+        if (engine !== envoy) disagreements.push(`${JSON.stringify(claims)} scope ${scope}: engine ${engine}, RBAC ${envoy}`);
+      }
+    }
+    assert.deepEqual(disagreements, []);
   });
 });

@@ -2,7 +2,7 @@
 // Compose and Kubernetes manifests, and every mistake reported at once.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
@@ -84,6 +84,44 @@ describe('mcpmesh gateway arguments', () => {
     assert.equal(r.code, 0, r.stderr);
     const b = JSON.parse(readFileSync(file, 'utf8')) as { node: { id: string; metadata: Record<string, unknown> } };
     assert.deepEqual([b.node.id, b.node.metadata], ['gw-1', { role: 'gateway', gateway_name: 'public', listener_port: 8443 }]);
+  });
+
+  it('--policy (or $MCPMESH_POLICY): the agent decides beside Envoy; the bootstrap says so and reaches its socket', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-gw-policy-'));
+    const file = path.join(dir, 'policy.yaml');
+    writeFileSync(file, 'trustDomain: mcpmesh.local\nroles:\n  analyst:\n    allow:\n      - { service: weather, tools: [get_forecast] }\n');
+    const g = parseGatewayArgs(['--id', 'gw-1', '--policy', file, '--authz-socket', '/run/mcpmesh/authz.sock'], noEnvoy);
+    assert.equal(g.localAuthz?.policyFile, file);
+    assert.equal(g.localAuthz?.policy.trustDomain, 'mcpmesh.local');
+    assert.equal(g.localAuthz?.socket, '/run/mcpmesh/authz.sock');
+    assert.deepEqual(g.bootstrap.localAuthz, { socket: '/run/mcpmesh/authz.sock' });
+    const fromEnv = parseGatewayArgs(['--id', 'gw/2'], { ...noEnvoy, MCPMESH_POLICY: file });
+    assert.equal(fromEnv.localAuthz?.socket, path.join(tmpdir(), 'mcpmesh-authz-gw_2.sock'), 'a default socket per node id');
+    assert.equal(parseGatewayArgs([], noEnvoy).localAuthz, undefined, 'without a policy: the control plane\'s authorizer');
+    // Envoy in another container (it reads --print-bootstrap's output): the agent runs only its side.
+    assert.equal(parseGatewayArgs(['--no-envoy', '--policy', file], noEnvoy).noEnvoy, true);
+  });
+
+  it('--policy problems are reported with the file, path and reason, with every other problem', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-gw-policy-'));
+    const broken = path.join(dir, 'broken.yaml');
+    writeFileSync(broken, 'trustDomain: mcpmesh.local\nroles:\n  analyst:\n    allow:\n      - { service: weather, tools: ["bad[glob"] }\n');
+    assert.throws(() => parseGatewayArgs(['--policy', broken, '--listener-port', '0'], noEnvoy), (err: Error) => {
+      assert.match(err.message, /2 problem\(s\)/);
+      assert.match(err.message, new RegExp(`--policy: ${broken.replaceAll('.', '\\.')}: 1 problem\\(s\\):\\n +roles\\.analyst\\.allow\\[0\\]\\.tools\\[0\\]: "bad\\[glob"`));
+      assert.match(err.message, /--listener-port: must be a port number/);
+      return true;
+    });
+    assert.throws(() => parseGatewayArgs(['--policy', path.join(dir, 'missing.yaml')], noEnvoy), /--policy: .*missing\.yaml: cannot read/);
+    assert.throws(() => parseGatewayArgs(['--authz-socket', '/x.sock'], noEnvoy), /--authz-socket without --policy/);
+    assert.throws(() => parseGatewayArgs(['--no-envoy'], noEnvoy), /--no-envoy without --xds-relay or --policy: nothing would run/);
+    // The policy's trust domain must be the gateway identity's.
+    const good = path.join(dir, 'good.yaml');
+    writeFileSync(good, 'trustDomain: mcpmesh.local\nroles: {}\n');
+    const token = path.join(dir, 'sa-token');
+    writeFileSync(token, 'header.payload.signature');
+    assert.throws(() => parseGatewayArgs(['--policy', good, '--k8s-token-file', token, '--trust-domain', 'other.local'], noEnvoy),
+      /--policy: .*good\.yaml: trustDomain is "mcpmesh\.local", but this gateway's identity is in trust domain "other\.local"/);
   });
 
   it('refuses to run without Envoy rather than pretend to be a gateway', async () => {

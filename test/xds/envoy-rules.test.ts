@@ -166,6 +166,13 @@ describe('Envoy semantics gate: snapshot rules', () => {
   }
 });
 
+describe('Envoy semantics gate: side streams to clusters outside the snapshot', () => {
+  it('cluster.side-stream-circuit-breakers judges only the clusters a snapshot holds (a local-authz gateway\'s are static, in its bootstrap)', () => {
+    const lines = checkSnapshotRules(bodies({ listener: { l: extProcListener('mcpmesh.extproc') } }));
+    assert.ok(!lines.some((l) => l.includes('envoy.cluster.side-stream-circuit-breakers')), lines.join('\n'));
+  });
+});
+
 describe('docs/envoy-compat.md', () => {
   it('lists every rule with its Envoy source', () => {
     const doc = readFileSync(new URL('../../docs/envoy-compat.md', import.meta.url), 'utf8');

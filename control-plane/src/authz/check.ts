@@ -101,6 +101,11 @@ export interface CheckOutcome {
   readonly serviceFromRoute: boolean;
   /** The deciding action (the denied one, or the first tool call, or the first message). */
   readonly action?: McpAction;
+  /**
+   * The messages the policy was asked about (the body's, or service-level access for GET / DELETE); absent when
+   * the request was refused before any rule was looked at (malformed, header mismatch, wrong media type...).
+   */
+  readonly messages?: readonly McpMessage[];
   /** The caller's roles and subject, for logs. */
   readonly roles: readonly string[];
   readonly subject?: string;
@@ -368,8 +373,8 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
     }
   }
   const who = caller;
-  const wouldDeny = (rule: string, reason: string, http: NonNullable<CheckOutcome['http']>, action?: McpAction): CheckOutcome => {
-    const base = { rule, reason, service, serviceFromRoute, roles: who.roles, subject: who.subject, action };
+  const wouldDeny = (rule: string, reason: string, http: NonNullable<CheckOutcome['http']>, action?: McpAction, messages?: readonly McpMessage[]): CheckOutcome => {
+    const base = { rule, reason, service, serviceFromRoute, roles: who.roles, subject: who.subject, action, messages };
     return servicePolicyOf(cp, service).mode === 'shadow' ? { verdict: 'shadow_deny', ...base } : { verdict: 'deny', ...base, http };
   };
 
@@ -435,7 +440,7 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
       const document = req.contextExtensions[RESOURCE_METADATA_CONTEXT_KEY] ?? (opts.publicUrl ? protectedResourceMetadataUrl(opts.publicUrl, service) : undefined);
       const metadata = document ? `, resource_metadata="${document}"` : '';
       const extra: Array<readonly [string, string]> = d.missingScopes ? [['www-authenticate', `Bearer error="insufficient_scope", scope="${servicePolicyOf(cp, service).requiredScopes.join(' ')}"${metadata}`]] : [];
-      return wouldDeny(d.rule, where + d.reason, denial(403, d.rule, body, extra), m.action);
+      return wouldDeny(d.rule, where + d.reason, denial(403, d.rule, body, extra), m.action, messages);
     }
     if (firstAllow === undefined) {
       firstAllow = d;
@@ -447,7 +452,7 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
   const n = messages.length;
   return {
     verdict: 'allow', rule: allowRule, service, serviceFromRoute, roles: caller.roles, subject: caller.subject,
-    action: firstTool ?? messages[0]?.action,
+    action: firstTool ?? messages[0]?.action, messages,
     // Only read for logs: built on demand.
     get reason() { return n > 1 ? `all ${n} batch elements allowed; first: ${first.reason}` : first.reason; },
   };

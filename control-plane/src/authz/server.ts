@@ -5,6 +5,8 @@
 // Hot path: only the fields the authorizer reads are decoded (decode.ts), the token payload is cached per header
 // value, globs are precompiled per policy, and the OK responses (one per deciding rule) are encoded once.
 import * as grpc from '@grpc/grpc-js';
+import { mkdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Logger } from '../log.ts';
 import { silentLogger } from '../log.ts';
@@ -266,8 +268,22 @@ export class AuthzServer {
   }
 
   listen(host: string, port: number): Promise<number> {
+    return this.bind(`${host}:${port}`);
+  }
+
+  /**
+   * Serves on a Unix socket: a gateway agent's, for its own Envoy only (a static pipe cluster in its bootstrap).
+   * A socket left by a previous run is replaced; the directory is made owner-only, like the agent's SDS socket's.
+   */
+  async listenUnix(socketPath: string): Promise<void> {
+    mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
+    rmSync(socketPath, { force: true });
+    await this.bind(`unix:${socketPath}`);
+  }
+
+  private bind(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(`${host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, bound) => (err ? reject(err) : resolve(bound)));
     });
   }
 

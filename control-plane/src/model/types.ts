@@ -120,6 +120,12 @@ export interface ProxyInfo {
   readonly proxyless?: boolean;
   /** Gateway: its name, part of its workload identity (spiffe://<td>/gateway/<name>). */
   readonly gatewayName?: string;
+  /**
+   * Gateway: its agent runs the MCP authorizer and the tools/list processor beside it (`mcpmesh gateway
+   * --policy`), and its bootstrap holds the static clusters its filters name; the control plane sends it
+   * neither of those clusters (Envoy would not let CDS replace a static cluster anyway).
+   */
+  readonly localAuthz?: boolean;
 }
 
 /**

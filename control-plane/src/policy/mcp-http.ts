@@ -36,6 +36,11 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 /** RFC 9110 field-value characters a client may send unencoded: visible ASCII, space, tab. */
 const PLAIN = /^[\x20-\x7e\t]*$/;
 
+/** A body value as a 2026-07-28 client mirrors it into a header: as is when plain visible ASCII, else =?base64?...?=. */
+export function encodeMcpHeaderValue(value: string): string {
+  return PLAIN.test(value) ? value : `${SENTINEL_PREFIX}${Buffer.from(value, 'utf8').toString('base64')}${SENTINEL_SUFFIX}`;
+}
+
 /**
  * A mirrored header value as the body would carry it: `=?base64?<standard Base64 of UTF-8>?=` decoded (the
  * markers are case-sensitive), any other value as is. An error for a value no conforming client sends: bad

@@ -505,7 +505,10 @@ export class AdminServer {
       if (role === 'gateway') {
         const listenerPort = port('port', 8080);
         if (listenerPort === undefined) return { error: 'port must be an integer in 1..65535', code: 400 };
-        proxy = { id: 'config-dump', role, listenerPort, ...(locality ? { locality } : {}) };
+        // local_authz=true: what a gateway whose agent decides beside it gets (no authorizer clusters).
+        const localAuthz = url.searchParams.get('local_authz');
+        if (localAuthz !== null && localAuthz !== 'true' && localAuthz !== 'false') return { error: 'local_authz must be true or false', code: 400 };
+        proxy = { id: 'config-dump', role, listenerPort, ...(locality ? { locality } : {}), ...(localAuthz === 'true' ? { localAuthz: true } : {}) };
       } else if (role === 'sidecar') {
         const service = url.searchParams.get('service');
         if (!service) return { error: 'role=sidecar needs service=<name>', code: 400 };

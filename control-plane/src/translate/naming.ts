@@ -132,6 +132,11 @@ export function rbacPolicyName(service: string, ...parts: readonly string[]): st
   return [service, ...parts].map(encode).join('/');
 }
 
+/** The parts of an RBAC policy name (rbacPolicyName's inverse): [service, ...parts]. */
+export function rbacPolicyNameParts(name: string): string[] {
+  return name.split('/').map((part) => part.replace(/%([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))));
+}
+
 /** Envoy stat prefixes (HTTP connection managers); Prometheus sees them as envoy_http_<prefix>_*. */
 export const STAT_PREFIX = {
   gateway: 'gateway',

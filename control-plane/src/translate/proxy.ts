@@ -91,7 +91,7 @@ export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, trust?: TrustBund
         ...(mesh.security ? { localReplyConfig: localReplyConfig() } : {}),
       }),
       gatewayRoutesFor(mesh),
-      ...(mesh.security ? securityClusters(mesh.security) : []),
+      ...(mesh.security ? securityClusters(mesh.security, { localAuthz: proxy.localAuthz === true }) : []),
     ];
   return [
     ...front,

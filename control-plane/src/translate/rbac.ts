@@ -8,17 +8,21 @@
 // server runs. The MCP authorizer (ext_authz, after these filters) decides on the body and refuses a request
 // whose headers do not mirror it. So RBAC never needs to be stricter than the policy engine, and is not on a
 // well-formed request: it decides exactly as the engine on plain names, and lets through to the authorizer
-// what only the body can settle: Mcp-Name values in the =?base64?...?= form (it cannot decode them) and
-// completion/complete refs (no header carries them). (A resource URI sent in another spelling than its normal
-// form, or holding a ",", is refused here although the authorizer would judge it: see the README.)
-// test/policy/rbac-engine.test.ts holds it to that, with the authorizer behind it.
+// what only the body can settle, so that the authorizer answers (and names the rule) as it does for every
+// revision: an Mcp-Name in the =?base64?...?= form (RBAC cannot decode it), a resources/subscribe|unsubscribe
+// without Mcp-Name (the revision requires it for tools/call, resources/read and prompts/get only),
+// completion/complete refs (no header carries them), both for allow rules and for what a role's deny rules
+// might cover; and any request of a token that lacks one of the service's requiredScopes (the authorizer
+// answers 403 insufficient_scope before roles are looked at). (A resource URI sent in another spelling than
+// its normal form, or holding a ",", is refused here although the authorizer would judge it: see the README.)
+// test/policy/rbac-engine.test.ts and differential.test.ts hold it to that, with the authorizer behind it.
 // Pure functions of the policy and the service.
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import type { Pattern, Role, RuleTarget } from '../policy/types.ts';
 import { globRegex, wordInListRegex } from '../model/glob.ts';
 import { spiffeIdMatcher } from '../identity/sds.ts';
-import { HEADER_VALIDATED_PROTOCOLS } from '../policy/mcp-http.ts';
-import { JWT_PAYLOAD_METADATA_KEY, RBAC_STAT_PREFIX, rbacPolicyName } from './naming.ts';
+import { HEADER_VALIDATED_PROTOCOLS, NAME_REQUIRED_METHODS } from '../policy/mcp-http.ts';
+import { JWT_PAYLOAD_METADATA_KEY, RBAC_STAT_PREFIX, rbacPolicyName, rbacPolicyNameParts } from './naming.ts';
 import { any, type ProtoObject } from './resource.ts';
 
 export const RBAC_DENY_FILTER = 'mcpmesh.rbac.deny';
@@ -57,34 +61,69 @@ function methodIs(methods: readonly string[]): ProtoObject {
 /** An Mcp-Name in the =?base64?...?= form (non-ASCII names, and any a client chose to encode). */
 const ENCODED_NAME: ProtoObject = { and_rules: { rules: [header('mcp-name', { prefix: '=?base64?' }), header('mcp-name', { suffix: '?=' })] } };
 
-/**
- * Mcp-Name matches one of `patterns`. For an allow rule, an encoded name passes too: RBAC cannot decode it,
- * and the authorizer behind it decodes it, checks it against the body and decides on the name itself.
- */
-function nameMatches(patterns: readonly Pattern[], forAllow: boolean): ProtoObject {
-  if (patterns.includes('*')) return { any: true };
-  const rules = patterns.map((p) => header('mcp-name', { safe_regex: { regex: globRegex(p) } }));
-  if (forAllow) rules.push(ENCODED_NAME);
-  return rules.length === 1 ? (rules[0] as ProtoObject) : { or_rules: { rules } };
+function orOf(rules: readonly ProtoObject[]): ProtoObject {
+  return rules.length === 1 ? (rules[0] as ProtoObject) : { or_rules: { rules: [...rules] } };
 }
 
-/** What one allow or deny rule covers, as an RBAC permission. */
-function permission(rule: RuleTarget, forAllow: boolean): ProtoObject | undefined {
-  const parts: ProtoObject[] = [];
-  for (const kind of Object.keys(NAMED_METHODS) as Kind[]) {
-    const patterns = rule[kind];
-    if (!patterns || patterns.length === 0) continue;
-    if (kind === 'completions') {
-      // The ref is in the body only: a deny can be judged here when it covers every ref, an allow never.
-      if (forAllow || patterns.includes('*')) parts.push(methodIs(NAMED_METHODS.completions));
-      continue;
-    }
-    parts.push({ and_rules: { rules: [methodIs(NAMED_METHODS[kind]), nameMatches(patterns, forAllow)] } });
-  }
+/** Mcp-Name matches one of `patterns` (a plain name: RBAC cannot decode an encoded one). */
+function nameMatches(patterns: readonly Pattern[]): ProtoObject {
+  if (patterns.includes('*')) return { any: true };
+  return orOf(patterns.map((p) => header('mcp-name', { safe_regex: { regex: globRegex(p) } })));
+}
+
+/**
+ * The requests of a kind whose target only the body shows: an encoded Mcp-Name, no Mcp-Name where the method
+ * does not require one, and every completion/complete (no header carries its ref). RBAC passes them on to
+ * the authorizer, which checks the headers against the body and decides on the target itself.
+ */
+function bodyOnly(kind: Kind): ProtoObject {
+  const methods = NAMED_METHODS[kind];
+  if (kind === 'completions') return methodIs(methods);
+  const optional = methods.filter((m) => !NAME_REQUIRED_METHODS.has(m));
+  return orOf([
+    { and_rules: { rules: [methodIs(methods), ENCODED_NAME] } },
+    ...(optional.length > 0 ? [{ and_rules: { rules: [methodIs(optional), { not_rule: { header: { name: 'mcp-name', present_match: true } } }] } }] : []),
+  ]);
+}
+
+/** The kinds a rule lists (an absent or empty list covers nothing). */
+function listedKinds(rule: RuleTarget): Kind[] {
+  return (Object.keys(NAMED_METHODS) as Kind[]).filter((k) => (rule[k]?.length ?? 0) > 0);
+}
+
+/** What an allow rule covers, as an RBAC permission: its names, what only the body shows, and the methods that name nothing. */
+function allowPermission(rule: RuleTarget): ProtoObject {
+  const parts = listedKinds(rule).map((kind): ProtoObject => {
+    const patterns = rule[kind] as readonly Pattern[];
+    if (kind === 'completions') return bodyOnly(kind);
+    const named = { and_rules: { rules: [methodIs(NAMED_METHODS[kind]), nameMatches(patterns)] } };
+    return patterns.includes('*') ? named : orOf([named, bodyOnly(kind)]);
+  });
   // Methods that name nothing (initialize, ping, tools/list, notifications...) come with access to the service.
-  if (forAllow) parts.push({ not_rule: methodIs(ALL_NAMED) });
-  if (parts.length === 0) return undefined;
-  return parts.length === 1 ? parts[0] : { or_rules: { rules: parts } };
+  parts.push({ not_rule: methodIs(ALL_NAMED) });
+  return orOf(parts);
+}
+
+/**
+ * What a deny rule that lists items covers as far as headers show: its plain names, and every request of a
+ * kind it covers whole (`*`). Undefined when headers show none of it (completion refs only).
+ */
+function denyPermission(rule: RuleTarget): ProtoObject | undefined {
+  const parts = listedKinds(rule).flatMap((kind): ProtoObject[] => {
+    const patterns = rule[kind] as readonly Pattern[];
+    if (kind === 'completions') return patterns.includes('*') ? [methodIs(NAMED_METHODS[kind])] : [];
+    return [{ and_rules: { rules: [methodIs(NAMED_METHODS[kind]), nameMatches(patterns)] } }];
+  });
+  return parts.length > 0 ? orOf(parts) : undefined;
+}
+
+/**
+ * What a deny rule might cover that only the body shows (the kinds it lists without `*`): let through by the
+ * ALLOW filter so that the authorizer denies it by that rule, rather than RBAC by default deny.
+ */
+function deniedOnBody(rule: RuleTarget): ProtoObject | undefined {
+  const kinds = listedKinds(rule).filter((k) => !(rule[k] as readonly Pattern[]).includes('*'));
+  return kinds.length > 0 ? orOf(kinds.map(bodyOnly)) : undefined;
 }
 
 /** A MetadataMatcher on jwt_authn's verified payload at `path` (claim keys below the payload). */
@@ -93,15 +132,21 @@ function payloadAt(path: readonly string[], value: ProtoObject): ProtoObject {
 }
 
 /**
- * The claim at `path` holds `role`, read as the policy engine reads it (rolesFromClaims): a list of strings,
- * or a string of space-separated roles. Envoy's ListMatcher is false for a string, and jwt_authn turns only
- * top-level claims it is told about into lists, so a string needs its own matcher.
+ * The claim at `path` holds `word`, read as the policy engine reads roles and scopes (stringsOf): a list of
+ * strings, or a string of space-separated words. Envoy's ListMatcher is false for a string, and jwt_authn turns
+ * only top-level claims it is told about into lists, so a string needs its own matcher.
  */
-function claimHolds(path: readonly string[], role: string): ProtoObject[] {
+function claimHolds(path: readonly string[], word: string): ProtoObject[] {
   return [
-    payloadAt(path, { list_match: { one_of: { string_match: { exact: role } } } }),
-    payloadAt(path, { string_match: { safe_regex: { regex: wordInListRegex(role) } } }),
+    payloadAt(path, { list_match: { one_of: { string_match: { exact: word } } } }),
+    payloadAt(path, { string_match: { safe_regex: { regex: wordInListRegex(word) } } }),
   ];
+}
+
+/** The claim at `primary` holds `word`, or, only when there is no such claim at all, the one at `fallback`. */
+function claimOrElseHolds(primary: readonly string[], fallback: readonly string[], word: string): ProtoObject {
+  const absent = { not_id: payloadAt(primary, { present_match: true }) };
+  return { or_ids: { ids: [...claimHolds(primary, word), { and_ids: { ids: [absent, { or_ids: { ids: claimHolds(fallback, word) } }] } }] } };
 }
 
 /**
@@ -111,11 +156,13 @@ function claimHolds(path: readonly string[], role: string): ProtoObject[] {
  */
 export function principalForRole(sec: MeshSecurity, role: string): ProtoObject {
   const claim = sec.policy.roleClaim;
-  const literal = claimHolds([claim], role);
-  if (!claim.includes('.')) return { or_ids: { ids: literal } };
-  const noLiteral = { not_id: payloadAt([claim], { present_match: true }) };
-  const nested = { and_ids: { ids: [noLiteral, { or_ids: { ids: claimHolds(claim.split('.'), role) } }] } };
-  return { or_ids: { ids: [...literal, nested] } };
+  if (!claim.includes('.')) return { or_ids: { ids: claimHolds([claim], role) } };
+  return claimOrElseHolds([claim], claim.split('.'), role);
+}
+
+/** The token carries `scope`, read as the engine's scopesFromClaims: the `scope` claim, or `scp` when there is none. */
+export function principalForScope(scope: string): ProtoObject {
+  return claimOrElseHolds(['scope'], ['scp'], scope);
 }
 
 function rulesFor(role: Role, svc: MeshService, which: 'allow' | 'deny'): Array<[number, RuleTarget]> {
@@ -154,15 +201,23 @@ export function rbacPerRoute(sec: MeshSecurity, svc: MeshService): { deny: Proto
     [named('repeated-mcp-header')]: { permissions: [repeatedMcpHeader], principals: [{ any: true }] },
   };
   const allowPolicies: Record<string, ProtoObject> = {};
+  // requiredScopes come before roles (as in the engine): a token that lacks one is the authorizer's to answer
+  // (403 insufficient_scope), so role denies only apply to a token that has them all, and it passes ALLOW.
+  const required = sec.policy.services.find((s) => s.service === svc.name)?.requiredScopes ?? [];
+  const hasScopes: ProtoObject | undefined = required.length > 0 ? { and_ids: { ids: required.map(principalForScope) } } : undefined;
+  if (hasScopes) allowPolicies[named('missing-scope')] = { permissions: [{ any: true }], principals: [{ not_id: hasScopes }] };
   for (const role of sec.policy.roles) {
+    const holder = principalForRole(sec, role.name);
+    const scopedHolder = hasScopes ? { and_ids: { ids: [holder, hasScopes] } } : holder;
     for (const [i, rule] of rulesFor(role, svc, 'deny')) {
       const whole = !rule.tools && !rule.resources && !rule.prompts && !rule.completions;
-      const perm = whole ? { any: true } : permission(rule, false);
-      if (perm) denyPolicies[named('roles', role.name, `deny[${i}]`)] = { permissions: [perm], principals: [principalForRole(sec, role.name)] };
+      const perm = whole ? { any: true } : denyPermission(rule);
+      if (perm) denyPolicies[named('roles', role.name, `deny[${i}]`)] = { permissions: [perm], principals: [scopedHolder] };
+      const onBody = whole ? undefined : deniedOnBody(rule);
+      if (onBody) allowPolicies[named('roles', role.name, `deny[${i}]`, 'body')] = { permissions: [onBody], principals: [holder] };
     }
     for (const [i, rule] of rulesFor(role, svc, 'allow')) {
-      const perm = permission(rule, true);
-      if (perm) allowPolicies[named('roles', role.name, `allow[${i}]`)] = { permissions: [perm], principals: [principalForRole(sec, role.name)] };
+      allowPolicies[named('roles', role.name, `allow[${i}]`)] = { permissions: [allowPermission(rule)], principals: [holder] };
     }
   }
   const rbac = (action: 'ALLOW' | 'DENY', policies: Record<string, ProtoObject>): ProtoObject => {
@@ -173,6 +228,15 @@ export function rbacPerRoute(sec: MeshSecurity, svc: MeshService): { deny: Proto
     return any(RBAC_PER_ROUTE, { rbac: { ...body, track_per_rule_stats: true } });
   };
   return { deny: rbac('DENY', denyPolicies), allow: rbac('ALLOW', allowPolicies) };
+}
+
+/**
+ * The policy rule an RBAC policy of rbacPerRoute stands for (`weather/roles/analyst/deny[0]` ->
+ * `roles.analyst.deny[0]`, the engine's rule id), or undefined for the ones that are not a policy rule.
+ */
+export function policyRuleOfRbacPolicy(name: string): string | undefined {
+  const parts = rbacPolicyNameParts(name);
+  return parts.length === 4 && parts[1] === 'roles' ? `roles.${parts[2]}.${parts[3]}` : undefined;
 }
 
 /** Per-route configs for services that are not header-routable: both filters stand aside (the authorizer decides). */

@@ -42,9 +42,10 @@ function hostDomains(svc: MeshService): string[] {
 
 /**
  * What a route to a service adds when the mesh is secured: its authorizer settings, the metadata document
- * its 401 challenge names, and no client token upstream.
+ * its 401 challenge names, and no client token upstream. (authz/chain.ts evaluates these very filter configs
+ * for `mcpmesh policy explain` and the tests.)
  */
-function securedRoute(mesh: Mesh, svc: MeshService, resource: (sec: MeshSecurity) => ProtectedResource): ProtoObject {
+export function securedRoute(mesh: Mesh, svc: MeshService, resource: (sec: MeshSecurity) => ProtectedResource): ProtoObject {
   if (!mesh.security) return {};
   const rbac = headerRoutable(svc) ? rbacPerRoute(mesh.security, svc) : rbacDisabled();
   const doc = resource(mesh.security);

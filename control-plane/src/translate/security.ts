@@ -30,6 +30,14 @@ function jwksUrl(p: JwtProvider): URL | undefined {
   return p.jwksUri ? new URL(p.jwksUri) : undefined;
 }
 
+/**
+ * Claims jwt_authn turns from a space-separated string into a list in its metadata, so that RBAC reads them as
+ * the policy engine does: OAuth `scope` and the role claim.
+ */
+export function spaceDelimitedClaims(roleClaim: string): string[] {
+  return [...new Set(['scope', roleClaim])].sort();
+}
+
 function provider(p: JwtProvider, roleClaim: string): ProtoObject {
   const url = jwksUrl(p);
   return {
@@ -46,7 +54,7 @@ function provider(p: JwtProvider, roleClaim: string): ProtoObject {
     // Every provider writes the same key: only the one that verified the token writes at all.
     payload_in_metadata: JWT_PAYLOAD_METADATA_KEY,
     // RBAC reads roles from the payload: a space-separated role claim becomes a list, like `scope`.
-    normalize_payload_in_metadata: { space_delimited_claims: [...new Set(['scope', roleClaim])].sort() },
+    normalize_payload_in_metadata: { space_delimited_claims: spaceDelimitedClaims(roleClaim) },
     from_headers: [{ name: 'Authorization', value_prefix: 'Bearer ' }],
   };
 }
@@ -225,8 +233,13 @@ function jwksTlsTransportSocket(url: URL, caFile: string): ProtoObject {
   };
 }
 
-/** Clusters the security filters call: the authorizer and the tools/list processor (gRPC), and each remote JWKS host. */
-export function securityClusters(sec: MeshSecurity): XdsResource[] {
+/**
+ * Clusters the security filters call: the authorizer and the tools/list processor (gRPC), and each remote JWKS
+ * host. With `localAuthz` (a gateway whose agent runs both beside it) the two gRPC clusters are left out: the
+ * filters still name AUTHZ_CLUSTER and EXT_PROC_CLUSTER, and the gateway's bootstrap defines clusters of those
+ * names that reach its agent (sidecar/src/bootstrap.ts). Envoy would not let CDS replace a static cluster.
+ */
+export function securityClusters(sec: MeshSecurity, opts: { localAuthz?: boolean } = {}): XdsResource[] {
   const grpcCluster = (name: string): XdsResource => ({
     kind: 'cluster',
     name,
@@ -251,5 +264,5 @@ export function securityClusters(sec: MeshSecurity): XdsResource[] {
       },
     }];
   });
-  return [grpcCluster(AUTHZ_CLUSTER), grpcCluster(EXT_PROC_CLUSTER), ...jwks];
+  return [...(opts.localAuthz ? [] : [grpcCluster(AUTHZ_CLUSTER), grpcCluster(EXT_PROC_CLUSTER)]), ...jwks];
 }

@@ -541,6 +541,8 @@ const sideStreamBreakers: SnapshotRule = {
           const grpc = isObj(cfg['grpc_service']) ? cfg['grpc_service'] : undefined;
           const name = grpc && isObj(grpc['envoy_grpc']) ? str(grpc['envoy_grpc']['cluster_name']) : undefined;
           const cluster = name ? res.cluster.get(name) : undefined;
+          // Only what the snapshot holds can be judged: a local-authz gateway's authorizer clusters are static,
+          // in its bootstrap (sidecar/src/bootstrap.ts, localAuthzClusters, whose test holds them to this floor).
           if (!cluster) continue;
           const thresholds = isObj(cluster['circuit_breakers']) ? list(cluster['circuit_breakers']['thresholds']) : [];
           const def = thresholds.find((t) => isObj(t) && (t['priority'] === undefined || t['priority'] === 'DEFAULT')) as Obj | undefined;

@@ -55,6 +55,17 @@ function port(meta: Record<string, Json>, key: string, fallback: number, id: str
   return n;
 }
 
+/**
+ * A yes/no node field. Strictly true/false (or the strings "true"/"false", as hand-written bootstraps spell
+ * them): anything else is refused rather than guessed, since it decides where the gateway's authorizer is.
+ */
+function flag(meta: Record<string, Json>, key: string, id: string): boolean {
+  const v = meta[key];
+  if (v === undefined || v === null || v === false || v === 'false') return false;
+  if (v === true || v === 'true') return true;
+  throw new NodeError(id, `metadata.${key}`, `must be true or false (got ${JSON.stringify(v)})`);
+}
+
 /** Reads the proxy's role and placement from its node. Throws NodeError naming the bad field. */
 export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
   const id = node?.id ?? '';
@@ -68,9 +79,11 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
     const proxyless = /^grpc\b/i.test(node?.user_agent_name ?? '');
     const gatewayName = meta['gateway_name'] ?? 'default';
     if (typeof gatewayName !== 'string' || !/^[A-Za-z0-9._-]{1,63}$/.test(gatewayName)) throw new NodeError(id, 'metadata.gateway_name', `must be 1-63 letters, digits, ".", "_" or "-" (got ${JSON.stringify(gatewayName)})`);
+    // Only what an Envoy can use: a proxyless client has no ext_authz or ext_proc filter to point anywhere.
+    const localAuthz = !proxyless && flag(meta, 'local_authz', id);
     return {
       id, role, ...(locality ? { locality } : {}), listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id),
-      ...(proxyless ? { proxyless } : {}), ...(gatewayName !== 'default' ? { gatewayName } : {}),
+      ...(proxyless ? { proxyless } : {}), ...(gatewayName !== 'default' ? { gatewayName } : {}), ...(localAuthz ? { localAuthz } : {}),
     };
   }
   if (role === 'sidecar') {
@@ -89,6 +102,7 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
 export function snapshotKey(p: ProxyInfo): string {
   const loc = p.locality ? `${p.locality.region}/${p.locality.zone}` : '-';
   return p.role === 'gateway'
-    ? `gateway|${p.gatewayName ?? 'default'}|${loc}|${p.listenerPort}${p.proxyless ? '|grpc' : ''}`
+    // A local-authz gateway gets other clusters than one of the same name and place that uses the control plane's.
+    ? `gateway|${p.gatewayName ?? 'default'}|${loc}|${p.listenerPort}${p.proxyless ? '|grpc' : ''}${p.localAuthz ? '|local-authz' : ''}`
     : `sidecar|${p.service}|${p.listenerPort}|${p.appPort}`;
 }
