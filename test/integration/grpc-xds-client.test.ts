@@ -48,6 +48,9 @@ describe('grpc-js-xds (real xDS client) against the ADS server', () => {
     for (const c of clients) c.close();
     await tcp?.stop();
     await Promise.all(Object.values(backends).map((b) => b.stop()));
+    // grpc-js-xds's xDS client is process-wide and has no close(): it keeps reconnecting forever. Exit once the
+    // results are written (npm test does not force-exit test files: that can cut their reports short).
+    setTimeout(() => process.exit(process.exitCode ?? 0), 1000);
   });
 
   it('resolves xds:///weather and spreads calls over both endpoints', async () => {

@@ -82,6 +82,8 @@ describe('grpc-js-xds over mTLS: xDS through the agent\'s relay, calls with cert
     for (const a of agents) a.stop();
     for (const s of servers) s.forceShutdown();
     await cp?.stop();
+    // grpc-js-xds's xDS client is process-wide with no close(): exit once the results are written.
+    setTimeout(() => process.exit(process.exitCode ?? 0), 1000);
   });
 
   it('resolves xds:///weather through the relay and calls both replicas over mTLS', async () => {

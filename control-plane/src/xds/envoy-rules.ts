@@ -47,22 +47,42 @@ function join(path: string, key: string | number): string {
   return typeof key === 'number' ? `${path}[${key}]` : path ? `${path}.${key}` : key;
 }
 
-/** Every object node under `value` with its field path (Any types appear as `field<type>` like validate.ts). */
-function* nodes(value: unknown, path = ''): Generator<[Obj, string]> {
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) yield* nodes(value[i], join(path, i));
-    return;
+/**
+ * Every object node under `value` with its field path (Any types appear as `field<type>` like validate.ts).
+ * Several rules walk the same resource: the walk of a whole resource is done once and kept with it.
+ */
+const walked = new WeakMap<object, ReadonlyArray<readonly [Obj, string]>>();
+function nodes(value: unknown, path = ''): ReadonlyArray<readonly [Obj, string]> {
+  const root = typeof value === 'object' && value !== null && path === '' ? value : undefined;
+  const known = root ? walked.get(root) : undefined;
+  if (known) return known;
+  const out: Array<readonly [Obj, string]> = [];
+  const stack: Array<[unknown, string]> = [[value, path]];
+  while (stack.length > 0) {
+    const [v, p] = stack.pop() as [unknown, string];
+    if (Array.isArray(v)) {
+      for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], join(p, i)]);
+      continue;
+    }
+    if (!isObj(v)) continue;
+    const url = v['@type'];
+    const here = typeof url === 'string' ? `${p}<${url.slice(url.lastIndexOf('/') + 1)}>` : p;
+    out.push([v, here]);
+    const keys = Object.keys(v);
+    for (let i = keys.length - 1; i >= 0; i--) {
+      const k = keys[i] as string;
+      const child = v[k];
+      if (k !== '@type' && typeof child === 'object' && child !== null) stack.push([child, join(here, k)]);
+    }
   }
-  if (!isObj(value)) return;
-  const url = value['@type'];
-  const here = typeof url === 'string' ? `${path}<${url.slice(url.lastIndexOf('/') + 1)}>` : path;
-  yield [value, here];
-  for (const [k, v] of Object.entries(value)) if (k !== '@type') yield* nodes(v, join(here, k));
+  if (root) walked.set(root, out);
+  return out;
 }
 
 /** Nodes that are an Any of `typeName` (full proto name). */
-function* typed(value: unknown, typeName: string): Generator<[Obj, string]> {
-  for (const [n, p] of nodes(value)) if (n['@type'] === `type.googleapis.com/${typeName}`) yield [n, p];
+function typed(value: unknown, typeName: string): Array<readonly [Obj, string]> {
+  const url = `type.googleapis.com/${typeName}`;
+  return nodes(value).filter(([n]) => n['@type'] === url);
 }
 
 function str(v: unknown): string | undefined {
