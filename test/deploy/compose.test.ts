@@ -13,7 +13,8 @@
 //  - call-tool.ts (the README's client) gets a dev token and calls a tool through a JWT-checking proxy in
 //    front of a real server-everything, from a control plane on loopback and from one beyond loopback (with
 //    the admin token, as in Compose).
-// CI needs `docker-compose` (Debian package docker-compose) and, for the promtool check, `prometheus`.
+// CI needs `docker-compose` (Debian package docker-compose) and, for the promtool check, `prometheus` (.ci/run
+// installs both); without them on PATH the tests that run them are reported as skipped, naming the install command.
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -35,6 +36,7 @@ import { parseSidecarArgs, type ParsedSidecar } from '../../sidecar/src/cli.ts';
 import { parseGatewayArgs, type ParsedGateway } from '../../sidecar/src/gateway-cli.ts';
 import { WorkloadIdentity } from '../../sidecar/src/identity.ts';
 import { COMPOSE_ADMIN_TOKEN, DEV_CLIENT_SECRET } from '../../deploy/compose/call-tool.ts';
+import { INSTALL, skipUnless } from '../helpers/tools.ts';
 import { EVERYTHING_BIN, freePort, startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -45,6 +47,9 @@ const JOIN_TOKEN = path.join(COMPOSE_DIR, 'join-token.ts');
 /** Where the one-shot minters run deploy/compose/join-token.ts from (bind-mounted into the sidecar image). */
 const JOIN_TOKEN_IN_IMAGE = '/app/deploy/compose/join-token.ts';
 const DOCKER_COMPOSE = process.env['DOCKER_COMPOSE'] ?? 'docker-compose';
+/** v1 validates a file with `config` without a Docker engine; DOCKER_COMPOSE may name another compose binary. */
+const skipCompose = skipUnless(DOCKER_COMPOSE, `${INSTALL.dockerCompose} (or set DOCKER_COMPOSE to a compose binary)`);
+const skipPromtool = skipUnless('promtool', INSTALL.prometheus);
 /** What the sidecar image sets (deploy/docker/sidecar.Dockerfile): the agent finds Envoy through it. */
 const IMAGE_ENV = { ENVOY_BIN: '/usr/local/bin/envoy' };
 
@@ -70,9 +75,6 @@ function composeEnv(): NodeJS.ProcessEnv {
 
 function runCompose(file: string): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync(DOCKER_COMPOSE, ['-f', file, 'config'], { encoding: 'utf8', env: composeEnv(), cwd: path.dirname(file), timeout: 60_000 });
-  if (r.error && (r.error as NodeJS.ErrnoException).code === 'ENOENT') {
-    assert.fail(`"${DOCKER_COMPOSE}" not found: install Debian's docker-compose (apt-get install docker-compose; v1 validates a file with \`config\` without a Docker engine), or set DOCKER_COMPOSE to a compose binary`);
-  }
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -250,7 +252,7 @@ function bindMounts(): Array<{ service: string; host: string; container: string 
 // --- docker-compose config ------------------------------------------------------------------------------
 
 describe('docker-compose config (Debian docker-compose v1, no engine needed)', () => {
-  it('accepts deploy/compose/docker-compose.yml and lists every service', () => {
+  it('accepts deploy/compose/docker-compose.yml and lists every service', { skip: skipCompose }, () => {
     const r = runCompose(COMPOSE_FILE);
     assert.equal(r.status, 0, `docker-compose config failed:\n${r.stderr}`);
     const normalized = obj(parse(r.stdout), 'config output');
@@ -271,12 +273,13 @@ describe('docker-compose config (Debian docker-compose v1, no engine needed)', (
     let copy: string;
     const original = readFileSync(COMPOSE_FILE, 'utf8');
     before(() => {
+      if (skipCompose) return;
       // Same layout as the repository, so relative build contexts and mounts resolve as in the real file.
       dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-compose-'));
       mkdirSync(path.join(dir, 'deploy/compose'), { recursive: true });
       copy = path.join(dir, 'deploy/compose/docker-compose.yml');
     });
-    after(() => rmSync(dir, { recursive: true, force: true }));
+    after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
 
     const cases: Array<[string, (s: string) => string, RegExp]> = [
       ['the unmodified copy passes', (s) => s, /^$/],
@@ -287,7 +290,7 @@ describe('docker-compose config (Debian docker-compose v1, no engine needed)', (
       ['a YAML syntax error', (s) => s.replace('services:\n', 'services:\n  broken: [\n'), /yaml|while parsing|expected/i],
     ];
     for (const [what, edit, expected] of cases) {
-      it(what, () => {
+      it(what, { skip: skipCompose }, () => {
         const text = edit(original);
         if (what !== 'the unmodified copy passes') assert.notEqual(text, original, 'the edit must change the file (the test is stale otherwise)');
         writeFileSync(copy, text);
@@ -639,12 +642,7 @@ describe('policy, OAuth and observability wiring', () => {
     assert.ok(strings(service('prometheus')['command'], 'command').includes('--config.file=/etc/prometheus/prometheus.yml'));
   });
 
-  it('promtool check config passes (config + alerts.yml laid out as in the container)', (t) => {
-    const probe = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
-    if (probe.error) {
-      t.skip('promtool not installed (Debian package prometheus)');
-      return;
-    }
+  it('promtool check config passes (config + alerts.yml laid out as in the container)', { skip: skipPromtool }, () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-prom-'));
     try {
       cpSync(path.join(COMPOSE_DIR, 'prometheus.yml'), path.join(dir, 'prometheus.yml'));

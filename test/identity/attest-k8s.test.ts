@@ -15,6 +15,7 @@ import { gatewayId, sidecarId } from '../../control-plane/src/identity/spiffe.ts
 import { ConfigError } from '../../control-plane/src/model/reader.ts';
 import { makeTestPki } from '../helpers/tls.ts';
 import { TokenReviewStandIn, TOKENREVIEW_PATH } from '../k8s-standin/tokenreview.ts';
+import { INSTALL, skipUnless } from '../helpers/tools.ts';
 
 const TD = 'mesh.test';
 const REVIEWER = 'reviewer-token-cp';
@@ -47,7 +48,10 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-describe('KubernetesAttestor against the TokenReview stand-in', () => {
+// The TokenReview stand-in's and these servers' certificates are made with the openssl CLI.
+const skipOpenssl = skipUnless('openssl', INSTALL.openssl);
+
+describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpenssl }, () => {
   const api = new TokenReviewStandIn({
     reviewers: {
       [REVIEWER]: { username: 'system:serviceaccount:mcp-mesh:control-plane' },
@@ -243,7 +247,7 @@ describe('KubernetesAttestor against the TokenReview stand-in', () => {
   });
 });
 
-describe('KubernetesAttestor against servers that are not a proper TokenReview API', () => {
+describe('KubernetesAttestor against servers that are not a proper TokenReview API', { skip: skipOpenssl }, () => {
   const pki = makeTestPki();
   const caPem = readFileSync(pki.caFile, 'utf8');
   let answer: { code: number; body: string } = { code: 201, body: '{}' };
@@ -289,7 +293,7 @@ describe('KubernetesAttestor against servers that are not a proper TokenReview A
   });
 });
 
-describe('the TokenReview stand-in answers like the API server', () => {
+describe('the TokenReview stand-in answers like the API server', { skip: skipOpenssl }, () => {
   const api = new TokenReviewStandIn({
     reviewers: { [REVIEWER]: { username: 'system:serviceaccount:mcp-mesh:control-plane' } },
     tokens: {

@@ -7,7 +7,11 @@ import { CaError, CertificateAuthority, CLOCK_SKEW_MS, DEFAULT_LEAF_TTL_MS } fro
 import { sidecarId } from '../../control-plane/src/identity/spiffe.ts';
 import { x509 } from '../../control-plane/src/identity/x509.ts';
 import { caWithValidity, OpensslPki } from './pki.ts';
+import { INSTALL, skipUnless } from '../helpers/tools.ts';
 import { rmSync } from 'node:fs';
+
+// Checks against the openssl CLI (OpensslPki) skip without it; the rest runs.
+const skipOpenssl = skipUnless('openssl', INSTALL.openssl);
 
 const TD = 'mcpmesh.test';
 const WEATHER = sidecarId(TD, 'weather');
@@ -67,7 +71,7 @@ describe('CertificateAuthority.selfSigned + issue', () => {
     assert.ok(Math.abs(c.notAfter.getTime() - (t0 + DEFAULT_LEAF_TTL_MS)) < 2000, `notAfter ${c.notAfter.toISOString()}`);
   });
 
-  it('passes openssl verify -x509_strict for client and server use', async () => {
+  it('passes openssl verify -x509_strict for client and server use', { skip: skipOpenssl }, async () => {
     const pki = new OpensslPki();
     try {
       const c = await ca.issue({ spiffeId: WEATHER, ttlMs: 600_000, dnsNames: ['weather.mesh.internal'] });
@@ -118,7 +122,7 @@ describe('CertificateAuthority.fromPem', () => {
   const pki = new OpensslPki();
   after(() => rmSync(pki.dir, { recursive: true, force: true }));
 
-  it('accepts an openssl-made root (EC P-384, RSA 2048, Ed25519) and issues leaves that chain to it', async () => {
+  it('accepts an openssl-made root (EC P-384, RSA 2048, Ed25519) and issues leaves that chain to it', { skip: skipOpenssl }, async () => {
     for (const key of ['ec:P-384', 'rsa:2048', 'ed25519']) {
       const name = `root-${key.replace(':', '-')}`;
       const root = pki.root(name, { key });
@@ -135,7 +139,7 @@ describe('CertificateAuthority.fromPem', () => {
     }
   });
 
-  it('accepts an intermediate with its chain: leaves carry the intermediate, the bundle is the root', async () => {
+  it('accepts an intermediate with its chain: leaves carry the intermediate, the bundle is the root', { skip: skipOpenssl }, async () => {
     const root = pki.root('chain-root');
     const inter = pki.signed('chain-inter', 'chain-root');
     const ca = await CertificateAuthority.fromPem({ ...inter, chainPem: root.certPem, trustDomain: TD });
@@ -161,7 +165,7 @@ describe('CertificateAuthority.fromPem', () => {
     });
   };
 
-  it('refuses a certificate that is not a CA', async () => {
+  it('refuses a certificate that is not a CA', { skip: skipOpenssl }, async () => {
     const ca = await CertificateAuthority.selfSigned({ trustDomain: TD });
     const leaf = await ca.issue({ spiffeId: WEATHER });
     await rejects({ certPem: leaf.certPem, keyPem: leaf.keyPem, trustDomain: TD }, /CA certificate "O=MCP Mesh" is not a CA certificate \(basicConstraints CA:TRUE is missing\)/);
@@ -169,13 +173,13 @@ describe('CertificateAuthority.fromPem', () => {
     await rejects({ ...server, trustDomain: TD }, /is not a CA certificate/);
   });
 
-  it('refuses a CA without keyCertSign, or without keyUsage at all', async () => {
+  it('refuses a CA without keyCertSign, or without keyUsage at all', { skip: skipOpenssl }, async () => {
     await rejects({ ...pki.root('no-certsign', { ext: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature,cRLSign'] }), trustDomain: TD },
       /"O=Test Org, CN=no-certsign" may not sign certificates: its keyUsage lacks keyCertSign/);
     await rejects({ ...pki.root('no-ku', { ext: ['basicConstraints=critical,CA:TRUE'] }), trustDomain: TD }, /has no keyUsage extension; a signing certificate must have keyUsage with keyCertSign/);
   });
 
-  it('refuses a key that does not match', async () => {
+  it('refuses a key that does not match', { skip: skipOpenssl }, async () => {
     const a = pki.root('mismatch-a');
     const b = pki.root('mismatch-b');
     await rejects({ certPem: a.certPem, keyPem: b.keyPem, trustDomain: TD }, /the private key does not match the CA certificate "O=Test Org, CN=mismatch-a"/);
@@ -189,7 +193,7 @@ describe('CertificateAuthority.fromPem', () => {
     await rejects({ ...future, trustDomain: TD }, /is not valid until/);
   });
 
-  it('refuses broken chains, stray chain certificates and unusable input', async () => {
+  it('refuses broken chains, stray chain certificates and unusable input', { skip: skipOpenssl }, async () => {
     const root = pki.root('bc-root');
     const inter = pki.signed('bc-inter', 'bc-root');
     await rejects({ ...inter, trustDomain: TD }, /is not self-signed and its chain stops at .*add that issuer \(up to the root\) to chainPem, or give the trust bundle as bundlePem/);
@@ -202,7 +206,7 @@ describe('CertificateAuthority.fromPem', () => {
     await assert.rejects(CertificateAuthority.fromPem({ ...root, trustDomain: 'Bad.Domain' }), /invalid SPIFFE trust domain: .*must be lower case/);
   });
 
-  it('takes an explicit bundle for a chain that stops short of the root', async () => {
+  it('takes an explicit bundle for a chain that stops short of the root', { skip: skipOpenssl }, async () => {
     const root = pki.root('eb-root');
     const inter = pki.signed('eb-inter', 'eb-root');
     const ca = await CertificateAuthority.fromPem({ ...inter, bundlePem: root.certPem, trustDomain: TD });

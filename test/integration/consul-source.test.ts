@@ -17,7 +17,11 @@ import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { decodeResources, node, RawAdsClient, resourceNames, type AdsStream, type Msg } from '../helpers/ads-client.ts';
 import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { makeTestPki } from '../helpers/tls.ts';
+import { INSTALL, skipUnless } from '../helpers/tools.ts';
 import { waitFor } from '../helpers/wait.ts';
+
+// The mutual-TLS test makes its certificates with the openssl CLI; it skips without it.
+const skipOpenssl = skipUnless('openssl', INSTALL.openssl);
 
 const TOKEN = 'mesh-secret';
 
@@ -154,7 +158,7 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
     }
   });
 
-  it('talks TLS to Consul with a CA and a client certificate (mutual TLS)', { skip: process.env['CONSUL_HTTP_ADDR'] ? 'real Consul: TLS setup unknown' : false }, async () => {
+  it('talks TLS to Consul with a CA and a client certificate (mutual TLS)', { skip: skipOpenssl || (process.env['CONSUL_HTTP_ADDR'] ? 'real Consul: TLS setup unknown' : false) }, async () => {
     const pki = makeTestPki();
     // A TLS front for the stand-in that, like Consul with verify_incoming, demands a client certificate.
     const upstream = new URL(consul.address);
