@@ -6,21 +6,19 @@
 //    ext_authz filter (the real AuthzServer over gRPC, on an ephemeral port, configured as control-plane.ts
 //    runs it, unless the route disables it),
 //    ext_proc and stateful sessions (response-side and routing only: they pass every request), the router;
-//  - RBAC permissions go through a proto round trip into grpc-js-xds's RBAC engine (as in
-//    test/policy/rbac-engine.test.ts), with headers as Envoy before 1.38 matches them (a repeated header's
-//    values joined with ","); principals are metadata matchers on jwt_authn's payload, which gRPC's engine
-//    cannot evaluate, so they are evaluated here (MetadataMatcher, ValueMatcher, StringMatcher);
+//  - RBAC, per route, by the same evaluator as `mcpmesh policy explain` (authz/envoy-rbac.ts): a proto round
+//    trip, permissions in grpc-js-xds's RBAC engine with headers as Envoy before 1.38 matches them (a repeated
+//    header's values joined with ","), principals as metadata matchers on jwt_authn's payload;
 //  - the CheckRequest is what Envoy's ext_authz builds: header map (lower-case names, values trimmed of
 //    OWS, repeated headers joined with ",", pseudo-headers), the body as raw_body bytes up to
 //    with_request_body.max_request_bytes (x-envoy-auth-partial-body says whether it was cut), the route's
 //    context extensions, jwt_authn's metadata; an OK answer's header mutations apply to the upstream request.
-// Anything the model does not know (a filter, a permission or principal kind, a header gRPC metadata cannot
-// carry) throws: the fuzz must not silently decide by a model that no longer matches the generated config.
-import { createRequire } from 'node:module';
+// Anything the model does not know (a filter, a permission or principal kind, a header match gRPC's engine
+// cannot judge) throws: the fuzz must not silently decide by a model that no longer matches the generated config.
 import * as grpc from '@grpc/grpc-js';
-import { Metadata } from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
 import { JWT_AUTHN_NAMESPACE } from '../../control-plane/src/authz/check.ts';
+import { compileRbacPerRoute, normalizedPayload, type DynamicMetadata, type RbacFilter } from '../../control-plane/src/authz/envoy-rbac.ts';
 import { AuthzServer, CHECK_PATH } from '../../control-plane/src/authz/server.ts';
 import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
 import type { Mesh, McpProtocol, MeshService } from '../../control-plane/src/model/types.ts';
@@ -132,101 +130,6 @@ function decodeAny(any: Obj): Obj {
   return t.toObject(t.decode(t.encode(t.fromObject(fields)).finish()), { enums: String, longs: Number, defaults: true, oneofs: true, arrays: true, objects: true }) as Obj;
 }
 
-// ------------------------------------------------------------------------------------------ matchers
-
-/** Envoy's StringMatcher (type.matcher.v3), on a decoded message. */
-function stringMatches(m: Obj, value: string): boolean {
-  const ic = m['ignore_case'] === true;
-  const v = ic ? value.toLowerCase() : value;
-  const lit = (k: string): string => (ic ? String(m[k]).toLowerCase() : String(m[k]));
-  switch (m['match_pattern']) {
-    case 'exact': return v === lit('exact');
-    case 'prefix': return v.startsWith(lit('prefix'));
-    case 'suffix': return v.endsWith(lit('suffix'));
-    case 'contains': return v.includes(lit('contains'));
-    case 'safe_regex': return new RegExp(`^(?:${strAt(objAt(m, 'safe_regex'), 'regex') ?? ''})$`, 's').test(value);
-    default: throw new Error(`fuzz mesh model: unsupported StringMatcher ${String(m['match_pattern'])}`);
-  }
-}
-
-/** Envoy's ValueMatcher on a JSON value from dynamic metadata. */
-function valueMatches(m: Obj, v: unknown): boolean {
-  switch (m['match_pattern']) {
-    case 'null_match': return v === null;
-    case 'string_match': return typeof v === 'string' && stringMatches(objAt(m, 'string_match') ?? {}, v);
-    case 'bool_match': return typeof v === 'boolean' && v === m['bool_match'];
-    case 'present_match': return (v !== undefined) === (m['present_match'] === true);
-    // A ListMatcher matches a list with an element the inner matcher takes; never a string (facts.md).
-    case 'list_match': return Array.isArray(v) && v.some((x) => valueMatches(objAt(objAt(m, 'list_match'), 'one_of') ?? {}, x));
-    case 'or_match': return listAt(objAt(m, 'or_match'), 'value_matchers').some((x) => valueMatches(x as Obj, v));
-    default: throw new Error(`fuzz mesh model: unsupported ValueMatcher ${String(m['match_pattern'])}`);
-  }
-}
-
-/** An RBAC principal (decoded) against the request's dynamic metadata. */
-function principalMatches(p: Obj, metadata: Obj): boolean {
-  switch (p['identifier']) {
-    case 'any': return p['any'] === true;
-    case 'or_ids': return listAt(objAt(p, 'or_ids'), 'ids').some((x) => principalMatches(x as Obj, metadata));
-    case 'and_ids': return listAt(objAt(p, 'and_ids'), 'ids').every((x) => principalMatches(x as Obj, metadata));
-    case 'not_id': return !principalMatches(objAt(p, 'not_id') ?? {}, metadata);
-    case 'metadata': {
-      const mm = objAt(p, 'metadata') ?? {};
-      let cur: unknown = metadata[strAt(mm, 'filter') ?? ''];
-      for (const seg of listAt(mm, 'path')) {
-        const key = strAt(seg, 'key') ?? '';
-        cur = isObj(cur) && Object.hasOwn(cur, key) ? cur[key] : undefined;
-      }
-      const hit = valueMatches(objAt(mm, 'value') ?? {}, cur);
-      return mm['invert'] === true ? !hit : hit;
-    }
-    default: throw new Error(`fuzz mesh model: unsupported RBAC principal ${String(p['identifier'])}`);
-  }
-}
-
-interface GrpcRule { apply(info: { headers: Metadata; urlPath: string; destinationIp: string; destinationPort: number }): boolean }
-const require = createRequire(import.meta.url);
-// grpc-js-xds exports no RBAC API; its compiled engine is loaded from the package's build output.
-const grpcRbac = require('@grpc/grpc-js-xds/build/src/rbac.js') as { parsePermission(p: unknown): GrpcRule };
-
-/** Header names grpc-js-xds's engine cannot see as Envoy does (pseudo-headers, content-type, -bin). */
-function assertEvaluable(perm: Obj): void {
-  switch (perm['rule']) {
-    case 'and_rules':
-    case 'or_rules':
-      for (const r of listAt(objAt(perm, perm['rule']), 'rules')) assertEvaluable(r as Obj);
-      return;
-    case 'not_rule': assertEvaluable(objAt(perm, 'not_rule') ?? {}); return;
-    case 'any':
-    case 'url_path':
-      return;
-    case 'header': {
-      const name = strAt(objAt(perm, 'header'), 'name') ?? '';
-      if (name.startsWith(':') || name === 'content-type' || name.endsWith('-bin')) throw new Error(`fuzz mesh model: grpc-js-xds cannot evaluate a match on header ${name}`);
-      return;
-    }
-    default: throw new Error(`fuzz mesh model: unsupported RBAC permission ${String(perm['rule'])}`);
-  }
-}
-
-interface CompiledRbac {
-  readonly deny: boolean;
-  readonly policies: ReadonlyArray<{ readonly name: string; readonly permission: GrpcRule; readonly principals: readonly Obj[] }>;
-}
-
-/** The enforced rules of an RBAC (decoded), or undefined when it enforces nothing (no rules, shadow only). */
-function compileRbac(rbac: Obj | undefined): CompiledRbac | undefined {
-  const rules = objAt(rbac, 'rules');
-  if (!rules) return undefined;
-  const policies = Object.entries(objAt(rules, 'policies') ?? {}).map(([name, p]) => {
-    const perms = listAt(p, 'permissions') as Obj[];
-    perms.forEach(assertEvaluable);
-    const parsed = perms.map((x) => grpcRbac.parsePermission(x));
-    return { name, permission: { apply: (info: Parameters<GrpcRule['apply']>[0]) => parsed.some((r) => r.apply(info)) }, principals: listAt(p, 'principals') as Obj[] };
-  });
-  return { deny: rules['action'] === 'DENY', policies };
-}
-
 // -------------------------------------------------------------------------------------------- model
 
 const ROUTER = 'envoy.extensions.filters.http.router.v3.Router';
@@ -267,7 +170,7 @@ export class MeshModel {
   readonly mesh: Mesh;
   private readonly filters: readonly Filter[];
   private readonly routes: ReadonlyMap<string, Route>;
-  private readonly rbac = new Map<string, CompiledRbac | undefined>();
+  private readonly rbac = new Map<string, RbacFilter | undefined>();
   private readonly closeAuthz: () => Promise<void>;
   private readonly client: grpc.Client;
   /** jwt_authn: where the payload goes in metadata, and which string claims become lists. */
@@ -332,22 +235,16 @@ export class MeshModel {
 
   /** The payload jwt_authn writes to metadata (space-delimited claims split into lists). */
   metadataClaims(c: Caller): { [k: string]: JsonValue } {
-    const out: { [k: string]: JsonValue } = { ...c.claims };
-    for (const k of this.spaceDelimited) {
-      const v = out[k];
-      if (typeof v === 'string') out[k] = v.split(' ').filter(Boolean);
-    }
-    return out;
+    return normalizedPayload(c.claims, this.spaceDelimited) as { [k: string]: JsonValue };
   }
 
-  /** The RBAC rules a filter enforces on a route, or undefined when it enforces none there. */
-  private rbacFor(filter: Filter, route: Route): CompiledRbac | undefined {
+  /** A filter's RBAC on a route (Envoy's semantics, envoy-rbac.ts), or undefined when it is disabled there. */
+  private rbacFor(filter: Filter, route: Route): RbacFilter | undefined {
     const key = `${filter.name}\u0000${route.name}`;
     if (!this.rbac.has(key)) {
-      const per = objAt(route.perFilter, filter.name);
       // RBACPerRoute without `rbac` disables the filter on the route; no per-route config: the filter's own.
-      const rbac = per ? objAt(roundTrip(per), 'rbac') : roundTrip(filter.config);
-      this.rbac.set(key, compileRbac(rbac));
+      const { '@type': _type, ...own } = filter.config;
+      this.rbac.set(key, compileRbacPerRoute(objAt(route.perFilter, filter.name) ?? { rbac: own }));
     }
     return this.rbac.get(key);
   }
@@ -357,7 +254,7 @@ export class MeshModel {
     if (!route) throw new Error(`fuzz mesh model: unknown service ${r.service}`);
     const lines = envoyHeaders(r.headers);
     const claims = this.metadataClaims(r.caller);
-    const metadata: Obj = { [JWT_AUTHN_NAMESPACE]: { [this.payloadKey]: claims } };
+    const metadata: DynamicMetadata = { [JWT_AUTHN_NAMESPACE]: { [this.payloadKey]: claims } };
     let upstream: Array<[string, string]> = r.headers.filter(([k]) => !route.headersToRemove.includes(k.toLowerCase())).map(([k, v]): [string, string] => [k, v]);
     const deny = (by: string, status: number, rule: string, body: string | Uint8Array, checkMs?: number): MeshVerdict => ({
       allowed: false, by, status, rule, body: typeof body === 'string' ? Buffer.from(body) : body, ...(checkMs !== undefined ? { checkMs } : {}),
@@ -368,13 +265,10 @@ export class MeshModel {
       if (f.type === ROUTER) return { allowed: true, by: f.name, status: 0, rule: '', body: new Uint8Array(), upstream: { method: r.method, headers: upstream, body: r.body } };
       if (f.type === RBAC) {
         const rbac = this.rbacFor(f, route);
-        if (!rbac) continue;
-        const md = new Metadata();
-        for (const [k, v] of lines) md.add(k, v);
-        const info = { headers: md, urlPath: gatewayPathPrefix(r.service), destinationIp: '10.0.0.1', destinationPort: 8080 };
-        const hit = rbac.policies.find((p) => p.principals.some((x) => principalMatches(x, metadata)) && p.permission.apply(info));
-        if (rbac.deny && hit) return deny(f.name, 403, hit.name, 'RBAC: access denied');
-        if (!rbac.deny && !hit) return deny(f.name, 403, '(no allow policy)', 'RBAC: access denied');
+        // Shadow rules are evaluated and never deny.
+        if (!rbac || rbac.shadow) continue;
+        const out = rbac.evaluate({ headers: lines, path: gatewayPathPrefix(r.service), metadata });
+        if (!out.allowed) return deny(f.name, 403, out.policy ?? '(no allow policy)', 'RBAC: access denied');
         continue;
       }
       if (f.type === EXT_AUTHZ) {

@@ -11,7 +11,7 @@
 // - StringMatcherImpl::match(Value): false unless the value is a string; safe_regex is RE2::FullMatch.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { normalizedPayload, principalMatches, type DynamicMetadata } from '../../control-plane/src/authz/envoy-rbac.ts';
+import { compileRbacPerRoute, normalizedPayload, principalMatches, type DynamicMetadata } from '../../control-plane/src/authz/envoy-rbac.ts';
 import { rolesFromClaims, scopesFromClaims } from '../../control-plane/src/policy/engine.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import type { MeshSecurity } from '../../control-plane/src/model/types.ts';
@@ -97,5 +97,29 @@ describe('the scope principal of header RBAC reads scopes as the policy engine d
       }
     }
     assert.deepEqual(disagreements, []);
+  });
+});
+
+describe('the RBAC evaluator refuses header matches grpc-js-xds cannot judge as Envoy does', () => {
+  // grpc-js-xds's HeaderMatcher (build/src/matcher.js) never matches a -bin header and reads content-type as
+  // "application/grpc"; an RbacRequest has no pseudo-headers. Judging those would be a guess, not Envoy.
+  const perRoute = (permission: Json, principal: Json = { any: true }): { [k: string]: Json } => ({
+    rbac: { rules: { action: 'DENY', policies: { p: { permissions: [permission], principals: [principal] } } } },
+  });
+  const header = (name: string): Json => ({ header: { name, string_match: { exact: 'x' } } });
+
+  for (const name of ['content-type', 'trace-bin', ':authority']) {
+    it(`a permission or principal on ${name} is an error naming the header`, () => {
+      assert.throws(() => compileRbacPerRoute(perRoute({ or_rules: { rules: [header('mcp-method'), { not_rule: header(name) }] } })), new RegExp(`header match on "${name}"`));
+      assert.throws(() => compileRbacPerRoute(perRoute({ any: true }, { or_ids: { ids: [header(name)] } })), new RegExp(`header match on "${name}"`));
+    });
+  }
+
+  it('the headers the mesh matches on are judged', () => {
+    const filter = compileRbacPerRoute(perRoute(header('mcp-method'), header('mcp-name')));
+    assert.ok(filter);
+    const req = (method: string) => ({ headers: [['Mcp-Method', method], ['mcp-name', 'x']] as const, path: '/mcp/a', metadata: {} });
+    assert.equal(filter.evaluate(req('x')).allowed, false);
+    assert.equal(filter.evaluate(req('y')).allowed, true);
   });
 });

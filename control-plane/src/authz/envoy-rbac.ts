@@ -123,6 +123,21 @@ function valueMatcher(m: Decoded): ValueTest {
   }
 }
 
+/**
+ * Header matches grpc-js-xds's engine cannot judge as Envoy does (matcher.js HeaderMatcher): it never matches a
+ * `-bin` header, reads content-type as "application/grpc", and an RbacRequest carries no pseudo-headers.
+ */
+function assertHeadersJudged(rule: unknown): void {
+  if (Array.isArray(rule)) return rule.forEach(assertHeadersJudged);
+  if (typeof rule !== 'object' || rule === null) return;
+  const r = rule as Decoded;
+  if (r['rule'] === 'header' || r['identifier'] === 'header') {
+    const name = String((r['header'] as Decoded)['name']);
+    if (name.startsWith(':') || name === 'content-type' || name.endsWith('-bin')) throw notEvaluated('header match on', name);
+  }
+  for (const v of Object.values(r)) assertHeadersJudged(v);
+}
+
 type PrincipalTest = (md: DynamicMetadata, info: GrpcRequestInfo) => boolean;
 
 function principal(p: Decoded): PrincipalTest {
@@ -152,6 +167,7 @@ function principal(p: Decoded): PrincipalTest {
     }
     default: {
       // Headers, addresses, any: grpc-js-xds's engine (it would never match metadata).
+      assertHeadersJudged(p);
       const rule = grpcRbac().rbac.parsePrincipal(p);
       return (_md, info) => rule.apply(info);
     }
@@ -206,7 +222,10 @@ export function compileRbacPerRoute(perRoute: ProtoObject): RbacFilter | undefin
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([name, p]) => {
       if (p['condition'] || p['checked_condition']) throw notEvaluated(`policy ${name} condition`, p['condition'] ?? p['checked_condition']);
-      const perms = (p['permissions'] as Decoded[]).map((x) => parsePermission(x));
+      const perms = (p['permissions'] as Decoded[]).map((x) => {
+        assertHeadersJudged(x);
+        return parsePermission(x);
+      });
       const principals = (p['principals'] as Decoded[]).map(principal);
       return {
         name,
