@@ -426,7 +426,8 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
 type CatalogServices = Record<string, string[] | null>;
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
-const describeJson = (v: unknown): string => (Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v === 'object' ? 'an object' : `a ${typeof v}`);
+const describeJson = (v: unknown): string =>
+  Array.isArray(v) ? 'an array' : v === null ? 'null' : v === undefined ? 'nothing' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 
 /** A catalog answer must be an object of service -> list of tags; anything else is refused (never "no services"). */
 export function validateCatalog(body: unknown): CatalogServices {
