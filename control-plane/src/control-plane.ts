@@ -122,6 +122,7 @@ export class ControlPlane {
     const td = opts.security?.policy.trustDomain;
     this.admin = new AdminServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      sourceWatches: () => (this.source instanceof ConsulSource ? this.source.watches() : []),
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),

@@ -122,6 +122,8 @@ describe('Consul faults (through a fault proxy; grpc-js-xds and a raw ADS client
       assert.match(shown, /^consul (catalog|health) watch/, `${label}: /debug/sources names the watch: ${shown}`);
       assert.equal(await sourceUp(), 0, `${label}: mcpmesh_source_up{source="consul"} is 0 while failing`);
       assert.match(await admin('/metrics'), /^mcpmesh_source_errors_total\{source="consul"\} [1-9]/m);
+      const watches = JSON.parse(await admin('/debug/sources?watches')) as Array<{ name: string; healthy: boolean; lastError?: string; consecutiveFailures: number }>;
+      assert.ok(watches.some((w) => !w.healthy && w.consecutiveFailures > 0 && w.lastError), `${label}: a failing watch in /debug/sources?watches: ${JSON.stringify(watches)}`);
     }
     await nothingLost(has2 ? 2 : 3);
     // A change while Consul is "down" (or lying): it must arrive once Consul answers properly again.
@@ -137,6 +139,7 @@ describe('Consul faults (through a fault proxy; grpc-js-xds and a raw ADS client
     const ms = Math.round(performance.now() - healedAt);
     recoveries.push([label, ms]);
     await waitFor(`${label}: error cleared in /debug/sources`, async () => (await sourceError()) === undefined, 5000);
+    await waitFor(`${label}: every watch healthy`, async () => (JSON.parse(await admin('/debug/sources?watches')) as Array<{ healthy: boolean }>).every((w) => w.healthy), 5000);
     assert.equal(await sourceUp(), 1, `${label}: mcpmesh_source_up back to 1`);
   }
 
