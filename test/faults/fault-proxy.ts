@@ -9,6 +9,10 @@
 //   reset      the connection is destroyed without an answer
 // Setting a fault also applies it to the queries already blocked upstream (they are re-asked without their
 // index), so a test does not wait a whole blocking wait for the fault to bite.
+// Besides faults, shiftIndex(n) makes Consul look restarted or restored: every X-Consul-Index the client sees is
+// n lower than the real one (and the index it sends back is raised by n before it goes upstream, so blocking
+// still works). Raising n by the number of writes made during an outage brings the client the same index with
+// different state; raising it further makes the index go backwards. Works in front of real Consul too.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -40,6 +44,7 @@ export class FaultProxy {
   private fault: Fault | undefined;
   private readonly inflight = new Set<InFlight>();
   private readonly hung = new Set<http.ServerResponse>();
+  private shift = 0n;
 
   constructor(upstream: string) {
     this.upstream = new URL(upstream);
@@ -59,6 +64,15 @@ export class FaultProxy {
   set(fault: Fault): void {
     this.fault = { ...fault };
     for (const f of [...this.inflight]) if (this.applies(f.target)) f.retry();
+  }
+
+  /**
+   * From now on the client sees every index `by` lower than Consul's (never below 1). Queries blocked upstream
+   * are answered at once with the shifted index, as Consul answers them when it restores a snapshot.
+   */
+  shiftIndex(by: bigint): void {
+    this.shift = by;
+    for (const f of [...this.inflight]) f.retry();
   }
 
   /** Ends the fault; hung answers are released (the client may have given up on them already). */
@@ -137,7 +151,16 @@ export class FaultProxy {
       this.answer(res, undefined, Buffer.alloc(0), this.take(target), target);
       return;
     }
-    forward(path);
+    forward(this.upstreamPath(path));
+  }
+
+  /** The request's path with its index raised by the shift. */
+  private upstreamPath(p: string): string {
+    const u = new URL(p, this.upstream);
+    const index = u.searchParams.get('index');
+    if (this.shift === 0n || index === null || !/^\d+$/.test(index)) return p;
+    u.searchParams.set('index', String(BigInt(index) + this.shift));
+    return u.pathname + u.search;
   }
 
   private answer(res: http.ServerResponse, ur: http.IncomingMessage | undefined, body: Buffer, f: Fault | undefined, target: Exclude<FaultTarget, 'all'> | undefined): void {
@@ -158,6 +181,11 @@ export class FaultProxy {
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(ur?.headers ?? {})) if (typeof v === 'string' && k !== 'content-length' && k !== 'transfer-encoding' && k !== 'connection') headers[k] = v;
     let out = body;
+    const index = headers['x-consul-index'];
+    if (index !== undefined && /^\d+$/.test(index) && this.shift > 0n) {
+      const shifted = BigInt(index) - this.shift;
+      headers['x-consul-index'] = String(shifted < 1n ? 1n : shifted);
+    }
     if (f?.kind === 'no-index') delete headers['x-consul-index'];
     if (f?.kind === 'shape') out = Buffer.from(target === 'catalog' ? '[]' : '{}');
     if (f?.kind === 'garbage') out = Buffer.from('<html>502 Bad Gateway</html>');
