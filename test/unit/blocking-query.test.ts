@@ -156,6 +156,29 @@ describe('BlockingQuery', () => {
     assert.equal(r.errors.length, n, 'no query after stop()');
   });
 
+  it('treats an answer its consumer throws on as an error, and offers it again', async () => {
+    const srv = await scripted([{ index: '4' }]);
+    closers.push(srv.close);
+    let calls = 0;
+    const errors: BlockingQueryError[] = [];
+    let recovered = 0;
+    const q = new BlockingQuery({
+      name: 'catalog', url: srv.url, wait: '1s', backoffBaseMs: 5, backoffMaxMs: 20, validate: objectOfTags,
+      onChange: () => { if (++calls === 1) throw new Error('boom'); },
+      onError: (e) => errors.push(e),
+      onRecover: () => { recovered += 1; },
+    });
+    q.start();
+    try {
+      await waitFor('recovery', () => (recovered === 1 ? true : undefined), 5000);
+      assert.equal(calls, 2, 'the same answer is delivered again after the failure');
+      assert.equal(errors[0]?.kind, 'shape');
+      assert.match(errors[0]?.message ?? '', /refused by its consumer: boom/);
+    } finally {
+      q.stop();
+    }
+  });
+
   it('backs off with jitter within a small cap', () => {
     assert.equal(backoffDelay(1, 100, 2000, () => 0), 50);
     assert.equal(backoffDelay(1, 100, 2000, () => 1), 100);

@@ -231,7 +231,15 @@ export class BlockingQuery<T> {
     // starts from 0 rather than trusting either index.
     if (backwards) this.s.resets += 1;
     this.index = backwards ? undefined : index;
-    if (changed) this.o.onChange(value, { index: index.toString(), observedAt: performance.now(), fresh: fresh || backwards });
+    if (changed) {
+      try {
+        this.o.onChange(value, { index: index.toString(), observedAt: performance.now(), fresh: fresh || backwards });
+      } catch (err) {
+        // The caller could not use it: an error like any other, and the next read is fresh, so it is offered again.
+        this.index = undefined;
+        fail('shape', `answer refused by its consumer: ${(err as Error).message}`);
+      }
+    }
     if (recovered) this.o.onRecover?.();
     return changed;
   }
