@@ -2,8 +2,53 @@
 // ConfigMap volumes swap a symlinked directory, so the directory is watched, events for any name are
 // debounced, and the content is compared with the last one seen (a touch or a swap to equal content is
 // not a change).
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
+
+/** A file over a reader's size limit: refused before it is read, so a huge file cannot exhaust the heap. */
+export class FileTooLargeError extends Error {
+  readonly size: number;
+  readonly limit: number;
+  constructor(size: number, limit: number, hint = '') {
+    super(`is ${formatBytes(size)}, over the limit of ${formatBytes(limit)}; not read${hint ? ` (${hint})` : ''}`);
+    this.name = 'FileTooLargeError';
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
+export function formatBytes(n: number): string {
+  const mib = n / 1_048_576;
+  return mib >= 1 ? `${n} bytes (${mib.toFixed(1)} MiB)` : `${n} bytes`;
+}
+
+/** "8388608", "8MiB", "512 KiB", "1G": a size limit from a flag or the environment; undefined if malformed. */
+export function parseByteSize(text: string): number | undefined {
+  const m = /^\s*(\d+)\s*(?:([KMG])(?:i?B)?)?\s*$/i.exec(text);
+  if (!m) return undefined;
+  const unit = { '': 1, K: 1024, M: 1_048_576, G: 1_073_741_824 }[(m[2] ?? '').toUpperCase()] ?? 1;
+  const n = Number(m[1]) * unit;
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * Reads a UTF-8 file of at most `maxBytes`. The size is checked on the open descriptor before reading, and
+ * the read stops one byte past the limit, so a file that grows between the check and the read is refused too.
+ */
+export function readFileBounded(file: string, maxBytes: number, hint?: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const { size } = fstatSync(fd);
+    if (size > maxBytes) throw new FileTooLargeError(size, maxBytes, hint);
+    const buf = Buffer.allocUnsafe(Math.min(size, maxBytes) + 1);
+    let len = 0;
+    for (let n; len < buf.length && (n = readSync(fd, buf, len, buf.length - len, null)) > 0;) len += n;
+    if (len > maxBytes) throw new FileTooLargeError(len, maxBytes, hint);
+    return buf.toString('utf8', 0, len);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 export interface FileWatchHandlers {
   /** New content; `observedAt` is performance.now() of the first event of the burst. */
@@ -14,16 +59,21 @@ export interface FileWatchHandlers {
 export class FileWatch {
   readonly file: string;
   private readonly debounceMs: number;
+  private readonly maxBytes: number | undefined;
+  private readonly sizeHint: string | undefined;
   private readonly handlers: FileWatchHandlers;
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
   private lastText: string | undefined;
   private firstEventAt: number | undefined;
 
-  constructor(file: string, handlers: FileWatchHandlers, opts: { debounceMs?: number } = {}) {
+  /** `maxBytes`: refuse (through `error`) a file larger than this without reading it; `sizeHint` says how to raise it. */
+  constructor(file: string, handlers: FileWatchHandlers, opts: { debounceMs?: number; maxBytes?: number; sizeHint?: string } = {}) {
     this.file = path.resolve(file);
     this.handlers = handlers;
     this.debounceMs = opts.debounceMs ?? 100;
+    this.maxBytes = opts.maxBytes;
+    this.sizeHint = opts.sizeHint;
   }
 
   /** The content the watcher compares against (set after a successful first read by the owner). */
@@ -45,9 +95,11 @@ export class FileWatch {
     this.firstEventAt = undefined;
     let text: string;
     try {
-      text = readFileSync(this.file, 'utf8');
+      text = this.maxBytes === undefined ? readFileSync(this.file, 'utf8') : readFileBounded(this.file, this.maxBytes, this.sizeHint);
     } catch (err) {
-      this.handlers.error(new Error(`cannot read: ${(err as Error).message}`));
+      // Forget the last content: once the file is back as it was, that is a change worth reporting (it clears the error).
+      this.lastText = undefined;
+      this.handlers.error(err instanceof FileTooLargeError ? err : new Error(`cannot read: ${(err as Error).message}`));
       return;
     }
     if (text === this.lastText) return;
