@@ -66,10 +66,16 @@ export class FileWatch {
   private timer: NodeJS.Timeout | undefined;
   private lastText: string | undefined;
   private firstEventAt: number | undefined;
+  private readonly retryMs: number;
+  private retry: NodeJS.Timeout | undefined;
+  /** Watching failed and was reported once; the next successful start re-reads the file. */
+  private watchBroken = false;
+  private stopped = false;
 
   /** `maxBytes`: refuse (through `error`) a file larger than this without reading it; `sizeHint` says how to raise it. */
-  constructor(file: string, handlers: FileWatchHandlers, opts: { debounceMs?: number; maxBytes?: number; sizeHint?: string } = {}) {
+  constructor(file: string, handlers: FileWatchHandlers, opts: { debounceMs?: number; maxBytes?: number; sizeHint?: string; retryMs?: number } = {}) {
     this.file = path.resolve(file);
+    this.retryMs = opts.retryMs ?? 1000;
     this.handlers = handlers;
     this.debounceMs = opts.debounceMs ?? 100;
     this.maxBytes = opts.maxBytes;
@@ -82,12 +88,41 @@ export class FileWatch {
   }
 
   start(): void {
-    // Not filtered by name: a ConfigMap update renames `..data`, never the file itself.
-    this.watcher = watch(path.dirname(this.file), () => {
-      this.firstEventAt ??= performance.now();
-      clearTimeout(this.timer);
-      this.timer = setTimeout(() => this.reload(), this.debounceMs);
+    this.stopped = false;
+    const dir = path.dirname(this.file);
+    try {
+      // Not filtered by name: a ConfigMap update renames `..data`, never the file itself.
+      this.watcher = watch(dir, () => this.changed());
+    } catch (err) {
+      // A directory that is not there yet (a volume still mounting) must not end the process: report it, retry.
+      this.watchFailed(new Error(`cannot watch ${dir}: ${(err as Error).message}`));
+      return;
+    }
+    // Without a listener an FSWatcher error (the directory removed) would be thrown as an uncaught exception.
+    this.watcher.on('error', (err) => {
+      this.watcher?.close();
+      this.watcher = undefined;
+      this.watchFailed(new Error(`stopped watching ${dir}: ${err.message}`));
     });
+    if (this.watchBroken) {
+      // The file may have appeared or changed while nothing watched it.
+      this.watchBroken = false;
+      this.changed();
+    }
+  }
+
+  private watchFailed(err: Error): void {
+    if (!this.watchBroken) this.handlers.error(err);
+    this.watchBroken = true;
+    if (this.stopped) return;
+    this.retry = setTimeout(() => this.start(), this.retryMs);
+    this.retry.unref();
+  }
+
+  private changed(): void {
+    this.firstEventAt ??= performance.now();
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.reload(), this.debounceMs);
   }
 
   private reload(): void {
@@ -108,6 +143,8 @@ export class FileWatch {
   }
 
   stop(): void {
+    this.stopped = true;
+    clearTimeout(this.retry);
     clearTimeout(this.timer);
     this.watcher?.close();
     this.watcher = undefined;
