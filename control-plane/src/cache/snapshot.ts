@@ -135,8 +135,19 @@ const SECRET_REFS = new Set(['tls_certificate_sds_secret_configs', 'validation_c
  * SDS secret names a resource fetches over ADS, wherever its TLS contexts sit. (A proxy's own certificate
  * comes from its agent's local SDS server, not from the snapshot.)
  */
-function secretNamesOf(body: unknown, out: string[] = []): string[] {
-  if (Array.isArray(body)) for (const x of body) secretNamesOf(x, out);
+function secretNamesOf(body: ProtoObject): readonly string[] {
+  // Every build checks every cluster: an unchanged resource keeps its body object, so it is walked once.
+  let names = secretNamesByBody.get(body);
+  if (!names) {
+    names = collectSecretNames(body, []);
+    secretNamesByBody.set(body, names);
+  }
+  return names;
+}
+const secretNamesByBody = new WeakMap<ProtoObject, readonly string[]>();
+
+function collectSecretNames(body: unknown, out: string[]): string[] {
+  if (Array.isArray(body)) for (const x of body) collectSecretNames(x, out);
   else if (typeof body === 'object' && body !== null) {
     for (const [k, v] of Object.entries(body)) {
       if (SECRET_REFS.has(k)) {
@@ -144,7 +155,7 @@ function secretNamesOf(body: unknown, out: string[] = []): string[] {
           const r = ref as { name?: string; sds_config?: { ads?: unknown } };
           if (r.sds_config?.ads !== undefined) out.push(String(r.name));
         }
-      } else secretNamesOf(v, out);
+      } else collectSecretNames(v, out);
     }
   }
   return out;
