@@ -181,8 +181,14 @@ function envoySnapshotRules(byKind: Readonly<Record<ResourceKind, ReadonlyMap<st
 }
 
 export function typeVersion(entries: ReadonlyMap<string, EncodedResource>): string {
-  const names = [...entries.keys()].sort();
-  return hash(names.map((n) => `${n}\0${(entries.get(n) as EncodedResource).version}`).join('\n'));
+  return versionOfSorted(new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+}
+
+/** typeVersion of a map already in name order (a snapshot's): no second sort of 10,000 names on every build. */
+function versionOfSorted(sorted: ReadonlyMap<string, EncodedResource>): string {
+  const lines: string[] = [];
+  for (const [name, r] of sorted) lines.push(`${name}\0${r.version}`);
+  return hash(lines.join('\n'));
 }
 
 /** Validates, encodes and checks a resource set. Throws SnapshotError naming every bad resource and field. */
@@ -202,6 +208,6 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
   const problems = [...dupes, ...(failures.length === 0 ? [...inconsistencies(byKind), ...envoySnapshotRules(byKind)] : [])];
   if (failures.length > 0 || problems.length > 0) throw new SnapshotError(key, failures, problems);
   const sorted = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k].entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))])) as Record<ResourceKind, Map<string, EncodedResource>>;
-  const versions = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, typeVersion(sorted[k])])) as Record<ResourceKind, string>;
+  const versions = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, versionOfSorted(sorted[k])])) as Record<ResourceKind, string>;
   return { key, resources: sorted, versions };
 }
