@@ -205,8 +205,6 @@ export function parseRegistryOffThread(text: string, source: string, opts: { sig
     const worker = new Worker(new URL('./registry-worker.ts', import.meta.url), {
       workerData: input, resourceLimits: { maxOldGenerationSizeMb: opts.heapMb ?? DEFAULT_WORKER_HEAP_MB },
     });
-    // Never the reason the process stays alive; stop() aborts a parse in flight anyway.
-    worker.unref();
     const specs: ServiceSpec[] = [];
     let settled = false;
     const onAbort = (): void => finish(signal?.reason as Error);
