@@ -7,6 +7,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { ControlPlane } from '../../control-plane/src/control-plane.ts';
+import { silentLogger } from '../../control-plane/src/log.ts';
+import { Metrics } from '../../control-plane/src/metrics.ts';
 import { ConfigError } from '../../control-plane/src/model/reader.ts';
 import { parseRegistryOffThread } from '../../control-plane/src/sources/registry-file.ts';
 import { resourceNames, type AdsStream } from '../helpers/ads-client.ts';
@@ -90,6 +93,35 @@ describe('registry file that cannot be loaded at start', () => {
       assert.equal(resourceNames(first).filter((n) => n.includes('svc-')).length, 3);
     } finally {
       await h.stop();
+    }
+  });
+
+  it('stop() while the first version is still parsed ends the parse and leaves no file watcher behind', async () => {
+    const watchers = (): number => process.getActiveResourcesInfo().filter((r) => r === 'FSEventWrap').length;
+    const before = watchers();
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-faults-'));
+    const file = path.join(dir, 'registry.yaml');
+    writeFileSync(file, registryYaml(meshSpecs(10_000, 1)));
+    const cp = new ControlPlane({
+      registryFile: file, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+    });
+    try {
+      const starting = cp.start();
+      // Both ports listen before the file is read: /readyz already answers, and says what it waits for.
+      const ready = await waitFor('/readyz while loading', async () => {
+        if (cp.adminPort === 0) return undefined;
+        const r = await fetch(`http://127.0.0.1:${cp.adminPort}/readyz`);
+        return { status: r.status, body: await r.text() };
+      });
+      assert.equal(ready.status, 503);
+      assert.match(ready.body, /loading .*registry\.yaml/);
+      await cp.stop();
+      await starting;
+      assert.equal(cp.cache.ready, false);
+      assert.equal(watchers(), before);
+    } finally {
+      await cp.stop();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

@@ -244,6 +244,7 @@ export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
   private readonly watch: FileWatch;
   /** The parse in flight: a newer version of the file aborts it, so only the newest result is ever emitted. */
   private parsing: AbortController | undefined;
+  private stopped = false;
 
   constructor(file: string, opts: { debounceMs?: number; maxBytes?: number } = {}) {
     super();
@@ -297,10 +298,12 @@ export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
   }
 
   start(): void {
-    this.watch.start();
+    // A load that stop() cut short still ends in start(): it must not leave a watcher behind.
+    if (!this.stopped) this.watch.start();
   }
 
   stop(): void {
+    this.stopped = true;
     this.watch.stop();
     this.parsing?.abort();
   }
