@@ -33,16 +33,27 @@ export function parseByteSize(text: string): number | undefined {
 
 /**
  * Reads a UTF-8 file of at most `maxBytes`. The size is checked on the open descriptor before reading, and
- * the read stops one byte past the limit, so a file that grows between the check and the read is refused too.
+ * the read stops one byte past the limit, so a file that grows past it between the check and the read is refused too.
  */
 export function readFileBounded(file: string, maxBytes: number, hint?: string): string {
   const fd = openSync(file, 'r');
   try {
     const { size } = fstatSync(fd);
     if (size > maxBytes) throw new FileTooLargeError(size, maxBytes, hint);
-    const buf = Buffer.allocUnsafe(Math.min(size, maxBytes) + 1);
+    // Read to the end: a file that grew after fstat is read whole while it stays within the limit.
+    let buf = Buffer.allocUnsafe(size + 1);
     let len = 0;
-    for (let n; len < buf.length && (n = readSync(fd, buf, len, buf.length - len, null)) > 0;) len += n;
+    for (;;) {
+      if (len === buf.length) {
+        if (len > maxBytes) throw new FileTooLargeError(len, maxBytes, hint);
+        const bigger = Buffer.allocUnsafe(Math.min(buf.length * 2, maxBytes + 1));
+        buf.copy(bigger, 0, 0, len);
+        buf = bigger;
+      }
+      const n = readSync(fd, buf, len, buf.length - len, null);
+      if (n === 0) break;
+      len += n;
+    }
     if (len > maxBytes) throw new FileTooLargeError(len, maxBytes, hint);
     return buf.toString('utf8', 0, len);
   } finally {
