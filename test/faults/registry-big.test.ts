@@ -60,7 +60,7 @@ describe(`a ${SERVICES.toLocaleString('en')}-service registry file`, () => {
     }
   });
 
-  it('long: the control plane started on it serves probes during the load and publishes it; figures printed', { skip: LONG ? false : 'set MCPMESH_FAULTS_LONG=1' }, async () => {
+  it('long: the control plane started on it publishes every service; the snapshot build stall is printed', { skip: LONG ? false : 'set MCPMESH_FAULTS_LONG=1' }, async () => {
     const yaml = registryYaml(meshSpecs(SERVICES, 1));
     const { result: h, maxMs, ms, cpuMs } = await loopDelayDuring(() => startOnRegistry((f) => writeFileSync(f, yaml)));
     try {
