@@ -28,6 +28,8 @@ import { parsePolicy } from './policy/parse.ts';
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
   registryFile: string;
+  /** Largest registry file read (default DEFAULT_REGISTRY_MAX_BYTES, 8 MiB); a larger one is refused unread. */
+  registryMaxBytes?: number;
   /** When set, Consul is the source and the registry file is not read. */
   consul?: ConsulSourceOptions;
   xdsHost?: string;
@@ -113,7 +115,7 @@ export class ControlPlane {
       // Convergence counts from the first change of a burst: that is what a user waits from.
       observedAt: Math.min(prev.observedAt, next.observedAt),
     }));
-    this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile);
+    this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile, opts.registryMaxBytes !== undefined ? { maxBytes: opts.registryMaxBytes } : {});
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
     this.ads = new AdsServer({
       cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
@@ -300,17 +302,11 @@ export class ControlPlane {
       });
       src.on('healthy', () => this.sourceOk('consul'));
       this.metrics.consulLag = () => src.catalogLagSeconds();
+      src.start();
     } else {
       src.on('update', (specs, observedAt) => this.coalescer.push({ specs, observedAt }));
       src.on('error', (err) => this.sourceFailed('registry', err));
-      try {
-        this.apply(src.load(), 'registry');
-      } catch (err) {
-        // Not fatal: stay up, unready, and pick up the fix when the file is edited.
-        this.sourceFailed('registry', err as Error);
-      }
     }
-    src.start();
     if (this.opts.policyFile && this.security) this.watchPolicy(this.opts.policyFile.path, this.opts.policyFile.text);
     const plain = !this.serving || this.opts.xdsInsecure === true;
     const xdsHost = this.opts.xdsHost ?? (plain ? '127.0.0.1' : '0.0.0.0');
@@ -327,7 +323,24 @@ export class ControlPlane {
     if (this.admin.debugAccess === 'disabled') {
       this.log.warn('admin port listens beyond loopback without an admin token: /debug, join tokens and the dev token endpoint answer 403 there', { host: this.opts.adminHost });
     }
+    // The registry is read once both ports listen: however big or broken the file, the process answers
+    // probes (/readyz says why it is not ready) and ADS from the first moment, and never crash-loops on it.
+    if (src instanceof RegistryFileSource) await this.loadRegistry(src);
     return this;
+  }
+
+  private async loadRegistry(src: RegistryFileSource): Promise<void> {
+    // What /readyz and /debug/sources say while a big file is parsed.
+    this.sourceErrors['registry'] = `loading ${src.file}`;
+    try {
+      const specs = await src.load();
+      this.apply(specs, 'registry');
+    } catch (err) {
+      // Not fatal: stay up, unready, and pick up the fix when the file is edited.
+      this.sourceFailed('registry', err as Error);
+    }
+    // Watched even when the first version was refused: fixing the file is how the mesh starts.
+    src.start();
   }
 
   async stop(): Promise<void> {

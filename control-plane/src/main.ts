@@ -13,6 +13,8 @@ import type { Attestor } from './identity/attest.ts';
 import { IN_CLUSTER_TOKEN_FILE, KubernetesAttestor, parseK8sAttestationMap } from './identity/attest-k8s.ts';
 import { createLogger } from './log.ts';
 import { consulOptionsFromEnv } from './sources/consul.ts';
+import { parseByteSize } from './sources/file-watch.ts';
+import { DEFAULT_REGISTRY_MAX_BYTES } from './sources/registry-file.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -20,6 +22,7 @@ const env = process.env;
 const { values } = parseArgs({
   options: {
     registry: { type: 'string', default: env['MCPMESH_REGISTRY'] ?? path.join(repoRoot, 'deploy/registry.example.yaml') },
+    'registry-max-bytes': { type: 'string', default: env['MCPMESH_REGISTRY_MAX_BYTES'] ?? String(DEFAULT_REGISTRY_MAX_BYTES) },
     'xds-port': { type: 'string', default: env['MCPMESH_XDS_PORT'] ?? String(DEFAULT_XDS_PORT) },
     'admin-port': { type: 'string', default: env['MCPMESH_ADMIN_PORT'] ?? String(DEFAULT_ADMIN_PORT) },
     host: { type: 'string', default: env['MCPMESH_BIND'] },
@@ -44,7 +47,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N]
+  process.stdout.write(`usage: npm start -- [--registry FILE] [--registry-max-bytes N] [--xds-port N] [--admin-port N]
                            [--xds-host ADDR] [--admin-host ADDR] [--authz-bind ADDR] [--host ADDR (all three)]
                            [--consul ADDR] [--consul-datacenter DC]
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
@@ -59,7 +62,10 @@ if (values.help) {
   only); admin and the authorizer on 127.0.0.1 unless told. Beyond loopback, the admin port's /debug, join tokens
   and the dev token endpoint need the admin token (MCPMESH_ADMIN_TOKEN or --admin-token-file); /metrics,
   /healthz and /readyz stay open.
-  env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
+  Registry file: read after both ports listen and parsed in a worker thread. One larger than --registry-max-bytes
+  (default ${DEFAULT_REGISTRY_MAX_BYTES} = 8MiB; also 512KiB, 16MiB, 1GiB) is refused unread; a refused, unreadable or
+  invalid file leaves the process up, unready (/readyz and /debug/sources say why), until the file is fixed.
+  env: MCPMESH_REGISTRY, MCPMESH_REGISTRY_MAX_BYTES, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
        MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
        MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL,
@@ -72,6 +78,11 @@ if (values.help) {
 }
 
 const log = createLogger();
+const registryMaxBytes = parseByteSize(values['registry-max-bytes']);
+if (registryMaxBytes === undefined) {
+  log.error('--registry-max-bytes (MCPMESH_REGISTRY_MAX_BYTES) must be a size such as 8388608, 8MiB or 512KiB', { value: values['registry-max-bytes'] });
+  process.exit(1);
+}
 const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul }) : undefined;
 const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
 // The development OAuth issuer: on by default with the embedded registry, opt-in with Consul.
@@ -151,6 +162,7 @@ try {
     ...(security ? { security, authzHost: values['authz-bind'] ?? values.host ?? '127.0.0.1', authzPort: Number(values['authz-port']) } : {}),
     ...(ca ? { ca } : {}),
     registryFile: values.registry,
+    registryMaxBytes,
     ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
     ...(consul ? { consul } : {}),
     ...(devIssuer ? { devIssuer } : {}),

@@ -108,7 +108,7 @@ services:
     const file = path.join(dir, 'registry.yaml');
     writeFileSync(file, 'services: []\n');
     const src = new RegistryFileSource(file, { debounceMs: 20 });
-    assert.deepEqual(src.load(), []);
+    assert.deepEqual(await src.load(), []);
     const events: Array<['update', ServiceSpec[]] | ['error', Error]> = [];
     src.on('update', (s) => events.push(['update', s]));
     src.on('error', (e) => events.push(['error', e]));

@@ -1,12 +1,14 @@
 // The embedded registry: a YAML file listing MCP services and endpoints. It is the default source
 // (no Consul needed). Edits are picked up live; a bad edit is reported and the last good mesh stays.
+// Big files: refused above a size limit before they are read, and parsed in a worker thread so that the
+// seconds a large mesh takes never stall the event loop (xDS streams, admin, probes).
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { parseDocument } from 'yaml';
 import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
-import { ConfigError, isNode, join, Reader, type Node } from '../model/reader.ts';
+import { ConfigError, isNode, join, Reader, type Node, type Problem } from '../model/reader.ts';
 import {
   MCP_PROTOCOLS,
   MCP_TRANSPORTS,
@@ -18,7 +20,19 @@ import {
   type UpstreamProtocol,
 } from '../model/types.ts';
 import type { ServiceSpec } from '../model/mesh.ts';
-import { FileWatch } from './file-watch.ts';
+import { FileTooLargeError, FileWatch, readFileBounded } from './file-watch.ts';
+
+/** Largest registry file read (about 55,000 one-endpoint services); larger ones are refused unread. */
+export const DEFAULT_REGISTRY_MAX_BYTES = 8 * 1_048_576;
+const SIZE_HINT = 'raise the limit with --registry-max-bytes or MCPMESH_REGISTRY_MAX_BYTES';
+/**
+ * Heap of a parse worker. A 7.7 MiB file (56,000 services) needs between 512 MiB and 1 GiB for its YAML
+ * document; a worker that runs out is ended alone (ERR_WORKER_OUT_OF_MEMORY) and the file reported, where the
+ * main thread would abort the whole process.
+ */
+export const DEFAULT_WORKER_HEAP_MB = 1536;
+/** Services per message from the worker: each message is deserialized in one task of the main loop. */
+const WORKER_BATCH = 500;
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
@@ -165,6 +179,58 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
   return out;
 }
 
+/** What registry-worker.ts is started with. */
+export interface RegistryWorkerInput {
+  readonly text: string;
+  readonly source: string;
+  readonly batch: number;
+}
+
+/** What registry-worker.ts answers: batches of specs then `done`, or why the file was refused. */
+export type RegistryWorkerMessage =
+  | { readonly kind: 'specs'; readonly specs: ServiceSpec[] }
+  | { readonly kind: 'done'; readonly count: number }
+  | { readonly kind: 'invalid'; readonly problems: readonly Problem[] }
+  | { readonly kind: 'crash'; readonly message: string };
+
+/**
+ * parseRegistry in a worker thread: the same result or ConfigError, without blocking the caller's event loop.
+ * Aborting `signal` ends the worker (a newer edit makes the parse in flight useless).
+ */
+export function parseRegistryOffThread(text: string, source: string, opts: { signal?: AbortSignal; heapMb?: number } = {}): Promise<ServiceSpec[]> {
+  const { signal } = opts;
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const input: RegistryWorkerInput = { text, source, batch: WORKER_BATCH };
+    const worker = new Worker(new URL('./registry-worker.ts', import.meta.url), {
+      workerData: input, resourceLimits: { maxOldGenerationSizeMb: opts.heapMb ?? DEFAULT_WORKER_HEAP_MB },
+    });
+    const specs: ServiceSpec[] = [];
+    let settled = false;
+    const onAbort = (): void => finish(signal?.reason as Error);
+    const finish = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      void worker.terminate();
+      if (err) reject(err);
+      else resolve(specs);
+    };
+    const broken = (reason: string): Error => new ConfigError(source, [{ path: '', reason }]);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    worker.on('message', (m: RegistryWorkerMessage) => {
+      switch (m.kind) {
+        case 'specs': for (const s of m.specs) specs.push(s); break;
+        case 'done': finish(specs.length === m.count ? undefined : broken(`parser sent ${specs.length} of ${m.count} services`)); break;
+        case 'invalid': finish(new ConfigError(source, m.problems)); break;
+        case 'crash': finish(broken(`could not be parsed: ${m.message}`)); break;
+      }
+    });
+    worker.on('error', (err) => finish(broken(`could not be parsed: ${err.message}`)));
+    worker.on('exit', (code) => finish(broken(`parser exited (code ${code}) before it finished`)));
+  });
+}
+
 export interface RegistryFileEvents {
   /** The new specs, and performance.now() when the file change was first noticed. */
   update: [ServiceSpec[], number];
@@ -174,36 +240,71 @@ export interface RegistryFileEvents {
 /** The registry file, watched live (sources/file-watch.ts). */
 export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
   readonly file: string;
+  readonly maxBytes: number;
   private readonly watch: FileWatch;
+  /** The parse in flight: a newer version of the file aborts it, so only the newest result is ever emitted. */
+  private parsing: AbortController | undefined;
+  private stopped = false;
 
-  constructor(file: string, opts: { debounceMs?: number } = {}) {
+  constructor(file: string, opts: { debounceMs?: number; maxBytes?: number } = {}) {
     super();
     this.file = path.resolve(file);
+    this.maxBytes = opts.maxBytes ?? DEFAULT_REGISTRY_MAX_BYTES;
     this.watch = new FileWatch(this.file, {
       change: (text, observedAt) => {
-        try {
-          this.emit('update', parseRegistry(text, this.file), observedAt);
-        } catch (err) {
-          this.emit('error', err as Error);
-        }
+        this.parseNewest(text).then(
+          (specs) => specs && this.emit('update', specs, observedAt),
+          (err: Error) => this.emit('error', err),
+        );
       },
-      error: (err) => this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }])),
-    }, opts);
+      error: (err) => {
+        this.parsing?.abort();
+        this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }]));
+      },
+    }, { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), maxBytes: this.maxBytes, sizeHint: SIZE_HINT });
   }
 
-  /** Reads the file once; throws ConfigError (or the read error) if the first version is unusable. */
-  load(): ServiceSpec[] {
-    const text = readFileSync(this.file, 'utf8');
-    const specs = parseRegistry(text, this.file);
+  /** Parses off the main thread; resolves undefined when a newer version superseded this one. */
+  private async parseNewest(text: string): Promise<ServiceSpec[] | undefined> {
+    this.parsing?.abort();
+    const ac = new AbortController();
+    this.parsing = ac;
+    try {
+      return await parseRegistryOffThread(text, this.file, { signal: ac.signal });
+    } catch (err) {
+      if (ac.signal.aborted) return undefined;
+      throw err;
+    } finally {
+      if (this.parsing === ac) this.parsing = undefined;
+    }
+  }
+
+  /**
+   * Reads and parses the file once (size-checked, in a worker). Rejects with ConfigError naming the file if
+   * this first version is unusable: too big, unreadable, not YAML, or invalid.
+   */
+  async load(): Promise<ServiceSpec[]> {
+    let text: string;
+    try {
+      text = readFileBounded(this.file, this.maxBytes, SIZE_HINT);
+    } catch (err) {
+      const reason = err instanceof FileTooLargeError ? err.message : `cannot read: ${(err as Error).message}`;
+      throw new ConfigError(this.file, [{ path: '', reason }]);
+    }
+    const specs = await this.parseNewest(text);
+    if (!specs) throw new ConfigError(this.file, [{ path: '', reason: 'load superseded (the source was stopped or the file changed)' }]);
     this.watch.seen(text);
     return specs;
   }
 
   start(): void {
-    this.watch.start();
+    // A load that stop() cut short still ends in start(): it must not leave a watcher behind.
+    if (!this.stopped) this.watch.start();
   }
 
   stop(): void {
+    this.stopped = true;
     this.watch.stop();
+    this.parsing?.abort();
   }
 }
