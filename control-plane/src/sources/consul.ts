@@ -7,7 +7,9 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import Consul from 'consul';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
+import { DEFAULT_ROUTING } from '../model/defaults.ts';
+import { consulCatalogLayers } from './consul-config.ts';
+import { resolveTuning, withLayers } from '../model/tuning.ts';
 import type { ServiceSpec } from '../model/mesh.ts';
 import { MCP_PROTOCOLS, MCP_TRANSPORTS, type McpProtocol, type McpTransport, type MeshEndpoint } from '../model/types.ts';
 
@@ -126,19 +128,17 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
       seen.add(key);
       endpoints.push(x.ep);
     }
-    const path = mcpPath ?? DEFAULT_ROUTING.mcpPath;
+    const layers = consulCatalogLayers(name, mcpPath);
     return {
       skipped,
-      spec: {
+      spec: withLayers({
         name,
         protocol: protocol ?? DEFAULT_PROTOCOL,
         transport: transport ?? 'streamable-http',
         sidecar: fronted === 'sidecar',
         endpoints,
-        routing: { ...DEFAULT_ROUTING, mcpPath: path },
-        outlierDetection: DEFAULT_OUTLIER_DETECTION,
-        healthCheck: { ...DEFAULT_HEALTH_CHECK, path },
-      },
+        ...resolveTuning(layers).tuned,
+      }, layers),
     };
   }
 }
