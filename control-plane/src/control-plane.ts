@@ -24,12 +24,16 @@ import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sour
 import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
+import { RoutingFileSource } from './sources/routing-file.ts';
+import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type TuningOverlay } from './model/tuning.ts';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
   registryFile: string;
   /** When set, Consul is the source and the registry file is not read. */
   consul?: ConsulSourceOptions;
+  /** Routing file (GitOps) tuning services of either source; watched. */
+  routingFile?: string;
   xdsHost?: string;
   xdsPort?: number;
   adminHost?: string;
@@ -99,6 +103,11 @@ export class ControlPlane {
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
   private policyWatch: FileWatch | undefined;
+  /** Routing from beside the source, by origin; see model/tuning.ts for who wins. */
+  private readonly overlays = new Map<'file' | 'consul', TuningOverlay>();
+  private routingFile: RoutingFileSource | undefined;
+  /** The tuned specs of the last published mesh, by name: what routing explain reads. */
+  private published = new Map<string, ServiceSpec>();
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -123,6 +132,7 @@ export class ControlPlane {
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
+      routing: (service) => this.routingDebug(service),
       ...(td ? { joinTokens: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => this.mintJoinToken(kind === 'service' ? sidecarId(td, name) : gatewayId(td, name), ttlMs) } : {}),
     });
   }
@@ -142,11 +152,13 @@ export class ControlPlane {
 
   apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
     const started = performance.now();
-    const { mesh, commit } = this.builder.build(specs, this.security);
+    const tuned = applyOverlays(specs, [...this.overlays.values()]);
+    const { mesh, commit } = this.builder.build(tuned, this.security);
     try {
       const { changed } = this.cache.setMesh(mesh);
       commit();
       this.lastSpecs = specs;
+      this.published = new Map(tuned.map((s) => [s.name, s]));
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
       this.metrics.snapshotKeys.set(this.cache.size);
@@ -187,6 +199,75 @@ export class ControlPlane {
     this.decisions?.setPolicy(policy);
     this.log.info('policy applied', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
     return true;
+  }
+
+  /**
+   * Replaces the routing overlay from one origin and rebuilds the mesh with it. When that mesh is refused the
+   * previous overlay stays (last good routing) and this returns false.
+   */
+  setRoutingOverlay(origin: 'file' | 'consul', overlay: TuningOverlay): boolean {
+    const prev = this.overlays.get(origin);
+    this.overlays.set(origin, overlay);
+    if (this.lastSpecs && !this.apply(this.lastSpecs, `routing-${origin}`)) {
+      if (prev) this.overlays.set(origin, prev);
+      else this.overlays.delete(origin);
+      return false;
+    }
+    return true;
+  }
+
+  /** Every knob of a published service: effective value, where it came from, what it overrode. */
+  explainRouting(service: string): KnobExplanation[] | undefined {
+    const spec = this.published.get(service);
+    return spec && resolveTuning(serviceLayers(spec, [])).explain;
+  }
+
+  /** Names of the services in the last published mesh. */
+  get publishedServices(): string[] {
+    return [...this.published.keys()];
+  }
+
+  /** Services an overlay tunes that the published mesh does not have (reported, kept for when they appear). */
+  routingForUnknownServices(): Array<{ origin: string; service: string }> {
+    const out: Array<{ origin: string; service: string }> = [];
+    for (const [origin, o] of this.overlays) for (const name of o.services.keys()) if (!this.published.has(name)) out.push({ origin, service: name });
+    return out;
+  }
+
+  /** /debug/routing: one service's knobs, or every service's, with the routing problems the mesh knows of. */
+  routingDebug(service: string | undefined): { code: number; body: unknown } {
+    const problems = { sources: Object.fromEntries(Object.entries(this.sourceErrors).filter(([k, v]) => v !== undefined && /^(routing|consul)/.test(k))), unknownServices: this.routingForUnknownServices() };
+    if (service !== undefined) {
+      const knobs = this.explainRouting(service);
+      if (!knobs) return { code: 404, body: { error: `no service "${service}" in the published mesh`, services: this.publishedServices.sort() } };
+      return { code: 200, body: { service, knobs, problems } };
+    }
+    return { code: 200, body: { services: Object.fromEntries(this.publishedServices.sort().map((n) => [n, this.explainRouting(n)])), problems } };
+  }
+
+  private watchRoutingFile(file: string): void {
+    const src = new RoutingFileSource(file);
+    this.routingFile = src;
+    const take = (overlay: TuningOverlay): void => {
+      if (!this.setRoutingOverlay('file', overlay)) throw new Error(`${src.file}: the mesh built with it is invalid (see "mesh update rejected")`);
+      this.sourceErrors['routing'] = undefined;
+      this.log.info('routing file applied', { file: src.file, services: overlay.services.size });
+    };
+    src.on('update', (overlay) => {
+      try {
+        take(overlay);
+      } catch (err) {
+        this.sourceFailed('routing', err as Error, 'routing file update rejected; the last good routing stays in force', { file: src.file });
+      }
+    });
+    src.on('error', (err) => this.sourceFailed('routing', err, 'routing file update rejected; the last good routing stays in force', { file: src.file }));
+    try {
+      take(src.load());
+    } catch (err) {
+      // Not fatal, like the registry: the services run on their other layers until the file is fixed.
+      this.sourceFailed('routing', err as Error, 'routing file rejected; services use their other routing layers', { file: src.file });
+    }
+    src.start();
   }
 
   private watchPolicy(file: string, parsedText: string): void {
@@ -271,6 +352,7 @@ export class ControlPlane {
       // Gateways started with their own policy (mcpmesh gateway --policy) decide beside their Envoy instead.
       this.authzPort = await decisions.listen(this.opts.authzHost ?? '127.0.0.1', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
     }
+    if (this.opts.routingFile) this.watchRoutingFile(this.opts.routingFile);
     const src = this.source;
     if (src instanceof ConsulSource) {
       src.on('update', (u) => {
@@ -317,6 +399,7 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     this.policyWatch?.stop();
+    this.routingFile?.stop();
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();

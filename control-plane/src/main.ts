@@ -20,6 +20,7 @@ const env = process.env;
 const { values } = parseArgs({
   options: {
     registry: { type: 'string', default: env['MCPMESH_REGISTRY'] ?? path.join(repoRoot, 'deploy/registry.example.yaml') },
+    routing: { type: 'string', default: env['MCPMESH_ROUTING'] },
     'xds-port': { type: 'string', default: env['MCPMESH_XDS_PORT'] ?? String(DEFAULT_XDS_PORT) },
     'admin-port': { type: 'string', default: env['MCPMESH_ADMIN_PORT'] ?? String(DEFAULT_ADMIN_PORT) },
     host: { type: 'string', default: env['MCPMESH_BIND'] },
@@ -44,7 +45,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N]
+  process.stdout.write(`usage: npm start -- [--registry FILE] [--routing FILE] [--xds-port N] [--admin-port N]
                            [--xds-host ADDR] [--admin-host ADDR] [--authz-bind ADDR] [--host ADDR (all three)]
                            [--consul ADDR] [--consul-datacenter DC]
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
@@ -59,7 +60,10 @@ if (values.help) {
   only); admin and the authorizer on 127.0.0.1 unless told. Beyond loopback, the admin port's /debug, join tokens
   and the dev token endpoint need the admin token (MCPMESH_ADMIN_TOKEN or --admin-token-file); /metrics,
   /healthz and /readyz stay open.
-  env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
+  --routing FILE tunes services of either source (registry or Consul): mesh-wide defaults and per-service routing,
+  outlierDetection, healthCheck, circuitBreakers; watched, bad edits refused. mcpmesh routing explain SERVICE shows
+  every knob's value and source (README "Tuning routing").
+  env: MCPMESH_REGISTRY, MCPMESH_ROUTING, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
        MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
        MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL,
@@ -151,6 +155,7 @@ try {
     ...(security ? { security, authzHost: values['authz-bind'] ?? values.host ?? '127.0.0.1', authzPort: Number(values['authz-port']) } : {}),
     ...(ca ? { ca } : {}),
     registryFile: values.registry,
+    ...(values.routing ? { routingFile: values.routing } : {}),
     ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
     ...(consul ? { consul } : {}),
     ...(devIssuer ? { devIssuer } : {}),

@@ -239,3 +239,41 @@ export function withLayers<T extends object>(spec: T, layers: readonly Layer[]):
 export function layersOf(spec: object): readonly Layer[] {
   return SOURCE_LAYERS.get(spec) ?? [];
 }
+
+/** Routing that comes from beside the service's source (a routing file, Consul config entries). */
+export interface TuningOverlay {
+  readonly mesh: readonly Layer[];
+  readonly services: ReadonlyMap<string, readonly Layer[]>;
+}
+
+// A spec built without layers (by hand): its values, as one per-service layer of the source.
+function layersFromValues(spec: Tuned): Layer[] {
+  const settings: Partial<Record<KnobName, Setting>> = {};
+  for (const k of KNOBS) settings[knobName(k)] = { value: (spec[k.section] as unknown as Record<string, KnobValue>)[k.field] as KnobValue, from: { source: 'registry', where: 'source', field: knobName(k) } };
+  return [{ scope: 'service', rank: RANK.registry, settings }];
+}
+
+/** The layers a service resolves from: its source's, then every overlay's mesh-wide and own layers. */
+export function serviceLayers(spec: Tuned & { readonly name: string }, overlays: readonly TuningOverlay[]): Layer[] {
+  const base = layersOf(spec);
+  return [...(base.length > 0 ? base : layersFromValues(spec)), ...overlays.flatMap((o) => [...o.mesh, ...(o.services.get(spec.name) ?? [])])];
+}
+
+const tunedCache = new WeakMap<object, { overlays: readonly TuningOverlay[]; spec: object }>();
+
+/**
+ * Applies overlays to source specs. A spec no overlay touches is returned as is, and a tuned spec is reused
+ * while neither it nor the overlays change, so the mesh builder keeps recognising unchanged services by identity.
+ */
+export function applyOverlays<T extends Tuned & { readonly name: string }>(specs: readonly T[], overlays: readonly TuningOverlay[]): T[] {
+  const live = overlays.filter((o) => o.mesh.length > 0 || o.services.size > 0);
+  return specs.map((spec) => {
+    if (!live.some((o) => o.mesh.length > 0 || o.services.has(spec.name))) return spec;
+    const cached = tunedCache.get(spec);
+    if (cached && cached.overlays.length === live.length && cached.overlays.every((o, i) => o === live[i])) return cached.spec as T;
+    const layers = serviceLayers(spec, live);
+    const tuned = withLayers({ ...spec, ...resolveTuning(layers).tuned }, layers);
+    tunedCache.set(spec, { overlays: live, spec: tuned });
+    return tuned;
+  });
+}
