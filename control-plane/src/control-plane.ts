@@ -25,6 +25,7 @@ import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
 import { RoutingFileSource } from './sources/routing-file.ts';
+import { ConsulConfigWatch } from './sources/consul-config.ts';
 import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type TuningOverlay } from './model/tuning.ts';
 
 export interface ControlPlaneOptions {
@@ -34,6 +35,8 @@ export interface ControlPlaneOptions {
   consul?: ConsulSourceOptions;
   /** Routing file (GitOps) tuning services of either source; watched. */
   routingFile?: string;
+  /** With Consul: the service name whose service-defaults UpstreamConfig tunes how gateways reach MCP services. */
+  consulGatewayService?: string;
   xdsHost?: string;
   xdsPort?: number;
   adminHost?: string;
@@ -106,6 +109,7 @@ export class ControlPlane {
   /** Routing from beside the source, by origin; see model/tuning.ts for who wins. */
   private readonly overlays = new Map<'file' | 'consul', TuningOverlay>();
   private routingFile: RoutingFileSource | undefined;
+  private consulConfig: ConsulConfigWatch | undefined;
   /** The tuned specs of the last published mesh, by name: what routing explain reads. */
   private published = new Map<string, ServiceSpec>();
   authzPort = 0;
@@ -159,6 +163,7 @@ export class ControlPlane {
       commit();
       this.lastSpecs = specs;
       this.published = new Map(tuned.map((s) => [s.name, s]));
+      this.reportUnknownTargets();
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
       this.metrics.snapshotKeys.set(this.cache.size);
@@ -243,6 +248,47 @@ export class ControlPlane {
       return { code: 200, body: { service, knobs, problems } };
     }
     return { code: 200, body: { services: Object.fromEntries(this.publishedServices.sort().map((n) => [n, this.explainRouting(n)])), problems } };
+  }
+
+  // Routing for a service the mesh does not have: an error naming the entry (or file) and field, kept so that
+  // it applies when the service appears.
+  private reportUnknownTargets(): void {
+    const lines: string[] = [];
+    for (const [origin, o] of this.overlays) {
+      for (const [name, layers] of o.services) {
+        if (this.published.has(name)) continue;
+        const first = layers.flatMap((l) => Object.values(l.settings)).find((x) => x !== undefined);
+        if (first) lines.push(`${first.from.where}: ${first.from.field}: no MCP service "${name}" in the mesh (${origin}; kept, applies when the service appears)`);
+      }
+    }
+    this.sourceErrors['routing-targets'] = lines.length > 0 ? lines.sort().join('\n') : undefined;
+  }
+
+  private watchConsulConfig(opts: ConsulSourceOptions): void {
+    const w = new ConsulConfigWatch({ ...opts, ...(this.opts.consulGatewayService ? { gateway: this.opts.consulGatewayService } : {}) });
+    this.consulConfig = w;
+    w.on('update', (u) => {
+      for (const x of u.unsupported) {
+        this.metrics.consulConfigUnsupported.inc({ kind: x.entry.split('/')[0] ?? '' });
+        this.log.warn('consul config entry field not supported; ignored', { entry: x.entry, field: x.field, why: x.why });
+      }
+      const message = u.problems.map((p) => `${p.entry}: ${p.field}: ${p.reason}`).join('\n');
+      if (message !== (this.sourceErrors['routing-consul'] ?? '')) {
+        if (message) this.sourceFailed('routing-consul', new Error(message), 'consul config entry refused; its last good version stays in force');
+        else this.sourceErrors['routing-consul'] = undefined;
+      }
+      if (!this.setRoutingOverlay('consul', u.overlay)) {
+        this.sourceFailed('routing-consul', new Error('the mesh built with the Consul config entries is invalid (see "mesh update rejected")'), 'consul config entries refused; the last good routing stays in force');
+      }
+    });
+    w.on('error', (err) => {
+      this.metrics.consulWatchErrors.inc({ watch: 'config' });
+      this.sourceFailed('routing-consul-watch', err, 'consul config entry watch failed; retrying');
+    });
+    w.on('recover', () => {
+      this.sourceErrors['routing-consul-watch'] = undefined;
+    });
+    w.start();
   }
 
   private watchRoutingFile(file: string): void {
@@ -354,6 +400,7 @@ export class ControlPlane {
     }
     if (this.opts.routingFile) this.watchRoutingFile(this.opts.routingFile);
     const src = this.source;
+    if (src instanceof ConsulSource && this.opts.consul) this.watchConsulConfig(this.opts.consul);
     if (src instanceof ConsulSource) {
       src.on('update', (u) => {
         for (const s of u.skipped) {
@@ -400,6 +447,7 @@ export class ControlPlane {
   async stop(): Promise<void> {
     this.policyWatch?.stop();
     this.routingFile?.stop();
+    this.consulConfig?.stop();
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();

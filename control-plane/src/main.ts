@@ -70,7 +70,8 @@ if (values.help) {
        MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files),
        MCPMESH_DEV_ISSUER (on|off), MCPMESH_DEV_CLIENT_SECRET, MCPMESH_DEV_ISSUER_URL, MCPMESH_DEV_AUDIENCE
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
-       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG
+       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG,
+       MCPMESH_CONSUL_GATEWAY_SERVICE (whose service-defaults UpstreamConfig tunes how gateways reach services; mcp-gateway)
 `);
   process.exit(0);
 }
@@ -156,6 +157,7 @@ try {
     ...(ca ? { ca } : {}),
     registryFile: values.registry,
     ...(values.routing ? { routingFile: values.routing } : {}),
+    ...(env['MCPMESH_CONSUL_GATEWAY_SERVICE'] ? { consulGatewayService: env['MCPMESH_CONSUL_GATEWAY_SERVICE'] } : {}),
     ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
     ...(consul ? { consul } : {}),
     ...(devIssuer ? { devIssuer } : {}),
