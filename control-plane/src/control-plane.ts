@@ -213,7 +213,7 @@ export class ControlPlane {
   setRoutingOverlay(origin: 'file' | 'consul', overlay: TuningOverlay): boolean {
     const prev = this.overlays.get(origin);
     this.overlays.set(origin, overlay);
-    if (this.lastSpecs && !this.apply(this.lastSpecs, `routing-${origin}`)) {
+    if (this.lastSpecs && !this.apply(this.lastSpecs, 'routing')) {
       if (prev) this.overlays.set(origin, prev);
       else this.overlays.delete(origin);
       return false;
@@ -296,22 +296,22 @@ export class ControlPlane {
     this.routingFile = src;
     const take = (overlay: TuningOverlay): void => {
       if (!this.setRoutingOverlay('file', overlay)) throw new Error(`${src.file}: the mesh built with it is invalid (see "mesh update rejected")`);
-      this.sourceErrors['routing'] = undefined;
+      this.sourceErrors['routing-file'] = undefined;
       this.log.info('routing file applied', { file: src.file, services: overlay.services.size });
     };
     src.on('update', (overlay) => {
       try {
         take(overlay);
       } catch (err) {
-        this.sourceFailed('routing', err as Error, 'routing file update rejected; the last good routing stays in force', { file: src.file });
+        this.sourceFailed('routing-file', err as Error, 'routing file update rejected; the last good routing stays in force', { file: src.file });
       }
     });
-    src.on('error', (err) => this.sourceFailed('routing', err, 'routing file update rejected; the last good routing stays in force', { file: src.file }));
+    src.on('error', (err) => this.sourceFailed('routing-file', err, 'routing file update rejected; the last good routing stays in force', { file: src.file }));
     try {
       take(src.load());
     } catch (err) {
       // Not fatal, like the registry: the services run on their other layers until the file is fixed.
-      this.sourceFailed('routing', err as Error, 'routing file rejected; services use their other routing layers', { file: src.file });
+      this.sourceFailed('routing-file', err as Error, 'routing file rejected; services use their other routing layers', { file: src.file });
     }
     src.start();
   }

@@ -92,20 +92,20 @@ describe('routing file', () => {
     write('services:\n  weather:\n    outlierDetection: { consecutive5xx: -1, maxEjectionPercent: 101 }\n');
     const errors = await waitFor('bad edit reported', async () => {
       const e = (await (await fetch(`${admin}/debug/sources`)).json()) as Record<string, string | null>;
-      return e['routing'] ? e : undefined;
+      return e['routing-file'] ? e : undefined;
     });
-    assert.match(errors['routing'] ?? '', new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: 2 problem\\(s\\)`));
-    assert.match(errors['routing'] ?? '', /services\.weather\.outlierDetection\.consecutive5xx: must be an integer from 0 to 1000 \(got -1\)/);
-    assert.match(errors['routing'] ?? '', /services\.weather\.outlierDetection\.maxEjectionPercent: must be an integer from 0 to 100 \(got 101\)/);
+    assert.match(errors['routing-file'] ?? '', new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: 2 problem\\(s\\)`));
+    assert.match(errors['routing-file'] ?? '', /services\.weather\.outlierDetection\.consecutive5xx: must be an integer from 0 to 1000 \(got -1\)/);
+    assert.match(errors['routing-file'] ?? '', /services\.weather\.outlierDetection\.maxEjectionPercent: must be an integer from 0 to 100 \(got 101\)/);
     assert.equal((await clusters()).get('mcp.weather')?.outlier_detection.consecutive_5xx.value, 2, 'last good routing kept');
     const metrics = await (await fetch(`${admin}/metrics`)).text();
-    assert.match(metrics, /mcpmesh_source_errors_total\{source="routing"\} [1-9]/);
+    assert.match(metrics, /mcpmesh_source_errors_total\{source="routing-file"\} [1-9]/);
 
     write('services:\n  weather:\n    outlierDetection: { consecutive5xx: 3 }\n  ghost: { routing: { retries: 0 } }\n');
     await waitFor('fixed edit applied', async () => (await clusters()).get('mcp.weather')?.outlier_detection.consecutive_5xx.value === 3);
     const all = (await (await fetch(`${admin}/debug/routing`)).json()) as { services: Record<string, unknown>; problems: { unknownServices: unknown[]; sources: Record<string, string> } };
     assert.deepEqual(Object.keys(all.services), ['search', 'weather']);
     assert.deepEqual(all.problems.unknownServices, [{ origin: 'file', service: 'ghost' }], 'routing for a service the mesh does not have is shown');
-    assert.equal(all.problems.sources['routing'], undefined, 'the error clears once the file is good');
+    assert.equal(all.problems.sources['routing-file'], undefined, 'the error clears once the file is good');
   });
 });
