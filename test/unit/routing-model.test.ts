@@ -94,3 +94,16 @@ services:
     });
   });
 });
+
+describe('README "Tuning routing" knob table', () => {
+  it('lists every knob of the model with its YAML key and Meta key (one table, no drift)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { KNOBS } = await import('../../control-plane/src/model/tuning.ts');
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const section = readme.slice(readme.indexOf('## Tuning routing'), readme.indexOf('### Consul config entries'));
+    for (const k of KNOBS as readonly { section: string; yaml: string; meta?: string }[]) {
+      assert.match(section, new RegExp(`\`${k.section}\\.[^|]*\\b${k.yaml}\\b`), `${k.section}.${k.yaml} missing from the knob table`);
+      if (k.meta) assert.ok(section.includes(`\`${k.meta}\``), `Meta key ${k.meta} missing`);
+    }
+  });
+});
