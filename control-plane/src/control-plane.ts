@@ -24,9 +24,7 @@ import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sour
 import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
-import { RoutingFileSource } from './sources/routing-file.ts';
-import { ConsulConfigWatch } from './sources/consul-config.ts';
-import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type TuningOverlay } from './model/tuning.ts';
+import { RoutingLayers } from './routing.ts';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
@@ -106,12 +104,8 @@ export class ControlPlane {
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
   private policyWatch: FileWatch | undefined;
-  /** Routing from beside the source, by origin; see model/tuning.ts for who wins. */
-  private readonly overlays = new Map<'file' | 'consul', TuningOverlay>();
-  private routingFile: RoutingFileSource | undefined;
-  private consulConfig: ConsulConfigWatch | undefined;
-  /** The tuned specs of the last published mesh, by name: what routing explain reads. */
-  private published = new Map<string, ServiceSpec>();
+  /** Routing tuned beside the source (routing file, Consul config entries): see routing.ts. */
+  readonly routing: RoutingLayers;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -125,6 +119,10 @@ export class ControlPlane {
       observedAt: Math.min(prev.observedAt, next.observedAt),
     }));
     this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile);
+    this.routing = new RoutingLayers({
+      rebuild: () => !this.lastSpecs || this.apply(this.lastSpecs, 'routing'),
+      errors: this.sourceErrors, failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields), metrics: this.metrics, log: this.log,
+    });
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
     this.ads = new AdsServer({
       cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
@@ -136,7 +134,7 @@ export class ControlPlane {
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
-      routing: (service) => this.routingDebug(service),
+      routing: (service) => this.routing.debug(service),
       ...(td ? { joinTokens: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => this.mintJoinToken(kind === 'service' ? sidecarId(td, name) : gatewayId(td, name), ttlMs) } : {}),
     });
   }
@@ -156,14 +154,13 @@ export class ControlPlane {
 
   apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
     const started = performance.now();
-    const tuned = applyOverlays(specs, [...this.overlays.values()]);
+    const tuned = this.routing.tune(specs);
     const { mesh, commit } = this.builder.build(tuned, this.security);
     try {
       const { changed } = this.cache.setMesh(mesh);
       commit();
       this.lastSpecs = specs;
-      this.published = new Map(tuned.map((s) => [s.name, s]));
-      this.reportUnknownTargets();
+      this.routing.published(tuned);
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
       this.metrics.snapshotKeys.set(this.cache.size);
@@ -204,116 +201,6 @@ export class ControlPlane {
     this.decisions?.setPolicy(policy);
     this.log.info('policy applied', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
     return true;
-  }
-
-  /**
-   * Replaces the routing overlay from one origin and rebuilds the mesh with it. When that mesh is refused the
-   * previous overlay stays (last good routing) and this returns false.
-   */
-  setRoutingOverlay(origin: 'file' | 'consul', overlay: TuningOverlay): boolean {
-    const prev = this.overlays.get(origin);
-    this.overlays.set(origin, overlay);
-    if (this.lastSpecs && !this.apply(this.lastSpecs, 'routing')) {
-      if (prev) this.overlays.set(origin, prev);
-      else this.overlays.delete(origin);
-      return false;
-    }
-    return true;
-  }
-
-  /** Every knob of a published service: effective value, where it came from, what it overrode. */
-  explainRouting(service: string): KnobExplanation[] | undefined {
-    const spec = this.published.get(service);
-    return spec && resolveTuning(serviceLayers(spec, [])).explain;
-  }
-
-  /** Names of the services in the last published mesh. */
-  get publishedServices(): string[] {
-    return [...this.published.keys()];
-  }
-
-  /** Services an overlay tunes that the published mesh does not have (reported, kept for when they appear). */
-  routingForUnknownServices(): Array<{ origin: string; service: string }> {
-    const out: Array<{ origin: string; service: string }> = [];
-    for (const [origin, o] of this.overlays) for (const name of o.services.keys()) if (!this.published.has(name)) out.push({ origin, service: name });
-    return out;
-  }
-
-  /** /debug/routing: one service's knobs, or every service's, with the routing problems the mesh knows of. */
-  routingDebug(service: string | undefined): { code: number; body: unknown } {
-    const problems = { sources: Object.fromEntries(Object.entries(this.sourceErrors).filter(([k, v]) => v !== undefined && /^(routing|consul)/.test(k))), unknownServices: this.routingForUnknownServices() };
-    if (service !== undefined) {
-      const knobs = this.explainRouting(service);
-      if (!knobs) return { code: 404, body: { error: `no service "${service}" in the published mesh`, services: this.publishedServices.sort() } };
-      return { code: 200, body: { service, knobs, problems } };
-    }
-    return { code: 200, body: { services: Object.fromEntries(this.publishedServices.sort().map((n) => [n, this.explainRouting(n)])), problems } };
-  }
-
-  // Routing for a service the mesh does not have: an error naming the entry (or file) and field, kept so that
-  // it applies when the service appears.
-  private reportUnknownTargets(): void {
-    const lines: string[] = [];
-    for (const [origin, o] of this.overlays) {
-      for (const [name, layers] of o.services) {
-        if (this.published.has(name)) continue;
-        const first = layers.flatMap((l) => Object.values(l.settings)).find((x) => x !== undefined);
-        if (first) lines.push(`${first.from.where}: ${first.from.field}: no MCP service "${name}" in the mesh (${origin}; kept, applies when the service appears)`);
-      }
-    }
-    this.sourceErrors['routing-targets'] = lines.length > 0 ? lines.sort().join('\n') : undefined;
-  }
-
-  private watchConsulConfig(opts: ConsulSourceOptions): void {
-    const w = new ConsulConfigWatch({ ...opts, ...(this.opts.consulGatewayService ? { gateway: this.opts.consulGatewayService } : {}) });
-    this.consulConfig = w;
-    w.on('update', (u) => {
-      for (const x of u.unsupported) {
-        this.metrics.consulConfigUnsupported.inc({ kind: x.entry.split('/')[0] ?? '' });
-        this.log.warn('consul config entry field not supported; ignored', { entry: x.entry, field: x.field, why: x.why });
-      }
-      const message = u.problems.map((p) => `${p.entry}: ${p.field}: ${p.reason}`).join('\n');
-      if (message !== (this.sourceErrors['routing-consul'] ?? '')) {
-        if (message) this.sourceFailed('routing-consul', new Error(message), 'consul config entry refused; its last good version stays in force');
-        else this.sourceErrors['routing-consul'] = undefined;
-      }
-      if (!this.setRoutingOverlay('consul', u.overlay)) {
-        this.sourceFailed('routing-consul', new Error('the mesh built with the Consul config entries is invalid (see "mesh update rejected")'), 'consul config entries refused; the last good routing stays in force');
-      }
-    });
-    w.on('error', (err) => {
-      this.metrics.consulWatchErrors.inc({ watch: 'config' });
-      this.sourceFailed('routing-consul-watch', err, 'consul config entry watch failed; retrying');
-    });
-    w.on('recover', () => {
-      this.sourceErrors['routing-consul-watch'] = undefined;
-    });
-    w.start();
-  }
-
-  private watchRoutingFile(file: string): void {
-    const src = new RoutingFileSource(file);
-    this.routingFile = src;
-    const take = (overlay: TuningOverlay): void => {
-      if (!this.setRoutingOverlay('file', overlay)) throw new Error(`${src.file}: the mesh built with it is invalid (see "mesh update rejected")`);
-      this.sourceErrors['routing-file'] = undefined;
-      this.log.info('routing file applied', { file: src.file, services: overlay.services.size });
-    };
-    src.on('update', (overlay) => {
-      try {
-        take(overlay);
-      } catch (err) {
-        this.sourceFailed('routing-file', err as Error, 'routing file update rejected; the last good routing stays in force', { file: src.file });
-      }
-    });
-    src.on('error', (err) => this.sourceFailed('routing-file', err, 'routing file update rejected; the last good routing stays in force', { file: src.file }));
-    try {
-      take(src.load());
-    } catch (err) {
-      // Not fatal, like the registry: the services run on their other layers until the file is fixed.
-      this.sourceFailed('routing-file', err as Error, 'routing file rejected; services use their other routing layers', { file: src.file });
-    }
-    src.start();
   }
 
   private watchPolicy(file: string, parsedText: string): void {
@@ -398,9 +285,9 @@ export class ControlPlane {
       // Gateways started with their own policy (mcpmesh gateway --policy) decide beside their Envoy instead.
       this.authzPort = await decisions.listen(this.opts.authzHost ?? '127.0.0.1', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
     }
-    if (this.opts.routingFile) this.watchRoutingFile(this.opts.routingFile);
+    if (this.opts.routingFile) this.routing.watchFile(this.opts.routingFile);
     const src = this.source;
-    if (src instanceof ConsulSource && this.opts.consul) this.watchConsulConfig(this.opts.consul);
+    if (src instanceof ConsulSource && this.opts.consul) this.routing.watchConsul(this.opts.consul, this.opts.consulGatewayService);
     if (src instanceof ConsulSource) {
       src.on('update', (u) => {
         for (const s of u.skipped) {
@@ -446,8 +333,7 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     this.policyWatch?.stop();
-    this.routingFile?.stop();
-    this.consulConfig?.stop();
+    this.routing.stop();
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();
