@@ -20,7 +20,7 @@ import { IdentityService } from './server/identity.ts';
 import type { MeshSecurity } from './model/types.ts';
 import { gatewayId, sidecarId } from './identity/spiffe.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
-import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
+import { ConsulSource, type ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
 import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
@@ -96,6 +96,8 @@ export class ControlPlane {
   private readonly ads: AdsServer;
   private readonly admin: AdminServer;
   private readonly sourceErrors: Record<string, string | undefined> = {};
+  /** Sources whose last mesh was refused: a source that recovers without a change does not clear that. */
+  private readonly rejected = new Set<string>();
   private readonly opts: ControlPlaneOptions;
   private serving: ServingIdentity | undefined;
   private joinTokens: JoinTokens | undefined;
@@ -121,7 +123,8 @@ export class ControlPlane {
     this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile);
     this.routing = new RoutingLayers({
       rebuild: () => !this.lastSpecs || this.apply(this.lastSpecs, 'routing'),
-      errors: this.sourceErrors, failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields), metrics: this.metrics, log: this.log,
+      errors: this.sourceErrors, failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields), ok: (source) => this.sourceOk(source),
+      metrics: this.metrics, log: this.log,
     });
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
     this.ads = new AdsServer({
@@ -131,6 +134,7 @@ export class ControlPlane {
     const td = opts.security?.policy.trustDomain;
     this.admin = new AdminServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      sourceWatches: () => (this.source instanceof ConsulSource ? [...this.source.watches(), ...this.routing.watches()] : []),
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
@@ -168,13 +172,16 @@ export class ControlPlane {
       const eps = mesh.services.flatMap((s) => s.endpoints);
       this.metrics.meshEndpoints.set({ health: 'healthy' }, eps.filter((e) => e.healthy).length);
       this.metrics.meshEndpoints.set({ health: 'unhealthy' }, eps.filter((e) => !e.healthy).length);
-      this.sourceErrors[source] = undefined;
+      this.rejected.delete(source);
+      // A Consul update can arrive while another of its watches is still failing: that error stays shown.
+      if (!(source === 'consul' && this.source instanceof ConsulSource && !this.source.healthy)) this.sourceOk(source);
       if (changed > 0) this.convergence.begin(source, observedAt ?? started);
       this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, build_ms: Math.round(seconds * 1000) });
       return true;
     } catch (err) {
       if (!(err instanceof SnapshotError)) throw err;
       this.metrics.snapshotsRejected.inc();
+      this.rejected.add(source);
       this.sourceErrors[source] = err.message;
       this.log.error('mesh update rejected; proxies keep their last good config', { source, error: err.message });
       return false;
@@ -214,19 +221,27 @@ export class ControlPlane {
           this.sourceFailed('policy', err as Error, 'policy update rejected; the last good policy stays in force', { file });
           return;
         }
-        this.sourceErrors['policy'] = undefined;
+        this.sourceOk('policy');
       },
-      error: (err) => this.sourceFailed('policy', new Error(`${file}: ${err.message}`)),
+      error: (err) => this.sourceFailed('policy', new Error(`${file}: ${err.message}`), 'policy file unreadable; the last good policy stays in force', { file }),
     });
     w.seen(parsedText);
     w.start();
     this.policyWatch = w;
   }
 
-  private sourceFailed(source: string, err: Error, msg = 'registry update rejected; serving the last good mesh', fields: Record<string, string> = {}): void {
+  private sourceFailed(source: string, err: Error, msg?: string, fields: Record<string, string> = {}): void {
     this.metrics.sourceErrors.inc({ source });
+    this.metrics.sourceUp.set({ source }, 0);
     this.sourceErrors[source] = err.message;
-    this.log.error(msg, { source, ...fields, error: err.message });
+    const kept = this.lastSpecs ? 'serving the last good mesh' : 'no mesh yet, not ready';
+    this.log.error(msg ?? `${source} update rejected; ${kept}`, { source, ...fields, error: err.message });
+  }
+
+  /** The source reads fine again (whether or not the mesh changed): its error is cleared unless its mesh was refused. */
+  private sourceOk(source: string): void {
+    this.metrics.sourceUp.set({ source }, 1);
+    if (!this.rejected.has(source)) this.sourceErrors[source] = undefined;
   }
 
   /**
@@ -296,10 +311,11 @@ export class ControlPlane {
         }
         this.coalescer.push({ specs: u.specs, observedAt: u.observedAt });
       });
-      src.on('error', (err) => {
-        this.metrics.consulWatchErrors.inc({ watch: err instanceof ConsulWatchError ? err.watch : 'catalog' });
-        this.sourceFailed('consul', err);
+      src.on('error', (err: ConsulWatchError) => {
+        this.metrics.consulWatchErrors.inc({ watch: err.watch });
+        this.sourceFailed('consul', err, `consul watch failed, retrying; ${this.lastSpecs ? 'serving the last good mesh' : 'no mesh yet, not ready'}`, { watch: err.watch, kind: err.kind });
       });
+      src.on('healthy', () => this.sourceOk('consul'));
       this.metrics.consulLag = () => src.catalogLagSeconds();
     } else {
       src.on('update', (specs, observedAt) => this.coalescer.push({ specs, observedAt }));

@@ -55,6 +55,10 @@ export class Metrics {
     name: 'mcpmesh_source_errors_total', help: 'Registry or discovery updates rejected as invalid, by source',
     labelNames: ['source'] as const, registers: [this.registry],
   });
+  readonly sourceUp = new Gauge({
+    name: 'mcpmesh_source_up', help: 'By source: 1 once its last read succeeded, 0 while it fails (the last good mesh is served; the error is in /debug/sources)',
+    labelNames: ['source'] as const, registers: [this.registry],
+  });
   readonly meshServices = new Gauge({
     name: 'mcpmesh_mesh_services', help: 'MCP services in the last accepted mesh', registers: [this.registry],
   });

@@ -6,6 +6,7 @@ import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ServiceSpec } from './model/mesh.ts';
 import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type TuningOverlay } from './model/tuning.ts';
+import type { BlockingQueryState } from './sources/blocking-query.ts';
 import { ConsulConfigWatch } from './sources/consul-config.ts';
 import type { ConsulSourceOptions } from './sources/consul.ts';
 import { RoutingFileSource } from './sources/routing-file.ts';
@@ -16,6 +17,8 @@ export interface RoutingHost {
   /** The control plane's per-source errors (/debug/sources, /readyz). */
   readonly errors: Record<string, string | undefined>;
   failed(source: string, err: Error, msg: string, fields?: Record<string, string>): void;
+  /** The source reads fine again: its error clears and mcpmesh_source_up goes back to 1. */
+  ok(source: string): void;
   readonly metrics: Metrics;
   readonly log: Logger;
 }
@@ -103,7 +106,7 @@ export class RoutingLayers {
 
   /** Watches Consul's proxy-defaults, service-defaults and service-resolver entries. */
   watchConsul(opts: ConsulSourceOptions, gateway: string | undefined): void {
-    const { errors, failed, metrics, log } = this.host;
+    const { errors, failed, ok, metrics, log } = this.host;
     const w = new ConsulConfigWatch({ ...opts, ...(gateway ? { gateway } : {}) });
     this.consul = w;
     w.on('update', (u) => {
@@ -115,7 +118,7 @@ export class RoutingLayers {
       // Counted and logged once per distinct set of problems, not on every answer of the watch.
       if (message !== (errors['routing-consul'] ?? '')) {
         if (message) failed('routing-consul', new Error(message), 'consul config entry refused; its last good version stays in force');
-        else errors['routing-consul'] = undefined;
+        else ok('routing-consul');
       }
       if (!this.setOverlay('consul', u.overlay)) {
         failed('routing-consul', new Error('the mesh built with the Consul config entries is invalid (see "mesh update rejected")'), 'consul config entries refused; the last good routing stays in force');
@@ -125,21 +128,19 @@ export class RoutingLayers {
       metrics.consulWatchErrors.inc({ watch: 'config' });
       failed('routing-consul-watch', err, 'consul config entry watch failed; retrying');
     });
-    w.on('recover', () => {
-      errors['routing-consul-watch'] = undefined;
-    });
+    w.on('recover', () => ok('routing-consul-watch'));
     w.start();
   }
 
   /** Loads and watches the routing file. A bad file is reported, never fatal: services keep their other layers. */
   watchFile(file: string): void {
-    const { errors, failed, log } = this.host;
+    const { failed, ok, log } = this.host;
     const src = new RoutingFileSource(file);
     this.file = src;
     const rejected = 'routing file update rejected; the last good routing stays in force';
     const take = (overlay: TuningOverlay): void => {
       if (!this.setOverlay('file', overlay)) throw new Error(`${src.file}: the mesh built with it is invalid (see "mesh update rejected")`);
-      errors['routing-file'] = undefined;
+      ok('routing-file');
       log.info('routing file applied', { file: src.file, services: overlay.services.size });
     };
     src.on('update', (overlay) => {
@@ -156,6 +157,11 @@ export class RoutingLayers {
       failed('routing-file', err as Error, 'routing file rejected; services use their other routing layers', { file: src.file });
     }
     src.start();
+  }
+
+  /** The Consul config-entry watches' loop states, for /debug/sources?watches. */
+  watches(): BlockingQueryState[] {
+    return this.consul?.queryStates() ?? [];
   }
 
   stop(): void {

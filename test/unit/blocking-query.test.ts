@@ -8,7 +8,7 @@ import { after, describe, it } from 'node:test';
 import { backoffDelay, BlockingQuery, BlockingQueryError, waitMs, type ChangeInfo } from '../../control-plane/src/sources/blocking-query.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-interface Step { status?: number; index?: string | null; body?: string; hang?: boolean }
+interface Step { status?: number; index?: string | null; body?: string; hang?: boolean; delayMs?: number }
 
 /** Answers each request with the next step (the last step repeats); records each request's ?index. */
 async function scripted(steps: Step[]): Promise<{ url: string; seen: Array<string | null>; close: () => Promise<void> }> {
@@ -22,7 +22,7 @@ async function scripted(steps: Step[]): Promise<{ url: string; seen: Array<strin
     const headers: Record<string, string> = { 'Content-Type': 'application/json' };
     if (step.index !== null) headers['X-Consul-Index'] = step.index ?? '5';
     // A blocking read with the same index answers after a short "wait" rather than spinning the test.
-    const delay = url.searchParams.has('index') && steps.length <= i ? 50 : 0;
+    const delay = step.delayMs ?? (url.searchParams.has('index') && steps.length <= i ? 50 : 0);
     setTimeout(() => { res.writeHead(step.status ?? 200, headers); res.end(step.body ?? '{"a":["mcp"]}'); }, delay);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -39,7 +39,7 @@ const objectOfTags = (b: unknown): Record<string, string[]> => {
   return b as Record<string, string[]>;
 };
 
-function run(url: string, extra: { timeoutMarginMs?: number } = {}) {
+function run(url: string, extra: { timeoutMarginMs?: number; backoffBaseMs?: number } = {}) {
   const changes: Array<{ value: Record<string, string[]>; info: ChangeInfo }> = [];
   const errors: BlockingQueryError[] = [];
   let recovered = 0;
@@ -116,6 +116,19 @@ describe('BlockingQuery', () => {
     }
   });
 
+  it('does not spin on a server that answers blocking queries at once with the same index', async () => {
+    const srv = await scripted([{ index: '9', delayMs: 0 }]);
+    closers.push(srv.close);
+    const r = run(srv.url, { backoffBaseMs: 50 });
+    try {
+      await new Promise((res) => setTimeout(res, 500));
+      assert.ok(srv.seen.length <= 15, `${srv.seen.length} requests in 500 ms`);
+      assert.equal(r.changes.length, 1);
+    } finally {
+      r.q.stop();
+    }
+  });
+
   it('abandons a hung answer and retries', async () => {
     const srv = await scripted([{ hang: true }, { index: '3' }]);
     closers.push(srv.close);
@@ -150,6 +163,9 @@ describe('BlockingQuery', () => {
     assert.equal(backoffDelay(50, 100, 2000, () => 1), 2000);
     assert.equal(backoffDelay(50, 100, 2000, () => 0), 1000);
     assert.equal(waitMs('5m'), 300_000);
+    assert.equal(waitMs('1500ms'), 1500);
+    assert.equal(waitMs('1h'), 600_000, "Consul's cap");
+    assert.throws(() => waitMs('0'), /not a Consul wait/);
     assert.throws(() => waitMs('5 minutes'), /not a Consul wait/);
   });
 });

@@ -34,6 +34,20 @@ describe('mesh model', () => {
     assert.deepEqual(inc([spec('a'), spec('b')]), { a: 1, b: 0 });
   });
 
+  it('takes the incarnation a source derives from its state as is, whatever this builder saw before', () => {
+    const b = new MeshBuilder();
+    const inc = (specs: ServiceSpec[]): Record<string, number> => {
+      const r = b.build(specs);
+      r.commit();
+      return Object.fromEntries(r.mesh.services.map((s) => [s.name, s.incarnation]));
+    };
+    assert.deepEqual(inc([{ ...spec('a'), incarnation: 7 }]), { a: 7 });
+    assert.deepEqual(inc([]), {});
+    assert.deepEqual(inc([{ ...spec('a'), incarnation: 7 }]), { a: 7 }, 'a re-add at the same source state is the same service: replicas and restarts agree');
+    assert.deepEqual(inc([{ ...spec('a'), incarnation: 31 }]), { a: 31 });
+    assert.deepEqual(new MeshBuilder().build([{ ...spec('a'), incarnation: 31 }]).mesh.services[0]?.incarnation, 31, 'a fresh builder (a restart) agrees');
+  });
+
   it('parses durations as operators write them', () => {
     assert.equal(parseDurationMs('250ms'), 250);
     assert.equal(parseDurationMs('1.5s'), 1500);

@@ -30,6 +30,8 @@ export interface AdminOptions {
   metrics: Metrics;
   /** Last error of each source, shown by /readyz and /debug/sources. */
   sourceErrors: () => Record<string, string | undefined>;
+  /** Each watch of the source, for /debug/sources?watches (Consul: every blocking query's loop state). */
+  sourceWatches?: () => readonly object[];
   /** The development OAuth issuer, when enabled: token endpoint, JWKS and metadata under /oauth. */
   oauth?: DevIssuer;
   /**
@@ -390,7 +392,7 @@ export class AdminServer {
         id: s.proxy.id, role: s.proxy.role, mode: s.mode, peer: s.peer, locality: s.proxy.locality ?? null,
         service: s.proxy.service ?? null, connectedAt: new Date(s.connectedAt).toISOString(), types: s.types,
       }))),
-      '/debug/sources': (_req, res) => json(res, 200, this.opts.sourceErrors()),
+      '/debug/sources': (_req, res, url) => json(res, 200, url.searchParams.has('watches') ? (this.opts.sourceWatches?.() ?? []) : this.opts.sourceErrors()),
       '/debug/config_dump': (_req, res, url) => {
         const snap = this.configFor(url);
         if ('error' in snap) return json(res, snap.code, { error: snap.error });
@@ -425,7 +427,7 @@ export class AdminServer {
       if (denied) return json(res, denied.code, denied.body, denied.headers);
     }
     if (!route) {
-      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
+      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
     }
     await this.handlers[route](req, res, url);
   }

@@ -20,8 +20,11 @@
 //   answer after start or a reset, even when its index is the same. Callers compare content themselves.
 // - `onRecover` runs on the first good answer after one or more failures (after `onChange`), whether or not the
 //   data changed, so whoever shows an error can clear it.
+// - A blocking query that returns at once with an unchanged index (a server that does not block) is followed by
+//   a short pause (the backoff base) instead of a hot loop.
 import http from 'node:http';
 import https from 'node:https';
+import { parseDurationMs } from '../model/duration.ts';
 
 export type BlockingQueryErrorKind = 'network' | 'timeout' | 'status' | 'index' | 'decode' | 'shape';
 
@@ -63,7 +66,7 @@ export interface BlockingQueryOptions<T> {
   headers?: Record<string, string>;
   /** For TLS settings and keep-alive; Node's global agent otherwise. */
   agent?: http.Agent;
-  /** The blocking wait, a Consul (Go) duration in seconds or minutes, e.g. '30s', '5m'. Default '30s'. */
+  /** The blocking wait, a duration such as '30s' or '5m'. Default '30s'. */
   wait?: string;
   /** First retry delay. Default 100 ms. */
   backoffBaseMs?: number;
@@ -95,13 +98,11 @@ export interface BlockingQueryState {
   readonly startedAt: number | undefined;
 }
 
-const WAIT = /^(\d+)(s|m)$/;
-
-/** Milliseconds of a Consul wait ('30s', '5m'). */
+/** Milliseconds of a Consul wait ('30s', '5m', '1500ms'); Consul itself caps it at 10 minutes. */
 export function waitMs(wait: string): number {
-  const m = WAIT.exec(wait);
-  if (!m) throw new Error(`wait ${JSON.stringify(wait)} is not a Consul wait such as "30s" or "5m"`);
-  return Number(m[1]) * (m[2] === 'm' ? 60_000 : 1000);
+  const ms = parseDurationMs(wait);
+  if (ms === undefined || ms <= 0) throw new Error(`wait ${JSON.stringify(wait)} is not a Consul wait such as "30s" or "5m"`);
+  return Math.min(ms, 600_000);
 }
 
 /** Jittered exponential backoff: between half and all of min(max, base * 2^(failures-1)). */
@@ -171,8 +172,13 @@ export class BlockingQuery<T> {
   private async loop(): Promise<void> {
     while (this.running) {
       let delay = 0;
+      const blocking = this.index !== undefined;
+      const started = performance.now();
       try {
-        this.once(await this.fetch(this.index));
+        const changed = this.once(await this.fetch(this.index));
+        // A blocking query that comes back at once with nothing new is a server not blocking (Consul's docs warn
+        // of such bugs): pause a little rather than spin.
+        if (blocking && !changed && performance.now() - started < this.waitMs / 10) delay = this.o.backoffBaseMs ?? 100;
       } catch (err) {
         if (!this.running) return;
         const e = err instanceof BlockingQueryError ? err : new BlockingQueryError(this.o.name, 'network', `${this.o.name}: ${(err as Error).message}`);
@@ -191,8 +197,8 @@ export class BlockingQuery<T> {
     }
   }
 
-  /** Handles one answer; throws a BlockingQueryError for anything the loop must retry. */
-  private once(a: Answer): void {
+  /** Handles one answer (true when it was delivered); throws a BlockingQueryError for anything the loop must retry. */
+  private once(a: Answer): boolean {
     const fail = (kind: BlockingQueryErrorKind, msg: string, status?: number): never => {
       throw new BlockingQueryError(this.o.name, kind, `${this.o.name}: ${msg}`, status);
     };
@@ -224,6 +230,7 @@ export class BlockingQuery<T> {
     this.index = backwards ? undefined : index;
     if (changed) this.o.onChange(value, { index: index.toString(), observedAt: performance.now(), fresh: fresh || backwards });
     if (recovered) this.o.onRecover?.();
+    return changed;
   }
 
   private fetch(index: bigint | undefined): Promise<Answer> {

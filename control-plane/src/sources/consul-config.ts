@@ -1,5 +1,5 @@
-// Routing from Consul: the catalog's facts about a service and the configuration entries platform teams tune
-// it with, mapped onto model/tuning.ts layers and watched with blocking queries (sources/blocking-query.ts).
+// Routing from Consul: the configuration entries platform teams tune MCP services with (proxy-defaults,
+// service-defaults, service-resolver), mapped onto model/tuning.ts layers and watched with blocking queries.
 //
 // Who is the "downstream" here: in Consul, `service-defaults` UpstreamConfig is set on the CALLER and says how
 // it reaches its upstreams. The mesh's caller of every MCP service is the gateway, so the gateway's own entry
@@ -13,20 +13,12 @@
 // service-defaults X < gateway Overrides[X] < service-resolver X (service). Every field the mesh does not
 // map is reported (once per entry version), never silently ignored; a bad value refuses the whole entry, whose
 // last good version stays in force.
-import { Agent as HttpsAgent } from 'node:https';
-import { readFileSync } from 'node:fs';
 import type http from 'node:http';
 import { EventEmitter } from 'node:events';
 import { isNode, Reader, type Node } from '../model/reader.ts';
 import { KNOB_BY_NAME, META_KNOBS, META_PREFIX, RANK, readMetaValue, type KnobName, type KnobValue, type Layer, type Setting, type TuningOverlay } from '../model/tuning.ts';
 import { BlockingQuery, type BlockingQueryError, type BlockingQueryState } from './blocking-query.ts';
-import type { ConsulSourceOptions } from './consul.ts';
-
-/** What the catalog says about routing: only the MCP path (instance meta `mcp-path`), when set. */
-export function consulCatalogLayers(service: string, mcpPath: string | undefined): Layer[] {
-  if (mcpPath === undefined) return [];
-  return [{ scope: 'service', rank: RANK.consul, settings: { 'routing.mcpPath': { value: mcpPath, from: { source: 'consul', where: `catalog service ${service}`, field: 'Service.Meta.mcp-path' } } } }];
-}
+import { consulAgent, consulUrl, type ConsulSourceOptions } from './consul.ts';
 
 export const CONFIG_KINDS = ['proxy-defaults', 'service-defaults', 'service-resolver'] as const;
 export type ConfigKind = (typeof CONFIG_KINDS)[number];
@@ -349,26 +341,23 @@ export class ConsulConfigWatch extends EventEmitter<ConsulConfigEvents> {
   private readonly state: ConfigEntryState;
   private pendingUnsupported: Array<{ entry: string; field: string; why: string }> = [];
 
-  constructor(opts: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls' | 'wait' | 'backoffFactorMs' | 'backoffMaxMs'> & { gateway?: string }) {
+  private readonly agent: http.Agent;
+
+  constructor(opts: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls' | 'wait' | 'backoffFactorMs' | 'backoffMaxMs' | 'timeoutMarginMs'> & { gateway?: string }) {
     super();
     this.state = new ConfigEntryState(opts.gateway);
-    const base = new URL(opts.address.includes('://') ? opts.address : `http://${opts.address}`);
-    const agent: http.Agent | undefined = base.protocol === 'https:' ? new HttpsAgent({
-      keepAlive: true,
-      ...(opts.tls?.caFile ? { ca: readFileSync(opts.tls.caFile) } : {}),
-      ...(opts.tls?.certFile ? { cert: readFileSync(opts.tls.certFile) } : {}),
-      ...(opts.tls?.keyFile ? { key: readFileSync(opts.tls.keyFile) } : {}),
-      ...(opts.tls?.serverName ? { servername: opts.tls.serverName } : {}),
-      rejectUnauthorized: !opts.tls?.insecureSkipVerify,
-    }) : undefined;
+    const base = consulUrl(opts.address);
+    const agent = consulAgent(base, opts.tls);
+    this.agent = agent;
     for (const kind of CONFIG_KINDS) {
       const url = new URL(`/v1/config/${kind}`, base);
       if (opts.datacenter) url.searchParams.set('dc', opts.datacenter);
       this.queries.push(new BlockingQuery<ConfigEntry[]>({
         name: `config ${kind}`, url, validate: validateEntries,
         ...(opts.token ? { headers: { 'X-Consul-Token': opts.token } } : {}),
-        ...(agent ? { agent } : {}),
+        agent,
         wait: opts.wait ?? '30s',
+        ...(opts.timeoutMarginMs !== undefined ? { timeoutMarginMs: opts.timeoutMarginMs } : {}),
         ...(opts.backoffFactorMs !== undefined ? { backoffBaseMs: opts.backoffFactorMs } : {}),
         ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
         onChange: (entries, info) => this.changed(kind, entries, info.observedAt),
@@ -399,5 +388,6 @@ export class ConsulConfigWatch extends EventEmitter<ConsulConfigEvents> {
 
   stop(): void {
     for (const q of this.queries) q.stop();
+    this.agent.destroy();
   }
 }

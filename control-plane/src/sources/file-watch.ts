@@ -47,6 +47,8 @@ export class FileWatch {
     try {
       text = readFileSync(this.file, 'utf8');
     } catch (err) {
+      // Forget the last content: the same file put back must be reported, so whoever shows this error clears it.
+      this.lastText = undefined;
       this.handlers.error(new Error(`cannot read: ${(err as Error).message}`));
       return;
     }
