@@ -44,6 +44,14 @@ describe('Consul config entries -> routing', () => {
     assert.deepEqual(explain.find((x) => x.knob === 'routing.connectTimeoutMs')!.overridden.map((o) => o.from.where), ['built-in', 'service-defaults/mcp-gateway']);
   });
 
+  it('reads Consul zero values as "not set", as Consul documents them', () => {
+    const m = mapConfigEntry({ Kind: 'service-resolver', Name: 'weather', ConnectTimeout: '0s', RequestTimeout: 0 });
+    assert.deepEqual(m.problems, []);
+    assert.deepEqual(m.services.get('weather'), undefined, 'nothing set');
+    const g = mapConfigEntry({ Kind: 'service-defaults', Name: 'mcp-gateway', UpstreamConfig: { Defaults: { PassiveHealthCheck: { Interval: '0s', MaxFailures: 0 }, Limits: { MaxConnections: 0 } } } });
+    assert.deepEqual([g.problems, g.mesh], [[], []]);
+  });
+
   // Each row: an entry the mesh must refuse, the field named, and a fragment of the reason.
   const REFUSED: Array<[string, ConfigEntry, string, RegExp]> = [
     ['unknown policy', { Kind: 'service-resolver', Name: 'weather', LoadBalancer: { Policy: 'fancy' } }, 'LoadBalancer.Policy', /not a Consul load-balancing policy/],

@@ -115,6 +115,9 @@ class EntryMapper {
     const ms = unit === 'ms' ? (typeof raw === 'number' && Number.isInteger(raw) ? raw : undefined) : goDurationMs(raw);
     if (ms === undefined) return this.fail(field, `${JSON.stringify(raw)} is not a ${unit === 'ms' ? 'whole number of milliseconds' : 'duration such as "5s" or "1m30s"'}`);
     if (ms < 0) return this.fail(field, `must not be negative (got ${JSON.stringify(raw)})`);
+    // Consul documents 0 as "not set" for every duration the mesh reads (its own default then applies; for
+    // RequestTimeout the mesh's "no limit").
+    if (ms === 0) return;
     this.setting(out, knob, field, Math.round(ms));
   }
 
