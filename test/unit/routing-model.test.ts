@@ -95,6 +95,21 @@ services:
   });
 });
 
+describe('deploy/routing.example.yaml', () => {
+  it('is a valid routing file that tunes what its comments say', async () => {
+    const { readFileSync } = await import('node:fs');
+    const file = new URL('../../deploy/routing.example.yaml', import.meta.url);
+    const overlay = parseRoutingFile(readFileSync(file, 'utf8'), file.pathname);
+    const specs = parseRegistry('services:\n  - { name: weather, protocol: "2025-11-25", endpoints: [] }\n  - { name: reports, protocol: "2025-11-25", endpoints: [] }\n', 'r.yaml');
+    const [reports, weather] = applyOverlays(specs, [overlay]).sort((a, b) => a.name.localeCompare(b.name));
+    assert.equal(weather?.outlierDetection.consecutive5xx, 2);
+    assert.equal(weather?.outlierDetection.intervalMs, 2000);
+    assert.equal(reports?.routing.maxStreamDurationMs, 900_000);
+    assert.equal(reports?.routing.streamIdleTimeoutMs, 4 * 3_600_000);
+    assert.equal(weather?.routing.streamIdleTimeoutMs, 2 * 3_600_000);
+  });
+});
+
 describe('README "Tuning routing" knob table', () => {
   it('lists every knob of the model with its YAML key and Meta key (one table, no drift)', async () => {
     const { readFileSync } = await import('node:fs');
