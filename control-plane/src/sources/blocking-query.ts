@@ -34,11 +34,14 @@ export class BlockingQueryError extends Error {
   readonly kind: BlockingQueryErrorKind;
   /** The HTTP status, for kind 'status'. */
   readonly status: number | undefined;
-  constructor(query: string, kind: BlockingQueryErrorKind, message: string, status?: number) {
-    super(message);
+  /** What went wrong, without the query's name (the message is `<query>: <detail>`). */
+  readonly detail: string;
+  constructor(query: string, kind: BlockingQueryErrorKind, detail: string, status?: number) {
+    super(`${query}: ${detail}`);
     this.name = 'BlockingQueryError';
     this.query = query;
     this.kind = kind;
+    this.detail = detail;
     this.status = status;
   }
 }
@@ -181,7 +184,7 @@ export class BlockingQuery<T> {
         if (blocking && !changed && performance.now() - started < this.waitMs / 10) delay = this.o.backoffBaseMs ?? 100;
       } catch (err) {
         if (!this.running) return;
-        const e = err instanceof BlockingQueryError ? err : new BlockingQueryError(this.o.name, 'network', `${this.o.name}: ${(err as Error).message}`);
+        const e = err instanceof BlockingQueryError ? err : new BlockingQueryError(this.o.name, 'network', (err as Error).message);
         this.index = undefined;
         this.failures += 1;
         this.s.errors += 1;
@@ -200,7 +203,7 @@ export class BlockingQuery<T> {
   /** Handles one answer (true when it was delivered); throws a BlockingQueryError for anything the loop must retry. */
   private once(a: Answer): boolean {
     const fail = (kind: BlockingQueryErrorKind, msg: string, status?: number): never => {
-      throw new BlockingQueryError(this.o.name, kind, `${this.o.name}: ${msg}`, status);
+      throw new BlockingQueryError(this.o.name, kind, msg, status);
     };
     if (a.status < 200 || a.status > 299) fail('status', `HTTP ${a.status}: ${a.body.slice(0, 200).trim()}`, a.status);
     if (a.index === undefined) fail('index', 'answer has no X-Consul-Index header');
@@ -250,7 +253,7 @@ export class BlockingQuery<T> {
         let size = 0;
         res.on('data', (c: Buffer) => {
           size += c.length;
-          if (size > max) req.destroy(new BlockingQueryError(this.o.name, 'decode', `${this.o.name}: answer larger than ${max} bytes`));
+          if (size > max) req.destroy(new BlockingQueryError(this.o.name, 'decode', `answer larger than ${max} bytes`));
           else chunks.push(c);
         });
         res.on('end', () => {
@@ -260,7 +263,7 @@ export class BlockingQuery<T> {
         });
         res.on('error', (err) => { clearTimeout(timer); reject(err); });
       });
-      const timer = setTimeout(() => req.destroy(new BlockingQueryError(this.o.name, 'timeout', `${this.o.name}: no answer within ${timeoutMs} ms`)), timeoutMs);
+      const timer = setTimeout(() => req.destroy(new BlockingQueryError(this.o.name, 'timeout', `no answer within ${timeoutMs} ms`)), timeoutMs);
       req.on('error', (err) => { clearTimeout(timer); reject(err); });
     });
   }

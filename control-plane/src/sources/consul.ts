@@ -337,7 +337,7 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
       ...(this.opts.backoffMaxMs !== undefined ? { backoffMaxMs: this.opts.backoffMaxMs } : {}),
       ...(this.opts.timeoutMarginMs !== undefined ? { timeoutMarginMs: this.opts.timeoutMarginMs } : {}),
       onError: (err) => {
-        const e = new ConsulWatchError(watch, `${what} (${this.opts.address}): ${err.message.slice(err.query.length + 2)}`, err.kind);
+        const e = new ConsulWatchError(watch, `${what} (${this.opts.address}): ${err.detail}`, err.kind);
         this.failing.set(key, e);
         this.emit('error', e);
       },
