@@ -29,6 +29,8 @@ export class RoutingLayers {
   private readonly overlays = new Map<'file' | 'consul', TuningOverlay>();
   private file: RoutingFileSource | undefined;
   private consul: ConsulConfigWatch | undefined;
+  /** Consul entries naming services that are not registered (or not MCP services), as the watch judged them. */
+  private consulMissing: string[] = [];
   /** The tuned specs of the last published mesh, by name: what explain reads. */
   private last = new Map<string, ServiceSpec>();
 
@@ -72,7 +74,7 @@ export class RoutingLayers {
   unknownServices(): Array<{ origin: string; service: string }> {
     const out: Array<{ origin: string; service: string }> = [];
     for (const [origin, o] of this.overlays) for (const name of o.services.keys()) if (!this.last.has(name)) out.push({ origin, service: name });
-    return out;
+    return out.sort((a, b) => (a.origin + a.service < b.origin + b.service ? -1 : 1));
   }
 
   /** /debug/routing: one service's knobs, or every service's, with the routing problems the mesh knows of. */
@@ -91,10 +93,12 @@ export class RoutingLayers {
   }
 
   // Routing for a service the mesh does not have: an error naming the entry (or file) and field, kept so that
-  // it applies when the service appears.
+  // it applies when the service appears. Consul entries are judged by the watch against the whole catalog, so
+  // that other teams' entries for non-MCP services are not reported.
   private reportUnknownTargets(): void {
-    const lines: string[] = [];
+    const lines: string[] = [...this.consulMissing];
     for (const [origin, o] of this.overlays) {
+      if (origin === 'consul') continue;
       for (const [name, layers] of o.services) {
         if (this.last.has(name)) continue;
         const first = layers.flatMap((l) => Object.values(l.settings)).find((x) => x !== undefined);
@@ -114,12 +118,14 @@ export class RoutingLayers {
         metrics.consulConfigUnsupported.inc({ kind: x.entry.split('/')[0] ?? '' });
         log.warn('consul config entry field not supported; ignored', { entry: x.entry, field: x.field, why: x.why });
       }
+      this.consulMissing = u.missing.map((p) => `${p.entry}: ${p.field}: ${p.reason}`);
       const message = u.problems.map((p) => `${p.entry}: ${p.field}: ${p.reason}`).join('\n');
       // Counted and logged once per distinct set of problems, not on every answer of the watch.
       if (message !== (errors['routing-consul'] ?? '')) {
         if (message) failed('routing-consul', new Error(message), 'consul config entry refused; its last good version stays in force');
         else ok('routing-consul');
       }
+      this.reportUnknownTargets();
       if (!this.setOverlay('consul', u.overlay)) {
         failed('routing-consul', new Error('the mesh built with the Consul config entries is invalid (see "mesh update rejected")'), 'consul config entries refused; the last good routing stays in force');
       }

@@ -126,11 +126,28 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     assert.equal(lbOf(dump.cluster.find((x) => x.name === `mcp.${a}`)!.resource), 'round_robin', 'last good value kept');
     assert.match(await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text(), /mcpmesh_source_errors_total\{source="routing-consul"\} [1-9]/);
 
-    // An entry for a service the mesh does not have: named, kept for when it appears.
+    // An entry for a service Consul does not have: named, kept for when it appears. Entries of another team's
+    // (non-MCP) service are none of the mesh's business, even ones the mesh would refuse; the gateway's override
+    // for such a service is a mistake and is reported.
     const ghost = uniqueName('ghost');
+    const plain = uniqueName('plain');
+    await client.agent.service.register({ name: plain, id: `${plain}-1`, address: '10.9.0.1', port: 80, tags: ['web'] });
+    await putEntry({ Kind: 'service-defaults', Name: plain, Protocol: 'tcp', UpstreamConfig: { Defaults: { ConnectTimeoutMs: 100 } } });
+    await putEntry({ Kind: 'service-defaults', Name: gateway, UpstreamConfig: { Overrides: [{ Name: plain, ConnectTimeoutMs: 100 }] } });
     await putEntry({ Kind: 'service-resolver', Name: ghost, ConnectTimeout: '2s' });
-    const targets = await waitFor('unknown service reported', async () => ((await admin('/debug/sources')) as Record<string, string | null>)['routing-targets']);
-    assert.match(targets, new RegExp(`service-resolver/${ghost}: ConnectTimeout: no MCP service "${ghost}" in the mesh`));
+    const targets = await waitFor('unknown service reported', async () => {
+      const t = ((await admin('/debug/sources')) as Record<string, string | null>)['routing-targets'];
+      return t?.includes(ghost) && t.includes(plain) ? t : undefined;
+    });
+    assert.match(targets, new RegExp(`service-resolver/${ghost}: Name: no service "${ghost}" is registered in Consul`));
+    assert.match(targets, new RegExp(`service-defaults/${gateway}: UpstreamConfig\\.Overrides\\[0\\]\\.Name: "${plain}" is not an MCP service`));
+    assert.doesNotMatch(targets, new RegExp(`service-defaults/${plain}`), 'a non-MCP service\'s own entry is not reported');
+    assert.doesNotMatch(((await admin('/debug/sources')) as Record<string, string | null>)['routing-consul'] ?? '', new RegExp(plain), 'nor refused (Protocol tcp is fine for a non-MCP service)');
+    // (Its entry goes first: with the service gone, nothing would tell it from a misspelt MCP service's.)
+    const del = (kind: string, n: string): Promise<Response> => fetch(`${consul.address}/v1/config/${kind}/${n}`, { method: 'DELETE', headers: consul.token ? { 'X-Consul-Token': consul.token } : {} });
+    await del('service-defaults', plain);
+    await del('service-resolver', ghost);
+    await client.agent.service.deregister(`${plain}-1`);
 
     // Fixing the entry clears the error and applies.
     await putEntry({ Kind: 'service-resolver', Name: a, LoadBalancer: { Policy: 'least_request' } });

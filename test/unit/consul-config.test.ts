@@ -101,4 +101,25 @@ describe('Consul config entries -> routing', () => {
     const gone = s.update('service-resolver', [other], all);
     assert.equal(gone.overlay.services.get('weather'), undefined, 'a deleted entry stops applying');
   });
+
+  it('with the catalog: skips other services\' entries, reports unregistered targets, and keeps them', () => {
+    const s = new ConfigEntryState();
+    const all = new Map();
+    const catalog = new Map<string, 'mcp' | 'other'>([['weather', 'mcp'], ['web', 'other']]);
+    s.update('service-defaults', [
+      { Kind: 'service-defaults', Name: 'web', Protocol: 'tcp', UpstreamConfig: { Defaults: { ConnectTimeoutMs: 1 } } },
+      { Kind: 'service-defaults', Name: 'mcp-gateway', UpstreamConfig: { Overrides: [{ Name: 'weather', ConnectTimeoutMs: 900 }, { Name: 'web', ConnectTimeoutMs: 900 }, { Name: 'gone', ConnectTimeoutMs: 900 }] } },
+    ], all, catalog);
+    s.update('proxy-defaults', [], all, catalog);
+    const r = s.update('service-resolver', [{ Kind: 'service-resolver', Name: 'ghost', ConnectTimeout: '2s' }], all, catalog);
+    assert.deepEqual(r.problems, [], 'web\'s Protocol tcp is not the mesh\'s to refuse');
+    assert.deepEqual(r.unsupported.filter((u) => u.entry === 'service-defaults/web'), [], 'nor its fields to report');
+    assert.deepEqual(r.missing.map((m) => `${m.entry} ${m.field}`), [
+      'service-defaults/mcp-gateway UpstreamConfig.Overrides[1].Name', 'service-defaults/mcp-gateway UpstreamConfig.Overrides[2].Name', 'service-resolver/ghost Name',
+    ]);
+    assert.match(r.missing[0]?.reason ?? '', /"web" is not an MCP service/);
+    assert.match(r.missing[2]?.reason ?? '', /no service "ghost" is registered in Consul \(kept/);
+    assert.equal(r.overlay.services.get('ghost')?.[0]?.settings['routing.connectTimeoutMs']?.value, 2000, 'kept for when it registers');
+    assert.equal(r.overlay.services.get('weather')?.[0]?.settings['routing.connectTimeoutMs']?.value, 900);
+  });
 });

@@ -18,7 +18,7 @@ import { EventEmitter } from 'node:events';
 import { isNode, Reader, type Node } from '../model/reader.ts';
 import { KNOB_BY_NAME, META_KNOBS, META_PREFIX, RANK, readMetaValue, type KnobName, type KnobValue, type Layer, type Setting, type TuningOverlay } from '../model/tuning.ts';
 import { BlockingQuery, type BlockingQueryError, type BlockingQueryState } from './blocking-query.ts';
-import { consulAgent, consulUrl, type ConsulSourceOptions } from './consul.ts';
+import { consulAgent, consulUrl, DEFAULT_MCP_TAG, validateCatalog, type ConsulSourceOptions } from './consul.ts';
 
 export const CONFIG_KINDS = ['proxy-defaults', 'service-defaults', 'service-resolver'] as const;
 export type ConfigKind = (typeof CONFIG_KINDS)[number];
@@ -287,6 +287,24 @@ export function overlayOf(entries: readonly MappedEntry[]): TuningOverlay {
  * Keeps the last good version of every entry: a refused version (any problem) leaves the previous one in force,
  * and an entry that never had a good version contributes nothing. Reports unsupported fields once per version.
  */
+/** What the catalog says a config entry's target is: an MCP service, another Consul service, or (absent) nothing. */
+export type CatalogKinds = ReadonlyMap<string, 'mcp' | 'other'>;
+
+export interface EntryUpdate {
+  readonly overlay: TuningOverlay;
+  /** Refused entries (their last good version stays). */
+  readonly problems: EntryProblem[];
+  /** Entries naming a service that is not registered (or, for the gateway's overrides, not an MCP service): kept. */
+  readonly missing: EntryProblem[];
+  readonly unsupported: Array<{ entry: string; field: string; why: string }>;
+}
+
+/**
+ * Keeps the last good version of every entry: a refused version (any problem) leaves the previous one in force,
+ * and an entry that never had a good version contributes nothing. Reports unsupported fields once per version.
+ * With the catalog known, entries of Consul services that are not MCP services are none of the mesh's business
+ * (other teams' config): they are skipped without a report; entries naming unregistered services are reported.
+ */
 export class ConfigEntryState {
   private readonly good = new Map<string, MappedEntry>();
   private readonly reported = new Set<string>();
@@ -295,17 +313,30 @@ export class ConfigEntryState {
     this.gateway = gateway;
   }
 
-  /** Replaces every entry of `kind` with `entries`; returns the overlay, current problems and newly seen unsupported fields. */
-  update(kind: ConfigKind, entries: readonly ConfigEntry[], all: Map<ConfigKind, readonly ConfigEntry[]>): {
-    overlay: TuningOverlay; problems: EntryProblem[]; unsupported: Array<{ entry: string; field: string; why: string }>;
-  } {
+  /** Replaces every entry of `kind` with `entries` (all kinds are kept in `all`) and maps them all again. */
+  update(kind: ConfigKind, entries: readonly ConfigEntry[], all: Map<ConfigKind, readonly ConfigEntry[]>, catalog?: CatalogKinds): EntryUpdate {
     all.set(kind, entries);
     const problems: EntryProblem[] = [];
+    const missing: EntryProblem[] = [];
     const unsupported: Array<{ entry: string; field: string; why: string }> = [];
     const present = new Set<string>();
     for (const [, list] of [...all].sort(([a], [b]) => (a < b ? -1 : 1))) {
       for (const e of list) {
+        const entry = `${e.Kind}/${e.Name}`;
+        const own = e.Kind === 'service-resolver' || (e.Kind === 'service-defaults' && e.Name !== this.gateway);
+        if (own && catalog?.get(e.Name) === 'other') continue;
+        if (own && catalog && !catalog.has(e.Name)) missing.push({ entry, field: 'Name', reason: `no service "${e.Name}" is registered in Consul (kept; applies when it registers as an MCP service)` });
         const mapped = mapConfigEntry(e, this.gateway);
+        if (catalog && !own) {
+          const overrides = isNode(e['UpstreamConfig']) && Array.isArray(e['UpstreamConfig']['Overrides']) ? e['UpstreamConfig']['Overrides'] : [];
+          overrides.forEach((o, i) => {
+            const target = isNode(o) && typeof o['Name'] === 'string' ? o['Name'] : undefined;
+            if (target === undefined || target === '') return;
+            const what = catalog.get(target);
+            if (what === 'mcp') return;
+            missing.push({ entry, field: `UpstreamConfig.Overrides[${i}].Name`, reason: what === 'other' ? `"${target}" is not an MCP service (gateways only reach MCP services)` : `no service "${target}" is registered in Consul (kept; applies when it registers as an MCP service)` });
+          });
+        }
         present.add(mapped.entry);
         const version = `${mapped.entry}@${String(e['ModifyIndex'] ?? '')}`;
         for (const u of mapped.unsupported) {
@@ -319,12 +350,12 @@ export class ConfigEntryState {
       }
     }
     for (const k of [...this.good.keys()]) if (!present.has(k)) this.good.delete(k);
-    return { overlay: overlayOf([...this.good.values()]), problems, unsupported };
+    return { overlay: overlayOf([...this.good.values()]), problems, missing, unsupported };
   }
 }
 
 export interface ConsulConfigEvents {
-  update: [{ overlay: TuningOverlay; problems: EntryProblem[]; unsupported: Array<{ entry: string; field: string; why: string }>; observedAt: number }];
+  update: [EntryUpdate & { observedAt: number }];
   error: [BlockingQueryError];
   recover: [];
 }
@@ -339,43 +370,54 @@ function validateEntries(body: unknown): ConfigEntry[] {
 
 /** The three config-entry kinds, each watched with a blocking query on GET /v1/config/:kind. */
 export class ConsulConfigWatch extends EventEmitter<ConsulConfigEvents> {
-  private readonly queries: BlockingQuery<ConfigEntry[]>[] = [];
+  private readonly queries: Array<{ state(): BlockingQueryState; start(): void; stop(): void }> = [];
   private readonly all = new Map<ConfigKind, readonly ConfigEntry[]>();
   private readonly state: ConfigEntryState;
   private pendingUnsupported: Array<{ entry: string; field: string; why: string }> = [];
+  private catalog: CatalogKinds | undefined;
 
   private readonly agent: http.Agent;
 
-  constructor(opts: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls' | 'wait' | 'backoffFactorMs' | 'backoffMaxMs' | 'timeoutMarginMs'> & { gateway?: string }) {
+  constructor(opts: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls' | 'tag' | 'wait' | 'backoffFactorMs' | 'backoffMaxMs' | 'timeoutMarginMs'> & { gateway?: string }) {
     super();
     this.state = new ConfigEntryState(opts.gateway);
     const base = consulUrl(opts.address);
     const agent = consulAgent(base, opts.tls);
     this.agent = agent;
-    for (const kind of CONFIG_KINDS) {
-      const url = new URL(`/v1/config/${kind}`, base);
+    const query = <T>(name: string, path: string, validate: (b: unknown) => T, onChange: (v: T, observedAt: number) => void): void => {
+      const url = new URL(path, base);
       if (opts.datacenter) url.searchParams.set('dc', opts.datacenter);
-      this.queries.push(new BlockingQuery<ConfigEntry[]>({
-        name: `config ${kind}`, url, validate: validateEntries,
+      this.queries.push(new BlockingQuery<T>({
+        name, url, validate, agent,
         ...(opts.token ? { headers: { 'X-Consul-Token': opts.token } } : {}),
-        agent,
         wait: opts.wait ?? '30s',
         ...(opts.timeoutMarginMs !== undefined ? { timeoutMarginMs: opts.timeoutMarginMs } : {}),
         ...(opts.backoffFactorMs !== undefined ? { backoffBaseMs: opts.backoffFactorMs } : {}),
         ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
-        onChange: (entries, info) => this.changed(kind, entries, info.observedAt),
+        onChange: (v, info) => onChange(v, info.observedAt),
         onError: (err) => this.emit('error', err),
         onRecover: () => this.emit('recover'),
       }));
-    }
+    };
+    for (const kind of CONFIG_KINDS) query(`config ${kind}`, `/v1/config/${kind}`, validateEntries, (entries, at) => this.changed(kind, entries, at));
+    // Which services exist and which are MCP services: entries of other services are skipped, of unregistered ones reported.
+    const tag = opts.tag ?? DEFAULT_MCP_TAG;
+    query('config catalog', '/v1/catalog/services', validateCatalog, (services, at) => {
+      const next: CatalogKinds = new Map(Object.entries(services).map(([n, tags]) => [n, (tags ?? []).includes(tag) ? 'mcp' : 'other'] as const));
+      const same = this.catalog !== undefined && this.catalog.size === next.size && [...next].every(([n, k]) => this.catalog?.get(n) === k);
+      if (same) return;
+      this.catalog = next;
+      const [kind] = this.all.keys();
+      if (kind !== undefined) this.changed(kind, this.all.get(kind) ?? [], at);
+    });
   }
 
-  private changed(kind: ConfigKind, entries: ConfigEntry[], observedAt: number): void {
-    const first = !this.all.has(kind);
-    const result = this.state.update(kind, entries, this.all);
+  private changed(kind: ConfigKind, entries: readonly ConfigEntry[], observedAt: number): void {
+    const result = this.state.update(kind, entries, this.all, this.catalog);
     this.pendingUnsupported.push(...result.unsupported);
-    // Until every kind has answered once, a partial overlay would flap routing (e.g. a resolver without its defaults).
-    if (first && this.all.size < CONFIG_KINDS.length) return;
+    // Until every kind and the catalog have answered once, a partial overlay would flap routing (e.g. a resolver
+    // without its defaults) and unregistered-service reports would be guesses.
+    if (this.all.size < CONFIG_KINDS.length || this.catalog === undefined) return;
     const unsupported = this.pendingUnsupported;
     this.pendingUnsupported = [];
     this.emit('update', { ...result, unsupported, observedAt });
