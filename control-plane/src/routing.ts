@@ -130,9 +130,13 @@ export class RoutingLayers {
         failed('routing-consul', new Error('the mesh built with the Consul config entries is invalid (see "mesh update rejected")'), 'consul config entries refused; the last good routing stays in force');
       }
     });
+    // A warning, not an error: the entries in force stay, and an unreachable Consul is the Consul source's error
+    // to report (its catalog and health watches fail alike).
     w.on('error', (err) => {
       metrics.consulWatchErrors.inc({ watch: 'config' });
-      failed('routing-consul-watch', err, 'consul config entry watch failed; retrying');
+      metrics.sourceUp.set({ source: 'routing-consul-watch' }, 0);
+      errors['routing-consul-watch'] = err.message;
+      log.warn('consul config entry watch failed, retrying; the last good entries stay in force', { source: 'routing-consul-watch', error: err.message });
     });
     w.on('recover', () => ok('routing-consul-watch'));
     w.start();
