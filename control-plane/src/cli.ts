@@ -3,10 +3,12 @@
 //   mcpmesh gateway ...          run an ingress gateway Envoy
 //   mcpmesh token --role R       get a dev access token from the control plane
 //   mcpmesh join-token ...       let one agent get one workload identity
+//   mcpmesh routing explain SVC  a service's effective routing knobs and where each came from
 import { pathToFileURL } from 'node:url';
 import { tokenMain } from './auth/token-cli.ts';
 import { joinTokenMain } from './identity/join-token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
+import { routingMain } from './routing-cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
 import { gatewayMain } from '../../sidecar/src/gateway-cli.ts';
 
@@ -16,6 +18,7 @@ const USAGE = `usage: mcpmesh <command> [options]
   token      get a development access token (mcpmesh token --help)
   join-token mint a single-use token that lets one agent get one workload identity (mcpmesh join-token --help)
   policy     explain a policy decision (mcpmesh policy explain --help)
+  routing    explain a service's effective routing and where each knob came from (mcpmesh routing explain SERVICE)
 `;
 
 export async function mcpmesh(argv: string[]): Promise<number> {
@@ -31,6 +34,8 @@ export async function mcpmesh(argv: string[]): Promise<number> {
       return joinTokenMain(rest);
     case 'policy':
       return policyExplainMain(rest);
+    case 'routing':
+      return routingMain(rest);
     case undefined:
     case '-h':
     case '--help':

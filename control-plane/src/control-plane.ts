@@ -24,6 +24,7 @@ import { ConsulSource, type ConsulWatchError, type ConsulSourceOptions } from '.
 import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
+import { RoutingLayers } from './routing.ts';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
@@ -32,6 +33,10 @@ export interface ControlPlaneOptions {
   registryMaxBytes?: number;
   /** When set, Consul is the source and the registry file is not read. */
   consul?: ConsulSourceOptions;
+  /** Routing file (GitOps) tuning services of either source; watched. */
+  routingFile?: string;
+  /** With Consul: the service name whose service-defaults UpstreamConfig tunes how gateways reach MCP services. */
+  consulGatewayService?: string;
   xdsHost?: string;
   xdsPort?: number;
   adminHost?: string;
@@ -103,6 +108,8 @@ export class ControlPlane {
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
   private policyWatch: FileWatch | undefined;
+  /** Routing tuned beside the source (routing file, Consul config entries): see routing.ts. */
+  readonly routing: RoutingLayers;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -116,6 +123,11 @@ export class ControlPlane {
       observedAt: Math.min(prev.observedAt, next.observedAt),
     }));
     this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile, opts.registryMaxBytes !== undefined ? { maxBytes: opts.registryMaxBytes } : {});
+    this.routing = new RoutingLayers({
+      rebuild: () => !this.lastSpecs || this.apply(this.lastSpecs, 'routing'),
+      errors: this.sourceErrors, failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields), ok: (source) => this.sourceOk(source),
+      metrics: this.metrics, log: this.log,
+    });
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
     this.ads = new AdsServer({
       cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
@@ -124,10 +136,11 @@ export class ControlPlane {
     const td = opts.security?.policy.trustDomain;
     this.admin = new AdminServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
-      sourceWatches: () => (this.source instanceof ConsulSource ? this.source.watches() : []),
+      sourceWatches: () => (this.source instanceof ConsulSource ? [...this.source.watches(), ...this.routing.watches()] : []),
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
+      routing: (service) => this.routing.debug(service),
       ...(td ? { joinTokens: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => this.mintJoinToken(kind === 'service' ? sidecarId(td, name) : gatewayId(td, name), ttlMs) } : {}),
     });
   }
@@ -147,11 +160,13 @@ export class ControlPlane {
 
   apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
     const started = performance.now();
-    const { mesh, commit } = this.builder.build(specs, this.security);
+    const tuned = this.routing.tune(specs);
+    const { mesh, commit } = this.builder.build(tuned, this.security);
     try {
       const { changed } = this.cache.setMesh(mesh);
       commit();
       this.lastSpecs = specs;
+      this.routing.published(tuned);
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
       this.metrics.snapshotKeys.set(this.cache.size);
@@ -287,7 +302,9 @@ export class ControlPlane {
       // Gateways started with their own policy (mcpmesh gateway --policy) decide beside their Envoy instead.
       this.authzPort = await decisions.listen(this.opts.authzHost ?? '127.0.0.1', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
     }
+    if (this.opts.routingFile) this.routing.watchFile(this.opts.routingFile);
     const src = this.source;
+    if (src instanceof ConsulSource && this.opts.consul) this.routing.watchConsul(this.opts.consul, this.opts.consulGatewayService);
     if (src instanceof ConsulSource) {
       src.on('update', (u) => {
         for (const s of u.skipped) {
@@ -345,6 +362,7 @@ export class ControlPlane {
 
   async stop(): Promise<void> {
     this.policyWatch?.stop();
+    this.routing.stop();
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();

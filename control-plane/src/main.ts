@@ -23,6 +23,7 @@ const { values } = parseArgs({
   options: {
     registry: { type: 'string', default: env['MCPMESH_REGISTRY'] ?? path.join(repoRoot, 'deploy/registry.example.yaml') },
     'registry-max-bytes': { type: 'string', default: env['MCPMESH_REGISTRY_MAX_BYTES'] ?? String(DEFAULT_REGISTRY_MAX_BYTES) },
+    routing: { type: 'string', default: env['MCPMESH_ROUTING'] },
     'xds-port': { type: 'string', default: env['MCPMESH_XDS_PORT'] ?? String(DEFAULT_XDS_PORT) },
     'admin-port': { type: 'string', default: env['MCPMESH_ADMIN_PORT'] ?? String(DEFAULT_ADMIN_PORT) },
     host: { type: 'string', default: env['MCPMESH_BIND'] },
@@ -47,7 +48,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write(`usage: npm start -- [--registry FILE] [--registry-max-bytes N] [--xds-port N] [--admin-port N]
+  process.stdout.write(`usage: npm start -- [--registry FILE] [--registry-max-bytes N] [--routing FILE] [--xds-port N] [--admin-port N]
                            [--xds-host ADDR] [--admin-host ADDR] [--authz-bind ADDR] [--host ADDR (all three)]
                            [--consul ADDR] [--consul-datacenter DC]
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
@@ -65,14 +66,18 @@ if (values.help) {
   Registry file: read after both ports listen and parsed in a worker thread. One larger than --registry-max-bytes
   (default ${DEFAULT_REGISTRY_MAX_BYTES} = 8MiB; also 512KiB, 16MiB, 1GiB) is refused unread; a refused, unreadable or
   invalid file leaves the process up, unready (/readyz and /debug/sources say why), until the file is fixed.
-  env: MCPMESH_REGISTRY, MCPMESH_REGISTRY_MAX_BYTES, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
+  --routing FILE tunes services of either source (registry or Consul): mesh-wide defaults and per-service routing,
+  outlierDetection, healthCheck, circuitBreakers; watched, bad edits refused. mcpmesh routing explain SERVICE shows
+  every knob's value and source (README "Tuning routing").
+  env: MCPMESH_REGISTRY, MCPMESH_REGISTRY_MAX_BYTES, MCPMESH_ROUTING, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
        MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
        MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL,
        MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files),
        MCPMESH_DEV_ISSUER (on|off), MCPMESH_DEV_CLIENT_SECRET, MCPMESH_DEV_ISSUER_URL, MCPMESH_DEV_AUDIENCE
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
-       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG
+       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG,
+       MCPMESH_CONSUL_GATEWAY_SERVICE (whose service-defaults UpstreamConfig tunes how gateways reach services; mcp-gateway)
 `);
   process.exit(0);
 }
@@ -163,6 +168,8 @@ try {
     ...(ca ? { ca } : {}),
     registryFile: values.registry,
     registryMaxBytes,
+    ...(values.routing ? { routingFile: values.routing } : {}),
+    ...(env['MCPMESH_CONSUL_GATEWAY_SERVICE'] ? { consulGatewayService: env['MCPMESH_CONSUL_GATEWAY_SERVICE'] } : {}),
     ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
     ...(consul ? { consul } : {}),
     ...(devIssuer ? { devIssuer } : {}),

@@ -160,6 +160,8 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
       });
+      // A long poll cut when the stand-in stops must not become an uncaught 'error' of the proxy.
+      up.on('error', () => res.destroy());
       req.pipe(up);
     });
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));

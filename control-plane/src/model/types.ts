@@ -51,6 +51,14 @@ export interface HealthCheck {
   readonly healthyThreshold: number;
 }
 
+/** Envoy circuit-breaker thresholds (priority DEFAULT) on the gateway's cluster for the service. */
+export interface CircuitBreakers {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+}
+
 export type UpstreamProtocol = 'http1' | 'http2' | 'auto';
 export type LbPolicy = 'least_request' | 'round_robin';
 
@@ -85,6 +93,7 @@ export interface MeshService {
   readonly routing: Routing;
   readonly outlierDetection: OutlierDetection;
   readonly healthCheck: HealthCheck;
+  readonly circuitBreakers: CircuitBreakers;
 }
 
 /** Security settings of the mesh; absent = no authentication at the gateway (the development default). */

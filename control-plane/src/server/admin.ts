@@ -49,6 +49,8 @@ export interface AdminOptions {
    * `kind` and `name` are the identity asked for (a service's sidecar, or a gateway).
    */
   joinTokens?: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => Promise<{ token: string; spiffeId: string; expiresAt: Date }>;
+  /** GET /debug/routing[?service=NAME]: effective routing knobs and their sources (`mcpmesh routing explain`). */
+  routing?: (service: string | undefined) => { code: number; body: unknown };
 }
 
 export const OAUTH_PATHS = {
@@ -72,6 +74,7 @@ export const ADMIN_ROUTES = {
   '/debug/proxies': 'token',
   '/debug/sources': 'token',
   '/debug/config_dump': 'token',
+  '/debug/routing': 'token',
   '/admin/join-token': 'token',
   '/oauth/token': 'token',
   '/oauth/jwks': 'open',
@@ -395,6 +398,10 @@ export class AdminServer {
         if ('error' in snap) return json(res, snap.code, { error: snap.error });
         json(res, 200, snapshotToDebugJson(snap.snapshot));
       },
+      '/debug/routing': (_req, res, url) => {
+        const r = this.opts.routing?.(url.searchParams.get('service') ?? undefined) ?? { code: 404, body: { error: 'routing is not available' } };
+        json(res, r.code, r.body);
+      },
       '/admin/join-token': (req, res) => this.joinToken(req, res),
       '/oauth/token': (req, res, url) => this.oauth(req, res, url),
       '/oauth/jwks': (req, res, url) => this.oauth(req, res, url),
@@ -420,7 +427,7 @@ export class AdminServer {
       if (denied) return json(res, denied.code, denied.body, denied.headers);
     }
     if (!route) {
-      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
+      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
     }
     await this.handlers[route](req, res, url);
   }

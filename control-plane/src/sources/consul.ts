@@ -11,7 +11,8 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import Consul from 'consul';
 import { BlockingQuery, type BlockingQueryErrorKind, type BlockingQueryState, type ChangeInfo } from './blocking-query.ts';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
+import { DEFAULT_ROUTING } from '../model/defaults.ts';
+import { RANK, resolveTuning, withLayers, type Layer } from '../model/tuning.ts';
 import type { ServiceSpec } from '../model/mesh.ts';
 import { MCP_PROTOCOLS, MCP_TRANSPORTS, type McpProtocol, type McpTransport, type MeshEndpoint } from '../model/types.ts';
 
@@ -94,6 +95,12 @@ export function incarnationOf(entries: readonly HealthEntry[]): number {
   return oldest ?? 0;
 }
 
+/** What the catalog says about routing: the MCP path (instance meta), when set; config entries tune the rest (consul-config.ts). */
+function catalogLayers(service: string, mcpPath: string | undefined): Layer[] {
+  if (mcpPath === undefined) return [];
+  return [{ scope: 'service', rank: RANK.consul, settings: { 'routing.mcpPath': { value: mcpPath, from: { source: 'consul', where: `catalog service ${service}`, field: `Service.Meta.${CONSUL_META.path}` } } } }];
+}
+
 /** One service's health entries -> its spec (none when the name is unusable), and the instances left out. */
 export function specFromConsul(name: string, entries: readonly HealthEntry[]): { spec?: ServiceSpec; skipped: SkippedInstance[] } {
   const skipped: SkippedInstance[] = [];
@@ -149,20 +156,18 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
       seen.add(key);
       endpoints.push(x.ep);
     }
-    const path = mcpPath ?? DEFAULT_ROUTING.mcpPath;
+    const layers = catalogLayers(name, mcpPath);
     return {
       skipped,
-      spec: {
+      spec: withLayers({
         name,
         incarnation: incarnationOf(entries),
         protocol: protocol ?? DEFAULT_PROTOCOL,
         transport: transport ?? 'streamable-http',
         sidecar: fronted === 'sidecar',
         endpoints,
-        routing: { ...DEFAULT_ROUTING, mcpPath: path },
-        outlierDetection: DEFAULT_OUTLIER_DETECTION,
-        healthCheck: { ...DEFAULT_HEALTH_CHECK, path },
-      },
+        ...resolveTuning(layers).tuned,
+      }, layers),
     };
   }
 }

@@ -7,18 +7,9 @@ import { isIP } from 'node:net';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { parseDocument } from 'yaml';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
-import { ConfigError, isNode, join, Reader, type Node, type Problem } from '../model/reader.ts';
-import {
-  MCP_PROTOCOLS,
-  MCP_TRANSPORTS,
-  type HealthCheck,
-  type LbPolicy,
-  type MeshEndpoint,
-  type OutlierDetection,
-  type Routing,
-  type UpstreamProtocol,
-} from '../model/types.ts';
+import { ConfigError, isNode, join, Reader, type Problem } from '../model/reader.ts';
+import { MCP_PROTOCOLS, MCP_TRANSPORTS, type MeshEndpoint } from '../model/types.ts';
+import { RANK, readSections, resolveTuning, SECTIONS, withLayers, type Layer, type Provenance } from '../model/tuning.ts';
 import type { ServiceSpec } from '../model/mesh.ts';
 import { FileTooLargeError, FileWatch, readFileBounded } from './file-watch.ts';
 
@@ -35,60 +26,7 @@ export const DEFAULT_WORKER_HEAP_MB = 1536;
 const WORKER_BATCH = 500;
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
-const HTTP_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
 const LOCALITY_PART = /^[A-Za-z0-9._-]{1,63}$/;
-const DAY_MS = 86_400_000;
-
-function readRouting(r: Reader, node: Node | undefined, path: string, base: Routing): Routing {
-  if (!node) return base;
-  r.onlyKeys(node, path, ['mcpPath', 'hosts', 'maxStreamDuration', 'streamIdleTimeout', 'connectTimeout', 'upstreamProtocol', 'lbPolicy', 'retries']);
-  const hosts = r.list(node, 'hosts', path);
-  const checkedHosts: string[] = [];
-  hosts?.forEach((h, i) => {
-    if (typeof h === 'string' && HOST_NAME.test(h)) checkedHosts.push(h);
-    else r.fail(join(join(path, 'hosts'), i), `${JSON.stringify(h)} is not a host name`);
-  });
-  return {
-    mcpPath: r.string(node, 'mcpPath', path, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path such as /mcp' }) ?? base.mcpPath,
-    hosts: hosts ? checkedHosts : base.hosts,
-    maxStreamDurationMs: r.duration(node, 'maxStreamDuration', path, 0, 7 * DAY_MS) ?? base.maxStreamDurationMs,
-    streamIdleTimeoutMs: r.duration(node, 'streamIdleTimeout', path, 0, 7 * DAY_MS) ?? base.streamIdleTimeoutMs,
-    connectTimeoutMs: r.duration(node, 'connectTimeout', path, 1, 300_000) ?? base.connectTimeoutMs,
-    upstreamProtocol: r.oneOf<UpstreamProtocol>(node, 'upstreamProtocol', path, ['http1', 'http2', 'auto']) ?? base.upstreamProtocol,
-    lbPolicy: r.oneOf<LbPolicy>(node, 'lbPolicy', path, ['least_request', 'round_robin']) ?? base.lbPolicy,
-    retries: r.integer(node, 'retries', path, 0, 10) ?? base.retries,
-  };
-}
-
-function readOutlier(r: Reader, node: Node | undefined, path: string, base: OutlierDetection): OutlierDetection {
-  if (!node) return base;
-  r.onlyKeys(node, path, ['consecutive5xx', 'consecutiveGatewayFailure', 'interval', 'baseEjectionTime', 'maxEjectionPercent',
-    'failurePercentageThreshold', 'failurePercentageMinimumHosts', 'failurePercentageRequestVolume']);
-  return {
-    consecutive5xx: r.integer(node, 'consecutive5xx', path, 0, 1000) ?? base.consecutive5xx,
-    consecutiveGatewayFailure: r.integer(node, 'consecutiveGatewayFailure', path, 0, 1000) ?? base.consecutiveGatewayFailure,
-    intervalMs: r.duration(node, 'interval', path, 1, DAY_MS) ?? base.intervalMs,
-    baseEjectionTimeMs: r.duration(node, 'baseEjectionTime', path, 1, DAY_MS) ?? base.baseEjectionTimeMs,
-    maxEjectionPercent: r.integer(node, 'maxEjectionPercent', path, 0, 100) ?? base.maxEjectionPercent,
-    failurePercentageThreshold: r.integer(node, 'failurePercentageThreshold', path, 0, 100) ?? base.failurePercentageThreshold,
-    failurePercentageMinimumHosts: r.integer(node, 'failurePercentageMinimumHosts', path, 1, 10_000) ?? base.failurePercentageMinimumHosts,
-    failurePercentageRequestVolume: r.integer(node, 'failurePercentageRequestVolume', path, 1, 1_000_000) ?? base.failurePercentageRequestVolume,
-  };
-}
-
-function readHealthCheck(r: Reader, node: Node | undefined, path: string, base: HealthCheck): HealthCheck {
-  if (!node) return base;
-  r.onlyKeys(node, path, ['path', 'interval', 'timeout', 'unhealthyThreshold', 'healthyThreshold']);
-  const p = node['path'] === '' ? '' : r.string(node, 'path', path, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path, or "" to disable' });
-  return {
-    path: p ?? base.path,
-    intervalMs: r.duration(node, 'interval', path, 100, DAY_MS) ?? base.intervalMs,
-    timeoutMs: r.duration(node, 'timeout', path, 1, DAY_MS) ?? base.timeoutMs,
-    unhealthyThreshold: r.integer(node, 'unhealthyThreshold', path, 1, 100) ?? base.unhealthyThreshold,
-    healthyThreshold: r.integer(node, 'healthyThreshold', path, 1, 100) ?? base.healthyThreshold,
-  };
-}
 
 function readEndpoint(r: Reader, raw: unknown, path: string): MeshEndpoint | undefined {
   if (!isNode(raw)) {
@@ -122,11 +60,10 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
   const r = new Reader();
   if (!isNode(root)) throw new ConfigError(source, [{ path: '', reason: 'must be a mapping with a "services" list' }]);
   r.onlyKeys(root, '', ['services', 'defaults']);
+  const from = (field: string): Provenance => ({ source: 'registry', where: source, field });
   const defaults = r.object(root, 'defaults', '');
-  if (defaults) r.onlyKeys(defaults, 'defaults', ['routing', 'outlierDetection', 'healthCheck']);
-  const baseRouting = readRouting(r, defaults && r.object(defaults, 'routing', 'defaults'), 'defaults.routing', DEFAULT_ROUTING);
-  const baseOutlier = readOutlier(r, defaults && r.object(defaults, 'outlierDetection', 'defaults'), 'defaults.outlierDetection', DEFAULT_OUTLIER_DETECTION);
-  const baseHc = readHealthCheck(r, defaults && r.object(defaults, 'healthCheck', 'defaults'), 'defaults.healthCheck', DEFAULT_HEALTH_CHECK);
+  if (defaults) r.onlyKeys(defaults, 'defaults', SECTIONS);
+  const meshLayer: Layer = { scope: 'mesh', rank: RANK.registry, settings: defaults ? readSections(r, defaults, 'defaults', from) : {} };
   const services = r.list(root, 'services', '');
   if (!services) r.fail('services', 'is required (a list of MCP services)');
   const out: ServiceSpec[] = [];
@@ -140,7 +77,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       r.fail(p, 'must be a mapping with name, protocol and endpoints');
       return;
     }
-    r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'sidecar', 'endpoints', 'routing', 'outlierDetection', 'healthCheck']);
+    r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'sidecar', 'endpoints', ...SECTIONS]);
     const name = r.string(raw, 'name', p, { required: true, pattern: SERVICE_NAME, hint: 'must be a DNS label: lower-case letters, digits and "-", at most 63' });
     if (name !== undefined) {
       const prev = seen.get(name);
@@ -150,12 +87,8 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
     const protocol = r.oneOf(raw, 'protocol', p, MCP_PROTOCOLS, { required: true });
     const transport = r.oneOf(raw, 'transport', p, MCP_TRANSPORTS) ?? 'streamable-http';
     const sidecar = r.boolean(raw, 'sidecar', p) ?? false;
-    const routingNode = r.object(raw, 'routing', p);
-    const routing = readRouting(r, routingNode, join(p, 'routing'), baseRouting);
-    // The health probe follows the MCP path unless the operator set one explicitly.
-    const hcBase = baseHc === DEFAULT_HEALTH_CHECK ? { ...baseHc, path: routing.mcpPath } : baseHc;
-    const healthCheck = readHealthCheck(r, r.object(raw, 'healthCheck', p), join(p, 'healthCheck'), hcBase);
-    const outlierDetection = readOutlier(r, r.object(raw, 'outlierDetection', p), join(p, 'outlierDetection'), baseOutlier);
+    const layers: Layer[] = [meshLayer, { scope: 'service', rank: RANK.registry, settings: readSections(r, raw, p, from) }];
+    const { routing, outlierDetection, healthCheck, circuitBreakers } = resolveTuning(layers).tuned;
     const eps = r.list(raw, 'endpoints', p) ?? [];
     const endpoints: MeshEndpoint[] = [];
     const seenEp = new Map<string, number>();
@@ -173,7 +106,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       if (owner !== undefined && owner !== name) r.fail(`${p}.routing.hosts[${h}]`, `host "${host}" is already routed to service "${owner}"`);
       seenHosts.set(host, name ?? p);
     }
-    if (name !== undefined && protocol !== undefined) out.push({ name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck });
+    if (name !== undefined && protocol !== undefined) out.push(withLayers({ name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck, circuitBreakers }, layers));
   });
   if (r.problems.length > 0) throw new ConfigError(source, r.problems);
   return out;
@@ -188,7 +121,8 @@ export interface RegistryWorkerInput {
 
 /** What registry-worker.ts answers: batches of specs then `done`, or why the file was refused. */
 export type RegistryWorkerMessage =
-  | { readonly kind: 'specs'; readonly specs: ServiceSpec[] }
+  // Layers travel beside their specs: withLayers keeps them in a WeakMap, which a structured clone leaves behind.
+  | { readonly kind: 'specs'; readonly specs: ServiceSpec[]; readonly layers: (readonly Layer[])[] }
   | { readonly kind: 'done'; readonly count: number }
   | { readonly kind: 'invalid'; readonly problems: readonly Problem[] }
   | { readonly kind: 'crash'; readonly message: string };
@@ -220,7 +154,7 @@ export function parseRegistryOffThread(text: string, source: string, opts: { sig
     signal?.addEventListener('abort', onAbort, { once: true });
     worker.on('message', (m: RegistryWorkerMessage) => {
       switch (m.kind) {
-        case 'specs': for (const s of m.specs) specs.push(s); break;
+        case 'specs': m.specs.forEach((s, i) => specs.push(withLayers(s, m.layers[i] ?? []))); break;
         case 'done': finish(specs.length === m.count ? undefined : broken(`parser sent ${specs.length} of ${m.count} services`)); break;
         case 'invalid': finish(new ConfigError(source, m.problems)); break;
         case 'crash': finish(broken(`could not be parsed: ${m.message}`)); break;

@@ -3,6 +3,7 @@
 // stream, the admin port and the probes.
 import { parentPort, workerData } from 'node:worker_threads';
 import { ConfigError } from '../model/reader.ts';
+import { layersOf } from '../model/tuning.ts';
 import { parseRegistry, type RegistryWorkerInput, type RegistryWorkerMessage } from './registry-file.ts';
 
 const port = parentPort;
@@ -12,7 +13,10 @@ const send = (m: RegistryWorkerMessage): void => port.postMessage(m);
 try {
   const specs = parseRegistry(text, source);
   // In batches: the main thread deserializes each message in its own task, so no single one blocks its loop long.
-  for (let i = 0; i < specs.length; i += batch) send({ kind: 'specs', specs: specs.slice(i, i + batch) });
+  for (let i = 0; i < specs.length; i += batch) {
+    const slice = specs.slice(i, i + batch);
+    send({ kind: 'specs', specs: slice, layers: slice.map(layersOf) });
+  }
   send({ kind: 'done', count: specs.length });
 } catch (err) {
   if (err instanceof ConfigError) send({ kind: 'invalid', problems: err.problems });
