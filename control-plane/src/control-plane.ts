@@ -24,6 +24,7 @@ import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sour
 import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
+import { ConsoleServer } from './console/server.ts';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
@@ -90,6 +91,7 @@ export class ControlPlane {
   private readonly convergence: ConvergenceTracker;
   private readonly ads: AdsServer;
   private readonly admin: AdminServer;
+  private readonly console: ConsoleServer;
   private readonly sourceErrors: Record<string, string | undefined> = {};
   private readonly opts: ControlPlaneOptions;
   private serving: ServingIdentity | undefined;
@@ -118,7 +120,12 @@ export class ControlPlane {
       requireIdentity: opts.security !== undefined && opts.xdsInsecure !== true,
     });
     const td = opts.security?.policy.trustDomain;
+    this.console = new ConsoleServer({
+      cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      sourceDescription: () => this.sourceDescription, policy: () => this.policy,
+    });
     this.admin = new AdminServer({
+      console: this.console,
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
@@ -320,6 +327,7 @@ export class ControlPlane {
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();
+    this.console.close();
     this.serving?.stop();
     await this.decisions?.close();
     await Promise.all([this.ads.close(), this.admin.close()]);
