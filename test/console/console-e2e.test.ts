@@ -206,9 +206,9 @@ describe('web console (headless Chromium)', { skip }, () => {
 
   it('never serves key material: no private keys, join or bearer tokens, client secrets, or secret-named fields', async () => {
     // Every matrix cell's explain, besides what the page loaded itself.
-    const state = (await (await fetch(`${base}/ui/api/state`)).json()) as { policy: { roles: string[]; services: Array<{ service: string; columns: Array<{ kind: string; name: string }> }> } };
-    for (const svc of state.policy.services) for (const role of state.policy.roles) for (const c of svc.columns) {
-      const url = `${base}/ui/api/explain?${new URLSearchParams({ role, service: svc.service, kind: c.kind, name: c.kind === 'service' ? '' : c.name })}`;
+    const state = (await (await fetch(`${base}/ui/api/state`)).json()) as { policy: { roles: string[]; groups: Array<{ services: string[]; columns: Array<{ kind: string; name: string }> }> } };
+    for (const g of state.policy.groups) for (const service of g.services) for (const role of state.policy.roles) for (const c of g.columns) {
+      const url = `${base}/ui/api/explain?${new URLSearchParams({ role, service, kind: c.kind, name: c.kind === 'service' ? '' : c.name })}`;
       const r = await fetch(url);
       assert.equal(r.status, 200, url);
       seen.push({ url, type: r.headers.get('content-type') ?? '', body: await r.text() });

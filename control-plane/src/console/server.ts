@@ -23,7 +23,7 @@ import { encodeMcpHeaderValue, headerValidated } from '../policy/mcp-http.ts';
 import type { Policy } from '../policy/types.ts';
 import type { ProxyTracker } from '../server/proxies.ts';
 import {
-  defaultVantage, localitiesKnown, parseLocality, policyView, proxiesView, servicesView,
+  defaultVantage, gatewaysOf, localitiesKnown, parseLocality, policyView, proxiesView, servicesView,
   type ConsoleState, type DecisionRow, type HealthView, type SeriesPoint,
 } from './state.ts';
 
@@ -84,6 +84,10 @@ function page(): { html: string; csp: string } {
 <link rel="icon" href="data:,">
 <link rel="stylesheet" href="/ui/app.css">
 <script type="importmap">${IMPORT_MAP}</script>
+<link rel="modulepreload" href="/ui/vendor/preact.mjs">
+<link rel="modulepreload" href="/ui/vendor/hooks.mjs">
+<link rel="modulepreload" href="/ui/vendor/htm.mjs">
+<link rel="preload" href="/ui/api/state" as="fetch" crossorigin="anonymous">
 <script type="module" src="/ui/app.js"></script>
 </head>
 <body><div id="app"><p class="loading">Loading the mesh…</p></div></body>
@@ -92,6 +96,10 @@ function page(): { html: string; csp: string } {
     csp: `default-src 'none'; script-src 'self' 'sha256-${hash}'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'`,
   };
 }
+
+const NOTES: readonly string[] = [
+  'Outlier ejection: proxies do not report ejections to the control plane (no load reporting), so endpoints show the health their source gives; an Envoy\'s own view is on its admin port (/clusters).',
+];
 
 function json(res: http.ServerResponse, code: number, body: unknown): void {
   res.writeHead(code, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(JSON.stringify(body));
@@ -128,13 +136,21 @@ export class ConsoleServer {
     }
     const asset = this.assets.get(p);
     if (asset) return void res.writeHead(200, { 'content-type': asset.type, 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache' }).end(asset.body);
-    if (p === '/ui/api/state') return json(res, 200, await this.state(url.searchParams.get('from')));
+    if (p === '/ui/api/state') {
+      const body = await this.stateJson(url.searchParams.get('from'));
+      return void res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
+    }
     if (p === '/ui/api/explain') return this.explain(res, url);
     if (p === '/ui/api/events') return this.events(req, res);
     json(res, 404, { error: 'not found', paths: ['/ui', '/ui/api/state?from=<region>/<zone>', '/ui/api/explain?role=&service=&kind=&name=', '/ui/api/events'] });
   }
 
-  async state(from: string | null): Promise<ConsoleState> {
+  /**
+   * The state document as JSON text. The two big parts (topology, policy matrix) are pure functions of the mesh,
+   * the policy, the vantage and the connected sidecars: they are serialized once per change and reused by every
+   * page load and live refresh until then (one 1,000-service build costs a few hundred ms on a busy 2-core box).
+   */
+  async stateJson(from: string | null): Promise<string> {
     await this.sampleIfStale();
     const { cache, tracker } = this.opts;
     const mesh = cache.currentMesh;
@@ -142,18 +158,36 @@ export class ConsoleServer {
     const localities = localitiesKnown(mesh, proxies);
     const vantage = parseLocality(from) ?? defaultVantage(localities, proxies);
     const policy = this.opts.policy();
-    return {
-      generatedAt: new Date().toISOString(),
-      vantage: vantage ?? null,
-      localities,
-      services: servicesView(mesh, proxies, vantage),
-      proxies: proxiesView(proxies, policy?.trustDomain),
-      policy: policyView(policy, mesh),
-      decisions: this.decisions(),
-      convergence: this.series(),
-      health: this.health(),
-      notes: ['Outlier ejection: proxies do not report ejections to the control plane (no load reporting), so endpoints show the health their source gives; an Envoy\'s own view is on its admin port (/clusters).'],
-    };
+    const meshGen = generationOf(mesh);
+    const sidecars = proxies.filter((p) => p.proxy.role === 'sidecar').map((p) => `${p.proxy.id}@${p.proxy.service}`).sort().join(',');
+    const part = <K extends keyof ConsoleState>(k: K, v: ConsoleState[K]): string => `${JSON.stringify(k)}:${JSON.stringify(v)}`;
+    const memo = <K extends keyof ConsoleState>(k: K, key: string, build: () => ConsoleState[K]): string => `${JSON.stringify(k)}:${this.memo(`${k}|${key}`, () => JSON.stringify(build()))}`;
+    return `{${[
+      part('generatedAt', new Date().toISOString()),
+      part('vantage', vantage ?? null),
+      part('localities', localities),
+      memo('services', `${meshGen}|${vantage ? `${vantage.region}/${vantage.zone}` : ''}|${sidecars}`, () => servicesView(mesh, proxies, vantage)),
+      part('gateways', gatewaysOf(proxies)),
+      part('proxies', proxiesView(proxies, policy?.trustDomain)),
+      memo('policy', `${meshGen}|${generationOf(policy)}`, () => policyView(policy, mesh)),
+      part('decisions', this.decisions()),
+      part('convergence', this.series()),
+      part('health', this.health()),
+      part('notes', NOTES),
+    ].join(',')}}`;
+  }
+
+  private readonly memos = new Map<string, string>();
+
+  private memo(key: string, build: () => string): string {
+    let v = this.memos.get(key);
+    if (v === undefined) {
+      v = build();
+      // A handful of vantages per mesh at most; an old mesh's entries are never asked for again.
+      if (this.memos.size >= 16) this.memos.delete(this.memos.keys().next().value as string);
+      this.memos.set(key, v);
+    }
+    return v;
   }
 
   // ---------------------------------------------------------------------------------------------- explain
@@ -198,7 +232,10 @@ export class ConsoleServer {
   private fingerprint(): string {
     const { cache, tracker } = this.opts;
     const streams = tracker.list().map((s) => `${s.streamId}:${Object.entries(s.types).map(([k, t]) => `${k}=${t?.sentVersion}/${t?.ackedVersion}/${t?.nackedVersion}/${t?.nacks}`).join(',')}`);
-    return JSON.stringify([meshGeneration(cache), streams, policyGeneration(this.opts.policy()), this.opts.sourceErrors(), this.samples.at(-1)?.at]);
+    const s = this.samples.at(-1);
+    // Sample values, not times: an idle mesh must not make every open page refetch every few seconds.
+    const figures = s ? [s.convergence.count, s.builds.count, s.rejected, [...s.decisions.values()].reduce((a, b) => a + b, 0)] : [];
+    return JSON.stringify([generationOf(cache.currentMesh), streams, generationOf(this.opts.policy()), this.opts.sourceErrors(), figures]);
   }
 
   private notify(): void {
@@ -305,11 +342,9 @@ export class ConsoleServer {
 // Object identities as small numbers: a new mesh or policy object means a publish or a reload happened.
 const generations = new WeakMap<object, number>();
 let nextGeneration = 1;
-function generationOf(o: object | undefined): number {
+function generationOf(o: object | null | undefined): number {
   if (!o) return 0;
   let g = generations.get(o);
   if (g === undefined) generations.set(o, (g = nextGeneration++));
   return g;
 }
-const meshGeneration = (c: SnapshotCache): number => generationOf(c.currentMesh);
-const policyGeneration = (p: Policy | undefined): number => generationOf(p);

@@ -10,8 +10,8 @@ import type { ProxyStatus } from '../server/proxies.ts';
 import type { ResourceKind } from '../xds/proto.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
 import { loadAssignment } from '../translate/endpoints.ts';
-import { compilePolicy, decide, servicePolicyOf, type CompiledPolicy } from '../policy/engine.ts';
-import type { McpAction, Policy, RuleTarget } from '../policy/types.ts';
+import { compilePolicy, decide, servicePolicyOf, type CompiledRule } from '../policy/engine.ts';
+import type { McpAction, Policy } from '../policy/types.ts';
 import { gatewayId, sidecarId } from '../identity/spiffe.ts';
 
 export interface EndpointView {
@@ -39,8 +39,7 @@ export interface ServiceView {
   readonly healthy: number;
   readonly unhealthy: number;
   readonly localities: readonly LocalityView[];
-  /** Connected proxies that route to this service: every gateway, and the service's own sidecars. */
-  readonly gateways: readonly string[];
+  /** The service's own connected sidecars (every connected gateway routes to every service: ConsoleState.gateways). */
   readonly sidecars: readonly string[];
 }
 
@@ -86,8 +85,14 @@ export interface PolicyCell {
   readonly rule: string;
 }
 
-export interface PolicyServiceView {
-  readonly service: string;
+/**
+ * One matrix, shared by every service it applies to: services covered by the same rules, with the same mode,
+ * required scopes and protocol, get the same decisions (1,000 services behind `service: "*"` are one table).
+ */
+export interface PolicyGroupView {
+  /** Sorted; the first names the group on the page and in explain links. */
+  readonly services: readonly string[];
+  /** MCP revision of the services in the mesh ('' for services the policy names that are not in the mesh). */
   readonly protocol: string;
   readonly mode: string;
   readonly requiredScopes: readonly string[];
@@ -99,7 +104,7 @@ export interface PolicyServiceView {
 export interface PolicyView {
   readonly roleClaim: string;
   readonly roles: readonly string[];
-  readonly services: readonly PolicyServiceView[];
+  readonly groups: readonly PolicyGroupView[];
 }
 
 export interface DecisionRow {
@@ -134,6 +139,8 @@ export interface ConsoleState {
   /** Every locality known from endpoints and proxies, as "region/zone", sorted. */
   readonly localities: readonly string[];
   readonly services: readonly ServiceView[];
+  /** Connected gateways: each routes to every service. */
+  readonly gateways: readonly string[];
   readonly proxies: readonly ProxyView[];
   readonly policy: PolicyView | null;
   readonly decisions: readonly DecisionRow[];
@@ -170,7 +177,6 @@ function localitiesOf(svc: MeshService, vantage: Locality | undefined): Locality
 
 export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStatus[], vantage: Locality | undefined): ServiceView[] {
   if (!mesh) return [];
-  const gateways = proxies.filter((p) => p.proxy.role === 'gateway').map((p) => p.proxy.id).sort(byString);
   const sidecars = new Map<string, string[]>();
   for (const p of proxies) {
     if (p.proxy.role !== 'sidecar' || !p.proxy.service) continue;
@@ -183,7 +189,7 @@ export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStat
     return {
       name: svc.name, protocol: svc.protocol, transport: svc.transport, incarnation: svc.incarnation, hosts: svc.routing.hosts,
       healthy, unhealthy: svc.endpoints.length - healthy, localities: localitiesOf(svc, vantage),
-      gateways, sidecars: (sidecars.get(svc.name) ?? []).sort(byString),
+      sidecars: (sidecars.get(svc.name) ?? []).sort(byString),
     };
   });
 }
@@ -239,16 +245,11 @@ function actionOf(c: PolicyColumn): McpAction {
 }
 
 /** The columns of one service: service-level access, then every tool/resource/prompt name or pattern a rule that covers the service writes. */
-function columnsOf(compiled: CompiledPolicy, service: string): PolicyColumn[] {
+function columnsOf(rules: readonly CompiledRule[]): PolicyColumn[] {
   const cols: PolicyColumn[] = [{ kind: 'service', name: '(connect, list)', pattern: false }];
   for (const [list, kind] of COLUMN_KINDS) {
     const names = new Set<string>();
-    for (const role of compiled.roles.values()) {
-      for (const rule of [...role.allow, ...role.deny]) {
-        if (!rule.service.test(service)) continue;
-        for (const n of (rule.target as RuleTarget)[list] ?? []) names.add(n);
-      }
-    }
+    for (const rule of rules) for (const n of rule.target[list] ?? []) names.add(n);
     for (const n of [...names].sort(byString)) cols.push({ kind, name: n, pattern: n.includes('*') });
   }
   return cols;
@@ -257,26 +258,44 @@ function columnsOf(compiled: CompiledPolicy, service: string): PolicyColumn[] {
 /**
  * Roles × services × items, each cell decided by the authorizer's own engine (`decide`) for a caller with
  * that one role and the service's required scopes. A denial on a shadow-mode service is `shadow`: logged,
- * not enforced.
+ * not enforced. Services are grouped first (PolicyGroupView), so the engine runs once per distinct matrix.
  */
 export function policyView(policy: Policy | undefined, mesh: Mesh | undefined): PolicyView | null {
   if (!policy) return null;
   const compiled = compilePolicy(policy);
   const roles = policy.roles.map((r) => r.name);
+  const rules = [...compiled.roles.values()].flatMap((r) => [...r.allow, ...r.deny]);
   const names = new Set<string>(mesh?.services.map((s) => s.name) ?? []);
   const protocols = new Map(mesh?.services.map((s) => [s.name, s.protocol]) ?? []);
   for (const s of compiled.knownServices) names.add(s);
-  const services = [...names].sort(byString).map((service) => {
+  const groups = new Map<string, { services: string[]; protocol: string; covering: CompiledRule[] }>();
+  for (const service of [...names].sort(byString)) {
+    const covering = rules.filter((r) => r.service.test(service));
     const svc = servicePolicyOf(compiled, service);
-    const columns = columnsOf(compiled, service);
-    const cells = roles.map((role) => columns.map((c) => {
-      const d = decide(compiled, { service, roles: [role], scopes: svc.requiredScopes, action: actionOf(c) });
-      const outcome: CellOutcome = d.allow ? 'allow' : svc.mode === 'shadow' ? 'shadow' : 'deny';
-      return { outcome, rule: d.rule };
-    }));
-    return { service, protocol: protocols.get(service) ?? '', mode: svc.mode, requiredScopes: svc.requiredScopes, columns, cells };
-  });
-  return { roleClaim: policy.roleClaim, roles, services };
+    const protocol = protocols.get(service) ?? '';
+    const key = JSON.stringify([covering.map((r) => r.id), svc.mode, svc.requiredScopes, protocol]);
+    const g = groups.get(key);
+    if (g) g.services.push(service);
+    else groups.set(key, { services: [service], protocol, covering });
+  }
+  return {
+    roleClaim: policy.roleClaim, roles,
+    groups: [...groups.values()].map(({ services, protocol, covering }) => {
+      const service = services[0] as string;
+      const svc = servicePolicyOf(compiled, service);
+      const columns = columnsOf(covering);
+      const cells = roles.map((role) => columns.map((c) => {
+        const d = decide(compiled, { service, roles: [role], scopes: svc.requiredScopes, action: actionOf(c) });
+        const outcome: CellOutcome = d.allow ? 'allow' : svc.mode === 'shadow' ? 'shadow' : 'deny';
+        return { outcome, rule: d.rule };
+      }));
+      return { services, protocol, mode: svc.mode, requiredScopes: svc.requiredScopes, columns, cells };
+    }),
+  };
+}
+
+export function gatewaysOf(proxies: readonly ProxyStatus[]): string[] {
+  return proxies.filter((p) => p.proxy.role === 'gateway').map((p) => p.proxy.id).sort(byString);
 }
 
 export function localitiesKnown(mesh: Mesh | undefined, proxies: readonly ProxyStatus[]): string[] {

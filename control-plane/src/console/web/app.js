@@ -42,10 +42,15 @@ function Health({ health, now }) {
     </div></section>`;
 }
 
-function Endpoints({ l }) {
+// One text node for a locality's healthy endpoints: 10,000 endpoints must not mean 10,000 elements.
+const epText = (e) => `${e.address}:${e.port}${e.weight !== 1 ? ` ×${e.weight}` : ''}`;
+
+// A plain function, not a component: thousands of localities need no component instances.
+function endpoints(l) {
+  const ok = l.endpoints.filter((e) => e.healthy).map(epText).join('  ');
   return html`<div class="locality" data-locality=${`${l.region}/${l.zone}`}>
     <span class="prio">P${l.priority}</span> <span class="lname">${l.region}/${l.zone}</span>
-    ${l.endpoints.map((e) => html` <span class=${e.healthy ? 'ep ok' : 'ep bad'} title=${`weight ${e.weight}`}>${e.address}:${e.port}${e.healthy ? '' : ' unhealthy'}</span>`)}
+    ${ok ? html` <span class="ep ok">${ok}</span>` : ''}${l.endpoints.filter((e) => !e.healthy).map((e) => html` <span class="ep bad">${epText(e)} unhealthy</span>`)}
   </div>`;
 }
 
@@ -53,6 +58,7 @@ function Topology({ state, vantage, setVantage }) {
   const [filter, setFilter] = useState('');
   const services = useMemo(() => (filter ? state.services.filter((s) => s.name.includes(filter)) : state.services), [state.services, filter]);
   const eps = state.services.reduce((n, s) => n + s.healthy + s.unhealthy, 0);
+  const front = state.gateways.length ? `fronted by every gateway (${state.gateways.join(', ')})` : 'no gateway connected';
   return html`<section id="topology"><h2>Topology <small>${state.services.length} services, ${eps} endpoints</small></h2>
     <div class="controls">
       <label>priorities as a gateway in <select value=${vantage} onChange=${(e) => setVantage(e.currentTarget.value)}>
@@ -66,9 +72,9 @@ function Topology({ state, vantage, setVantage }) {
         <div class="shead"><b>${s.name}</b> <span class="badge">MCP ${s.protocol}</span>${s.transport === 'sse' ? html` <span class="badge">HTTP+SSE</span>` : ''}
           ${s.incarnation > 0 ? html` <span class="badge">incarnation ${s.incarnation}</span>` : ''}
           <span class=${s.unhealthy > 0 ? 'count warn' : 'count'}>${s.healthy} healthy${s.unhealthy > 0 ? `, ${s.unhealthy} unhealthy` : ''}</span>
-          <span class="front">fronted by ${s.gateways.length} gateway(s)${s.gateways.length ? `: ${s.gateways.join(', ')}` : ''}; ${s.sidecars.length ? `sidecars ${s.sidecars.join(', ')}` : 'no sidecar connected'}</span>
+          <span class="front">${front}; ${s.sidecars.length ? `sidecars ${s.sidecars.join(', ')}` : 'no sidecar connected'}</span>
         </div>
-        ${s.localities.map((l) => html`<${Endpoints} l=${l} />`)}
+        ${s.localities.map(endpoints)}
       </div>`)}
     </div></section>`;
 }
@@ -108,7 +114,7 @@ function Policy({ state }) {
   const [explained, setExplained] = useState(null);
   const policy = state.policy;
   if (!policy) return html`<section id="policy"><h2>Policy</h2><p class="note">The mesh is not secured: start the control plane with --policy to see roles, rules and decisions.</p></section>`;
-  const matching = policy.services.filter((s) => s.service.includes(filter));
+  const matching = filter ? policy.groups.filter((g) => g.services.some((n) => n.includes(filter))) : policy.groups;
   const shown = matching.slice(0, POLICY_LIMIT);
   const explain = async (role, service, col) => {
     const q = new URLSearchParams({ role, service, kind: col.kind, name: col.kind === 'service' ? '' : col.name });
@@ -117,15 +123,16 @@ function Policy({ state }) {
     const body = await r.json();
     setExplained({ title: `${role} → ${service} ${col.kind} ${col.name}`, text: body.text ?? body.error });
   };
+  const names = (g) => (g.services.length <= 6 ? g.services.join(', ') : `${g.services.slice(0, 5).join(', ')} and ${g.services.length - 5} more services (same rules, same decisions)`);
   return html`<section id="policy"><h2>Policy <small>roles from claim "${policy.roleClaim}"; click a cell for <code>mcpmesh policy explain</code></small></h2>
     <input placeholder="filter services" value=${filter} onInput=${(e) => setFilter(e.currentTarget.value)} />
-    ${matching.length > shown.length ? html`<p class="note">${matching.length - shown.length} more services: filter to see them.</p>` : ''}
-    <div class="matrices">${shown.map((s) => html`<table class="matrix" key=${s.service} data-policy-service=${s.service}>
-      <caption><b>${s.service}</b> ${s.protocol ? `MCP ${s.protocol}` : '(not in the mesh)'} · mode ${s.mode}${s.requiredScopes.length ? ` · scopes ${s.requiredScopes.join(' ')}` : ''}</caption>
-      <thead><tr><th></th>${s.columns.map((c) => html`<th title=${c.pattern ? 'a pattern, decided as that literal name' : ''}>${c.kind === 'service' ? 'service' : `${c.kind} ${c.name}`}</th>`)}</tr></thead>
-      <tbody>${policy.roles.map((role, ri) => html`<tr><th>${role}</th>${s.columns.map((c, ci) => {
-        const cell = s.cells[ri][ci];
-        return html`<td class=${`cell ${cell.outcome}`} data-cell=${`${role}|${s.service}|${c.kind}|${c.name}`} onClick=${() => explain(role, s.service, c)}>${cell.outcome}<br /><small>${cell.rule}</small></td>`;
+    ${matching.length > shown.length ? html`<p class="note">${matching.length - shown.length} more matrices: filter to see them.</p>` : ''}
+    <div class="matrices">${shown.map((g) => html`<table class="matrix" key=${g.services[0]} data-policy-service=${g.services[0]}>
+      <caption><b>${names(g)}</b> ${g.protocol ? `MCP ${g.protocol}` : '(not in the mesh)'} · mode ${g.mode}${g.requiredScopes.length ? ` · scopes ${g.requiredScopes.join(' ')}` : ''}</caption>
+      <thead><tr><th></th>${g.columns.map((c) => html`<th title=${c.pattern ? 'a pattern, decided as that literal name' : ''}>${c.kind === 'service' ? 'service' : `${c.kind} ${c.name}`}</th>`)}</tr></thead>
+      <tbody>${policy.roles.map((role, ri) => html`<tr><th>${role}</th>${g.columns.map((c, ci) => {
+        const cell = g.cells[ri][ci];
+        return html`<td class=${`cell ${cell.outcome}`} data-cell=${`${role}|${g.services[0]}|${c.kind}|${c.name}`} onClick=${() => explain(role, g.services[0], c)}>${cell.outcome}<br /><small>${cell.rule}</small></td>`;
       })}</tr>`)}</tbody></table>`)}</div>
     ${explained ? html`<div class="explain"><h3>${explained.title}</h3><pre id="explain-text">${explained.text}</pre></div>` : ''}
   </section>`;
@@ -142,6 +149,7 @@ function Decisions({ state }) {
 function App() {
   const [state, setState] = useState(null);
   const [error, setError] = useState(null);
+  // The locality the user picked; until then the server's default (the first gateway's), without a refetch.
   const [vantage, setVantage] = useState(new URLSearchParams(location.search).get('from') ?? '');
   const [now, setNow] = useState(Date.now());
   const [live, setLive] = useState(false);
@@ -153,12 +161,14 @@ function App() {
       if (inflight) return void (again = true);
       inflight = true;
       try {
-        const r = await fetch(`/ui/api/state${vantage ? `?from=${encodeURIComponent(vantage)}` : ''}`, { cache: 'no-store' });
+        // The first load takes the response index.html preloaded; later ones must not come from a cache.
+        const first = !document.body.dataset.fetched && !vantage;
+        const r = await fetch(`/ui/api/state${vantage ? `?from=${encodeURIComponent(vantage)}` : ''}`, first ? {} : { cache: 'no-store' });
         if (!r.ok) throw new Error(`${r.status} ${(await r.json()).error_description ?? r.statusText}`);
         const s = await r.json();
+        if (!document.body.dataset.fetched) document.body.dataset.fetched = String(Math.round(performance.now()));
         setState(s);
         setError(null);
-        if (!vantage && s.vantage) setVantage(`${s.vantage.region}/${s.vantage.zone}`);
       } catch (e) {
         setError(e.message);
       } finally {
@@ -198,7 +208,7 @@ function App() {
       ${error ? html`<span class="error">${error}</span>` : ''}</header>
     <main>
       <${Health} health=${state.health} now=${now} />
-      <${Topology} state=${state} vantage=${vantage} setVantage=${setVantage} />
+      <${Topology} state=${state} vantage=${vantage || (state.vantage ? `${state.vantage.region}/${state.vantage.zone}` : '')} setVantage=${setVantage} />
       <${Proxies} state=${state} now=${now} />
       <${Policy} state=${state} />
       <${Decisions} state=${state} />
