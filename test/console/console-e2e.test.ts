@@ -182,7 +182,8 @@ describe('web console (headless Chromium)', { skip }, () => {
     // inventory speaks 2026-07-28: the explain goes through header RBAC first, as the gateway would.
     await page.locator('[data-cell="intern|inventory|tool|*"]').click();
     await waitFor('explain for a 2026-07-28 service', async () => /header RBAC \(MCP 2026-07-28/.test(await page.locator('#explain-text').innerText()));
-    assert.match(await page.locator('#decisions').innerText(), /weather\s+other\s+deny\s+1\s+1/);
+    assert.match(await page.locator('[data-decisions="rule"]').innerText(), /weather\s+roles\.analyst\.deny\[0\]\s+deny\s+1\s+1/);
+    assert.match(await page.locator('[data-decisions="tool"]').innerText(), /weather\s+other\s+deny\s+1\s+1/);
     await page.locator('#policy').screenshot({ path: artifactPath('console-policy.png') });
   });
 

@@ -51,7 +51,9 @@ interface Sample {
   readonly convergence: { count: number; sum: number };
   readonly builds: { count: number; sum: number };
   readonly rejected: number;
-  readonly decisions: ReadonlyMap<string, number>;
+  /** Counter values by [service, rule or tool, decision] as JSON text. */
+  readonly byRule: ReadonlyMap<string, number>;
+  readonly byTool: ReadonlyMap<string, number>;
 }
 
 const WEB_DIR = new URL('./web/', import.meta.url);
@@ -234,7 +236,7 @@ export class ConsoleServer {
     const streams = tracker.list().map((s) => `${s.streamId}:${Object.entries(s.types).map(([k, t]) => `${k}=${t?.sentVersion}/${t?.ackedVersion}/${t?.nackedVersion}/${t?.nacks}`).join(',')}`);
     const s = this.samples.at(-1);
     // Sample values, not times: an idle mesh must not make every open page refetch every few seconds.
-    const figures = s ? [s.convergence.count, s.builds.count, s.rejected, [...s.decisions.values()].reduce((a, b) => a + b, 0)] : [];
+    const figures = s ? [s.convergence.count, s.builds.count, s.rejected, [...s.byRule.values()].reduce((a, b) => a + b, 0)] : [];
     return JSON.stringify([generationOf(cache.currentMesh), streams, generationOf(this.opts.policy()), this.opts.sourceErrors(), figures]);
   }
 
@@ -272,20 +274,24 @@ export class ConsoleServer {
       const total = (suffix: string): number => v.filter((x) => x.metricName?.endsWith(suffix)).reduce((a, x) => a + x.value, 0);
       return { count: total('_count'), sum: total('_sum') };
     };
-    const decisions = new Map<string, number>();
-    const counter = m.registry.getSingleMetric('mcpmesh_authz_decisions_total');
-    if (counter) {
+    const counts = async (name: string, second: string): Promise<Map<string, number>> => {
+      const out = new Map<string, number>();
+      const counter = m.registry.getSingleMetric(name);
+      if (!counter) return out;
       for (const v of (await counter.get()).values) {
-        const l = v.labels as Record<string, string | undefined>;
-        decisions.set(JSON.stringify([l['service'] ?? '', l['tool'] ?? '', l['decision'] ?? '']), v.value);
+        const l = v.labels as Record<string, string | number | undefined>;
+        out.set(JSON.stringify([String(l['service'] ?? ''), String(l[second] ?? ''), String(l['decision'] ?? '')]), v.value);
       }
-    }
+      return out;
+    };
+    const byRule = await counts('mcpmesh_authz_rule_decisions_total', 'rule');
+    const byTool = await counts('mcpmesh_authz_decisions_total', 'tool');
     const rejected = (await m.snapshotsRejected.get()).values.reduce((a, v) => a + v.value, 0);
     const builds = await hist(m.snapshotBuild);
     if (builds.count > this.builds.count) {
       this.builds = { ...builds, lastMs: ((builds.sum - this.builds.sum) / (builds.count - this.builds.count)) * 1000 };
     }
-    this.samples.push({ at: now, convergence: await hist(m.convergence), builds, rejected, decisions });
+    this.samples.push({ at: now, convergence: await hist(m.convergence), builds, rejected, byRule, byTool });
     while (this.samples.length > 2 && ((this.samples[0] as Sample).at < now - HISTORY_MS || this.samples.length > MAX_SAMPLES)) this.samples.shift();
   }
 
@@ -300,14 +306,15 @@ export class ConsoleServer {
     return out;
   }
 
-  private decisions(): DecisionRow[] {
+  private decisions(): ConsoleState['decisions'] {
     const last = this.samples.at(-1);
-    if (!last) return [];
-    const base = this.samples.find((s) => s.at >= (last.at - RECENT_MS)) ?? last;
-    return [...last.decisions.entries()].map(([k, total]) => {
-      const [service, tool, decision] = JSON.parse(k) as [string, string, string];
-      return { service, tool, decision, total, recent: total - (base === last ? 0 : base.decisions.get(k) ?? 0) };
-    }).sort((a, b) => b.recent - a.recent || b.total - a.total || (a.service + a.tool + a.decision < b.service + b.tool + b.decision ? -1 : 1));
+    if (!last) return { byRule: [], byTool: [] };
+    const base = this.samples.find((s) => s.at >= last.at - RECENT_MS) ?? last;
+    const rows = (pick: (s: Sample) => ReadonlyMap<string, number>): DecisionRow[] => [...pick(last).entries()].map(([k, total]) => {
+      const [service, by, decision] = JSON.parse(k) as [string, string, string];
+      return { service, by, decision, total, recent: total - (base === last ? 0 : pick(base).get(k) ?? 0) };
+    }).sort((a, b) => b.recent - a.recent || b.total - a.total || (`${a.service}|${a.by}|${a.decision}` < `${b.service}|${b.by}|${b.decision}` ? -1 : 1));
+    return { byRule: rows((s) => s.byRule), byTool: rows((s) => s.byTool) };
   }
 
   private health(): HealthView {

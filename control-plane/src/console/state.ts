@@ -107,9 +107,11 @@ export interface PolicyView {
   readonly groups: readonly PolicyGroupView[];
 }
 
+/** A count of authorizer decisions: by rule (mcpmesh_authz_rule_decisions_total) or by tool (mcpmesh_authz_decisions_total). */
 export interface DecisionRow {
   readonly service: string;
-  readonly tool: string;
+  /** The deciding rule, or the tool (`other` for tools the policy does not name literally, '' for other methods). */
+  readonly by: string;
   readonly decision: string;
   readonly total: number;
   /** Counted during the last minute (from samples of the counter). */
@@ -143,7 +145,7 @@ export interface ConsoleState {
   readonly gateways: readonly string[];
   readonly proxies: readonly ProxyView[];
   readonly policy: PolicyView | null;
-  readonly decisions: readonly DecisionRow[];
+  readonly decisions: { readonly byRule: readonly DecisionRow[]; readonly byTool: readonly DecisionRow[] };
   readonly convergence: readonly SeriesPoint[];
   readonly health: HealthView;
   /** Why endpoints never show as ejected: say it on the page rather than show a column that is always empty. */

@@ -138,11 +138,19 @@ function Policy({ state }) {
   </section>`;
 }
 
+function DecisionTable({ rows, by, what }) {
+  return html`<table class="decisions" data-decisions=${what}>
+    <thead><tr><th>service</th><th>${by}</th><th>outcome</th><th>last minute</th><th>total</th></tr></thead>
+    <tbody>${rows.map((d) => html`<tr class=${d.decision}><td>${d.service || '—'}</td><td>${d.by || '(other methods)'}</td><td>${d.decision}</td><td>${d.recent}</td><td>${d.total}</td></tr>`)}</tbody></table>`;
+}
+
 function Decisions({ state }) {
-  return html`<section id="decisions"><h2>Authorization decisions <small>from mcpmesh_authz_decisions_total</small></h2>
-    ${state.decisions.length === 0 ? html`<p class="note">No decisions yet${state.policy ? '' : ' (no authorizer without a policy)'}.</p>` : html`<table class="decisions">
-      <thead><tr><th>service</th><th>tool</th><th>outcome</th><th>last minute</th><th>total</th></tr></thead>
-      <tbody>${state.decisions.map((d) => html`<tr class=${d.decision}><td>${d.service || '—'}</td><td>${d.tool || '(other methods)'}</td><td>${d.decision}</td><td>${d.recent}</td><td>${d.total}</td></tr>`)}</tbody></table>`}
+  const { byRule, byTool } = state.decisions;
+  return html`<section id="decisions"><h2>Authorization decisions <small>from the authorizer's counters (mcpmesh_authz_rule_decisions_total, mcpmesh_authz_decisions_total)</small></h2>
+    ${byRule.length === 0 ? html`<p class="note">No decisions yet${state.policy ? '' : ' (no authorizer without a policy)'}.</p>` : html`<div class="matrices">
+      <${DecisionTable} rows=${byRule} by="rule" what="rule" />
+      <${DecisionTable} rows=${byTool} by="tool" what="tool" />
+    </div>`}
   </section>`;
 }
 
