@@ -45,6 +45,7 @@ describe('web console (headless Chromium)', { skip }, () => {
   let authz: grpc.Client;
   let proxyless: ChildProcess | undefined;
   const streams: AdsStream[] = [];
+  const ack = (s: AdsStream, m: Msg): void => s.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: m['version_info'], response_nonce: m['nonce'] });
   const seen: Seen[] = [];
   const secrets: string[] = [];
 
@@ -74,7 +75,6 @@ describe('web console (headless Chromium)', { skip }, () => {
       s.send({ type_url: TYPE_URLS.cluster, resource_names: [], node: nodeMsg });
       return s;
     };
-    const ack = (s: AdsStream, m: Msg): void => s.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: m['version_info'], response_nonce: m['nonce'] });
     const gw = cds(node('envoy-gw-eu-a', { role: 'gateway', gateway_name: 'edge' }, { region: 'eu-west', zone: 'a' }));
     ack(gw, await gw.next('cluster'));
     const bad = cds(node('envoy-nack', { role: 'gateway' }, { region: 'us-east', zone: 'a' }));
@@ -187,7 +187,7 @@ describe('web console (headless Chromium)', { skip }, () => {
     await page.locator('#policy').screenshot({ path: artifactPath('console-policy.png') });
   });
 
-  it('picks up a registry edit without a reload', async () => {
+  it('picks up a registry edit without a reload, and charts the change converging', async () => {
     await page.evaluate(() => Object.assign(globalThis, { consoleTestMarker: 'same page' }));
     const yaml = readFileSync(registryFile, 'utf8') + `  - name: tides
     protocol: "2026-07-28"
@@ -197,12 +197,21 @@ describe('web console (headless Chromium)', { skip }, () => {
 `;
     writeFileSync(path.join(dir, '.next.tmp'), yaml);
     renameSync(path.join(dir, '.next.tmp'), registryFile);
+    // Both raw gateways take the new clusters (the one that NACKed before too), so the change converges; the
+    // sidecar's clusters do not change with another service.
+    for (const st of streams.slice(0, 2)) ack(st, await st.next('cluster', 30_000));
     await page.waitForSelector('[data-service="tides"]', { timeout: 30_000 });
     assert.equal(await page.evaluate(() => (globalThis as unknown as { consoleTestMarker?: string }).consoleTestMarker), 'same page', 'the page was not reloaded');
     const tides = await page.locator('[data-service="tides"]').innerText();
     assert.match(tides, /1 healthy, 1 unhealthy/);
     assert.match(tides, /P\d\s+ap-south\/c/);
-    await page.screenshot({ path: artifactPath('console-full.png'), fullPage: true });
+    // The chart's figures come from samples of mcpmesh_convergence_seconds (every 5 s); the page hears of them live.
+    await waitFor('a converged change in the chart', async () => /[1-9] change\(s\)/.test(await page.locator('.chart figcaption').innerText()), 30_000);
+    assert.equal(await page.locator('.chart rect').count() > 0, true);
+    // The whole page in one viewport (a full-page capture scrolls, and the sticky header lands mid-image).
+    await page.setViewportSize({ width: 1400, height: await page.evaluate<number>('document.documentElement.scrollHeight') });
+    await page.screenshot({ path: artifactPath('console-full.png') });
+    await page.setViewportSize({ width: 1400, height: 1000 });
   });
 
   it('never serves key material: no private keys, join or bearer tokens, client secrets, or secret-named fields', async () => {
