@@ -97,6 +97,7 @@ export class ControlPlane {
   private serving: ServingIdentity | undefined;
   private joinTokens: JoinTokens | undefined;
   private decisions: DecisionServices | undefined;
+  private identity: IdentityService | undefined;
   private security: MeshSecurity | undefined;
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
@@ -123,6 +124,7 @@ export class ControlPlane {
     this.console = new ConsoleServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
       sourceDescription: () => this.sourceDescription, policy: () => this.policy,
+      workloadCertificates: () => this.identity?.issued() ?? [],
     });
     this.admin = new AdminServer({
       console: this.console,
@@ -248,6 +250,7 @@ export class ControlPlane {
       metrics: this.metrics, log: this.log.child('ca'),
     });
     this.ads.mount((server) => identity.addTo(server));
+    this.identity = identity;
   }
 
   /** The policy in force (after any hot reload), or undefined when the mesh is not secured. */

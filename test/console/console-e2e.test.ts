@@ -17,7 +17,8 @@ import { CertificateAuthority } from '../../control-plane/src/identity/ca.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
-import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
+import { lookupType, TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
+import { newKeyAndCsr } from '../../sidecar/src/identity.ts';
 import { node, RawAdsClient, type AdsStream, type Msg } from '../helpers/ads-client.ts';
 import { artifactPath, launchChromium, skipWithoutChromium } from '../helpers/browser.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -27,6 +28,7 @@ const ROOT = path.join(import.meta.dirname, '..', '..');
 const POLICY_FILE = path.join(ROOT, 'deploy/policy.example.yaml');
 const NACK_TEXT = 'cluster mcp.weather: unknown field frobnicate (console test)';
 const DEV_SECRET = 'console-test-client-secret-value-1234';
+const WEATHER_ID = 'spiffe://mcpmesh.local/mcp/weather';
 
 const skip = skipWithoutChromium();
 
@@ -62,7 +64,15 @@ describe('web console (headless Chromium)', { skip }, () => {
     await cp.start();
     base = `http://127.0.0.1:${cp.adminPort}`;
     // Secrets that exist in this control plane and must never reach the console.
-    secrets.push(ca.exportPem().keyPem, DEV_SECRET, (await cp.mintJoinToken('spiffe://mcpmesh.local/mcp/weather')).token);
+    const joinToken = (await cp.mintJoinToken(WEATHER_ID)).token;
+    secrets.push(ca.exportPem().keyPem, DEV_SECRET, joinToken);
+    // The weather sidecar's agent joins: its own key, a CSR, the join token; the CA signs (the console lists the expiry).
+    const agent = await newKeyAndCsr(WEATHER_ID);
+    secrets.push(agent.keyPem.split('\n').filter((l) => l && !l.startsWith('-----')).join('').slice(0, 64));
+    const reqT = lookupType('mcpmesh.identity.v1.SignRequest');
+    const signer = new grpc.Client(`127.0.0.1:${cp.xdsPort}`, grpc.credentials.createInsecure());
+    await new Promise<void>((resolve, reject) => signer.makeUnaryRequest('/mcpmesh.identity.v1.Identity/Sign', (v: object) => Buffer.from(reqT.encode(reqT.fromObject(v)).finish()), (b: Buffer) => b,
+      { csr_pem: agent.csrPem, spiffe_id: WEATHER_ID, credential_type: 'join-token', credential: joinToken }, (err) => (signer.close(), err ? reject(err) : resolve())));
     const tokenResp = await fetch(`${base}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET, scope: 'analyst' }) });
     const minted = (await tokenResp.json()) as { access_token?: string };
     if (minted.access_token) secrets.push(minted.access_token);
@@ -150,6 +160,13 @@ describe('web console (headless Chromium)', { skip }, () => {
     await waitFor('priorities from us-east/a', async () => /P0\s+us-east\/a/.test(await inventory.locator('[data-locality="us-east/a"]').innerText()));
     assert.match(await inventory.locator('[data-locality="eu-west/a"]').innerText(), /P1/);
     await page.locator('select').selectOption('eu-west/a');
+    // Control-plane health: the source, and certificate expiry for the CA, the control plane and the joined sidecar.
+    const health = await page.locator('#health').innerText();
+    assert.match(health, /ready/);
+    assert.match(health, /source registry\s+no error/);
+    assert.match(health, /CA: expires \d{4}-/);
+    assert.match(health, /spiffe:\/\/mcpmesh\.local\/control-plane: 2\d\.\d h left/);
+    assert.match(health, /spiffe:\/\/mcpmesh\.local\/mcp\/weather: 2\d\.\d h left/);
     await page.screenshot({ path: artifactPath('console-topology.png'), fullPage: true });
   });
 
@@ -231,7 +248,7 @@ describe('web console (headless Chromium)', { skip }, () => {
       assert.doesNotMatch(s.body, /eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+/, `${s.url}: JWT-like string`);
       assert.doesNotMatch(s.body, /client_secret/i, s.url);
       assert.ok(!s.body.replace(/\\n|\n/g, '').includes(keyBody.slice(0, 64)), `${s.url}: CA key bytes`);
-      for (const secret of secrets.slice(1)) assert.ok(!s.body.includes(secret), `${s.url}: a token or client secret`);
+      for (const secret of secrets.slice(1)) assert.ok(!s.body.replace(/\\n|\n/g, '').includes(secret), `${s.url}: a token, client secret or agent key`);
       if (s.type.startsWith('application/json')) {
         // "secret" is a word the example policy uses in tool names (get_secret*): what must never appear is a
         // field that holds one.

@@ -35,6 +35,8 @@ export interface ConsoleOptions {
   readonly sourceDescription: () => string;
   /** The policy in force (after hot reloads), or undefined when the mesh is not secured. */
   readonly policy: () => Policy | undefined;
+  /** The latest certificate the mesh CA signed for each workload identity (expiry only). */
+  readonly workloadCertificates?: () => { identity: string; notAfter: Date }[];
   /** How often the metrics behind the charts are sampled (default 5 s). */
   readonly sampleMs?: number;
   /** How often live pages are told that something changed (default 1 s). */
@@ -321,7 +323,8 @@ export class ConsoleServer {
     const { cache, metrics } = this.opts;
     const errors = this.opts.sourceErrors();
     const last = this.samples.at(-1);
-    const certs = metrics.certificates?.() ?? [];
+    // The control plane's own serving certificate, then the workloads' as the CA last signed them.
+    const certs = [...(metrics.certificates?.() ?? []), ...(this.opts.workloadCertificates?.() ?? [])];
     return {
       ready: cache.ready,
       source: this.opts.sourceDescription(),
