@@ -242,12 +242,23 @@ export class ConsoleServer {
     return JSON.stringify([generationOf(cache.currentMesh), streams, generationOf(this.opts.policy()), this.opts.sourceErrors(), figures]);
   }
 
+  private lastWrite = 0;
+
   private notify(): void {
     if (this.clients.size === 0) return;
     const f = this.fingerprint();
-    if (f === this.lastFingerprint) return;
+    const now = Date.now();
+    if (f === this.lastFingerprint) {
+      // A comment now and then, so proxies and load balancers do not cut an idle stream.
+      if (now - this.lastWrite > 25_000) {
+        this.lastWrite = now;
+        for (const c of this.clients) c.write(': idle\n\n');
+      }
+      return;
+    }
     this.lastFingerprint = f;
-    for (const c of this.clients) c.write(`event: change\ndata: ${Date.now()}\n\n`);
+    this.lastWrite = now;
+    for (const c of this.clients) c.write(`event: change\ndata: ${now}\n\n`);
   }
 
   // ---------------------------------------------------------------------------------------------- samples

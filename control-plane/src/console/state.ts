@@ -212,7 +212,7 @@ export function proxiesView(proxies: readonly ProxyStatus[], trustDomain: string
       if (!t) continue;
       const pending = t.sentVersion !== undefined && t.ackedVersion !== t.sentVersion && t.nackedVersion !== t.sentVersion;
       for (const at of [t.ackedAt, t.nackedAt]) if (at !== undefined && (last === undefined || at > last)) last = at;
-      if (pending && t.sentAt !== undefined) pendingSince = Math.max(pendingSince ?? 0, t.sentAt);
+      if (pending && t.sentAt !== undefined) pendingSince = pendingSince === undefined ? t.sentAt : Math.max(pendingSince, t.sentAt);
       types.push({
         type: kind, nacks: t.nacks, pending,
         ...(t.sentVersion !== undefined ? { sent: t.sentVersion } : {}),

@@ -430,7 +430,7 @@ export class AdminServer {
       if (denied) return json(res, denied.code, denied.body, denied.headers);
     }
     if (!route) {
-      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
+      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>', ...(this.opts.console ? [CONSOLE_PREFIX] : [])] });
     }
     await this.handlers[route](req, res, url);
   }
