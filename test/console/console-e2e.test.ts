@@ -36,8 +36,8 @@ const skip = skipWithoutChromium();
 interface Seen { url: string; type: string; body: string }
 
 describe('web console (headless Chromium)', { skip }, () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-console-'));
-  const registryFile = path.join(dir, 'registry.yaml');
+  let dir = '';
+  let registryFile = '';
   let cp: ControlPlane;
   let ca: CertificateAuthority;
   let base = '';
@@ -52,6 +52,8 @@ describe('web console (headless Chromium)', { skip }, () => {
   const secrets: string[] = [];
 
   before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-console-'));
+    registryFile = path.join(dir, 'registry.yaml');
     copyFileSync(path.join(ROOT, 'deploy/registry.example.yaml'), registryFile);
     ca = await CertificateAuthority.selfSigned({ trustDomain: 'mcpmesh.local' });
     const devIssuer = await DevIssuer.create({ issuer: 'http://127.0.0.1/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_SECRET, roles: ['*'] } }, grantableRoles: () => new Set(['analyst', 'admin', 'intern']) });
@@ -138,7 +140,7 @@ describe('web console (headless Chromium)', { skip }, () => {
     authz?.close();
     proxyless?.kill('SIGKILL');
     await cp?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('shows the services, their localities and priorities from a gateway zone, and who fronts them', async () => {

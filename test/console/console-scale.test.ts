@@ -35,13 +35,14 @@ function registry(): string {
 }
 
 describe('web console at 1,000 services x 10 endpoints', { skip: skipWithoutChromium() }, () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-console-scale-'));
+  let dir = '';
   let cp: ControlPlane;
   let browser: Browser;
   let ads: RawAdsClient;
   const streams: AdsStream[] = [];
 
   before(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-console-scale-'));
     const registryFile = path.join(dir, 'registry.yaml');
     writeFileSync(registryFile, registry());
     const policyFile = path.join(import.meta.dirname, '..', '..', 'deploy/policy.example.yaml');
@@ -67,7 +68,7 @@ describe('web console at 1,000 services x 10 endpoints', { skip: skipWithoutChro
     for (const s of streams) s.close();
     ads?.close();
     await cp?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it(`renders every service and endpoint; first full view within ${BUDGET_MS} ms (target ${TARGET_MS} ms)`, async (t) => {

@@ -188,7 +188,7 @@ export class ConsoleServer {
     if (v === undefined) {
       v = build();
       // A handful of vantages per mesh at most; an old mesh's entries are never asked for again.
-      if (this.memos.size >= 16) this.memos.delete(this.memos.keys().next().value as string);
+      if (this.memos.size >= 8) this.memos.delete(this.memos.keys().next().value as string);
       this.memos.set(key, v);
     }
     return v;
