@@ -89,7 +89,9 @@ export class AuthzMetrics {
   readonly checkSeconds: Histogram;
   // Labelled children by service, tool, decision (all bounded), so a count costs no label hashing.
   private readonly children: Children = new Map();
-  private readonly ruleChildren: Children = new Map();
+  // By service, rule, decision: plain numbers on the hot path (a prom-client inc costs ~0.2 µs of a ~9 µs
+  // check), handed to the counter at scrape time.
+  private readonly ruleTally = new Map<string, Map<string, Map<Verdict, { n: number; reported: number }>>>();
 
   constructor(registry: Registry) {
     this.decisions = new Counter({
@@ -97,7 +99,14 @@ export class AuthzMetrics {
       help: 'MCP authorizer decisions, by service, tool (tools/call names written literally in the policy; "other" for the rest; "" for other methods) and decision (allow, deny, shadow_deny, error)',
       labelNames: ['service', 'tool', 'decision'] as const, registers: [registry],
     });
+    const tally = this.ruleTally;
     this.ruleDecisions = new Counter({
+      collect() {
+        for (const [service, byRule] of tally) for (const [rule, byVerdict] of byRule) for (const [decision, t] of byVerdict) {
+          if (t.n > t.reported) this.inc({ service, rule, decision }, t.n - t.reported);
+          t.reported = t.n;
+        }
+      },
       name: 'mcpmesh_authz_rule_decisions_total',
       help: 'MCP authorizer decisions by service, deciding rule (roles.<role>.allow[i] / deny[i], default-deny, header-mismatch, ...; see ruleLabel) and decision: why calls are allowed or denied',
       labelNames: ['service', 'rule', 'decision'] as const, registers: [registry],
@@ -111,7 +120,13 @@ export class AuthzMetrics {
   /** One decision: `tool` and `rule` already bounded (literal tools / ruleLabel). */
   count(service: string, tool: string, decision: Verdict, rule: string): void {
     inc(this.children, (a, b, c) => this.decisions.labels(a, b, c), service, tool, decision);
-    inc(this.ruleChildren, (a, b, c) => this.ruleDecisions.labels(a, b, c), service, rule, decision);
+    let byRule = this.ruleTally.get(service);
+    if (!byRule) this.ruleTally.set(service, (byRule = new Map()));
+    let byVerdict = byRule.get(rule);
+    if (!byVerdict) byRule.set(rule, (byVerdict = new Map()));
+    const t = byVerdict.get(decision);
+    if (t) t.n++;
+    else byVerdict.set(decision, { n: 1, reported: 0 });
   }
 }
 
