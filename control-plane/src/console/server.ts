@@ -16,7 +16,6 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { SnapshotCache } from '../cache/cache.ts';
 import type { Metrics } from '../metrics.ts';
-import { MCP_PROTOCOLS, type McpProtocol } from '../model/types.ts';
 import { policyExplainMain } from '../policy/cli.ts';
 import { compilePolicy } from '../policy/engine.ts';
 import { encodeMcpHeaderValue, headerValidated } from '../policy/mcp-http.ts';
@@ -205,17 +204,17 @@ export class ConsoleServer {
     if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service)) return json(res, 400, { error: `${JSON.stringify(service)} is not a service name` });
     const method = ({ tool: 'tools/call', resource: 'resources/read', prompt: 'prompts/get' } as Record<string, string | undefined>)[kind];
     if (kind !== 'service' && (method === undefined || name === '')) return json(res, 400, { error: 'kind must be service, tool, resource or prompt (with a name)' });
-    const meshProtocol = this.opts.cache.currentMesh?.services.find((s) => s.name === service)?.protocol;
-    const protocol: McpProtocol = meshProtocol ?? (MCP_PROTOCOLS.at(-2) as McpProtocol);
+    // A service the policy names but the mesh lacks is explained at the CLI's default revision.
+    const protocol = this.opts.cache.currentMesh?.services.find((s) => s.name === service)?.protocol;
     const svcPolicy = policy.services.find((s) => s.service === service);
-    const argv = ['--policy', '(the policy in force)', '--service', service, '--roles', role, '--protocol', protocol];
+    const argv = ['--policy', '(the policy in force)', '--service', service, '--roles', role, ...(protocol ? ['--protocol', protocol] : [])];
     // The caller carries the service's required scopes, like the matrix assumes: the cell is about roles.
     if (svcPolicy && svcPolicy.requiredScopes.length > 0) argv.push('--scopes', svcPolicy.requiredScopes.join(','));
     if (method !== undefined) {
       const param = kind === 'resource' ? 'uri' : 'name';
       argv.push('--body', JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { [param]: name } }));
       // What a client of this revision sends along: without them the answer would be about a malformed request.
-      if (headerValidated(protocol)) argv.push('--header', `Mcp-Method: ${method}`, '--header', `Mcp-Name: ${encodeMcpHeaderValue(name)}`);
+      if (protocol && headerValidated(protocol)) argv.push('--header', `Mcp-Method: ${method}`, '--header', `Mcp-Name: ${encodeMcpHeaderValue(name)}`);
     }
     let out = '';
     let err = '';
