@@ -25,6 +25,7 @@ import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
 import { RoutingLayers } from './routing.ts';
+import { ConsoleServer } from './console/server.ts';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
@@ -97,6 +98,7 @@ export class ControlPlane {
   private readonly convergence: ConvergenceTracker;
   private readonly ads: AdsServer;
   private readonly admin: AdminServer;
+  private readonly console: ConsoleServer;
   private readonly sourceErrors: Record<string, string | undefined> = {};
   /** Sources whose last mesh was refused: a source that recovers without a change does not clear that. */
   private readonly rejected = new Set<string>();
@@ -104,6 +106,7 @@ export class ControlPlane {
   private serving: ServingIdentity | undefined;
   private joinTokens: JoinTokens | undefined;
   private decisions: DecisionServices | undefined;
+  private identity: IdentityService | undefined;
   private security: MeshSecurity | undefined;
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
@@ -134,7 +137,13 @@ export class ControlPlane {
       requireIdentity: opts.security !== undefined && opts.xdsInsecure !== true,
     });
     const td = opts.security?.policy.trustDomain;
+    this.console = new ConsoleServer({
+      cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      sourceDescription: () => this.sourceDescription, policy: () => this.policy,
+      workloadCertificates: () => this.identity?.issued() ?? [],
+    });
     this.admin = new AdminServer({
+      console: this.console,
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
       sourceWatches: () => (this.source instanceof ConsulSource ? [...this.source.watches(), ...this.routing.watches()] : []),
       host: opts.adminHost ?? '127.0.0.1',
@@ -272,6 +281,7 @@ export class ControlPlane {
       metrics: this.metrics, log: this.log.child('ca'),
     });
     this.ads.mount((server) => identity.addTo(server));
+    this.identity = identity;
   }
 
   /** The policy in force (after any hot reload), or undefined when the mesh is not secured. */
@@ -366,6 +376,7 @@ export class ControlPlane {
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();
+    this.console.close();
     this.serving?.stop();
     await this.decisions?.close();
     await Promise.all([this.ads.close(), this.admin.close()]);

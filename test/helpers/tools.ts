@@ -37,4 +37,5 @@ export const INSTALL = {
   prometheus: 'apt-get install prometheus',
   dockerCompose: 'apt-get install docker-compose',
   kubectl: 'install kubectl >= 1.27 (pkgs.k8s.io or the Kubernetes apt repository)',
+  chromium: 'apt-get install chromium',
 } as const;

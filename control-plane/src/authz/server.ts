@@ -70,11 +70,28 @@ export function authorizationServiceDefinition(): grpc.ServiceDefinition {
 
 // ------------------------------------------------------------------------------------------ metrics
 
+/**
+ * The deciding rule as a metric label, bounded whatever the requests say: a rule of the policy, a
+ * `services.<s>.requiredScopes` of a service the policy lists, one of the engine's and checker's fixed names
+ * (`default-deny`, `header-mismatch`...), `several` for a batch decided by more than one rule, else `other`.
+ */
+export function ruleLabel(rule: string, policy: CompiledPolicy): string {
+  if (policy.ruleIds.has(rule)) return rule;
+  if (/^[a-z][a-z0-9-]*$/.test(rule)) return rule;
+  const scopes = /^services\.(.+)\.requiredScopes$/.exec(rule);
+  if (scopes && policy.services.has(scopes[1] as string)) return rule;
+  return rule.includes(',') ? 'several' : 'other';
+}
+
 export class AuthzMetrics {
   readonly decisions: Counter<'service' | 'tool' | 'decision'>;
+  readonly ruleDecisions: Counter<'service' | 'rule' | 'decision'>;
   readonly checkSeconds: Histogram;
   // Labelled children by service, tool, decision (all bounded), so a count costs no label hashing.
-  private readonly children = new Map<string, Map<string, Map<Verdict, { inc(): void }>>>();
+  private readonly children: Children = new Map();
+  // By service, rule, decision: plain numbers on the hot path (a prom-client inc costs ~0.2 µs of a ~9 µs
+  // check), handed to the counter at scrape time.
+  private readonly ruleTally = new Map<string, Map<string, Map<Verdict, { n: number; reported: number }>>>();
 
   constructor(registry: Registry) {
     this.decisions = new Counter({
@@ -82,30 +99,56 @@ export class AuthzMetrics {
       help: 'MCP authorizer decisions, by service, tool (tools/call names written literally in the policy; "other" for the rest; "" for other methods) and decision (allow, deny, shadow_deny, error)',
       labelNames: ['service', 'tool', 'decision'] as const, registers: [registry],
     });
+    const tally = this.ruleTally;
+    this.ruleDecisions = new Counter({
+      collect() {
+        for (const [service, byRule] of tally) for (const [rule, byVerdict] of byRule) for (const [decision, t] of byVerdict) {
+          if (t.n > t.reported) this.inc({ service, rule, decision }, t.n - t.reported);
+          t.reported = t.n;
+        }
+      },
+      name: 'mcpmesh_authz_rule_decisions_total',
+      help: 'MCP authorizer decisions by service, deciding rule (roles.<role>.allow[i] / deny[i], default-deny, header-mismatch, ...; see ruleLabel) and decision: why calls are allowed or denied',
+      labelNames: ['service', 'rule', 'decision'] as const, registers: [registry],
+    });
     this.checkSeconds = new Histogram({
       name: 'mcpmesh_authz_check_seconds', help: 'Time the MCP authorizer spends on one ext_authz Check (decode, decide, encode)',
       buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1], registers: [registry],
     });
   }
 
-  count(service: string, tool: string, decision: Verdict): void {
-    let byTool = this.children.get(service);
-    if (!byTool) {
-      byTool = new Map();
-      this.children.set(service, byTool);
-    }
-    let byVerdict = byTool.get(tool);
-    if (!byVerdict) {
-      byVerdict = new Map();
-      byTool.set(tool, byVerdict);
-    }
-    let child = byVerdict.get(decision);
-    if (!child) {
-      child = this.decisions.labels(service, tool, decision);
-      byVerdict.set(decision, child);
-    }
-    child.inc();
+  /** One decision: `tool` and `rule` already bounded (literal tools / ruleLabel). */
+  count(service: string, tool: string, decision: Verdict, rule: string): void {
+    inc(this.children, (a, b, c) => this.decisions.labels(a, b, c), service, tool, decision);
+    let byRule = this.ruleTally.get(service);
+    if (!byRule) this.ruleTally.set(service, (byRule = new Map()));
+    let byVerdict = byRule.get(rule);
+    if (!byVerdict) byRule.set(rule, (byVerdict = new Map()));
+    const t = byVerdict.get(decision);
+    if (t) t.n++;
+    else byVerdict.set(decision, { n: 1, reported: 0 });
   }
+}
+
+type Children = Map<string, Map<string, Map<Verdict, { inc(): void }>>>;
+
+function inc(children: Children, labels: (a: string, b: string, c: Verdict) => { inc(): void }, service: string, second: string, decision: Verdict): void {
+  let bySecond = children.get(service);
+  if (!bySecond) {
+    bySecond = new Map();
+    children.set(service, bySecond);
+  }
+  let byVerdict = bySecond.get(second);
+  if (!byVerdict) {
+    byVerdict = new Map();
+    bySecond.set(second, byVerdict);
+  }
+  let child = byVerdict.get(decision);
+  if (!child) {
+    child = labels(service, second, decision);
+    byVerdict.set(decision, child);
+  }
+  child.inc();
 }
 
 // ------------------------------------------------------------------------------------------- server
@@ -164,7 +207,7 @@ export class AuthzServer {
           // Envoy fails closed on an error answer (unless the gateway sets failure_mode_allow).
           if (err instanceof CheckDecodeError) callback({ code: grpc.status.INVALID_ARGUMENT, details: err.message });
           else {
-            this.metrics.count('', '', 'error');
+            this.metrics.count('', '', 'error', 'authorizer-error');
             this.log.error('authz: check failed', { error: (err as Error).stack ?? String(err) });
             callback({ code: grpc.status.INTERNAL, details: `authorizer error: ${(err as Error).message}` });
           }
@@ -196,7 +239,7 @@ export class AuthzServer {
     try {
       input = decodeCheckInput(request, this.metadataPayloadKey);
     } catch (err) {
-      this.metrics.count('', '', 'error');
+      this.metrics.count('', '', 'error', 'undecodable-check');
       this.log.warn('authz: undecodable CheckRequest', { error: (err as Error).message });
       throw new CheckDecodeError(`cannot decode CheckRequest: ${(err as Error).message}`);
     }
@@ -205,7 +248,7 @@ export class AuthzServer {
     const out = this.respond(o);
     const serviceLabel = o.service === '' ? '' : o.serviceFromRoute || cp.knownServices.has(o.service) ? o.service : 'other';
     const toolLabel = o.action?.kind === 'tool' ? (cp.literalTools.has(o.action.name) ? o.action.name : 'other') : '';
-    this.metrics.count(serviceLabel, toolLabel, o.verdict);
+    this.metrics.count(serviceLabel, toolLabel, o.verdict, ruleLabel(o.rule, cp));
     if (o.verdict !== 'allow') {
       const fields = {
         service: o.service, decision: o.verdict, rule: o.rule, reason: o.reason, roles: o.roles, subject: o.subject,

@@ -357,15 +357,19 @@ function printRequest(io: ExplainIo, req: GatewayRequest, notes: readonly string
   for (const [k, v] of req.headers) io.out(`         ${k}: ${v}\n`);
 }
 
-/** `mcpmesh policy explain ...` (argv after "policy", with or without the leading "explain"). */
-export async function policyExplainMain(argv: string[], io: ExplainIo = processIo): Promise<number> {
+/**
+ * `mcpmesh policy explain ...` (argv after "policy", with or without the leading "explain"). `loaded`: the policy
+ * in force (the admin console explains with it rather than re-reading a file that may hold a rejected edit);
+ * `--policy` then only names it in the output.
+ */
+export async function policyExplainMain(argv: string[], io: ExplainIo = processIo, loaded?: CompiledPolicy): Promise<number> {
   try {
     const a = parseExplainArgs(argv);
     if (a === 'help') {
       io.out(POLICY_EXPLAIN_USAGE);
       return 0;
     }
-    const policy = loadPolicy(a.policyFile, io);
+    const policy = loaded ?? loadPolicy(a.policyFile, io);
     if (typeof policy === 'number') return policy;
     const caller = callerOf(a, policy);
     const { request, notes } = requestOf(a, caller);

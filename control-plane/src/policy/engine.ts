@@ -54,6 +54,8 @@ export interface CompiledPolicy {
   readonly literalTools: ReadonlySet<string>;
   /** Service names the policy knows (services entries and literal rule service names). */
   readonly knownServices: ReadonlySet<string>;
+  /** Every rule's id (`roles.<role>.allow[i]` / `deny[i]`): the bounded set of rule label values. */
+  readonly ruleIds: ReadonlySet<string>;
 }
 
 /** A glob (only `*` is special; it matches any run of characters, `/` and newlines included) as an anchored RegExp. */
@@ -88,7 +90,8 @@ export function compilePolicy(policy: Policy): CompiledPolicy {
     // A role listed twice cannot come out of the parser (YAML mapping keys are unique); keep the first.
     if (!roles.has(role.name)) roles.set(role.name, { name: role.name, index, allow: rules('allow', role.allow), deny: rules('deny', role.deny) });
   });
-  return { policy, roles, services: new Map(policy.services.map((s) => [s.service, s])), literalTools, knownServices };
+  const ruleIds = new Set([...roles.values()].flatMap((r) => [...r.allow, ...r.deny].map((rule) => rule.id)));
+  return { policy, roles, services: new Map(policy.services.map((s) => [s.service, s])), literalTools, knownServices, ruleIds };
 }
 
 const compiledCache = new WeakMap<Policy, CompiledPolicy>();

@@ -23,6 +23,7 @@ import type { ProxyInfo } from '../model/types.ts';
 import { lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
 import type { ProxyTracker } from './proxies.ts';
 import { OAuthError, type DevIssuer } from '../auth/dev-issuer.ts';
+import type { ConsoleServer } from '../console/server.ts';
 
 export interface AdminOptions {
   cache: SnapshotCache;
@@ -51,7 +52,12 @@ export interface AdminOptions {
   joinTokens?: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => Promise<{ token: string; spiffeId: string; expiresAt: Date }>;
   /** GET /debug/routing[?service=NAME]: effective routing knobs and their sources (`mcpmesh routing explain`). */
   routing?: (service: string | undefined) => { code: number; body: unknown };
+  /** The read-only web console, served under CONSOLE_PREFIX with the same exposure as /debug. */
+  console?: Pick<ConsoleServer, 'handle'>;
 }
+
+/** Everything under it belongs to the console; its routes are `token` routes (see ADMIN_ROUTES). */
+export const CONSOLE_PREFIX = '/ui';
 
 export const OAUTH_PATHS = {
   token: '/oauth/token',
@@ -422,12 +428,18 @@ export class AdminServer {
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     const route = Object.hasOwn(ADMIN_ROUTES, url.pathname) ? (url.pathname as AdminRoute) : undefined;
+    // The console shows what /debug shows (proxies, config versions, policy): it is guarded like /debug.
+    if (this.opts.console && (url.pathname === CONSOLE_PREFIX || url.pathname.startsWith(`${CONSOLE_PREFIX}/`))) {
+      const denied = this.authorize(req);
+      if (denied) return json(res, denied.code, denied.body, denied.headers);
+      return this.opts.console.handle(req, res, url);
+    }
     if (!route || ADMIN_ROUTES[route] === 'token') {
       const denied = this.authorize(req);
       if (denied) return json(res, denied.code, denied.body, denied.headers);
     }
     if (!route) {
-      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
+      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>', ...(this.opts.console ? [CONSOLE_PREFIX] : [])] });
     }
     await this.handlers[route](req, res, url);
   }

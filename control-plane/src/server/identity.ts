@@ -43,13 +43,23 @@ export function callerSpiffeId(call: { getAuthContext(): { sslPeerCertificate?: 
   return peerSpiffeId(call.getAuthContext().sslPeerCertificate?.subjectaltname);
 }
 
+/** Identities the console lists at most: one entry per identity, so only a mesh that large fills it. */
+const MAX_ISSUED = 10_000;
+
 export class IdentityService {
   readonly #opts: IdentityServiceOptions;
   readonly #attestors: ReadonlyMap<string, Attestor>;
+  /** The latest certificate signed for each identity (expiry only): the agents hold them, this is the CA's record. */
+  readonly #issued = new Map<string, Date>();
 
   constructor(opts: IdentityServiceOptions) {
     this.#opts = opts;
     this.#attestors = new Map(opts.attestors.map((a) => [a.method, a]));
+  }
+
+  /** Each identity this CA signed a certificate for since start, with that certificate's expiry, sorted by identity. */
+  issued(): { identity: string; notAfter: Date }[] {
+    return [...this.#issued.entries()].map(([identity, notAfter]) => ({ identity, notAfter })).sort((a, b) => (a.identity < b.identity ? -1 : 1));
   }
 
   /** Adds the service to a gRPC server (the ADS server, so one TLS port serves both). */
@@ -132,6 +142,9 @@ export class IdentityService {
       throw err;
     }
     metrics.certificatesIssued.inc({ role: request.role });
+    this.#issued.delete(spiffeId);
+    if (this.#issued.size >= MAX_ISSUED) this.#issued.delete(this.#issued.keys().next().value as string);
+    this.#issued.set(spiffeId, signed.notAfter);
     log.info('certificate signed', { spiffe_id: spiffeId, serial: signed.serial, not_after: signed.notAfter.toISOString(), attested_by: how, peer });
     return {
       cert_chain_pem: signed.certPem + signed.chainPem,
