@@ -3,12 +3,12 @@
 //   mcpmesh gateway ...          run an ingress gateway Envoy
 //   mcpmesh token --role R       get a dev access token from the control plane
 //   mcpmesh join-token ...       let one agent get one workload identity
-import { pathToFileURL } from 'node:url';
 import { tokenMain } from './auth/token-cli.ts';
 import { joinTokenMain } from './identity/join-token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
 import { gatewayMain } from '../../sidecar/src/gateway-cli.ts';
+import { isEntryPoint } from './entry.ts';
 
 const USAGE = `usage: mcpmesh <command> [options]
   sidecar    run the sidecar agent beside one MCP server (mcpmesh sidecar --help)
@@ -43,7 +43,6 @@ export async function mcpmesh(argv: string[]): Promise<number> {
   }
 }
 
-// pathToFileURL, not `file://${argv[1]}`: Windows paths need the URL form (drive letter, backslashes).
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await mcpmesh(process.argv.slice(2));
 }

@@ -1,7 +1,6 @@
 // mcpmesh CLI. `mcpmesh sidecar ...` runs the sidecar agent beside one MCP server.
 //   node sidecar/src/cli.ts sidecar --service weather --port 7001 --region eu-west --zone a
 //   node sidecar/src/cli.ts sidecar --service files --stdio -- npx -y @modelcontextprotocol/server-filesystem /data
-import { pathToFileURL } from 'node:url';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../control-plane/src/log.ts';
@@ -13,6 +12,7 @@ import { IDENTITY_OPTIONS, IDENTITY_USAGE, identityFromArgs } from './identity-a
 import { writeBootstrap } from './bootstrap.ts';
 import { StdioBridge } from './bridge/stdio-bridge.ts';
 import { findEnvoy, type Log } from './envoy.ts';
+import { isEntryPoint } from '../../control-plane/src/entry.ts';
 
 const USAGE = `usage: mcpmesh sidecar --service NAME (--port N | --stdio -- COMMAND [ARGS...]) [options]
 
@@ -141,7 +141,6 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-// pathToFileURL, not `file://${argv[1]}`: Windows paths need the URL form (drive letter, backslashes).
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await main(process.argv.slice(2));
 }
