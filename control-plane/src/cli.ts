@@ -3,14 +3,17 @@
 //   mcpmesh gateway ...          run an ingress gateway Envoy
 //   mcpmesh token --role R       get a dev access token from the control plane
 //   mcpmesh join-token ...       let one agent get one workload identity
+//   mcpmesh status               the mesh as the control plane serves it
 import { tokenMain } from './auth/token-cli.ts';
 import { joinTokenMain } from './identity/join-token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
+import { statusMain } from './status-cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
 import { gatewayMain } from '../../sidecar/src/gateway-cli.ts';
 import { isEntryPoint } from './entry.ts';
 
 const USAGE = `usage: mcpmesh <command> [options]
+  status     services, endpoints, connected proxies (sent/ACKed/NACKed), source errors, certificates (mcpmesh status --help)
   sidecar    run the sidecar agent beside one MCP server (mcpmesh sidecar --help)
   gateway    run an ingress gateway Envoy programmed by the control plane (mcpmesh gateway --help)
   token      get a development access token (mcpmesh token --help)
@@ -29,6 +32,8 @@ export async function mcpmesh(argv: string[]): Promise<number> {
       return tokenMain(rest);
     case 'join-token':
       return joinTokenMain(rest);
+    case 'status':
+      return statusMain(rest);
     case 'policy':
       return policyExplainMain(rest);
     case undefined:
