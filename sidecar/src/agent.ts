@@ -31,7 +31,7 @@ export interface SidecarAgentOptions {
   region?: string;
   zone?: string;
   tags?: string[];
-  consul: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls'>;
+  consul: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls' | 'tag'>;
   controlPlane: { host: string; port: number };
   healthIntervalMs?: number;
   healthTimeoutMs?: number;
@@ -197,7 +197,7 @@ export class SidecarAgent {
       id: this.serviceId,
       address: this.o.address,
       port: this.advertisedPort,
-      tags: [...new Set([DEFAULT_MCP_TAG, ...(this.o.tags ?? [])])],
+      tags: [...new Set([this.o.consul.tag ?? DEFAULT_MCP_TAG, ...(this.o.tags ?? [])])],
       meta,
       check: {
         checkid: this.checkId,
