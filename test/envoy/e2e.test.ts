@@ -32,7 +32,6 @@
 // the gateway CLI's supervisor passes it itself. Needs Envoy >= 1.35 (envelope session state).
 // Skips cleanly without Envoy (envoy-bin.ts). MCPMESH_TEST_LOG=1 prints the control plane's and agents' logs.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -52,13 +51,14 @@ import { renderBootstrap } from '../../sidecar/src/bootstrap.ts';
 import type { Log } from '../../sidecar/src/envoy.ts';
 import { AgentIdentity, identityFromArgs } from '../../sidecar/src/identity-agent.ts';
 import { EVERYTHING_BIN, freePort } from '../helpers/everything.ts';
+// Child processes (output tail, bounded stop) and HTTP polling: the same as `npm run demo` uses.
+import { httpText, LOOPBACK_PRELOAD, Proc, sleep } from '../../demo/mesh.ts';
 import { allToolNames } from '../helpers/forward.ts';
 import { envoySkip, findEnvoyBinary } from './envoy-bin.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../..');
 const MCPMESH_CLI = path.join(repo, 'control-plane/src/cli.ts');
-const LOOPBACK_PRELOAD = path.join(repo, 'test/helpers/loopback-preload.ts');
 
 const SERVICE = 'everything';
 const TRUST_DOMAIN = 'mcpmesh.local';
@@ -82,103 +82,6 @@ const HOLD_UNREADY_MS = 2_500;
 
 const lookup = findEnvoyBinary();
 const skip = envoySkip(lookup, [1, 35]);
-
-// ---------------------------------------------------------------------------------------------------------
-// Child processes: output kept (tail) for diagnostics, stopped politely then firmly, never waited on forever.
-
-const OUTPUT_TAIL = 64 * 1024;
-
-class Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  /** Set before a deliberate kill: its exit is then not a failure. */
-  expectExit = false;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly exited: Promise<void>;
-  private out = '';
-  private readonly group: boolean;
-
-  /** `group`: the child leads its own process group (it starts children of its own), killed as a whole. */
-  constructor(name: string, cmd: string, args: readonly string[], opts: SpawnOptions & { group?: boolean } = {}) {
-    this.name = name;
-    this.group = opts.group ?? false;
-    this.child = spawn(cmd, [...args], { ...opts, detached: this.group, stdio: ['ignore', 'pipe', 'pipe'] });
-    const keep = (d: Buffer): void => {
-      this.out = (this.out + d.toString()).slice(-OUTPUT_TAIL);
-    };
-    this.child.stdout?.on('data', keep);
-    this.child.stderr?.on('data', keep);
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        this.exit = { code, signal };
-        resolve();
-      });
-      this.child.once('error', (err) => {
-        this.out += `\nspawn error: ${err.message}`;
-        this.exit ??= { code: null, signal: null };
-        resolve();
-      });
-    });
-  }
-
-  get output(): string {
-    return this.out;
-  }
-
-  get alive(): boolean {
-    return this.exit === undefined;
-  }
-
-  signal(sig: NodeJS.Signals): void {
-    if (!this.alive || this.child.pid === undefined) return;
-    try {
-      if (this.group) process.kill(-this.child.pid, sig);
-      else this.child.kill(sig);
-    } catch {
-      // already gone
-    }
-  }
-
-  /** Resolves once `re` appears in the output; rejects if the process exits first or after `ms`. */
-  async waitForOutput(re: RegExp, ms: number): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!re.test(this.out)) {
-      if (!this.alive) throw new Error(`${this.describe()}\nexited before printing ${re}`);
-      if (Date.now() > deadline) throw new Error(`${this.describe()}\ndid not print ${re} within ${ms} ms`);
-      await sleep(50);
-    }
-  }
-
-  /** SIGTERM, then SIGKILL after `graceMs`; bounded either way. */
-  async stop(graceMs = 8_000): Promise<void> {
-    this.expectExit = true;
-    if (!this.alive) return;
-    this.signal('SIGTERM');
-    await Promise.race([this.exited, sleep(graceMs)]);
-    // A group leader may be gone while its children (Envoy under the gateway CLI) linger: kill the group.
-    if (this.alive || this.group) this.signal('SIGKILL');
-    if (this.group && this.child.pid !== undefined) {
-      try {
-        process.kill(-this.child.pid, 'SIGKILL');
-      } catch {
-        // the group is empty
-      }
-    }
-    await Promise.race([this.exited, sleep(3_000)]);
-  }
-
-  describe(): string {
-    const status = this.exit ? `exited (code ${this.exit.code}, signal ${this.exit.signal})` : `running (pid ${this.child.pid})`;
-    return `--- ${this.name}: ${status}; last output:\n${this.out.slice(-8_000) || '(none)'}`;
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function httpText(url: string, init: RequestInit = {}, timeoutMs = 5_000): Promise<{ status: number; text: string; headers: Headers }> {
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-  return { status: r.status, text: await r.text(), headers: r.headers };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 
