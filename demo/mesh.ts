@@ -158,6 +158,15 @@ export const GET_ENVOY = `No Envoy found. The demo runs real Envoys (a gateway a
   - Docker: with a running Docker engine the demo runs ${ENVOY_IMAGE} itself (docker run --network host)
   - no Envoy at all: npm run demo -- --no-envoy  (control plane, servers, identities and tokens; no traffic path)`;
 
+const DOCKER_LABEL = 'mcpmesh.demo';
+
+/** Removes the Envoy containers of the demo in `dir` (Docker mode), if any are left. */
+export function removeDockerEnvoys(dir: string): void {
+  const r = spawnSync('docker', ['ps', '-aq', '--filter', `label=${DOCKER_LABEL}=${dir}`], { encoding: 'utf8', timeout: 10_000 });
+  const ids = (r.stdout ?? '').split('\n').filter(Boolean);
+  if (ids.length > 0) spawnSync('docker', ['rm', '-f', ...ids], { timeout: 30_000 });
+}
+
 /** Whether a Docker engine answers (`docker info`), within a few seconds. */
 function dockerAnswers(env: NodeJS.ProcessEnv): boolean {
   const r = spawnSync('docker', ['info', '--format', '{{.ServerVersion}}'], { encoding: 'utf8', timeout: 5_000, env });
@@ -173,7 +182,8 @@ export function chooseEnvoy(env: NodeJS.ProcessEnv, dir: string): EnvoyChoice {
   if (bin) return { bin, how: env['ENVOY_BIN'] ? `ENVOY_BIN (${bin})` : `envoy on PATH (${bin})` };
   if (dockerAnswers(env)) {
     const wrapper = path.join(dir, 'envoy-docker.sh');
-    writeFileSync(wrapper, `#!/bin/sh\nexec docker run --rm --init --network host -u "$(id -u):$(id -g)" -v '${dir}:${dir}' ${ENVOY_IMAGE} envoy "$@"\n`);
+    // Labelled with the demo's folder: stop() removes any container a killed `docker run` client left behind.
+    writeFileSync(wrapper, `#!/bin/sh\nexec docker run --rm --init --network host --label '${DOCKER_LABEL}=${dir}' -u "$(id -u):$(id -g)" -v '${dir}:${dir}' ${ENVOY_IMAGE} envoy "$@"\n`);
     chmodSync(wrapper, 0o755);
     return { bin: wrapper, how: `Docker (${ENVOY_IMAGE}, --network host)` };
   }
@@ -436,7 +446,8 @@ export class DemoMesh {
     if (r.server) r.server.expectExit = true;
     if (r.envoy) r.envoy.expectExit = true;
     r.server?.signal('SIGKILL');
-    r.envoy?.signal('SIGKILL');
+    // SIGTERM, not SIGKILL: through Docker, the `docker run` client forwards it to the container.
+    r.envoy?.signal('SIGTERM');
     await r.bridge?.stop();
     await r.agent?.stop();
     r.agent = undefined;
@@ -451,6 +462,7 @@ export class DemoMesh {
       await r.agent?.stop().catch(() => {});
     }
     await this.cp?.stop();
+    if (this.opts.envoyBin?.endsWith('envoy-docker.sh')) removeDockerEnvoys(this.dir);
     if (this.madeDir) rmSync(this.dir, { recursive: true, force: true });
   }
 }

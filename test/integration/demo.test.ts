@@ -5,12 +5,13 @@
 // tests) the whole narrated tour runs through real Envoys.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { envoySkip, findEnvoyBinary } from '../envoy/envoy-bin.ts';
+import { chooseEnvoy, ENVOY_IMAGE } from '../../demo/mesh.ts';
 
 const DEMO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../demo/demo.ts');
 const emptyPath = mkdtempSync(path.join(tmpdir(), 'mcpmesh-demo-path-'));
@@ -85,6 +86,30 @@ describe('npm run demo without Envoy', () => {
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /SIGINT: stopping everything the demo started/);
     assertCleanedUp(r.out);
+  });
+});
+
+describe('where the demo gets Envoy', () => {
+  it('ENVOY_BIN, then envoy on PATH, then Docker when `docker info` answers (a stand-in docker script), else nothing', () => {
+    const bin = path.join(emptyPath, 'choose');
+    mkdirSync(bin, { recursive: true });
+    const stub = (name: string, body: string): void => {
+      writeFileSync(path.join(bin, name), `#!/bin/sh\n${body}\n`);
+      chmodSync(path.join(bin, name), 0o755);
+    };
+    assert.deepEqual(chooseEnvoy({ ENVOY_BIN: '/opt/envoy', PATH: bin }, emptyPath), { bin: '/opt/envoy', how: 'ENVOY_BIN (/opt/envoy)' });
+    assert.ok('missing' in chooseEnvoy({ PATH: bin }, emptyPath));
+    // A stand-in for the docker CLI whose engine answers: the demo runs the official image through a wrapper.
+    stub('docker', 'test "$1" = info && echo 28.0.1');
+    const viaDocker = chooseEnvoy({ PATH: bin }, emptyPath);
+    assert.ok('bin' in viaDocker && viaDocker.how === `Docker (${ENVOY_IMAGE}, --network host)`, JSON.stringify(viaDocker));
+    const wrapper = readFileSync(viaDocker.bin, 'utf8');
+    assert.match(wrapper, new RegExp(`docker run --rm --init --network host --label 'mcpmesh\\.demo=${emptyPath}' .* -v '${emptyPath}:${emptyPath}' ${ENVOY_IMAGE.replaceAll('.', '\\.')} envoy "\\$@"`));
+    // An engine that does not answer is no Envoy.
+    stub('docker', 'echo "Cannot connect to the Docker daemon" >&2; exit 1');
+    assert.ok('missing' in chooseEnvoy({ PATH: bin }, emptyPath));
+    stub('envoy', 'exit 0');
+    assert.deepEqual(chooseEnvoy({ PATH: bin }, emptyPath), { bin: path.join(bin, 'envoy'), how: `envoy on PATH (${path.join(bin, 'envoy')})` });
   });
 });
 
