@@ -191,6 +191,78 @@ export function chooseEnvoy(env: NodeJS.ProcessEnv, dir: string): EnvoyChoice {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Steps, shared with the real-Envoy end-to-end test (test/envoy/e2e.test.ts): each does what the project's
+// agents do, so the demo and the test run the mesh the same way.
+
+type Xds = { readonly host: string; readonly port: number };
+
+/**
+ * The sidecar agent's identity half, as `mcpmesh sidecar --join-token T --sds-socket S` sets it up: the flags
+ * read by identityFromArgs, a single-use join token for the service's SPIFFE ID, an AgentIdentity that makes
+ * the key, gets the certificate and serves it on the socket. Not started yet.
+ */
+export async function sidecarIdentity(o: { cp: ControlPlane; trustDomain: string; service: string; nodeId: string; sdsSocket: string; xds: Xds; log: Log }): Promise<AgentIdentity> {
+  const minted = await o.cp.mintJoinToken(sidecarId(o.trustDomain, o.service));
+  const problems: string[] = [];
+  const config = identityFromArgs({ 'join-token': minted.token, 'sds-socket': o.sdsSocket }, {}, { role: 'sidecar', name: o.service, nodeId: o.nodeId }, problems);
+  if (!config || problems.length > 0) throw new Error(`sidecar ${o.nodeId}: identity flags: ${problems.join('; ') || 'a join token did not make a secured agent'}`);
+  return new AgentIdentity(config, o.xds, o.log);
+}
+
+/** Writes the bootstrap the sidecar agent writes (mTLS xDS through its agent's SDS socket) and starts Envoy on it. */
+export function startSidecarEnvoy(o: {
+  envoyBin: string; bootstrapPath: string; name: string; nodeId: string; service: string; zone: string;
+  inboundPort: number; appPort: number; adminPort: number; statsPort: number; xds: Xds; agent: AgentIdentity;
+}): Proc {
+  writeFileSync(o.bootstrapPath, renderBootstrap({
+    nodeId: o.nodeId, service: o.service, inboundPort: o.inboundPort, appPort: o.appPort, region: 'local', zone: o.zone,
+    controlPlane: o.xds, adminPort: o.adminPort, statsPort: o.statsPort, metadata: { 'mcp-protocol': '2025-11-25' },
+    identity: { sdsSocket: o.agent.config.sdsSocket, controlPlaneId: controlPlaneId(o.agent.config.trustDomain) },
+  }));
+  return new Proc(o.name, o.envoyBin, ['-c', o.bootstrapPath, '--disable-hot-restart', '--drain-time-s', '1', '--log-level', 'warn']);
+}
+
+/** A gateway join token through the admin port (POST /admin/join-token, as `mcpmesh join-token --gateway` asks). */
+export async function mintGatewayJoinToken(adminPort: number, gateway: string): Promise<{ token: string; spiffeId: string }> {
+  const minted = await httpText(`http://127.0.0.1:${adminPort}/admin/join-token`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ gateway, ttl: '10m' }),
+  });
+  if (minted.status !== 200) throw new Error(`join token for gateway ${gateway}: HTTP ${minted.status} ${minted.text}`);
+  const body = JSON.parse(minted.text) as { token: string; spiffe_id: string };
+  return { token: body.token, spiffeId: body.spiffe_id };
+}
+
+/**
+ * The gateway through the project's CLI (`mcpmesh gateway --join-token ...`), which runs the gateway's
+ * AgentIdentity, serves its SDS socket and supervises its Envoy. Identity settings come from the flags only,
+ * never from this process's environment. Its own process group: stop() takes its Envoy down with it.
+ */
+export function startGatewayCli(o: {
+  name: string; procName: string; nodeId: string; listenerPort: number; xds: Xds; adminPort: number; statsPort: number;
+  envoyBin: string; bootstrapPath: string; joinToken: string; sdsSocket: string; region?: string; zone?: string;
+}): Proc {
+  const env: NodeJS.ProcessEnv = { ...process.env, MCPMESH_LOG_LEVEL: 'info' };
+  for (const v of ['MCPMESH_JOIN_TOKEN', 'MCPMESH_JOIN_TOKEN_FILE', 'MCPMESH_K8S_TOKEN_FILE', 'MCPMESH_TRUST_DOMAIN', 'MCPMESH_CA_BUNDLE']) delete env[v];
+  return new Proc(o.procName, process.execPath, [
+    MCPMESH_CLI, 'gateway', '--name', o.name, '--id', o.nodeId, '--listener-port', String(o.listenerPort),
+    ...(o.region ? ['--region', o.region] : []), ...(o.zone ? ['--zone', o.zone] : []),
+    '--control-plane', `${o.xds.host}:${o.xds.port}`, '--admin-port', String(o.adminPort), '--stats-port', String(o.statsPort),
+    '--envoy-bin', o.envoyBin, '--bootstrap-out', o.bootstrapPath, '--drain', '1s',
+    '--join-token', o.joinToken, '--sds-socket', o.sdsSocket,
+  ], { env, group: true });
+}
+
+/** A dev access token, the way an agent gets one: client-credentials grant at the control plane's token endpoint. */
+export async function devToken(adminPort: number, clientId: string, clientSecret: string, roles: readonly string[]): Promise<string> {
+  const t = await httpText(`http://127.0.0.1:${adminPort}/oauth/token`, {
+    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, scope: roles.join(' ') }).toString(),
+  });
+  if (t.status !== 200) throw new Error(`token for ${roles.join(' ') || 'no role'}: HTTP ${t.status} ${t.text}`);
+  return (JSON.parse(t.text) as { access_token: string }).access_token;
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // The mesh.
 
 export const TRUST_DOMAIN = 'mcpmesh.local';
@@ -323,14 +395,26 @@ export class DemoMesh {
         r.bridge = new StdioBridge({ command: process.execPath, args: [EVERYTHING_BIN, 'stdio'], path: '/mcp', host: '127.0.0.1', log: this.agentLog, env: { [REPLICA_ENV]: `${r.name} (${r.zone}, stdio)` } });
         r.appPort = (await r.bridge.start()).port;
       }
-      r.agent = await this.sidecarIdentity(r, xds);
+      r.agent = await sidecarIdentity({ cp: this.cp, trustDomain: TRUST_DOMAIN, service: r.service, nodeId: r.nodeId, sdsSocket: path.join(this.dir, `sds-${r.nodeId}.sock`), xds, log: this.agentLog });
     }
     for (const r of this.replicas) await r.server?.waitForOutput(/listening on port/, 30_000);
     for (const r of this.replicas) await r.agent?.start();
     // The bridge's port is known only now: the registry names each sidecar's inbound port, the bootstrap the app port.
     if (this.opts.envoyBin) {
-      for (const r of this.replicas) r.envoy = this.startSidecarEnvoy(r, xds, this.opts.envoyBin);
-      await this.startGateway(xds, this.opts.envoyBin);
+      const envoyBin = this.opts.envoyBin;
+      for (const r of this.replicas) {
+        r.envoy = this.track(startSidecarEnvoy({
+          envoyBin, bootstrapPath: path.join(this.dir, `sidecar-${r.nodeId}.json`), name: `sidecar envoy ${r.nodeId} (inbound :${r.inboundPort}, admin :${r.adminPort})`,
+          nodeId: r.nodeId, service: r.service, zone: r.zone, inboundPort: r.inboundPort, appPort: r.appPort, adminPort: r.adminPort, statsPort: r.statsPort,
+          xds, agent: r.agent as AgentIdentity,
+        }));
+      }
+      const { token } = await mintGatewayJoinToken(this.cpAdminPort, GATEWAY_NAME);
+      this.gateway = this.track(startGatewayCli({
+        name: GATEWAY_NAME, procName: `gateway CLI + envoy (:${this.gatewayPort}, admin :${this.gatewayAdminPort})`, nodeId: `gateway-${GATEWAY_NAME}`,
+        listenerPort: this.gatewayPort, region: 'local', zone: 'zone-a', xds, adminPort: this.gatewayAdminPort, statsPort: this.gatewayStatsPort,
+        envoyBin, bootstrapPath: path.join(this.dir, 'gateway.json'), joinToken: token, sdsSocket: path.join(this.dir, 'sds-gateway.sock'),
+      }));
     }
   }
 
@@ -341,46 +425,6 @@ export class DemoMesh {
       for (const r of this.replicas.filter((x) => x.service === service)) lines.push(`      - { address: 127.0.0.1, port: ${r.inboundPort}, locality: { region: local, zone: ${r.zone} } }`);
     }
     return `${lines.join('\n')}\n`;
-  }
-
-  /** The sidecar agent's identity half, as `mcpmesh sidecar --join-token T --sds-socket S` sets it up. */
-  private async sidecarIdentity(r: Replica, xds: { host: string; port: number }): Promise<AgentIdentity> {
-    const minted = await (this.cp as ControlPlane).mintJoinToken(sidecarId(TRUST_DOMAIN, r.service));
-    const problems: string[] = [];
-    const config = identityFromArgs({ 'join-token': minted.token, 'sds-socket': path.join(this.dir, `sds-${r.nodeId}.sock`) }, {},
-      { role: 'sidecar', name: r.service, nodeId: r.nodeId }, problems);
-    if (!config || problems.length > 0) throw new Error(`sidecar ${r.nodeId}: ${problems.join('; ') || 'no identity'}`);
-    return new AgentIdentity(config, xds, this.agentLog);
-  }
-
-  private startSidecarEnvoy(r: Replica, xds: { host: string; port: number }, envoyBin: string): Proc {
-    const agent = r.agent as AgentIdentity;
-    const bootstrap = path.join(this.dir, `sidecar-${r.nodeId}.json`);
-    writeFileSync(bootstrap, renderBootstrap({
-      nodeId: r.nodeId, service: r.service, inboundPort: r.inboundPort, appPort: r.appPort, region: 'local', zone: r.zone,
-      controlPlane: xds, adminPort: r.adminPort, statsPort: r.statsPort, metadata: { 'mcp-protocol': '2025-11-25' },
-      identity: { sdsSocket: agent.config.sdsSocket, controlPlaneId: controlPlaneId(agent.config.trustDomain) },
-    }));
-    return this.track(new Proc(`sidecar envoy ${r.nodeId} (inbound :${r.inboundPort}, admin :${r.adminPort})`, envoyBin,
-      ['-c', bootstrap, '--disable-hot-restart', '--drain-time-s', '1', '--log-level', 'warn']));
-  }
-
-  /** The gateway through the project's CLI, with a join token for its name (as `mcpmesh join-token --gateway`). */
-  private async startGateway(xds: { host: string; port: number }, envoyBin: string): Promise<void> {
-    const minted = await httpText(`http://127.0.0.1:${this.cpAdminPort}/admin/join-token`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ gateway: GATEWAY_NAME, ttl: '10m' }),
-    });
-    if (minted.status !== 200) throw new Error(`join token for the gateway: HTTP ${minted.status} ${minted.text}`);
-    const token = (JSON.parse(minted.text) as { token: string }).token;
-    const env: NodeJS.ProcessEnv = { ...process.env, MCPMESH_LOG_LEVEL: 'info' };
-    for (const v of ['MCPMESH_JOIN_TOKEN', 'MCPMESH_JOIN_TOKEN_FILE', 'MCPMESH_K8S_TOKEN_FILE', 'MCPMESH_TRUST_DOMAIN', 'MCPMESH_CA_BUNDLE']) delete env[v];
-    this.gateway = this.track(new Proc(`gateway CLI + envoy (:${this.gatewayPort}, admin :${this.gatewayAdminPort})`, process.execPath, [
-      MCPMESH_CLI, 'gateway', '--name', GATEWAY_NAME, '--id', `gateway-${GATEWAY_NAME}`, '--listener-port', String(this.gatewayPort),
-      '--region', 'local', '--zone', 'zone-a',
-      '--control-plane', `${xds.host}:${xds.port}`, '--admin-port', String(this.gatewayAdminPort), '--stats-port', String(this.gatewayStatsPort),
-      '--envoy-bin', envoyBin, '--bootstrap-out', path.join(this.dir, 'gateway.json'), '--drain', '1s',
-      '--join-token', token, '--sds-socket', path.join(this.dir, 'sds-gateway.sock'),
-    ], { env, group: true }));
   }
 
   /** Why waiting is pointless: a process that should run has exited, or a proxy refused its config. */
@@ -428,13 +472,8 @@ export class DemoMesh {
   }
 
   /** A dev access token with `roles`, from the control plane's token endpoint (client-credentials grant). */
-  async token(roles: readonly string[]): Promise<string> {
-    const t = await httpText(`http://127.0.0.1:${this.cpAdminPort}/oauth/token`, {
-      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: DEV_CLIENT, client_secret: this.clientSecret, scope: roles.join(' ') }).toString(),
-    });
-    if (t.status !== 200) throw new Error(`token for ${roles.join(' ')}: HTTP ${t.status} ${t.text}`);
-    return (JSON.parse(t.text) as { access_token: string }).access_token;
+  token(roles: readonly string[]): Promise<string> {
+    return devToken(this.cpAdminPort, DEV_CLIENT, this.clientSecret, roles);
   }
 
   gatewayUrl(service: string): URL {
