@@ -4,9 +4,11 @@
 //   mcpmesh token --role R       get a dev access token from the control plane
 //   mcpmesh join-token ...       let one agent get one workload identity
 //   mcpmesh status               the mesh as the control plane serves it
+//   mcpmesh routing explain SVC  a service's effective routing knobs and where each came from
 import { tokenMain } from './auth/token-cli.ts';
 import { joinTokenMain } from './identity/join-token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
+import { routingMain } from './routing-cli.ts';
 import { statusMain } from './status-cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
 import { gatewayMain } from '../../sidecar/src/gateway-cli.ts';
@@ -19,6 +21,7 @@ const USAGE = `usage: mcpmesh <command> [options]
   token      get a development access token (mcpmesh token --help)
   join-token mint a single-use token that lets one agent get one workload identity (mcpmesh join-token --help)
   policy     explain a policy decision (mcpmesh policy explain --help)
+  routing    explain a service's effective routing and where each knob came from (mcpmesh routing explain SERVICE)
 `;
 
 export async function mcpmesh(argv: string[]): Promise<number> {
@@ -36,6 +39,8 @@ export async function mcpmesh(argv: string[]): Promise<number> {
       return statusMain(rest);
     case 'policy':
       return policyExplainMain(rest);
+    case 'routing':
+      return routingMain(rest);
     case undefined:
     case '-h':
     case '--help':

@@ -21,16 +21,23 @@ import type { Mesh, MeshSecurity } from './model/types.ts';
 import { meshServicesView, type IssuedCertificate, type MeshStatusView } from './server/status.ts';
 import { gatewayId, sidecarId } from './identity/spiffe.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
-import { ConsulSource, ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
+import { ConsulSource, type ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
 import { RegistryFileSource } from './sources/registry-file.ts';
 import { FileWatch } from './sources/file-watch.ts';
 import { parsePolicy } from './policy/parse.ts';
+import { RoutingLayers } from './routing.ts';
 
 export interface ControlPlaneOptions {
   /** The embedded registry; used when no Consul is configured. */
   registryFile: string;
+  /** Largest registry file read (default DEFAULT_REGISTRY_MAX_BYTES, 8 MiB); a larger one is refused unread. */
+  registryMaxBytes?: number;
   /** When set, Consul is the source and the registry file is not read. */
   consul?: ConsulSourceOptions;
+  /** Routing file (GitOps) tuning services of either source; watched. */
+  routingFile?: string;
+  /** With Consul: the service name whose service-defaults UpstreamConfig tunes how gateways reach MCP services. */
+  consulGatewayService?: string;
   xdsHost?: string;
   xdsPort?: number;
   adminHost?: string;
@@ -92,6 +99,8 @@ export class ControlPlane {
   private readonly ads: AdsServer;
   private readonly admin: AdminServer;
   private readonly sourceErrors: Record<string, string | undefined> = {};
+  /** Sources whose last mesh was refused: a source that recovers without a change does not clear that. */
+  private readonly rejected = new Set<string>();
   private readonly opts: ControlPlaneOptions;
   private serving: ServingIdentity | undefined;
   private joinTokens: JoinTokens | undefined;
@@ -105,6 +114,8 @@ export class ControlPlane {
   private readonly issued = new Map<string, IssuedCertificate>();
   private ca: CertificateAuthority | undefined;
   private policyWatch: FileWatch | undefined;
+  /** Routing tuned beside the source (routing file, Consul config entries): see routing.ts. */
+  readonly routing: RoutingLayers;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -117,7 +128,12 @@ export class ControlPlane {
       // Convergence counts from the first change of a burst: that is what a user waits from.
       observedAt: Math.min(prev.observedAt, next.observedAt),
     }));
-    this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile);
+    this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile, opts.registryMaxBytes !== undefined ? { maxBytes: opts.registryMaxBytes } : {});
+    this.routing = new RoutingLayers({
+      rebuild: () => !this.lastSpecs || this.apply(this.lastSpecs, 'routing'),
+      errors: this.sourceErrors, failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields), ok: (source) => this.sourceOk(source),
+      metrics: this.metrics, log: this.log,
+    });
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
     this.ads = new AdsServer({
       cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
@@ -127,9 +143,11 @@ export class ControlPlane {
     this.admin = new AdminServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
       meshStatus: () => this.meshStatus(),
+      sourceWatches: () => (this.source instanceof ConsulSource ? [...this.source.watches(), ...this.routing.watches()] : []),
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
+      routing: (service) => this.routing.debug(service),
       ...(td ? { joinTokens: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => this.mintJoinToken(kind === 'service' ? sidecarId(td, name) : gatewayId(td, name), ttlMs) } : {}),
     });
   }
@@ -149,12 +167,14 @@ export class ControlPlane {
 
   apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
     const started = performance.now();
-    const { mesh, commit } = this.builder.build(specs, this.security);
+    const tuned = this.routing.tune(specs);
+    const { mesh, commit } = this.builder.build(tuned, this.security);
     try {
       const { changed } = this.cache.setMesh(mesh);
       commit();
       this.lastSpecs = specs;
       this.lastMesh = { mesh, at: new Date() };
+      this.routing.published(tuned);
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
       this.metrics.snapshotKeys.set(this.cache.size);
@@ -162,13 +182,16 @@ export class ControlPlane {
       const eps = mesh.services.flatMap((s) => s.endpoints);
       this.metrics.meshEndpoints.set({ health: 'healthy' }, eps.filter((e) => e.healthy).length);
       this.metrics.meshEndpoints.set({ health: 'unhealthy' }, eps.filter((e) => !e.healthy).length);
-      this.sourceErrors[source] = undefined;
+      this.rejected.delete(source);
+      // A Consul update can arrive while another of its watches is still failing: that error stays shown.
+      if (!(source === 'consul' && this.source instanceof ConsulSource && !this.source.healthy)) this.sourceOk(source);
       if (changed > 0) this.convergence.begin(source, observedAt ?? started);
       this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, build_ms: Math.round(seconds * 1000) });
       return true;
     } catch (err) {
       if (!(err instanceof SnapshotError)) throw err;
       this.metrics.snapshotsRejected.inc();
+      this.rejected.add(source);
       this.sourceErrors[source] = err.message;
       this.log.error('mesh update rejected; proxies keep their last good config', { source, error: err.message });
       return false;
@@ -208,19 +231,27 @@ export class ControlPlane {
           this.sourceFailed('policy', err as Error, 'policy update rejected; the last good policy stays in force', { file });
           return;
         }
-        this.sourceErrors['policy'] = undefined;
+        this.sourceOk('policy');
       },
-      error: (err) => this.sourceFailed('policy', new Error(`${file}: ${err.message}`)),
+      error: (err) => this.sourceFailed('policy', new Error(`${file}: ${err.message}`), 'policy file unreadable; the last good policy stays in force', { file }),
     });
     w.seen(parsedText);
     w.start();
     this.policyWatch = w;
   }
 
-  private sourceFailed(source: string, err: Error, msg = 'registry update rejected; serving the last good mesh', fields: Record<string, string> = {}): void {
+  private sourceFailed(source: string, err: Error, msg?: string, fields: Record<string, string> = {}): void {
     this.metrics.sourceErrors.inc({ source });
+    this.metrics.sourceUp.set({ source }, 0);
     this.sourceErrors[source] = err.message;
-    this.log.error(msg, { source, ...fields, error: err.message });
+    const kept = this.lastSpecs ? 'serving the last good mesh' : 'no mesh yet, not ready';
+    this.log.error(msg ?? `${source} update rejected; ${kept}`, { source, ...fields, error: err.message });
+  }
+
+  /** The source reads fine again (whether or not the mesh changed): its error is cleared unless its mesh was refused. */
+  private sourceOk(source: string): void {
+    this.metrics.sourceUp.set({ source }, 1);
+    if (!this.rejected.has(source)) this.sourceErrors[source] = undefined;
   }
 
   /**
@@ -296,7 +327,9 @@ export class ControlPlane {
       // Gateways started with their own policy (mcpmesh gateway --policy) decide beside their Envoy instead.
       this.authzPort = await decisions.listen(this.opts.authzHost ?? '127.0.0.1', this.opts.authzPort ?? DEFAULT_AUTHZ_PORT);
     }
+    if (this.opts.routingFile) this.routing.watchFile(this.opts.routingFile);
     const src = this.source;
+    if (src instanceof ConsulSource && this.opts.consul) this.routing.watchConsul(this.opts.consul, this.opts.consulGatewayService);
     if (src instanceof ConsulSource) {
       src.on('update', (u) => {
         for (const s of u.skipped) {
@@ -305,22 +338,17 @@ export class ControlPlane {
         }
         this.coalescer.push({ specs: u.specs, observedAt: u.observedAt });
       });
-      src.on('error', (err) => {
-        this.metrics.consulWatchErrors.inc({ watch: err instanceof ConsulWatchError ? err.watch : 'catalog' });
-        this.sourceFailed('consul', err);
+      src.on('error', (err: ConsulWatchError) => {
+        this.metrics.consulWatchErrors.inc({ watch: err.watch });
+        this.sourceFailed('consul', err, `consul watch failed, retrying; ${this.lastSpecs ? 'serving the last good mesh' : 'no mesh yet, not ready'}`, { watch: err.watch, kind: err.kind });
       });
+      src.on('healthy', () => this.sourceOk('consul'));
       this.metrics.consulLag = () => src.catalogLagSeconds();
+      src.start();
     } else {
       src.on('update', (specs, observedAt) => this.coalescer.push({ specs, observedAt }));
       src.on('error', (err) => this.sourceFailed('registry', err));
-      try {
-        this.apply(src.load(), 'registry');
-      } catch (err) {
-        // Not fatal: stay up, unready, and pick up the fix when the file is edited.
-        this.sourceFailed('registry', err as Error);
-      }
     }
-    src.start();
     if (this.opts.policyFile && this.security) this.watchPolicy(this.opts.policyFile.path, this.opts.policyFile.text);
     const plain = !this.serving || this.opts.xdsInsecure === true;
     const xdsHost = this.opts.xdsHost ?? (plain ? '127.0.0.1' : '0.0.0.0');
@@ -337,11 +365,29 @@ export class ControlPlane {
     if (this.admin.debugAccess === 'disabled') {
       this.log.warn('admin port listens beyond loopback without an admin token: /debug, join tokens and the dev token endpoint answer 403 there', { host: this.opts.adminHost });
     }
+    // The registry is read once both ports listen: however big or broken the file, the process answers
+    // probes (/readyz says why it is not ready) and ADS from the first moment, and never crash-loops on it.
+    if (src instanceof RegistryFileSource) await this.loadRegistry(src);
     return this;
+  }
+
+  private async loadRegistry(src: RegistryFileSource): Promise<void> {
+    // What /readyz and /debug/sources say while a big file is parsed.
+    this.sourceErrors['registry'] = `loading ${src.file}`;
+    try {
+      const specs = await src.load();
+      this.apply(specs, 'registry');
+    } catch (err) {
+      // Not fatal: stay up, unready, and pick up the fix when the file is edited.
+      this.sourceFailed('registry', err as Error);
+    }
+    // Watched even when the first version was refused: fixing the file is how the mesh starts.
+    src.start();
   }
 
   async stop(): Promise<void> {
     this.policyWatch?.stop();
+    this.routing.stop();
     this.source.stop();
     this.coalescer.stop();
     this.convergence.stop();

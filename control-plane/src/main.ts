@@ -14,6 +14,8 @@ import type { Attestor } from './identity/attest.ts';
 import { IN_CLUSTER_TOKEN_FILE, KubernetesAttestor, parseK8sAttestationMap } from './identity/attest-k8s.ts';
 import { createLogger } from './log.ts';
 import { consulOptionsFromEnv } from './sources/consul.ts';
+import { parseByteSize } from './sources/file-watch.ts';
+import { DEFAULT_REGISTRY_MAX_BYTES } from './sources/registry-file.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -21,6 +23,8 @@ const env = process.env;
 const { values } = parseArgs({
   options: {
     registry: { type: 'string', default: env['MCPMESH_REGISTRY'] ?? path.join(repoRoot, 'deploy/registry.example.yaml') },
+    'registry-max-bytes': { type: 'string', default: env['MCPMESH_REGISTRY_MAX_BYTES'] ?? String(DEFAULT_REGISTRY_MAX_BYTES) },
+    routing: { type: 'string', default: env['MCPMESH_ROUTING'] },
     'xds-port': { type: 'string', default: env['MCPMESH_XDS_PORT'] ?? String(DEFAULT_XDS_PORT) },
     'admin-port': { type: 'string', default: env['MCPMESH_ADMIN_PORT'] ?? String(DEFAULT_ADMIN_PORT) },
     host: { type: 'string', default: env['MCPMESH_BIND'] },
@@ -46,7 +50,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  process.stdout.write(`usage: npm start -- [--registry FILE] [--xds-port N] [--admin-port N]
+  process.stdout.write(`usage: npm start -- [--registry FILE] [--registry-max-bytes N] [--routing FILE] [--xds-port N] [--admin-port N]
                            [--xds-host ADDR] [--admin-host ADDR] [--authz-bind ADDR] [--host ADDR (all three)]
                            [--consul ADDR] [--consul-datacenter DC]
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
@@ -61,7 +65,13 @@ if (values.help) {
   only); admin and the authorizer on 127.0.0.1 unless told. Beyond loopback, the admin port's /debug, join tokens
   and the dev token endpoint need the admin token (MCPMESH_ADMIN_TOKEN or --admin-token-file); /metrics,
   /healthz and /readyz stay open.
-  env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
+  Registry file: read after both ports listen and parsed in a worker thread. One larger than --registry-max-bytes
+  (default ${DEFAULT_REGISTRY_MAX_BYTES} = 8MiB; also 512KiB, 16MiB, 1GiB) is refused unread; a refused, unreadable or
+  invalid file leaves the process up, unready (/readyz and /debug/sources say why), until the file is fixed.
+  --routing FILE tunes services of either source (registry or Consul): mesh-wide defaults and per-service routing,
+  outlierDetection, healthCheck, circuitBreakers; watched, bad edits refused. mcpmesh routing explain SERVICE shows
+  every knob's value and source (README "Tuning routing").
+  env: MCPMESH_REGISTRY, MCPMESH_REGISTRY_MAX_BYTES, MCPMESH_ROUTING, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
        MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
        KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT (the API server --k8s-attestation asks; set in every pod),
@@ -71,12 +81,18 @@ if (values.help) {
        MCPMESH_DATA_DIR (where the dev client secret is kept across restarts; default $XDG_STATE_HOME/mcpmesh,
        XDG_STATE_HOME defaulting to ~/.local/state)
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
-       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG
+       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG,
+       MCPMESH_CONSUL_GATEWAY_SERVICE (whose service-defaults UpstreamConfig tunes how gateways reach services; mcp-gateway)
 `);
   process.exit(0);
 }
 
 const log = createLogger();
+const registryMaxBytes = parseByteSize(values['registry-max-bytes']);
+if (registryMaxBytes === undefined) {
+  log.error('--registry-max-bytes (MCPMESH_REGISTRY_MAX_BYTES) must be a size such as 8388608, 8MiB or 512KiB', { value: values['registry-max-bytes'] });
+  process.exit(1);
+}
 const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul }) : undefined;
 const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
 // The development OAuth issuer: on by default with the embedded registry, opt-in with Consul.
@@ -164,6 +180,9 @@ try {
     ...(security ? { security, authzHost: values['authz-bind'] ?? values.host ?? '127.0.0.1', authzPort: Number(values['authz-port']) } : {}),
     ...(ca ? { ca } : {}),
     registryFile: values.registry,
+    registryMaxBytes,
+    ...(values.routing ? { routingFile: values.routing } : {}),
+    ...(env['MCPMESH_CONSUL_GATEWAY_SERVICE'] ? { consulGatewayService: env['MCPMESH_CONSUL_GATEWAY_SERVICE'] } : {}),
     ...(security && values.policy ? { policyFile: { path: values.policy, text: policyText } } : {}),
     ...(consul ? { consul } : {}),
     ...(devIssuer ? { devIssuer } : {}),

@@ -36,6 +36,10 @@ export class Metrics {
     name: 'mcpmesh_consul_instances_skipped_total', help: 'Consul service instances left out of the mesh because their data is malformed (reason in the log), by service',
     labelNames: ['service'] as const, registers: [this.registry],
   });
+  readonly consulConfigUnsupported = new Counter({
+    name: 'mcpmesh_consul_config_unsupported_total', help: 'Fields of Consul config entries MCP Mesh does not map (reported once per entry version, field in the log), by entry kind',
+    labelNames: ['kind'] as const, registers: [this.registry],
+  });
   readonly snapshotBuild = new Histogram({
     name: 'mcpmesh_snapshot_build_seconds', help: 'Time to translate, validate and encode the snapshots for one mesh update',
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
@@ -49,6 +53,10 @@ export class Metrics {
   });
   readonly sourceErrors = new Counter({
     name: 'mcpmesh_source_errors_total', help: 'Registry or discovery updates rejected as invalid, by source',
+    labelNames: ['source'] as const, registers: [this.registry],
+  });
+  readonly sourceUp = new Gauge({
+    name: 'mcpmesh_source_up', help: 'By source: 1 once its last read succeeded, 0 while it fails (the last good mesh is served; the error is in /debug/sources)',
     labelNames: ['source'] as const, registers: [this.registry],
   });
   readonly meshServices = new Gauge({
@@ -65,7 +73,7 @@ export class Metrics {
     labelNames: ['proxy', 'type'] as const, registers: [this.registry],
   });
   readonly consulWatchErrors = new Counter({
-    name: 'mcpmesh_consul_watch_errors_total', help: 'Failed Consul blocking queries (retried with backoff), by watch: catalog (the MCP service list) or service (one service\'s health)',
+    name: 'mcpmesh_consul_watch_errors_total', help: 'Failed Consul blocking queries (retried with backoff), by watch: catalog (the MCP service list), service (one service\'s health) or config (routing config entries)',
     labelNames: ['watch'] as const, registers: [this.registry],
   });
   /** Set by the Consul source: seconds since its catalog watch last got an answer. */

@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
-import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
+import { parseRegistry, parseRegistryOffThread } from '../../control-plane/src/sources/registry-file.ts';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { meshSpecs, registryYaml, serviceName } from './mesh.ts';
 import type { FromServer, HistogramDelta, MemSample, Mode, PhaseResult, ServerConfig, SetupInfo } from './server.ts';
 
@@ -135,6 +136,20 @@ function buildBench(): BuildResult {
   return { full, one, parse };
 }
 
+/** The registry as the control plane loads it (parsed in a worker): how long, and the event loop's longest stall meanwhile. */
+async function registryLoadBench(): Promise<{ ms: number; maxStallMs: number }> {
+  const yaml = registryYaml(meshSpecs(SERVICES, ENDPOINTS));
+  const h = monitorEventLoopDelay({ resolution: 5 });
+  h.enable();
+  const t0 = performance.now();
+  await parseRegistryOffThread(yaml, 'bench.yaml');
+  const took = performance.now() - t0;
+  // A stall at the very end is recorded only when the histogram's timer runs again.
+  await new Promise((r) => setTimeout(r, 20));
+  h.disable();
+  return { ms: took, maxStallMs: h.max / 1e6 };
+}
+
 // ----------------------------------------------------------------------------------- 2-4. push bench
 
 interface ServerResult {
@@ -231,6 +246,8 @@ async function main(): Promise<void> {
   console.log(`  full build:  median ${ms(median(b.full))}, p99 ${ms(pct(b.full, 99))} (${b.full.length} runs after ${BUILD.fullWarm} warm-up)`);
   console.log(`  one change:  median ${ms(median(b.one))}, p99 ${ms(pct(b.one, 99))} (${b.one.length} runs after ${BUILD.oneWarm} warm-up)`);
   console.log(`  registry YAML parse (informational): median ${ms(median(b.parse))}`);
+  const load = await registryLoadBench();
+  console.log(`  registry load in a worker thread (informational): ${ms(load.ms)}, event loop max stall meanwhile ${ms(load.maxStallMs)} (the parse above, inline, stalls it that long)`);
 
   const describe = (label: string, r: ServerResult): void => {
     for (const p of r.phases) {
@@ -301,6 +318,7 @@ async function main(): Promise<void> {
     infoRow(`RSS per proxy, idle->${hi} proxies`, kib(cm.fromIdle), kib(fm.fromIdle), `${(cm.fromIdle / fm.fromIdle).toFixed(2)}x`),
     infoRow(`JS heap+external per proxy, ${lo}->${hi}`, kib(cm.heapMarginal), kib(fm.heapMarginal), `${(cm.heapMarginal / fm.heapMarginal).toFixed(2)}x`),
     infoRow('registry YAML parse, 1000x10 (median)', ms(median(b.parse))),
+    infoRow('registry load in a worker: event loop max stall', ms(load.maxStallMs)),
   );
   for (const p of cp.phases) {
     if (p.fileToAck.length > 0) rows.push(infoRow(`registry file edit -> last ACK, N=${p.n} (median)`, ms(median(p.fileToAck)), ms(median(floor.phases.find((x) => x.n === p.n)?.pushToAck ?? []))));

@@ -17,7 +17,7 @@ import { Metrics } from '../../control-plane/src/metrics.ts';
 import { MeshBuilder, type ServiceSpec } from '../../control-plane/src/model/mesh.ts';
 import { consulClient } from '../../control-plane/src/sources/consul.ts';
 import { loadAssignment } from '../../control-plane/src/translate/endpoints.ts';
-import { serviceCluster } from '../../control-plane/src/translate/naming.ts';
+import { serviceCluster, serviceEndpoints } from '../../control-plane/src/translate/naming.ts';
 import { lookupType, TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { startControlPlane, type TestControlPlane } from '../helpers/control-plane.ts';
 import type { ClientsConfig, FromClients, ToClients } from './clients.ts';
@@ -113,6 +113,8 @@ type Via = 'apply' | 'file';
 interface BenchServer {
   readonly address: string;
   readonly cds: boolean;
+  /** The EDS name of the service the clients watch, when it is not the plain one (Consul: it carries the incarnation). */
+  readonly edsName?: string;
   /**
    * Readies push `round` (unique, increasing) without doing it: the work a source does before the control plane
    * sees a change (building specs, writing YAML text) stays outside the timed window.
@@ -352,7 +354,8 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
     await plane.start();
     const first = await firstP;
     const firstMeshMs = performance.now() - c0;
-    if (!isDeepStrictEqual(first, meshSpecs(cfg.services, cfg.endpointsPer))) throw new Error('the mesh built from Consul differs from meshSpecs()');
+    // Consul sets each service's incarnation (its oldest instance's CreateIndex); the rest must match the registry's.
+    if (!isDeepStrictEqual(first.map(({ incarnation: _, ...rest }) => rest), meshSpecs(cfg.services, cfg.endpointsPer))) throw new Error('the mesh built from Consul differs from meshSpecs()');
     // Every source update counts; a re-registration wakes the service's health watch (the catalog watch wakes
     // too, but publishes nothing while the set of MCP services is unchanged), so a push is over after one update.
     let updates = 0;
@@ -364,6 +367,7 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
     return {
       address: `127.0.0.1:${plane.xdsPort}`,
       cds: true,
+      edsName: serviceEndpoints(serviceName(0), first.find((sp) => sp.name === serviceName(0))?.incarnation ?? 0),
       setup: { registrations: regs.length, registerMs, firstMeshMs, quietMs: BENCH_QUIET_MS, maxDelayMs: BENCH_MAX_DELAY_MS, consulWait: BENCH_CONSUL_WAIT },
       prepare(round) {
         prepared = consulRegistration(0, 0, portFor(round));
@@ -442,7 +446,7 @@ async function run(cfg: ServerConfig): Promise<FromServer> {
   let child: ChildProcess | undefined;
   try {
     const mem: MemSample[] = [await memSample(0)];
-    const clientsCfg: ClientsConfig = { address: server.address, edsName: EDS_NAME, cds: server.cds };
+    const clientsCfg: ClientsConfig = { address: server.address, edsName: server.edsName ?? EDS_NAME, cds: server.cds };
     const kid = fork(path.join(here, 'clients.ts'), [JSON.stringify(clientsCfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     child = kid;
     // Messages from the client process, handed to whoever waits for that type.

@@ -12,6 +12,8 @@
 //   PUT  /v1/agent/check/pass|warn|fail/:id  (?note=), /v1/agent/check/update/:id ({Status, Output})
 //   GET  /v1/catalog/services, /v1/catalog/service/:name (?tag), /v1/catalog/nodes         blocking
 //   GET  /v1/health/service/:name (?passing, ?tag), /v1/health/checks/:name                blocking
+//   GET  /v1/config/:kind, /v1/config/:kind/:name                                          blocking
+//   PUT  /v1/config (?cas), DELETE /v1/config/:kind/:name (?cas)
 //
 // What is faithful (checked against Consul's docs and source):
 // - One raft-like index bumped by every write that changes something; idempotent writes (re-registering an
@@ -36,6 +38,16 @@
 //   reach it at once.
 // - A single node (this "agent") with a passing node check "serfHealth", and the built-in "consul" service.
 // - `?dc=` other than ours on catalog/health: 500 "No path to datacenter". Unknown route: 404; wrong method: 405.
+//
+// - Config entries (https://developer.hashicorp.com/consul/api-docs/config): PUT /v1/config takes the entry
+//   (Kind, Name and the kind's fields, keys matched like registrations) and answers `true`, or `false` when a
+//   ?cas=N check fails (0: only if absent; N: only if ModifyIndex is N). Stored entries come back with the fields
+//   as written plus CreateIndex/ModifyIndex; an identical re-write changes nothing. GET by kind lists entries
+//   sorted by name; GET by kind and name answers 404 when absent. Both block on the config-entries table index
+//   (a write of any kind wakes them, as in Consul, where the list watch uses the table's max index). DELETE
+//   answers `true`/`false` with ?cas and `{}` without. Checked at write like Consul: a known Kind, a Name,
+//   proxy-defaults named "global", and a service-resolver LoadBalancer.Policy from Consul's set; other
+//   kind-specific validation is not done.
 //
 // What it does not do: no gossip, servers, raft or persistence; one node only; HTTP/TCP/gRPC checks are
 // stored (status "critical" unless `Status` is given) but never executed: tests set their status with
@@ -115,6 +127,11 @@ type Handler = (m: string[], url: URL, req: http.IncomingMessage, res: http.Serv
 interface Waiter { min: bigint; index: () => bigint; wake: () => void }
 
 const STATUSES: readonly string[] = ['passing', 'warning', 'critical'];
+// Consul's config entry kinds (api-docs/config) and service-resolver load-balancing policies.
+const CONFIG_KINDS: readonly string[] = ['proxy-defaults', 'service-defaults', 'service-resolver', 'service-router', 'service-splitter', 'ingress-gateway',
+  'terminating-gateway', 'service-intentions', 'mesh', 'exported-services', 'api-gateway', 'bound-api-gateway', 'http-route', 'tcp-route',
+  'inline-certificate', 'file-system-certificate', 'jwt-provider', 'sameness-group', 'control-plane-request-limit'];
+const LB_POLICIES: readonly string[] = ['least_request', 'round_robin', 'random', 'ring_hash', 'maglev'];
 const MAX_WAIT_MS = 10 * 60_000;
 const DEFAULT_WAIT_MS = 5 * 60_000;
 const OUTPUT_MAX = 4096; // Consul's default output_max_size
@@ -259,6 +276,8 @@ export class ConsulStandIn {
   #ttlTimers = new Map<string, NodeJS.Timeout>();
   #deferTimers = new Map<string, NodeJS.Timeout>();
   #waiters = new Set<Waiter>();
+  #configs = new Map<string, Json & { CreateIndex: number; ModifyIndex: number }>(); // key: kind/name
+  #configIdx = 0n;
   #routes: [string, RegExp, Handler][];
 
   constructor(opts: ConsulStandInOptions = {}) {
@@ -343,6 +362,30 @@ export class ConsulStandIn {
           .map((s) => ({ Node: this.#nodeView(), Service: this.#healthServiceView(s), Checks: this.#checksOf(s).map((c) => this.#checkView(c, false)) }))
           .filter((e) => !passing || e.Checks.every((c) => c.Status === 'passing')));
       }),
+      R('GET', /^\/v1\/config\/([^/]+)$/, (m, url, req, res) => {
+        const kind = this.#configKind(m[1] ?? '');
+        return this.#blocking(url, req, res, () => this.#configIdx, () => [...this.#configs.values()]
+          .filter((e) => e['Kind'] === kind).sort((a, b) => (String(a['Name']) < String(b['Name']) ? -1 : 1)));
+      }),
+      R('GET', /^\/v1\/config\/([^/]+)\/([^/]+)$/, (m, url, req, res) => {
+        const kind = this.#configKind(m[1] ?? '');
+        const key = `${kind}/${m[2] ?? ''}`;
+        if (!this.#configs.has(key) && !url.searchParams.has('index')) throw new HttpError(404, `Config entry not found for "${kind}" / "${m[2]}"`);
+        return this.#blocking(url, req, res, () => this.#configIdx, () => {
+          const e = this.#configs.get(key);
+          if (!e) throw new HttpError(404, `Config entry not found for "${kind}" / "${m[2]}"`);
+          return e;
+        });
+      }),
+      R('PUT', /^\/v1\/config$/, async (_m, url, req, res) => json(res, this.#putConfig(await readJson(req), url.searchParams.get('cas')))),
+      R('DELETE', /^\/v1\/config\/([^/]+)\/([^/]+)$/, (m, url, _q, res) => {
+        const key = `${this.#configKind(m[1] ?? '')}/${m[2] ?? ''}`;
+        const cas = url.searchParams.get('cas');
+        const e = this.#configs.get(key);
+        if (cas !== null && (!/^\d+$/.test(cas) || !e || String(e.ModifyIndex) !== cas)) return json(res, false);
+        if (e) this.#configWrite(() => this.#configs.delete(key));
+        json(res, cas !== null ? true : {});
+      }),
       R('GET', /^\/v1\/health\/checks\/([^/]+)$/, (m, url, req, res) => {
         const name = m[1] ?? '';
         return this.#blocking(url, req, res, () => this.#serviceIndex(name), () => [...this.#checks.values()]
@@ -420,6 +463,11 @@ export class ConsulStandIn {
     this.#nodeIdx = min(this.#nodeIdx, to);
     this.#servicesIdx = min(this.#servicesIdx, to);
     this.#extinctionIdx = min(this.#extinctionIdx, to);
+    this.#configIdx = min(this.#configIdx, to);
+    for (const e of this.#configs.values()) {
+      e.CreateIndex = Math.min(e.CreateIndex, n(to));
+      e.ModifyIndex = Math.min(e.ModifyIndex, n(to));
+    }
     for (const [k, v] of this.#svcIdx) this.#svcIdx.set(k, min(v, to));
     for (const r of [...this.#services.values(), ...this.#checks.values()]) {
       r.createIndex = min(r.createIndex, to);
@@ -528,6 +576,44 @@ export class ConsulStandIn {
     }
     if (servicesTable) this.#servicesIdx = idx;
     for (const w of [...this.#waiters]) if (w.index() > w.min) w.wake();
+  }
+
+  #configKind(kind: string): string {
+    if (!CONFIG_KINDS.includes(kind)) throw new HttpError(400, `invalid config entry kind: ${kind}`);
+    return kind;
+  }
+
+  #configWrite(apply: () => void): void {
+    const idx = ++this.#raft;
+    apply();
+    this.#configIdx = idx;
+    for (const w of [...this.#waiters]) if (w.index() > w.min) w.wake();
+  }
+
+  #putConfig(body: Json, cas: string | null): boolean {
+    const kind = this.#configKind(str(body, 'Kind'));
+    const name = str(body, 'Name');
+    if (name === '') throw new HttpError(400, 'Name is required');
+    if (kind === 'proxy-defaults' && name !== 'global') throw new HttpError(400, 'invalid name ("' + name + '"), only "global" is supported');
+    if (kind === 'service-resolver') {
+      const lb = field(body, 'LoadBalancer');
+      const policy = isObj(lb) ? field(lb, 'Policy') : undefined;
+      if (policy !== undefined && policy !== '' && !LB_POLICIES.includes(String(policy))) throw new HttpError(400, `Bad request: Invalid config entry: Invalid LoadBalancer.Policy: ${JSON.stringify(policy)}`);
+    }
+    const key = `${kind}/${name}`;
+    const prev = this.#configs.get(key);
+    if (cas !== null) {
+      if (!/^\d+$/.test(cas)) throw new HttpError(400, 'Invalid cas');
+      if (cas === '0' ? prev !== undefined : prev?.ModifyIndex !== Number(cas)) return false;
+    }
+    // Canonical key casing (Kind, Name) as Consul returns them; the rest as written.
+    const rest = Object.fromEntries(Object.entries(body).filter(([k]) => norm(k) !== 'kind' && norm(k) !== 'name' && norm(k) !== 'createindex' && norm(k) !== 'modifyindex'));
+    const entry = { Kind: kind, Name: name, ...rest };
+    if (prev && JSON.stringify({ ...prev, CreateIndex: 0, ModifyIndex: 0 }) === JSON.stringify({ ...entry, CreateIndex: 0, ModifyIndex: 0 })) return true;
+    this.#configWrite(() => {
+      this.#configs.set(key, { ...entry, CreateIndex: prev?.CreateIndex ?? n(this.#raft), ModifyIndex: n(this.#raft) });
+    });
+    return true;
   }
 
   #serviceIndex(name: string): bigint {

@@ -6,6 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import Consul from 'consul';
 import { waitFor } from '../helpers/wait.ts';
 import { ConsulStandIn, parseGoDuration, type ConsulStandInOptions } from './server.ts';
+import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 
 interface HealthCheck { CheckID: string; Status: string; Output: string; ServiceID: string; Type: string; Name: string }
 interface HealthEntry { Node: { Node: string; Address: string; Datacenter: string }; Service: { ID: string; Service: string; Port: number; Tags: string[]; Weights: { Passing: number; Warning: number } }; Checks: HealthCheck[] }
@@ -318,5 +319,71 @@ describe('Consul stand-in errors and ACL', () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe(`config entries (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'}): /v1/config as Consul documents it`, () => {
+  let c: TestConsul;
+  const name = uniqueName('cfg');
+  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; index: bigint | undefined; body: unknown; text: string; ms: number }> => {
+    const t0 = performance.now();
+    const r = await fetch(c.address + path, { method, headers: c.token ? { 'X-Consul-Token': c.token } : {}, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const text = await r.text();
+    const h = r.headers.get('x-consul-index');
+    let parsed: unknown;
+    try { parsed = JSON.parse(text); } catch { parsed = undefined; }
+    return { status: r.status, index: h === null ? undefined : BigInt(h), body: parsed, text, ms: performance.now() - t0 };
+  };
+  before(async () => { c = await startConsul(); });
+  after(async () => {
+    for (const k of ['service-resolver', 'service-defaults']) await call('DELETE', `/v1/config/${k}/${name}`).catch(() => undefined);
+    await c.stop();
+  });
+
+  it('PUT writes an entry, GET by kind/name and by kind return it with CreateIndex/ModifyIndex, DELETE removes it', async () => {
+    const put = await call('PUT', '/v1/config', { Kind: 'service-resolver', Name: name, ConnectTimeout: '2s', LoadBalancer: { Policy: 'round_robin' } });
+    assert.equal(put.status, 200);
+    assert.equal(put.body, true);
+    const one = await call('GET', `/v1/config/service-resolver/${name}`);
+    assert.equal(one.status, 200);
+    const e = one.body as { Kind: string; Name: string; ConnectTimeout: string; LoadBalancer: { Policy: string }; CreateIndex: number; ModifyIndex: number };
+    assert.equal(e.Kind, 'service-resolver');
+    assert.equal(e.Name, name);
+    assert.equal(e.LoadBalancer.Policy, 'round_robin');
+    assert.ok(e.ModifyIndex > 0 && e.CreateIndex === e.ModifyIndex);
+    assert.ok(one.index !== undefined && one.index > 0n, 'X-Consul-Index on a read');
+    const list = await call('GET', '/v1/config/service-resolver');
+    assert.ok((list.body as Array<{ Name: string }>).some((x) => x.Name === name));
+
+    // Check-and-set: a stale index is refused with false, the current one accepted.
+    assert.equal((await call('PUT', `/v1/config?cas=${e.ModifyIndex + 1000}`, { Kind: 'service-resolver', Name: name, ConnectTimeout: '3s' })).body, false);
+    assert.equal((await call('PUT', '/v1/config?cas=0', { Kind: 'service-resolver', Name: name })).body, false, 'cas=0: only when absent');
+    assert.equal((await call('PUT', `/v1/config?cas=${e.ModifyIndex}`, { Kind: 'service-resolver', Name: name, ConnectTimeout: '3s' })).body, true);
+
+    assert.equal((await call('DELETE', `/v1/config/service-resolver/${name}`)).status, 200);
+    assert.equal((await call('GET', `/v1/config/service-resolver/${name}`)).status, 404);
+  });
+
+  it('refuses what Consul refuses: an unknown kind, a missing name, a Consul-unknown LoadBalancer.Policy', async () => {
+    assert.equal((await call('PUT', '/v1/config', { Kind: 'no-such-kind', Name: name })).status >= 400, true);
+    assert.equal((await call('PUT', '/v1/config', { Kind: 'service-defaults' })).status >= 400, true);
+    assert.equal((await call('PUT', '/v1/config', { Kind: 'service-resolver', Name: name, LoadBalancer: { Policy: 'fancy' } })).status >= 400, true);
+    assert.equal((await call('PUT', '/v1/config', { Kind: 'proxy-defaults', Name: 'not-global' })).status >= 400, true);
+  });
+
+  it('GET /v1/config/:kind blocks on ?index until a config write, then answers with a higher X-Consul-Index', async () => {
+    const first = await call('GET', '/v1/config/service-defaults');
+    const idx = first.index as bigint;
+    const waiting = call('GET', `/v1/config/service-defaults?index=${idx}&wait=20s`);
+    await new Promise((r) => setTimeout(r, 300));
+    await call('PUT', '/v1/config', { Kind: 'service-defaults', Name: name, Protocol: 'http', Meta: { 'mcpmesh/stream-idle-timeout': '2h' } });
+    const woke = await waiting;
+    assert.ok((woke.index as bigint) > idx, `index moved (${idx} -> ${woke.index})`);
+    assert.ok(woke.ms >= 250 && woke.ms < 15_000, `answered after the write, not at once nor at the wait (${Math.round(woke.ms)} ms)`);
+    assert.deepEqual((woke.body as Array<{ Name: string; Meta: Record<string, string> }>).find((x) => x.Name === name)?.Meta, { 'mcpmesh/stream-idle-timeout': '2h' });
+    // Without a change the query waits out `wait` and answers with the same index.
+    const idle = await call('GET', `/v1/config/service-defaults?index=${woke.index}&wait=1s`);
+    assert.equal(idle.index, woke.index);
+    assert.ok(idle.ms >= 900, `waited (${Math.round(idle.ms)} ms)`);
   });
 });

@@ -20,7 +20,7 @@ import { Registry } from 'prom-client';
 import { JWT_AUTHN_NAMESPACE } from '../../control-plane/src/authz/check.ts';
 import { compileRbacPerRoute, normalizedPayload, type DynamicMetadata, type RbacFilter } from '../../control-plane/src/authz/envoy-rbac.ts';
 import { AuthzServer, CHECK_PATH } from '../../control-plane/src/authz/server.ts';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
+import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_CIRCUIT_BREAKERS, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
 import type { Mesh, McpProtocol, MeshService } from '../../control-plane/src/model/types.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import type { Policy } from '../../control-plane/src/policy/types.ts';
@@ -146,7 +146,7 @@ function service(name: string, protocol: McpProtocol): MeshService {
   return {
     name, protocol, transport: 'streamable-http', sidecar: false, incarnation: 0,
     endpoints: [{ address: '127.0.0.1', port: 9, locality: { region: 'r', zone: 'z' }, weight: 1, healthy: true }],
-    routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, healthCheck: DEFAULT_HEALTH_CHECK,
+    routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, circuitBreakers: DEFAULT_CIRCUIT_BREAKERS, healthCheck: DEFAULT_HEALTH_CHECK,
   };
 }
 

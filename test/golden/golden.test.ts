@@ -14,6 +14,9 @@ import { snapshotToJson } from '../../control-plane/src/server/admin.ts';
 import { proxyResources } from '../../control-plane/src/translate/proxy.ts';
 import { proxyInfoFromNode, snapshotKey } from '../../control-plane/src/xds/node.ts';
 import { struct } from '../../control-plane/src/translate/resource.ts';
+import { applyOverlays, type TuningOverlay } from '../../control-plane/src/model/tuning.ts';
+import { ConfigEntryState, type ConfigEntry } from '../../control-plane/src/sources/consul-config.ts';
+import { parseRoutingFile } from '../../control-plane/src/sources/routing-file.ts';
 
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cases');
 const update = process.env['UPDATE_GOLDEN'] === '1';
@@ -25,6 +28,25 @@ interface Case {
   security?: MeshSecurity;
   /** Optional: the mesh's trust bundle (placeholder PEM text is fine: it is carried, not parsed). */
   trust?: TrustBundle;
+  /** Optional: Consul config entries (as GET /v1/config/:kind returns them) tuning the registry's services. */
+  consulEntries?: ConfigEntry[];
+  /** Optional: a routing file's content. */
+  routing?: unknown;
+}
+
+/** The overlays a case asks for; a Consul entry the mapping refuses fails the case (goldens hold good input only). */
+function overlays(c: Case, name: string): TuningOverlay[] {
+  const out: TuningOverlay[] = [];
+  if (c.consulEntries) {
+    const all = new Map();
+    const state = new ConfigEntryState();
+    let last;
+    for (const kind of ['proxy-defaults', 'service-defaults', 'service-resolver'] as const) last = state.update(kind, c.consulEntries.filter((e) => e.Kind === kind), all);
+    assert.deepEqual(last?.problems, [], `${name}: consul entries refused`);
+    out.push(last!.overlay);
+  }
+  if (c.routing) out.push(parseRoutingFile(stringify(c.routing), `${name}.in.yaml#routing`));
+  return out;
 }
 
 for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()) {
@@ -32,7 +54,7 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()
   test(`golden: ${name}`, () => {
     const c = parse(readFileSync(path.join(dir, file), 'utf8')) as Case;
     const proxy = proxyInfoFromNode({ id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}), locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never });
-    const specs = parseRegistry(stringify(c.registry), `${name}.in.yaml`);
+    const specs = applyOverlays(parseRegistry(stringify(c.registry), `${name}.in.yaml`), overlays(c, name));
     const { mesh } = new MeshBuilder().build(specs, c.security);
     const resources = proxyResources(mesh, proxy, c.trust);
     // Pure and deterministic: the same input twice gives identical output.

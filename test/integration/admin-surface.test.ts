@@ -229,7 +229,7 @@ describe('admin surface', () => {
   it('knows every route admin.ts serves (a new route must be added to this test)', () => {
     assert.deepEqual(Object.keys(ADMIN_ROUTES).sort(), [
       '/.well-known/oauth-authorization-server', '/.well-known/oauth-authorization-server/oauth', '/admin/join-token', '/debug/config_dump', '/debug/mesh', '/debug/proxies',
-      '/debug/sources', '/healthz', '/metrics', '/oauth/jwks', '/oauth/token', '/readyz',
+      '/debug/routing', '/debug/sources', '/healthz', '/metrics', '/oauth/jwks', '/oauth/token', '/readyz',
     ]);
     assert.deepEqual(Object.entries(ADMIN_ROUTES).filter(([, a]) => a === 'open').map(([p]) => p).sort(), [
       '/.well-known/oauth-authorization-server', '/.well-known/oauth-authorization-server/oauth', '/healthz', '/metrics', '/oauth/jwks', '/readyz',

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
+import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_CIRCUIT_BREAKERS, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
 import type { ServiceSpec } from '../../control-plane/src/model/mesh.ts';
 import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { decodeResources, node, RawAdsClient, resourceNames, type AdsStream, type Msg } from '../helpers/ads-client.ts';
@@ -152,7 +152,7 @@ describe('ADS server with a raw xDS client', () => {
     const cds = await s.next('cluster');
     s.send(sotwRequest('cluster', [], cds));
     const bad: ServiceSpec = {
-      name: 'broken', protocol: '2025-11-25', transport: 'streamable-http', sidecar: false, routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION,
+      name: 'broken', protocol: '2025-11-25', transport: 'streamable-http', sidecar: false, routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, circuitBreakers: DEFAULT_CIRCUIT_BREAKERS,
       healthCheck: { ...DEFAULT_HEALTH_CHECK, intervalMs: 0 },
       endpoints: [{ address: '10.9.9.9', port: 70000, locality: { region: 'r', zone: 'z' }, weight: 1, healthy: true }],
     };

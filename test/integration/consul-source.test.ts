@@ -13,11 +13,11 @@ import { ControlPlane } from '../../control-plane/src/control-plane.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
 import { consulClient, type ConsulSourceOptions } from '../../control-plane/src/sources/consul.ts';
-import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
-import { decodeResources, node, RawAdsClient, resourceNames, type AdsStream, type Msg } from '../helpers/ads-client.ts';
+import { node, RawAdsClient, type Msg } from '../helpers/ads-client.ts';
 import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { makeTestPki } from '../helpers/tls.ts';
 import { INSTALL, skipUnless } from '../helpers/tools.ts';
+import { MeshFollower } from '../helpers/mesh-follower.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 // The mutual-TLS test makes its certificates with the openssl CLI; it skips without it.
@@ -44,18 +44,6 @@ function endpointsOf(cla: Msg | undefined): string[] {
     for (const e of l.lb_endpoints) out.push(`${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status ?? 'UNKNOWN'}`);
   }
   return out.sort();
-}
-
-/** Follows one service's EDS on a stream, ACKing each response, until `want` holds. */
-async function edsUntil(s: AdsStream, want: (eps: string[]) => boolean, what: string): Promise<string[]> {
-  let last: string[] = [];
-  return waitFor(what, async () => {
-    const resp = await s.next('endpoint', 500).catch(() => undefined);
-    if (!resp) return undefined;
-    s.send({ type_url: TYPE_URLS.endpoint, resource_names: (resp['resources'] as unknown[]).length ? resourceNames(resp) : [], version_info: resp['version_info'], response_nonce: resp['nonce'] });
-    last = endpointsOf(decodeResources(resp)[0]);
-    return want(last) ? last : undefined;
-  }, 15_000, 0).catch((err: Error) => { throw new Error(`${err.message}; last endpoints ${JSON.stringify(last)}`); });
 }
 
 describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'})`, () => {
@@ -88,41 +76,44 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
       check: { checkid: `mcp:${svc}-1`, name: 'mcp', ttl: '30s', status: 'passing', timeout: '' } as never,
     });
     await client.agent.service.register({ name: uniqueName('not-mcp'), id: uniqueName('not-mcp'), address: '10.9.9.9', port: 1, tags: ['web'] });
-    const s = ads.sotw();
-    s.send({ type_url: TYPE_URLS.cluster, resource_names: [], node: node('gw-consul', { role: 'gateway' }, { region: 'eu-west', zone: 'a' }) });
-    const cds = await waitFor('cluster for the service', async () => {
-      const r = await s.next('cluster', 1000).catch(() => undefined);
-      if (r) s.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: r['version_info'], response_nonce: r['nonce'] });
-      return r && resourceNames(r).includes(`mcp.${svc}`) ? r : undefined;
-    }, 15_000, 0);
-    assert.deepEqual(resourceNames(cds), [`mcp.${svc}`], 'services without the mcp tag are not in the mesh');
-    const cluster = decodeResources(cds)[0];
+    // Like Envoy: CDS, then EDS for the names the clusters point at (a Consul service's EDS name carries its
+    // incarnation, the CreateIndex of its oldest instance, so it follows that instance leaving).
+    const f = new MeshFollower(ads.sotw(), node('gw-consul', { role: 'gateway' }, { region: 'eu-west', zone: 'a' }));
+    const edsUntil = (want: (eps: string[]) => boolean, what: string): Promise<string[]> =>
+      waitFor(what, () => { const e = f.endpoints(`mcp.${svc}`); return e && want(e) ? e : undefined; }, 15_000)
+        .catch((err: Error) => { throw new Error(`${err.message}; last endpoints ${JSON.stringify(f.endpoints(`mcp.${svc}`))}`); });
+    await waitFor('cluster for the service', () => f.clusters().includes(`mcp.${svc}`), 15_000);
+    assert.deepEqual(f.clusters(), [`mcp.${svc}`], 'services without the mcp tag are not in the mesh');
+    const cluster = f.cds.decoded.get(`mcp.${svc}`);
     assert.equal((cluster?.['health_checks'] as Array<{ http_health_check: { path: string } }>)[0]?.http_health_check.path, '/rpc', 'mcp-path meta is used');
-    s.send({ type_url: TYPE_URLS.endpoint, resource_names: [`mcp.${svc}`] });
-    await edsUntil(s, (e) => e.join() === '10.1.0.1:7001=HEALTHY', 'healthy endpoint');
+    await edsUntil((e) => e.join() === '10.1.0.1:7001=HEALTHY', 'healthy endpoint');
+    const firstEds = f.edsName(`mcp.${svc}`);
+    assert.match(firstEds ?? '', new RegExp(`^mcp\\.${svc}~[1-9][0-9]*$`), 'EDS name carries the CreateIndex of the oldest instance');
 
     await client.agent.check.fail({ id: `mcp:${svc}-1`, note: 'MCP ping timed out' });
-    await edsUntil(s, (e) => e.join() === '10.1.0.1:7001=UNHEALTHY', 'endpoint marked unhealthy after the check went critical');
+    await edsUntil((e) => e.join() === '10.1.0.1:7001=UNHEALTHY', 'endpoint marked unhealthy after the check went critical');
 
     await client.agent.service.register({ name: svc, id: `${svc}-2`, address: '10.1.0.2', port: 7001, tags: ['mcp'], meta: { 'mcp-protocol': '2026-07-28', 'mcp-path': '/rpc' } });
-    await edsUntil(s, (e) => e.length === 2, 'second instance (no check: healthy by Consul\'s rules)');
+    await edsUntil((e) => e.length === 2, 'second instance (no check: healthy by Consul\'s rules)');
+    assert.equal(f.edsName(`mcp.${svc}`), firstEds, 'a newer instance does not rename the EDS resource');
 
     await client.agent.service.deregister(`${svc}-1`);
-    await edsUntil(s, (e) => e.join() === '10.1.0.2:7001=HEALTHY', 'deregistered instance gone');
+    await edsUntil((e) => e.join() === '10.1.0.2:7001=HEALTHY', 'deregistered instance gone');
 
     const metrics = await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text();
     assert.match(metrics, /mcpmesh_convergence_seconds_count\{source="consul"\} [1-9]/, 'convergence observed for consul changes');
     // The catalog watch answered recently: at most one blocking wait ago (5 s here) plus scheduling slack.
     const lag = Number(/^mcpmesh_consul_watch_lag_seconds (\S+)$/m.exec(metrics)?.[1]);
     assert.ok(lag >= 0 && lag < 8, `lag ${lag}`);
-    s.close();
+    f.close();
   });
 
   it('skips a malformed instance with a counted, logged reason and keeps the good one', async () => {
     await client.agent.service.register({ name: svc, id: `${svc}-bad`, address: 'not-an-ip.internal', port: 7002, tags: ['mcp'], meta: { 'mcp-protocol': '2026-07-28', 'mcp-path': '/rpc' } });
     await waitFor('skip counted', async () => /mcpmesh_consul_instances_skipped_total\{service="[^"]+"\} [1-9]/.test(await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text()));
-    const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as { endpoint: Array<{ name: string; resource: Msg }> };
-    const cla = dump.endpoint.find((e) => e.name === `mcp.${svc}`);
+    const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as { cluster: Array<{ name: string; resource: Msg }>; endpoint: Array<{ name: string; resource: Msg }> };
+    const eds = (dump.cluster.find((c) => c.name === `mcp.${svc}`)?.resource['eds_cluster_config'] as { service_name?: string } | undefined)?.service_name;
+    const cla = dump.endpoint.find((e) => e.name === eds);
     assert.deepEqual(endpointsOf(cla?.resource), ['10.1.0.2:7001=HEALTHY']);
   });
 
@@ -169,6 +160,8 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
         res.writeHead(r.statusCode ?? 502, r.headers);
         r.pipe(res);
       });
+      // A long poll cut when the stand-in stops must not become an uncaught 'error' of the proxy.
+      up.on('error', () => res.destroy());
       req.pipe(up);
     });
     await new Promise<void>((r) => front.listen(0, '127.0.0.1', () => r()));

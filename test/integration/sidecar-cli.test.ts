@@ -60,7 +60,7 @@ describe('mcpmesh sidecar CLI (stdio server through the bridge)', () => {
     try {
       const endpoint = await waitFor('healthy endpoint in the gateway config', async () => {
         const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as { endpoint: Array<{ name: string; resource: { endpoints?: Array<{ locality?: { zone?: string }; lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status: string }> }> } }> };
-        const loc = dump.endpoint.find((e) => e.name === `mcp.${service}`)?.resource.endpoints?.[0];
+        const loc = dump.endpoint.find((e) => e.name === `mcp.${service}` || e.name.startsWith(`mcp.${service}~`))?.resource.endpoints?.[0];
         const ep = loc?.lb_endpoints[0];
         return ep?.health_status === 'HEALTHY' ? { ...ep.endpoint.address.socket_address, zone: loc?.locality?.zone } : undefined;
       }, 30_000).catch((err: Error) => { throw new Error(`${err.message}\nsidecar log:\n${logs}`); });

@@ -24,7 +24,7 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
 
   async function endpoints(): Promise<string[] | undefined> {
     const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as Dump;
-    const cla = dump.endpoint.find((e) => e.name === `mcp.${service}`);
+    const cla = dump.endpoint.find((e) => e.name === `mcp.${service}` || e.name.startsWith(`mcp.${service}~`));
     if (!cla) return undefined;
     return (cla.resource.endpoints ?? []).flatMap((l) => l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status}`));
   }

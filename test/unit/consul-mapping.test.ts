@@ -1,7 +1,7 @@
 // Consul health entries -> mesh model: health, locality, MCP meta, and malformed data skipped with a reason.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { consulOptionsFromEnv, specsFromConsul, type HealthEntry } from '../../control-plane/src/sources/consul.ts';
+import { consulOptionsFromEnv, incarnationOf, specsFromConsul, validateCatalog, validateHealth, type HealthEntry } from '../../control-plane/src/sources/consul.ts';
 
 function entry(id: string, o: { addr?: string; port?: number; meta?: Record<string, string>; nodeMeta?: Record<string, string>; checks?: string[]; weight?: number } = {}): HealthEntry {
   return {
@@ -61,5 +61,32 @@ describe('Consul -> mesh model', () => {
     assert.deepEqual(consulOptionsFromEnv({ CONSUL_HTTP_ADDR: 'consul:8501', CONSUL_HTTP_SSL: 'true', CONSUL_HTTP_TOKEN: 't', CONSUL_CACERT: '/ca.pem', MCPMESH_CONSUL_DATACENTER: 'dc2' }), {
       address: 'https://consul:8501', token: 't', datacenter: 'dc2', tls: { caFile: '/ca.pem' },
     });
+  });
+
+  it('refuses answers of the wrong shape instead of reading them as "no services" or "no instances"', () => {
+    assert.deepEqual(validateCatalog({ weather: ['mcp'], consul: [], odd: null }), { weather: ['mcp'], consul: [], odd: null });
+    assert.throws(() => validateCatalog([]), /catalog: expected an object of service name -> tags, got an array/);
+    assert.throws(() => validateCatalog(null), /got null/);
+    assert.throws(() => validateCatalog({ weather: 'mcp' }), /tags of service "weather" are a string/);
+    assert.throws(() => validateCatalog({ weather: [1] }), /tags of service "weather"/);
+    const good = [entry('w1')];
+    assert.equal(validateHealth(good), good);
+    assert.deepEqual(validateHealth([]), []);
+    assert.throws(() => validateHealth({}), /health: expected an array of entries, got an object/);
+    assert.throws(() => validateHealth([{ Node: {}, Service: {} , Checks: 'x' }]), /health\[0\]\.Checks/);
+    assert.throws(() => validateHealth([{ Node: {}, Checks: [] }]), /health\[0\]\.Service: expected an object, got nothing/);
+    assert.throws(() => validateHealth([entry('w1'), 3]), /health\[1\]: expected an object, got a number/);
+  });
+
+  it('derives the incarnation from Consul state: the CreateIndex of the oldest instance', () => {
+    const at = (id: string, createIndex?: number): HealthEntry => {
+      const e = entry(id);
+      return { ...e, Service: { ...e.Service, ...(createIndex === undefined ? {} : { CreateIndex: createIndex }) } };
+    };
+    assert.equal(incarnationOf([at('w2', 40), at('w1', 12), at('w3', 90)]), 12);
+    assert.equal(incarnationOf([at('w1')]), 0, 'no CreateIndex: no suffix');
+    assert.equal(incarnationOf([]), 0);
+    const { specs } = specsFromConsul(new Map([['weather', [at('w1', 12), at('w2', 40)]]]));
+    assert.equal(specs[0]?.incarnation, 12);
   });
 });

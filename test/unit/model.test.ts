@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Coalescer } from '../../control-plane/src/cache/coalesce.ts';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
+import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_CIRCUIT_BREAKERS, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
 import { parseDurationMs, protoDuration } from '../../control-plane/src/model/duration.ts';
 import { MeshBuilder, type ServiceSpec } from '../../control-plane/src/model/mesh.ts';
 import { NodeError, proxyInfoFromNode, snapshotKey } from '../../control-plane/src/xds/node.ts';
 import { struct } from '../../control-plane/src/translate/resource.ts';
 
 const spec = (name: string, ports: number[] = [1]): ServiceSpec => ({
-  name, protocol: '2025-11-25', transport: 'streamable-http', sidecar: false, routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, healthCheck: DEFAULT_HEALTH_CHECK,
+  name, protocol: '2025-11-25', transport: 'streamable-http', sidecar: false, routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, circuitBreakers: DEFAULT_CIRCUIT_BREAKERS, healthCheck: DEFAULT_HEALTH_CHECK,
   endpoints: ports.map((port) => ({ address: '10.0.0.1', port, locality: { region: '', zone: '' }, weight: 1, healthy: true })),
 });
 
@@ -32,6 +32,20 @@ describe('mesh model', () => {
     assert.deepEqual(inc([spec('b')]), { b: 0 });
     assert.deepEqual(inc([spec('a'), spec('b')]), { a: 1, b: 0 });
     assert.deepEqual(inc([spec('a'), spec('b')]), { a: 1, b: 0 });
+  });
+
+  it('takes the incarnation a source derives from its state as is, whatever this builder saw before', () => {
+    const b = new MeshBuilder();
+    const inc = (specs: ServiceSpec[]): Record<string, number> => {
+      const r = b.build(specs);
+      r.commit();
+      return Object.fromEntries(r.mesh.services.map((s) => [s.name, s.incarnation]));
+    };
+    assert.deepEqual(inc([{ ...spec('a'), incarnation: 7 }]), { a: 7 });
+    assert.deepEqual(inc([]), {});
+    assert.deepEqual(inc([{ ...spec('a'), incarnation: 7 }]), { a: 7 }, 'a re-add at the same source state is the same service: replicas and restarts agree');
+    assert.deepEqual(inc([{ ...spec('a'), incarnation: 31 }]), { a: 31 });
+    assert.deepEqual(new MeshBuilder().build([{ ...spec('a'), incarnation: 31 }]).mesh.services[0]?.incarnation, 31, 'a fresh builder (a restart) agrees');
   });
 
   it('parses durations as operators write them', () => {

@@ -66,7 +66,7 @@ services:
     routing: { lbPolicy: random, maxStreamDuration: forever }
     helthCheck: {}
 `), [
-      'services[0].helthCheck: unknown field (expected one of: name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck)',
+      'services[0].helthCheck: unknown field (expected one of: name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck, circuitBreakers)',
       'services[0].name: "Weather_1" must be a DNS label: lower-case letters, digits and "-", at most 63',
       'services[0].protocol: "2025-01-01" is not one of: 2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25, 2026-07-28',
       'services[0].routing.maxStreamDuration: must be a duration like "250ms", "5s", "1h" between 0ms and 604800000ms (got "forever")',
@@ -108,7 +108,7 @@ services:
     const file = path.join(dir, 'registry.yaml');
     writeFileSync(file, 'services: []\n');
     const src = new RegistryFileSource(file, { debounceMs: 20 });
-    assert.deepEqual(src.load(), []);
+    assert.deepEqual(await src.load(), []);
     const events: Array<['update', ServiceSpec[]] | ['error', Error]> = [];
     src.on('update', (s) => events.push(['update', s]));
     src.on('error', (e) => events.push(['error', e]));

@@ -5,7 +5,7 @@
 // evaluated with Envoy's RBAC semantics (envoy-rbac.ts) and the authorizer's own `authorize` (check.ts), so
 // `mcpmesh policy explain` and the tests that compare revisions see what the mesh decides, not a copy of it.
 // Not on any request path: the gateway runs Envoy, and the authorizer runs server.ts.
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
+import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_CIRCUIT_BREAKERS, DEFAULT_ROUTING } from '../model/defaults.ts';
 import type { McpProtocol, MeshSecurity, MeshService } from '../model/types.ts';
 import type { CompiledPolicy } from '../policy/engine.ts';
 import { authorize, JWT_AUTHN_NAMESPACE, type AuthorizeOptions, type CheckInput, type CheckOutcome } from './check.ts';
@@ -43,7 +43,7 @@ export interface GatewayRoute {
 export function serviceOf(name: string, protocol: McpProtocol): MeshService {
   return {
     name, protocol, transport: 'streamable-http', sidecar: false, incarnation: 0, endpoints: [],
-    routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, healthCheck: DEFAULT_HEALTH_CHECK,
+    routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, circuitBreakers: DEFAULT_CIRCUIT_BREAKERS, healthCheck: DEFAULT_HEALTH_CHECK,
   };
 }
 

@@ -135,8 +135,19 @@ const SECRET_REFS = new Set(['tls_certificate_sds_secret_configs', 'validation_c
  * SDS secret names a resource fetches over ADS, wherever its TLS contexts sit. (A proxy's own certificate
  * comes from its agent's local SDS server, not from the snapshot.)
  */
-function secretNamesOf(body: unknown, out: string[] = []): string[] {
-  if (Array.isArray(body)) for (const x of body) secretNamesOf(x, out);
+function secretNamesOf(body: ProtoObject): readonly string[] {
+  // Every build checks every cluster: an unchanged resource keeps its body object, so it is walked once.
+  let names = secretNamesByBody.get(body);
+  if (!names) {
+    names = collectSecretNames(body, []);
+    secretNamesByBody.set(body, names);
+  }
+  return names;
+}
+const secretNamesByBody = new WeakMap<ProtoObject, readonly string[]>();
+
+function collectSecretNames(body: unknown, out: string[]): string[] {
+  if (Array.isArray(body)) for (const x of body) collectSecretNames(x, out);
   else if (typeof body === 'object' && body !== null) {
     for (const [k, v] of Object.entries(body)) {
       if (SECRET_REFS.has(k)) {
@@ -144,7 +155,7 @@ function secretNamesOf(body: unknown, out: string[] = []): string[] {
           const r = ref as { name?: string; sds_config?: { ads?: unknown } };
           if (r.sds_config?.ads !== undefined) out.push(String(r.name));
         }
-      } else secretNamesOf(v, out);
+      } else collectSecretNames(v, out);
     }
   }
   return out;
@@ -170,8 +181,14 @@ function envoySnapshotRules(byKind: Readonly<Record<ResourceKind, ReadonlyMap<st
 }
 
 export function typeVersion(entries: ReadonlyMap<string, EncodedResource>): string {
-  const names = [...entries.keys()].sort();
-  return hash(names.map((n) => `${n}\0${(entries.get(n) as EncodedResource).version}`).join('\n'));
+  return versionOfSorted(new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
+}
+
+/** typeVersion of a map already in name order (a snapshot's): no second sort of 10,000 names on every build. */
+function versionOfSorted(sorted: ReadonlyMap<string, EncodedResource>): string {
+  const lines: string[] = [];
+  for (const [name, r] of sorted) lines.push(`${name}\0${r.version}`);
+  return hash(lines.join('\n'));
 }
 
 /** Validates, encodes and checks a resource set. Throws SnapshotError naming every bad resource and field. */
@@ -191,6 +208,6 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
   const problems = [...dupes, ...(failures.length === 0 ? [...inconsistencies(byKind), ...envoySnapshotRules(byKind)] : [])];
   if (failures.length > 0 || problems.length > 0) throw new SnapshotError(key, failures, problems);
   const sorted = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k].entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))])) as Record<ResourceKind, Map<string, EncodedResource>>;
-  const versions = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, typeVersion(sorted[k])])) as Record<ResourceKind, string>;
+  const versions = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, versionOfSorted(sorted[k])])) as Record<ResourceKind, string>;
   return { key, resources: sorted, versions };
 }

@@ -1,6 +1,6 @@
 // Defaults chosen for MCP traffic: long-lived tool calls and SSE streams must not be cut by the
 // proxy (Envoy's own 15 s route timeout and 5 min stream idle timeout would do exactly that).
-import type { HealthCheck, OutlierDetection, Routing } from './types.ts';
+import type { CircuitBreakers, HealthCheck, OutlierDetection, Routing } from './types.ts';
 
 export const DEFAULT_ROUTING: Routing = {
   mcpPath: '/mcp',
@@ -32,6 +32,15 @@ export const DEFAULT_HEALTH_CHECK: HealthCheck = {
   timeoutMs: 2_000,
   unhealthyThreshold: 3,
   healthyThreshold: 2,
+};
+
+// Long-lived MCP streams (SSE, slow tool calls) hold requests open, and so do the gRPC streams of the
+// filters that watch them: Envoy's default of 1024 concurrent requests per cluster is too low for a gateway.
+export const DEFAULT_CIRCUIT_BREAKERS: CircuitBreakers = {
+  maxConnections: 100_000,
+  maxPendingRequests: 100_000,
+  maxRequests: 100_000,
+  maxRetries: 1_000,
 };
 
 export const DEFAULT_GATEWAY_PORT = 8080;

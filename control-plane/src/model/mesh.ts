@@ -1,10 +1,15 @@
-// Turns what a source reports (service specs) into the mesh model, keeping the one piece of state the
-// model needs across updates: each service's incarnation.
+// Turns what a source reports (service specs) into the mesh model. A service's incarnation comes from the
+// source's state when the source has one (Consul: see specFromConsul), so replicas and restarts agree; only a
+// source without history (the registry file) falls back to counting re-adds in this process.
 import { deepEqual } from './equal.ts';
 import type { Mesh, MeshEndpoint, MeshSecurity, MeshService } from './types.ts';
 
-/** A service as a source describes it: the model minus what the control plane derives. */
-export type ServiceSpec = Omit<MeshService, 'incarnation'>;
+/**
+ * A service as a source describes it: the model minus what the control plane derives. `incarnation`, when
+ * the source sets it, must be a pure function of the source's state that changes when the service is removed
+ * and re-added (e.g. Consul's CreateIndex); when unset, the builder counts re-adds itself.
+ */
+export type ServiceSpec = Omit<MeshService, 'incarnation'> & { readonly incarnation?: number };
 
 function compareEndpoints(a: MeshEndpoint, b: MeshEndpoint): number {
   return a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
@@ -19,7 +24,8 @@ export class MeshBuilder {
   private previousSpecs = new Map<string, ServiceSpec>();
 
   /**
-   * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation.
+   * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation
+   * (the source's, or the next count when the source gives none).
    * Nothing is remembered until `commit` is called, so a mesh that is then refused leaves no trace.
    */
   build(specs: readonly ServiceSpec[], security?: MeshSecurity): { mesh: Mesh; commit: () => void } {
@@ -29,9 +35,9 @@ export class MeshBuilder {
       .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
       .map((spec): MeshService => {
         next.add(spec.name);
-        let incarnation = this.incarnations.get(spec.name);
+        let incarnation = spec.incarnation ?? this.incarnations.get(spec.name);
         if (incarnation === undefined) incarnation = 0;
-        else if (!this.present.has(spec.name)) incarnation += 1;
+        else if (spec.incarnation === undefined && !this.present.has(spec.name)) incarnation += 1;
         incarnations.set(spec.name, incarnation);
         const prevSvc = this.previous.get(spec.name);
         // A source that hands back the same spec object for an unchanged service saves the comparison.

@@ -8,11 +8,17 @@ export interface Problem {
   readonly reason: string;
 }
 
+const MAX_PROBLEMS_SHOWN = 50;
+
 export class ConfigError extends Error {
   readonly source: string;
   readonly problems: readonly Problem[];
   constructor(source: string, problems: readonly Problem[]) {
-    super(`${source}: ${problems.length} problem(s):\n${problems.map((p) => `  ${p.path || '(root)'}: ${p.reason}`).join('\n')}`);
+    // A generated file can have a problem per service: the message (logged, shown by /readyz and /debug/sources)
+    // lists the first ones; `problems` keeps them all.
+    const shown = problems.slice(0, MAX_PROBLEMS_SHOWN).map((p) => `  ${p.path || '(root)'}: ${p.reason}`);
+    if (problems.length > MAX_PROBLEMS_SHOWN) shown.push(`  ... and ${problems.length - MAX_PROBLEMS_SHOWN} more`);
+    super(`${source}: ${problems.length} problem(s):\n${shown.join('\n')}`);
     this.name = 'ConfigError';
     this.source = source;
     this.problems = problems;

@@ -51,6 +51,14 @@ export interface HealthCheck {
   readonly healthyThreshold: number;
 }
 
+/** Envoy circuit-breaker thresholds (priority DEFAULT) on the gateway's cluster for the service. */
+export interface CircuitBreakers {
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+}
+
 export type UpstreamProtocol = 'http1' | 'http2' | 'auto';
 export type LbPolicy = 'least_request' | 'round_robin';
 
@@ -75,14 +83,17 @@ export interface MeshService {
   /** The endpoints are MCP Mesh sidecars (Envoy): in a secured mesh the gateway talks mTLS to them. */
   readonly sidecar: boolean;
   /**
-   * Bumped each time the service reappears after having been removed. Some xDS clients (grpc-js-xds) keep a
+   * Differs each time the service reappears after having been removed. Some xDS clients (grpc-js-xds) keep a
    * removed resource cached and ignore an identical re-add, so a re-added service must look different.
+   * Consul: the CreateIndex of the service's oldest instance (the same on every replica and after a restart);
+   * registry file: 0, then 1, 2... per re-add seen by this process (a file has no history to derive it from).
    */
   readonly incarnation: number;
   readonly endpoints: readonly MeshEndpoint[];
   readonly routing: Routing;
   readonly outlierDetection: OutlierDetection;
   readonly healthCheck: HealthCheck;
+  readonly circuitBreakers: CircuitBreakers;
 }
 
 /** Security settings of the mesh; absent = no authentication at the gateway (the development default). */

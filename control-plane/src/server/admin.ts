@@ -33,6 +33,8 @@ export interface AdminOptions {
   sourceErrors: () => Record<string, string | undefined>;
   /** The published mesh and certificate expiry (/debug/mesh, what `mcpmesh status` reads). */
   meshStatus?: () => MeshStatusView;
+  /** Each watch of the source, for /debug/sources?watches (Consul: every blocking query's loop state). */
+  sourceWatches?: () => readonly object[];
   /** The development OAuth issuer, when enabled: token endpoint, JWKS and metadata under /oauth. */
   oauth?: DevIssuer;
   /**
@@ -50,6 +52,8 @@ export interface AdminOptions {
    * `kind` and `name` are the identity asked for (a service's sidecar, or a gateway).
    */
   joinTokens?: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => Promise<{ token: string; spiffeId: string; expiresAt: Date }>;
+  /** GET /debug/routing[?service=NAME]: effective routing knobs and their sources (`mcpmesh routing explain`). */
+  routing?: (service: string | undefined) => { code: number; body: unknown };
 }
 
 export const OAUTH_PATHS = {
@@ -74,6 +78,7 @@ export const ADMIN_ROUTES = {
   '/debug/sources': 'token',
   '/debug/mesh': 'token',
   '/debug/config_dump': 'token',
+  '/debug/routing': 'token',
   '/admin/join-token': 'token',
   '/oauth/token': 'token',
   '/oauth/jwks': 'open',
@@ -391,12 +396,16 @@ export class AdminServer {
         id: s.proxy.id, role: s.proxy.role, mode: s.mode, peer: s.peer, locality: s.proxy.locality ?? null,
         service: s.proxy.service ?? null, connectedAt: new Date(s.connectedAt).toISOString(), types: s.types,
       }))),
-      '/debug/sources': (_req, res) => json(res, 200, this.opts.sourceErrors()),
+      '/debug/sources': (_req, res, url) => json(res, 200, url.searchParams.has('watches') ? (this.opts.sourceWatches?.() ?? []) : this.opts.sourceErrors()),
       '/debug/mesh': (_req, res) => (this.opts.meshStatus ? json(res, 200, this.opts.meshStatus()) : json(res, 404, { error: 'no mesh status here' })),
       '/debug/config_dump': (_req, res, url) => {
         const snap = this.configFor(url);
         if ('error' in snap) return json(res, snap.code, { error: snap.error });
         json(res, 200, snapshotToDebugJson(snap.snapshot));
+      },
+      '/debug/routing': (_req, res, url) => {
+        const r = this.opts.routing?.(url.searchParams.get('service') ?? undefined) ?? { code: 404, body: { error: 'routing is not available' } };
+        json(res, r.code, r.body);
       },
       '/admin/join-token': (req, res) => this.joinToken(req, res),
       '/oauth/token': (req, res, url) => this.oauth(req, res, url),
@@ -423,7 +432,7 @@ export class AdminServer {
       if (denied) return json(res, denied.code, denied.body, denied.headers);
     }
     if (!route) {
-      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/mesh', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
+      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/mesh', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>'] });
     }
     await this.handlers[route](req, res, url);
   }

@@ -1,13 +1,18 @@
 // Consul as a source: services tagged `mcp` in the catalog, and each one's health, watched with
-// blocking queries (the `consul` client's Watch: index/wait, X-Consul-Index, reset when the index
-// goes backwards, exponential backoff on errors). Any number of control-plane replicas may watch the
-// same Consul: the source keeps no state that another replica would need.
+// blocking queries (sources/blocking-query.ts: index/wait, X-Consul-Index, a fresh read after any failure or
+// when the index goes backwards, jittered backoff capped at a couple of seconds). Every answer's shape is
+// checked: a wrong shape, a 4xx/5xx or a missing index is an error (counted, shown, retried), never "no
+// services". Any number of control-plane replicas may watch the same Consul: the source keeps no state that
+// another replica would need, and what it hands over is a pure function of Consul's state.
 import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import Consul from 'consul';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
+import { BlockingQuery, type BlockingQueryErrorKind, type BlockingQueryState, type ChangeInfo } from './blocking-query.ts';
+import { DEFAULT_ROUTING } from '../model/defaults.ts';
+import { RANK, resolveTuning, withLayers, type Layer } from '../model/tuning.ts';
 import type { ServiceSpec } from '../model/mesh.ts';
 import { MCP_PROTOCOLS, MCP_TRANSPORTS, type McpProtocol, type McpTransport, type MeshEndpoint } from '../model/types.ts';
 
@@ -30,7 +35,10 @@ const HTTP_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
 /** One entry of GET /v1/health/service/:name, as Consul documents it (fields we read). */
 export interface HealthEntry {
   Node?: { Node?: string; Address?: string; Datacenter?: string; Meta?: Record<string, string> | null };
-  Service?: { ID?: string; Service?: string; Tags?: string[] | null; Address?: string; Port?: number; Meta?: Record<string, string> | null; Weights?: { Passing?: number; Warning?: number } | null };
+  Service?: {
+    ID?: string; Service?: string; Tags?: string[] | null; Address?: string; Port?: number; Meta?: Record<string, string> | null;
+    Weights?: { Passing?: number; Warning?: number } | null; CreateIndex?: number;
+  };
   Checks?: Array<{ CheckID?: string; Status?: string; ServiceID?: string }> | null;
 }
 
@@ -70,6 +78,28 @@ const byId = (a: HealthEntry, b: HealthEntry): number => {
   const x = a.Service?.ID ?? '', y = b.Service?.ID ?? '';
   return x < y ? -1 : x > y ? 1 : 0;
 };
+
+/**
+ * A re-added service must look different to xDS clients that cache removed resources (MeshService.incarnation),
+ * and replicas and restarts must agree on it: so it comes from Consul's state, the CreateIndex of the service's
+ * oldest instance (every instance registered after the service vanished is newer than anything before). It
+ * changes too when the oldest instance leaves while others stay: a rename of the EDS resource, harmless.
+ * 0 (no suffix) when Consul gives no CreateIndex.
+ */
+export function incarnationOf(entries: readonly HealthEntry[]): number {
+  let oldest: number | undefined;
+  for (const e of entries) {
+    const c = e.Service?.CreateIndex;
+    if (typeof c === 'number' && Number.isSafeInteger(c) && c > 0 && (oldest === undefined || c < oldest)) oldest = c;
+  }
+  return oldest ?? 0;
+}
+
+/** What the catalog says about routing: the MCP path (instance meta), when set; config entries tune the rest (consul-config.ts). */
+function catalogLayers(service: string, mcpPath: string | undefined): Layer[] {
+  if (mcpPath === undefined) return [];
+  return [{ scope: 'service', rank: RANK.consul, settings: { 'routing.mcpPath': { value: mcpPath, from: { source: 'consul', where: `catalog service ${service}`, field: `Service.Meta.${CONSUL_META.path}` } } } }];
+}
 
 /** One service's health entries -> its spec (none when the name is unusable), and the instances left out. */
 export function specFromConsul(name: string, entries: readonly HealthEntry[]): { spec?: ServiceSpec; skipped: SkippedInstance[] } {
@@ -126,19 +156,18 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
       seen.add(key);
       endpoints.push(x.ep);
     }
-    const path = mcpPath ?? DEFAULT_ROUTING.mcpPath;
+    const layers = catalogLayers(name, mcpPath);
     return {
       skipped,
-      spec: {
+      spec: withLayers({
         name,
+        incarnation: incarnationOf(entries),
         protocol: protocol ?? DEFAULT_PROTOCOL,
         transport: transport ?? 'streamable-http',
         sidecar: fronted === 'sidecar',
         endpoints,
-        routing: { ...DEFAULT_ROUTING, mcpPath: path },
-        outlierDetection: DEFAULT_OUTLIER_DETECTION,
-        healthCheck: { ...DEFAULT_HEALTH_CHECK, path },
-      },
+        ...resolveTuning(layers).tuned,
+      }, layers),
     };
   }
 }
@@ -159,10 +188,14 @@ export interface ConsulSourceOptions {
   tls?: ConsulTlsOptions;
   /** Only services carrying this tag are MCP services. */
   tag?: string;
-  /** Blocking query wait, a Consul duration. */
+  /** Blocking query wait, a Consul duration ('30s', '5m'). */
   wait?: string;
+  /** First retry delay after a failed query (default 100 ms). */
   backoffFactorMs?: number;
+  /** Longest retry delay (default 2000 ms, so a recovered Consul is read within one short cycle). */
   backoffMaxMs?: number;
+  /** A query is abandoned as hung after its wait + wait/16 + this (default 5000 ms). */
+  timeoutMarginMs?: number;
 }
 
 export interface ConsulUpdate {
@@ -175,27 +208,23 @@ export interface ConsulUpdate {
   readonly observedAt: number;
 }
 
-/** A failed blocking query; the watch retries with backoff. */
+/** A failed blocking query; the watch retries with backoff and never ends on its own. */
 export class ConsulWatchError extends Error {
   readonly watch: 'catalog' | 'service';
-  constructor(watch: 'catalog' | 'service', message: string) {
+  readonly kind: BlockingQueryErrorKind;
+  constructor(watch: 'catalog' | 'service', message: string, kind: BlockingQueryErrorKind) {
     super(message);
     this.name = 'ConsulWatchError';
     this.watch = watch;
+    this.kind = kind;
   }
 }
 
 export interface ConsulSourceEvents {
   update: [ConsulUpdate];
-  error: [Error];
-}
-
-interface WatchHandle {
-  end(): void;
-  on(event: 'change', fn: (data: unknown, res: { headers: Record<string, string | undefined> }) => void): unknown;
-  on(event: 'error', fn: (err: Error) => void): unknown;
-  /** When the last query answered (ms since the epoch); undefined before the first answer. */
-  updateTime(): number | undefined;
+  error: [ConsulWatchError];
+  /** Every watch answers again (and the first time the mesh is complete), whether or not anything changed. */
+  healthy: [];
 }
 
 /** Reads CONSUL_HTTP_ADDR-style settings from the environment (the variables Consul's own CLI uses). */
@@ -219,20 +248,31 @@ export function consulOptionsFromEnv(env: NodeJS.ProcessEnv): ConsulSourceOption
   };
 }
 
+/** The base URL of a Consul address (`http://` when no scheme is given). */
+export function consulUrl(address: string): URL {
+  const url = new URL(address.includes('://') ? address : `http://${address}`);
+  if (!url.port) url.port = url.protocol === 'https:' ? '8501' : '8500';
+  return url;
+}
+
+/** A keep-alive agent for Consul, with the TLS settings for https. */
+export function consulAgent(url: URL, tls: ConsulTlsOptions | undefined): http.Agent {
+  if (url.protocol !== 'https:') return new http.Agent({ keepAlive: true });
+  return new https.Agent({
+    keepAlive: true,
+    ...(tls?.caFile ? { ca: readFileSync(tls.caFile) } : {}),
+    ...(tls?.certFile ? { cert: readFileSync(tls.certFile) } : {}),
+    ...(tls?.keyFile ? { key: readFileSync(tls.keyFile) } : {}),
+    ...(tls?.serverName ? { servername: tls.serverName } : {}),
+    rejectUnauthorized: !tls?.insecureSkipVerify,
+  });
+}
+
 /** Builds the `consul` client for an address, token, datacenter and TLS settings. */
 export function consulClient(o: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls'>): Consul {
-  const url = new URL(o.address.includes('://') ? o.address : `http://${o.address}`);
+  const url = consulUrl(o.address);
   const secure = url.protocol === 'https:';
-  const agent = secure
-    ? new https.Agent({
-      keepAlive: true,
-      ...(o.tls?.caFile ? { ca: readFileSync(o.tls.caFile) } : {}),
-      ...(o.tls?.certFile ? { cert: readFileSync(o.tls.certFile) } : {}),
-      ...(o.tls?.keyFile ? { key: readFileSync(o.tls.keyFile) } : {}),
-      ...(o.tls?.serverName ? { servername: o.tls.serverName } : {}),
-      rejectUnauthorized: !o.tls?.insecureSkipVerify,
-    })
-    : undefined;
+  const agent = secure ? consulAgent(url, o.tls) : undefined;
   return new Consul({
     host: url.hostname,
     port: Number(url.port || (secure ? 8501 : 8500)),
@@ -244,13 +284,17 @@ export function consulClient(o: Pick<ConsulSourceOptions, 'address' | 'token' | 
 
 export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
   private readonly opts: ConsulSourceOptions;
-  private readonly consul: Consul;
-  private catalogWatch: WatchHandle | undefined;
-  private readonly healthWatches = new Map<string, WatchHandle>();
+  private readonly base: URL;
+  private readonly agent: http.Agent;
+  private readonly headers: Record<string, string>;
+  private catalogWatch: BlockingQuery<CatalogServices> | undefined;
+  private readonly healthWatches = new Map<string, BlockingQuery<HealthEntry[]>>();
   private readonly health = new Map<string, HealthEntry[]>();
   // Per service: the entries a spec was computed from. A watch hands over a new array only when that
   // service changed, so the other services keep their spec objects (and the mesh builder its identity).
   private readonly specs = new Map<string, { entries: HealthEntry[]; spec?: ServiceSpec; skipped: SkippedInstance[] }>();
+  /** The failing watches and their last error; empty = healthy. */
+  private readonly failing = new Map<string, ConsulWatchError>();
   private wanted = new Set<string>();
   private catalogSeen = false;
   private stopped = false;
@@ -259,20 +303,52 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
   constructor(opts: ConsulSourceOptions) {
     super();
     this.opts = opts;
-    this.consul = consulClient(opts);
+    this.base = consulUrl(opts.address);
+    this.agent = consulAgent(this.base, opts.tls);
+    this.headers = opts.token ? { 'X-Consul-Token': opts.token } : {};
   }
 
   get description(): string {
     return `consul ${this.opts.address}${this.opts.datacenter ? ` dc=${this.opts.datacenter}` : ''} tag=${this.opts.tag ?? DEFAULT_MCP_TAG}`;
   }
 
-  private watch(method: unknown, options: Record<string, string>): WatchHandle {
-    return this.consul.watch({
-      method: method as (...args: unknown[]) => unknown,
-      options: { wait: this.opts.wait ?? '30s', ...options },
-      backoffFactor: this.opts.backoffFactorMs ?? 100,
-      backoffMax: this.opts.backoffMaxMs ?? 30_000,
-    }) as unknown as WatchHandle;
+  /** True once every watch has answered since its last failure (and the first publish happened). */
+  get healthy(): boolean {
+    return this.catalogSeen && this.failing.size === 0;
+  }
+
+  /** Each watch's loop state, for /debug. */
+  watches(): BlockingQueryState[] {
+    const health = [...this.healthWatches.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, w]) => w.state());
+    return this.catalogWatch ? [this.catalogWatch.state(), ...health] : health;
+  }
+
+  private url(path: string): URL {
+    const u = new URL(path, this.base);
+    if (this.opts.datacenter) u.searchParams.set('dc', this.opts.datacenter);
+    return u;
+  }
+
+  private query<T>(key: string, watch: 'catalog' | 'service', what: string, path: string, validate: (b: unknown) => T, onChange: (v: T, info: ChangeInfo) => void): BlockingQuery<T> {
+    return new BlockingQuery<T>({
+      name: what, url: this.url(path), validate, onChange, headers: this.headers, agent: this.agent,
+      wait: this.opts.wait ?? '30s',
+      ...(this.opts.backoffFactorMs !== undefined ? { backoffBaseMs: this.opts.backoffFactorMs } : {}),
+      ...(this.opts.backoffMaxMs !== undefined ? { backoffMaxMs: this.opts.backoffMaxMs } : {}),
+      ...(this.opts.timeoutMarginMs !== undefined ? { timeoutMarginMs: this.opts.timeoutMarginMs } : {}),
+      onError: (err) => {
+        const e = new ConsulWatchError(watch, `${what} (${this.opts.address}): ${err.detail}`, err.kind);
+        this.failing.set(key, e);
+        this.emit('error', e);
+      },
+      onRecover: () => this.recovered(key),
+    });
+  }
+
+  /** A watch answered again: once none is failing, the source is healthy whether or not anything changed. */
+  private recovered(key: string): void {
+    if (!this.failing.delete(key)) return;
+    if (this.failing.size === 0 && this.catalogSeen && !this.stopped) this.emit('healthy');
   }
 
   /**
@@ -280,18 +356,13 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
    * query answers at least once per wait period, even when nothing changed.
    */
   catalogLagSeconds(now = Date.now()): number {
-    return Math.max(0, now - (this.catalogWatch?.updateTime() ?? this.startedAt)) / 1000;
+    return Math.max(0, now - (this.catalogWatch?.state().lastSuccessAt ?? this.startedAt)) / 1000;
   }
 
   start(): void {
     const tag = this.opts.tag ?? DEFAULT_MCP_TAG;
     this.startedAt = Date.now();
-    const w = this.watch(this.consul.catalog.service.list, {});
-    this.catalogWatch = w;
-    w.on('error', (err) => this.emit('error', new ConsulWatchError('catalog', `consul catalog watch (${this.opts.address}): ${err.message}`)));
-    w.on('change', (data, res) => {
-      const observedAt = performance.now();
-      const services = (data ?? {}) as Record<string, string[] | null>;
+    const w = this.query('catalog', 'catalog', 'consul catalog watch', '/v1/catalog/services', validateCatalog, (services, info) => {
       const next = new Set(Object.entries(services).filter(([, tags]) => (tags ?? []).includes(tag)).map(([name]) => name));
       // The catalog index moves on any instance change; only a change of the MCP service set matters here
       // (instances reach us through each service's health watch).
@@ -299,28 +370,31 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
       if (same) return;
       for (const name of this.wanted) {
         if (next.has(name)) continue;
-        this.healthWatches.get(name)?.end();
+        this.healthWatches.get(name)?.stop();
         this.healthWatches.delete(name);
         this.health.delete(name);
         this.specs.delete(name);
+        this.recovered(`service ${name}`);
       }
       for (const name of next) if (!this.healthWatches.has(name)) this.watchHealth(name);
       this.wanted = next;
+      const first = !this.catalogSeen;
       this.catalogSeen = true;
-      this.publish(String(res.headers['x-consul-index'] ?? ''), observedAt);
+      this.publish(info.index, info.observedAt);
+      if (first && this.failing.size === 0) this.emit('healthy');
     });
+    this.catalogWatch = w;
+    w.start();
   }
 
   private watchHealth(name: string): void {
-    const w = this.watch(this.consul.health.service, { service: name });
-    this.healthWatches.set(name, w);
-    w.on('error', (err) => this.emit('error', new ConsulWatchError('service', `consul health watch for "${name}" (${this.opts.address}): ${err.message}`)));
-    w.on('change', (data, res) => {
-      if (!this.healthWatches.has(name)) return;
-      const observedAt = performance.now();
-      this.health.set(name, Array.isArray(data) ? (data as HealthEntry[]) : []);
-      this.publish(String(res.headers['x-consul-index'] ?? ''), observedAt);
+    const w = this.query(`service ${name}`, 'service', `consul health watch for "${name}"`, `/v1/health/service/${encodeURIComponent(name)}`, validateHealth, (entries, info) => {
+      if (this.healthWatches.get(name) !== w) return;
+      this.health.set(name, entries);
+      this.publish(info.index, info.observedAt);
     });
+    this.healthWatches.set(name, w);
+    w.start();
   }
 
   // Nothing is published until the catalog and the health of every MCP service have answered once:
@@ -346,9 +420,40 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
 
   stop(): void {
     this.stopped = true;
-    this.catalogWatch?.end();
-    for (const w of this.healthWatches.values()) w.end();
+    this.catalogWatch?.stop();
+    for (const w of this.healthWatches.values()) w.stop();
     this.healthWatches.clear();
-    this.consul.destroy();
+    this.agent.destroy();
   }
+}
+
+/** GET /v1/catalog/services: service name -> tags. */
+type CatalogServices = Record<string, string[] | null>;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const describeJson = (v: unknown): string =>
+  Array.isArray(v) ? 'an array' : v === null ? 'null' : v === undefined ? 'nothing' : typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+
+/** A catalog answer must be an object of service -> list of tags; anything else is refused (never "no services"). */
+export function validateCatalog(body: unknown): CatalogServices {
+  if (!isObject(body)) throw new Error(`catalog: expected an object of service name -> tags, got ${describeJson(body)}`);
+  for (const [name, tags] of Object.entries(body)) {
+    if (tags !== null && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string'))) {
+      throw new Error(`catalog: tags of service ${JSON.stringify(name)} are ${describeJson(tags)}, expected a list of strings`);
+    }
+  }
+  return body as CatalogServices;
+}
+
+/** A health answer must be an array of {Node, Service, Checks} objects; anything else is refused (never "no instances"). */
+export function validateHealth(body: unknown): HealthEntry[] {
+  if (!Array.isArray(body)) throw new Error(`health: expected an array of entries, got ${describeJson(body)}`);
+  body.forEach((e: unknown, i) => {
+    if (!isObject(e)) throw new Error(`health[${i}]: expected an object, got ${describeJson(e)}`);
+    if (!isObject(e['Node'])) throw new Error(`health[${i}].Node: expected an object, got ${describeJson(e['Node'])}`);
+    if (!isObject(e['Service'])) throw new Error(`health[${i}].Service: expected an object, got ${describeJson(e['Service'])}`);
+    const checks = e['Checks'];
+    if (checks !== null && !(Array.isArray(checks) && checks.every(isObject))) throw new Error(`health[${i}].Checks: expected a list of objects, got ${describeJson(checks)}`);
+  });
+  return body as HealthEntry[];
 }

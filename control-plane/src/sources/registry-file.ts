@@ -1,80 +1,32 @@
 // The embedded registry: a YAML file listing MCP services and endpoints. It is the default source
 // (no Consul needed). Edits are picked up live; a bad edit is reported and the last good mesh stays.
+// Big files: refused above a size limit before they are read, and parsed in a worker thread so that the
+// seconds a large mesh takes never stall the event loop (xDS streams, admin, probes).
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { parseDocument } from 'yaml';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_ROUTING } from '../model/defaults.ts';
-import { ConfigError, isNode, join, Reader, type Node } from '../model/reader.ts';
-import {
-  MCP_PROTOCOLS,
-  MCP_TRANSPORTS,
-  type HealthCheck,
-  type LbPolicy,
-  type MeshEndpoint,
-  type OutlierDetection,
-  type Routing,
-  type UpstreamProtocol,
-} from '../model/types.ts';
+import { ConfigError, isNode, join, Reader, type Problem } from '../model/reader.ts';
+import { MCP_PROTOCOLS, MCP_TRANSPORTS, type MeshEndpoint } from '../model/types.ts';
+import { RANK, readSections, resolveTuning, SECTIONS, withLayers, type Layer, type Provenance } from '../model/tuning.ts';
 import type { ServiceSpec } from '../model/mesh.ts';
-import { FileWatch } from './file-watch.ts';
+import { FileTooLargeError, FileWatch, readFileBounded } from './file-watch.ts';
+
+/** Largest registry file read (about 55,000 one-endpoint services); larger ones are refused unread. */
+export const DEFAULT_REGISTRY_MAX_BYTES = 8 * 1_048_576;
+const SIZE_HINT = 'raise the limit with --registry-max-bytes or MCPMESH_REGISTRY_MAX_BYTES';
+/**
+ * Heap of a parse worker. A 7.7 MiB file (56,000 services) needs between 512 MiB and 1 GiB for its YAML
+ * document; a worker that runs out is ended alone (ERR_WORKER_OUT_OF_MEMORY) and the file reported, where the
+ * main thread would abort the whole process.
+ */
+export const DEFAULT_WORKER_HEAP_MB = 1536;
+/** Services per message from the worker: each message is deserialized in one task of the main loop. */
+const WORKER_BATCH = 500;
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-const HOST_NAME = /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
-const HTTP_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
 const LOCALITY_PART = /^[A-Za-z0-9._-]{1,63}$/;
-const DAY_MS = 86_400_000;
-
-function readRouting(r: Reader, node: Node | undefined, path: string, base: Routing): Routing {
-  if (!node) return base;
-  r.onlyKeys(node, path, ['mcpPath', 'hosts', 'maxStreamDuration', 'streamIdleTimeout', 'connectTimeout', 'upstreamProtocol', 'lbPolicy', 'retries']);
-  const hosts = r.list(node, 'hosts', path);
-  const checkedHosts: string[] = [];
-  hosts?.forEach((h, i) => {
-    if (typeof h === 'string' && HOST_NAME.test(h)) checkedHosts.push(h);
-    else r.fail(join(join(path, 'hosts'), i), `${JSON.stringify(h)} is not a host name`);
-  });
-  return {
-    mcpPath: r.string(node, 'mcpPath', path, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path such as /mcp' }) ?? base.mcpPath,
-    hosts: hosts ? checkedHosts : base.hosts,
-    maxStreamDurationMs: r.duration(node, 'maxStreamDuration', path, 0, 7 * DAY_MS) ?? base.maxStreamDurationMs,
-    streamIdleTimeoutMs: r.duration(node, 'streamIdleTimeout', path, 0, 7 * DAY_MS) ?? base.streamIdleTimeoutMs,
-    connectTimeoutMs: r.duration(node, 'connectTimeout', path, 1, 300_000) ?? base.connectTimeoutMs,
-    upstreamProtocol: r.oneOf<UpstreamProtocol>(node, 'upstreamProtocol', path, ['http1', 'http2', 'auto']) ?? base.upstreamProtocol,
-    lbPolicy: r.oneOf<LbPolicy>(node, 'lbPolicy', path, ['least_request', 'round_robin']) ?? base.lbPolicy,
-    retries: r.integer(node, 'retries', path, 0, 10) ?? base.retries,
-  };
-}
-
-function readOutlier(r: Reader, node: Node | undefined, path: string, base: OutlierDetection): OutlierDetection {
-  if (!node) return base;
-  r.onlyKeys(node, path, ['consecutive5xx', 'consecutiveGatewayFailure', 'interval', 'baseEjectionTime', 'maxEjectionPercent',
-    'failurePercentageThreshold', 'failurePercentageMinimumHosts', 'failurePercentageRequestVolume']);
-  return {
-    consecutive5xx: r.integer(node, 'consecutive5xx', path, 0, 1000) ?? base.consecutive5xx,
-    consecutiveGatewayFailure: r.integer(node, 'consecutiveGatewayFailure', path, 0, 1000) ?? base.consecutiveGatewayFailure,
-    intervalMs: r.duration(node, 'interval', path, 1, DAY_MS) ?? base.intervalMs,
-    baseEjectionTimeMs: r.duration(node, 'baseEjectionTime', path, 1, DAY_MS) ?? base.baseEjectionTimeMs,
-    maxEjectionPercent: r.integer(node, 'maxEjectionPercent', path, 0, 100) ?? base.maxEjectionPercent,
-    failurePercentageThreshold: r.integer(node, 'failurePercentageThreshold', path, 0, 100) ?? base.failurePercentageThreshold,
-    failurePercentageMinimumHosts: r.integer(node, 'failurePercentageMinimumHosts', path, 1, 10_000) ?? base.failurePercentageMinimumHosts,
-    failurePercentageRequestVolume: r.integer(node, 'failurePercentageRequestVolume', path, 1, 1_000_000) ?? base.failurePercentageRequestVolume,
-  };
-}
-
-function readHealthCheck(r: Reader, node: Node | undefined, path: string, base: HealthCheck): HealthCheck {
-  if (!node) return base;
-  r.onlyKeys(node, path, ['path', 'interval', 'timeout', 'unhealthyThreshold', 'healthyThreshold']);
-  const p = node['path'] === '' ? '' : r.string(node, 'path', path, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path, or "" to disable' });
-  return {
-    path: p ?? base.path,
-    intervalMs: r.duration(node, 'interval', path, 100, DAY_MS) ?? base.intervalMs,
-    timeoutMs: r.duration(node, 'timeout', path, 1, DAY_MS) ?? base.timeoutMs,
-    unhealthyThreshold: r.integer(node, 'unhealthyThreshold', path, 1, 100) ?? base.unhealthyThreshold,
-    healthyThreshold: r.integer(node, 'healthyThreshold', path, 1, 100) ?? base.healthyThreshold,
-  };
-}
 
 function readEndpoint(r: Reader, raw: unknown, path: string): MeshEndpoint | undefined {
   if (!isNode(raw)) {
@@ -108,11 +60,10 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
   const r = new Reader();
   if (!isNode(root)) throw new ConfigError(source, [{ path: '', reason: 'must be a mapping with a "services" list' }]);
   r.onlyKeys(root, '', ['services', 'defaults']);
+  const from = (field: string): Provenance => ({ source: 'registry', where: source, field });
   const defaults = r.object(root, 'defaults', '');
-  if (defaults) r.onlyKeys(defaults, 'defaults', ['routing', 'outlierDetection', 'healthCheck']);
-  const baseRouting = readRouting(r, defaults && r.object(defaults, 'routing', 'defaults'), 'defaults.routing', DEFAULT_ROUTING);
-  const baseOutlier = readOutlier(r, defaults && r.object(defaults, 'outlierDetection', 'defaults'), 'defaults.outlierDetection', DEFAULT_OUTLIER_DETECTION);
-  const baseHc = readHealthCheck(r, defaults && r.object(defaults, 'healthCheck', 'defaults'), 'defaults.healthCheck', DEFAULT_HEALTH_CHECK);
+  if (defaults) r.onlyKeys(defaults, 'defaults', SECTIONS);
+  const meshLayer: Layer = { scope: 'mesh', rank: RANK.registry, settings: defaults ? readSections(r, defaults, 'defaults', from) : {} };
   const services = r.list(root, 'services', '');
   if (!services) r.fail('services', 'is required (a list of MCP services)');
   const out: ServiceSpec[] = [];
@@ -126,7 +77,7 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       r.fail(p, 'must be a mapping with name, protocol and endpoints');
       return;
     }
-    r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'sidecar', 'endpoints', 'routing', 'outlierDetection', 'healthCheck']);
+    r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'sidecar', 'endpoints', ...SECTIONS]);
     const name = r.string(raw, 'name', p, { required: true, pattern: SERVICE_NAME, hint: 'must be a DNS label: lower-case letters, digits and "-", at most 63' });
     if (name !== undefined) {
       const prev = seen.get(name);
@@ -136,12 +87,8 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
     const protocol = r.oneOf(raw, 'protocol', p, MCP_PROTOCOLS, { required: true });
     const transport = r.oneOf(raw, 'transport', p, MCP_TRANSPORTS) ?? 'streamable-http';
     const sidecar = r.boolean(raw, 'sidecar', p) ?? false;
-    const routingNode = r.object(raw, 'routing', p);
-    const routing = readRouting(r, routingNode, join(p, 'routing'), baseRouting);
-    // The health probe follows the MCP path unless the operator set one explicitly.
-    const hcBase = baseHc === DEFAULT_HEALTH_CHECK ? { ...baseHc, path: routing.mcpPath } : baseHc;
-    const healthCheck = readHealthCheck(r, r.object(raw, 'healthCheck', p), join(p, 'healthCheck'), hcBase);
-    const outlierDetection = readOutlier(r, r.object(raw, 'outlierDetection', p), join(p, 'outlierDetection'), baseOutlier);
+    const layers: Layer[] = [meshLayer, { scope: 'service', rank: RANK.registry, settings: readSections(r, raw, p, from) }];
+    const { routing, outlierDetection, healthCheck, circuitBreakers } = resolveTuning(layers).tuned;
     const eps = r.list(raw, 'endpoints', p) ?? [];
     const endpoints: MeshEndpoint[] = [];
     const seenEp = new Map<string, number>();
@@ -159,10 +106,63 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
       if (owner !== undefined && owner !== name) r.fail(`${p}.routing.hosts[${h}]`, `host "${host}" is already routed to service "${owner}"`);
       seenHosts.set(host, name ?? p);
     }
-    if (name !== undefined && protocol !== undefined) out.push({ name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck });
+    if (name !== undefined && protocol !== undefined) out.push(withLayers({ name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck, circuitBreakers }, layers));
   });
   if (r.problems.length > 0) throw new ConfigError(source, r.problems);
   return out;
+}
+
+/** What registry-worker.ts is started with. */
+export interface RegistryWorkerInput {
+  readonly text: string;
+  readonly source: string;
+  readonly batch: number;
+}
+
+/** What registry-worker.ts answers: batches of specs then `done`, or why the file was refused. */
+export type RegistryWorkerMessage =
+  // Layers travel beside their specs: withLayers keeps them in a WeakMap, which a structured clone leaves behind.
+  | { readonly kind: 'specs'; readonly specs: ServiceSpec[]; readonly layers: (readonly Layer[])[] }
+  | { readonly kind: 'done'; readonly count: number }
+  | { readonly kind: 'invalid'; readonly problems: readonly Problem[] }
+  | { readonly kind: 'crash'; readonly message: string };
+
+/**
+ * parseRegistry in a worker thread: the same result or ConfigError, without blocking the caller's event loop.
+ * Aborting `signal` ends the worker (a newer edit makes the parse in flight useless).
+ */
+export function parseRegistryOffThread(text: string, source: string, opts: { signal?: AbortSignal; heapMb?: number } = {}): Promise<ServiceSpec[]> {
+  const { signal } = opts;
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason as Error);
+    const input: RegistryWorkerInput = { text, source, batch: WORKER_BATCH };
+    const worker = new Worker(new URL('./registry-worker.ts', import.meta.url), {
+      workerData: input, resourceLimits: { maxOldGenerationSizeMb: opts.heapMb ?? DEFAULT_WORKER_HEAP_MB },
+    });
+    const specs: ServiceSpec[] = [];
+    let settled = false;
+    const onAbort = (): void => finish(signal?.reason as Error);
+    const finish = (err?: Error): void => {
+      if (settled) return;
+      settled = true;
+      signal?.removeEventListener('abort', onAbort);
+      void worker.terminate();
+      if (err) reject(err);
+      else resolve(specs);
+    };
+    const broken = (reason: string): Error => new ConfigError(source, [{ path: '', reason }]);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    worker.on('message', (m: RegistryWorkerMessage) => {
+      switch (m.kind) {
+        case 'specs': m.specs.forEach((s, i) => specs.push(withLayers(s, m.layers[i] ?? []))); break;
+        case 'done': finish(specs.length === m.count ? undefined : broken(`parser sent ${specs.length} of ${m.count} services`)); break;
+        case 'invalid': finish(new ConfigError(source, m.problems)); break;
+        case 'crash': finish(broken(`could not be parsed: ${m.message}`)); break;
+      }
+    });
+    worker.on('error', (err) => finish(broken(`could not be parsed: ${err.message}`)));
+    worker.on('exit', (code) => finish(broken(`parser exited (code ${code}) before it finished`)));
+  });
 }
 
 export interface RegistryFileEvents {
@@ -174,36 +174,71 @@ export interface RegistryFileEvents {
 /** The registry file, watched live (sources/file-watch.ts). */
 export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
   readonly file: string;
+  readonly maxBytes: number;
   private readonly watch: FileWatch;
+  /** The parse in flight: a newer version of the file aborts it, so only the newest result is ever emitted. */
+  private parsing: AbortController | undefined;
+  private stopped = false;
 
-  constructor(file: string, opts: { debounceMs?: number } = {}) {
+  constructor(file: string, opts: { debounceMs?: number; maxBytes?: number } = {}) {
     super();
     this.file = path.resolve(file);
+    this.maxBytes = opts.maxBytes ?? DEFAULT_REGISTRY_MAX_BYTES;
     this.watch = new FileWatch(this.file, {
       change: (text, observedAt) => {
-        try {
-          this.emit('update', parseRegistry(text, this.file), observedAt);
-        } catch (err) {
-          this.emit('error', err as Error);
-        }
+        this.parseNewest(text).then(
+          (specs) => specs && this.emit('update', specs, observedAt),
+          (err: Error) => this.emit('error', err),
+        );
       },
-      error: (err) => this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }])),
-    }, opts);
+      error: (err) => {
+        this.parsing?.abort();
+        this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }]));
+      },
+    }, { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), maxBytes: this.maxBytes, sizeHint: SIZE_HINT });
   }
 
-  /** Reads the file once; throws ConfigError (or the read error) if the first version is unusable. */
-  load(): ServiceSpec[] {
-    const text = readFileSync(this.file, 'utf8');
-    const specs = parseRegistry(text, this.file);
+  /** Parses off the main thread; resolves undefined when a newer version superseded this one. */
+  private async parseNewest(text: string): Promise<ServiceSpec[] | undefined> {
+    this.parsing?.abort();
+    const ac = new AbortController();
+    this.parsing = ac;
+    try {
+      return await parseRegistryOffThread(text, this.file, { signal: ac.signal });
+    } catch (err) {
+      if (ac.signal.aborted) return undefined;
+      throw err;
+    } finally {
+      if (this.parsing === ac) this.parsing = undefined;
+    }
+  }
+
+  /**
+   * Reads and parses the file once (size-checked, in a worker). Rejects with ConfigError naming the file if
+   * this first version is unusable: too big, unreadable, not YAML, or invalid.
+   */
+  async load(): Promise<ServiceSpec[]> {
+    let text: string;
+    try {
+      text = readFileBounded(this.file, this.maxBytes, SIZE_HINT);
+    } catch (err) {
+      const reason = err instanceof FileTooLargeError ? err.message : `cannot read: ${(err as Error).message}`;
+      throw new ConfigError(this.file, [{ path: '', reason }]);
+    }
+    const specs = await this.parseNewest(text);
+    if (!specs) throw new ConfigError(this.file, [{ path: '', reason: 'load superseded (the source was stopped or the file changed)' }]);
     this.watch.seen(text);
     return specs;
   }
 
   start(): void {
-    this.watch.start();
+    // A load that stop() cut short still ends in start(): it must not leave a watcher behind.
+    if (!this.stopped) this.watch.start();
   }
 
   stop(): void {
+    this.stopped = true;
     this.watch.stop();
+    this.parsing?.abort();
   }
 }

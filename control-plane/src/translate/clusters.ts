@@ -1,16 +1,18 @@
 import { isIP } from 'node:net';
 import { protoDuration } from '../model/duration.ts';
-import type { McpTransport, MeshService, OutlierDetection, HealthCheck, Routing, UpstreamProtocol } from '../model/types.ts';
+import { DEFAULT_CIRCUIT_BREAKERS } from '../model/defaults.ts';
+import type { CircuitBreakers, McpTransport, MeshService, OutlierDetection, HealthCheck, Routing, UpstreamProtocol } from '../model/types.ts';
 import { localAppCluster, serviceCluster, serviceEndpoints, statName } from './naming.ts';
 import { ADS_CONFIG_SOURCE, any, struct, u32, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
-// Long-lived MCP streams (SSE, slow tool calls) hold requests open, and so do the gRPC streams of the
-// filters that watch them: Envoy's default of 1024 concurrent requests per cluster is too low for a gateway.
-export const CIRCUIT_BREAKERS: ProtoObject = {
-  thresholds: [{ priority: 'DEFAULT', max_connections: u32(100_000), max_pending_requests: u32(100_000), max_requests: u32(100_000), max_retries: u32(1_000) }],
-};
+export function circuitBreakers(c: CircuitBreakers): ProtoObject {
+  return { thresholds: [{ priority: 'DEFAULT', max_connections: u32(c.maxConnections), max_pending_requests: u32(c.maxPendingRequests), max_requests: u32(c.maxRequests), max_retries: u32(c.maxRetries) }] };
+}
+
+/** For clusters outside the mesh model (control plane, authorizer): the mesh's defaults. */
+export const CIRCUIT_BREAKERS: ProtoObject = circuitBreakers(DEFAULT_CIRCUIT_BREAKERS);
 
 /**
  * `auto` means "let ALPN decide", which only a TLS transport socket can do: Envoy refuses auto_config on a
@@ -119,7 +121,7 @@ export function serviceClusterResource(svc: MeshService, transportSocket?: Proto
       eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: serviceEndpoints(svc.name, svc.incarnation) },
       connect_timeout: protoDuration(svc.routing.connectTimeoutMs),
       load_balancing_policy: lbPolicy(svc.routing, svc.transport),
-      circuit_breakers: CIRCUIT_BREAKERS,
+      circuit_breakers: circuitBreakers(svc.circuitBreakers),
       outlier_detection: outlierDetection(svc.outlierDetection),
       health_checks: healthChecks(svc.healthCheck, upstreamHttpConfig(svc.routing.upstreamProtocol, transportSocket !== undefined)),
       typed_extension_protocol_options: protocolOptions(svc.routing, transportSocket !== undefined),
