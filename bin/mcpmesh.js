@@ -28,6 +28,13 @@ if (!supported(process.versions.node)) {
 
 if (root.split(path.sep).includes('node_modules')) {
   const { registerHooks, stripTypeScriptTypes } = await import('node:module');
+  // Node 22 calls stripTypeScriptTypes experimental and says so on every run; the same stripper runs for
+  // `node file.ts` without a word, so only that one warning is dropped.
+  const emitWarning = process.emitWarning;
+  process.emitWarning = (warning, ...rest) => {
+    if (String(warning).includes('stripTypeScriptTypes')) return;
+    emitWarning.call(process, warning, ...rest);
+  };
   const own = pathToFileURL(root + path.sep).href;
   registerHooks({
     load(url, context, nextLoad) {

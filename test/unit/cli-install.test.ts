@@ -55,6 +55,7 @@ test('installed from the packed tarball: node_modules/.bin/mcpmesh (a symlink) r
   assert.equal(viaBin.status, 0, viaBin.stderr);
   assert.match(viaBin.stdout, /usage: mcpmesh <command>/);
   assert.match(viaBin.stdout, /^  status /m);
+  assert.equal(viaBin.stderr, '', 'no warning on the way');
   // A subcommand that parses a policy (imports deep in the package) runs too.
   const explain = run(node, [path.join(nm, '.bin', 'mcpmesh'), 'policy', 'explain', '--help']);
   assert.equal(explain.status, 0, explain.stderr);
