@@ -206,7 +206,8 @@ const secureXds = security !== undefined && !values['xds-insecure'];
 log.info('control plane listening', { xds: xdsShown, xds_tls: secureXds, admin: `http://${adminHost}:${cp.adminPort}`, source: cp.sourceDescription });
 process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${xdsShown} (${secureXds ? 'mTLS; agents join with mcpmesh join-token' : 'plain, development only'})\n` +
   `  admin:           http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n` +
-  `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}`);
+  `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}` +
+  `  see it:          npx mcpmesh status${cp.adminPort === DEFAULT_ADMIN_PORT && adminHost !== '0.0.0.0' ? '' : ` --admin http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}`}   (a whole mesh with Envoy: npm run demo)\n`);
 if (devIssuer) {
   process.stdout.write(`  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
     `                   client id "dev", secret ${devSecret?.origin.kind === 'env' ? '(from MCPMESH_DEV_CLIENT_SECRET)' : `${devSecret?.secret} (${devSecret?.origin.kind === 'file' ? `kept in ${devSecret.origin.file}` : 'not kept: changes on restart'})`}\n` +
