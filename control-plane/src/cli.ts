@@ -3,16 +3,19 @@
 //   mcpmesh gateway ...          run an ingress gateway Envoy
 //   mcpmesh token --role R       get a dev access token from the control plane
 //   mcpmesh join-token ...       let one agent get one workload identity
+//   mcpmesh status               the mesh as the control plane serves it
 //   mcpmesh routing explain SVC  a service's effective routing knobs and where each came from
-import { pathToFileURL } from 'node:url';
 import { tokenMain } from './auth/token-cli.ts';
 import { joinTokenMain } from './identity/join-token-cli.ts';
 import { policyExplainMain } from './policy/cli.ts';
 import { routingMain } from './routing-cli.ts';
+import { statusMain } from './status-cli.ts';
 import { main as sidecarMain } from '../../sidecar/src/cli.ts';
 import { gatewayMain } from '../../sidecar/src/gateway-cli.ts';
+import { isEntryPoint } from './entry.ts';
 
 const USAGE = `usage: mcpmesh <command> [options]
+  status     services, endpoints, connected proxies (sent/ACKed/NACKed), source errors, certificates (mcpmesh status --help)
   sidecar    run the sidecar agent beside one MCP server (mcpmesh sidecar --help)
   gateway    run an ingress gateway Envoy programmed by the control plane (mcpmesh gateway --help)
   token      get a development access token (mcpmesh token --help)
@@ -32,6 +35,8 @@ export async function mcpmesh(argv: string[]): Promise<number> {
       return tokenMain(rest);
     case 'join-token':
       return joinTokenMain(rest);
+    case 'status':
+      return statusMain(rest);
     case 'policy':
       return policyExplainMain(rest);
     case 'routing':
@@ -48,7 +53,6 @@ export async function mcpmesh(argv: string[]): Promise<number> {
   }
 }
 
-// pathToFileURL, not `file://${argv[1]}`: Windows paths need the URL form (drive letter, backslashes).
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await mcpmesh(process.argv.slice(2));
 }

@@ -15,9 +15,10 @@ import * as grpc from '@grpc/grpc-js';
 import type { Attestor } from './identity/attest.ts';
 import { CertificateAuthority, DEFAULT_LEAF_TTL_MS } from './identity/ca.ts';
 import { JoinTokens, type MintedToken } from './identity/join-token.ts';
-import { ServingIdentity } from './identity/serving.ts';
+import { controlPlaneId, ServingIdentity } from './identity/serving.ts';
 import { IdentityService } from './server/identity.ts';
-import type { MeshSecurity } from './model/types.ts';
+import type { Mesh, MeshSecurity } from './model/types.ts';
+import { meshServicesView, type IssuedCertificate, type MeshStatusView } from './server/status.ts';
 import { gatewayId, sidecarId } from './identity/spiffe.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
 import { ConsulSource, type ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
@@ -110,6 +111,11 @@ export class ControlPlane {
   private security: MeshSecurity | undefined;
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
+  /** The mesh now served, and when it was published: what /debug/mesh shows. */
+  private lastMesh: { mesh: Mesh; at: Date } | undefined;
+  /** The last certificate signed for each workload identity (facts only). */
+  private readonly issued = new Map<string, IssuedCertificate>();
+  private ca: CertificateAuthority | undefined;
   private policyWatch: FileWatch | undefined;
   /** Routing tuned beside the source (routing file, Consul config entries): see routing.ts. */
   readonly routing: RoutingLayers;
@@ -145,6 +151,7 @@ export class ControlPlane {
     this.admin = new AdminServer({
       console: this.console,
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      meshStatus: () => this.meshStatus(),
       sourceWatches: () => (this.source instanceof ConsulSource ? [...this.source.watches(), ...this.routing.watches()] : []),
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
@@ -175,6 +182,7 @@ export class ControlPlane {
       const { changed } = this.cache.setMesh(mesh);
       commit();
       this.lastSpecs = specs;
+      this.lastMesh = { mesh, at: new Date() };
       this.routing.published(tuned);
       const seconds = (performance.now() - started) / 1000;
       this.metrics.snapshotBuild.observe(seconds);
@@ -264,6 +272,7 @@ export class ControlPlane {
     const td = security.policy.trustDomain;
     const ca = this.opts.ca ?? await CertificateAuthority.selfSigned({ trustDomain: td });
     this.joinTokens = new JoinTokens(ca);
+    this.ca = ca;
     const serving = await ServingIdentity.start({
       ca, dnsNames: this.opts.xdsDnsNames ?? [],
       onError: (err) => {
@@ -278,10 +287,26 @@ export class ControlPlane {
     this.cache.setTrustResolver(() => ({ bundlePem: ca.bundlePem }));
     const identity = new IdentityService({
       ca, attestors: [this.joinTokens, ...(this.opts.attestors ?? [])], ttlMs: this.opts.certTtlMs ?? DEFAULT_LEAF_TTL_MS,
-      metrics: this.metrics, log: this.log.child('ca'),
+      metrics: this.metrics, log: this.log.child('ca'), onSigned: (c) => void this.issued.set(c.spiffeId, c),
     });
     this.ads.mount((server) => identity.addTo(server));
     this.identity = identity;
+  }
+
+  /** The published mesh and certificate expiry, for /debug/mesh (`mcpmesh status`). */
+  meshStatus(): MeshStatusView {
+    const ca = this.ca;
+    return {
+      source: this.sourceDescription,
+      publishedAt: this.lastMesh?.at.toISOString() ?? null,
+      services: meshServicesView(this.lastMesh?.mesh),
+      certificates: ca ? {
+        trustDomain: ca.trustDomain,
+        ca: { notAfter: ca.notAfter.toISOString() },
+        controlPlane: { spiffeId: this.serving?.spiffeId ?? controlPlaneId(ca.trustDomain), notAfter: this.serving?.notAfter?.toISOString() ?? null },
+        issued: [...this.issued.values()].sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0)),
+      } : null,
+    };
   }
 
   /** The policy in force (after any hot reload), or undefined when the mesh is not secured. */

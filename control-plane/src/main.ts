@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { ControlPlane, DEFAULT_ADMIN_PORT, DEFAULT_AUTHZ_PORT, DEFAULT_XDS_PORT } from './control-plane.ts';
 import { parsePolicy } from './policy/parse.ts';
 import type { MeshSecurity } from './model/types.ts';
-import { randomBytes } from 'node:crypto';
+import os from 'node:os';
+import { devClientSecret, devIssuerMismatch, type DevSecret } from './auth/dev-setup.ts';
 import { DevIssuer } from './auth/dev-issuer.ts';
 import { CertificateAuthority } from './identity/ca.ts';
 import type { Attestor } from './identity/attest.ts';
@@ -43,6 +44,7 @@ const { values } = parseArgs({
     'ca-cert': { type: 'string', default: env['MCPMESH_CA_CERT'] },
     'ca-key': { type: 'string', default: env['MCPMESH_CA_KEY'] },
     'ca-chain': { type: 'string', default: env['MCPMESH_CA_CHAIN'] },
+    'data-dir': { type: 'string', default: env['MCPMESH_DATA_DIR'] ?? path.join(env['XDG_STATE_HOME'] ?? path.join(os.homedir(), '.local', 'state'), 'mcpmesh') },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -53,7 +55,7 @@ if (values.help) {
                            [--consul ADDR] [--consul-datacenter DC]
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
                            [--ca-cert FILE --ca-key FILE [--ca-chain FILE]] [--xds-dns-name NAME...]
-                           [--k8s-attestation FILE] [--xds-insecure] [--admin-token-file FILE]
+                           [--k8s-attestation FILE] [--xds-insecure] [--admin-token-file FILE] [--data-dir DIR]
   With a policy the mesh is secured: the control plane is the mesh CA and serves xDS over TLS; proxies
   authenticate with workload certificates their agents get by CSR (keys never leave the workload), first with a
   join token (mcpmesh join-token) or a Kubernetes ServiceAccount token (--k8s-attestation: service ->
@@ -72,9 +74,12 @@ if (values.help) {
   env: MCPMESH_REGISTRY, MCPMESH_REGISTRY_MAX_BYTES, MCPMESH_ROUTING, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
        MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
+       KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT (the API server --k8s-attestation asks; set in every pod),
        MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL,
        MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files),
-       MCPMESH_DEV_ISSUER (on|off), MCPMESH_DEV_CLIENT_SECRET, MCPMESH_DEV_ISSUER_URL, MCPMESH_DEV_AUDIENCE
+       MCPMESH_DEV_ISSUER (on|off), MCPMESH_DEV_CLIENT_SECRET, MCPMESH_DEV_ISSUER_URL, MCPMESH_DEV_AUDIENCE,
+       MCPMESH_DATA_DIR (where the dev client secret is kept across restarts; default $XDG_STATE_HOME/mcpmesh,
+       XDG_STATE_HOME defaulting to ~/.local/state)
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
        CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY, MCPMESH_CONSUL_DATACENTER, MCPMESH_CONSUL_TAG,
        MCPMESH_CONSUL_GATEWAY_SERVICE (whose service-defaults UpstreamConfig tunes how gateways reach services; mcp-gateway)
@@ -92,14 +97,16 @@ const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADD
 const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
 // The development OAuth issuer: on by default with the embedded registry, opt-in with Consul.
 const devIssuerSetting = env['MCPMESH_DEV_ISSUER'] ?? (consul ? 'off' : 'on');
-let devSecret: string | undefined;
+let devSecret: DevSecret | undefined;
 let devIssuer: DevIssuer | undefined;
 if (devIssuerSetting === 'on') {
-  devSecret = env['MCPMESH_DEV_CLIENT_SECRET'] ?? randomBytes(18).toString('base64url');
+  // Kept in the data dir: a token script or MCP client set up with it keeps working after a restart.
+  devSecret = devClientSecret(env['MCPMESH_DEV_CLIENT_SECRET'], values['data-dir']);
+  if (devSecret.origin.kind === 'ephemeral') log.warn('dev client secret not kept: it changes on every restart', { reason: devSecret.origin.reason });
   devIssuer = await DevIssuer.create({
     issuer: env['MCPMESH_DEV_ISSUER_URL'] ?? `http://127.0.0.1:${values['admin-port']}/oauth`,
     audience: env['MCPMESH_DEV_AUDIENCE'] ?? 'mcp-mesh',
-    clients: { dev: { secret: devSecret, roles: ['*'] } },
+    clients: { dev: { secret: devSecret.secret, roles: ['*'] } },
     // The roles of the policy in force (a hot reload included); none without a policy.
     grantableRoles: () => new Set(cp.policy?.roles.map((r) => r.name) ?? []),
   });
@@ -118,6 +125,12 @@ if (values.policy) {
     };
   } catch (err) {
     log.error('policy rejected', { file: values.policy, error: (err as Error).message });
+    process.exit(1);
+  }
+  const mismatch = devIssuer ? devIssuerMismatch(security.policy.providers, devIssuer.issuer) : undefined;
+  if (mismatch) {
+    log.error('policy does not trust the development issuer', { file: values.policy, error: mismatch });
+    process.stderr.write(`mcpmesh: ${values.policy}: ${mismatch}\n`);
     process.exit(1);
   }
 }
@@ -193,10 +206,11 @@ const secureXds = security !== undefined && !values['xds-insecure'];
 log.info('control plane listening', { xds: xdsShown, xds_tls: secureXds, admin: `http://${adminHost}:${cp.adminPort}`, source: cp.sourceDescription });
 process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${xdsShown} (${secureXds ? 'mTLS; agents join with mcpmesh join-token' : 'plain, development only'})\n` +
   `  admin:           http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n` +
-  `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}`);
+  `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}` +
+  `  see it:          npx mcpmesh status${cp.adminPort === DEFAULT_ADMIN_PORT && adminHost !== '0.0.0.0' ? '' : ` --admin http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}`}   (a whole mesh with Envoy: npm run demo)\n`);
 if (devIssuer) {
   process.stdout.write(`  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
-    `                   client id "dev", secret ${env['MCPMESH_DEV_CLIENT_SECRET'] ? '(from MCPMESH_DEV_CLIENT_SECRET)' : devSecret}\n` +
+    `                   client id "dev", secret ${devSecret?.origin.kind === 'env' ? '(from MCPMESH_DEV_CLIENT_SECRET)' : `${devSecret?.secret} (${devSecret?.origin.kind === 'file' ? `kept in ${devSecret.origin.file}` : 'not kept: changes on restart'})`}\n` +
     `                   MCPMESH_DEV_CLIENT_SECRET=<secret> npm run mcpmesh -- token --role <role>\n`);
 }
 

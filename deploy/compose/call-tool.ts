@@ -15,10 +15,10 @@
 // Needs Node >= 22.18 (TypeScript type stripping) and `npm ci` (for @modelcontextprotocol/sdk); in this
 // repository `npm exec -- node deploy/compose/call-tool.ts ...` uses the pinned Node 24. Without Node on the
 // host: `docker compose -f deploy/compose/docker-compose.yml run --rm client ...` (same options).
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { isEntryPoint } from '../../control-plane/src/entry.ts';
 
 export const DEV_CLIENT_SECRET = 'mcpmesh-dev-secret';
 /** The Compose stack's development admin token (docker-compose.yml, `x-admin-token`), named in hints only. */
@@ -197,7 +197,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   return 0;
 }
 
-// pathToFileURL, not `file://${argv[1]}`: on Windows argv[1] is C:\...\call-tool.ts.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await main(process.argv.slice(2));
 }

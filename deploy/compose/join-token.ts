@@ -16,9 +16,9 @@
 // again and recreate the agent (deploy/compose/README.md, "Workload identity").
 import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { readJoinToken } from '../../control-plane/src/identity/join-token.ts';
+import { isEntryPoint } from '../../control-plane/src/entry.ts';
 
 const USAGE = `usage: node deploy/compose/join-token.ts (--service NAME | --gateway NAME) --out FILE [options]
   --service NAME        a sidecar agent's identity (spiffe://<td>/mcp/NAME)
@@ -154,7 +154,6 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
 }
 
-// pathToFileURL, not `file://${argv[1]}`: on Windows argv[1] is C:\...\join-token.ts.
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await main(process.argv.slice(2));
 }

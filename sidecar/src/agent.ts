@@ -31,7 +31,7 @@ export interface SidecarAgentOptions {
   region?: string;
   zone?: string;
   tags?: string[];
-  consul: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls'>;
+  consul: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls' | 'tag'>;
   controlPlane: { host: string; port: number };
   healthIntervalMs?: number;
   healthTimeoutMs?: number;
@@ -64,7 +64,7 @@ export interface BridgeLike {
   start(): Promise<{ port: number; url: string }>;
   stop(): Promise<void>;
 }
-export type BridgeFactory = (o: { command: string; args: string[]; path: string; log: Log }) => BridgeLike;
+export type BridgeFactory = (o: { command: string; args: string[]; path: string; host: string; log: Log }) => BridgeLike;
 
 export function defaultServiceId(service: string, port: number): string {
   return `${service}-${os.hostname()}-${port}`;
@@ -122,6 +122,8 @@ export class SidecarAgent {
   serviceId = '';
   checkId = '';
   appPort = 0;
+  /** Where the agent reaches the MCP server: 127.0.0.1, or the bridge's bind address without Envoy. */
+  appHost = '127.0.0.1';
   advertisedPort = 0;
   bootstrapPath: string | undefined;
   last: HealthResult | undefined;
@@ -144,9 +146,17 @@ export class SidecarAgent {
   readiness(): { ready: boolean; reason: string } {
     if (this.stopped) return { ready: false, reason: 'draining: the agent is shutting down' };
     if (this.identity && !this.identity.held) return { ready: false, reason: `no workload certificate yet (${this.identity.config.spiffeId})` };
+    const envoy = this.envoyDown();
+    if (envoy) return { ready: false, reason: envoy };
     if (!this.registered) return { ready: false, reason: 'not registered in consul yet' };
     if (!this.last) return { ready: false, reason: 'no MCP health check has run yet' };
     return this.last.ok ? { ready: true, reason: this.last.output } : { ready: false, reason: `MCP server unhealthy: ${this.last.output}` };
+  }
+
+  /** Why the Envoy this agent supervises is not serving; undefined when it runs or is not ours to run. */
+  private envoyDown(): string | undefined {
+    if (!this.envoy || this.envoy.running) return undefined;
+    return `envoy is not running (${this.envoy.lastFailure ?? 'starting'}); the mesh reaches this service through it`;
   }
 
   private async startHealthServer(port: number): Promise<void> {
@@ -187,12 +197,12 @@ export class SidecarAgent {
       id: this.serviceId,
       address: this.o.address,
       port: this.advertisedPort,
-      tags: [...new Set([DEFAULT_MCP_TAG, ...(this.o.tags ?? [])])],
+      tags: [...new Set([this.o.consul.tag ?? DEFAULT_MCP_TAG, ...(this.o.tags ?? [])])],
       meta,
       check: {
         checkid: this.checkId,
         name: `MCP ${this.o.protocol} health of ${this.o.service}`,
-        notes: `MCP-level check by the mcpmesh sidecar agent against 127.0.0.1:${this.appPort}${this.o.mcpPath}`,
+        notes: `MCP-level check by the mcpmesh sidecar agent against ${this.appHost}:${this.appPort}${this.o.mcpPath}${this.o.envoyBin && !this.o.externalEnvoy ? ', critical while its Envoy is not running' : ''}`,
         // Three missed updates: the agent itself is gone, not just one slow check.
         ttl: `${Math.ceil((this.intervalMs * 3) / 1000)}s`,
         status: 'critical',
@@ -206,9 +216,12 @@ export class SidecarAgent {
     this.appPort = this.o.appPort;
     if (this.o.stdio) {
       if (!this.bridgeFactory) throw new Error('stdio mode needs the stdio bridge');
-      this.bridge = this.bridgeFactory({ ...this.o.stdio, path: this.o.mcpPath, log });
+      // Without Envoy in front the bridge is what the mesh calls, at the advertised address: bind there
+      // (loopback only behind Envoy, which is then the only caller).
+      this.appHost = proxied(this.o) ? '127.0.0.1' : this.o.address;
+      this.bridge = this.bridgeFactory({ ...this.o.stdio, path: this.o.mcpPath, host: this.appHost, log });
       this.appPort = (await this.bridge.start()).port;
-      log('info', 'stdio bridge serving', { command: this.o.stdio.command, port: this.appPort });
+      log('info', 'stdio bridge serving', { command: this.o.stdio.command, host: this.appHost, port: this.appPort });
     }
     this.advertisedPort = advertisedPortOf(this.o, this.appPort);
     this.serviceId = serviceIdOf(this.o, this.appPort);
@@ -233,7 +246,7 @@ export class SidecarAgent {
       log('warn', 'no Envoy binary (ENVOY_BIN or envoy on PATH): advertising the MCP server port directly, without a sidecar proxy', { port: this.advertisedPort });
     }
     this.checker = new McpHealthChecker({
-      url: `http://127.0.0.1:${this.appPort}${this.o.mcpPath}`, protocol: this.o.protocol, transport: this.o.transport, timeoutMs: this.o.healthTimeoutMs ?? 5_000,
+      url: `http://${this.appHost.includes(':') ? `[${this.appHost}]` : this.appHost}:${this.appPort}${this.o.mcpPath}`, protocol: this.o.protocol, transport: this.o.transport, timeoutMs: this.o.healthTimeoutMs ?? 5_000,
     });
     await this.tick();
   }
@@ -249,7 +262,10 @@ export class SidecarAgent {
     if (this.stopped) return;
     try {
       if (!this.registered) await this.register();
-      const r = await (this.checker as McpHealthChecker).check();
+      const probed = await (this.checker as McpHealthChecker).check();
+      // The mesh reaches the server through Envoy: a healthy server behind a dead Envoy is not reachable.
+      const envoy = this.envoyDown();
+      const r: HealthResult = envoy && probed.ok ? { ...probed, ok: false, output: envoy } : probed;
       if (this.last?.ok !== r.ok) this.o.log(r.ok ? 'info' : 'warn', r.ok ? 'MCP server healthy' : 'MCP server unhealthy', { output: r.output });
       this.last = r;
       const note = r.output.slice(0, 4000);

@@ -1,7 +1,6 @@
 // mcpmesh CLI. `mcpmesh sidecar ...` runs the sidecar agent beside one MCP server.
 //   node sidecar/src/cli.ts sidecar --service weather --port 7001 --region eu-west --zone a
 //   node sidecar/src/cli.ts sidecar --service files --stdio -- npx -y @modelcontextprotocol/server-filesystem /data
-import { pathToFileURL } from 'node:url';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../../control-plane/src/log.ts';
@@ -13,6 +12,7 @@ import { IDENTITY_OPTIONS, IDENTITY_USAGE, identityFromArgs } from './identity-a
 import { writeBootstrap } from './bootstrap.ts';
 import { StdioBridge } from './bridge/stdio-bridge.ts';
 import { findEnvoy, type Log } from './envoy.ts';
+import { isEntryPoint } from '../../control-plane/src/entry.ts';
 
 const USAGE = `usage: mcpmesh sidecar --service NAME (--port N | --stdio -- COMMAND [ARGS...]) [options]
 
@@ -25,7 +25,7 @@ const USAGE = `usage: mcpmesh sidecar --service NAME (--port N | --stdio -- COMM
   --address IP            address other nodes reach this one at                   [first non-loopback IPv4]
   --inbound-port N        Envoy's mesh-facing port                                [15006]
   --region R --zone Z     locality (Consul service meta)
-  --tag T                 extra Consul tag (repeatable; "mcp" is always added)
+  --tag T                 extra Consul tag (repeatable; the MCP tag, $MCPMESH_CONSUL_TAG or "mcp", is always added)
   --id ID                 Consul service ID                                       [<service>-<host>-<port>]
   --consul ADDR           Consul HTTP address            [$CONSUL_HTTP_ADDR or http://127.0.0.1:8500]
   --token TOKEN           Consul ACL token                                        [$CONSUL_HTTP_TOKEN]
@@ -40,7 +40,13 @@ const USAGE = `usage: mcpmesh sidecar --service NAME (--port N | --stdio -- COMM
   --health-port N         serve /healthz (alive) and /readyz (registered, MCP check passing); 0 = off [15020]
   --health-interval D     MCP health check interval                                [10s]
   --drain D               time between failing the check and deregistering on SIGTERM [5s]
-${IDENTITY_USAGE}`;
+${IDENTITY_USAGE}
+  env: Consul, as Consul's own CLI reads it: CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
+       CONSUL_CLIENT_CERT, CONSUL_CLIENT_KEY, CONSUL_TLS_SERVER_NAME, CONSUL_HTTP_SSL_VERIFY;
+       MCPMESH_CONSUL_DATACENTER (as --datacenter), MCPMESH_CONSUL_TAG (the tag that marks MCP services: the
+       control plane's must be the same), MCPMESH_XDS_ADDR, ENVOY_BIN, MCPMESH_LOG_LEVEL (debug|info|warn|error),
+       MCPMESH_JOIN_TOKEN, MCPMESH_JOIN_TOKEN_FILE, MCPMESH_K8S_TOKEN_FILE, MCPMESH_TRUST_DOMAIN, MCPMESH_CA_BUNDLE
+`;
 
 export interface ParsedSidecar {
   options: Omit<SidecarAgentOptions, 'log'>;
@@ -141,7 +147,6 @@ export async function main(argv: string[]): Promise<number> {
   return 0;
 }
 
-// pathToFileURL, not `file://${argv[1]}`: Windows paths need the URL form (drive letter, backslashes).
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (isEntryPoint(import.meta.url)) {
   process.exitCode = await main(process.argv.slice(2));
 }

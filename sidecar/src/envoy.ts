@@ -40,11 +40,15 @@ export interface EnvoySupervisorOptions {
 export class EnvoySupervisor {
   private readonly opts: Required<Omit<EnvoySupervisorOptions, 'args'>> & { args: string[] };
   private child: ChildProcess | undefined;
+  /** Set once the OS started the process ('spawn'); a binary that cannot start never is. */
+  private spawned = false;
   private stopping = false;
   private backoffMs: number;
   private timer: NodeJS.Timeout | undefined;
   /** How many times Envoy was (re)started. */
   starts = 0;
+  /** Why the last Envoy is gone (spawn error such as ENOENT, or its exit code / signal); undefined while it runs. */
+  lastFailure: string | undefined = 'not started yet';
 
   constructor(opts: EnvoySupervisorOptions) {
     this.opts = { args: [], drainSeconds: 5, backoffInitialMs: 500, backoffMaxMs: 30_000, stableAfterMs: 30_000, ...opts };
@@ -52,7 +56,7 @@ export class EnvoySupervisor {
   }
 
   get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null;
+    return this.spawned && this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   get pid(): number | undefined {
@@ -70,15 +74,31 @@ export class EnvoySupervisor {
     log('info', 'starting envoy', { bin, args, attempt: this.starts });
     const child = spawn(bin, args, { stdio: ['ignore', 'inherit', 'inherit'] });
     this.child = child;
-    child.once('error', (err) => log('error', 'envoy failed to start', { bin, error: err.message }));
-    child.once('exit', (code, signal) => {
-      if (this.child === child) this.child = undefined;
+    this.spawned = false;
+    child.once('spawn', () => {
+      if (this.child !== child) return;
+      this.spawned = true;
+      this.lastFailure = undefined;
+    });
+    // A binary that cannot start (ENOENT, EACCES) emits 'error' and maybe no 'exit': both paths end here,
+    // once, and both retry with backoff (a missing binary may be installed or mounted later).
+    let gone = false;
+    const onGone = (why: string, fields: Record<string, unknown>): void => {
+      if (gone) return;
+      gone = true;
+      if (this.child === child) {
+        this.child = undefined;
+        this.spawned = false;
+      }
+      this.lastFailure = why;
       if (this.stopping) return;
       if (Date.now() - startedAt >= this.opts.stableAfterMs) this.backoffMs = this.opts.backoffInitialMs;
-      log('warn', 'envoy exited; restarting', { code, signal, restart_in_ms: this.backoffMs });
+      log(fields['error'] !== undefined ? 'error' : 'warn', fields['error'] !== undefined ? 'envoy failed to start; retrying' : 'envoy exited; restarting', { bin, ...fields, restart_in_ms: this.backoffMs, attempt: this.starts });
       this.timer = setTimeout(() => this.start(), this.backoffMs);
       this.backoffMs = Math.min(this.backoffMs * 2, this.opts.backoffMaxMs);
-    });
+    };
+    child.once('error', (err) => onGone(`envoy failed to start: ${err.message}`, { error: err.message }));
+    child.once('exit', (code, signal) => onGone(`envoy exited (${signal ?? `code ${code}`})`, { code, signal }));
   }
 
   /** SIGTERM, then SIGKILL after the drain time plus a grace second. */

@@ -36,7 +36,8 @@ const USAGE = `usage: mcpmesh gateway [options]
                           agent with this policy file (the control plane's, mounted here too; watched), so
                           secured requests keep being decided while the control plane is down [$MCPMESH_POLICY]
   --authz-socket PATH     Unix socket they are served on for Envoy     [<tmp>/mcpmesh-authz-<id>.sock]
-${IDENTITY_USAGE}`;
+${IDENTITY_USAGE}  env: MCPMESH_LOG_LEVEL (debug|info|warn|error), and the variables named above
+`;
 
 export interface ParsedGateway {
   bootstrap: GatewayBootstrapOptions;

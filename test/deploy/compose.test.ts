@@ -452,14 +452,34 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
     assert.equal(new Set(nodes.map((n) => n.netns)).size, 3);
   });
 
-  it('each HTTP node: the sidecar joins its MCP server\'s network namespace and proxies the port it listens on', () => {
+  it('each HTTP node: the sidecar and its MCP server share one network namespace, and the sidecar proxies the port it listens on', () => {
     for (const n of mcpNodes().filter((x) => !x.parsed.options.stdio)) {
-      assert.notEqual(n.netns, n.agent, `${n.agent}: network_mode: "service:<mcp server>"`);
-      const server = service(n.netns);
-      assert.equal(env(n.netns)['PORT'], String(n.parsed.options.appPort), `${n.agent} --port vs ${n.netns}'s PORT`);
-      assert.deepEqual(strings(server['command'], `${n.netns}.command`), ['streamableHttp']);
-      assert.match(strings(server['entrypoint'], `${n.netns}.entrypoint`).join(' '), /^node \S+server-everything\/dist\/index\.js$/);
-      assert.ok(obj(service(n.agent)['depends_on'], 'depends_on')[n.netns], `${n.agent} waits for ${n.netns}`);
+      assert.notEqual(n.netns, n.agent, `${n.agent}: network_mode: "service:<node>"`);
+      const [serverName, more] = Object.keys(services).filter((x) => x !== n.agent && service(x)['network_mode'] === `service:${n.netns}`);
+      assert.ok(serverName !== undefined && more === undefined, `${n.netns}: exactly one MCP server joins it beside ${n.agent}`);
+      const server = service(serverName);
+      assert.equal(env(serverName)['PORT'], String(n.parsed.options.appPort), `${n.agent} --port vs ${serverName}'s PORT`);
+      assert.deepEqual(strings(server['command'], `${serverName}.command`), ['streamableHttp']);
+      assert.match(strings(server['entrypoint'], `${serverName}.entrypoint`).join(' '), /^node \S+server-everything\/dist\/index\.js$/);
+      assert.ok(obj(service(n.agent)['depends_on'], 'depends_on')[serverName], `${n.agent} waits for ${serverName}`);
+    }
+  });
+
+  it('restarts keep the network: every namespace another container joins is held by a container that only sleeps (the pause container\'s role)', () => {
+    // Docker keeps a joiner in the namespace it joined: if its owner restarted (a crashed MCP server with
+    // restart: unless-stopped), the joiner would be left without a network for good (issue 12).
+    const owners = new Set(Object.values(services).map((x) => (x as Record<string, unknown>)['network_mode']).filter((m): m is string => typeof m === 'string' && m.startsWith('service:')).map((m) => m.slice('service:'.length)));
+    assert.deepEqual([...owners].sort(), ['everything-central', 'weather-central']);
+    for (const owner of owners) {
+      const h = service(owner);
+      assert.equal(h['command'], undefined, `${owner} runs nothing but its entrypoint`);
+      assert.match(strings(h['entrypoint'], `${owner}.entrypoint`).join(' '), /^node -e process\.on\('SIGTERM', \(\) => process\.exit\(0\)\); setInterval\(\(\) => \{\}, 1 << 30\)$/);
+      assert.equal(h['network_mode'], undefined, `${owner} owns its namespace`);
+      assert.equal(h['restart'], 'unless-stopped');
+      const joiners = Object.keys(services).filter((x) => service(x)['network_mode'] === `service:${owner}`).sort();
+      assert.deepEqual(joiners, [`${owner}-server`, `${owner}-sidecar`], `${owner}: the MCP server and its sidecar join it`);
+      assert.ok(obj(service(`${owner}-server`)['depends_on'], 'depends_on')[owner], `${owner}-server starts after its namespace holder`);
+      for (const j of joiners) assert.equal(service(j)['restart'], 'unless-stopped', `${j} restarts on its own, into the held namespace`);
     }
   });
 

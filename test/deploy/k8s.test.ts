@@ -77,6 +77,7 @@ interface Pdb extends Obj { spec: { minAvailable?: number | string; maxUnavailab
 interface NetPolPeer { podSelector?: { matchLabels?: Record<string, string> }; namespaceSelector?: { matchLabels?: Record<string, string> }; ipBlock?: { cidr: string; except?: string[] } }
 interface NetPolPort { port: number | string; protocol?: string }
 interface NetPol extends Obj { spec: { podSelector: { matchLabels?: Record<string, string> }; policyTypes?: string[]; ingress?: { from?: NetPolPeer[]; ports?: NetPolPort[] }[]; egress?: { to?: NetPolPeer[]; ports?: NetPolPort[] }[] } }
+interface IngressSpec { tls?: { hosts?: string[]; secretName?: string }[]; rules?: { host?: string; http?: { paths: { path: string; backend: { service: { name: string; port: { name?: string; number?: number } } } }[] } }[] }
 interface Binding extends Obj { roleRef: { apiGroup: string; kind: string; name: string }; subjects?: { kind: string; name: string; namespace?: string }[] }
 interface ConfigMap extends Obj { data?: Record<string, string> }
 
@@ -936,12 +937,24 @@ describe('production overlay', () => {
     assert.equal(new Set(tsc.map((t) => t.topologyKey)).size, tsc.length, 'one constraint per topology key');
   });
 
-  test('gateway: >= 2 replicas with a PDB, behind a LoadBalancer', { skip: skipKubectl }, () => {
+  test('gateway: >= 2 replicas with a PDB; public only through TLS for the https public URL (no plain-HTTP load balancer)', { skip: skipKubectl }, () => {
     const objs = objects('production');
     const d = named<Deployment>(objs, 'Deployment', 'mcp-mesh-gateway');
     assert.ok((d.spec.replicas ?? 1) >= 2);
     assert.ok(ofKind<Pdb>(objs, 'PodDisruptionBudget').some((p) => selects(p.spec.selector.matchLabels, d.spec.template.metadata.labels)));
-    assert.equal(named<Service>(objs, 'Service', 'mcp-mesh-gateway').spec.type, 'LoadBalancer');
+    // Issue 12: the production overlay served plain HTTP on :80 from a LoadBalancer for an https:// public URL.
+    for (const svc of ofKind<Service>(objs, 'Service')) assert.ok(svc.spec.type === undefined || svc.spec.type === 'ClusterIP', `Service ${svc.metadata.name} is ${svc.spec.type}: exposed without TLS`);
+    const host = new URL(ofKind<ConfigMap>(objs, 'ConfigMap').find((x) => x.data?.['MCPMESH_PUBLIC_URL'])?.data?.['MCPMESH_PUBLIC_URL'] ?? '').hostname;
+    const gwService = named<Service>(objs, 'Service', 'mcp-mesh-gateway');
+    const ingresses = ofKind<Obj & { spec: IngressSpec }>(objs, 'Ingress');
+    const ing = ingresses.find((i) => i.spec.rules?.some((r) => r.host === host));
+    assert.ok(ing, `an Ingress for ${host}`);
+    assert.ok(ing.spec.tls?.some((t) => t.hosts?.includes(host) && t.secretName), `TLS for ${host} with a certificate Secret`);
+    const backends = (ing.spec.rules ?? []).flatMap((r) => r.http?.paths ?? []).map((p) => p.backend.service);
+    assert.deepEqual(backends, [{ name: 'mcp-mesh-gateway', port: { name: 'http' } }]);
+    assert.ok(gwService.spec.ports.some((p) => p.name === 'http'), 'the backend port names a port of the gateway Service');
+    assert.equal(ing.metadata.annotations?.['nginx.ingress.kubernetes.io/proxy-buffering'], 'off', 'SSE passes unbuffered');
+    assert.ok(Number(ing.metadata.annotations?.['nginx.ingress.kubernetes.io/proxy-read-timeout']) >= 3600, 'long tool calls and streams stay open');
   });
 
   test('the control plane has Guaranteed QoS (requests = limits)', { skip: skipKubectl }, () => {
@@ -968,6 +981,45 @@ describe('deploy/k8s/consul/values.yaml (hashicorp/consul Helm chart)', () => {
     assert.equal(v.client.enabled, true);
     assert.equal(v.ui.enabled, true);
     assert.equal(v.connectInject.enabled, false);
+  });
+});
+
+describe('deploy/k8s/README.md: Install', () => {
+  const readme = readFileSync(path.join(k8sDir, 'README.md'), 'utf8');
+  const install = readme.slice(readme.indexOf('## Install'), readme.indexOf('## Health'));
+  const shell = [...install.matchAll(/```sh\n([\s\S]*?)```/g)].map((m) => m[1] ?? '').join('\n');
+
+  test('every $VARIABLE the commands use is set by an earlier command (issue 12: an undefined $TOKEN)', () => {
+    const set = new Set<string>();
+    const problems: string[] = [];
+    for (const line of shell.split('\n').map((l) => l.replace(/(^|\s)#.*$/, ''))) {
+      for (const m of line.matchAll(/\$\{?([A-Za-z_][A-Za-z0-9_]*)/g)) {
+        const name = m[1] as string;
+        const assignedHere = new RegExp(`(^|[\\s;(])(${name}=|for ${name} in)`).test(line.slice(0, m.index));
+        if (!set.has(name) && !assignedHere) problems.push(`$${name} in: ${line.trim()}`);
+      }
+      for (const m of line.matchAll(/(?:^|[\s;(])([A-Za-z_][A-Za-z0-9_]*)=/g)) set.add(m[1] as string);
+      for (const m of line.matchAll(/\bfor ([A-Za-z_][A-Za-z0-9_]*) in\b/g)) set.add(m[1] as string);
+    }
+    assert.deepEqual(problems, []);
+    assert.ok(set.has('TOKEN'), 'the token for "Try it" is set');
+  });
+
+  test('the images the overlays run are built (and loaded or pushed) by the README\'s commands, from Dockerfiles and targets that exist', { skip: skipKubectl }, () => {
+    const built = new Map([...shell.matchAll(/docker build -f (\S+)(?: --target (\S+))? -t (\S+) \./g)].map((m) => [m[3] as string, { file: m[1] as string, target: m[2] }]));
+    for (const overlay of OVERLAYS) {
+      const ours = new Set(ofKind<Deployment>(objects(overlay), 'Deployment').flatMap((d) => [...d.spec.template.spec.containers, ...(d.spec.template.spec.initContainers ?? [])])
+        .map((c) => c.image ?? '').filter((i) => i.startsWith('ghcr.io/mcp-mesh/')));
+      assert.ok(ours.size >= 2, `${overlay}: the mesh's images`);
+      for (const image of ours) {
+        const b = built.get(image);
+        assert.ok(b, `${overlay} runs ${image}, which no \`docker build ... -t ${image}\` in the README makes`);
+        const dockerfile = readFileSync(path.join(repoRoot, b.file), 'utf8');
+        if (b.target) assert.match(dockerfile, new RegExp(`^FROM \\S+ AS ${b.target}$`, 'm'), `${b.file} has a stage ${b.target}`);
+        assert.ok(shell.includes(`kind load docker-image`) && shell.includes(image), `${image}: a load step for local clusters`);
+        assert.match(shell, /docker push/, 'a push step for registries');
+      }
+    }
   });
 });
 

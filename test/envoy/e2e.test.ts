@@ -32,33 +32,29 @@
 // the gateway CLI's supervisor passes it itself. Needs Envoy >= 1.35 (envelope session state).
 // Skips cleanly without Envoy (envoy-bin.ts). MCPMESH_TEST_LOG=1 prints the control plane's and agents' logs.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { DevIssuer } from '../../control-plane/src/auth/dev-issuer.ts';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
-import { controlPlaneId } from '../../control-plane/src/identity/serving.ts';
 import { gatewayId, sidecarId } from '../../control-plane/src/identity/spiffe.ts';
 import { createLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
-import { renderBootstrap } from '../../sidecar/src/bootstrap.ts';
 import type { Log } from '../../sidecar/src/envoy.ts';
-import { AgentIdentity, identityFromArgs } from '../../sidecar/src/identity-agent.ts';
+import type { AgentIdentity } from '../../sidecar/src/identity-agent.ts';
 import { EVERYTHING_BIN, freePort } from '../helpers/everything.ts';
+// Child processes, the agents' steps (sidecar identity and Envoy, the gateway CLI, dev tokens): what `npm run demo` runs.
+import {
+  devToken, httpText, LOOPBACK_PRELOAD, mintGatewayJoinToken, Proc, sidecarIdentity, sleep, startGatewayCli, startSidecarEnvoy,
+} from '../../demo/mesh.ts';
 import { allToolNames } from '../helpers/forward.ts';
 import { envoySkip, findEnvoyBinary } from './envoy-bin.ts';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repo = path.resolve(here, '../..');
-const MCPMESH_CLI = path.join(repo, 'control-plane/src/cli.ts');
-const LOOPBACK_PRELOAD = path.join(repo, 'test/helpers/loopback-preload.ts');
 
 const SERVICE = 'everything';
 const TRUST_DOMAIN = 'mcpmesh.local';
@@ -82,103 +78,6 @@ const HOLD_UNREADY_MS = 2_500;
 
 const lookup = findEnvoyBinary();
 const skip = envoySkip(lookup, [1, 35]);
-
-// ---------------------------------------------------------------------------------------------------------
-// Child processes: output kept (tail) for diagnostics, stopped politely then firmly, never waited on forever.
-
-const OUTPUT_TAIL = 64 * 1024;
-
-class Proc {
-  readonly name: string;
-  readonly child: ChildProcess;
-  /** Set before a deliberate kill: its exit is then not a failure. */
-  expectExit = false;
-  exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  readonly exited: Promise<void>;
-  private out = '';
-  private readonly group: boolean;
-
-  /** `group`: the child leads its own process group (it starts children of its own), killed as a whole. */
-  constructor(name: string, cmd: string, args: readonly string[], opts: SpawnOptions & { group?: boolean } = {}) {
-    this.name = name;
-    this.group = opts.group ?? false;
-    this.child = spawn(cmd, [...args], { ...opts, detached: this.group, stdio: ['ignore', 'pipe', 'pipe'] });
-    const keep = (d: Buffer): void => {
-      this.out = (this.out + d.toString()).slice(-OUTPUT_TAIL);
-    };
-    this.child.stdout?.on('data', keep);
-    this.child.stderr?.on('data', keep);
-    this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
-        this.exit = { code, signal };
-        resolve();
-      });
-      this.child.once('error', (err) => {
-        this.out += `\nspawn error: ${err.message}`;
-        this.exit ??= { code: null, signal: null };
-        resolve();
-      });
-    });
-  }
-
-  get output(): string {
-    return this.out;
-  }
-
-  get alive(): boolean {
-    return this.exit === undefined;
-  }
-
-  signal(sig: NodeJS.Signals): void {
-    if (!this.alive || this.child.pid === undefined) return;
-    try {
-      if (this.group) process.kill(-this.child.pid, sig);
-      else this.child.kill(sig);
-    } catch {
-      // already gone
-    }
-  }
-
-  /** Resolves once `re` appears in the output; rejects if the process exits first or after `ms`. */
-  async waitForOutput(re: RegExp, ms: number): Promise<void> {
-    const deadline = Date.now() + ms;
-    while (!re.test(this.out)) {
-      if (!this.alive) throw new Error(`${this.describe()}\nexited before printing ${re}`);
-      if (Date.now() > deadline) throw new Error(`${this.describe()}\ndid not print ${re} within ${ms} ms`);
-      await sleep(50);
-    }
-  }
-
-  /** SIGTERM, then SIGKILL after `graceMs`; bounded either way. */
-  async stop(graceMs = 8_000): Promise<void> {
-    this.expectExit = true;
-    if (!this.alive) return;
-    this.signal('SIGTERM');
-    await Promise.race([this.exited, sleep(graceMs)]);
-    // A group leader may be gone while its children (Envoy under the gateway CLI) linger: kill the group.
-    if (this.alive || this.group) this.signal('SIGKILL');
-    if (this.group && this.child.pid !== undefined) {
-      try {
-        process.kill(-this.child.pid, 'SIGKILL');
-      } catch {
-        // the group is empty
-      }
-    }
-    await Promise.race([this.exited, sleep(3_000)]);
-  }
-
-  describe(): string {
-    const status = this.exit ? `exited (code ${this.exit.code}, signal ${this.exit.signal})` : `running (pid ${this.child.pid})`;
-    return `--- ${this.name}: ${status}; last output:\n${this.out.slice(-8_000) || '(none)'}`;
-  }
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function httpText(url: string, init: RequestInit = {}, timeoutMs = 5_000): Promise<{ status: number; text: string; headers: Headers }> {
-  const r = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
-  return { status: r.status, text: await r.text(), headers: r.headers };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 
@@ -344,18 +243,8 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
     if (agent) await Promise.race([agent.stop().catch(() => {}), sleep(3_000)]);
   }
 
-  /**
-   * The sidecar agent's identity, as `mcpmesh sidecar --join-token T --sds-socket S` sets it up: the flags
-   * read by identityFromArgs, a single-use join token for the service's SPIFFE ID, an AgentIdentity that
-   * makes the key, gets the certificate and serves it on the socket. Not started yet.
-   */
+  /** The sidecar agent's identity half (demo/mesh.ts sidecarIdentity), its log kept for diagnostics. Not started yet. */
   async function sidecarAgent(r: Replica, xds: { host: string; port: number }): Promise<AgentIdentity> {
-    const minted = await (cp as ControlPlane).mintJoinToken(sidecarId(TRUST_DOMAIN, SERVICE));
-    const problems: string[] = [];
-    const config = identityFromArgs({ 'join-token': minted.token, 'sds-socket': path.join(dir, `sds-${r.name}.sock`) }, {},
-      { role: 'sidecar', name: SERVICE, nodeId: r.nodeId }, problems);
-    assert.deepEqual(problems, [], `sidecar ${r.name}: identity flags`);
-    assert.ok(config, `sidecar ${r.name}: a join token makes a secured agent`);
     const log: Log = (level, msg, fields) => {
       if (msg === CERT_INSTALLED) r.certAt ??= Date.now();
       const line = JSON.stringify({ time: new Date().toISOString(), level, component: `agent-${r.name}`, msg, ...fields });
@@ -363,19 +252,15 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
       if (r.agentLog.length > 200) r.agentLog.shift();
       if (process.env['MCPMESH_TEST_LOG']) process.stderr.write(`${line}\n`);
     };
-    return new AgentIdentity(config, xds, log);
+    return sidecarIdentity({ cp: cp as ControlPlane, trustDomain: TRUST_DOMAIN, service: SERVICE, nodeId: r.nodeId, sdsSocket: path.join(dir, `sds-${r.name}.sock`), xds, log });
   }
 
   /** Starts a sidecar Envoy on the bootstrap the agent writes: mTLS xDS through the agent's SDS socket. */
-  function startSidecarEnvoy(r: Replica, xds: { host: string; port: number }, agent: AgentIdentity): Proc {
-    const bootstrap = path.join(dir, `sidecar-${r.name}.json`);
-    writeFileSync(bootstrap, renderBootstrap({
-      nodeId: r.nodeId, service: SERVICE, inboundPort: r.inboundPort, appPort: r.appPort, region: 'local', zone: r.name,
-      controlPlane: xds, adminPort: r.adminPort, statsPort: r.statsPort, metadata: { 'mcp-protocol': '2025-11-25' },
-      identity: { sdsSocket: agent.config.sdsSocket, controlPlaneId: controlPlaneId(agent.config.trustDomain) },
+  function startSidecar(r: Replica, xds: { host: string; port: number }, agent: AgentIdentity): Proc {
+    return start(startSidecarEnvoy({
+      envoyBin, bootstrapPath: path.join(dir, `sidecar-${r.name}.json`), name: `sidecar envoy ${r.name} (inbound :${r.inboundPort}, admin :${r.adminPort})`,
+      nodeId: r.nodeId, service: SERVICE, zone: r.name, inboundPort: r.inboundPort, appPort: r.appPort, adminPort: r.adminPort, statsPort: r.statsPort, xds, agent,
     }));
-    return start(new Proc(`sidecar envoy ${r.name} (inbound :${r.inboundPort}, admin :${r.adminPort})`, envoyBin,
-      ['-c', bootstrap, '--disable-hot-restart', '--drain-time-s', '1', '--log-level', 'warn']));
   }
 
   /**
@@ -480,35 +365,27 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
     // Replica a: its Envoy first (a container that starts before the agent's), watched while it has no
     // certificate to read; only then its agent.
     const startedAt = Date.now();
-    first.sidecar = startSidecarEnvoy(first, xds, first.agent as AgentIdentity);
+    first.sidecar = startSidecar(first, xds, first.agent as AgentIdentity);
     withoutCert = await watchWithoutCertificate(first, startedAt);
     await first.agent?.start();
     // Replica b: the sidecar agent's own order: its identity (socket open, certificate on the way), then Envoy.
     await second.agent?.start();
-    second.sidecar = startSidecarEnvoy(second, xds, second.agent as AgentIdentity);
+    second.sidecar = startSidecar(second, xds, second.agent as AgentIdentity);
 
     // The gateway, through the project's CLI, with a join token for its name (minted the way `mcpmesh
     // join-token --gateway` asks the control plane for one) and its SDS socket in the test's directory. Its
     // EnvoySupervisor starts `<--envoy-bin> -c <bootstrap> ... --disable-hot-restart`; the wrapper only quiets
     // Envoy's log.
-    const minted = await httpText(`http://127.0.0.1:${cpAdminPort}/admin/join-token`, {
-      method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ gateway: GATEWAY_NAME, ttl: '10m' }),
-    });
-    assert.equal(minted.status, 200, minted.text);
-    const gatewayToken = JSON.parse(minted.text) as { token: string; spiffe_id: string };
-    assert.equal(gatewayToken.spiffe_id, gatewayId(TRUST_DOMAIN, GATEWAY_NAME));
+    const gatewayToken = await mintGatewayJoinToken(cpAdminPort, GATEWAY_NAME);
+    assert.equal(gatewayToken.spiffeId, gatewayId(TRUST_DOMAIN, GATEWAY_NAME));
     const wrapper = path.join(dir, 'envoy-quiet.sh');
     writeFileSync(wrapper, `#!/bin/sh\nexec '${envoyBin.replaceAll("'", "'\\''")}' "$@" --log-level warn\n`);
     chmodSync(wrapper, 0o755);
-    // Identity settings come from the flags only, never from the environment this test runs in.
-    const gatewayEnv: NodeJS.ProcessEnv = { ...process.env, MCPMESH_LOG_LEVEL: 'info' };
-    for (const v of ['MCPMESH_JOIN_TOKEN', 'MCPMESH_JOIN_TOKEN_FILE', 'MCPMESH_K8S_TOKEN_FILE', 'MCPMESH_TRUST_DOMAIN', 'MCPMESH_CA_BUNDLE']) delete gatewayEnv[v];
-    gateway = start(new Proc(`gateway CLI + envoy (:${gatewayPort}, admin :${gatewayAdminPort})`, process.execPath, [
-      MCPMESH_CLI, 'gateway', '--name', GATEWAY_NAME, '--id', GATEWAY_NODE, '--listener-port', String(gatewayPort),
-      '--control-plane', `${xds.host}:${xds.port}`, '--admin-port', String(gatewayAdminPort), '--stats-port', String(gatewayStatsPort),
-      '--envoy-bin', wrapper, '--bootstrap-out', path.join(dir, 'gateway.json'), '--drain', '1s',
-      '--join-token', gatewayToken.token, '--sds-socket', path.join(dir, 'sds-gateway.sock'),
-    ], { env: gatewayEnv, group: true }));
+    gateway = start(startGatewayCli({
+      name: GATEWAY_NAME, procName: `gateway CLI + envoy (:${gatewayPort}, admin :${gatewayAdminPort})`, nodeId: GATEWAY_NODE, listenerPort: gatewayPort,
+      xds, adminPort: gatewayAdminPort, statsPort: gatewayStatsPort, envoyBin: wrapper, bootstrapPath: path.join(dir, 'gateway.json'),
+      joinToken: gatewayToken.token, sdsSocket: path.join(dir, 'sds-gateway.sock'),
+    }));
 
     // Ready means: each agent holds its certificate; each sidecar has its listener and its local cluster, the
     // gateway its listener, and the gateway's active health checks (through mTLS and each sidecar, to each
@@ -537,12 +414,7 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
     }, 30_000);
 
     // A dev token, the way an agent gets one: client-credentials grant at the control plane's token endpoint.
-    const t = await httpText(`http://127.0.0.1:${cpAdminPort}/oauth/token`, {
-      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'e2e-agent', client_secret: clientSecret, scope: ROLE }).toString(),
-    });
-    assert.equal(t.status, 200, t.text);
-    token = (JSON.parse(t.text) as { access_token: string }).access_token;
+    token = await devToken(cpAdminPort, 'e2e-agent', clientSecret, [ROLE]);
   }), { timeout: 300_000 });
 
   after(async () => {

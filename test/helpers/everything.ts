@@ -31,7 +31,7 @@ export interface RunningServer {
 
 export async function startEverythingHttp(): Promise<RunningServer> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', path.join(here, 'loopback-preload.ts'), EVERYTHING_BIN, 'streamableHttp'], {
+  const child = spawn(process.execPath, ['--import', path.join(here, '../../demo/loopback-preload.ts'), EVERYTHING_BIN, 'streamableHttp'], {
     env: { ...process.env, PORT: String(port) },
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -4,6 +4,7 @@
 // passed silently or failed.
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
+import { after as nodeAfter, before as nodeBefore, it as nodeIt } from 'node:test';
 
 /** The absolute path of an executable `name` on PATH, or undefined. */
 export function findTool(name: string): string | undefined {
@@ -39,3 +40,20 @@ export const INSTALL = {
   kubectl: 'install kubectl >= 1.27 (pkgs.k8s.io or the Kubernetes apt repository)',
   chromium: 'apt-get install chromium',
 } as const;
+
+/**
+ * For a suite whose setup itself needs a tool (certificates made with openssl in the describe body or its
+ * hooks). `describe(name, { skip })` would drop the suite's tests from the totals; this keeps the suite and
+ * reports each test as skipped with the reason: `it` carries the skip, hooks and `setup` do not run.
+ */
+export function toolGate(skip: string | false) {
+  type Body = () => void | Promise<void>;
+  return {
+    skip,
+    it: (name: string, fn: Body): void => void nodeIt(name, { skip }, fn),
+    before: (fn: Body): void => void nodeBefore(async () => { if (skip === false) await fn(); }),
+    after: (fn: Body): void => void nodeAfter(async () => { if (skip === false) await fn(); }),
+    /** `make()` when the tool is there; otherwise nothing (no test or hook that would read it runs). */
+    setup: <T>(make: () => T): T => (skip === false ? make() : (undefined as T)),
+  };
+}

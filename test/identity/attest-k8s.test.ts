@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import {
   KubernetesAttestor, parseK8sAttestationMap, serviceAccountOf, type K8sAttestationMap, type KubernetesAttestorOptions,
 } from '../../control-plane/src/identity/attest-k8s.ts';
@@ -15,7 +15,7 @@ import { gatewayId, sidecarId } from '../../control-plane/src/identity/spiffe.ts
 import { ConfigError } from '../../control-plane/src/model/reader.ts';
 import { makeTestPki } from '../helpers/tls.ts';
 import { TokenReviewStandIn, TOKENREVIEW_PATH } from '../k8s-standin/tokenreview.ts';
-import { INSTALL, skipUnless } from '../helpers/tools.ts';
+import { INSTALL, skipUnless, toolGate } from '../helpers/tools.ts';
 
 const TD = 'mesh.test';
 const REVIEWER = 'reviewer-token-cp';
@@ -49,10 +49,11 @@ async function closedPort(): Promise<number> {
 }
 
 // The TokenReview stand-in's and these servers' certificates are made with the openssl CLI.
-const skipOpenssl = skipUnless('openssl', INSTALL.openssl);
+// Without it every test of the suites below is reported as skipped with the install command.
+const openssl = toolGate(skipUnless('openssl', INSTALL.openssl));
 
-describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpenssl }, () => {
-  const api = new TokenReviewStandIn({
+describe('KubernetesAttestor against the TokenReview stand-in', () => {
+  const api = openssl.setup(() => new TokenReviewStandIn({
     reviewers: {
       [REVIEWER]: { username: 'system:serviceaccount:mcp-mesh:control-plane' },
       'reviewer-without-rbac': { username: 'system:serviceaccount:mcp-mesh:other', mayReview: false },
@@ -69,18 +70,18 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
       'oidc-alice': { username: 'oidc:alice@example.com', audiences: ['mcpmesh'] },
       'node-token': { username: 'system:node:worker-1', audiences: ['mcpmesh'] },
     },
-  });
+  }));
   const attestor = (over: Partial<KubernetesAttestorOptions> = {}): KubernetesAttestor =>
     new KubernetesAttestor({ apiServer: api.url, caPem: api.caPem, token: () => REVIEWER, mapping: MAPPING, ...over });
 
-  before(async () => {
+  openssl.before(async () => {
     await api.start();
   });
-  after(async () => {
+  openssl.after(async () => {
     await api.stop();
   });
 
-  it('accepts a mapped ServiceAccount, names it and its pod, and sends a well-formed TokenReview', async () => {
+  openssl.it('accepts a mapped ServiceAccount, names it and its pod, and sends a well-formed TokenReview', async () => {
     const before = api.requests.length;
     const r = await attestor().attest('sat-weather', sidecar('weather'));
     assert.deepEqual(r, { ok: true, method: 'k8s-sat', subject: 'mcp/weather pod=weather-7d9f-x2' });
@@ -96,7 +97,7 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     });
   });
 
-  it('accepts without a pod name when the token is not pod-bound, any of several mapped accounts, and gateways', async () => {
+  openssl.it('accepts without a pod name when the token is not pod-bound, any of several mapped accounts, and gateways', async () => {
     const a = attestor();
     assert.deepEqual(await a.attest('sat-weather-nopod', sidecar('weather')), { ok: true, method: 'k8s-sat', subject: 'mcp/weather' });
     assert.deepEqual(await a.attest('sat-multi', sidecar('files')), { ok: true, method: 'k8s-sat', subject: 'mcp/files-canary pod=files-canary-0' });
@@ -105,19 +106,19 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     assert.equal((await a.attest('sat-files\n', sidecar('files'))).ok, true);
   });
 
-  it("refuses another service's identity, naming the account and who is allowed", async () => {
+  openssl.it("refuses another service's identity, naming the account and who is allowed", async () => {
     const a = attestor();
     assert.equal(refusal(await a.attest('sat-files', sidecar('weather')), 'sat-files'), 'ServiceAccount mcp/files may not be service weather (allowed: mcp/weather)');
     assert.equal(refusal(await a.attest('sat-weather', sidecar('files')), 'sat-weather'), 'ServiceAccount mcp/weather may not be service files (allowed: mcp/files, mcp/files-canary)');
   });
 
-  it('refuses a gateway identity for a service account, and a service identity for the gateway account', async () => {
+  openssl.it('refuses a gateway identity for a service account, and a service identity for the gateway account', async () => {
     const a = attestor();
     assert.equal(refusal(await a.attest('sat-weather', gateway('default')), 'sat-weather'), 'ServiceAccount mcp/weather may not be gateway default (allowed: mcp-mesh/gateway)');
     assert.equal(refusal(await a.attest('sat-gateway', sidecar('weather')), 'sat-gateway'), 'ServiceAccount mcp-mesh/gateway may not be service weather (allowed: mcp/weather)');
   });
 
-  it('refuses a token for another audience (the API server\'s own, and a legacy token without one)', async () => {
+  openssl.it('refuses a token for another audience (the API server\'s own, and a legacy token without one)', async () => {
     const a = attestor();
     const reason = refusal(await a.attest('sat-weather-api-aud', sidecar('weather')), 'sat-weather-api-aud');
     assert.match(reason, /^wrong audience: the token was not issued for "mcpmesh" \(the pod must mount a projected ServiceAccount token with audience "mcpmesh"\); API server: /);
@@ -125,7 +126,7 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     assert.match(refusal(await a.attest('sat-weather-legacy', sidecar('weather')), 'sat-weather-legacy'), /^wrong audience: /);
   });
 
-  it('checks the audience option: a token for "mcpmesh" is refused by an attestor configured for another audience', async () => {
+  openssl.it('checks the audience option: a token for "mcpmesh" is refused by an attestor configured for another audience', async () => {
     const a = attestor({ audience: 'vault' });
     assert.match(refusal(await a.attest('sat-weather', sidecar('weather')), 'sat-weather'), /^wrong audience: the token was not issued for "vault"/);
     assert.deepEqual(JSON.parse(api.requests.at(-1)?.body ?? '{}').spec.audiences, ['vault']);
@@ -133,21 +134,21 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     assert.equal((await a.attest('sat-multi', sidecar('files'))).ok, true);
   });
 
-  it('refuses an expired token and an unknown token with the API server\'s error', async () => {
+  openssl.it('refuses an expired token and an unknown token with the API server\'s error', async () => {
     const a = attestor();
     assert.equal(refusal(await a.attest('sat-weather-expired', sidecar('weather')), 'sat-weather-expired'),
       'the API server did not authenticate the token: [invalid bearer token, service account token has expired]');
     assert.equal(refusal(await a.attest('made-up-token', sidecar('weather')), 'made-up-token'), 'the API server did not authenticate the token: invalid bearer token');
   });
 
-  it('refuses tokens of users that are not ServiceAccounts', async () => {
+  openssl.it('refuses tokens of users that are not ServiceAccounts', async () => {
     const a = attestor();
     assert.equal(refusal(await a.attest('oidc-alice', sidecar('weather')), 'oidc-alice'),
       'not a service account: the token belongs to "oidc:alice@example.com", not to a "system:serviceaccount:<namespace>:<name>" user');
     assert.match(refusal(await a.attest('node-token', sidecar('weather')), 'node-token'), /^not a service account: the token belongs to "system:node:worker-1"/);
   });
 
-  it('refuses an identity that is not mapped at all without calling the API server', async () => {
+  openssl.it('refuses an identity that is not mapped at all without calling the API server', async () => {
     const a = attestor();
     const before = api.requests.length;
     assert.equal(refusal(await a.attest('sat-weather', sidecar('billing')), 'sat-weather'),
@@ -159,13 +160,13 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     assert.equal(api.requests.length, before);
   });
 
-  it('refuses an empty credential without calling the API server', async () => {
+  openssl.it('refuses an empty credential without calling the API server', async () => {
     const before = api.requests.length;
     assert.equal(refusal(await attestor().attest('  ', sidecar('weather')), ''), 'no ServiceAccount token was presented');
     assert.equal(api.requests.length, before);
   });
 
-  it("says so when the API server refuses the control plane's own credential (401) or its RBAC (403)", async () => {
+  openssl.it("says so when the API server refuses the control plane's own credential (401) or its RBAC (403)", async () => {
     const r401 = refusal(await attestor({ token: () => 'stale-reviewer-token' }).attest('sat-weather', sidecar('weather')), 'sat-weather');
     assert.equal(r401, `API server ${api.url} answered the TokenReview with HTTP 401: "Unauthorized" (the API server refused the control plane's own credential)`);
     assert.ok(!r401.includes('stale-reviewer-token'));
@@ -174,7 +175,7 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     assert.match(r403, /system:auth-delegator/);
   });
 
-  it("re-reads the control plane's own token on every call (a rotated projected token is used at once)", async () => {
+  openssl.it("re-reads the control plane's own token on every call (a rotated projected token is used at once)", async () => {
     let current = 'stale-reviewer-token';
     let reads = 0;
     const a = attestor({ token: () => { reads++; return `${current}\n`; } });
@@ -185,7 +186,7 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     assert.equal(api.requests.at(-1)?.authorization, `Bearer ${REVIEWER}`);
   });
 
-  it("refuses (does not throw) when the control plane's own token cannot be read or is empty", async () => {
+  openssl.it("refuses (does not throw) when the control plane's own token cannot be read or is empty", async () => {
     const unreadable = attestor({ token: () => { throw new Error('ENOENT: no such file /var/run/secrets/kubernetes.io/serviceaccount/token'); } });
     assert.match(refusal(await unreadable.attest('sat-weather', sidecar('weather')), 'sat-weather'), /^could not read the control plane's own token for the TokenReview call: ENOENT/);
     assert.equal(refusal(await attestor({ token: () => '' }).attest('sat-weather', sidecar('weather')), 'sat-weather'),
@@ -194,13 +195,13 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
       "the control plane's own token contains characters an HTTP header cannot carry");
   });
 
-  it('refuses when the API server is down (connection refused)', async () => {
+  openssl.it('refuses when the API server is down (connection refused)', async () => {
     const port = await closedPort();
     const a = attestor({ apiServer: `https://127.0.0.1:${port}` });
     assert.equal(refusal(await a.attest('sat-weather', sidecar('weather')), 'sat-weather'), `API server https://127.0.0.1:${port} unreachable: connection refused`);
   });
 
-  it('times out on an API server that accepts the request and never answers', async () => {
+  openssl.it('times out on an API server that accepts the request and never answers', async () => {
     api.stall = true;
     try {
       const t0 = performance.now();
@@ -213,7 +214,7 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     }
   });
 
-  it('times out on a server that accepts the connection and never starts TLS', async () => {
+  openssl.it('times out on a server that accepts the connection and never starts TLS', async () => {
     const silent = net.createServer(() => { /* hold the socket, say nothing */ });
     await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
     const url = `https://127.0.0.1:${(silent.address() as AddressInfo).port}`;
@@ -229,7 +230,7 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     }
   });
 
-  it('refuses an API server whose certificate is not trusted (another CA, or the default public roots)', async () => {
+  openssl.it('refuses an API server whose certificate is not trusted (another CA, or the default public roots)', async () => {
     const other = await CertificateAuthority.selfSigned({ trustDomain: 'other.test' });
     const before = api.requests.length;
     const wrongCa = refusal(await attestor({ caPem: other.bundlePem }).attest('sat-weather', sidecar('weather')), 'sat-weather');
@@ -240,50 +241,50 @@ describe('KubernetesAttestor against the TokenReview stand-in', { skip: skipOpen
     assert.equal(api.requests.length, before);
   });
 
-  it('describes its configuration without secrets', () => {
+  openssl.it('describes its configuration without secrets', () => {
     const d = attestor().describe();
     assert.equal(d, `k8s-sat: TokenReview at ${api.url} (CA from caPem), audience "mcpmesh", 2 service(s) and 1 gateway(s) mapped, timeout 5000 ms`);
     assert.ok(!d.includes(REVIEWER));
   });
 });
 
-describe('KubernetesAttestor against servers that are not a proper TokenReview API', { skip: skipOpenssl }, () => {
-  const pki = makeTestPki();
-  const caPem = readFileSync(pki.caFile, 'utf8');
+describe('KubernetesAttestor against servers that are not a proper TokenReview API', () => {
+  const pki = openssl.setup(() => makeTestPki());
+  const caPem = openssl.setup(() => readFileSync(pki.caFile, 'utf8'));
   let answer: { code: number; body: string } = { code: 201, body: '{}' };
-  const server = https.createServer({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) }, (req, res) => {
+  const server = openssl.setup(() => https.createServer({ cert: readFileSync(pki.serverCert), key: readFileSync(pki.serverKey) }, (req, res) => {
     req.resume();
     req.on('end', () => {
       res.writeHead(answer.code, { 'content-type': 'application/json' });
       res.end(answer.body);
     });
-  });
+  }));
   let url = '';
   const attest = async (): Promise<string> =>
     refusal(await new KubernetesAttestor({ apiServer: url, caPem, token: () => REVIEWER, mapping: MAPPING }).attest('wl-cred-7f3a', sidecar('weather')), 'wl-cred-7f3a');
 
-  before(async () => {
+  openssl.before(async () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  after(async () => {
+  openssl.after(async () => {
     server.closeAllConnections();
     await new Promise<void>((r) => server.close(() => r()));
   });
 
-  it('refuses an authenticated answer that does not name our audience (an audience-unaware reviewer)', async () => {
+  openssl.it('refuses an authenticated answer that does not name our audience (an audience-unaware reviewer)', async () => {
     answer = { code: 201, body: JSON.stringify({ kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', status: { authenticated: true, user: { username: 'system:serviceaccount:mcp:weather' } } }) };
     assert.equal(await attest(), 'wrong audience: the API server authenticated the token for audiences [], not "mcpmesh"');
     answer = { code: 201, body: JSON.stringify({ kind: 'TokenReview', status: { authenticated: true, audiences: ['other'], user: { username: 'system:serviceaccount:mcp:weather' } } }) };
     assert.equal(await attest(), 'wrong audience: the API server authenticated the token for audiences ["other"], not "mcpmesh"');
   });
 
-  it('refuses a malformed ServiceAccount username', async () => {
+  openssl.it('refuses a malformed ServiceAccount username', async () => {
     answer = { code: 201, body: JSON.stringify({ kind: 'TokenReview', status: { authenticated: true, audiences: ['mcpmesh'], user: { username: 'system:serviceaccount:mcp:weather:extra' } } }) };
     assert.match(await attest(), /^not a service account: the token belongs to "system:serviceaccount:mcp:weather:extra"/);
   });
 
-  it('refuses an answer that is not a TokenReview, and names HTTP errors with their body', async () => {
+  openssl.it('refuses an answer that is not a TokenReview, and names HTTP errors with their body', async () => {
     answer = { code: 200, body: '{"kind":"Status"}' };
     assert.equal(await attest(), `API server ${url} answered with something that is not a TokenReview (HTTP 200)`);
     answer = { code: 500, body: JSON.stringify({ kind: 'Status', apiVersion: 'v1', status: 'Failure', message: 'Internal error occurred: error validating audiences', reason: 'InternalError', code: 500 }) };
@@ -293,14 +294,14 @@ describe('KubernetesAttestor against servers that are not a proper TokenReview A
   });
 });
 
-describe('the TokenReview stand-in answers like the API server', { skip: skipOpenssl }, () => {
-  const api = new TokenReviewStandIn({
+describe('the TokenReview stand-in answers like the API server', () => {
+  const api = openssl.setup(() => new TokenReviewStandIn({
     reviewers: { [REVIEWER]: { username: 'system:serviceaccount:mcp-mesh:control-plane' } },
     tokens: {
       'sat-weather': { username: 'system:serviceaccount:mcp:weather', audiences: ['vault', 'mcpmesh'], podName: 'weather-0', uid: 'uid-1' },
       'sat-legacy': { username: 'system:serviceaccount:mcp:weather', audiences: [] },
     },
-  });
+  }));
   const post = (body: unknown, auth = `Bearer ${REVIEWER}`, path = TOKENREVIEW_PATH): Promise<{ code: number; json: Record<string, unknown> }> =>
     new Promise((resolve, reject) => {
       const text = typeof body === 'string' ? body : JSON.stringify(body);
@@ -314,14 +315,14 @@ describe('the TokenReview stand-in answers like the API server', { skip: skipOpe
     });
   const review = (token: string, audiences?: string[]): unknown => ({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, ...(audiences ? { audiences } : {}) } });
 
-  before(async () => {
+  openssl.before(async () => {
     await api.start();
   });
-  after(async () => {
+  openssl.after(async () => {
     await api.stop();
   });
 
-  it('authenticates: 201, spec echoed (token included), user with groups and pod extra, audiences = the intersection', async () => {
+  openssl.it('authenticates: 201, spec echoed (token included), user with groups and pod extra, audiences = the intersection', async () => {
     const { code, json } = await post(review('sat-weather', ['mcpmesh', 'other']));
     assert.equal(code, 201);
     assert.equal(json['kind'], 'TokenReview');
@@ -338,7 +339,7 @@ describe('the TokenReview stand-in answers like the API server', { skip: skipOpe
     assert.match(st.user.extra['authentication.kubernetes.io/credential-id']?.[0] ?? '', /^JTI=/);
   });
 
-  it("without spec.audiences uses the API server's own audiences (a legacy token passes, an mcpmesh-only one does not)", async () => {
+  openssl.it("without spec.audiences uses the API server's own audiences (a legacy token passes, an mcpmesh-only one does not)", async () => {
     const legacy = await post(review('sat-legacy'));
     assert.deepEqual((legacy.json['status'] as { audiences: string[] }).audiences, ['https://kubernetes.default.svc.cluster.local']);
     const scoped = await post(review('sat-weather'));
@@ -348,7 +349,7 @@ describe('the TokenReview stand-in answers like the API server', { skip: skipOpe
     });
   });
 
-  it('answers unknown tokens unauthenticated (no "authenticated" field, empty user), and errors as meta/v1 Status', async () => {
+  openssl.it('answers unknown tokens unauthenticated (no "authenticated" field, empty user), and errors as meta/v1 Status', async () => {
     const unknown = await post(review('nope', ['mcpmesh']));
     assert.equal(unknown.code, 201);
     assert.deepEqual(unknown.json['status'], { user: {}, error: 'invalid bearer token' });

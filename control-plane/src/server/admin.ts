@@ -22,6 +22,7 @@ import { parseDurationMs } from '../model/duration.ts';
 import type { ProxyInfo } from '../model/types.ts';
 import { lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
 import type { ProxyTracker } from './proxies.ts';
+import type { MeshStatusView } from './status.ts';
 import { OAuthError, type DevIssuer } from '../auth/dev-issuer.ts';
 import type { ConsoleServer } from '../console/server.ts';
 
@@ -31,6 +32,8 @@ export interface AdminOptions {
   metrics: Metrics;
   /** Last error of each source, shown by /readyz and /debug/sources. */
   sourceErrors: () => Record<string, string | undefined>;
+  /** The published mesh and certificate expiry (/debug/mesh, what `mcpmesh status` reads). */
+  meshStatus?: () => MeshStatusView;
   /** Each watch of the source, for /debug/sources?watches (Consul: every blocking query's loop state). */
   sourceWatches?: () => readonly object[];
   /** The development OAuth issuer, when enabled: token endpoint, JWKS and metadata under /oauth. */
@@ -79,6 +82,7 @@ export const ADMIN_ROUTES = {
   '/metrics': 'open',
   '/debug/proxies': 'token',
   '/debug/sources': 'token',
+  '/debug/mesh': 'token',
   '/debug/config_dump': 'token',
   '/debug/routing': 'token',
   '/admin/join-token': 'token',
@@ -399,6 +403,7 @@ export class AdminServer {
         service: s.proxy.service ?? null, connectedAt: new Date(s.connectedAt).toISOString(), types: s.types,
       }))),
       '/debug/sources': (_req, res, url) => json(res, 200, url.searchParams.has('watches') ? (this.opts.sourceWatches?.() ?? []) : this.opts.sourceErrors()),
+      '/debug/mesh': (_req, res) => (this.opts.meshStatus ? json(res, 200, this.opts.meshStatus()) : json(res, 404, { error: 'no mesh status here' })),
       '/debug/config_dump': (_req, res, url) => {
         const snap = this.configFor(url);
         if ('error' in snap) return json(res, snap.code, { error: snap.error });
@@ -439,7 +444,7 @@ export class AdminServer {
       if (denied) return json(res, denied.code, denied.body, denied.headers);
     }
     if (!route) {
-      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>', ...(this.opts.console ? [CONSOLE_PREFIX] : [])] });
+      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/mesh', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>', ...(this.opts.console ? [CONSOLE_PREFIX] : [])] });
     }
     await this.handlers[route](req, res, url);
   }

@@ -10,6 +10,7 @@ import { parseSpiffeId, SpiffeIdError, workloadRole } from '../identity/spiffe.t
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { lookupType } from '../xds/proto.ts';
+import type { IssuedCertificate } from './status.ts';
 
 const SERVICE = '/mcpmesh.identity.v1.Identity/';
 
@@ -28,6 +29,8 @@ export interface IdentityServiceOptions {
   readonly ttlMs: number;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Told of every certificate signed (facts only, for /debug/mesh and `mcpmesh status`). */
+  readonly onSigned?: (c: IssuedCertificate) => void;
 }
 
 class Refusal extends Error {
@@ -146,6 +149,7 @@ export class IdentityService {
     if (this.#issued.size >= MAX_ISSUED) this.#issued.delete(this.#issued.keys().next().value as string);
     this.#issued.set(spiffeId, signed.notAfter);
     log.info('certificate signed', { spiffe_id: spiffeId, serial: signed.serial, not_after: signed.notAfter.toISOString(), attested_by: how, peer });
+    this.#opts.onSigned?.({ spiffeId, serial: signed.serial, notAfter: signed.notAfter.toISOString(), issuedAt: new Date().toISOString(), attestedBy: how });
     return {
       cert_chain_pem: signed.certPem + signed.chainPem,
       bundle_pem: ca.bundlePem,

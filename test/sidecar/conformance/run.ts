@@ -8,7 +8,7 @@ import { parse as parseYaml } from 'yaml';
 const here = path.dirname(fileURLToPath(import.meta.url));
 export const CONFORMANCE_BIN = path.resolve(here, '../../../node_modules/@modelcontextprotocol/conformance/dist/index.js');
 export const EXPECTED_FAILURES_FILE = path.join(here, 'expected-failures.yml');
-export const LOOPBACK_PRELOAD = path.join(here, '../../helpers/loopback-preload.ts');
+export const LOOPBACK_PRELOAD = path.join(here, '../../../demo/loopback-preload.ts');
 export const FIXTURE_SERVER = path.join(here, 'fixture-server.ts');
 
 export interface Check {
