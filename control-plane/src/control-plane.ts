@@ -18,7 +18,7 @@ import { JoinTokens, type MintedToken } from './identity/join-token.ts';
 import { controlPlaneId, ServingIdentity } from './identity/serving.ts';
 import { IdentityService } from './server/identity.ts';
 import type { Mesh, MeshSecurity } from './model/types.ts';
-import { meshServicesView, type IssuedCertificate, type MeshStatusView } from './server/status.ts';
+import { meshServicesView, type MeshStatusView } from './server/status.ts';
 import { gatewayId, sidecarId } from './identity/spiffe.ts';
 import { ConvergenceTracker } from './server/convergence.ts';
 import { ConsulSource, type ConsulWatchError, type ConsulSourceOptions } from './sources/consul.ts';
@@ -113,8 +113,6 @@ export class ControlPlane {
   private lastSpecs: readonly ServiceSpec[] | undefined;
   /** The mesh now served, and when it was published: what /debug/mesh shows. */
   private lastMesh: { mesh: Mesh; at: Date } | undefined;
-  /** The last certificate signed for each workload identity (facts only). */
-  private readonly issued = new Map<string, IssuedCertificate>();
   private ca: CertificateAuthority | undefined;
   private policyWatch: FileWatch | undefined;
   /** Routing tuned beside the source (routing file, Consul config entries): see routing.ts. */
@@ -146,7 +144,7 @@ export class ControlPlane {
     this.console = new ConsoleServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
       sourceDescription: () => this.sourceDescription, policy: () => this.policy,
-      workloadCertificates: () => this.identity?.issued() ?? [],
+      workloadCertificates: () => (this.identity?.issued() ?? []).map((c) => ({ identity: c.spiffeId, notAfter: new Date(c.notAfter) })),
     });
     this.admin = new AdminServer({
       console: this.console,
@@ -287,7 +285,7 @@ export class ControlPlane {
     this.cache.setTrustResolver(() => ({ bundlePem: ca.bundlePem }));
     const identity = new IdentityService({
       ca, attestors: [this.joinTokens, ...(this.opts.attestors ?? [])], ttlMs: this.opts.certTtlMs ?? DEFAULT_LEAF_TTL_MS,
-      metrics: this.metrics, log: this.log.child('ca'), onSigned: (c) => void this.issued.set(c.spiffeId, c),
+      metrics: this.metrics, log: this.log.child('ca'),
     });
     this.ads.mount((server) => identity.addTo(server));
     this.identity = identity;
@@ -304,7 +302,7 @@ export class ControlPlane {
         trustDomain: ca.trustDomain,
         ca: { notAfter: ca.notAfter.toISOString() },
         controlPlane: { spiffeId: this.serving?.spiffeId ?? controlPlaneId(ca.trustDomain), notAfter: this.serving?.notAfter?.toISOString() ?? null },
-        issued: [...this.issued.values()].sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0)),
+        issued: this.identity?.issued() ?? [],
       } : null,
     };
   }

@@ -29,8 +29,6 @@ export interface IdentityServiceOptions {
   readonly ttlMs: number;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** Told of every certificate signed (facts only, for /debug/mesh and `mcpmesh status`). */
-  readonly onSigned?: (c: IssuedCertificate) => void;
 }
 
 class Refusal extends Error {
@@ -46,23 +44,23 @@ export function callerSpiffeId(call: { getAuthContext(): { sslPeerCertificate?: 
   return peerSpiffeId(call.getAuthContext().sslPeerCertificate?.subjectaltname);
 }
 
-/** Identities the console lists at most: one entry per identity, so only a mesh that large fills it. */
+/** Identities remembered at most (the console, /debug/mesh): one entry per identity, so only a mesh that large fills it. */
 const MAX_ISSUED = 10_000;
 
 export class IdentityService {
   readonly #opts: IdentityServiceOptions;
   readonly #attestors: ReadonlyMap<string, Attestor>;
-  /** The latest certificate signed for each identity (expiry only): the agents hold them, this is the CA's record. */
-  readonly #issued = new Map<string, Date>();
+  /** The latest certificate signed for each identity (facts only): the agents hold them, this is the CA's record. */
+  readonly #issued = new Map<string, IssuedCertificate>();
 
   constructor(opts: IdentityServiceOptions) {
     this.#opts = opts;
     this.#attestors = new Map(opts.attestors.map((a) => [a.method, a]));
   }
 
-  /** Each identity this CA signed a certificate for since start, with that certificate's expiry, sorted by identity. */
-  issued(): { identity: string; notAfter: Date }[] {
-    return [...this.#issued.entries()].map(([identity, notAfter]) => ({ identity, notAfter })).sort((a, b) => (a.identity < b.identity ? -1 : 1));
+  /** The last certificate this CA signed for each identity since start (facts only, no PEM), sorted by identity. */
+  issued(): IssuedCertificate[] {
+    return [...this.#issued.values()].sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0));
   }
 
   /** Adds the service to a gRPC server (the ADS server, so one TLS port serves both). */
@@ -147,9 +145,8 @@ export class IdentityService {
     metrics.certificatesIssued.inc({ role: request.role });
     this.#issued.delete(spiffeId);
     if (this.#issued.size >= MAX_ISSUED) this.#issued.delete(this.#issued.keys().next().value as string);
-    this.#issued.set(spiffeId, signed.notAfter);
+    this.#issued.set(spiffeId, { spiffeId, serial: signed.serial, notAfter: signed.notAfter.toISOString(), issuedAt: new Date().toISOString(), attestedBy: how });
     log.info('certificate signed', { spiffe_id: spiffeId, serial: signed.serial, not_after: signed.notAfter.toISOString(), attested_by: how, peer });
-    this.#opts.onSigned?.({ spiffeId, serial: signed.serial, notAfter: signed.notAfter.toISOString(), issuedAt: new Date().toISOString(), attestedBy: how });
     return {
       cert_chain_pem: signed.certPem + signed.chainPem,
       bundle_pem: ca.bundlePem,
