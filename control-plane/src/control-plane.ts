@@ -7,7 +7,7 @@ import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
 import { AdminServer } from './server/admin.ts';
-import { AdsServer } from './server/ads.ts';
+import { AdsServer, type AdsLimits } from './server/ads.ts';
 import { ProxyTracker } from './server/proxies.ts';
 import { DecisionServices } from './authz/services.ts';
 import type { Policy } from './policy/types.ts';
@@ -67,6 +67,8 @@ export interface ControlPlaneOptions {
   /** Port of the MCP authorizer + tools/list processor (gRPC) when the mesh is secured. Default 18002; 0 = any. */
   authzPort?: number;
   authzHost?: string;
+  /** What one xDS client may take (stream counts, names, node size, unread data); defaults in DEFAULT_ADS_LIMITS. */
+  adsLimits?: Partial<AdsLimits>;
 }
 
 export const DEFAULT_AUTHZ_PORT = 18002;
@@ -116,6 +118,7 @@ export class ControlPlane {
     this.ads = new AdsServer({
       cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
       requireIdentity: opts.security !== undefined && opts.xdsInsecure !== true,
+      ...(opts.adsLimits ? { limits: opts.adsLimits } : {}),
     });
     const td = opts.security?.policy.trustDomain;
     this.admin = new AdminServer({
