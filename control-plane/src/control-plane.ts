@@ -101,6 +101,7 @@ export class ControlPlane {
   /** The specs of the last published mesh: a policy change rebuilds from them. */
   private lastSpecs: readonly ServiceSpec[] | undefined;
   private policyWatch: FileWatch | undefined;
+  private draining = false;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -123,6 +124,7 @@ export class ControlPlane {
     const td = opts.security?.policy.trustDomain;
     this.admin = new AdminServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      draining: () => this.draining,
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
@@ -316,6 +318,21 @@ export class ControlPlane {
       this.log.warn('admin port listens beyond loopback without an admin token: /debug, join tokens and the dev token endpoint answer 403 there', { host: this.opts.adminHost });
     }
     return this;
+  }
+
+  /**
+   * Graceful exit: /readyz says 503 at once, then after `delayMs` (time for load balancers to notice and stop
+   * sending new proxies here) the xDS streams are closed with UNAVAILABLE at random moments over `windowMs`, so
+   * proxies reconnect to other replicas spread out instead of all at once; then everything stops.
+   */
+  async drain(opts: { delayMs: number; windowMs: number }): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.metrics.draining.set(1);
+    this.log.info('draining: not ready; waiting for load balancers, then closing xDS streams', { delay_ms: opts.delayMs, window_ms: opts.windowMs, streams: this.ads.streamCount });
+    await new Promise((r) => setTimeout(r, opts.delayMs));
+    await this.ads.drain(opts.windowMs);
+    await this.stop();
   }
 
   async stop(): Promise<void> {

@@ -13,6 +13,8 @@ import type { Attestor } from './identity/attest.ts';
 import { IN_CLUSTER_TOKEN_FILE, KubernetesAttestor, parseK8sAttestationMap } from './identity/attest-k8s.ts';
 import { createLogger } from './log.ts';
 import { consulOptionsFromEnv } from './sources/consul.ts';
+import { parseDurationMs } from './model/duration.ts';
+import type { AdsLimits } from './server/ads.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -39,6 +41,8 @@ const { values } = parseArgs({
     'ca-cert': { type: 'string', default: env['MCPMESH_CA_CERT'] },
     'ca-key': { type: 'string', default: env['MCPMESH_CA_KEY'] },
     'ca-chain': { type: 'string', default: env['MCPMESH_CA_CHAIN'] },
+    'drain-delay': { type: 'string', default: env['MCPMESH_DRAIN_DELAY'] ?? '5s' },
+    'drain-window': { type: 'string', default: env['MCPMESH_DRAIN_WINDOW'] ?? '10s' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -50,6 +54,7 @@ if (values.help) {
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
                            [--ca-cert FILE --ca-key FILE [--ca-chain FILE]] [--xds-dns-name NAME...]
                            [--k8s-attestation FILE] [--xds-insecure] [--admin-token-file FILE]
+                           [--drain-delay DURATION (5s)] [--drain-window DURATION (10s)]
   With a policy the mesh is secured: the control plane is the mesh CA and serves xDS over TLS; proxies
   authenticate with workload certificates their agents get by CSR (keys never leave the workload), first with a
   join token (mcpmesh join-token) or a Kubernetes ServiceAccount token (--k8s-attestation: service ->
@@ -59,10 +64,17 @@ if (values.help) {
   only); admin and the authorizer on 127.0.0.1 unless told. Beyond loopback, the admin port's /debug, join tokens
   and the dev token endpoint need the admin token (MCPMESH_ADMIN_TOKEN or --admin-token-file); /metrics,
   /healthz and /readyz stay open.
+  SIGTERM drains: /readyz answers 503 at once, the xDS streams stay up for --drain-delay (load balancers stop
+  sending proxies here), then are closed with UNAVAILABLE spread at random over --drain-window (proxies
+  reconnect to other replicas, not all at once), then the process exits 0. A second signal exits at once.
+  Durations: 250ms, 5s, 1m, 0.
   env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
        MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
-       MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL,
+       MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL, MCPMESH_DRAIN_DELAY, MCPMESH_DRAIN_WINDOW,
+       xDS limits per client (defaults in docs/reliability.md): MCPMESH_XDS_STALL_TIMEOUT (duration),
+       MCPMESH_XDS_MAX_STREAMS_PER_CONNECTION, MCPMESH_XDS_MAX_STREAMS_PER_PEER, MCPMESH_XDS_MAX_RESOURCE_NAMES,
+       MCPMESH_XDS_MAX_NODE_BYTES,
        MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files),
        MCPMESH_DEV_ISSUER (on|off), MCPMESH_DEV_CLIENT_SECRET, MCPMESH_DEV_ISSUER_URL, MCPMESH_DEV_AUDIENCE
        Consul (makes Consul the source): CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_HTTP_SSL, CONSUL_CACERT,
@@ -72,6 +84,34 @@ if (values.help) {
 }
 
 const log = createLogger();
+const duration = (flag: string, text: string): number => {
+  const ms = parseDurationMs(text);
+  if (ms === undefined) {
+    log.error('bad duration', { flag, value: text, expected: 'e.g. 250ms, 5s, 1m, 0' });
+    process.exit(1);
+  }
+  return ms;
+};
+const drainDelayMs = duration('--drain-delay', values['drain-delay']);
+const drainWindowMs = duration('--drain-window', values['drain-window']);
+const adsLimits: Partial<AdsLimits> = {};
+{
+  const stall = env['MCPMESH_XDS_STALL_TIMEOUT'];
+  if (stall) adsLimits.stallTimeoutMs = duration('MCPMESH_XDS_STALL_TIMEOUT', stall);
+  const counts = [
+    ['MCPMESH_XDS_MAX_STREAMS_PER_CONNECTION', 'maxStreamsPerConnection'], ['MCPMESH_XDS_MAX_STREAMS_PER_PEER', 'maxStreamsPerPeer'],
+    ['MCPMESH_XDS_MAX_RESOURCE_NAMES', 'maxResourceNames'], ['MCPMESH_XDS_MAX_NODE_BYTES', 'maxNodeBytes'],
+  ] as const;
+  for (const [name, key] of counts) {
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    if (!/^[1-9]\d*$/.test(v)) {
+      log.error('bad xDS limit', { env: name, value: v, expected: 'a positive integer' });
+      process.exit(1);
+    }
+    adsLimits[key] = Number(v);
+  }
+}
 const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul }) : undefined;
 const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
 // The development OAuth issuer: on by default with the embedded registry, opt-in with Consul.
@@ -162,6 +202,7 @@ try {
     adminHost,
     ...(adminToken ? { adminToken } : {}),
     adminPort: Number(values['admin-port']),
+    adsLimits,
     log,
   });
   await cp.start();
@@ -181,9 +222,18 @@ if (devIssuer) {
     `                   MCPMESH_DEV_CLIENT_SECRET=<secret> npm run mcpmesh -- token --role <role>\n`);
 }
 
+let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    log.info('shutting down', { signal: sig });
-    void cp.stop().then(() => process.exit(0));
+  process.on(sig, () => {
+    if (stopping) {
+      log.warn('second signal: exiting without finishing the drain', { signal: sig });
+      process.exit(0);
+    }
+    stopping = true;
+    log.info('shutting down', { signal: sig, drain_delay_ms: drainDelayMs, drain_window_ms: drainWindowMs });
+    cp.drain({ delayMs: drainDelayMs, windowMs: drainWindowMs }).then(() => process.exit(0), (err: unknown) => {
+      log.error('drain failed', { error: (err as Error).message });
+      process.exit(1);
+    });
   });
 }

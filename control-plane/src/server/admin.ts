@@ -30,6 +30,8 @@ export interface AdminOptions {
   metrics: Metrics;
   /** Last error of each source, shown by /readyz and /debug/sources. */
   sourceErrors: () => Record<string, string | undefined>;
+  /** True once the control plane drains before exit: /readyz says 503 so load balancers stop sending proxies here. */
+  draining?: () => boolean;
   /** The development OAuth issuer, when enabled: token endpoint, JWKS and metadata under /oauth. */
   oauth?: DevIssuer;
   /**
@@ -375,7 +377,8 @@ export class AdminServer {
     this.handlers = {
       '/healthz': (_req, res) => void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'),
       '/readyz': (_req, res) => {
-        if (this.opts.cache.ready) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
+        if (this.opts.draining?.()) res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready: draining (shutting down)\n');
+        else if (this.opts.cache.ready) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
         else res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready: no snapshot built yet\n${JSON.stringify(this.opts.sourceErrors())}\n`);
       },
       '/metrics': async (_req, res) => {
