@@ -329,6 +329,7 @@ export class ControlPlane {
     if (this.draining) return;
     this.draining = true;
     this.metrics.draining.set(1);
+    this.ads.refuseNewStreams();
     this.log.info('draining: not ready; waiting for load balancers, then closing xDS streams', { delay_ms: opts.delayMs, window_ms: opts.windowMs, streams: this.ads.streamCount });
     await new Promise((r) => setTimeout(r, opts.delayMs));
     await this.ads.drain(opts.windowMs);

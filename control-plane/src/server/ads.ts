@@ -319,6 +319,14 @@ export class AdsServer {
   }
 
   /**
+   * From now on new streams are refused with UNAVAILABLE, so a proxy that reaches this replica while it drains
+   * goes on to another at once rather than after the drain closes it.
+   */
+  refuseNewStreams(): void {
+    this.draining = true;
+  }
+
+  /**
    * Closes every stream with UNAVAILABLE, each at a random moment within `windowMs`, so proxies reconnect
    * (to another replica, the load balancer having stopped sending here) spread out rather than all at once.
    * New streams are refused with UNAVAILABLE from now on. Resolves when every stream is closed.
