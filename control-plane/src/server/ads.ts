@@ -104,6 +104,10 @@ export interface AdsLimits {
   maxResourceNames: number;
   /** Encoded size of the node message (id, metadata, locality...). */
   maxNodeBytes: number;
+  /** Largest response sent to a proxyless gRPC client (what gRPC accepts by default; its bootstrap cannot raise it). */
+  proxylessMaxResponseBytes: number;
+  /** Largest response sent to Envoy (what the generated bootstrap lets it receive). */
+  envoyMaxResponseBytes: number;
 }
 
 export const DEFAULT_ADS_LIMITS: Readonly<AdsLimits> = {
@@ -113,6 +117,8 @@ export const DEFAULT_ADS_LIMITS: Readonly<AdsLimits> = {
   maxStreamsPerPeer: 256,
   maxResourceNames: 20_000,
   maxNodeBytes: 64 * 1024,
+  proxylessMaxResponseBytes: GRPC_DEFAULT_MAX_RECEIVE_BYTES,
+  envoyMaxResponseBytes: ENVOY_XDS_MAX_RECEIVE_BYTES,
 };
 
 // Selections keyed by client-chosen name lists are cached per snapshot only up to this many; past it they are
@@ -134,8 +140,8 @@ export interface AdsServerOptions {
 }
 
 /** The most a client of this kind accepts in one message. */
-function clientMaxReceive(proxy: ProxyInfo): number {
-  return proxy.proxyless ? GRPC_DEFAULT_MAX_RECEIVE_BYTES : ENVOY_XDS_MAX_RECEIVE_BYTES;
+function clientMaxReceive(proxy: ProxyInfo, limits: AdsLimits): number {
+  return proxy.proxyless ? limits.proxylessMaxResponseBytes : limits.envoyMaxResponseBytes;
 }
 
 /** The address part of grpc-js's peer string ("1.2.3.4:5678", "[::1]:5678" or "::1:5678"). */
@@ -549,7 +555,7 @@ export class AdsServer {
       const t = this.opts.tracker.type(status, kind);
       if (!force && t.sentVersion === selection.version) return;
       const resp = this.sotwResponse(kind, selection);
-      const limit = clientMaxReceive(status.proxy);
+      const limit = clientMaxReceive(status.proxy, this.limits);
       if (resp.bytes.length > limit) {
         this.tooLarge(status, kind, t, selection.version, resp.bytes.length, limit, `the ${kind} response (${selection.chosen.length} resources)`);
         return;
@@ -659,7 +665,7 @@ export class AdsServer {
       const all = snapshot.resources[kind];
       const typeUrl = TYPE_URLS[kind];
       const t = this.opts.tracker.type(status, kind);
-      const limit = clientMaxReceive(status.proxy);
+      const limit = clientMaxReceive(status.proxy, this.limits);
       // Room for the envelope (type URL, nonce, version) and each resource's own wrapping.
       const budget = limit - 4096;
       const sizeOf = (r: EncodedResource): number => r.bytes.length + r.name.length + r.version.length + typeUrl.length + 32;
