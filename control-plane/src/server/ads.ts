@@ -114,7 +114,7 @@ export const DEFAULT_ADS_LIMITS: Readonly<AdsLimits> = {
   stallTimeoutMs: 60_000,
   maxBufferedBytes: 256 * 1024,
   maxStreamsPerConnection: 16,
-  maxStreamsPerPeer: 256,
+  maxStreamsPerPeer: 1024,
   maxResourceNames: 20_000,
   maxNodeBytes: 64 * 1024,
   proxylessMaxResponseBytes: GRPC_DEFAULT_MAX_RECEIVE_BYTES,
@@ -270,6 +270,7 @@ export class AdsServer {
   private readonly perConnection = new Map<string, number>();
   private readonly perPeer = new Map<string, number>();
   private draining = false;
+  private readonly refusalLog = new Map<string, { at: number; suppressed: number }>();
 
   constructor(opts: AdsServerOptions) {
     this.opts = opts;
@@ -363,10 +364,19 @@ export class AdsServer {
     call.emit('error', { code, details });
   }
 
-  /** A limit refused a stream or request: counted by reason, logged with the peer, closed with RESOURCE_EXHAUSTED. */
+  /**
+   * A limit refused a stream or request: counted by reason, closed with RESOURCE_EXHAUSTED, and logged with the
+   * peer, at most once a second per reason (a client refused 10,000 times must not flood the log).
+   */
   private refuse(call: grpc.ServerDuplexStream<unknown, Buffer>, reason: string, details: string): void {
     this.opts.metrics.refused.inc({ reason });
-    this.fail(call, grpc.status.RESOURCE_EXHAUSTED, reason, details);
+    const now = Date.now();
+    const last = this.refusalLog.get(reason);
+    if (!last || now - last.at >= 1000) {
+      this.opts.log.warn('refusing xDS stream: limit reached', { reason, details, peer: call.getPeer(), ...(last?.suppressed ? { suppressed_since_last: last.suppressed } : {}) });
+      this.refusalLog.set(reason, { at: now, suppressed: 0 });
+    } else last.suppressed += 1;
+    call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details });
   }
 
   /**
