@@ -3,7 +3,7 @@
 // Proxies: raw ADS streams (one connection each, as separate Envoys) and a real grpc-js-xds client.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -13,7 +13,7 @@ import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { node, RawAdsClient, type AdsStream } from '../helpers/ads-client.ts';
 import { EchoClient, startBackend, who, type Backend, type EchoClientInstance } from '../helpers/grpc-backends.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { LONG } from './helpers.ts';
+import { LONG, registryYaml } from './helpers.ts';
 
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../control-plane/src/main.ts');
 const RAW_STREAMS = LONG ? 60 : 12;
@@ -137,5 +137,28 @@ describe('ADS fault: graceful drain on SIGTERM', () => {
     const draining = r.lines.find((l) => l.entry['msg'] === 'draining xDS streams');
     assert.equal(draining?.entry['streams'], RAW_STREAMS + 1, 'the drain closed every stream: the raw ones and grpc-js-xds\'s');
     console.log(`drain: unready after ${Math.round(unreadyAt - t0)} ms, streams closed from +${Math.round(first - t0)} to +${Math.round(last - t0)} ms (delay ${DELAY_MS}, window ${WINDOW_MS})`);
+  });
+
+  it('exits even when a proxy has stopped reading (its status can never get out)', async () => {
+    writeFileSync(path.join(dir, 'registry.yaml'), registryYaml(150, 0));
+    const r = await startMain(dir, ['--drain-delay', '100ms', '--drain-window', '300ms']);
+    running = r;
+    const c = new RawAdsClient(`127.0.0.1:${r.xdsPort}`, { 'grpc.use_local_subchannel_pool': 1 });
+    clients.push(c);
+    const s = c.sotw();
+    s.send({ node: node('stuck', { role: 'gateway' }), type_url: TYPE_URLS.cluster, resource_names: [] });
+    await s.next('cluster');
+    s.send({ type_url: TYPE_URLS.endpoint, resource_names: ['*'] });
+    s.call.pause();
+    // Edits until the server holds unsent data for it (its flow-control window is full).
+    for (let g = 1; g <= 12; g++) {
+      const tmp = path.join(dir, `.edit-${g}`);
+      writeFileSync(tmp, registryYaml(150, g));
+      renameSync(tmp, path.join(dir, 'registry.yaml'));
+      await waitFor(`edit ${g} published`, () => r.lines.filter((l) => l.entry['msg'] === 'mesh published').length >= g + 1, 20_000);
+    }
+    r.child.kill('SIGTERM');
+    const exited = await Promise.race([r.exited, new Promise<string>((res) => setTimeout(() => res('still running'), 20_000))]);
+    assert.equal(exited, 0, 'the process exits 0 despite the stuck proxy (well before its 60 s stall limit)');
   });
 });

@@ -354,7 +354,15 @@ export class AdsServer {
   async close(): Promise<void> {
     this.draining = true;
     for (const s of [...this.live]) s.terminate(grpc.status.UNAVAILABLE, 'control plane is shutting down');
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    // A client that stopped reading never lets its status out: shutting down must not wait for it forever.
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 2000);
+      t.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
     this.server.forceShutdown();
   }
 
