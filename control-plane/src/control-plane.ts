@@ -149,7 +149,7 @@ export class ControlPlane {
     const started = performance.now();
     const { mesh, commit } = this.builder.build(specs, this.security);
     try {
-      const { changed } = this.cache.setMesh(mesh);
+      const { changed, proxies } = this.cache.setMesh(mesh);
       commit();
       this.lastSpecs = specs;
       const seconds = (performance.now() - started) / 1000;
@@ -161,7 +161,7 @@ export class ControlPlane {
       this.metrics.meshEndpoints.set({ health: 'unhealthy' }, eps.filter((e) => !e.healthy).length);
       this.sourceErrors[source] = undefined;
       if (changed > 0) this.convergence.begin(source, observedAt ?? started);
-      this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, build_ms: Math.round(seconds * 1000) });
+      this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, proxies_pushed: proxies, build_ms: Math.round(seconds * 1000) });
       return true;
     } catch (err) {
       if (!(err instanceof SnapshotError)) throw err;

@@ -88,8 +88,8 @@ export class SnapshotCache {
   }
 
   /** Rebuilds every snapshot from the current mesh, e.g. after a certificate rotated. */
-  refresh(): { changed: number } {
-    return this.mesh ? this.setMesh(this.mesh) : { changed: 0 };
+  refresh(): { changed: number; proxies: number } {
+    return this.mesh ? this.setMesh(this.mesh) : { changed: 0, proxies: 0 };
   }
 
   get ready(): boolean {
@@ -110,10 +110,10 @@ export class SnapshotCache {
   }
 
   /**
-   * Rebuilds every snapshot for `mesh`. Throws SnapshotError (nothing changes) if any is invalid. Returns
-   * how many watchers were handed a changed snapshot.
+   * Rebuilds every snapshot for `mesh`. Throws SnapshotError (nothing changes) if any is invalid. Returns how
+   * many classes' snapshots changed for their watchers, and how many watchers were handed one.
    */
-  setMesh(mesh: Mesh): { changed: number } {
+  setMesh(mesh: Mesh): { changed: number; proxies: number } {
     const known = knownLocalities(mesh);
     // Classes are regrouped first: a zone the new mesh adds (or drops) moves its proxies to another class.
     const next = new Map<string, Entry>();
@@ -145,7 +145,7 @@ export class SnapshotCache {
     }
     this.entries = next;
     for (const [w, snap] of notify) w.listener(snap);
-    return { changed: notify.length };
+    return { changed: new Set(notify.map(([, snap]) => snap)).size, proxies: notify.length };
   }
 
   /** The snapshot for a proxy (built on first use of its class) plus a subscription to its updates. */
