@@ -98,7 +98,7 @@ export interface AdsLimits {
   maxBufferedBytes: number;
   /** ADS streams on one HTTP/2 connection (Envoy and gRPC clients use one). */
   maxStreamsPerConnection: number;
-  /** ADS streams from one peer: its workload identity when mTLS is on, else its IP address. */
+  /** ADS streams from one IP address (not per identity: every sidecar of a service shares its identity). */
   maxStreamsPerPeer: number;
   /** resource_names in one request (SotW), or subscribed names of one type (delta). */
   maxResourceNames: number;
@@ -251,7 +251,6 @@ export function peerMismatch(proxy: ProxyInfo, peerId: string | undefined): { co
     || (kind === 'gateway' && proxy.role === 'gateway' && (proxy.gatewayName ?? 'default') === name));
   return ok ? undefined : { code: grpc.status.PERMISSION_DENIED, reason: `node "${proxy.id}" claims ${claims}, but its certificate is ${peerId}` };
 }
-
 
 /** A live ADS stream, from its first byte (before it names its node) to its close. */
 interface LiveStream {
@@ -414,6 +413,8 @@ export class AdsServer {
     let released = false;
     const stream: LiveStream = {
       terminate: (code, details) => {
+        // A stream that already ended (the client left during a drain window) has nothing to end.
+        if (released) return;
         outbox()?.close();
         call.emit('error', { code, details });
       },
