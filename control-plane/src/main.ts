@@ -64,9 +64,10 @@ if (values.help) {
   only); admin and the authorizer on 127.0.0.1 unless told. Beyond loopback, the admin port's /debug, join tokens
   and the dev token endpoint need the admin token (MCPMESH_ADMIN_TOKEN or --admin-token-file); /metrics,
   /healthz and /readyz stay open.
-  SIGTERM drains: /readyz answers 503 at once, the xDS streams stay up for --drain-delay (load balancers stop
-  sending proxies here), then are closed with UNAVAILABLE spread at random over --drain-window (proxies
-  reconnect to other replicas, not all at once), then the process exits 0. A second signal exits at once.
+  SIGTERM (or Ctrl-C) drains: /readyz answers 503 at once, new xDS streams are refused, open ones stay for
+  --drain-delay (load balancers stop sending proxies here), then are closed with UNAVAILABLE spread at random
+  over --drain-window (proxies reconnect to other replicas, not all at once), then the process exits 0. A
+  second signal exits at once.
   Durations: 250ms, 5s, 1m, 0.
   env: MCPMESH_REGISTRY, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
