@@ -316,6 +316,25 @@ roles:
 `;
 }
 
+/** Polls `check` until truthy; fails at once when `fatal()` names a reason (a process died), or after `ms`. */
+export async function pollUntil<T>(what: string, check: () => Promise<T | undefined | false>, ms: number, fatal: () => string | undefined): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    const f = fatal();
+    if (f) throw new Error(`${what}: ${f}`);
+    try {
+      const v = await check();
+      if (v) return v;
+      last = v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    await sleep(250);
+  }
+}
+
 export class DemoMesh {
   readonly dir: string;
   readonly replicas: Replica[] = [];
@@ -438,23 +457,10 @@ export class DemoMesh {
   }
 
   /** Polls `check` until truthy; fails at once when fatal() says so, or after `ms`. */
-  async until<T>(what: string, check: () => Promise<T | undefined | false>, ms: number): Promise<T> {
-    const deadline = Date.now() + ms;
-    let last: unknown;
-    for (;;) {
-      const f = this.fatal();
-      if (f) throw new Error(`${what}: ${f}`);
-      try {
-        const v = await check();
-        if (v) return v;
-        last = v;
-      } catch (err) {
-        last = err;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-      await sleep(250);
-    }
+  until<T>(what: string, check: () => Promise<T | undefined | false>, ms: number): Promise<T> {
+    return pollUntil(what, check, ms, () => this.fatal());
   }
+
 
   /** With Envoy: every sidecar has its listener, the gateway its listener and healthy endpoints, all /ready. */
   async ready(ms = 120_000): Promise<void> {

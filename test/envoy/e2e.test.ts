@@ -50,7 +50,7 @@ import type { AgentIdentity } from '../../sidecar/src/identity-agent.ts';
 import { EVERYTHING_BIN, freePort } from '../helpers/everything.ts';
 // Child processes, the agents' steps (sidecar identity and Envoy, the gateway CLI, dev tokens): what `npm run demo` runs.
 import {
-  devToken, httpText, LOOPBACK_PRELOAD, mintGatewayJoinToken, Proc, sidecarIdentity, sleep, startGatewayCli, startSidecarEnvoy,
+  devToken, httpText, LOOPBACK_PRELOAD, mintGatewayJoinToken, pollUntil, Proc, sidecarIdentity, sleep, startGatewayCli, startSidecarEnvoy,
 } from '../../demo/mesh.ts';
 import { allToolNames } from '../helpers/forward.ts';
 import { envoySkip, findEnvoyBinary } from './envoy-bin.ts';
@@ -184,22 +184,8 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
   }
 
   /** Polls `check` until it returns something truthy; fails at once when fatal() says so, or after `ms`. */
-  async function until<T>(what: string, check: () => Promise<T | undefined | false>, ms: number): Promise<T> {
-    const deadline = Date.now() + ms;
-    let last: unknown;
-    for (;;) {
-      const f = fatal();
-      if (f) throw new Error(`${what}: ${f}`);
-      try {
-        const v = await check();
-        if (v) return v;
-        last = v;
-      } catch (err) {
-        last = err;
-      }
-      if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
-      await sleep(250);
-    }
+  function until<T>(what: string, check: () => Promise<T | undefined | false>, ms: number): Promise<T> {
+    return pollUntil(what, check, ms, fatal);
   }
 
   /** Runs a test body; a failure carries every process's output tail and the control plane's view. */
