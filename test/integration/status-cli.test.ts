@@ -62,7 +62,7 @@ ${extra}`;
   before(async () => {
     a1 = await startBackend('a1');
     a2 = await startBackend('a2');
-    tcp = await startControlPlane(registry());
+    tcp = await startControlPlane(registry(), { routing: 'services:\n  weather:\n    routing: { retries: 5 }\n    circuitBreakers: { maxRequests: 5000 }\n' });
     admin = `http://127.0.0.1:${tcp.cp.adminPort}`;
     process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${tcp.cp.xdsPort}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
@@ -101,6 +101,11 @@ ${extra}`;
     assert.match(out, new RegExp(`eu-west/a +127\\.0\\.0\\.1:${a1.port} +healthy`));
     assert.match(out, new RegExp(`eu-west/b +127\\.0\\.0\\.1:${a2.port} +healthy`));
     assert.match(out, /us-east\/c +127\.0\.0\.2:7009 +UNHEALTHY/);
+    // The routing file's knobs, with file and YAML path; the knobs left at their built-in value are not listed.
+    const routing = out.split('\n').find((l) => l.trimStart().startsWith('routing:')) ?? '';
+    assert.match(routing, /routing\.retries 5 \(file \S+routing\.yaml: services\.weather\.routing\.retries\)/);
+    assert.match(routing, /circuitBreakers\.maxRequests 5000 \(file \S+routing\.yaml: services\.weather\.circuitBreakers\.maxRequests\)/);
+    assert.doesNotMatch(routing, /lbPolicy|built-in/);
     assert.match(out, /PROXIES \(2 connected\)/);
     const gw = out.slice(out.indexOf('grpc-gw-status'), out.indexOf('SOURCE ERRORS'));
     for (const k of ['cluster', 'endpoint', 'listener', 'route']) assert.match(gw, new RegExp(`${k} +SYNCED`), gw);
@@ -121,6 +126,14 @@ ${extra}`;
     const dump = (await (await tcp.admin('/debug/config_dump?node=grpc-gw-status')).json()) as { versions: Record<string, string> };
     assert.equal(gw?.types.cluster?.ackedVersion, dump.versions['cluster']);
     assert.deepEqual(r.sourceErrors, {});
+    // Every knob, with where it came from and what it overrode (the /debug/routing answer).
+    const knobs = r.routing?.services['weather'] ?? [];
+    assert.equal(knobs.length > 20, true);
+    const retries = knobs.find((k) => k.knob === 'routing.retries');
+    assert.equal(retries?.value, 5);
+    assert.equal(retries?.from.source, 'file');
+    assert.deepEqual(retries?.overridden.map((o) => [o.from.source, o.value]), [['default', 2]]);
+    assert.equal(knobs.find((k) => k.knob === 'routing.lbPolicy')?.from.source, 'default');
   });
 
   it('shows a source error while the last good mesh keeps being served', async () => {
@@ -175,7 +188,7 @@ describe('mcpmesh status in a secured mesh: certificate expiry', () => {
   it('renders expiry in the past as EXPIRED', () => {
     assert.equal(until('2026-01-01T00:00:00Z', Date.parse('2026-01-01T03:00:00Z')), 'EXPIRED 3h ago');
     const r: StatusReport = {
-      admin: 'x', proxies: [], sourceErrors: {},
+      admin: 'x', proxies: [], sourceErrors: {}, routing: null,
       mesh: { source: 's', publishedAt: null, services: [], certificates: { trustDomain: 't', ca: { notAfter: '2026-01-01T00:00:00Z' }, controlPlane: { spiffeId: 'spiffe://t/control-plane', notAfter: null }, issued: [] } },
     };
     assert.match(renderStatus(r, Date.parse('2026-01-03T00:00:00Z')), /CA \(trust domain t\) {2}expires 2026-01-01T00:00:00Z \(EXPIRED 2d ago\)/);

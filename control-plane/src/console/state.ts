@@ -6,6 +6,7 @@
 // (addresses, localities, health), the tracker's versions and NACK texts, the policy's rules, and
 // certificate *expiry dates*. The types below have no field that could carry a key, token or client secret.
 import type { Locality, Mesh, MeshService } from '../model/types.ts';
+import { nonDefaultKnobs, showProvenance, type KnobExplanation } from '../model/tuning.ts';
 import type { ProxyStatus } from '../server/proxies.ts';
 import type { ResourceKind } from '../xds/proto.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
@@ -41,7 +42,18 @@ export interface ServiceView {
   readonly localities: readonly LocalityView[];
   /** The service's own connected sidecars (every connected gateway routes to every service: ConsoleState.gateways). */
   readonly sidecars: readonly string[];
+  /** Routing knobs whose value is not the built-in one, with their source; every knob: /ui/api/routing?service=. */
+  readonly routing: readonly KnobView[];
 }
+
+/** One routing knob as /debug/routing explains it, with its source as `mcpmesh routing explain` prints it. */
+export interface KnobView {
+  readonly knob: string;
+  readonly shown: string;
+  readonly source: string;
+}
+
+export const knobView = (k: KnobExplanation): KnobView => ({ knob: k.knob, shown: k.shown, source: showProvenance(k.from) });
 
 export interface TypeView {
   readonly type: ResourceKind;
@@ -177,7 +189,8 @@ function localitiesOf(svc: MeshService, vantage: Locality | undefined): Locality
     .sort((a, b) => a.priority - b.priority || byString(localityKey(a), localityKey(b)));
 }
 
-export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStatus[], vantage: Locality | undefined): ServiceView[] {
+/** `routing`: every published service's knobs (RoutingLayers.services(), what /debug/routing serves). */
+export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStatus[], vantage: Locality | undefined, routing: Readonly<Record<string, readonly KnobExplanation[]>> = {}): ServiceView[] {
   if (!mesh) return [];
   const sidecars = new Map<string, string[]>();
   for (const p of proxies) {
@@ -192,6 +205,7 @@ export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStat
       name: svc.name, protocol: svc.protocol, transport: svc.transport, incarnation: svc.incarnation, hosts: svc.routing.hosts,
       healthy, unhealthy: svc.endpoints.length - healthy, localities: localitiesOf(svc, vantage),
       sidecars: (sidecars.get(svc.name) ?? []).sort(byString),
+      routing: nonDefaultKnobs(routing[svc.name] ?? []).map(knobView),
     };
   });
 }

@@ -159,6 +159,24 @@ export function showValue(name: KnobName, v: KnobValue): string {
   return typeof v === 'string' ? JSON.stringify(v) : String(v);
 }
 
+/** Where a value came from, as explain, the console and `mcpmesh status` print it. */
+export function showProvenance(p: Provenance): string {
+  if (p.source === 'default') return 'built-in default';
+  if (p.source === 'consul') return `consul ${p.where} ${p.field}`;
+  return `${p.source} ${p.where}: ${p.field}`;
+}
+
+/**
+ * The knobs whose effective value is not the built-in one (whoever set them), for the compact views (console,
+ * `mcpmesh status`). By value, not by source: a registry that spells out a default changes nothing worth a line.
+ */
+export function nonDefaultKnobs(knobs: readonly KnobExplanation[]): KnobExplanation[] {
+  return knobs.filter((k) => {
+    const def = KNOB_BY_NAME.get(k.knob);
+    return def === undefined || showValue(k.knob, DEFAULTS[def.section][def.field] as KnobValue) !== k.shown;
+  });
+}
+
 /**
  * Reads one section (`routing:`, `outlierDetection:`, ...) of a registry or routing file into settings, every
  * problem reported on `r` with its path. `identity: false` refuses knobs only a source may set.

@@ -54,6 +54,28 @@ function endpoints(l) {
   </div>`;
 }
 
+// The knobs that differ from the built-in defaults, with their source; "all knobs" asks /ui/api/routing (the
+// answer /debug/routing and `mcpmesh routing explain` give) only when opened, so the page stays small.
+function Routing({ service }) {
+  const [all, setAll] = useState(null);
+  const toggle = async () => {
+    if (all) return setAll(null);
+    setAll({ knobs: [], note: 'loading…' });
+    const r = await fetch(`/ui/api/routing?service=${encodeURIComponent(service.name)}`, { cache: 'no-store' });
+    const body = await r.json();
+    setAll(r.ok ? { knobs: body.knobs, note: '' } : { knobs: [], note: body.error ?? r.statusText });
+  };
+  return html`<div class="routing" data-routing=${service.name}>
+    <span class="rlabel">routing</span> ${service.routing.length === 0 ? html`<span class="rknob">built-in defaults</span>`
+      : service.routing.map((k) => html`<span class="rknob" data-knob=${k.knob}><b>${k.knob}</b> ${k.shown} <small>(${k.source})</small></span>`)}
+    <button type="button" class="rall" onClick=${toggle}>${all ? 'hide' : 'all knobs'}</button>
+    ${all ? html`<table class="knobs" data-knobs=${service.name}>${all.note ? html`<caption>${all.note}</caption>` : ''}
+      <thead><tr><th>knob</th><th>value</th><th>source</th><th>Envoy</th></tr></thead>
+      <tbody>${all.knobs.map((k) => html`<tr data-knob=${k.knob}><td>${k.knob}</td><td>${k.shown}</td><td>${k.source}${k.overridden.filter((o) => o.from.source !== 'default').length ? html`<br /><small>overrides ${k.overridden.filter((o) => o.from.source !== 'default').map((o) => o.shown).join(', ')}</small>` : ''}</td><td><small>${k.envoy}</small></td></tr>`)}</tbody>
+    </table>` : ''}
+  </div>`;
+}
+
 function Topology({ state, vantage, setVantage }) {
   const [filter, setFilter] = useState('');
   const services = useMemo(() => (filter ? state.services.filter((s) => s.name.includes(filter)) : state.services), [state.services, filter]);
@@ -75,6 +97,7 @@ function Topology({ state, vantage, setVantage }) {
           <span class="front">${front}; ${s.sidecars.length ? `sidecars ${s.sidecars.join(', ')}` : 'no sidecar connected'}</span>
         </div>
         ${s.localities.map(endpoints)}
+        <${Routing} service=${s} />
       </div>`)}
     </div></section>`;
 }
