@@ -103,7 +103,7 @@ export function renderStatus(r: StatusReport, now = Date.now()): string {
     out.push(`  ${s.name}  ${s.protocol} ${s.transport}  ${s.endpoints.filter((e) => e.healthy).length}/${s.endpoints.length} healthy`);
     const byLocality = [...s.endpoints].sort((a, b) => (`${a.region}/${a.zone}/${a.address}:${a.port}` < `${b.region}/${b.zone}/${b.address}:${b.port}` ? -1 : 1));
     for (const e of byLocality) {
-      out.push(`    ${`${e.region || '-'}/${e.zone || '-'}`.padEnd(16)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.healthy ? 'healthy' : 'UNHEALTHY'}  weight ${e.weight}`);
+      out.push(`    ${`${e.region || '-'}/${e.zone || '-'}`.padEnd(16)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.health}  weight ${e.weight}`);
     }
     out.push(`    ${routingLine(r.routing, s.name)}`);
   }

@@ -156,6 +156,8 @@ describe('web console (headless Chromium)', { skip }, () => {
     assert.match(await weather.locator('[data-locality="eu-west/a"]').innerText(), /P0\s+eu-west\/a\s+127\.0\.0\.1:7001/);
     assert.match(await weather.locator('[data-locality="eu-west/b"]').innerText(), /P1/);
     assert.match(await inventory.locator('[data-locality="us-east/a"]').innerText(), /P1\s+us-east\/a\s+127\.0\.0\.1:7102/);
+    // Nothing probes the example endpoints: the page says their health is the registry's default, unchecked.
+    assert.equal(await weather.locator('[data-health-from="weather"]').innerText(), 'health: registry default, not checked');
     assert.match(await weather.innerText(), /envoy-gw-eu-a/);
     assert.match(await weather.innerText(), /sidecars weather-sidecar-1/);
     // Seen from us-east/a the order flips: the page asks the translator again.
@@ -242,6 +244,8 @@ describe('web console (headless Chromium)', { skip }, () => {
     assert.equal(await page.evaluate(() => (globalThis as unknown as { consoleTestMarker?: string }).consoleTestMarker), 'same page', 'the page was not reloaded');
     const tides = await page.locator('[data-service="tides"]').innerText();
     assert.match(tides, /1 healthy, 1 unhealthy/);
+    assert.match(tides, /127\.0\.0\.1:7202 unhealthy \(declared in registry, not checked\)/);
+    assert.match(tides, /health: declared in registry, not checked; registry default, not checked/);
     assert.match(tides, /P\d\s+ap-south\/c/);
     // The chart's figures come from samples of mcpmesh_convergence_seconds (every 5 s); the page hears of them live.
     await waitFor('a converged change in the chart', async () => /[1-9] change\(s\)/.test(await page.locator('.chart figcaption').innerText()), 30_000);

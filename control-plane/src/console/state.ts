@@ -8,6 +8,7 @@
 import type { Locality, Mesh, MeshService } from '../model/types.ts';
 import { nonDefaultKnobs, showProvenance, type KnobExplanation } from '../model/tuning.ts';
 import type { ProxyStatus } from '../server/proxies.ts';
+import { healthOrigin, healthText } from '../server/status.ts';
 import type { ResourceKind } from '../xds/proto.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
 import { loadAssignment } from '../translate/endpoints.ts';
@@ -21,6 +22,8 @@ export interface EndpointView {
   readonly weight: number;
   /** From the source (registry flag, Consul checks): false means the endpoint gets no traffic. */
   readonly healthy: boolean;
+  /** `healthy` and who said so ("healthy (declared in registry, not checked)"), as `mcpmesh status` prints it. */
+  readonly health: string;
 }
 
 export interface LocalityView {
@@ -39,6 +42,8 @@ export interface ServiceView {
   readonly hosts: readonly string[];
   readonly healthy: number;
   readonly unhealthy: number;
+  /** Who said so, distinct and sorted ("declared in registry, not checked", "consul checks: passing"). */
+  readonly healthFrom: readonly string[];
   readonly localities: readonly LocalityView[];
   /** The service's own connected sidecars (every connected gateway routes to every service: ConsoleState.gateways). */
   readonly sidecars: readonly string[];
@@ -182,7 +187,7 @@ function localitiesOf(svc: MeshService, vantage: Locality | undefined): Locality
     const key = localityKey(ep.locality);
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { locality: ep.locality, eps: [] }));
-    g.eps.push({ address: ep.address, port: ep.port, weight: ep.weight, healthy: ep.healthy });
+    g.eps.push({ address: ep.address, port: ep.port, weight: ep.weight, healthy: ep.healthy, health: healthText(ep) });
   }
   return [...groups.entries()]
     .map(([key, g]) => ({ region: g.locality.region, zone: g.locality.zone, priority: priority.get(key) ?? 0, endpoints: g.eps }))
@@ -203,7 +208,8 @@ export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStat
     const healthy = svc.endpoints.filter((e) => e.healthy).length;
     return {
       name: svc.name, protocol: svc.protocol, transport: svc.transport, incarnation: svc.incarnation, hosts: svc.routing.hosts,
-      healthy, unhealthy: svc.endpoints.length - healthy, localities: localitiesOf(svc, vantage),
+      healthy, unhealthy: svc.endpoints.length - healthy, healthFrom: [...new Set(svc.endpoints.map((e) => healthOrigin(e.healthFrom)))].sort(byString),
+      localities: localitiesOf(svc, vantage),
       sidecars: (sidecars.get(svc.name) ?? []).sort(byString),
       routing: nonDefaultKnobs(routing[svc.name] ?? []).map(knobView),
     };

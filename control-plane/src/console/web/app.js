@@ -50,7 +50,7 @@ function endpoints(l) {
   const ok = l.endpoints.filter((e) => e.healthy).map(epText).join('  ');
   return html`<div class="locality" data-locality=${`${l.region}/${l.zone}`}>
     <span class="prio">P${l.priority}</span> <span class="lname">${l.region}/${l.zone}</span>
-    ${ok ? html` <span class="ep ok">${ok}</span>` : ''}${l.endpoints.filter((e) => !e.healthy).map((e) => html` <span class="ep bad">${epText(e)} unhealthy</span>`)}
+    ${ok ? html` <span class="ep ok">${ok}</span>` : ''}${l.endpoints.filter((e) => !e.healthy).map((e) => html` <span class="ep bad" title=${e.health}>${epText(e)} ${e.health.replace('UNHEALTHY', 'unhealthy')}</span>`)}
   </div>`;
 }
 
@@ -94,6 +94,7 @@ function Topology({ state, vantage, setVantage }) {
         <div class="shead"><b>${s.name}</b> <span class="badge">MCP ${s.protocol}</span>${s.transport === 'sse' ? html` <span class="badge">HTTP+SSE</span>` : ''}
           ${s.incarnation > 0 ? html` <span class="badge">incarnation ${s.incarnation}</span>` : ''}
           <span class=${s.unhealthy > 0 ? 'count warn' : 'count'}>${s.healthy} healthy${s.unhealthy > 0 ? `, ${s.unhealthy} unhealthy` : ''}</span>
+          <span class="hfrom" data-health-from=${s.name}>health: ${s.healthFrom.join('; ') || '—'}</span>
           <span class="front">${front}; ${s.sidecars.length ? `sidecars ${s.sidecars.join(', ')}` : 'no sidecar connected'}</span>
         </div>
         ${s.localities.map(endpoints)}
