@@ -5,7 +5,7 @@
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ServiceSpec } from './model/mesh.ts';
-import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type TuningOverlay } from './model/tuning.ts';
+import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type RoutingProblems, type RoutingView, type TuningOverlay } from './model/tuning.ts';
 import type { BlockingQueryState } from './sources/blocking-query.ts';
 import { ConsulConfigWatch } from './sources/consul-config.ts';
 import type { ConsulSourceOptions } from './sources/consul.ts';
@@ -21,17 +21,6 @@ export interface RoutingHost {
   ok(source: string): void;
   readonly metrics: Metrics;
   readonly log: Logger;
-}
-
-export interface RoutingProblems {
-  readonly sources: Readonly<Record<string, string>>;
-  readonly unknownServices: readonly { readonly origin: string; readonly service: string }[];
-}
-
-/** /debug/routing without ?service: every published service's knobs, by name (sorted). */
-export interface RoutingView {
-  readonly services: Readonly<Record<string, readonly KnobExplanation[]>>;
-  readonly problems: RoutingProblems;
 }
 
 export class RoutingLayers {

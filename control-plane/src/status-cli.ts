@@ -4,8 +4,7 @@
 // certificate expiry, and per service the routing knobs that are not the built-in defaults, with their source.
 // Read-only: it reads the admin API's /debug/mesh, /debug/proxies, /debug/sources and /debug/routing.
 import { parseArgs } from 'node:util';
-import { nonDefaultKnobs, showProvenance } from './model/tuning.ts';
-import type { RoutingView } from './routing.ts';
+import { nonDefaultKnobs, showProvenance, type RoutingView } from './model/tuning.ts';
 import type { MeshStatusView } from './server/status.ts';
 import type { TypeStatus } from './server/proxies.ts';
 import { RESOURCE_KINDS, type ResourceKind } from './xds/proto.ts';

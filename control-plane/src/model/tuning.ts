@@ -139,6 +139,17 @@ export interface KnobExplanation {
   readonly envoy: string;
 }
 
+export interface RoutingProblems {
+  readonly sources: Readonly<Record<string, string>>;
+  readonly unknownServices: readonly { readonly origin: string; readonly service: string }[];
+}
+
+/** /debug/routing without ?service (routing.ts): every published service's knobs, by name (sorted). */
+export interface RoutingView {
+  readonly services: Readonly<Record<string, readonly KnobExplanation[]>>;
+  readonly problems: RoutingProblems;
+}
+
 const BUILT_IN: Provenance = { source: 'default', where: 'built-in', field: '' };
 const DEFAULTS: Record<Section, Record<string, KnobValue>> = {
   routing: DEFAULT_ROUTING as unknown as Record<string, KnobValue>,
