@@ -22,8 +22,12 @@ export interface EndpointView {
   readonly weight: number;
   /** From the source (registry flag, Consul checks): false means the endpoint gets no traffic. */
   readonly healthy: boolean;
-  /** `healthy` and who said so ("healthy (declared in registry, not checked)"), as `mcpmesh status` prints it. */
-  readonly health: string;
+  /**
+   * On unhealthy endpoints (the page shows them one by one): who said so, as `mcpmesh status` prints it
+   * ("UNHEALTHY (consul checks: critical)"). Healthy ones share ServiceView.healthFrom: 10,000 copies of
+   * "healthy (registry default, not checked)" would be a third of the document.
+   */
+  readonly health?: string;
 }
 
 export interface LocalityView {
@@ -187,7 +191,7 @@ function localitiesOf(svc: MeshService, vantage: Locality | undefined): Locality
     const key = localityKey(ep.locality);
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { locality: ep.locality, eps: [] }));
-    g.eps.push({ address: ep.address, port: ep.port, weight: ep.weight, healthy: ep.healthy, health: healthText(ep) });
+    g.eps.push({ address: ep.address, port: ep.port, weight: ep.weight, healthy: ep.healthy, ...(ep.healthy ? {} : { health: healthText(ep) }) });
   }
   return [...groups.entries()]
     .map(([key, g]) => ({ region: g.locality.region, zone: g.locality.zone, priority: priority.get(key) ?? 0, endpoints: g.eps }))
