@@ -46,6 +46,8 @@ export interface ConsoleOptions {
   readonly eventMs?: number;
 }
 
+// One object, so that the memo key (its generation) stays the same without a routing view.
+const NO_ROUTING: Readonly<Record<string, readonly KnobExplanation[]>> = Object.freeze({});
 const HISTORY_MS = 10 * 60_000;
 const RECENT_MS = 60_000;
 // Page loads sample too (fresh figures): bound the history whatever the traffic.
@@ -167,7 +169,7 @@ export class ConsoleServer {
     const vantage = parseLocality(from) ?? defaultVantage(localities, proxies);
     const policy = this.opts.policy();
     const meshGen = generationOf(mesh);
-    const routing = this.opts.routing?.services() ?? {};
+    const routing = this.opts.routing?.services() ?? NO_ROUTING;
     const sidecars = proxies.filter((p) => p.proxy.role === 'sidecar').map((p) => `${p.proxy.id}@${p.proxy.service}`).sort().join(',');
     const part = <K extends keyof ConsoleState>(k: K, v: ConsoleState[K]): string => `${JSON.stringify(k)}:${JSON.stringify(v)}`;
     const memo = <K extends keyof ConsoleState>(k: K, key: string, build: () => ConsoleState[K]): string => `${JSON.stringify(k)}:${this.memo(`${k}|${key}`, () => JSON.stringify(build()))}`;
