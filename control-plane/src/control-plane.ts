@@ -7,7 +7,7 @@ import { createLogger, type Logger } from './log.ts';
 import { Metrics } from './metrics.ts';
 import { MeshBuilder, type ServiceSpec } from './model/mesh.ts';
 import { AdminServer } from './server/admin.ts';
-import { AdsServer } from './server/ads.ts';
+import { AdsServer, type AdsLimits } from './server/ads.ts';
 import { ProxyTracker } from './server/proxies.ts';
 import { DecisionServices } from './authz/services.ts';
 import type { Policy } from './policy/types.ts';
@@ -76,6 +76,8 @@ export interface ControlPlaneOptions {
   /** Port of the MCP authorizer + tools/list processor (gRPC) when the mesh is secured. Default 18002; 0 = any. */
   authzPort?: number;
   authzHost?: string;
+  /** What one xDS client may take (stream counts, names, node size, unread data); defaults in DEFAULT_ADS_LIMITS. */
+  adsLimits?: Partial<AdsLimits>;
 }
 
 export const DEFAULT_AUTHZ_PORT = 18002;
@@ -117,6 +119,7 @@ export class ControlPlane {
   private policyWatch: FileWatch | undefined;
   /** Routing tuned beside the source (routing file, Consul config entries): see routing.ts. */
   readonly routing: RoutingLayers;
+  private draining = false;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -139,6 +142,7 @@ export class ControlPlane {
     this.ads = new AdsServer({
       cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
       requireIdentity: opts.security !== undefined && opts.xdsInsecure !== true,
+      ...(opts.adsLimits ? { limits: opts.adsLimits } : {}),
     });
     const td = opts.security?.policy.trustDomain;
     this.console = new ConsoleServer({
@@ -151,6 +155,7 @@ export class ControlPlane {
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
       meshStatus: () => this.meshStatus(),
       sourceWatches: () => (this.source instanceof ConsulSource ? [...this.source.watches(), ...this.routing.watches()] : []),
+      draining: () => this.draining,
       host: opts.adminHost ?? '127.0.0.1',
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
@@ -177,7 +182,7 @@ export class ControlPlane {
     const tuned = this.routing.tune(specs);
     const { mesh, commit } = this.builder.build(tuned, this.security);
     try {
-      const { changed } = this.cache.setMesh(mesh);
+      const { changed, proxies } = this.cache.setMesh(mesh);
       commit();
       this.lastSpecs = specs;
       this.lastMesh = { mesh, at: new Date() };
@@ -193,7 +198,7 @@ export class ControlPlane {
       // A Consul update can arrive while another of its watches is still failing: that error stays shown.
       if (!(source === 'consul' && this.source instanceof ConsulSource && !this.source.healthy)) this.sourceOk(source);
       if (changed > 0) this.convergence.begin(source, observedAt ?? started);
-      this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, build_ms: Math.round(seconds * 1000) });
+      this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, proxies_pushed: proxies, build_ms: Math.round(seconds * 1000) });
       return true;
     } catch (err) {
       if (!(err instanceof SnapshotError)) throw err;
@@ -391,6 +396,22 @@ export class ControlPlane {
     }
     // Watched even when the first version was refused: fixing the file is how the mesh starts.
     src.start();
+  }
+
+  /**
+   * Graceful exit: /readyz says 503 at once, then after `delayMs` (time for load balancers to notice and stop
+   * sending new proxies here) the xDS streams are closed with UNAVAILABLE at random moments over `windowMs`, so
+   * proxies reconnect to other replicas spread out instead of all at once; then everything stops.
+   */
+  async drain(opts: { delayMs: number; windowMs: number }): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    this.metrics.draining.set(1);
+    this.ads.refuseNewStreams();
+    this.log.info('draining: not ready; waiting for load balancers, then closing xDS streams', { delay_ms: opts.delayMs, window_ms: opts.windowMs, streams: this.ads.streamCount });
+    await new Promise((r) => setTimeout(r, opts.delayMs));
+    await this.ads.drain(opts.windowMs);
+    await this.stop();
   }
 
   async stop(): Promise<void> {

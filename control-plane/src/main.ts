@@ -16,6 +16,8 @@ import { createLogger } from './log.ts';
 import { consulOptionsFromEnv } from './sources/consul.ts';
 import { parseByteSize } from './sources/file-watch.ts';
 import { DEFAULT_REGISTRY_MAX_BYTES } from './sources/registry-file.ts';
+import { parseDurationMs } from './model/duration.ts';
+import type { AdsLimits } from './server/ads.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -46,6 +48,8 @@ const { values } = parseArgs({
     'ca-key': { type: 'string', default: env['MCPMESH_CA_KEY'] },
     'ca-chain': { type: 'string', default: env['MCPMESH_CA_CHAIN'] },
     'data-dir': { type: 'string', default: env['MCPMESH_DATA_DIR'] ?? path.join(env['XDG_STATE_HOME'] ?? path.join(os.homedir(), '.local', 'state'), 'mcpmesh') },
+    'drain-delay': { type: 'string', default: env['MCPMESH_DRAIN_DELAY'] ?? '5s' },
+    'drain-window': { type: 'string', default: env['MCPMESH_DRAIN_WINDOW'] ?? '10s' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -57,6 +61,7 @@ if (values.help) {
                            [--policy FILE] [--public-url URL] [--authz-port N] [--authz-host ADDR-gateways-reach]
                            [--ca-cert FILE --ca-key FILE [--ca-chain FILE]] [--xds-dns-name NAME...]
                            [--k8s-attestation FILE] [--xds-insecure] [--admin-token-file FILE] [--data-dir DIR]
+                           [--drain-delay DURATION (5s)] [--drain-window DURATION (10s)]
   With a policy the mesh is secured: the control plane is the mesh CA and serves xDS over TLS; proxies
   authenticate with workload certificates their agents get by CSR (keys never leave the workload), first with a
   join token (mcpmesh join-token) or a Kubernetes ServiceAccount token (--k8s-attestation: service ->
@@ -72,11 +77,19 @@ if (values.help) {
   --routing FILE tunes services of either source (registry or Consul): mesh-wide defaults and per-service routing,
   outlierDetection, healthCheck, circuitBreakers; watched, bad edits refused. mcpmesh routing explain SERVICE shows
   every knob's value and source (README "Tuning routing").
+  SIGTERM (or Ctrl-C) drains: /readyz answers 503 at once, new xDS streams are refused, open ones stay for
+  --drain-delay (load balancers stop sending proxies here), then are closed with UNAVAILABLE spread at random
+  over --drain-window (proxies reconnect to other replicas, not all at once), then the process exits 0. A
+  second signal exits at once.
+  Durations: 250ms, 5s, 1m, 0.
   env: MCPMESH_REGISTRY, MCPMESH_REGISTRY_MAX_BYTES, MCPMESH_ROUTING, MCPMESH_XDS_PORT (${DEFAULT_XDS_PORT}), MCPMESH_ADMIN_PORT (${DEFAULT_ADMIN_PORT}), MCPMESH_BIND,
        MCPMESH_XDS_HOST, MCPMESH_ADMIN_HOST, MCPMESH_AUTHZ_BIND, MCPMESH_XDS_INSECURE, MCPMESH_XDS_DNS_NAMES (comma-separated),
        MCPMESH_ADMIN_TOKEN, MCPMESH_ADMIN_TOKEN_FILE, MCPMESH_K8S_ATTESTATION, MCPMESH_POLICY, MCPMESH_PUBLIC_URL,
        KUBERNETES_SERVICE_HOST, KUBERNETES_SERVICE_PORT (the API server --k8s-attestation asks; set in every pod),
-       MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL,
+       MCPMESH_AUTHZ_PORT, MCPMESH_AUTHZ_ADVERTISE, MCPMESH_LOG_LEVEL, MCPMESH_DRAIN_DELAY, MCPMESH_DRAIN_WINDOW,
+       xDS limits per client (defaults in docs/reliability.md): MCPMESH_XDS_STALL_TIMEOUT (duration),
+       MCPMESH_XDS_MAX_STREAMS_PER_CONNECTION, MCPMESH_XDS_MAX_STREAMS_PER_PEER, MCPMESH_XDS_MAX_RESOURCE_NAMES,
+       MCPMESH_XDS_MAX_NODE_BYTES,
        MCPMESH_CA_CERT, MCPMESH_CA_KEY, MCPMESH_CA_CHAIN (PEM files),
        MCPMESH_DEV_ISSUER (on|off), MCPMESH_DEV_CLIENT_SECRET, MCPMESH_DEV_ISSUER_URL, MCPMESH_DEV_AUDIENCE,
        MCPMESH_DATA_DIR (where the dev client secret is kept across restarts; default $XDG_STATE_HOME/mcpmesh,
@@ -93,6 +106,34 @@ const registryMaxBytes = parseByteSize(values['registry-max-bytes']);
 if (registryMaxBytes === undefined) {
   log.error('--registry-max-bytes (MCPMESH_REGISTRY_MAX_BYTES) must be a size such as 8388608, 8MiB or 512KiB', { value: values['registry-max-bytes'] });
   process.exit(1);
+}
+const duration = (flag: string, text: string): number => {
+  const ms = parseDurationMs(text);
+  if (ms === undefined) {
+    log.error('bad duration', { flag, value: text, expected: 'e.g. 250ms, 5s, 1m, 0' });
+    process.exit(1);
+  }
+  return ms;
+};
+const drainDelayMs = duration('--drain-delay', values['drain-delay']);
+const drainWindowMs = duration('--drain-window', values['drain-window']);
+const adsLimits: Partial<AdsLimits> = {};
+{
+  const stall = env['MCPMESH_XDS_STALL_TIMEOUT'];
+  if (stall) adsLimits.stallTimeoutMs = duration('MCPMESH_XDS_STALL_TIMEOUT', stall);
+  const counts = [
+    ['MCPMESH_XDS_MAX_STREAMS_PER_CONNECTION', 'maxStreamsPerConnection'], ['MCPMESH_XDS_MAX_STREAMS_PER_PEER', 'maxStreamsPerPeer'],
+    ['MCPMESH_XDS_MAX_RESOURCE_NAMES', 'maxResourceNames'], ['MCPMESH_XDS_MAX_NODE_BYTES', 'maxNodeBytes'],
+  ] as const;
+  for (const [name, key] of counts) {
+    const v = env[name];
+    if (v === undefined || v === '') continue;
+    if (!/^[1-9]\d*$/.test(v)) {
+      log.error('bad xDS limit', { env: name, value: v, expected: 'a positive integer' });
+      process.exit(1);
+    }
+    adsLimits[key] = Number(v);
+  }
 }
 const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul }) : undefined;
 const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
@@ -198,6 +239,7 @@ try {
     adminHost,
     ...(adminToken ? { adminToken } : {}),
     adminPort: Number(values['admin-port']),
+    adsLimits,
     log,
   });
   await cp.start();
@@ -223,9 +265,18 @@ if (devIssuer) {
     `                   MCPMESH_DEV_CLIENT_SECRET=<secret> npm run mcpmesh -- token --role <role>\n`);
 }
 
+let stopping = false;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(sig, () => {
-    log.info('shutting down', { signal: sig });
-    void cp.stop().then(() => process.exit(0));
+  process.on(sig, () => {
+    if (stopping) {
+      log.warn('second signal: exiting without finishing the drain', { signal: sig });
+      process.exit(0);
+    }
+    stopping = true;
+    log.info('shutting down', { signal: sig, drain_delay_ms: drainDelayMs, drain_window_ms: drainWindowMs });
+    cp.drain({ delayMs: drainDelayMs, windowMs: drainWindowMs }).then(() => process.exit(0), (err: unknown) => {
+      log.error('drain failed', { error: (err as Error).message });
+      process.exit(1);
+    });
   });
 }

@@ -24,6 +24,22 @@ export class Metrics {
     name: 'mcpmesh_xds_stream_errors_total', help: 'xDS streams closed by the control plane because of a bad request, by reason',
     labelNames: ['reason'] as const, registers: [this.registry],
   });
+  readonly refused = new Counter({
+    name: 'mcpmesh_xds_refused_total',
+    help: 'xDS streams, requests and responses refused by a limit, by reason: streams_per_connection, streams_per_peer, resource_names, node_size, response_size (a response larger than the client accepts, not sent), draining',
+    labelNames: ['reason'] as const, registers: [this.registry],
+  });
+  readonly stalledStreams = new Counter({
+    name: 'mcpmesh_xds_stalled_streams_closed_total', help: 'xDS streams closed because the client read nothing for the stall timeout while responses waited',
+    registers: [this.registry],
+  });
+  readonly coalesced = new Counter({
+    name: 'mcpmesh_xds_coalesced_pushes_total', help: 'Pushes folded into a later one because the stream was not draining (only the newest config per type is sent), by type and xDS flavour',
+    labelNames: ['type', 'mode'] as const, registers: [this.registry],
+  });
+  readonly draining = new Gauge({
+    name: 'mcpmesh_draining', help: '1 while the control plane drains (not ready, closing xDS streams before exit)', registers: [this.registry],
+  });
   readonly convergence = new Histogram({
     name: 'mcpmesh_convergence_seconds', help: 'Time from a source change (Consul index change, registry edit) to the last affected proxy ACKing the new config',
     labelNames: ['source'] as const, buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],

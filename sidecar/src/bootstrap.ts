@@ -12,7 +12,8 @@ import { CIRCUIT_BREAKERS, singleHostCluster } from '../../control-plane/src/tra
 import { LOCAL_SDS_CLUSTER, localSdsSecretConfig, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
 import { AUTHZ_CLUSTER, EXT_PROC_CLUSTER, statName } from '../../control-plane/src/translate/naming.ts';
 import { BOOTSTRAP_TRUST_SECRET } from './sds-server.ts';
-import { ADS_CONFIG_SOURCE, any, struct, type JsonValue, type ProtoObject } from '../../control-plane/src/translate/resource.ts';
+import { ENVOY_XDS_MAX_RECEIVE_BYTES } from '../../control-plane/src/server/xds-limits.ts';
+import { ADS_CONFIG_SOURCE, any, struct, u32, type JsonValue, type ProtoObject } from '../../control-plane/src/translate/resource.ts';
 import { toProto3Json } from '../../control-plane/src/xds/json.ts';
 import { formatViolations, validateMessage } from '../../control-plane/src/xds/validate.ts';
 
@@ -141,7 +142,8 @@ export function envoyBootstrap(o: BootstrapOptions): ProtoObject {
       ads_config: {
         api_type: 'GRPC',
         transport_api_version: 'V3',
-        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER } }],
+        // Envoy accepts any size unless told; the control plane sends at most this (server/xds-limits.ts).
+        grpc_services: [{ envoy_grpc: { cluster_name: XDS_CLUSTER, max_receive_message_length: u32(ENVOY_XDS_MAX_RECEIVE_BYTES) } }],
         set_node_on_first_message_only: true,
       },
       cds_config: ADS_CONFIG_SOURCE,

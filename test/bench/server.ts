@@ -207,9 +207,12 @@ async function floorServer(cfg: ServerConfig): Promise<BenchServer> {
   };
 }
 
+// Thousands of simulated proxies share one address here, which the per-peer stream limit exists to refuse.
+const BENCH_ADS_LIMITS = { maxStreamsPerPeer: 1_000_000 };
+
 /** The real control plane, fed through its registry path (ControlPlane.apply, no file watcher delay). */
 async function controlPlaneServer(cfg: ServerConfig): Promise<BenchServer> {
-  const tcp: TestControlPlane = await startControlPlane(registryYaml(meshSpecs(cfg.services, cfg.endpointsPer)), { quietMs: BENCH_QUIET_MS, maxDelayMs: BENCH_MAX_DELAY_MS });
+  const tcp: TestControlPlane = await startControlPlane(registryYaml(meshSpecs(cfg.services, cfg.endpointsPer)), { quietMs: BENCH_QUIET_MS, maxDelayMs: BENCH_MAX_DELAY_MS, adsLimits: BENCH_ADS_LIMITS });
   const cp = tcp.cp;
   const portFor = (round: number): number => 20_000 + round;
   let next: (() => void) | undefined;
@@ -327,6 +330,7 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
       consul: { address, wait: BENCH_CONSUL_WAIT },
       xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: BENCH_QUIET_MS, maxDelayMs: BENCH_MAX_DELAY_MS,
       log: process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger, metrics: new Metrics({ processMetrics: false }),
+      adsLimits: BENCH_ADS_LIMITS,
     });
     cp = plane;
     // Watch what reaches apply(): the first mesh (checked against the registry path's), then each push's change.

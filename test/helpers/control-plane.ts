@@ -2,7 +2,7 @@
 import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ControlPlane } from '../../control-plane/src/control-plane.ts';
+import { ControlPlane, type ControlPlaneOptions } from '../../control-plane/src/control-plane.ts';
 import { createLogger, silentLogger, type Logger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
 
@@ -16,7 +16,7 @@ export interface TestControlPlane {
 }
 
 /** `routing`: the text of a routing file (--routing) to start with. */
-export async function startControlPlane(initialYaml: string, opts: { quietMs?: number; maxDelayMs?: number; log?: Logger; routing?: string } = {}): Promise<TestControlPlane> {
+export async function startControlPlane(initialYaml: string, opts: { quietMs?: number; maxDelayMs?: number; log?: Logger; adsLimits?: ControlPlaneOptions['adsLimits']; routing?: string } = {}): Promise<TestControlPlane> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
   const registryFile = path.join(dir, 'registry.yaml');
   writeFileSync(registryFile, initialYaml);
@@ -26,6 +26,7 @@ export async function startControlPlane(initialYaml: string, opts: { quietMs?: n
   const cp = new ControlPlane({
     registryFile, ...(opts.routing !== undefined ? { routingFile } : {}), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0,
     quietMs: opts.quietMs ?? 20, maxDelayMs: opts.maxDelayMs ?? 200, log, metrics: new Metrics({ processMetrics: false }),
+    ...(opts.adsLimits ? { adsLimits: opts.adsLimits } : {}),
   });
   await cp.start();
   let n = 0;

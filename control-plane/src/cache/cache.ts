@@ -1,6 +1,12 @@
 // Per-proxy-class snapshots. A mesh update rebuilds every snapshot in use and swaps them all at once,
 // or none: if any resource fails validation the whole update is refused and proxies keep their config.
-import type { Mesh, ProxyInfo, TrustBundle } from '../model/types.ts';
+//
+// A class is what a proxy's config depends on, never what it merely claims: a locality no endpoint of the
+// mesh has changes nothing in the endpoints a proxy gets (translate/endpoints.ts ranks endpoints by distance
+// from the proxy, and an unknown zone or region is equally far from all of them), so proxies that claim one
+// share a class with proxies that ask for no preference (unknown region) or for their region only (unknown
+// zone). A client that invents a zone per stream therefore cannot multiply the snapshots rebuilt per edit.
+import type { Locality, Mesh, ProxyInfo, TrustBundle } from '../model/types.ts';
 import { proxyResources } from '../translate/proxy.ts';
 import { snapshotKey } from '../xds/node.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
@@ -8,21 +14,71 @@ import { buildSnapshot, ResourceEncoder, type Snapshot } from './snapshot.ts';
 
 export type SnapshotListener = (s: Snapshot) => void;
 
+interface Watcher {
+  /** The proxy as it described itself: its class is recomputed from this when the mesh's localities change. */
+  readonly proxy: ProxyInfo;
+  readonly listener: SnapshotListener;
+  key: string;
+  /** The snapshot this watcher last saw, so a proxy that moved class is told only when its config changed. */
+  last: Snapshot | undefined;
+}
+
 interface Entry {
+  /** The class representative a snapshot is built for (locality already reduced to what the mesh knows). */
   readonly proxy: ProxyInfo;
   snapshot: Snapshot | undefined;
-  readonly listeners: Set<SnapshotListener>;
+  readonly watchers: Set<Watcher>;
 }
 
 // Built on every update even with no proxy connected, so a bad registry is refused at once.
 const REFERENCE_GATEWAY: ProxyInfo = { id: 'reference-gateway', role: 'gateway', listenerPort: 8080 };
+const REFERENCE_KEY = snapshotKey(REFERENCE_GATEWAY);
 
 /** The trust bundle a proxy gets (undefined: no workload identities in this mesh). */
 export type TrustResolver = (proxy: ProxyInfo) => TrustBundle | undefined;
 
+/** Zones per region that some endpoint of the mesh is in. */
+export type KnownLocalities = ReadonlyMap<string, ReadonlySet<string>>;
+
+export function knownLocalities(mesh: Mesh | undefined): KnownLocalities {
+  const out = new Map<string, Set<string>>();
+  for (const s of mesh?.services ?? []) {
+    for (const ep of s.endpoints) {
+      let zones = out.get(ep.locality.region);
+      if (!zones) out.set(ep.locality.region, (zones = new Set()));
+      zones.add(ep.locality.zone);
+    }
+  }
+  return out;
+}
+
+/**
+ * The locality a proxy's config is built for: its own when the mesh has endpoints there, its region with a
+ * zone no endpoint has when only the region is known, none when even the region is unknown.
+ */
+export function effectiveLocality(loc: Locality | undefined, known: KnownLocalities): Locality | undefined {
+  if (!loc) return undefined;
+  const zones = known.get(loc.region);
+  if (!zones) return undefined;
+  if (zones.has(loc.zone)) return loc;
+  // Any zone the region lacks ranks the same; pick one deterministically so the class is shared.
+  let zone = '';
+  while (zones.has(zone)) zone += '?';
+  return { region: loc.region, zone };
+}
+
+function classOf(proxy: ProxyInfo, known: KnownLocalities): ProxyInfo {
+  if (proxy.role !== 'gateway' || !proxy.locality) return proxy;
+  const locality = effectiveLocality(proxy.locality, known);
+  if (locality === proxy.locality) return proxy;
+  const { locality: _dropped, ...rest } = proxy;
+  return locality ? { ...rest, locality } : rest;
+}
+
 export class SnapshotCache {
   private mesh: Mesh | undefined;
-  private readonly entries = new Map<string, Entry>();
+  private known: KnownLocalities = new Map();
+  private entries = new Map<string, Entry>();
   private readonly encoder = new ResourceEncoder();
   private trust: TrustResolver = () => undefined;
 
@@ -32,8 +88,8 @@ export class SnapshotCache {
   }
 
   /** Rebuilds every snapshot from the current mesh, e.g. after a certificate rotated. */
-  refresh(): { changed: number } {
-    return this.mesh ? this.setMesh(this.mesh) : { changed: 0 };
+  refresh(): { changed: number; proxies: number } {
+    return this.mesh ? this.setMesh(this.mesh) : { changed: 0, proxies: 0 };
   }
 
   get ready(): boolean {
@@ -44,6 +100,7 @@ export class SnapshotCache {
     return this.mesh;
   }
 
+  /** Snapshot classes held (each built once per mesh update). */
   get size(): number {
     return this.entries.size;
   }
@@ -52,49 +109,71 @@ export class SnapshotCache {
     return buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, this.trust(proxy)), this.encoder);
   }
 
-  /** Rebuilds every snapshot for `mesh`. Throws SnapshotError (nothing changes) if any is invalid. */
-  setMesh(mesh: Mesh): { changed: number } {
-    if (!this.entries.has(snapshotKey(REFERENCE_GATEWAY))) {
-      this.entries.set(snapshotKey(REFERENCE_GATEWAY), { proxy: REFERENCE_GATEWAY, snapshot: this.build(mesh, REFERENCE_GATEWAY), listeners: new Set() });
+  /**
+   * Rebuilds every snapshot for `mesh`. Throws SnapshotError (nothing changes) if any is invalid. Returns how
+   * many classes' snapshots changed for their watchers, and how many watchers were handed one.
+   */
+  setMesh(mesh: Mesh): { changed: number; proxies: number } {
+    const known = knownLocalities(mesh);
+    // Classes are regrouped first: a zone the new mesh adds (or drops) moves its proxies to another class.
+    const next = new Map<string, Entry>();
+    next.set(REFERENCE_KEY, { proxy: REFERENCE_GATEWAY, snapshot: undefined, watchers: new Set() });
+    for (const e of this.entries.values()) {
+      for (const w of e.watchers) {
+        const cls = classOf(w.proxy, known);
+        const k = snapshotKey(cls);
+        let n = next.get(k);
+        if (!n) next.set(k, (n = { proxy: cls, snapshot: undefined, watchers: new Set() }));
+        n.watchers.add(w);
+      }
     }
-    const next = new Map<string, Snapshot>();
-    for (const [key, e] of this.entries) next.set(key, this.build(mesh, e.proxy));
+    const built = new Map<string, Snapshot>();
+    for (const [key, e] of next) built.set(key, this.build(mesh, e.proxy));
     this.mesh = mesh;
+    this.known = known;
     this.encoder.rotate();
-    const changed: Entry[] = [];
-    for (const [key, snap] of next) {
-      const e = this.entries.get(key) as Entry;
-      const prev = e.snapshot;
-      if (!prev || RESOURCE_KINDS.some((k) => prev.versions[k] !== snap.versions[k])) changed.push(e);
+    const notify: Array<[Watcher, Snapshot]> = [];
+    for (const [key, e] of next) {
+      const snap = built.get(key) as Snapshot;
       e.snapshot = snap;
+      for (const w of e.watchers) {
+        w.key = key;
+        const prev = w.last;
+        if (!prev || RESOURCE_KINDS.some((k) => prev.versions[k] !== snap.versions[k])) notify.push([w, snap]);
+        w.last = snap;
+      }
     }
-    for (const e of changed) for (const l of e.listeners) l(e.snapshot as Snapshot);
-    return { changed: changed.length };
+    this.entries = next;
+    for (const [w, snap] of notify) w.listener(snap);
+    return { changed: new Set(notify.map(([, snap]) => snap)).size, proxies: notify.length };
   }
 
-  /** The snapshot for a proxy (built on first use) plus a subscription to its updates. */
+  /** The snapshot for a proxy (built on first use of its class) plus a subscription to its updates. */
   watch(proxy: ProxyInfo, listener: SnapshotListener): { snapshot: Snapshot | undefined; cancel: () => void } {
-    const key = snapshotKey(proxy);
+    const cls = classOf(proxy, this.known);
+    const key = snapshotKey(cls);
     let e = this.entries.get(key);
     if (!e) {
-      e = { proxy, snapshot: this.mesh ? this.build(this.mesh, proxy) : undefined, listeners: new Set() };
+      e = { proxy: cls, snapshot: this.mesh ? this.build(this.mesh, cls) : undefined, watchers: new Set() };
       this.entries.set(key, e);
     }
-    const entry = e;
-    entry.listeners.add(listener);
+    const w: Watcher = { proxy, listener, key, last: e.snapshot };
+    e.watchers.add(w);
     return {
-      snapshot: entry.snapshot,
+      snapshot: e.snapshot,
       cancel: () => {
-        entry.listeners.delete(listener);
-        if (entry.listeners.size === 0 && key !== snapshotKey(REFERENCE_GATEWAY)) this.entries.delete(key);
+        const entry = this.entries.get(w.key);
+        if (!entry?.watchers.delete(w)) return;
+        if (entry.watchers.size === 0 && w.key !== REFERENCE_KEY) this.entries.delete(w.key);
       },
     };
   }
 
   /** What a proxy like this would get now, without subscribing (admin config dump). */
   peek(proxy: ProxyInfo): Snapshot | undefined {
-    const e = this.entries.get(snapshotKey(proxy));
+    const cls = classOf(proxy, this.known);
+    const e = this.entries.get(snapshotKey(cls));
     if (e?.snapshot) return e.snapshot;
-    return this.mesh ? this.build(this.mesh, proxy) : undefined;
+    return this.mesh ? this.build(this.mesh, cls) : undefined;
   }
 }

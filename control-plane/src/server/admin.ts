@@ -36,6 +36,8 @@ export interface AdminOptions {
   meshStatus?: () => MeshStatusView;
   /** Each watch of the source, for /debug/sources?watches (Consul: every blocking query's loop state). */
   sourceWatches?: () => readonly object[];
+  /** True once the control plane drains before exit: /readyz says 503 so load balancers stop sending proxies here. */
+  draining?: () => boolean;
   /** The development OAuth issuer, when enabled: token endpoint, JWKS and metadata under /oauth. */
   oauth?: DevIssuer;
   /**
@@ -390,7 +392,8 @@ export class AdminServer {
     this.handlers = {
       '/healthz': (_req, res) => void res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n'),
       '/readyz': (_req, res) => {
-        if (this.opts.cache.ready) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
+        if (this.opts.draining?.()) res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready: draining (shutting down)\n');
+        else if (this.opts.cache.ready) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
         else res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready: no snapshot built yet\n${JSON.stringify(this.opts.sourceErrors())}\n`);
       },
       '/metrics': async (_req, res) => {

@@ -1,7 +1,13 @@
 // Aggregated Discovery Service over gRPC: state-of-the-world and delta (incremental) xDS on one port.
 // Responses are encoded once per snapshot and resource selection and then written as bytes to every
 // stream that needs them, so a push to a thousand identical proxies encodes once.
+//
+// One client must not be able to take what others need: every stream respects backpressure (a stream that is
+// not draining holds at most a bounded amount of unsent data, and only the newest pending push per type is
+// kept), a stream left unread past a limit is closed, and streams per connection and per peer, names per
+// request and node size are limited, each refusal with RESOURCE_EXHAUSTED, a message and a metric.
 import * as grpc from '@grpc/grpc-js';
+import type { Http2Stream } from 'node:http2';
 import type { SnapshotCache } from '../cache/cache.ts';
 import { hash, type EncodedResource, type Snapshot } from '../cache/snapshot.ts';
 import type { Logger } from '../log.ts';
@@ -12,10 +18,13 @@ import { kindOfTypeUrl, lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind
 import type { ConvergenceTracker } from './convergence.ts';
 import { callerSpiffeId } from './identity.ts';
 import type { ProxyStatus, ProxyTracker, TypeStatus, XdsMode } from './proxies.ts';
+import { ENVOY_XDS_MAX_RECEIVE_BYTES, GRPC_DEFAULT_MAX_RECEIVE_BYTES, XDS_MAX_RECEIVE_BYTES, XDS_MAX_SEND_BYTES } from './xds-limits.ts';
 
 const SERVICE = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
 
 interface DiscoveryRequest {
+  /** Not in the proto: the encoded size of `node`, measured while decoding. */
+  nodeBytes?: number;
   version_info?: string;
   node?: PbNode | null;
   resource_names?: string[];
@@ -25,6 +34,7 @@ interface DiscoveryRequest {
 }
 
 interface DeltaDiscoveryRequest {
+  nodeBytes?: number;
   node?: PbNode | null;
   type_url?: string;
   resource_names_subscribe?: string[];
@@ -34,9 +44,15 @@ interface DeltaDiscoveryRequest {
   error_detail?: { code?: number; message?: string } | null;
 }
 
-function decoder<T>(typeName: string): (b: Buffer) => T {
+function decoder<T extends { nodeBytes?: number }>(typeName: string): (b: Buffer) => T {
   const type = lookupType(typeName);
-  return (b) => type.toObject(type.decode(b), { longs: String, enums: String, arrays: true, objects: true }) as T;
+  const nodeType = lookupType('envoy.config.core.v3.Node');
+  return (b) => {
+    const msg = type.decode(b) as unknown as { node?: object | null };
+    const out = type.toObject(msg as never, { longs: String, enums: String, arrays: true, objects: true }) as T;
+    if (msg.node) out.nodeBytes = nodeType.encode(msg.node).finish().length;
+    return out;
+  };
 }
 
 // Which names a subscription covers. LDS and CDS treat an empty first request as "everything" (legacy wildcard).
@@ -74,6 +90,41 @@ interface Selection {
   response?: EncodedResponse;
 }
 
+/** What one client may take from the ADS server. Every limit refuses with RESOURCE_EXHAUSTED and a metric. */
+export interface AdsLimits {
+  /** A stream whose client reads nothing for this long while responses wait is closed. */
+  stallTimeoutMs: number;
+  /** Unsent bytes a stream may hold before pushes to it wait (and coalesce) until the client reads. */
+  maxBufferedBytes: number;
+  /** ADS streams on one HTTP/2 connection (Envoy and gRPC clients use one). */
+  maxStreamsPerConnection: number;
+  /** ADS streams from one IP address (not per identity: every sidecar of a service shares its identity). */
+  maxStreamsPerPeer: number;
+  /** resource_names in one request (SotW), or subscribed names of one type (delta). */
+  maxResourceNames: number;
+  /** Encoded size of the node message (id, metadata, locality...). */
+  maxNodeBytes: number;
+  /** Largest response sent to a proxyless gRPC client (what gRPC accepts by default; its bootstrap cannot raise it). */
+  proxylessMaxResponseBytes: number;
+  /** Largest response sent to Envoy (what the generated bootstrap lets it receive). */
+  envoyMaxResponseBytes: number;
+}
+
+export const DEFAULT_ADS_LIMITS: Readonly<AdsLimits> = {
+  stallTimeoutMs: 60_000,
+  maxBufferedBytes: 256 * 1024,
+  maxStreamsPerConnection: 16,
+  maxStreamsPerPeer: 1024,
+  maxResourceNames: 20_000,
+  maxNodeBytes: 64 * 1024,
+  proxylessMaxResponseBytes: GRPC_DEFAULT_MAX_RECEIVE_BYTES,
+  envoyMaxResponseBytes: ENVOY_XDS_MAX_RECEIVE_BYTES,
+};
+
+// Selections keyed by client-chosen name lists are cached per snapshot only up to this many; past it they are
+// computed for the one stream and dropped, so odd name lists cannot grow the server.
+const MAX_CACHED_SELECTIONS = 64;
+
 export interface AdsServerOptions {
   cache: SnapshotCache;
   tracker: ProxyTracker;
@@ -85,6 +136,103 @@ export interface AdsServerOptions {
    * claims (role, service, gateway name) must be that certificate's. Unset: plain development mode.
    */
   requireIdentity?: boolean;
+  limits?: Partial<AdsLimits>;
+}
+
+/** The most a client of this kind accepts in one message. */
+function clientMaxReceive(proxy: ProxyInfo, limits: AdsLimits): number {
+  return proxy.proxyless ? limits.proxylessMaxResponseBytes : limits.envoyMaxResponseBytes;
+}
+
+/** The address part of grpc-js's peer string ("1.2.3.4:5678", "[::1]:5678" or "::1:5678"). */
+function peerAddress(peer: string): string {
+  const i = peer.lastIndexOf(':');
+  return i > 0 ? peer.slice(0, i).replace(/^\[(.*)\]$/, '$1') : peer;
+}
+
+/**
+ * The HTTP/2 stream under a grpc-js server call, to reset a stream whose client stopped reading: its status
+ * would otherwise wait behind the unread data for as long as the connection lives. grpc-js keeps it private
+ * (call.call.nextCall.stream in 1.10-1.14); when its shape changes this finds nothing and the stream ends
+ * with the connection instead.
+ */
+function http2StreamOf(call: object): Http2Stream | undefined {
+  const inner = (call as { call?: { nextCall?: { stream?: unknown }; stream?: unknown } }).call;
+  const stream = inner?.nextCall?.stream ?? inner?.stream;
+  return stream && typeof (stream as Http2Stream).close === 'function' ? (stream as Http2Stream) : undefined;
+}
+
+/**
+ * Writes to one stream with backpressure. While the client has more than `maxBufferedBytes` unsent, pushes are
+ * not written: only which types are due is remembered (the newest config is read when the stream drains), so
+ * a slow or stuck client holds a bounded amount of memory however many edits happen. A stream that stays
+ * blocked for `stallTimeoutMs` is handed to `onStall`.
+ */
+class Outbox {
+  private buffered = 0;
+  private readonly due = new Map<ResourceKind, boolean>();
+  private stallTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly call: grpc.ServerDuplexStream<unknown, Buffer>;
+  private readonly limits: AdsLimits;
+  private readonly flush: (kind: ResourceKind, force: boolean) => void;
+  private readonly onStall: () => void;
+  private readonly onCoalesced: (kind: ResourceKind) => void;
+
+  constructor(call: grpc.ServerDuplexStream<unknown, Buffer>, limits: AdsLimits, hooks: {
+    flush: (kind: ResourceKind, force: boolean) => void; onStall: () => void; onCoalesced: (kind: ResourceKind) => void;
+  }) {
+    this.call = call;
+    this.limits = limits;
+    this.flush = hooks.flush;
+    this.onStall = hooks.onStall;
+    this.onCoalesced = hooks.onCoalesced;
+  }
+
+  get blocked(): boolean {
+    return this.buffered >= this.limits.maxBufferedBytes;
+  }
+
+  /** Remembers that `kind` is due (force: send even if unchanged, e.g. a new subscription). */
+  defer(kind: ResourceKind, force: boolean): void {
+    const prev = this.due.get(kind);
+    if (prev !== undefined) this.onCoalesced(kind);
+    this.due.set(kind, force || prev === true);
+  }
+
+  write(bytes: Buffer): void {
+    if (this.closed) return;
+    const size = bytes.length;
+    this.buffered += size;
+    // grpc-js calls back once the message is handed to HTTP/2, which happens only as the client's flow-control
+    // window allows: that is the signal that the client reads.
+    this.call.write(bytes, () => this.written(size));
+    if (this.blocked && !this.stallTimer) {
+      this.stallTimer = setTimeout(() => this.onStall(), this.limits.stallTimeoutMs);
+      this.stallTimer.unref();
+    }
+  }
+
+  private written(size: number): void {
+    this.buffered -= size;
+    if (this.blocked || this.closed) return;
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    // Make before break: clusters and endpoints before the listeners and routes that use them.
+    for (const kind of RESOURCE_KINDS) {
+      if (this.blocked) break;
+      const force = this.due.get(kind);
+      if (force === undefined) continue;
+      this.due.delete(kind);
+      this.flush(kind, force);
+    }
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.stallTimer);
+    this.due.clear();
+  }
 }
 
 /**
@@ -104,16 +252,28 @@ export function peerMismatch(proxy: ProxyInfo, peerId: string | undefined): { co
   return ok ? undefined : { code: grpc.status.PERMISSION_DENIED, reason: `node "${proxy.id}" claims ${claims}, but its certificate is ${peerId}` };
 }
 
+/** A live ADS stream, from its first byte (before it names its node) to its close. */
+interface LiveStream {
+  /** Ends the stream with a status the client sees (sent after what is already queued). */
+  terminate(code: grpc.status, details: string): void;
+}
+
 export class AdsServer {
   private readonly server: grpc.Server;
   private readonly opts: AdsServerOptions;
+  readonly limits: Readonly<AdsLimits>;
   private readonly selections = new WeakMap<Snapshot, Map<string, Selection>>();
   private readonly encodeResponse: (msg: object) => Buffer;
   private readonly encodeDelta: (msg: object) => Buffer;
-  private readonly closers = new Set<() => void>();
+  private readonly live = new Set<LiveStream>();
+  private readonly perConnection = new Map<string, number>();
+  private readonly perPeer = new Map<string, number>();
+  private draining = false;
+  private readonly refusalLog = new Map<string, { at: number; suppressed: number }>();
 
   constructor(opts: AdsServerOptions) {
     this.opts = opts;
+    this.limits = { ...DEFAULT_ADS_LIMITS, ...opts.limits };
     const resp = lookupType('envoy.service.discovery.v3.DiscoveryResponse');
     const delta = lookupType('envoy.service.discovery.v3.DeltaDiscoveryResponse');
     this.encodeResponse = (m) => Buffer.from(resp.encode(resp.fromObject(m)).finish());
@@ -123,7 +283,11 @@ export class AdsServer {
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.keepalive_permit_without_calls': 1,
-      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      'grpc.max_receive_message_length': XDS_MAX_RECEIVE_BYTES,
+      'grpc.max_send_message_length': XDS_MAX_SEND_BYTES,
+      // A backstop above the per-connection ADS limit (which answers with a clear status) that also bounds
+      // streams a client opens without ever sending a request, and leaves room for the CA's Sign calls.
+      'grpc.max_concurrent_streams': this.limits.maxStreamsPerConnection * 2 + 16,
     });
     const identity = (b: Buffer): Buffer => b;
     const definition: grpc.ServiceDefinition = {
@@ -155,9 +319,49 @@ export class AdsServer {
     });
   }
 
+  /** ADS streams open now (named or not yet). */
+  get streamCount(): number {
+    return this.live.size;
+  }
+
+  /**
+   * From now on new streams are refused with UNAVAILABLE, so a proxy that reaches this replica while it drains
+   * goes on to another at once rather than after the drain closes it.
+   */
+  refuseNewStreams(): void {
+    this.draining = true;
+  }
+
+  /**
+   * Closes every stream with UNAVAILABLE, each at a random moment within `windowMs`, so proxies reconnect
+   * (to another replica, the load balancer having stopped sending here) spread out rather than all at once.
+   * New streams are refused with UNAVAILABLE from now on. Resolves when every stream is closed.
+   */
+  async drain(windowMs: number): Promise<void> {
+    this.draining = true;
+    const streams = [...this.live];
+    this.opts.log.info('draining xDS streams', { streams: streams.length, window_ms: windowMs });
+    await Promise.all(streams.map((s) => new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        s.terminate(grpc.status.UNAVAILABLE, 'control plane replica is shutting down; reconnect (to another replica)');
+        resolve();
+      }, Math.random() * windowMs);
+      t.unref();
+    })));
+  }
+
   async close(): Promise<void> {
-    for (const c of this.closers) c();
-    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    this.draining = true;
+    for (const s of [...this.live]) s.terminate(grpc.status.UNAVAILABLE, 'control plane is shutting down');
+    // A client that stopped reading never lets its status out: shutting down must not wait for it forever.
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 2000);
+      t.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
     this.server.forceShutdown();
   }
 
@@ -165,6 +369,91 @@ export class AdsServer {
     this.opts.metrics.streamErrors.inc({ reason });
     this.opts.log.warn('closing xDS stream', { reason, details, peer: call.getPeer() });
     call.emit('error', { code, details });
+  }
+
+  /**
+   * A limit refused a stream or request: counted by reason, closed with RESOURCE_EXHAUSTED, and logged with the
+   * peer, at most once a second per reason (a client refused 10,000 times must not flood the log).
+   */
+  private refuse(call: grpc.ServerDuplexStream<unknown, Buffer>, reason: string, details: string): void {
+    this.opts.metrics.refused.inc({ reason });
+    const now = Date.now();
+    const last = this.refusalLog.get(reason);
+    if (!last || now - last.at >= 1000) {
+      this.opts.log.warn('refusing xDS stream: limit reached', { reason, details, peer: call.getPeer(), ...(last?.suppressed ? { suppressed_since_last: last.suppressed } : {}) });
+      this.refusalLog.set(reason, { at: now, suppressed: 0 });
+    } else last.suppressed += 1;
+    call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details });
+  }
+
+  /**
+   * Counts a new stream against its connection and peer, or refuses it. Returns the stream's handle, or
+   * undefined when refused.
+   */
+  private admit(call: grpc.ServerDuplexStream<unknown, Buffer>, outbox: () => Outbox | undefined): LiveStream | undefined {
+    if (this.draining) {
+      this.opts.metrics.refused.inc({ reason: 'draining' });
+      call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'control plane replica is shutting down; connect to another replica' });
+      return undefined;
+    }
+    const connection = call.getPeer();
+    const peer = peerAddress(connection);
+    const onConnection = this.perConnection.get(connection) ?? 0;
+    const onPeer = this.perPeer.get(peer) ?? 0;
+    if (onConnection >= this.limits.maxStreamsPerConnection) {
+      this.refuse(call, 'streams_per_connection', `too many xDS streams on one connection (limit ${this.limits.maxStreamsPerConnection}); a proxy needs one`);
+      return undefined;
+    }
+    if (onPeer >= this.limits.maxStreamsPerPeer) {
+      this.refuse(call, 'streams_per_peer', `too many xDS streams from ${peer} (limit ${this.limits.maxStreamsPerPeer})`);
+      return undefined;
+    }
+    this.perConnection.set(connection, onConnection + 1);
+    this.perPeer.set(peer, onPeer + 1);
+    let released = false;
+    const stream: LiveStream = {
+      terminate: (code, details) => {
+        // A stream that already ended (the client left during a drain window) has nothing to end.
+        if (released) return;
+        outbox()?.close();
+        call.emit('error', { code, details });
+      },
+    };
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      this.live.delete(stream);
+      outbox()?.close();
+      const c = (this.perConnection.get(connection) ?? 1) - 1;
+      if (c > 0) this.perConnection.set(connection, c);
+      else this.perConnection.delete(connection);
+      const p = (this.perPeer.get(peer) ?? 1) - 1;
+      if (p > 0) this.perPeer.set(peer, p);
+      else this.perPeer.delete(peer);
+    };
+    this.live.add(stream);
+    call.on('cancelled', release);
+    call.on('error', release);
+    call.on('close', release);
+    call.on('finish', release);
+    return stream;
+  }
+
+  /** Closes a stream whose client has not read for stallTimeoutMs; its queued data is dropped with it. */
+  private stalled(call: grpc.ServerDuplexStream<unknown, Buffer>, status: ProxyStatus | undefined): void {
+    const seconds = Math.round(this.limits.stallTimeoutMs / 1000);
+    this.opts.metrics.stalledStreams.inc();
+    this.opts.log.warn('closing xDS stream: client stopped reading', { proxy: status?.proxy.id, peer: call.getPeer(), stall_timeout_s: seconds });
+    call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `the client did not read responses for ${seconds} s` });
+    // The status cannot pass the unread data: reset the stream (a client sees RESOURCE_EXHAUSTED) to free it.
+    http2StreamOf(call)?.close(11 /* NGHTTP2_ENHANCE_YOUR_CALM */);
+  }
+
+  /** Checks a request's node size; refuses the stream when too big. */
+  private nodeTooBig(call: grpc.ServerDuplexStream<unknown, Buffer>, nodeBytes: number | undefined): boolean {
+    if (nodeBytes === undefined || nodeBytes <= this.limits.maxNodeBytes) return false;
+    this.refuse(call, 'node_size', `node message is ${nodeBytes} bytes (limit ${this.limits.maxNodeBytes}); keep node metadata small`);
+    return true;
   }
 
   /** Common stream lifecycle: the first request names the node; the stream then follows that node's snapshot. */
@@ -212,17 +501,14 @@ export class AdsServer {
       watch.cancel();
       tracker.close(status);
       this.opts.convergence.closed(status.streamId);
-      this.closers.delete(end);
       metrics.connectedProxies.dec({ role: proxy.role, mode });
       for (const kind of RESOURCE_KINDS) metrics.proxyNacked.remove({ proxy: proxy.id, type: kind });
       log.info('proxy disconnected', { proxy: proxy.id, role: proxy.role, mode });
     };
-    const end = (): void => {
+    call.on('end', () => {
       close();
       call.end();
-    };
-    this.closers.add(end);
-    call.on('end', end);
+    });
     call.on('cancelled', close);
     call.on('error', close);
     call.on('close', close);
@@ -250,28 +536,67 @@ export class AdsServer {
     this.opts.convergence.answered(status);
   }
 
+  /** A response too big for this client is not sent: the proxy keeps its config, the operator is told once per version. */
+  private tooLarge(status: ProxyStatus, kind: ResourceKind, t: TypeStatus, version: string, bytes: number, limit: number, what: string): void {
+    if (t.oversizedVersion === version) return;
+    t.oversizedVersion = version;
+    t.lastError = `${what} is ${bytes} bytes, over the ${limit} bytes this client accepts; not sent (the proxy keeps its previous config)`;
+    this.opts.metrics.refused.inc({ reason: 'response_size' });
+    this.opts.log.error('xDS response too large for the client; not sent', {
+      proxy: status.proxy.id, type: kind, bytes, limit,
+      hint: status.proxy.proxyless ? 'proxyless gRPC clients accept 4 MiB: split the mesh (fewer services per gateway name)' : 'use delta xDS (ads_config api_type DELTA_GRPC), which sends big updates in parts',
+    });
+  }
+
+  /** A request's resource_names (or a delta subscription) larger than the limit closes the stream. */
+  private tooManyNames(call: grpc.ServerDuplexStream<unknown, Buffer>, kind: string, count: number): boolean {
+    if (count <= this.limits.maxResourceNames) return false;
+    this.refuse(call, 'resource_names', `${count} resource names for ${kind} (limit ${this.limits.maxResourceNames})`);
+    return true;
+  }
+
   private sotw(call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>): void {
     const subs = new Map<ResourceKind, Subscription>();
     let session: ReturnType<AdsServer['attach']>;
-    const send = (status: ProxyStatus, kind: ResourceKind, force: boolean): void => {
-      const snapshot = session?.snapshot();
+    let outbox: Outbox | undefined;
+    if (!this.admit(call, () => outbox)) return;
+    const send = (kind: ResourceKind, force: boolean): void => {
+      if (!session || !outbox) return;
+      if (outbox.blocked) {
+        outbox.defer(kind, force);
+        return;
+      }
+      const status = session.status;
+      const snapshot = session.snapshot();
       const sub = subs.get(kind);
       if (!snapshot || !sub) return;
       const selection = this.sotwSelection(snapshot, kind, sub);
       const t = this.opts.tracker.type(status, kind);
       if (!force && t.sentVersion === selection.version) return;
       const resp = this.sotwResponse(kind, selection);
+      const limit = clientMaxReceive(status.proxy, this.limits);
+      if (resp.bytes.length > limit) {
+        this.tooLarge(status, kind, t, selection.version, resp.bytes.length, limit, `the ${kind} response (${selection.chosen.length} resources)`);
+        return;
+      }
       t.sentVersion = resp.version;
       t.sentNonce = resp.nonce;
       t.sentAt = performance.now();
+      t.lastError = undefined;
       this.opts.metrics.pushes.inc({ type: kind, mode: 'sotw' });
-      call.write(resp.bytes);
+      outbox.write(resp.bytes);
     };
+    outbox = new Outbox(call, this.limits, {
+      flush: send,
+      onStall: () => this.stalled(call, session?.status),
+      onCoalesced: (kind) => this.opts.metrics.coalesced.inc({ type: kind, mode: 'sotw' }),
+    });
     call.on('data', (req: DiscoveryRequest) => {
+      if (this.nodeTooBig(call, req.nodeBytes)) return;
       if (!session) {
-        session = this.attach(call, req.node, 'sotw', (status) => {
+        session = this.attach(call, req.node, 'sotw', () => {
           // Make before break: clusters and endpoints before the listeners and routes that use them.
-          for (const kind of RESOURCE_KINDS) send(status, kind, false);
+          for (const kind of RESOURCE_KINDS) send(kind, false);
         });
         if (!session) return;
       }
@@ -280,22 +605,23 @@ export class AdsServer {
         this.opts.log.debug('ignoring request for unsupported type', { proxy: session.status.proxy.id, type_url: req.type_url });
         return;
       }
+      const names = req.resource_names ?? [];
+      if (this.tooManyNames(call, kind, names.length)) return;
       const status = session.status;
       const t = this.opts.tracker.type(status, kind);
       const nonce = req.response_nonce ?? '';
-      this.opts.log.debug('sotw request', { proxy: status.proxy.id, type: kind, names: req.resource_names, nonce, version: req.version_info, sent_nonce: t.sentNonce, nack: req.error_detail?.message });
+      this.opts.log.debug('sotw request', { proxy: status.proxy.id, type: kind, names: names.length, nonce, version: req.version_info, sent_nonce: t.sentNonce, nack: req.error_detail?.message });
       if (nonce !== '') {
         // A stale nonce answers a response that has since been superseded: nothing to do.
         if (nonce !== t.sentNonce) return;
         this.recordAck(status, kind, t, req.version_info ?? '', req.error_detail);
       }
-      const names = req.resource_names ?? [];
       const prev = subs.get(kind);
       const wildcard = names.includes('*') || (names.length === 0 && (kind === 'listener' || kind === 'cluster') && (!prev || prev.wildcard));
       const sub: Subscription = { wildcard, names: new Set(names.filter((n) => n !== '*')) };
       const changed = !prev || namesKey(prev) !== namesKey(sub);
       subs.set(kind, sub);
-      if (changed) send(status, kind, true);
+      if (changed) send(kind, true);
     });
   }
 
@@ -314,7 +640,9 @@ export class AdsServer {
         ? snapshot.versions[kind]
         : hash(chosen.map((r) => `${r.name}\0${r.version}`).join('\n'));
       sel = { version, chosen };
-      perSnapshot.set(key, sel);
+      // Proxies of a class ask for the same lists, which the first few entries cover; other lists are
+      // client-chosen and served uncached.
+      if (perSnapshot.size < MAX_CACHED_SELECTIONS) perSnapshot.set(key, sel);
     }
     return sel;
   }
@@ -341,39 +669,73 @@ export class AdsServer {
     }
     const states = new Map<ResourceKind, DeltaState>();
     let session: ReturnType<AdsServer['attach']>;
-    const send = (status: ProxyStatus, kind: ResourceKind, always: boolean): void => {
-      const snapshot = session?.snapshot();
+    let outbox: Outbox | undefined;
+    if (!this.admit(call, () => outbox)) return;
+    const send = (kind: ResourceKind, always: boolean): void => {
+      if (!session || !outbox) return;
+      if (outbox.blocked) {
+        outbox.defer(kind, always);
+        return;
+      }
+      const status = session.status;
+      const snapshot = session.snapshot();
       const st = states.get(kind);
       if (!snapshot || !st) return;
       const all = snapshot.resources[kind];
+      const typeUrl = TYPE_URLS[kind];
+      const t = this.opts.tracker.type(status, kind);
+      const limit = clientMaxReceive(status.proxy, this.limits);
+      // Room for the envelope (type URL, nonce, version) and each resource's own wrapping.
+      const budget = limit - 4096;
+      const sizeOf = (r: EncodedResource): number => r.bytes.length + r.name.length + r.version.length + typeUrl.length + 32;
       const updates: EncodedResource[] = [];
       for (const r of all.values()) {
         const inScope = (st.wildcard && r.wildcard) || st.names.has(r.name);
-        if (inScope && st.known.get(r.name) !== r.version) updates.push(r);
+        if (!inScope || st.known.get(r.name) === r.version) continue;
+        if (sizeOf(r) > budget) this.tooLarge(status, kind, t, `${r.name}@${r.version}`, sizeOf(r), limit, `${kind} "${r.name}"`);
+        else updates.push(r);
       }
       const removed = [...st.known.keys()].filter((n) => !all.has(n));
       if (!always && updates.length === 0 && removed.length === 0) return;
+      // A big update goes out in parts that each fit the client: delta xDS lets every response carry any subset.
+      const parts: EncodedResource[][] = [[]];
+      let used = removed.reduce((n, name) => n + name.length + 4, 0);
+      for (const r of updates) {
+        const size = sizeOf(r);
+        if (used + size > budget && (parts.at(-1) as EncodedResource[]).length > 0) {
+          parts.push([]);
+          used = 0;
+        }
+        (parts.at(-1) as EncodedResource[]).push(r);
+        used += size;
+      }
       for (const r of updates) st.known.set(r.name, r.version);
       for (const n of removed) st.known.delete(n);
-      const nonce = nextNonce();
-      const typeUrl = TYPE_URLS[kind];
-      const t = this.opts.tracker.type(status, kind);
       t.sentVersion = snapshot.versions[kind];
-      t.sentNonce = nonce;
       t.sentAt = performance.now();
-      this.opts.metrics.pushes.inc({ type: kind, mode: 'delta' });
-      call.write(this.encodeDelta({
-        system_version_info: snapshot.versions[kind],
-        type_url: typeUrl,
-        nonce,
-        resources: updates.map((r) => ({ name: r.name, version: r.version, resource: { type_url: typeUrl, value: r.bytes } })),
-        removed_resources: removed,
-      }));
+      parts.forEach((part, i) => {
+        const nonce = nextNonce();
+        t.sentNonce = nonce;
+        this.opts.metrics.pushes.inc({ type: kind, mode: 'delta' });
+        outbox?.write(this.encodeDelta({
+          system_version_info: snapshot.versions[kind],
+          type_url: typeUrl,
+          nonce,
+          resources: part.map((r) => ({ name: r.name, version: r.version, resource: { type_url: typeUrl, value: r.bytes } })),
+          removed_resources: i === 0 ? removed : [],
+        }));
+      });
     };
+    outbox = new Outbox(call, this.limits, {
+      flush: send,
+      onStall: () => this.stalled(call, session?.status),
+      onCoalesced: (kind) => this.opts.metrics.coalesced.inc({ type: kind, mode: 'delta' }),
+    });
     call.on('data', (req: DeltaDiscoveryRequest) => {
+      if (this.nodeTooBig(call, req.nodeBytes)) return;
       if (!session) {
-        session = this.attach(call, req.node, 'delta', (status) => {
-          for (const kind of RESOURCE_KINDS) send(status, kind, false);
+        session = this.attach(call, req.node, 'delta', () => {
+          for (const kind of RESOURCE_KINDS) send(kind, false);
         });
         if (!session) return;
       }
@@ -385,13 +747,15 @@ export class AdsServer {
       if (nonce !== '' && nonce === t.sentNonce) this.recordAck(status, kind, t, t.sentVersion ?? '', req.error_detail);
       const subscribe = req.resource_names_subscribe ?? [];
       const unsubscribe = req.resource_names_unsubscribe ?? [];
+      const initial = Object.entries(req.initial_resource_versions ?? {});
       let st = states.get(kind);
+      if (this.tooManyNames(call, kind, subscribe.length + initial.length + (st?.names.size ?? 0))) return;
       const first = !st;
       if (!st) {
         st = {
           wildcard: subscribe.length === 0 && (kind === 'listener' || kind === 'cluster'),
           names: new Set(),
-          known: new Map(Object.entries(req.initial_resource_versions ?? {})),
+          known: new Map(initial),
         };
         states.set(kind, st);
       }
@@ -410,7 +774,7 @@ export class AdsServer {
           st.known.delete(n);
         }
       }
-      if (subscribe.length > 0 || unsubscribe.length > 0 || first) send(status, kind, first);
+      if (subscribe.length > 0 || unsubscribe.length > 0 || first) send(kind, first);
     });
   }
 }

@@ -14,6 +14,10 @@ export interface TypeStatus {
   nackedAt?: number;
   lastNack?: string;
   nacks: number;
+  /** Why the latest config of this type was not sent (e.g. too large for the client); cleared by the next send. */
+  lastError?: string;
+  /** The version last refused as too large, so it is logged and counted once. */
+  oversizedVersion?: string;
 }
 
 export interface ProxyStatus {
