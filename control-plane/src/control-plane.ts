@@ -147,7 +147,7 @@ export class ControlPlane {
     const td = opts.security?.policy.trustDomain;
     this.console = new ConsoleServer({
       cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
-      sourceDescription: () => this.sourceDescription, policy: () => this.policy,
+      sourceDescription: () => this.sourceDescription, policy: () => this.policy, routing: this.routing,
       workloadCertificates: () => (this.identity?.issued() ?? []).map((c) => ({ identity: c.spiffeId, notAfter: new Date(c.notAfter) })),
     });
     this.admin = new AdminServer({

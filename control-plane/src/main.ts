@@ -7,7 +7,7 @@ import { ControlPlane, DEFAULT_ADMIN_PORT, DEFAULT_AUTHZ_PORT, DEFAULT_XDS_PORT 
 import { parsePolicy } from './policy/parse.ts';
 import type { MeshSecurity } from './model/types.ts';
 import os from 'node:os';
-import { devClientSecret, devIssuerMismatch, type DevSecret } from './auth/dev-setup.ts';
+import { devClientSecret, devIssuerMismatch, devIssuerPortZeroConflict, type DevSecret } from './auth/dev-setup.ts';
 import { DevIssuer } from './auth/dev-issuer.ts';
 import { CertificateAuthority } from './identity/ca.ts';
 import type { Attestor } from './identity/attest.ts';
@@ -21,10 +21,11 @@ import type { AdsLimits } from './server/ads.ts';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
+const EXAMPLE_REGISTRY = path.join(repoRoot, 'deploy/registry.example.yaml');
 
 const { values } = parseArgs({
   options: {
-    registry: { type: 'string', default: env['MCPMESH_REGISTRY'] ?? path.join(repoRoot, 'deploy/registry.example.yaml') },
+    registry: { type: 'string', default: env['MCPMESH_REGISTRY'] ?? EXAMPLE_REGISTRY },
     'registry-max-bytes': { type: 'string', default: env['MCPMESH_REGISTRY_MAX_BYTES'] ?? String(DEFAULT_REGISTRY_MAX_BYTES) },
     routing: { type: 'string', default: env['MCPMESH_ROUTING'] },
     'xds-port': { type: 'string', default: env['MCPMESH_XDS_PORT'] ?? String(DEFAULT_XDS_PORT) },
@@ -138,6 +139,7 @@ const consulEnv = values.consul ? consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADD
 const consul = consulEnv && values['consul-datacenter'] ? { ...consulEnv, datacenter: values['consul-datacenter'] } : consulEnv;
 // The development OAuth issuer: on by default with the embedded registry, opt-in with Consul.
 const devIssuerSetting = env['MCPMESH_DEV_ISSUER'] ?? (consul ? 'off' : 'on');
+const adminPortChosenAtStart = Number(values['admin-port']) === 0 && !env['MCPMESH_DEV_ISSUER_URL'];
 let devSecret: DevSecret | undefined;
 let devIssuer: DevIssuer | undefined;
 if (devIssuerSetting === 'on') {
@@ -145,7 +147,8 @@ if (devIssuerSetting === 'on') {
   devSecret = devClientSecret(env['MCPMESH_DEV_CLIENT_SECRET'], values['data-dir']);
   if (devSecret.origin.kind === 'ephemeral') log.warn('dev client secret not kept: it changes on every restart', { reason: devSecret.origin.reason });
   devIssuer = await DevIssuer.create({
-    issuer: env['MCPMESH_DEV_ISSUER_URL'] ?? `http://127.0.0.1:${values['admin-port']}/oauth`,
+    // With --admin-port 0 the port is known once bound: the URL follows it (a policy cannot name it: see below).
+    issuer: env['MCPMESH_DEV_ISSUER_URL'] ?? (adminPortChosenAtStart ? () => `http://127.0.0.1:${cp.adminPort}/oauth` : `http://127.0.0.1:${values['admin-port']}/oauth`),
     audience: env['MCPMESH_DEV_AUDIENCE'] ?? 'mcp-mesh',
     clients: { dev: { secret: devSecret.secret, roles: ['*'] } },
     // The roles of the policy in force (a hot reload included); none without a policy.
@@ -168,7 +171,8 @@ if (values.policy) {
     log.error('policy rejected', { file: values.policy, error: (err as Error).message });
     process.exit(1);
   }
-  const mismatch = devIssuer ? devIssuerMismatch(security.policy.providers, devIssuer.issuer) : undefined;
+  const mismatch = !devIssuer ? undefined
+    : adminPortChosenAtStart ? devIssuerPortZeroConflict(security.policy.providers) : devIssuerMismatch(security.policy.providers, devIssuer.issuer);
   if (mismatch) {
     log.error('policy does not trust the development issuer', { file: values.policy, error: mismatch });
     process.stderr.write(`mcpmesh: ${values.policy}: ${mismatch}\n`);
@@ -249,7 +253,12 @@ log.info('control plane listening', { xds: xdsShown, xds_tls: secureXds, admin: 
 process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${xdsShown} (${secureXds ? 'mTLS; agents join with mcpmesh join-token' : 'plain, development only'})\n` +
   `  admin:           http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n` +
   `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}` +
-  `  see it:          npx mcpmesh status${cp.adminPort === DEFAULT_ADMIN_PORT && adminHost !== '0.0.0.0' ? '' : ` --admin http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}`}   (a whole mesh with Envoy: npm run demo)\n`);
+  `  see it:          npx mcpmesh status${cp.adminPort === DEFAULT_ADMIN_PORT && adminHost !== '0.0.0.0' ? '' : ` --admin http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}`}   (a whole mesh with Envoy: npm run demo)\n` +
+  // Issue 12: the example's endpoints looked checked and healthy while nothing listened on them.
+  (!consul && path.resolve(values.registry) === EXAMPLE_REGISTRY
+    ? '  example mesh:    the endpoints in deploy/registry.example.yaml are placeholders (nothing listens on them); their health is\n' +
+      '                   what the file declares, not checked. Real MCP servers behind Envoy: npm run demo\n'
+    : ''));
 if (devIssuer) {
   process.stdout.write(`  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
     `                   client id "dev", secret ${devSecret?.origin.kind === 'env' ? '(from MCPMESH_DEV_CLIENT_SECRET)' : `${devSecret?.secret} (${devSecret?.origin.kind === 'file' ? `kept in ${devSecret.origin.file}` : 'not kept: changes on restart'})`}\n` +

@@ -2,7 +2,7 @@
 // it, with where each value came from (built-in default, registry or routing file + YAML path, Consul config
 // entry kind/name + field) and the lower layers it overrode. Reads /debug/routing on the admin port.
 import { parseArgs } from 'node:util';
-import type { KnobExplanation, Provenance } from './model/tuning.ts';
+import { showProvenance, type KnobExplanation } from './model/tuning.ts';
 
 const USAGE = `usage: mcpmesh routing explain SERVICE [options]
   --admin URL          a running control plane's admin address  [$MCPMESH_ADMIN_URL or http://127.0.0.1:18001]
@@ -11,11 +11,6 @@ const USAGE = `usage: mcpmesh routing explain SERVICE [options]
 exit status: 0 shown, 1 unknown service or control plane unreachable, 2 usage error
 `;
 
-export function showProvenance(p: Provenance): string {
-  if (p.source === 'default') return 'built-in default';
-  if (p.source === 'consul') return `consul ${p.where} ${p.field}`;
-  return `${p.source} ${p.where}: ${p.field}`;
-}
 
 interface Explained {
   service: string;

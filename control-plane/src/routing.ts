@@ -5,7 +5,7 @@
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ServiceSpec } from './model/mesh.ts';
-import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type TuningOverlay } from './model/tuning.ts';
+import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type RoutingProblems, type RoutingView, type TuningOverlay } from './model/tuning.ts';
 import type { BlockingQueryState } from './sources/blocking-query.ts';
 import { ConsulConfigWatch } from './sources/consul-config.ts';
 import type { ConsulSourceOptions } from './sources/consul.ts';
@@ -77,19 +77,33 @@ export class RoutingLayers {
     return out.sort((a, b) => (a.origin + a.service < b.origin + b.service ? -1 : 1));
   }
 
+  private explained: { of: ReadonlyMap<string, ServiceSpec>; services: RoutingView['services'] } | undefined;
+
+  /**
+   * Every published service's knobs with provenance: the one answer /debug/routing, the console and
+   * `mcpmesh status` all show. Resolved once per publish (the same object until the next), so a view can key
+   * its own caches on it.
+   */
+  services(): RoutingView['services'] {
+    if (this.explained?.of !== this.last) {
+      const names = [...this.last.keys()].sort();
+      this.explained = { of: this.last, services: Object.fromEntries(names.map((n) => [n, this.explain(n) as KnobExplanation[]])) };
+    }
+    return this.explained.services;
+  }
+
   /** /debug/routing: one service's knobs, or every service's, with the routing problems the mesh knows of. */
   debug(service: string | undefined): { code: number; body: unknown } {
-    const names = [...this.last.keys()].sort();
-    const problems = {
-      sources: Object.fromEntries(Object.entries(this.host.errors).filter(([k, v]) => v !== undefined && /^(routing|consul)/.test(k))),
+    const problems: RoutingProblems = {
+      sources: Object.fromEntries(Object.entries(this.host.errors).filter((e): e is [string, string] => e[1] !== undefined && /^(routing|consul)/.test(e[0]))),
       unknownServices: this.unknownServices(),
     };
     if (service !== undefined) {
       const knobs = this.explain(service);
-      if (!knobs) return { code: 404, body: { error: `no service "${service}" in the published mesh`, services: names } };
+      if (!knobs) return { code: 404, body: { error: `no service "${service}" in the published mesh`, services: [...this.last.keys()].sort() } };
       return { code: 200, body: { service, knobs, problems } };
     }
-    return { code: 200, body: { services: Object.fromEntries(names.map((n) => [n, this.explain(n)])), problems } };
+    return { code: 200, body: { services: this.services(), problems } satisfies RoutingView };
   }
 
   // Routing for a service the mesh does not have: an error naming the entry (or file) and field, kept so that

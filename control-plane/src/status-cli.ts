@@ -1,8 +1,10 @@
 // `mcpmesh status`: the mesh as the control plane serves it, in one screen (what `istioctl proxy-status` and
 // `consul catalog services` give): services with their endpoints by locality and health, connected proxies
 // with what each resource type was sent, ACKed and NACKed (and the last NACK's text), source errors, and
-// certificate expiry. Read-only: it reads the admin API's /debug/mesh, /debug/proxies and /debug/sources.
+// certificate expiry, and per service the routing knobs that are not the built-in defaults, with their source.
+// Read-only: it reads the admin API's /debug/mesh, /debug/proxies, /debug/sources and /debug/routing.
 import { parseArgs } from 'node:util';
+import { nonDefaultKnobs, showProvenance, type RoutingView } from './model/tuning.ts';
 import type { MeshStatusView } from './server/status.ts';
 import type { TypeStatus } from './server/proxies.ts';
 import { RESOURCE_KINDS, type ResourceKind } from './xds/proto.ts';
@@ -32,11 +34,13 @@ export interface StatusReport {
   readonly mesh: MeshStatusView;
   readonly proxies: readonly ProxyView[];
   readonly sourceErrors: Record<string, string>;
+  /** /debug/routing: every knob of every service, with provenance; null when the control plane has no routing view. */
+  readonly routing: RoutingView | null;
 }
 
 /** Reads the three admin endpoints. Throws an Error that says what to do when the control plane is not there. */
 export async function fetchStatus(admin: string, adminToken?: string): Promise<StatusReport> {
-  const get = async <T>(path: string): Promise<T> => {
+  const get = async <T>(path: string, absent?: T): Promise<T> => {
     let res: Response;
     try {
       res = await fetch(new URL(path, admin), { headers: adminToken ? { authorization: `Bearer ${adminToken}` } : {}, signal: AbortSignal.timeout(10_000) });
@@ -44,6 +48,7 @@ export async function fetchStatus(admin: string, adminToken?: string): Promise<S
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
       throw new Error(`cannot reach the control plane's admin API at ${admin} (${cause}): is it running (npm start)? Point at another with --admin URL or MCPMESH_ADMIN_URL`);
     }
+    if (res.status === 404 && absent !== undefined) return absent;
     if (!res.ok) {
       const body = await res.text();
       const hint = res.status === 401 || res.status === 403 ? ' (beyond loopback the admin API needs --admin-token or MCPMESH_ADMIN_TOKEN)' : '';
@@ -51,12 +56,13 @@ export async function fetchStatus(admin: string, adminToken?: string): Promise<S
     }
     return (await res.json()) as T;
   };
-  const [mesh, proxies, sources] = await Promise.all([
+  const [mesh, proxies, sources, routing] = await Promise.all([
     get<MeshStatusView>('/debug/mesh'), get<ProxyView[]>('/debug/proxies'), get<Record<string, string | null | undefined>>('/debug/sources'),
+    get<RoutingView | null>('/debug/routing', null),
   ]);
   const sourceErrors = Object.fromEntries(Object.entries(sources).filter((e): e is [string, string] => typeof e[1] === 'string').sort(([a], [b]) => (a < b ? -1 : 1)));
   const sorted = [...proxies].sort((a, b) => (a.role + a.id < b.role + b.id ? -1 : 1));
-  return { admin, mesh, proxies: sorted, sourceErrors };
+  return { admin, mesh, proxies: sorted, sourceErrors, routing };
 }
 
 /** "in 23h", "in 364d", "EXPIRED 2h ago". */
@@ -76,6 +82,15 @@ function typeLine(kind: ResourceKind, t: TypeStatus): string {
   return `    ${kind.padEnd(8)} ${state.padEnd(8)} sent ${short(t.sentVersion).padEnd(12)} acked ${short(t.ackedVersion).padEnd(12)} nacked ${short(t.nackedVersion)}${t.nacks > 0 ? ` (${t.nacks} NACK${t.nacks === 1 ? '' : 's'})` : ''}`;
 }
 
+/** One line: the knobs that differ from the built-in defaults and who set them (all of them: --json, routing explain). */
+function routingLine(routing: RoutingView | null, service: string): string {
+  const knobs = routing?.services[service];
+  if (!knobs) return 'routing: not reported by this control plane';
+  const changed = nonDefaultKnobs(knobs);
+  if (changed.length === 0) return 'routing: built-in defaults';
+  return `routing: ${changed.map((k) => `${k.knob} ${k.shown} (${showProvenance(k.from)})`).join('; ')}`;
+}
+
 /** The text report. Every section is always printed, saying "none" rather than disappearing. */
 export function renderStatus(r: StatusReport, now = Date.now()): string {
   const out: string[] = [];
@@ -87,8 +102,9 @@ export function renderStatus(r: StatusReport, now = Date.now()): string {
     out.push(`  ${s.name}  ${s.protocol} ${s.transport}  ${s.endpoints.filter((e) => e.healthy).length}/${s.endpoints.length} healthy`);
     const byLocality = [...s.endpoints].sort((a, b) => (`${a.region}/${a.zone}/${a.address}:${a.port}` < `${b.region}/${b.zone}/${b.address}:${b.port}` ? -1 : 1));
     for (const e of byLocality) {
-      out.push(`    ${`${e.region || '-'}/${e.zone || '-'}`.padEnd(16)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.healthy ? 'healthy' : 'UNHEALTHY'}  weight ${e.weight}`);
+      out.push(`    ${`${e.region || '-'}/${e.zone || '-'}`.padEnd(16)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.health}  weight ${e.weight}`);
     }
+    out.push(`    ${routingLine(r.routing, s.name)}`);
   }
   out.push('', `PROXIES (${r.proxies.length} connected)`);
   if (r.proxies.length === 0) out.push('  none connected');

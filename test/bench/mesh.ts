@@ -21,6 +21,8 @@ function endpoint(i: number, j: number, port: number): MeshEndpoint {
     locality: { region: BENCH_REGION, zone: j % 2 === 0 ? 'a' : 'b' },
     weight: 1,
     healthy: true,
+    // What the registry reader records for an endpoint that declares no health (registryYaml writes none).
+    healthFrom: { source: 'registry', declared: false },
   };
 }
 

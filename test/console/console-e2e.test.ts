@@ -55,11 +55,12 @@ describe('web console (headless Chromium)', { skip }, () => {
     dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-console-'));
     registryFile = path.join(dir, 'registry.yaml');
     copyFileSync(path.join(ROOT, 'deploy/registry.example.yaml'), registryFile);
+    writeFileSync(path.join(dir, 'routing.yaml'), 'services:\n  weather:\n    routing: { retries: 5 }\n');
     ca = await CertificateAuthority.selfSigned({ trustDomain: 'mcpmesh.local' });
     const devIssuer = await DevIssuer.create({ issuer: 'http://127.0.0.1/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_SECRET, roles: ['*'] } }, grantableRoles: () => new Set(['analyst', 'admin', 'intern']) });
     const text = readFileSync(POLICY_FILE, 'utf8');
     cp = new ControlPlane({
-      registryFile, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzPort: 0, xdsInsecure: true,
+      registryFile, routingFile: path.join(dir, 'routing.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzPort: 0, xdsInsecure: true,
       quietMs: 20, maxDelayMs: 200, log: silentLogger, metrics: new Metrics({ processMetrics: false }), ca, devIssuer,
       security: { policy: parsePolicy(text, POLICY_FILE), publicUrl: 'https://gateway.example', authz: { host: '127.0.0.1', port: 18002 } },
     });
@@ -155,6 +156,8 @@ describe('web console (headless Chromium)', { skip }, () => {
     assert.match(await weather.locator('[data-locality="eu-west/a"]').innerText(), /P0\s+eu-west\/a\s+127\.0\.0\.1:7001/);
     assert.match(await weather.locator('[data-locality="eu-west/b"]').innerText(), /P1/);
     assert.match(await inventory.locator('[data-locality="us-east/a"]').innerText(), /P1\s+us-east\/a\s+127\.0\.0\.1:7102/);
+    // Nothing probes the example endpoints: the page says their health is the registry's default, unchecked.
+    assert.equal(await weather.locator('[data-health-from="weather"]').innerText(), 'health: registry default, not checked');
     assert.match(await weather.innerText(), /envoy-gw-eu-a/);
     assert.match(await weather.innerText(), /sidecars weather-sidecar-1/);
     // Seen from us-east/a the order flips: the page asks the translator again.
@@ -170,6 +173,24 @@ describe('web console (headless Chromium)', { skip }, () => {
     assert.match(health, /spiffe:\/\/mcpmesh\.local\/control-plane: 2\d\.\d h left/);
     assert.match(health, /spiffe:\/\/mcpmesh\.local\/mcp\/weather: 2\d\.\d h left/);
     await page.screenshot({ path: artifactPath('console-topology.png'), fullPage: true });
+  });
+
+  it('shows the routing knobs a routing file changed, with their source, and every knob on demand', async () => {
+    const weather = page.locator('[data-routing="weather"]');
+    // Compact: only what differs from the built-in defaults, with file and YAML path.
+    assert.match(await weather.locator('[data-knob="routing.retries"]').innerText(), /routing\.retries 5 \(file \S+routing\.yaml: services\.weather\.routing\.retries\)/);
+    assert.equal(await weather.locator('[data-knob="routing.lbPolicy"]').count(), 0);
+    // The registry's own knobs say so, with the entry's path.
+    assert.match(await page.locator('[data-routing="inventory"] [data-knob="outlierDetection.consecutive5xx"]').innerText(), /consecutive5xx 3 \(registry \S+registry\.yaml: services\[1\]\.outlierDetection\.consecutive5xx\)/);
+    // Expanded: the /debug/routing answer, every knob with its source and what it overrode.
+    await weather.locator('button.rall').click();
+    await page.waitForSelector('[data-knobs="weather"] tr[data-knob="routing.lbPolicy"]', { timeout: 30_000 });
+    assert.match(await weather.locator('tr[data-knob="routing.retries"]').innerText(), /routing\.retries\s+5\s+file \S+routing\.yaml: services\.weather\.routing\.retries/);
+    assert.match(await weather.locator('tr[data-knob="routing.lbPolicy"]').innerText(), /"least_request"\s+built-in default/);
+    const debug = (await (await fetch(`${base}/debug/routing?service=weather`)).json()) as { knobs: unknown[] };
+    assert.equal(await weather.locator('[data-knobs="weather"] tbody tr').count(), debug.knobs.length);
+    await weather.screenshot({ path: artifactPath('console-routing.png') });
+    await weather.locator('button.rall').click();
   });
 
   it('shows each proxy with role, locality, identity and versions, and a NACK with its text', async () => {
@@ -223,6 +244,8 @@ describe('web console (headless Chromium)', { skip }, () => {
     assert.equal(await page.evaluate(() => (globalThis as unknown as { consoleTestMarker?: string }).consoleTestMarker), 'same page', 'the page was not reloaded');
     const tides = await page.locator('[data-service="tides"]').innerText();
     assert.match(tides, /1 healthy, 1 unhealthy/);
+    assert.match(tides, /127\.0\.0\.1:7202 unhealthy \(declared in registry, not checked\)/);
+    assert.match(tides, /health: declared in registry, not checked; registry default, not checked/);
     assert.match(tides, /P\d\s+ap-south\/c/);
     // The chart's figures come from samples of mcpmesh_convergence_seconds (every 5 s); the page hears of them live.
     await waitFor('a converged change in the chart', async () => /[1-9] change\(s\)/.test(await page.locator('.chart figcaption').innerText()), 30_000);

@@ -15,13 +15,16 @@ export interface TestControlPlane {
   stop(): Promise<void>;
 }
 
-export async function startControlPlane(initialYaml: string, opts: { quietMs?: number; maxDelayMs?: number; log?: Logger; adsLimits?: ControlPlaneOptions['adsLimits'] } = {}): Promise<TestControlPlane> {
+/** `routing`: the text of a routing file (--routing) to start with. */
+export async function startControlPlane(initialYaml: string, opts: { quietMs?: number; maxDelayMs?: number; log?: Logger; adsLimits?: ControlPlaneOptions['adsLimits']; routing?: string } = {}): Promise<TestControlPlane> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
   const registryFile = path.join(dir, 'registry.yaml');
   writeFileSync(registryFile, initialYaml);
+  const routingFile = path.join(dir, 'routing.yaml');
+  if (opts.routing !== undefined) writeFileSync(routingFile, opts.routing);
   const log = opts.log ?? (process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger);
   const cp = new ControlPlane({
-    registryFile, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0,
+    registryFile, ...(opts.routing !== undefined ? { routingFile } : {}), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0,
     quietMs: opts.quietMs ?? 20, maxDelayMs: opts.maxDelayMs ?? 200, log, metrics: new Metrics({ processMetrics: false }),
     ...(opts.adsLimits ? { adsLimits: opts.adsLimits } : {}),
   });

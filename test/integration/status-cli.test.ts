@@ -11,13 +11,17 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import type Consul from 'consul';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
+import type { MeshStatusView } from '../../control-plane/src/server/status.ts';
+import { consulClient } from '../../control-plane/src/sources/consul.ts';
 import { renderStatus, until, type StatusReport } from '../../control-plane/src/status-cli.ts';
 import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { WorkloadIdentity } from '../../sidecar/src/identity.ts';
 import { node, RawAdsClient, type AdsStream } from '../helpers/ads-client.ts';
+import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { startControlPlane, type TestControlPlane } from '../helpers/control-plane.ts';
 import { EchoClient, startBackend, who, type Backend, type EchoClientInstance } from '../helpers/grpc-backends.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -62,7 +66,7 @@ ${extra}`;
   before(async () => {
     a1 = await startBackend('a1');
     a2 = await startBackend('a2');
-    tcp = await startControlPlane(registry());
+    tcp = await startControlPlane(registry(), { routing: 'services:\n  weather:\n    routing: { retries: 5 }\n    circuitBreakers: { maxRequests: 5000 }\n' });
     admin = `http://127.0.0.1:${tcp.cp.adminPort}`;
     process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${tcp.cp.xdsPort}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
@@ -100,7 +104,14 @@ ${extra}`;
     assert.match(out, /weather {2}2025-11-25 streamable-http {2}2\/3 healthy/);
     assert.match(out, new RegExp(`eu-west/a +127\\.0\\.0\\.1:${a1.port} +healthy`));
     assert.match(out, new RegExp(`eu-west/b +127\\.0\\.0\\.1:${a2.port} +healthy`));
-    assert.match(out, /us-east\/c +127\.0\.0\.2:7009 +UNHEALTHY/);
+    assert.match(out, /us-east\/c +127\.0\.0\.2:7009 +UNHEALTHY \(declared in registry, not checked\)/);
+    // Nothing probed these endpoints: the registry's default is shown as such, not as a check result.
+    assert.match(out, new RegExp(`eu-west/a +127\\.0\\.0\\.1:${a1.port} +healthy \\(registry default, not checked\\)`));
+    // The routing file's knobs, with file and YAML path; the knobs left at their built-in value are not listed.
+    const routing = out.split('\n').find((l) => l.trimStart().startsWith('routing:')) ?? '';
+    assert.match(routing, /routing\.retries 5 \(file \S+routing\.yaml: services\.weather\.routing\.retries\)/);
+    assert.match(routing, /circuitBreakers\.maxRequests 5000 \(file \S+routing\.yaml: services\.weather\.circuitBreakers\.maxRequests\)/);
+    assert.doesNotMatch(routing, /lbPolicy|built-in/);
     assert.match(out, /PROXIES \(2 connected\)/);
     const gw = out.slice(out.indexOf('grpc-gw-status'), out.indexOf('SOURCE ERRORS'));
     for (const k of ['cluster', 'endpoint', 'listener', 'route']) assert.match(gw, new RegExp(`${k} +SYNCED`), gw);
@@ -114,13 +125,23 @@ ${extra}`;
     const { code, out, err } = await status(admin, '--json');
     assert.equal(code, 0, err);
     const r = JSON.parse(out) as StatusReport;
-    assert.deepEqual(r.mesh.services.map((s) => [s.name, s.endpoints.map((e) => `${e.region}/${e.zone} ${e.healthy}`).sort()]), [['weather', ['eu-west/a true', 'eu-west/b true', 'us-east/c false']]]);
+    assert.deepEqual(r.mesh.services.map((s) => [s.name, s.endpoints.map((e) => `${e.region}/${e.zone} ${e.healthy} ${JSON.stringify(e.healthFrom)}`).sort()]), [['weather', [
+      'eu-west/a true {"source":"registry","declared":false}', 'eu-west/b true {"source":"registry","declared":false}', 'us-east/c false {"source":"registry","declared":true}',
+    ]]]);
     const nack = r.proxies.find((p) => p.id === 'envoy-nacker')?.types.cluster;
     assert.equal(nack?.lastNack, 'cluster mcp.weather: unknown field frobnicate');
     const gw = r.proxies.find((p) => p.id === 'grpc-gw-status');
     const dump = (await (await tcp.admin('/debug/config_dump?node=grpc-gw-status')).json()) as { versions: Record<string, string> };
     assert.equal(gw?.types.cluster?.ackedVersion, dump.versions['cluster']);
     assert.deepEqual(r.sourceErrors, {});
+    // Every knob, with where it came from and what it overrode (the /debug/routing answer).
+    const knobs = r.routing?.services['weather'] ?? [];
+    assert.equal(knobs.length > 20, true);
+    const retries = knobs.find((k) => k.knob === 'routing.retries');
+    assert.equal(retries?.value, 5);
+    assert.equal(retries?.from.source, 'file');
+    assert.deepEqual(retries?.overridden.map((o) => [o.from.source, o.value]), [['default', 2]]);
+    assert.equal(knobs.find((k) => k.knob === 'routing.lbPolicy')?.from.source, 'default');
   });
 
   it('shows a source error while the last good mesh keeps being served', async () => {
@@ -138,6 +159,50 @@ ${extra}`;
     assert.equal(code, 1);
     assert.equal(out, '');
     assert.match(err, new RegExp(String.raw`^mcpmesh status: cannot reach the control plane's admin API at http:\/\/127\.0\.0\.1:${port} \(ECONNREFUSED\): is it running \(npm start\)\? Point at another with --admin URL or MCPMESH_ADMIN_URL\n$`));
+  });
+});
+
+describe(`mcpmesh status with Consul (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'}): health says it comes from Consul's checks`, () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-status-consul-'));
+  const svc = uniqueName('tides');
+  let consul: TestConsul;
+  let client: Consul;
+  let cp: ControlPlane;
+
+  before(async () => {
+    consul = await startConsul();
+    client = consulClient({ address: consul.address, ...(consul.token ? { token: consul.token } : {}) });
+    writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
+    cp = await new ControlPlane({
+      registryFile: path.join(dir, 'unused.yaml'), consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20, backoffMaxMs: 500 },
+      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100, log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+    }).start();
+    const register = (n: number, status?: string): Promise<unknown> => client.agent.service.register({
+      name: svc, id: `${svc}-${n}`, address: `10.7.0.${n}`, port: 7001, tags: ['mcp'],
+      ...(status ? { check: { checkid: `mcp:${svc}-${n}`, name: 'mcp', ttl: '30s', status, timeout: '' } as never } : {}),
+    });
+    await register(1, 'passing');
+    await register(2, 'critical');
+    await register(3);
+  });
+  after(async () => {
+    await cp?.stop();
+    for (const n of [1, 2, 3]) await client?.agent.service.deregister(`${svc}-${n}`).catch(() => undefined);
+    client?.destroy();
+    await consul?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('shows passing and critical as Consul reported them, not as a declaration', async () => {
+    const admin = `http://127.0.0.1:${cp.adminPort}`;
+    await waitFor('three instances published', async () => ((await (await fetch(`${admin}/debug/mesh`)).json()) as MeshStatusView).services.find((s) => s.name === svc)?.endpoints.length === 3, 15_000);
+    const { code, out, err } = await status(admin);
+    assert.equal(code, 0, err);
+    assert.match(out, /10\.7\.0\.1:7001 +healthy \(consul checks: passing\)/);
+    assert.match(out, /10\.7\.0\.2:7001 +UNHEALTHY \(consul checks: critical\)/);
+    // No service check: healthy by Consul's rules (a real agent still reports its node's serfHealth check).
+    assert.match(out, /10\.7\.0\.3:7001 +healthy \(consul(: no checks registered| checks: passing)\)/);
+    assert.doesNotMatch(out, /registry/);
   });
 });
 
@@ -175,7 +240,7 @@ describe('mcpmesh status in a secured mesh: certificate expiry', () => {
   it('renders expiry in the past as EXPIRED', () => {
     assert.equal(until('2026-01-01T00:00:00Z', Date.parse('2026-01-01T03:00:00Z')), 'EXPIRED 3h ago');
     const r: StatusReport = {
-      admin: 'x', proxies: [], sourceErrors: {},
+      admin: 'x', proxies: [], sourceErrors: {}, routing: null,
       mesh: { source: 's', publishedAt: null, services: [], certificates: { trustDomain: 't', ca: { notAfter: '2026-01-01T00:00:00Z' }, controlPlane: { spiffeId: 'spiffe://t/control-plane', notAfter: null }, issued: [] } },
     };
     assert.match(renderStatus(r, Date.parse('2026-01-03T00:00:00Z')), /CA \(trust domain t\) {2}expires 2026-01-01T00:00:00Z \(EXPIRED 2d ago\)/);

@@ -24,10 +24,11 @@ describe('Consul -> mesh model', () => {
     assert.equal(svc?.routing.mcpPath, '/rpc');
     assert.equal(svc?.healthCheck.path, '/rpc');
     assert.deepEqual(svc?.endpoints, [
-      { address: '10.0.0.1', port: 7001, locality: { region: 'eu-west', zone: 'a' }, weight: 3, healthy: true },
-      { address: '10.0.0.2', port: 7001, locality: { region: '', zone: '' }, weight: 1, healthy: false },
+      { address: '10.0.0.1', port: 7001, locality: { region: 'eu-west', zone: 'a' }, weight: 3, healthy: true, healthFrom: { source: 'consul', status: 'passing', checks: 1 } },
+      // A warning keeps traffic away too; the views say which status Consul gave.
+      { address: '10.0.0.2', port: 7001, locality: { region: '', zone: '' }, weight: 1, healthy: false, healthFrom: { source: 'consul', status: 'warning', checks: 2 } },
       // No service address: Consul's rule is to use the node's address.
-      { address: '10.0.0.9', port: 7001, locality: { region: '', zone: '' }, weight: 1, healthy: false },
+      { address: '10.0.0.9', port: 7001, locality: { region: '', zone: '' }, weight: 1, healthy: false, healthFrom: { source: 'consul', status: 'critical', checks: 1 } },
     ]);
   });
 

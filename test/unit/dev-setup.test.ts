@@ -7,9 +7,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { devClientSecret, devIssuerMismatch, DEV_SECRET_FILE } from '../../control-plane/src/auth/dev-setup.ts';
+import { devClientSecret, devIssuerMismatch, devIssuerPortZeroConflict, DEV_SECRET_FILE } from '../../control-plane/src/auth/dev-setup.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { freePort } from '../helpers/everything.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const EXAMPLE_POLICY = path.join(repo, 'deploy/policy.example.yaml');
@@ -28,6 +29,42 @@ function start(args: string[], env: NodeJS.ProcessEnv, until: RegExp): Promise<{
     child.on('exit', (code) => { clearTimeout(timer); resolve({ out, err, code }); });
   });
 }
+
+describe('--admin-port 0 (the port is chosen at start)', () => {
+  it('the dev issuer URL is the bound port: in the banner, the metadata and the tokens it mints', async () => {
+    const child = spawn(process.execPath, [path.join(repo, 'control-plane/src/main.ts'), '--xds-port', '0', '--admin-port', '0'],
+      { env: { ...process.env, MCPMESH_DATA_DIR: path.join(dir, 'port-zero'), MCPMESH_DEV_CLIENT_SECRET: 'port-zero-secret-value' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let out = '';
+      child.stdout.on('data', (c: Buffer) => { out += c; });
+      await waitFor('the banner', () => /client id "dev"/.test(out), 30_000);
+      const admin = /admin: +(http:\/\/127\.0\.0\.1:(\d+))\//.exec(out);
+      assert.ok(admin && admin[2] !== '0', out);
+      const issuer = `${admin[1]}/oauth`;
+      assert.match(out, new RegExp(`dev OAuth: +issuer ${issuer.replaceAll('.', '\\.')} `));
+      const meta = (await (await fetch(`${admin[1]}/.well-known/oauth-authorization-server/oauth`)).json()) as { issuer: string; token_endpoint: string; jwks_uri: string };
+      assert.deepEqual([meta.issuer, meta.token_endpoint, meta.jwks_uri], [issuer, `${admin[1]}/oauth/token`, `${admin[1]}/oauth/jwks`]);
+      const minted = await fetch(meta.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 'port-zero-secret-value' }) });
+      const token = ((await minted.json()) as { access_token?: string }).access_token ?? '';
+      assert.equal((JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { iss: string }).iss, issuer);
+      // npm start on the example registry says its endpoints are placeholders and where real ones run.
+      assert.match(out, /example mesh: +the endpoints in deploy\/registry\.example\.yaml are placeholders \(nothing listens on them\); their health is\n +what the file declares, not checked\. Real MCP servers behind Envoy: npm run demo/);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('is refused with a policy that trusts the dev issuer: the policy cannot name a port not chosen yet', async () => {
+    const r = await start(['--policy', EXAMPLE_POLICY, '--admin-port', '0'], { MCPMESH_DATA_DIR: path.join(dir, 'port-zero-policy') }, /control plane listening/);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--admin-port 0 picks the admin port at start, so the development issuer's URL \(http:\/\/127\.0\.0\.1:<port>\/oauth\) is not known in advance, but policy provider "dev" trusts issuer http:\/\/127\.0\.0\.1:18001\/oauth: give a fixed --admin-port/);
+  });
+
+  it('a policy that trusts no dev issuer does not conflict', () => {
+    const policy = parsePolicy(readFileSync(EXAMPLE_POLICY, 'utf8'), EXAMPLE_POLICY);
+    assert.equal(devIssuerPortZeroConflict([{ ...policy.providers[0]!, issuer: 'https://login.example.com/oauth' }]), undefined);
+  });
+});
 
 describe('dev client secret', () => {
   it('is made once, kept in the data dir (0600), and read back', () => {

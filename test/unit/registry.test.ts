@@ -27,9 +27,14 @@ services:
     protocol: "2025-11-25"
     endpoints:
       - { address: 127.0.0.1, port: 7001, locality: { region: eu-west, zone: a } }
+      - { address: 127.0.0.1, port: 7002, healthy: true }
 `, 'reg.yaml');
     assert.equal(svc?.name, 'weather');
-    assert.deepEqual(svc?.endpoints, [{ address: '127.0.0.1', port: 7001, locality: { region: 'eu-west', zone: 'a' }, weight: 1, healthy: true }]);
+    // Healthy by default, and the model says nobody checked: the views must not claim otherwise.
+    assert.deepEqual(svc?.endpoints, [
+      { address: '127.0.0.1', port: 7001, locality: { region: 'eu-west', zone: 'a' }, weight: 1, healthy: true, healthFrom: { source: 'registry', declared: false } },
+      { address: '127.0.0.1', port: 7002, locality: { region: '', zone: '' }, weight: 1, healthy: true, healthFrom: { source: 'registry', declared: true } },
+    ]);
     assert.equal(svc?.routing.maxStreamDurationMs, 0, 'no cap on long tool calls by default');
     assert.deepEqual(svc?.routing, DEFAULT_ROUTING);
     assert.equal(svc?.healthCheck.path, '/mcp');

@@ -23,8 +23,11 @@ export interface DevClient {
 export type GrantableRoles = ReadonlySet<string> | (() => ReadonlySet<string>);
 
 export interface DevIssuerOptions {
-  /** `iss` of every token, e.g. http://127.0.0.1:18001/oauth. */
-  issuer: string;
+  /**
+   * `iss` of every token, e.g. http://127.0.0.1:18001/oauth. A function when the URL is known only once the
+   * admin port is bound (`--admin-port 0`): it is read when a token is minted, checked or described.
+   */
+  issuer: string | (() => string);
   /** Default `aud` (the mesh as a resource server). */
   audience: string;
   /** Claim that carries roles (same as the policy's roleClaim). */
@@ -152,7 +155,7 @@ function parseBasic(header: string): { id: string; secret: string } {
 }
 
 export class DevIssuer {
-  readonly issuer: string;
+  private readonly issuerOf: () => string;
   readonly audience: string;
   readonly roleClaim: string;
   private readonly ttlMs: number;
@@ -163,7 +166,8 @@ export class DevIssuer {
   private readonly publicJwk: JWK;
 
   private constructor(o: DevIssuerOptions, kid: string, privateKey: CryptoKey, publicJwk: JWK) {
-    this.issuer = o.issuer;
+    const issuer = o.issuer;
+    this.issuerOf = typeof issuer === 'string' ? () => issuer : issuer;
     this.audience = o.audience;
     this.roleClaim = o.roleClaim ?? 'roles';
     this.ttlMs = o.ttlMs ?? 3_600_000;
@@ -172,6 +176,10 @@ export class DevIssuer {
     this.kid = kid;
     this.privateKey = privateKey;
     this.publicJwk = publicJwk;
+  }
+
+  get issuer(): string {
+    return this.issuerOf();
   }
 
   /** A fresh signing key each start: dev tokens do not outlive the control plane that issued them. */

@@ -39,6 +39,26 @@ export function devClientSecret(given: string | undefined, dataDir: string): Dev
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
+/** A provider whose issuer is a loopback URL with the dev issuer's path: meant for the dev issuer. */
+function looksLikeDevIssuer(p: JwtProvider, devPath: string): boolean {
+  if (!URL.canParse(p.issuer)) return false;
+  const u = new URL(p.issuer);
+  return LOOPBACK.has(u.hostname) && u.pathname === devPath;
+}
+
+/**
+ * `--admin-port 0` binds whichever port is free, so the dev issuer's URL is known only once the control plane
+ * runs; a policy that trusts the dev issuer names that URL beforehand and cannot match it. The error to refuse
+ * to start with, or undefined when no provider is meant for the dev issuer (then the URL follows the bound port).
+ */
+export function devIssuerPortZeroConflict(providers: readonly JwtProvider[], devPath = '/oauth'): string | undefined {
+  const p = providers.find((x) => looksLikeDevIssuer(x, devPath));
+  if (!p) return undefined;
+  return `--admin-port 0 picks the admin port at start, so the development issuer's URL (http://127.0.0.1:<port>${devPath}) is not known ` +
+    `in advance, but policy provider "${p.name}" trusts issuer ${p.issuer}: give a fixed --admin-port (MCPMESH_ADMIN_PORT), ` +
+    'set MCPMESH_DEV_ISSUER_URL to the issuer the policy trusts, or turn the development issuer off (MCPMESH_DEV_ISSUER=off)';
+}
+
 /**
  * A policy provider meant for the dev issuer (a loopback URL with its path) that names another port: what
  * happens when the admin port moves and the policy does not. Undefined when some provider trusts `devIssuer`
@@ -47,11 +67,7 @@ const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]']);
 export function devIssuerMismatch(providers: readonly JwtProvider[], devIssuer: string): string | undefined {
   if (providers.some((p) => p.issuer === devIssuer)) return undefined;
   const dev = new URL(devIssuer);
-  const stray = providers.find((p) => {
-    if (!URL.canParse(p.issuer)) return false;
-    const u = new URL(p.issuer);
-    return LOOPBACK.has(u.hostname) && u.pathname === dev.pathname && u.origin !== dev.origin;
-  });
+  const stray = providers.find((p) => looksLikeDevIssuer(p, dev.pathname) && new URL(p.issuer).origin !== dev.origin);
   if (!stray) return undefined;
   return `policy provider "${stray.name}" trusts issuer ${stray.issuer}, but this control plane's development issuer is ${devIssuer}: ` +
     `tokens from \`mcpmesh token\` would be refused at the gateway. Make the provider's issuer ${devIssuer} and its jwksUri ${devIssuer}/jwks ` +

@@ -20,9 +20,11 @@ import { policyExplainMain } from '../policy/cli.ts';
 import { compilePolicy } from '../policy/engine.ts';
 import { encodeMcpHeaderValue, headerValidated } from '../policy/mcp-http.ts';
 import type { Policy } from '../policy/types.ts';
+import type { RoutingLayers } from '../routing.ts';
+import type { KnobExplanation } from '../model/tuning.ts';
 import type { ProxyTracker } from '../server/proxies.ts';
 import {
-  defaultVantage, gatewaysOf, localitiesKnown, parseLocality, policyView, proxiesView, servicesView,
+  defaultVantage, gatewaysOf, knobView, localitiesKnown, parseLocality, policyView, proxiesView, servicesView,
   type ConsoleState, type DecisionRow, type HealthView, type SeriesPoint,
 } from './state.ts';
 
@@ -36,12 +38,16 @@ export interface ConsoleOptions {
   readonly policy: () => Policy | undefined;
   /** The latest certificate the mesh CA signed for each workload identity (expiry only). */
   readonly workloadCertificates?: () => { identity: string; notAfter: Date }[];
+  /** Effective routing with provenance: the same answers /debug/routing gives. */
+  readonly routing?: Pick<RoutingLayers, 'services' | 'debug'>;
   /** How often the metrics behind the charts are sampled (default 5 s). */
   readonly sampleMs?: number;
   /** How often live pages are told that something changed (default 1 s). */
   readonly eventMs?: number;
 }
 
+// One object, so that the memo key (its generation) stays the same without a routing view.
+const NO_ROUTING: Readonly<Record<string, readonly KnobExplanation[]>> = Object.freeze({});
 const HISTORY_MS = 10 * 60_000;
 const RECENT_MS = 60_000;
 // Page loads sample too (fresh figures): bound the history whatever the traffic.
@@ -144,8 +150,9 @@ export class ConsoleServer {
       return void res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
     }
     if (p === '/ui/api/explain') return this.explain(res, url);
+    if (p === '/ui/api/routing') return this.routing(res, url);
     if (p === '/ui/api/events') return this.events(req, res);
-    json(res, 404, { error: 'not found', paths: ['/ui', '/ui/api/state?from=<region>/<zone>', '/ui/api/explain?role=&service=&kind=&name=', '/ui/api/events'] });
+    json(res, 404, { error: 'not found', paths: ['/ui', '/ui/api/state?from=<region>/<zone>', '/ui/api/explain?role=&service=&kind=&name=', '/ui/api/routing?service=', '/ui/api/events'] });
   }
 
   /**
@@ -162,6 +169,7 @@ export class ConsoleServer {
     const vantage = parseLocality(from) ?? defaultVantage(localities, proxies);
     const policy = this.opts.policy();
     const meshGen = generationOf(mesh);
+    const routing = this.opts.routing?.services() ?? NO_ROUTING;
     const sidecars = proxies.filter((p) => p.proxy.role === 'sidecar').map((p) => `${p.proxy.id}@${p.proxy.service}`).sort().join(',');
     const part = <K extends keyof ConsoleState>(k: K, v: ConsoleState[K]): string => `${JSON.stringify(k)}:${JSON.stringify(v)}`;
     const memo = <K extends keyof ConsoleState>(k: K, key: string, build: () => ConsoleState[K]): string => `${JSON.stringify(k)}:${this.memo(`${k}|${key}`, () => JSON.stringify(build()))}`;
@@ -169,7 +177,7 @@ export class ConsoleServer {
       part('generatedAt', new Date().toISOString()),
       part('vantage', vantage ?? null),
       part('localities', localities),
-      memo('services', `${meshGen}|${vantage ? `${vantage.region}/${vantage.zone}` : ''}|${sidecars}`, () => servicesView(mesh, proxies, vantage)),
+      memo('services', `${meshGen}|${generationOf(routing)}|${vantage ? `${vantage.region}/${vantage.zone}` : ''}|${sidecars}`, () => servicesView(mesh, proxies, vantage, routing)),
       part('gateways', gatewaysOf(proxies)),
       part('proxies', proxiesView(proxies, policy?.trustDomain)),
       memo('policy', `${meshGen}|${generationOf(policy)}`, () => policyView(policy, mesh)),
@@ -222,6 +230,13 @@ export class ConsoleServer {
     json(res, 200, { allow: code === 0, exit: code, text: out + err });
   }
 
+  /** Every knob of one service, as /debug/routing?service= answers (the page expands a service's routing with it). */
+  private routing(res: http.ServerResponse, url: URL): void {
+    const r = this.opts.routing?.debug(url.searchParams.get('service') ?? '') ?? { code: 404, body: { error: 'routing is not available' } };
+    const body = r.body as { knobs?: KnobExplanation[] };
+    json(res, r.code, body.knobs ? { ...body, knobs: body.knobs.map((k) => ({ ...k, ...knobView(k) })) } : body);
+  }
+
   // ------------------------------------------------------------------------------------------------- live
 
   private events(req: http.IncomingMessage, res: http.ServerResponse): void {
@@ -238,7 +253,7 @@ export class ConsoleServer {
     const s = this.samples.at(-1);
     // Sample values, not times: an idle mesh must not make every open page refetch every few seconds.
     const figures = s ? [s.convergence.count, s.builds.count, s.rejected, [...s.byRule.values()].reduce((a, b) => a + b, 0)] : [];
-    return JSON.stringify([generationOf(cache.currentMesh), streams, generationOf(this.opts.policy()), this.opts.sourceErrors(), figures]);
+    return JSON.stringify([generationOf(cache.currentMesh), generationOf(this.opts.routing?.services()), streams, generationOf(this.opts.policy()), this.opts.sourceErrors(), figures]);
   }
 
   private lastWrite = 0;

@@ -6,7 +6,9 @@
 // (addresses, localities, health), the tracker's versions and NACK texts, the policy's rules, and
 // certificate *expiry dates*. The types below have no field that could carry a key, token or client secret.
 import type { Locality, Mesh, MeshService } from '../model/types.ts';
+import { nonDefaultKnobs, showProvenance, type KnobExplanation } from '../model/tuning.ts';
 import type { ProxyStatus } from '../server/proxies.ts';
+import { healthOrigin, healthText } from '../server/status.ts';
 import type { ResourceKind } from '../xds/proto.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
 import { loadAssignment } from '../translate/endpoints.ts';
@@ -20,6 +22,12 @@ export interface EndpointView {
   readonly weight: number;
   /** From the source (registry flag, Consul checks): false means the endpoint gets no traffic. */
   readonly healthy: boolean;
+  /**
+   * On unhealthy endpoints (the page shows them one by one): who said so, as `mcpmesh status` prints it
+   * ("UNHEALTHY (consul checks: critical)"). Healthy ones share ServiceView.healthFrom: 10,000 copies of
+   * "healthy (registry default, not checked)" would be a third of the document.
+   */
+  readonly health?: string;
 }
 
 export interface LocalityView {
@@ -38,10 +46,23 @@ export interface ServiceView {
   readonly hosts: readonly string[];
   readonly healthy: number;
   readonly unhealthy: number;
+  /** Who said so, distinct and sorted ("declared in registry, not checked", "consul checks: passing"). */
+  readonly healthFrom: readonly string[];
   readonly localities: readonly LocalityView[];
   /** The service's own connected sidecars (every connected gateway routes to every service: ConsoleState.gateways). */
   readonly sidecars: readonly string[];
+  /** Routing knobs whose value is not the built-in one, with their source; every knob: /ui/api/routing?service=. */
+  readonly routing: readonly KnobView[];
 }
+
+/** One routing knob as /debug/routing explains it, with its source as `mcpmesh routing explain` prints it. */
+export interface KnobView {
+  readonly knob: string;
+  readonly shown: string;
+  readonly source: string;
+}
+
+export const knobView = (k: KnobExplanation): KnobView => ({ knob: k.knob, shown: k.shown, source: showProvenance(k.from) });
 
 export interface TypeView {
   readonly type: ResourceKind;
@@ -170,14 +191,15 @@ function localitiesOf(svc: MeshService, vantage: Locality | undefined): Locality
     const key = localityKey(ep.locality);
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { locality: ep.locality, eps: [] }));
-    g.eps.push({ address: ep.address, port: ep.port, weight: ep.weight, healthy: ep.healthy });
+    g.eps.push({ address: ep.address, port: ep.port, weight: ep.weight, healthy: ep.healthy, ...(ep.healthy ? {} : { health: healthText(ep) }) });
   }
   return [...groups.entries()]
     .map(([key, g]) => ({ region: g.locality.region, zone: g.locality.zone, priority: priority.get(key) ?? 0, endpoints: g.eps }))
     .sort((a, b) => a.priority - b.priority || byString(localityKey(a), localityKey(b)));
 }
 
-export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStatus[], vantage: Locality | undefined): ServiceView[] {
+/** `routing`: every published service's knobs (RoutingLayers.services(), what /debug/routing serves). */
+export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStatus[], vantage: Locality | undefined, routing: Readonly<Record<string, readonly KnobExplanation[]>> = {}): ServiceView[] {
   if (!mesh) return [];
   const sidecars = new Map<string, string[]>();
   for (const p of proxies) {
@@ -190,8 +212,10 @@ export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStat
     const healthy = svc.endpoints.filter((e) => e.healthy).length;
     return {
       name: svc.name, protocol: svc.protocol, transport: svc.transport, incarnation: svc.incarnation, hosts: svc.routing.hosts,
-      healthy, unhealthy: svc.endpoints.length - healthy, localities: localitiesOf(svc, vantage),
+      healthy, unhealthy: svc.endpoints.length - healthy, healthFrom: [...new Set(svc.endpoints.map((e) => healthOrigin(e.healthFrom)))].sort(byString),
+      localities: localitiesOf(svc, vantage),
       sidecars: (sidecars.get(svc.name) ?? []).sort(byString),
+      routing: nonDefaultKnobs(routing[svc.name] ?? []).map(knobView),
     };
   });
 }

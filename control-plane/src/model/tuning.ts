@@ -139,6 +139,17 @@ export interface KnobExplanation {
   readonly envoy: string;
 }
 
+export interface RoutingProblems {
+  readonly sources: Readonly<Record<string, string>>;
+  readonly unknownServices: readonly { readonly origin: string; readonly service: string }[];
+}
+
+/** /debug/routing without ?service (routing.ts): every published service's knobs, by name (sorted). */
+export interface RoutingView {
+  readonly services: Readonly<Record<string, readonly KnobExplanation[]>>;
+  readonly problems: RoutingProblems;
+}
+
 const BUILT_IN: Provenance = { source: 'default', where: 'built-in', field: '' };
 const DEFAULTS: Record<Section, Record<string, KnobValue>> = {
   routing: DEFAULT_ROUTING as unknown as Record<string, KnobValue>,
@@ -157,6 +168,24 @@ export function showValue(name: KnobName, v: KnobValue): string {
   if (Array.isArray(v)) return `[${v.join(', ')}]`;
   if (typeof v === 'number' && KNOB_BY_NAME.get(name)?.duration) return formatDuration(v);
   return typeof v === 'string' ? JSON.stringify(v) : String(v);
+}
+
+/** Where a value came from, as explain, the console and `mcpmesh status` print it. */
+export function showProvenance(p: Provenance): string {
+  if (p.source === 'default') return 'built-in default';
+  if (p.source === 'consul') return `consul ${p.where} ${p.field}`;
+  return `${p.source} ${p.where}: ${p.field}`;
+}
+
+/**
+ * The knobs whose effective value is not the built-in one (whoever set them), for the compact views (console,
+ * `mcpmesh status`). By value, not by source: a registry that spells out a default changes nothing worth a line.
+ */
+export function nonDefaultKnobs(knobs: readonly KnobExplanation[]): KnobExplanation[] {
+  return knobs.filter((k) => {
+    const def = KNOB_BY_NAME.get(k.knob);
+    return def === undefined || showValue(k.knob, DEFAULTS[def.section][def.field] as KnobValue) !== k.shown;
+  });
 }
 
 /**

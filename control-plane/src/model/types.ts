@@ -28,7 +28,18 @@ export interface MeshEndpoint {
   readonly weight: number;
   /** False when a health source (registry flag, Consul check) says the endpoint must get no traffic. */
   readonly healthy: boolean;
+  /** Who said `healthy`, for the operator views; absent on endpoints built by hand (tests, benchmarks). */
+  readonly healthFrom?: HealthOrigin;
 }
+
+/**
+ * Where an endpoint's health came from. The registry's is what the file says (or its default, healthy):
+ * nothing checked it. Consul's is the aggregate of the instance's checks (none registered means passing).
+ * Translators read `healthy` only.
+ */
+export type HealthOrigin =
+  | { readonly source: 'registry'; readonly declared: boolean }
+  | { readonly source: 'consul'; readonly status: 'passing' | 'warning' | 'critical'; readonly checks: number };
 
 export interface OutlierDetection {
   readonly consecutive5xx: number;

@@ -130,9 +130,10 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
       const path = meta[CONSUL_META.path] ?? DEFAULT_ROUTING.mcpPath;
       if (!HTTP_PATH.test(path)) { skip(`meta ${CONSUL_META.path}=${JSON.stringify(path)} is not an absolute HTTP path`); continue; }
       const weight = Math.min(128, Math.max(1, Math.round(svc.Weights?.Passing ?? 1)));
-      const healthy = aggregateStatus(e.Checks) === 'passing';
+      const status = aggregateStatus(e.Checks);
+      const healthy = status === 'passing';
       const sidecar = meta[CONSUL_META.sidecar] === 'envoy' ? 'sidecar' : 'direct';
-      parsed.push({ instance, how: `${p} ${t} ${path} ${sidecar}`, ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy } });
+      parsed.push({ instance, how: `${p} ${t} ${path} ${sidecar}`, ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy, healthFrom: { source: 'consul', status, checks: e.Checks?.length ?? 0 } } });
     }
     // How the service is spoken to is a service-level fact: the majority of instances decides (ties: lowest
     // ID first); instances that disagree are skipped rather than routed to with the wrong protocol.

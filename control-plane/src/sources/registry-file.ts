@@ -47,7 +47,7 @@ function readEndpoint(r: Reader, raw: unknown, path: string): MeshEndpoint | und
   const weight = r.integer(raw, 'weight', path, 1, 128) ?? 1;
   const healthy = r.boolean(raw, 'healthy', path) ?? true;
   if (address === undefined || port === undefined || isIP(address) === 0) return undefined;
-  return { address, port, locality, weight, healthy };
+  return { address, port, locality, weight, healthy, healthFrom: { source: 'registry', declared: raw['healthy'] !== undefined } };
 }
 
 /** Parses and checks registry YAML. Throws ConfigError naming the file, each bad path and why. */

@@ -50,7 +50,29 @@ function endpoints(l) {
   const ok = l.endpoints.filter((e) => e.healthy).map(epText).join('  ');
   return html`<div class="locality" data-locality=${`${l.region}/${l.zone}`}>
     <span class="prio">P${l.priority}</span> <span class="lname">${l.region}/${l.zone}</span>
-    ${ok ? html` <span class="ep ok">${ok}</span>` : ''}${l.endpoints.filter((e) => !e.healthy).map((e) => html` <span class="ep bad">${epText(e)} unhealthy</span>`)}
+    ${ok ? html` <span class="ep ok">${ok}</span>` : ''}${l.endpoints.filter((e) => !e.healthy).map((e) => html` <span class="ep bad" title=${e.health}>${epText(e)} ${e.health.replace('UNHEALTHY', 'unhealthy')}</span>`)}
+  </div>`;
+}
+
+// The knobs that differ from the built-in defaults, with their source; "all knobs" asks /ui/api/routing (the
+// answer /debug/routing and `mcpmesh routing explain` give) only when opened, so the page stays small.
+function Routing({ service }) {
+  const [all, setAll] = useState(null);
+  const toggle = async () => {
+    if (all) return setAll(null);
+    setAll({ knobs: [], note: 'loading…' });
+    const r = await fetch(`/ui/api/routing?service=${encodeURIComponent(service.name)}`, { cache: 'no-store' });
+    const body = await r.json();
+    setAll(r.ok ? { knobs: body.knobs, note: '' } : { knobs: [], note: body.error ?? r.statusText });
+  };
+  return html`<div class="routing" data-routing=${service.name}>
+    <span class="rlabel">routing</span> ${service.routing.length === 0 ? html`<span class="rknob">built-in defaults</span>`
+      : service.routing.map((k) => html`<span class="rknob" data-knob=${k.knob}><b>${k.knob}</b> ${k.shown} <small>(${k.source})</small></span>`)}
+    <button type="button" class="rall" onClick=${toggle}>${all ? 'hide' : 'all knobs'}</button>
+    ${all ? html`<table class="knobs" data-knobs=${service.name}>${all.note ? html`<caption>${all.note}</caption>` : ''}
+      <thead><tr><th>knob</th><th>value</th><th>source</th><th>Envoy</th></tr></thead>
+      <tbody>${all.knobs.map((k) => html`<tr data-knob=${k.knob}><td>${k.knob}</td><td>${k.shown}</td><td>${k.source}${k.overridden.filter((o) => o.from.source !== 'default').length ? html`<br /><small>overrides ${k.overridden.filter((o) => o.from.source !== 'default').map((o) => o.shown).join(', ')}</small>` : ''}</td><td><small>${k.envoy}</small></td></tr>`)}</tbody>
+    </table>` : ''}
   </div>`;
 }
 
@@ -72,9 +94,11 @@ function Topology({ state, vantage, setVantage }) {
         <div class="shead"><b>${s.name}</b> <span class="badge">MCP ${s.protocol}</span>${s.transport === 'sse' ? html` <span class="badge">HTTP+SSE</span>` : ''}
           ${s.incarnation > 0 ? html` <span class="badge">incarnation ${s.incarnation}</span>` : ''}
           <span class=${s.unhealthy > 0 ? 'count warn' : 'count'}>${s.healthy} healthy${s.unhealthy > 0 ? `, ${s.unhealthy} unhealthy` : ''}</span>
+          <span class="hfrom" data-health-from=${s.name}>health: ${s.healthFrom.join('; ') || '—'}</span>
           <span class="front">${front}; ${s.sidecars.length ? `sidecars ${s.sidecars.join(', ')}` : 'no sidecar connected'}</span>
         </div>
         ${s.localities.map(endpoints)}
+        <${Routing} service=${s} />
       </div>`)}
     </div></section>`;
 }
