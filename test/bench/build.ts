@@ -1,0 +1,65 @@
+// `node --expose-gc test/bench/build.ts`: only the build figures of `npm run bench` (section 1), for profiling
+// (add --cpu-prof) and before/after comparisons without the push benchmark's processes. BUILD_ONLY=full|one|parse
+// runs one of them.
+import { isDeepStrictEqual } from 'node:util';
+import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
+import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
+import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
+import { meshSpecs, registryYaml } from './mesh.ts';
+
+const SERVICES = Number(process.env['BENCH_SERVICES'] ?? 1000);
+const ENDPOINTS = Number(process.env['BENCH_ENDPOINTS'] ?? 10);
+const ONLY = process.env['BUILD_ONLY'];
+const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1] ?? NaN;
+const time = (f: () => void): number => {
+  const t0 = performance.now();
+  f();
+  return performance.now() - t0;
+};
+
+if (!ONLY || ONLY === 'full') {
+  const full: number[] = [];
+  for (let i = 0; i < 8; i++) {
+    const specs = meshSpecs(SERVICES, ENDPOINTS);
+    gc();
+    const t = time(() => {
+      const { mesh, commit } = new MeshBuilder().build(specs);
+      new SnapshotCache().setMesh(mesh);
+      commit();
+    });
+    if (i >= 2) full.push(t);
+  }
+  console.log(`full build ${SERVICES}x${ENDPOINTS}: median ${median(full).toFixed(1)} ms [${full.map((x) => x.toFixed(0)).join(' ')}]`);
+}
+if (!ONLY || ONLY === 'one') {
+  const builder = new MeshBuilder();
+  const cache = new SnapshotCache();
+  const apply = (specs: ReturnType<typeof meshSpecs>): void => {
+    const { mesh, commit } = builder.build(specs);
+    cache.setMesh(mesh);
+    commit();
+  };
+  apply(meshSpecs(SERVICES, ENDPOINTS));
+  const one: number[] = [];
+  for (let i = 0; i < 60; i++) {
+    const specs = meshSpecs(SERVICES, ENDPOINTS, { service: (i * 37) % SERVICES, port: 30_000 + i });
+    const t = time(() => apply(specs));
+    if (i >= 20) one.push(t);
+  }
+  console.log(`one endpoint change: median ${median(one).toFixed(2)} ms`);
+}
+if (!ONLY || ONLY === 'parse') {
+  const specs = meshSpecs(SERVICES, ENDPOINTS);
+  const yaml = registryYaml(specs);
+  const parse: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    let parsed: unknown;
+    const t = time(() => {
+      parsed = parseRegistry(yaml, 'bench.yaml');
+    });
+    if (i === 0 && !isDeepStrictEqual(parsed, specs)) throw new Error('registryYaml/parseRegistry round trip differs from meshSpecs');
+    if (i >= 1) parse.push(t);
+  }
+  console.log(`registry YAML parse: median ${median(parse).toFixed(0)} ms`);
+}
