@@ -106,7 +106,9 @@ export class SnapshotCache {
   }
 
   private build(mesh: Mesh, proxy: ProxyInfo): Snapshot {
-    return buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, this.trust(proxy)), this.encoder);
+    const key = snapshotKey(proxy);
+    // The class's current snapshot lets the build skip what did not change (buildSnapshot's `previous`).
+    return buildSnapshot(key, proxyResources(mesh, proxy, this.trust(proxy)), this.encoder, this.entries.get(key)?.snapshot);
   }
 
   /**

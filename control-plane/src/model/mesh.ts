@@ -15,6 +15,62 @@ function compareEndpoints(a: MeshEndpoint, b: MeshEndpoint): number {
   return a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
 }
 
+function isSorted<T>(xs: readonly T[], compare: (a: T, b: T) => number): boolean {
+  for (let i = 1; i < xs.length; i++) if (compare(xs[i - 1] as T, xs[i] as T) > 0) return false;
+  return true;
+}
+
+function byName(a: ServiceSpec, b: ServiceSpec): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+// The fields of MeshEndpoint and Locality: an object with other keys is compared by deepEqual.
+const ENDPOINT_KEYS = 5;
+const LOCALITY_KEYS = 2;
+
+function sameLocality(a: MeshEndpoint['locality'], b: MeshEndpoint['locality']): boolean {
+  if (a === b) return true;
+  if (keyCount(a) !== LOCALITY_KEYS || keyCount(b) !== LOCALITY_KEYS) return deepEqual(a, b);
+  return a.region === b.region && a.zone === b.zone;
+}
+
+function keyCount(o: object): number {
+  let n = 0;
+  for (const _ in o) n++;
+  return n;
+}
+
+/** deepEqual for endpoint lists, written out: every build compares every service's endpoints. */
+function sameEndpoints(a: readonly MeshEndpoint[], b: readonly MeshEndpoint[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as MeshEndpoint;
+    const y = b[i] as MeshEndpoint;
+    if (x === y) continue;
+    if (keyCount(x) !== ENDPOINT_KEYS || keyCount(y) !== ENDPOINT_KEYS) {
+      if (!deepEqual(x, y)) return false;
+      continue;
+    }
+    if (x.address !== y.address || x.port !== y.port || x.weight !== y.weight || x.healthy !== y.healthy) return false;
+    if (!sameLocality(x.locality, y.locality)) return false;
+  }
+  return true;
+}
+
+/** Whether `prev` is what `spec` (with `endpoints` in order, at `incarnation`) builds: deepEqual without building it. */
+function sameService(prev: MeshService, spec: ServiceSpec, endpoints: readonly MeshEndpoint[], incarnation: number): boolean {
+  if (prev.incarnation !== incarnation || !sameEndpoints(prev.endpoints, endpoints)) return false;
+  let n = 0;
+  for (const k in spec) {
+    if (k === 'incarnation' || k === 'endpoints') continue;
+    n++;
+    if (!deepEqual((prev as unknown as Record<string, unknown>)[k], (spec as unknown as Record<string, unknown>)[k])) return false;
+  }
+  // prev also has incarnation and endpoints.
+  return keyCount(prev) === n + 2;
+}
+
 export class MeshBuilder {
   private readonly incarnations = new Map<string, number>();
   private present = new Set<string>();
@@ -31,24 +87,25 @@ export class MeshBuilder {
   build(specs: readonly ServiceSpec[], security?: MeshSecurity): { mesh: Mesh; commit: () => void } {
     const next = new Set<string>();
     const incarnations = new Map<string, number>();
-    const services = [...specs]
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      .map((spec): MeshService => {
-        next.add(spec.name);
-        let incarnation = spec.incarnation ?? this.incarnations.get(spec.name);
-        if (incarnation === undefined) incarnation = 0;
-        else if (spec.incarnation === undefined && !this.present.has(spec.name)) incarnation += 1;
-        incarnations.set(spec.name, incarnation);
-        const prevSvc = this.previous.get(spec.name);
-        // A source that hands back the same spec object for an unchanged service saves the comparison.
-        if (prevSvc && this.previousSpecs.get(spec.name) === spec && prevSvc.incarnation === incarnation) return prevSvc;
-        const svc: MeshService = { ...spec, incarnation, endpoints: [...spec.endpoints].sort(compareEndpoints) };
-        const prev = prevSvc;
-        if (!prev) return svc;
-        if (deepEqual(prev, svc)) return prev;
-        // Keep unchanged parts too: routing is what the shared gateway route table depends on.
-        return deepEqual(prev.routing, svc.routing) ? { ...svc, routing: prev.routing } : svc;
-      });
+    // Sources usually list services in order already: check before sorting.
+    const ordered = isSorted(specs, byName) ? specs : [...specs].sort(byName);
+    const services = ordered.map((spec): MeshService => {
+      next.add(spec.name);
+      let incarnation = spec.incarnation ?? this.incarnations.get(spec.name);
+      if (incarnation === undefined) incarnation = 0;
+      else if (spec.incarnation === undefined && !this.present.has(spec.name)) incarnation += 1;
+      incarnations.set(spec.name, incarnation);
+      const prev = this.previous.get(spec.name);
+      // A source that hands back the same spec object for an unchanged service saves the comparison.
+      if (prev && this.previousSpecs.get(spec.name) === spec && prev.incarnation === incarnation) return prev;
+      const endpoints = isSorted(spec.endpoints, compareEndpoints) ? spec.endpoints : [...spec.endpoints].sort(compareEndpoints);
+      // Every build compares every service: done without building the candidate, which is rarely needed.
+      if (prev && sameService(prev, spec, endpoints, incarnation)) return prev;
+      const svc: MeshService = { ...spec, incarnation, endpoints: endpoints === spec.endpoints ? [...endpoints] : endpoints };
+      if (!prev) return svc;
+      // Keep unchanged parts too: routing is what the shared gateway route table depends on.
+      return deepEqual(prev.routing, svc.routing) ? { ...svc, routing: prev.routing } : svc;
+    });
     return {
       mesh: { services, ...(security ? { security } : {}) },
       commit: () => {
