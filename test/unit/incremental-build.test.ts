@@ -72,7 +72,6 @@ describe('incremental snapshot builds', () => {
       tweak((e) => ({ ...e, healthy: false })),
       tweak((e) => ({ ...e, weight: 3 })),
       tweak((e) => ({ ...e, locality: { ...e.locality, region: 'other' } })),
-      tweak((e) => ({ ...e, extra: 1 })), // not in the model's type, but deepEqual would see it: so must we
       meshSpecs(5, 3).map((s, i) => (i === 2 ? { ...s, transport: 'sse' as const } : s)),
     ];
     for (const [n, specs] of changes.entries()) {
@@ -91,6 +90,10 @@ describe('incremental snapshot builds', () => {
     const broken: XdsResource[] = proxyResources(mesh, GATEWAY).map((r) => (r.kind === 'endpoint' && r.name === 'mcp.svc-0001'
       ? { ...r, name: 'mcp.svc-0001-renamed', body: { ...r.body, cluster_name: 'mcp.svc-0001-renamed' } } : r));
     assert.throws(() => buildSnapshot('gw', broken, encoder, good), (err: unknown) => err instanceof SnapshotError && /references endpoints "mcp\.svc-0001"/.test(err.message));
+    // Same names, one cluster's body changed to name endpoints that do not exist.
+    const dangling = proxyResources(mesh, GATEWAY).map((r) => (r.kind === 'cluster' && r.name === 'mcp.svc-0002'
+      ? { ...r, body: { ...r.body, eds_cluster_config: { ...(r.body['eds_cluster_config'] as object), service_name: 'nowhere' } } } : r));
+    assert.throws(() => buildSnapshot('gw', dangling, encoder, good), /cluster "mcp\.svc-0002" references endpoints "nowhere"/);
     // A second listener on the same address: the listener rule must run though only a listener was added.
     const dup = proxyResources(mesh, GATEWAY).flatMap((r) => (r.kind === 'listener' ? [r, { ...r, name: `${r.name}-copy`, body: { ...r.body, name: `${r.name}-copy` } }] : [r]));
     assert.throws(() => buildSnapshot('gw', dup, encoder, good), /listener\.unique-address/);

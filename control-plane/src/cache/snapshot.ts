@@ -54,7 +54,8 @@ export function hash(text: string): string {
  * Validation and encoding are the expensive part of a build, and most resources are unchanged from one
  * build to the next: results are remembered by content hash for one generation.
  */
-interface Slot {
+/** An encoder's result for one resource content. */
+export interface Slot {
   readonly out: EncodedResource | ResourceFailure;
   /** The generation that last used it. */
   used: number;
@@ -67,12 +68,21 @@ export class ResourceEncoder {
   private readonly byIdentity = new WeakMap<XdsResource, Slot>();
 
   encode(r: XdsResource): EncodedResource | ResourceFailure {
+    return this.slot(r).out;
+  }
+
+  /** Marks slots as used by the generation in progress (a build that skipped their resources as unchanged). */
+  keep(slots: readonly Slot[]): void {
+    for (const slot of slots) slot.used = this.generation;
+  }
+
+  slot(r: XdsResource): Slot {
     const known = this.byIdentity.get(r);
     if (known) {
       // Still in use, so still remembered by content: a service whose change is undone finds its old resource
       // (not validated again, and the same object in the next snapshot, which then skips it too).
       known.used = this.generation;
-      return known.out;
+      return known;
     }
     const version = hash(JSON.stringify(r.body));
     const key = `${r.kind}\0${r.wildcard ? 1 : 0}\0${version}`;
@@ -83,7 +93,7 @@ export class ResourceEncoder {
     }
     slot.used = this.generation;
     this.byIdentity.set(r, slot);
-    return slot.out;
+    return slot;
   }
 
   /** Starts a new generation: what the one ending did not use is forgotten. */
@@ -209,12 +219,65 @@ function byName(entries: Iterable<[string, EncodedResource]>): Map<string, Encod
  * resources run only when a kind they read changed (the previous snapshot passed them, and they are pure
  * functions of what they read). The result is the same as without it.
  */
+/** What a snapshot was built from, in input order: the next build of its class compares against it. */
+interface Inputs {
+  readonly resources: readonly XdsResource[];
+  readonly slots: readonly Slot[];
+}
+const inputsOf = new WeakMap<Snapshot, Inputs>();
+
+/**
+ * The common case, one service changed: the same resources in the same order, a few of them new objects of
+ * the same kind and name. Each is validated and encoded (or found by content); the rest is the previous
+ * snapshot's. Undefined when the input is not of that shape or something is refused: the full path decides.
+ */
+function patchSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder, previous: Snapshot, before: Inputs): Snapshot | undefined {
+  const slots = before.slots.slice();
+  const changes: Array<readonly [ResourceKind, string, EncodedResource]> = [];
+  for (let i = 0; i < resources.length; i++) {
+    const r = resources[i] as XdsResource;
+    const p = before.resources[i] as XdsResource;
+    if (r === p) continue;
+    if (r.kind !== p.kind || r.name !== p.name || r.wildcard !== p.wildcard) return undefined;
+    const slot = encoder.slot(r);
+    if (isFailure(slot.out)) return undefined;
+    slots[i] = slot;
+    if (slot.out !== previous.resources[r.kind].get(r.name)) changes.push([r.kind, r.name, slot.out]);
+  }
+  encoder.keep(slots);
+  const changed = new Set(changes.map(([k]) => k));
+  const byKind = { ...previous.resources } as Record<ResourceKind, ReadonlyMap<string, EncodedResource>>;
+  const versions = { ...previous.versions };
+  for (const k of changed) {
+    // The same names: setting an existing key keeps the map's (sorted) order.
+    const next = new Map(previous.resources[k]);
+    for (const [kind, name, enc] of changes) if (kind === k) next.set(name, enc);
+    byKind[k] = next;
+    versions[k] = versionOfSorted(next);
+  }
+  // Names are unchanged, so references can only break through cluster or listener bodies.
+  const refsMayBreak = changed.has('cluster') || changed.has('listener');
+  const problems = [...(refsMayBreak ? inconsistencies(byKind) : []), ...envoySnapshotRules(byKind, changed)];
+  if (problems.length > 0) return undefined;
+  const snap: Snapshot = { key, resources: byKind, versions };
+  inputsOf.set(snap, { resources, slots });
+  return snap;
+}
+
 export function buildSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder, previous?: Snapshot): Snapshot {
+  const before = previous && inputsOf.get(previous);
+  if (previous && before && before.resources.length === resources.length) {
+    const patched = patchSnapshot(key, resources, encoder, previous, before);
+    if (patched) return patched;
+  }
+  const slots: Slot[] = [];
   const byKind = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, EncodedResource>()])) as Record<ResourceKind, Map<string, EncodedResource>>;
   const failures: ResourceFailure[] = [];
   const dupes: string[] = [];
   for (const r of resources) {
-    const enc = encoder.encode(r);
+    const slot = encoder.slot(r);
+    slots.push(slot);
+    const enc = slot.out;
     if (isFailure(enc)) {
       failures.push({ ...enc, name: r.name });
       continue;
@@ -263,5 +326,7 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
     sorted[k] = next;
     versions[k] = versionOfSorted(next);
   }
-  return { key, resources: sorted, versions };
+  const snap: Snapshot = { key, resources: sorted, versions };
+  inputsOf.set(snap, { resources, slots });
+  return snap;
 }

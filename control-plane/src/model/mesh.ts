@@ -2,7 +2,7 @@
 // source's state when the source has one (Consul: see specFromConsul), so replicas and restarts agree; only a
 // source without history (the registry file) falls back to counting re-adds in this process.
 import { deepEqual } from './equal.ts';
-import type { Mesh, MeshEndpoint, MeshSecurity, MeshService } from './types.ts';
+import type { Locality, Mesh, MeshEndpoint, MeshSecurity, MeshService } from './types.ts';
 
 /**
  * A service as a source describes it: the model minus what the control plane derives. `incarnation`, when
@@ -24,23 +24,17 @@ function byName(a: ServiceSpec, b: ServiceSpec): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-// The fields of MeshEndpoint and Locality: an object with other keys is compared by deepEqual.
-const ENDPOINT_KEYS = 5;
-const LOCALITY_KEYS = 2;
-
-function sameLocality(a: MeshEndpoint['locality'], b: MeshEndpoint['locality']): boolean {
-  if (a === b) return true;
-  if (keyCount(a) !== LOCALITY_KEYS || keyCount(b) !== LOCALITY_KEYS) return deepEqual(a, b);
-  return a.region === b.region && a.zone === b.zone;
-}
-
 function keyCount(o: object): number {
   let n = 0;
   for (const _ in o) n++;
   return n;
 }
 
-/** deepEqual for endpoint lists, written out: every build compares every service's endpoints. */
+/**
+ * deepEqual for endpoint lists, written out: every build compares every service's endpoints. It reads the
+ * model's fields only (what translators read); the checks below fail to compile when a field is added to
+ * MeshEndpoint or Locality and not to this comparison.
+ */
 function sameEndpoints(a: readonly MeshEndpoint[], b: readonly MeshEndpoint[]): boolean {
   if (a === b) return true;
   if (a.length !== b.length) return false;
@@ -48,15 +42,16 @@ function sameEndpoints(a: readonly MeshEndpoint[], b: readonly MeshEndpoint[]): 
     const x = a[i] as MeshEndpoint;
     const y = b[i] as MeshEndpoint;
     if (x === y) continue;
-    if (keyCount(x) !== ENDPOINT_KEYS || keyCount(y) !== ENDPOINT_KEYS) {
-      if (!deepEqual(x, y)) return false;
-      continue;
-    }
     if (x.address !== y.address || x.port !== y.port || x.weight !== y.weight || x.healthy !== y.healthy) return false;
-    if (!sameLocality(x.locality, y.locality)) return false;
+    if (x.locality !== y.locality && (x.locality.region !== y.locality.region || x.locality.zone !== y.locality.zone)) return false;
   }
   return true;
 }
+const COMPARED_ENDPOINT_FIELDS = ['address', 'port', 'weight', 'healthy', 'locality'] as const;
+const COMPARED_LOCALITY_FIELDS = ['region', 'zone'] as const;
+type Uncompared = Exclude<keyof MeshEndpoint, (typeof COMPARED_ENDPOINT_FIELDS)[number]> | Exclude<keyof Locality, (typeof COMPARED_LOCALITY_FIELDS)[number]>;
+const everyFieldCompared: [Uncompared] extends [never] ? true : Uncompared = true;
+void everyFieldCompared;
 
 /** Whether `prev` is what `spec` (with `endpoints` in order, at `incarnation`) builds: deepEqual without building it. */
 function sameService(prev: MeshService, spec: ServiceSpec, endpoints: readonly MeshEndpoint[], incarnation: number): boolean {
@@ -111,8 +106,15 @@ export class MeshBuilder {
       commit: () => {
         for (const [name, n] of incarnations) this.incarnations.set(name, n);
         this.present = next;
-        this.previous = new Map(services.map((s) => [s.name, s]));
-        this.previousSpecs = new Map(specs.map((s) => [s.name, s]));
+        // Updated in place: most builds change a service or two of thousands.
+        for (const s of services) if (this.previous.get(s.name) !== s) this.previous.set(s.name, s);
+        for (const s of specs) this.previousSpecs.set(s.name, s);
+        if (this.previous.size !== next.size) {
+          for (const n of [...this.previous.keys()]) if (!next.has(n)) {
+            this.previous.delete(n);
+            this.previousSpecs.delete(n);
+          }
+        }
       },
     };
   }
