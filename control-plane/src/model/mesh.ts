@@ -67,12 +67,12 @@ function sameService(prev: MeshService, spec: ServiceSpec, endpoints: readonly M
 }
 
 export class MeshBuilder {
-  private readonly incarnations = new Map<string, number>();
-  private present = new Set<string>();
-  // The last committed mesh by name: an unchanged service keeps its object, so translators and the
-  // encoder can recognise it by identity and skip re-translating, re-validating and re-encoding it.
-  private previous = new Map<string, MeshService>();
-  private previousSpecs = new Map<string, ServiceSpec>();
+  // The last committed mesh by name, with the spec each service came from: an unchanged service keeps its
+  // object, so translators and the encoder can recognise it by identity and skip re-translating,
+  // re-validating and re-encoding it. (One map: every build looks every service up.)
+  private committed = new Map<string, { readonly svc: MeshService; readonly spec: ServiceSpec }>();
+  /** The last incarnation of services that were removed, so a re-add counts up from it. */
+  private readonly gone = new Map<string, number>();
 
   /**
    * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation
@@ -80,19 +80,16 @@ export class MeshBuilder {
    * Nothing is remembered until `commit` is called, so a mesh that is then refused leaves no trace.
    */
   build(specs: readonly ServiceSpec[], security?: MeshSecurity): { mesh: Mesh; commit: () => void } {
-    const next = new Set<string>();
-    const incarnations = new Map<string, number>();
     // Sources usually list services in order already: check before sorting.
     const ordered = isSorted(specs, byName) ? specs : [...specs].sort(byName);
     const services = ordered.map((spec): MeshService => {
-      next.add(spec.name);
-      let incarnation = spec.incarnation ?? this.incarnations.get(spec.name);
+      const rec = this.committed.get(spec.name);
+      let incarnation = spec.incarnation ?? (rec ? rec.svc.incarnation : this.gone.get(spec.name));
       if (incarnation === undefined) incarnation = 0;
-      else if (spec.incarnation === undefined && !this.present.has(spec.name)) incarnation += 1;
-      incarnations.set(spec.name, incarnation);
-      const prev = this.previous.get(spec.name);
+      else if (spec.incarnation === undefined && !rec) incarnation += 1;
+      const prev = rec?.svc;
       // A source that hands back the same spec object for an unchanged service saves the comparison.
-      if (prev && this.previousSpecs.get(spec.name) === spec && prev.incarnation === incarnation) return prev;
+      if (prev && rec.spec === spec && prev.incarnation === incarnation) return prev;
       const endpoints = isSorted(spec.endpoints, compareEndpoints) ? spec.endpoints : [...spec.endpoints].sort(compareEndpoints);
       // Every build compares every service: done without building the candidate, which is rarely needed.
       if (prev && sameService(prev, spec, endpoints, incarnation)) return prev;
@@ -104,15 +101,19 @@ export class MeshBuilder {
     return {
       mesh: { services, ...(security ? { security } : {}) },
       commit: () => {
-        for (const [name, n] of incarnations) this.incarnations.set(name, n);
-        this.present = next;
         // Updated in place: most builds change a service or two of thousands.
-        for (const s of services) if (this.previous.get(s.name) !== s) this.previous.set(s.name, s);
-        for (const s of specs) this.previousSpecs.set(s.name, s);
-        if (this.previous.size !== next.size) {
-          for (const n of [...this.previous.keys()]) if (!next.has(n)) {
-            this.previous.delete(n);
-            this.previousSpecs.delete(n);
+        for (let i = 0; i < services.length; i++) {
+          const svc = services[i] as MeshService;
+          const spec = ordered[i] as ServiceSpec;
+          const rec = this.committed.get(svc.name);
+          if (!rec || rec.svc !== svc || rec.spec !== spec) this.committed.set(svc.name, { svc, spec });
+        }
+        if (this.committed.size !== services.length) {
+          const names = new Set(services.map((svc) => svc.name));
+          for (const [name, rec] of [...this.committed]) {
+            if (names.has(name)) continue;
+            this.gone.set(name, rec.svc.incarnation);
+            this.committed.delete(name);
           }
         }
       },
