@@ -1,6 +1,6 @@
 // `node --expose-gc test/bench/build.ts`: only the build figures of `npm run bench` (section 1), for profiling
 // (add --cpu-prof) and before/after comparisons without the push benchmark's processes. BUILD_ONLY=full|one|parse
-// runs one of them.
+// runs one of them (BUILD_ONLY=add: one service added per build); BENCH_SERVICES / BENCH_ENDPOINTS size the mesh.
 import { isDeepStrictEqual } from 'node:util';
 import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
@@ -65,6 +65,24 @@ if (!ONLY || ONLY === 'one') {
   const c = process.threadCpuUsage(c0);
   const cpuMean = (c.user + c.system) / 1000 / (rounds - warm);
   console.log(`one endpoint change: CPU mean ${cpuMean.toFixed(2)} ms, wall median ${median(wall).toFixed(2)} ms`);
+}
+if (ONLY === 'add') {
+  // One service added per build (its cluster, endpoints and a virtual host in the gateway's route table).
+  const builder = new MeshBuilder();
+  const cache = new SnapshotCache();
+  const apply = (specs: ReturnType<typeof meshSpecs>): void => {
+    const { mesh, commit } = builder.build(specs);
+    cache.setMesh(mesh);
+    commit();
+  };
+  apply(meshSpecs(SERVICES, ENDPOINTS));
+  const add: number[] = [];
+  for (let i = 1; i <= 12; i++) {
+    const specs = meshSpecs(SERVICES + i, ENDPOINTS);
+    const t = time(() => apply(specs));
+    if (i > 2) add.push(t);
+  }
+  console.log(`one service added ${SERVICES}x${ENDPOINTS}: median ${median(add).toFixed(1)} ms`);
 }
 if (!ONLY || ONLY === 'parse') {
   const specs = meshSpecs(SERVICES, ENDPOINTS);
