@@ -50,10 +50,6 @@ export function hash(text: string): string {
   return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
-/**
- * Validation and encoding are the expensive part of a build, and most resources are unchanged from one
- * build to the next: results are remembered by content hash for one generation.
- */
 /** An encoder's result for one resource content. */
 export interface Slot {
   readonly out: EncodedResource | ResourceFailure;
@@ -61,6 +57,11 @@ export interface Slot {
   used: number;
 }
 
+/**
+ * Validation and encoding are the expensive part of a build, and most resources are unchanged from one
+ * build to the next: results are remembered by identity and by content hash while in use (a generation
+ * that does not use one forgets it).
+ */
 export class ResourceEncoder {
   private generation = 0;
   private readonly byContent = new Map<string, Slot>();
@@ -211,14 +212,6 @@ function byName(entries: Iterable<[string, EncodedResource]>): Map<string, Encod
   return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
-/**
- * Validates, encodes and checks a resource set. Throws SnapshotError naming every bad resource and field.
- *
- * `previous`, the last snapshot published for the same key, only saves work: what it shares with this one
- * (same encoded resources by kind and name) is neither sorted nor hashed again, and the checks that span
- * resources run only when a kind they read changed (the previous snapshot passed them, and they are pure
- * functions of what they read). The result is the same as without it.
- */
 /** What a snapshot was built from, in input order: the next build of its class compares against it. */
 interface Inputs {
   readonly resources: readonly XdsResource[];
@@ -264,6 +257,14 @@ function patchSnapshot(key: string, resources: readonly XdsResource[], encoder: 
   return snap;
 }
 
+/**
+ * Validates, encodes and checks a resource set. Throws SnapshotError naming every bad resource and field.
+ *
+ * `previous`, the last snapshot published for the same key, only saves work: what it shares with this one
+ * (same encoded resources by kind and name) is neither sorted nor hashed again, and the checks that span
+ * resources run only when a kind they read changed (the previous snapshot passed them, and they are pure
+ * functions of what they read). The result is the same as without it.
+ */
 export function buildSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder, previous?: Snapshot): Snapshot {
   const before = previous && inputsOf.get(previous);
   if (previous && before && before.resources.length === resources.length) {
