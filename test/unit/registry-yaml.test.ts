@@ -30,6 +30,8 @@ const READ = [
   'a: { b: "}", c: "," }\n',
   'hosts: [weather.example.com, "*.example.com"]\n',
   'a: # comment\n  b: 1\nc: b#c\nd: b "c" d&e *f\ne: { f: g"h }\n',
+  // YAML 1.1 look-alikes that YAML 1.2 (yaml's default) reads as strings, and plain scalars with colons.
+  'a: 1_000\nb: yes\nc: 1:30\nd: 2026-07-28\ne: http://x.y/z\nf: x:y\ng: [a , b ,]\nh: -0\ni: é\n',
 ];
 
 // Constructs outside the subset, duplicates and errors: left to `yaml` (undefined), never guessed.
@@ -39,7 +41,7 @@ const LEFT = [
   'a: 1e3\n', 'a: .inf\n', 'a: 012\n', 'a: +1\n', 'a: multi\n  line\n', 'a: "open\n  quote"\n', 'a: { b: 1,\n  c: 2 }\n',
   '? a\n: b\n', '"a": 1\n', 'true: 1\n', 'null: 1\n', '__proto__: 1\n', 'a: b: c\n', 'a: -x\n', 'a: [1, 2\n', 'a: "x" y\n',
   'a: "\\u00e9"\n', '- a\nb: 1\n', 'a: 1\n  b: 2\n', '  a: 1\n', 'a: { b }\n', 'a: { b:c }\n', 'a: @x\n', 'a: `x`\n',
-  'a: [b: 1]\n', '- - a\n', 'a: &x\n  b: 1\n', '- &a x\n', '- !t x\n', 'a: [&a x]\n', 'a: { b: *x }\n', 'a: ::1\n',
+  'a: [b: 1]\n', 'a: 0.\n', 'a: -.5\n', 'a: 00\n', 'a: 9999999999999999\n', 'a: - b\n', '- - a\n', 'a: &x\n  b: 1\n', '- &a x\n', '- !t x\n', 'a: [&a x]\n', 'a: { b: *x }\n', 'a: ::1\n',
 ];
 
 describe('fast registry YAML reader', () => {
