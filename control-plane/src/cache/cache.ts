@@ -6,7 +6,7 @@
 // from the proxy, and an unknown zone or region is equally far from all of them), so proxies that claim one
 // share a class with proxies that ask for no preference (unknown region) or for their region only (unknown
 // zone). A client that invents a zone per stream therefore cannot multiply the snapshots rebuilt per edit.
-import type { Locality, Mesh, ProxyInfo, TrustBundle } from '../model/types.ts';
+import type { Locality, Mesh, MeshService, ProxyInfo, TrustBundle } from '../model/types.ts';
 import { proxyResources } from '../translate/proxy.ts';
 import { snapshotKey } from '../xds/node.ts';
 import { RESOURCE_KINDS } from '../xds/proto.ts';
@@ -43,11 +43,24 @@ export type KnownLocalities = ReadonlyMap<string, ReadonlySet<string>>;
 export function knownLocalities(mesh: Mesh | undefined): KnownLocalities {
   const out = new Map<string, Set<string>>();
   for (const s of mesh?.services ?? []) {
-    for (const ep of s.endpoints) {
-      let zones = out.get(ep.locality.region);
-      if (!zones) out.set(ep.locality.region, (zones = new Set()));
-      zones.add(ep.locality.zone);
+    for (const [region, zone] of localitiesOf(s)) {
+      let zones = out.get(region);
+      if (!zones) out.set(region, (zones = new Set()));
+      zones.add(zone);
     }
+  }
+  return out;
+}
+
+// Every build asks for every service's localities: an unchanged service (same object) answers from memory.
+const serviceLocalities = new WeakMap<MeshService, ReadonlyArray<readonly [string, string]>>();
+function localitiesOf(s: MeshService): ReadonlyArray<readonly [string, string]> {
+  let out = serviceLocalities.get(s);
+  if (!out) {
+    const seen = new Map<string, readonly [string, string]>();
+    for (const ep of s.endpoints) seen.set(`${ep.locality.region}\0${ep.locality.zone}`, [ep.locality.region, ep.locality.zone]);
+    out = [...seen.values()];
+    serviceLocalities.set(s, out);
   }
   return out;
 }
@@ -106,7 +119,9 @@ export class SnapshotCache {
   }
 
   private build(mesh: Mesh, proxy: ProxyInfo): Snapshot {
-    return buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, this.trust(proxy)), this.encoder);
+    const key = snapshotKey(proxy);
+    // The class's current snapshot lets the build skip what did not change (buildSnapshot's `previous`).
+    return buildSnapshot(key, proxyResources(mesh, proxy, this.trust(proxy)), this.encoder, this.entries.get(key)?.snapshot);
   }
 
   /**

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { ProtoObject, XdsResource } from '../translate/resource.ts';
 import { lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
-import { checkEnvoyRules, checkSnapshotRules, type SnapshotBodies } from '../xds/envoy-rules.ts';
+import { checkEnvoyRules, checkSnapshotRules, SNAPSHOT_RULES, type SnapshotBodies } from '../xds/envoy-rules.ts';
 import { formatViolations, validateMessage, type Violation } from '../xds/validate.ts';
 
 export interface EncodedResource {
@@ -50,54 +50,70 @@ export function hash(text: string): string {
   return createHash('sha256').update(text).digest('base64url').slice(0, 16);
 }
 
+/** An encoder's result for one resource content. */
+export interface Slot {
+  readonly out: EncodedResource | ResourceFailure;
+  /** The generation that last used it. */
+  used: number;
+}
+
 /**
  * Validation and encoding are the expensive part of a build, and most resources are unchanged from one
- * build to the next: results are remembered by content hash for one generation.
+ * build to the next: results are remembered by identity and by content hash while in use (a generation
+ * that does not use one forgets it).
  */
 export class ResourceEncoder {
-  private current = new Map<string, EncodedResource | ResourceFailure>();
-  private previous = new Map<string, EncodedResource | ResourceFailure>();
+  private generation = 0;
+  private readonly byContent = new Map<string, Slot>();
   // Translators hand back the very same object for an unchanged resource: no need to even serialize it.
-  private readonly byIdentity = new WeakMap<XdsResource, EncodedResource | ResourceFailure>();
+  private readonly byIdentity = new WeakMap<XdsResource, Slot>();
 
   encode(r: XdsResource): EncodedResource | ResourceFailure {
+    return this.slot(r).out;
+  }
+
+  /** Marks slots as used by the generation in progress (a build that skipped their resources as unchanged). */
+  keep(slots: readonly Slot[]): void {
+    for (const slot of slots) slot.used = this.generation;
+  }
+
+  slot(r: XdsResource): Slot {
     const known = this.byIdentity.get(r);
-    if (known) return known;
-    const out = this.encodeByContent(r);
-    this.byIdentity.set(r, out);
-    return out;
-  }
-
-  private encodeByContent(r: XdsResource): EncodedResource | ResourceFailure {
-    const json = JSON.stringify(r.body);
-    const version = hash(json);
+    if (known) {
+      // Still in use, so still remembered by content: a service whose change is undone finds its old resource
+      // (not validated again, and the same object in the next snapshot, which then skips it too).
+      known.used = this.generation;
+      return known;
+    }
+    const version = hash(JSON.stringify(r.body));
     const key = `${r.kind}\0${r.wildcard ? 1 : 0}\0${version}`;
-    const hit = this.current.get(key) ?? this.previous.get(key);
-    if (hit) {
-      this.current.set(key, hit);
-      return hit;
+    let slot = this.byContent.get(key);
+    if (!slot) {
+      slot = { out: encodeResource(r, version), used: this.generation };
+      this.byContent.set(key, slot);
     }
-    const typeName = TYPE_URLS[r.kind];
-    // Envoy's own load-time rules come second: they read fields the schema has already vouched for.
-    const schema = validateMessage(typeName, r.body);
-    const violations = schema.length > 0 ? schema : checkEnvoyRules(r.kind, r.body);
-    let out: EncodedResource | ResourceFailure;
-    if (violations.length > 0) {
-      out = { kind: r.kind, name: r.name, violations };
-    } else {
-      const type = lookupType(typeName);
-      const bytes = type.encode(type.fromObject(r.body)).finish();
-      out = { kind: r.kind, name: r.name, version, body: r.body, bytes, wildcard: r.wildcard };
-    }
-    this.current.set(key, out);
-    return out;
+    slot.used = this.generation;
+    this.byIdentity.set(r, slot);
+    return slot;
   }
 
-  /** Starts a new generation: entries not used since the last call are forgotten. */
+  /** Starts a new generation: what the one ending did not use is forgotten. */
   rotate(): void {
-    this.previous = this.current;
-    this.current = new Map();
+    for (const [key, slot] of this.byContent) if (slot.used < this.generation) this.byContent.delete(key);
+    this.generation++;
   }
+}
+
+/** Validates (schema, then Envoy's load-time rules) and encodes one resource. */
+function encodeResource(r: XdsResource, version: string): EncodedResource | ResourceFailure {
+  const typeName = TYPE_URLS[r.kind];
+  // Envoy's own load-time rules come second: they read fields the schema has already vouched for.
+  const schema = validateMessage(typeName, r.body);
+  const violations = schema.length > 0 ? schema : checkEnvoyRules(r.kind, r.body);
+  if (violations.length > 0) return { kind: r.kind, name: r.name, violations };
+  const type = lookupType(typeName);
+  const bytes = type.encode(type.fromObject(r.body)).finish();
+  return { kind: r.kind, name: r.name, version, body: r.body, bytes, wildcard: r.wildcard };
 }
 
 function isFailure(x: EncodedResource | ResourceFailure): x is ResourceFailure {
@@ -175,9 +191,10 @@ function routeNamesOf(listener: ProtoObject): string[] {
 }
 
 /** Envoy's rules that span resources (xds/envoy-rules.ts), on the snapshot's plain objects. */
-function envoySnapshotRules(byKind: Readonly<Record<ResourceKind, ReadonlyMap<string, EncodedResource>>>): string[] {
+function envoySnapshotRules(byKind: Readonly<Record<ResourceKind, ReadonlyMap<string, EncodedResource>>>, changed?: ReadonlySet<ResourceKind>): string[] {
+  if (changed && !SNAPSHOT_RULES.some((r) => r.reads.some((k) => changed.has(k)))) return [];
   const bodies = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k]].map(([n, r]) => [n, r.body]))])) as unknown as SnapshotBodies;
-  return checkSnapshotRules(bodies);
+  return checkSnapshotRules(bodies, changed);
 }
 
 export function typeVersion(entries: ReadonlyMap<string, EncodedResource>): string {
@@ -191,13 +208,77 @@ function versionOfSorted(sorted: ReadonlyMap<string, EncodedResource>): string {
   return hash(lines.join('\n'));
 }
 
-/** Validates, encodes and checks a resource set. Throws SnapshotError naming every bad resource and field. */
-export function buildSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder): Snapshot {
+function byName(entries: Iterable<[string, EncodedResource]>): Map<string, EncodedResource> {
+  return new Map([...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
+/** What a snapshot was built from, in input order: the next build of its class compares against it. */
+interface Inputs {
+  readonly resources: readonly XdsResource[];
+  readonly slots: readonly Slot[];
+}
+const inputsOf = new WeakMap<Snapshot, Inputs>();
+
+/**
+ * The common case, one service changed: the same resources in the same order, a few of them new objects of
+ * the same kind and name. Each is validated and encoded (or found by content); the rest is the previous
+ * snapshot's. Undefined when the input is not of that shape or something is refused: the full path decides.
+ */
+function patchSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder, previous: Snapshot, before: Inputs): Snapshot | undefined {
+  const slots = before.slots.slice();
+  const changes: Array<readonly [ResourceKind, string, EncodedResource]> = [];
+  for (let i = 0; i < resources.length; i++) {
+    const r = resources[i] as XdsResource;
+    const p = before.resources[i] as XdsResource;
+    if (r === p) continue;
+    if (r.kind !== p.kind || r.name !== p.name || r.wildcard !== p.wildcard) return undefined;
+    const slot = encoder.slot(r);
+    if (isFailure(slot.out)) return undefined;
+    slots[i] = slot;
+    if (slot.out !== previous.resources[r.kind].get(r.name)) changes.push([r.kind, r.name, slot.out]);
+  }
+  encoder.keep(slots);
+  const changed = new Set(changes.map(([k]) => k));
+  const byKind = { ...previous.resources } as Record<ResourceKind, ReadonlyMap<string, EncodedResource>>;
+  const versions = { ...previous.versions };
+  for (const k of changed) {
+    // The same names: setting an existing key keeps the map's (sorted) order.
+    const next = new Map(previous.resources[k]);
+    for (const [kind, name, enc] of changes) if (kind === k) next.set(name, enc);
+    byKind[k] = next;
+    versions[k] = versionOfSorted(next);
+  }
+  // Names are unchanged, so references can only break through cluster or listener bodies.
+  const refsMayBreak = changed.has('cluster') || changed.has('listener');
+  const problems = [...(refsMayBreak ? inconsistencies(byKind) : []), ...envoySnapshotRules(byKind, changed)];
+  if (problems.length > 0) return undefined;
+  const snap: Snapshot = { key, resources: byKind, versions };
+  inputsOf.set(snap, { resources, slots });
+  return snap;
+}
+
+/**
+ * Validates, encodes and checks a resource set. Throws SnapshotError naming every bad resource and field.
+ *
+ * `previous`, the last snapshot published for the same key, only saves work: what it shares with this one
+ * (same encoded resources by kind and name) is neither sorted nor hashed again, and the checks that span
+ * resources run only when a kind they read changed (the previous snapshot passed them, and they are pure
+ * functions of what they read). The result is the same as without it.
+ */
+export function buildSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder, previous?: Snapshot): Snapshot {
+  const before = previous && inputsOf.get(previous);
+  if (previous && before && before.resources.length === resources.length) {
+    const patched = patchSnapshot(key, resources, encoder, previous, before);
+    if (patched) return patched;
+  }
+  const slots: Slot[] = [];
   const byKind = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, EncodedResource>()])) as Record<ResourceKind, Map<string, EncodedResource>>;
   const failures: ResourceFailure[] = [];
   const dupes: string[] = [];
   for (const r of resources) {
-    const enc = encoder.encode(r);
+    const slot = encoder.slot(r);
+    slots.push(slot);
+    const enc = slot.out;
     if (isFailure(enc)) {
       failures.push({ ...enc, name: r.name });
       continue;
@@ -205,9 +286,48 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
     if (byKind[r.kind].has(r.name)) dupes.push(`two ${r.kind} resources are named "${r.name}"`);
     byKind[r.kind].set(r.name, enc);
   }
-  const problems = [...dupes, ...(failures.length === 0 ? [...inconsistencies(byKind), ...envoySnapshotRules(byKind)] : [])];
+  // Per kind: did any resource change (`changed`), and did the set of names change (`renamed`)?
+  const changed = new Set<ResourceKind>();
+  const renamed = new Set<ResourceKind>();
+  for (const k of RESOURCE_KINDS) {
+    const prev = previous?.resources[k];
+    if (!prev || prev.size !== byKind[k].size) {
+      changed.add(k);
+      renamed.add(k);
+      continue;
+    }
+    for (const [name, r] of byKind[k]) {
+      const p = prev.get(name);
+      if (p === r) continue;
+      changed.add(k);
+      if (!p) {
+        renamed.add(k);
+        break;
+      }
+    }
+  }
+  // inconsistencies() reads cluster and listener bodies and the names of endpoints, routes and secrets.
+  const refsMayBreak = !previous || changed.has('cluster') || changed.has('listener') || renamed.has('endpoint') || renamed.has('route') || renamed.has('secret');
+  const problems = [...dupes, ...(failures.length === 0 ? [
+    ...(refsMayBreak ? inconsistencies(byKind) : []),
+    ...envoySnapshotRules(byKind, previous ? changed : undefined),
+  ] : [])];
   if (failures.length > 0 || problems.length > 0) throw new SnapshotError(key, failures, problems);
-  const sorted = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k].entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))])) as Record<ResourceKind, Map<string, EncodedResource>>;
-  const versions = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, versionOfSorted(sorted[k])])) as Record<ResourceKind, string>;
-  return { key, resources: sorted, versions };
+  const sorted = {} as Record<ResourceKind, ReadonlyMap<string, EncodedResource>>;
+  const versions = {} as Record<ResourceKind, string>;
+  for (const k of RESOURCE_KINDS) {
+    const prev = previous?.resources[k];
+    if (prev && previous && !changed.has(k)) {
+      sorted[k] = prev;
+      versions[k] = previous.versions[k];
+      continue;
+    }
+    // Same names as before: the previous order holds, so no sort.
+    const next = prev && !renamed.has(k) ? new Map([...prev.keys()].map((n) => [n, byKind[k].get(n) as EncodedResource])) : byName(byKind[k]);
+    sorted[k] = next;
+    versions[k] = versionOfSorted(next);
+  }
+  const snap: Snapshot = { key, resources: sorted, versions };
+  inputsOf.set(snap, { resources, slots });
+  return snap;
 }

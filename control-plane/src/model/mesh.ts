@@ -2,7 +2,7 @@
 // source's state when the source has one (Consul: see specFromConsul), so replicas and restarts agree; only a
 // source without history (the registry file) falls back to counting re-adds in this process.
 import { deepEqual } from './equal.ts';
-import type { Mesh, MeshEndpoint, MeshSecurity, MeshService } from './types.ts';
+import type { Locality, Mesh, MeshEndpoint, MeshSecurity, MeshService } from './types.ts';
 
 /**
  * A service as a source describes it: the model minus what the control plane derives. `incarnation`, when
@@ -15,13 +15,64 @@ function compareEndpoints(a: MeshEndpoint, b: MeshEndpoint): number {
   return a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port;
 }
 
+function isSorted<T>(xs: readonly T[], compare: (a: T, b: T) => number): boolean {
+  for (let i = 1; i < xs.length; i++) if (compare(xs[i - 1] as T, xs[i] as T) > 0) return false;
+  return true;
+}
+
+function byName(a: ServiceSpec, b: ServiceSpec): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+function keyCount(o: object): number {
+  let n = 0;
+  for (const _ in o) n++;
+  return n;
+}
+
+/**
+ * deepEqual for endpoint lists, written out: every build compares every service's endpoints. It reads the
+ * model's fields only (what translators read); the checks below fail to compile when a field is added to
+ * MeshEndpoint or Locality and not to this comparison.
+ */
+function sameEndpoints(a: readonly MeshEndpoint[], b: readonly MeshEndpoint[]): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as MeshEndpoint;
+    const y = b[i] as MeshEndpoint;
+    if (x === y) continue;
+    if (x.address !== y.address || x.port !== y.port || x.weight !== y.weight || x.healthy !== y.healthy) return false;
+    if (x.locality !== y.locality && (x.locality.region !== y.locality.region || x.locality.zone !== y.locality.zone)) return false;
+  }
+  return true;
+}
+const COMPARED_ENDPOINT_FIELDS = ['address', 'port', 'weight', 'healthy', 'locality'] as const;
+const COMPARED_LOCALITY_FIELDS = ['region', 'zone'] as const;
+type Uncompared = Exclude<keyof MeshEndpoint, (typeof COMPARED_ENDPOINT_FIELDS)[number]> | Exclude<keyof Locality, (typeof COMPARED_LOCALITY_FIELDS)[number]>;
+const everyFieldCompared: [Uncompared] extends [never] ? true : Uncompared = true;
+void everyFieldCompared;
+
+/** Whether `prev` is what `spec` (with `endpoints` in order, at `incarnation`) builds: deepEqual without building it. */
+function sameService(prev: MeshService, spec: ServiceSpec, endpoints: readonly MeshEndpoint[], incarnation: number): boolean {
+  if (prev.incarnation !== incarnation || !sameEndpoints(prev.endpoints, endpoints)) return false;
+  let n = 0;
+  for (const k in spec) {
+    if (k === 'incarnation' || k === 'endpoints') continue;
+    n++;
+    if (!deepEqual((prev as unknown as Record<string, unknown>)[k], (spec as unknown as Record<string, unknown>)[k])) return false;
+  }
+  // prev also has incarnation and endpoints.
+  return keyCount(prev) === n + 2;
+}
+
 export class MeshBuilder {
-  private readonly incarnations = new Map<string, number>();
-  private present = new Set<string>();
-  // The last committed mesh by name: an unchanged service keeps its object, so translators and the
-  // encoder can recognise it by identity and skip re-translating, re-validating and re-encoding it.
-  private previous = new Map<string, MeshService>();
-  private previousSpecs = new Map<string, ServiceSpec>();
+  // The last committed mesh by name, with the spec each service came from: an unchanged service keeps its
+  // object, so translators and the encoder can recognise it by identity and skip re-translating,
+  // re-validating and re-encoding it. (One map: every build looks every service up.)
+  private committed = new Map<string, { readonly svc: MeshService; readonly spec: ServiceSpec }>();
+  /** The last incarnation of services that were removed, so a re-add counts up from it. */
+  private readonly gone = new Map<string, number>();
 
   /**
    * Builds a sorted, deterministic mesh. A service that comes back after a removal gets a new incarnation
@@ -29,33 +80,42 @@ export class MeshBuilder {
    * Nothing is remembered until `commit` is called, so a mesh that is then refused leaves no trace.
    */
   build(specs: readonly ServiceSpec[], security?: MeshSecurity): { mesh: Mesh; commit: () => void } {
-    const next = new Set<string>();
-    const incarnations = new Map<string, number>();
-    const services = [...specs]
-      .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      .map((spec): MeshService => {
-        next.add(spec.name);
-        let incarnation = spec.incarnation ?? this.incarnations.get(spec.name);
-        if (incarnation === undefined) incarnation = 0;
-        else if (spec.incarnation === undefined && !this.present.has(spec.name)) incarnation += 1;
-        incarnations.set(spec.name, incarnation);
-        const prevSvc = this.previous.get(spec.name);
-        // A source that hands back the same spec object for an unchanged service saves the comparison.
-        if (prevSvc && this.previousSpecs.get(spec.name) === spec && prevSvc.incarnation === incarnation) return prevSvc;
-        const svc: MeshService = { ...spec, incarnation, endpoints: [...spec.endpoints].sort(compareEndpoints) };
-        const prev = prevSvc;
-        if (!prev) return svc;
-        if (deepEqual(prev, svc)) return prev;
-        // Keep unchanged parts too: routing is what the shared gateway route table depends on.
-        return deepEqual(prev.routing, svc.routing) ? { ...svc, routing: prev.routing } : svc;
-      });
+    // Sources usually list services in order already: check before sorting.
+    const ordered = isSorted(specs, byName) ? specs : [...specs].sort(byName);
+    const services = ordered.map((spec): MeshService => {
+      const rec = this.committed.get(spec.name);
+      let incarnation = spec.incarnation ?? (rec ? rec.svc.incarnation : this.gone.get(spec.name));
+      if (incarnation === undefined) incarnation = 0;
+      else if (spec.incarnation === undefined && !rec) incarnation += 1;
+      const prev = rec?.svc;
+      // A source that hands back the same spec object for an unchanged service saves the comparison.
+      if (prev && rec.spec === spec && prev.incarnation === incarnation) return prev;
+      const endpoints = isSorted(spec.endpoints, compareEndpoints) ? spec.endpoints : [...spec.endpoints].sort(compareEndpoints);
+      // Every build compares every service: done without building the candidate, which is rarely needed.
+      if (prev && sameService(prev, spec, endpoints, incarnation)) return prev;
+      const svc: MeshService = { ...spec, incarnation, endpoints: endpoints === spec.endpoints ? [...endpoints] : endpoints };
+      if (!prev) return svc;
+      // Keep unchanged parts too: routing is what the shared gateway route table depends on.
+      return deepEqual(prev.routing, svc.routing) ? { ...svc, routing: prev.routing } : svc;
+    });
     return {
       mesh: { services, ...(security ? { security } : {}) },
       commit: () => {
-        for (const [name, n] of incarnations) this.incarnations.set(name, n);
-        this.present = next;
-        this.previous = new Map(services.map((s) => [s.name, s]));
-        this.previousSpecs = new Map(specs.map((s) => [s.name, s]));
+        // Updated in place: most builds change a service or two of thousands.
+        for (let i = 0; i < services.length; i++) {
+          const svc = services[i] as MeshService;
+          const spec = ordered[i] as ServiceSpec;
+          const rec = this.committed.get(svc.name);
+          if (!rec || rec.svc !== svc || rec.spec !== spec) this.committed.set(svc.name, { svc, spec });
+        }
+        if (this.committed.size !== services.length) {
+          const names = new Set(services.map((svc) => svc.name));
+          for (const [name, rec] of [...this.committed]) {
+            if (names.has(name)) continue;
+            this.gone.set(name, rec.svc.incarnation);
+            this.committed.delete(name);
+          }
+        }
       },
     };
   }

@@ -52,12 +52,13 @@ function endpointsFor(svc: MeshService, locality: Locality | undefined): XdsReso
 // The shared route table depends only on each service's name, incarnation, routing, protocol (which decides
 // header RBAC and per-method stats) and transport (SSE services hash to a replica).
 type RouteInputs = [string, number, Routing, string, string];
-let lastRoutes: { inputs: RouteInputs[]; security: Mesh['security']; resource: XdsResource } | undefined;
+let lastRoutes: { services: readonly MeshService[]; inputs: RouteInputs[]; security: Mesh['security']; resource: XdsResource } | undefined;
 function gatewayRoutesFor(mesh: Mesh): XdsResource {
-  const inputs = mesh.services.map((s): RouteInputs => [s.name, s.incarnation, s.routing, s.protocol, s.transport]);
-  const same = lastRoutes && lastRoutes.security === mesh.security && lastRoutes.inputs.length === inputs.length
-    && lastRoutes.inputs.every((row, k) => row.every((v, j) => v === inputs[k]?.[j]));
-  if (!same || !lastRoutes) lastRoutes = { inputs, security: mesh.security, resource: gatewayRoutes(mesh) };
+  const last = lastRoutes;
+  const inputs = mesh.services.map((s, k): RouteInputs => (last?.services[k] === s ? (last.inputs[k] as RouteInputs) : [s.name, s.incarnation, s.routing, s.protocol, s.transport]));
+  const same = last && last.security === mesh.security && last.inputs.length === inputs.length
+    && last.inputs.every((row, k) => row === inputs[k] || row.every((v, j) => v === inputs[k]?.[j]));
+  lastRoutes = { services: mesh.services, inputs, security: mesh.security, resource: same && last ? last.resource : gatewayRoutes(mesh) };
   return lastRoutes.resource;
 }
 

@@ -34,6 +34,11 @@ export type SnapshotBodies = Readonly<Record<ResourceKind, ReadonlyMap<string, P
 
 /** A rule that spans resources (a listener's filters and the clusters or route tables they name). */
 export interface SnapshotRule extends EnvoyRule {
+  /**
+   * The kinds whose bodies or names the check reads. A snapshot that changes none of them since the last one
+   * that passed cannot break the rule (checks are pure functions of what they read), so it is not run again.
+   */
+  readonly reads: readonly ResourceKind[];
   check(resources: SnapshotBodies): string[];
 }
 
@@ -559,6 +564,7 @@ const perFilterConfigKeys = perBody((rc) => {
 
 const perFilterConfigKnown: SnapshotRule = {
   id: 'route.per-filter-config-known',
+  reads: ['listener', 'route'],
   source: 'source/common/router/per_filter_config.cc (looked up at run time by the HTTP filter\'s config name)',
   effect: 'accepted, and silently ignored: a per-route RBAC or ext_authz setting under a name no filter has never applies',
   check(res) {
@@ -579,6 +585,7 @@ const perFilterConfigKnown: SnapshotRule = {
 
 const sideStreamBreakers: SnapshotRule = {
   id: 'cluster.side-stream-circuit-breakers',
+  reads: ['listener', 'cluster'],
   source: 'source/common/upstream/upstream_impl.cc, ClusterInfoImpl::ResourceManagers::load (max_requests default 1024); ext_proc.cc (one side stream per HTTP stream)',
   effect: 'accepted, but past 1024 concurrent streams the filter\'s calls overflow: every new request through it fails',
   check(res) {
@@ -617,6 +624,7 @@ const combinedContextsNeedingCa = perBody((body) => {
 
 const combinedSanNeedsCa: SnapshotRule = {
   id: 'tls.san-needs-trusted-ca',
+  reads: ['cluster', 'listener', 'secret'],
   source: 'source/common/tls/context_config_impl.cc, getCombinedValidationContextConfig; certificate_validation_context_config_impl.cc, initialize',
   effect: 'the SDS secret update is refused and the listener or cluster never warms: "SAN-based verification … without trusted CA"',
   check(res) {
@@ -637,6 +645,7 @@ const combinedSanNeedsCa: SnapshotRule = {
 
 const uniqueListenerAddress: SnapshotRule = {
   id: 'listener.unique-address',
+  reads: ['listener'],
   source: 'source/common/listener_manager/listener_manager_impl.cc, setNewOrDrainingSocketFactory',
   effect: 'listener refused: "error adding listener: … has duplicate address … as existing listener"',
   check(res) {
@@ -656,7 +665,7 @@ const uniqueListenerAddress: SnapshotRule = {
 
 export const SNAPSHOT_RULES: readonly SnapshotRule[] = [perFilterConfigKnown, sideStreamBreakers, combinedSanNeedsCa, uniqueListenerAddress];
 
-/** Every snapshot rule, as lines naming the resource, path, rule and reason. */
-export function checkSnapshotRules(resources: SnapshotBodies): string[] {
-  return SNAPSHOT_RULES.flatMap((r) => r.check(resources));
+/** Every snapshot rule (or those reading a kind in `changed`), as lines naming the resource, path, rule and reason. */
+export function checkSnapshotRules(resources: SnapshotBodies, changed?: ReadonlySet<ResourceKind>): string[] {
+  return SNAPSHOT_RULES.flatMap((r) => (!changed || r.reads.some((k) => changed.has(k)) ? r.check(resources) : []));
 }
