@@ -72,6 +72,7 @@ describe('incremental snapshot builds', () => {
       tweak((e) => ({ ...e, healthy: false })),
       tweak((e) => ({ ...e, weight: 3 })),
       tweak((e) => ({ ...e, locality: { ...e.locality, region: 'other' } })),
+      tweak((e) => ({ ...e, healthFrom: { source: 'consul', status: 'warning', checks: 1 } })),
       meshSpecs(5, 3).map((s, i) => (i === 2 ? { ...s, transport: 'sse' as const } : s)),
     ];
     for (const [n, specs] of changes.entries()) {

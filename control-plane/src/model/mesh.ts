@@ -44,10 +44,13 @@ function sameEndpoints(a: readonly MeshEndpoint[], b: readonly MeshEndpoint[]): 
     if (x === y) continue;
     if (x.address !== y.address || x.port !== y.port || x.weight !== y.weight || x.healthy !== y.healthy) return false;
     if (x.locality !== y.locality && (x.locality.region !== y.locality.region || x.locality.zone !== y.locality.zone)) return false;
+    // Not read by translators, but /debug/mesh and the console show it: a check that turns from warning to
+    // passing changes no config and must still replace the endpoint.
+    if (x.healthFrom !== y.healthFrom && !deepEqual(x.healthFrom, y.healthFrom)) return false;
   }
   return true;
 }
-const COMPARED_ENDPOINT_FIELDS = ['address', 'port', 'weight', 'healthy', 'locality'] as const;
+const COMPARED_ENDPOINT_FIELDS = ['address', 'port', 'weight', 'healthy', 'locality', 'healthFrom'] as const;
 const COMPARED_LOCALITY_FIELDS = ['region', 'zone'] as const;
 type Uncompared = Exclude<keyof MeshEndpoint, (typeof COMPARED_ENDPOINT_FIELDS)[number]> | Exclude<keyof Locality, (typeof COMPARED_LOCALITY_FIELDS)[number]>;
 const everyFieldCompared: [Uncompared] extends [never] ? true : Uncompared = true;
