@@ -226,7 +226,10 @@ const CACHED_TARGET_MAX = 512;
  * (a role, a service, a name holding any character) can run into the next.
  */
 export class DecisionCache {
-  private map = new Map<string, EngineDecision>();
+  // caller key -> service -> action kind -> target. Nested maps rather than one JSON key: building and hashing
+  // that string was a measurable share of a check, and each level is still an exact, unambiguous key.
+  private map: DecisionLevels = new Map();
+  private size = 0;
   private policy: CompiledPolicy | undefined;
   private readonly max: number;
   constructor(max = 10_000) {
@@ -234,24 +237,37 @@ export class DecisionCache {
   }
   decide(cp: CompiledPolicy, caller: Caller, service: string, action: McpAction): EngineDecision {
     if (cp !== this.policy) {
-      this.map.clear();
+      this.clear();
       this.policy = cp;
     }
     const target = actionTargetOf(action);
     if (target.length > CACHED_TARGET_MAX) return decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action });
-    const key = JSON.stringify([caller.key, service, action.kind, target]);
-    let d = this.map.get(key);
+    let byService = this.map.get(caller.key);
+    if (byService === undefined) this.map.set(caller.key, (byService = new Map()));
+    let byKind = byService.get(service);
+    if (byKind === undefined) byService.set(service, (byKind = new Map()));
+    let byTarget = byKind.get(action.kind);
+    if (byTarget === undefined) byKind.set(action.kind, (byTarget = new Map()));
+    let d = byTarget.get(target);
     if (d === undefined) {
       d = decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action });
-      if (this.map.size >= this.max) this.map.clear();
-      this.map.set(key, d);
+      if (this.size >= this.max) {
+        // Emptied whole, as before: the levels above may now be stale, so start from the top again.
+        this.clear();
+        return d;
+      }
+      byTarget.set(target, d);
+      this.size++;
     }
     return d;
   }
   clear(): void {
-    this.map.clear();
+    this.map = new Map();
+    this.size = 0;
   }
 }
+
+type DecisionLevels = Map<string, Map<string, Map<McpAction['kind'], Map<string, EngineDecision>>>>;
 
 /** Longest JSON-RPC id echoed in an error; a longer one is answered with id null (the answer stays small). */
 const ECHOED_ID_MAX = 256;
@@ -448,12 +464,36 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
     } else if (d.rule !== allowRule && !allowRule.split(',').includes(d.rule)) allowRule += `,${d.rule}`;
     if (firstTool === undefined && m.action.kind === 'tool') firstTool = m.action;
   }
-  const first = firstAllow as EngineDecision;
-  const n = messages.length;
-  return {
-    verdict: 'allow', rule: allowRule, service, serviceFromRoute, roles: caller.roles, subject: caller.subject,
-    action: firstTool ?? messages[0]?.action, messages,
-    // Only read for logs: built on demand.
-    get reason() { return n > 1 ? `all ${n} batch elements allowed; first: ${first.reason}` : first.reason; },
-  };
+  return new Allowed(allowRule, service, serviceFromRoute, caller, firstTool ?? messages[0]?.action, messages, firstAllow as EngineDecision);
+}
+
+/**
+ * An allow outcome. A class, not an object literal with a getter: such a literal is built slowly on every
+ * check (the accessor is defined at run time), and allowing is the hot path.
+ */
+class Allowed implements CheckOutcome {
+  readonly verdict = 'allow';
+  readonly rule: string;
+  readonly service: string;
+  readonly serviceFromRoute: boolean;
+  readonly roles: readonly string[];
+  readonly subject: string | undefined;
+  readonly action: McpAction | undefined;
+  readonly messages: readonly McpMessage[];
+  private readonly first: EngineDecision;
+  constructor(rule: string, service: string, serviceFromRoute: boolean, caller: Caller, action: McpAction | undefined, messages: readonly McpMessage[], first: EngineDecision) {
+    this.rule = rule;
+    this.service = service;
+    this.serviceFromRoute = serviceFromRoute;
+    this.roles = caller.roles;
+    this.subject = caller.subject;
+    this.action = action;
+    this.messages = messages;
+    this.first = first;
+  }
+  // Only read for logs: built on demand.
+  get reason(): string {
+    const n = this.messages.length;
+    return n > 1 ? `all ${n} batch elements allowed; first: ${this.first.reason}` : this.first.reason;
+  }
 }

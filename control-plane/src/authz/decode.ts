@@ -216,22 +216,23 @@ function readHeaderMap(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<ty
     if (tag >>> 3 === F.headerMap.headers && (tag & 7) === LEN) {
       const e = enter(r);
       let w = -1;
-      let value = '';
-      let raw = '';
+      // Value bounds only: most headers (the bearer token above all) are not read, so not decoded.
+      let vs = 0;
+      let ve = 0;
+      let rs = 0;
+      let re = 0;
       while (r.pos < e) {
         const t = r.uint32();
         const f = t >>> 3;
-        if ((t & 7) === LEN && f === F.headerValue.key) {
-          const len = r.uint32();
-          const ks = r.pos;
-          if (ks + len > r.len) throw new Error(`field length ${len} beyond the end of the message`);
-          r.pos = ks + len;
-          w = wantedHeader(r.buf, ks, ks + len);
-        } else if ((t & 7) === LEN && f === F.headerValue.value) value = str(r);
-        else if ((t & 7) === LEN && f === F.headerValue.raw_value) raw = str(r);
-        else r.skipType(t & 7);
+        if ((t & 7) !== LEN) r.skipType(t & 7);
+        else if (f === F.headerValue.key) {
+          const [ks, ke] = span(r);
+          w = wantedHeader(r.buf, ks, ke);
+        } else if (f === F.headerValue.value) [vs, ve] = span(r);
+        else if (f === F.headerValue.raw_value) [rs, re] = span(r);
+        else r.skipType(LEN);
       }
-      if (w >= 0) a.rawHeaders.push([HEADERS_READ[w] as string, raw !== '' ? raw : value]);
+      if (w >= 0) a.rawHeaders.push([HEADERS_READ[w] as string, re > rs ? slice(r.buf, rs, re) : slice(r.buf, vs, ve)]);
     } else r.skipType(tag & 7);
   }
 }

@@ -130,6 +130,8 @@ export class AuthzMetrics {
   }
 }
 
+type OkCache = Map<string, Map<string, Map<string, Buffer>>>;
+
 type Children = Map<string, Map<string, Map<Verdict, { inc(): void }>>>;
 
 function inc(children: Children, labels: (a: string, b: string, c: Verdict) => { inc(): void }, service: string, second: string, decision: Verdict): void {
@@ -184,8 +186,10 @@ export class AuthzServer {
   private compiled: CompiledPolicy;
   private readonly callers = new CallerCache();
   private readonly decisions = new DecisionCache();
-  private readonly okAllow = new Map<string, Buffer>();
-  private readonly okShadow = new Map<string, Buffer>();
+  // Encoded OK answers by rule, action kind and target.
+  private readonly okAllow: OkCache = new Map();
+  private readonly okShadow: OkCache = new Map();
+  private okCached = 0;
   private readonly encodeResponse: (m: object) => Buffer;
 
   constructor(opts: AuthzServerOptions) {
@@ -229,6 +233,7 @@ export class AuthzServer {
     this.decisions.clear();
     this.okAllow.clear();
     this.okShadow.clear();
+    this.okCached = 0;
     this.log.info('authz policy loaded', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
   }
 
@@ -269,14 +274,20 @@ export class AuthzServer {
     });
   }
 
-  private ok(cache: Map<string, Buffer>, key: string, header: string, value: string, o: CheckOutcome): Buffer {
-    let b = cache.get(key);
-    if (!b) {
-      b = this.okResponse(header, value, o);
-      // Bounded by the policy's rules and the tools it names literally (others share "other"); cleared on policy swap.
-      if (cache.size >= 10_000) cache.clear();
-      cache.set(key, b);
+  private ok(cache: OkCache, rule: string, kind: string, target: string, header: string, value: string, o: CheckOutcome): Buffer {
+    const b = this.okResponse(header, value, o);
+    // Bounded by the policy's rules and the targets under CACHED_TARGET_MAX; cleared on policy swap.
+    if (this.okCached >= 10_000) {
+      this.okAllow.clear();
+      this.okShadow.clear();
+      this.okCached = 0;
     }
+    let byKind = cache.get(rule);
+    if (!byKind) cache.set(rule, (byKind = new Map()));
+    let byTarget = byKind.get(kind);
+    if (!byTarget) byKind.set(kind, (byTarget = new Map()));
+    byTarget.set(target, b);
+    this.okCached++;
     return b;
   }
 
@@ -288,9 +299,14 @@ export class AuthzServer {
         const [header, value] = o.verdict === 'allow' ? [DECISION_HEADER, `allow; rule=${o.rule}`] : [SHADOW_HEADER, o.rule];
         return this.okResponse(header, value, o);
       }
-      const key = o.action === undefined || o.action.kind === 'service' ? o.rule : JSON.stringify([o.rule, o.action.kind, actionTargetOf(o.action)]);
-      if (o.verdict === 'allow') return this.okAllow.get(key) ?? this.ok(this.okAllow, key, DECISION_HEADER, `allow; rule=${o.rule}`, o);
-      return this.okShadow.get(key) ?? this.ok(this.okShadow, key, SHADOW_HEADER, o.rule, o);
+      // By rule, then kind and target: nested maps rather than one JSON key, which cost a string build and hash per check.
+      const kind = o.action === undefined ? 'service' : o.action.kind;
+      const target = o.action === undefined ? '' : actionTargetOf(o.action);
+      const cache = o.verdict === 'allow' ? this.okAllow : this.okShadow;
+      const b = cache.get(o.rule)?.get(kind)?.get(target);
+      if (b !== undefined) return b;
+      const [header, value] = o.verdict === 'allow' ? [DECISION_HEADER, `allow; rule=${o.rule}`] : [SHADOW_HEADER, o.rule];
+      return this.ok(cache, o.rule, kind, target, header, value, o);
     }
     const http = o.http as NonNullable<CheckOutcome['http']>;
     const code = http.status >= 500 ? INTERNAL : http.status === 403 ? PERMISSION_DENIED : INVALID_ARGUMENT;
