@@ -10,7 +10,7 @@
 import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/proto.ts';
-import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, REQUEST_ID_HEADER, type CheckInput } from './check.ts';
+import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, REQUEST_ID_HEADER, type CheckInput, type MetadataKey } from './check.ts';
 
 export interface DecodedCheck extends CheckInput {
   readonly path: string;
@@ -320,7 +320,7 @@ function claimsFrom(ns: PbStruct | undefined, payloadKey: string): unknown {
 
 /** jwt_authn's metadata, decoded only when needed: `key` (its encoded bytes) lets callers be cached. */
 interface ClaimsSource {
-  readonly key?: string;
+  readonly key?: MetadataKey;
   load(): unknown;
 }
 
@@ -345,7 +345,7 @@ class Decoded implements DecodedCheck {
   readonly contextExtensions: Readonly<Record<string, string>>;
   readonly body: string | Uint8Array;
   readonly size: number;
-  readonly metadataKey?: string;
+  readonly metadataKey?: MetadataKey;
   readonly path: string;
   readonly requestId: string;
   private readonly headers: Readonly<Record<string, string>>;
@@ -395,7 +395,7 @@ export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): D
     // Repeated occurrences of a message merge; decode them concatenated, as protobuf does.
     const bytes = a.jwtStructs.length === 1 ? (a.jwtStructs[0] as Uint8Array) : Buffer.concat(a.jwtStructs);
     claims = {
-      key: `${metadataPayloadKey}\u0000${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')}`,
+      key: { payloadKey: metadataPayloadKey, bytes },
       load: () => claimsFrom(F.struct.decode(bytes) as unknown as PbStruct, metadataPayloadKey),
     };
   }
