@@ -46,13 +46,16 @@ function loadIds() {
 const LEN = 2;
 const VARINT = 0;
 
-/** Reads a length-delimited field's bounds and moves past it. */
-function span(r: protobuf.Reader): [number, number] {
+/**
+ * Moves past a length-delimited field and returns where its bytes start; they end at the new `r.pos`. (Not a
+ * [start, end] pair: one small array per header entry was a good part of the decoder's garbage.)
+ */
+function skipBytes(r: protobuf.Reader): number {
   const len = r.uint32();
   const start = r.pos;
   if (start + len > r.len) throw new Error(`field length ${len} beyond the end of the message`);
   r.pos = start + len;
-  return [start, start + len];
+  return start;
 }
 
 /** An int64 varint as a number (two's complement; Envoy sends -1 for an unknown size). */
@@ -102,7 +105,8 @@ function str(r: protobuf.Reader): string {
  * the U+FFFD a decoder would substitute.
  */
 function bodyField(r: protobuf.Reader): string | Uint8Array {
-  const [s, e] = span(r);
+  const s = skipBytes(r);
+  const e = r.pos;
   const bytes = r.buf.subarray(s, e);
   return isUtf8(bytes) ? slice(r.buf, s, e) : bytes;
 }
@@ -179,7 +183,9 @@ interface Acc {
   /** Envoy sent a header_map (encode_raw_headers): each copy of a header is its own entry. */
   rawMode: boolean;
   headers: Record<string, string>;
-  rawHeaders: Array<[string, string]>;
+  /** header_map entries of HEADERS_READ, copies joined with ",", and how many copies. */
+  rawHeaders: Record<string, string>;
+  rawCounts: Record<string, number>;
   ext: Record<string, string>;
   jwtStructs: Uint8Array[];
 }
@@ -196,8 +202,8 @@ function readHttp(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof 
       else if (f === h.id) a.id = str(r);
       else if (f === h.body) a.body = bodyField(r);
       else if (f === h.raw_body) {
-        const [s, e] = span(r);
-        a.rawBody = r.buf.subarray(s, e);
+        const s = skipBytes(r);
+        a.rawBody = r.buf.subarray(s, r.pos);
       } else if (f === h.headers) headerEntry(r, enter(r), a.headers);
       else if (f === h.header_map) {
         a.rawMode = true;
@@ -226,13 +232,24 @@ function readHeaderMap(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<ty
         const f = t >>> 3;
         if ((t & 7) !== LEN) r.skipType(t & 7);
         else if (f === F.headerValue.key) {
-          const [ks, ke] = span(r);
-          w = wantedHeader(r.buf, ks, ke);
-        } else if (f === F.headerValue.value) [vs, ve] = span(r);
-        else if (f === F.headerValue.raw_value) [rs, re] = span(r);
-        else r.skipType(LEN);
+          const ks = skipBytes(r);
+          w = wantedHeader(r.buf, ks, r.pos);
+        } else if (f === F.headerValue.value) {
+          vs = skipBytes(r);
+          ve = r.pos;
+        } else if (f === F.headerValue.raw_value) {
+          rs = skipBytes(r);
+          re = r.pos;
+        } else r.skipType(LEN);
       }
-      if (w >= 0) a.rawHeaders.push([HEADERS_READ[w] as string, re > rs ? slice(r.buf, rs, re) : slice(r.buf, vs, ve)]);
+      if (w >= 0) {
+        // Each copy is its own entry: joined as HTTP joins them, and counted.
+        const name = HEADERS_READ[w] as string;
+        const v = re > rs ? slice(r.buf, rs, re) : slice(r.buf, vs, ve);
+        const prev = a.rawHeaders[name];
+        a.rawHeaders[name] = prev === undefined ? v : `${prev},${v}`;
+        a.rawCounts[name] = (a.rawCounts[name] ?? 0) + 1;
+      }
     } else r.skipType(tag & 7);
   }
 }
@@ -250,8 +267,8 @@ function readMetadata(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typ
         const f = t >>> 3;
         if (f === 1 && (t & 7) === LEN) key = str(r);
         else if (f === 2 && (t & 7) === LEN) {
-          const [vs, ve] = span(r);
-          value = r.buf.subarray(vs, ve);
+          const vs = skipBytes(r);
+          value = r.buf.subarray(vs, r.pos);
         } else r.skipType(t & 7);
       }
       if (key === JWT_AUTHN_NAMESPACE && value) a.jwtStructs.push(value);
@@ -329,11 +346,13 @@ function finish(a: Omit<Acc, 'jwtStructs'>, claims: ClaimsSource | undefined): D
   let counts: Record<string, number> | undefined;
   if (a.rawMode) {
     // encode_raw_headers: a header map (values as bytes), repeated names joined as HTTP does, and counted.
-    headers = { ...headers };
-    counts = {};
-    for (const k of Object.keys(a.headers)) counts[k] = 1;
-    for (const [k, v] of a.rawHeaders) {
-      headers[k] = headers[k] === undefined ? v : `${headers[k]},${v}`;
+    // Envoy sends one or the other; should both come, the headers map's value goes first.
+    headers = a.rawHeaders;
+    counts = a.rawCounts;
+    for (const k in a.headers) {
+      const v = a.headers[k] as string;
+      const raw = headers[k];
+      headers[k] = raw === undefined ? v : `${v},${raw}`;
       counts[k] = (counts[k] ?? 0) + 1;
     }
   }
@@ -384,7 +403,7 @@ class Decoded implements DecodedCheck {
 export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): DecodedCheck {
   const F = (ids ??= loadIds());
   const r = protobuf.Reader.create(buf);
-  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, rawMode: false, headers: {}, rawHeaders: [], ext: {}, jwtStructs: [] };
+  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, rawMode: false, headers: {}, rawHeaders: {}, rawCounts: {}, ext: {}, jwtStructs: [] };
   while (r.pos < r.len) {
     const tag = r.uint32();
     if (tag >>> 3 === F.check.attributes && (tag & 7) === LEN) readAttributes(r, enter(r), a, F);
@@ -425,15 +444,19 @@ export function decodeCheckInputReference(buf: Uint8Array, metadataPayloadKey: s
   const http = attrs?.request?.http;
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(http?.headers ?? {})) if (HEADERS_READ.includes(k.toLowerCase())) headers[k.toLowerCase()] = v;
-  const rawHeaders: Array<[string, string]> = [];
+  const rawHeaders: Record<string, string> = {};
+  const rawCounts: Record<string, number> = {};
   for (const x of http?.header_map?.headers ?? []) {
     if (!x.key || !HEADERS_READ.includes(x.key.toLowerCase())) continue;
-    rawHeaders.push([x.key.toLowerCase(), x.raw_value && x.raw_value.length > 0 ? Buffer.from(x.raw_value).toString('utf8') : (x.value ?? '')]);
+    const k = x.key.toLowerCase();
+    const v = x.raw_value && x.raw_value.length > 0 ? Buffer.from(x.raw_value).toString('utf8') : (x.value ?? '');
+    rawHeaders[k] = rawHeaders[k] === undefined ? v : `${rawHeaders[k]},${v}`;
+    rawCounts[k] = (rawCounts[k] ?? 0) + 1;
   }
   const size = http?.size;
   return finish({
     method: http?.method ?? '', path: http?.path ?? '', id: http?.id ?? '',
     size: typeof size === 'number' ? size : size ? Number(size.toString()) : 0,
-    body: http?.body ?? '', rawBody: http?.raw_body, rawMode: http?.header_map != null, headers, rawHeaders, ext: { ...(attrs?.context_extensions ?? {}) },
+    body: http?.body ?? '', rawBody: http?.raw_body, rawMode: http?.header_map != null, headers, rawHeaders, rawCounts, ext: { ...(attrs?.context_extensions ?? {}) },
   }, { load: () => claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey) });
 }
