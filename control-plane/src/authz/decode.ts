@@ -10,7 +10,8 @@
 import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/proto.ts';
-import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, REQUEST_ID_HEADER, type CheckInput, type MetadataKey } from './check.ts';
+import { RESOURCE_METADATA_CONTEXT_KEY } from '../translate/naming.ts';
+import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, PROTOCOL_CONTEXT_KEY, REQUEST_ID_HEADER, SERVICE_CONTEXT_KEY, type CheckInput, type MetadataKey } from './check.ts';
 
 export interface DecodedCheck extends CheckInput {
   readonly path: string;
@@ -111,38 +112,51 @@ function bodyField(r: protobuf.Reader): string | Uint8Array {
   return isUtf8(bytes) ? slice(r.buf, s, e) : bytes;
 }
 
-/** A map<string, string> entry (key 1, value 2). */
-function mapEntry(r: protobuf.Reader, end: number): [string, string] {
+const WANTED = HEADERS_READ.map((h) => Buffer.from(h, 'latin1'));
+
+/** Which of `table` the bytes [s, e) spell (ignoring ASCII case with `fold`); -1 for none. */
+function known(table: readonly Buffer[], fold: boolean, buf: Uint8Array, s: number, e: number): number {
+  const len = e - s;
+  for (let w = 0; w < table.length; w++) {
+    const want = table[w] as Buffer;
+    if (want.length !== len) continue;
+    let i = 0;
+    for (; i < len; i++) {
+      const b = buf[s + i] as number;
+      if ((fold && b >= 65 && b <= 90 ? b | 32 : b) !== want[i]) break;
+    }
+    if (i === len) return w;
+  }
+  return -1;
+}
+
+/** Which of HEADERS_READ the key bytes [s, e) name, ignoring ASCII case; -1 for any other header. */
+function wantedHeader(buf: Uint8Array, s: number, e: number): number {
+  return known(WANTED, true, buf, s, e);
+}
+
+// The context extension keys the authorizer reads. Matched on the bytes so that their names are the constant
+// strings: a freshly decoded string used as a property key must be looked up in V8's string table first,
+// which cost more than the rest of the entry.
+const EXT_KEYS: readonly string[] = [SERVICE_CONTEXT_KEY, PROTOCOL_CONTEXT_KEY, RESOURCE_METADATA_CONTEXT_KEY];
+const EXT_KEY_BYTES = EXT_KEYS.map((k) => Buffer.from(k, 'utf8'));
+const JWT_AUTHN_BYTES = [Buffer.from(JWT_AUTHN_NAMESPACE, 'utf8')];
+
+/** A map<string, string> context extension entry (key 1, value 2) into `ext`. */
+function extEntry(r: protobuf.Reader, end: number, ext: Record<string, string>): void {
   let k = '';
   let v = '';
   while (r.pos < end) {
     const tag = r.uint32();
     const f = tag >>> 3;
-    if ((f === 1 || f === 2) && (tag & 7) === LEN) {
-      const s = str(r);
-      if (f === 1) k = s;
-      else v = s;
-    } else r.skipType(tag & 7);
+    if (f === 1 && (tag & 7) === LEN) {
+      const s = skipBytes(r);
+      const w = known(EXT_KEY_BYTES, false, r.buf, s, r.pos);
+      k = w >= 0 ? (EXT_KEYS[w] as string) : slice(r.buf, s, r.pos);
+    } else if (f === 2 && (tag & 7) === LEN) v = str(r);
+    else r.skipType(tag & 7);
   }
-  return [k, v];
-}
-
-const WANTED = HEADERS_READ.map((h) => Buffer.from(h, 'latin1'));
-
-/** Which of HEADERS_READ the key bytes [s, e) name, ignoring ASCII case; -1 for any other header. */
-function wantedHeader(buf: Uint8Array, s: number, e: number): number {
-  const len = e - s;
-  for (let w = 0; w < WANTED.length; w++) {
-    const want = WANTED[w] as Buffer;
-    if (want.length !== len) continue;
-    let i = 0;
-    for (; i < len; i++) {
-      const b = buf[s + i] as number;
-      if ((b >= 65 && b <= 90 ? b | 32 : b) !== want[i]) break;
-    }
-    if (i === len) return w;
-  }
-  return -1;
+  ext[k] = v;
 }
 
 /** A map<string, string> header entry (key 1, value 2): stored only if it is one of HEADERS_READ. */
@@ -260,18 +274,22 @@ function readMetadata(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typ
     if (tag >>> 3 === F.metadata.filter_metadata && (tag & 7) === LEN) {
       // map<string, Struct> entry: key 1, value 2.
       const e = enter(r);
-      let key = '';
-      let value: Uint8Array | undefined;
+      // Other filters' namespaces are skipped without decoding their names.
+      let jwt = false;
+      let vs = -1;
+      let ve = -1;
       while (r.pos < e) {
         const t = r.uint32();
         const f = t >>> 3;
-        if (f === 1 && (t & 7) === LEN) key = str(r);
-        else if (f === 2 && (t & 7) === LEN) {
-          const vs = skipBytes(r);
-          value = r.buf.subarray(vs, r.pos);
+        if (f === 1 && (t & 7) === LEN) {
+          const ks = skipBytes(r);
+          jwt = known(JWT_AUTHN_BYTES, false, r.buf, ks, r.pos) === 0;
+        } else if (f === 2 && (t & 7) === LEN) {
+          vs = skipBytes(r);
+          ve = r.pos;
         } else r.skipType(t & 7);
       }
-      if (key === JWT_AUTHN_NAMESPACE && value) a.jwtStructs.push(value);
+      if (jwt && vs >= 0) a.jwtStructs.push(r.buf.subarray(vs, ve));
     } else r.skipType(tag & 7);
   }
 }
@@ -291,10 +309,7 @@ function readAttributes(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<t
         if (t >>> 3 === F.request.http && (t & 7) === LEN) readHttp(r, enter(r), a, F);
         else r.skipType(t & 7);
       }
-    } else if (f === F.attrs.context_extensions) {
-      const [k, v] = mapEntry(r, enter(r));
-      a.ext[k] = v;
-    } else if (f === F.attrs.metadata_context) readMetadata(r, enter(r), a, F);
+    } else if (f === F.attrs.context_extensions) extEntry(r, enter(r), a.ext); else if (f === F.attrs.metadata_context) readMetadata(r, enter(r), a, F);
     else r.skipType(LEN);
   }
 }
