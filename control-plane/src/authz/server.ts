@@ -14,7 +14,7 @@ import { compilePolicy, type CompiledPolicy } from '../policy/engine.ts';
 import type { Policy } from '../policy/types.ts';
 import { struct, type ProtoObject } from '../translate/resource.ts';
 import { lookupType } from '../xds/proto.ts';
-import { actionTargetOf, authorize, CallerCache, DecisionCache, DECISION_HEADER, SHADOW_HEADER, type CheckOutcome, type Verdict } from './check.ts';
+import { actionTargetOf, authorize, CallerCache, DecisionCache, DECISION_HEADER, SHADOW_HEADER, type AuthorizeOptions, type CheckOutcome, type Verdict } from './check.ts';
 import { decodeCheckInput, type DecodedCheck } from './decode.ts';
 
 export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
@@ -187,6 +187,8 @@ export class AuthzServer {
   private readonly okShadow: OkCache = new Map();
   private okCached = 0;
   private readonly encodeResponse: (m: object) => Buffer;
+  // The same for every check: built once.
+  private readonly authorizeOptions: AuthorizeOptions;
 
   constructor(opts: AuthzServerOptions) {
     this.metrics = new AuthzMetrics(opts.registry);
@@ -195,6 +197,7 @@ export class AuthzServer {
     this.trustRequestHeaders = opts.trustRequestHeaders ?? false;
     this.publicUrl = opts.publicUrl;
     this.compiled = compilePolicy(opts.policy);
+    this.authorizeOptions = { callers: this.callers, decisions: this.decisions, trustRequestHeaders: this.trustRequestHeaders, ...(this.publicUrl ? { publicUrl: this.publicUrl } : {}) };
     const respType = lookupType('envoy.service.auth.v3.CheckResponse');
     this.encodeResponse = (m) => Buffer.from(respType.encode(respType.fromObject(m)).finish());
     this.server = new grpc.Server(AUTHZ_GRPC_SERVER_OPTIONS);
@@ -245,7 +248,7 @@ export class AuthzServer {
       throw new CheckDecodeError(`cannot decode CheckRequest: ${(err as Error).message}`);
     }
     const cp = this.compiled;
-    const o = authorize(cp, input, { callers: this.callers, decisions: this.decisions, trustRequestHeaders: this.trustRequestHeaders, ...(this.publicUrl ? { publicUrl: this.publicUrl } : {}) });
+    const o = authorize(cp, input, this.authorizeOptions);
     const out = this.respond(o);
     const serviceLabel = o.service === '' ? '' : o.serviceFromRoute || cp.knownServices.has(o.service) ? o.service : 'other';
     const toolLabel = o.action?.kind === 'tool' ? (cp.literalTools.has(o.action.name) ? o.action.name : 'other') : '';
