@@ -10,7 +10,8 @@
 import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/proto.ts';
-import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, REQUEST_ID_HEADER, type CheckInput } from './check.ts';
+import { RESOURCE_METADATA_CONTEXT_KEY } from '../translate/naming.ts';
+import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, PROTOCOL_CONTEXT_KEY, REQUEST_ID_HEADER, SERVICE_CONTEXT_KEY, type CheckInput, type MetadataKey } from './check.ts';
 
 export interface DecodedCheck extends CheckInput {
   readonly path: string;
@@ -46,13 +47,16 @@ function loadIds() {
 const LEN = 2;
 const VARINT = 0;
 
-/** Reads a length-delimited field's bounds and moves past it. */
-function span(r: protobuf.Reader): [number, number] {
+/**
+ * Moves past a length-delimited field and returns where its bytes start; they end at the new `r.pos`. (Not a
+ * [start, end] pair: one small array per header entry was a good part of the decoder's garbage.)
+ */
+function skipBytes(r: protobuf.Reader): number {
   const len = r.uint32();
   const start = r.pos;
   if (start + len > r.len) throw new Error(`field length ${len} beyond the end of the message`);
   r.pos = start + len;
-  return [start, start + len];
+  return start;
 }
 
 /** An int64 varint as a number (two's complement; Envoy sends -1 for an unknown size). */
@@ -102,43 +106,57 @@ function str(r: protobuf.Reader): string {
  * the U+FFFD a decoder would substitute.
  */
 function bodyField(r: protobuf.Reader): string | Uint8Array {
-  const [s, e] = span(r);
+  const s = skipBytes(r);
+  const e = r.pos;
   const bytes = r.buf.subarray(s, e);
   return isUtf8(bytes) ? slice(r.buf, s, e) : bytes;
 }
 
-/** A map<string, string> entry (key 1, value 2). */
-function mapEntry(r: protobuf.Reader, end: number): [string, string] {
+const WANTED = HEADERS_READ.map((h) => Buffer.from(h, 'latin1'));
+
+/** Which of `table` the bytes [s, e) spell (ignoring ASCII case with `fold`); -1 for none. */
+function known(table: readonly Buffer[], fold: boolean, buf: Uint8Array, s: number, e: number): number {
+  const len = e - s;
+  for (let w = 0; w < table.length; w++) {
+    const want = table[w] as Buffer;
+    if (want.length !== len) continue;
+    let i = 0;
+    for (; i < len; i++) {
+      const b = buf[s + i] as number;
+      if ((fold && b >= 65 && b <= 90 ? b | 32 : b) !== want[i]) break;
+    }
+    if (i === len) return w;
+  }
+  return -1;
+}
+
+/** Which of HEADERS_READ the key bytes [s, e) name, ignoring ASCII case; -1 for any other header. */
+function wantedHeader(buf: Uint8Array, s: number, e: number): number {
+  return known(WANTED, true, buf, s, e);
+}
+
+// The context extension keys the authorizer reads. Matched on the bytes so that their names are the constant
+// strings: a freshly decoded string used as a property key must be looked up in V8's string table first,
+// which cost more than the rest of the entry.
+const EXT_KEYS: readonly string[] = [SERVICE_CONTEXT_KEY, PROTOCOL_CONTEXT_KEY, RESOURCE_METADATA_CONTEXT_KEY];
+const EXT_KEY_BYTES = EXT_KEYS.map((k) => Buffer.from(k, 'utf8'));
+const JWT_AUTHN_BYTES = [Buffer.from(JWT_AUTHN_NAMESPACE, 'utf8')];
+
+/** A map<string, string> context extension entry (key 1, value 2) into `ext`. */
+function extEntry(r: protobuf.Reader, end: number, ext: Record<string, string>): void {
   let k = '';
   let v = '';
   while (r.pos < end) {
     const tag = r.uint32();
     const f = tag >>> 3;
-    if ((f === 1 || f === 2) && (tag & 7) === LEN) {
-      const s = str(r);
-      if (f === 1) k = s;
-      else v = s;
-    } else r.skipType(tag & 7);
+    if (f === 1 && (tag & 7) === LEN) {
+      const s = skipBytes(r);
+      const w = known(EXT_KEY_BYTES, false, r.buf, s, r.pos);
+      k = w >= 0 ? (EXT_KEYS[w] as string) : slice(r.buf, s, r.pos);
+    } else if (f === 2 && (tag & 7) === LEN) v = str(r);
+    else r.skipType(tag & 7);
   }
-  return [k, v];
-}
-
-const WANTED = HEADERS_READ.map((h) => Buffer.from(h, 'latin1'));
-
-/** Which of HEADERS_READ the key bytes [s, e) name, ignoring ASCII case; -1 for any other header. */
-function wantedHeader(buf: Uint8Array, s: number, e: number): number {
-  const len = e - s;
-  for (let w = 0; w < WANTED.length; w++) {
-    const want = WANTED[w] as Buffer;
-    if (want.length !== len) continue;
-    let i = 0;
-    for (; i < len; i++) {
-      const b = buf[s + i] as number;
-      if ((b >= 65 && b <= 90 ? b | 32 : b) !== want[i]) break;
-    }
-    if (i === len) return w;
-  }
-  return -1;
+  ext[k] = v;
 }
 
 /** A map<string, string> header entry (key 1, value 2): stored only if it is one of HEADERS_READ. */
@@ -179,7 +197,9 @@ interface Acc {
   /** Envoy sent a header_map (encode_raw_headers): each copy of a header is its own entry. */
   rawMode: boolean;
   headers: Record<string, string>;
-  rawHeaders: Array<[string, string]>;
+  /** header_map entries of HEADERS_READ, copies joined with ",", and how many copies. */
+  rawHeaders: Record<string, string>;
+  rawCounts: Record<string, number>;
   ext: Record<string, string>;
   jwtStructs: Uint8Array[];
 }
@@ -196,8 +216,8 @@ function readHttp(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof 
       else if (f === h.id) a.id = str(r);
       else if (f === h.body) a.body = bodyField(r);
       else if (f === h.raw_body) {
-        const [s, e] = span(r);
-        a.rawBody = r.buf.subarray(s, e);
+        const s = skipBytes(r);
+        a.rawBody = r.buf.subarray(s, r.pos);
       } else if (f === h.headers) headerEntry(r, enter(r), a.headers);
       else if (f === h.header_map) {
         a.rawMode = true;
@@ -216,22 +236,34 @@ function readHeaderMap(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<ty
     if (tag >>> 3 === F.headerMap.headers && (tag & 7) === LEN) {
       const e = enter(r);
       let w = -1;
-      let value = '';
-      let raw = '';
+      // Value bounds only: most headers (the bearer token above all) are not read, so not decoded.
+      let vs = 0;
+      let ve = 0;
+      let rs = 0;
+      let re = 0;
       while (r.pos < e) {
         const t = r.uint32();
         const f = t >>> 3;
-        if ((t & 7) === LEN && f === F.headerValue.key) {
-          const len = r.uint32();
-          const ks = r.pos;
-          if (ks + len > r.len) throw new Error(`field length ${len} beyond the end of the message`);
-          r.pos = ks + len;
-          w = wantedHeader(r.buf, ks, ks + len);
-        } else if ((t & 7) === LEN && f === F.headerValue.value) value = str(r);
-        else if ((t & 7) === LEN && f === F.headerValue.raw_value) raw = str(r);
-        else r.skipType(t & 7);
+        if ((t & 7) !== LEN) r.skipType(t & 7);
+        else if (f === F.headerValue.key) {
+          const ks = skipBytes(r);
+          w = wantedHeader(r.buf, ks, r.pos);
+        } else if (f === F.headerValue.value) {
+          vs = skipBytes(r);
+          ve = r.pos;
+        } else if (f === F.headerValue.raw_value) {
+          rs = skipBytes(r);
+          re = r.pos;
+        } else r.skipType(LEN);
       }
-      if (w >= 0) a.rawHeaders.push([HEADERS_READ[w] as string, raw !== '' ? raw : value]);
+      if (w >= 0) {
+        // Each copy is its own entry: joined as HTTP joins them, and counted.
+        const name = HEADERS_READ[w] as string;
+        const v = re > rs ? slice(r.buf, rs, re) : slice(r.buf, vs, ve);
+        const prev = a.rawHeaders[name];
+        a.rawHeaders[name] = prev === undefined ? v : `${prev},${v}`;
+        a.rawCounts[name] = (a.rawCounts[name] ?? 0) + 1;
+      }
     } else r.skipType(tag & 7);
   }
 }
@@ -242,18 +274,22 @@ function readMetadata(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typ
     if (tag >>> 3 === F.metadata.filter_metadata && (tag & 7) === LEN) {
       // map<string, Struct> entry: key 1, value 2.
       const e = enter(r);
-      let key = '';
-      let value: Uint8Array | undefined;
+      // Other filters' namespaces are skipped without decoding their names.
+      let jwt = false;
+      let vs = -1;
+      let ve = -1;
       while (r.pos < e) {
         const t = r.uint32();
         const f = t >>> 3;
-        if (f === 1 && (t & 7) === LEN) key = str(r);
-        else if (f === 2 && (t & 7) === LEN) {
-          const [vs, ve] = span(r);
-          value = r.buf.subarray(vs, ve);
+        if (f === 1 && (t & 7) === LEN) {
+          const ks = skipBytes(r);
+          jwt = known(JWT_AUTHN_BYTES, false, r.buf, ks, r.pos) === 0;
+        } else if (f === 2 && (t & 7) === LEN) {
+          vs = skipBytes(r);
+          ve = r.pos;
         } else r.skipType(t & 7);
       }
-      if (key === JWT_AUTHN_NAMESPACE && value) a.jwtStructs.push(value);
+      if (jwt && vs >= 0) a.jwtStructs.push(r.buf.subarray(vs, ve));
     } else r.skipType(tag & 7);
   }
 }
@@ -273,10 +309,7 @@ function readAttributes(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<t
         if (t >>> 3 === F.request.http && (t & 7) === LEN) readHttp(r, enter(r), a, F);
         else r.skipType(t & 7);
       }
-    } else if (f === F.attrs.context_extensions) {
-      const [k, v] = mapEntry(r, enter(r));
-      a.ext[k] = v;
-    } else if (f === F.attrs.metadata_context) readMetadata(r, enter(r), a, F);
+    } else if (f === F.attrs.context_extensions) extEntry(r, enter(r), a.ext); else if (f === F.attrs.metadata_context) readMetadata(r, enter(r), a, F);
     else r.skipType(LEN);
   }
 }
@@ -319,7 +352,7 @@ function claimsFrom(ns: PbStruct | undefined, payloadKey: string): unknown {
 
 /** jwt_authn's metadata, decoded only when needed: `key` (its encoded bytes) lets callers be cached. */
 interface ClaimsSource {
-  readonly key?: string;
+  readonly key?: MetadataKey;
   load(): unknown;
 }
 
@@ -328,11 +361,13 @@ function finish(a: Omit<Acc, 'jwtStructs'>, claims: ClaimsSource | undefined): D
   let counts: Record<string, number> | undefined;
   if (a.rawMode) {
     // encode_raw_headers: a header map (values as bytes), repeated names joined as HTTP does, and counted.
-    headers = { ...headers };
-    counts = {};
-    for (const k of Object.keys(a.headers)) counts[k] = 1;
-    for (const [k, v] of a.rawHeaders) {
-      headers[k] = headers[k] === undefined ? v : `${headers[k]},${v}`;
+    // Envoy sends one or the other; should both come, the headers map's value goes first.
+    headers = a.rawHeaders;
+    counts = a.rawCounts;
+    for (const k in a.headers) {
+      const v = a.headers[k] as string;
+      const raw = headers[k];
+      headers[k] = raw === undefined ? v : `${v},${raw}`;
       counts[k] = (counts[k] ?? 0) + 1;
     }
   }
@@ -344,7 +379,7 @@ class Decoded implements DecodedCheck {
   readonly contextExtensions: Readonly<Record<string, string>>;
   readonly body: string | Uint8Array;
   readonly size: number;
-  readonly metadataKey?: string;
+  readonly metadataKey?: MetadataKey;
   readonly path: string;
   readonly requestId: string;
   private readonly headers: Readonly<Record<string, string>>;
@@ -383,7 +418,7 @@ class Decoded implements DecodedCheck {
 export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): DecodedCheck {
   const F = (ids ??= loadIds());
   const r = protobuf.Reader.create(buf);
-  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, rawMode: false, headers: {}, rawHeaders: [], ext: {}, jwtStructs: [] };
+  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, rawMode: false, headers: {}, rawHeaders: {}, rawCounts: {}, ext: {}, jwtStructs: [] };
   while (r.pos < r.len) {
     const tag = r.uint32();
     if (tag >>> 3 === F.check.attributes && (tag & 7) === LEN) readAttributes(r, enter(r), a, F);
@@ -394,7 +429,7 @@ export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): D
     // Repeated occurrences of a message merge; decode them concatenated, as protobuf does.
     const bytes = a.jwtStructs.length === 1 ? (a.jwtStructs[0] as Uint8Array) : Buffer.concat(a.jwtStructs);
     claims = {
-      key: `${metadataPayloadKey}\u0000${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1')}`,
+      key: { payloadKey: metadataPayloadKey, bytes },
       load: () => claimsFrom(F.struct.decode(bytes) as unknown as PbStruct, metadataPayloadKey),
     };
   }
@@ -424,15 +459,19 @@ export function decodeCheckInputReference(buf: Uint8Array, metadataPayloadKey: s
   const http = attrs?.request?.http;
   const headers: Record<string, string> = {};
   for (const [k, v] of Object.entries(http?.headers ?? {})) if (HEADERS_READ.includes(k.toLowerCase())) headers[k.toLowerCase()] = v;
-  const rawHeaders: Array<[string, string]> = [];
+  const rawHeaders: Record<string, string> = {};
+  const rawCounts: Record<string, number> = {};
   for (const x of http?.header_map?.headers ?? []) {
     if (!x.key || !HEADERS_READ.includes(x.key.toLowerCase())) continue;
-    rawHeaders.push([x.key.toLowerCase(), x.raw_value && x.raw_value.length > 0 ? Buffer.from(x.raw_value).toString('utf8') : (x.value ?? '')]);
+    const k = x.key.toLowerCase();
+    const v = x.raw_value && x.raw_value.length > 0 ? Buffer.from(x.raw_value).toString('utf8') : (x.value ?? '');
+    rawHeaders[k] = rawHeaders[k] === undefined ? v : `${rawHeaders[k]},${v}`;
+    rawCounts[k] = (rawCounts[k] ?? 0) + 1;
   }
   const size = http?.size;
   return finish({
     method: http?.method ?? '', path: http?.path ?? '', id: http?.id ?? '',
     size: typeof size === 'number' ? size : size ? Number(size.toString()) : 0,
-    body: http?.body ?? '', rawBody: http?.raw_body, rawMode: http?.header_map != null, headers, rawHeaders, ext: { ...(attrs?.context_extensions ?? {}) },
+    body: http?.body ?? '', rawBody: http?.raw_body, rawMode: http?.header_map != null, headers, rawHeaders, rawCounts, ext: { ...(attrs?.context_extensions ?? {}) },
   }, { load: () => claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey) });
 }

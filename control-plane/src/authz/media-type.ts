@@ -46,6 +46,8 @@ function paramValue(raw: string): string | undefined {
  * case-insensitively (RFC 9110), the charset quoted or not.
  */
 export function jsonContentTypeProblem(value: string | undefined, repeated: boolean): string | undefined {
+  // What nearly every client sends: nothing to parse.
+  if (value === 'application/json' && !repeated) return undefined;
   if (value === undefined || value.trim() === '') return 'the request has no Content-Type (must be application/json)';
   if (repeated) return 'Content-Type is sent more than once';
   const parts = splitParams(value);
