@@ -9,7 +9,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { DECISION_HEADER } from '../control-plane/src/authz/check.ts';
@@ -138,9 +138,10 @@ async function tourWithoutEnvoy(mesh: DemoMesh, out: Out): Promise<void> {
 }
 
 export async function demoMain(argv: string[], env: NodeJS.ProcessEnv = process.env, out: Out = (...lines) => void process.stdout.write(`${(lines.length > 0 ? lines : ['']).join('\n')}\n`)): Promise<number> {
-  let values;
+  const options = { 'no-envoy': { type: 'boolean', default: false }, once: { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } satisfies ParseArgsOptionsConfig;
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
-    ({ values } = parseArgs({ args: argv, options: { 'no-envoy': { type: 'boolean', default: false }, once: { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
+    ({ values } = parseArgs({ args: argv, options }));
   } catch (err) {
     process.stderr.write(`demo: ${(err as Error).message}\n\n${USAGE}`);
     return 2;

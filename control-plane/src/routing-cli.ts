@@ -1,7 +1,7 @@
 // `mcpmesh routing explain SERVICE`: every routing knob of one service as the running control plane resolved
 // it, with where each value came from (built-in default, registry or routing file + YAML path, Consul config
 // entry kind/name + field) and the lower layers it overrode. Reads /debug/routing on the admin port.
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { showProvenance, type KnobExplanation } from './model/tuning.ts';
 
 const USAGE = `usage: mcpmesh routing explain SERVICE [options]
@@ -32,11 +32,12 @@ export function renderExplanation(e: Explained): string {
 }
 
 export async function routingMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let parsed;
+  const options = { admin: { type: 'string' }, 'admin-token': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } satisfies ParseArgsOptionsConfig;
+  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
   try {
     parsed = parseArgs({
       args: argv, allowPositionals: true,
-      options: { admin: { type: 'string' }, 'admin-token': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
+      options,
     });
   } catch (err) {
     process.stderr.write(`mcpmesh routing: ${(err as Error).message}\n\n${USAGE}`);

@@ -3,7 +3,7 @@
 // with what each resource type was sent, ACKed and NACKed (and the last NACK's text), source errors, and
 // certificate expiry, and per service the routing knobs that are not the built-in defaults, with their source.
 // Read-only: it reads the admin API's /debug/mesh, /debug/proxies, /debug/sources and /debug/routing.
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { nonDefaultKnobs, showProvenance, type RoutingView } from './model/tuning.ts';
 import type { MeshStatusView } from './server/status.ts';
 import type { TypeStatus } from './server/proxies.ts';
@@ -137,9 +137,10 @@ export function renderStatus(r: StatusReport, now = Date.now()): string {
 }
 
 export async function statusMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let values;
+  const options = { admin: { type: 'string' }, 'admin-token': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } satisfies ParseArgsOptionsConfig;
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
-    ({ values } = parseArgs({ args: argv, options: { admin: { type: 'string' }, 'admin-token': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
+    ({ values } = parseArgs({ args: argv, options }));
   } catch (err) {
     process.stderr.write(`mcpmesh status: ${(err as Error).message}\n\n${USAGE}`);
     return 2;

@@ -15,7 +15,7 @@
 // Needs Node >= 22.18 (TypeScript type stripping) and `npm ci` (for @modelcontextprotocol/sdk); in this
 // repository `npm exec -- node deploy/compose/call-tool.ts ...` uses the pinned Node 24. Without Node on the
 // host: `docker compose -f deploy/compose/docker-compose.yml run --rm client ...` (same options).
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { isEntryPoint } from '../../control-plane/src/entry.ts';
@@ -123,18 +123,19 @@ function describeError(err: unknown): string {
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let values;
+  const options = {
+    service: { type: 'string', default: 'weather' }, gateway: { type: 'string' }, url: { type: 'string' },
+    tool: { type: 'string', default: 'echo' }, args: { type: 'string' }, list: { type: 'boolean', default: false },
+    role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' },
+    'client-id': { type: 'string', default: 'dev' }, 'client-secret': { type: 'string' }, 'admin-token': { type: 'string' },
+    token: { type: 'string' }, 'no-token': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  } satisfies ParseArgsOptionsConfig;
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: {
-        service: { type: 'string', default: 'weather' }, gateway: { type: 'string' }, url: { type: 'string' },
-        tool: { type: 'string', default: 'echo' }, args: { type: 'string' }, list: { type: 'boolean', default: false },
-        role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' },
-        'client-id': { type: 'string', default: 'dev' }, 'client-secret': { type: 'string' }, 'admin-token': { type: 'string' },
-        token: { type: 'string' }, 'no-token': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
+      options,
     }));
   } catch (err) {
     process.stderr.write(`call-tool: ${(err as Error).message}\n\n${USAGE}`);

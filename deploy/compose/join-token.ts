@@ -16,7 +16,7 @@
 // again and recreate the agent (deploy/compose/README.md, "Workload identity").
 import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { readJoinToken } from '../../control-plane/src/identity/join-token.ts';
 import { isEntryPoint } from '../../control-plane/src/entry.ts';
 
@@ -105,14 +105,15 @@ function parseDuration(s: string): number | undefined {
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let values;
+  const options = {
+    service: { type: 'string' }, gateway: { type: 'string' }, out: { type: 'string' }, ttl: { type: 'string', default: '1h' },
+    admin: { type: 'string' }, wait: { type: 'string', default: '60s' }, help: { type: 'boolean', short: 'h', default: false },
+  } satisfies ParseArgsOptionsConfig;
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: {
-        service: { type: 'string' }, gateway: { type: 'string' }, out: { type: 'string' }, ttl: { type: 'string', default: '1h' },
-        admin: { type: 'string' }, wait: { type: 'string', default: '60s' }, help: { type: 'boolean', short: 'h', default: false },
-      },
+      options,
     }));
   } catch (err) {
     process.stderr.write(`join-token: ${(err as Error).message}\n\n${USAGE}`);

@@ -193,7 +193,7 @@ export function renderBootstrap(o: BootstrapOptions): string {
   const b = envoyBootstrap(o);
   const violations = validateMessage(BOOTSTRAP, b);
   if (violations.length > 0) throw new Error(`invalid Envoy bootstrap:\n${formatViolations('bootstrap', violations)}`);
-  return JSON.stringify(toProto3Json(BOOTSTRAP, b), null, 2) + '\n';
+  return `${JSON.stringify(toProto3Json(BOOTSTRAP, b), null, 2)}\n`;
 }
 
 /** `--print-bootstrap`: to stdout, or to a file (an init container writing a volume the Envoy container reads). */

@@ -69,7 +69,7 @@ export function registryYaml(specs: readonly ServiceSpec[]): string {
       lines.push(`      - { address: ${e.address}, port: ${e.port}, locality: { region: ${e.locality.region}, zone: ${e.locality.zone} } }`);
     }
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 /** Consul's view of the same mesh: one agent registration per endpoint (Consul services are per instance). */

@@ -212,7 +212,7 @@ interface Row {
   verdict: string;
 }
 
-const ms = (x: number): string => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)) + ' ms';
+const ms = (x: number): string => `${x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)} ms`;
 const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
 
 function ratioRow(figure: string, value: number, baseline: number, limit: number, fmt: (x: number) => string, baselineLabel = fmt(baseline)): Row {

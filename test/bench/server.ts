@@ -121,7 +121,7 @@ interface BenchServer {
    */
   prepare(round: number, via: Via): void;
   /** Makes the prepared push happen; a promise when part of it is asynchronous (a Consul write). */
-  trigger(): Promise<unknown> | void;
+  trigger(): Promise<unknown> | undefined;
   /** Port the changed endpoint has after push `round`, if the push carries a change clients can check. */
   portFor(round: number): number | undefined;
   /** Whether the server has processed every ACK of the last push (so the next push starts from quiet). */
@@ -193,7 +193,7 @@ async function floorServer(cfg: ServerConfig): Promise<BenchServer> {
     cds: false,
     setup: {},
     prepare() {},
-    trigger() {
+    trigger(): undefined {
       expectedAcks = acks + streams.size;
       for (const s of streams) s.write(bytes);
     },
@@ -231,7 +231,7 @@ async function controlPlaneServer(cfg: ServerConfig): Promise<BenchServer> {
         next = () => tcp.writeRegistry(yaml);
       }
     },
-    trigger() {
+    trigger(): undefined {
       if (!next) throw new Error('push not prepared');
       const go = next;
       next = undefined;
@@ -256,7 +256,7 @@ export function parseHistogram(text: string, name: string, labels: Record<string
   const want = Object.entries(labels);
   for (const line of text.split('\n')) {
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || !m[1]?.startsWith(name)) continue;
+    if (!m?.[1]?.startsWith(name)) continue;
     const got = Object.fromEntries([...(m[2] ?? '').matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
     if (!want.every(([k, v]) => got[k] === v)) continue;
     const value = Number(m[3]);

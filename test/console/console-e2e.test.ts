@@ -75,7 +75,7 @@ describe('web console (headless Chromium)', { skip }, () => {
     const reqT = lookupType('mcpmesh.identity.v1.SignRequest');
     const signer = new grpc.Client(`127.0.0.1:${cp.xdsPort}`, grpc.credentials.createInsecure());
     await new Promise<void>((resolve, reject) => signer.makeUnaryRequest('/mcpmesh.identity.v1.Identity/Sign', (v: object) => Buffer.from(reqT.encode(reqT.fromObject(v)).finish()), (b: Buffer) => b,
-      { csr_pem: agent.csrPem, spiffe_id: WEATHER_ID, credential_type: 'join-token', credential: joinToken }, (err) => (signer.close(), err ? reject(err) : resolve())));
+      { csr_pem: agent.csrPem, spiffe_id: WEATHER_ID, credential_type: 'join-token', credential: joinToken }, (err) => { signer.close(); if (err) reject(err); else resolve(); }));
     const tokenResp = await fetch(`${base}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET, scope: 'analyst' }) });
     const minted = (await tokenResp.json()) as { access_token?: string };
     if (minted.access_token) secrets.push(minted.access_token);
@@ -229,7 +229,7 @@ describe('web console (headless Chromium)', { skip }, () => {
 
   it('picks up a registry edit without a reload, and charts the change converging', async () => {
     await page.evaluate(() => Object.assign(globalThis, { consoleTestMarker: 'same page' }));
-    const yaml = readFileSync(registryFile, 'utf8') + `  - name: tides
+    const yaml = `${readFileSync(registryFile, 'utf8')}  - name: tides
     protocol: "2026-07-28"
     endpoints:
       - { address: 127.0.0.1, port: 7201, locality: { region: ap-south, zone: c } }
@@ -278,7 +278,7 @@ describe('web console (headless Chromium)', { skip }, () => {
         // "secret" is a word the example policy uses in tool names (get_secret*): what must never appear is a
         // field that holds one.
         const walk = (v: unknown, at: string): void => {
-          if (Array.isArray(v)) v.forEach((x, i) => walk(x, `${at}[${i}]`));
+          if (Array.isArray(v)) v.forEach((x, i) => { walk(x, `${at}[${i}]`); });
           else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) {
             assert.doesNotMatch(k, /secret|private|password|token|credential|key_?pem/i, `${s.url}: field ${at}.${k}`);
             walk(x, `${at}.${k}`);

@@ -31,7 +31,7 @@ function registry(): string {
       lines.push(`      - { address: 10.${(i >> 8) & 255}.${i & 255}.${j + 1}, port: 8000, locality: { region: ${region}, zone: ${zone} }${(i + j) % 37 === 0 ? ', healthy: false' : ''} }`);
     }
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }
 
 describe('web console at 1,000 services x 10 endpoints', { skip: skipWithoutChromium() }, () => {

@@ -86,13 +86,15 @@ services:
     assert.equal(same?.groups[1]?.protocol, '', 'not in the mesh');
     for (const g of view.groups) {
       const service = g.services[0] as string;
-      g.columns.forEach((c, ci) => view.roles.forEach((role, ri) => {
-        const action = c.kind === 'service' ? { kind: 'service' as const } : c.kind === 'tool' ? { kind: 'tool' as const, name: c.name } : c.kind === 'resource' ? { kind: 'resource' as const, uri: c.name } : { kind: 'prompt' as const, name: c.name };
-        const d = decide(POLICY, { service, roles: [role], action });
-        const cell = g.cells[ri]?.[ci];
-        assert.equal(cell?.rule, d.rule, `${role} ${service} ${c.kind} ${c.name}`);
-        assert.equal(cell?.outcome, d.allow ? 'allow' : g.mode === 'shadow' ? 'shadow' : 'deny');
-      }));
+      g.columns.forEach((c, ci) => {
+        view.roles.forEach((role, ri) => {
+          const action = c.kind === 'service' ? { kind: 'service' as const } : c.kind === 'tool' ? { kind: 'tool' as const, name: c.name } : c.kind === 'resource' ? { kind: 'resource' as const, uri: c.name } : { kind: 'prompt' as const, name: c.name };
+          const d = decide(POLICY, { service, roles: [role], action });
+          const cell = g.cells[ri]?.[ci];
+          assert.equal(cell?.rule, d.rule, `${role} ${service} ${c.kind} ${c.name}`);
+          assert.equal(cell?.outcome, d.allow ? 'allow' : g.mode === 'shadow' ? 'shadow' : 'deny');
+        });
+      });
     }
     const weather = view.groups.find((g) => g.services[0] === 'weather');
     const col = weather?.columns.findIndex((c) => c.kind === 'tool' && c.name === 'get_secret*') ?? -1;

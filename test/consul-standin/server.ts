@@ -518,7 +518,7 @@ export class ConsulStandIn {
   }
 
   /** Runs a read with Consul's blocking-query rules and answers it with X-Consul-Index. */
-  async #blocking(url: URL, req: http.IncomingMessage, res: http.ServerResponse, index: () => bigint, body: () => unknown): Promise<void> {
+  async #blocking(url: URL, _req: http.IncomingMessage, res: http.ServerResponse, index: () => bigint, body: () => unknown): Promise<void> {
     const dc = url.searchParams.get('dc');
     if (dc && dc !== this.datacenter) throw new HttpError(500, 'No path to datacenter');
     if (url.searchParams.has('filter')) throw new HttpError(400, '?filter is not supported by the Consul stand-in');
@@ -594,7 +594,7 @@ export class ConsulStandIn {
     const kind = this.#configKind(str(body, 'Kind'));
     const name = str(body, 'Name');
     if (name === '') throw new HttpError(400, 'Name is required');
-    if (kind === 'proxy-defaults' && name !== 'global') throw new HttpError(400, 'invalid name ("' + name + '"), only "global" is supported');
+    if (kind === 'proxy-defaults' && name !== 'global') throw new HttpError(400, `invalid name ("${name}"), only "global" is supported`);
     if (kind === 'service-resolver') {
       const lb = field(body, 'LoadBalancer');
       const policy = isObj(lb) ? field(lb, 'Policy') : undefined;
@@ -760,7 +760,7 @@ export class ConsulStandIn {
   /** The TTL endpoints: only TTL checks, truncated output, and every call restarts the TTL. */
   #ttlUpdate(id: string, status: CheckStatus, output: string): void {
     const c = this.#checks.get(id);
-    if (!c || c.type !== 'ttl') throw new HttpError(404, `CheckID "${id}" does not have associated TTL`);
+    if (c?.type !== 'ttl') throw new HttpError(404, `CheckID "${id}" does not have associated TTL`);
     if (output.length > OUTPUT_MAX) output = `${output.slice(0, OUTPUT_MAX)} ... (captured ${OUTPUT_MAX} of ${output.length} bytes)`;
     this.#armTtl(id, c.ttlMs);
     this.#updateCheck(id, status, output);

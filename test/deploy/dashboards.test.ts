@@ -248,7 +248,7 @@ describe('Grafana dashboards', () => {
       const d = load(f);
       assert.equal(d.uid, EXPECTED[f], `${f}: uid`);
       assert.match(d.uid ?? '', /^[a-zA-Z0-9_-]{1,40}$/, `${f}: Grafana uids are at most 40 of [a-zA-Z0-9_-]`);
-      assert.ok(d.title && d.title.startsWith('MCP Mesh'), `${f}: title ${d.title}`);
+      assert.ok(typeof d.title === 'string' && d.title.startsWith('MCP Mesh'), `${f}: title ${d.title}`);
       assert.ok(!titles.has(d.title), `${f}: duplicate title`);
       titles.add(d.title);
       assert.equal(d.schemaVersion, 39, `${f}: schemaVersion`);
@@ -267,11 +267,14 @@ describe('Grafana dashboards', () => {
       assert.doesNotMatch(json, /\$\{DS_[A-Z_]+\}/, `${f}: import-only \${DS_...} placeholders do not resolve when provisioned`);
       for (const p of allPanels(d)) {
         if (p.type === 'row') continue;
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: `${datasource}` is Grafana's template variable syntax, written literally in the dashboard JSON.
         assert.deepEqual(p.datasource, { type: 'prometheus', uid: '${datasource}' }, `${f} panel ${p.id} "${p.title}": datasource`);
         assert.ok((p.targets ?? []).length > 0, `${f} panel ${p.id} "${p.title}": no queries`);
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: `${datasource}` is Grafana's template variable syntax, written literally in the dashboard JSON.
         for (const t of p.targets ?? []) assert.deepEqual(t.datasource, { type: 'prometheus', uid: '${datasource}' }, `${f} panel ${p.id} ${t.refId}: datasource`);
       }
       for (const v of d.templating?.list ?? []) {
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: `${datasource}` is Grafana's template variable syntax, written literally in the dashboard JSON.
         if (v.type === 'query') assert.deepEqual(v.datasource, { type: 'prometheus', uid: '${datasource}' }, `${f} $${v.name}: datasource`);
       }
     }

@@ -151,7 +151,7 @@ function typeCheck(objs: Obj[]): string[] {
     if (!alias) imports.set(o.apiVersion, alias = `M${imports.size}`);
     lines.push(`// ${id(o)}\nexport const o${i}: ${alias}.I${o.kind} = ${JSON.stringify(o, null, 1)};`);
   });
-  const source = [...imports].map(([v, a]) => `import type * as ${a} from 'kubernetes-models/${v}';`).join('\n') + '\n' + lines.join('\n');
+  const source = `${[...imports].map(([v, a]) => `import type * as ${a} from 'kubernetes-models/${v}';`).join('\n')}\n${lines.join('\n')}`;
   const file = path.join(repoRoot, 'test/deploy/__rendered_manifests__.ts');
   const options: ts.CompilerOptions = {
     strict: true, noEmit: true, skipLibCheck: true, types: [], lib: ['lib.es2023.d.ts'],
@@ -259,7 +259,7 @@ function containerEnv(objs: Obj[], c: Container): Record<string, string> {
       const value = named<ConfigMap>(objs, 'ConfigMap', ref.name).data?.[ref.key];
       assert.ok(value !== undefined, `${c.name}: env ${e.name} refers to ConfigMap ${ref.name} key ${ref.key}, which does not exist`);
       env[e.name] = value;
-    } else if (from?.secretKeyRef) env[e.name] = 'secret-from-' + from.secretKeyRef.name;
+    } else if (from?.secretKeyRef) env[e.name] = `secret-from-${from.secretKeyRef.name}`;
   }
   return env;
 }
@@ -574,7 +574,7 @@ for (const overlay of OVERLAYS) {
       // The policy file: mounted from the policy ConfigMap, and it parses with the real parser.
       const policyPath = env['MCPMESH_POLICY'];
       assert.ok(policyPath, 'MCPMESH_POLICY');
-      const mount = c.volumeMounts?.find((m) => policyPath.startsWith(m.mountPath + '/'));
+      const mount = c.volumeMounts?.find((m) => policyPath.startsWith(`${m.mountPath}/`));
       assert.ok(mount, `no volume mounted at ${policyPath}`);
       const vol = d.spec.template.spec.volumes?.find((v) => v.name === mount.name);
       assert.ok(vol?.configMap, 'the policy volume is a ConfigMap');
@@ -592,7 +592,7 @@ for (const overlay of OVERLAYS) {
       // The shared CA: every replica must sign with the same one.
       for (const k of ['MCPMESH_CA_CERT', 'MCPMESH_CA_KEY']) {
         const f = env[k] ?? assert.fail(`${k} is not set`);
-        const caMount = c.volumeMounts?.find((vm) => f.startsWith(vm.mountPath + '/'));
+        const caMount = c.volumeMounts?.find((vm) => f.startsWith(`${vm.mountPath}/`));
         assert.ok(caMount && d.spec.template.spec.volumes?.find((v) => v.name === caMount.name)?.secret, `${k} must come from a Secret volume`);
       }
       // Prometheus scrapes the admin port.
@@ -706,7 +706,7 @@ for (const overlay of OVERLAYS) {
       assert.equal(uidOf(spec, envoy), uidOf(spec, agent), 'Envoy runs as the agent\'s uid (the socket is owner-only)');
       assert.deepEqual(identityProblems(objs, d, attestationMap(objs), td), []);
       // The bootstrap volume is shared, written by the init container and the agent, read-only for Envoy.
-      const vol = (c: Container) => c.volumeMounts?.find((m) => envoyConfig.startsWith(m.mountPath + '/'));
+      const vol = (c: Container) => c.volumeMounts?.find((m) => envoyConfig.startsWith(`${m.mountPath}/`));
       assert.ok(vol(init) && vol(agent) && vol(envoy), 'all three mount the bootstrap volume');
       assert.equal(vol(envoy)?.readOnly, true);
       assert.equal(vol(init)?.name, vol(envoy)?.name);

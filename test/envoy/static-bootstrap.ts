@@ -133,7 +133,7 @@ function walk(type: protobuf.Type, value: Obj, visit: MessageVisitor, at: string
     if (field.map) {
       if (isObj(v)) for (const [k, item] of Object.entries(v)) if (isObj(item)) walk(rt, item, visit, `${p}[${JSON.stringify(k)}]`);
     } else if (field.repeated) {
-      if (Array.isArray(v)) v.forEach((item, i) => isObj(item) && walk(rt, item, visit, `${p}[${i}]`));
+      if (Array.isArray(v)) v.forEach((item, i) => { if (isObj(item)) walk(rt, item, visit, `${p}[${i}]`); });
     } else if (isObj(v)) {
       walk(rt, v, visit, p);
     }
@@ -297,7 +297,7 @@ export function withWrapperDefaults(typeName: string, value: Obj): Obj {
 
 /** The bootstrap as the proto3 JSON Envoy reads (`envoy -c file.json`). */
 export function renderStaticBootstrap(bootstrap: Obj): string {
-  return JSON.stringify(toProto3Json(BOOTSTRAP_TYPE, withWrapperDefaults(BOOTSTRAP_TYPE, bootstrap)), null, 2) + '\n';
+  return `${JSON.stringify(toProto3Json(BOOTSTRAP_TYPE, withWrapperDefaults(BOOTSTRAP_TYPE, bootstrap)), null, 2)}\n`;
 }
 
 // ---------------------------------------------------------------------------------------------------------

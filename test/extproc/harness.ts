@@ -312,7 +312,7 @@ export class EnvoyExtProcProxy {
       const r = o.msg;
       if (r.response === 'immediate_response') throw new Error('immediate_response not expected');
       if (r.response !== kind) throw new Error(`answered ${kind} with ${r.response}`);
-      const common = (r[kind as 'request_headers'] ?? {}).response;
+      const common = r[kind as 'request_headers']?.response;
       if (common?.status === 'CONTINUE_AND_REPLACE') throw new Error('CONTINUE_AND_REPLACE not expected');
       // mode_override: honoured only on header responses, only when the filter allows it.
       if (r.mode_override && allowOverride && kind.endsWith('_headers')) mode = normalizeMode(r.mode_override);

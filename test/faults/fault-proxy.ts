@@ -57,7 +57,8 @@ export class FaultProxy {
   }
 
   get address(): string {
-    return `http://127.0.0.1:${(this.server?.address() as AddressInfo).port}`;
+    if (!this.server) throw new TypeError('fault proxy is not listening');
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
   /** Starts a fault (replacing any other). */

@@ -25,9 +25,10 @@ export interface RegistryHarness {
 }
 
 /** `setup` prepares the file (or returns another path to use, e.g. in a directory that does not exist yet). */
-export async function startOnRegistry(setup: (file: string) => string | void, opts: { registryMaxBytes?: number } = {}): Promise<RegistryHarness> {
+export async function startOnRegistry(setup: (file: string) => unknown, opts: { registryMaxBytes?: number } = {}): Promise<RegistryHarness> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-faults-'));
-  const file = setup(path.join(dir, 'registry.yaml')) ?? path.join(dir, 'registry.yaml');
+  const other = setup(path.join(dir, 'registry.yaml'));
+  const file = typeof other === 'string' ? other : path.join(dir, 'registry.yaml');
   const cp = new ControlPlane({
     registryFile: file, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 20, maxDelayMs: 200,
     log: process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger, metrics: new Metrics({ processMetrics: false }),
@@ -80,5 +81,5 @@ export function smallRegistry(services = 1): string {
   for (let i = 0; i < services; i++) {
     lines.push(`  - name: svc-${i}`, '    protocol: "2025-11-25"', `    endpoints: [ { address: 10.0.0.${i + 1}, port: 7001, locality: { region: eu-west, zone: a } } ]`);
   }
-  return lines.join('\n') + '\n';
+  return `${lines.join('\n')}\n`;
 }

@@ -145,7 +145,10 @@ function utf16(text: string, be: boolean, bom: boolean): Buffer {
 function utf32(text: string, be: boolean, bom: boolean): Buffer {
   const cps = [...`${bom ? '\ufeff' : ''}${text}`].map((c) => c.codePointAt(0) as number);
   const b = Buffer.alloc(cps.length * 4);
-  cps.forEach((cp, i) => (be ? b.writeUInt32BE(cp, i * 4) : b.writeUInt32LE(cp, i * 4)));
+  cps.forEach((cp, i) => {
+    if (be) b.writeUInt32BE(cp, i * 4);
+    else b.writeUInt32LE(cp, i * 4);
+  });
   return b;
 }
 

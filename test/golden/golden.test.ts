@@ -15,7 +15,7 @@ import { proxyResources } from '../../control-plane/src/translate/proxy.ts';
 import { proxyInfoFromNode, snapshotKey } from '../../control-plane/src/xds/node.ts';
 import { struct } from '../../control-plane/src/translate/resource.ts';
 import { applyOverlays, type TuningOverlay } from '../../control-plane/src/model/tuning.ts';
-import { ConfigEntryState, type ConfigEntry } from '../../control-plane/src/sources/consul-config.ts';
+import { ConfigEntryState, type ConfigEntry, type EntryUpdate } from '../../control-plane/src/sources/consul-config.ts';
 import { parseRoutingFile } from '../../control-plane/src/sources/routing-file.ts';
 
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cases');
@@ -40,7 +40,7 @@ function overlays(c: Case, name: string): TuningOverlay[] {
   if (c.consulEntries) {
     const all = new Map();
     const state = new ConfigEntryState();
-    let last;
+    let last: EntryUpdate | undefined;
     for (const kind of ['proxy-defaults', 'service-defaults', 'service-resolver'] as const) last = state.update(kind, c.consulEntries.filter((e) => e.Kind === kind), all);
     assert.deepEqual(last?.problems, [], `${name}: consul entries refused`);
     out.push(last!.overlay);

@@ -85,7 +85,7 @@ describe('SDS secrets and TLS contexts', () => {
       { san_type: 'URI', matcher: { prefix: 'spiffe://' } },
       { san_type: 'URI', matcher: { safe_regex: { regex: '^spiffe://mcpmesh\\.test/mcp/team-.*-tools$' } } },
     ]);
-    const re = new RegExp('^spiffe://mcpmesh\\.test/mcp/team-.*-tools$');
+    const re = /^spiffe:\/\/mcpmesh\.test\/mcp\/team-.*-tools$/;
     assert.ok(re.test(`spiffe://${TD}/mcp/team-a-tools`) && !re.test(`spiffe://${TD}/mcp/team-a-toolsX`) && !re.test('spiffe://mcpmeshXtest/mcp/team-a-tools'));
     assert.throws(() => spiffeSanMatchers(['spiffe://Bad/x']), /invalid SPIFFE ID/);
     assert.throws(() => spiffeSanMatchers(['https://x/*']), /must start with "spiffe:\/\/"/);

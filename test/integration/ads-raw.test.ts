@@ -67,7 +67,7 @@ describe('ADS server with a raw xDS client', () => {
     const lds = await s.next('listener');
     assert.deepEqual(resourceNames(lds), ['gateway.http'], 'wildcard LDS must not carry API listeners meant for proxyless gRPC');
     const [listener] = decodeResources(lds);
-    assert.equal((listener?.['address'] as { socket_address: { port_value: number } }).socket_address.port_value, 8443);
+    assert.equal((listener?.['address'] as { socket_address: { port_value: number } } | undefined)?.socket_address.port_value, 8443);
     s.send(sotwRequest('route', ['gateway.routes']));
     const rds = await s.next('route');
     const [routes] = decodeResources(rds);
@@ -80,8 +80,8 @@ describe('ADS server with a raw xDS client', () => {
     s.send(sotwRequest('endpoint', ['mcp.weather']));
     const eds = await s.next('endpoint');
     const [cla] = decodeResources(eds);
-    const prio = (cla?.['endpoints'] as Array<{ locality: { region: string; zone: string }; priority?: number }>)
-      .map((l) => `${l.locality.region}/${l.locality.zone}=${l.priority ?? 0}`);
+    const prio = (cla?.['endpoints'] as Array<{ locality: { region: string; zone: string }; priority?: number }> | undefined)
+      ?.map((l) => `${l.locality.region}/${l.locality.zone}=${l.priority ?? 0}`);
     assert.deepEqual(prio, ['eu-west/a=0', 'eu-west/b=1', 'us-east/a=2']);
   });
 
@@ -127,8 +127,8 @@ describe('ADS server with a raw xDS client', () => {
     s.send(sotwRequest('cluster', [], undefined, node('sidecar-weather-1', { role: 'sidecar', service: 'weather', inbound_port: 15006, app_port: 7001 })));
     const [cluster] = decodeResources(await s.next('cluster'));
     assert.equal(cluster?.['name'], 'local.weather');
-    const addr = (cluster?.['load_assignment'] as { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: Msg } } }> }> })
-      .endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address;
+    const addr = (cluster?.['load_assignment'] as { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: Msg } } }> }> } | undefined)
+      ?.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address;
     assert.deepEqual(addr, { address: '127.0.0.1', port_value: 7001 });
     s.send(sotwRequest('listener', []));
     const [listener] = decodeResources(await s.next('listener'));
@@ -179,7 +179,7 @@ describe('ADS server with a raw xDS client', () => {
     assert.deepEqual((eds['resources'] as Array<{ name: string }>).map((r) => r.name), ['mcp.weather']);
     s.send({ type_url: TYPE_URLS.endpoint, response_nonce: eds['nonce'] });
     // Only the service whose endpoints changed is sent; the removed service is named in removed_resources.
-    tcp.writeRegistry(REGISTRY.replace('10.0.0.3', '10.0.0.4').replace(/  - name: files[\s\S]*$/, ''));
+    tcp.writeRegistry(REGISTRY.replace('10.0.0.3', '10.0.0.4').replace(/ {2}- name: files[\s\S]*$/, ''));
     const cds2 = await s.next('cluster');
     assert.deepEqual(cds2['removed_resources'], ['mcp.files']);
     assert.deepEqual(cds2['resources'], []);

@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import Consul from 'consul';
+import type Consul from 'consul';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
@@ -85,7 +85,7 @@ describe(`Consul source (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
     await waitFor('cluster for the service', () => f.clusters().includes(`mcp.${svc}`), 15_000);
     assert.deepEqual(f.clusters(), [`mcp.${svc}`], 'services without the mcp tag are not in the mesh');
     const cluster = f.cds.decoded.get(`mcp.${svc}`);
-    assert.equal((cluster?.['health_checks'] as Array<{ http_health_check: { path: string } }>)[0]?.http_health_check.path, '/rpc', 'mcp-path meta is used');
+    assert.equal((cluster?.['health_checks'] as Array<{ http_health_check: { path: string } }> | undefined)?.[0]?.http_health_check.path, '/rpc', 'mcp-path meta is used');
     await edsUntil((e) => e.join() === '10.1.0.1:7001=HEALTHY', 'healthy endpoint');
     const firstEds = f.edsName(`mcp.${svc}`);
     assert.match(firstEds ?? '', new RegExp(`^mcp\\.${svc}~[1-9][0-9]*$`), 'EDS name carries the CreateIndex of the oldest instance');

@@ -20,7 +20,7 @@ function registry(services: Record<string, Ep[]>, extra = ''): string {
       lines.push(`      - { address: 127.0.0.1, port: ${e.b.port}, locality: { region: ${e.region ?? 'eu-west'}, zone: ${e.zone ?? 'a'} }, healthy: ${e.healthy ?? true} }`);
     }
   }
-  return lines.join('\n') + '\n' + extra;
+  return `${lines.join('\n')}\n${extra}`;
 }
 
 describe('grpc-js-xds (real xDS client) against the ADS server', () => {

@@ -64,7 +64,7 @@ describe('policy hot reload', () => {
   });
 
   it('refuses a broken edit with the file, path and reason, and keeps the last good policy', async () => {
-    writePolicy(policyYaml('get_forecast') + '    deny:\n      - service: weather\n        tools: ["bad[glob"]\n');
+    writePolicy(`${policyYaml('get_forecast')}    deny:\n      - service: weather\n        tools: ["bad[glob"]\n`);
     const err = await waitFor('policy error reported', async () => (await sources())['policy'], 10_000);
     assert.match(err, /policy\.yaml/);
     assert.match(err, /roles\.analyst\.deny\[0\]\.tools\[0\]/);

@@ -3,7 +3,7 @@
 // exact methods, no control characters, resource URIs normalized, batches capped and denials small, an
 // unforgeable decision cache, and a clear answer when jwt_authn's metadata cannot be read.
 import assert from 'node:assert/strict';
-import http from 'node:http';
+import type http from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
@@ -16,6 +16,9 @@ import { lookupType } from '../../control-plane/src/xds/proto.ts';
 import { decodeCheckResponse, encodeCheckRequest, headerOf, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
 
 const require = createRequire(import.meta.url);
+
+/** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
+type RpcErrorReply = { jsonrpc: string; id: string | number | null; error: { code: number; message: string; data?: Record<string, unknown> } };
 
 const POLICY_YAML = `
 trustDomain: mcpmesh.local
@@ -64,7 +67,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
     return { r: decodeCheckResponse(bytes), bytes };
   };
   const check = async (s: CheckSpec): Promise<DecodedCheckResponse> => (await checkBytes(s)).r;
-  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: any } => {
+  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: RpcErrorReply } => {
     if (r.ok_response) return { status: 200, decision: headerOf(r.ok_response.response_headers_to_add, 'x-mcpmesh-decision') };
     return { status: Number(r.denied_response?.status?.code), decision: headerOf(r.denied_response?.headers, 'x-mcpmesh-decision'), body: JSON.parse(r.denied_response?.body ?? 'null') };
   };
@@ -80,7 +83,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
 
   describe('Content-Type: application/json in UTF-8 only', () => {
     it('express.json() really runs the UTF-7 polyglot as admin_reset (why any other charset is refused)', async () => {
-      const express = require('express') as (() => { use(m: unknown): void; post(p: string, h: (req: { body: any }, res: { json(v: unknown): void }) => void): void; listen(port: number, host: string, cb: () => void): http.Server }) & { json(): unknown };
+      const express = require('express') as (() => { use(m: unknown): void; post(p: string, h: (req: { body: unknown }, res: { json(v: unknown): void }) => void): void; listen(port: number, host: string, cb: () => void): http.Server }) & { json(): unknown };
       const app = express();
       app.use(express.json());
       app.post('/mcp', (req, res) => res.json(req.body));
@@ -101,9 +104,9 @@ describe('MCP authorizer: one decision on canonical input', () => {
       const v = verdict(await check({ body: POLYGLOT, headers: { 'content-type': 'application/json; charset=utf-7' } }));
       assert.equal(v.status, 415);
       assert.equal(v.decision, 'deny; rule=unsupported-media-type');
-      assert.equal(v.body.jsonrpc, '2.0');
-      assert.equal(v.body.error.code, -32600);
-      assert.match(v.body.error.message, /^Unsupported Media Type: charset "utf-7" is not accepted/);
+      assert.equal(v.body?.jsonrpc, '2.0');
+      assert.equal(v.body?.error.code, -32600);
+      assert.match(v.body?.error.message ?? '', /^Unsupported Media Type: charset "utf-7" is not accepted/);
     });
 
     it('refuses every other charset, media type, a missing, malformed or repeated Content-Type', async () => {
@@ -125,7 +128,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
       for (const [name, spec] of cases) {
         const v = verdict(await check({ body: call(1, 'get_forecast'), ...spec }));
         assert.equal(v.status, 415, name);
-        assert.equal(v.body.error.code, -32600, name);
+        assert.equal(v.body?.error.code, -32600, name);
       }
     });
 
@@ -160,10 +163,10 @@ describe('MCP authorizer: one decision on canonical input', () => {
       assert.equal(ok.status, 200);
       const denied = verdict(await check({ bodyBytes: Buffer.concat([bom, Buffer.from(JSON.stringify(call(2, 'admin_reset')))]) }));
       assert.equal(denied.status, 403);
-      assert.equal(denied.body.id, 2);
+      assert.equal(denied.body?.id, 2);
       const two = verdict(await check({ bodyBytes: Buffer.concat([bom, bom, Buffer.from(JSON.stringify(call(3, 'get_forecast')))]) }));
       assert.equal(two.status, 400);
-      assert.equal(two.body.error.code, -32700);
+      assert.equal(two.body?.error.code, -32700);
     });
 
     it('refuses bytes that are not UTF-8 (overlong, encoded surrogate, stray continuation) with 400', async () => {
@@ -171,7 +174,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
         const body = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_'), Buffer.from(bad), Buffer.from('"}}')]);
         const v = verdict(await check({ bodyBytes: body }));
         assert.equal(v.status, 400, Buffer.from(bad).toString('hex'));
-        assert.match(v.body.error.message, /not valid UTF-8/);
+        assert.match(v.body?.error.message ?? '', /not valid UTF-8/);
       }
     });
 
@@ -191,13 +194,13 @@ describe('MCP authorizer: one decision on canonical input', () => {
       assertValidUtf8(resp);
       const v = verdict(decodeCheckResponse(resp));
       assert.equal(v.status, 400);
-      assert.match(v.body.error.message, /not valid UTF-8/);
+      assert.match(v.body?.error.message ?? '', /not valid UTF-8/);
     });
 
     it('a lone surrogate in a name (JSON escape) is refused, and no answer carries invalid UTF-8', async () => {
       const v = verdict(await check({ body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_\\ud800x"}}' }));
       assert.equal(v.status, 400);
-      assert.match(v.body.error.message, /lone UTF-16 surrogate/);
+      assert.match(v.body?.error.message ?? '', /lone UTF-16 surrogate/);
       // Long names of astral characters: whatever is cut for an answer is never half a pair.
       for (const name of ['get_'.concat('😀'.repeat(100)), 'zz_'.concat('😀'.repeat(100))]) await checkBytes({ body: call(1, name) });
       await checkBytes({ body: { jsonrpc: '\ud83d'.repeat(200), id: 1, method: 'ping' } });
@@ -209,7 +212,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
       for (const name of ['get_forecast\u0000x', 'get_forecast\nadmin_reset', 'get_\u007f', 'get_\u0085x']) {
         const v = verdict(await check({ body: call(1, name) }));
         assert.equal(v.status, 400, JSON.stringify(name));
-        assert.match(v.body.error.message, /control character/);
+        assert.match(v.body?.error.message ?? '', /control character/);
       }
     });
 
@@ -219,7 +222,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
       for (const name of ['drop_cache ', ' drop_cache', 'drop_cache\u00a0', '\ufeffdrop_cache']) {
         const v = verdict(await check({ service: 'files', body: call(1, name) }));
         assert.equal(v.status, 400, JSON.stringify(name));
-        assert.match(v.body.error.message, /whitespace/);
+        assert.match(v.body?.error.message ?? '', /whitespace/);
       }
     });
 
@@ -243,7 +246,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
         const v = verdict(await check({ service: 'files', body: read(1, uri) }));
         assert.equal(v.status, 403, uri);
         assert.equal(v.decision, 'deny; rule=default-deny', uri);
-        assert.match(v.body.error.message, /resource "file:\/\/\/etc\/passwd"/, uri);
+        assert.match(v.body?.error.message ?? '', /resource "file:\/\/\/etc\/passwd"/, uri);
       }
       // Resolving can also land inside what is allowed.
       for (const uri of ['file:///reports/q1/../q2.pdf', 'file:///etc/../reports/q2.pdf', 'FILE:///reports/%71%32.pdf']) {
@@ -272,7 +275,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
   it('duplicate JSON keys: the last wins, as JSON.parse (and so the server) reads them', async () => {
     const v = verdict(await check({ body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_forecast","name":"admin_reset"}}' }));
     assert.equal(v.status, 403);
-    assert.match(v.body.error.message, /tool "admin_reset"/);
+    assert.match(v.body?.error.message ?? '', /tool "admin_reset"/);
   });
 
   describe('batches capped, denials bounded', () => {
@@ -282,7 +285,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
       assert.equal(verdict(await check({ body: Array.from({ length: 100 }, (_, i) => ping(i)) })).status, 200);
       const v = verdict(await check({ body: Array.from({ length: 101 }, (_, i) => ping(i)) }));
       assert.equal(v.status, 400);
-      assert.match(v.body.error.message, /batch of 101 messages; at most 100/);
+      assert.match(v.body?.error.message ?? '', /batch of 101 messages; at most 100/);
     });
 
     it('a 1 MiB batch of pings with one denied call does not produce a multi-MB answer', async () => {
@@ -303,8 +306,9 @@ describe('MCP authorizer: one decision on canonical input', () => {
       const v = verdict(await check({ body: batch }));
       assert.equal(v.status, 403);
       assert.ok(Array.isArray(v.body));
-      assert.deepEqual(v.body.map((e: { id: unknown }) => e.id), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, null]);
-      assert.match(v.body[10].error.message, /^90 more requests of this batch are not executed: batch element \[50\]/);
+      const replies = v.body as unknown as RpcErrorReply[];
+      assert.deepEqual(replies.map((e: { id: unknown }) => e.id), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, null]);
+      assert.match(replies[10]?.error.message ?? '', /^90 more requests of this batch are not executed: batch element \[50\]/);
     });
 
     it('a megabyte name or id is not echoed back whole', async () => {

@@ -8,6 +8,9 @@ import { CHECK_PATH, AuthzServer } from '../../control-plane/src/authz/server.ts
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { decodeCheckResponse, encodeCheckRequest, headerOf, structJson, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
 
+/** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
+type RpcErrorReply = { jsonrpc: string; id: string | number | null; error: { code: number; message: string; data?: Record<string, unknown> } };
+
 const POLICY_YAML = `
 trustDomain: mcpmesh.local
 services:
@@ -42,12 +45,12 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   const checkRaw = (req: Buffer): Promise<Buffer> => new Promise((resolve, reject) => {
     client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(resp as Buffer)));
   });
-  const denied = (r: DecodedCheckResponse): { status: number; body: Record<string, any>; decision?: string; contentType?: string } => {
+  const denied = (r: DecodedCheckResponse): { status: number; body: RpcErrorReply; decision?: string; contentType?: string } => {
     assert.ok(r.denied_response, `expected a denial, got ${JSON.stringify(r)}`);
     assert.equal(r.ok_response, undefined);
     return {
       status: Number(r.denied_response.status?.code),
-      body: JSON.parse(r.denied_response.body ?? '') as Record<string, any>,
+      body: JSON.parse(r.denied_response.body ?? '') as RpcErrorReply,
       decision: headerOf(r.denied_response.headers, 'x-mcpmesh-decision'),
       contentType: headerOf(r.denied_response.headers, 'content-type'),
     };
@@ -216,7 +219,7 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
     assert.equal(headerOf(r.ok_response?.response_headers_to_add, 'x-mcpmesh-decision'), 'allow; rule=roles.analyst.allow[0]');
     // The route's context extension wins over the header.
     const d = denied(await check({ service: 'vault', headers: { 'x-mcp-service': 'weather' }, claims: INTERN, body: call(1, 'get_forecast') }));
-    assert.equal(d.body['error'].data.service, 'vault');
+    assert.equal(d.body['error'].data?.['service'], 'vault');
   });
 
   it('reads raw_body bytes (pack_as_bytes) and raw header maps (encode_raw_headers)', async () => {

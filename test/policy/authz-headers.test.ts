@@ -12,6 +12,9 @@ import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { extAuthzFilter, extAuthzPerRoute, gatewayResource } from '../../control-plane/src/translate/security.ts';
 import { decodeCheckResponse, encodeCheckRequest, headerOf, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
 
+/** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
+type RpcErrorReply = { jsonrpc: string; id: string | number | null; error: { code: number; message: string; data?: Record<string, unknown> } };
+
 const POLICY = parsePolicy(`
 trustDomain: mcpmesh.local
 services:
@@ -42,7 +45,7 @@ describe('2026-07-28 services: headers and body agree (the authorizer behind hea
     });
     client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));
   });
-  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: any } => {
+  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: RpcErrorReply } => {
     if (r.ok_response) return { status: 200, decision: headerOf(r.ok_response.response_headers_to_add, 'x-mcpmesh-decision') };
     return { status: Number(r.denied_response?.status?.code), decision: headerOf(r.denied_response?.headers, 'x-mcpmesh-decision'), body: JSON.parse(r.denied_response?.body ?? 'null') };
   };
@@ -50,8 +53,8 @@ describe('2026-07-28 services: headers and body agree (the authorizer behind hea
     const v = verdict(await check(s));
     assert.equal(v.status, 400, JSON.stringify(s.headers));
     assert.equal(v.decision, 'deny; rule=header-mismatch');
-    assert.equal(v.body.error.code, -32020);
-    assert.match(v.body.error.message, why);
+    assert.equal(v.body?.error.code, -32020);
+    assert.match(v.body?.error.message ?? '', why);
   };
   const tool = (name: string): Record<string, string> => ({ 'mcp-method': 'tools/call', 'mcp-name': name });
 
@@ -67,7 +70,7 @@ describe('2026-07-28 services: headers and body agree (the authorizer behind hea
   it('the gateway now asks the authorizer for 2026-07-28 routes too, naming the revision, with raw headers', () => {
     const security = { policy: POLICY, publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } } as MeshSecurity;
     const svc = { name: 'inventory', protocol: V } as MeshService;
-    const perRoute = JSON.parse(JSON.stringify(extAuthzPerRoute(svc, gatewayResource(security, svc)))) as Record<string, any>;
+    const perRoute = JSON.parse(JSON.stringify(extAuthzPerRoute(svc, gatewayResource(security, svc)))) as { disabled?: unknown; check_settings: { context_extensions: Record<string, string> } };
     assert.equal(perRoute['disabled'], undefined, 'ext_authz is not disabled for a 2026-07-28 route');
     assert.equal(perRoute['check_settings'].context_extensions.mcp_service, 'inventory');
     assert.equal(perRoute['check_settings'].context_extensions.mcp_protocol, V);

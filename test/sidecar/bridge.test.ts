@@ -10,7 +10,7 @@ import {
   LoggingMessageNotificationSchema,
   type CallToolResult,
 } from '@modelcontextprotocol/sdk/types.js';
-import { StdioBridge } from '../../sidecar/src/bridge/stdio-bridge.ts';
+import type { StdioBridge } from '../../sidecar/src/bridge/stdio-bridge.ts';
 import { connectClient, newClient, processAlive, startEverythingBridge, waitFor, type LogRecord } from './conformance/harness.ts';
 
 const bridges: StdioBridge[] = [];

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { backoffDelay, BlockingQuery, BlockingQueryError, waitMs, type ChangeInfo } from '../../control-plane/src/sources/blocking-query.ts';
+import { backoffDelay, BlockingQuery, type BlockingQueryError, waitMs, type ChangeInfo } from '../../control-plane/src/sources/blocking-query.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 interface Step { status?: number; index?: string | null; body?: string; hang?: boolean; delayMs?: number }

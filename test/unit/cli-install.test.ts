@@ -54,7 +54,7 @@ test('installed from the packed tarball: node_modules/.bin/mcpmesh (a symlink) r
   const viaBin = run(node, [path.join(nm, '.bin', 'mcpmesh'), '--help']);
   assert.equal(viaBin.status, 0, viaBin.stderr);
   assert.match(viaBin.stdout, /usage: mcpmesh <command>/);
-  assert.match(viaBin.stdout, /^  status /m);
+  assert.match(viaBin.stdout, /^ {2}status /m);
   assert.equal(viaBin.stderr, '', 'no warning on the way');
   // A subcommand that parses a policy (imports deep in the package) runs too.
   const explain = run(node, [path.join(nm, '.bin', 'mcpmesh'), 'policy', 'explain', '--help']);

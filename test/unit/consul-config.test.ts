@@ -4,12 +4,12 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { resolveTuning } from '../../control-plane/src/model/tuning.ts';
-import { ConfigEntryState, goDurationMs, mapConfigEntry, type ConfigEntry } from '../../control-plane/src/sources/consul-config.ts';
+import { ConfigEntryState, type EntryUpdate, goDurationMs, mapConfigEntry, type ConfigEntry } from '../../control-plane/src/sources/consul-config.ts';
 
 const tunedFor = (entries: ConfigEntry[], service: string): ReturnType<typeof resolveTuning> => {
   const all = new Map();
   const s = new ConfigEntryState();
-  let r;
+  let r: EntryUpdate | undefined;
   for (const k of ['proxy-defaults', 'service-defaults', 'service-resolver'] as const) r = s.update(k, entries.filter((e) => e.Kind === k), all);
   return resolveTuning([...r!.overlay.mesh, ...(r!.overlay.services.get(service) ?? [])]);
 };

@@ -64,7 +64,7 @@ describe('incremental snapshot builds', () => {
     const first = builder.build(meshSpecs(5, 3));
     first.commit();
     const again = builder.build(meshSpecs(5, 3));
-    again.mesh.services.forEach((s, i) => assert.equal(s, first.mesh.services[i], 'same content, same object'));
+    again.mesh.services.forEach((s, i) => { assert.equal(s, first.mesh.services[i], 'same content, same object'); });
     again.commit();
     const tweak = (f: (e: ServiceSpec['endpoints'][number]) => object): ServiceSpec[] =>
       meshSpecs(5, 3).map((s, i) => (i === 2 ? { ...s, endpoints: s.endpoints.map((e, j) => (j === 1 ? (f(e) as typeof e) : e)) } : s));

@@ -38,9 +38,9 @@ describe('snapshot classes by known locality', () => {
     assert.equal(a.snapshot, b.snapshot, 'two unknown zones of one region share a snapshot');
     assert.equal(c.snapshot, d.snapshot, 'an unknown region is no preference');
     const eds = a.snapshot?.resources.endpoint.get([...a.snapshot.resources.endpoint.keys()][0] as string);
-    const zoneless = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string; zone: string } }>).find((l) => l.locality.region === 'eu' && l.locality.zone === '');
+    const zoneless = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string; zone: string } }> | undefined)?.find((l) => l.locality.region === 'eu' && l.locality.zone === '');
     assert.equal(zoneless?.priority, 0, 'same region, other zone: the first priority there is (no endpoint in the proxy\'s own zone)');
-    const us = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string } }>).find((l) => l.locality.region === 'us');
+    const us = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string } }> | undefined)?.find((l) => l.locality.region === 'us');
     assert.equal(us?.priority, 1, 'another region comes after');
     // And byte for byte what the proxy's own claim gives, computed without any class reduction.
     const svc = m.services[0];

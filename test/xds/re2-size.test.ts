@@ -59,7 +59,7 @@ function randomRegex(rnd: () => number, depth = 0): string {
   if (depth > 3 || r < 0.35) return randomText(rnd, 1 + Math.floor(rnd() * 4), atoms);
   if (r < 0.55) return Array.from({ length: 2 + Math.floor(rnd() * 3) }, () => randomRegex(rnd, depth + 1)).join('');
   if (r < 0.7) return Array.from({ length: 2 + Math.floor(rnd() * 3) }, () => randomRegex(rnd, depth + 1)).join('|');
-  if (r < 0.85) return pick(rnd, ['(', '(?:', '(?P<g>', '(?s:', '(?m:', '(?U:', '(?i:', '(?-s:', '(?<g>']) + randomRegex(rnd, depth + 1) + ')';
+  if (r < 0.85) return `${pick(rnd, ['(', '(?:', '(?P<g>', '(?s:', '(?m:', '(?U:', '(?i:', '(?-s:', '(?<g>']) + randomRegex(rnd, depth + 1)})`;
   const inner = rnd() < 0.5 ? pick(rnd, atoms) : `(?:${randomRegex(rnd, depth + 1)})`;
   return inner + pick(rnd, ['*', '+', '?', '*?', '+?', '??', '{2}', '{0,3}', '{1,}', '{2,4}', '{0}', '{3,}?']);
 }
@@ -99,7 +99,7 @@ const skip = 'skip' in helper ? helper.skip : false;
 /** Real RE2 program sizes, one helper run for a whole corpus. */
 function real(regexes: readonly string[]): Real[] {
   if (!('bin' in helper)) throw new Error('real RE2 helper unavailable');
-  const input = regexes.map((r) => Buffer.from(r, 'utf8').toString('hex')).join('\n') + '\n';
+  const input = `${regexes.map((r) => Buffer.from(r, 'utf8').toString('hex')).join('\n')}\n`;
   const run = spawnSync(helper.bin, { input, encoding: 'utf8', maxBuffer: 1 << 26 });
   assert.equal(run.status, 0, run.stderr);
   const lines = run.stdout.trimEnd().split('\n');
@@ -251,7 +251,7 @@ test('edge cases: empty, anchors, factoring, classes, repetition, folding, error
     '[Aa]', '[Kk]', '[Ss]', '[Kk]|x', '(?i)k', '(?i)s', '(?i)abc', '(?i)[a-z]', '(?i)[^k]', '(?i)\\W', '(?i)a(?-i)b', '(?i:a)b|(?i:a)c',
     '(?s).*', '(?s)^.*$', '(?m)^a$', '(?U)a*', '(?U)a*?', '\\C*', '\\C*$', 'x\\C', '\\Qa.b\\E*', '\\Q', '\\b\\B',
     'a{1000}', '(?:a{10}){100}', '(?:a{10}){101}', 'x{2,1000}', '.{200}', '(a|b){500}', '\\w{0,99}',
-    '('.repeat(300) + 'a' + ')'.repeat(300), '(?:'.repeat(300) + 'a*' + ')*'.repeat(300), Array.from({ length: 500 }, (_, i) => `w${i}`).join('|'),
+    `${'('.repeat(300)}a${')'.repeat(300)}`, `${'(?:'.repeat(300)}a*${')*'.repeat(300)}`, Array.from({ length: 500 }, (_, i) => `w${i}`).join('|'),
     '\\8', '\\01', '\\400', '\\x{110000}', '\\xZZ', '\\x{}', '(?P<a>x)(?P<a>y)', '(?P<>x)', '(?P=a)', '(?#c)', 'a{,3}', 'a{3', '{', '{}', 'a{01}',
     '*', '+a', 'x**', 'x*+', '(?:x*)*', '(?:x+)?', '(?i', '(?', '(?-)a', '(?i-i)a', '\\z\\A', '^*', '(?:^)*', '\\b{2}', '\\pL', '(?<n>x)',
   ];

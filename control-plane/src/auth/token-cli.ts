@@ -1,5 +1,5 @@
 // `mcpmesh token`: a dev access token from the control plane's development issuer (client-credentials grant).
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 
 const USAGE = `usage: mcpmesh token --role ROLE [--role ROLE...] [options]
   --role ROLE            a role to put in the token (sent as the OAuth scope, space-separated); the dev
@@ -14,14 +14,15 @@ const USAGE = `usage: mcpmesh token --role ROLE [--role ROLE...] [options]
 `;
 
 export async function tokenMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let values;
+  const options = {
+    role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' }, 'admin-token': { type: 'string' }, 'client-id': { type: 'string', default: 'dev' },
+    'client-secret': { type: 'string' }, audience: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+  } satisfies ParseArgsOptionsConfig;
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: {
-        role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' }, 'admin-token': { type: 'string' }, 'client-id': { type: 'string', default: 'dev' },
-        'client-secret': { type: 'string' }, audience: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
-      },
+      options,
     }));
   } catch (err) {
     process.stderr.write(`mcpmesh token: ${(err as Error).message}\n\n${USAGE}`);

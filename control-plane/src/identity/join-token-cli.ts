@@ -2,7 +2,7 @@
 // mesh CA. Asks a running control plane (its admin port: loopback, or the admin token), or, given the CA
 // files, signs it here without any control plane (the token is then valid for every replica sharing that CA).
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { parseDurationMs } from '../model/duration.ts';
 import { CertificateAuthority } from './ca.ts';
 import { JoinTokens } from './join-token.ts';
@@ -22,15 +22,16 @@ needs no other trust anchor.
 `;
 
 export async function joinTokenMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  let values;
+  const options = {
+    service: { type: 'string' }, gateway: { type: 'string' }, ttl: { type: 'string', default: '1h' }, admin: { type: 'string' },
+    'admin-token': { type: 'string' }, 'ca-cert': { type: 'string' }, 'ca-key': { type: 'string' }, 'trust-domain': { type: 'string' },
+    json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+  } satisfies ParseArgsOptionsConfig;
+  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
     ({ values } = parseArgs({
       args: argv,
-      options: {
-        service: { type: 'string' }, gateway: { type: 'string' }, ttl: { type: 'string', default: '1h' }, admin: { type: 'string' },
-        'admin-token': { type: 'string' }, 'ca-cert': { type: 'string' }, 'ca-key': { type: 'string' }, 'trust-domain': { type: 'string' },
-        json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
-      },
+      options,
     }));
   } catch (err) {
     process.stderr.write(`mcpmesh join-token: ${(err as Error).message}\n\n${USAGE}`);

@@ -405,7 +405,7 @@ function ruleMatches(rule: CompiledRule, service: string, item: { kind: ItemKind
   if (rule.effect === 'deny' && rule.serviceOnly) return true;
   if (item === undefined) return rule.effect === 'allow';
   const re = rule.items[item.kind];
-  return re !== undefined && re.test(item.value);
+  return re?.test(item.value) ?? false;
 }
 
 function callerRoles(c: CompiledPolicy, roles: readonly string[]): CompiledRole[] {

@@ -21,6 +21,7 @@ const PROVIDER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
  * Role names come from JWT claims; a space-separated `scope` claim cannot carry whitespace. No control
  * characters either: a role name ends up in the authorizer's x-mcpmesh-decision header (via the rule id).
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: role names must reject C0/C1 control characters, which would end up in the x-mcpmesh-decision header.
 const ROLE_NAME = /^[^\s\x00-\x1f\x7f-\x9f]{1,256}$/;
 const SCOPE = /^[\x21\x23-\x5B\x5D-\x7E]+$/; // RFC 6749 scope-token
 const DAY_MS = 86_400_000;
@@ -59,6 +60,7 @@ export function patternProblem(pattern: unknown, kind: PatternKind): string | un
   if (pattern === '') return 'must not be empty (use "*" to match everything)';
   const q = JSON.stringify(pattern);
   if (pattern.includes('**')) return `${q}: "**" is not supported; a single "*" already matches any run of characters, "/" included`;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: policy patterns must reject whitespace and control characters; this regex detects them.
   if (/[\s\x00-\x1f\x7f]/.test(pattern)) return `${q}: must not contain whitespace or control characters`;
   switch (kind) {
     case 'service':
@@ -156,7 +158,7 @@ function readProvider(r: Reader, raw: unknown, path: string, seen: Map<string, s
   }
   const issuer = r.string(raw, 'issuer', path, { required: true });
   if (issuer === '') r.fail(join(path, 'issuer'), 'must not be empty');
-  else if (issuer !== undefined && issuer.includes('://')) checkUrl(r, issuer, join(path, 'issuer'));
+  else if (issuer?.includes('://')) checkUrl(r, issuer, join(path, 'issuer'));
   const audList = r.list(raw, 'audiences', path);
   const audiences: string[] = [];
   if (!audList) r.fail(join(path, 'audiences'), 'is required: tokens must have been issued for this mesh (its audience / resource indicator)');

@@ -6,6 +6,7 @@
 // (no UTF-8 for it: a server sees U+FFFD or rejects it).
 
 /** C0 and C1 controls and DEL: Unicode general category Cc. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: detects control characters (category Cc) so names carrying them are refused.
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 /** A UTF-16 surrogate without its other half. */
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;

@@ -346,7 +346,7 @@ export function snapshotToDebugJson(s: Snapshot): DebugSnapshot {
 
 function json(res: http.ServerResponse, code: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(code, { 'content-type': 'application/json', ...headers });
-  res.end(JSON.stringify(body, null, 2) + '\n');
+  res.end(`${JSON.stringify(body, null, 2)}\n`);
 }
 
 function isLoopbackAddress(address: string): boolean {

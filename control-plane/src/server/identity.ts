@@ -4,9 +4,9 @@
 // It never sees a private key.
 import * as grpc from '@grpc/grpc-js';
 import type { Attestor, IdentityRequest } from '../identity/attest.ts';
-import { CaError, csrKeyHash, type CertificateAuthority } from '../identity/ca.ts';
+import { CaError, csrKeyHash, type CertificateAuthority, type SignedCert } from '../identity/ca.ts';
 import { controlPlaneId, peerSpiffeId } from '../identity/serving.ts';
-import { parseSpiffeId, SpiffeIdError, workloadRole } from '../identity/spiffe.ts';
+import { parseSpiffeId, type SpiffeId, SpiffeIdError, workloadRole } from '../identity/spiffe.ts';
 import type { Logger } from '../log.ts';
 import type { Metrics } from '../metrics.ts';
 import { lookupType } from '../xds/proto.ts';
@@ -134,7 +134,7 @@ export class IdentityService {
       how = `${result.method}: ${result.subject}`;
     }
     const ttlMs = req.ttl_seconds ? Math.min(req.ttl_seconds * 1000, this.#opts.ttlMs) : this.#opts.ttlMs;
-    let signed;
+    let signed: SignedCert;
     try {
       signed = await ca.signCsr({ csrPem: req.csr_pem ?? '', spiffeId, ttlMs });
     } catch (err) {
@@ -156,7 +156,7 @@ export class IdentityService {
   }
 
   #request(spiffeId: string, csrPem: string): IdentityRequest {
-    let parsed;
+    let parsed: SpiffeId;
     try {
       parsed = parseSpiffeId(spiffeId);
     } catch (err) {

@@ -230,8 +230,14 @@ export function mapConfigEntry(e: ConfigEntry, gateway = DEFAULT_GATEWAY_SERVICE
       if (Array.isArray(overrides)) {
         overrides.forEach((o, i) => {
           const p = `UpstreamConfig.Overrides[${i}]`;
-          if (!isNode(o) || typeof o['Name'] !== 'string' || o['Name'] === '') return m.fail(`${p}.Name`, 'is required: the MCP service this override tunes');
-          if (!isEmpty(o['Peer'])) return m.skip(p, 'overrides for peered services are not supported');
+          if (!isNode(o) || typeof o['Name'] !== 'string' || o['Name'] === '') {
+            m.fail(`${p}.Name`, 'is required: the MCP service this override tunes');
+            return;
+          }
+          if (!isEmpty(o['Peer'])) {
+            m.skip(p, 'overrides for peered services are not supported');
+            return;
+          }
           add(o['Name'], layer('service', RANK.consul + 3, m.upstream(o, p, ['Name', 'Namespace', 'Partition', 'Peer'])));
         });
       } else if (!isEmpty(overrides)) m.fail('UpstreamConfig.Overrides', 'must be a list');

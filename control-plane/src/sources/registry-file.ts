@@ -169,7 +169,7 @@ export function parseRegistryOffThread(text: string, source: string, opts: { sig
     signal?.addEventListener('abort', onAbort, { once: true });
     worker.on('message', (m: RegistryWorkerMessage) => {
       switch (m.kind) {
-        case 'specs': m.specs.forEach((s, i) => specs.push(withLayers(s, m.layers[i] ?? []))); break;
+        case 'specs': m.specs.forEach((s, i) => { specs.push(withLayers(s, m.layers[i] ?? [])); }); break;
         case 'done': finish(specs.length === m.count ? undefined : broken(`parser sent ${specs.length} of ${m.count} services`)); break;
         case 'invalid': finish(new ConfigError(source, m.problems)); break;
         case 'crash': finish(broken(`could not be parsed: ${m.message}`)); break;

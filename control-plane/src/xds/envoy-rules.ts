@@ -379,7 +379,7 @@ const jwtProvidersExist: ResourceRule = {
     for (const [cfg, path] of typed(body, JWT_AUTHN)) {
       const known = new Set(Object.keys(isObj(cfg['providers']) ? cfg['providers'] : {}));
       const reqs: Array<[unknown, string]> = [];
-      list(cfg['rules']).forEach((r, i) => reqs.push([isObj(r) ? r['requires'] : undefined, `${join(path, 'rules')}[${i}].requires`]));
+      list(cfg['rules']).forEach((r, i) => { reqs.push([isObj(r) ? r['requires'] : undefined, `${join(path, 'rules')}[${i}].requires`]); });
       if (isObj(cfg['requirement_map'])) for (const [k, r] of Object.entries(cfg['requirement_map'])) reqs.push([r, `${join(path, 'requirement_map')}[${JSON.stringify(k)}]`]);
       for (const [req, p] of reqs) for (const name of requirementProviders(req)) if (!known.has(name)) out.push({ path: p, message: `Required provider ['${name}'] is not configured.` });
     }

@@ -284,7 +284,7 @@ class Walker {
           this.add(path, 'enum.defined_only', `${String(raw)} is not a defined ${fullName(rt).slice(1)}`);
         }
         const notIn = list(enumRules['not_in']), isIn = list(enumRules['in']);
-        if (notIn && notIn.map(Number).includes(Number(num))) this.add(path, 'enum.not_in', `${String(raw)} is not allowed`);
+        if (notIn?.map(Number).includes(Number(num))) this.add(path, 'enum.not_in', `${String(raw)} is not allowed`);
         if (isIn && !isIn.map(Number).includes(Number(num))) this.add(path, 'enum.in', `${String(raw)} is not allowed`);
       }
       return;
@@ -311,7 +311,7 @@ class Walker {
       if (typeof r['contains'] === 'string' && !s.includes(r['contains'])) this.add(path, 'string.contains', `must contain "${r['contains']}"`);
       const sIn = list(r['in']), sNotIn = list(r['not_in']);
       if (sIn && !sIn.includes(s)) this.add(path, 'string.in', `must be one of ${sIn.join(', ')}`);
-      if (sNotIn && sNotIn.includes(s)) this.add(path, 'string.not_in', `must not be "${s}"`);
+      if (sNotIn?.includes(s)) this.add(path, 'string.not_in', `must not be "${s}"`);
       if (typeof r['pattern'] === 'string') {
         let re: RegExp | undefined;
         try { re = new RegExp(r['pattern'], 'u'); } catch { re = undefined; }
@@ -340,7 +340,7 @@ class Walker {
       cmp('gte', (b) => n >= b, 'at least');
       const nIn = list(r['in']), nNotIn = list(r['not_in']);
       if (nIn && !nIn.map(Number).includes(n)) this.add(path, `${kind}.in`, `must be one of ${nIn.join(', ')}`);
-      if (nNotIn && nNotIn.map(Number).includes(n)) this.add(path, `${kind}.not_in`, `must not be ${n}`);
+      if (nNotIn?.map(Number).includes(n)) this.add(path, `${kind}.not_in`, `must not be ${n}`);
       return;
     }
     if (kind === 'bytes') {
