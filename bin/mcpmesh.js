@@ -19,7 +19,10 @@ if (!supported(process.versions.node)) {
   const pinned = path.join(root, 'node_modules', '.bin', 'node');
   // MCPMESH_REEXEC guards against a pinned binary that is itself too old (no loop).
   if (existsSync(pinned) && process.env.MCPMESH_REEXEC !== '1') {
-    const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], { stdio: 'inherit', env: { ...process.env, MCPMESH_REEXEC: '1' } });
+    const r = spawnSync(pinned, [fileURLToPath(import.meta.url), ...process.argv.slice(2)], {
+      stdio: 'inherit',
+      env: { ...process.env, MCPMESH_REEXEC: '1' },
+    });
     process.exit(r.status ?? 1);
   }
   process.stderr.write(`mcpmesh: needs Node ${ENGINES} (TypeScript type stripping on by default); this is Node ${process.versions.node}\n`);

@@ -30,7 +30,10 @@ const REQUEST = { timeout: 20_000 } as const;
 
 async function connect(mesh: DemoMesh, service: string, token: string): Promise<Client> {
   const client = new Client({ name: 'mcpmesh-demo', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(mesh.gatewayUrl(service), { requestInit: { headers: { authorization: `Bearer ${token}` } } }), REQUEST);
+  await client.connect(
+    new StreamableHTTPClientTransport(mesh.gatewayUrl(service), { requestInit: { headers: { authorization: `Bearer ${token}` } } }),
+    REQUEST,
+  );
   return client;
 }
 
@@ -61,9 +64,13 @@ async function scrape(mesh: DemoMesh): Promise<Map<string, number>> {
 
 /** The series that grew, the mesh's own and the gateway's per-service request counters first. */
 function moved(before: Map<string, number>, after: Map<string, number>): string[] {
-  const interesting = /^(mcpmesh_(authz|xds_pushes|certificates|extproc)|envoy_cluster_upstream_rq_total\{[^}]*mcp\.|envoy_http_downstream_rq_xx\{[^}]*gateway|envoy_http_rbac|envoy_cluster_upstream_cx_destroy_remote)/;
-  return [...after].filter(([k, v]) => interesting.test(k) && v > (before.get(k) ?? 0))
-    .map(([k, v]) => `  ${k}  ${before.get(k) ?? 0} -> ${v}`).sort().slice(0, 25);
+  const interesting =
+    /^(mcpmesh_(authz|xds_pushes|certificates|extproc)|envoy_cluster_upstream_rq_total\{[^}]*mcp\.|envoy_http_downstream_rq_xx\{[^}]*gateway|envoy_http_rbac|envoy_cluster_upstream_cx_destroy_remote)/;
+  return [...after]
+    .filter(([k, v]) => interesting.test(k) && v > (before.get(k) ?? 0))
+    .map(([k, v]) => `  ${k}  ${before.get(k) ?? 0} -> ${v}`)
+    .sort()
+    .slice(0, 25);
 }
 
 async function tour(mesh: DemoMesh, out: Out): Promise<void> {
@@ -75,22 +82,38 @@ async function tour(mesh: DemoMesh, out: Out): Promise<void> {
   const c1 = await connect(mesh, 'everything', viewer);
   out(`   everything/echo -> ${textOf(await c1.callTool({ name: 'echo', arguments: { message: 'hello, mesh' } }, undefined, REQUEST))}`);
   const c2 = await connect(mesh, 'notes', viewer);
-  out(`   notes/echo (a stdio server behind the bridge) -> ${textOf(await c2.callTool({ name: 'echo', arguments: { message: 'hello, stdio' } }, undefined, REQUEST))}`);
+  out(
+    `   notes/echo (a stdio server behind the bridge) -> ${textOf(await c2.callTool({ name: 'echo', arguments: { message: 'hello, stdio' } }, undefined, REQUEST))}`,
+  );
   await close(c2);
 
   out('', '2. A call the policy denies: viewer asks for everything/get-env');
-  const denied = await httpText(mesh.gatewayUrl('everything').href, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${viewer}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-11-25' },
-    body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get-env', arguments: {} } }),
-  }, 20_000);
+  const denied = await httpText(
+    mesh.gatewayUrl('everything').href,
+    {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${viewer}`,
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2025-11-25',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'get-env', arguments: {} } }),
+    },
+    20_000,
+  );
   out(`   HTTP ${denied.status}  ${DECISION_HEADER}: ${denied.headers.get(DECISION_HEADER) ?? '(none)'}`);
   out(`   ${denied.text.slice(0, 300)}`);
-  out(`   the same session goes on: echo -> ${textOf(await c1.callTool({ name: 'echo', arguments: { message: 'still here' } }, undefined, REQUEST))}`);
+  out(
+    `   the same session goes on: echo -> ${textOf(await c1.callTool({ name: 'echo', arguments: { message: 'still here' } }, undefined, REQUEST))}`,
+  );
   await close(c1);
 
   out('', '3. tools/list per role (the gateway filters the list by the policy)');
-  for (const [role, token] of [['viewer', viewer], ['admin', admin]] as const) {
+  for (const [role, token] of [
+    ['viewer', viewer],
+    ['admin', admin],
+  ] as const) {
     const c = await connect(mesh, 'everything', token);
     const names = (await c.listTools(undefined, REQUEST)).tools.map((t) => t.name).sort();
     out(`   ${role.padEnd(7)} ${names.length} tools: ${names.join(', ')}`);
@@ -125,7 +148,7 @@ async function tour(mesh: DemoMesh, out: Out): Promise<void> {
   }
   out(`   then answered by: ${after.join(', ') || 'nobody within 60 s'}`);
 
-  out('', '5. Metrics that moved (control plane /metrics and the gateway Envoy\'s /stats/prometheus)');
+  out('', "5. Metrics that moved (control plane /metrics and the gateway Envoy's /stats/prometheus)");
   const lines = moved(before, await scrape(mesh));
   for (const l of lines.length > 0 ? lines : ['  (none)']) out(l);
 }
@@ -134,11 +157,23 @@ async function tourWithoutEnvoy(mesh: DemoMesh, out: Out): Promise<void> {
   out('Without Envoy there is no traffic path through the mesh; what runs:');
   out(renderStatus(await fetchStatus(`http://127.0.0.1:${mesh.cpAdminPort}`)));
   for (const role of ['viewer', 'admin']) out(`dev token (${role}): ${(await mesh.token([role])).slice(0, 24)}...`);
-  for (const r of mesh.replicas) out(`${r.nodeId}: ${r.kind === 'http' ? `server-everything pid ${r.server?.child.pid}` : 'stdio bridge'} on 127.0.0.1:${r.appPort}, workload certificate ${r.agent?.held?.spiffeId ?? 'none'}`);
+  for (const r of mesh.replicas)
+    out(
+      `${r.nodeId}: ${r.kind === 'http' ? `server-everything pid ${r.server?.child.pid}` : 'stdio bridge'} on 127.0.0.1:${r.appPort}, workload certificate ${r.agent?.held?.spiffeId ?? 'none'}`,
+    );
 }
 
-export async function demoMain(argv: string[], env: NodeJS.ProcessEnv = process.env, out: Out = (...lines) => void process.stdout.write(`${(lines.length > 0 ? lines : ['']).join('\n')}\n`)): Promise<number> {
-  const options = { 'no-envoy': { type: 'boolean', default: false }, once: { type: 'boolean', default: false }, verbose: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } satisfies ParseArgsOptionsConfig;
+export async function demoMain(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  out: Out = (...lines) => void process.stdout.write(`${(lines.length > 0 ? lines : ['']).join('\n')}\n`),
+): Promise<number> {
+  const options = {
+    'no-envoy': { type: 'boolean', default: false },
+    once: { type: 'boolean', default: false },
+    verbose: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  } satisfies ParseArgsOptionsConfig;
   let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
     ({ values } = parseArgs({ args: argv, options }));
@@ -162,13 +197,16 @@ export async function demoMain(argv: string[], env: NodeJS.ProcessEnv = process.
     envoyBin = choice.bin;
     out(`Envoy: ${choice.how}`);
   }
-  out(`Starting the mesh in ${dir}: control plane (secured), ${envoyBin ? 'gateway Envoy, 3 sidecar Envoys, ' : ''}3 MCP servers (everything x2 in two zones, notes over stdio)...`);
+  out(
+    `Starting the mesh in ${dir}: control plane (secured), ${envoyBin ? 'gateway Envoy, 3 sidecar Envoys, ' : ''}3 MCP servers (everything x2 in two zones, notes over stdio)...`,
+  );
   let mesh: DemoMesh | undefined;
   let stopping: Promise<void> | undefined;
-  const stop = (): Promise<void> => (stopping ??= (async () => {
-    await mesh?.stop();
-    rmSync(dir, { recursive: true, force: true });
-  })());
+  const stop = (): Promise<void> =>
+    (stopping ??= (async () => {
+      await mesh?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    })());
   // Ctrl-C at any point stops everything started so far.
   let interrupted = false;
   const onSignal = (sig: NodeJS.Signals): void => {
@@ -181,9 +219,14 @@ export async function demoMain(argv: string[], env: NodeJS.ProcessEnv = process.
   try {
     mesh = await DemoMesh.start({ envoyBin, dir, ...(values.verbose ? { log: (l: string) => void process.stderr.write(`${l}\n`) } : {}) });
     await mesh.ready();
-    out(`Mesh ready. Control plane admin: http://127.0.0.1:${mesh.cpAdminPort}  (npx mcpmesh status --admin http://127.0.0.1:${mesh.cpAdminPort})`);
+    out(
+      `Mesh ready. Control plane admin: http://127.0.0.1:${mesh.cpAdminPort}  (npx mcpmesh status --admin http://127.0.0.1:${mesh.cpAdminPort})`,
+    );
     for (const p of mesh.procs) out(`  started ${p.name}: pid ${p.child.pid}`);
-    if (envoyBin) out(`Gateway: ${mesh.gatewayUrl('everything').href} (and /mcp/notes); token: curl -d grant_type=client_credentials -d client_id=demo -d client_secret=${mesh.clientSecret} -d scope=viewer http://127.0.0.1:${mesh.cpAdminPort}/oauth/token`);
+    if (envoyBin)
+      out(
+        `Gateway: ${mesh.gatewayUrl('everything').href} (and /mcp/notes); token: curl -d grant_type=client_credentials -d client_id=demo -d client_secret=${mesh.clientSecret} -d scope=viewer http://127.0.0.1:${mesh.cpAdminPort}/oauth/token`,
+      );
     out();
     if (envoyBin) await tour(mesh, out);
     else await tourWithoutEnvoy(mesh, out);

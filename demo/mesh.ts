@@ -33,13 +33,20 @@ const repo = path.resolve(here, '..');
 const require = createRequire(import.meta.url);
 export const MCPMESH_CLI = path.join(repo, 'control-plane/src/cli.ts');
 export const LOOPBACK_PRELOAD = path.join(here, 'loopback-preload.ts');
-export const EVERYTHING_BIN = path.join(path.dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')), 'dist/index.js');
+export const EVERYTHING_BIN = path.join(
+  path.dirname(require.resolve('@modelcontextprotocol/server-everything/package.json')),
+  'dist/index.js',
+);
 /** The Envoy image the demo runs through Docker when there is no binary (the version deploy/ pins). */
 export const ENVOY_IMAGE = 'envoyproxy/envoy:v1.38.8';
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function httpText(url: string, init: RequestInit = {}, timeoutMs = 5_000): Promise<{ status: number; text: string; headers: Headers }> {
+export async function httpText(
+  url: string,
+  init: RequestInit = {},
+  timeoutMs = 5_000,
+): Promise<{ status: number; text: string; headers: Headers }> {
   const r = await fetch(url, { ...init, signal: AbortSignal.timeout(timeoutMs) });
   return { status: r.status, text: await r.text(), headers: r.headers };
 }
@@ -183,7 +190,10 @@ export function chooseEnvoy(env: NodeJS.ProcessEnv, dir: string): EnvoyChoice {
   if (dockerAnswers(env)) {
     const wrapper = path.join(dir, 'envoy-docker.sh');
     // Labelled with the demo's folder: stop() removes any container a killed `docker run` client left behind.
-    writeFileSync(wrapper, `#!/bin/sh\nexec docker run --rm --init --network host --label '${DOCKER_LABEL}=${dir}' -u "$(id -u):$(id -g)" -v '${dir}:${dir}' ${ENVOY_IMAGE} envoy "$@"\n`);
+    writeFileSync(
+      wrapper,
+      `#!/bin/sh\nexec docker run --rm --init --network host --label '${DOCKER_LABEL}=${dir}' -u "$(id -u):$(id -g)" -v '${dir}:${dir}' ${ENVOY_IMAGE} envoy "$@"\n`,
+    );
     chmodSync(wrapper, 0o755);
     return { bin: wrapper, how: `Docker (${ENVOY_IMAGE}, --network host)` };
   }
@@ -201,31 +211,68 @@ type Xds = { readonly host: string; readonly port: number };
  * read by identityFromArgs, a single-use join token for the service's SPIFFE ID, an AgentIdentity that makes
  * the key, gets the certificate and serves it on the socket. Not started yet.
  */
-export async function sidecarIdentity(o: { cp: ControlPlane; trustDomain: string; service: string; nodeId: string; sdsSocket: string; xds: Xds; log: Log }): Promise<AgentIdentity> {
+export async function sidecarIdentity(o: {
+  cp: ControlPlane;
+  trustDomain: string;
+  service: string;
+  nodeId: string;
+  sdsSocket: string;
+  xds: Xds;
+  log: Log;
+}): Promise<AgentIdentity> {
   const minted = await o.cp.mintJoinToken(sidecarId(o.trustDomain, o.service));
   const problems: string[] = [];
-  const config = identityFromArgs({ 'join-token': minted.token, 'sds-socket': o.sdsSocket }, {}, { role: 'sidecar', name: o.service, nodeId: o.nodeId }, problems);
-  if (!config || problems.length > 0) throw new Error(`sidecar ${o.nodeId}: identity flags: ${problems.join('; ') || 'a join token did not make a secured agent'}`);
+  const config = identityFromArgs(
+    { 'join-token': minted.token, 'sds-socket': o.sdsSocket },
+    {},
+    { role: 'sidecar', name: o.service, nodeId: o.nodeId },
+    problems,
+  );
+  if (!config || problems.length > 0)
+    throw new Error(`sidecar ${o.nodeId}: identity flags: ${problems.join('; ') || 'a join token did not make a secured agent'}`);
   return new AgentIdentity(config, o.xds, o.log);
 }
 
 /** Writes the bootstrap the sidecar agent writes (mTLS xDS through its agent's SDS socket) and starts Envoy on it. */
 export function startSidecarEnvoy(o: {
-  envoyBin: string; bootstrapPath: string; name: string; nodeId: string; service: string; zone: string;
-  inboundPort: number; appPort: number; adminPort: number; statsPort: number; xds: Xds; agent: AgentIdentity;
+  envoyBin: string;
+  bootstrapPath: string;
+  name: string;
+  nodeId: string;
+  service: string;
+  zone: string;
+  inboundPort: number;
+  appPort: number;
+  adminPort: number;
+  statsPort: number;
+  xds: Xds;
+  agent: AgentIdentity;
 }): Proc {
-  writeFileSync(o.bootstrapPath, renderBootstrap({
-    nodeId: o.nodeId, service: o.service, inboundPort: o.inboundPort, appPort: o.appPort, region: 'local', zone: o.zone,
-    controlPlane: o.xds, adminPort: o.adminPort, statsPort: o.statsPort, metadata: { 'mcp-protocol': '2025-11-25' },
-    identity: { sdsSocket: o.agent.config.sdsSocket, controlPlaneId: controlPlaneId(o.agent.config.trustDomain) },
-  }));
+  writeFileSync(
+    o.bootstrapPath,
+    renderBootstrap({
+      nodeId: o.nodeId,
+      service: o.service,
+      inboundPort: o.inboundPort,
+      appPort: o.appPort,
+      region: 'local',
+      zone: o.zone,
+      controlPlane: o.xds,
+      adminPort: o.adminPort,
+      statsPort: o.statsPort,
+      metadata: { 'mcp-protocol': '2025-11-25' },
+      identity: { sdsSocket: o.agent.config.sdsSocket, controlPlaneId: controlPlaneId(o.agent.config.trustDomain) },
+    }),
+  );
   return new Proc(o.name, o.envoyBin, ['-c', o.bootstrapPath, '--disable-hot-restart', '--drain-time-s', '1', '--log-level', 'warn']);
 }
 
 /** A gateway join token through the admin port (POST /admin/join-token, as `mcpmesh join-token --gateway` asks). */
 export async function mintGatewayJoinToken(adminPort: number, gateway: string): Promise<{ token: string; spiffeId: string }> {
   const minted = await httpText(`http://127.0.0.1:${adminPort}/admin/join-token`, {
-    method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ gateway, ttl: '10m' }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ gateway, ttl: '10m' }),
   });
   if (minted.status !== 200) throw new Error(`join token for gateway ${gateway}: HTTP ${minted.status} ${minted.text}`);
   const body = JSON.parse(minted.text) as { token: string; spiffe_id: string };
@@ -238,25 +285,69 @@ export async function mintGatewayJoinToken(adminPort: number, gateway: string): 
  * never from this process's environment. Its own process group: stop() takes its Envoy down with it.
  */
 export function startGatewayCli(o: {
-  name: string; procName: string; nodeId: string; listenerPort: number; xds: Xds; adminPort: number; statsPort: number;
-  envoyBin: string; bootstrapPath: string; joinToken: string; sdsSocket: string; region?: string; zone?: string;
+  name: string;
+  procName: string;
+  nodeId: string;
+  listenerPort: number;
+  xds: Xds;
+  adminPort: number;
+  statsPort: number;
+  envoyBin: string;
+  bootstrapPath: string;
+  joinToken: string;
+  sdsSocket: string;
+  region?: string;
+  zone?: string;
 }): Proc {
   const env: NodeJS.ProcessEnv = { ...process.env, MCPMESH_LOG_LEVEL: 'info' };
-  for (const v of ['MCPMESH_JOIN_TOKEN', 'MCPMESH_JOIN_TOKEN_FILE', 'MCPMESH_K8S_TOKEN_FILE', 'MCPMESH_TRUST_DOMAIN', 'MCPMESH_CA_BUNDLE']) delete env[v];
-  return new Proc(o.procName, process.execPath, [
-    MCPMESH_CLI, 'gateway', '--name', o.name, '--id', o.nodeId, '--listener-port', String(o.listenerPort),
-    ...(o.region ? ['--region', o.region] : []), ...(o.zone ? ['--zone', o.zone] : []),
-    '--control-plane', `${o.xds.host}:${o.xds.port}`, '--admin-port', String(o.adminPort), '--stats-port', String(o.statsPort),
-    '--envoy-bin', o.envoyBin, '--bootstrap-out', o.bootstrapPath, '--drain', '1s',
-    '--join-token', o.joinToken, '--sds-socket', o.sdsSocket,
-  ], { env, group: true });
+  for (const v of ['MCPMESH_JOIN_TOKEN', 'MCPMESH_JOIN_TOKEN_FILE', 'MCPMESH_K8S_TOKEN_FILE', 'MCPMESH_TRUST_DOMAIN', 'MCPMESH_CA_BUNDLE'])
+    delete env[v];
+  return new Proc(
+    o.procName,
+    process.execPath,
+    [
+      MCPMESH_CLI,
+      'gateway',
+      '--name',
+      o.name,
+      '--id',
+      o.nodeId,
+      '--listener-port',
+      String(o.listenerPort),
+      ...(o.region ? ['--region', o.region] : []),
+      ...(o.zone ? ['--zone', o.zone] : []),
+      '--control-plane',
+      `${o.xds.host}:${o.xds.port}`,
+      '--admin-port',
+      String(o.adminPort),
+      '--stats-port',
+      String(o.statsPort),
+      '--envoy-bin',
+      o.envoyBin,
+      '--bootstrap-out',
+      o.bootstrapPath,
+      '--drain',
+      '1s',
+      '--join-token',
+      o.joinToken,
+      '--sds-socket',
+      o.sdsSocket,
+    ],
+    { env, group: true },
+  );
 }
 
 /** A dev access token, the way an agent gets one: client-credentials grant at the control plane's token endpoint. */
 export async function devToken(adminPort: number, clientId: string, clientSecret: string, roles: readonly string[]): Promise<string> {
   const t = await httpText(`http://127.0.0.1:${adminPort}/oauth/token`, {
-    method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, scope: roles.join(' ') }).toString(),
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_id: clientId,
+      client_secret: clientSecret,
+      scope: roles.join(' '),
+    }).toString(),
   });
   if (t.status !== 200) throw new Error(`token for ${roles.join(' ') || 'no role'}: HTTP ${t.status} ${t.text}`);
   return (JSON.parse(t.text) as { access_token: string }).access_token;
@@ -317,7 +408,12 @@ roles:
 }
 
 /** Polls `check` until truthy; fails at once when `fatal()` names a reason (a process died), or after `ms`. */
-export async function pollUntil<T>(what: string, check: () => Promise<T | undefined | false>, ms: number, fatal: () => string | undefined): Promise<T> {
+export async function pollUntil<T>(
+  what: string,
+  check: () => Promise<T | undefined | false>,
+  ms: number,
+  fatal: () => string | undefined,
+): Promise<T> {
   const deadline = Date.now() + ms;
   let last: unknown;
   for (;;) {
@@ -330,7 +426,8 @@ export async function pollUntil<T>(what: string, check: () => Promise<T | undefi
     } catch (err) {
       last = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${ms} ms waiting for ${what}; last: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
     await sleep(250);
   }
 }
@@ -354,7 +451,8 @@ export class DemoMesh {
     this.opts = opts;
     this.madeDir = opts.dir === undefined;
     this.dir = opts.dir ?? mkdtempSync(path.join(tmpdir(), 'mcpmesh-demo-'));
-    this.agentLog = (level, msg, fields) => opts.log?.(JSON.stringify({ time: new Date().toISOString(), level, component: 'agent', msg, ...fields }));
+    this.agentLog = (level, msg, fields) =>
+      opts.log?.(JSON.stringify({ time: new Date().toISOString(), level, component: 'agent', msg, ...fields }));
   }
 
   /** Starts everything; on a failure, stops what was started and throws. */
@@ -380,15 +478,25 @@ export class DemoMesh {
     this.gatewayPort = await freePort();
     this.gatewayAdminPort = await freePort();
     this.gatewayStatsPort = await freePort();
-    const ports = async (): Promise<{ appPort: number; inboundPort: number; adminPort: number; statsPort: number }> =>
-      ({ appPort: await freePort(), inboundPort: await freePort(), adminPort: await freePort(), statsPort: await freePort() });
-    for (const [service, name, zone, kind] of [['everything', 'a', 'zone-a', 'http'], ['everything', 'b', 'zone-b', 'http'], ['notes', 'a', 'zone-a', 'stdio']] as const) {
+    const ports = async (): Promise<{ appPort: number; inboundPort: number; adminPort: number; statsPort: number }> => ({
+      appPort: await freePort(),
+      inboundPort: await freePort(),
+      adminPort: await freePort(),
+      statsPort: await freePort(),
+    });
+    for (const [service, name, zone, kind] of [
+      ['everything', 'a', 'zone-a', 'http'],
+      ['everything', 'b', 'zone-b', 'http'],
+      ['notes', 'a', 'zone-a', 'stdio'],
+    ] as const) {
       this.replicas.push({ service, name, zone, kind, nodeId: `${service}-${name}`, ...(await ports()) });
     }
 
     const issuerUrl = `http://127.0.0.1:${this.cpAdminPort}/oauth`;
     const issuer = await DevIssuer.create({
-      issuer: issuerUrl, audience: AUDIENCE, clients: { [DEV_CLIENT]: { secret: this.clientSecret, roles: ['*'] } },
+      issuer: issuerUrl,
+      audience: AUDIENCE,
+      clients: { [DEV_CLIENT]: { secret: this.clientSecret, roles: ['*'] } },
       grantableRoles: () => new Set(this.cp?.policy?.roles.map((r) => r.name) ?? []),
     });
     const policyFile = path.join(this.dir, 'policy.yaml');
@@ -397,24 +505,59 @@ export class DemoMesh {
     writeFileSync(registryFile, this.registryYaml());
     const log = createLogger({ level: 'info', component: 'control-plane', write: (line) => this.opts.log?.(line) });
     this.cp = await new ControlPlane({
-      registryFile, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: this.cpAdminPort,
-      authzHost: '127.0.0.1', authzPort, devIssuer: issuer, quietMs: 20, maxDelayMs: 200,
-      security: { policy: parsePolicy(demoPolicy(issuerUrl), policyFile), publicUrl: `http://127.0.0.1:${this.gatewayPort}`, authz: { host: '127.0.0.1', port: authzPort } },
-      log, metrics: new Metrics({ processMetrics: false }),
+      registryFile,
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: this.cpAdminPort,
+      authzHost: '127.0.0.1',
+      authzPort,
+      devIssuer: issuer,
+      quietMs: 20,
+      maxDelayMs: 200,
+      security: {
+        policy: parsePolicy(demoPolicy(issuerUrl), policyFile),
+        publicUrl: `http://127.0.0.1:${this.gatewayPort}`,
+        authz: { host: '127.0.0.1', port: authzPort },
+      },
+      log,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
     const xds = { host: '127.0.0.1', port: this.cp.xdsPort };
 
     for (const r of this.replicas) {
       if (r.kind === 'http') {
-        r.server = this.track(new Proc(`server-everything ${r.service}/${r.name} (:${r.appPort})`, process.execPath, ['--import', LOOPBACK_PRELOAD, EVERYTHING_BIN, 'streamableHttp'], {
-          env: { PATH: process.env['PATH'] ?? '', PORT: String(r.appPort), [REPLICA_ENV]: `${r.name} (${r.zone})` },
-        }));
+        r.server = this.track(
+          new Proc(
+            `server-everything ${r.service}/${r.name} (:${r.appPort})`,
+            process.execPath,
+            ['--import', LOOPBACK_PRELOAD, EVERYTHING_BIN, 'streamableHttp'],
+            {
+              env: { PATH: process.env['PATH'] ?? '', PORT: String(r.appPort), [REPLICA_ENV]: `${r.name} (${r.zone})` },
+            },
+          ),
+        );
       } else {
         // The stdio bridge, as `mcpmesh sidecar --stdio` runs it: one server-everything (stdio) per MCP session.
-        r.bridge = new StdioBridge({ command: process.execPath, args: [EVERYTHING_BIN, 'stdio'], path: '/mcp', host: '127.0.0.1', log: this.agentLog, env: { [REPLICA_ENV]: `${r.name} (${r.zone}, stdio)` } });
+        r.bridge = new StdioBridge({
+          command: process.execPath,
+          args: [EVERYTHING_BIN, 'stdio'],
+          path: '/mcp',
+          host: '127.0.0.1',
+          log: this.agentLog,
+          env: { [REPLICA_ENV]: `${r.name} (${r.zone}, stdio)` },
+        });
         r.appPort = (await r.bridge.start()).port;
       }
-      r.agent = await sidecarIdentity({ cp: this.cp, trustDomain: TRUST_DOMAIN, service: r.service, nodeId: r.nodeId, sdsSocket: path.join(this.dir, `sds-${r.nodeId}.sock`), xds, log: this.agentLog });
+      r.agent = await sidecarIdentity({
+        cp: this.cp,
+        trustDomain: TRUST_DOMAIN,
+        service: r.service,
+        nodeId: r.nodeId,
+        sdsSocket: path.join(this.dir, `sds-${r.nodeId}.sock`),
+        xds,
+        log: this.agentLog,
+      });
     }
     for (const r of this.replicas) await r.server?.waitForOutput(/listening on port/, 30_000);
     for (const r of this.replicas) await r.agent?.start();
@@ -422,18 +565,41 @@ export class DemoMesh {
     if (this.opts.envoyBin) {
       const envoyBin = this.opts.envoyBin;
       for (const r of this.replicas) {
-        r.envoy = this.track(startSidecarEnvoy({
-          envoyBin, bootstrapPath: path.join(this.dir, `sidecar-${r.nodeId}.json`), name: `sidecar envoy ${r.nodeId} (inbound :${r.inboundPort}, admin :${r.adminPort})`,
-          nodeId: r.nodeId, service: r.service, zone: r.zone, inboundPort: r.inboundPort, appPort: r.appPort, adminPort: r.adminPort, statsPort: r.statsPort,
-          xds, agent: r.agent as AgentIdentity,
-        }));
+        r.envoy = this.track(
+          startSidecarEnvoy({
+            envoyBin,
+            bootstrapPath: path.join(this.dir, `sidecar-${r.nodeId}.json`),
+            name: `sidecar envoy ${r.nodeId} (inbound :${r.inboundPort}, admin :${r.adminPort})`,
+            nodeId: r.nodeId,
+            service: r.service,
+            zone: r.zone,
+            inboundPort: r.inboundPort,
+            appPort: r.appPort,
+            adminPort: r.adminPort,
+            statsPort: r.statsPort,
+            xds,
+            agent: r.agent as AgentIdentity,
+          }),
+        );
       }
       const { token } = await mintGatewayJoinToken(this.cpAdminPort, GATEWAY_NAME);
-      this.gateway = this.track(startGatewayCli({
-        name: GATEWAY_NAME, procName: `gateway CLI + envoy (:${this.gatewayPort}, admin :${this.gatewayAdminPort})`, nodeId: `gateway-${GATEWAY_NAME}`,
-        listenerPort: this.gatewayPort, region: 'local', zone: 'zone-a', xds, adminPort: this.gatewayAdminPort, statsPort: this.gatewayStatsPort,
-        envoyBin, bootstrapPath: path.join(this.dir, 'gateway.json'), joinToken: token, sdsSocket: path.join(this.dir, 'sds-gateway.sock'),
-      }));
+      this.gateway = this.track(
+        startGatewayCli({
+          name: GATEWAY_NAME,
+          procName: `gateway CLI + envoy (:${this.gatewayPort}, admin :${this.gatewayAdminPort})`,
+          nodeId: `gateway-${GATEWAY_NAME}`,
+          listenerPort: this.gatewayPort,
+          region: 'local',
+          zone: 'zone-a',
+          xds,
+          adminPort: this.gatewayAdminPort,
+          statsPort: this.gatewayStatsPort,
+          envoyBin,
+          bootstrapPath: path.join(this.dir, 'gateway.json'),
+          joinToken: token,
+          sdsSocket: path.join(this.dir, 'sds-gateway.sock'),
+        }),
+      );
     }
   }
 
@@ -441,7 +607,8 @@ export class DemoMesh {
     const lines = ['services:'];
     for (const service of [...new Set(this.replicas.map((r) => r.service))]) {
       lines.push(`  - name: ${service}`, '    protocol: "2025-11-25"', '    sidecar: true', '    endpoints:');
-      for (const r of this.replicas.filter((x) => x.service === service)) lines.push(`      - { address: 127.0.0.1, port: ${r.inboundPort}, locality: { region: local, zone: ${r.zone} } }`);
+      for (const r of this.replicas.filter((x) => x.service === service))
+        lines.push(`      - { address: 127.0.0.1, port: ${r.inboundPort}, locality: { region: local, zone: ${r.zone} } }`);
     }
     return `${lines.join('\n')}\n`;
   }
@@ -451,8 +618,11 @@ export class DemoMesh {
     const dead = this.procs.filter((p) => !p.alive && !p.expectExit);
     if (dead.length > 0) return `process exited unexpectedly:\n${dead.map((p) => p.describe()).join('\n')}`;
     if (this.gateway?.output.includes('envoy exited; restarting')) return `the gateway's Envoy exited:\n${this.gateway.describe()}`;
-    const nacks = (this.cp?.tracker.list() ?? []).flatMap((s) => Object.entries(s.types)
-      .filter(([, t]) => t !== undefined && t.nacks > 0).map(([kind, t]) => `${s.proxy.id} NACKed ${kind}: ${t?.lastNack ?? ''}`));
+    const nacks = (this.cp?.tracker.list() ?? []).flatMap((s) =>
+      Object.entries(s.types)
+        .filter(([, t]) => t !== undefined && t.nacks > 0)
+        .map(([kind, t]) => `${s.proxy.id} NACKed ${kind}: ${t?.lastNack ?? ''}`),
+    );
     return nacks.length > 0 ? `Envoy refused config from the control plane:\n  ${nacks.join('\n  ')}` : undefined;
   }
 
@@ -461,20 +631,36 @@ export class DemoMesh {
     return pollUntil(what, check, ms, () => this.fatal());
   }
 
-
   /** With Envoy: every sidecar has its listener, the gateway its listener and healthy endpoints, all /ready. */
   async ready(ms = 120_000): Promise<void> {
     for (const r of this.replicas) await this.until(`${r.nodeId}: a workload certificate`, async () => r.agent?.held !== undefined, 30_000);
     if (!this.opts.envoyBin) return;
-    await this.until('gateway: listener gateway.http', async () => (await httpText(`http://127.0.0.1:${this.gatewayAdminPort}/listeners`)).text.includes('gateway.http::'), ms);
-    await this.until('gateway: every endpoint healthy', async () => {
-      const { text } = await httpText(`http://127.0.0.1:${this.gatewayAdminPort}/clusters`);
-      return this.replicas.every((r) => text.split('\n').includes(`mcp.${r.service}::127.0.0.1:${r.inboundPort}::health_flags::healthy`)) || undefined;
-    }, ms);
-    await this.until('gateway and sidecars ready (/ready)', async () => {
-      const answers = await Promise.all([this.gatewayAdminPort, ...this.replicas.map((r) => r.adminPort)].map((p) => httpText(`http://127.0.0.1:${p}/ready`)));
-      return answers.every((a) => a.status === 200);
-    }, ms);
+    await this.until(
+      'gateway: listener gateway.http',
+      async () => (await httpText(`http://127.0.0.1:${this.gatewayAdminPort}/listeners`)).text.includes('gateway.http::'),
+      ms,
+    );
+    await this.until(
+      'gateway: every endpoint healthy',
+      async () => {
+        const { text } = await httpText(`http://127.0.0.1:${this.gatewayAdminPort}/clusters`);
+        return (
+          this.replicas.every((r) => text.split('\n').includes(`mcp.${r.service}::127.0.0.1:${r.inboundPort}::health_flags::healthy`)) ||
+          undefined
+        );
+      },
+      ms,
+    );
+    await this.until(
+      'gateway and sidecars ready (/ready)',
+      async () => {
+        const answers = await Promise.all(
+          [this.gatewayAdminPort, ...this.replicas.map((r) => r.adminPort)].map((p) => httpText(`http://127.0.0.1:${p}/ready`)),
+        );
+        return answers.every((a) => a.status === 200);
+      },
+      ms,
+    );
   }
 
   /** A dev access token with `roles`, from the control plane's token endpoint (client-credentials grant). */

@@ -127,32 +127,54 @@ export class ControlPlane {
     this.security = opts.security;
     this.log = opts.log ?? createLogger();
     this.metrics = opts.metrics ?? new Metrics();
-    this.coalescer = new Coalescer(opts.quietMs ?? 100, opts.maxDelayMs ?? 1000, (c) => this.apply(c.specs, this.sourceName, c.observedAt), (prev, next) => ({
-      specs: next.specs,
-      // Convergence counts from the first change of a burst: that is what a user waits from.
-      observedAt: Math.min(prev.observedAt, next.observedAt),
-    }));
-    this.source = opts.consul ? new ConsulSource(opts.consul) : new RegistryFileSource(opts.registryFile, opts.registryMaxBytes !== undefined ? { maxBytes: opts.registryMaxBytes } : {});
+    this.coalescer = new Coalescer(
+      opts.quietMs ?? 100,
+      opts.maxDelayMs ?? 1000,
+      (c) => this.apply(c.specs, this.sourceName, c.observedAt),
+      (prev, next) => ({
+        specs: next.specs,
+        // Convergence counts from the first change of a burst: that is what a user waits from.
+        observedAt: Math.min(prev.observedAt, next.observedAt),
+      }),
+    );
+    this.source = opts.consul
+      ? new ConsulSource(opts.consul)
+      : new RegistryFileSource(opts.registryFile, opts.registryMaxBytes !== undefined ? { maxBytes: opts.registryMaxBytes } : {});
     this.routing = new RoutingLayers({
       rebuild: () => !this.lastSpecs || this.apply(this.lastSpecs, 'routing'),
-      errors: this.sourceErrors, failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields), ok: (source) => this.sourceOk(source),
-      metrics: this.metrics, log: this.log,
+      errors: this.sourceErrors,
+      failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields),
+      ok: (source) => this.sourceOk(source),
+      metrics: this.metrics,
+      log: this.log,
     });
     this.convergence = new ConvergenceTracker(this.tracker, this.metrics.convergence, this.metrics.convergenceTimeouts);
     this.ads = new AdsServer({
-      cache: this.cache, tracker: this.tracker, convergence: this.convergence, metrics: this.metrics, log: this.log.child('ads'),
+      cache: this.cache,
+      tracker: this.tracker,
+      convergence: this.convergence,
+      metrics: this.metrics,
+      log: this.log.child('ads'),
       requireIdentity: opts.security !== undefined && opts.xdsInsecure !== true,
       ...(opts.adsLimits ? { limits: opts.adsLimits } : {}),
     });
     const td = opts.security?.policy.trustDomain;
     this.console = new ConsoleServer({
-      cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
-      sourceDescription: () => this.sourceDescription, policy: () => this.policy, routing: this.routing,
+      cache: this.cache,
+      tracker: this.tracker,
+      metrics: this.metrics,
+      sourceErrors: () => ({ ...this.sourceErrors }),
+      sourceDescription: () => this.sourceDescription,
+      policy: () => this.policy,
+      routing: this.routing,
       workloadCertificates: () => (this.identity?.issued() ?? []).map((c) => ({ identity: c.spiffeId, notAfter: new Date(c.notAfter) })),
     });
     this.admin = new AdminServer({
       console: this.console,
-      cache: this.cache, tracker: this.tracker, metrics: this.metrics, sourceErrors: () => ({ ...this.sourceErrors }),
+      cache: this.cache,
+      tracker: this.tracker,
+      metrics: this.metrics,
+      sourceErrors: () => ({ ...this.sourceErrors }),
       meshStatus: () => this.meshStatus(),
       sourceWatches: () => (this.source instanceof ConsulSource ? [...this.source.watches(), ...this.routing.watches()] : []),
       draining: () => this.draining,
@@ -160,7 +182,12 @@ export class ControlPlane {
       ...(opts.adminToken ? { debugToken: opts.adminToken } : {}),
       ...(opts.devIssuer ? { oauth: opts.devIssuer } : {}),
       routing: (service) => this.routing.debug(service),
-      ...(td ? { joinTokens: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => this.mintJoinToken(kind === 'service' ? sidecarId(td, name) : gatewayId(td, name), ttlMs) } : {}),
+      ...(td
+        ? {
+            joinTokens: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) =>
+              this.mintJoinToken(kind === 'service' ? sidecarId(td, name) : gatewayId(td, name), ttlMs),
+          }
+        : {}),
     });
   }
 
@@ -198,7 +225,14 @@ export class ControlPlane {
       // A Consul update can arrive while another of its watches is still failing: that error stays shown.
       if (!(source === 'consul' && this.source instanceof ConsulSource && !this.source.healthy)) this.sourceOk(source);
       if (changed > 0) this.convergence.begin(source, observedAt ?? started);
-      this.log.info('mesh published', { source, services: mesh.services.length, endpoints: eps.length, snapshots_changed: changed, proxies_pushed: proxies, build_ms: Math.round(seconds * 1000) });
+      this.log.info('mesh published', {
+        source,
+        services: mesh.services.length,
+        endpoints: eps.length,
+        snapshots_changed: changed,
+        proxies_pushed: proxies,
+        build_ms: Math.round(seconds * 1000),
+      });
       return true;
     } catch (err) {
       if (!(err instanceof SnapshotError)) throw err;
@@ -220,7 +254,9 @@ export class ControlPlane {
     const current = this.security;
     if (!current) throw new Error('the control plane was started without a policy; restart it with --policy to secure the mesh');
     if (policy.trustDomain !== current.policy.trustDomain) {
-      throw new Error(`trustDomain: changed from "${current.policy.trustDomain}" to "${policy.trustDomain}"; every workload certificate would change, so restart the control plane to change it`);
+      throw new Error(
+        `trustDomain: changed from "${current.policy.trustDomain}" to "${policy.trustDomain}"; every workload certificate would change, so restart the control plane to change it`,
+      );
     }
     this.security = { ...current, policy };
     if (this.lastSpecs && !this.apply(this.lastSpecs, 'policy')) {
@@ -245,7 +281,10 @@ export class ControlPlane {
         }
         this.sourceOk('policy');
       },
-      error: (err) => this.sourceFailed('policy', new Error(`${file}: ${err.message}`), 'policy file unreadable; the last good policy stays in force', { file }),
+      error: (err) =>
+        this.sourceFailed('policy', new Error(`${file}: ${err.message}`), 'policy file unreadable; the last good policy stays in force', {
+          file,
+        }),
     });
     w.seen(parsedText);
     w.start();
@@ -273,11 +312,12 @@ export class ControlPlane {
    */
   private async startIdentities(security: MeshSecurity): Promise<void> {
     const td = security.policy.trustDomain;
-    const ca = this.opts.ca ?? await CertificateAuthority.selfSigned({ trustDomain: td });
+    const ca = this.opts.ca ?? (await CertificateAuthority.selfSigned({ trustDomain: td }));
     this.joinTokens = new JoinTokens(ca);
     this.ca = ca;
     const serving = await ServingIdentity.start({
-      ca, dnsNames: this.opts.xdsDnsNames ?? [],
+      ca,
+      dnsNames: this.opts.xdsDnsNames ?? [],
       onError: (err) => {
         this.metrics.certificateErrors.inc();
         this.log.error('control plane certificate renewal failed; keeping the current one', { error: err.message });
@@ -289,8 +329,11 @@ export class ControlPlane {
     this.metrics.caNotAfter = ca.notAfter;
     this.cache.setTrustResolver(() => ({ bundlePem: ca.bundlePem }));
     const identity = new IdentityService({
-      ca, attestors: [this.joinTokens, ...(this.opts.attestors ?? [])], ttlMs: this.opts.certTtlMs ?? DEFAULT_LEAF_TTL_MS,
-      metrics: this.metrics, log: this.log.child('ca'),
+      ca,
+      attestors: [this.joinTokens, ...(this.opts.attestors ?? [])],
+      ttlMs: this.opts.certTtlMs ?? DEFAULT_LEAF_TTL_MS,
+      metrics: this.metrics,
+      log: this.log.child('ca'),
     });
     this.ads.mount((server) => identity.addTo(server));
     this.identity = identity;
@@ -303,12 +346,17 @@ export class ControlPlane {
       source: this.sourceDescription,
       publishedAt: this.lastMesh?.at.toISOString() ?? null,
       services: meshServicesView(this.lastMesh?.mesh),
-      certificates: ca ? {
-        trustDomain: ca.trustDomain,
-        ca: { notAfter: ca.notAfter.toISOString() },
-        controlPlane: { spiffeId: this.serving?.spiffeId ?? controlPlaneId(ca.trustDomain), notAfter: this.serving?.notAfter?.toISOString() ?? null },
-        issued: this.identity?.issued() ?? [],
-      } : null,
+      certificates: ca
+        ? {
+            trustDomain: ca.trustDomain,
+            ca: { notAfter: ca.notAfter.toISOString() },
+            controlPlane: {
+              spiffeId: this.serving?.spiffeId ?? controlPlaneId(ca.trustDomain),
+              notAfter: this.serving?.notAfter?.toISOString() ?? null,
+            },
+            issued: this.identity?.issued() ?? [],
+          }
+        : null,
     };
   }
 
@@ -334,7 +382,12 @@ export class ControlPlane {
   async start(): Promise<this> {
     if (this.opts.security) {
       await this.startIdentities(this.opts.security);
-      const decisions = new DecisionServices({ policy: this.opts.security.policy, registry: this.metrics.registry, log: this.log, publicUrl: this.opts.security.publicUrl });
+      const decisions = new DecisionServices({
+        policy: this.opts.security.policy,
+        registry: this.metrics.registry,
+        log: this.log,
+        publicUrl: this.opts.security.publicUrl,
+      });
       this.decisions = decisions;
       // Where the gateways reach it and nowhere else: loopback unless told (the gateway beside the control plane).
       // Gateways started with their own policy (mcpmesh gateway --policy) decide beside their Envoy instead.
@@ -353,7 +406,12 @@ export class ControlPlane {
       });
       src.on('error', (err: ConsulWatchError) => {
         this.metrics.consulWatchErrors.inc({ watch: err.watch });
-        this.sourceFailed('consul', err, `consul watch failed, retrying; ${this.lastSpecs ? 'serving the last good mesh' : 'no mesh yet, not ready'}`, { watch: err.watch, kind: err.kind });
+        this.sourceFailed(
+          'consul',
+          err,
+          `consul watch failed, retrying; ${this.lastSpecs ? 'serving the last good mesh' : 'no mesh yet, not ready'}`,
+          { watch: err.watch, kind: err.kind },
+        );
       });
       src.on('healthy', () => this.sourceOk('consul'));
       this.metrics.consulLag = () => src.catalogLagSeconds();
@@ -370,13 +428,19 @@ export class ControlPlane {
     if (!plain) await this.serving?.provider.delivered();
     if (plain) {
       this.log.warn('xDS is served WITHOUT TLS or authentication: development only', {
-        host: xdsHost, port: this.xdsPort,
-        why: this.serving ? '--xds-insecure' : 'no policy: the mesh is not secured (start with --policy for mTLS, attested workload certificates and authorization)',
+        host: xdsHost,
+        port: this.xdsPort,
+        why: this.serving
+          ? '--xds-insecure'
+          : 'no policy: the mesh is not secured (start with --policy for mTLS, attested workload certificates and authorization)',
       });
     }
     this.adminPort = await this.admin.listen(this.opts.adminPort ?? DEFAULT_ADMIN_PORT);
     if (this.admin.debugAccess === 'disabled') {
-      this.log.warn('admin port listens beyond loopback without an admin token: /debug, join tokens and the dev token endpoint answer 403 there', { host: this.opts.adminHost });
+      this.log.warn(
+        'admin port listens beyond loopback without an admin token: /debug, join tokens and the dev token endpoint answer 403 there',
+        { host: this.opts.adminHost },
+      );
     }
     // The registry is read once both ports listen: however big or broken the file, the process answers
     // probes (/readyz says why it is not ready) and ADS from the first moment, and never crash-loops on it.
@@ -408,7 +472,11 @@ export class ControlPlane {
     this.draining = true;
     this.metrics.draining.set(1);
     this.ads.refuseNewStreams();
-    this.log.info('draining: not ready; waiting for load balancers, then closing xDS streams', { delay_ms: opts.delayMs, window_ms: opts.windowMs, streams: this.ads.streamCount });
+    this.log.info('draining: not ready; waiting for load balancers, then closing xDS streams', {
+      delay_ms: opts.delayMs,
+      window_ms: opts.windowMs,
+      streams: this.ads.streamCount,
+    });
     await new Promise((r) => setTimeout(r, opts.delayMs));
     await this.ads.drain(opts.windowMs);
     await this.stop();

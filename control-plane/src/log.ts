@@ -13,7 +13,7 @@ export interface Logger {
 }
 
 export function createLogger(opts: { level?: Level; component?: string; write?: (line: string) => void } = {}): Logger {
-  const min = ORDER[opts.level ?? ((process.env['MCPMESH_LOG_LEVEL'] as Level | undefined) ?? 'info')] ?? ORDER.info;
+  const min = ORDER[opts.level ?? (process.env['MCPMESH_LOG_LEVEL'] as Level | undefined) ?? 'info'] ?? ORDER.info;
   const write = opts.write ?? ((line: string) => process.stderr.write(`${line}\n`));
   const component = opts.component ?? 'control-plane';
   const emit = (level: Level, msg: string, fields?: Fields): void => {

@@ -47,7 +47,10 @@ const { values } = parseArgs({
     'ca-cert': { type: 'string', default: env['MCPMESH_CA_CERT'] },
     'ca-key': { type: 'string', default: env['MCPMESH_CA_KEY'] },
     'ca-chain': { type: 'string', default: env['MCPMESH_CA_CHAIN'] },
-    'data-dir': { type: 'string', default: env['MCPMESH_DATA_DIR'] ?? path.join(env['XDG_STATE_HOME'] ?? path.join(os.homedir(), '.local', 'state'), 'mcpmesh') },
+    'data-dir': {
+      type: 'string',
+      default: env['MCPMESH_DATA_DIR'] ?? path.join(env['XDG_STATE_HOME'] ?? path.join(os.homedir(), '.local', 'state'), 'mcpmesh'),
+    },
     'drain-delay': { type: 'string', default: env['MCPMESH_DRAIN_DELAY'] ?? '5s' },
     'drain-window': { type: 'string', default: env['MCPMESH_DRAIN_WINDOW'] ?? '10s' },
     help: { type: 'boolean', short: 'h', default: false },
@@ -104,7 +107,9 @@ if (values.help) {
 const log = createLogger();
 const registryMaxBytes = parseByteSize(values['registry-max-bytes']);
 if (registryMaxBytes === undefined) {
-  log.error('--registry-max-bytes (MCPMESH_REGISTRY_MAX_BYTES) must be a size such as 8388608, 8MiB or 512KiB', { value: values['registry-max-bytes'] });
+  log.error('--registry-max-bytes (MCPMESH_REGISTRY_MAX_BYTES) must be a size such as 8388608, 8MiB or 512KiB', {
+    value: values['registry-max-bytes'],
+  });
   process.exit(1);
 }
 const duration = (flag: string, text: string): number => {
@@ -122,8 +127,10 @@ const adsLimits: Partial<AdsLimits> = {};
   const stall = env['MCPMESH_XDS_STALL_TIMEOUT'];
   if (stall) adsLimits.stallTimeoutMs = duration('MCPMESH_XDS_STALL_TIMEOUT', stall);
   const counts = [
-    ['MCPMESH_XDS_MAX_STREAMS_PER_CONNECTION', 'maxStreamsPerConnection'], ['MCPMESH_XDS_MAX_STREAMS_PER_PEER', 'maxStreamsPerPeer'],
-    ['MCPMESH_XDS_MAX_RESOURCE_NAMES', 'maxResourceNames'], ['MCPMESH_XDS_MAX_NODE_BYTES', 'maxNodeBytes'],
+    ['MCPMESH_XDS_MAX_STREAMS_PER_CONNECTION', 'maxStreamsPerConnection'],
+    ['MCPMESH_XDS_MAX_STREAMS_PER_PEER', 'maxStreamsPerPeer'],
+    ['MCPMESH_XDS_MAX_RESOURCE_NAMES', 'maxResourceNames'],
+    ['MCPMESH_XDS_MAX_NODE_BYTES', 'maxNodeBytes'],
   ] as const;
   for (const [name, key] of counts) {
     const v = env[name];
@@ -145,10 +152,13 @@ let devIssuer: DevIssuer | undefined;
 if (devIssuerSetting === 'on') {
   // Kept in the data dir: a token script or MCP client set up with it keeps working after a restart.
   devSecret = devClientSecret(env['MCPMESH_DEV_CLIENT_SECRET'], values['data-dir']);
-  if (devSecret.origin.kind === 'ephemeral') log.warn('dev client secret not kept: it changes on every restart', { reason: devSecret.origin.reason });
+  if (devSecret.origin.kind === 'ephemeral')
+    log.warn('dev client secret not kept: it changes on every restart', { reason: devSecret.origin.reason });
   devIssuer = await DevIssuer.create({
     // With --admin-port 0 the port is known once bound: the URL follows it (a policy cannot name it: see below).
-    issuer: env['MCPMESH_DEV_ISSUER_URL'] ?? (adminPortChosenAtStart ? () => `http://127.0.0.1:${cp.adminPort}/oauth` : `http://127.0.0.1:${values['admin-port']}/oauth`),
+    issuer:
+      env['MCPMESH_DEV_ISSUER_URL'] ??
+      (adminPortChosenAtStart ? () => `http://127.0.0.1:${cp.adminPort}/oauth` : `http://127.0.0.1:${values['admin-port']}/oauth`),
     audience: env['MCPMESH_DEV_AUDIENCE'] ?? 'mcp-mesh',
     clients: { dev: { secret: devSecret.secret, roles: ['*'] } },
     // The roles of the policy in force (a hot reload included); none without a policy.
@@ -171,8 +181,11 @@ if (values.policy) {
     log.error('policy rejected', { file: values.policy, error: (err as Error).message });
     process.exit(1);
   }
-  const mismatch = !devIssuer ? undefined
-    : adminPortChosenAtStart ? devIssuerPortZeroConflict(security.policy.providers) : devIssuerMismatch(security.policy.providers, devIssuer.issuer);
+  const mismatch = !devIssuer
+    ? undefined
+    : adminPortChosenAtStart
+      ? devIssuerPortZeroConflict(security.policy.providers)
+      : devIssuerMismatch(security.policy.providers, devIssuer.issuer);
   if (mismatch) {
     log.error('policy does not trust the development issuer', { file: values.policy, error: mismatch });
     process.stderr.write(`mcpmesh: ${values.policy}: ${mismatch}\n`);
@@ -185,7 +198,8 @@ if (security && (values['ca-cert'] || values['ca-key'])) {
   try {
     if (!values['ca-cert'] || !values['ca-key']) throw new Error('give both --ca-cert and --ca-key (MCPMESH_CA_CERT, MCPMESH_CA_KEY)');
     ca = await CertificateAuthority.fromPem({
-      certPem: readFileSync(values['ca-cert'], 'utf8'), keyPem: readFileSync(values['ca-key'], 'utf8'),
+      certPem: readFileSync(values['ca-cert'], 'utf8'),
+      keyPem: readFileSync(values['ca-key'], 'utf8'),
       ...(values['ca-chain'] ? { chainPem: readFileSync(values['ca-chain'], 'utf8') } : {}),
       trustDomain: security.policy.trustDomain,
     });
@@ -222,7 +236,9 @@ const adminHost = values['admin-host'] ?? values.host ?? '127.0.0.1';
 let cp: ControlPlane;
 try {
   cp = new ControlPlane({
-    ...(security ? { security, authzHost: values['authz-bind'] ?? values.host ?? '127.0.0.1', authzPort: Number(values['authz-port']) } : {}),
+    ...(security
+      ? { security, authzHost: values['authz-bind'] ?? values.host ?? '127.0.0.1', authzPort: Number(values['authz-port']) }
+      : {}),
     ...(ca ? { ca } : {}),
     registryFile: values.registry,
     registryMaxBytes,
@@ -249,20 +265,29 @@ try {
 }
 const xdsShown = `${xdsHost ?? (security && !values['xds-insecure'] ? '0.0.0.0' : '127.0.0.1')}:${cp.xdsPort}`;
 const secureXds = security !== undefined && !values['xds-insecure'];
-log.info('control plane listening', { xds: xdsShown, xds_tls: secureXds, admin: `http://${adminHost}:${cp.adminPort}`, source: cp.sourceDescription });
-process.stdout.write(`MCP Mesh control plane\n  xDS (ADS, gRPC): ${xdsShown} (${secureXds ? 'mTLS; agents join with mcpmesh join-token' : 'plain, development only'})\n` +
-  `  admin:           http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n` +
-  `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}` +
-  `  see it:          npx mcpmesh status${cp.adminPort === DEFAULT_ADMIN_PORT && adminHost !== '0.0.0.0' ? '' : ` --admin http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}`}   (a whole mesh with Envoy: npm run demo)\n` +
-  // Issue 12: the example's endpoints looked checked and healthy while nothing listened on them.
-  (!consul && path.resolve(values.registry) === EXAMPLE_REGISTRY
-    ? '  example mesh:    the endpoints in deploy/registry.example.yaml are placeholders (nothing listens on them); their health is\n' +
-      '                   what the file declares, not checked. Real MCP servers behind Envoy: npm run demo\n'
-    : ''));
+log.info('control plane listening', {
+  xds: xdsShown,
+  xds_tls: secureXds,
+  admin: `http://${adminHost}:${cp.adminPort}`,
+  source: cp.sourceDescription,
+});
+process.stdout.write(
+  `MCP Mesh control plane\n  xDS (ADS, gRPC): ${xdsShown} (${secureXds ? 'mTLS; agents join with mcpmesh join-token' : 'plain, development only'})\n` +
+    `  admin:           http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}/ (healthz, readyz, metrics, debug/config_dump, debug/proxies)\n` +
+    `  source:          ${cp.sourceDescription}\n${security ? `  policy:          ${values.policy} (authorizer + tools/list filter on :${cp.authzPort})\n` : ''}` +
+    `  see it:          npx mcpmesh status${cp.adminPort === DEFAULT_ADMIN_PORT && adminHost !== '0.0.0.0' ? '' : ` --admin http://${adminHost === '0.0.0.0' ? '127.0.0.1' : adminHost}:${cp.adminPort}`}   (a whole mesh with Envoy: npm run demo)\n` +
+    // Issue 12: the example's endpoints looked checked and healthy while nothing listened on them.
+    (!consul && path.resolve(values.registry) === EXAMPLE_REGISTRY
+      ? '  example mesh:    the endpoints in deploy/registry.example.yaml are placeholders (nothing listens on them); their health is\n' +
+        '                   what the file declares, not checked. Real MCP servers behind Envoy: npm run demo\n'
+      : ''),
+);
 if (devIssuer) {
-  process.stdout.write(`  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
-    `                   client id "dev", secret ${devSecret?.origin.kind === 'env' ? '(from MCPMESH_DEV_CLIENT_SECRET)' : `${devSecret?.secret} (${devSecret?.origin.kind === 'file' ? `kept in ${devSecret.origin.file}` : 'not kept: changes on restart'})`}\n` +
-    `                   MCPMESH_DEV_CLIENT_SECRET=<secret> npm run mcpmesh -- token --role <role>\n`);
+  process.stdout.write(
+    `  dev OAuth:       issuer ${devIssuer.issuer} (token endpoint /oauth/token, JWKS /oauth/jwks)\n` +
+      `                   client id "dev", secret ${devSecret?.origin.kind === 'env' ? '(from MCPMESH_DEV_CLIENT_SECRET)' : `${devSecret?.secret} (${devSecret?.origin.kind === 'file' ? `kept in ${devSecret.origin.file}` : 'not kept: changes on restart'})`}\n` +
+      `                   MCPMESH_DEV_CLIENT_SECRET=<secret> npm run mcpmesh -- token --role <role>\n`,
+  );
 }
 
 let stopping = false;
@@ -274,9 +299,12 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     }
     stopping = true;
     log.info('shutting down', { signal: sig, drain_delay_ms: drainDelayMs, drain_window_ms: drainWindowMs });
-    cp.drain({ delayMs: drainDelayMs, windowMs: drainWindowMs }).then(() => process.exit(0), (err: unknown) => {
-      log.error('drain failed', { error: (err as Error).message });
-      process.exit(1);
-    });
+    cp.drain({ delayMs: drainDelayMs, windowMs: drainWindowMs }).then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error('drain failed', { error: (err as Error).message });
+        process.exit(1);
+      },
+    );
   });
 }

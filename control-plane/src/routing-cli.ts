@@ -11,7 +11,6 @@ const USAGE = `usage: mcpmesh routing explain SERVICE [options]
 exit status: 0 shown, 1 unknown service or control plane unreachable, 2 usage error
 `;
 
-
 interface Explained {
   service: string;
   knobs: KnobExplanation[];
@@ -22,21 +21,31 @@ interface Explained {
 export function renderExplanation(e: Explained): string {
   const width = Math.max(...e.knobs.map((k) => k.knob.length));
   const vwidth = Math.max(...e.knobs.map((k) => k.shown.length));
-  const lines = [`routing of service "${e.service}" (highest layer wins; per-service beats mesh-wide; file > consul > registry > built-in)`];
+  const lines = [
+    `routing of service "${e.service}" (highest layer wins; per-service beats mesh-wide; file > consul > registry > built-in)`,
+  ];
   for (const k of e.knobs) {
     lines.push(`  ${k.knob.padEnd(width)}  ${k.shown.padEnd(vwidth)}  ${showProvenance(k.from)}`);
-    for (const o of [...k.overridden].reverse()) if (o.from.source !== 'default') lines.push(`  ${''.padEnd(width)}  ${''.padEnd(vwidth)}    overrides ${o.shown} from ${showProvenance(o.from)}`);
+    for (const o of [...k.overridden].reverse())
+      if (o.from.source !== 'default')
+        lines.push(`  ${''.padEnd(width)}  ${''.padEnd(vwidth)}    overrides ${o.shown} from ${showProvenance(o.from)}`);
   }
   for (const [src, err] of Object.entries(e.problems?.sources ?? {})) lines.push(`problem (${src}): ${err}`);
   return `${lines.join('\n')}\n`;
 }
 
 export async function routingMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const options = { admin: { type: 'string' }, 'admin-token': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } satisfies ParseArgsOptionsConfig;
+  const options = {
+    admin: { type: 'string' },
+    'admin-token': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  } satisfies ParseArgsOptionsConfig;
   let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
   try {
     parsed = parseArgs({
-      args: argv, allowPositionals: true,
+      args: argv,
+      allowPositionals: true,
       options,
     });
   } catch (err) {

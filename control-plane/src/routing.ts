@@ -5,7 +5,15 @@
 import type { Logger } from './log.ts';
 import type { Metrics } from './metrics.ts';
 import type { ServiceSpec } from './model/mesh.ts';
-import { applyOverlays, resolveTuning, serviceLayers, type KnobExplanation, type RoutingProblems, type RoutingView, type TuningOverlay } from './model/tuning.ts';
+import {
+  applyOverlays,
+  resolveTuning,
+  serviceLayers,
+  type KnobExplanation,
+  type RoutingProblems,
+  type RoutingView,
+  type TuningOverlay,
+} from './model/tuning.ts';
 import type { BlockingQueryState } from './sources/blocking-query.ts';
 import { ConsulConfigWatch } from './sources/consul-config.ts';
 import type { ConsulSourceOptions } from './sources/consul.ts';
@@ -73,7 +81,8 @@ export class RoutingLayers {
   /** Services an overlay tunes that the published mesh does not have (reported, kept for when they appear). */
   unknownServices(): Array<{ origin: string; service: string }> {
     const out: Array<{ origin: string; service: string }> = [];
-    for (const [origin, o] of this.overlays) for (const name of o.services.keys()) if (!this.last.has(name)) out.push({ origin, service: name });
+    for (const [origin, o] of this.overlays)
+      for (const name of o.services.keys()) if (!this.last.has(name)) out.push({ origin, service: name });
     return out.sort((a, b) => (a.origin + a.service < b.origin + b.service ? -1 : 1));
   }
 
@@ -95,12 +104,15 @@ export class RoutingLayers {
   /** /debug/routing: one service's knobs, or every service's, with the routing problems the mesh knows of. */
   debug(service: string | undefined): { code: number; body: unknown } {
     const problems: RoutingProblems = {
-      sources: Object.fromEntries(Object.entries(this.host.errors).filter((e): e is [string, string] => e[1] !== undefined && /^(routing|consul)/.test(e[0]))),
+      sources: Object.fromEntries(
+        Object.entries(this.host.errors).filter((e): e is [string, string] => e[1] !== undefined && /^(routing|consul)/.test(e[0])),
+      ),
       unknownServices: this.unknownServices(),
     };
     if (service !== undefined) {
       const knobs = this.explain(service);
-      if (!knobs) return { code: 404, body: { error: `no service "${service}" in the published mesh`, services: [...this.last.keys()].sort() } };
+      if (!knobs)
+        return { code: 404, body: { error: `no service "${service}" in the published mesh`, services: [...this.last.keys()].sort() } };
       return { code: 200, body: { service, knobs, problems } };
     }
     return { code: 200, body: { services: this.services(), problems } satisfies RoutingView };
@@ -116,7 +128,10 @@ export class RoutingLayers {
       for (const [name, layers] of o.services) {
         if (this.last.has(name)) continue;
         const first = layers.flatMap((l) => Object.values(l.settings)).find((x) => x !== undefined);
-        if (first) lines.push(`${first.from.where}: ${first.from.field}: no MCP service "${name}" in the mesh (${origin}; kept, applies when the service appears)`);
+        if (first)
+          lines.push(
+            `${first.from.where}: ${first.from.field}: no MCP service "${name}" in the mesh (${origin}; kept, applies when the service appears)`,
+          );
       }
     }
     this.host.errors['routing-targets'] = lines.length > 0 ? lines.sort().join('\n') : undefined;
@@ -141,7 +156,11 @@ export class RoutingLayers {
       }
       this.reportUnknownTargets();
       if (!this.setOverlay('consul', u.overlay)) {
-        failed('routing-consul', new Error('the mesh built with the Consul config entries is invalid (see "mesh update rejected")'), 'consul config entries refused; the last good routing stays in force');
+        failed(
+          'routing-consul',
+          new Error('the mesh built with the Consul config entries is invalid (see "mesh update rejected")'),
+          'consul config entries refused; the last good routing stays in force',
+        );
       }
     });
     // A warning, not an error: the entries in force stay, and an unreachable Consul is the Consul source's error
@@ -150,7 +169,10 @@ export class RoutingLayers {
       metrics.consulWatchErrors.inc({ watch: 'config' });
       metrics.sourceUp.set({ source: 'routing-consul-watch' }, 0);
       errors['routing-consul-watch'] = err.message;
-      log.warn('consul config entry watch failed, retrying; the last good entries stay in force', { source: 'routing-consul-watch', error: err.message });
+      log.warn('consul config entry watch failed, retrying; the last good entries stay in force', {
+        source: 'routing-consul-watch',
+        error: err.message,
+      });
     });
     w.on('recover', () => ok('routing-consul-watch'));
     w.start();

@@ -43,24 +43,36 @@ export async function fetchStatus(admin: string, adminToken?: string): Promise<S
   const get = async <T>(path: string, absent?: T): Promise<T> => {
     let res: Response;
     try {
-      res = await fetch(new URL(path, admin), { headers: adminToken ? { authorization: `Bearer ${adminToken}` } : {}, signal: AbortSignal.timeout(10_000) });
+      res = await fetch(new URL(path, admin), {
+        headers: adminToken ? { authorization: `Bearer ${adminToken}` } : {},
+        signal: AbortSignal.timeout(10_000),
+      });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new Error(`cannot reach the control plane's admin API at ${admin} (${cause}): is it running (npm start)? Point at another with --admin URL or MCPMESH_ADMIN_URL`);
+      throw new Error(
+        `cannot reach the control plane's admin API at ${admin} (${cause}): is it running (npm start)? Point at another with --admin URL or MCPMESH_ADMIN_URL`,
+      );
     }
     if (res.status === 404 && absent !== undefined) return absent;
     if (!res.ok) {
       const body = await res.text();
-      const hint = res.status === 401 || res.status === 403 ? ' (beyond loopback the admin API needs --admin-token or MCPMESH_ADMIN_TOKEN)' : '';
+      const hint =
+        res.status === 401 || res.status === 403 ? ' (beyond loopback the admin API needs --admin-token or MCPMESH_ADMIN_TOKEN)' : '';
       throw new Error(`${admin}${path} answered HTTP ${res.status}${hint}: ${body.trim().slice(0, 300)}`);
     }
     return (await res.json()) as T;
   };
   const [mesh, proxies, sources, routing] = await Promise.all([
-    get<MeshStatusView>('/debug/mesh'), get<ProxyView[]>('/debug/proxies'), get<Record<string, string | null | undefined>>('/debug/sources'),
+    get<MeshStatusView>('/debug/mesh'),
+    get<ProxyView[]>('/debug/proxies'),
+    get<Record<string, string | null | undefined>>('/debug/sources'),
     get<RoutingView | null>('/debug/routing', null),
   ]);
-  const sourceErrors = Object.fromEntries(Object.entries(sources).filter((e): e is [string, string] => typeof e[1] === 'string').sort(([a], [b]) => (a < b ? -1 : 1)));
+  const sourceErrors = Object.fromEntries(
+    Object.entries(sources)
+      .filter((e): e is [string, string] => typeof e[1] === 'string')
+      .sort(([a], [b]) => (a < b ? -1 : 1)),
+  );
   const sorted = [...proxies].sort((a, b) => (a.role + a.id < b.role + b.id ? -1 : 1));
   return { admin, mesh, proxies: sorted, sourceErrors, routing };
 }
@@ -69,16 +81,26 @@ export async function fetchStatus(admin: string, adminToken?: string): Promise<S
 export function until(iso: string, now = Date.now()): string {
   const ms = Date.parse(iso) - now;
   const abs = Math.abs(ms);
-  const span = abs >= 2 * 86_400_000 ? `${Math.floor(abs / 86_400_000)}d` : abs >= 3_600_000 ? `${Math.floor(abs / 3_600_000)}h` : `${Math.max(0, Math.floor(abs / 60_000))}m`;
+  const span =
+    abs >= 2 * 86_400_000
+      ? `${Math.floor(abs / 86_400_000)}d`
+      : abs >= 3_600_000
+        ? `${Math.floor(abs / 3_600_000)}h`
+        : `${Math.max(0, Math.floor(abs / 60_000))}m`;
   return ms > 0 ? `in ${span}` : `EXPIRED ${span} ago`;
 }
 
 const short = (v: string | undefined): string => (v === undefined ? '-' : v.length > 12 ? v.slice(0, 12) : v);
 
 function typeLine(kind: ResourceKind, t: TypeStatus): string {
-  const state = t.nackedVersion !== undefined && t.sentVersion === t.nackedVersion ? 'NACKED'
-    : t.sentVersion !== undefined && t.sentVersion === t.ackedVersion ? 'SYNCED'
-      : t.sentVersion === undefined ? 'NOT SENT' : 'STALE (sent, not ACKed yet)';
+  const state =
+    t.nackedVersion !== undefined && t.sentVersion === t.nackedVersion
+      ? 'NACKED'
+      : t.sentVersion !== undefined && t.sentVersion === t.ackedVersion
+        ? 'SYNCED'
+        : t.sentVersion === undefined
+          ? 'NOT SENT'
+          : 'STALE (sent, not ACKed yet)';
   return `    ${kind.padEnd(8)} ${state.padEnd(8)} sent ${short(t.sentVersion).padEnd(12)} acked ${short(t.ackedVersion).padEnd(12)} nacked ${short(t.nackedVersion)}${t.nacks > 0 ? ` (${t.nacks} NACK${t.nacks === 1 ? '' : 's'})` : ''}`;
 }
 
@@ -94,15 +116,26 @@ function routingLine(routing: RoutingView | null, service: string): string {
 /** The text report. Every section is always printed, saying "none" rather than disappearing. */
 export function renderStatus(r: StatusReport, now = Date.now()): string {
   const out: string[] = [];
-  out.push(`control plane ${r.admin}`, `  source: ${r.mesh.source}`, `  mesh published: ${r.mesh.publishedAt ?? 'not yet (see source errors)'}`, '');
+  out.push(
+    `control plane ${r.admin}`,
+    `  source: ${r.mesh.source}`,
+    `  mesh published: ${r.mesh.publishedAt ?? 'not yet (see source errors)'}`,
+    '',
+  );
   const eps = r.mesh.services.flatMap((s) => s.endpoints);
-  out.push(`SERVICES (${r.mesh.services.length}; endpoints ${eps.filter((e) => e.healthy).length} healthy, ${eps.filter((e) => !e.healthy).length} unhealthy)`);
+  out.push(
+    `SERVICES (${r.mesh.services.length}; endpoints ${eps.filter((e) => e.healthy).length} healthy, ${eps.filter((e) => !e.healthy).length} unhealthy)`,
+  );
   if (r.mesh.services.length === 0) out.push('  none');
   for (const s of r.mesh.services) {
     out.push(`  ${s.name}  ${s.protocol} ${s.transport}  ${s.endpoints.filter((e) => e.healthy).length}/${s.endpoints.length} healthy`);
-    const byLocality = [...s.endpoints].sort((a, b) => (`${a.region}/${a.zone}/${a.address}:${a.port}` < `${b.region}/${b.zone}/${b.address}:${b.port}` ? -1 : 1));
+    const byLocality = [...s.endpoints].sort((a, b) =>
+      `${a.region}/${a.zone}/${a.address}:${a.port}` < `${b.region}/${b.zone}/${b.address}:${b.port}` ? -1 : 1,
+    );
     for (const e of byLocality) {
-      out.push(`    ${`${e.region || '-'}/${e.zone || '-'}`.padEnd(16)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.health}  weight ${e.weight}`);
+      out.push(
+        `    ${`${e.region || '-'}/${e.zone || '-'}`.padEnd(16)} ${`${e.address}:${e.port}`.padEnd(22)} ${e.health}  weight ${e.weight}`,
+      );
     }
     out.push(`    ${routingLine(r.routing, s.name)}`);
   }
@@ -129,15 +162,23 @@ export function renderStatus(r: StatusReport, now = Date.now()): string {
     out.push('  none: the mesh is not secured (start the control plane with --policy)');
   } else {
     out.push(`  CA (trust domain ${c.trustDomain})  expires ${c.ca.notAfter} (${until(c.ca.notAfter, now)})`);
-    out.push(`  ${c.controlPlane.spiffeId}  expires ${c.controlPlane.notAfter ?? '-'}${c.controlPlane.notAfter ? ` (${until(c.controlPlane.notAfter, now)})` : ''}`);
+    out.push(
+      `  ${c.controlPlane.spiffeId}  expires ${c.controlPlane.notAfter ?? '-'}${c.controlPlane.notAfter ? ` (${until(c.controlPlane.notAfter, now)})` : ''}`,
+    );
     if (c.issued.length === 0) out.push('  no workload certificate signed yet');
-    for (const i of c.issued) out.push(`  ${i.spiffeId}  expires ${i.notAfter} (${until(i.notAfter, now)})  serial ${i.serial}  (${i.attestedBy})`);
+    for (const i of c.issued)
+      out.push(`  ${i.spiffeId}  expires ${i.notAfter} (${until(i.notAfter, now)})  serial ${i.serial}  (${i.attestedBy})`);
   }
   return `${out.join('\n')}\n`;
 }
 
 export async function statusMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  const options = { admin: { type: 'string' }, 'admin-token': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } satisfies ParseArgsOptionsConfig;
+  const options = {
+    admin: { type: 'string' },
+    'admin-token': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
+  } satisfies ParseArgsOptionsConfig;
   let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
     ({ values } = parseArgs({ args: argv, options }));

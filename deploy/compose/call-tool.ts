@@ -63,27 +63,45 @@ export interface CallToolOutcome {
  * authenticates in the form body (client_secret_post); `adminToken`, when given, goes in the Authorization
  * header, which a control plane listening beyond loopback requires on its token endpoint.
  */
-export async function fetchDevToken(admin: string, clientId: string, secret: string, roles: readonly string[], adminToken?: string): Promise<string> {
-  const form = new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret, scope: roles.join(' ') });
+export async function fetchDevToken(
+  admin: string,
+  clientId: string,
+  secret: string,
+  roles: readonly string[],
+  adminToken?: string,
+): Promise<string> {
+  const form = new URLSearchParams({
+    grant_type: 'client_credentials',
+    client_id: clientId,
+    client_secret: secret,
+    scope: roles.join(' '),
+  });
   const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded' };
   if (adminToken) headers['authorization'] = `Bearer ${adminToken}`;
   let res: Response;
   try {
     res = await fetch(new URL('/oauth/token', admin), { method: 'POST', headers, body: form });
   } catch (err) {
-    throw new Error(`cannot reach the dev issuer at ${admin}: ${(err as Error).message} (is the control plane up and its admin port published?)`);
+    throw new Error(
+      `cannot reach the dev issuer at ${admin}: ${(err as Error).message} (is the control plane up and its admin port published?)`,
+    );
   }
   const body = (await res.json().catch(() => ({}))) as Record<string, unknown>;
   // The admin port's own refusal (its realm), not the dev issuer's (invalid_client and the like).
-  const adminRefusal = (res.headers.get('www-authenticate') ?? '').includes(`realm="${ADMIN_REALM}"`) || (res.status === 403 && body['error'] === 'forbidden');
+  const adminRefusal =
+    (res.headers.get('www-authenticate') ?? '').includes(`realm="${ADMIN_REALM}"`) || (res.status === 403 && body['error'] === 'forbidden');
   if (adminRefusal) {
     const hint = adminToken
       ? 'the admin token was refused: use the one the control plane was started with (MCPMESH_ADMIN_TOKEN)'
       : `the control plane's admin port listens beyond loopback and wants its admin token: set MCPMESH_ADMIN_TOKEN or pass --admin-token (the Compose stack's default is ${COMPOSE_ADMIN_TOKEN})`;
-    throw new Error(`the admin port at ${admin} answered ${res.status}: ${String(body['error_description'] ?? body['error'] ?? '')}\n  -> ${hint}`);
+    throw new Error(
+      `the admin port at ${admin} answered ${res.status}: ${String(body['error_description'] ?? body['error'] ?? '')}\n  -> ${hint}`,
+    );
   }
   if (!res.ok || typeof body['access_token'] !== 'string') {
-    throw new Error(`dev issuer answered ${res.status}: ${String(body['error'] ?? '')} ${String(body['error_description'] ?? JSON.stringify(body))}`.trim());
+    throw new Error(
+      `dev issuer answered ${res.status}: ${String(body['error'] ?? '')} ${String(body['error_description'] ?? JSON.stringify(body))}`.trim(),
+    );
   }
   return body['access_token'];
 }
@@ -115,20 +133,32 @@ export async function callTool(o: CallToolOptions): Promise<CallToolOutcome> {
 function describeError(err: unknown): string {
   const e = err as { code?: unknown; message?: string };
   const msg = e.message ?? String(err);
-  if (e.code === 401 || /\b401\b/.test(msg)) return `${msg}\n  -> 401: no token, or the gateway rejected it (expired, wrong issuer/audience, control plane restarted since it was issued)`;
-  if (e.code === 403 || /\b403\b/.test(msg)) return `${msg}\n  -> 403: the policy denies this call for the token's roles (deploy/compose/policy.yaml)`;
-  if (e.code === 404 || /\b404\b/.test(msg)) return `${msg}\n  -> 404: no such service at the gateway (yet)? Check http://localhost:18001/debug/config_dump?node=gateway-1`;
+  if (e.code === 401 || /\b401\b/.test(msg))
+    return `${msg}\n  -> 401: no token, or the gateway rejected it (expired, wrong issuer/audience, control plane restarted since it was issued)`;
+  if (e.code === 403 || /\b403\b/.test(msg))
+    return `${msg}\n  -> 403: the policy denies this call for the token's roles (deploy/compose/policy.yaml)`;
+  if (e.code === 404 || /\b404\b/.test(msg))
+    return `${msg}\n  -> 404: no such service at the gateway (yet)? Check http://localhost:18001/debug/config_dump?node=gateway-1`;
   if (/ECONNREFUSED|fetch failed/.test(msg)) return `${msg}\n  -> nothing listens there: is the stack up (docker compose ps)?`;
   return msg;
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const options = {
-    service: { type: 'string', default: 'weather' }, gateway: { type: 'string' }, url: { type: 'string' },
-    tool: { type: 'string', default: 'echo' }, args: { type: 'string' }, list: { type: 'boolean', default: false },
-    role: { type: 'string', multiple: true, default: [] }, admin: { type: 'string' },
-    'client-id': { type: 'string', default: 'dev' }, 'client-secret': { type: 'string' }, 'admin-token': { type: 'string' },
-    token: { type: 'string' }, 'no-token': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
+    service: { type: 'string', default: 'weather' },
+    gateway: { type: 'string' },
+    url: { type: 'string' },
+    tool: { type: 'string', default: 'echo' },
+    args: { type: 'string' },
+    list: { type: 'boolean', default: false },
+    role: { type: 'string', multiple: true, default: [] },
+    admin: { type: 'string' },
+    'client-id': { type: 'string', default: 'dev' },
+    'client-secret': { type: 'string' },
+    'admin-token': { type: 'string' },
+    token: { type: 'string' },
+    'no-token': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
   let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
@@ -147,7 +177,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   }
   let args: Record<string, unknown>;
   try {
-    const parsed: unknown = values.args !== undefined ? JSON.parse(values.args) : values.tool === 'echo' ? { message: 'hello through MCP Mesh' } : {};
+    const parsed: unknown =
+      values.args !== undefined ? JSON.parse(values.args) : values.tool === 'echo' ? { message: 'hello through MCP Mesh' } : {};
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('must be a JSON object');
     args = parsed as Record<string, unknown>;
   } catch (err) {
@@ -164,7 +195,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
       const admin = values.admin ?? (env['MCPMESH_ADMIN_URL'] || 'http://localhost:18001');
       try {
         const adminToken = values['admin-token'] ?? (env['MCPMESH_ADMIN_TOKEN'] || undefined);
-        token = await fetchDevToken(admin, values['client-id'], values['client-secret'] ?? (env['MCPMESH_DEV_CLIENT_SECRET'] || DEV_CLIENT_SECRET), roles, adminToken);
+        token = await fetchDevToken(
+          admin,
+          values['client-id'],
+          values['client-secret'] ?? (env['MCPMESH_DEV_CLIENT_SECRET'] || DEV_CLIENT_SECRET),
+          roles,
+          adminToken,
+        );
       } catch (err) {
         process.stderr.write(`call-tool: ${(err as Error).message}\n`);
         return 1;
@@ -188,7 +225,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     process.stdout.write(`${values.tool} ->\n`);
     for (const c of outcome.result.content ?? []) {
       const item = c as { type?: string; text?: string; mimeType?: string };
-      process.stdout.write(item.type === 'text' ? `  ${item.text ?? ''}\n` : `  [${item.type ?? 'content'}${item.mimeType ? ` ${item.mimeType}` : ''}]\n`);
+      process.stdout.write(
+        item.type === 'text' ? `  ${item.text ?? ''}\n` : `  [${item.type ?? 'content'}${item.mimeType ? ` ${item.mimeType}` : ''}]\n`,
+      );
     }
   }
   if (outcome.result.isError) {

@@ -67,13 +67,25 @@ export async function mintJoinToken(r: MintRequest): Promise<Minted> {
   } catch (err) {
     throw new MintError(`cannot reach the control plane at ${r.admin}: ${(err as Error).message}`, true);
   }
-  const body = (await res.json().catch(() => ({}))) as { token?: unknown; spiffe_id?: unknown; expires_at?: unknown; error?: unknown; error_description?: unknown };
+  const body = (await res.json().catch(() => ({}))) as {
+    token?: unknown;
+    spiffe_id?: unknown;
+    expires_at?: unknown;
+    error?: unknown;
+    error_description?: unknown;
+  };
   if (res.status === 401 || res.status === 403) {
     const why = String(body.error_description ?? body.error ?? '');
-    throw new MintError(`the control plane refused (HTTP ${res.status}): ${why}${r.adminToken ? '' : ' (MCPMESH_ADMIN_TOKEN is not set)'}`, false);
+    throw new MintError(
+      `the control plane refused (HTTP ${res.status}): ${why}${r.adminToken ? '' : ' (MCPMESH_ADMIN_TOKEN is not set)'}`,
+      false,
+    );
   }
   if (!res.ok || typeof body.token !== 'string') {
-    throw new MintError(`the control plane answered HTTP ${res.status}: ${String(body.error ?? 'no token in its answer')}`, res.status >= 500);
+    throw new MintError(
+      `the control plane answered HTTP ${res.status}: ${String(body.error ?? 'no token in its answer')}`,
+      res.status >= 500,
+    );
   }
   // What the agent will read from it: the identity must be the one asked for, or the agent would refuse it.
   const claims = readJoinToken(body.token);
@@ -106,8 +118,13 @@ function parseDuration(s: string): number | undefined {
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const options = {
-    service: { type: 'string' }, gateway: { type: 'string' }, out: { type: 'string' }, ttl: { type: 'string', default: '1h' },
-    admin: { type: 'string' }, wait: { type: 'string', default: '60s' }, help: { type: 'boolean', short: 'h', default: false },
+    service: { type: 'string' },
+    gateway: { type: 'string' },
+    out: { type: 'string' },
+    ttl: { type: 'string', default: '1h' },
+    admin: { type: 'string' },
+    wait: { type: 'string', default: '60s' },
+    help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
   let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
@@ -127,7 +144,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     process.stderr.write(`join-token: ${msg}\n\n${USAGE}`);
     return 2;
   };
-  if ((values.service === undefined) === (values.gateway === undefined)) return usage('give exactly one of --service NAME and --gateway NAME');
+  if ((values.service === undefined) === (values.gateway === undefined))
+    return usage('give exactly one of --service NAME and --gateway NAME');
   if (!values.out) return usage('--out FILE is required');
   const waitMs = parseDuration(values.wait);
   if (waitMs === undefined) return usage(`--wait ${JSON.stringify(values.wait)}: use a duration such as 30s or 2m`);

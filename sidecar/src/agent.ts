@@ -99,10 +99,19 @@ export function serviceIdOf(o: Placement, appPort: number): string {
  * The sidecar's Envoy bootstrap, as the agent writes it at start and `--print-bootstrap` prints it for an
  * init container: the same function, so the two cannot disagree (node id included).
  */
-export function sidecarBootstrapJson(o: Placement & Pick<SidecarAgentOptions, 'region' | 'zone' | 'controlPlane' | 'protocol' | 'identity'>, appPort: number): string {
+export function sidecarBootstrapJson(
+  o: Placement & Pick<SidecarAgentOptions, 'region' | 'zone' | 'controlPlane' | 'protocol' | 'identity'>,
+  appPort: number,
+): string {
   return renderBootstrap({
-    nodeId: serviceIdOf(o, appPort), service: o.service, ...(o.region ? { region: o.region } : {}), ...(o.zone ? { zone: o.zone } : {}),
-    inboundPort: o.inboundPort, appPort, controlPlane: o.controlPlane, metadata: { 'mcp-protocol': o.protocol },
+    nodeId: serviceIdOf(o, appPort),
+    service: o.service,
+    ...(o.region ? { region: o.region } : {}),
+    ...(o.zone ? { zone: o.zone } : {}),
+    inboundPort: o.inboundPort,
+    appPort,
+    controlPlane: o.controlPlane,
+    metadata: { 'mcp-protocol': o.protocol },
     ...(o.identity ? { identity: { sdsSocket: o.identity.sdsSocket, controlPlaneId: controlPlaneId(o.identity.trustDomain) } } : {}),
   });
 }
@@ -145,7 +154,8 @@ export class SidecarAgent {
    */
   readiness(): { ready: boolean; reason: string } {
     if (this.stopped) return { ready: false, reason: 'draining: the agent is shutting down' };
-    if (this.identity && !this.identity.held) return { ready: false, reason: `no workload certificate yet (${this.identity.config.spiffeId})` };
+    if (this.identity && !this.identity.held)
+      return { ready: false, reason: `no workload certificate yet (${this.identity.config.spiffeId})` };
     const envoy = this.envoyDown();
     if (envoy) return { ready: false, reason: envoy };
     if (!this.registered) return { ready: false, reason: 'not registered in consul yet' };
@@ -168,7 +178,9 @@ export class SidecarAgent {
         const r = this.readiness();
         res.writeHead(r.ready ? 200 : 503, { 'content-type': 'text/plain' }).end(`${r.ready ? 'ready' : 'not ready'}: ${r.reason}\n`);
       } else {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: /healthz (agent alive), /readyz (registered and MCP server healthy)\n');
+        res
+          .writeHead(404, { 'content-type': 'text/plain' })
+          .end('not found: /healthz (agent alive), /readyz (registered and MCP server healthy)\n');
       }
     });
     await new Promise<void>((resolve, reject) => {
@@ -243,10 +255,15 @@ export class SidecarAgent {
     } else if (this.o.externalEnvoy) {
       log('info', 'envoy runs beside the agent; bootstrap written', { bootstrap: this.bootstrapPath });
     } else {
-      log('warn', 'no Envoy binary (ENVOY_BIN or envoy on PATH): advertising the MCP server port directly, without a sidecar proxy', { port: this.advertisedPort });
+      log('warn', 'no Envoy binary (ENVOY_BIN or envoy on PATH): advertising the MCP server port directly, without a sidecar proxy', {
+        port: this.advertisedPort,
+      });
     }
     this.checker = new McpHealthChecker({
-      url: `http://${this.appHost.includes(':') ? `[${this.appHost}]` : this.appHost}:${this.appPort}${this.o.mcpPath}`, protocol: this.o.protocol, transport: this.o.transport, timeoutMs: this.o.healthTimeoutMs ?? 5_000,
+      url: `http://${this.appHost.includes(':') ? `[${this.appHost}]` : this.appHost}:${this.appPort}${this.o.mcpPath}`,
+      protocol: this.o.protocol,
+      transport: this.o.transport,
+      timeoutMs: this.o.healthTimeoutMs ?? 5_000,
     });
     await this.tick();
   }
@@ -254,7 +271,12 @@ export class SidecarAgent {
   private async register(): Promise<void> {
     await this.consul.agent.service.register(this.registration() as unknown as Parameters<Consul['agent']['service']['register']>[0]);
     this.registered = true;
-    this.o.log('info', 'registered in consul', { service: this.o.service, id: this.serviceId, address: this.o.address, port: this.advertisedPort });
+    this.o.log('info', 'registered in consul', {
+      service: this.o.service,
+      id: this.serviceId,
+      address: this.o.address,
+      port: this.advertisedPort,
+    });
   }
 
   /** One health round: (re)register if needed, probe MCP, report to the TTL check. Never throws. */
@@ -266,7 +288,8 @@ export class SidecarAgent {
       // The mesh reaches the server through Envoy: a healthy server behind a dead Envoy is not reachable.
       const envoy = this.envoyDown();
       const r: HealthResult = envoy && probed.ok ? { ...probed, ok: false, output: envoy } : probed;
-      if (this.last?.ok !== r.ok) this.o.log(r.ok ? 'info' : 'warn', r.ok ? 'MCP server healthy' : 'MCP server unhealthy', { output: r.output });
+      if (this.last?.ok !== r.ok)
+        this.o.log(r.ok ? 'info' : 'warn', r.ok ? 'MCP server healthy' : 'MCP server unhealthy', { output: r.output });
       this.last = r;
       const note = r.output.slice(0, 4000);
       try {
@@ -280,7 +303,8 @@ export class SidecarAgent {
     } catch (err) {
       this.o.log('warn', 'consul update failed; will retry', { error: (err as Error).message, consul: this.o.consul.address });
     } finally {
-      if (!this.stopped) this.timer = setTimeout(() => void this.tick(), this.registered ? this.intervalMs : Math.min(this.intervalMs, 2_000));
+      if (!this.stopped)
+        this.timer = setTimeout(() => void this.tick(), this.registered ? this.intervalMs : Math.min(this.intervalMs, 2_000));
     }
   }
 

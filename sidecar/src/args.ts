@@ -7,7 +7,8 @@ export class ArgChecker {
 
   port(name: string, v: string | undefined): number {
     const n = Number(v);
-    if (v === undefined || !/^\d+$/.test(v) || n < 1 || n > 65535) this.problems.push(`--${name}: must be a port number 1-65535 (got ${JSON.stringify(v)})`);
+    if (v === undefined || !/^\d+$/.test(v) || n < 1 || n > 65535)
+      this.problems.push(`--${name}: must be a port number 1-65535 (got ${JSON.stringify(v)})`);
     return n;
   }
 
@@ -27,6 +28,7 @@ export class ArgChecker {
 
   /** Throws one Error listing every problem, followed by the usage text. */
   check(command: string, usage: string): void {
-    if (this.problems.length > 0) throw new Error(`${command}: ${this.problems.length} problem(s):\n  ${this.problems.join('\n  ')}\n\n${usage}`);
+    if (this.problems.length > 0)
+      throw new Error(`${command}: ${this.problems.length} problem(s):\n  ${this.problems.join('\n  ')}\n\n${usage}`);
   }
 }

@@ -75,10 +75,18 @@ function nodeIdentity(o: BootstrapOptions): { cluster: string; metadata: Record<
     const name = o.gatewayName ?? 'default';
     return {
       cluster: `gateway-${name}`,
-      metadata: { role: 'gateway', gateway_name: name, listener_port: o.listenerPort ?? DEFAULT_GATEWAY_PORT, ...(o.localAuthz ? { local_authz: true } : {}) },
+      metadata: {
+        role: 'gateway',
+        gateway_name: name,
+        listener_port: o.listenerPort ?? DEFAULT_GATEWAY_PORT,
+        ...(o.localAuthz ? { local_authz: true } : {}),
+      },
     };
   }
-  return { cluster: o.service, metadata: { ...o.metadata, role: 'sidecar', service: o.service, inbound_port: o.inboundPort, app_port: o.appPort } };
+  return {
+    cluster: o.service,
+    metadata: { ...o.metadata, role: 'sidecar', service: o.service, inbound_port: o.inboundPort, app_port: o.appPort },
+  };
 }
 
 /** A static gRPC (HTTP/2) cluster to a server of the agent on its Unix socket. */
@@ -153,7 +161,8 @@ export function envoyBootstrap(o: BootstrapOptions): ProtoObject {
       clusters: [
         {
           ...singleHostCluster(XDS_CLUSTER, o.controlPlane.host, o.controlPlane.port, {
-            connectTimeoutMs: 5_000, http2: { connection_keepalive: { interval: protoDuration(30_000), timeout: protoDuration(10_000) } },
+            connectTimeoutMs: 5_000,
+            http2: { connection_keepalive: { interval: protoDuration(30_000), timeout: protoDuration(10_000) } },
           }),
           ...(o.identity ? { transport_socket: xdsTls(o.identity.controlPlaneId) } : {}),
         },
@@ -161,28 +170,39 @@ export function envoyBootstrap(o: BootstrapOptions): ProtoObject {
         ...(o.identity ? [localSdsCluster(o.identity.sdsSocket)] : []),
         ...(o.kind === 'gateway' && o.localAuthz ? localAuthzClusters(o.localAuthz.socket) : []),
       ],
-      listeners: [{
-        name: STATS_LISTENER,
-        address: socket('0.0.0.0', statsPort),
-        filter_chains: [{
-          filters: [{
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: any('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
-              stat_prefix: 'prometheus',
-              route_config: {
-                name: 'prometheus',
-                // Only the metrics page and the readiness probe are reachable from outside; the rest of the
-                // admin API (which can change Envoy's state) stays on loopback.
-                virtual_hosts: [{
-                  name: 'prometheus', domains: ['*'],
-                  routes: ['/stats/prometheus', '/ready'].map((p) => ({ match: { path: p }, route: { cluster: ADMIN_CLUSTER } })),
-                }],
-              },
-              http_filters: [{ name: 'envoy.filters.http.router', typed_config: any('envoy.extensions.filters.http.router.v3.Router', {}) }],
-            }),
-          }],
-        }],
-      }],
+      listeners: [
+        {
+          name: STATS_LISTENER,
+          address: socket('0.0.0.0', statsPort),
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: 'envoy.filters.network.http_connection_manager',
+                  typed_config: any('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
+                    stat_prefix: 'prometheus',
+                    route_config: {
+                      name: 'prometheus',
+                      // Only the metrics page and the readiness probe are reachable from outside; the rest of the
+                      // admin API (which can change Envoy's state) stays on loopback.
+                      virtual_hosts: [
+                        {
+                          name: 'prometheus',
+                          domains: ['*'],
+                          routes: ['/stats/prometheus', '/ready'].map((p) => ({ match: { path: p }, route: { cluster: ADMIN_CLUSTER } })),
+                        },
+                      ],
+                    },
+                    http_filters: [
+                      { name: 'envoy.filters.http.router', typed_config: any('envoy.extensions.filters.http.router.v3.Router', {}) },
+                    ],
+                  }),
+                },
+              ],
+            },
+          ],
+        },
+      ],
     },
     admin: { address: socket('127.0.0.1', adminPort) },
   };

@@ -59,30 +59,49 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
     args: argv,
     allowPositionals: true,
     options: {
-      service: { type: 'string' }, port: { type: 'string' }, stdio: { type: 'boolean', default: false },
-      'mcp-path': { type: 'string', default: '/mcp' }, protocol: { type: 'string', default: '2025-11-25' },
-      transport: { type: 'string', default: 'streamable-http' }, address: { type: 'string' },
-      'inbound-port': { type: 'string', default: '15006' }, region: { type: 'string' }, zone: { type: 'string' },
-      tag: { type: 'string', multiple: true, default: [] }, id: { type: 'string' },
-      consul: { type: 'string' }, token: { type: 'string' }, datacenter: { type: 'string' },
-      'control-plane': { type: 'string' }, 'envoy-bin': { type: 'string' }, 'no-envoy': { type: 'boolean', default: false },
-      'bootstrap-out': { type: 'string' }, 'print-bootstrap': { type: 'boolean', default: false },
-      'external-envoy': { type: 'boolean', default: false }, 'health-port': { type: 'string', default: '15020' },
-      'health-interval': { type: 'string', default: '10s' }, drain: { type: 'string', default: '5s' },
+      service: { type: 'string' },
+      port: { type: 'string' },
+      stdio: { type: 'boolean', default: false },
+      'mcp-path': { type: 'string', default: '/mcp' },
+      protocol: { type: 'string', default: '2025-11-25' },
+      transport: { type: 'string', default: 'streamable-http' },
+      address: { type: 'string' },
+      'inbound-port': { type: 'string', default: '15006' },
+      region: { type: 'string' },
+      zone: { type: 'string' },
+      tag: { type: 'string', multiple: true, default: [] },
+      id: { type: 'string' },
+      consul: { type: 'string' },
+      token: { type: 'string' },
+      datacenter: { type: 'string' },
+      'control-plane': { type: 'string' },
+      'envoy-bin': { type: 'string' },
+      'no-envoy': { type: 'boolean', default: false },
+      'bootstrap-out': { type: 'string' },
+      'print-bootstrap': { type: 'boolean', default: false },
+      'external-envoy': { type: 'boolean', default: false },
+      'health-port': { type: 'string', default: '15020' },
+      'health-interval': { type: 'string', default: '10s' },
+      drain: { type: 'string', default: '5s' },
       ...IDENTITY_OPTIONS,
     },
   });
   const args = new ArgChecker();
   const problems = args.problems;
   const service = values.service ?? '';
-  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service)) problems.push(`--service: must be a DNS label (got ${JSON.stringify(values.service)})`);
+  if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service))
+    problems.push(`--service: must be a DNS label (got ${JSON.stringify(values.service)})`);
   const stdio = values.stdio ? { command: positionals[0] ?? '', args: positionals.slice(1) } : undefined;
-  if (stdio && !stdio.command) problems.push('--stdio: give the server command after --, e.g. --stdio -- npx -y @modelcontextprotocol/server-everything');
-  if (!stdio && positionals.length > 0) problems.push(`unexpected arguments ${JSON.stringify(positionals)} (a stdio command needs --stdio)`);
+  if (stdio && !stdio.command)
+    problems.push('--stdio: give the server command after --, e.g. --stdio -- npx -y @modelcontextprotocol/server-everything');
+  if (!stdio && positionals.length > 0)
+    problems.push(`unexpected arguments ${JSON.stringify(positionals)} (a stdio command needs --stdio)`);
   const appPort = stdio ? 0 : args.port('port', values.port);
   const inboundPort = args.port('inbound-port', values['inbound-port']);
-  if (!(MCP_PROTOCOLS as readonly string[]).includes(values.protocol)) problems.push(`--protocol: must be one of ${MCP_PROTOCOLS.join(', ')} (got ${JSON.stringify(values.protocol)})`);
-  if (!(MCP_TRANSPORTS as readonly string[]).includes(values.transport)) problems.push(`--transport: must be one of ${MCP_TRANSPORTS.join(', ')} (got ${JSON.stringify(values.transport)})`);
+  if (!(MCP_PROTOCOLS as readonly string[]).includes(values.protocol))
+    problems.push(`--protocol: must be one of ${MCP_PROTOCOLS.join(', ')} (got ${JSON.stringify(values.protocol)})`);
+  if (!(MCP_TRANSPORTS as readonly string[]).includes(values.transport))
+    problems.push(`--transport: must be one of ${MCP_TRANSPORTS.join(', ')} (got ${JSON.stringify(values.transport)})`);
   if (!values['mcp-path'].startsWith('/')) problems.push(`--mcp-path: must start with / (got ${JSON.stringify(values['mcp-path'])})`);
   const address = values.address ?? defaultAddress();
   if (isIP(address) === 0) problems.push(`--address: must be an IP address (got ${JSON.stringify(address)})`);
@@ -90,24 +109,47 @@ export function parseSidecarArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
   const healthIntervalMs = args.duration('health-interval', values['health-interval']);
   const drainMs = args.duration('drain', values.drain);
   const healthPort = values['health-port'] === '0' ? undefined : args.port('health-port', values['health-port']);
-  if (values['external-envoy'] && values['no-envoy']) problems.push('--external-envoy and --no-envoy contradict each other: is there an Envoy or not?');
-  if (values['external-envoy'] && !values['bootstrap-out']) problems.push('--external-envoy: give --bootstrap-out FILE on a volume the Envoy container reads');
-  if (stdio && values['print-bootstrap']) problems.push('--print-bootstrap with --stdio: the bridge port is picked at start; let the agent write the bootstrap (--external-envoy --bootstrap-out FILE)');
-  const identity = identityFromArgs(values, env, { role: 'sidecar', name: service, nodeId: `${service}-${values['inbound-port']}` }, problems);
+  if (values['external-envoy'] && values['no-envoy'])
+    problems.push('--external-envoy and --no-envoy contradict each other: is there an Envoy or not?');
+  if (values['external-envoy'] && !values['bootstrap-out'])
+    problems.push('--external-envoy: give --bootstrap-out FILE on a volume the Envoy container reads');
+  if (stdio && values['print-bootstrap'])
+    problems.push(
+      '--print-bootstrap with --stdio: the bridge port is picked at start; let the agent write the bootstrap (--external-envoy --bootstrap-out FILE)',
+    );
+  const identity = identityFromArgs(
+    values,
+    env,
+    { role: 'sidecar', name: service, nodeId: `${service}-${values['inbound-port']}` },
+    problems,
+  );
   args.check('mcpmesh sidecar', USAGE);
   const consulEnv = consulOptionsFromEnv({ ...env, CONSUL_HTTP_ADDR: values.consul ?? env['CONSUL_HTTP_ADDR'] ?? 'http://127.0.0.1:8500' });
-  const consul = { ...consulEnv, address: consulEnv?.address ?? 'http://127.0.0.1:8500', ...(values.token ? { token: values.token } : {}), ...(values.datacenter ? { datacenter: values.datacenter } : {}) };
-  const envoyBin = values['no-envoy'] || values['external-envoy'] ? undefined : values['envoy-bin'] ?? findEnvoy(env);
+  const consul = {
+    ...consulEnv,
+    address: consulEnv?.address ?? 'http://127.0.0.1:8500',
+    ...(values.token ? { token: values.token } : {}),
+    ...(values.datacenter ? { datacenter: values.datacenter } : {}),
+  };
+  const envoyBin = values['no-envoy'] || values['external-envoy'] ? undefined : (values['envoy-bin'] ?? findEnvoy(env));
   return {
     printBootstrap: values['print-bootstrap'],
     options: {
-      service, appPort, inboundPort, address, mcpPath: values['mcp-path'],
-      protocol: values.protocol as McpProtocol, transport: values.transport as McpTransport,
-      ...(values.region ? { region: values.region } : {}), ...(values.zone ? { zone: values.zone } : {}),
-      tags: values.tag, ...(values.id ? { serviceId: values.id } : {}),
+      service,
+      appPort,
+      inboundPort,
+      address,
+      mcpPath: values['mcp-path'],
+      protocol: values.protocol as McpProtocol,
+      transport: values.transport as McpTransport,
+      ...(values.region ? { region: values.region } : {}),
+      ...(values.zone ? { zone: values.zone } : {}),
+      tags: values.tag,
+      ...(values.id ? { serviceId: values.id } : {}),
       consul,
       controlPlane,
-      healthIntervalMs, drainMs,
+      healthIntervalMs,
+      drainMs,
       ...(values['bootstrap-out'] ? { bootstrapPath: values['bootstrap-out'] } : {}),
       ...(envoyBin ? { envoyBin } : {}),
       ...(values['external-envoy'] ? { externalEnvoy: true } : {}),

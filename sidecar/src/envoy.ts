@@ -93,7 +93,11 @@ export class EnvoySupervisor {
       this.lastFailure = why;
       if (this.stopping) return;
       if (Date.now() - startedAt >= this.opts.stableAfterMs) this.backoffMs = this.opts.backoffInitialMs;
-      log(fields['error'] !== undefined ? 'error' : 'warn', fields['error'] !== undefined ? 'envoy failed to start; retrying' : 'envoy exited; restarting', { bin, ...fields, restart_in_ms: this.backoffMs, attempt: this.starts });
+      log(
+        fields['error'] !== undefined ? 'error' : 'warn',
+        fields['error'] !== undefined ? 'envoy failed to start; retrying' : 'envoy exited; restarting',
+        { bin, ...fields, restart_in_ms: this.backoffMs, attempt: this.starts },
+      );
       this.timer = setTimeout(() => this.start(), this.backoffMs);
       this.backoffMs = Math.min(this.backoffMs * 2, this.opts.backoffMaxMs);
     };

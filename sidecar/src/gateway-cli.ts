@@ -60,41 +60,64 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
     args: argv,
     allowPositionals: true,
     options: {
-      name: { type: 'string', default: 'default' }, id: { type: 'string' },
+      name: { type: 'string', default: 'default' },
+      id: { type: 'string' },
       'listener-port': { type: 'string', default: String(DEFAULT_GATEWAY_PORT) },
-      region: { type: 'string' }, zone: { type: 'string' }, 'control-plane': { type: 'string' },
-      'admin-port': { type: 'string', default: '15000' }, 'stats-port': { type: 'string', default: '15090' },
-      'envoy-bin': { type: 'string' }, 'bootstrap-out': { type: 'string' },
-      'print-bootstrap': { type: 'boolean', default: false }, drain: { type: 'string', default: '5s' },
-      'xds-relay': { type: 'string' }, 'no-envoy': { type: 'boolean', default: false },
-      policy: { type: 'string' }, 'authz-socket': { type: 'string' },
+      region: { type: 'string' },
+      zone: { type: 'string' },
+      'control-plane': { type: 'string' },
+      'admin-port': { type: 'string', default: '15000' },
+      'stats-port': { type: 'string', default: '15090' },
+      'envoy-bin': { type: 'string' },
+      'bootstrap-out': { type: 'string' },
+      'print-bootstrap': { type: 'boolean', default: false },
+      drain: { type: 'string', default: '5s' },
+      'xds-relay': { type: 'string' },
+      'no-envoy': { type: 'boolean', default: false },
+      policy: { type: 'string' },
+      'authz-socket': { type: 'string' },
       ...IDENTITY_OPTIONS,
     },
   });
   const args = new ArgChecker();
   // The same rule as the control plane applies to metadata.gateway_name (xds/node.ts).
-  if (!/^[A-Za-z0-9._-]{1,63}$/.test(values.name)) args.problems.push(`--name: must be 1-63 letters, digits, ".", "_" or "-" (got ${JSON.stringify(values.name)})`);
+  if (!/^[A-Za-z0-9._-]{1,63}$/.test(values.name))
+    args.problems.push(`--name: must be 1-63 letters, digits, ".", "_" or "-" (got ${JSON.stringify(values.name)})`);
   if (positionals.length > 0) args.problems.push(`unexpected arguments ${JSON.stringify(positionals)}`);
   const listenerPort = args.port('listener-port', values['listener-port']);
   const adminPort = args.port('admin-port', values['admin-port']);
   const statsPort = args.port('stats-port', values['stats-port']);
-  if (new Set([listenerPort, adminPort, statsPort]).size < 3) args.problems.push(`--listener-port, --admin-port and --stats-port must differ (got ${listenerPort}, ${adminPort}, ${statsPort})`);
+  if (new Set([listenerPort, adminPort, statsPort]).size < 3)
+    args.problems.push(`--listener-port, --admin-port and --stats-port must differ (got ${listenerPort}, ${adminPort}, ${statsPort})`);
   const controlPlane = args.controlPlane(values['control-plane'], env);
   const drainMs = args.duration('drain', values.drain);
   const nodeId = values.id ?? `gateway-${values.name}-${os.hostname()}`;
   const identity = identityFromArgs(values, env, { role: 'gateway', name: values.name, nodeId }, args.problems);
   const relay = values['xds-relay'];
-  if (relay !== undefined && !identity) args.problems.push('--xds-relay needs the gateway\'s identity (--join-token or --k8s-token-file): without one there is nothing to relay with');
-  if (relay !== undefined && !/^(unix:\/.+|127\.0\.0\.1:\d+|localhost:\d+|\[::1\]:\d+)$/.test(relay)) args.problems.push(`--xds-relay: a loopback address or a Unix socket (the relay is plain): 127.0.0.1:15010 or unix:/path (got ${JSON.stringify(relay)})`);
+  if (relay !== undefined && !identity)
+    args.problems.push(
+      "--xds-relay needs the gateway's identity (--join-token or --k8s-token-file): without one there is nothing to relay with",
+    );
+  if (relay !== undefined && !/^(unix:\/.+|127\.0\.0\.1:\d+|localhost:\d+|\[::1\]:\d+)$/.test(relay))
+    args.problems.push(
+      `--xds-relay: a loopback address or a Unix socket (the relay is plain): 127.0.0.1:15010 or unix:/path (got ${JSON.stringify(relay)})`,
+    );
   const localAuthz = localAuthzFromArgs(values, env, nodeId, identity, args.problems);
-  if (values['no-envoy'] && relay === undefined && !localAuthz) args.problems.push('--no-envoy without --xds-relay or --policy: nothing would run');
+  if (values['no-envoy'] && relay === undefined && !localAuthz)
+    args.problems.push('--no-envoy without --xds-relay or --policy: nothing would run');
   args.check('mcpmesh gateway', USAGE);
-  const envoyBin = values['no-envoy'] ? undefined : values['envoy-bin'] ?? findEnvoy(env);
+  const envoyBin = values['no-envoy'] ? undefined : (values['envoy-bin'] ?? findEnvoy(env));
   return {
     bootstrap: {
-      kind: 'gateway', nodeId, gatewayName: values.name, listenerPort,
-      ...(values.region ? { region: values.region } : {}), ...(values.zone ? { zone: values.zone } : {}),
-      controlPlane, adminPort, statsPort,
+      kind: 'gateway',
+      nodeId,
+      gatewayName: values.name,
+      listenerPort,
+      ...(values.region ? { region: values.region } : {}),
+      ...(values.zone ? { zone: values.zone } : {}),
+      controlPlane,
+      adminPort,
+      statsPort,
       ...(identity ? { identity: { sdsSocket: identity.sdsSocket, controlPlaneId: controlPlaneId(identity.trustDomain) } } : {}),
       ...(localAuthz ? { localAuthz: { socket: localAuthz.socket } } : {}),
     },
@@ -115,12 +138,16 @@ export function parseGatewayArgs(argv: string[], env: NodeJS.ProcessEnv): Parsed
  * refuses to start on one. Its trust domain must be the gateway identity's.
  */
 function localAuthzFromArgs(
-  values: { policy?: string | undefined; 'authz-socket'?: string | undefined }, env: NodeJS.ProcessEnv, nodeId: string,
-  identity: IdentityConfig | undefined, problems: string[],
+  values: { policy?: string | undefined; 'authz-socket'?: string | undefined },
+  env: NodeJS.ProcessEnv,
+  nodeId: string,
+  identity: IdentityConfig | undefined,
+  problems: string[],
 ): LocalAuthzConfig | undefined {
   const file = values.policy ?? env['MCPMESH_POLICY'];
   if (file === undefined || file === '') {
-    if (values['authz-socket'] !== undefined) problems.push('--authz-socket without --policy: the agent serves no authorizer without a policy');
+    if (values['authz-socket'] !== undefined)
+      problems.push('--authz-socket without --policy: the agent serves no authorizer without a policy');
     return undefined;
   }
   let read: ReturnType<typeof readPolicyFile>;
@@ -132,7 +159,9 @@ function localAuthzFromArgs(
     return undefined;
   }
   if (identity && read.policy.trustDomain !== identity.trustDomain) {
-    problems.push(`--policy: ${file}: trustDomain is "${read.policy.trustDomain}", but this gateway's identity is in trust domain "${identity.trustDomain}"`);
+    problems.push(
+      `--policy: ${file}: trustDomain is "${read.policy.trustDomain}", but this gateway's identity is in trust domain "${identity.trustDomain}"`,
+    );
   }
   const socket = values['authz-socket'] ?? path.join(os.tmpdir(), `mcpmesh-authz-${nodeId.replace(/[^A-Za-z0-9._-]/g, '_')}.sock`);
   return { policyFile: file, policyText: read.text, policy: read.policy, socket };
@@ -151,7 +180,11 @@ export interface GatewayAgent {
  * socket), the local authorizer (its filters' static clusters point at that socket), the xDS relay, Envoy.
  * Tests call it with --no-envoy to run the agent's side without an Envoy binary.
  */
-export async function startGatewayAgent(parsed: ParsedGateway, logger: Logger, json = renderBootstrap(parsed.bootstrap)): Promise<GatewayAgent> {
+export async function startGatewayAgent(
+  parsed: ParsedGateway,
+  logger: Logger,
+  json = renderBootstrap(parsed.bootstrap),
+): Promise<GatewayAgent> {
   const agentLogger = withFields(logger, { gateway: parsed.bootstrap.gatewayName, node: parsed.bootstrap.nodeId });
   const log: Log = (level, msg, fields) => agentLogger[level](msg, fields);
   const bootstrapPath = parsed.bootstrapPath ?? path.join(os.tmpdir(), `mcpmesh-envoy-${parsed.bootstrap.nodeId}.json`);
@@ -209,10 +242,14 @@ export async function gatewayMain(argv: string[]): Promise<number> {
   }
   if (parsed.printBootstrap) return writeBootstrap(json, parsed.bootstrapPath);
   const logger = createLogger({ component: 'gateway' });
-  const log: Log = (level, msg, fields) => logger[level](msg, { gateway: parsed.bootstrap.gatewayName, node: parsed.bootstrap.nodeId, ...fields });
+  const log: Log = (level, msg, fields) =>
+    logger[level](msg, { gateway: parsed.bootstrap.gatewayName, node: parsed.bootstrap.nodeId, ...fields });
   if (!parsed.envoyBin && !parsed.noEnvoy) {
     // Unlike a sidecar, a gateway is nothing without its proxy: refuse rather than pretend.
-    log('error', 'no Envoy binary: set ENVOY_BIN, put envoy on PATH or pass --envoy-bin (or --print-bootstrap to only write the bootstrap)');
+    log(
+      'error',
+      'no Envoy binary: set ENVOY_BIN, put envoy on PATH or pass --envoy-bin (or --print-bootstrap to only write the bootstrap)',
+    );
     return 1;
   }
   let agent: GatewayAgent;

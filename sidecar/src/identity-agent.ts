@@ -25,8 +25,13 @@ export interface IdentityConfig {
 
 /** The identity flags of `mcpmesh sidecar` and `mcpmesh gateway` (parseArgs option specs). */
 export const IDENTITY_OPTIONS = {
-  'join-token': { type: 'string' }, 'join-token-file': { type: 'string' }, 'k8s-token-file': { type: 'string' },
-  'trust-domain': { type: 'string' }, 'ca-bundle': { type: 'string' }, 'sds-socket': { type: 'string' }, 'identity-dir': { type: 'string' },
+  'join-token': { type: 'string' },
+  'join-token-file': { type: 'string' },
+  'k8s-token-file': { type: 'string' },
+  'trust-domain': { type: 'string' },
+  'ca-bundle': { type: 'string' },
+  'sds-socket': { type: 'string' },
+  'identity-dir': { type: 'string' },
 } as const;
 
 export const IDENTITY_USAGE = `  --join-token T          join the secured mesh with this single-use token (mcpmesh join-token) [$MCPMESH_JOIN_TOKEN]
@@ -46,7 +51,12 @@ type IdentityValues = { [K in keyof typeof IDENTITY_OPTIONS]?: string | undefine
  * The identity the flags ask for, for `who` (a service's sidecar or a gateway), or undefined (no credential:
  * development mode). Problems (unreadable files, a token for another identity) go to `problems`.
  */
-export function identityFromArgs(values: IdentityValues, env: NodeJS.ProcessEnv, who: { role: 'sidecar' | 'gateway'; name: string; nodeId: string }, problems: string[]): IdentityConfig | undefined {
+export function identityFromArgs(
+  values: IdentityValues,
+  env: NodeJS.ProcessEnv,
+  who: { role: 'sidecar' | 'gateway'; name: string; nodeId: string },
+  problems: string[],
+): IdentityConfig | undefined {
   const read = (flag: string, file: string): string | undefined => {
     try {
       return readFileSync(file, 'utf8').trim();
@@ -95,7 +105,14 @@ export function identityFromArgs(values: IdentityValues, env: NodeJS.ProcessEnv,
   }
   const spiffeId = who.role === 'sidecar' ? sidecarId(trustDomain, who.name) : gatewayId(trustDomain, who.name);
   const sdsSocket = values['sds-socket'] ?? path.join(os.tmpdir(), `mcpmesh-sds-${who.nodeId.replace(/[^A-Za-z0-9._-]/g, '_')}.sock`);
-  return { credential, spiffeId, trustDomain, ...(bundlePem ? { bundlePem } : {}), sdsSocket, ...(values['identity-dir'] ? { dir: values['identity-dir'] } : {}) };
+  return {
+    credential,
+    spiffeId,
+    trustDomain,
+    ...(bundlePem ? { bundlePem } : {}),
+    sdsSocket,
+    ...(values['identity-dir'] ? { dir: values['identity-dir'] } : {}),
+  };
 }
 
 /** The agent's identity at run time: the SDS server for its Envoy, and the certificate it serves. */
@@ -113,8 +130,12 @@ export class AgentIdentity {
     this.#log = log;
     this.#sds = new SdsServer(config.sdsSocket, log);
     this.#wid = new WorkloadIdentity({
-      spiffeId: config.spiffeId, controlPlane, credential: config.credential, log,
-      ...(config.bundlePem ? { bundlePem: config.bundlePem } : {}), ...(config.dir ? { dir: config.dir } : {}),
+      spiffeId: config.spiffeId,
+      controlPlane,
+      credential: config.credential,
+      log,
+      ...(config.bundlePem ? { bundlePem: config.bundlePem } : {}),
+      ...(config.dir ? { dir: config.dir } : {}),
     });
     this.#wid.onChange((held) => this.#sds.update(held));
   }
@@ -139,7 +160,11 @@ export class AgentIdentity {
     this.#wid.start().catch((err: unknown) => {
       this.#attempts += 1;
       const delay = Math.min(1000 * 2 ** Math.min(this.#attempts - 1, 5), 30_000);
-      this.#log('error', 'could not get a workload certificate; retrying', { spiffe_id: this.config.spiffeId, error: (err as Error).message, retry_in_ms: delay });
+      this.#log('error', 'could not get a workload certificate; retrying', {
+        spiffe_id: this.config.spiffeId,
+        error: (err as Error).message,
+        retry_in_ms: delay,
+      });
       this.#timer = setTimeout(() => this.#acquire(), delay);
       this.#timer.unref();
     });

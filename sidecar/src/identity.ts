@@ -58,24 +58,48 @@ export interface Held {
 
 type Listener = (held: Held) => void;
 
-interface SignResponse { cert_chain_pem: string; bundle_pem: string; not_after: number; control_plane_id: string }
+interface SignResponse {
+  cert_chain_pem: string;
+  bundle_pem: string;
+  not_after: number;
+  control_plane_id: string;
+}
 
 function codec<T>(typeName: string): { ser: (v: T) => Buffer; de: (b: Buffer) => T } {
   const t = lookupType(typeName);
-  return { ser: (v) => Buffer.from(t.encode(t.fromObject(v as object)).finish()), de: (b) => t.toObject(t.decode(b), { longs: Number, defaults: true }) as T };
+  return {
+    ser: (v) => Buffer.from(t.encode(t.fromObject(v as object)).finish()),
+    de: (b) => t.toObject(t.decode(b), { longs: Number, defaults: true }) as T,
+  };
 }
 
 /** One unary call of the Identity service over `creds`. */
-function call<Req, Res>(target: string, creds: grpc.ChannelCredentials, method: string, reqType: string, resType: string, req: Req, timeoutMs = 10_000): Promise<Res> {
+function call<Req, Res>(
+  target: string,
+  creds: grpc.ChannelCredentials,
+  method: string,
+  reqType: string,
+  resType: string,
+  req: Req,
+  timeoutMs = 10_000,
+): Promise<Res> {
   const reqC = codec<Req>(reqType);
   const resC = codec<Res>(resType);
   const client = new grpc.Client(target, creds);
   return new Promise<Res>((resolve, reject) => {
-    client.makeUnaryRequest(`${SERVICE}${method}`, reqC.ser, resC.de, req, new grpc.Metadata(), { deadline: Date.now() + timeoutMs }, (err, res) => {
-      client.close();
-      if (err) reject(err);
-      else resolve(res as Res);
-    });
+    client.makeUnaryRequest(
+      `${SERVICE}${method}`,
+      reqC.ser,
+      resC.de,
+      req,
+      new grpc.Metadata(),
+      { deadline: Date.now() + timeoutMs },
+      (err, res) => {
+        client.close();
+        if (err) reject(err);
+        else resolve(res as Res);
+      },
+    );
   });
 }
 
@@ -91,7 +115,9 @@ function checkControlPlane(expected: string): (host: string, cert: { subjectaltn
 export async function newKeyAndCsr(spiffeId: string): Promise<{ keyPem: string; csrPem: string }> {
   const keys = await webcrypto.subtle.generateKey(KEY_ALG, true, ['sign', 'verify']);
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-    name: 'O=MCP Mesh', keys, signingAlgorithm: SIGN_ALG,
+    name: 'O=MCP Mesh',
+    keys,
+    signingAlgorithm: SIGN_ALG,
     extensions: [new x509.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }])],
   });
   return { keyPem: KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }).toString(), csrPem: csr.toString('pem') };
@@ -116,8 +142,10 @@ export class WorkloadIdentity {
     this.#o = o;
     const fromToken = o.credential.type === 'join-token' ? readJoinToken(o.credential.token).spiffeId : undefined;
     const id = o.spiffeId ?? fromToken;
-    if (!id) throw new Error('the workload identity is unknown: give the SPIFFE ID (a Kubernetes agent knows its service and trust domain)');
-    if (fromToken && o.spiffeId && fromToken !== o.spiffeId) throw new Error(`the join token is for ${fromToken}, but this agent is ${o.spiffeId}`);
+    if (!id)
+      throw new Error('the workload identity is unknown: give the SPIFFE ID (a Kubernetes agent knows its service and trust domain)');
+    if (fromToken && o.spiffeId && fromToken !== o.spiffeId)
+      throw new Error(`the join token is for ${fromToken}, but this agent is ${o.spiffeId}`);
     parseSpiffeId(id);
     this.spiffeId = id;
     this.#target = `${o.controlPlane.host}:${o.controlPlane.port}`;
@@ -134,7 +162,7 @@ export class WorkloadIdentity {
 
   /** Gets the first certificate (with the credential). Throws with the control plane's reason when refused. */
   async start(): Promise<Held> {
-    const bundle = this.#o.bundlePem ?? await this.#pinnedBundle();
+    const bundle = this.#o.bundlePem ?? (await this.#pinnedBundle());
     const held = await this.#sign(bundle, undefined);
     this.#install(held);
     return held;
@@ -157,12 +185,23 @@ export class WorkloadIdentity {
   /** With a join token and no bundle: fetch the bundle without trusting anyone, keep it only if the token pins it. */
   async #pinnedBundle(): Promise<string> {
     const cred = this.#o.credential;
-    if (cred.type !== 'join-token') throw new Error('the control plane\'s trust bundle is needed (a join token pins it; otherwise give --ca-bundle FILE)');
+    if (cred.type !== 'join-token')
+      throw new Error("the control plane's trust bundle is needed (a join token pins it; otherwise give --ca-bundle FILE)");
     const pin = readJoinToken(cred.token).bundleHash;
     const insecure = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
-    const res = await call<object, { bundle_pem: string }>(this.#target, insecure, 'Bundle', 'mcpmesh.identity.v1.BundleRequest', 'mcpmesh.identity.v1.BundleResponse', {});
+    const res = await call<object, { bundle_pem: string }>(
+      this.#target,
+      insecure,
+      'Bundle',
+      'mcpmesh.identity.v1.BundleRequest',
+      'mcpmesh.identity.v1.BundleResponse',
+      {},
+    );
     const got = bundleHash(res.bundle_pem);
-    if (got !== pin) throw new Error(`the control plane at ${this.#target} offered a trust bundle (sha256 ${got.slice(0, 16)}…) that the join token does not pin (${pin.slice(0, 16)}…): refusing to send it the token`);
+    if (got !== pin)
+      throw new Error(
+        `the control plane at ${this.#target} offered a trust bundle (sha256 ${got.slice(0, 16)}…) that the join token does not pin (${pin.slice(0, 16)}…): refusing to send it the token`,
+      );
     return res.bundle_pem;
   }
 
@@ -175,20 +214,43 @@ export class WorkloadIdentity {
       : grpc.credentials.createSsl(Buffer.from(bundlePem), null, null, verify);
     const cred = this.#o.credential;
     const credential = current ? '' : cred.type === 'join-token' ? cred.token : cred.token();
-    const res = await call<object, SignResponse>(this.#target, creds, 'Sign', 'mcpmesh.identity.v1.SignRequest', 'mcpmesh.identity.v1.SignResponse', {
-      csr_pem: csrPem, spiffe_id: this.spiffeId, credential_type: current ? '' : cred.type, credential, ttl_seconds: this.#o.ttlSeconds ?? 0,
-    });
+    const res = await call<object, SignResponse>(
+      this.#target,
+      creds,
+      'Sign',
+      'mcpmesh.identity.v1.SignRequest',
+      'mcpmesh.identity.v1.SignResponse',
+      {
+        csr_pem: csrPem,
+        spiffe_id: this.spiffeId,
+        credential_type: current ? '' : cred.type,
+        credential,
+        ttl_seconds: this.#o.ttlSeconds ?? 0,
+      },
+    );
     const leaf = new X509Certificate(res.cert_chain_pem);
-    if (peerSpiffeId(leaf.subjectAltName) !== this.spiffeId) throw new Error(`the CA signed ${peerSpiffeId(leaf.subjectAltName) ?? 'no SPIFFE ID'}, not ${this.spiffeId}`);
+    if (peerSpiffeId(leaf.subjectAltName) !== this.spiffeId)
+      throw new Error(`the CA signed ${peerSpiffeId(leaf.subjectAltName) ?? 'no SPIFFE ID'}, not ${this.spiffeId}`);
     if (!leaf.checkPrivateKey(KeyObject.from(await importPkcs8(keyPem)))) throw new Error('the CA signed a certificate for another key');
-    return { spiffeId: this.spiffeId, certChainPem: res.cert_chain_pem, keyPem, bundlePem: res.bundle_pem, notAfter: new Date(res.not_after * 1000), controlPlaneId: res.control_plane_id || expectCp };
+    return {
+      spiffeId: this.spiffeId,
+      certChainPem: res.cert_chain_pem,
+      keyPem,
+      bundlePem: res.bundle_pem,
+      notAfter: new Date(res.not_after * 1000),
+      controlPlaneId: res.control_plane_id || expectCp,
+    };
   }
 
   #install(held: Held): void {
     this.#held = held;
     this.#failures = 0;
     if (this.#o.dir) writeIdentityFiles(this.#o.dir, held);
-    this.#o.log('info', 'workload certificate installed', { spiffe_id: held.spiffeId, not_after: held.notAfter.toISOString(), fingerprint: fingerprint(held.certChainPem) });
+    this.#o.log('info', 'workload certificate installed', {
+      spiffe_id: held.spiffeId,
+      not_after: held.notAfter.toISOString(),
+      fingerprint: fingerprint(held.certChainPem),
+    });
     for (const l of this.#listeners) l(held);
     this.#schedule();
   }
@@ -198,16 +260,24 @@ export class WorkloadIdentity {
     const held = this.#held;
     if (this.#stopped || !held) return;
     const lifetime = held.notAfter.getTime() - Date.now();
-    const delay = this.#failures > 0
-      ? Math.min(1000 * 2 ** (this.#failures - 1), MAX_RETRY_MS)
-      : Math.max(0, lifetime * (1 - (this.#o.renewBelow ?? 0.5)));
-    this.#timer = setTimeout(() => {
-      this.renew().catch((err: unknown) => {
-        this.#failures += 1;
-        this.#o.log('error', 'certificate renewal failed; keeping the current one and retrying', { spiffe_id: this.spiffeId, error: (err as Error).message, attempt: this.#failures });
-        this.#schedule();
-      });
-    }, Math.min(delay, 2 ** 31 - 1));
+    const delay =
+      this.#failures > 0
+        ? Math.min(1000 * 2 ** (this.#failures - 1), MAX_RETRY_MS)
+        : Math.max(0, lifetime * (1 - (this.#o.renewBelow ?? 0.5)));
+    this.#timer = setTimeout(
+      () => {
+        this.renew().catch((err: unknown) => {
+          this.#failures += 1;
+          this.#o.log('error', 'certificate renewal failed; keeping the current one and retrying', {
+            spiffe_id: this.spiffeId,
+            error: (err as Error).message,
+            attempt: this.#failures,
+          });
+          this.#schedule();
+        });
+      },
+      Math.min(delay, 2 ** 31 - 1),
+    );
     this.#timer.unref();
   }
 }

@@ -58,10 +58,14 @@ export class LocalAuthz {
     this.#log = opts.log;
     // No publicUrl: every route the control plane sends names its own RFC 9728 document (a context extension).
     this.#services = new DecisionServices({ policy: config.policy, registry: opts.registry ?? new Registry(), log: opts.log });
-    this.#watch = new FileWatch(config.policyFile, {
-      change: (text) => this.#reload(text),
-      error: (err) => this.#refused(`${config.policyFile}: ${err.message}`),
-    }, opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {});
+    this.#watch = new FileWatch(
+      config.policyFile,
+      {
+        change: (text) => this.#reload(text),
+        error: (err) => this.#refused(`${config.policyFile}: ${err.message}`),
+      },
+      opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {},
+    );
   }
 
   /** The policy deciding now (the last good one). */
@@ -81,7 +85,11 @@ export class LocalAuthz {
     this.#watch.start();
     const p = this.config.policy;
     this.#log.info('local authorizer and tools/list processor listening', {
-      socket: this.config.socket, policy: this.config.policyFile, trust_domain: p.trustDomain, roles: p.roles.length, services: p.services.length,
+      socket: this.config.socket,
+      policy: this.config.policyFile,
+      trust_domain: p.trustDomain,
+      roles: p.roles.length,
+      services: p.services.length,
     });
   }
 
@@ -98,12 +106,19 @@ export class LocalAuthz {
     const current = this.#services.policy;
     if (policy.trustDomain !== current.trustDomain) {
       // The control plane refuses it too: every certificate (and the gateway's own identity) would change.
-      this.#refused(`${file}: trustDomain: changed from "${current.trustDomain}" to "${policy.trustDomain}"; restart the mesh to change it`);
+      this.#refused(
+        `${file}: trustDomain: changed from "${current.trustDomain}" to "${policy.trustDomain}"; restart the mesh to change it`,
+      );
       return;
     }
     this.#services.setPolicy(policy);
     this.#lastError = undefined;
-    this.#log.info('policy applied', { file, roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
+    this.#log.info('policy applied', {
+      file,
+      roles: policy.roles.length,
+      services: policy.services.length,
+      providers: policy.providers.length,
+    });
   }
 
   #refused(reason: string): void {

@@ -39,11 +39,18 @@ async function jsonRpcAnswer(res: Response, id: number): Promise<Record<string, 
   const type = res.headers.get('content-type') ?? '';
   const text = await res.text();
   const candidates: string[] = type.includes('text/event-stream')
-    ? text.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trim())
+    ? text
+        .split(/\r?\n/)
+        .filter((l) => l.startsWith('data:'))
+        .map((l) => l.slice(5).trim())
     : [text];
   for (const c of candidates) {
     let msg: unknown;
-    try { msg = JSON.parse(c); } catch { continue; }
+    try {
+      msg = JSON.parse(c);
+    } catch {
+      continue;
+    }
     if (typeof msg === 'object' && msg !== null && (msg as { id?: unknown }).id === id) return msg as Record<string, unknown>;
   }
   throw new Error(`HTTP ${res.status} without a JSON-RPC answer to request ${id} (content-type ${type || 'none'}): ${text.slice(0, 200)}`);
@@ -65,7 +72,11 @@ export class McpHealthChecker {
       return { ok: true, output, latencyMs: performance.now() - started };
     } catch (err) {
       await this.reset();
-      return { ok: false, output: `MCP check of ${this.opts.url} failed: ${(err as Error).message}`, latencyMs: performance.now() - started };
+      return {
+        ok: false,
+        output: `MCP check of ${this.opts.url} failed: ${(err as Error).message}`,
+        latencyMs: performance.now() - started,
+      };
     }
   }
 
@@ -73,7 +84,8 @@ export class McpHealthChecker {
     const { timeoutMs, url } = this.opts;
     if (!this.client) {
       const client = new Client({ name: 'mcpmesh-sidecar-health', version: '0.1.0' });
-      const transport = this.opts.transport === 'sse' ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url));
+      const transport =
+        this.opts.transport === 'sse' ? new SSEClientTransport(new URL(url)) : new StreamableHTTPClientTransport(new URL(url));
       await withTimeout(client.connect(transport, { timeout: timeoutMs }), timeoutMs, 'initialize');
       this.client = client;
     }
@@ -84,17 +96,21 @@ export class McpHealthChecker {
 
   private async discover(): Promise<string> {
     const id = this.nextId++;
-    const res = await withTimeout(fetch(this.opts.url, {
-      method: 'POST',
-      headers: {
-        'content-type': 'application/json',
-        accept: 'application/json, text/event-stream',
-        'mcp-protocol-version': this.opts.protocol,
-        'mcp-method': 'server/discover',
-      },
-      body: JSON.stringify({ jsonrpc: '2.0', id, method: 'server/discover', params: {} }),
-      signal: AbortSignal.timeout(this.opts.timeoutMs),
-    }), this.opts.timeoutMs, 'server/discover');
+    const res = await withTimeout(
+      fetch(this.opts.url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-protocol-version': this.opts.protocol,
+          'mcp-method': 'server/discover',
+        },
+        body: JSON.stringify({ jsonrpc: '2.0', id, method: 'server/discover', params: {} }),
+        signal: AbortSignal.timeout(this.opts.timeoutMs),
+      }),
+      this.opts.timeoutMs,
+      'server/discover',
+    );
     const answer = await jsonRpcAnswer(res, id);
     if (answer['error']) throw new Error(`server/discover answered with error ${JSON.stringify(answer['error'])}`);
     return `MCP server/discover ok (HTTP ${res.status}, protocol ${this.opts.protocol})`;

@@ -6,7 +6,13 @@ import * as grpc from '@grpc/grpc-js';
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { identitySecret, SECRET_TYPE, SECRET_TYPE_URL, trustBundleSecret, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
+import {
+  identitySecret,
+  SECRET_TYPE,
+  SECRET_TYPE_URL,
+  trustBundleSecret,
+  workloadSecretName,
+} from '../../control-plane/src/identity/sds.ts';
 import { lookupType } from '../../control-plane/src/xds/proto.ts';
 import type { Log } from './envoy.ts';
 import type { Held } from './identity.ts';
@@ -43,21 +49,36 @@ export class SdsServer {
     const req = lookupType('envoy.service.discovery.v3.DiscoveryRequest');
     const decode = (b: Buffer): DiscoveryRequest => req.toObject(req.decode(b), { arrays: true }) as DiscoveryRequest;
     const identity = (b: Buffer): Buffer => b;
-    this.#server.addService({
-      StreamSecrets: {
-        path: `${SERVICE}StreamSecrets`, requestStream: true, responseStream: true,
-        requestSerialize: identity, requestDeserialize: decode, responseSerialize: identity, responseDeserialize: identity, originalName: 'streamSecrets',
+    this.#server.addService(
+      {
+        StreamSecrets: {
+          path: `${SERVICE}StreamSecrets`,
+          requestStream: true,
+          responseStream: true,
+          requestSerialize: identity,
+          requestDeserialize: decode,
+          responseSerialize: identity,
+          responseDeserialize: identity,
+          originalName: 'streamSecrets',
+        },
+        FetchSecrets: {
+          path: `${SERVICE}FetchSecrets`,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: identity,
+          requestDeserialize: decode,
+          responseSerialize: identity,
+          responseDeserialize: identity,
+          originalName: 'fetchSecrets',
+        },
       },
-      FetchSecrets: {
-        path: `${SERVICE}FetchSecrets`, requestStream: false, responseStream: false,
-        requestSerialize: identity, requestDeserialize: decode, responseSerialize: identity, responseDeserialize: identity, originalName: 'fetchSecrets',
+      {
+        StreamSecrets: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) => this.#stream(call),
+        FetchSecrets: (call: grpc.ServerUnaryCall<DiscoveryRequest, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+          done(null, this.#response(call.request.resource_names ?? []).bytes);
+        },
       },
-    }, {
-      StreamSecrets: (call: grpc.ServerDuplexStream<DiscoveryRequest, Buffer>) => this.#stream(call),
-      FetchSecrets: (call: grpc.ServerUnaryCall<DiscoveryRequest, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
-        done(null, this.#response(call.request.resource_names ?? []).bytes);
-      },
-    });
+    );
   }
 
   /** Listens on the Unix socket (replacing a stale one), owner-only. */
@@ -74,7 +95,10 @@ export class SdsServer {
     const secret = lookupType(SECRET_TYPE);
     const encode = (body: object): Buffer => Buffer.from(secret.encode(secret.fromObject(body)).finish());
     this.#secrets = new Map([
-      [workloadSecretName(), encode(identitySecret(workloadSecretName(), { certPem: held.certChainPem, chainPem: '', keyPem: held.keyPem }))],
+      [
+        workloadSecretName(),
+        encode(identitySecret(workloadSecretName(), { certPem: held.certChainPem, chainPem: '', keyPem: held.keyPem })),
+      ],
       [BOOTSTRAP_TRUST_SECRET, encode(trustBundleSecret(BOOTSTRAP_TRUST_SECRET, held.bundlePem))],
     ]);
     for (const s of this.#streams) this.#push(s);
@@ -96,8 +120,12 @@ export class SdsServer {
     const version = this.#version(names);
     this.#nonce += 1;
     const res = lookupType('envoy.service.discovery.v3.DiscoveryResponse');
-    const resources = names.filter((n) => this.#secrets.has(n)).map((n) => ({ type_url: SECRET_TYPE_URL, value: this.#secrets.get(n) as Buffer }));
-    const bytes = Buffer.from(res.encode(res.fromObject({ version_info: version, resources, type_url: SECRET_TYPE_URL, nonce: String(this.#nonce) })).finish());
+    const resources = names
+      .filter((n) => this.#secrets.has(n))
+      .map((n) => ({ type_url: SECRET_TYPE_URL, value: this.#secrets.get(n) as Buffer }));
+    const bytes = Buffer.from(
+      res.encode(res.fromObject({ version_info: version, resources, type_url: SECRET_TYPE_URL, nonce: String(this.#nonce) })).finish(),
+    );
     return { version, bytes };
   }
 

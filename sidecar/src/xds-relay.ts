@@ -28,10 +28,23 @@ export class XdsRelay {
 
   constructor(opts: XdsRelayOptions) {
     this.#opts = opts;
-    const definition: grpc.ServiceDefinition = Object.fromEntries(METHODS.map((m) => [m, {
-      path: `${ADS}${m}`, requestStream: true, responseStream: true, requestSerialize: raw, requestDeserialize: raw, responseSerialize: raw, responseDeserialize: raw,
-    }]));
-    const handlers: grpc.UntypedServiceImplementation = Object.fromEntries(METHODS.map((m) => [m, (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.#relay(m, call)]));
+    const definition: grpc.ServiceDefinition = Object.fromEntries(
+      METHODS.map((m) => [
+        m,
+        {
+          path: `${ADS}${m}`,
+          requestStream: true,
+          responseStream: true,
+          requestSerialize: raw,
+          requestDeserialize: raw,
+          responseSerialize: raw,
+          responseDeserialize: raw,
+        },
+      ]),
+    );
+    const handlers: grpc.UntypedServiceImplementation = Object.fromEntries(
+      METHODS.map((m) => [m, (call: grpc.ServerDuplexStream<Buffer, Buffer>) => this.#relay(m, call)]),
+    );
     this.#server.addService(definition, handlers);
   }
 
@@ -54,7 +67,10 @@ export class XdsRelay {
     if (this.#client?.fingerprint === fingerprint) return this.#client.client;
     const previous = this.#client?.client;
     const creds = grpc.credentials.createSsl(Buffer.from(held.bundlePem), Buffer.from(held.keyPem), Buffer.from(held.certChainPem), {
-      checkServerIdentity: (_host, cert) => (cert.subjectaltname?.split(', ').includes(`URI:${held.controlPlaneId}`) ? undefined : new Error(`the control plane presented ${cert.subjectaltname ?? 'no SAN'}, not ${held.controlPlaneId}`)),
+      checkServerIdentity: (_host, cert) =>
+        cert.subjectaltname?.split(', ').includes(`URI:${held.controlPlaneId}`)
+          ? undefined
+          : new Error(`the control plane presented ${cert.subjectaltname ?? 'no SAN'}, not ${held.controlPlaneId}`),
     });
     const client = new grpc.Client(`${this.#opts.controlPlane.host}:${this.#opts.controlPlane.port}`, creds);
     this.#client = { fingerprint, client };

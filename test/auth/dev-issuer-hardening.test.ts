@@ -21,7 +21,10 @@ async function oauthError(p: Promise<unknown>, status: number, code: string, lab
   } catch (err) {
     caught = err;
   }
-  assert.ok(caught instanceof OAuthError, `${label}: expected OAuthError ${status} ${code}, got ${caught instanceof Error ? `${caught.constructor.name}: ${caught.message}` : 'success'}`);
+  assert.ok(
+    caught instanceof OAuthError,
+    `${label}: expected OAuthError ${status} ${code}, got ${caught instanceof Error ? `${caught.constructor.name}: ${caught.message}` : 'success'}`,
+  );
   assert.equal(caught.status, status, `${label}: status (${caught.message})`);
   assert.equal(caught.code, code, `${label}: code (${caught.message})`);
   assert.ok(caught.message.length > 0 && caught.message.length < 1000, `${label}: a short description`);
@@ -41,11 +44,14 @@ describe('dev issuer: RFC 9068 typed access tokens', () => {
   });
 
   it('issues tokens with typ at+jwt and every claim RFC 9068 §2.2 requires', async () => {
-    const answer = await issuer.tokenEndpoint(form({ grant_type: 'client_credentials', client_id: 'agent', client_secret: 's3cret', scope: 'analyst' }));
+    const answer = await issuer.tokenEndpoint(
+      form({ grant_type: 'client_credentials', client_id: 'agent', client_secret: 's3cret', scope: 'analyst' }),
+    );
     const token = String(answer['access_token']);
     assert.equal(decodeProtectedHeader(token).typ, 'at+jwt');
     const claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as Record<string, unknown>;
-    for (const c of ['iss', 'exp', 'aud', 'sub', 'client_id', 'iat', 'jti']) assert.ok(c in claims, `claim ${c} missing from ${JSON.stringify(claims)}`);
+    for (const c of ['iss', 'exp', 'aud', 'sub', 'client_id', 'iat', 'jti'])
+      assert.ok(c in claims, `claim ${c} missing from ${JSON.stringify(claims)}`);
     assert.equal(claims['client_id'], 'agent');
     assert.equal(claims['sub'], 'agent', 'client-credentials grant: the client is the subject (RFC 9068 §2.2)');
     assert.equal(typeof claims['iat'], 'number');
@@ -53,12 +59,20 @@ describe('dev issuer: RFC 9068 typed access tokens', () => {
     // sign() (used by tests to mint tokens for a subject) issues complete access tokens too.
     const direct = (await issuer.sign({ subject: 'alice', roles: [] })).token;
     assert.equal((await issuer.verify(direct))['client_id'], 'alice');
-    assert.equal((await issuer.verify((await issuer.sign({ subject: 'alice', clientId: 'inspector', roles: [] })).token))['client_id'], 'inspector');
+    assert.equal(
+      (await issuer.verify((await issuer.sign({ subject: 'alice', clientId: 'inspector', roles: [] })).token))['client_id'],
+      'inspector',
+    );
   });
 
   const sameKey = (typ: string | undefined, claims: Record<string, unknown> = { client_id: 'agent' }): Promise<string> => {
-    const jwt = new SignJWT({ roles: ['admin'], ...claims }).setProtectedHeader({ alg: 'RS256', kid, ...(typ !== undefined ? { typ } : {}) })
-      .setIssuer(ISSUER).setAudience('mcp-mesh').setSubject('mallory').setIssuedAt().setExpirationTime('1h');
+    const jwt = new SignJWT({ roles: ['admin'], ...claims })
+      .setProtectedHeader({ alg: 'RS256', kid, ...(typ !== undefined ? { typ } : {}) })
+      .setIssuer(ISSUER)
+      .setAudience('mcp-mesh')
+      .setSubject('mallory')
+      .setIssuedAt()
+      .setExpirationTime('1h');
     return (claims['jti'] === null ? jwt : jwt.setJti('j1')).sign(key);
   };
 
@@ -75,7 +89,10 @@ describe('dev issuer: RFC 9068 typed access tokens', () => {
 
   it('verify() accepts the long form application/at+jwt (RFC 9068 §2.1) and refuses an access token missing an RFC 9068 claim', async () => {
     assert.equal((await issuer.verify(await sameKey('application/at+jwt'))).sub, 'mallory');
-    await assert.rejects(issuer.verify(await sameKey('at+jwt', {})), /invalid token: ERR_JWT_CLAIM_VALIDATION_FAILED: missing required "client_id" claim/);
+    await assert.rejects(
+      issuer.verify(await sameKey('at+jwt', {})),
+      /invalid token: ERR_JWT_CLAIM_VALIDATION_FAILED: missing required "client_id" claim/,
+    );
     await assert.rejects(issuer.verify(await sameKey('at+jwt', { client_id: 'agent', jti: null })), /invalid token: .*"jti"/);
     await assert.rejects(issuer.verify(await sameKey('at+jwt', { client_id: 42 })), /invalid token: .*"client_id" claim must be a string/);
   });
@@ -85,7 +102,9 @@ describe('dev issuer: malformed client credentials on the token endpoint', () =>
   let issuer: DevIssuer;
   before(async () => {
     issuer = await DevIssuer.create({
-      issuer: ISSUER, audience: 'mcp-mesh', grantableRoles: new Set(['analyst']),
+      issuer: ISSUER,
+      audience: 'mcp-mesh',
+      grantableRoles: new Set(['analyst']),
       clients: { dev: { secret: 's3cret', roles: ['*'] }, 'odd:id': { secret: 'p+w ö', roles: ['analyst'] } },
     });
   });
@@ -132,7 +151,12 @@ describe('dev issuer: malformed client credentials on the token endpoint', () =>
 
   it('accepts Basic as RFC 6749 §2.3.1 sends it: any scheme case, form-urlencoded id and secret', async () => {
     const enc = (s: string): string => encodeURIComponent(s).replace(/%20/g, '+');
-    for (const auth of [basic('dev:s3cret'), `basic ${Buffer.from('dev:s3cret').toString('base64')}`, `BASIC  ${Buffer.from('dev:s3cret').toString('base64')}`, basic(`${enc('odd:id')}:${enc('p+w ö')}`)]) {
+    for (const auth of [
+      basic('dev:s3cret'),
+      `basic ${Buffer.from('dev:s3cret').toString('base64')}`,
+      `BASIC  ${Buffer.from('dev:s3cret').toString('base64')}`,
+      basic(`${enc('odd:id')}:${enc('p+w ö')}`),
+    ]) {
       const ok = await issuer.tokenEndpoint(form(grant), auth);
       assert.equal(ok['token_type'], 'Bearer', auth);
     }
@@ -144,13 +168,70 @@ describe('dev issuer: malformed client credentials on the token endpoint', () =>
     const creds = { client_id: 'dev', client_secret: 's3cret' };
     await oauthError(issuer.tokenEndpoint(form(creds)), 400, 'invalid_request', 'no grant_type');
     await oauthError(issuer.tokenEndpoint(form({ ...creds, grant_type: '' })), 400, 'invalid_request', 'empty grant_type');
-    await oauthError(issuer.tokenEndpoint(form([['grant_type', 'client_credentials'], ['grant_type', 'password'], ['client_id', 'dev'], ['client_secret', 's3cret']])), 400, 'invalid_request', 'repeated grant_type');
-    await oauthError(issuer.tokenEndpoint(form([['grant_type', 'client_credentials'], ['client_id', 'dev'], ['client_id', 'other'], ['client_secret', 's3cret']])), 400, 'invalid_request', 'repeated client_id');
-    await oauthError(issuer.tokenEndpoint(form([['grant_type', 'client_credentials'], ['client_id', 'dev'], ['client_secret', 's3cret'], ['scope', 'analyst'], ['scope', 'admin']])), 400, 'invalid_request', 'repeated scope');
-    await oauthError(issuer.tokenEndpoint(form({ ...grant, client_secret: 's3cret' }), basic('dev:s3cret')), 400, 'invalid_request', 'Basic and client_secret both');
-    await oauthError(issuer.tokenEndpoint(form({ ...grant, client_id: 'other' }), basic('dev:s3cret')), 400, 'invalid_request', 'Basic and another client_id');
-    await oauthError(issuer.tokenEndpoint(form({ ...grant, ...creds }), undefined, 'application/json'), 400, 'invalid_request', 'a JSON body');
-    assert.equal((await issuer.tokenEndpoint(form({ ...grant, ...creds }), undefined, 'application/x-www-form-urlencoded; charset=UTF-8'))['token_type'], 'Bearer');
+    await oauthError(
+      issuer.tokenEndpoint(
+        form([
+          ['grant_type', 'client_credentials'],
+          ['grant_type', 'password'],
+          ['client_id', 'dev'],
+          ['client_secret', 's3cret'],
+        ]),
+      ),
+      400,
+      'invalid_request',
+      'repeated grant_type',
+    );
+    await oauthError(
+      issuer.tokenEndpoint(
+        form([
+          ['grant_type', 'client_credentials'],
+          ['client_id', 'dev'],
+          ['client_id', 'other'],
+          ['client_secret', 's3cret'],
+        ]),
+      ),
+      400,
+      'invalid_request',
+      'repeated client_id',
+    );
+    await oauthError(
+      issuer.tokenEndpoint(
+        form([
+          ['grant_type', 'client_credentials'],
+          ['client_id', 'dev'],
+          ['client_secret', 's3cret'],
+          ['scope', 'analyst'],
+          ['scope', 'admin'],
+        ]),
+      ),
+      400,
+      'invalid_request',
+      'repeated scope',
+    );
+    await oauthError(
+      issuer.tokenEndpoint(form({ ...grant, client_secret: 's3cret' }), basic('dev:s3cret')),
+      400,
+      'invalid_request',
+      'Basic and client_secret both',
+    );
+    await oauthError(
+      issuer.tokenEndpoint(form({ ...grant, client_id: 'other' }), basic('dev:s3cret')),
+      400,
+      'invalid_request',
+      'Basic and another client_id',
+    );
+    await oauthError(
+      issuer.tokenEndpoint(form({ ...grant, ...creds }), undefined, 'application/json'),
+      400,
+      'invalid_request',
+      'a JSON body',
+    );
+    assert.equal(
+      (await issuer.tokenEndpoint(form({ ...grant, ...creds }), undefined, 'application/x-www-form-urlencoded; charset=UTF-8'))[
+        'token_type'
+      ],
+      'Bearer',
+    );
     for (const g of ['password', 'authorization_code', 'urn:ietf:params:oauth:grant-type:jwt-bearer', 'CLIENT_CREDENTIALS']) {
       await oauthError(issuer.tokenEndpoint(form({ ...creds, grant_type: g })), 400, 'unsupported_grant_type', g);
     }
@@ -160,9 +241,19 @@ describe('dev issuer: malformed client credentials on the token endpoint', () =>
     const spy = mock.method(crypto, 'timingSafeEqual');
     syncBuiltinESMExports(); // the issuer's `import { timingSafeEqual }` binding now sees the spy
     try {
-      for (const [id, secret] of [['dev', 'x'], ['dev', 's3cret-but-longer'], ['nobody', 's3cret'], ['constructor', 's3cret']] as const) {
+      for (const [id, secret] of [
+        ['dev', 'x'],
+        ['dev', 's3cret-but-longer'],
+        ['nobody', 's3cret'],
+        ['constructor', 's3cret'],
+      ] as const) {
         const before = spy.mock.callCount();
-        await oauthError(issuer.tokenEndpoint(form({ ...grant, client_id: id, client_secret: secret })), 401, 'invalid_client', `${id}:${secret}`);
+        await oauthError(
+          issuer.tokenEndpoint(form({ ...grant, client_id: id, client_secret: secret })),
+          401,
+          'invalid_client',
+          `${id}:${secret}`,
+        );
         assert.equal(spy.mock.callCount(), before + 1, `${id}:${secret}: the secret went through timingSafeEqual`);
         const [a, b] = spy.mock.calls.at(-1)?.arguments ?? [];
         assert.ok(ArrayBuffer.isView(a) && ArrayBuffer.isView(b) && a.byteLength === b.byteLength, 'compared at a fixed length');
@@ -176,10 +267,23 @@ describe('dev issuer: malformed client credentials on the token endpoint', () =>
 
 describe('dev issuer: only the roles the control plane lets the dev client request', () => {
   const client = (grantableRoles?: GrantableRoles): Promise<DevIssuer> =>
-    DevIssuer.create({ issuer: ISSUER, audience: 'mcp-mesh', clients: { dev: { secret: 's', roles: ['*'] }, named: { secret: 'n', roles: ['analyst', 'ops'] } }, ...(grantableRoles ? { grantableRoles } : {}) });
-  const ask = (issuer: DevIssuer, scope: string | undefined, id = 'dev', secret = id === 'dev' ? 's' : 'n'): Promise<Record<string, unknown>> =>
-    issuer.tokenEndpoint(form({ grant_type: 'client_credentials', client_id: id, client_secret: secret, ...(scope !== undefined ? { scope } : {}) }));
-  const rolesOf = async (issuer: DevIssuer, answer: Record<string, unknown>): Promise<unknown> => (await issuer.verify(String(answer['access_token'])))['roles'];
+    DevIssuer.create({
+      issuer: ISSUER,
+      audience: 'mcp-mesh',
+      clients: { dev: { secret: 's', roles: ['*'] }, named: { secret: 'n', roles: ['analyst', 'ops'] } },
+      ...(grantableRoles ? { grantableRoles } : {}),
+    });
+  const ask = (
+    issuer: DevIssuer,
+    scope: string | undefined,
+    id = 'dev',
+    secret = id === 'dev' ? 's' : 'n',
+  ): Promise<Record<string, unknown>> =>
+    issuer.tokenEndpoint(
+      form({ grant_type: 'client_credentials', client_id: id, client_secret: secret, ...(scope !== undefined ? { scope } : {}) }),
+    );
+  const rolesOf = async (issuer: DevIssuer, answer: Record<string, unknown>): Promise<unknown> =>
+    (await issuer.verify(String(answer['access_token'])))['roles'];
 
   it('with no policy (no grantableRoles), the "*" dev client gets no role at all', async () => {
     const issuer = await client();

@@ -14,7 +14,9 @@ describe('dev issuer: tokens and validation', () => {
   before(async () => {
     // `*` means "any role the policy defines": grantableRoles stands for that policy.
     issuer = await DevIssuer.create({
-      issuer: 'http://127.0.0.1:18001/oauth', audience: 'mcp-mesh', grantableRoles: new Set(['analyst', 'admin', 'intern']),
+      issuer: 'http://127.0.0.1:18001/oauth',
+      audience: 'mcp-mesh',
+      grantableRoles: new Set(['analyst', 'admin', 'intern']),
       clients: { dev: { secret: 's3cret', roles: ['analyst', 'admin'] }, any: { secret: 'x', roles: ['*'] } },
     });
     good = (await issuer.sign({ subject: 'alice', roles: ['analyst'] })).token;
@@ -42,8 +44,13 @@ describe('dev issuer: tokens and validation', () => {
   it('rejects HS256 signed with the public key (RS/HS confusion)', async () => {
     const jwk = issuer.jwks().keys[0]!;
     const pem = createPublicKey({ key: jwk as never, format: 'jwk' }).export({ type: 'spki', format: 'pem' });
-    const forged = await new SignJWT({ roles: ['admin'] }).setProtectedHeader({ alg: 'HS256', kid: jwk.kid! })
-      .setIssuer(issuer.issuer).setAudience('mcp-mesh').setSubject('mallory').setExpirationTime('1h').sign(new TextEncoder().encode(String(pem)));
+    const forged = await new SignJWT({ roles: ['admin'] })
+      .setProtectedHeader({ alg: 'HS256', kid: jwk.kid! })
+      .setIssuer(issuer.issuer)
+      .setAudience('mcp-mesh')
+      .setSubject('mallory')
+      .setExpirationTime('1h')
+      .sign(new TextEncoder().encode(String(pem)));
     await rejects(forged, /ERR_JOSE_ALG_NOT_ALLOWED/);
   });
 
@@ -54,14 +61,22 @@ describe('dev issuer: tokens and validation', () => {
 
   it('rejects the wrong issuer and the wrong audience', async () => {
     const other = await DevIssuer.create({ issuer: 'http://evil.example/oauth', audience: 'mcp-mesh' });
-    await rejects((await other.sign({ subject: 'a', roles: ['admin'] })).token, /ERR_JWT_CLAIM_VALIDATION_FAILED.*iss|ERR_JWKS_NO_MATCHING_KEY|ERR_JWS_SIGNATURE_VERIFICATION_FAILED/);
+    await rejects(
+      (await other.sign({ subject: 'a', roles: ['admin'] })).token,
+      /ERR_JWT_CLAIM_VALIDATION_FAILED.*iss|ERR_JWKS_NO_MATCHING_KEY|ERR_JWS_SIGNATURE_VERIFICATION_FAILED/,
+    );
     await rejects((await issuer.sign({ subject: 'a', roles: [], audience: 'another-api' })).token, /ERR_JWT_CLAIM_VALIDATION_FAILED.*aud/);
   });
 
   it('rejects an unknown kid and a token signed by another key', async () => {
     const { privateKey } = await generateKeyPair('RS256');
-    const token = await new SignJWT({ roles: ['admin'] }).setProtectedHeader({ alg: 'RS256', kid: 'not-ours' })
-      .setIssuer(issuer.issuer).setAudience('mcp-mesh').setSubject('m').setExpirationTime('1h').sign(privateKey);
+    const token = await new SignJWT({ roles: ['admin'] })
+      .setProtectedHeader({ alg: 'RS256', kid: 'not-ours' })
+      .setIssuer(issuer.issuer)
+      .setAudience('mcp-mesh')
+      .setSubject('m')
+      .setExpirationTime('1h')
+      .sign(privateKey);
     await rejects(token, /ERR_JWKS_NO_MATCHING_KEY/);
   });
 
@@ -72,18 +87,28 @@ describe('dev issuer: tokens and validation', () => {
   });
 
   it('client-credentials grant: right secret and roles, wrong secret, refused role, wrong grant', async () => {
-    const ok = await issuer.tokenEndpoint(new URLSearchParams({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 's3cret', scope: 'analyst' }));
+    const ok = await issuer.tokenEndpoint(
+      new URLSearchParams({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 's3cret', scope: 'analyst' }),
+    );
     assert.equal(ok['token_type'], 'Bearer');
     assert.deepEqual((await issuer.verify(String(ok['access_token'])))['roles'], ['analyst']);
-    const basic = await issuer.tokenEndpoint(new URLSearchParams({ grant_type: 'client_credentials' }), `Basic ${Buffer.from('dev:s3cret').toString('base64')}`);
+    const basic = await issuer.tokenEndpoint(
+      new URLSearchParams({ grant_type: 'client_credentials' }),
+      `Basic ${Buffer.from('dev:s3cret').toString('base64')}`,
+    );
     assert.deepEqual((await issuer.verify(String(basic['access_token'])))['roles'], ['analyst', 'admin']);
     const fail = async (form: Record<string, string>, code: string, status: number): Promise<void> => {
-      await assert.rejects(issuer.tokenEndpoint(new URLSearchParams(form)), (e: unknown) => e instanceof OAuthError && e.code === code && e.status === status);
+      await assert.rejects(
+        issuer.tokenEndpoint(new URLSearchParams(form)),
+        (e: unknown) => e instanceof OAuthError && e.code === code && e.status === status,
+      );
     };
     await fail({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 'nope' }, 'invalid_client', 401);
     await fail({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 's3cret', scope: 'root' }, 'invalid_scope', 400);
     await fail({ grant_type: 'password', client_id: 'dev', client_secret: 's3cret' }, 'unsupported_grant_type', 400);
-    const anyRole = await issuer.tokenEndpoint(new URLSearchParams({ grant_type: 'client_credentials', client_id: 'any', client_secret: 'x', scope: 'intern' }));
+    const anyRole = await issuer.tokenEndpoint(
+      new URLSearchParams({ grant_type: 'client_credentials', client_id: 'any', client_secret: 'x', scope: 'intern' }),
+    );
     assert.deepEqual((await issuer.verify(String(anyRole['access_token'])))['roles'], ['intern']);
   });
 });

@@ -19,7 +19,9 @@ const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../co
 /** Runs the CLI without blocking this process's event loop (the control plane under test lives here). */
 function cli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [CLI, ...args], { env, encoding: 'utf8' }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
+    const child = execFile(process.execPath, [CLI, ...args], { env, encoding: 'utf8' }, (_err, stdout, stderr) =>
+      resolve({ status: child.exitCode, stdout, stderr }),
+    );
   });
 }
 
@@ -33,10 +35,26 @@ describe('dev OAuth issuer on the admin port', () => {
     base = `http://127.0.0.1:${port}`;
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
     writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
-    const devIssuer = await DevIssuer.create({ issuer: `${base}/oauth`, audience: 'mcp-mesh', clients: { dev: { secret: 'test-secret', roles: ['*'] } }, grantableRoles: () => policyRoles });
-    cp = await new ControlPlane({ registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: port, log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer }).start();
+    const devIssuer = await DevIssuer.create({
+      issuer: `${base}/oauth`,
+      audience: 'mcp-mesh',
+      clients: { dev: { secret: 'test-secret', roles: ['*'] } },
+      grantableRoles: () => policyRoles,
+    });
+    cp = await new ControlPlane({
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: port,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      devIssuer,
+    }).start();
   });
-  after(async () => { await cp?.stop(); });
+  after(async () => {
+    await cp?.stop();
+  });
 
   it('publishes RFC 8414 metadata and a JWKS', async () => {
     const meta = (await (await fetch(`${base}/.well-known/oauth-authorization-server/oauth`)).json()) as Record<string, unknown>;
@@ -52,7 +70,11 @@ describe('dev OAuth issuer on the admin port', () => {
     const r = await cli(['token', '--role', 'analyst', '--admin', base], { ...process.env, MCPMESH_DEV_CLIENT_SECRET: 'test-secret' });
     assert.equal(r.status, 0, r.stderr);
     const token = r.stdout.trim();
-    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${base}/oauth/jwks`)), { issuer: `${base}/oauth`, audience: 'mcp-mesh', algorithms: ['RS256'] });
+    const { payload } = await jwtVerify(token, createRemoteJWKSet(new URL(`${base}/oauth/jwks`)), {
+      issuer: `${base}/oauth`,
+      audience: 'mcp-mesh',
+      algorithms: ['RS256'],
+    });
     assert.deepEqual(payload['roles'], ['analyst']);
   });
 
@@ -66,15 +88,25 @@ describe('dev OAuth issuer on the admin port', () => {
   });
 
   it('the token endpoint speaks OAuth errors', async () => {
-    const res = await fetch(`${base}/oauth/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=password&client_id=dev&client_secret=test-secret' });
+    const res = await fetch(`${base}/oauth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'grant_type=password&client_id=dev&client_secret=test-secret',
+    });
     assert.equal(res.status, 400);
-    assert.deepEqual(await res.json(), { error: 'unsupported_grant_type', error_description: 'only grant_type=client_credentials is supported' });
+    assert.deepEqual(await res.json(), {
+      error: 'unsupported_grant_type',
+      error_description: 'only grant_type=client_credentials is supported',
+    });
     assert.equal((await fetch(`${base}/oauth/token`)).status, 405);
   });
 
-  const post = (body: string, authorization?: string): Promise<Response> => fetch(`${base}/oauth/token`, {
-    method: 'POST', body, headers: { 'content-type': 'application/x-www-form-urlencoded', ...(authorization !== undefined ? { authorization } : {}) },
-  });
+  const post = (body: string, authorization?: string): Promise<Response> =>
+    fetch(`${base}/oauth/token`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...(authorization !== undefined ? { authorization } : {}) },
+    });
   const b64 = (s: string): string => Buffer.from(s).toString('base64');
   const malformed: Array<[label: string, body: string, authorization?: string]> = [
     ['no credentials', 'grant_type=client_credentials'],

@@ -72,7 +72,9 @@ async function run(p: Phase): Promise<void> {
       s.once('connect', () => resolve());
       s.once('error', reject);
     });
-    s.on('error', () => { /* reported by the calls */ });
+    s.on('error', () => {
+      /* reported by the calls */
+    });
     clients.push(s);
   }
   let measuring = false;
@@ -139,7 +141,10 @@ async function run(p: Phase): Promise<void> {
   const elapsedMs = performance.now() - measureStart;
   measuring = false;
   stopped = true;
-  if (inFlight > 0) await new Promise<void>((resolve) => { drained = resolve; });
+  if (inFlight > 0)
+    await new Promise<void>((resolve) => {
+      drained = resolve;
+    });
   await Promise.all(clients.map((c) => new Promise<void>((r) => c.close(() => r()))));
   if (errors > 0) {
     send({ type: 'error', message: `${errors} failed call(s); first: ${firstError}` });

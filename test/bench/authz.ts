@@ -77,8 +77,14 @@ function benchPolicy(): Policy {
 function request(headerCheck: boolean): Buffer {
   const fakeToken = `eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.${Buffer.from('x'.repeat(500)).toString('base64url')}.${'s'.repeat(342)}`;
   const claims = {
-    iss: 'http://127.0.0.1:18001/oauth', sub: 'agent-42', aud: 'mcp-mesh', iat: 1_764_000_000, exp: 1_764_003_600,
-    jti: '6f1c2a4e-0d7b-4e8a-9c1f-3b2d5e6f7a8b', roles: ['team-3', 'team-17', 'analyst'], scope: `roles ${SCOPE}`,
+    iss: 'http://127.0.0.1:18001/oauth',
+    sub: 'agent-42',
+    aud: 'mcp-mesh',
+    iat: 1_764_000_000,
+    exp: 1_764_003_600,
+    jti: '6f1c2a4e-0d7b-4e8a-9c1f-3b2d5e6f7a8b',
+    roles: ['team-3', 'team-17', 'analyst'],
+    scope: `roles ${SCOPE}`,
   };
   // As the gateway's jwt_authn sends them: the verified payload both as dynamic metadata (what the authorizer
   // reads) and as the x-jwt-payload header (forward_payload_header).
@@ -87,15 +93,30 @@ function request(headerCheck: boolean): Buffer {
     claims,
     metadataClaims: { ...claims, scope: ['roles', SCOPE] },
     headers: {
-      authorization: `Bearer ${fakeToken}`, 'user-agent': 'node', 'x-forwarded-proto': 'http', 'x-envoy-expected-rq-timeout-ms': '200',
-      'mcp-protocol-version': V, 'mcp-method': 'tools/call', 'mcp-name': 'get_forecast',
+      authorization: `Bearer ${fakeToken}`,
+      'user-agent': 'node',
+      'x-forwarded-proto': 'http',
+      'x-envoy-expected-rq-timeout-ms': '200',
+      'mcp-protocol-version': V,
+      'mcp-method': 'tools/call',
+      'mcp-name': 'get_forecast',
     },
     rawHeaders: true,
-    contextExtensions: { mcp_service: 'weather', ...(headerCheck ? { mcp_protocol: V } : {}), resource_metadata: 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp/weather' },
+    contextExtensions: {
+      mcp_service: 'weather',
+      ...(headerCheck ? { mcp_protocol: V } : {}),
+      resource_metadata: 'https://mcp.example.com/.well-known/oauth-protected-resource/mcp/weather',
+    },
     asBytes: true,
     body: {
-      jsonrpc: '2.0', id: 42, method: 'tools/call',
-      params: { name: 'get_forecast', arguments: { city: 'Paris', days: 3, units: 'metric' }, _meta: { progressToken: 42, [META_PROTOCOL_VERSION]: V } },
+      jsonrpc: '2.0',
+      id: 42,
+      method: 'tools/call',
+      params: {
+        name: 'get_forecast',
+        arguments: { city: 'Paris', days: 3, units: 'metric' },
+        _meta: { progressToken: 42, [META_PROTOCOL_VERSION]: V },
+      },
     },
   });
 }
@@ -157,7 +178,9 @@ class Load {
     const cpuMs = cpuEnd ? (cpuEnd.user + cpuEnd.system) / 1000 : NaN;
     return {
       rate: result.count / (result.elapsedMs / 1000),
-      p50: pct(result.latencies, 50), p99: pct(result.latencies, 99), p999: pct(result.latencies, 99.9),
+      p50: pct(result.latencies, 50),
+      p99: pct(result.latencies, 99),
+      p999: pct(result.latencies, 99.9),
       cpu: cpuMs / (tEnd - tStart),
     };
   }
@@ -173,8 +196,16 @@ async function floorServer(okBytes: Buffer): Promise<{ port: number; close(): Pr
   server.addService(authorizationServiceDefinition(), {
     Check: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => cb(null, okBytes),
   });
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
-  return { port, close: async () => { await new Promise<void>((r) => server.tryShutdown(() => r())); server.forceShutdown(); } };
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
+  );
+  return {
+    port,
+    close: async () => {
+      await new Promise<void>((r) => server.tryShutdown(() => r()));
+      server.forceShutdown();
+    },
+  };
 }
 
 function fmt(r: Result): string {
@@ -209,13 +240,18 @@ async function main(): Promise<void> {
   if (!decoded.ok_response) throw new Error(`bench request is not allowed: ${JSON.stringify(decoded)}`);
   // Sanity: the header check runs (a mismatched Mcp-Name is refused) and only with the route's mcp_protocol,
   // and both requests get the same answer, so the client does the same work for all three servers.
-  const mismatch = decodeCheckResponse(authz.check(Buffer.from(withCheck.toString('latin1').replace('get_forecast', 'get_f0recast'), 'latin1')));
-  if (!/header-mismatch/.test(mismatch.status?.message ?? '')) throw new Error(`the header check did not run: ${JSON.stringify(mismatch.status)}`);
+  const mismatch = decodeCheckResponse(
+    authz.check(Buffer.from(withCheck.toString('latin1').replace('get_forecast', 'get_f0recast'), 'latin1')),
+  );
+  if (!/header-mismatch/.test(mismatch.status?.message ?? ''))
+    throw new Error(`the header check did not run: ${JSON.stringify(mismatch.status)}`);
   if (!authz.check(noCheck).equals(okBytes)) throw new Error('the two requests are not answered alike');
   const floor = await floorServer(okBytes);
   lookupType('envoy.service.auth.v3.CheckResponse').decode(okBytes);
 
-  console.log(`MCP authorizer benchmark${QUICK ? ' (quick)' : ''}: node ${process.version}, ${policy.roles.length} roles, ${policy.roles.reduce((n, r) => n + r.allow.length + r.deny.length, 0)} rules; request ${withCheck.length} bytes (2026-07-28 tools/call get_forecast with Mcp-* headers, roles team-3, team-17, analyst, requiredScopes ${SCOPE}) -> ${decoded.ok_response.response_headers_to_add?.[0]?.header?.value}`);
+  console.log(
+    `MCP authorizer benchmark${QUICK ? ' (quick)' : ''}: node ${process.version}, ${policy.roles.length} roles, ${policy.roles.reduce((n, r) => n + r.allow.length + r.deny.length, 0)} rules; request ${withCheck.length} bytes (2026-07-28 tools/call get_forecast with Mcp-* headers, roles team-3, team-17, analyst, requiredScopes ${SCOPE}) -> ${decoded.ok_response.response_headers_to_add?.[0]?.header?.value}`,
+  );
   const servers = [
     { key: 'floor', label: 'do-nothing', port: floor.port, req: withCheck },
     { key: 'authz', label: 'authorizer', port: authzPort, req: withCheck },
@@ -223,8 +259,15 @@ async function main(): Promise<void> {
   ] as const;
   type Key = (typeof servers)[number]['key'];
   const load = new Load();
-  const results = PHASES.map(() => ({ authz: [] as Result[], floor: [] as Result[], nocheck: [] as Result[] } satisfies Record<Key, Result[]>));
-  const common = (port: number, req: Buffer) => ({ address: `127.0.0.1:${port}`, request: req.toString('base64'), expectLength: okBytes.length, ...TIMING });
+  const results = PHASES.map(
+    () => ({ authz: [] as Result[], floor: [] as Result[], nocheck: [] as Result[] }) satisfies Record<Key, Result[]>,
+  );
+  const common = (port: number, req: Buffer) => ({
+    address: `127.0.0.1:${port}`,
+    request: req.toString('base64'),
+    expectLength: okBytes.length,
+    ...TIMING,
+  });
   let work: number[];
   try {
     for (let round = 0; round < ROUNDS; round++) {
@@ -248,13 +291,22 @@ async function main(): Promise<void> {
   const n = (x: number): string => Math.round(x).toLocaleString('en-US');
   const ms = (rs: readonly Result[]): string => `${med(rs, (r) => r.p50).toFixed(2)} / ${med(rs, (r) => r.p99).toFixed(2)} ms`;
   const [l1, l5] = os.loadavg();
-  console.log(`\nMedians of ${ROUNDS} round(s); servers in this process (one JS thread each, one at a time), load from a second process; ${os.cpus().length} CPUs, load average now ${l1?.toFixed(2)} (1 min) / ${l5?.toFixed(2)} (5 min): other work on the machine shows as server CPU below 100% at saturation.\n`);
+  console.log(
+    `\nMedians of ${ROUNDS} round(s); servers in this process (one JS thread each, one at a time), load from a second process; ${os.cpus().length} CPUs, load average now ${l1?.toFixed(2)} (1 min) / ${l5?.toFixed(2)} (5 min): other work on the machine shows as server CPU below 100% at saturation.\n`,
+  );
   console.log('| Figure | Authorizer (2026-07-28, every check) | Do-nothing Check | Ratio | Target |');
   console.log('|---|---|---|---|---|');
   const sat = results[0] as Record<Key, Result[]>;
   const aRate = med(sat.authz, (r) => r.rate);
   const fRate = med(sat.floor, (r) => r.rate);
-  row('decisions/s, 64 in flight', n(aRate), n(fRate), `${(aRate / fRate).toFixed(2)}x`, '>= 10,000/s, >= 0.8x', aRate >= 10_000 && aRate / fRate >= 0.8);
+  row(
+    'decisions/s, 64 in flight',
+    n(aRate),
+    n(fRate),
+    `${(aRate / fRate).toFixed(2)}x`,
+    '>= 10,000/s, >= 0.8x',
+    aRate >= 10_000 && aRate / fRate >= 0.8,
+  );
   const aCpu = med(sat.authz, (r) => r.rate / r.cpu);
   const fCpu = med(sat.floor, (r) => r.rate / r.cpu);
   row('decisions per server CPU-second, 64 in flight', n(aCpu), n(fCpu), `${(aCpu / fCpu).toFixed(2)}x`, '');
@@ -263,7 +315,14 @@ async function main(): Promise<void> {
     const a99 = med(r.authz, (x) => x.p99);
     const f99 = med(r.floor, (x) => x.p99);
     const gated = phase.name === '8 in flight';
-    row(`p50 / p99, ${phase.name} (${n(med(r.authz, (x) => x.rate))}/s vs ${n(med(r.floor, (x) => x.rate))}/s)`, ms(r.authz), ms(r.floor), `${(a99 / f99).toFixed(2)}x p99`, gated ? 'p99 <= 1.2x' : '', gated ? a99 / f99 <= 1.2 : undefined);
+    row(
+      `p50 / p99, ${phase.name} (${n(med(r.authz, (x) => x.rate))}/s vs ${n(med(r.floor, (x) => x.rate))}/s)`,
+      ms(r.authz),
+      ms(r.floor),
+      `${(a99 / f99).toFixed(2)}x p99`,
+      gated ? 'p99 <= 1.2x' : '',
+      gated ? a99 / f99 <= 1.2 : undefined,
+    );
   }
 
   console.log('\nWhat a 2026-07-28 call now pays (until now it went through header RBAC only, with no ext_authz hop):\n');
@@ -279,12 +338,19 @@ async function main(): Promise<void> {
     console.log(`| p50 / p99, ${phase.name} | ${ms(r.authz)} | ${ms(r.nocheck)} | ${d('p50')} / ${d('p99')} | ${ms(r.floor)} |`);
   }
   const rate = (k: Key): number => med(sat[k], (x) => x.rate);
-  console.log(`| decisions/s, 64 in flight | ${n(rate('authz'))} | ${n(rate('nocheck'))} | ${(rate('authz') / rate('nocheck')).toFixed(2)}x | ${n(rate('floor'))} |`);
+  console.log(
+    `| decisions/s, 64 in flight | ${n(rate('authz'))} | ${n(rate('nocheck'))} | ${(rate('authz') / rate('nocheck')).toFixed(2)}x | ${n(rate('floor'))} |`,
+  );
   const [wWith, wWithout] = work as [number, number];
-  console.log(`| server work per check, in process (decode, decide, encode; median) | ${wWith.toFixed(1)} µs | ${wWithout.toFixed(1)} µs | ${wWith >= wWithout ? '+' : '-'}${Math.abs(wWith - wWithout).toFixed(1)} µs (${((wWith / wWithout - 1) * 100).toFixed(0)}%) | |`);
+  console.log(
+    `| server work per check, in process (decode, decide, encode; median) | ${wWith.toFixed(1)} µs | ${wWithout.toFixed(1)} µs | ${wWith >= wWithout ? '+' : '-'}${Math.abs(wWith - wWithout).toFixed(1)} µs (${((wWith / wWithout - 1) * 100).toFixed(0)}%) | |`,
+  );
 }
 
-main().then(() => process.exit(0), (err: Error) => {
-  console.error(err.stack ?? err.message);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (err: Error) => {
+    console.error(err.stack ?? err.message);
+    process.exit(1);
+  },
+);

@@ -53,7 +53,9 @@ if (!ONLY || ONLY === 'one') {
   // CPU time is counted in 4 ms ticks here: the figure is the mean over all rounds (specs made beforehand).
   const rounds = Number(process.env['ONE_ROUNDS'] ?? 100);
   const warm = Math.floor(rounds / 4);
-  const specs = Array.from({ length: rounds }, (_, i) => meshSpecs(SERVICES, ENDPOINTS, { service: (i * 37) % SERVICES, port: 30_000 + i }));
+  const specs = Array.from({ length: rounds }, (_, i) =>
+    meshSpecs(SERVICES, ENDPOINTS, { service: (i * 37) % SERVICES, port: 30_000 + i }),
+  );
   specs.slice(0, warm).forEach(apply);
   const wall: number[] = [];
   const c0 = process.threadCpuUsage();

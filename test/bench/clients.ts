@@ -24,10 +24,7 @@ export interface ClientsConfig {
   cds: boolean;
 }
 
-export type ToClients =
-  | { type: 'connect'; count: number }
-  | { type: 'expect'; round: number; port?: number }
-  | { type: 'close' };
+export type ToClients = { type: 'connect'; count: number } | { type: 'expect'; round: number; port?: number } | { type: 'close' };
 
 export type FromClients =
   | { type: 'connected'; total: number }
@@ -38,9 +35,20 @@ export type FromClients =
 const ADS_SOTW = '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources';
 const DECODE_OPTS = { longs: String, enums: String, arrays: true, objects: true } as const;
 
-interface Any { type_url: string; value: Uint8Array }
-interface Response { version_info: string; nonce: string; type_url: string; resources: Any[] }
-interface Cla { cluster_name: string; endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { port_value: number } } } }> }> }
+interface Any {
+  type_url: string;
+  value: Uint8Array;
+}
+interface Response {
+  version_info: string;
+  nonce: string;
+  type_url: string;
+  resources: Any[];
+}
+interface Cla {
+  cluster_name: string;
+  endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { port_value: number } } } }> }>;
+}
 
 function main(): void {
   const cfg = JSON.parse(process.argv[2] ?? '') as ClientsConfig;
@@ -85,7 +93,8 @@ function main(): void {
       const cla = claType.toObject(claType.decode(any.value), DECODE_OPTS) as Cla;
       if (cla.cluster_name !== cfg.edsName) throw new Error(`EDS response for ${cla.cluster_name}, subscribed to ${cfg.edsName}`);
       if (!sawPort) {
-        for (const loc of cla.endpoints) for (const e of loc.lb_endpoints) if (e.endpoint.address.socket_address.port_value === expectPort) sawPort = true;
+        for (const loc of cla.endpoints)
+          for (const e of loc.lb_endpoints) if (e.endpoint.address.socket_address.port_value === expectPort) sawPort = true;
       }
     }
     if (r.resources.length !== 1) throw new Error(`EDS response carries ${r.resources.length} resources, expected 1`);
@@ -120,7 +129,8 @@ function main(): void {
     const subscribeEds = (withNode: boolean): void => {
       subscribed = true;
       call.write({
-        type_url: TYPE_URLS.endpoint, resource_names: [cfg.edsName],
+        type_url: TYPE_URLS.endpoint,
+        resource_names: [cfg.edsName],
         ...(withNode ? { node: nodeMsg } : {}),
       });
     };

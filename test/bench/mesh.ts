@@ -66,7 +66,9 @@ export function registryYaml(specs: readonly ServiceSpec[]): string {
   for (const s of specs) {
     lines.push(`  - name: ${s.name}`, `    protocol: "${s.protocol}"`, '    endpoints:');
     for (const e of s.endpoints) {
-      lines.push(`      - { address: ${e.address}, port: ${e.port}, locality: { region: ${e.locality.region}, zone: ${e.locality.zone} } }`);
+      lines.push(
+        `      - { address: ${e.address}, port: ${e.port}, locality: { region: ${e.locality.region}, zone: ${e.locality.zone} } }`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;

@@ -31,10 +31,18 @@ const QUICK = process.env['BENCH_QUICK'] === '1';
 
 const SERVICES = 1000;
 const ENDPOINTS = 10;
-const BUILD = QUICK ? { fullWarm: 1, full: 3, oneWarm: 5, one: 10, parseWarm: 0, parse: 1 } : { fullWarm: 3, full: 10, oneWarm: 20, one: 60, parseWarm: 1, parse: 3 };
+const BUILD = QUICK
+  ? { fullWarm: 1, full: 3, oneWarm: 5, one: 10, parseWarm: 0, parse: 1 }
+  : { fullWarm: 3, full: 10, oneWarm: 20, one: 60, parseWarm: 1, parse: 3 };
 const PHASES = QUICK
-  ? [{ n: 100, warmup: 5, rounds: 10, fileEdits: 2 }, { n: 1000, warmup: 5, rounds: 10 }]
-  : [{ n: 100, warmup: 40, rounds: 100, fileEdits: 5 }, { n: 1000, warmup: 30, rounds: 60 }];
+  ? [
+      { n: 100, warmup: 5, rounds: 10, fileEdits: 2 },
+      { n: 1000, warmup: 5, rounds: 10 },
+    ]
+  : [
+      { n: 100, warmup: 40, rounds: 100, fileEdits: 5 },
+      { n: 1000, warmup: 30, rounds: 60 },
+    ];
 const GAP_MS = 20;
 
 // ---------------------------------------------------------------------------------------------- stats
@@ -215,14 +223,35 @@ interface Row {
 const ms = (x: number): string => `${x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)} ms`;
 const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
 
-function ratioRow(figure: string, value: number, baseline: number, limit: number, fmt: (x: number) => string, baselineLabel = fmt(baseline)): Row {
+function ratioRow(
+  figure: string,
+  value: number,
+  baseline: number,
+  limit: number,
+  fmt: (x: number) => string,
+  baselineLabel = fmt(baseline),
+): Row {
   const r = value / baseline;
-  return { figure, value: fmt(value), baseline: baselineLabel, ratio: `${r.toFixed(2)}x`, target: `<= ${limit}x`, verdict: r <= limit ? 'PASS' : 'MISS' };
+  return {
+    figure,
+    value: fmt(value),
+    baseline: baselineLabel,
+    ratio: `${r.toFixed(2)}x`,
+    target: `<= ${limit}x`,
+    verdict: r <= limit ? 'PASS' : 'MISS',
+  };
 }
 
 function absRow(figure: string, value: number, limitMs: number): Row {
   const r = value / limitMs;
-  return { figure, value: ms(value), baseline: `(target) ${ms(limitMs)}`, ratio: `${r.toFixed(2)}x`, target: `<= ${ms(limitMs)}`, verdict: value <= limitMs ? 'PASS' : 'MISS' };
+  return {
+    figure,
+    value: ms(value),
+    baseline: `(target) ${ms(limitMs)}`,
+    ratio: `${r.toFixed(2)}x`,
+    target: `<= ${ms(limitMs)}`,
+    verdict: value <= limitMs ? 'PASS' : 'MISS',
+  };
 }
 
 function infoRow(figure: string, value: string, baseline = '', ratio = ''): Row {
@@ -232,34 +261,59 @@ function infoRow(figure: string, value: string, baseline = '', ratio = ''): Row 
 function table(rows: readonly Row[]): string {
   const head: Row = { figure: 'figure', value: 'value', baseline: 'baseline', ratio: 'ratio', target: 'target', verdict: '' };
   const cols = ['figure', 'value', 'baseline', 'ratio', 'target', 'verdict'] as const;
-  const width = Object.fromEntries(cols.map((c) => [c, Math.max(...[head, ...rows].map((r) => r[c].length))])) as Record<(typeof cols)[number], number>;
+  const width = Object.fromEntries(cols.map((c) => [c, Math.max(...[head, ...rows].map((r) => r[c].length))])) as Record<
+    (typeof cols)[number],
+    number
+  >;
   const line = (r: Row): string => cols.map((c) => (c === 'figure' ? r[c].padEnd(width[c]) : r[c].padStart(width[c]))).join('  ');
   return [line(head), cols.map((c) => '-'.repeat(width[c])).join('  '), ...rows.map(line)].join('\n');
 }
 
 async function main(): Promise<void> {
   const started = performance.now();
-  console.log(`MCP Mesh benchmark${QUICK ? ' (BENCH_QUICK: short run, figures are rough)' : ''}: node ${process.version}, ${SERVICES} services x ${ENDPOINTS} endpoints`);
+  console.log(
+    `MCP Mesh benchmark${QUICK ? ' (BENCH_QUICK: short run, figures are rough)' : ''}: node ${process.version}, ${SERVICES} services x ${ENDPOINTS} endpoints`,
+  );
 
   console.log('\n[1/4] snapshot build ...');
   const b = buildBench();
-  console.log(`  full build:  median ${ms(median(b.full))}, p99 ${ms(pct(b.full, 99))} (${b.full.length} runs after ${BUILD.fullWarm} warm-up)`);
-  console.log(`  one change:  median ${ms(median(b.one))}, p99 ${ms(pct(b.one, 99))} (${b.one.length} runs after ${BUILD.oneWarm} warm-up)`);
+  console.log(
+    `  full build:  median ${ms(median(b.full))}, p99 ${ms(pct(b.full, 99))} (${b.full.length} runs after ${BUILD.fullWarm} warm-up)`,
+  );
+  console.log(
+    `  one change:  median ${ms(median(b.one))}, p99 ${ms(pct(b.one, 99))} (${b.one.length} runs after ${BUILD.oneWarm} warm-up)`,
+  );
   console.log(`  registry YAML parse (informational): median ${ms(median(b.parse))}`);
   const load = await registryLoadBench();
-  console.log(`  registry load in a worker thread (informational): ${ms(load.ms)}, event loop max stall meanwhile ${ms(load.maxStallMs)} (the parse above, inline, stalls it that long)`);
+  console.log(
+    `  registry load in a worker thread (informational): ${ms(load.ms)}, event loop max stall meanwhile ${ms(load.maxStallMs)} (the parse above, inline, stalls it that long)`,
+  );
 
   const describe = (label: string, r: ServerResult): void => {
     for (const p of r.phases) {
-      console.log(`  ${label} N=${String(p.n).padStart(4)}: push->last ACK median ${ms(median(p.pushToAck))}, p99 ${ms(pct(p.pushToAck, 99))}; ` +
-        `server CPU/push ${ms(median(p.serverCpu))}; trigger blocks ${ms(median(p.trigger))}; ${p.pushToAck.length} pushes; connect took ${(p.connectMs / 1000).toFixed(1)} s`);
-      if (p.fileToAck.length > 0) console.log(`  ${label} N=${String(p.n).padStart(4)}: registry file rewritten -> last ACK median ${ms(median(p.fileToAck))} (${p.fileToAck.length} edits)`);
-      if (p.toApply.length > 0) console.log(`  ${label} N=${String(p.n).padStart(4)}: Consul write -> apply() of the change median ${ms(median(p.toApply))}, p99 ${ms(pct(p.toApply, 99))}`);
-      if (p.convergence) console.log(`  ${label} N=${String(p.n).padStart(4)}: mcpmesh_convergence_seconds{source="consul"}: ${p.convergence.count} observations, mean ${ms((1000 * p.convergence.sum) / p.convergence.count)}, p50 ~${ms(1000 * histQuantile(p.convergence, 0.5))}, p99 ~${ms(1000 * histQuantile(p.convergence, 0.99))} (bucket estimates)`);
+      console.log(
+        `  ${label} N=${String(p.n).padStart(4)}: push->last ACK median ${ms(median(p.pushToAck))}, p99 ${ms(pct(p.pushToAck, 99))}; ` +
+          `server CPU/push ${ms(median(p.serverCpu))}; trigger blocks ${ms(median(p.trigger))}; ${p.pushToAck.length} pushes; connect took ${(p.connectMs / 1000).toFixed(1)} s`,
+      );
+      if (p.fileToAck.length > 0)
+        console.log(
+          `  ${label} N=${String(p.n).padStart(4)}: registry file rewritten -> last ACK median ${ms(median(p.fileToAck))} (${p.fileToAck.length} edits)`,
+        );
+      if (p.toApply.length > 0)
+        console.log(
+          `  ${label} N=${String(p.n).padStart(4)}: Consul write -> apply() of the change median ${ms(median(p.toApply))}, p99 ${ms(pct(p.toApply, 99))}`,
+        );
+      if (p.convergence)
+        console.log(
+          `  ${label} N=${String(p.n).padStart(4)}: mcpmesh_convergence_seconds{source="consul"}: ${p.convergence.count} observations, mean ${ms((1000 * p.convergence.sum) / p.convergence.count)}, p50 ~${ms(1000 * histQuantile(p.convergence, 0.5))}, p99 ~${ms(1000 * histQuantile(p.convergence, 0.99))} (bucket estimates)`,
+        );
     }
     const m = memPerProxy(r.mem);
     const mib = (x: number): string => `${(x / 2 ** 20).toFixed(1)} MiB`;
-    for (const x of r.mem) console.log(`  ${label} ${String(x.n).padStart(4)} proxies: RSS ${mib(x.rss)}, JS heap used ${mib(x.heapUsed)} of ${mib(x.heapTotal)}, external+buffers ${mib(x.external)}`);
+    for (const x of r.mem)
+      console.log(
+        `  ${label} ${String(x.n).padStart(4)} proxies: RSS ${mib(x.rss)}, JS heap used ${mib(x.heapUsed)} of ${mib(x.heapTotal)}, external+buffers ${mib(x.external)}`,
+      );
     console.log(`  ${label} RSS per proxy: ${kib(m.marginal)} (marginal), ${kib(m.fromIdle)} (from idle)`);
   };
 
@@ -271,11 +325,15 @@ async function main(): Promise<void> {
   const cp = await runServer('cp');
   describe('cp   ', cp);
 
-  console.log(`\n[4/4] control plane with Consul as its source (Consul stand-in in its own process; one instance re-registered per push) ...`);
+  console.log(
+    `\n[4/4] control plane with Consul as its source (Consul stand-in in its own process; one instance re-registered per push) ...`,
+  );
   const consul = await runServer('consul');
   const cs = consul.setup;
-  console.log(`  consul setup: ${cs.registrations ?? '?'} registrations (PUT /v1/agent/service/register) in ${((cs.registerMs ?? NaN) / 1000).toFixed(1)} s; ` +
-    `control plane start -> first mesh from Consul ${((cs.firstMeshMs ?? NaN) / 1000).toFixed(1)} s; coalescer quietMs ${cs.quietMs}, maxDelayMs ${cs.maxDelayMs}; watch wait ${cs.consulWait}`);
+  console.log(
+    `  consul setup: ${cs.registrations ?? '?'} registrations (PUT /v1/agent/service/register) in ${((cs.registerMs ?? NaN) / 1000).toFixed(1)} s; ` +
+      `control plane start -> first mesh from Consul ${((cs.firstMeshMs ?? NaN) / 1000).toFixed(1)} s; coalescer quietMs ${cs.quietMs}, maxDelayMs ${cs.maxDelayMs}; watch wait ${cs.consulWait}`,
+  );
   describe('consul', consul);
 
   const rows: Row[] = [
@@ -290,7 +348,12 @@ async function main(): Promise<void> {
     rows.push(
       ratioRow(`edit -> last ACK, N=${p.n} (median)`, median(p.pushToAck), median(f.pushToAck), 2, ms),
       ratioRow(`edit -> last ACK, N=${p.n} (p99)`, pct(p.pushToAck, 99), pct(f.pushToAck, 99), 2, ms),
-      infoRow(`server CPU per push, N=${p.n} (median)`, ms(median(p.serverCpu)), ms(median(f.serverCpu)), `${(median(p.serverCpu) / median(f.serverCpu)).toFixed(2)}x`),
+      infoRow(
+        `server CPU per push, N=${p.n} (median)`,
+        ms(median(p.serverCpu)),
+        ms(median(f.serverCpu)),
+        `${(median(p.serverCpu) / median(f.serverCpu)).toFixed(2)}x`,
+      ),
     );
   }
   for (const p of consul.phases) {
@@ -299,14 +362,25 @@ async function main(): Promise<void> {
     rows.push(
       ratioRow(`Consul change -> last ACK, N=${p.n} (median)`, median(p.pushToAck), median(f.pushToAck), 2, ms),
       ratioRow(`Consul change -> last ACK, N=${p.n} (p99)`, pct(p.pushToAck, 99), pct(f.pushToAck, 99), 2, ms),
-      infoRow(`Consul: server CPU per push, N=${p.n} (median)`, ms(median(p.serverCpu)), ms(median(f.serverCpu)), `${(median(p.serverCpu) / median(f.serverCpu)).toFixed(2)}x`),
+      infoRow(
+        `Consul: server CPU per push, N=${p.n} (median)`,
+        ms(median(p.serverCpu)),
+        ms(median(f.serverCpu)),
+        `${(median(p.serverCpu) / median(f.serverCpu)).toFixed(2)}x`,
+      ),
       infoRow(`Consul write -> apply() of it, N=${p.n} (median)`, ms(median(p.toApply))),
     );
     if (p.convergence && p.convergence.count > 0) {
       const h = p.convergence;
       const p50 = 1000 * histQuantile(h, 0.5);
-      rows.push(infoRow(`mcpmesh_convergence_seconds{consul}, N=${p.n} (p50 est.; mean)`, `~${ms(p50)}; ${ms((1000 * h.sum) / h.count)}`, ms(median(f.pushToAck)),
-        `${(p50 / median(f.pushToAck)).toFixed(2)}x`));
+      rows.push(
+        infoRow(
+          `mcpmesh_convergence_seconds{consul}, N=${p.n} (p50 est.; mean)`,
+          `~${ms(p50)}; ${ms((1000 * h.sum) / h.count)}`,
+          ms(median(f.pushToAck)),
+          `${(p50 / median(f.pushToAck)).toFixed(2)}x`,
+        ),
+      );
     }
   }
   const cm = memPerProxy(cp.mem);
@@ -316,15 +390,29 @@ async function main(): Promise<void> {
   rows.push(
     ratioRow(`RSS per proxy, ${lo}->${hi} proxies`, cm.marginal, fm.marginal, 2.5, kib),
     infoRow(`RSS per proxy, idle->${hi} proxies`, kib(cm.fromIdle), kib(fm.fromIdle), `${(cm.fromIdle / fm.fromIdle).toFixed(2)}x`),
-    infoRow(`JS heap+external per proxy, ${lo}->${hi}`, kib(cm.heapMarginal), kib(fm.heapMarginal), `${(cm.heapMarginal / fm.heapMarginal).toFixed(2)}x`),
+    infoRow(
+      `JS heap+external per proxy, ${lo}->${hi}`,
+      kib(cm.heapMarginal),
+      kib(fm.heapMarginal),
+      `${(cm.heapMarginal / fm.heapMarginal).toFixed(2)}x`,
+    ),
     infoRow('registry YAML parse, 1000x10 (median)', ms(median(b.parse))),
     infoRow('registry load in a worker: event loop max stall', ms(load.maxStallMs)),
   );
   for (const p of cp.phases) {
-    if (p.fileToAck.length > 0) rows.push(infoRow(`registry file edit -> last ACK, N=${p.n} (median)`, ms(median(p.fileToAck)), ms(median(floor.phases.find((x) => x.n === p.n)?.pushToAck ?? []))));
+    if (p.fileToAck.length > 0)
+      rows.push(
+        infoRow(
+          `registry file edit -> last ACK, N=${p.n} (median)`,
+          ms(median(p.fileToAck)),
+          ms(median(floor.phases.find((x) => x.n === p.n)?.pushToAck ?? [])),
+        ),
+      );
   }
 
-  console.log(`\nResults (${((performance.now() - started) / 1000).toFixed(0)} s; baseline = push floor measured above, or the absolute target)\n`);
+  console.log(
+    `\nResults (${((performance.now() - started) / 1000).toFixed(0)} s; baseline = push floor measured above, or the absolute target)\n`,
+  );
   console.log(table(rows));
   console.log(`
 Notes:

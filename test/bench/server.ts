@@ -142,48 +142,61 @@ async function floorServer(cfg: ServerConfig): Promise<BenchServer> {
   const cla = loadAssignment(svc, { region: BENCH_REGION, zone: BENCH_ZONE });
   const claType = lookupType(TYPE_URLS.endpoint);
   const respType = lookupType('envoy.service.discovery.v3.DiscoveryResponse');
-  const bytes = Buffer.from(respType.encode(respType.fromObject({
-    version_info: 'floor-1',
-    resources: [{ type_url: TYPE_URLS.endpoint, value: claType.encode(claType.fromObject(cla.body)).finish() }],
-    type_url: TYPE_URLS.endpoint,
-    nonce: '1',
-  })).finish());
+  const bytes = Buffer.from(
+    respType
+      .encode(
+        respType.fromObject({
+          version_info: 'floor-1',
+          resources: [{ type_url: TYPE_URLS.endpoint, value: claType.encode(claType.fromObject(cla.body)).finish() }],
+          type_url: TYPE_URLS.endpoint,
+          nonce: '1',
+        }),
+      )
+      .finish(),
+  );
 
   const streams = new Set<grpc.ServerDuplexStream<Buffer, Buffer>>();
   let acks = 0;
   const identity = (b: Buffer): Buffer => b;
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 16 * 1024 * 1024 });
-  server.addService({
-    StreamAggregatedResources: {
-      path: '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources',
-      requestStream: true, responseStream: true,
-      requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity,
-      originalName: 'streamAggregatedResources',
+  server.addService(
+    {
+      StreamAggregatedResources: {
+        path: '/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources',
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: identity,
+        requestDeserialize: identity,
+        responseSerialize: identity,
+        responseDeserialize: identity,
+        originalName: 'streamAggregatedResources',
+      },
     },
-  }, {
-    StreamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
-      let first = true;
-      call.on('data', () => {
-        if (first) {
-          first = false;
-          streams.add(call);
-          call.write(bytes);
-        } else {
-          acks += 1;
-        }
-      });
-      const gone = (): void => {
-        streams.delete(call);
-      };
-      call.on('end', () => {
-        gone();
-        call.end();
-      });
-      call.on('cancelled', gone);
-      call.on('error', gone);
-      call.on('close', gone);
+    {
+      StreamAggregatedResources: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        let first = true;
+        call.on('data', () => {
+          if (first) {
+            first = false;
+            streams.add(call);
+            call.write(bytes);
+          } else {
+            acks += 1;
+          }
+        });
+        const gone = (): void => {
+          streams.delete(call);
+        };
+        call.on('end', () => {
+          gone();
+          call.end();
+        });
+        call.on('cancelled', gone);
+        call.on('error', gone);
+        call.on('close', gone);
+      },
     },
-  });
+  );
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
   });
@@ -212,7 +225,11 @@ const BENCH_ADS_LIMITS = { maxStreamsPerPeer: 1_000_000 };
 
 /** The real control plane, fed through its registry path (ControlPlane.apply, no file watcher delay). */
 async function controlPlaneServer(cfg: ServerConfig): Promise<BenchServer> {
-  const tcp: TestControlPlane = await startControlPlane(registryYaml(meshSpecs(cfg.services, cfg.endpointsPer)), { quietMs: BENCH_QUIET_MS, maxDelayMs: BENCH_MAX_DELAY_MS, adsLimits: BENCH_ADS_LIMITS });
+  const tcp: TestControlPlane = await startControlPlane(registryYaml(meshSpecs(cfg.services, cfg.endpointsPer)), {
+    quietMs: BENCH_QUIET_MS,
+    maxDelayMs: BENCH_MAX_DELAY_MS,
+    adsLimits: BENCH_ADS_LIMITS,
+  });
   const cp = tcp.cp;
   const portFor = (round: number): number => 20_000 + round;
   let next: (() => void) | undefined;
@@ -317,9 +334,11 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
     const regs: ConsulRegistration[] = [];
     for (let i = 0; i < cfg.services; i++) for (let j = 0; j < cfg.endpointsPer; j++) regs.push(consulRegistration(i, j));
     let next = 0;
-    await Promise.all(Array.from({ length: REGISTER_CONCURRENCY }, async () => {
-      while (next < regs.length) await consul.agent.service.register(regs[next++] as never);
-    }));
+    await Promise.all(
+      Array.from({ length: REGISTER_CONCURRENCY }, async () => {
+        while (next < regs.length) await consul.agent.service.register(regs[next++] as never);
+      }),
+    );
     const registerMs = performance.now() - r0;
 
     // An unused registry file: with `consul` set the control plane does not read it.
@@ -328,8 +347,14 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
     const plane = new ControlPlane({
       registryFile: unused,
       consul: { address, wait: BENCH_CONSUL_WAIT },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: BENCH_QUIET_MS, maxDelayMs: BENCH_MAX_DELAY_MS,
-      log: process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger, metrics: new Metrics({ processMetrics: false }),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: BENCH_QUIET_MS,
+      maxDelayMs: BENCH_MAX_DELAY_MS,
+      log: process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
       adsLimits: BENCH_ADS_LIMITS,
     });
     cp = plane;
@@ -359,7 +384,13 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
     const first = await firstP;
     const firstMeshMs = performance.now() - c0;
     // Consul sets each service's incarnation (its oldest instance's CreateIndex); the rest must match the registry's.
-    if (!isDeepStrictEqual(first.map(({ incarnation: _, ...rest }) => rest), meshSpecs(cfg.services, cfg.endpointsPer))) throw new Error('the mesh built from Consul differs from meshSpecs()');
+    if (
+      !isDeepStrictEqual(
+        first.map(({ incarnation: _, ...rest }) => rest),
+        meshSpecs(cfg.services, cfg.endpointsPer),
+      )
+    )
+      throw new Error('the mesh built from Consul differs from meshSpecs()');
     // Every source update counts; a re-registration wakes the service's health watch (the catalog watch wakes
     // too, but publishes nothing while the set of MCP services is unchanged), so a push is over after one update.
     let updates = 0;
@@ -372,7 +403,14 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
       address: `127.0.0.1:${plane.xdsPort}`,
       cds: true,
       edsName: serviceEndpoints(serviceName(0), first.find((sp) => sp.name === serviceName(0))?.incarnation ?? 0),
-      setup: { registrations: regs.length, registerMs, firstMeshMs, quietMs: BENCH_QUIET_MS, maxDelayMs: BENCH_MAX_DELAY_MS, consulWait: BENCH_CONSUL_WAIT },
+      setup: {
+        registrations: regs.length,
+        registerMs,
+        firstMeshMs,
+        quietMs: BENCH_QUIET_MS,
+        maxDelayMs: BENCH_MAX_DELAY_MS,
+        consulWait: BENCH_CONSUL_WAIT,
+      },
       prepare(round) {
         prepared = consulRegistration(0, 0, portFor(round));
         expectPort = prepared.Port;
@@ -446,7 +484,8 @@ async function waitUntil(what: string, check: () => boolean, timeoutMs: number):
 }
 
 async function run(cfg: ServerConfig): Promise<FromServer> {
-  const server = cfg.mode === 'cp' ? await controlPlaneServer(cfg) : cfg.mode === 'consul' ? await consulServer(cfg) : await floorServer(cfg);
+  const server =
+    cfg.mode === 'cp' ? await controlPlaneServer(cfg) : cfg.mode === 'consul' ? await consulServer(cfg) : await floorServer(cfg);
   let child: ChildProcess | undefined;
   try {
     const mem: MemSample[] = [await memSample(0)];
@@ -490,7 +529,11 @@ async function run(cfg: ServerConfig): Promise<FromServer> {
       p.catch(() => {});
       return p;
     };
-    const request = <T extends FromClients['type']>(msg: ToClients, reply: T, timeoutMs: number): Promise<Extract<FromClients, { type: T }>> => {
+    const request = <T extends FromClients['type']>(
+      msg: ToClients,
+      reply: T,
+      timeoutMs: number,
+    ): Promise<Extract<FromClients, { type: T }>> => {
       const p = expectReply(reply, timeoutMs);
       kid.send(msg);
       return p;
@@ -526,7 +569,12 @@ async function run(cfg: ServerConfig): Promise<FromServer> {
         await waitUntil(`the server to process every ACK of round ${round}`, () => server.settled(version, phase.n), 30_000);
         const cpu = process.cpuUsage(cpu0);
         const applied = server.appliedAt?.();
-        return { toAck: t2 - t0, trigger: t1 - t0, cpu: (cpu.user + cpu.system) / 1000, toApply: applied === undefined ? undefined : applied - t0 };
+        return {
+          toAck: t2 - t0,
+          trigger: t1 - t0,
+          cpu: (cpu.user + cpu.system) / 1000,
+          toApply: applied === undefined ? undefined : applied - t0,
+        };
       };
       let before: MemSample | undefined;
       let hist0: HistogramDelta | undefined;

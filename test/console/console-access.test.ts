@@ -12,12 +12,24 @@ import { startControlPlane, type TestControlPlane } from '../helpers/control-pla
 
 const TOKEN = 'console-access-token-0123456789abcdef';
 
-function get(host: string, port: number, path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; type: string; body: string }> {
+function get(
+  host: string,
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<{ status: number; type: string; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host, port, path, method, headers, agent: false }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body: Buffer.concat(chunks).toString('utf8') }));
+      res.on('end', () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          type: String(res.headers['content-type'] ?? ''),
+          body: Buffer.concat(chunks).toString('utf8'),
+        }),
+      );
     });
     req.on('error', reject);
     req.end();
@@ -25,16 +37,30 @@ function get(host: string, port: number, path: string, headers: Record<string, s
 }
 
 function networkAddress(): string | undefined {
-  const all = Object.values(networkInterfaces()).flatMap((l) => l ?? []).filter((a) => !a.internal);
-  return (all.find((a) => a.family === 'IPv4') ?? all.find((a) => a.family === 'IPv6' && !a.address.toLowerCase().startsWith('fe80')))?.address;
+  const all = Object.values(networkInterfaces())
+    .flatMap((l) => l ?? [])
+    .filter((a) => !a.internal);
+  return (all.find((a) => a.family === 'IPv4') ?? all.find((a) => a.family === 'IPv6' && !a.address.toLowerCase().startsWith('fe80')))
+    ?.address;
 }
 
-const PAGES = ['/ui', '/ui/', '/ui/app.js', '/ui/app.css', '/ui/vendor/preact.mjs', '/ui/vendor/hooks.mjs', '/ui/vendor/htm.mjs', '/ui/api/state'];
+const PAGES = [
+  '/ui',
+  '/ui/',
+  '/ui/app.js',
+  '/ui/app.css',
+  '/ui/vendor/preact.mjs',
+  '/ui/vendor/hooks.mjs',
+  '/ui/vendor/htm.mjs',
+  '/ui/api/state',
+];
 
 describe('console access', () => {
   let tcp: TestControlPlane;
   before(async () => {
-    tcp = await startControlPlane('services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 10.0.0.1, port: 7001, locality: { region: eu-west, zone: a } }\n');
+    tcp = await startControlPlane(
+      'services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 10.0.0.1, port: 7001, locality: { region: eu-west, zone: a } }\n',
+    );
   });
   after(async () => {
     await tcp?.stop();
@@ -48,7 +74,10 @@ describe('console access', () => {
     assert.match(page.body, /<script type="importmap">/);
     assert.doesNotMatch(page.body, /https?:\/\/(?!www\.w3\.org)/, 'nothing loads from another origin (no CDN)');
     const state = JSON.parse((await get('127.0.0.1', port, '/ui/api/state')).body) as ConsoleState;
-    assert.deepEqual(state.services.map((s) => s.name), ['weather']);
+    assert.deepEqual(
+      state.services.map((s) => s.name),
+      ['weather'],
+    );
     assert.equal(state.policy, null);
     assert.equal(state.health.ready, true);
     const explain = await get('127.0.0.1', port, '/ui/api/explain?role=a&service=weather&kind=service');
@@ -69,15 +98,31 @@ describe('console access', () => {
   });
 
   const address = networkAddress();
-  describe('beyond loopback', { skip: address ? false : 'this machine has no non-loopback address to bind (os.networkInterfaces())' }, () => {
+  describe('beyond loopback', {
+    skip: address ? false : 'this machine has no non-loopback address to bind (os.networkInterfaces())',
+  }, () => {
     let withToken: AdminServer;
     let withoutToken: AdminServer;
     let consoleServer: ConsoleServer;
     const ports: number[] = [];
     before(async () => {
       const cp = tcp.cp;
-      consoleServer = new ConsoleServer({ cache: cp.cache, tracker: cp.tracker, metrics: cp.metrics, sourceErrors: () => ({}), sourceDescription: () => 'test', policy: () => undefined });
-      const common = { cache: cp.cache, tracker: cp.tracker, metrics: cp.metrics, sourceErrors: () => ({}), host: address as string, console: consoleServer };
+      consoleServer = new ConsoleServer({
+        cache: cp.cache,
+        tracker: cp.tracker,
+        metrics: cp.metrics,
+        sourceErrors: () => ({}),
+        sourceDescription: () => 'test',
+        policy: () => undefined,
+      });
+      const common = {
+        cache: cp.cache,
+        tracker: cp.tracker,
+        metrics: cp.metrics,
+        sourceErrors: () => ({}),
+        host: address as string,
+        console: consoleServer,
+      };
       withToken = new AdminServer({ ...common, debugToken: TOKEN });
       withoutToken = new AdminServer(common);
       ports.push(await withToken.listen(), await withoutToken.listen());
@@ -91,7 +136,11 @@ describe('console access', () => {
     it('needs the admin token, and is off (403) without one configured', async () => {
       for (const p of PAGES) {
         assert.equal((await get(address as string, ports[0] as number, p)).status, 401, `${p} without the token`);
-        assert.equal((await get(address as string, ports[0] as number, p, { authorization: `Bearer ${TOKEN}` })).status, 200, `${p} with the token`);
+        assert.equal(
+          (await get(address as string, ports[0] as number, p, { authorization: `Bearer ${TOKEN}` })).status,
+          200,
+          `${p} with the token`,
+        );
         const off = await get(address as string, ports[1] as number, p, { authorization: `Bearer ${TOKEN}` });
         assert.equal(off.status, 403, p);
         assert.match(off.body, /MCPMESH_ADMIN_TOKEN/);

@@ -20,15 +20,27 @@ const ENDPOINTS = 10;
 const TARGET_MS = 1000;
 // What fails the test: a loaded 2-core machine must not turn a slow run into a red build; the figure is reported.
 const BUDGET_MS = 5000;
-const ZONES = [['eu-west', 'a'], ['eu-west', 'b'], ['eu-west', 'c'], ['us-east', 'a'], ['us-east', 'b']] as const;
+const ZONES = [
+  ['eu-west', 'a'],
+  ['eu-west', 'b'],
+  ['eu-west', 'c'],
+  ['us-east', 'a'],
+  ['us-east', 'b'],
+] as const;
 
 function registry(): string {
   const lines = ['services:'];
   for (let i = 0; i < SERVICES; i++) {
-    lines.push(`  - name: svc-${String(i).padStart(4, '0')}`, `    protocol: "${i % 4 === 0 ? '2026-07-28' : '2025-11-25'}"`, '    endpoints:');
+    lines.push(
+      `  - name: svc-${String(i).padStart(4, '0')}`,
+      `    protocol: "${i % 4 === 0 ? '2026-07-28' : '2025-11-25'}"`,
+      '    endpoints:',
+    );
     for (let j = 0; j < ENDPOINTS; j++) {
       const [region, zone] = ZONES[(i + j) % ZONES.length]!;
-      lines.push(`      - { address: 10.${(i >> 8) & 255}.${i & 255}.${j + 1}, port: 8000, locality: { region: ${region}, zone: ${zone} }${(i + j) % 37 === 0 ? ', healthy: false' : ''} }`);
+      lines.push(
+        `      - { address: 10.${(i >> 8) & 255}.${i & 255}.${j + 1}, port: 8000, locality: { region: ${region}, zone: ${zone} }${(i + j) % 37 === 0 ? ', healthy: false' : ''} }`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;
@@ -47,9 +59,20 @@ describe('web console at 1,000 services x 10 endpoints', { skip: skipWithoutChro
     writeFileSync(registryFile, registry());
     const policyFile = path.join(import.meta.dirname, '..', '..', 'deploy/policy.example.yaml');
     cp = new ControlPlane({
-      registryFile, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzPort: 0, xdsInsecure: true,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
-      security: { policy: parsePolicy(readFileSync(policyFile, 'utf8'), policyFile), publicUrl: 'https://gateway.example', authz: { host: '127.0.0.1', port: 18002 } },
+      registryFile,
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzPort: 0,
+      xdsInsecure: true,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      security: {
+        policy: parsePolicy(readFileSync(policyFile, 'utf8'), policyFile),
+        publicUrl: 'https://gateway.example',
+        authz: { host: '127.0.0.1', port: 18002 },
+      },
     });
     await cp.start();
     ads = new RawAdsClient(`127.0.0.1:${cp.xdsPort}`);
@@ -91,11 +114,18 @@ describe('web console at 1,000 services x 10 endpoints', { skip: skipWithoutChro
       if (i === 3) {
         assert.equal(await page.locator('.service').count(), SERVICES);
         // Healthy endpoints of a locality share one text node; unhealthy ones stand alone.
-        const shown = await page.locator('.ep').evaluateAll((els) => els.reduce((n, e) => n + (e.textContent ?? '').split(/\s+/).filter((w: string) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(w)).length, 0));
+        const shown = await page
+          .locator('.ep')
+          .evaluateAll((els) =>
+            els.reduce(
+              (n, e) => n + (e.textContent ?? '').split(/\s+/).filter((w: string) => /^\d+\.\d+\.\d+\.\d+:\d+$/.test(w)).length,
+              0,
+            ),
+          );
         assert.equal(shown, SERVICES * ENDPOINTS);
         assert.equal(await page.locator('.ep.bad').count(), [...registry().matchAll(/healthy: false/g)].length);
         assert.equal(await page.locator('[data-proxy]').count(), ZONES.length);
-        assert.ok(await page.locator('[data-policy-service]').count() > 0, 'the policy matrix renders (the first services)');
+        assert.ok((await page.locator('[data-policy-service]').count()) > 0, 'the policy matrix renders (the first services)');
         await page.screenshot({ path: artifactPath('console-scale.png') });
       }
       await page.close();
@@ -103,8 +133,9 @@ describe('web console at 1,000 services x 10 endpoints', { skip: skipWithoutChro
     loads.sort((a, b) => a - b);
     fetched.sort((a, b) => a - b);
     const median = loads[Math.floor(loads.length / 2)] as number;
-    const report = `console, ${SERVICES} services x ${ENDPOINTS} endpoints: navigation -> full view median ${median} ms (runs ${loads.join(', ')} ms; target ${TARGET_MS} ms; `
-      + `state in the page at ${fetched[Math.floor(fetched.length / 2)]} ms); /ui/api/state ${(body.length / 1024).toFixed(0)} KiB, first build ${stateMs.toFixed(0)} ms`;
+    const report =
+      `console, ${SERVICES} services x ${ENDPOINTS} endpoints: navigation -> full view median ${median} ms (runs ${loads.join(', ')} ms; target ${TARGET_MS} ms; ` +
+      `state in the page at ${fetched[Math.floor(fetched.length / 2)]} ms); /ui/api/state ${(body.length / 1024).toFixed(0)} KiB, first build ${stateMs.toFixed(0)} ms`;
     t.diagnostic(report);
     process.stderr.write(`${report}\n`);
     assert.ok(median < BUDGET_MS, report);

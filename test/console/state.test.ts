@@ -35,7 +35,8 @@ services:
     endpoints: [{ address: 10.0.3.1, port: 8000, locality: { region: us-east, zone: b } }]
 `);
 
-const POLICY = parsePolicy(`
+const POLICY = parsePolicy(
+  `
 trustDomain: mesh.test
 services:
   beta: { mode: shadow }
@@ -49,14 +50,18 @@ roles:
   admin:
     allow:
       - { service: "*", tools: ["*"], prompts: ["*"] }
-`, 'state-test-policy.yaml');
+`,
+  'state-test-policy.yaml',
+);
 
 describe('console state', () => {
   it('gives each locality the priority the EDS translator sends a proxy at the vantage', () => {
     for (const vantage of [{ region: 'eu-west', zone: 'a' }, { region: 'us-east', zone: 'a' }, undefined]) {
       const weather = servicesView(MESH, [], vantage).find((s) => s.name === 'weather');
       assert.ok(weather);
-      const cla = loadAssignment(MESH.services.find((s) => s.name === 'weather')!, vantage).body as { endpoints: Array<{ locality: { region: string; zone: string }; priority: number }> };
+      const cla = loadAssignment(MESH.services.find((s) => s.name === 'weather')!, vantage).body as {
+        endpoints: Array<{ locality: { region: string; zone: string }; priority: number }>;
+      };
       assert.deepEqual(
         weather.localities.map((l) => `${l.region}/${l.zone}=${l.priority}`).sort(),
         cla.endpoints.map((l) => `${l.locality.region}/${l.locality.zone}=${l.priority}`).sort(),
@@ -65,7 +70,11 @@ describe('console state', () => {
       assert.equal(weather.unhealthy, 1);
     }
     const fromEu = servicesView(MESH, [], { region: 'eu-west', zone: 'a' }).find((s) => s.name === 'weather');
-    assert.deepEqual(fromEu?.localities.map((l) => `${l.region}/${l.zone}`), ['eu-west/a', 'eu-west/b', 'us-east/a'], 'sorted by priority');
+    assert.deepEqual(
+      fromEu?.localities.map((l) => `${l.region}/${l.zone}`),
+      ['eu-west/a', 'eu-west/b', 'us-east/a'],
+      'sorted by priority',
+    );
     assert.equal(fromEu?.localities[1]?.endpoints[0]?.healthy, false);
   });
 
@@ -74,21 +83,38 @@ describe('console state', () => {
     assert.ok(view);
     assert.deepEqual(view.roles, ['reader', 'admin']);
     // alpha and gamma are covered by the same ("*") rules but speak different revisions; beta is in shadow mode.
-    assert.deepEqual(view.groups.map((g) => g.services), [['alpha'], ['beta'], ['gamma'], ['weather']]);
-    const same = policyView(POLICY, mesh(`
+    assert.deepEqual(
+      view.groups.map((g) => g.services),
+      [['alpha'], ['beta'], ['gamma'], ['weather']],
+    );
+    const same = policyView(
+      POLICY,
+      mesh(`
 services:
   - { name: a1, protocol: "2025-11-25", endpoints: [] }
   - { name: a2, protocol: "2025-11-25", endpoints: [] }
   - { name: a3, protocol: "2025-11-25", endpoints: [] }
-`));
+`),
+    );
     // beta and weather are named by the policy, so they have matrices even when the mesh lacks them.
-    assert.deepEqual(same?.groups.map((g) => g.services), [['a1', 'a2', 'a3'], ['beta'], ['weather']], 'one matrix for services with the same rules');
+    assert.deepEqual(
+      same?.groups.map((g) => g.services),
+      [['a1', 'a2', 'a3'], ['beta'], ['weather']],
+      'one matrix for services with the same rules',
+    );
     assert.equal(same?.groups[1]?.protocol, '', 'not in the mesh');
     for (const g of view.groups) {
       const service = g.services[0] as string;
       g.columns.forEach((c, ci) => {
         view.roles.forEach((role, ri) => {
-          const action = c.kind === 'service' ? { kind: 'service' as const } : c.kind === 'tool' ? { kind: 'tool' as const, name: c.name } : c.kind === 'resource' ? { kind: 'resource' as const, uri: c.name } : { kind: 'prompt' as const, name: c.name };
+          const action =
+            c.kind === 'service'
+              ? { kind: 'service' as const }
+              : c.kind === 'tool'
+                ? { kind: 'tool' as const, name: c.name }
+                : c.kind === 'resource'
+                  ? { kind: 'resource' as const, uri: c.name }
+                  : { kind: 'prompt' as const, name: c.name };
           const d = decide(POLICY, { service, roles: [role], action });
           const cell = g.cells[ri]?.[ci];
           assert.equal(cell?.rule, d.rule, `${role} ${service} ${c.kind} ${c.name}`);
@@ -107,12 +133,27 @@ services:
 
   it('reports a proxy as pending, converged or nacked from its per-type versions', () => {
     const tracker = new ProxyTracker();
-    const gw = tracker.open({ id: 'gw', role: 'gateway', listenerPort: 8080, locality: { region: 'us-east', zone: 'b' } }, 'sotw', 'ipv4:127.0.0.1:1');
+    const gw = tracker.open(
+      { id: 'gw', role: 'gateway', listenerPort: 8080, locality: { region: 'us-east', zone: 'b' } },
+      'sotw',
+      'ipv4:127.0.0.1:1',
+    );
     const sc = tracker.open({ id: 'sc', role: 'sidecar', service: 'weather', listenerPort: 15006 }, 'delta', 'ipv4:127.0.0.1:2');
-    Object.assign(tracker.type(gw, 'cluster'), { sentVersion: 'v2', sentAt: performance.now() - 2000, ackedVersion: 'v1', ackedAt: Date.now() - 60_000 });
+    Object.assign(tracker.type(gw, 'cluster'), {
+      sentVersion: 'v2',
+      sentAt: performance.now() - 2000,
+      ackedVersion: 'v1',
+      ackedAt: Date.now() - 60_000,
+    });
     Object.assign(tracker.type(sc, 'cluster'), { sentVersion: 'v2', ackedVersion: 'v2', ackedAt: Date.now() - 5000 });
     const view = (): ReturnType<typeof proxiesView> => proxiesView(tracker.list(), 'mesh.test');
-    assert.deepEqual(view().map((p) => [p.id, p.status]), [['gw', 'pending'], ['sc', 'converged']]);
+    assert.deepEqual(
+      view().map((p) => [p.id, p.status]),
+      [
+        ['gw', 'pending'],
+        ['sc', 'converged'],
+      ],
+    );
     assert.ok(Math.abs(Date.parse(view()[0]?.lastPushAt ?? '') - (Date.now() - 2000)) < 1000, 'a pending push is dated when it was sent');
     assert.equal(view()[0]?.identity, 'spiffe://mesh.test/gateway/default');
     assert.equal(view()[1]?.identity, 'spiffe://mesh.test/mcp/weather');

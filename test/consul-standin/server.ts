@@ -124,18 +124,40 @@ class HttpError extends Error {
 
 type Json = Record<string, unknown>;
 type Handler = (m: string[], url: URL, req: http.IncomingMessage, res: http.ServerResponse) => Promise<void> | void;
-interface Waiter { min: bigint; index: () => bigint; wake: () => void }
+interface Waiter {
+  min: bigint;
+  index: () => bigint;
+  wake: () => void;
+}
 
 const STATUSES: readonly string[] = ['passing', 'warning', 'critical'];
 // Consul's config entry kinds (api-docs/config) and service-resolver load-balancing policies.
-const CONFIG_KINDS: readonly string[] = ['proxy-defaults', 'service-defaults', 'service-resolver', 'service-router', 'service-splitter', 'ingress-gateway',
-  'terminating-gateway', 'service-intentions', 'mesh', 'exported-services', 'api-gateway', 'bound-api-gateway', 'http-route', 'tcp-route',
-  'inline-certificate', 'file-system-certificate', 'jwt-provider', 'sameness-group', 'control-plane-request-limit'];
+const CONFIG_KINDS: readonly string[] = [
+  'proxy-defaults',
+  'service-defaults',
+  'service-resolver',
+  'service-router',
+  'service-splitter',
+  'ingress-gateway',
+  'terminating-gateway',
+  'service-intentions',
+  'mesh',
+  'exported-services',
+  'api-gateway',
+  'bound-api-gateway',
+  'http-route',
+  'tcp-route',
+  'inline-certificate',
+  'file-system-certificate',
+  'jwt-provider',
+  'sameness-group',
+  'control-plane-request-limit',
+];
 const LB_POLICIES: readonly string[] = ['least_request', 'round_robin', 'random', 'ring_hash', 'maglev'];
 const MAX_WAIT_MS = 10 * 60_000;
 const DEFAULT_WAIT_MS = 5 * 60_000;
 const OUTPUT_MAX = 4096; // Consul's default output_max_size
-const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, 'μs': 1e-3, ms: 1, s: 1e3, m: 6e4, h: 3.6e6 };
+const UNIT_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, µs: 1e-3, μs: 1e-3, ms: 1, s: 1e3, m: 6e4, h: 3.6e6 };
 
 /** Go's time.ParseDuration (what Consul uses for `wait` and check durations), in ms; undefined when invalid. */
 export function parseGoDuration(s: string): number | undefined {
@@ -179,13 +201,15 @@ function num(o: Json, name: string, dflt: number): number {
 function strList(o: Json, name: string): string[] {
   const v = field(o, name);
   if (v === undefined || v === null) return [];
-  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) throw new HttpError(400, `Request decode failed: ${name} must be a list of strings`);
+  if (!Array.isArray(v) || !v.every((x) => typeof x === 'string'))
+    throw new HttpError(400, `Request decode failed: ${name} must be a list of strings`);
   return [...v] as string[];
 }
 function strMap(o: Json, name: string): Record<string, string> {
   const v = field(o, name);
   if (v === undefined || v === null) return {};
-  if (!isObj(v) || !Object.values(v).every((x) => typeof x === 'string')) throw new HttpError(400, `Request decode failed: ${name} must be a map of strings`);
+  if (!isObj(v) || !Object.values(v).every((x) => typeof x === 'string'))
+    throw new HttpError(400, `Request decode failed: ${name} must be a map of strings`);
   return { ...(v as Record<string, string>) };
 }
 /** Durations arrive as Go strings ("10s") or nanosecond numbers; returns the original text and ms. */
@@ -200,7 +224,15 @@ const sorted = (r: Record<string, string>): string => JSON.stringify(Object.entr
 const n = (i: bigint): number => Number(i);
 const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 
-interface CheckDef { id: string; name: string; notes: string; status: CheckStatus | undefined; type: Exclude<CheckType, ''>; ttlMs: number; definition: Record<string, string> }
+interface CheckDef {
+  id: string;
+  name: string;
+  notes: string;
+  status: CheckStatus | undefined;
+  type: Exclude<CheckType, ''>;
+  ttlMs: number;
+  definition: Record<string, string>;
+}
 
 /** A CheckType from a registration (Consul's CheckType.Validate, restricted to the kinds the stand-in stores). */
 function parseCheckDef(raw: unknown): CheckDef {
@@ -211,7 +243,11 @@ function parseCheckDef(raw: unknown): CheckDef {
   const interval = duration(raw, 'Interval');
   const definition: Record<string, string> = {};
   let type: CheckDef['type'] | undefined;
-  for (const [key, t] of [['HTTP', 'http'], ['TCP', 'tcp'], ['GRPC', 'grpc']] as const) {
+  for (const [key, t] of [
+    ['HTTP', 'http'],
+    ['TCP', 'tcp'],
+    ['GRPC', 'grpc'],
+  ] as const) {
     const target = str(raw, key);
     if (target === '') continue;
     if (interval.ms <= 0) throw new HttpError(400, 'Invalid check: Interval must be > 0 for Script, HTTP, H2PING, TCP or UDP checks');
@@ -224,7 +260,9 @@ function parseCheckDef(raw: unknown): CheckDef {
   }
   if (type === undefined) {
     if (ttl.ms > 0) type = 'ttl';
-    else if (['Args', 'ScriptArgs', 'Script', 'UDP', 'H2PING', 'AliasService', 'AliasNode', 'OSService'].some((k) => field(raw, k) !== undefined)) {
+    else if (
+      ['Args', 'ScriptArgs', 'Script', 'UDP', 'H2PING', 'AliasService', 'AliasNode', 'OSService'].some((k) => field(raw, k) !== undefined)
+    ) {
       throw new HttpError(400, 'Invalid check: this check type is not supported by the Consul stand-in (only TTL, HTTP, TCP, GRPC)');
     } else throw new HttpError(400, 'Invalid check: TTL must be > 0 for TTL checks');
   }
@@ -242,14 +280,29 @@ function parseCheckDef(raw: unknown): CheckDef {
 }
 
 function sameCheck(a: StandInCheck, b: StandInCheck): boolean {
-  return a.name === b.name && a.serviceId === b.serviceId && a.type === b.type && a.notes === b.notes && a.ttlMs === b.ttlMs
-    && a.status === b.status && a.syncedOutput === b.syncedOutput && sorted(a.definition) === sorted(b.definition);
+  return (
+    a.name === b.name &&
+    a.serviceId === b.serviceId &&
+    a.type === b.type &&
+    a.notes === b.notes &&
+    a.ttlMs === b.ttlMs &&
+    a.status === b.status &&
+    a.syncedOutput === b.syncedOutput &&
+    sorted(a.definition) === sorted(b.definition)
+  );
 }
 function sameService(a: StandInService, b: StandInService): boolean {
-  return a.name === b.name && a.address === b.address && a.port === b.port && a.enableTagOverride === b.enableTagOverride
-    && JSON.stringify(a.tags) === JSON.stringify(b.tags) && sorted(a.meta) === sorted(b.meta)
-    && a.weights.Passing === b.weights.Passing && a.weights.Warning === b.weights.Warning
-    && a.deregisterCriticalServiceAfter === b.deregisterCriticalServiceAfter;
+  return (
+    a.name === b.name &&
+    a.address === b.address &&
+    a.port === b.port &&
+    a.enableTagOverride === b.enableTagOverride &&
+    JSON.stringify(a.tags) === JSON.stringify(b.tags) &&
+    sorted(a.meta) === sorted(b.meta) &&
+    a.weights.Passing === b.weights.Passing &&
+    a.weights.Warning === b.weights.Warning &&
+    a.deregisterCriticalServiceAfter === b.deregisterCriticalServiceAfter
+  );
 }
 
 export class ConsulStandIn {
@@ -293,28 +346,53 @@ export class ConsulStandIn {
     this.#servicesIdx = idx;
     this.#svcIdx.set('consul', idx);
     this.#services.set('consul', {
-      id: 'consul', name: 'consul', tags: [], address: '', port: 8300, meta: {}, weights: { Passing: 1, Warning: 1 },
-      enableTagOverride: false, deregisterCriticalServiceAfter: '', createIndex: idx, modifyIndex: idx,
+      id: 'consul',
+      name: 'consul',
+      tags: [],
+      address: '',
+      port: 8300,
+      meta: {},
+      weights: { Passing: 1, Warning: 1 },
+      enableTagOverride: false,
+      deregisterCriticalServiceAfter: '',
+      createIndex: idx,
+      modifyIndex: idx,
     });
     this.#checks.set('serfHealth', {
-      id: 'serfHealth', name: 'Serf Health Status', serviceId: '', type: '', status: 'passing', output: 'Agent alive and reachable',
-      syncedOutput: 'Agent alive and reachable', notes: '', ttlMs: 0, definition: {}, createIndex: idx, modifyIndex: idx,
+      id: 'serfHealth',
+      name: 'Serf Health Status',
+      serviceId: '',
+      type: '',
+      status: 'passing',
+      output: 'Agent alive and reachable',
+      syncedOutput: 'Agent alive and reachable',
+      notes: '',
+      ttlMs: 0,
+      definition: {},
+      createIndex: idx,
+      modifyIndex: idx,
     });
     const R = (method: string, re: RegExp, h: Handler): [string, RegExp, Handler] => [method, re, h];
     this.#routes = [
       R('GET', /^\/v1\/status\/leader$/, (_m, _u, _q, res) => json(res, `${this.nodeAddress}:8300`)),
       R('GET', /^\/v1\/status\/peers$/, (_m, _u, _q, res) => json(res, [`${this.nodeAddress}:8300`])),
-      R('GET', /^\/v1\/agent\/self$/, (_m, _u, _q, res) => json(res, {
-        Config: { Datacenter: this.datacenter, NodeName: this.nodeName, NodeID: this.nodeId, Server: true, Version: '0.0.0-standin' },
-        Member: { Name: this.nodeName, Addr: this.nodeAddress, Port: 8301, Status: 1, Tags: { dc: this.datacenter } },
-      })),
-      R('GET', /^\/v1\/agent\/services$/, (_m, _u, _q, res) => json(res, Object.fromEntries(this.#agentServices().map((s) => [s.id, this.#agentServiceView(s)])))),
+      R('GET', /^\/v1\/agent\/self$/, (_m, _u, _q, res) =>
+        json(res, {
+          Config: { Datacenter: this.datacenter, NodeName: this.nodeName, NodeID: this.nodeId, Server: true, Version: '0.0.0-standin' },
+          Member: { Name: this.nodeName, Addr: this.nodeAddress, Port: 8301, Status: 1, Tags: { dc: this.datacenter } },
+        }),
+      ),
+      R('GET', /^\/v1\/agent\/services$/, (_m, _u, _q, res) =>
+        json(res, Object.fromEntries(this.#agentServices().map((s) => [s.id, this.#agentServiceView(s)]))),
+      ),
       R('GET', /^\/v1\/agent\/service\/([^/]+)$/, (m, _u, _q, res) => {
         const s = this.#agentServices().find((x) => x.id === m[1]);
         if (!s) throw new HttpError(404, `unknown service ID: ${m[1]}`);
         json(res, this.#agentServiceView(s));
       }),
-      R('GET', /^\/v1\/agent\/checks$/, (_m, _u, _q, res) => json(res, Object.fromEntries(this.#agentChecks().map((c) => [c.id, this.#checkView(c, true)])))),
+      R('GET', /^\/v1\/agent\/checks$/, (_m, _u, _q, res) =>
+        json(res, Object.fromEntries(this.#agentChecks().map((c) => [c.id, this.#checkView(c, true)]))),
+      ),
       R('PUT', /^\/v1\/agent\/service\/register$/, async (_m, url, req, res) => {
         this.#register(await readJson(req), isTrue(url, 'replace-existing-checks'));
         res.end();
@@ -345,37 +423,83 @@ export class ConsulStandIn {
         this.#ttlUpdate(m[1] ?? '', status as CheckStatus, str(body, 'Output'));
         res.end();
       }),
-      R('GET', /^\/v1\/catalog\/services$/, (_m, url, req, res) => this.#blocking(url, req, res, () => this.#servicesIdx, () => {
-        const out: Record<string, string[]> = {};
-        for (const s of this.#services.values()) out[s.name] = [...new Set([...(out[s.name] ?? []), ...s.tags])];
-        return out;
-      })),
+      R('GET', /^\/v1\/catalog\/services$/, (_m, url, req, res) =>
+        this.#blocking(
+          url,
+          req,
+          res,
+          () => this.#servicesIdx,
+          () => {
+            const out: Record<string, string[]> = {};
+            for (const s of this.#services.values()) out[s.name] = [...new Set([...(out[s.name] ?? []), ...s.tags])];
+            return out;
+          },
+        ),
+      ),
       R('GET', /^\/v1\/catalog\/service\/([^/]+)$/, (m, url, req, res) => {
         const name = m[1] ?? '';
-        return this.#blocking(url, req, res, () => this.#serviceIndex(name), () => this.#instances(name, url).map((s) => this.#catalogEntry(s)));
+        return this.#blocking(
+          url,
+          req,
+          res,
+          () => this.#serviceIndex(name),
+          () => this.#instances(name, url).map((s) => this.#catalogEntry(s)),
+        );
       }),
-      R('GET', /^\/v1\/catalog\/nodes$/, (_m, url, req, res) => this.#blocking(url, req, res, () => this.#nodeIdx, () => [this.#nodeView()])),
+      R('GET', /^\/v1\/catalog\/nodes$/, (_m, url, req, res) =>
+        this.#blocking(
+          url,
+          req,
+          res,
+          () => this.#nodeIdx,
+          () => [this.#nodeView()],
+        ),
+      ),
       R('GET', /^\/v1\/health\/service\/([^/]+)$/, (m, url, req, res) => {
         const name = m[1] ?? '';
         const passing = url.searchParams.has('passing') && isTrue(url, 'passing');
-        return this.#blocking(url, req, res, () => this.#serviceIndex(name), () => this.#instances(name, url)
-          .map((s) => ({ Node: this.#nodeView(), Service: this.#healthServiceView(s), Checks: this.#checksOf(s).map((c) => this.#checkView(c, false)) }))
-          .filter((e) => !passing || e.Checks.every((c) => c.Status === 'passing')));
+        return this.#blocking(
+          url,
+          req,
+          res,
+          () => this.#serviceIndex(name),
+          () =>
+            this.#instances(name, url)
+              .map((s) => ({
+                Node: this.#nodeView(),
+                Service: this.#healthServiceView(s),
+                Checks: this.#checksOf(s).map((c) => this.#checkView(c, false)),
+              }))
+              .filter((e) => !passing || e.Checks.every((c) => c.Status === 'passing')),
+        );
       }),
       R('GET', /^\/v1\/config\/([^/]+)$/, (m, url, req, res) => {
         const kind = this.#configKind(m[1] ?? '');
-        return this.#blocking(url, req, res, () => this.#configIdx, () => [...this.#configs.values()]
-          .filter((e) => e['Kind'] === kind).sort((a, b) => (String(a['Name']) < String(b['Name']) ? -1 : 1)));
+        return this.#blocking(
+          url,
+          req,
+          res,
+          () => this.#configIdx,
+          () =>
+            [...this.#configs.values()].filter((e) => e['Kind'] === kind).sort((a, b) => (String(a['Name']) < String(b['Name']) ? -1 : 1)),
+        );
       }),
       R('GET', /^\/v1\/config\/([^/]+)\/([^/]+)$/, (m, url, req, res) => {
         const kind = this.#configKind(m[1] ?? '');
         const key = `${kind}/${m[2] ?? ''}`;
-        if (!this.#configs.has(key) && !url.searchParams.has('index')) throw new HttpError(404, `Config entry not found for "${kind}" / "${m[2]}"`);
-        return this.#blocking(url, req, res, () => this.#configIdx, () => {
-          const e = this.#configs.get(key);
-          if (!e) throw new HttpError(404, `Config entry not found for "${kind}" / "${m[2]}"`);
-          return e;
-        });
+        if (!this.#configs.has(key) && !url.searchParams.has('index'))
+          throw new HttpError(404, `Config entry not found for "${kind}" / "${m[2]}"`);
+        return this.#blocking(
+          url,
+          req,
+          res,
+          () => this.#configIdx,
+          () => {
+            const e = this.#configs.get(key);
+            if (!e) throw new HttpError(404, `Config entry not found for "${kind}" / "${m[2]}"`);
+            return e;
+          },
+        );
       }),
       R('PUT', /^\/v1\/config$/, async (_m, url, req, res) => json(res, this.#putConfig(await readJson(req), url.searchParams.get('cas')))),
       R('DELETE', /^\/v1\/config\/([^/]+)\/([^/]+)$/, (m, url, _q, res) => {
@@ -388,8 +512,14 @@ export class ConsulStandIn {
       }),
       R('GET', /^\/v1\/health\/checks\/([^/]+)$/, (m, url, req, res) => {
         const name = m[1] ?? '';
-        return this.#blocking(url, req, res, () => this.#serviceIndex(name), () => [...this.#checks.values()]
-          .filter((c) => this.#services.get(c.serviceId)?.name === name).map((c) => this.#checkView(c, false)));
+        return this.#blocking(
+          url,
+          req,
+          res,
+          () => this.#serviceIndex(name),
+          () =>
+            [...this.#checks.values()].filter((c) => this.#services.get(c.serviceId)?.name === name).map((c) => this.#checkView(c, false)),
+        );
       }),
     ];
   }
@@ -492,16 +622,24 @@ export class ConsulStandIn {
           methodMismatch = true;
           continue;
         }
-        await handler(m.map((s) => decodeURIComponent(s)), url, req, res);
+        await handler(
+          m.map((s) => decodeURIComponent(s)),
+          url,
+          req,
+          res,
+        );
         return;
       }
       if (methodMismatch) throw new HttpError(405, `method ${req.method} not allowed`);
       throw new HttpError(404, `404 page not found`);
     } catch (err) {
       if (res.headersSent || res.destroyed) return;
-      const e = err instanceof HttpError ? err
-        : err instanceof URIError ? new HttpError(400, `bad path: ${err.message}`)
-        : new HttpError(500, err instanceof Error ? err.message : String(err));
+      const e =
+        err instanceof HttpError
+          ? err
+          : err instanceof URIError
+            ? new HttpError(400, `bad path: ${err.message}`)
+            : new HttpError(500, err instanceof Error ? err.message : String(err));
       res.writeHead(e.status, { 'Content-Type': 'text/plain; charset=utf-8' });
       res.end(e.message);
     }
@@ -598,7 +736,8 @@ export class ConsulStandIn {
     if (kind === 'service-resolver') {
       const lb = field(body, 'LoadBalancer');
       const policy = isObj(lb) ? field(lb, 'Policy') : undefined;
-      if (policy !== undefined && policy !== '' && !LB_POLICIES.includes(String(policy))) throw new HttpError(400, `Bad request: Invalid config entry: Invalid LoadBalancer.Policy: ${JSON.stringify(policy)}`);
+      if (policy !== undefined && policy !== '' && !LB_POLICIES.includes(String(policy)))
+        throw new HttpError(400, `Bad request: Invalid config entry: Invalid LoadBalancer.Policy: ${JSON.stringify(policy)}`);
     }
     const key = `${kind}/${name}`;
     const prev = this.#configs.get(key);
@@ -607,9 +746,17 @@ export class ConsulStandIn {
       if (cas === '0' ? prev !== undefined : prev?.ModifyIndex !== Number(cas)) return false;
     }
     // Canonical key casing (Kind, Name) as Consul returns them; the rest as written.
-    const rest = Object.fromEntries(Object.entries(body).filter(([k]) => norm(k) !== 'kind' && norm(k) !== 'name' && norm(k) !== 'createindex' && norm(k) !== 'modifyindex'));
+    const rest = Object.fromEntries(
+      Object.entries(body).filter(
+        ([k]) => norm(k) !== 'kind' && norm(k) !== 'name' && norm(k) !== 'createindex' && norm(k) !== 'modifyindex',
+      ),
+    );
     const entry = { Kind: kind, Name: name, ...rest };
-    if (prev && JSON.stringify({ ...prev, CreateIndex: 0, ModifyIndex: 0 }) === JSON.stringify({ ...entry, CreateIndex: 0, ModifyIndex: 0 })) return true;
+    if (
+      prev &&
+      JSON.stringify({ ...prev, CreateIndex: 0, ModifyIndex: 0 }) === JSON.stringify({ ...entry, CreateIndex: 0, ModifyIndex: 0 })
+    )
+      return true;
     this.#configWrite(() => {
       this.#configs.set(key, { ...entry, CreateIndex: prev?.CreateIndex ?? n(this.#raft), ModifyIndex: n(this.#raft) });
     });
@@ -642,16 +789,27 @@ export class ConsulStandIn {
     const eto = field(body, 'EnableTagOverride');
     const existing = this.#services.get(id);
     const svc: StandInService = {
-      id, name, tags: strList(body, 'Tags'), address: str(body, 'Address'), port: num(body, 'Port', 0), meta: strMap(body, 'Meta'),
-      weights, enableTagOverride: eto === true, deregisterCriticalServiceAfter: '',
-      createIndex: existing?.createIndex ?? 0n, modifyIndex: existing?.modifyIndex ?? 0n,
+      id,
+      name,
+      tags: strList(body, 'Tags'),
+      address: str(body, 'Address'),
+      port: num(body, 'Port', 0),
+      meta: strMap(body, 'Meta'),
+      weights,
+      enableTagOverride: eto === true,
+      deregisterCriticalServiceAfter: '',
+      createIndex: existing?.createIndex ?? 0n,
+      modifyIndex: existing?.modifyIndex ?? 0n,
     };
-    const rawChecks = [field(body, 'Check'), ...((): unknown[] => {
-      const cs = field(body, 'Checks');
-      if (cs === undefined || cs === null) return [];
-      if (!Array.isArray(cs)) throw new HttpError(400, 'Request decode failed: Checks must be a list');
-      return cs;
-    })()].filter((c) => c !== undefined && c !== null);
+    const rawChecks = [
+      field(body, 'Check'),
+      ...((): unknown[] => {
+        const cs = field(body, 'Checks');
+        if (cs === undefined || cs === null) return [];
+        if (!Array.isArray(cs)) throw new HttpError(400, 'Request decode failed: Checks must be a list');
+        return cs;
+      })(),
+    ].filter((c) => c !== undefined && c !== null);
     const defs = rawChecks.map(parseCheckDef);
     svc.deregisterCriticalServiceAfter = defs.map((d) => d.definition['DeregisterCriticalServiceAfter'] ?? '').find((x) => x) ?? '';
     const checks = defs.map((d, i): StandInCheck => {
@@ -659,9 +817,18 @@ export class ConsulStandIn {
       // Consul snapshots check state around a re-registration: a known check keeps its status and output.
       const prev = this.#checks.get(cid);
       return {
-        id: cid, name: d.name || `Service '${name}' check`, serviceId: id, type: d.type, notes: d.notes, ttlMs: d.ttlMs, definition: d.definition,
-        status: prev?.status ?? d.status ?? 'critical', output: prev?.output ?? '', syncedOutput: prev?.syncedOutput ?? '',
-        createIndex: prev?.createIndex ?? 0n, modifyIndex: prev?.modifyIndex ?? 0n,
+        id: cid,
+        name: d.name || `Service '${name}' check`,
+        serviceId: id,
+        type: d.type,
+        notes: d.notes,
+        ttlMs: d.ttlMs,
+        definition: d.definition,
+        status: prev?.status ?? d.status ?? 'critical',
+        output: prev?.output ?? '',
+        syncedOutput: prev?.syncedOutput ?? '',
+        createIndex: prev?.createIndex ?? 0n,
+        modifyIndex: prev?.modifyIndex ?? 0n,
       };
     });
     const newIds = new Set(checks.map((c) => c.id));
@@ -704,9 +871,18 @@ export class ConsulStandIn {
     if (id === 'serfHealth') throw new HttpError(400, 'check ID "serfHealth" is reserved');
     const prev = this.#checks.get(id);
     const c: StandInCheck = {
-      id, name: def.name, serviceId, type: def.type, notes: def.notes, ttlMs: def.ttlMs, definition: def.definition,
-      status: prev?.status ?? def.status ?? 'critical', output: prev?.output ?? '', syncedOutput: prev?.syncedOutput ?? '',
-      createIndex: prev?.createIndex ?? 0n, modifyIndex: prev?.modifyIndex ?? 0n,
+      id,
+      name: def.name,
+      serviceId,
+      type: def.type,
+      notes: def.notes,
+      ttlMs: def.ttlMs,
+      definition: def.definition,
+      status: prev?.status ?? def.status ?? 'critical',
+      output: prev?.output ?? '',
+      syncedOutput: prev?.syncedOutput ?? '',
+      createIndex: prev?.createIndex ?? 0n,
+      modifyIndex: prev?.modifyIndex ?? 0n,
     };
     if (!prev || !sameCheck(prev, c)) {
       this.#write([...this.#namesFor(c), ...(prev ? this.#namesFor(prev) : [])], false, (idx) => {
@@ -834,42 +1010,87 @@ export class ConsulStandIn {
 
   #nodeView(): Json {
     return {
-      ID: this.nodeId, Node: this.nodeName, Address: this.nodeAddress, Datacenter: this.datacenter,
-      TaggedAddresses: this.#taggedAddresses(), Meta: { ...this.nodeMeta }, CreateIndex: n(this.#nodeIdx), ModifyIndex: n(this.#nodeIdx),
+      ID: this.nodeId,
+      Node: this.nodeName,
+      Address: this.nodeAddress,
+      Datacenter: this.datacenter,
+      TaggedAddresses: this.#taggedAddresses(),
+      Meta: { ...this.nodeMeta },
+      CreateIndex: n(this.#nodeIdx),
+      ModifyIndex: n(this.#nodeIdx),
     };
   }
 
   #agentServiceView(s: StandInService): Json {
     return {
-      ID: s.id, Service: s.name, Tags: [...s.tags], Meta: { ...s.meta }, Port: s.port, Address: s.address,
-      Weights: { ...s.weights }, EnableTagOverride: s.enableTagOverride, Datacenter: this.datacenter,
+      ID: s.id,
+      Service: s.name,
+      Tags: [...s.tags],
+      Meta: { ...s.meta },
+      Port: s.port,
+      Address: s.address,
+      Weights: { ...s.weights },
+      EnableTagOverride: s.enableTagOverride,
+      Datacenter: this.datacenter,
     };
   }
 
   #healthServiceView(s: StandInService): Json {
     return {
-      ID: s.id, Service: s.name, Tags: [...s.tags], Address: s.address, Meta: { ...s.meta }, Port: s.port,
-      Weights: { ...s.weights }, EnableTagOverride: s.enableTagOverride, CreateIndex: n(s.createIndex), ModifyIndex: n(s.modifyIndex),
+      ID: s.id,
+      Service: s.name,
+      Tags: [...s.tags],
+      Address: s.address,
+      Meta: { ...s.meta },
+      Port: s.port,
+      Weights: { ...s.weights },
+      EnableTagOverride: s.enableTagOverride,
+      CreateIndex: n(s.createIndex),
+      ModifyIndex: n(s.modifyIndex),
     };
   }
 
   #catalogEntry(s: StandInService): Json {
     return {
-      ID: this.nodeId, Node: this.nodeName, Address: this.nodeAddress, Datacenter: this.datacenter,
-      TaggedAddresses: this.#taggedAddresses(), NodeMeta: { ...this.nodeMeta }, ServiceKind: '',
-      ServiceID: s.id, ServiceName: s.name, ServiceTags: [...s.tags], ServiceAddress: s.address, ServicePort: s.port,
-      ServiceMeta: { ...s.meta }, ServiceWeights: { ...s.weights }, ServiceEnableTagOverride: s.enableTagOverride,
-      CreateIndex: n(s.createIndex), ModifyIndex: n(s.modifyIndex),
+      ID: this.nodeId,
+      Node: this.nodeName,
+      Address: this.nodeAddress,
+      Datacenter: this.datacenter,
+      TaggedAddresses: this.#taggedAddresses(),
+      NodeMeta: { ...this.nodeMeta },
+      ServiceKind: '',
+      ServiceID: s.id,
+      ServiceName: s.name,
+      ServiceTags: [...s.tags],
+      ServiceAddress: s.address,
+      ServicePort: s.port,
+      ServiceMeta: { ...s.meta },
+      ServiceWeights: { ...s.weights },
+      ServiceEnableTagOverride: s.enableTagOverride,
+      CreateIndex: n(s.createIndex),
+      ModifyIndex: n(s.modifyIndex),
     };
   }
 
   #checkView(c: StandInCheck, agent: boolean): { Status: CheckStatus } & Json {
     const s = this.#services.get(c.serviceId);
     return {
-      Node: this.nodeName, CheckID: c.id, Name: c.name, Status: c.status, Notes: c.notes, Output: agent ? c.output : c.syncedOutput,
-      ServiceID: c.serviceId, ServiceName: s?.name ?? '', ServiceTags: s ? [...s.tags] : [], Type: c.type,
-      Interval: c.definition['Interval'] ?? '', Timeout: c.definition['Timeout'] ?? '', ExposedPort: 0,
-      Definition: { ...c.definition }, CreateIndex: n(c.createIndex), ModifyIndex: n(c.modifyIndex),
+      Node: this.nodeName,
+      CheckID: c.id,
+      Name: c.name,
+      Status: c.status,
+      Notes: c.notes,
+      Output: agent ? c.output : c.syncedOutput,
+      ServiceID: c.serviceId,
+      ServiceName: s?.name ?? '',
+      ServiceTags: s ? [...s.tags] : [],
+      Type: c.type,
+      Interval: c.definition['Interval'] ?? '',
+      Timeout: c.definition['Timeout'] ?? '',
+      ExposedPort: 0,
+      Definition: { ...c.definition },
+      CreateIndex: n(c.createIndex),
+      ModifyIndex: n(c.modifyIndex),
     };
   }
 }

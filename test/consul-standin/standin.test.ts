@@ -8,30 +8,59 @@ import { waitFor } from '../helpers/wait.ts';
 import { ConsulStandIn, parseGoDuration, type ConsulStandInOptions } from './server.ts';
 import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 
-interface HealthCheck { CheckID: string; Status: string; Output: string; ServiceID: string; Type: string; Name: string }
-interface HealthEntry { Node: { Node: string; Address: string; Datacenter: string }; Service: { ID: string; Service: string; Port: number; Tags: string[]; Weights: { Passing: number; Warning: number } }; Checks: HealthCheck[] }
+interface HealthCheck {
+  CheckID: string;
+  Status: string;
+  Output: string;
+  ServiceID: string;
+  Type: string;
+  Name: string;
+}
+interface HealthEntry {
+  Node: { Node: string; Address: string; Datacenter: string };
+  Service: { ID: string; Service: string; Port: number; Tags: string[]; Weights: { Passing: number; Warning: number } };
+  Checks: HealthCheck[];
+}
 type Watch = ReturnType<Consul['watch']>;
 
 async function startStandIn(opts: ConsulStandInOptions = {}): Promise<{ s: ConsulStandIn; consul: Consul; close: () => Promise<void> }> {
   const s = new ConsulStandIn(opts);
   const port = await s.start();
   const consul = new Consul({ host: '127.0.0.1', port, ...(opts.aclToken ? { defaults: { token: opts.aclToken } } : {}) });
-  return { s, consul, close: async () => { consul.destroy(); await s.stop(); } };
+  return {
+    s,
+    consul,
+    close: async () => {
+      consul.destroy();
+      await s.stop();
+    },
+  };
 }
 
-async function get(s: ConsulStandIn, path: string, init: RequestInit = {}): Promise<{ status: number; index: bigint | undefined; body: unknown; text: string; ms: number }> {
+async function get(
+  s: ConsulStandIn,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ status: number; index: bigint | undefined; body: unknown; text: string; ms: number }> {
   const t0 = performance.now();
   const r = await fetch(s.address + path, init);
   const text = await r.text();
   const ms = performance.now() - t0;
   const h = r.headers.get('x-consul-index');
   let body: unknown;
-  try { body = JSON.parse(text); } catch { body = undefined; }
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = undefined;
+  }
   return { status: r.status, index: h === null ? undefined : BigInt(h), body, text, ms };
 }
 
 const put = (s: ConsulStandIn, path: string, body?: unknown): Promise<Response> =>
-  fetch(s.address + path, { method: 'PUT', ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }) });
+  fetch(s.address + path, {
+    method: 'PUT',
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
 
 /** Records a watch's 'change' events (data + arrival time) and errors. */
 function record(w: Watch): { changes: { data: HealthEntry[]; at: number }[]; errors: unknown[] } {
@@ -46,12 +75,23 @@ const statusOf = (entries: HealthEntry[], checkId: string): string | undefined =
 
 describe('Consul stand-in with the consul npm client', () => {
   let env: Awaited<ReturnType<typeof startStandIn>>;
-  before(async () => { env = await startStandIn(); });
-  after(async () => { await env.close(); });
+  before(async () => {
+    env = await startStandIn();
+  });
+  after(async () => {
+    await env.close();
+  });
 
   it('registers a TTL-checked service that shows in catalog and health, critical until passed', async () => {
     const { consul, s } = env;
-    await consul.agent.service.register({ name: 'web', id: 'web-1', port: 8080, tags: ['mcp', 'v1'], meta: { team: 'a' }, check: { name: 'alive', ttl: '30s', timeout: '1s' } });
+    await consul.agent.service.register({
+      name: 'web',
+      id: 'web-1',
+      port: 8080,
+      tags: ['mcp', 'v1'],
+      meta: { team: 'a' },
+      check: { name: 'alive', ttl: '30s', timeout: '1s' },
+    });
 
     const list = await consul.catalog.service.list();
     assert.deepEqual(list['web'], ['mcp', 'v1']);
@@ -63,7 +103,13 @@ describe('Consul stand-in with the consul npm client', () => {
     assert.equal(health[0]?.Service.Port, 8080);
     assert.deepEqual(health[0]?.Service.Weights, { Passing: 1, Warning: 1 });
     assert.equal(health[0]?.Node.Datacenter, 'dc1');
-    assert.deepEqual(health[0]?.Checks.map((c) => [c.CheckID, c.Status, c.Type]), [['serfHealth', 'passing', ''], ['service:web-1', 'critical', 'ttl']]);
+    assert.deepEqual(
+      health[0]?.Checks.map((c) => [c.CheckID, c.Status, c.Type]),
+      [
+        ['serfHealth', 'passing', ''],
+        ['service:web-1', 'critical', 'ttl'],
+      ],
+    );
     assert.deepEqual(await consul.health.service({ service: 'web', passing: true }), [], '?passing hides the critical instance');
 
     await consul.agent.check.pass({ id: 'service:web-1', note: 'ok' });
@@ -81,8 +127,15 @@ describe('Consul stand-in with the consul npm client', () => {
     assert.equal((await consul.agent.check.list())['service:web-1']?.Status, 'passing');
     assert.equal(await consul.status.leader(), '127.0.0.1:8300');
     assert.equal(((await consul.agent.self()) as { Config: { Datacenter: string } }).Config.Datacenter, 'dc1');
-    const nodes = (await consul.catalog.service.nodes('web')) as { ServiceID: string; ServiceTags: string[]; ServiceMeta: Record<string, string> }[];
-    assert.deepEqual(nodes.map((e) => [e.ServiceID, e.ServiceTags, e.ServiceMeta]), [['web-1', ['mcp', 'v1'], { team: 'a' }]]);
+    const nodes = (await consul.catalog.service.nodes('web')) as {
+      ServiceID: string;
+      ServiceTags: string[];
+      ServiceMeta: Record<string, string>;
+    }[];
+    assert.deepEqual(
+      nodes.map((e) => [e.ServiceID, e.ServiceTags, e.ServiceMeta]),
+      [['web-1', ['mcp', 'v1'], { team: 'a' }]],
+    );
     assert.ok(s.requests > 0);
   });
 
@@ -123,15 +176,22 @@ describe('Consul stand-in with the consul npm client', () => {
     assert.deepEqual(await consul.health.service('gone'), []);
     assert.equal((await consul.agent.check.list())['service:gone-1'], undefined, 'its checks go too');
     const afterDereg = await get(s, '/v1/health/service/gone');
-    assert.ok(afterDereg.index !== undefined && before.index !== undefined && afterDereg.index > before.index, 'the extinction index moves the dead service');
+    assert.ok(
+      afterDereg.index !== undefined && before.index !== undefined && afterDereg.index > before.index,
+      'the extinction index moves the dead service',
+    );
     await consul.agent.service.deregister('gone-1'); // unknown ID: 200, as Consul
   });
 });
 
 describe('Consul stand-in blocking queries (raw HTTP)', () => {
   let env: Awaited<ReturnType<typeof startStandIn>>;
-  before(async () => { env = await startStandIn(); });
-  after(async () => { await env.close(); });
+  before(async () => {
+    env = await startStandIn();
+  });
+  after(async () => {
+    await env.close();
+  });
 
   it('waits for ?wait when nothing changes, answers at once when the index is stale', async () => {
     const { s } = env;
@@ -202,7 +262,12 @@ describe('Consul stand-in blocking queries (raw HTTP)', () => {
       const seen = rec.changes.length;
       const t0 = performance.now();
       await put(s, '/v1/agent/check/pass/service:r');
-      await waitFor('watch delivers the post-reset change', () => rec.changes.slice(seen).some((c) => statusOf(c.data, 'service:r') === 'passing'), 10_000, 10);
+      await waitFor(
+        'watch delivers the post-reset change',
+        () => rec.changes.slice(seen).some((c) => statusOf(c.data, 'service:r') === 'passing'),
+        10_000,
+        10,
+      );
       assert.ok(performance.now() - t0 < 5000, 'delivered well before the 30 s wait');
       assert.deepEqual(rec.errors, []);
       assert.equal(s.index(), 3n);
@@ -227,8 +292,14 @@ describe('Consul stand-in checks', () => {
     const { s, close } = await startStandIn({ checkUpdateIntervalMs: 1500 });
     try {
       const reg = await put(s, '/v1/agent/service/register', {
-        name: 'multi', id: 'm1', port: 9,
-        checks: [{ ttl: '1s', status: 'passing' }, { http: 'http://127.0.0.1:1/health', interval: '10s' }, { CheckID: 'tcp-probe', TCP: '127.0.0.1:1', Interval: '5s', Status: 'warning' }],
+        name: 'multi',
+        id: 'm1',
+        port: 9,
+        checks: [
+          { ttl: '1s', status: 'passing' },
+          { http: 'http://127.0.0.1:1/health', interval: '10s' },
+          { CheckID: 'tcp-probe', TCP: '127.0.0.1:1', Interval: '5s', Status: 'warning' },
+        ],
       });
       assert.equal(reg.status, 200);
       const checks = Object.fromEntries(s.checks().map((c) => [c.id, c]));
@@ -265,8 +336,17 @@ describe('Consul stand-in checks', () => {
       assert.deepEqual((await get(s, '/v1/health/service/multi?passing=true')).body, []);
       // replace-existing-checks drops checks left out of the new definition.
       await put(s, '/v1/agent/service/register?replace-existing-checks', { Name: 'multi', ID: 'm1', Check: { TTL: '60s' } });
-      assert.deepEqual(s.checks().filter((c) => c.serviceId === 'm1').map((c) => c.id), ['service:m1']);
-      assert.deepEqual(s.services().map((x) => x.id), ['m1']);
+      assert.deepEqual(
+        s
+          .checks()
+          .filter((c) => c.serviceId === 'm1')
+          .map((c) => c.id),
+        ['service:m1'],
+      );
+      assert.deepEqual(
+        s.services().map((x) => x.id),
+        ['m1'],
+      );
     } finally {
       await close();
     }
@@ -283,7 +363,11 @@ describe('Consul stand-in errors and ACL', () => {
       assert.equal(bad.status, 400);
       assert.match(await bad.text(), /^Request decode failed/);
       assert.equal((await put(s, '/v1/agent/service/register', { Port: 1 })).status, 400, 'Name is required');
-      assert.equal((await put(s, '/v1/agent/service/register', { Name: 'x', Check: { Interval: '10s' } })).status, 400, 'a check needs a kind');
+      assert.equal(
+        (await put(s, '/v1/agent/service/register', { Name: 'x', Check: { Interval: '10s' } })).status,
+        400,
+        'a check needs a kind',
+      );
       const dc = await get(s, '/v1/health/service/x?dc=dc9');
       assert.deepEqual([dc.status, dc.text], [500, 'No path to datacenter']);
       await assert.rejects(consul.catalog.service.list({ dc: 'dc9' }), /No path to datacenter/);
@@ -325,28 +409,54 @@ describe('Consul stand-in errors and ACL', () => {
 describe(`config entries (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'}): /v1/config as Consul documents it`, () => {
   let c: TestConsul;
   const name = uniqueName('cfg');
-  const call = async (method: string, path: string, body?: unknown): Promise<{ status: number; index: bigint | undefined; body: unknown; text: string; ms: number }> => {
+  const call = async (
+    method: string,
+    path: string,
+    body?: unknown,
+  ): Promise<{ status: number; index: bigint | undefined; body: unknown; text: string; ms: number }> => {
     const t0 = performance.now();
-    const r = await fetch(c.address + path, { method, headers: c.token ? { 'X-Consul-Token': c.token } : {}, ...(body === undefined ? {} : { body: JSON.stringify(body) }) });
+    const r = await fetch(c.address + path, {
+      method,
+      headers: c.token ? { 'X-Consul-Token': c.token } : {},
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
     const text = await r.text();
     const h = r.headers.get('x-consul-index');
     let parsed: unknown;
-    try { parsed = JSON.parse(text); } catch { parsed = undefined; }
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
     return { status: r.status, index: h === null ? undefined : BigInt(h), body: parsed, text, ms: performance.now() - t0 };
   };
-  before(async () => { c = await startConsul(); });
+  before(async () => {
+    c = await startConsul();
+  });
   after(async () => {
     for (const k of ['service-resolver', 'service-defaults']) await call('DELETE', `/v1/config/${k}/${name}`).catch(() => undefined);
     await c.stop();
   });
 
   it('PUT writes an entry, GET by kind/name and by kind return it with CreateIndex/ModifyIndex, DELETE removes it', async () => {
-    const put = await call('PUT', '/v1/config', { Kind: 'service-resolver', Name: name, ConnectTimeout: '2s', LoadBalancer: { Policy: 'round_robin' } });
+    const put = await call('PUT', '/v1/config', {
+      Kind: 'service-resolver',
+      Name: name,
+      ConnectTimeout: '2s',
+      LoadBalancer: { Policy: 'round_robin' },
+    });
     assert.equal(put.status, 200);
     assert.equal(put.body, true);
     const one = await call('GET', `/v1/config/service-resolver/${name}`);
     assert.equal(one.status, 200);
-    const e = one.body as { Kind: string; Name: string; ConnectTimeout: string; LoadBalancer: { Policy: string }; CreateIndex: number; ModifyIndex: number };
+    const e = one.body as {
+      Kind: string;
+      Name: string;
+      ConnectTimeout: string;
+      LoadBalancer: { Policy: string };
+      CreateIndex: number;
+      ModifyIndex: number;
+    };
     assert.equal(e.Kind, 'service-resolver');
     assert.equal(e.Name, name);
     assert.equal(e.LoadBalancer.Policy, 'round_robin');
@@ -356,9 +466,15 @@ describe(`config entries (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'C
     assert.ok((list.body as Array<{ Name: string }>).some((x) => x.Name === name));
 
     // Check-and-set: a stale index is refused with false, the current one accepted.
-    assert.equal((await call('PUT', `/v1/config?cas=${e.ModifyIndex + 1000}`, { Kind: 'service-resolver', Name: name, ConnectTimeout: '3s' })).body, false);
+    assert.equal(
+      (await call('PUT', `/v1/config?cas=${e.ModifyIndex + 1000}`, { Kind: 'service-resolver', Name: name, ConnectTimeout: '3s' })).body,
+      false,
+    );
     assert.equal((await call('PUT', '/v1/config?cas=0', { Kind: 'service-resolver', Name: name })).body, false, 'cas=0: only when absent');
-    assert.equal((await call('PUT', `/v1/config?cas=${e.ModifyIndex}`, { Kind: 'service-resolver', Name: name, ConnectTimeout: '3s' })).body, true);
+    assert.equal(
+      (await call('PUT', `/v1/config?cas=${e.ModifyIndex}`, { Kind: 'service-resolver', Name: name, ConnectTimeout: '3s' })).body,
+      true,
+    );
 
     assert.equal((await call('DELETE', `/v1/config/service-resolver/${name}`)).status, 200);
     assert.equal((await call('GET', `/v1/config/service-resolver/${name}`)).status, 404);
@@ -367,7 +483,10 @@ describe(`config entries (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'C
   it('refuses what Consul refuses: an unknown kind, a missing name, a Consul-unknown LoadBalancer.Policy', async () => {
     assert.equal((await call('PUT', '/v1/config', { Kind: 'no-such-kind', Name: name })).status >= 400, true);
     assert.equal((await call('PUT', '/v1/config', { Kind: 'service-defaults' })).status >= 400, true);
-    assert.equal((await call('PUT', '/v1/config', { Kind: 'service-resolver', Name: name, LoadBalancer: { Policy: 'fancy' } })).status >= 400, true);
+    assert.equal(
+      (await call('PUT', '/v1/config', { Kind: 'service-resolver', Name: name, LoadBalancer: { Policy: 'fancy' } })).status >= 400,
+      true,
+    );
     assert.equal((await call('PUT', '/v1/config', { Kind: 'proxy-defaults', Name: 'not-global' })).status >= 400, true);
   });
 
@@ -376,11 +495,18 @@ describe(`config entries (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'C
     const idx = first.index as bigint;
     const waiting = call('GET', `/v1/config/service-defaults?index=${idx}&wait=20s`);
     await new Promise((r) => setTimeout(r, 300));
-    await call('PUT', '/v1/config', { Kind: 'service-defaults', Name: name, Protocol: 'http', Meta: { 'mcpmesh/stream-idle-timeout': '2h' } });
+    await call('PUT', '/v1/config', {
+      Kind: 'service-defaults',
+      Name: name,
+      Protocol: 'http',
+      Meta: { 'mcpmesh/stream-idle-timeout': '2h' },
+    });
     const woke = await waiting;
     assert.ok((woke.index as bigint) > idx, `index moved (${idx} -> ${woke.index})`);
     assert.ok(woke.ms >= 250 && woke.ms < 15_000, `answered after the write, not at once nor at the wait (${Math.round(woke.ms)} ms)`);
-    assert.deepEqual((woke.body as Array<{ Name: string; Meta: Record<string, string> }>).find((x) => x.Name === name)?.Meta, { 'mcpmesh/stream-idle-timeout': '2h' });
+    assert.deepEqual((woke.body as Array<{ Name: string; Meta: Record<string, string> }>).find((x) => x.Name === name)?.Meta, {
+      'mcpmesh/stream-idle-timeout': '2h',
+    });
     // Without a change the query waits out `wait` and answers with the same index.
     const idle = await call('GET', `/v1/config/service-defaults?index=${woke.index}&wait=1s`);
     assert.equal(idle.index, woke.index);

@@ -62,19 +62,37 @@ const obj = (v: unknown, what: string): Obj => {
   return v;
 };
 const strings = (v: unknown, what: string): string[] => {
-  assert.ok(Array.isArray(v) && v.every((x) => typeof x === 'string'), `${what}: expected a list of strings (exec form), got ${JSON.stringify(v)}`);
+  assert.ok(
+    Array.isArray(v) && v.every((x) => typeof x === 'string'),
+    `${what}: expected a list of strings (exec form), got ${JSON.stringify(v)}`,
+  );
   return v;
 };
 
 /** The environment docker-compose interpolates with: ours, minus the variables the file reads (defaults apply). */
 function composeEnv(): NodeJS.ProcessEnv {
   const env = { ...process.env };
-  for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_ADMIN_TOKEN', 'MCPMESH_GATEWAY_PORT', 'GRAFANA_PORT', 'GRAFANA_ADMIN_PASSWORD', 'COMPOSE_FILE', 'COMPOSE_PROFILES', 'COMPOSE_PROJECT_NAME']) delete env[k];
+  for (const k of [
+    'MCPMESH_DEV_CLIENT_SECRET',
+    'MCPMESH_ADMIN_TOKEN',
+    'MCPMESH_GATEWAY_PORT',
+    'GRAFANA_PORT',
+    'GRAFANA_ADMIN_PASSWORD',
+    'COMPOSE_FILE',
+    'COMPOSE_PROFILES',
+    'COMPOSE_PROJECT_NAME',
+  ])
+    delete env[k];
   return env;
 }
 
 function runCompose(file: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(DOCKER_COMPOSE, ['-f', file, 'config'], { encoding: 'utf8', env: composeEnv(), cwd: path.dirname(file), timeout: 60_000 });
+  const r = spawnSync(DOCKER_COMPOSE, ['-f', file, 'config'], {
+    encoding: 'utf8',
+    env: composeEnv(),
+    cwd: path.dirname(file),
+    timeout: 60_000,
+  });
   if (r.error) throw r.error;
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -132,7 +150,12 @@ function gatewayParsed(): ParsedGateway {
 // --- workload identity wiring ---------------------------------------------------------------------------
 
 /** Every mount of a service (short syntax): a named volume or a bind mount. */
-interface Mount { source: string; container: string; readOnly: boolean; bind: boolean }
+interface Mount {
+  source: string;
+  container: string;
+  readOnly: boolean;
+  bind: boolean;
+}
 function mounts(name: string): Mount[] {
   return ((service(name)['volumes'] as unknown[] | undefined) ?? []).map((v) => {
     assert.equal(typeof v, 'string', `services.${name}.volumes: use the short syntax SOURCE:CONTAINER[:ro]`);
@@ -141,9 +164,13 @@ function mounts(name: string): Mount[] {
   });
 }
 /** Services running an agent: `mcpmesh sidecar` or `mcpmesh gateway` (each makes a key and holds an identity). */
-const agents = (): string[] => Object.keys(services).filter((n) => Array.isArray(service(n)['command']) && ['sidecar', 'gateway'].includes(command(n)[0] ?? ''));
+const agents = (): string[] =>
+  Object.keys(services).filter((n) => Array.isArray(service(n)['command']) && ['sidecar', 'gateway'].includes(command(n)[0] ?? ''));
 /** The one-shot services running deploy/compose/join-token.ts. */
-const minters = (): string[] => Object.keys(services).filter((n) => Array.isArray(service(n)['entrypoint']) && strings(service(n)['entrypoint'], 'entrypoint').includes(JOIN_TOKEN_IN_IMAGE));
+const minters = (): string[] =>
+  Object.keys(services).filter(
+    (n) => Array.isArray(service(n)['entrypoint']) && strings(service(n)['entrypoint'], 'entrypoint').includes(JOIN_TOKEN_IN_IMAGE),
+  );
 const isOneShot = (name: string): boolean => service(name)['restart'] === 'no';
 /** Values of `flag` before a `--` (after it comes a stdio server's own command line). */
 function flagValues(argv: readonly string[], flag: string): string[] {
@@ -153,14 +180,18 @@ function flagValues(argv: readonly string[], flag: string): string[] {
 }
 const policyTrustDomain = (): string => parsePolicy(readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8'), 'policy.yaml').trustDomain;
 
-interface Identity { kind: 'service' | 'gateway'; name: string }
+interface Identity {
+  kind: 'service' | 'gateway';
+  name: string;
+}
 /** The identity an agent's command asks for: its --service, or its gateway --name. */
 function agentIdentity(agent: string): Identity {
   const argv = command(agent);
   if (argv[0] === 'gateway') return { kind: 'gateway', name: flagValues(argv, '--name')[0] ?? 'default' };
   return { kind: 'service', name: flagValues(argv, '--service')[0] ?? '' };
 }
-const spiffeIdOf = (i: Identity): string => (i.kind === 'service' ? sidecarId(policyTrustDomain(), i.name) : gatewayId(policyTrustDomain(), i.name));
+const spiffeIdOf = (i: Identity): string =>
+  i.kind === 'service' ? sidecarId(policyTrustDomain(), i.name) : gatewayId(policyTrustDomain(), i.name);
 
 /** How one agent proves its identity, with every rule of the wiring asserted on the way. */
 interface CredentialWiring {
@@ -176,9 +207,17 @@ function credentialWiring(agent: string): CredentialWiring {
   const argv = command(agent);
   const e = env(agent);
   for (const k of ['MCPMESH_JOIN_TOKEN', 'MCPMESH_JOIN_TOKEN_FILE', 'MCPMESH_K8S_TOKEN_FILE', 'MCPMESH_ADMIN_TOKEN']) {
-    assert.equal(e[k], undefined, `services.${agent}: ${k} in the environment (a credential belongs in its own file; the admin token never in an agent)`);
+    assert.equal(
+      e[k],
+      undefined,
+      `services.${agent}: ${k} in the environment (a credential belongs in its own file; the admin token never in an agent)`,
+    );
   }
-  assert.deepEqual(flagValues(argv, '--join-token'), [], `services.${agent}: --join-token on the command line (ps and docker inspect show it): use --join-token-file`);
+  assert.deepEqual(
+    flagValues(argv, '--join-token'),
+    [],
+    `services.${agent}: --join-token on the command line (ps and docker inspect show it): use --join-token-file`,
+  );
   assert.deepEqual(flagValues(argv, '--k8s-token-file'), [], `services.${agent}: no Kubernetes token in Compose`);
   const files = flagValues(argv, '--join-token-file');
   assert.equal(files.length, 1, `services.${agent}: exactly one credential (--join-token-file), got ${JSON.stringify(files)}`);
@@ -190,15 +229,27 @@ function credentialWiring(agent: string): CredentialWiring {
   assert.ok(obj(compose['volumes'] ?? {}, 'volumes')[mount.source] !== undefined, `volume ${mount.source} is not declared under volumes:`);
   const users = Object.keys(services).filter((n) => mounts(n).some((m) => !m.bind && m.source === mount.source));
   const writers = users.filter((n) => minters().includes(n));
-  assert.deepEqual(users.filter((n) => agents().includes(n)), [agent], `volume ${mount.source} holds ${agent}'s token: no other agent may mount it`);
+  assert.deepEqual(
+    users.filter((n) => agents().includes(n)),
+    [agent],
+    `volume ${mount.source} holds ${agent}'s token: no other agent may mount it`,
+  );
   assert.equal(writers.length, 1, `volume ${mount.source}: exactly one one-shot writes it (got ${JSON.stringify(writers)})`);
-  assert.deepEqual(users.sort(), [agent, writers[0] as string].sort(), `volume ${mount.source}: only ${agent} and its minter mount it (got ${JSON.stringify(users)})`);
+  assert.deepEqual(
+    users.sort(),
+    [agent, writers[0] as string].sort(),
+    `volume ${mount.source}: only ${agent} and its minter mount it (got ${JSON.stringify(users)})`,
+  );
   const minter = writers[0] as string;
   const minterMount = mounts(minter).find((m) => m.source === mount.source);
   assert.ok(minterMount && !minterMount.readOnly, `services.${minter}: mounts ${mount.source} writable`);
   const mc = command(minter);
   const out = flagValues(mc, '--out');
-  assert.deepEqual(out, [path.posix.join(minterMount.container, path.posix.relative(mount.container, file))], `services.${minter} --out must be the file ${agent} reads (${file})`);
+  assert.deepEqual(
+    out,
+    [path.posix.join(minterMount.container, path.posix.relative(mount.container, file))],
+    `services.${minter} --out must be the file ${agent} reads (${file})`,
+  );
   const svc = flagValues(mc, '--service');
   const gw = flagValues(mc, '--gateway');
   assert.equal(svc.length + gw.length, 1, `services.${minter}: exactly one --service or --gateway`);
@@ -230,7 +281,9 @@ function agentArgv(agent: string, tokenFile?: string): string[] {
   }
   // Files the agent reads from a bind mount (the policy) are read on the host side, where Compose mounts them from.
   const binds = bindMounts().filter((m) => m.service === agent);
-  const argv = command(agent).slice(1).map((a) => binds.find((m) => m.container === a)?.host ?? a);
+  const argv = command(agent)
+    .slice(1)
+    .map((a) => binds.find((m) => m.container === a)?.host ?? a);
   const i = argv.indexOf('--join-token-file');
   return [...argv.slice(0, i + 1), file, ...argv.slice(i + 2)];
 }
@@ -264,7 +317,11 @@ describe('docker-compose config (Debian docker-compose v1, no engine needed)', (
     // The admin token's default reaches the control plane, every join-token one-shot and the client alike.
     for (const name of ['control-plane', 'client', ...minters()]) {
       const s = obj(obj(normalized['services'], 'services')[name], name);
-      assert.equal(obj(s['environment'], `${name}.environment`)['MCPMESH_ADMIN_TOKEN'], COMPOSE_ADMIN_TOKEN, `${name}: MCPMESH_ADMIN_TOKEN`);
+      assert.equal(
+        obj(s['environment'], `${name}.environment`)['MCPMESH_ADMIN_TOKEN'],
+        COMPOSE_ADMIN_TOKEN,
+        `${name}: MCPMESH_ADMIN_TOKEN`,
+      );
     }
   });
 
@@ -279,20 +336,43 @@ describe('docker-compose config (Debian docker-compose v1, no engine needed)', (
       mkdirSync(path.join(dir, 'deploy/compose'), { recursive: true });
       copy = path.join(dir, 'deploy/compose/docker-compose.yml');
     });
-    after(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+    after(() => {
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
 
     const cases: Array<[string, (s: string) => string, RegExp]> = [
       ['the unmodified copy passes', (s) => s, /^$/],
-      ['an unknown service key', (s) => s.replace('  consul:\n    image:', '  consul:\n    imagee: typo\n    image:'), /imagee|Additional properties|Unsupported config option/i],
-      ['a depends_on on a service that does not exist', (s) => s.replace('      consul:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001', '      consul-typo:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001'), /consul-typo/],
-      ['an invalid depends_on condition', (s) => s.replace('condition: service_healthy', 'condition: service_ready'), /condition|service_ready/i],
-      ['an agent mounting a volume that is not declared', (s) => s.replace('      - gateway-join-token:/run/mcpmesh/join:ro', '      - gateway-join-tokn:/run/mcpmesh/join:ro'), /gateway-join-tokn/],
+      [
+        'an unknown service key',
+        (s) => s.replace('  consul:\n    image:', '  consul:\n    imagee: typo\n    image:'),
+        /imagee|Additional properties|Unsupported config option/i,
+      ],
+      [
+        'a depends_on on a service that does not exist',
+        (s) =>
+          s.replace(
+            '      consul:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001',
+            '      consul-typo:\n        condition: service_healthy\n    healthcheck:\n      test: ["CMD", "node", "-e", "fetch(\'http://127.0.0.1:18001',
+          ),
+        /consul-typo/,
+      ],
+      [
+        'an invalid depends_on condition',
+        (s) => s.replace('condition: service_healthy', 'condition: service_ready'),
+        /condition|service_ready/i,
+      ],
+      [
+        'an agent mounting a volume that is not declared',
+        (s) => s.replace('      - gateway-join-token:/run/mcpmesh/join:ro', '      - gateway-join-tokn:/run/mcpmesh/join:ro'),
+        /gateway-join-tokn/,
+      ],
       ['a YAML syntax error', (s) => s.replace('services:\n', 'services:\n  broken: [\n'), /yaml|while parsing|expected/i],
     ];
     for (const [what, edit, expected] of cases) {
       it(what, { skip: skipCompose }, () => {
         const text = edit(original);
-        if (what !== 'the unmodified copy passes') assert.notEqual(text, original, 'the edit must change the file (the test is stale otherwise)');
+        if (what !== 'the unmodified copy passes')
+          assert.notEqual(text, original, 'the edit must change the file (the test is stale otherwise)');
         writeFileSync(copy, text);
         const r = runCompose(copy);
         if (what === 'the unmodified copy passes') {
@@ -329,7 +409,12 @@ describe('compose file structure', () => {
         assert.equal(context, ROOT, `services.${name}.build.context must be the repository root (see .dockerignore)`);
         const dockerfile = path.join(context, String(b['dockerfile']));
         assert.ok(existsSync(dockerfile), `services.${name}.build.dockerfile ${dockerfile} does not exist`);
-        if (b['target'] !== undefined) assert.match(readFileSync(dockerfile, 'utf8'), new RegExp(`^FROM \\S+ AS ${String(b['target'])}$`, 'm'), `target ${String(b['target'])} not in ${dockerfile}`);
+        if (b['target'] !== undefined)
+          assert.match(
+            readFileSync(dockerfile, 'utf8'),
+            new RegExp(`^FROM \\S+ AS ${String(b['target'])}$`, 'm'),
+            `target ${String(b['target'])} not in ${dockerfile}`,
+          );
         assert.match(String(image), /^mcpmesh\//, `services.${name}: a locally built image is named mcpmesh/...`);
       } else {
         assert.match(tag, /\d+\.\d+\.\d+/, `services.${name}.image "${String(image)}" must be pinned to a full version`);
@@ -347,7 +432,7 @@ describe('compose file structure', () => {
     }
   });
 
-  it('pins the Dockerfiles\' base images to versions and runs them as a non-root user', () => {
+  it("pins the Dockerfiles' base images to versions and runs them as a non-root user", () => {
     for (const file of ['control-plane.Dockerfile', 'sidecar.Dockerfile']) {
       const text = readFileSync(path.join(ROOT, 'deploy/docker', file), 'utf8');
       const args = new Map([...text.matchAll(/^ARG (\w+)=(\S+)$/gm)].map((m) => [m[1] ?? '', m[2] ?? '']));
@@ -363,19 +448,33 @@ describe('compose file structure', () => {
     }
     const sidecar = readFileSync(path.join(ROOT, 'deploy/docker/sidecar.Dockerfile'), 'utf8');
     assert.match(sidecar, /^ENTRYPOINT \["node", "\/app\/control-plane\/src\/cli\.ts"\]$/m);
-    assert.match(readFileSync(path.join(ROOT, 'deploy/docker/control-plane.Dockerfile'), 'utf8'), /^ENTRYPOINT \["node", "\/app\/control-plane\/src\/main\.ts"\]$/m);
+    assert.match(
+      readFileSync(path.join(ROOT, 'deploy/docker/control-plane.Dockerfile'), 'utf8'),
+      /^ENTRYPOINT \["node", "\/app\/control-plane\/src\/main\.ts"\]$/m,
+    );
   });
 
   it('the demo server-everything is the version the tests run against', () => {
-    const demo = JSON.parse(readFileSync(path.join(ROOT, 'deploy/docker/server-everything/package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const demo = JSON.parse(readFileSync(path.join(ROOT, 'deploy/docker/server-everything/package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
     const installed = JSON.parse(readFileSync(path.join(path.dirname(EVERYTHING_BIN), '../package.json'), 'utf8')) as { version: string };
     assert.equal(demo.dependencies['@modelcontextprotocol/server-everything'], installed.version);
-    const lock = JSON.parse(readFileSync(path.join(ROOT, 'deploy/docker/server-everything/package-lock.json'), 'utf8')) as { packages: Record<string, { version?: string }> };
-    assert.equal(lock.packages['node_modules/@modelcontextprotocol/server-everything']?.version, installed.version, 'regenerate the lockfile: npm install --package-lock-only (in deploy/docker/server-everything)');
+    const lock = JSON.parse(readFileSync(path.join(ROOT, 'deploy/docker/server-everything/package-lock.json'), 'utf8')) as {
+      packages: Record<string, { version?: string }>;
+    };
+    assert.equal(
+      lock.packages['node_modules/@modelcontextprotocol/server-everything']?.version,
+      installed.version,
+      'regenerate the lockfile: npm install --package-lock-only (in deploy/docker/server-everything)',
+    );
   });
 
   it('.dockerignore is an allow-list that lets in what the Dockerfiles copy, and nothing like node_modules', () => {
-    const lines = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const lines = readFileSync(path.join(ROOT, '.dockerignore'), 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     assert.equal(lines[0], '*');
     const allowed = lines.filter((l) => l.startsWith('!')).map((l) => l.slice(1).replace(/\/$/, ''));
     assert.ok(!allowed.some((a) => a.includes('node_modules')));
@@ -383,7 +482,10 @@ describe('compose file structure', () => {
       const text = readFileSync(path.join(ROOT, 'deploy/docker', file), 'utf8');
       for (const [, srcs] of text.matchAll(/^COPY (?!--from)(.+) \S+$/gm)) {
         for (const src of (srcs ?? '').split(' ').filter((s) => !s.startsWith('--'))) {
-          assert.ok(allowed.some((a) => src === a || src.startsWith(`${a}/`)), `${file}: COPY ${src} is excluded by .dockerignore`);
+          assert.ok(
+            allowed.some((a) => src === a || src.startsWith(`${a}/`)),
+            `${file}: COPY ${src} is excluded by .dockerignore`,
+          );
           assert.ok(existsSync(path.join(ROOT, src)), `${file}: COPY ${src}: no such path in the repository`);
         }
       }
@@ -411,7 +513,11 @@ describe('compose file structure', () => {
         assert.ok(services[dep], `services.${name} depends on unknown ${dep}`);
         const condition = obj(spec, `${name}.depends_on.${dep}`)['condition'];
         if (isOneShot(dep)) {
-          assert.equal(condition, 'service_completed_successfully', `services.${name}.depends_on.${dep}: ${dep} is a one-shot (restart: "no")`);
+          assert.equal(
+            condition,
+            'service_completed_successfully',
+            `services.${name}.depends_on.${dep}: ${dep} is a one-shot (restart: "no")`,
+          );
         } else {
           assert.equal(condition, 'service_healthy', `services.${name}.depends_on.${dep}`);
           assert.ok(isObj(service(dep)['healthcheck']), `services.${name} waits for ${dep}'s health, which has no healthcheck`);
@@ -420,7 +526,9 @@ describe('compose file structure', () => {
     }
     // `up --wait` accepts an exited one-shot only when a service waits for its completion.
     for (const name of Object.keys(services).filter(isOneShot)) {
-      const waiters = Object.keys(services).filter((n) => isObj(service(n)['depends_on']) && obj(service(n)['depends_on'], 'depends_on')[name] !== undefined);
+      const waiters = Object.keys(services).filter(
+        (n) => isObj(service(n)['depends_on']) && obj(service(n)['depends_on'], 'depends_on')[name] !== undefined,
+      );
       assert.ok(waiters.length > 0, `one-shot ${name}: no service waits for it (docker compose up --wait would report it as exited)`);
     }
   });
@@ -434,7 +542,7 @@ describe('compose file structure', () => {
   });
 });
 
-describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers)', () => {
+describe("MCP nodes and the gateway (parsed with the CLI's own argument parsers)", () => {
   it('three MCP nodes in two zones of one region, one of them a stdio server through the bridge', () => {
     const nodes = mcpNodes();
     assert.equal(nodes.length, 3, `MCP nodes: ${nodes.map((n) => n.agent).join(', ')}`);
@@ -445,7 +553,7 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
     const stdio = nodes.filter((n) => n.parsed.options.stdio);
     assert.equal(stdio.length, 1);
     const [cmd] = stdio.map((n) => n.parsed.options.stdio);
-    assert.deepEqual(cmd?.args.slice(-1), ['stdio'], 'server-everything\'s stdio transport');
+    assert.deepEqual(cmd?.args.slice(-1), ['stdio'], "server-everything's stdio transport");
     assert.match(cmd?.args[0] ?? '', /server-everything\/dist\/index\.js$/);
     // Unique Consul service ids, and distinct network namespaces (each Envoy binds :15006/:15090/:15000).
     assert.equal(new Set(nodes.map((n) => n.parsed.options.serviceId)).size, 3);
@@ -465,18 +573,28 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
     }
   });
 
-  it('restarts keep the network: every namespace another container joins is held by a container that only sleeps (the pause container\'s role)', () => {
+  it("restarts keep the network: every namespace another container joins is held by a container that only sleeps (the pause container's role)", () => {
     // Docker keeps a joiner in the namespace it joined: if its owner restarted (a crashed MCP server with
     // restart: unless-stopped), the joiner would be left without a network for good (issue 12).
-    const owners = new Set(Object.values(services).map((x) => (x as Record<string, unknown>)['network_mode']).filter((m): m is string => typeof m === 'string' && m.startsWith('service:')).map((m) => m.slice('service:'.length)));
+    const owners = new Set(
+      Object.values(services)
+        .map((x) => (x as Record<string, unknown>)['network_mode'])
+        .filter((m): m is string => typeof m === 'string' && m.startsWith('service:'))
+        .map((m) => m.slice('service:'.length)),
+    );
     assert.deepEqual([...owners].sort(), ['everything-central', 'weather-central']);
     for (const owner of owners) {
       const h = service(owner);
       assert.equal(h['command'], undefined, `${owner} runs nothing but its entrypoint`);
-      assert.match(strings(h['entrypoint'], `${owner}.entrypoint`).join(' '), /^node -e process\.on\('SIGTERM', \(\) => process\.exit\(0\)\); setInterval\(\(\) => \{\}, 1 << 30\)$/);
+      assert.match(
+        strings(h['entrypoint'], `${owner}.entrypoint`).join(' '),
+        /^node -e process\.on\('SIGTERM', \(\) => process\.exit\(0\)\); setInterval\(\(\) => \{\}, 1 << 30\)$/,
+      );
       assert.equal(h['network_mode'], undefined, `${owner} owns its namespace`);
       assert.equal(h['restart'], 'unless-stopped');
-      const joiners = Object.keys(services).filter((x) => service(x)['network_mode'] === `service:${owner}`).sort();
+      const joiners = Object.keys(services)
+        .filter((x) => service(x)['network_mode'] === `service:${owner}`)
+        .sort();
       assert.deepEqual(joiners, [`${owner}-server`, `${owner}-sidecar`], `${owner}: the MCP server and its sidecar join it`);
       assert.ok(obj(service(`${owner}-server`)['depends_on'], 'depends_on')[owner], `${owner}-server starts after its namespace holder`);
       for (const j of joiners) assert.equal(service(j)['restart'], 'unless-stopped', `${j} restarts on its own, into the held namespace`);
@@ -492,7 +610,10 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
       assert.equal(o.envoyBin, IMAGE_ENV.ENVOY_BIN, `${n.agent}: the agent starts the image's Envoy`);
       assert.equal(o.externalEnvoy, undefined);
       const hc = strings(obj(service(n.agent)['healthcheck'], 'healthcheck')['test'], 'test').join(' ');
-      assert.ok(hc.includes(`127.0.0.1:${o.healthPort}/readyz`), `${n.agent}: healthcheck must probe the agent's /readyz on ${o.healthPort}`);
+      assert.ok(
+        hc.includes(`127.0.0.1:${o.healthPort}/readyz`),
+        `${n.agent}: healthcheck must probe the agent's /readyz on ${o.healthPort}`,
+      );
     }
   });
 
@@ -504,12 +625,18 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
     assert.equal(g.envoyBin, IMAGE_ENV.ENVOY_BIN);
     assert.equal(g.printBootstrap, false);
     const ports = ((service('gateway')['ports'] as unknown[]) ?? []).map((p) => interpolateDefaults(String(p)));
-    assert.ok(ports.some((p) => p.endsWith(`:${g.bootstrap.listenerPort}`)), `gateway listener ${g.bootstrap.listenerPort} not published: ${ports.join(', ')}`);
+    assert.ok(
+      ports.some((p) => p.endsWith(`:${g.bootstrap.listenerPort}`)),
+      `gateway listener ${g.bootstrap.listenerPort} not published: ${ports.join(', ')}`,
+    );
     const hc = strings(obj(service('gateway')['healthcheck'], 'healthcheck')['test'], 'test').join(' ');
-    assert.ok(hc.includes(`127.0.0.1:${g.bootstrap.statsPort ?? 15090}/ready`), 'gateway healthcheck probes Envoy /ready on the stats port');
+    assert.ok(
+      hc.includes(`127.0.0.1:${g.bootstrap.statsPort ?? 15090}/ready`),
+      'gateway healthcheck probes Envoy /ready on the stats port',
+    );
   });
 
-  it('the gateway decides beside its Envoy with the control plane\'s own policy file (the data path survives the control plane)', () => {
+  it("the gateway decides beside its Envoy with the control plane's own policy file (the data path survives the control plane)", () => {
     const g = gatewayParsed();
     assert.ok(g.localAuthz, 'the gateway runs --policy');
     // The very file the control plane reads, mounted read-only, the same host file.
@@ -517,7 +644,10 @@ describe('MCP nodes and the gateway (parsed with the CLI\'s own argument parsers
     const gwPolicy = bindMounts().find((m) => m.service === 'gateway' && m.host === g.localAuthz?.policyFile);
     assert.ok(cpPolicy && gwPolicy, 'both mount policy.yaml');
     assert.equal(gwPolicy.host, cpPolicy.host);
-    assert.ok(mounts('gateway').some((m) => m.container === gwPolicy.container && m.readOnly && m.bind), 'read-only bind mount');
+    assert.ok(
+      mounts('gateway').some((m) => m.container === gwPolicy.container && m.readOnly && m.bind),
+      'read-only bind mount',
+    );
     // Its socket in the container's own /tmp, beside the SDS socket: Envoy is the agent's child there.
     assert.equal(path.dirname(g.localAuthz.socket), path.dirname(g.identity?.sdsSocket ?? ''));
     assert.deepEqual(g.bootstrap.localAuthz, { socket: g.localAuthz.socket });
@@ -531,11 +661,18 @@ describe('workload identity: one credential per agent, its own, and no key on an
     const seenMinters = new Set<string>();
     for (const agent of all) {
       const w = credentialWiring(agent);
-      assert.deepEqual(w.minted, agentIdentity(agent), `services.${w.minter} mints a token for ${w.minted.kind} ${w.minted.name}, but ${agent} is ${agentIdentity(agent).kind} ${agentIdentity(agent).name}`);
+      assert.deepEqual(
+        w.minted,
+        agentIdentity(agent),
+        `services.${w.minter} mints a token for ${w.minted.kind} ${w.minted.name}, but ${agent} is ${agentIdentity(agent).kind} ${agentIdentity(agent).name}`,
+      );
       assert.ok(!seenMinters.has(w.minter), `services.${w.minter} mints for two agents: a join token is single-use`);
       seenMinters.add(w.minter);
       // The CLI reads the file and checks the token's identity against its own: a secured agent.
-      const parsed = agent === 'gateway' ? parseGatewayArgs(agentArgv(agent), IMAGE_ENV).identity : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.identity;
+      const parsed =
+        agent === 'gateway'
+          ? parseGatewayArgs(agentArgv(agent), IMAGE_ENV).identity
+          : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.identity;
       assert.ok(parsed, `${agent}: no identity (it would run unsecured, plain xDS)`);
       assert.equal(parsed.spiffeId, spiffeIdOf(agentIdentity(agent)));
       assert.equal(parsed.trustDomain, policyTrustDomain(), `${agent}: trust domain of policy.yaml`);
@@ -544,45 +681,78 @@ describe('workload identity: one credential per agent, its own, and no key on an
     assert.deepEqual([...seenMinters].sort(), minters().sort(), 'every one-shot minter serves exactly one agent');
   });
 
-  it('no volume is shared by two agents, and no key is on any volume: the SDS socket and the key stay in the agent\'s container', () => {
+  it("no volume is shared by two agents, and no key is on any volume: the SDS socket and the key stay in the agent's container", () => {
     const byVolume = new Map<string, string[]>();
     for (const agent of agents()) {
       for (const m of mounts(agent)) if (!m.bind) byVolume.set(m.source, [...(byVolume.get(m.source) ?? []), agent]);
       const argv = command(agent);
-      assert.deepEqual(flagValues(argv, '--identity-dir'), [], `${agent}: --identity-dir writes key.pem (for proxyless clients): not in this stack`);
-      const identity = agent === 'gateway' ? parseGatewayArgs(agentArgv(agent), IMAGE_ENV).identity : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.identity;
+      assert.deepEqual(
+        flagValues(argv, '--identity-dir'),
+        [],
+        `${agent}: --identity-dir writes key.pem (for proxyless clients): not in this stack`,
+      );
+      const identity =
+        agent === 'gateway'
+          ? parseGatewayArgs(agentArgv(agent), IMAGE_ENV).identity
+          : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.identity;
       const socket = identity?.sdsSocket ?? '';
       assert.ok(socket.startsWith('/'), `${agent}: --sds-socket`);
-      for (const m of mounts(agent)) assert.ok(!socket.startsWith(`${m.container}/`), `${agent}: the SDS socket ${socket} is on ${m.source}; it must stay inside the container (Envoy runs there too)`);
+      for (const m of mounts(agent))
+        assert.ok(
+          !socket.startsWith(`${m.container}/`),
+          `${agent}: the SDS socket ${socket} is on ${m.source}; it must stay inside the container (Envoy runs there too)`,
+        );
       // The one host file an agent may read is the policy (read-only; it holds no key): the gateway decides with it.
-      const policyMount = (m: Mount): boolean => m.readOnly && path.resolve(COMPOSE_DIR, m.source) === path.join(COMPOSE_DIR, 'policy.yaml');
+      const policyMount = (m: Mount): boolean =>
+        m.readOnly && path.resolve(COMPOSE_DIR, m.source) === path.join(COMPOSE_DIR, 'policy.yaml');
       assert.ok(!mounts(agent).some((m) => m.bind && !policyMount(m)), `${agent}: bind-mounts a host path`);
     }
     for (const [volume, users] of byVolume) assert.equal(users.length, 1, `volume ${volume} is mounted by ${users.join(' and ')}`);
     // The sidecar containers that share a network namespace with their MCP server share nothing else with it.
-    for (const n of mcpNodes().filter((x) => x.netns !== x.agent)) assert.equal(service(n.netns)['volumes'], undefined, `${n.netns}: mounts a volume`);
+    for (const n of mcpNodes().filter((x) => x.netns !== x.agent))
+      assert.equal(service(n.netns)['volumes'], undefined, `${n.netns}: mounts a volume`);
   });
 
   it('the one-shots run after the control plane is healthy, the agents after them; only they, the control plane and the client hold the admin token', () => {
     for (const m of minters()) {
       const s = service(m);
       assert.ok(isOneShot(m), `${m}: restart: "no"`);
-      assert.equal(obj(obj(s['depends_on'], 'depends_on')['control-plane'], 'control-plane')['condition'], 'service_healthy', `${m} waits for the control plane`);
+      assert.equal(
+        obj(obj(s['depends_on'], 'depends_on')['control-plane'], 'control-plane')['condition'],
+        'service_healthy',
+        `${m} waits for the control plane`,
+      );
       assert.equal(s['read_only'], true, `${m}: read_only`);
       assert.deepEqual(s['cap_drop'], ['ALL'], `${m}: cap_drop ALL`);
-      assert.equal(s['image'], service('gateway')['image'], `${m}: the sidecar image (its /run/mcpmesh/join belongs to uid 10001, which a new volume inherits)`);
-      assert.ok(mounts(m).some((x) => x.bind && x.container === JOIN_TOKEN_IN_IMAGE && x.readOnly && path.resolve(COMPOSE_DIR, x.source) === JOIN_TOKEN), `${m}: mounts deploy/compose/join-token.ts read-only`);
+      assert.equal(
+        s['image'],
+        service('gateway')['image'],
+        `${m}: the sidecar image (its /run/mcpmesh/join belongs to uid 10001, which a new volume inherits)`,
+      );
+      assert.ok(
+        mounts(m).some(
+          (x) => x.bind && x.container === JOIN_TOKEN_IN_IMAGE && x.readOnly && path.resolve(COMPOSE_DIR, x.source) === JOIN_TOKEN,
+        ),
+        `${m}: mounts deploy/compose/join-token.ts read-only`,
+      );
       const url = new URL(env(m)['MCPMESH_ADMIN_URL'] ?? '');
       assert.equal(url.hostname, 'control-plane');
       assert.equal(url.port, '18001', 'the admin port');
     }
     for (const agent of agents()) {
       const { minter } = credentialWiring(agent);
-      assert.equal(obj(obj(service(agent)['depends_on'], 'depends_on')[minter], minter)['condition'], 'service_completed_successfully', `${agent} starts once ${minter} has written its token`);
+      assert.equal(
+        obj(obj(service(agent)['depends_on'], 'depends_on')[minter], minter)['condition'],
+        'service_completed_successfully',
+        `${agent} starts once ${minter} has written its token`,
+      );
     }
-    const holders = Object.keys(services).filter((n) => env(n)['MCPMESH_ADMIN_TOKEN'] !== undefined).sort();
+    const holders = Object.keys(services)
+      .filter((n) => env(n)['MCPMESH_ADMIN_TOKEN'] !== undefined)
+      .sort();
     assert.deepEqual(holders, ['client', 'control-plane', ...minters()].sort());
-    for (const h of holders) assert.equal(env(h)['MCPMESH_ADMIN_TOKEN'], env('control-plane')['MCPMESH_ADMIN_TOKEN'], `${h}: the control plane's admin token`);
+    for (const h of holders)
+      assert.equal(env(h)['MCPMESH_ADMIN_TOKEN'], env('control-plane')['MCPMESH_ADMIN_TOKEN'], `${h}: the control plane's admin token`);
   });
 
   it('the control plane: xDS over TLS on the network, admin and authorizer beyond loopback, an admin token the admin server accepts', () => {
@@ -597,7 +767,8 @@ describe('workload identity: one credential per agent, its own, and no key on an
     assert.match(e['MCPMESH_ADMIN_TOKEN'] ?? '', /^[A-Za-z0-9\-._~+/]{16,}=*$/);
     // The agents reach xDS (CSRs and ADS) at the control plane's service name and xDS port.
     for (const agent of agents()) {
-      const cp = agent === 'gateway' ? gatewayParsed().bootstrap.controlPlane : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.controlPlane;
+      const cp =
+        agent === 'gateway' ? gatewayParsed().bootstrap.controlPlane : parseSidecarArgs(agentArgv(agent), IMAGE_ENV).options.controlPlane;
       assert.deepEqual(cp, { host: 'control-plane', port: 18000 }, agent);
     }
   });
@@ -606,31 +777,45 @@ describe('workload identity: one credential per agent, its own, and no key on an
 describe('policy, OAuth and observability wiring', () => {
   const policyText = readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8');
 
-  it('policy.yaml parses and matches the control plane\'s dev issuer and the mesh\'s services', () => {
+  it("policy.yaml parses and matches the control plane's dev issuer and the mesh's services", () => {
     const policy = parsePolicy(policyText, 'deploy/compose/policy.yaml');
     const cpEnv = env('control-plane');
     assert.equal(cpEnv['MCPMESH_POLICY'], '/etc/mcpmesh/policy.yaml');
-    assert.ok(bindMounts().some((m) => m.service === 'control-plane' && m.host === path.join(COMPOSE_DIR, 'policy.yaml') && m.container === cpEnv['MCPMESH_POLICY']));
+    assert.ok(
+      bindMounts().some(
+        (m) => m.service === 'control-plane' && m.host === path.join(COMPOSE_DIR, 'policy.yaml') && m.container === cpEnv['MCPMESH_POLICY'],
+      ),
+    );
     assert.equal(cpEnv['MCPMESH_DEV_ISSUER'], 'on');
     assert.ok(services[cpEnv['MCPMESH_AUTHZ_ADVERTISE'] ?? ''], 'the gateway reaches the authorizer by a service name');
     const dev = policy.providers.find((p) => p.issuer === cpEnv['MCPMESH_DEV_ISSUER_URL']);
     assert.ok(dev, `no provider with issuer ${cpEnv['MCPMESH_DEV_ISSUER_URL']} (MCPMESH_DEV_ISSUER_URL)`);
-    assert.ok(dev.audiences.includes('mcp-mesh'), 'the dev issuer\'s default audience');
+    assert.ok(dev.audiences.includes('mcp-mesh'), "the dev issuer's default audience");
     assert.ok(dev.jwksUri && services[new URL(dev.jwksUri).hostname], 'JWKS fetched from a Compose service');
     assert.equal(policy.roleClaim, 'roles', 'the dev issuer puts roles in the `roles` claim');
     const meshServices = new Set(mcpNodes().map((n) => n.parsed.options.service));
     for (const s of policy.services) assert.ok(meshServices.has(s.service), `policy service ${s.service} is not in the stack`);
-    for (const s of meshServices) assert.ok(policy.services.some((p) => p.service === s), `service ${s} not listed in policy.yaml`);
+    for (const s of meshServices)
+      assert.ok(
+        policy.services.some((p) => p.service === s),
+        `service ${s} not listed in policy.yaml`,
+      );
   });
 
   it('every literal tool name in policy.yaml is a real server-everything tool', () => {
     const toolsDir = path.join(path.dirname(EVERYTHING_BIN), 'tools');
-    const real = new Set(readdirSync(toolsDir).flatMap((f) => [...readFileSync(path.join(toolsDir, f), 'utf8').matchAll(/^const name = "([^"]+)";$/gm)].map((m) => m[1] ?? '')));
+    const real = new Set(
+      readdirSync(toolsDir).flatMap((f) =>
+        [...readFileSync(path.join(toolsDir, f), 'utf8').matchAll(/^const name = "([^"]+)";$/gm)].map((m) => m[1] ?? ''),
+      ),
+    );
     assert.ok(real.has('echo') && real.has('get-sum'), `tool names not found in ${toolsDir}`);
     const policy = parsePolicy(policyText, 'policy.yaml');
     for (const role of policy.roles) {
       for (const rule of [...role.allow, ...role.deny]) {
-        for (const t of rule.tools ?? []) if (!t.includes('*')) assert.ok(real.has(t), `roles.${role.name}: "${t}" is not a server-everything tool (${[...real].join(', ')})`);
+        for (const t of rule.tools ?? [])
+          if (!t.includes('*'))
+            assert.ok(real.has(t), `roles.${role.name}: "${t}" is not a server-everything tool (${[...real].join(', ')})`);
       }
     }
   });
@@ -642,23 +827,37 @@ describe('policy, OAuth and observability wiring', () => {
     targets: (j['static_configs'] as Obj[]).flatMap((c) => c['targets'] as string[]),
   }));
 
-  it('Prometheus scrapes the control plane and every Envoy (gateway + each node\'s sidecar) on :15090', () => {
+  it("Prometheus scrapes the control plane and every Envoy (gateway + each node's sidecar) on :15090", () => {
     const cp = jobs.find((j) => j.name === 'mcpmesh-control-plane');
     assert.deepEqual(cp?.targets, ['control-plane:18001']);
     const envoy = jobs.find((j) => j.name === 'mcpmesh-envoy');
     assert.equal(envoy?.path, '/stats/prometheus');
     const expected = ['gateway', ...mcpNodes().map((n) => n.netns)].map((h) => `${h}:15090`).sort();
     assert.deepEqual([...(envoy?.targets ?? [])].sort(), expected);
-    for (const t of [...(envoy?.targets ?? []), ...(cp?.targets ?? [])]) assert.ok(services[t.split(':')[0] ?? ''], `target ${t} is not a Compose service`);
+    for (const t of [...(envoy?.targets ?? []), ...(cp?.targets ?? [])])
+      assert.ok(services[t.split(':')[0] ?? ''], `target ${t} is not a Compose service`);
     // Same job names as the reference config the alerts and dashboards are written against.
     const ref = path.join(ROOT, 'deploy/prometheus/prometheus.yml');
     if (existsSync(ref)) {
-      const refJobs = ((obj(parse(readFileSync(ref, 'utf8')), 'ref')['scrape_configs'] as Obj[]) ?? []).map((j) => String(j['job_name'])).filter((n) => n.startsWith('mcpmesh-'));
-      for (const j of refJobs) assert.ok(jobs.some((x) => x.name === j), `job ${j} of deploy/prometheus/prometheus.yml missing`);
+      const refJobs = ((obj(parse(readFileSync(ref, 'utf8')), 'ref')['scrape_configs'] as Obj[]) ?? [])
+        .map((j) => String(j['job_name']))
+        .filter((n) => n.startsWith('mcpmesh-'));
+      for (const j of refJobs)
+        assert.ok(
+          jobs.some((x) => x.name === j),
+          `job ${j} of deploy/prometheus/prometheus.yml missing`,
+        );
     }
     // alerts.yml is mounted next to the config, where rule_files points.
     assert.deepEqual(prom['rule_files'], ['alerts.yml']);
-    assert.ok(bindMounts().some((m) => m.service === 'prometheus' && m.host === path.join(ROOT, 'deploy/prometheus/alerts.yml') && m.container === '/etc/prometheus/alerts.yml'));
+    assert.ok(
+      bindMounts().some(
+        (m) =>
+          m.service === 'prometheus' &&
+          m.host === path.join(ROOT, 'deploy/prometheus/alerts.yml') &&
+          m.container === '/etc/prometheus/alerts.yml',
+      ),
+    );
     assert.ok(strings(service('prometheus')['command'], 'command').includes('--config.file=/etc/prometheus/prometheus.yml'));
   });
 
@@ -686,28 +885,55 @@ describe('policy, OAuth and observability wiring', () => {
     const dashboardsMount = bindMounts().find((m) => m.service === 'grafana' && m.host === path.join(ROOT, 'deploy/grafana/dashboards'));
     assert.ok(dashboardsMount, 'deploy/grafana/dashboards is mounted into grafana');
     assert.equal(obj(p?.['options'], 'options')['path'], dashboardsMount.container);
-    assert.ok(bindMounts().some((m) => m.service === 'grafana' && m.host === path.join(COMPOSE_DIR, 'grafana/provisioning') && m.container === '/etc/grafana/provisioning'));
+    assert.ok(
+      bindMounts().some(
+        (m) =>
+          m.service === 'grafana' &&
+          m.host === path.join(COMPOSE_DIR, 'grafana/provisioning') &&
+          m.container === '/etc/grafana/provisioning',
+      ),
+    );
   });
 });
 
 // --- the README's client --------------------------------------------------------------------------------
 
 /** Runs call-tool.ts as the README does, without blocking this process's event loop. */
-function callToolCli(args: string[], extraEnv: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function callToolCli(
+  args: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const env = { ...process.env };
-    for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_TOKEN', 'MCPMESH_GATEWAY_URL', 'MCPMESH_ADMIN_URL', 'MCPMESH_ADMIN_TOKEN']) delete env[k];
-    const child = execFile(process.execPath, [CALL_TOOL, ...args], { encoding: 'utf8', env: { ...env, ...extraEnv } }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
+    for (const k of ['MCPMESH_DEV_CLIENT_SECRET', 'MCPMESH_TOKEN', 'MCPMESH_GATEWAY_URL', 'MCPMESH_ADMIN_URL', 'MCPMESH_ADMIN_TOKEN'])
+      delete env[k];
+    const child = execFile(
+      process.execPath,
+      [CALL_TOOL, ...args],
+      { encoding: 'utf8', env: { ...env, ...extraEnv } },
+      (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }),
+    );
   });
 }
 
 /** The dev issuer as the Compose control plane runs it: the roles of deploy/compose/policy.yaml are grantable. */
 function composeDevIssuer(): Promise<DevIssuer> {
-  return DevIssuer.create({ issuer: 'http://control-plane:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_CLIENT_SECRET, roles: ['*'] } }, grantableRoles: new Set(parsePolicy(readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8'), 'policy.yaml').roles.map((r) => r.name)) });
+  return DevIssuer.create({
+    issuer: 'http://control-plane:18001/oauth',
+    audience: 'mcp-mesh',
+    clients: { dev: { secret: DEV_CLIENT_SECRET, roles: ['*'] } },
+    grantableRoles: new Set(
+      parsePolicy(readFileSync(path.join(COMPOSE_DIR, 'policy.yaml'), 'utf8'), 'policy.yaml').roles.map((r) => r.name),
+    ),
+  });
 }
 
 /** Plays the gateway: /mcp/<service> -> the server's /mcp, only with a valid dev token (what jwt_authn + the route do). */
-async function startJwtProxy(issuer: DevIssuer, upstreamUrl: string, seenRoles: string[][]): Promise<{ url: string; close: () => Promise<void> }> {
+async function startJwtProxy(
+  issuer: DevIssuer,
+  upstreamUrl: string,
+  seenRoles: string[][],
+): Promise<{ url: string; close: () => Promise<void> }> {
   const upstream = new URL(upstreamUrl);
   const proxy = http.createServer((req, res) => {
     const auth = req.headers['authorization'] ?? '';
@@ -717,15 +943,22 @@ async function startJwtProxy(issuer: DevIssuer, upstreamUrl: string, seenRoles: 
         const payload = await issuer.verify(token);
         seenRoles.push(payload['roles'] as string[]);
       } catch {
-        res.writeHead(401, { 'www-authenticate': 'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp/weather"' }).end('Jwt is missing');
+        res
+          .writeHead(401, {
+            'www-authenticate': 'Bearer resource_metadata="http://localhost:8080/.well-known/oauth-protected-resource/mcp/weather"',
+          })
+          .end('Jwt is missing');
         return;
       }
       const headers = { ...req.headers, host: upstream.host };
       delete headers['authorization'];
-      const up = http.request({ host: upstream.hostname, port: upstream.port, path: upstream.pathname, method: req.method, headers }, (ur) => {
-        res.writeHead(ur.statusCode ?? 502, ur.headers);
-        ur.pipe(res);
-      });
+      const up = http.request(
+        { host: upstream.hostname, port: upstream.port, path: upstream.pathname, method: req.method, headers },
+        (ur) => {
+          res.writeHead(ur.statusCode ?? 502, ur.headers);
+          ur.pipe(res);
+        },
+      );
       up.on('error', () => res.destroy());
       req.pipe(up);
     })();
@@ -756,7 +989,16 @@ describe('call-tool.ts against the dev issuer and a real server-everything (a JW
     writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
     // The roles deploy/compose/policy.yaml defines: what the control plane lets the dev client ask for there.
     const issuer = await composeDevIssuer();
-    cp = await new ControlPlane({ registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort, log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer: issuer }).start();
+    cp = await new ControlPlane({
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      devIssuer: issuer,
+    }).start();
     server = await startEverythingHttp();
     proxy = await startJwtProxy(issuer, server.url, seenRoles);
     proxyUrl = proxy.url;
@@ -769,7 +1011,18 @@ describe('call-tool.ts against the dev issuer and a real server-everything (a JW
   });
 
   it('gets an analyst token from the dev issuer and calls get-sum through the "gateway"', async () => {
-    const r = await callToolCli(['--gateway', proxyUrl, '--service', 'weather', '--admin', admin, '--tool', 'get-sum', '--args', '{"a":2,"b":3}']);
+    const r = await callToolCli([
+      '--gateway',
+      proxyUrl,
+      '--service',
+      'weather',
+      '--admin',
+      admin,
+      '--tool',
+      'get-sum',
+      '--args',
+      '{"a":2,"b":3}',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /tools shown to this caller: .*echo.*get-sum/);
     assert.match(r.stdout, /get-sum ->\n.*\b5\b/);
@@ -808,14 +1061,23 @@ describe('call-tool.ts against the dev issuer and a real server-everything (a JW
 // --- a control plane configured like the Compose one -----------------------------------------------------
 
 /** Runs deploy/compose/join-token.ts as a one-shot service does: its command, its environment, `--out` moved. */
-function runMinter(minter: string, outFile: string, envOverride: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function runMinter(
+  minter: string,
+  outFile: string,
+  envOverride: Record<string, string>,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   const argv = command(minter);
   const i = argv.indexOf('--out');
   const args = [...argv.slice(0, i + 1), outFile, ...argv.slice(i + 2)];
   const childEnv = { ...process.env };
   for (const k of Object.keys(childEnv)) if (k.startsWith('MCPMESH_')) delete childEnv[k];
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [JOIN_TOKEN, ...args], { encoding: 'utf8', env: { ...childEnv, ...env(minter), ...envOverride } }, (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }));
+    const child = execFile(
+      process.execPath,
+      [JOIN_TOKEN, ...args],
+      { encoding: 'utf8', env: { ...childEnv, ...env(minter), ...envOverride } },
+      (_err, stdout, stderr) => resolve({ status: child.exitCode, stdout, stderr }),
+    );
   });
 }
 
@@ -839,10 +1101,22 @@ describe('the Compose control plane (policy, admin port beyond loopback with the
     // address (0.0.0.0, like MCPMESH_ADMIN_HOST) with MCPMESH_ADMIN_TOKEN, the dev issuer.
     assert.equal(cpEnv['MCPMESH_ADMIN_HOST'], '0.0.0.0');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: cpEnv['MCPMESH_ADMIN_HOST'], adminPort,
-      adminToken: cpEnv['MCPMESH_ADMIN_TOKEN'] ?? assert.fail('no MCPMESH_ADMIN_TOKEN'), authzHost: '127.0.0.1', authzPort: 0,
-      security: { policy: parsePolicy(policyText, 'policy.yaml'), publicUrl: 'http://localhost:8080', authz: { host: '127.0.0.1', port: 18002 } },
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer: issuer,
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: cpEnv['MCPMESH_ADMIN_HOST'],
+      adminPort,
+      adminToken: cpEnv['MCPMESH_ADMIN_TOKEN'] ?? assert.fail('no MCPMESH_ADMIN_TOKEN'),
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      security: {
+        policy: parsePolicy(policyText, 'policy.yaml'),
+        publicUrl: 'http://localhost:8080',
+        authz: { host: '127.0.0.1', port: 18002 },
+      },
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      devIssuer: issuer,
     }).start();
     server = await startEverythingHttp();
     proxy = await startJwtProxy(issuer, server.url, seenRoles);
@@ -854,7 +1128,7 @@ describe('the Compose control plane (policy, admin port beyond loopback with the
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('each one-shot mints its agent\'s token through the admin port; the agent\'s command accepts it and the CA signs the agent\'s own key with it', async () => {
+  it("each one-shot mints its agent's token through the admin port; the agent's command accepts it and the CA signs the agent's own key with it", async () => {
     const tokens = new Set<string>();
     for (const agent of agents()) {
       const w = credentialWiring(agent);
@@ -867,11 +1141,19 @@ describe('the Compose control plane (policy, admin port beyond loopback with the
       assert.ok(!tokens.has(token), 'one token per agent');
       tokens.add(token);
       // The agent's own command, reading that file: a token for another identity would be refused here.
-      const identity = agent === 'gateway' ? parseGatewayArgs(agentArgv(agent, out), IMAGE_ENV).identity : parseSidecarArgs(agentArgv(agent, out), IMAGE_ENV).options.identity;
+      const identity =
+        agent === 'gateway'
+          ? parseGatewayArgs(agentArgv(agent, out), IMAGE_ENV).identity
+          : parseSidecarArgs(agentArgv(agent, out), IMAGE_ENV).options.identity;
       assert.ok(identity && identity.credential.type === 'join-token');
       assert.equal(readJoinToken(token).spiffeId, identity.spiffeId);
       // What the agent does with it at start: a key of its own, a CSR with the token, over TLS to xDS.
-      const wid = new WorkloadIdentity({ spiffeId: identity.spiffeId, credential: identity.credential, controlPlane: { host: '127.0.0.1', port: cp.xdsPort }, log: () => {} });
+      const wid = new WorkloadIdentity({
+        spiffeId: identity.spiffeId,
+        credential: identity.credential,
+        controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
+        log: () => {},
+      });
       try {
         const held = await wid.start();
         assert.equal(held.spiffeId, spiffeIdOf(agentIdentity(agent)));
@@ -896,9 +1178,11 @@ describe('the Compose control plane (policy, admin port beyond loopback with the
     assert.match(wrong.stderr, /refused \(HTTP 401\): wrong admin token/);
   });
 
-  it('call-tool.ts with the client service\'s MCPMESH_ADMIN_TOKEN gets a token (client secret in the body) and calls a tool', async () => {
+  it("call-tool.ts with the client service's MCPMESH_ADMIN_TOKEN gets a token (client secret in the body) and calls a tool", async () => {
     seenRoles.length = 0;
-    const r = await callToolCli(['--gateway', proxy?.url ?? '', '--admin', admin, '--tool', 'get-sum', '--args', '{"a":20,"b":22}'], { MCPMESH_ADMIN_TOKEN: env('client')['MCPMESH_ADMIN_TOKEN'] ?? '' });
+    const r = await callToolCli(['--gateway', proxy?.url ?? '', '--admin', admin, '--tool', 'get-sum', '--args', '{"a":20,"b":22}'], {
+      MCPMESH_ADMIN_TOKEN: env('client')['MCPMESH_ADMIN_TOKEN'] ?? '',
+    });
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /get-sum ->\n.*\b42\b/);
     assert.ok(seenRoles.length > 0 && seenRoles.every((roles) => JSON.stringify(roles) === '["analyst"]'), JSON.stringify(seenRoles));
@@ -908,7 +1192,10 @@ describe('the Compose control plane (policy, admin port beyond loopback with the
     const r = await callToolCli(['--gateway', proxy?.url ?? '', '--admin', admin]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /admin port at .* answered 401/);
-    assert.match(r.stderr, new RegExp(`set MCPMESH_ADMIN_TOKEN or pass --admin-token \\(the Compose stack's default is ${COMPOSE_ADMIN_TOKEN}\\)`));
+    assert.match(
+      r.stderr,
+      new RegExp(`set MCPMESH_ADMIN_TOKEN or pass --admin-token \\(the Compose stack's default is ${COMPOSE_ADMIN_TOKEN}\\)`),
+    );
     const wrong = await callToolCli(['--gateway', proxy?.url ?? '', '--admin', admin, '--admin-token', 'not-the-admin-token-at-all']);
     assert.equal(wrong.status, 1);
     assert.match(wrong.stderr, /the admin token was refused/);

@@ -16,6 +16,9 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { parse as parseYaml } from 'yaml';
 
+// biome-ignore lint/suspicious/noTemplateCurlyInString: `${datasource}` is Grafana's template variable, written literally in the dashboard JSON.
+const PROMETHEUS_DATASOURCE = { type: 'prometheus', uid: '${datasource}' };
+
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DASHBOARDS = path.join(ROOT, 'deploy/grafana/dashboards');
 const CATALOGUE = path.join(ROOT, 'docs/metrics.md');
@@ -36,17 +39,36 @@ const EXPECTED: Record<string, string> = {
  * A name outside this list is most likely a typo that would leave a panel empty or an alert silent.
  */
 const ENVOY_METRICS = new Set([
-  'envoy_cluster_upstream_rq_total', 'envoy_cluster_upstream_rq_xx', 'envoy_cluster_upstream_rq_time_bucket',
-  'envoy_cluster_upstream_rq_active', 'envoy_cluster_upstream_rq_retry', 'envoy_cluster_upstream_rq_timeout',
-  'envoy_cluster_upstream_cx_connect_fail', 'envoy_cluster_membership_healthy', 'envoy_cluster_membership_total',
-  'envoy_cluster_outlier_detection_ejections_active', 'envoy_cluster_outlier_detection_ejections_enforced_total',
-  'envoy_http_downstream_rq_total', 'envoy_http_downstream_rq_xx', 'envoy_http_downstream_rq_time_bucket',
+  'envoy_cluster_upstream_rq_total',
+  'envoy_cluster_upstream_rq_xx',
+  'envoy_cluster_upstream_rq_time_bucket',
+  'envoy_cluster_upstream_rq_active',
+  'envoy_cluster_upstream_rq_retry',
+  'envoy_cluster_upstream_rq_timeout',
+  'envoy_cluster_upstream_cx_connect_fail',
+  'envoy_cluster_membership_healthy',
+  'envoy_cluster_membership_total',
+  'envoy_cluster_outlier_detection_ejections_active',
+  'envoy_cluster_outlier_detection_ejections_enforced_total',
+  'envoy_http_downstream_rq_total',
+  'envoy_http_downstream_rq_xx',
+  'envoy_http_downstream_rq_time_bucket',
   // Virtual cluster (per MCP method) stats of the router filter.
-  'envoy_vhost_vcluster_upstream_rq_total', 'envoy_vhost_vcluster_upstream_rq_time_bucket',
-  'envoy_http_rbac_denied', 'envoy_http_ext_authz_denied', 'envoy_control_plane_connected_state', 'envoy_server_live',
+  'envoy_vhost_vcluster_upstream_rq_total',
+  'envoy_vhost_vcluster_upstream_rq_time_bucket',
+  'envoy_http_rbac_denied',
+  'envoy_http_ext_authz_denied',
+  'envoy_control_plane_connected_state',
+  'envoy_server_live',
 ]);
 /** Labels that come from Envoy's tag extraction or from our scrape configs (deploy/prometheus/prometheus.yml). */
-const ENVOY_LABELS = new Set(['envoy_cluster_name', 'envoy_response_code_class', 'envoy_http_conn_manager_prefix', 'envoy_virtual_host', 'envoy_virtual_cluster']);
+const ENVOY_LABELS = new Set([
+  'envoy_cluster_name',
+  'envoy_response_code_class',
+  'envoy_http_conn_manager_prefix',
+  'envoy_virtual_host',
+  'envoy_virtual_cluster',
+]);
 const TARGET_LABELS = new Set(['job', 'instance', 'le', 'mcpmesh_role', 'mcpmesh_node', 'mcpmesh_service', 'mcpmesh_zone']);
 /** Grafana's built-in variables and the values they are checked with. */
 const BUILTIN_VARS: Record<string, string> = { __rate_interval: '1m', __interval: '1m', __range: '1h' };
@@ -59,14 +81,34 @@ function promtool(): string {
   return findTool('promtool') ?? assert.fail(`promtool not found on PATH: ${INSTALL.prometheus}`);
 }
 
-interface Target { expr?: string; refId?: string; datasource?: { type?: string; uid?: string } }
-interface Panel {
-  id?: number; type: string; title?: string; datasource?: { type?: string; uid?: string };
-  gridPos?: { h: number; w: number; x: number; y: number }; targets?: Target[]; panels?: Panel[];
+interface Target {
+  expr?: string;
+  refId?: string;
+  datasource?: { type?: string; uid?: string };
 }
-interface Variable { name: string; type: string; query?: string | { query?: string }; regex?: string; datasource?: { type?: string; uid?: string } }
+interface Panel {
+  id?: number;
+  type: string;
+  title?: string;
+  datasource?: { type?: string; uid?: string };
+  gridPos?: { h: number; w: number; x: number; y: number };
+  targets?: Target[];
+  panels?: Panel[];
+}
+interface Variable {
+  name: string;
+  type: string;
+  query?: string | { query?: string };
+  regex?: string;
+  datasource?: { type?: string; uid?: string };
+}
 interface Dashboard {
-  uid?: string; title?: string; schemaVersion?: number; tags?: string[]; panels?: Panel[]; templating?: { list?: Variable[] };
+  uid?: string;
+  title?: string;
+  schemaVersion?: number;
+  tags?: string[];
+  panels?: Panel[];
+  templating?: { list?: Variable[] };
 }
 
 function load(file: string): Dashboard {
@@ -86,7 +128,10 @@ function allPanels(d: Dashboard): Panel[] {
   return out;
 }
 
-interface Expr { where: string; expr: string }
+interface Expr {
+  where: string;
+  expr: string;
+}
 
 /** PromQL expressions of a dashboard: panel targets, and the PromQL inside query variables. */
 function expressions(file: string, d: Dashboard): Expr[] {
@@ -98,7 +143,7 @@ function expressions(file: string, d: Dashboard): Expr[] {
   }
   for (const v of d.templating?.list ?? []) {
     if (v.type !== 'query') continue;
-    const q = typeof v.query === 'string' ? v.query : v.query?.query ?? '';
+    const q = typeof v.query === 'string' ? v.query : (v.query?.query ?? '');
     out.push({ where: `${file} variable $${v.name}`, expr: variablePromQL(q, `${file} $${v.name}`) });
   }
   return out;
@@ -129,7 +174,11 @@ const GROUPING = /\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*
 
 /** Metric names (identifiers used as series selectors) in a PromQL expression. */
 function metricNames(expr: string): string[] {
-  const bare = expr.replace(STRING, '""').replace(/\{[^}]*\}/g, '{}').replace(GROUPING, '').replace(/\[[^\]]*\]/g, '[]');
+  const bare = expr
+    .replace(STRING, '""')
+    .replace(/\{[^}]*\}/g, '{}')
+    .replace(GROUPING, '')
+    .replace(/\[[^\]]*\]/g, '[]');
   const names = new Set<string>();
   for (const m of bare.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
     const id = m[0];
@@ -153,7 +202,10 @@ function labelUses(expr: string): { selectors: [string, string][]; grouping: str
   return { selectors, grouping };
 }
 
-interface CatalogueEntry { type: string; labels: string[] }
+interface CatalogueEntry {
+  type: string;
+  labels: string[];
+}
 
 /**
  * docs/metrics.md: table rows beginning "| `mcpmesh_<name>` |" (then type and labels columns), plus the process
@@ -170,7 +222,8 @@ function readCatalogue(): Map<string, CatalogueEntry> {
     const labels = [...(m[3] ?? '').matchAll(/`([a-z_]+)`/g)].map((l) => l[1] ?? '');
     for (const n of (m[1] ?? '').matchAll(/`(mcpmesh_[a-z0-9_]+)`/g)) out.set(n[1] ?? '', { type, labels });
   }
-  for (const n of md.matchAll(/`(mcpmesh_(?:process|nodejs)_[a-z0-9_]*[a-z0-9])`/g)) if (!out.has(n[1] ?? '')) out.set(n[1] ?? '', { type: '', labels: [] });
+  for (const n of md.matchAll(/`(mcpmesh_(?:process|nodejs)_[a-z0-9_]*[a-z0-9])`/g))
+    if (!out.has(n[1] ?? '')) out.set(n[1] ?? '', { type: '', labels: [] });
   return out;
 }
 
@@ -204,7 +257,8 @@ function catalogueProblems(cat: Map<string, CatalogueEntry>, e: Expr): string[] 
   for (const [metric, label] of selectors) {
     if (!metric.startsWith('mcpmesh_') || TARGET_LABELS.has(label)) continue;
     const entry = lookup(cat, metric);
-    if (entry && !entry.labels.includes(label)) problems.push(`${e.where}: ${metric} has no label "${label}" (docs/metrics.md: ${entry.labels.join(', ') || 'none'})`);
+    if (entry && !entry.labels.includes(label))
+      problems.push(`${e.where}: ${metric} has no label "${label}" (docs/metrics.md: ${entry.labels.join(', ') || 'none'})`);
   }
   for (const label of grouping) {
     if (TARGET_LABELS.has(label) || ENVOY_LABELS.has(label) || documentedLabels.has(label)) continue;
@@ -225,7 +279,9 @@ function promtoolCheck(dir: string, exprs: Expr[], name: string): { code: number
 }
 
 function alertExpressions(): Expr[] {
-  const file = parseYaml(readFileSync(RULES, 'utf8')) as { groups: { name: string; rules: { alert?: string; record?: string; expr: string }[] }[] };
+  const file = parseYaml(readFileSync(RULES, 'utf8')) as {
+    groups: { name: string; rules: { alert?: string; record?: string; expr: string }[] }[];
+  };
   return file.groups.flatMap((g) => g.rules.map((r) => ({ where: `alerts.yml ${r.alert ?? r.record}`, expr: r.expr })));
 }
 
@@ -241,7 +297,9 @@ describe('Grafana dashboards', () => {
   });
 
   it('are exactly the expected files, each with its stable uid, a title, tags and schemaVersion 39', () => {
-    const files = readdirSync(DASHBOARDS).filter((f) => f.endsWith('.json')).sort();
+    const files = readdirSync(DASHBOARDS)
+      .filter((f) => f.endsWith('.json'))
+      .sort();
     assert.deepEqual(files, Object.keys(EXPECTED).sort());
     const titles = new Set<string>();
     for (const f of files) {
@@ -267,15 +325,12 @@ describe('Grafana dashboards', () => {
       assert.doesNotMatch(json, /\$\{DS_[A-Z_]+\}/, `${f}: import-only \${DS_...} placeholders do not resolve when provisioned`);
       for (const p of allPanels(d)) {
         if (p.type === 'row') continue;
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: `${datasource}` is Grafana's template variable syntax, written literally in the dashboard JSON.
-        assert.deepEqual(p.datasource, { type: 'prometheus', uid: '${datasource}' }, `${f} panel ${p.id} "${p.title}": datasource`);
+        assert.deepEqual(p.datasource, PROMETHEUS_DATASOURCE, `${f} panel ${p.id} "${p.title}": datasource`);
         assert.ok((p.targets ?? []).length > 0, `${f} panel ${p.id} "${p.title}": no queries`);
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: `${datasource}` is Grafana's template variable syntax, written literally in the dashboard JSON.
-        for (const t of p.targets ?? []) assert.deepEqual(t.datasource, { type: 'prometheus', uid: '${datasource}' }, `${f} panel ${p.id} ${t.refId}: datasource`);
+        for (const t of p.targets ?? []) assert.deepEqual(t.datasource, PROMETHEUS_DATASOURCE, `${f} panel ${p.id} ${t.refId}: datasource`);
       }
       for (const v of d.templating?.list ?? []) {
-        // biome-ignore lint/suspicious/noTemplateCurlyInString: `${datasource}` is Grafana's template variable syntax, written literally in the dashboard JSON.
-        if (v.type === 'query') assert.deepEqual(v.datasource, { type: 'prometheus', uid: '${datasource}' }, `${f} $${v.name}: datasource`);
+        if (v.type === 'query') assert.deepEqual(v.datasource, PROMETHEUS_DATASOURCE, `${f} $${v.name}: datasource`);
       }
     }
   });
@@ -308,7 +363,7 @@ describe('Grafana dashboards', () => {
     const d = load('mcpmesh-services.json');
     const v = d.templating?.list?.find((x) => x.name === 'service');
     assert.ok(v, 'no $service variable');
-    const q = typeof v.query === 'string' ? v.query : v.query?.query ?? '';
+    const q = typeof v.query === 'string' ? v.query : (v.query?.query ?? '');
     assert.match(q, /label_values\(.*envoy_cluster_name=~"mcp_\.\+".*,\s*envoy_cluster_name\)/);
     const re = /^\/(.*)\/$/.exec(v.regex ?? '');
     assert.ok(re, `regex ${v.regex}`);
@@ -318,11 +373,17 @@ describe('Grafana dashboards', () => {
     assert.equal(rx.exec(statName(AUTHZ_CLUSTER)), null);
     const uses = expressions('mcpmesh-services.json', d).filter((e) => e.expr.includes('$service'));
     assert.ok(uses.length >= 10, `only ${uses.length} expressions use $service`);
-    assert.ok(uses.some((e) => /mcpmesh_authz_decisions_total\{service=~"\$service"/.test(e.expr)), 'authorizer decisions are not filtered by $service');
-    assert.ok(uses.some((e) => /sum by \(service, tool, decision\)/.test(e.expr)), 'no authorizer decisions by tool and decision');
+    assert.ok(
+      uses.some((e) => /mcpmesh_authz_decisions_total\{service=~"\$service"/.test(e.expr)),
+      'authorizer decisions are not filtered by $service',
+    );
+    assert.ok(
+      uses.some((e) => /sum by \(service, tool, decision\)/.test(e.expr)),
+      'no authorizer decisions by tool and decision',
+    );
   });
 
-  it('use only metrics (and labels) from docs/metrics.md and Envoy\'s documented stats; alerts.yml too', () => {
+  it("use only metrics (and labels) from docs/metrics.md and Envoy's documented stats; alerts.yml too", () => {
     const cat = readCatalogue();
     assert.ok(cat.size >= 25, `parsed only ${cat.size} metrics from docs/metrics.md: did its table format change?`);
     const problems: string[] = [];
@@ -334,10 +395,18 @@ describe('Grafana dashboards', () => {
     }
     assert.deepEqual(problems, []);
     // The checker itself sees what it should (so an empty problem list means something).
-    for (const n of ['mcpmesh_xds_connected_proxies', 'mcpmesh_convergence_seconds_bucket', 'mcpmesh_authz_decisions_total', 'envoy_cluster_upstream_rq_total']) {
+    for (const n of [
+      'mcpmesh_xds_connected_proxies',
+      'mcpmesh_convergence_seconds_bucket',
+      'mcpmesh_authz_decisions_total',
+      'envoy_cluster_upstream_rq_total',
+    ]) {
       assert.ok(used.has(n), `${n} not found in any expression`);
     }
-    const fake = { where: 'self-check', expr: 'sum by (flavour) (rate(mcpmesh_xds_pushes_totl{typ="cluster"}[5m])) + envoy_cluster_upstream_rq_totl + mcpmesh_xds_pushes_total{flavour="x"}' };
+    const fake = {
+      where: 'self-check',
+      expr: 'sum by (flavour) (rate(mcpmesh_xds_pushes_totl{typ="cluster"}[5m])) + envoy_cluster_upstream_rq_totl + mcpmesh_xds_pushes_total{flavour="x"}',
+    };
     assert.deepEqual(catalogueProblems(cat, fake), [
       'self-check: mcpmesh_xds_pushes_totl is not in docs/metrics.md',
       'self-check: envoy_cluster_upstream_rq_totl is not an Envoy statistic this repo knows (typo?)',
@@ -362,11 +431,18 @@ describe('Grafana dashboards', () => {
   });
 
   it('the PromQL check fails on broken expressions and unknown variables (it can fail)', { skip: skipPromtool }, () => {
-    for (const expr of ['sum(rate(mcpmesh_xds_pushes_total[1m])', 'rate(mcpmesh_xds_pushes_total)', 'sum by (type) mcpmesh_xds_pushes_total']) {
+    for (const expr of [
+      'sum(rate(mcpmesh_xds_pushes_total[1m])',
+      'rate(mcpmesh_xds_pushes_total)',
+      'sum by (type) mcpmesh_xds_pushes_total',
+    ]) {
       const r = promtoolCheck(dir, [{ where: 'broken', expr }], 'broken');
       assert.notEqual(r.code, 0, `promtool accepted ${expr}`);
       assert.match(r.out, /FAILED/, r.out);
     }
-    assert.throws(() => substitute({ where: 'x', expr: 'rate(mcpmesh_xds_pushes_total[$__rate_intervl])' }, BUILTIN_VARS), /\$__rate_intervl/);
+    assert.throws(
+      () => substitute({ where: 'x', expr: 'rate(mcpmesh_xds_pushes_total[$__rate_intervl])' }, BUILTIN_VARS),
+      /\$__rate_intervl/,
+    );
   });
 });

@@ -13,7 +13,10 @@ import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 
 const DOC = new URL('../../docs/metrics.md', import.meta.url);
 
-interface Entry { type: string; labels: string[] }
+interface Entry {
+  type: string;
+  labels: string[];
+}
 
 /** Rows of the catalogue's tables: | `name` | type | `label`, `label` | meaning | */
 export function catalogue(markdown: string): Map<string, Entry> {
@@ -34,8 +37,15 @@ describe('metrics catalogue (docs/metrics.md) matches the control plane', () => 
     writeFileSync(path.join(dir, 'r.yaml'), 'services:\n  - { name: weather, protocol: "2025-11-25", endpoints: [] }\n');
     const policy = parsePolicy(readFileSync(new URL('../../deploy/policy.example.yaml', import.meta.url), 'utf8'), 'policy.example.yaml');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
-      log: silentLogger, metrics: new Metrics({ processMetrics: true }),
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: true }),
       security: { policy, publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } },
     }).start();
   });
@@ -63,6 +73,7 @@ describe('metrics catalogue (docs/metrics.md) matches the control plane', () => 
   it('exports the process and Node.js metrics the docs name', async () => {
     const names = (await cp.metrics.registry.getMetricsAsJSON()).map((m) => m.name);
     const doc = readFileSync(DOC, 'utf8');
-    for (const n of doc.match(/mcpmesh_(process|nodejs)_[a-z_]+[a-z]/g) ?? []) assert.ok(names.includes(n), `${n} is in the docs but not exported`);
+    for (const n of doc.match(/mcpmesh_(process|nodejs)_[a-z_]+[a-z]/g) ?? [])
+      assert.ok(names.includes(n), `${n} is in the docs but not exported`);
   });
 });

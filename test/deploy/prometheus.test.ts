@@ -37,12 +37,27 @@ function run(bin: string, args: string[]): { code: number | null; out: string } 
   return { code: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
-interface Rule { alert?: string; record?: string; expr: string; for?: string; labels?: Record<string, string>; annotations?: Record<string, string> }
-interface RuleFile { groups: { name: string; rules: Rule[] }[] }
-interface RuleTestFile { rule_files: string[]; tests: { name?: string; alert_rule_test?: { eval_time: string; alertname: string; exp_alerts?: unknown[] }[] }[] }
+interface Rule {
+  alert?: string;
+  record?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+interface RuleFile {
+  groups: { name: string; rules: Rule[] }[];
+}
+interface RuleTestFile {
+  rule_files: string[];
+  tests: { name?: string; alert_rule_test?: { eval_time: string; alertname: string; exp_alerts?: unknown[] }[] }[];
+}
 
 const ruleFile = (): RuleFile => parseYaml(readFileSync(RULES, 'utf8')) as RuleFile;
-const alerts = (): Rule[] => ruleFile().groups.flatMap((g) => g.rules).filter((r) => r.alert !== undefined);
+const alerts = (): Rule[] =>
+  ruleFile()
+    .groups.flatMap((g) => g.rules)
+    .filter((r) => r.alert !== undefined);
 
 // ------------------------------------------------------------------------------------------ promtool
 
@@ -75,15 +90,18 @@ describe('alert rules: promtool', () => {
 
   it('rejects a broken rules file (the check can fail)', { skip: skipPromtool }, () => {
     const bad = path.join(dir, 'broken.yml');
-    writeFileSync(bad, [
-      'groups:',
-      '  - name: mcpmesh.broken',
-      '    rules:',
-      '      - alert: Unbalanced',
-      '        expr: sum(rate(mcpmesh_xds_nacks_total[5m])',
-      '        labels: { severity: warning }',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      bad,
+      [
+        'groups:',
+        '  - name: mcpmesh.broken',
+        '    rules:',
+        '      - alert: Unbalanced',
+        '        expr: sum(rate(mcpmesh_xds_nacks_total[5m])',
+        '        labels: { severity: warning }',
+        '',
+      ].join('\n'),
+    );
     const r = run(promtool, ['check', 'rules', bad]);
     assert.notEqual(r.code, 0, `promtool accepted a broken expression:\n${r.out}`);
     assert.match(r.out, /FAILED/, r.out);
@@ -92,21 +110,24 @@ describe('alert rules: promtool', () => {
 
   it('fails a rules unit test whose expectation is wrong (the unit tests can fail)', { skip: skipPromtool }, () => {
     const t = path.join(dir, 'wrong.test.yml');
-    writeFileSync(t, [
-      `rule_files: [${JSON.stringify(RULES)}]`,
-      'evaluation_interval: 1m',
-      'tests:',
-      '  - interval: 1m',
-      '    input_series:',
-      '      - series: \'up{job="mcpmesh-control-plane", instance="cp:18001"}\'',
-      "        values: '1x10'",
-      '    alert_rule_test:',
-      '      - eval_time: 5m',
-      '        alertname: McpMeshControlPlaneDown',
-      '        exp_alerts:',
-      '          - exp_labels: { severity: critical, job: mcpmesh-control-plane, instance: "cp:18001" }',
-      '',
-    ].join('\n'));
+    writeFileSync(
+      t,
+      [
+        `rule_files: [${JSON.stringify(RULES)}]`,
+        'evaluation_interval: 1m',
+        'tests:',
+        '  - interval: 1m',
+        '    input_series:',
+        '      - series: \'up{job="mcpmesh-control-plane", instance="cp:18001"}\'',
+        "        values: '1x10'",
+        '    alert_rule_test:',
+        '      - eval_time: 5m',
+        '        alertname: McpMeshControlPlaneDown',
+        '        exp_alerts:',
+        '          - exp_labels: { severity: critical, job: mcpmesh-control-plane, instance: "cp:18001" }',
+        '',
+      ].join('\n'),
+    );
     const r = run(promtool, ['test', 'rules', t]);
     assert.notEqual(r.code, 0, `a healthy control plane "fired" McpMeshControlPlaneDown:\n${r.out}`);
     assert.match(r.out, /FAILED/, r.out);
@@ -130,7 +151,10 @@ describe('alert rules: conventions and coverage', () => {
     assert.equal(new Set(names).size, names.length, `duplicate alert names: ${names.join(', ')}`);
     for (const a of alerts()) {
       assert.match(a.alert ?? '', /^McpMesh[A-Z]\w+$/, `alert name ${a.alert}`);
-      assert.ok(['critical', 'warning', 'info'].includes(a.labels?.['severity'] ?? ''), `${a.alert}: severity label is ${a.labels?.['severity']}`);
+      assert.ok(
+        ['critical', 'warning', 'info'].includes(a.labels?.['severity'] ?? ''),
+        `${a.alert}: severity label is ${a.labels?.['severity']}`,
+      );
       for (const k of ['summary', 'description', 'runbook']) {
         assert.ok((a.annotations?.[k] ?? '').trim().length > 10, `${a.alert}: annotation ${k} missing or empty`);
       }
@@ -172,8 +196,16 @@ describe('alert rules: conventions and coverage', () => {
       for (const a of t.alert_rule_test ?? []) ((a.exp_alerts ?? []).length > 0 ? fires : quiet).add(a.alertname);
     }
     const names = alerts().map((a) => a.alert ?? '');
-    assert.deepEqual(names.filter((n) => !fires.has(n)), [], 'alerts without a firing case');
-    assert.deepEqual(names.filter((n) => !quiet.has(n)), [], 'alerts without a not-firing case');
+    assert.deepEqual(
+      names.filter((n) => !fires.has(n)),
+      [],
+      'alerts without a firing case',
+    );
+    assert.deepEqual(
+      names.filter((n) => !quiet.has(n)),
+      [],
+      'alerts without a not-firing case',
+    );
     const unknown = [...fires, ...quiet].filter((n) => !names.includes(n));
     assert.deepEqual(unknown, [], 'unit tests for alerts that do not exist');
   });
@@ -196,9 +228,19 @@ async function freePort(): Promise<number> {
   });
 }
 
-interface Sample { metric: Record<string, string>; value: [number, string] }
-interface PromAlert { labels: Record<string, string>; state: string }
-interface DashPanel { title?: string; targets?: { expr?: string; refId?: string }[]; panels?: DashPanel[] }
+interface Sample {
+  metric: Record<string, string>;
+  value: [number, string];
+}
+interface PromAlert {
+  labels: Record<string, string>;
+  state: string;
+}
+interface DashPanel {
+  title?: string;
+  targets?: { expr?: string; refId?: string }[];
+  panels?: DashPanel[];
+}
 
 describe('a real Prometheus scraping a real control plane with alerts.yml loaded', () => {
   let tcp: TestControlPlane;
@@ -209,11 +251,12 @@ describe('a real Prometheus scraping a real control plane with alerts.yml loaded
 
   const api = async <T>(p: string): Promise<T> => {
     const res = await fetch(`${base}${p}`);
-    const body = await res.json() as { status: string; data: T; error?: string };
+    const body = (await res.json()) as { status: string; data: T; error?: string };
     if (body.status !== 'success') throw new Error(`${p}: ${body.error ?? res.status}`);
     return body.data;
   };
-  const query = (q: string) => api<{ resultType: string; result: Sample[] }>(`/api/v1/query?query=${encodeURIComponent(q)}`).then((d) => d.result);
+  const query = (q: string) =>
+    api<{ resultType: string; result: Sample[] }>(`/api/v1/query?query=${encodeURIComponent(q)}`).then((d) => d.result);
   const logTail = () => promLog.split('\n').slice(-15).join('\n');
 
   before(async () => {
@@ -222,34 +265,48 @@ describe('a real Prometheus scraping a real control plane with alerts.yml loaded
     tcp = await startControlPlane(registry(['weather', 'inventory']));
     dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-prometheus-'));
     mkdirSync(path.join(dir, 'data'));
-    writeFileSync(path.join(dir, 'prometheus.yml'), [
-      'global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }',
-      `rule_files: [${JSON.stringify(RULES)}]`,
-      'scrape_configs:',
-      '  - job_name: mcpmesh-control-plane',
-      '    metrics_path: /metrics',
-      `    static_configs: [{ targets: ["127.0.0.1:${tcp.cp.adminPort}"] }]`,
-      '',
-    ].join('\n'));
+    writeFileSync(
+      path.join(dir, 'prometheus.yml'),
+      [
+        'global: { scrape_interval: 1s, scrape_timeout: 1s, evaluation_interval: 1s }',
+        `rule_files: [${JSON.stringify(RULES)}]`,
+        'scrape_configs:',
+        '  - job_name: mcpmesh-control-plane',
+        '    metrics_path: /metrics',
+        `    static_configs: [{ targets: ["127.0.0.1:${tcp.cp.adminPort}"] }]`,
+        '',
+      ].join('\n'),
+    );
     // The free port can be taken between probing and binding: retry with another one.
     for (let attempt = 0; attempt < 3 && !base; attempt++) {
       const port = await freePort();
       promLog = '';
-      const child = spawn(bin, [
-        `--config.file=${path.join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${path.join(dir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`, '--log.level=info',
-      ], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        bin,
+        [
+          `--config.file=${path.join(dir, 'prometheus.yml')}`,
+          `--storage.tsdb.path=${path.join(dir, 'data')}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+          '--log.level=info',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       prom = child;
       child.stdout?.on('data', (d: Buffer) => (promLog += d.toString()));
       child.stderr?.on('data', (d: Buffer) => (promLog += d.toString()));
       let exited = false;
       child.once('exit', () => (exited = true));
       try {
-        await waitFor('Prometheus to be ready', async () => {
-          if (exited) throw new Error(`prometheus exited:\n${logTail()}`);
-          const res = await fetch(`http://127.0.0.1:${port}/-/ready`);
-          return res.status === 200;
-        }, 20_000, 100);
+        await waitFor(
+          'Prometheus to be ready',
+          async () => {
+            if (exited) throw new Error(`prometheus exited:\n${logTail()}`);
+            const res = await fetch(`http://127.0.0.1:${port}/-/ready`);
+            return res.status === 200;
+          },
+          20_000,
+          100,
+        );
         base = `http://127.0.0.1:${port}`;
       } catch (err) {
         if (!exited || attempt === 2) throw err;
@@ -272,11 +329,16 @@ describe('a real Prometheus scraping a real control plane with alerts.yml loaded
 
   let firstScrapeAt = 0;
 
-  it('scrapes the control plane: up == 1 and mcpmesh_mesh_services == 2 (the registry\'s services)', { skip: skipPrometheus }, async () => {
-    const up = await waitFor('up{job="mcpmesh-control-plane"} == 1', async () => {
-      const r = await query('up{job="mcpmesh-control-plane"}');
-      return r.length === 1 && r[0]?.value[1] === '1' ? r[0] : undefined;
-    }, 20_000, 200).catch((err: Error) => assert.fail(`${err.message}\nprometheus log:\n${logTail()}`));
+  it("scrapes the control plane: up == 1 and mcpmesh_mesh_services == 2 (the registry's services)", { skip: skipPrometheus }, async () => {
+    const up = await waitFor(
+      'up{job="mcpmesh-control-plane"} == 1',
+      async () => {
+        const r = await query('up{job="mcpmesh-control-plane"}');
+        return r.length === 1 && r[0]?.value[1] === '1' ? r[0] : undefined;
+      },
+      20_000,
+      200,
+    ).catch((err: Error) => assert.fail(`${err.message}\nprometheus log:\n${logTail()}`));
     assert.equal(up.metric['instance'], `127.0.0.1:${tcp.cp.adminPort}`);
     firstScrapeAt = up.value[0];
     const services = await query('mcpmesh_mesh_services');
@@ -288,43 +350,68 @@ describe('a real Prometheus scraping a real control plane with alerts.yml loaded
   });
 
   it('loaded every rule group and alert of alerts.yml', { skip: skipPrometheus }, async () => {
-    const data = await api<{ groups: { name: string; file: string; rules: { name: string; type: string; health: string; lastError?: string }[] }[] }>('/api/v1/rules');
+    const data = await api<{
+      groups: { name: string; file: string; rules: { name: string; type: string; health: string; lastError?: string }[] }[];
+    }>('/api/v1/rules');
     const want = ruleFile().groups;
     assert.deepEqual(data.groups.map((g) => g.name).sort(), want.map((g) => g.name).sort());
     for (const g of data.groups) {
       assert.equal(g.file, RULES);
-      assert.deepEqual(g.rules.map((r) => r.name), want.find((w) => w.name === g.name)?.rules.map((r) => r.alert ?? r.record));
+      assert.deepEqual(
+        g.rules.map((r) => r.name),
+        want.find((w) => w.name === g.name)?.rules.map((r) => r.alert ?? r.record),
+      );
     }
     // Every rule evaluates without error against real data.
-    await waitFor('every rule to have been evaluated without error', async () => {
-      const d = await api<{ groups: { rules: { name: string; health: string; lastError?: string }[] }[] }>('/api/v1/rules');
-      const rules = d.groups.flatMap((g) => g.rules);
-      const bad = rules.filter((r) => r.health === 'err');
-      if (bad.length) assert.fail(`rules failing: ${JSON.stringify(bad.map((r) => [r.name, r.lastError]))}`);
-      return rules.every((r) => r.health === 'ok');
-    }, 15_000, 200);
+    await waitFor(
+      'every rule to have been evaluated without error',
+      async () => {
+        const d = await api<{ groups: { rules: { name: string; health: string; lastError?: string }[] }[] }>('/api/v1/rules');
+        const rules = d.groups.flatMap((g) => g.rules);
+        const bad = rules.filter((r) => r.health === 'err');
+        if (bad.length) assert.fail(`rules failing: ${JSON.stringify(bad.map((r) => [r.name, r.lastError]))}`);
+        return rules.every((r) => r.health === 'ok');
+      },
+      15_000,
+      200,
+    );
   });
 
   it('keeps every alert quiet (not even pending) for a healthy control plane', { skip: skipPrometheus }, async () => {
     assert.ok(firstScrapeAt > 0, 'the first test did not see a scrape');
     // Wait until every group has been evaluated on data that includes the control plane's first scrape.
-    await waitFor('a rule evaluation after the first scrape', async () => {
-      const d = await api<{ groups: { name: string; lastEvaluation: string }[] }>('/api/v1/rules');
-      return d.groups.every((g) => Date.parse(g.lastEvaluation) / 1000 > firstScrapeAt + 1);
-    }, 15_000, 200);
+    await waitFor(
+      'a rule evaluation after the first scrape',
+      async () => {
+        const d = await api<{ groups: { name: string; lastEvaluation: string }[] }>('/api/v1/rules');
+        return d.groups.every((g) => Date.parse(g.lastEvaluation) / 1000 > firstScrapeAt + 1);
+      },
+      15_000,
+      200,
+    );
     const { alerts: active } = await api<{ alerts: PromAlert[] }>('/api/v1/alerts');
-    assert.deepEqual(active.map((a) => `${a.labels['alertname']} (${a.state})`), []);
+    assert.deepEqual(
+      active.map((a) => `${a.labels['alertname']} (${a.state})`),
+      [],
+    );
   });
 
   it('follows a registry change: mcpmesh_mesh_services goes to 3', { skip: skipPrometheus }, async () => {
     tcp.writeRegistry(registry(['weather', 'inventory', 'calendar']));
-    await waitFor('mcpmesh_mesh_services == 3 in Prometheus', async () => {
-      const r = await query('mcpmesh_mesh_services');
-      return r[0]?.value[1] === '3';
-    }, 20_000, 200);
+    await waitFor(
+      'mcpmesh_mesh_services == 3 in Prometheus',
+      async () => {
+        const r = await query('mcpmesh_mesh_services');
+        return r[0]?.value[1] === '3';
+      },
+      20_000,
+      200,
+    );
   });
 
-  it('runs every Grafana dashboard query without error, and the mesh panels show the control plane\'s data', { skip: skipPrometheus }, async () => {
+  it("runs every Grafana dashboard query without error, and the mesh panels show the control plane's data", {
+    skip: skipPrometheus,
+  }, async () => {
     const dir = path.join(ROOT, 'deploy/grafana/dashboards');
     const vars: Record<string, string> = { __rate_interval: '1m', __interval: '15s', __range: '1h', service: 'weather', instance: '.+' };
     const queries: { where: string; expr: string }[] = [];
@@ -333,7 +420,11 @@ describe('a real Prometheus scraping a real control plane with alerts.yml loaded
       const walk = (ps: DashPanel[]) => {
         for (const p of ps) {
           for (const t of p.targets ?? []) {
-            if (t.expr) queries.push({ where: `${f} "${p.title}" ${t.refId}`, expr: t.expr.replace(/\$\{?(\w+)\}?/g, (_m, v: string) => vars[v] ?? assert.fail(`${f}: unknown variable $${v}`)) });
+            if (t.expr)
+              queries.push({
+                where: `${f} "${p.title}" ${t.refId}`,
+                expr: t.expr.replace(/\$\{?(\w+)\}?/g, (_m, v: string) => vars[v] ?? assert.fail(`${f}: unknown variable $${v}`)),
+              });
           }
           walk(p.panels ?? []);
         }
@@ -344,7 +435,7 @@ describe('a real Prometheus scraping a real control plane with alerts.yml loaded
     const failed: string[] = [];
     for (const q of queries) {
       const res = await fetch(`${base}/api/v1/query?query=${encodeURIComponent(q.expr)}`);
-      const body = await res.json() as { status: string; error?: string };
+      const body = (await res.json()) as { status: string; error?: string };
       if (body.status !== 'success') failed.push(`${q.where}: ${body.error}`);
     }
     assert.deepEqual(failed, []);
@@ -357,20 +448,40 @@ describe('a real Prometheus scraping a real control plane with alerts.yml loaded
     assert.deepEqual(health, { healthy: '3', unhealthy: '0' });
   });
 
-  it('fires McpMeshSourceUpdateRejected on a real invalid registry edit, and keeps the last good mesh', { skip: skipPrometheus }, async () => {
-    tcp.writeRegistry('services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 127.0.0.1, port: 99999 }\n');
-    const alert = await waitFor('McpMeshSourceUpdateRejected to fire', async () => {
-      const { alerts: active } = await api<{ alerts: PromAlert[] }>('/api/v1/alerts');
-      return active.find((a) => a.labels['alertname'] === 'McpMeshSourceUpdateRejected' && a.state === 'firing');
-    }, 20_000, 200);
+  it('fires McpMeshSourceUpdateRejected on a real invalid registry edit, and keeps the last good mesh', {
+    skip: skipPrometheus,
+  }, async () => {
+    tcp.writeRegistry(
+      'services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 127.0.0.1, port: 99999 }\n',
+    );
+    const alert = await waitFor(
+      'McpMeshSourceUpdateRejected to fire',
+      async () => {
+        const { alerts: active } = await api<{ alerts: PromAlert[] }>('/api/v1/alerts');
+        return active.find((a) => a.labels['alertname'] === 'McpMeshSourceUpdateRejected' && a.state === 'firing');
+      },
+      20_000,
+      200,
+    );
     assert.deepEqual(alert.labels, {
-      alertname: 'McpMeshSourceUpdateRejected', severity: 'warning', source: 'registry', job: 'mcpmesh-control-plane', instance: `127.0.0.1:${tcp.cp.adminPort}`,
+      alertname: 'McpMeshSourceUpdateRejected',
+      severity: 'warning',
+      source: 'registry',
+      job: 'mcpmesh-control-plane',
+      instance: `127.0.0.1:${tcp.cp.adminPort}`,
     });
     const services = await query('mcpmesh_mesh_services');
     assert.equal(services[0]?.value[1], '3', 'the invalid edit must not change the mesh');
     const { alerts: active } = await api<{ alerts: PromAlert[] }>('/api/v1/alerts');
     // The registry is still broken, so McpMeshSourceFailing (mcpmesh_source_up == 0) may be pending beside it.
-    assert.deepEqual(active.map((a) => a.labels['alertname']).filter((n) => n !== 'McpMeshSourceFailing'), ['McpMeshSourceUpdateRejected'], 'no other alert fires');
-    assert.ok(active.every((a) => a.labels['alertname'] !== 'McpMeshSourceFailing' || (a.state === 'pending' && a.labels['source'] === 'registry')), JSON.stringify(active));
+    assert.deepEqual(
+      active.map((a) => a.labels['alertname']).filter((n) => n !== 'McpMeshSourceFailing'),
+      ['McpMeshSourceUpdateRejected'],
+      'no other alert fires',
+    );
+    assert.ok(
+      active.every((a) => a.labels['alertname'] !== 'McpMeshSourceFailing' || (a.state === 'pending' && a.labels['source'] === 'registry')),
+      JSON.stringify(active),
+    );
   });
 });

@@ -50,11 +50,19 @@ import type { AgentIdentity } from '../../sidecar/src/identity-agent.ts';
 import { EVERYTHING_BIN, freePort } from '../helpers/everything.ts';
 // Child processes, the agents' steps (sidecar identity and Envoy, the gateway CLI, dev tokens): what `npm run demo` runs.
 import {
-  devToken, httpText, LOOPBACK_PRELOAD, mintGatewayJoinToken, pollUntil, Proc, sidecarIdentity, sleep, startGatewayCli, startSidecarEnvoy,
+  devToken,
+  httpText,
+  LOOPBACK_PRELOAD,
+  mintGatewayJoinToken,
+  pollUntil,
+  Proc,
+  sidecarIdentity,
+  sleep,
+  startGatewayCli,
+  startSidecarEnvoy,
 } from '../../demo/mesh.ts';
 import { allToolNames } from '../helpers/forward.ts';
 import { envoySkip, findEnvoyBinary } from './envoy-bin.ts';
-
 
 const SERVICE = 'everything';
 const TRUST_DOMAIN = 'mcpmesh.local';
@@ -160,15 +168,18 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
     // The gateway CLI outlives its Envoy and restarts it: an Envoy that exits (bad bootstrap, crash) shows here.
     if (gateway?.output.includes('envoy exited; restarting')) return `the gateway's Envoy exited:\n${gateway.describe()}`;
     // Nothing here is transient: the control plane is up before any agent asks, with valid tokens.
-    if (gateway?.output.includes('could not get a workload certificate')) return `the gateway's agent got no certificate:\n${gateway.describe()}`;
+    if (gateway?.output.includes('could not get a workload certificate'))
+      return `the gateway's agent got no certificate:\n${gateway.describe()}`;
     for (const r of replicas) {
       const bad = r.agentLog.filter((l) => l.includes('could not get a workload certificate') || l.includes('envoy refused a secret'));
       if (bad.length > 0) return `sidecar ${r.name}'s agent: ${bad.join('\n  ')}`;
     }
     if (refusedStreams.length > 0) return `the control plane refused xDS streams:\n  ${refusedStreams.join('\n  ')}`;
-    const nacks = (cp?.tracker.list() ?? []).flatMap((s) => Object.entries(s.types)
-      .filter(([, t]) => t !== undefined && t.nacks > 0)
-      .map(([kind, t]) => `${s.proxy.id} NACKed ${kind}: ${t?.lastNack ?? '(no detail)'}`));
+    const nacks = (cp?.tracker.list() ?? []).flatMap((s) =>
+      Object.entries(s.types)
+        .filter(([, t]) => t !== undefined && t.nacks > 0)
+        .map(([kind, t]) => `${s.proxy.id} NACKed ${kind}: ${t?.lastNack ?? '(no detail)'}`),
+    );
     if (nacks.length > 0) return `Envoy refused config from the control plane:\n  ${nacks.join('\n  ')}`;
     return undefined;
   }
@@ -176,10 +187,17 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
   function diagnostics(): string {
     const proxies = (cp?.tracker.list() ?? []).map((s) => `${s.proxy.id} (${s.proxy.role}): ${JSON.stringify(s.types)}`);
     return [
-      '', '=== diagnostics', ...procs.map((p) => p.describe()),
-      ...replicas.map((r) => `--- sidecar ${r.name}'s agent (certificate ${r.certAt ? `installed at ${new Date(r.certAt).toISOString()}` : 'not installed'}):\n${r.agentLog.slice(-20).join('\n') || '(no output)'}`),
-      '--- control plane: connected proxies', ...(proxies.length > 0 ? proxies : ['(none)']),
-      '--- control plane log (last lines)', ...cpLog.slice(-60),
+      '',
+      '=== diagnostics',
+      ...procs.map((p) => p.describe()),
+      ...replicas.map(
+        (r) =>
+          `--- sidecar ${r.name}'s agent (certificate ${r.certAt ? `installed at ${new Date(r.certAt).toISOString()}` : 'not installed'}):\n${r.agentLog.slice(-20).join('\n') || '(no output)'}`,
+      ),
+      '--- control plane: connected proxies',
+      ...(proxies.length > 0 ? proxies : ['(none)']),
+      '--- control plane log (last lines)',
+      ...cpLog.slice(-60),
     ].join('\n');
   }
 
@@ -202,7 +220,10 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
 
   async function connect(bearer: string | undefined = token): Promise<Client> {
     const client = new Client({ name: 'mcpmesh-envoy-e2e', version: '1.0.0' });
-    const transport = new StreamableHTTPClientTransport(gatewayUrl(), bearer ? { requestInit: { headers: { authorization: `Bearer ${bearer}` } } } : {});
+    const transport = new StreamableHTTPClientTransport(
+      gatewayUrl(),
+      bearer ? { requestInit: { headers: { authorization: `Bearer ${bearer}` } } } : {},
+    );
     clients.push(client);
     await client.connect(transport, REQUEST);
     return client;
@@ -238,15 +259,35 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
       if (r.agentLog.length > 200) r.agentLog.shift();
       if (process.env['MCPMESH_TEST_LOG']) process.stderr.write(`${line}\n`);
     };
-    return sidecarIdentity({ cp: cp as ControlPlane, trustDomain: TRUST_DOMAIN, service: SERVICE, nodeId: r.nodeId, sdsSocket: path.join(dir, `sds-${r.name}.sock`), xds, log });
+    return sidecarIdentity({
+      cp: cp as ControlPlane,
+      trustDomain: TRUST_DOMAIN,
+      service: SERVICE,
+      nodeId: r.nodeId,
+      sdsSocket: path.join(dir, `sds-${r.name}.sock`),
+      xds,
+      log,
+    });
   }
 
   /** Starts a sidecar Envoy on the bootstrap the agent writes: mTLS xDS through the agent's SDS socket. */
   function startSidecar(r: Replica, xds: { host: string; port: number }, agent: AgentIdentity): Proc {
-    return start(startSidecarEnvoy({
-      envoyBin, bootstrapPath: path.join(dir, `sidecar-${r.name}.json`), name: `sidecar envoy ${r.name} (inbound :${r.inboundPort}, admin :${r.adminPort})`,
-      nodeId: r.nodeId, service: SERVICE, zone: r.name, inboundPort: r.inboundPort, appPort: r.appPort, adminPort: r.adminPort, statsPort: r.statsPort, xds, agent,
-    }));
+    return start(
+      startSidecarEnvoy({
+        envoyBin,
+        bootstrapPath: path.join(dir, `sidecar-${r.name}.json`),
+        name: `sidecar envoy ${r.name} (inbound :${r.inboundPort}, admin :${r.adminPort})`,
+        nodeId: r.nodeId,
+        service: SERVICE,
+        zone: r.name,
+        inboundPort: r.inboundPort,
+        appPort: r.appPort,
+        adminPort: r.adminPort,
+        statsPort: r.statsPort,
+        xds,
+        agent,
+      }),
+    );
   }
 
   /**
@@ -273,322 +314,481 @@ describe(`real Envoy end to end, secured: SDK client -> gateway Envoy -> 2 x (si
       if (cp?.tracker.byNodeId(r.nodeId) || connections.some((c) => c.node === r.nodeId)) seen.connected = true;
       await sleep(200);
     }
-    if (adminUpAt === undefined) throw new Error(`sidecar ${r.name}: Envoy's admin API did not answer within ${OBSERVE_UNTIL_MS} ms of its start`);
+    if (adminUpAt === undefined)
+      throw new Error(`sidecar ${r.name}: Envoy's admin API did not answer within ${OBSERVE_UNTIL_MS} ms of its start`);
     seen.windowMs = Date.now() - adminUpAt;
     return seen;
   }
 
-  before(withDiagnostics(async () => {
-    if (skip) return;
-    dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-envoy-e2e-'));
-    // Ports first: the policy (JWKS URL, authorizer address) and the bootstraps name them.
-    cpAdminPort = await freePort();
-    const authzPort = await freePort();
-    gatewayPort = await freePort();
-    gatewayAdminPort = await freePort();
-    const gatewayStatsPort = await freePort();
-    for (const name of ['a', 'b']) {
-      replicas.push({ name, nodeId: `${SERVICE}-${name}`, appPort: await freePort(), inboundPort: await freePort(), adminPort: await freePort(), statsPort: await freePort(), agentLog: [] });
-    }
-
-    // The control plane: dev OAuth issuer on its admin port (granting only the policy's roles, as main.ts
-    // sets it up), policy on, registry with both replicas.
-    const issuerUrl = `http://127.0.0.1:${cpAdminPort}/oauth`;
-    issuer = await DevIssuer.create({
-      issuer: issuerUrl, audience: AUDIENCE, clients: { 'e2e-agent': { secret: clientSecret, roles: ['*'] } },
-      grantableRoles: () => new Set(cp?.policy?.roles.map((r) => r.name) ?? []),
-    });
-    const policyText = [
-      `trustDomain: ${TRUST_DOMAIN}`,
-      'providers:',
-      `  - { name: dev, issuer: "${issuerUrl}", audiences: [${AUDIENCE}], jwksUri: "${issuerUrl}/jwks" }`,
-      'roles:',
-      `  ${ROLE}:`,
-      '    allow:',
-      `      - { service: ${SERVICE}, tools: [${ALLOWED_TOOLS.join(', ')}] }`,
-      '',
-    ].join('\n');
-    const registryFile = path.join(dir, 'registry.yaml');
-    writeFileSync(registryFile, [
-      'services:',
-      `  - name: ${SERVICE}`,
-      '    protocol: "2025-11-25"',
-      '    sidecar: true',
-      '    endpoints:',
-      ...replicas.map((r) => `      - { address: 127.0.0.1, port: ${r.inboundPort}, locality: { region: local, zone: ${r.name} } }`),
-      '',
-    ].join('\n'));
-    const log = createLogger({ level: 'info', component: 'control-plane', write: (line) => {
-      // Synchronous with the event: `proxy connected` is logged as the ADS stream is accepted.
-      if (line.includes('"proxy connected"') || line.includes('"closing xDS stream"')) {
-        const o = JSON.parse(line) as { msg?: string; proxy?: string; reason?: string; details?: string };
-        if (o.msg === 'proxy connected' && o.proxy) connections.push({ node: o.proxy, at: Date.now() });
-        if (o.msg === 'closing xDS stream' && (o.reason === 'unauthenticated' || o.reason === 'identity_mismatch')) refusedStreams.push(`${o.reason}: ${o.details ?? ''}`);
+  before(
+    withDiagnostics(async () => {
+      if (skip) return;
+      dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-envoy-e2e-'));
+      // Ports first: the policy (JWKS URL, authorizer address) and the bootstraps name them.
+      cpAdminPort = await freePort();
+      const authzPort = await freePort();
+      gatewayPort = await freePort();
+      gatewayAdminPort = await freePort();
+      const gatewayStatsPort = await freePort();
+      for (const name of ['a', 'b']) {
+        replicas.push({
+          name,
+          nodeId: `${SERVICE}-${name}`,
+          appPort: await freePort(),
+          inboundPort: await freePort(),
+          adminPort: await freePort(),
+          statsPort: await freePort(),
+          agentLog: [],
+        });
       }
-      cpLog.push(line);
-      if (cpLog.length > 500) cpLog.shift();
-      if (process.env['MCPMESH_TEST_LOG']) process.stderr.write(`${line}\n`);
-    } });
-    // Secured as shipped: no xdsInsecure, so ADS is TLS and every stream must present a workload certificate.
-    cp = await new ControlPlane({
-      registryFile, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: cpAdminPort,
-      authzHost: '127.0.0.1', authzPort, devIssuer: issuer, quietMs: 20, maxDelayMs: 200,
-      security: { policy: parsePolicy(policyText, 'e2e-policy.yaml'), publicUrl: `http://127.0.0.1:${gatewayPort}`, authz: { host: '127.0.0.1', port: authzPort } },
-      log, metrics: new Metrics({ processMetrics: false }),
-    }).start();
-    const xds = { host: '127.0.0.1', port: cp.xdsPort };
 
-    // Two replicas: server-everything on loopback (minimal environment: get-env prints all of it), each
-    // behind its own sidecar Envoy with the bootstrap the sidecar agent writes, beside it the agent's identity.
-    for (const r of replicas) {
-      r.server = start(new Proc(`server-everything ${r.name} (:${r.appPort})`, process.execPath, ['--import', LOOPBACK_PRELOAD, EVERYTHING_BIN, 'streamableHttp'], {
-        env: { PATH: process.env['PATH'] ?? '', PORT: String(r.appPort), [REPLICA_ENV]: r.name },
-      }));
-      await r.server.waitForOutput(/listening on port/, 20_000);
-      r.agent = await sidecarAgent(r, xds);
-    }
-    const [first, second] = replicas as [Replica, Replica];
-    // Replica a: its Envoy first (a container that starts before the agent's), watched while it has no
-    // certificate to read; only then its agent.
-    const startedAt = Date.now();
-    first.sidecar = startSidecar(first, xds, first.agent as AgentIdentity);
-    withoutCert = await watchWithoutCertificate(first, startedAt);
-    await first.agent?.start();
-    // Replica b: the sidecar agent's own order: its identity (socket open, certificate on the way), then Envoy.
-    await second.agent?.start();
-    second.sidecar = startSidecar(second, xds, second.agent as AgentIdentity);
+      // The control plane: dev OAuth issuer on its admin port (granting only the policy's roles, as main.ts
+      // sets it up), policy on, registry with both replicas.
+      const issuerUrl = `http://127.0.0.1:${cpAdminPort}/oauth`;
+      issuer = await DevIssuer.create({
+        issuer: issuerUrl,
+        audience: AUDIENCE,
+        clients: { 'e2e-agent': { secret: clientSecret, roles: ['*'] } },
+        grantableRoles: () => new Set(cp?.policy?.roles.map((r) => r.name) ?? []),
+      });
+      const policyText = [
+        `trustDomain: ${TRUST_DOMAIN}`,
+        'providers:',
+        `  - { name: dev, issuer: "${issuerUrl}", audiences: [${AUDIENCE}], jwksUri: "${issuerUrl}/jwks" }`,
+        'roles:',
+        `  ${ROLE}:`,
+        '    allow:',
+        `      - { service: ${SERVICE}, tools: [${ALLOWED_TOOLS.join(', ')}] }`,
+        '',
+      ].join('\n');
+      const registryFile = path.join(dir, 'registry.yaml');
+      writeFileSync(
+        registryFile,
+        [
+          'services:',
+          `  - name: ${SERVICE}`,
+          '    protocol: "2025-11-25"',
+          '    sidecar: true',
+          '    endpoints:',
+          ...replicas.map((r) => `      - { address: 127.0.0.1, port: ${r.inboundPort}, locality: { region: local, zone: ${r.name} } }`),
+          '',
+        ].join('\n'),
+      );
+      const log = createLogger({
+        level: 'info',
+        component: 'control-plane',
+        write: (line) => {
+          // Synchronous with the event: `proxy connected` is logged as the ADS stream is accepted.
+          if (line.includes('"proxy connected"') || line.includes('"closing xDS stream"')) {
+            const o = JSON.parse(line) as { msg?: string; proxy?: string; reason?: string; details?: string };
+            if (o.msg === 'proxy connected' && o.proxy) connections.push({ node: o.proxy, at: Date.now() });
+            if (o.msg === 'closing xDS stream' && (o.reason === 'unauthenticated' || o.reason === 'identity_mismatch'))
+              refusedStreams.push(`${o.reason}: ${o.details ?? ''}`);
+          }
+          cpLog.push(line);
+          if (cpLog.length > 500) cpLog.shift();
+          if (process.env['MCPMESH_TEST_LOG']) process.stderr.write(`${line}\n`);
+        },
+      });
+      // Secured as shipped: no xdsInsecure, so ADS is TLS and every stream must present a workload certificate.
+      cp = await new ControlPlane({
+        registryFile,
+        xdsHost: '127.0.0.1',
+        xdsPort: 0,
+        adminHost: '127.0.0.1',
+        adminPort: cpAdminPort,
+        authzHost: '127.0.0.1',
+        authzPort,
+        devIssuer: issuer,
+        quietMs: 20,
+        maxDelayMs: 200,
+        security: {
+          policy: parsePolicy(policyText, 'e2e-policy.yaml'),
+          publicUrl: `http://127.0.0.1:${gatewayPort}`,
+          authz: { host: '127.0.0.1', port: authzPort },
+        },
+        log,
+        metrics: new Metrics({ processMetrics: false }),
+      }).start();
+      const xds = { host: '127.0.0.1', port: cp.xdsPort };
 
-    // The gateway, through the project's CLI, with a join token for its name (minted the way `mcpmesh
-    // join-token --gateway` asks the control plane for one) and its SDS socket in the test's directory. Its
-    // EnvoySupervisor starts `<--envoy-bin> -c <bootstrap> ... --disable-hot-restart`; the wrapper only quiets
-    // Envoy's log.
-    const gatewayToken = await mintGatewayJoinToken(cpAdminPort, GATEWAY_NAME);
-    assert.equal(gatewayToken.spiffeId, gatewayId(TRUST_DOMAIN, GATEWAY_NAME));
-    const wrapper = path.join(dir, 'envoy-quiet.sh');
-    writeFileSync(wrapper, `#!/bin/sh\nexec '${envoyBin.replaceAll("'", "'\\''")}' "$@" --log-level warn\n`);
-    chmodSync(wrapper, 0o755);
-    gateway = start(startGatewayCli({
-      name: GATEWAY_NAME, procName: `gateway CLI + envoy (:${gatewayPort}, admin :${gatewayAdminPort})`, nodeId: GATEWAY_NODE, listenerPort: gatewayPort,
-      xds, adminPort: gatewayAdminPort, statsPort: gatewayStatsPort, envoyBin: wrapper, bootstrapPath: path.join(dir, 'gateway.json'),
-      joinToken: gatewayToken.token, sdsSocket: path.join(dir, 'sds-gateway.sock'),
-    }));
-
-    // Ready means: each agent holds its certificate; each sidecar has its listener and its local cluster, the
-    // gateway its listener, and the gateway's active health checks (through mTLS and each sidecar, to each
-    // server) pass for both replicas.
-    for (const r of replicas) await until(`sidecar ${r.name}'s agent: a workload certificate`, async () => r.certAt !== undefined && r.agent?.held !== undefined, 30_000);
-    gatewayCertAt = await until('the gateway CLI\'s agent: a workload certificate', async () => {
-      const installed = gatewayLogs(CERT_INSTALLED)[0];
-      return installed ? Date.parse(String(installed['time'])) : undefined;
-    }, 30_000);
-    for (const r of replicas) {
-      await until(`sidecar ${r.name}: listener sidecar.inbound and cluster local.${SERVICE}`, async () => {
-        const listeners = await httpText(`http://127.0.0.1:${r.adminPort}/listeners`);
-        const clusters = await httpText(`http://127.0.0.1:${r.adminPort}/clusters`);
-        return listeners.text.includes('sidecar.inbound::') && clusters.text.includes(`local.${SERVICE}::127.0.0.1:${r.appPort}::`);
-      }, 60_000);
-    }
-    await until('gateway: listener gateway.http', async () => (await httpText(`http://127.0.0.1:${gatewayAdminPort}/listeners`)).text.includes('gateway.http::'), 60_000);
-    await until(`gateway: both replicas of mcp.${SERVICE} healthy`, async () => {
-      const { text } = await httpText(`http://127.0.0.1:${gatewayAdminPort}/clusters`);
-      return replicas.every((r) => text.split('\n').includes(`mcp.${SERVICE}::127.0.0.1:${r.inboundPort}::health_flags::healthy`)) || undefined;
-    }, 60_000);
-    await until('gateway and sidecars ready (/ready)', async () => {
-      const ports = [gatewayAdminPort, ...replicas.map((r) => r.adminPort)];
-      const answers = await Promise.all(ports.map((p) => httpText(`http://127.0.0.1:${p}/ready`)));
-      return answers.every((a) => a.status === 200);
-    }, 30_000);
-
-    // A dev token, the way an agent gets one: client-credentials grant at the control plane's token endpoint.
-    token = await devToken(cpAdminPort, 'e2e-agent', clientSecret, [ROLE]);
-  }), { timeout: 300_000 });
-
-  after(async () => {
-    for (const c of clients) await closeClient(c);
-    // Gateway first (its CLI drains and stops its Envoy, then its agent), then sidecars, then servers; the
-    // sidecar agents once their Envoys are gone.
-    const order = [...procs].sort((a, b) => (a === gateway ? -1 : b === gateway ? 1 : 0));
-    for (const p of order) await p.stop();
-    for (const r of replicas) await stopAgent(r);
-    await cp?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }, { timeout: 90_000 });
-
-  it('an Envoy is ready only once its agent\'s certificate arrived: no listener and no xDS stream before, ACKed config and that certificate after', { skip, timeout: 60_000 }, withDiagnostics(async () => {
-    // Replica a's Envoy ran for a while with no agent beside it: up (its admin API answered), never ready,
-    // no listener from the control plane, and no ADS stream (it cannot do mTLS without its certificate).
-    const [first] = replicas as [Replica];
-    assert.ok(withoutCert, 'replica a was watched before its agent started');
-    assert.ok(withoutCert.readyStatuses.length >= 3, `Envoy's admin API answered during the window: ${JSON.stringify(withoutCert)}`);
-    assert.ok(withoutCert.readyStatuses.every((s) => s !== 200), `/ready said 200 without a certificate: ${JSON.stringify(withoutCert)}`);
-    assert.equal(withoutCert.listenerSeen, false, 'a listener arrived without a certificate');
-    assert.equal(withoutCert.connected, false, 'the control plane saw an xDS stream from an Envoy without a certificate');
-    assert.ok(first.certAt !== undefined, 'replica a\'s agent installed its certificate after the window');
-
-    // Every proxy: its first ADS stream was accepted, and its config ACKed, only after its agent installed
-    // the certificate; now it is ready.
-    const proxies: Array<{ node: string; certAt: number | undefined; adminPort: number; spiffeId: string; serial?: string }> = [
-      ...replicas.map((r) => ({
-        node: r.nodeId, certAt: r.certAt, adminPort: r.adminPort, spiffeId: sidecarId(TRUST_DOMAIN, SERVICE),
-        ...(r.agent?.held ? { serial: new X509Certificate(r.agent.held.certChainPem).serialNumber } : {}),
-      })),
-      { node: GATEWAY_NODE, certAt: gatewayCertAt, adminPort: gatewayAdminPort, spiffeId: gatewayId(TRUST_DOMAIN, GATEWAY_NAME) },
-    ];
-    for (const p of proxies) {
-      assert.ok(p.certAt !== undefined, `${p.node}: its agent installed a certificate`);
-      const firstStream = connections.find((c) => c.node === p.node);
-      assert.ok(firstStream, `${p.node}: the control plane accepted an ADS stream from it`);
-      assert.ok(firstStream.at >= p.certAt, `${p.node}: ADS stream at ${new Date(firstStream.at).toISOString()}, before its certificate (${new Date(p.certAt).toISOString()})`);
-      const status = cp?.tracker.byNodeId(p.node);
-      assert.ok(status, `${p.node}: connected`);
-      for (const kind of ['cluster', 'listener'] as const) {
-        const acked = status.types[kind]?.ackedAt;
-        assert.ok(acked !== undefined && acked >= p.certAt, `${p.node}: ${kind} ACKed at ${acked}, certificate at ${p.certAt}`);
+      // Two replicas: server-everything on loopback (minimal environment: get-env prints all of it), each
+      // behind its own sidecar Envoy with the bootstrap the sidecar agent writes, beside it the agent's identity.
+      for (const r of replicas) {
+        r.server = start(
+          new Proc(
+            `server-everything ${r.name} (:${r.appPort})`,
+            process.execPath,
+            ['--import', LOOPBACK_PRELOAD, EVERYTHING_BIN, 'streamableHttp'],
+            {
+              env: { PATH: process.env['PATH'] ?? '', PORT: String(r.appPort), [REPLICA_ENV]: r.name },
+            },
+          ),
+        );
+        await r.server.waitForOutput(/listening on port/, 20_000);
+        r.agent = await sidecarAgent(r, xds);
       }
-      const ready = await httpText(`http://127.0.0.1:${p.adminPort}/ready`);
-      assert.equal(ready.status, 200, `${p.node}: /ready ${ready.text}`);
-      // The certificate Envoy uses is its agent's: its SPIFFE ID, and for the sidecars the very serial the agent holds.
-      const certs = (await httpText(`http://127.0.0.1:${p.adminPort}/certs`)).text;
-      assert.ok(certs.includes(p.spiffeId), `${p.node}: Envoy's /certs has no ${p.spiffeId}:\n${certs.slice(0, 2_000)}`);
-      if (p.serial) {
-        const serial = p.serial.toLowerCase().replace(/^0+/, '');
-        assert.ok(certs.toLowerCase().includes(serial), `${p.node}: Envoy's /certs has not its agent's certificate (serial ${p.serial}):\n${certs.slice(0, 2_000)}`);
+      const [first, second] = replicas as [Replica, Replica];
+      // Replica a: its Envoy first (a container that starts before the agent's), watched while it has no
+      // certificate to read; only then its agent.
+      const startedAt = Date.now();
+      first.sidecar = startSidecar(first, xds, first.agent as AgentIdentity);
+      withoutCert = await watchWithoutCertificate(first, startedAt);
+      await first.agent?.start();
+      // Replica b: the sidecar agent's own order: its identity (socket open, certificate on the way), then Envoy.
+      await second.agent?.start();
+      second.sidecar = startSidecar(second, xds, second.agent as AgentIdentity);
+
+      // The gateway, through the project's CLI, with a join token for its name (minted the way `mcpmesh
+      // join-token --gateway` asks the control plane for one) and its SDS socket in the test's directory. Its
+      // EnvoySupervisor starts `<--envoy-bin> -c <bootstrap> ... --disable-hot-restart`; the wrapper only quiets
+      // Envoy's log.
+      const gatewayToken = await mintGatewayJoinToken(cpAdminPort, GATEWAY_NAME);
+      assert.equal(gatewayToken.spiffeId, gatewayId(TRUST_DOMAIN, GATEWAY_NAME));
+      const wrapper = path.join(dir, 'envoy-quiet.sh');
+      writeFileSync(wrapper, `#!/bin/sh\nexec '${envoyBin.replaceAll("'", "'\\''")}' "$@" --log-level warn\n`);
+      chmodSync(wrapper, 0o755);
+      gateway = start(
+        startGatewayCli({
+          name: GATEWAY_NAME,
+          procName: `gateway CLI + envoy (:${gatewayPort}, admin :${gatewayAdminPort})`,
+          nodeId: GATEWAY_NODE,
+          listenerPort: gatewayPort,
+          xds,
+          adminPort: gatewayAdminPort,
+          statsPort: gatewayStatsPort,
+          envoyBin: wrapper,
+          bootstrapPath: path.join(dir, 'gateway.json'),
+          joinToken: gatewayToken.token,
+          sdsSocket: path.join(dir, 'sds-gateway.sock'),
+        }),
+      );
+
+      // Ready means: each agent holds its certificate; each sidecar has its listener and its local cluster, the
+      // gateway its listener, and the gateway's active health checks (through mTLS and each sidecar, to each
+      // server) pass for both replicas.
+      for (const r of replicas)
+        await until(
+          `sidecar ${r.name}'s agent: a workload certificate`,
+          async () => r.certAt !== undefined && r.agent?.held !== undefined,
+          30_000,
+        );
+      gatewayCertAt = await until(
+        "the gateway CLI's agent: a workload certificate",
+        async () => {
+          const installed = gatewayLogs(CERT_INSTALLED)[0];
+          return installed ? Date.parse(String(installed['time'])) : undefined;
+        },
+        30_000,
+      );
+      for (const r of replicas) {
+        await until(
+          `sidecar ${r.name}: listener sidecar.inbound and cluster local.${SERVICE}`,
+          async () => {
+            const listeners = await httpText(`http://127.0.0.1:${r.adminPort}/listeners`);
+            const clusters = await httpText(`http://127.0.0.1:${r.adminPort}/clusters`);
+            return listeners.text.includes('sidecar.inbound::') && clusters.text.includes(`local.${SERVICE}::127.0.0.1:${r.appPort}::`);
+          },
+          60_000,
+        );
       }
-    }
-  }));
+      await until(
+        'gateway: listener gateway.http',
+        async () => (await httpText(`http://127.0.0.1:${gatewayAdminPort}/listeners`)).text.includes('gateway.http::'),
+        60_000,
+      );
+      await until(
+        `gateway: both replicas of mcp.${SERVICE} healthy`,
+        async () => {
+          const { text } = await httpText(`http://127.0.0.1:${gatewayAdminPort}/clusters`);
+          return (
+            replicas.every((r) => text.split('\n').includes(`mcp.${SERVICE}::127.0.0.1:${r.inboundPort}::health_flags::healthy`)) ||
+            undefined
+          );
+        },
+        60_000,
+      );
+      await until(
+        'gateway and sidecars ready (/ready)',
+        async () => {
+          const ports = [gatewayAdminPort, ...replicas.map((r) => r.adminPort)];
+          const answers = await Promise.all(ports.map((p) => httpText(`http://127.0.0.1:${p}/ready`)));
+          return answers.every((a) => a.status === 200);
+        },
+        30_000,
+      );
 
-  it('nothing the control plane shows on /debug/config_dump contains a private key; it holds no workload identity secret', { skip, timeout: 60_000 }, withDiagnostics(async () => {
-    const nodes = (cp?.tracker.list() ?? []).map((s) => s.proxy.id);
-    for (const n of [GATEWAY_NODE, ...replicas.map((r) => r.nodeId)]) assert.ok(nodes.includes(n), `${n} is connected: ${nodes.join(', ')}`);
-    const queries = [
-      ...nodes.map((n) => `node=${encodeURIComponent(n)}`),
-      `role=gateway&port=${gatewayPort}`,
-      `role=sidecar&service=${SERVICE}&port=${replicas[0]?.inboundPort ?? 15006}&app_port=${replicas[0]?.appPort ?? 8080}`,
-    ];
-    for (const q of queries) {
-      const r = await httpText(`http://127.0.0.1:${cpAdminPort}/debug/config_dump?${q}`);
-      assert.equal(r.status, 200, `${q}: ${r.text.slice(0, 500)}`);
-      assert.ok(!r.text.includes('PRIVATE KEY'), `/debug/config_dump?${q} contains a private key`);
-      const dump = JSON.parse(r.text) as { secret: Array<{ name: string; resource: { tls_certificate?: unknown } }> };
-      const names = dump.secret.map((s) => s.name);
-      assert.ok(names.includes('mcpmesh.trust'), `${q}: the trust bundle is there (secrets: ${names.join(', ')})`);
-      assert.ok(!names.includes('mcpmesh.identity'), `${q}: the control plane has a workload identity secret; only the agent may`);
-      assert.ok(dump.secret.every((s) => s.resource.tls_certificate === undefined), `${q}: a secret with a certificate and key`);
-    }
-    const proxies = await httpText(`http://127.0.0.1:${cpAdminPort}/debug/proxies`);
-    assert.equal(proxies.status, 200, proxies.text);
-    assert.ok(!proxies.text.includes('PRIVATE KEY'), '/debug/proxies contains a private key');
-  }));
+      // A dev token, the way an agent gets one: client-credentials grant at the control plane's token endpoint.
+      token = await devToken(cpAdminPort, 'e2e-agent', clientSecret, [ROLE]);
+    }),
+    { timeout: 300_000 },
+  );
 
-  it('the dev issuer grants only the roles the policy defines', { skip, timeout: 30_000 }, withDiagnostics(async () => {
-    const r = await httpText(`http://127.0.0.1:${cpAdminPort}/oauth/token`, {
-      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'e2e-agent', client_secret: clientSecret, scope: 'admin' }).toString(),
-    });
-    assert.equal(r.status, 400, r.text);
-    const body = JSON.parse(r.text) as { error: string; error_description: string };
-    assert.equal(body.error, 'invalid_scope', r.text);
-    assert.match(body.error_description, new RegExp(`it may be granted: "${ROLE}"`), r.text);
-  }));
+  after(
+    async () => {
+      for (const c of clients) await closeClient(c);
+      // Gateway first (its CLI drains and stops its Envoy, then its agent), then sidecars, then servers; the
+      // sidecar agents once their Envoys are gone.
+      const order = [...procs].sort((a, b) => (a === gateway ? -1 : b === gateway ? 1 : 0));
+      for (const p of order) await p.stop();
+      for (const r of replicas) await stopAgent(r);
+      await cp?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    },
+    { timeout: 90_000 },
+  );
 
-  it('without a token: 401 with the MCP challenge; the RFC 9728 metadata stays public', { skip, timeout: 60_000 }, withDiagnostics(async () => {
-    const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'no-token', version: '1' } } });
-    const r = await httpText(gatewayUrl().href, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' }, body: init });
-    assert.equal(r.status, 401, r.text);
-    assert.match(r.headers.get('www-authenticate') ?? '', /^Bearer .*resource_metadata="[^"]*\/\.well-known\/oauth-protected-resource[^"]*"/);
-    const meta = await httpText(`http://127.0.0.1:${gatewayPort}/.well-known/oauth-protected-resource/mcp/${SERVICE}`);
-    assert.equal(meta.status, 200, meta.text);
-    assert.ok((JSON.parse(meta.text) as { authorization_servers: string[] }).authorization_servers.includes(issuer.issuer), meta.text);
-  }));
+  it(
+    "an Envoy is ready only once its agent's certificate arrived: no listener and no xDS stream before, ACKed config and that certificate after",
+    { skip, timeout: 60_000 },
+    withDiagnostics(async () => {
+      // Replica a's Envoy ran for a while with no agent beside it: up (its admin API answered), never ready,
+      // no listener from the control plane, and no ADS stream (it cannot do mTLS without its certificate).
+      const [first] = replicas as [Replica];
+      assert.ok(withoutCert, 'replica a was watched before its agent started');
+      assert.ok(withoutCert.readyStatuses.length >= 3, `Envoy's admin API answered during the window: ${JSON.stringify(withoutCert)}`);
+      assert.ok(
+        withoutCert.readyStatuses.every((s) => s !== 200),
+        `/ready said 200 without a certificate: ${JSON.stringify(withoutCert)}`,
+      );
+      assert.equal(withoutCert.listenerSeen, false, 'a listener arrived without a certificate');
+      assert.equal(withoutCert.connected, false, 'the control plane saw an xDS stream from an Envoy without a certificate');
+      assert.ok(first.certAt !== undefined, "replica a's agent installed its certificate after the window");
 
-  it('initialize; tools/list shows only the tools the role may call', { skip, timeout: 60_000 }, withDiagnostics(async () => {
-    const client = await connect();
-    assert.equal(client.getServerVersion()?.name !== undefined, true, 'initialize answered with server info');
-    assert.deepEqual(await allToolNames(client), [...ALLOWED_TOOLS].sort());
-    await closeClient(client);
-  }));
+      // Every proxy: its first ADS stream was accepted, and its config ACKed, only after its agent installed
+      // the certificate; now it is ready.
+      const proxies: Array<{ node: string; certAt: number | undefined; adminPort: number; spiffeId: string; serial?: string }> = [
+        ...replicas.map((r) => ({
+          node: r.nodeId,
+          certAt: r.certAt,
+          adminPort: r.adminPort,
+          spiffeId: sidecarId(TRUST_DOMAIN, SERVICE),
+          ...(r.agent?.held ? { serial: new X509Certificate(r.agent.held.certChainPem).serialNumber } : {}),
+        })),
+        { node: GATEWAY_NODE, certAt: gatewayCertAt, adminPort: gatewayAdminPort, spiffeId: gatewayId(TRUST_DOMAIN, GATEWAY_NAME) },
+      ];
+      for (const p of proxies) {
+        assert.ok(p.certAt !== undefined, `${p.node}: its agent installed a certificate`);
+        const firstStream = connections.find((c) => c.node === p.node);
+        assert.ok(firstStream, `${p.node}: the control plane accepted an ADS stream from it`);
+        assert.ok(
+          firstStream.at >= p.certAt,
+          `${p.node}: ADS stream at ${new Date(firstStream.at).toISOString()}, before its certificate (${new Date(p.certAt).toISOString()})`,
+        );
+        const status = cp?.tracker.byNodeId(p.node);
+        assert.ok(status, `${p.node}: connected`);
+        for (const kind of ['cluster', 'listener'] as const) {
+          const acked = status.types[kind]?.ackedAt;
+          assert.ok(acked !== undefined && acked >= p.certAt, `${p.node}: ${kind} ACKed at ${acked}, certificate at ${p.certAt}`);
+        }
+        const ready = await httpText(`http://127.0.0.1:${p.adminPort}/ready`);
+        assert.equal(ready.status, 200, `${p.node}: /ready ${ready.text}`);
+        // The certificate Envoy uses is its agent's: its SPIFFE ID, and for the sidecars the very serial the agent holds.
+        const certs = (await httpText(`http://127.0.0.1:${p.adminPort}/certs`)).text;
+        assert.ok(certs.includes(p.spiffeId), `${p.node}: Envoy's /certs has no ${p.spiffeId}:\n${certs.slice(0, 2_000)}`);
+        if (p.serial) {
+          const serial = p.serial.toLowerCase().replace(/^0+/, '');
+          assert.ok(
+            certs.toLowerCase().includes(serial),
+            `${p.node}: Envoy's /certs has not its agent's certificate (serial ${p.serial}):\n${certs.slice(0, 2_000)}`,
+          );
+        }
+      }
+    }),
+  );
 
-  it('an allowed tools/call succeeds; a denied one is refused (403, JSON-RPC error) and the session goes on', { skip, timeout: 60_000 }, withDiagnostics(async () => {
-    const client = await connect();
-    const ok = await client.callTool({ name: 'echo', arguments: { message: 'through real Envoys' } }, undefined, REQUEST);
-    assert.deepEqual(ok.content, [{ type: 'text', text: 'Echo: through real Envoys' }]);
-    await assert.rejects(client.callTool({ name: DENIED_TOOL, arguments: { a: 1, b: 2 } }, undefined, REQUEST), (err: Error & { code?: number }) => {
-      assert.equal(err.code, 403, err.message);
-      const body = JSON.parse(err.message.slice(err.message.indexOf('{'))) as { error?: { code?: number; message?: string } };
-      assert.equal(typeof body.error?.code, 'number', err.message);
-      assert.match(body.error?.message ?? '', new RegExp(DENIED_TOOL), err.message);
-      return true;
-    });
-    const again = await client.callTool({ name: 'echo', arguments: { message: 'still here' } }, undefined, REQUEST);
-    assert.deepEqual(again.content, [{ type: 'text', text: 'Echo: still here' }]);
-    await closeClient(client);
-  }));
+  it(
+    'nothing the control plane shows on /debug/config_dump contains a private key; it holds no workload identity secret',
+    { skip, timeout: 60_000 },
+    withDiagnostics(async () => {
+      const nodes = (cp?.tracker.list() ?? []).map((s) => s.proxy.id);
+      for (const n of [GATEWAY_NODE, ...replicas.map((r) => r.nodeId)])
+        assert.ok(nodes.includes(n), `${n} is connected: ${nodes.join(', ')}`);
+      const queries = [
+        ...nodes.map((n) => `node=${encodeURIComponent(n)}`),
+        `role=gateway&port=${gatewayPort}`,
+        `role=sidecar&service=${SERVICE}&port=${replicas[0]?.inboundPort ?? 15006}&app_port=${replicas[0]?.appPort ?? 8080}`,
+      ];
+      for (const q of queries) {
+        const r = await httpText(`http://127.0.0.1:${cpAdminPort}/debug/config_dump?${q}`);
+        assert.equal(r.status, 200, `${q}: ${r.text.slice(0, 500)}`);
+        assert.ok(!r.text.includes('PRIVATE KEY'), `/debug/config_dump?${q} contains a private key`);
+        const dump = JSON.parse(r.text) as { secret: Array<{ name: string; resource: { tls_certificate?: unknown } }> };
+        const names = dump.secret.map((s) => s.name);
+        assert.ok(names.includes('mcpmesh.trust'), `${q}: the trust bundle is there (secrets: ${names.join(', ')})`);
+        assert.ok(!names.includes('mcpmesh.identity'), `${q}: the control plane has a workload identity secret; only the agent may`);
+        assert.ok(
+          dump.secret.every((s) => s.resource.tls_certificate === undefined),
+          `${q}: a secret with a certificate and key`,
+        );
+      }
+      const proxies = await httpText(`http://127.0.0.1:${cpAdminPort}/debug/proxies`);
+      assert.equal(proxies.status, 200, proxies.text);
+      assert.ok(!proxies.text.includes('PRIVATE KEY'), '/debug/proxies contains a private key');
+    }),
+  );
 
-  it('a session sticks to the replica that answered initialize', { skip, timeout: 90_000 }, withDiagnostics(async () => {
-    const client = await connect();
-    const seen: string[] = [];
-    for (let i = 0; i < 8; i++) {
-      seen.push(await replicaOf(client));
-      const echo = await client.callTool({ name: 'echo', arguments: { message: `call ${i}` } }, undefined, REQUEST);
-      assert.deepEqual(echo.content, [{ type: 'text', text: `Echo: call ${i}` }]);
-    }
-    // The other replica does not know this session: a single stray request would have failed above.
-    assert.deepEqual(new Set(seen).size, 1, `one session, several replicas: ${seen.join(', ')}`);
-    await closeClient(client);
-  }));
+  it(
+    'the dev issuer grants only the roles the policy defines',
+    { skip, timeout: 30_000 },
+    withDiagnostics(async () => {
+      const r = await httpText(`http://127.0.0.1:${cpAdminPort}/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: 'e2e-agent',
+          client_secret: clientSecret,
+          scope: 'admin',
+        }).toString(),
+      });
+      assert.equal(r.status, 400, r.text);
+      const body = JSON.parse(r.text) as { error: string; error_description: string };
+      assert.equal(body.error, 'invalid_scope', r.text);
+      assert.match(body.error_description, new RegExp(`it may be granted: "${ROLE}"`), r.text);
+    }),
+  );
 
-  it('new sessions are spread over both replicas', { skip, timeout: 120_000 }, withDiagnostics(async () => {
-    // Sessions stay open (each holds its GET event stream, an active request for least_request) while more open.
-    const open: Client[] = [];
-    const seen = new Set<string>();
-    for (let i = 0; i < 12 && seen.size < replicas.length; i++) {
+  it(
+    'without a token: 401 with the MCP challenge; the RFC 9728 metadata stays public',
+    { skip, timeout: 60_000 },
+    withDiagnostics(async () => {
+      const init = JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 'no-token', version: '1' } },
+      });
+      const r = await httpText(gatewayUrl().href, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+        body: init,
+      });
+      assert.equal(r.status, 401, r.text);
+      assert.match(
+        r.headers.get('www-authenticate') ?? '',
+        /^Bearer .*resource_metadata="[^"]*\/\.well-known\/oauth-protected-resource[^"]*"/,
+      );
+      const meta = await httpText(`http://127.0.0.1:${gatewayPort}/.well-known/oauth-protected-resource/mcp/${SERVICE}`);
+      assert.equal(meta.status, 200, meta.text);
+      assert.ok((JSON.parse(meta.text) as { authorization_servers: string[] }).authorization_servers.includes(issuer.issuer), meta.text);
+    }),
+  );
+
+  it(
+    'initialize; tools/list shows only the tools the role may call',
+    { skip, timeout: 60_000 },
+    withDiagnostics(async () => {
       const client = await connect();
-      open.push(client);
-      seen.add(await replicaOf(client));
-    }
-    assert.deepEqual([...seen].sort(), replicas.map((r) => r.name).sort(), 'both replicas serve sessions');
-    for (const c of open) await closeClient(c);
-  }));
+      assert.equal(client.getServerVersion()?.name !== undefined, true, 'initialize answered with server info');
+      assert.deepEqual(await allToolNames(client), [...ALLOWED_TOOLS].sort());
+      await closeClient(client);
+    }),
+  );
 
-  it('failover: the replica owning a new session dies; a fresh session succeeds through the other', { skip, timeout: 120_000 }, withDiagnostics(async () => {
-    const client = await connect();
-    const owner = await replicaOf(client);
-    const victim = replicas.find((r) => r.name === owner);
-    assert.ok(victim?.server && victim.sidecar, `replica ${owner} is known`);
-    // The whole replica goes: its server, its sidecar Envoy and its agent (a node or pod dying).
-    victim.server.expectExit = true;
-    victim.sidecar.expectExit = true;
-    victim.server.signal('SIGKILL');
-    victim.sidecar.signal('SIGKILL');
-    await Promise.race([Promise.all([victim.server.exited, victim.sidecar.exited]), sleep(5_000)]);
-    assert.equal(victim.server.alive || victim.sidecar.alive, false, `replica ${owner} did not die`);
-    await stopAgent(victim);
-    await closeClient(client);
+  it(
+    'an allowed tools/call succeeds; a denied one is refused (403, JSON-RPC error) and the session goes on',
+    { skip, timeout: 60_000 },
+    withDiagnostics(async () => {
+      const client = await connect();
+      const ok = await client.callTool({ name: 'echo', arguments: { message: 'through real Envoys' } }, undefined, REQUEST);
+      assert.deepEqual(ok.content, [{ type: 'text', text: 'Echo: through real Envoys' }]);
+      await assert.rejects(
+        client.callTool({ name: DENIED_TOOL, arguments: { a: 1, b: 2 } }, undefined, REQUEST),
+        (err: Error & { code?: number }) => {
+          assert.equal(err.code, 403, err.message);
+          const body = JSON.parse(err.message.slice(err.message.indexOf('{'))) as { error?: { code?: number; message?: string } };
+          assert.equal(typeof body.error?.code, 'number', err.message);
+          assert.match(body.error?.message ?? '', new RegExp(DENIED_TOOL), err.message);
+          return true;
+        },
+      );
+      const again = await client.callTool({ name: 'echo', arguments: { message: 'still here' } }, undefined, REQUEST);
+      assert.deepEqual(again.content, [{ type: 'text', text: 'Echo: still here' }]);
+      await closeClient(client);
+    }),
+  );
 
-    // Until outlier detection (consecutive gateway failures) or health checks take the dead endpoint out, a new
-    // session may still be tried there first (connect failures are retried); bounded.
-    const failures: string[] = [];
-    const deadline = Date.now() + 45_000;
-    let survivor: string | undefined;
-    let fresh: Client | undefined;
-    while (Date.now() < deadline) {
-      try {
-        fresh = await connect();
-        survivor = await replicaOf(fresh);
-        break;
-      } catch (err) {
-        failures.push((err as Error).message.slice(0, 200));
-        if (fresh) await closeClient(fresh);
-        fresh = undefined;
-        await sleep(500);
+  it(
+    'a session sticks to the replica that answered initialize',
+    { skip, timeout: 90_000 },
+    withDiagnostics(async () => {
+      const client = await connect();
+      const seen: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        seen.push(await replicaOf(client));
+        const echo = await client.callTool({ name: 'echo', arguments: { message: `call ${i}` } }, undefined, REQUEST);
+        assert.deepEqual(echo.content, [{ type: 'text', text: `Echo: call ${i}` }]);
       }
-    }
-    assert.ok(fresh && survivor, `no fresh session succeeded within 45 s after replica ${owner} died; failures:\n  ${failures.join('\n  ')}`);
-    assert.notEqual(survivor, owner);
-    // And it is a working session, on the survivor.
-    for (let i = 0; i < 3; i++) assert.equal(await replicaOf(fresh), survivor);
-    const echo = await fresh.callTool({ name: 'echo', arguments: { message: 'after failover' } }, undefined, REQUEST);
-    assert.deepEqual(echo.content, [{ type: 'text', text: 'Echo: after failover' }]);
-    await closeClient(fresh);
-  }));
+      // The other replica does not know this session: a single stray request would have failed above.
+      assert.deepEqual(new Set(seen).size, 1, `one session, several replicas: ${seen.join(', ')}`);
+      await closeClient(client);
+    }),
+  );
+
+  it(
+    'new sessions are spread over both replicas',
+    { skip, timeout: 120_000 },
+    withDiagnostics(async () => {
+      // Sessions stay open (each holds its GET event stream, an active request for least_request) while more open.
+      const open: Client[] = [];
+      const seen = new Set<string>();
+      for (let i = 0; i < 12 && seen.size < replicas.length; i++) {
+        const client = await connect();
+        open.push(client);
+        seen.add(await replicaOf(client));
+      }
+      assert.deepEqual([...seen].sort(), replicas.map((r) => r.name).sort(), 'both replicas serve sessions');
+      for (const c of open) await closeClient(c);
+    }),
+  );
+
+  it(
+    'failover: the replica owning a new session dies; a fresh session succeeds through the other',
+    { skip, timeout: 120_000 },
+    withDiagnostics(async () => {
+      const client = await connect();
+      const owner = await replicaOf(client);
+      const victim = replicas.find((r) => r.name === owner);
+      assert.ok(victim?.server && victim.sidecar, `replica ${owner} is known`);
+      // The whole replica goes: its server, its sidecar Envoy and its agent (a node or pod dying).
+      victim.server.expectExit = true;
+      victim.sidecar.expectExit = true;
+      victim.server.signal('SIGKILL');
+      victim.sidecar.signal('SIGKILL');
+      await Promise.race([Promise.all([victim.server.exited, victim.sidecar.exited]), sleep(5_000)]);
+      assert.equal(victim.server.alive || victim.sidecar.alive, false, `replica ${owner} did not die`);
+      await stopAgent(victim);
+      await closeClient(client);
+
+      // Until outlier detection (consecutive gateway failures) or health checks take the dead endpoint out, a new
+      // session may still be tried there first (connect failures are retried); bounded.
+      const failures: string[] = [];
+      const deadline = Date.now() + 45_000;
+      let survivor: string | undefined;
+      let fresh: Client | undefined;
+      while (Date.now() < deadline) {
+        try {
+          fresh = await connect();
+          survivor = await replicaOf(fresh);
+          break;
+        } catch (err) {
+          failures.push((err as Error).message.slice(0, 200));
+          if (fresh) await closeClient(fresh);
+          fresh = undefined;
+          await sleep(500);
+        }
+      }
+      assert.ok(
+        fresh && survivor,
+        `no fresh session succeeded within 45 s after replica ${owner} died; failures:\n  ${failures.join('\n  ')}`,
+      );
+      assert.notEqual(survivor, owner);
+      // And it is a working session, on the survivor.
+      for (let i = 0; i < 3; i++) assert.equal(await replicaOf(fresh), survivor);
+      const echo = await fresh.callTool({ name: 'echo', arguments: { message: 'after failover' } }, undefined, REQUEST);
+      assert.deepEqual(echo.content, [{ type: 'text', text: 'Echo: after failover' }]);
+      await closeClient(fresh);
+    }),
+  );
 });

@@ -15,7 +15,9 @@ export interface EnvoyBinary {
   readonly semver: readonly [number, number, number];
 }
 
-export type EnvoyLookup = { readonly envoy: EnvoyBinary; readonly skip?: undefined } | { readonly envoy?: undefined; readonly skip: string };
+export type EnvoyLookup =
+  | { readonly envoy: EnvoyBinary; readonly skip?: undefined }
+  | { readonly envoy?: undefined; readonly skip: string };
 
 export function findEnvoyBinary(env: NodeJS.ProcessEnv = process.env): EnvoyLookup {
   const bin = findEnvoy(env);
@@ -23,7 +25,9 @@ export function findEnvoyBinary(env: NodeJS.ProcessEnv = process.env): EnvoyLook
   const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 30_000 });
   const out = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim();
   if (r.error || r.status !== 0) {
-    return { skip: `Envoy at ${bin} does not run: ${r.error?.message ?? `\`envoy --version\` exited with ${r.status ?? r.signal}`}${out ? `: ${out}` : ''}` };
+    return {
+      skip: `Envoy at ${bin} does not run: ${r.error?.message ?? `\`envoy --version\` exited with ${r.status ?? r.signal}`}${out ? `: ${out}` : ''}`,
+    };
   }
   const m = /(\d+)\.(\d+)\.(\d+)/.exec(out.replace(/^[^:]*version:\s*[0-9a-f]+\//i, ''));
   if (!m) return { skip: `Envoy at ${bin}: cannot read a version from \`envoy --version\`: ${out}` };
@@ -38,7 +42,8 @@ export function envoySkip(lookup: EnvoyLookup, min?: readonly [number, number]):
   let reason: string | undefined = lookup.skip;
   if (lookup.envoy && min) {
     const [major, minor] = lookup.envoy.semver;
-    if (major < min[0] || (major === min[0] && minor < min[1])) reason = `Envoy ${lookup.envoy.semver.join('.')} at ${lookup.envoy.path} is older than ${min.join('.')}, which this test needs`;
+    if (major < min[0] || (major === min[0] && minor < min[1]))
+      reason = `Envoy ${lookup.envoy.semver.join('.')} at ${lookup.envoy.path} is older than ${min.join('.')}, which this test needs`;
   }
   if (reason === undefined) return false;
   if (process.env['MCPMESH_REQUIRE_ENVOY'] === '1') throw new Error(`MCPMESH_REQUIRE_ENVOY=1 but ${reason}`);

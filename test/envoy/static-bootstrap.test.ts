@@ -16,15 +16,25 @@ import { isIP } from 'node:net';
 import { describe, it } from 'node:test';
 import { formatViolations, validateMessage } from '../../control-plane/src/xds/validate.ts';
 import {
-  BOOTSTRAP_TYPE, goldenCases, HCM_TYPE, renderStaticBootstrap, staticBootstrap, StaticBootstrapError, walkMessages,
-  type Obj, type SnapshotJson, type StaticBootstrap,
+  BOOTSTRAP_TYPE,
+  goldenCases,
+  HCM_TYPE,
+  renderStaticBootstrap,
+  staticBootstrap,
+  StaticBootstrapError,
+  walkMessages,
+  type Obj,
+  type SnapshotJson,
+  type StaticBootstrap,
 } from './static-bootstrap.ts';
 import { identitySecret, workloadSecretName } from '../../control-plane/src/identity/sds.ts';
 import { localAuthzClusters } from '../../sidecar/src/bootstrap.ts';
 
 /** What an agent serves on its SDS socket, with placeholder PEMs (carried, not parsed, here). */
 const PLACEHOLDER_AGENT_SECRET = identitySecret(workloadSecretName(), {
-  certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n', chainPem: '', keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n',
+  certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n',
+  chainPem: '',
+  keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n',
 }) as Record<string, unknown>;
 
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -41,7 +51,8 @@ function* entries(v: unknown, at = ''): Generator<{ at: string; key: string; val
   }
 }
 
-const staticResources = (b: Obj): { listeners: Obj[]; clusters: Obj[]; secrets: Obj[] } => b['static_resources'] as { listeners: Obj[]; clusters: Obj[]; secrets: Obj[] };
+const staticResources = (b: Obj): { listeners: Obj[]; clusters: Obj[]; secrets: Obj[] } =>
+  b['static_resources'] as { listeners: Obj[]; clusters: Obj[]; secrets: Obj[] };
 
 /**
  * References by name, found by key rather than by schema so that this check does not share code with the
@@ -52,15 +63,21 @@ function clusterRefs(b: Obj): Array<{ at: string; name: string }> {
   const out: Array<{ at: string; name: string }> = [];
   for (const e of entries(b)) {
     if (e.at === 'node') continue;
-    if ((e.key === 'cluster' || e.key === 'cluster_name') && typeof e.value === 'string') out.push({ at: `${e.at}.${e.key}`, name: e.value });
+    if ((e.key === 'cluster' || e.key === 'cluster_name') && typeof e.value === 'string')
+      out.push({ at: `${e.at}.${e.key}`, name: e.value });
     if (e.key === 'weighted_clusters' && isObj(e.value)) {
-      for (const w of (e.value['clusters'] as Obj[] | undefined) ?? []) out.push({ at: `${e.at}.weighted_clusters`, name: String(w['name']) });
+      for (const w of (e.value['clusters'] as Obj[] | undefined) ?? [])
+        out.push({ at: `${e.at}.weighted_clusters`, name: String(w['name']) });
     }
   }
   return out;
 }
 
-const SECRET_REF_KEYS = new Set(['tls_certificate_sds_secret_configs', 'validation_context_sds_secret_config', 'session_ticket_keys_sds_secret_config']);
+const SECRET_REF_KEYS = new Set([
+  'tls_certificate_sds_secret_configs',
+  'validation_context_sds_secret_config',
+  'session_ticket_keys_sds_secret_config',
+]);
 
 function secretRefs(b: Obj): Array<{ at: string; ref: Obj }> {
   const out: Array<{ at: string; ref: Obj }> = [];
@@ -89,18 +106,24 @@ const envoyRules: Record<string, (b: Obj) => string[]> = {
   // ALPN. Using a transport socket which does not support ALPN will result in configuration failure."
   // (upstream_impl.cc: "ALPN configured for cluster X which has a non-ALPN transport socket"). Of the
   // transport sockets the project emits, only TLS supports ALPN.
-  'auto_config (ALPN) only on clusters with a TLS transport socket': (b) => staticResources(b).clusters.flatMap((c) => {
-    const opts = (c['typed_extension_protocol_options'] as Obj | undefined)?.[HTTP_PROTOCOL_OPTIONS] as Obj | undefined;
-    const tls = (c['transport_socket'] as Obj | undefined)?.['name'] === 'envoy.transport_sockets.tls';
-    return opts?.['auto_config'] !== undefined && !tls ? [`cluster "${String(c['name'])}": auto_config without a TLS transport socket`] : [];
-  }),
+  'auto_config (ALPN) only on clusters with a TLS transport socket': (b) =>
+    staticResources(b).clusters.flatMap((c) => {
+      const opts = (c['typed_extension_protocol_options'] as Obj | undefined)?.[HTTP_PROTOCOL_OPTIONS] as Obj | undefined;
+      const tls = (c['transport_socket'] as Obj | undefined)?.['name'] === 'envoy.transport_sockets.tls';
+      return opts?.['auto_config'] !== undefined && !tls
+        ? [`cluster "${String(c['name'])}": auto_config without a TLS transport socket`]
+        : [];
+    }),
   // logical_dns_cluster.cc: "LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint".
-  'LOGICAL_DNS clusters have exactly one endpoint': (b) => staticResources(b).clusters.flatMap((c) => {
-    if (c['type'] !== 'LOGICAL_DNS') return [];
-    const localities = ((c['load_assignment'] as Obj | undefined)?.['endpoints'] as Obj[] | undefined) ?? [];
-    const n = localities.reduce((sum, l) => sum + ((l['lb_endpoints'] as unknown[] | undefined)?.length ?? 0), 0);
-    return localities.length === 1 && n === 1 ? [] : [`cluster "${String(c['name'])}": LOGICAL_DNS with ${localities.length} localities / ${n} endpoints`];
-  }),
+  'LOGICAL_DNS clusters have exactly one endpoint': (b) =>
+    staticResources(b).clusters.flatMap((c) => {
+      if (c['type'] !== 'LOGICAL_DNS') return [];
+      const localities = ((c['load_assignment'] as Obj | undefined)?.['endpoints'] as Obj[] | undefined) ?? [];
+      const n = localities.reduce((sum, l) => sum + ((l['lb_endpoints'] as unknown[] | undefined)?.length ?? 0), 0);
+      return localities.length === 1 && n === 1
+        ? []
+        : [`cluster "${String(c['name'])}": LOGICAL_DNS with ${localities.length} localities / ${n} endpoints`];
+    }),
   // route config_impl.cc: "Only unique values for domains are permitted. Duplicate entry of domain ..."
   'virtual host domains are unique within a route table': (b) => {
     const problems: string[] = [];
@@ -124,7 +147,8 @@ const envoyRules: Record<string, (b: Obj) => string[]> = {
     walkMessages(BOOTSTRAP_TYPE, b, (type, msg, at) => {
       if (type !== HCM_TYPE) return;
       const names = ((msg['http_filters'] as Obj[] | undefined) ?? []).map((f) => String(f['name']));
-      if (names.at(-1) !== ROUTER || names.indexOf(ROUTER) !== names.length - 1) problems.push(`${at}: http_filters ${JSON.stringify(names)}`);
+      if (names.at(-1) !== ROUTER || names.indexOf(ROUTER) !== names.length - 1)
+        problems.push(`${at}: http_filters ${JSON.stringify(names)}`);
     });
     return problems;
   },
@@ -133,10 +157,14 @@ const envoyRules: Record<string, (b: Obj) => string[]> = {
 for (const gc of goldenCases()) {
   describe(`static Envoy bootstrap of golden case ${gc.name}`, () => {
     let built: { snapshot: SnapshotJson; result: StaticBootstrap } | undefined;
-    const get = (): { snapshot: SnapshotJson; result: StaticBootstrap } => (built ??= (() => {
-      const snapshot = gc.snapshot();
-      return { snapshot, result: staticBootstrap(snapshot, { ...gc.options, ...(gc.workloadId ? { agentSecrets: [PLACEHOLDER_AGENT_SECRET] } : {}) }) };
-    })());
+    const get = (): { snapshot: SnapshotJson; result: StaticBootstrap } =>
+      (built ??= (() => {
+        const snapshot = gc.snapshot();
+        return {
+          snapshot,
+          result: staticBootstrap(snapshot, { ...gc.options, ...(gc.workloadId ? { agentSecrets: [PLACEHOLDER_AGENT_SECRET] } : {}) }),
+        };
+      })());
 
     it(`passes the project's validator as an ${BOOTSTRAP_TYPE}`, () => {
       const violations = validateMessage(BOOTSTRAP_TYPE, get().result.bootstrap);
@@ -146,7 +174,11 @@ for (const gc of goldenCases()) {
     it('has no dynamic xDS left: no ads / rds / eds_cluster_config / sds_config / api_listener, no EDS cluster', () => {
       const { bootstrap } = get().result;
       const left = [...entries(bootstrap)]
-        .filter((e) => ['ads', 'rds', 'eds_cluster_config', 'sds_config', 'api_listener', 'lds_config', 'cds_config', 'ads_config'].includes(e.key) || (e.key === 'type' && e.value === 'EDS'))
+        .filter(
+          (e) =>
+            ['ads', 'rds', 'eds_cluster_config', 'sds_config', 'api_listener', 'lds_config', 'cds_config', 'ads_config'].includes(e.key) ||
+            (e.key === 'type' && e.value === 'EDS'),
+        )
         .map((e) => `${e.at}.${e.key}`);
       assert.deepEqual(left, []);
       assert.equal(bootstrap['dynamic_resources'], undefined);
@@ -160,25 +192,51 @@ for (const gc of goldenCases()) {
       const dangling = refs.filter((r) => !clusters.has(r.name)).map((r) => `${r.at} -> "${r.name}"`);
       assert.deepEqual(dangling, [], 'cluster references without a cluster');
       // Routes to a service name its cluster: a case with listeners has something to resolve.
-      if (sr.listeners.length > 0) assert.ok(refs.some((r) => r.at.includes('route_config')), 'no route names a cluster: the check above was vacuous');
+      if (sr.listeners.length > 0)
+        assert.ok(
+          refs.some((r) => r.at.includes('route_config')),
+          'no route names a cluster: the check above was vacuous',
+        );
 
       const secrets = new Set(sr.secrets.map((s) => String(s['name'])));
       const sref = secretRefs(bootstrap);
-      assert.deepEqual(sref.filter((r) => !secrets.has(String(r.ref['name'])) || r.ref['sds_config'] !== undefined).map((r) => `${r.at} -> ${JSON.stringify(r.ref)}`), []);
+      assert.deepEqual(
+        sref
+          .filter((r) => !secrets.has(String(r.ref['name'])) || r.ref['sds_config'] !== undefined)
+          .map((r) => `${r.at} -> ${JSON.stringify(r.ref)}`),
+        [],
+      );
       if (secrets.size > 0) assert.ok(sref.length > 0, 'the case has secrets but nothing names them');
 
-      const hcms = [...entries(bootstrap)].filter((e) => e.key === '@type' && e.value === `type.googleapis.com/${HCM_TYPE}`).map((e) => e.parent);
+      const hcms = [...entries(bootstrap)]
+        .filter((e) => e.key === '@type' && e.value === `type.googleapis.com/${HCM_TYPE}`)
+        .map((e) => e.parent);
       assert.equal(hcms.length, sr.listeners.length, 'one connection manager per listener');
-      for (const h of hcms) assert.ok(isObj(h['route_config']) && typeof h['route_config']['name'] === 'string', `an HCM without an inline route table: ${JSON.stringify(Object.keys(h))}`);
+      for (const h of hcms)
+        assert.ok(
+          isObj(h['route_config']) && typeof h['route_config']['name'] === 'string',
+          `an HCM without an inline route table: ${JSON.stringify(Object.keys(h))}`,
+        );
     });
 
     it('keeps every resource Envoy can load, transformed only as documented', () => {
       const { snapshot, result } = get();
       const sr = staticResources(result.bootstrap);
       const apiListeners = (snapshot.listener ?? []).filter((l) => l.resource['api_listener'] !== undefined).map((l) => l.name);
-      assert.deepEqual(sr.listeners.map((l) => l['name']), (snapshot.listener ?? []).map((l) => l.name).filter((n) => !apiListeners.includes(n)));
-      assert.deepEqual(result.skipped.filter((s) => s.kind === 'listener').map((s) => s.name), apiListeners, 'only API listeners are left out');
-      assert.deepEqual(result.skipped.filter((s) => s.kind === 'endpoint'), [], 'every ClusterLoadAssignment is used by its cluster');
+      assert.deepEqual(
+        sr.listeners.map((l) => l['name']),
+        (snapshot.listener ?? []).map((l) => l.name).filter((n) => !apiListeners.includes(n)),
+      );
+      assert.deepEqual(
+        result.skipped.filter((s) => s.kind === 'listener').map((s) => s.name),
+        apiListeners,
+        'only API listeners are left out',
+      );
+      assert.deepEqual(
+        result.skipped.filter((s) => s.kind === 'endpoint'),
+        [],
+        'every ClusterLoadAssignment is used by its cluster',
+      );
       if (apiListeners.length === 0) assert.deepEqual(result.skipped, []);
 
       // Listeners: as pushed, but with each `rds` replaced by its route table and secrets named without a source.
@@ -191,26 +249,45 @@ for (const gc of goldenCases()) {
           delete e.parent['rds'];
           e.parent['route_config'] = routes.get(String(e.value['route_config_name']));
         }
-        assert.deepEqual(sr.listeners.find((l) => l['name'] === name), expected, `listener ${name}`);
+        assert.deepEqual(
+          sr.listeners.find((l) => l['name'] === name),
+          expected,
+          `listener ${name}`,
+        );
       }
 
       // Route tables: the very ones pushed, inline.
       const inlined = [...entries(sr.listeners)].filter((e) => e.key === 'route_config').map((e) => e.value as Obj);
-      for (const rc of inlined) assert.deepEqual(rc, routes.get(String(rc['name'])), `route table ${String(rc['name'])} changed on the way`);
-      assert.deepEqual(new Set([...inlined.map((r) => r['name']), ...result.skipped.filter((s) => s.kind === 'route').map((s) => s.name)]), new Set(routes.keys()));
+      for (const rc of inlined)
+        assert.deepEqual(rc, routes.get(String(rc['name'])), `route table ${String(rc['name'])} changed on the way`);
+      assert.deepEqual(
+        new Set([...inlined.map((r) => r['name']), ...result.skipped.filter((s) => s.kind === 'route').map((s) => s.name)]),
+        new Set(routes.keys()),
+      );
 
       // Clusters: the same list; EDS ones with exactly their pushed endpoints, everything else untouched.
       const endpoints = new Map((snapshot.endpoint ?? []).map((r) => [r.name, r.resource]));
       const agentClusters = gc.options.agentClusters ?? [];
-      assert.deepEqual(sr.clusters.map((c) => c['name']), [...(snapshot.cluster ?? []).map((c) => c.name), ...agentClusters.map((c) => c['name'])]);
-      assert.deepEqual(sr.clusters.slice(sr.clusters.length - agentClusters.length), agentClusters, 'the agent\'s clusters as its bootstrap has them');
+      assert.deepEqual(
+        sr.clusters.map((c) => c['name']),
+        [...(snapshot.cluster ?? []).map((c) => c.name), ...agentClusters.map((c) => c['name'])],
+      );
+      assert.deepEqual(
+        sr.clusters.slice(sr.clusters.length - agentClusters.length),
+        agentClusters,
+        "the agent's clusters as its bootstrap has them",
+      );
       for (const { name, resource } of snapshot.cluster ?? []) {
         const out = sr.clusters.find((c) => c['name'] === name) as Obj;
         const strip = (c: Obj): Obj => {
           const { type: _t, eds_cluster_config: _e, load_assignment: _l, ...rest } = c;
           return rest;
         };
-        assert.deepEqual(strip(out), withoutSdsConfig(strip(structuredClone(resource))), `cluster ${name}: only type, EDS/endpoints and SDS sources may change`);
+        assert.deepEqual(
+          strip(out),
+          withoutSdsConfig(strip(structuredClone(resource))),
+          `cluster ${name}: only type, EDS/endpoints and SDS sources may change`,
+        );
         if (resource['type'] !== 'EDS') {
           assert.deepEqual(out['load_assignment'], resource['load_assignment']);
           assert.equal(out['type'], resource['type']);
@@ -220,9 +297,16 @@ for (const gc of goldenCases()) {
         const cla = endpoints.get(edsName) as Obj;
         assert.deepEqual(out['load_assignment'], { ...cla, cluster_name: name });
         const hosts = [...entries(cla)].filter((e) => e.key === 'socket_address').map((e) => String((e.value as Obj)['address']));
-        assert.equal(out['type'], hosts.every((h) => isIP(h) !== 0) ? 'STATIC' : 'STRICT_DNS', `cluster ${name} with hosts ${hosts.join(', ')}`);
+        assert.equal(
+          out['type'],
+          hosts.every((h) => isIP(h) !== 0) ? 'STATIC' : 'STRICT_DNS',
+          `cluster ${name} with hosts ${hosts.join(', ')}`,
+        );
       }
-      assert.deepEqual(sr.secrets, [...(snapshot.secret ?? []).map((s) => s.resource), ...(gc.workloadId ? [PLACEHOLDER_AGENT_SECRET] : [])]);
+      assert.deepEqual(sr.secrets, [
+        ...(snapshot.secret ?? []).map((s) => s.resource),
+        ...(gc.workloadId ? [PLACEHOLDER_AGENT_SECRET] : []),
+      ]);
     });
 
     it('renders as the proto3 JSON Envoy reads, zero-valued wrappers kept', () => {
@@ -233,7 +317,12 @@ for (const gc of goldenCases()) {
       for (const c of sr.clusters) {
         const od = c['outlier_detection'] as Obj | undefined;
         // Pushed as {value: 0}, decoded as {}: it must stay 0 (Envoy's default would be 100).
-        if (od) assert.equal(od['enforcing_success_rate'], 0, `cluster ${String(c['name'])}: enforcing_success_rate ${JSON.stringify(od['enforcing_success_rate'])}`);
+        if (od)
+          assert.equal(
+            od['enforcing_success_rate'],
+            0,
+            `cluster ${String(c['name'])}: enforcing_success_rate ${JSON.stringify(od['enforcing_success_rate'])}`,
+          );
         assert.equal(typeof c['connect_timeout'], 'string', 'durations render as "5s"');
       }
       for (const e of entries(json)) {
@@ -257,20 +346,32 @@ describe('static bootstrap: what cannot be made static is refused, with the fiel
 
   it('a cluster whose endpoints are missing', () => {
     const s = snap();
-    assert.throws(() => staticBootstrap({ ...s, endpoint: (s.endpoint ?? []).slice(1) }, agent), (err: Error) => {
-      assert.ok(err instanceof StaticBootstrapError);
-      assert.match(err.message, /cluster "mcp\.[a-z]+": eds_cluster_config names endpoints "mcp\.[a-z]+", which the snapshot lacks/);
-      return true;
-    });
+    assert.throws(
+      () => staticBootstrap({ ...s, endpoint: (s.endpoint ?? []).slice(1) }, agent),
+      (err: Error) => {
+        assert.ok(err instanceof StaticBootstrapError);
+        assert.match(err.message, /cluster "mcp\.[a-z]+": eds_cluster_config names endpoints "mcp\.[a-z]+", which the snapshot lacks/);
+        return true;
+      },
+    );
   });
 
   it('a listener whose route table is missing', () => {
-    assert.throws(() => staticBootstrap({ ...snap(), route: [] }, agent), /listener "gateway\.http": .*\.rds names route configuration "gateway\.routes"/);
+    assert.throws(
+      () => staticBootstrap({ ...snap(), route: [] }, agent),
+      /listener "gateway\.http": .*\.rds names route configuration "gateway\.routes"/,
+    );
   });
 
   it('a TLS context whose secret is missing (from the snapshot, or from the agent)', () => {
-    assert.throws(() => staticBootstrap({ ...snap(), secret: [] }, agent), /cluster "mcp\.weather": .*validation_context_sds_secret_config names secret "mcpmesh\.trust", which the snapshot lacks/);
-    assert.throws(() => staticBootstrap(snap(), gateway.options), /cluster "mcp\.weather": .*tls_certificate_sds_secret_configs\[0\] names secret "mcpmesh\.identity", which the proxy's agent serves/);
+    assert.throws(
+      () => staticBootstrap({ ...snap(), secret: [] }, agent),
+      /cluster "mcp\.weather": .*validation_context_sds_secret_config names secret "mcpmesh\.trust", which the snapshot lacks/,
+    );
+    assert.throws(
+      () => staticBootstrap(snap(), gateway.options),
+      /cluster "mcp\.weather": .*tls_certificate_sds_secret_configs\[0\] names secret "mcpmesh\.identity", which the proxy's agent serves/,
+    );
   });
 
   it('an ADS subscription of a kind it does not inline (here: ECDS on an HTTP filter)', () => {
@@ -281,21 +382,35 @@ describe('static bootstrap: what cannot be made static is refused, with the fiel
     walkMessages('envoy.config.listener.v3.Listener', listener, (type, msg) => {
       if (type !== HCM_TYPE) return;
       const filters = msg['http_filters'] as Obj[];
-      filters.unshift({ name: 'dynamic', config_discovery: { config_source: { ads: {}, resource_api_version: 'V3' }, type_urls: ['type.googleapis.com/envoy.extensions.filters.http.router.v3.Router'] } });
+      filters.unshift({
+        name: 'dynamic',
+        config_discovery: {
+          config_source: { ads: {}, resource_api_version: 'V3' },
+          type_urls: ['type.googleapis.com/envoy.extensions.filters.http.router.v3.Router'],
+        },
+      });
     });
-    assert.throws(() => staticBootstrap({ ...s, listener: [{ name: first.name, resource: listener }, ...rest] }, agent), /still subscribed over ADS[\s\S]*http_filters\[0\]\.config_discovery\.config_source/);
+    assert.throws(
+      () => staticBootstrap({ ...s, listener: [{ name: first.name, resource: listener }, ...rest] }, agent),
+      /still subscribed over ADS[\s\S]*http_filters\[0\]\.config_discovery\.config_source/,
+    );
   });
 
   it('the validator is live on the assembled bootstrap (a bad admin port is reported by path)', () => {
     const { bootstrap } = staticBootstrap(snap(), agent);
     const broken = { ...bootstrap, admin: { address: { socket_address: { address: '127.0.0.1', port_value: 70000 } } } };
     const v = validateMessage(BOOTSTRAP_TYPE, broken);
-    assert.deepEqual(v.map((x) => `${x.path} ${x.rule}`), ['admin.address.socket_address.port_value uint32.lte']);
+    assert.deepEqual(
+      v.map((x) => `${x.path} ${x.rule}`),
+      ['admin.address.socket_address.port_value uint32.lte'],
+    );
   });
 
-  it('a cluster both in the proxy\'s bootstrap and in its snapshot (Envoy keeps the static one; the control plane must not send it)', () => {
-    assert.throws(() => staticBootstrap(snap(), { ...agent, agentClusters: localAuthzClusters('/run/mcpmesh/authz.sock') }),
-      /cluster "mcpmesh\.authz" is in the proxy's bootstrap and in the snapshot/);
+  it("a cluster both in the proxy's bootstrap and in its snapshot (Envoy keeps the static one; the control plane must not send it)", () => {
+    assert.throws(
+      () => staticBootstrap(snap(), { ...agent, agentClusters: localAuthzClusters('/run/mcpmesh/authz.sock') }),
+      /cluster "mcpmesh\.authz" is in the proxy's bootstrap and in the snapshot/,
+    );
   });
 
   it('the input is not modified', () => {

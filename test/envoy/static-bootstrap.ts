@@ -119,7 +119,8 @@ function walk(type: protobuf.Type, value: Obj, visit: MessageVisitor, at: string
   const name = type.fullName.slice(1);
   if (name === 'google.protobuf.Any') {
     const url = value['@type'];
-    if (typeof url === 'string' && url.startsWith(TYPE_PREFIX)) walk(lookupType(url), value, visit, `${at}<${url.slice(TYPE_PREFIX.length)}>`);
+    if (typeof url === 'string' && url.startsWith(TYPE_PREFIX))
+      walk(lookupType(url), value, visit, `${at}<${url.slice(TYPE_PREFIX.length)}>`);
     return;
   }
   if (name.startsWith('google.protobuf.')) return;
@@ -133,7 +134,10 @@ function walk(type: protobuf.Type, value: Obj, visit: MessageVisitor, at: string
     if (field.map) {
       if (isObj(v)) for (const [k, item] of Object.entries(v)) if (isObj(item)) walk(rt, item, visit, `${p}[${JSON.stringify(k)}]`);
     } else if (field.repeated) {
-      if (Array.isArray(v)) v.forEach((item, i) => { if (isObj(item)) walk(rt, item, visit, `${p}[${i}]`); });
+      if (Array.isArray(v))
+        v.forEach((item, i) => {
+          if (isObj(item)) walk(rt, item, visit, `${p}[${i}]`);
+        });
     } else if (isObj(v)) {
       walk(rt, v, visit, p);
     }
@@ -183,7 +187,11 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
   for (const [name, resource] of byName('listener')) {
     if (resource['api_listener'] !== undefined) {
       for (const r of rdsNames(resource)) apiRoutes.add(r);
-      skipped.push({ kind: 'listener', name, reason: 'API listener (proxyless gRPC): Envoy does not take API listeners over LDS and at most one in a bootstrap' });
+      skipped.push({
+        kind: 'listener',
+        name,
+        reason: 'API listener (proxyless gRPC): Envoy does not take API listeners over LDS and at most one in a bootstrap',
+      });
       continue;
     }
     const listener = clone(resource);
@@ -191,7 +199,8 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
       if (type !== HCM_TYPE || !isObj(msg['rds'])) return;
       const routeName = String(msg['rds']['route_config_name'] ?? '');
       const table = routes.get(routeName);
-      if (!table) throw new StaticBootstrapError(`listener "${name}": ${at}.rds names route configuration "${routeName}", which the snapshot lacks`);
+      if (!table)
+        throw new StaticBootstrapError(`listener "${name}": ${at}.rds names route configuration "${routeName}", which the snapshot lacks`);
       delete msg['rds'];
       msg['route_config'] = clone(table);
       usedRoutes.add(routeName);
@@ -200,7 +209,11 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
   }
   for (const name of routes.keys()) {
     if (usedRoutes.has(name)) continue;
-    skipped.push({ kind: 'route', name, reason: apiRoutes.has(name) ? 'route table of an API listener only (left out with it)' : 'no listener names it' });
+    skipped.push({
+      kind: 'route',
+      name,
+      reason: apiRoutes.has(name) ? 'route table of an API listener only (left out with it)' : 'no listener names it',
+    });
   }
 
   // 3: EDS clusters become STATIC / STRICT_DNS with their endpoints inline.
@@ -212,7 +225,8 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
       const eds = isObj(cluster['eds_cluster_config']) ? cluster['eds_cluster_config'] : {};
       const edsName = typeof eds['service_name'] === 'string' && eds['service_name'] !== '' ? eds['service_name'] : name;
       const cla = endpoints.get(edsName);
-      if (!cla) throw new StaticBootstrapError(`cluster "${name}": eds_cluster_config names endpoints "${edsName}", which the snapshot lacks`);
+      if (!cla)
+        throw new StaticBootstrapError(`cluster "${name}": eds_cluster_config names endpoints "${edsName}", which the snapshot lacks`);
       usedEndpoints.add(edsName);
       delete cluster['eds_cluster_config'];
       cluster['type'] = endpointHosts(cla).every((h) => isIP(h) !== 0) ? 'STATIC' : 'STRICT_DNS';
@@ -227,25 +241,33 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
   // 4: secrets static; references to them resolved by name.
   const agentSecrets = new Map((opts.agentSecrets ?? []).map((s) => [String(s['name']), s]));
   const staticSecrets = [...secrets.values(), ...agentSecrets.values()].map((s) => clone(s));
-  const resolveSecrets = (type: string, what: string) => (root: Obj): void => walkMessages(type, root, (t, msg, at) => {
-    if (t !== SDS_SECRET_CONFIG_TYPE) return;
-    const secret = String(msg['name'] ?? '');
-    const source = msg['sds_config'];
-    if (secrets.has(secret) || agentSecrets.has(secret)) delete msg['sds_config'];
-    else {
-      // Dangling: over ADS the snapshot should hold it; from the agent's SDS socket (which a static bootstrap
-      // has no cluster for), agentSecrets should.
-      const fromAgent = isObj(source) && isObj(source['api_config_source']);
-      throw new StaticBootstrapError(`${what} "${String(root['name'])}": ${at} names secret "${secret}", which ${fromAgent ? 'the proxy\'s agent serves: pass it as agentSecrets' : 'the snapshot lacks'}`);
-    }
-  });
+  const resolveSecrets =
+    (type: string, what: string) =>
+    (root: Obj): void =>
+      walkMessages(type, root, (t, msg, at) => {
+        if (t !== SDS_SECRET_CONFIG_TYPE) return;
+        const secret = String(msg['name'] ?? '');
+        const source = msg['sds_config'];
+        if (secrets.has(secret) || agentSecrets.has(secret)) delete msg['sds_config'];
+        else {
+          // Dangling: over ADS the snapshot should hold it; from the agent's SDS socket (which a static bootstrap
+          // has no cluster for), agentSecrets should.
+          const fromAgent = isObj(source) && isObj(source['api_config_source']);
+          throw new StaticBootstrapError(
+            `${what} "${String(root['name'])}": ${at} names secret "${secret}", which ${fromAgent ? "the proxy's agent serves: pass it as agentSecrets" : 'the snapshot lacks'}`,
+          );
+        }
+      });
   listeners.forEach(resolveSecrets(LISTENER_TYPE, 'listener'));
   clusters.forEach(resolveSecrets(CLUSTER_TYPE, 'cluster'));
 
   // 4b
   for (const c of opts.agentClusters ?? []) {
     const name = String(c['name']);
-    if (clusters.some((x) => x['name'] === name)) throw new StaticBootstrapError(`cluster "${name}" is in the proxy's bootstrap and in the snapshot: Envoy would not let CDS replace the static one`);
+    if (clusters.some((x) => x['name'] === name))
+      throw new StaticBootstrapError(
+        `cluster "${name}" is in the proxy's bootstrap and in the snapshot: Envoy would not let CDS replace the static one`,
+      );
     clusters.push(clone(c));
   }
 
@@ -261,14 +283,21 @@ export function staticBootstrap(snapshot: SnapshotJson, opts: StaticBootstrapOpt
   walkMessages(BOOTSTRAP_TYPE, bootstrap, (t, msg, at) => {
     if (t === CONFIG_SOURCE_TYPE && msg['ads'] !== undefined) dangling.push(at);
   });
-  if (dangling.length > 0) throw new StaticBootstrapError(`still subscribed over ADS, which a static bootstrap does not have:\n  ${dangling.join('\n  ')}`);
+  if (dangling.length > 0)
+    throw new StaticBootstrapError(`still subscribed over ADS, which a static bootstrap does not have:\n  ${dangling.join('\n  ')}`);
   return { bootstrap, skipped };
 }
 
 const WRAPPER_DEFAULTS: Readonly<Record<string, unknown>> = {
-  '.google.protobuf.DoubleValue': 0, '.google.protobuf.FloatValue': 0, '.google.protobuf.Int32Value': 0, '.google.protobuf.UInt32Value': 0,
-  '.google.protobuf.Int64Value': '0', '.google.protobuf.UInt64Value': '0', '.google.protobuf.BoolValue': false,
-  '.google.protobuf.StringValue': '', '.google.protobuf.BytesValue': '',
+  '.google.protobuf.DoubleValue': 0,
+  '.google.protobuf.FloatValue': 0,
+  '.google.protobuf.Int32Value': 0,
+  '.google.protobuf.UInt32Value': 0,
+  '.google.protobuf.Int64Value': '0',
+  '.google.protobuf.UInt64Value': '0',
+  '.google.protobuf.BoolValue': false,
+  '.google.protobuf.StringValue': '',
+  '.google.protobuf.BytesValue': '',
 };
 
 /**
@@ -307,7 +336,12 @@ export function renderStaticBootstrap(bootstrap: Obj): string {
 const casesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../golden/cases');
 
 interface CaseFile {
-  node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number | boolean> };
+  node: {
+    id: string;
+    user_agent_name?: string;
+    locality?: { region: string; zone: string };
+    metadata?: Record<string, string | number | boolean>;
+  };
   registry: unknown;
   security?: MeshSecurity;
   trust?: TrustBundle;
@@ -328,31 +362,41 @@ export interface GoldenCase {
 }
 
 export function goldenCases(): GoldenCase[] {
-  return readdirSync(casesDir).filter((f) => f.endsWith('.in.yaml')).sort().map((file): GoldenCase => {
-    const name = file.replace(/\.in\.yaml$/, '');
-    const c = parse(readFileSync(path.join(casesDir, file), 'utf8')) as CaseFile;
-    const proxy = proxyInfoFromNode({
-      id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}),
-      locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never,
+  return readdirSync(casesDir)
+    .filter((f) => f.endsWith('.in.yaml'))
+    .sort()
+    .map((file): GoldenCase => {
+      const name = file.replace(/\.in\.yaml$/, '');
+      const c = parse(readFileSync(path.join(casesDir, file), 'utf8')) as CaseFile;
+      const proxy = proxyInfoFromNode({
+        id: c.node.id,
+        ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}),
+        locality: c.node.locality ?? null,
+        metadata: struct(c.node.metadata ?? {}) as never,
+      });
+      const td = c.security?.policy.trustDomain;
+      const workloadId =
+        td && c.trust
+          ? proxy.role === 'sidecar'
+            ? sidecarId(td, proxy.service ?? '')
+            : gatewayId(td, proxy.gatewayName ?? 'default')
+          : undefined;
+      return {
+        name,
+        node: c.node,
+        ...(c.trust ? { trust: c.trust } : {}),
+        ...(td ? { trustDomain: td } : {}),
+        ...(workloadId ? { workloadId } : {}),
+        options: {
+          node: { id: c.node.id, cluster: `mcpmesh-static-${name}`, ...(c.node.locality ? { locality: c.node.locality } : {}) },
+          // What the gateway agent's bootstrap adds for a local-authz gateway (the socket is not opened by validate).
+          ...(proxy.localAuthz ? { agentClusters: localAuthzClusters('/run/mcpmesh/authz.sock') } : {}),
+        },
+        snapshot(trust?: TrustBundle): SnapshotJson {
+          const { mesh } = new MeshBuilder().build(parseRegistry(stringify(c.registry), file), c.security);
+          const snap = buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, trust ?? c.trust), new ResourceEncoder());
+          return snapshotToJson(snap) as SnapshotJson;
+        },
+      };
     });
-    const td = c.security?.policy.trustDomain;
-    const workloadId = td && c.trust ? (proxy.role === 'sidecar' ? sidecarId(td, proxy.service ?? '') : gatewayId(td, proxy.gatewayName ?? 'default')) : undefined;
-    return {
-      name,
-      node: c.node,
-      ...(c.trust ? { trust: c.trust } : {}),
-      ...(td ? { trustDomain: td } : {}),
-      ...(workloadId ? { workloadId } : {}),
-      options: {
-        node: { id: c.node.id, cluster: `mcpmesh-static-${name}`, ...(c.node.locality ? { locality: c.node.locality } : {}) },
-        // What the gateway agent's bootstrap adds for a local-authz gateway (the socket is not opened by validate).
-        ...(proxy.localAuthz ? { agentClusters: localAuthzClusters('/run/mcpmesh/authz.sock') } : {}),
-      },
-      snapshot(trust?: TrustBundle): SnapshotJson {
-        const { mesh } = new MeshBuilder().build(parseRegistry(stringify(c.registry), file), c.security);
-        const snap = buildSnapshot(snapshotKey(proxy), proxyResources(mesh, proxy, trust ?? c.trust), new ResourceEncoder());
-        return snapshotToJson(snap) as SnapshotJson;
-      },
-    };
-  });
 }

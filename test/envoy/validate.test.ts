@@ -29,7 +29,10 @@ const skip = envoySkip(lookup);
 /** `envoy --mode validate -c file`: exit status and everything it printed. */
 function envoyValidate(bin: string, file: string): { status: number | null; output: string } {
   const r = spawnSync(bin, ['--mode', 'validate', '-c', file, '--log-level', 'warn'], { encoding: 'utf8', timeout: 120_000 });
-  const output = [r.error ? `spawn error: ${r.error.message}` : '', r.signal ? `killed by ${r.signal}` : '', r.stdout ?? '', r.stderr ?? ''].filter(Boolean).join('\n').trim();
+  const output = [r.error ? `spawn error: ${r.error.message}` : '', r.signal ? `killed by ${r.signal}` : '', r.stdout ?? '', r.stderr ?? '']
+    .filter(Boolean)
+    .join('\n')
+    .trim();
   return { status: r.status, output };
 }
 
@@ -65,10 +68,17 @@ describe(`envoy --mode validate accepts every golden case as a static bootstrap$
         assert.ok(gc.trustDomain, `${gc.name}: a secured case has a policy with a trust domain`);
         real = await realIdentity(gc.trustDomain, gc.workloadId);
       }
-      const { bootstrap, skipped } = staticBootstrap(gc.snapshot(real?.trust), { ...gc.options, ...(real ? { agentSecrets: [real.agentSecret] } : {}) });
+      const { bootstrap, skipped } = staticBootstrap(gc.snapshot(real?.trust), {
+        ...gc.options,
+        ...(real ? { agentSecrets: [real.agentSecret] } : {}),
+      });
       const file = path.join(dir(), `${gc.name}.json`);
       writeFileSync(file, renderStaticBootstrap(bootstrap));
-      assertValid(bin, file, `golden case ${gc.name}${skipped.length > 0 ? ` (left out: ${skipped.map((s) => `${s.kind} ${s.name}`).join(', ')})` : ''}`);
+      assertValid(
+        bin,
+        file,
+        `golden case ${gc.name}${skipped.length > 0 ? ` (left out: ${skipped.map((s) => `${s.kind} ${s.name}`).join(', ')})` : ''}`,
+      );
     });
   }
 
@@ -76,7 +86,11 @@ describe(`envoy --mode validate accepts every golden case as a static bootstrap$
     const gc = goldenCases().find((c) => c.name === 'sidecar-secured');
     assert.ok(gc, 'the sidecar-secured golden case exists');
     // The golden's own placeholder PEMs: Envoy must refuse them when it builds the inbound TLS context.
-    const placeholder = identitySecret(workloadSecretName(), { certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n', chainPem: '', keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n' });
+    const placeholder = identitySecret(workloadSecretName(), {
+      certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n',
+      chainPem: '',
+      keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n',
+    });
     const { bootstrap } = staticBootstrap(gc.snapshot(), { ...gc.options, agentSecrets: [placeholder as Record<string, unknown>] });
     const file = path.join(dir(), 'placeholder-pem.json');
     writeFileSync(file, renderStaticBootstrap(bootstrap));
@@ -87,11 +101,32 @@ describe(`envoy --mode validate accepts every golden case as a static bootstrap$
   it('the ADS bootstraps of the sidecar agent and the gateway CLI (sidecar/src/bootstrap.ts)', { skip }, () => {
     const controlPlane = { host: '127.0.0.1', port: 18000 };
     const sidecar = path.join(dir(), 'sidecar-ads.json');
-    writeFileSync(sidecar, renderBootstrap({ nodeId: 'weather-1', service: 'weather', inboundPort: 15006, appPort: 7001, region: 'eu-west', zone: 'a', controlPlane, metadata: { 'mcp-protocol': '2025-11-25' } }));
+    writeFileSync(
+      sidecar,
+      renderBootstrap({
+        nodeId: 'weather-1',
+        service: 'weather',
+        inboundPort: 15006,
+        appPort: 7001,
+        region: 'eu-west',
+        zone: 'a',
+        controlPlane,
+        metadata: { 'mcp-protocol': '2025-11-25' },
+      }),
+    );
     assertValid(bin, sidecar, 'the sidecar ADS bootstrap');
     const gateway = path.join(dir(), 'gateway-ads.json');
     // A host name for the control plane (STRICT_DNS), as in Compose and Kubernetes.
-    writeFileSync(gateway, renderBootstrap({ kind: 'gateway', nodeId: 'gw-1', gatewayName: 'public', listenerPort: 8080, controlPlane: { host: 'control-plane.mcpmesh.svc', port: 18000 } }));
+    writeFileSync(
+      gateway,
+      renderBootstrap({
+        kind: 'gateway',
+        nodeId: 'gw-1',
+        gatewayName: 'public',
+        listenerPort: 8080,
+        controlPlane: { host: 'control-plane.mcpmesh.svc', port: 18000 },
+      }),
+    );
     assertValid(bin, gateway, 'the gateway ADS bootstrap');
   });
 });

@@ -14,7 +14,12 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema } from '@modelcontextprotocol/sdk/types.js';
 import { silentLogger } from '../../control-plane/src/log.ts';
-import { ExtProcServer, extProcFilterConfig, extProcRouteOverride, type ToolFilterContext } from '../../control-plane/src/extproc/server.ts';
+import {
+  ExtProcServer,
+  extProcFilterConfig,
+  extProcRouteOverride,
+  type ToolFilterContext,
+} from '../../control-plane/src/extproc/server.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
 import { EnvoyExtProcProxy } from './harness.ts';
 
@@ -68,7 +73,8 @@ describe('real MCP client -> Envoy ext_proc emulation -> ExtProcServer (gRPC) ->
     clients.push(direct);
     const everyTool = await allToolNames(direct);
     // What server-everything offers (so the allowed names are real ones and others exist to be hidden).
-    for (const name of [...ALLOWED, 'get-env', 'get-tiny-image', 'trigger-long-running-operation']) assert.ok(everyTool.includes(name), `${name} in ${everyTool.join(',')}`);
+    for (const name of [...ALLOWED, 'get-env', 'get-tiny-image', 'trigger-long-running-operation'])
+      assert.ok(everyTool.includes(name), `${name} in ${everyTool.join(',')}`);
 
     const filtered = await connect(proxyUrl, { 'x-caller': 'alice' });
     clients.push(filtered);
@@ -85,8 +91,14 @@ describe('real MCP client -> Envoy ext_proc emulation -> ExtProcServer (gRPC) ->
     assert.deepEqual(echo.content, [{ type: 'text', text: 'Echo: through the mesh' }]);
     const sum = await filtered.callTool({ name: 'get-sum', arguments: { a: 2, b: 40 } });
     assert.match(JSON.stringify(sum.content), /42/);
-    assert.deepEqual((await filtered.listPrompts()).prompts.map((p) => p.name), (await direct.listPrompts()).prompts.map((p) => p.name));
-    assert.deepEqual((await filtered.listResources()).resources.map((r) => r.uri), (await direct.listResources()).resources.map((r) => r.uri));
+    assert.deepEqual(
+      (await filtered.listPrompts()).prompts.map((p) => p.name),
+      (await direct.listPrompts()).prompts.map((p) => p.name),
+    );
+    assert.deepEqual(
+      (await filtered.listResources()).resources.map((r) => r.uri),
+      (await direct.listResources()).resources.map((r) => r.uri),
+    );
     assert.deepEqual(await filtered.ping(), {});
 
     // The processor knew the service from the route (gRPC initial metadata), and counted what it did.
@@ -135,14 +147,29 @@ describe('real MCP client -> Envoy ext_proc emulation -> real SDK server answeri
     upstream = http.createServer((req, res) => {
       const server = new Server({ name: 'json-server', version: '1.0.0' }, { capabilities: { tools: {} } });
       server.setRequestHandler(ListToolsRequestSchema, async () => ({
-        tools: ['echo', 'secret-admin-tool', 'get-sum', 'drop-tables'].map((name) => ({ name, description: `the ${name} tool`, inputSchema: { type: 'object' as const } })),
+        tools: ['echo', 'secret-admin-tool', 'get-sum', 'drop-tables'].map((name) => ({
+          name,
+          description: `the ${name} tool`,
+          inputSchema: { type: 'object' as const },
+        })),
       }));
-      server.setRequestHandler(CallToolRequestSchema, async (r) => ({ content: [{ type: 'text' as const, text: `${r.params.name}: ${JSON.stringify(r.params.arguments ?? {})}` }] }));
+      server.setRequestHandler(CallToolRequestSchema, async (r) => ({
+        content: [{ type: 'text' as const, text: `${r.params.name}: ${JSON.stringify(r.params.arguments ?? {})}` }],
+      }));
       const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
-      res.on('close', () => { void transport.close(); void server.close(); });
-      server.connect(transport).then(() => transport.handleRequest(req, res)).catch(() => res.destroy());
+      res.on('close', () => {
+        void transport.close();
+        void server.close();
+      });
+      server
+        .connect(transport)
+        .then(() => transport.handleRequest(req, res))
+        .catch(() => res.destroy());
     });
-    upstream.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+    upstream.on('connection', (s) => {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+    });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     processor = new ExtProcServer({ toolFilter: policy(seen), log: silentLogger });
     const port = await processor.listen('127.0.0.1', 0);

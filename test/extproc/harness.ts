@@ -32,7 +32,10 @@ export interface DecodedResponse {
 
 export interface Common {
   status?: string;
-  header_mutation?: { set_headers?: Array<{ header?: { key?: string; value?: string; raw_value?: Buffer }; append_action?: string }>; remove_headers?: string[] };
+  header_mutation?: {
+    set_headers?: Array<{ header?: { key?: string; value?: string; raw_value?: Buffer }; append_action?: string }>;
+    remove_headers?: string[];
+  };
   body_mutation?: { body?: Buffer; clear_body?: boolean; mutation?: string };
 }
 
@@ -78,13 +81,22 @@ export class ProcessClient {
     this.client = new grpc.Client(typeof at === 'number' ? `127.0.0.1:${at}` : at, grpc.credentials.createInsecure());
     const md = new grpc.Metadata();
     for (const [k, v] of Object.entries(metadata)) md.set(k, v);
-    this.call = this.client.makeBidiStreamRequest(PROCESS_PATH, (b: Buffer) => b, (b: Buffer) => b, md);
+    this.call = this.client.makeBidiStreamRequest(
+      PROCESS_PATH,
+      (b: Buffer) => b,
+      (b: Buffer) => b,
+      md,
+    );
     this.call.on('data', (b: Buffer) => this.deliver({ kind: 'response', msg: decodeResponse(b) }));
-    this.status = new Promise((resolve) => this.call.on('status', (s: grpc.StatusObject) => {
-      this.finish(s.code === grpc.status.OK ? { kind: 'closed' } : { kind: 'error', code: s.code, details: s.details });
-      resolve(s);
-    }));
-    this.call.on('error', () => { /* reported through 'status' */ });
+    this.status = new Promise((resolve) =>
+      this.call.on('status', (s: grpc.StatusObject) => {
+        this.finish(s.code === grpc.status.OK ? { kind: 'closed' } : { kind: 'error', code: s.code, details: s.details });
+        resolve(s);
+      }),
+    );
+    this.call.on('error', () => {
+      /* reported through 'status' */
+    });
   }
 
   private deliver(o: Outcome): void {
@@ -141,8 +153,12 @@ interface Mode {
 }
 
 const DEFAULT_MODE: Mode = {
-  request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'NONE', response_body_mode: 'NONE',
-  request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP',
+  request_header_mode: 'SEND',
+  response_header_mode: 'SEND',
+  request_body_mode: 'NONE',
+  response_body_mode: 'NONE',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
 };
 
 /** A header mode value as Envoy reads it: DEFAULT means SEND for headers. */
@@ -154,7 +170,8 @@ function normalizeMode(m: Record<string, string | number> | undefined): Mode {
   const names = ['DEFAULT', 'SEND', 'SKIP'];
   const bodies = ['NONE', 'STREAMED', 'BUFFERED', 'BUFFERED_PARTIAL', 'FULL_DUPLEX_STREAMED'];
   const out: Record<string, string> = { ...DEFAULT_MODE };
-  for (const [k, v] of Object.entries(m ?? {})) out[k] = typeof v === 'number' ? ((k.includes('body') ? bodies : names)[v] ?? String(v)) : v;
+  for (const [k, v] of Object.entries(m ?? {}))
+    out[k] = typeof v === 'number' ? ((k.includes('body') ? bodies : names)[v] ?? String(v)) : v;
   return out as unknown as Mode;
 }
 
@@ -205,7 +222,8 @@ function applyHeaderMutation(headers: Record<string, string>, common: Common | u
   }
   for (const opt of hm.set_headers ?? []) {
     const key = (opt.header?.key ?? '').toLowerCase();
-    const value = opt.header?.raw_value && opt.header.raw_value.length > 0 ? opt.header.raw_value.toString('utf8') : (opt.header?.value ?? '');
+    const value =
+      opt.header?.raw_value && opt.header.raw_value.length > 0 ? opt.header.raw_value.toString('utf8') : (opt.header?.value ?? '');
     if (!key || key.startsWith(':') || key === 'host') continue;
     const action = opt.append_action ?? 'APPEND_IF_EXISTS_OR_ADD';
     if (action === 'OVERWRITE_IF_EXISTS_OR_ADD' || !(key in headers)) headers[key] = value;
@@ -232,7 +250,8 @@ export class EnvoyExtProcProxy {
   constructor(opts: EnvoyProxyOptions) {
     this.opts = opts;
     this.cfg = (opts.filter['typed_config'] ?? {}) as Obj;
-    if (this.cfg['@type'] !== 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor') throw new Error('not an ext_proc filter');
+    if (this.cfg['@type'] !== 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor')
+      throw new Error('not an ext_proc filter');
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => {
         if (!res.headersSent) {
@@ -272,7 +291,11 @@ export class EnvoyExtProcProxy {
     const all = JSON.parse(Buffer.from(header, 'base64url').toString('utf8')) as Record<string, Record<string, JsonValue>>;
     const options = (this.cfg['metadata_options'] ?? {}) as { forwarding_namespaces?: { untyped?: string[] } };
     const wanted = options.forwarding_namespaces?.untyped ?? [];
-    const filterMetadata = Object.fromEntries(Object.entries(all).filter(([ns]) => wanted.includes(ns)).map(([ns, v]) => [ns, struct(v)]));
+    const filterMetadata = Object.fromEntries(
+      Object.entries(all)
+        .filter(([ns]) => wanted.includes(ns))
+        .map(([ns, v]) => [ns, struct(v)]),
+    );
     return Object.keys(filterMetadata).length > 0 ? { filter_metadata: filterMetadata } : undefined;
   }
 
@@ -321,7 +344,10 @@ export class EnvoyExtProcProxy {
     try {
       // --- request headers
       const reqHeaders: Record<string, string> = {
-        ':method': req.method ?? 'GET', ':path': req.url ?? '/', ':authority': req.headers.host ?? '', ':scheme': 'http',
+        ':method': req.method ?? 'GET',
+        ':path': req.url ?? '/',
+        ':authority': req.headers.host ?? '',
+        ':scheme': 'http',
       };
       for (const [k, v] of Object.entries(req.headers)) {
         if (k === 'host' || k === HARNESS_METADATA_HEADER || v === undefined) continue;
@@ -333,7 +359,8 @@ export class EnvoyExtProcProxy {
       if (sends(mode.request_header_mode)) {
         const c = await ask('request_headers', {
           request_headers: { headers: headerMap(reqHeaders), end_of_stream: !hasBody },
-          ...(attributes ? { attributes } : {}), ...(metadataContext ? { metadata_context: metadataContext } : {}),
+          ...(attributes ? { attributes } : {}),
+          ...(metadataContext ? { metadata_context: metadataContext } : {}),
         });
         applyHeaderMutation(reqHeaders, c);
       }
@@ -359,7 +386,10 @@ export class EnvoyExtProcProxy {
         outHeaders['content-length'] = String(upstreamBody.length);
       }
       const upstreamRes = await new Promise<http.IncomingMessage>((resolve, reject) => {
-        const u = http.request({ host: up.hostname, port: up.port, method: reqHeaders[':method'], path: reqHeaders[':path'], headers: outHeaders }, resolve);
+        const u = http.request(
+          { host: up.hostname, port: up.port, method: reqHeaders[':method'], path: reqHeaders[':path'], headers: outHeaders },
+          resolve,
+        );
         u.on('error', reject);
         res.on('close', () => u.destroy());
         if (upstreamBody !== undefined) u.end(upstreamBody);

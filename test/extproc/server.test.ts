@@ -5,7 +5,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { silentLogger } from '../../control-plane/src/log.ts';
-import { ExtProcServer, extProcFilterConfig, extProcRouteOverride, FILTER_PROCESSING_MODE, type ToolFilterContext } from '../../control-plane/src/extproc/server.ts';
+import {
+  ExtProcServer,
+  extProcFilterConfig,
+  extProcRouteOverride,
+  FILTER_PROCESSING_MODE,
+  type ToolFilterContext,
+} from '../../control-plane/src/extproc/server.ts';
 import { HTTP_FILTER_TYPE } from '../../control-plane/src/extproc/config.ts';
 import { serviceOf } from '../../control-plane/src/extproc/context.ts';
 import { validateMessage } from '../../control-plane/src/xds/validate.ts';
@@ -15,21 +21,34 @@ const TOOLS = [{ name: 'echo', description: 'e' }, { name: 'secret' }, { name: '
 const ALLOWED = new Set(['echo', 'get-sum']);
 
 const PASSTHROUGH = {
-  request_header_mode: 'SEND', response_header_mode: 'SKIP', request_body_mode: 'NONE', response_body_mode: 'NONE',
-  request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP',
+  request_header_mode: 'SEND',
+  response_header_mode: 'SKIP',
+  request_body_mode: 'NONE',
+  response_body_mode: 'NONE',
+  request_trailer_mode: 'SKIP',
+  response_trailer_mode: 'SKIP',
 };
 
 function post(extra: Record<string, string> = {}): Record<string, string> {
   return {
-    ':method': 'POST', ':path': '/mcp', ':authority': 'gw', ':scheme': 'http',
-    'content-type': 'application/json', accept: 'application/json, text/event-stream', 'accept-encoding': 'gzip',
-    'mcp-protocol-version': '2025-11-25', 'x-user': 'alice', ...extra,
+    ':method': 'POST',
+    ':path': '/mcp',
+    ':authority': 'gw',
+    ':scheme': 'http',
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'accept-encoding': 'gzip',
+    'mcp-protocol-version': '2025-11-25',
+    'x-user': 'alice',
+    ...extra,
   };
 }
 
 const body = (v: unknown): Buffer => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v));
 const reqBody = (v: unknown) => ({ request_body: { body: body(v), end_of_stream: true } });
-const respHeaders = (h: Record<string, string>, eos = false) => ({ response_headers: { headers: headerMap({ ':status': '200', ...h }), end_of_stream: eos } });
+const respHeaders = (h: Record<string, string>, eos = false) => ({
+  response_headers: { headers: headerMap({ ':status': '200', ...h }), end_of_stream: eos },
+});
 const respBody = (b: Buffer | string, eos: boolean) => ({ response_body: { body: Buffer.from(b), end_of_stream: eos } });
 
 function mutatedBody(r: DecodedResponse, original: Buffer): Buffer {
@@ -75,7 +94,12 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
     const h = await s.send({ request_headers: { headers: headerMap(post()), end_of_stream: false } });
     assert.equal(h.response, 'request_headers');
     assert.equal(h.request_headers?.response?.status ?? 'CONTINUE', 'CONTINUE');
-    assert.deepEqual(h.mode_override, { ...FILTER_PROCESSING_MODE, request_body_mode: 'BUFFERED', response_header_mode: 'SEND', response_body_mode: 'NONE' });
+    assert.deepEqual(h.mode_override, {
+      ...FILTER_PROCESSING_MODE,
+      request_body_mode: 'BUFFERED',
+      response_header_mode: 'SEND',
+      response_body_mode: 'NONE',
+    });
     assert.equal(seen.at(-1)?.service, 'everything');
     assert.equal(seen.at(-1)?.headers[':method'], 'POST');
 
@@ -91,7 +115,11 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
     const original = body({ jsonrpc: '2.0', id: 4, result: { tools: TOOLS, nextCursor: 'n' } });
     const rb = await s.send(respBody(original, true));
     assert.equal(rb.response, 'response_body');
-    assert.deepEqual(JSON.parse(mutatedBody(rb, original).toString()), { jsonrpc: '2.0', id: 4, result: { tools: [TOOLS[0], TOOLS[2]], nextCursor: 'n' } });
+    assert.deepEqual(JSON.parse(mutatedBody(rb, original).toString()), {
+      jsonrpc: '2.0',
+      id: 4,
+      result: { tools: [TOOLS[0], TOOLS[2]], nextCursor: 'n' },
+    });
     assert.deepEqual(rb.response_body?.response?.header_mutation?.remove_headers, ['content-length']);
     assert.equal(rb.mode_override, undefined);
     // Nothing more to do for this HTTP stream: the processor closes cleanly (Envoy carries on without it).
@@ -112,7 +140,10 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
       `event: message\r\nid: e1\r\ndata: ${note}\r\n\r\n`,
       `event: message\r\nid: e2\r\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 'L', result: { tools: TOOLS } })}\r\n\r\n`,
     ].join('');
-    const expected = sse.replace(JSON.stringify({ jsonrpc: '2.0', id: 'L', result: { tools: TOOLS } }), JSON.stringify({ jsonrpc: '2.0', id: 'L', result: { tools: [TOOLS[0], TOOLS[2]] } }));
+    const expected = sse.replace(
+      JSON.stringify({ jsonrpc: '2.0', id: 'L', result: { tools: TOOLS } }),
+      JSON.stringify({ jsonrpc: '2.0', id: 'L', result: { tools: [TOOLS[0], TOOLS[2]] } }),
+    );
     const all = Buffer.from(sse);
     // Cut inside the priming event, between the CR and LF of the notification's blank line, and in the
     // middle of the tools/list response.
@@ -137,11 +168,13 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
   it('batched request: every tools/list response in the JSON array is filtered, others untouched', async () => {
     const s = stream();
     await s.send({ request_headers: { headers: headerMap(post()), end_of_stream: false } });
-    await s.send(reqBody([
-      { jsonrpc: '2.0', id: 1, method: 'tools/list' },
-      { jsonrpc: '2.0', id: 2, method: 'prompts/list' },
-      { jsonrpc: '2.0', id: 3, method: 'tools/list', params: { cursor: 'n' } },
-    ]));
+    await s.send(
+      reqBody([
+        { jsonrpc: '2.0', id: 1, method: 'tools/list' },
+        { jsonrpc: '2.0', id: 2, method: 'prompts/list' },
+        { jsonrpc: '2.0', id: 3, method: 'tools/list', params: { cursor: 'n' } },
+      ]),
+    );
     await s.send(respHeaders({ 'content-type': 'application/json' }));
     const original = body([
       { jsonrpc: '2.0', id: 1, result: { tools: TOOLS } },
@@ -159,7 +192,9 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
   it('a request that is not tools/list: body inspected, then the response body is never asked for', async () => {
     const s = stream();
     await s.send({ request_headers: { headers: headerMap(post()), end_of_stream: false } });
-    const b = await s.send(reqBody({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { message: 'tools/list' } } }));
+    const b = await s.send(
+      reqBody({ jsonrpc: '2.0', id: 9, method: 'tools/call', params: { name: 'echo', arguments: { message: 'tools/list' } } }),
+    );
     assert.equal(b.request_body?.response?.header_mutation, undefined);
     assert.equal(b.request_body?.response?.body_mutation, undefined);
     const rh = await s.send(respHeaders({ 'content-type': 'text/event-stream' }));
@@ -177,7 +212,11 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
   });
 
   it('GET / DELETE without Last-Event-ID, and bodiless POSTs, pass through', async () => {
-    for (const [method, eos] of [['GET', true], ['DELETE', true], ['POST', true]] as const) {
+    for (const [method, eos] of [
+      ['GET', true],
+      ['DELETE', true],
+      ['POST', true],
+    ] as const) {
       const s = stream();
       const h = await s.send({ request_headers: { headers: headerMap(post({ ':method': method })), end_of_stream: eos } });
       assert.deepEqual(h.mode_override, PASSTHROUGH, method);
@@ -186,18 +225,31 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
 
   it('2026-07-28: a trusted Mcp-Method header decides without the body', async () => {
     const other = stream();
-    const h1 = await other.send({ request_headers: { headers: headerMap(post({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' })), end_of_stream: false } });
+    const h1 = await other.send({
+      request_headers: {
+        headers: headerMap(post({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/call', 'mcp-name': 'echo' })),
+        end_of_stream: false,
+      },
+    });
     assert.deepEqual(h1.mode_override, PASSTHROUGH);
 
     const s = stream();
-    const h = await s.send({ request_headers: { headers: headerMap(post({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' })), end_of_stream: false } });
+    const h = await s.send({
+      request_headers: {
+        headers: headerMap(post({ 'mcp-protocol-version': '2026-07-28', 'mcp-method': 'tools/list' })),
+        end_of_stream: false,
+      },
+    });
     assert.equal(h.mode_override?.['request_body_mode'], 'NONE');
     assert.equal(h.mode_override?.['response_header_mode'], 'SEND');
     assert.deepEqual(h.request_headers?.response?.header_mutation?.remove_headers, ['accept-encoding']);
     await s.send(respHeaders({ 'content-type': 'text/event-stream' }));
     const ev = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 77, result: { tools: TOOLS } })}\n\n`;
     const r = await s.send(respBody(ev, false));
-    assert.deepEqual(JSON.parse(mutatedBody(r, Buffer.from(ev)).toString().split('data: ')[1] ?? '').result.tools.map((t: { name: string }) => t.name), ['echo', 'get-sum']);
+    assert.deepEqual(
+      JSON.parse(mutatedBody(r, Buffer.from(ev)).toString().split('data: ')[1] ?? '').result.tools.map((t: { name: string }) => t.name),
+      ['echo', 'get-sum'],
+    );
 
     // An older revision's Mcp-Method header is not trusted: the body decides.
     const old = stream();
@@ -209,13 +261,18 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
 
   it('resumed GET (Last-Event-ID) may replay a tools/list response: its events are filtered', async () => {
     const s = stream();
-    const h = await s.send({ request_headers: { headers: headerMap(post({ ':method': 'GET', 'last-event-id': 'e1' })), end_of_stream: true } });
+    const h = await s.send({
+      request_headers: { headers: headerMap(post({ ':method': 'GET', 'last-event-id': 'e1' })), end_of_stream: true },
+    });
     assert.equal(h.mode_override?.['response_header_mode'], 'SEND');
     const rh = await s.send(respHeaders({ 'content-type': 'text/event-stream' }));
     assert.equal(rh.mode_override?.['response_body_mode'], 'STREAMED');
     const ev = `id: e2\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: 1, result: { tools: TOOLS } })}\n\n`;
     const r = await s.send(respBody(ev, false));
-    assert.match(mutatedBody(r, Buffer.from(ev)).toString(), /^id: e2\ndata: .*"tools":\[\{"name":"echo","description":"e"\},\{"name":"get-sum"\}\]/);
+    assert.match(
+      mutatedBody(r, Buffer.from(ev)).toString(),
+      /^id: e2\ndata: .*"tools":\[\{"name":"echo","description":"e"\},\{"name":"get-sum"\}\]/,
+    );
   });
 
   it('a resumed GET is let go after its replay budget (256 KiB) when no tools/list response came by', async () => {
@@ -223,7 +280,8 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
     await s.send({ request_headers: { headers: headerMap(post({ ':method': 'GET', 'last-event-id': 'e1' })), end_of_stream: true } });
     const rh = await s.send(respHeaders({ 'content-type': 'text/event-stream' }));
     assert.equal(rh.mode_override?.['response_body_mode'], 'STREAMED');
-    const note = (i: number): string => `id: n${i}\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { data: 'x'.repeat(16 * 1024) } })}\n\n`;
+    const note = (i: number): string =>
+      `id: n${i}\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { data: 'x'.repeat(16 * 1024) } })}\n\n`;
     let sent = 0;
     let i = 0;
     // Every chunk is answered while the budget lasts; the processor then closes its stream cleanly.
@@ -251,7 +309,9 @@ describe('ExternalProcessor over gRPC (Envoy ext_proc protocol)', () => {
     const e = stream();
     await e.send({ request_headers: { headers: headerMap(post()), end_of_stream: false } });
     await e.send(reqBody({ jsonrpc: '2.0', id: 1, method: 'tools/list' }));
-    const r404 = await e.send({ response_headers: { headers: headerMap({ ':status': '404', 'content-type': 'application/json' }), end_of_stream: false } });
+    const r404 = await e.send({
+      response_headers: { headers: headerMap({ ':status': '404', 'content-type': 'application/json' }), end_of_stream: false },
+    });
     assert.equal(r404.mode_override?.['response_body_mode'], 'NONE');
 
     const z = stream();
@@ -325,15 +385,30 @@ describe('service lookup and Envoy config', () => {
     assert.equal(typed['@type'], 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor');
     assert.equal(typed['allow_mode_override'], true);
     assert.deepEqual(typed['processing_mode'], {
-      request_header_mode: 'SEND', response_header_mode: 'SEND', request_body_mode: 'BUFFERED', response_body_mode: 'NONE',
-      request_trailer_mode: 'SKIP', response_trailer_mode: 'SKIP',
+      request_header_mode: 'SEND',
+      response_header_mode: 'SEND',
+      request_body_mode: 'BUFFERED',
+      response_body_mode: 'NONE',
+      request_trailer_mode: 'SKIP',
+      response_trailer_mode: 'SKIP',
     });
     const hcm = {
       '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-      stat_prefix: 'gw', rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: 'r' },
-      http_filters: [filter, { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+      stat_prefix: 'gw',
+      rds: { config_source: { ads: {}, resource_api_version: 'V3' }, route_config_name: 'r' },
+      http_filters: [
+        filter,
+        {
+          name: 'envoy.filters.http.router',
+          typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+        },
+      ],
     };
-    const listener = { name: 'l', address: { socket_address: { address: '0.0.0.0', port_value: 8080 } }, filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }] };
+    const listener = {
+      name: 'l',
+      address: { socket_address: { address: '0.0.0.0', port_value: 8080 } },
+      filter_chains: [{ filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
+    };
     assert.deepEqual(validateMessage('envoy.config.listener.v3.Listener', listener), []);
     // A broken one is caught (cluster name is required).
     assert.notDeepEqual(validateMessage(HTTP_FILTER_TYPE, extProcFilterConfig('')), []);
@@ -341,10 +416,20 @@ describe('service lookup and Envoy config', () => {
 
   it('extProcRouteOverride is a valid ExtProcPerRoute inside a route', () => {
     const route = {
-      name: 'r', virtual_hosts: [{ name: 'v', domains: ['*'], routes: [{
-        match: { prefix: '/mcp/everything' }, route: { cluster: 'mcp.everything' },
-        typed_per_filter_config: { 'envoy.filters.http.ext_proc': extProcRouteOverride('everything') },
-      }] }],
+      name: 'r',
+      virtual_hosts: [
+        {
+          name: 'v',
+          domains: ['*'],
+          routes: [
+            {
+              match: { prefix: '/mcp/everything' },
+              route: { cluster: 'mcp.everything' },
+              typed_per_filter_config: { 'envoy.filters.http.ext_proc': extProcRouteOverride('everything') },
+            },
+          ],
+        },
+      ],
     };
     assert.deepEqual(validateMessage('envoy.config.route.v3.RouteConfiguration', route), []);
   });

@@ -4,7 +4,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { parseEvent, SseSplitter } from '../../control-plane/src/extproc/sse.ts';
-import { filterToolsResponses, idKey, rewriteJsonText, SseToolsRewriter, toolsListRequestIds, toolsListRequests, type ResponseMatch } from '../../control-plane/src/extproc/tools.ts';
+import {
+  filterToolsResponses,
+  idKey,
+  rewriteJsonText,
+  SseToolsRewriter,
+  toolsListRequestIds,
+  toolsListRequests,
+  type ResponseMatch,
+} from '../../control-plane/src/extproc/tools.ts';
 
 const allow = (name: string): boolean => name === 'echo' || name === 'get-sum';
 const TOOLS = [
@@ -22,7 +30,10 @@ function stream(eol: string, opts: { multiline?: boolean } = {}): { input: strin
   const note = { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'tools/list seen: é' } };
   const other = { jsonrpc: '2.0', id: 3, result: { tools: TOOLS } }; // not the awaited id: untouched
   const data = opts.multiline
-    ? JSON.stringify(response, null, 2).split('\n').map((l) => `data:${l}${eol}`).join('')
+    ? JSON.stringify(response, null, 2)
+        .split('\n')
+        .map((l) => `data:${l}${eol}`)
+        .join('')
     : `data: ${JSON.stringify(response)}${eol}`;
   const head = [
     `id: prime-1${eol}data: ${eol}${eol}`,
@@ -75,14 +86,21 @@ describe('SseSplitter', () => {
         const tail = s.end();
         assert.equal(tail, undefined);
         assert.equal(Buffer.concat(pieces.map((p) => p.raw)).toString('utf8'), input.toString('utf8'));
-        assert.deepEqual(pieces.filter((p) => p.complete).map((p) => p.raw.toString('utf8')), events, `cut at ${cut}`);
+        assert.deepEqual(
+          pieces.filter((p) => p.complete).map((p) => p.raw.toString('utf8')),
+          events,
+          `cut at ${cut}`,
+        );
       }
     }
   });
 
   it('keeps an unterminated last event for end()', () => {
     const s = new SseSplitter();
-    assert.deepEqual(s.push(Buffer.from('data: 1\n\ndata: 2\n')).map((p) => p.raw.toString()), ['data: 1\n\n']);
+    assert.deepEqual(
+      s.push(Buffer.from('data: 1\n\ndata: 2\n')).map((p) => p.raw.toString()),
+      ['data: 1\n\n'],
+    );
     assert.equal(s.pendingBytes, 8);
     assert.equal(s.end()?.toString(), 'data: 2\n');
   });
@@ -101,7 +119,11 @@ describe('SseToolsRewriter', () => {
     assert.equal(run([Buffer.from(input)]), expected);
   });
 
-  for (const [label, eol] of [['LF', '\n'], ['CRLF', '\r\n'], ['CR', '\r']] as const) {
+  for (const [label, eol] of [
+    ['LF', '\n'],
+    ['CRLF', '\r\n'],
+    ['CR', '\r'],
+  ] as const) {
     it(`${label}: identical output for a cut at every byte position, and one byte at a time`, () => {
       const { input, expected } = stream(eol);
       const buf = Buffer.from(input, 'utf8');
@@ -150,9 +172,12 @@ describe('SseToolsRewriter', () => {
       'data: {"jsonrpc":"2.0","id":2,"error":{"code":-32603,"message":"boom"}}\n\n',
     ].join('');
     assert.equal(run([Buffer.from(events)]), events);
-    const batch = 'data: [{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"secret"},{"name":"echo"}]}},{"jsonrpc":"2.0","id":6,"result":{"tools":[{"name":"secret"}]}}]\n\n';
-    assert.equal(run([Buffer.from(batch)], ids(6)),
-      'data: [{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"secret"},{"name":"echo"}]}},{"jsonrpc":"2.0","id":6,"result":{"tools":[]}}]\n\n');
+    const batch =
+      'data: [{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"secret"},{"name":"echo"}]}},{"jsonrpc":"2.0","id":6,"result":{"tools":[{"name":"secret"}]}}]\n\n';
+    assert.equal(
+      run([Buffer.from(batch)], ids(6)),
+      'data: [{"jsonrpc":"2.0","id":5,"result":{"tools":[{"name":"secret"},{"name":"echo"}]}},{"jsonrpc":"2.0","id":6,"result":{"tools":[]}}]\n\n',
+    );
   });
 
   it('waits for every awaited id (batched request answered in separate events)', () => {
@@ -175,7 +200,14 @@ describe('SseToolsRewriter', () => {
 
   it('an event above maxEventBytes gives up: everything passes unchanged, reported once', () => {
     let oversize = 0;
-    const rw = new SseToolsRewriter(ids(2), allow, { maxEventBytes: 64, events: { onOversize: () => { oversize += 1; } } });
+    const rw = new SseToolsRewriter(ids(2), allow, {
+      maxEventBytes: 64,
+      events: {
+        onOversize: () => {
+          oversize += 1;
+        },
+      },
+    });
     const big = `data: {"jsonrpc":"2.0","id":2,"result":{"tools":[${'{"name":"secret"},'.repeat(10)}{"name":"echo"}]}}\n\n`;
     const out = Buffer.concat([rw.push(Buffer.from(big.slice(0, 100))), rw.push(Buffer.from(big.slice(100))), rw.end()]);
     assert.equal(out.toString(), big);
@@ -201,7 +233,12 @@ describe('SseToolsRewriter', () => {
 describe('JSON-RPC helpers', () => {
   it('finds tools/list ids in single messages and batches, by type', () => {
     assert.deepEqual(toolsListRequestIds('{"jsonrpc":"2.0","id":1,"method":"tools/list"}'), new Set(['1']));
-    assert.deepEqual(toolsListRequestIds('[{"jsonrpc":"2.0","id":"1","method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call"},{"jsonrpc":"2.0","id":3,"method":"tools/list"}]'), new Set(['"1"', '3']));
+    assert.deepEqual(
+      toolsListRequestIds(
+        '[{"jsonrpc":"2.0","id":"1","method":"tools/list"},{"jsonrpc":"2.0","id":2,"method":"tools/call"},{"jsonrpc":"2.0","id":3,"method":"tools/list"}]',
+      ),
+      new Set(['"1"', '3']),
+    );
     assert.equal(toolsListRequestIds('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"tools/list"}}'), undefined);
     assert.equal(toolsListRequestIds('not json'), undefined);
     assert.equal(toolsListRequestIds('{"jsonrpc":"2.0","method":"tools/list"}'), undefined); // a notification gets no response
@@ -214,7 +251,10 @@ describe('JSON-RPC helpers', () => {
   it('filters without mutating its input; malformed tool entries and throwing predicates hide', () => {
     const input = { jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'echo' }, { nome: 'x' }, 'str', { name: 'boom' }], _meta: { k: 1 } } };
     const copy = structuredClone(input);
-    const r = filterToolsResponses(input, ids(1), (n) => { if (n === 'boom') throw new Error('x'); return true; });
+    const r = filterToolsResponses(input, ids(1), (n) => {
+      if (n === 'boom') throw new Error('x');
+      return true;
+    });
     assert.deepEqual(input, copy);
     assert.deepEqual(r.value, { jsonrpc: '2.0', id: 1, result: { tools: [{ name: 'echo' }], _meta: { k: 1 } } });
     assert.equal(r.hidden, 3);

@@ -53,7 +53,9 @@ describe('ADS fault: clients that stop reading', () => {
 
   it(`keeps memory bounded with ${STUCK} stuck streams over ${EDITS} edits, and a reading proxy still converges`, async () => {
     // The stuck clients live in another process: this one's memory is then the server's (plus one reader).
-    const child = spawn(process.execPath, [STUCK_CLIENTS, `127.0.0.1:${tcp.cp.xdsPort}`, String(STUCK)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [STUCK_CLIENTS, `127.0.0.1:${tcp.cp.xdsPort}`, String(STUCK)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     children.push(child);
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => (d.toString().includes('ready') ? resolve() : undefined));
@@ -85,18 +87,26 @@ describe('ADS fault: clients that stop reading', () => {
     const grown = usedAfterGc() - base;
     const last = 5 + EDITS;
     // Drain the healthy stream up to the last edit's clusters: it must get them despite the stuck ones.
-    const latest = tcp.cp.cache.peek({ id: 'x', role: 'gateway', listenerPort: 8443, locality: { region: 'eu-west', zone: 'a' } })?.versions.cluster;
-    await waitFor('the reading proxy has the latest clusters', async () => {
-      if (tcp.cp.tracker.byNodeId('healthy')?.types.cluster?.ackedVersion === latest) return true;
-      cds = await healthy.next('cluster', 1000);
-      assert.equal((cds['resources'] as unknown[]).length, oneCds);
-      healthy.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: cds['version_info'], response_nonce: cds['nonce'] });
-      return false;
-    }, 30_000, 0);
+    const latest = tcp.cp.cache.peek({ id: 'x', role: 'gateway', listenerPort: 8443, locality: { region: 'eu-west', zone: 'a' } })?.versions
+      .cluster;
+    await waitFor(
+      'the reading proxy has the latest clusters',
+      async () => {
+        if (tcp.cp.tracker.byNodeId('healthy')?.types.cluster?.ackedVersion === latest) return true;
+        cds = await healthy.next('cluster', 1000);
+        assert.equal((cds['resources'] as unknown[]).length, oneCds);
+        healthy.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: cds['version_info'], response_nonce: cds['nonce'] });
+        return false;
+      },
+      30_000,
+      0,
+    );
     const coalesced = await metricValue(tcp.cp.metrics, 'mcpmesh_xds_coalesced_pushes_total');
     // Unbounded queues held every response: ~SERVICES*~0.7 KiB of CDS plus EDS per edit per stream (> 100 MiB here).
     const perEditPerStream = 2 * SERVICES * 700;
-    console.log(`stuck readers: ${STUCK} streams, ${EDITS} edits (last generation ${last}), growth after GC ${(grown / MiB).toFixed(1)} MiB (queueing every response: an estimated ~${((perEditPerStream * STUCK * EDITS) / MiB).toFixed(0)} MiB), coalesced pushes ${coalesced}`);
+    console.log(
+      `stuck readers: ${STUCK} streams, ${EDITS} edits (last generation ${last}), growth after GC ${(grown / MiB).toFixed(1)} MiB (queueing every response: an estimated ~${((perEditPerStream * STUCK * EDITS) / MiB).toFixed(0)} MiB), coalesced pushes ${coalesced}`,
+    );
     // Bounded: per stuck stream at most maxBufferedBytes (256 KiB) plus one response, whatever the number of edits.
     const budget = 8 * MiB + STUCK * 0.5 * MiB;
     assert.ok(grown < budget, `memory grew ${(grown / MiB).toFixed(1)} MiB with stuck readers (budget ${(budget / MiB).toFixed(0)} MiB)`);
@@ -130,11 +140,24 @@ describe('ADS fault: a stream unread past the stall limit', () => {
     await waitFor('three streams', () => tcp.cp.tracker.count === 3);
     // Edits keep coming, as they would: each stuck stream fills its window, then waits past the limit.
     let g = 0;
-    await waitFor('stuck streams closed', async () => {
-      tcp.cp.apply(specs(SERVICES, ++g), 'registry');
-      return (await metricValue(tcp.cp.metrics, 'mcpmesh_xds_stalled_streams_closed_total')) === 2;
-    }, 20_000, 100);
-    await waitFor('only the reader is left', () => tcp.cp.tracker.list().map((s) => s.proxy.id).join() === 'reader', 5000);
+    await waitFor(
+      'stuck streams closed',
+      async () => {
+        tcp.cp.apply(specs(SERVICES, ++g), 'registry');
+        return (await metricValue(tcp.cp.metrics, 'mcpmesh_xds_stalled_streams_closed_total')) === 2;
+      },
+      20_000,
+      100,
+    );
+    await waitFor(
+      'only the reader is left',
+      () =>
+        tcp.cp.tracker
+          .list()
+          .map((s) => s.proxy.id)
+          .join() === 'reader',
+      5000,
+    );
     for (const s of stuck) {
       s.call.resume();
       const err = await s.closedWithError(5000);
@@ -169,17 +192,28 @@ describe('ADS fault: a stuck reader that resumes', () => {
     assert.ok(latest);
     s.call.resume();
     let responses = 0;
-    const acked = (kind: 'cluster' | 'endpoint'): boolean => tcp.cp.tracker.byNodeId('resumer')?.types[kind]?.ackedVersion === latest.versions[kind];
-    await waitFor('the newest clusters and endpoints ACKed', async () => {
-      if (acked('cluster') && acked('endpoint')) return true;
-      for (const kind of ['cluster', 'endpoint'] as const) {
-        const m = await s.next(kind, 50).catch(() => undefined);
-        if (!m) continue;
-        responses += 1;
-        s.send({ type_url: TYPE_URLS[kind], resource_names: kind === 'endpoint' ? ['*'] : [], version_info: m['version_info'], response_nonce: m['nonce'] });
-      }
-      return false;
-    }, 30_000, 0);
+    const acked = (kind: 'cluster' | 'endpoint'): boolean =>
+      tcp.cp.tracker.byNodeId('resumer')?.types[kind]?.ackedVersion === latest.versions[kind];
+    await waitFor(
+      'the newest clusters and endpoints ACKed',
+      async () => {
+        if (acked('cluster') && acked('endpoint')) return true;
+        for (const kind of ['cluster', 'endpoint'] as const) {
+          const m = await s.next(kind, 50).catch(() => undefined);
+          if (!m) continue;
+          responses += 1;
+          s.send({
+            type_url: TYPE_URLS[kind],
+            resource_names: kind === 'endpoint' ? ['*'] : [],
+            version_info: m['version_info'],
+            response_nonce: m['nonce'],
+          });
+        }
+        return false;
+      },
+      30_000,
+      0,
+    );
     console.log(`resumed reader: ${responses} responses for ${edits} edits of 2 types`);
     // Without coalescing every edit's two responses would arrive, one after the other.
     assert.ok(responses < edits, `${responses} responses for ${edits} edits of 2 types: pushes were not coalesced`);

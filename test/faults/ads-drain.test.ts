@@ -20,12 +20,21 @@ const RAW_STREAMS = LONG ? 60 : 12;
 const DELAY_MS = 700;
 const WINDOW_MS = LONG ? 5000 : 2000;
 
-interface Running { child: ChildProcess; xdsPort: number; adminPort: number; lines: Array<{ at: number; entry: Record<string, unknown> }>; exited: Promise<number | null> }
+interface Running {
+  child: ChildProcess;
+  xdsPort: number;
+  adminPort: number;
+  lines: Array<{ at: number; entry: Record<string, unknown> }>;
+  exited: Promise<number | null>;
+}
 
 function startMain(dir: string, args: string[]): Promise<Running> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, '--registry', path.join(dir, 'registry.yaml'), '--host', '127.0.0.1', '--xds-port', '0', '--admin-port', '0', ...args],
-      { env: { ...process.env, MCPMESH_DEV_ISSUER: 'off', MCPMESH_LOG_LEVEL: 'info' } });
+    const child = spawn(
+      process.execPath,
+      [MAIN, '--registry', path.join(dir, 'registry.yaml'), '--host', '127.0.0.1', '--xds-port', '0', '--admin-port', '0', ...args],
+      { env: { ...process.env, MCPMESH_DEV_ISSUER: 'off', MCPMESH_LOG_LEVEL: 'info' } },
+    );
     const lines: Running['lines'] = [];
     const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
     let out = '';
@@ -71,7 +80,10 @@ describe('ADS fault: graceful drain on SIGTERM', () => {
 
   it(`turns unready first, keeps streams for the delay, closes ${RAW_STREAMS} raw streams and a grpc-js-xds client spread over the window, exits 0`, async () => {
     backend = await startBackend('b1');
-    writeFileSync(path.join(dir, 'registry.yaml'), `services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 127.0.0.1, port: ${backend.port} }\n`);
+    writeFileSync(
+      path.join(dir, 'registry.yaml'),
+      `services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 127.0.0.1, port: ${backend.port} }\n`,
+    );
     running = await startMain(dir, ['--drain-delay', `${DELAY_MS}ms`, '--drain-window', `${WINDOW_MS}ms`]);
     const r = running;
     const readyz = async (): Promise<number> => (await fetch(`http://127.0.0.1:${r.adminPort}/readyz`)).status;
@@ -99,18 +111,24 @@ describe('ADS fault: graceful drain on SIGTERM', () => {
 
     const closedAt: number[] = [];
     const codes: Array<grpc.status | undefined> = [];
-    for (const s of streams) s.call.on('status', (st: grpc.StatusObject) => {
-      closedAt.push(performance.now());
-      codes.push(st.code);
-    });
+    for (const s of streams)
+      s.call.on('status', (st: grpc.StatusObject) => {
+        closedAt.push(performance.now());
+        codes.push(st.code);
+      });
     const t0 = performance.now();
     r.child.kill('SIGTERM');
     let unreadyAt = 0;
-    await waitFor('/readyz 503', async () => {
-      if ((await readyz()) !== 503) return false;
-      unreadyAt = performance.now();
-      return true;
-    }, 5000, 10);
+    await waitFor(
+      '/readyz 503',
+      async () => {
+        if ((await readyz()) !== 503) return false;
+        unreadyAt = performance.now();
+        return true;
+      },
+      5000,
+      10,
+    );
     assert.equal(closedAt.length, 0, 'no stream may close before readiness turned');
 
     // A proxy arriving during the drain goes elsewhere: refused with UNAVAILABLE at once, not held until the window.
@@ -125,18 +143,26 @@ describe('ADS fault: graceful drain on SIGTERM', () => {
     const code = await r.exited;
     assert.equal(code, 0, 'the process exits 0 after draining');
     await waitFor('every raw stream closed', () => closedAt.length === RAW_STREAMS, 5000);
-    assert.ok(codes.every((c) => c === grpc.status.UNAVAILABLE), `streams closed with ${JSON.stringify(codes)} (UNAVAILABLE makes proxies reconnect)`);
+    assert.ok(
+      codes.every((c) => c === grpc.status.UNAVAILABLE),
+      `streams closed with ${JSON.stringify(codes)} (UNAVAILABLE makes proxies reconnect)`,
+    );
     const first = Math.min(...closedAt);
     const last = Math.max(...closedAt);
     assert.ok(unreadyAt < first, 'readiness turns before the first stream closes');
     assert.ok(first - t0 >= DELAY_MS, `first stream closed ${Math.round(first - t0)} ms after SIGTERM, before the ${DELAY_MS} ms delay`);
     // Uniform over the window: with 12 streams a spread under a quarter of it has odds of about 1 in 25,000.
-    assert.ok(last - first >= WINDOW_MS / 4, `closes spread over ${Math.round(last - first)} ms only (window ${WINDOW_MS} ms): a thundering herd`);
+    assert.ok(
+      last - first >= WINDOW_MS / 4,
+      `closes spread over ${Math.round(last - first)} ms only (window ${WINDOW_MS} ms): a thundering herd`,
+    );
     const xdsGone = r.lines.find((l) => l.entry['msg'] === 'proxy disconnected' && l.entry['proxy'] === 'grpc-drain-1');
-    assert.ok(xdsGone, 'the grpc-js-xds client\'s stream was closed by the drain');
+    assert.ok(xdsGone, "the grpc-js-xds client's stream was closed by the drain");
     const draining = r.lines.find((l) => l.entry['msg'] === 'draining xDS streams');
-    assert.equal(draining?.entry['streams'], RAW_STREAMS + 1, 'the drain closed every stream: the raw ones and grpc-js-xds\'s');
-    console.log(`drain: unready after ${Math.round(unreadyAt - t0)} ms, streams closed from +${Math.round(first - t0)} to +${Math.round(last - t0)} ms (delay ${DELAY_MS}, window ${WINDOW_MS})`);
+    assert.equal(draining?.entry['streams'], RAW_STREAMS + 1, "the drain closed every stream: the raw ones and grpc-js-xds's");
+    console.log(
+      `drain: unready after ${Math.round(unreadyAt - t0)} ms, streams closed from +${Math.round(first - t0)} to +${Math.round(last - t0)} ms (delay ${DELAY_MS}, window ${WINDOW_MS})`,
+    );
   });
 
   it('exits even when a proxy has stopped reading (its status can never get out)', async () => {

@@ -47,7 +47,9 @@ describe('ADS fault: per-client limits', () => {
     const c = connect();
     const s = Array.from({ length: 6 }, (_, i) => open(c, `conn-${i}`));
     await waitFor('four streams served', () => tcp.cp.tracker.count === 4);
-    const errors = (await Promise.allSettled(s.map((x) => x.closedWithError(3000)))).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const errors = (await Promise.allSettled(s.map((x) => x.closedWithError(3000)))).flatMap((r) =>
+      r.status === 'fulfilled' ? [r.value] : [],
+    );
     assert.equal(errors.length, 2, 'two streams refused');
     for (const e of errors) {
       assert.equal(e.code, grpc.status.RESOURCE_EXHAUSTED);
@@ -86,7 +88,11 @@ describe('ADS fault: per-client limits', () => {
     assert.match(e1.details, /51 resource names for endpoint \(limit 50\)/);
     const delta = connect().delta();
     streams.push(delta);
-    delta.send({ node: node('names-delta', { role: 'gateway' }), type_url: TYPE_URLS.endpoint, resource_names_subscribe: names.slice(0, 30) });
+    delta.send({
+      node: node('names-delta', { role: 'gateway' }),
+      type_url: TYPE_URLS.endpoint,
+      resource_names_subscribe: names.slice(0, 30),
+    });
     await delta.next('endpoint');
     // The limit is on what a stream holds, not per message: 30 + 21 more is over it.
     delta.send({ type_url: TYPE_URLS.endpoint, resource_names_subscribe: names.slice(30) });
@@ -131,7 +137,12 @@ describe('ADS fault: ever-changing resource_names lists', () => {
     s.send({ node: node('lists', { role: 'gateway' }), type_url: TYPE_URLS.endpoint, resource_names: all });
     let eds = await s.next('endpoint');
     const ask = async (i: number): Promise<void> => {
-      s.send({ type_url: TYPE_URLS.endpoint, resource_names: [...all, `mcp.nothing-${i}`], version_info: eds['version_info'], response_nonce: eds['nonce'] });
+      s.send({
+        type_url: TYPE_URLS.endpoint,
+        resource_names: [...all, `mcp.nothing-${i}`],
+        version_info: eds['version_info'],
+        response_nonce: eds['nonce'],
+      });
       eds = await s.next('endpoint');
     };
     for (let i = 0; i < 100; i++) await ask(i);
@@ -139,7 +150,9 @@ describe('ADS fault: ever-changing resource_names lists', () => {
     for (let i = 100; i < 100 + LISTS; i++) await ask(i);
     const grown = usedAfterGc() - base;
     const bytes = (eds['resources'] as Array<{ value: Uint8Array }>).reduce((n, r) => n + r.value.length, 0);
-    console.log(`resource_names lists: ${LISTS} distinct lists, response ${(bytes / 1024).toFixed(0)} KiB each, growth after GC ${(grown / MiB).toFixed(1)} MiB (cached per list it would be ~${((bytes * LISTS) / MiB).toFixed(0)} MiB)`);
+    console.log(
+      `resource_names lists: ${LISTS} distinct lists, response ${(bytes / 1024).toFixed(0)} KiB each, growth after GC ${(grown / MiB).toFixed(1)} MiB (cached per list it would be ~${((bytes * LISTS) / MiB).toFixed(0)} MiB)`,
+    );
     assert.ok(grown < Math.max(4 * MiB, (bytes * LISTS) / 4), `memory grew ${(grown / MiB).toFixed(1)} MiB`);
     s.close();
   });

@@ -25,7 +25,10 @@ const ZZ = '      - { address: 10.0.0.4, port: 7001, locality: { region: eu-west
 function byPriority(eds: Msg): string[][] {
   const [cla] = decodeResources(eds);
   const out: string[][] = [];
-  for (const l of (cla?.['endpoints'] ?? []) as Array<{ priority?: number; lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string } } } }> }>) {
+  for (const l of (cla?.['endpoints'] ?? []) as Array<{
+    priority?: number;
+    lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string } } } }>;
+  }>) {
     (out[l.priority ?? 0] ??= []).push(...l.lb_endpoints.map((e) => e.endpoint.address.socket_address.address));
   }
   return out.map((p) => p.sort());
@@ -50,7 +53,11 @@ describe('ADS fault: localities the mesh does not know', () => {
   const gateway = (id: string, region: string, zone: string, names = ['mcp.weather']): AdsStream => {
     const s = client.sotw();
     streams.push(s);
-    s.send({ node: node(id, { role: 'gateway', listener_port: 8443 }, { region, zone }), type_url: TYPE_URLS.endpoint, resource_names: names });
+    s.send({
+      node: node(id, { role: 'gateway', listener_port: 8443 }, { region, zone }),
+      type_url: TYPE_URLS.endpoint,
+      resource_names: names,
+    });
     return s;
   };
 
@@ -62,7 +69,11 @@ describe('ADS fault: localities the mesh does not know', () => {
     assert.deepEqual(byPriority(await mars.next('endpoint')), [['10.0.0.1', '10.0.0.2', '10.0.0.3']]);
     assert.deepEqual(byPriority(await a.next('endpoint')), [['10.0.0.1'], ['10.0.0.2'], ['10.0.0.3']]);
     tcp.writeRegistry(registry(ZZ));
-    assert.deepEqual(byPriority(await zz.next('endpoint')), [['10.0.0.4'], ['10.0.0.1', '10.0.0.2'], ['10.0.0.3']], 'zone zz is known now: its own endpoint first');
+    assert.deepEqual(
+      byPriority(await zz.next('endpoint')),
+      [['10.0.0.4'], ['10.0.0.1', '10.0.0.2'], ['10.0.0.3']],
+      'zone zz is known now: its own endpoint first',
+    );
     tcp.writeRegistry(registry());
     assert.deepEqual(byPriority(await zz.next('endpoint')), [['10.0.0.1', '10.0.0.2'], ['10.0.0.3']], 'and back when it leaves');
     for (const s of streams.splice(0)) s.close();
@@ -85,6 +96,8 @@ describe('ADS fault: localities the mesh does not know', () => {
     const editToAll = performance.now() - started;
     assert.ok(tcp.cp.cache.size <= before + 2);
     assert.equal(await metricValue(tcp.cp.metrics, 'mcpmesh_snapshot_keys'), tcp.cp.cache.size);
-    console.log(`invented localities: ${STREAMS} streams -> ${classes - before} classes; edit built and pushed in ${applyMs.toFixed(0)} ms, reached every stream in ${Math.round(editToAll)} ms`);
+    console.log(
+      `invented localities: ${STREAMS} streams -> ${classes - before} classes; edit built and pushed in ${applyMs.toFixed(0)} ms, reached every stream in ${Math.round(editToAll)} ms`,
+    );
   });
 });

@@ -34,22 +34,32 @@ describe(`ADS fault: responses larger than the client accepts (${SERVICES} servi
     await tcp.stop();
   });
 
-  it('refuses a SotW response over the client\'s limit (counted, shown), and sends the next one that fits', async () => {
+  it("refuses a SotW response over the client's limit (counted, shown), and sends the next one that fits", async () => {
     const s = client.sotw();
     streams.push(s);
     s.send({ node: proxylessNode('big-sotw'), type_url: TYPE_URLS.cluster, resource_names: [] });
-    await waitFor('refusal counted', async () => (await metricValue(tcp.cp.metrics, 'mcpmesh_xds_refused_total', { reason: 'response_size' })) === 1, 30_000);
+    await waitFor(
+      'refusal counted',
+      async () => (await metricValue(tcp.cp.metrics, 'mcpmesh_xds_refused_total', { reason: 'response_size' })) === 1,
+      30_000,
+    );
     assert.equal(s.pending(), 0, 'nothing was sent');
     assert.equal(s.error, undefined, 'the stream stays up (the client keeps its config)');
-    const shown = await (await tcp.admin('/debug/proxies')).json() as Array<{ id: string; types: { cluster?: { lastError?: string } } }>;
+    const shown = (await (await tcp.admin('/debug/proxies')).json()) as Array<{ id: string; types: { cluster?: { lastError?: string } } }>;
     const err = shown.find((p) => p.id === 'big-sotw')?.types.cluster?.lastError ?? '';
-    assert.match(err, new RegExp(`the cluster response \\(${SERVICES} resources\\) is \\d+ bytes, over the ${PROXYLESS_LIMIT} bytes this client accepts`));
+    assert.match(
+      err,
+      new RegExp(`the cluster response \\(${SERVICES} resources\\) is \\d+ bytes, over the ${PROXYLESS_LIMIT} bytes this client accepts`),
+    );
     tcp.writeRegistry(registryYaml(10, 1));
     const cds = await s.next('cluster', 30_000);
     assert.equal(resourceNames(cds).length, 10, 'a response that fits goes out');
     s.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: cds['version_info'], response_nonce: cds['nonce'] });
     await waitFor('lastError cleared', async () => {
-      const now = await (await tcp.admin('/debug/proxies')).json() as Array<{ id: string; types: { cluster?: { lastError?: string; ackedVersion?: string } } }>;
+      const now = (await (await tcp.admin('/debug/proxies')).json()) as Array<{
+        id: string;
+        types: { cluster?: { lastError?: string; ackedVersion?: string } };
+      }>;
       const t = now.find((p) => p.id === 'big-sotw')?.types.cluster;
       return t?.lastError === undefined && t?.ackedVersion === cds['version_info'];
     });

@@ -48,14 +48,29 @@ describe(`Consul faults (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
   const admin = async (p: string): Promise<string> => (await fetch(`http://127.0.0.1:${cp.adminPort}${p}`)).text();
   const metric = async (re: RegExp): Promise<number> => Number(re.exec(await admin('/metrics'))?.[1] ?? 0);
   const watchErrors = async (): Promise<number> =>
-    [...(await admin('/metrics')).matchAll(/^mcpmesh_consul_watch_errors_total\{watch="[a-z]+"\} (\d+)$/gm)].reduce((a, m) => a + Number(m[1]), 0);
-  const sourceError = async (): Promise<string | undefined> => (JSON.parse(await admin('/debug/sources')) as Record<string, string>)['consul'];
+    [...(await admin('/metrics')).matchAll(/^mcpmesh_consul_watch_errors_total\{watch="[a-z]+"\} (\d+)$/gm)].reduce(
+      (a, m) => a + Number(m[1]),
+      0,
+    );
+  const sourceError = async (): Promise<string | undefined> =>
+    (JSON.parse(await admin('/debug/sources')) as Record<string, string>)['consul'];
   const sourceUp = (): Promise<number> => metric(/^mcpmesh_source_up\{source="consul"\} (\d+)$/m);
   const auth = (): Record<string, string> => (consul.token ? { 'X-Consul-Token': consul.token } : {});
-  const register = (i: number): Promise<unknown> => fetch(`${consul.address}/v1/agent/service/register`, {
-    method: 'PUT', headers: auth(), body: JSON.stringify({ Name: SVC, ID: `${SVC}-${i}`, Address: '127.0.0.1', Port: backends[i]?.port, Tags: ['mcp'], Meta: { region: 'eu-west', zone: 'a' } }),
-  });
-  const deregister = (i: number): Promise<unknown> => fetch(`${consul.address}/v1/agent/service/deregister/${SVC}-${i}`, { method: 'PUT', headers: auth() });
+  const register = (i: number): Promise<unknown> =>
+    fetch(`${consul.address}/v1/agent/service/register`, {
+      method: 'PUT',
+      headers: auth(),
+      body: JSON.stringify({
+        Name: SVC,
+        ID: `${SVC}-${i}`,
+        Address: '127.0.0.1',
+        Port: backends[i]?.port,
+        Tags: ['mcp'],
+        Meta: { region: 'eu-west', zone: 'a' },
+      }),
+    });
+  const deregister = (i: number): Promise<unknown> =>
+    fetch(`${consul.address}/v1/agent/service/deregister/${SVC}-${i}`, { method: 'PUT', headers: auth() });
   const endpointCount = (): number => f.endpoints(CLUSTER)?.length ?? 0;
 
   /** What must hold throughout a fault: the cluster and its endpoints are still served, and calls still work. */
@@ -78,9 +93,16 @@ describe(`Consul faults (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
     writeFileSync(unused, 'services: []\n');
     // Default backoff (100 ms doubling to 2 s): what recovery costs in production.
     cp = await new ControlPlane({
-      registryFile: unused, consul: { address: proxy.address, ...(consul.token ? { token: consul.token } : {}), wait: WAIT, timeoutMarginMs: 1000 },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 20, maxDelayMs: 200,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      registryFile: unused,
+      consul: { address: proxy.address, ...(consul.token ? { token: consul.token } : {}), wait: WAIT, timeoutMarginMs: 1000 },
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: 20,
+      maxDelayMs: 200,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
     ads = new RawAdsClient(`127.0.0.1:${cp.xdsPort}`);
     f = new MeshFollower(ads.sotw(), node('gw-faults', { role: 'gateway' }, { region: 'eu-west', zone: 'a' }));
@@ -107,7 +129,9 @@ describe(`Consul faults (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
     if (dir) rmSync(dir, { recursive: true, force: true });
     const by = new Map<string, number[]>();
     for (const [k, ms] of recoveries) by.set(k, [...(by.get(k) ?? []), ms]);
-    console.log(`recovery (Consul healthy again -> change at the raw ADS client), max of ${ROUNDS}: ${[...by].map(([k, v]) => `${k} ${Math.max(...v)} ms`).join('; ')}`);
+    console.log(
+      `recovery (Consul healthy again -> change at the raw ADS client), max of ${ROUNDS}: ${[...by].map(([k, v]) => `${k} ${Math.max(...v)} ms`).join('; ')}`,
+    );
     // grpc-js-xds's xDS client is process-wide and never closes: exit once the results are written.
     setTimeout(() => process.exit(process.exitCode ?? 0), 1000);
   });
@@ -126,8 +150,16 @@ describe(`Consul faults (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
       assert.match(shown, /^consul (catalog|health) watch/, `${label}: /debug/sources names the watch: ${shown}`);
       assert.equal(await sourceUp(), 0, `${label}: mcpmesh_source_up{source="consul"} is 0 while failing`);
       assert.match(await admin('/metrics'), /^mcpmesh_source_errors_total\{source="consul"\} [1-9]/m);
-      const watches = JSON.parse(await admin('/debug/sources?watches')) as Array<{ name: string; healthy: boolean; lastError?: string; consecutiveFailures: number }>;
-      assert.ok(watches.some((w) => !w.healthy && w.consecutiveFailures > 0 && w.lastError), `${label}: a failing watch in /debug/sources?watches: ${JSON.stringify(watches)}`);
+      const watches = JSON.parse(await admin('/debug/sources?watches')) as Array<{
+        name: string;
+        healthy: boolean;
+        lastError?: string;
+        consecutiveFailures: number;
+      }>;
+      assert.ok(
+        watches.some((w) => !w.healthy && w.consecutiveFailures > 0 && w.lastError),
+        `${label}: a failing watch in /debug/sources?watches: ${JSON.stringify(watches)}`,
+      );
     }
     await nothingLost(has2 ? 2 : 3);
     // A change while Consul is "down" (or lying): it must arrive once Consul answers properly again.
@@ -143,7 +175,11 @@ describe(`Consul faults (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
     const ms = Math.round(performance.now() - healedAt);
     recoveries.push([label, ms]);
     await waitFor(`${label}: error cleared in /debug/sources`, async () => (await sourceError()) === undefined, 5000);
-    await waitFor(`${label}: every watch healthy`, async () => (JSON.parse(await admin('/debug/sources?watches')) as Array<{ healthy: boolean }>).every((w) => w.healthy), 5000);
+    await waitFor(
+      `${label}: every watch healthy`,
+      async () => (JSON.parse(await admin('/debug/sources?watches')) as Array<{ healthy: boolean }>).every((w) => w.healthy),
+      5000,
+    );
     assert.equal(await sourceUp(), 1, `${label}: mcpmesh_source_up back to 1`);
   }
 
@@ -209,7 +245,9 @@ describe(`Consul faults (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
     }
   });
 
-  it('re-reads at once when the index goes backwards without an outage (snapshot restore in the stand-in)', { skip: process.env['CONSUL_HTTP_ADDR'] ? 'stand-in only' : false }, async () => {
+  it('re-reads at once when the index goes backwards without an outage (snapshot restore in the stand-in)', {
+    skip: process.env['CONSUL_HTTP_ADDR'] ? 'stand-in only' : false,
+  }, async () => {
     const want = endpointCount() === 2 ? 3 : 2;
     shift = 0n;
     proxy.shiftIndex(shift);
@@ -223,10 +261,16 @@ describe(`Consul faults (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Co
     recoveries.push(['lower index, no outage', Math.round(performance.now() - at)]);
   });
 
-  it('keeps the heap bounded over the faults (after a forced GC)', { skip: LONG ? false : 'long version only (MCPMESH_FAULTS_LONG=1)' }, async () => {
+  it('keeps the heap bounded over the faults (after a forced GC)', {
+    skip: LONG ? false : 'long version only (MCPMESH_FAULTS_LONG=1)',
+  }, async () => {
     setFlagsFromString('--expose-gc');
     const gc = runInNewContext('gc') as () => void;
-    const heap = (): number => { gc(); gc(); return process.memoryUsage().heapUsed; };
+    const heap = (): number => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
     const start = heap();
     for (let round = 0; round < 10; round++) await faultCase('HTTP 500s (heap rounds)', { kind: 'status', status: 500 }, true);
     const growth = heap() - start;

@@ -17,7 +17,11 @@ import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { MeshFollower } from '../helpers/mesh-follower.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-interface Replica { cp: ControlPlane; ads: RawAdsClient; f: MeshFollower }
+interface Replica {
+  cp: ControlPlane;
+  ads: RawAdsClient;
+  f: MeshFollower;
+}
 
 describe(`replicas and a restart on the same Consul state (${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'})`, () => {
   let consul: TestConsul;
@@ -31,13 +35,17 @@ describe(`replicas and a restart on the same Consul state (${process.env['CONSUL
   const register = async (name: string, id: string, ip: string): Promise<void> => {
     ids.push(id);
     const r = await fetch(`${consul.address}/v1/agent/service/register`, {
-      method: 'PUT', headers: consul.token ? { 'X-Consul-Token': consul.token } : {},
+      method: 'PUT',
+      headers: consul.token ? { 'X-Consul-Token': consul.token } : {},
       body: JSON.stringify({ Name: name, ID: id, Address: ip, Port: 7000, Tags: ['mcp'], Meta: { region: 'eu-west', zone: 'a' } }),
     });
     assert.equal(r.status, 200);
   };
   const deregister = async (id: string): Promise<void> => {
-    const r = await fetch(`${consul.address}/v1/agent/service/deregister/${id}`, { method: 'PUT', headers: consul.token ? { 'X-Consul-Token': consul.token } : {} });
+    const r = await fetch(`${consul.address}/v1/agent/service/deregister/${id}`, {
+      method: 'PUT',
+      headers: consul.token ? { 'X-Consul-Token': consul.token } : {},
+    });
     assert.equal(r.status, 200);
   };
 
@@ -45,9 +53,16 @@ describe(`replicas and a restart on the same Consul state (${process.env['CONSUL
     const unused = path.join(dir, 'unused.yaml');
     writeFileSync(unused, 'services: []\n');
     const cp = await new ControlPlane({
-      registryFile: unused, consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s' },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      registryFile: unused,
+      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s' },
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
     const ads = new RawAdsClient(`127.0.0.1:${cp.xdsPort}`);
     const f = new MeshFollower(ads.sotw(), node(`gw-${replicas.length}`, { role: 'gateway' }, { region: 'eu-west', zone: 'a' }));
@@ -64,7 +79,9 @@ describe(`replicas and a restart on the same Consul state (${process.env['CONSUL
 
   /** What a gateway holds, byte for byte, plus every type's version from the control plane itself. */
   async function held(r: Replica): Promise<string> {
-    const dump = (await (await fetch(`http://127.0.0.1:${r.cp.adminPort}/debug/config_dump?role=gateway&region=eu-west&zone=a`)).json()) as { versions: Record<string, string> };
+    const dump = (await (
+      await fetch(`http://127.0.0.1:${r.cp.adminPort}/debug/config_dump?role=gateway&region=eu-west&zone=a`)
+    ).json()) as { versions: Record<string, string> };
     return JSON.stringify({
       cds: { version: r.f.cds.version, resources: [...r.f.cds.bytes].sort() },
       eds: { version: r.f.eds.version, resources: [...r.f.eds.bytes].sort() },
@@ -73,7 +90,8 @@ describe(`replicas and a restart on the same Consul state (${process.env['CONSUL
   }
 
   /** For failure messages: names and versions, not the bytes. */
-  const summary = (r: Replica): string => JSON.stringify({ cds: [r.f.cds.version, [...r.f.cds.bytes.keys()]], eds: [r.f.eds.version, [...r.f.eds.bytes.keys()]] });
+  const summary = (r: Replica): string =>
+    JSON.stringify({ cds: [r.f.cds.version, [...r.f.cds.bytes.keys()]], eds: [r.f.eds.version, [...r.f.eds.bytes.keys()]] });
 
   const ours = (r: Replica): string[] => r.f.clusters().filter((c) => [alpha, beta, gamma].some((n) => c === `mcp.${n}`));
 
@@ -104,13 +122,22 @@ describe(`replicas and a restart on the same Consul state (${process.env['CONSUL
     await waitFor('beta withdrawn', () => !ours(a).includes(`mcp.${beta}`), 15_000);
     await register(beta, `${beta}-1`, '10.0.2.1');
     await deregister(`${gamma}-1`);
-    await waitFor('beta back, gamma down to one instance', () => ours(a).length === 3 && a.f.endpoints(`mcp.${gamma}`)?.length === 1 && a.f.endpoints(`mcp.${beta}`)?.length === 1, 15_000);
+    await waitFor(
+      'beta back, gamma down to one instance',
+      () => ours(a).length === 3 && a.f.endpoints(`mcp.${gamma}`)?.length === 1 && a.f.endpoints(`mcp.${beta}`)?.length === 1,
+      15_000,
+    );
     const betaAfter = a.f.edsName(`mcp.${beta}`);
     assert.notEqual(betaAfter, betaBefore, 'a re-added service gets a new EDS name (clients cache removed resources)');
 
     const b = await replica();
-    await waitFor('second replica agrees with the first, byte for byte', async () => (await held(a)) === (await held(b)) && ours(b).length === 3, 15_000)
-      .catch((err: Error) => { throw new Error(`${err.message}\nfirst:  ${summary(a)}\nsecond: ${summary(b)}`); });
+    await waitFor(
+      'second replica agrees with the first, byte for byte',
+      async () => (await held(a)) === (await held(b)) && ours(b).length === 3,
+      15_000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\nfirst:  ${summary(a)}\nsecond: ${summary(b)}`);
+    });
     assert.equal(b.f.edsName(`mcp.${beta}`), betaAfter);
 
     const before = await held(a);
@@ -118,8 +145,11 @@ describe(`replicas and a restart on the same Consul state (${process.env['CONSUL
     await stop(a);
     replicas.splice(replicas.indexOf(a), 1);
     const c = await replica();
-    await waitFor('the restarted replica serves what the first served', async () => (await held(c)) === before, 15_000)
-      .catch((err: Error) => { throw new Error(`${err.message}\nbefore restart: ${beforeSummary}\nafter restart:  ${summary(c)}`); });
+    await waitFor('the restarted replica serves what the first served', async () => (await held(c)) === before, 15_000).catch(
+      (err: Error) => {
+        throw new Error(`${err.message}\nbefore restart: ${beforeSummary}\nafter restart:  ${summary(c)}`);
+      },
+    );
     assert.equal(await held(c), await held(b));
   });
 });

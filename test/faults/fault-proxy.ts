@@ -28,11 +28,17 @@ export interface Fault {
   times?: number;
 }
 
-interface InFlight { target: Exclude<FaultTarget, 'all'>; retry: () => void }
+interface InFlight {
+  target: Exclude<FaultTarget, 'all'>;
+  retry: () => void;
+}
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad request: invalid index', 403: 'Permission denied', 429: 'Your IP is issuing too many concurrent connections, please rate limit your calls',
-  500: 'rpc error making call: No cluster leader', 503: 'No known Consul servers',
+  400: 'Bad request: invalid index',
+  403: 'Permission denied',
+  429: 'Your IP is issuing too many concurrent connections, please rate limit your calls',
+  500: 'rpc error making call: No cluster leader',
+  503: 'No known Consul servers',
 };
 
 export class FaultProxy {
@@ -110,18 +116,20 @@ export class FaultProxy {
     const target = path.startsWith('/v1/catalog/services') ? 'catalog' : path.startsWith('/v1/health/service/') ? 'health' : undefined;
     const forward = (url: string): void => {
       const abort = new AbortController();
-      const entry: InFlight | undefined = target ? {
-        target,
-        retry: () => {
-          // Re-ask without the index: an immediate answer, to which the new fault applies.
-          this.inflight.delete(entry as InFlight);
-          abort.abort();
-          const u = new URL(url, this.upstream);
-          u.searchParams.delete('index');
-          u.searchParams.delete('wait');
-          forward(u.pathname + u.search);
-        },
-      } : undefined;
+      const entry: InFlight | undefined = target
+        ? {
+            target,
+            retry: () => {
+              // Re-ask without the index: an immediate answer, to which the new fault applies.
+              this.inflight.delete(entry as InFlight);
+              abort.abort();
+              const u = new URL(url, this.upstream);
+              u.searchParams.delete('index');
+              u.searchParams.delete('wait');
+              forward(u.pathname + u.search);
+            },
+          }
+        : undefined;
       if (entry) this.inflight.add(entry);
       // The client gave up (its own timeout): so does the upstream query.
       res.on('close', () => {
@@ -129,15 +137,19 @@ export class FaultProxy {
         if (entry) this.inflight.delete(entry);
         abort.abort();
       });
-      const up = http.request(new URL(url, this.upstream), { method: req.method, headers: { ...req.headers, host: this.upstream.host }, signal: abort.signal }, (ur) => {
-        const chunks: Buffer[] = [];
-        ur.on('data', (c: Buffer) => chunks.push(c));
-        ur.on('end', () => {
-          if (entry) this.inflight.delete(entry);
-          this.answer(res, ur, Buffer.concat(chunks), this.take(target), target);
-        });
-        ur.on('error', () => undefined);
-      });
+      const up = http.request(
+        new URL(url, this.upstream),
+        { method: req.method, headers: { ...req.headers, host: this.upstream.host }, signal: abort.signal },
+        (ur) => {
+          const chunks: Buffer[] = [];
+          ur.on('data', (c: Buffer) => chunks.push(c));
+          ur.on('end', () => {
+            if (entry) this.inflight.delete(entry);
+            this.answer(res, ur, Buffer.concat(chunks), this.take(target), target);
+          });
+          ur.on('error', () => undefined);
+        },
+      );
       up.on('error', (err) => {
         if (abort.signal.aborted) return;
         if (entry) this.inflight.delete(entry);
@@ -164,7 +176,13 @@ export class FaultProxy {
     return u.pathname + u.search;
   }
 
-  private answer(res: http.ServerResponse, ur: http.IncomingMessage | undefined, body: Buffer, f: Fault | undefined, target: Exclude<FaultTarget, 'all'> | undefined): void {
+  private answer(
+    res: http.ServerResponse,
+    ur: http.IncomingMessage | undefined,
+    body: Buffer,
+    f: Fault | undefined,
+    target: Exclude<FaultTarget, 'all'> | undefined,
+  ): void {
     if (res.destroyed) return;
     if (f?.kind === 'hang') {
       this.hung.add(res);
@@ -180,7 +198,8 @@ export class FaultProxy {
       return;
     }
     const headers: Record<string, string> = {};
-    for (const [k, v] of Object.entries(ur?.headers ?? {})) if (typeof v === 'string' && k !== 'content-length' && k !== 'transfer-encoding' && k !== 'connection') headers[k] = v;
+    for (const [k, v] of Object.entries(ur?.headers ?? {}))
+      if (typeof v === 'string' && k !== 'content-length' && k !== 'transfer-encoding' && k !== 'connection') headers[k] = v;
     let out = body;
     const index = headers['x-consul-index'];
     if (index !== undefined && /^\d+$/.test(index) && this.shift > 0n) {

@@ -14,7 +14,9 @@ export function registryYaml(services: number, generation: number, endpointsPer 
   for (let i = 0; i < services; i++) {
     lines.push(`  - name: s${generation}-${i}`, '    protocol: "2025-11-25"', '    endpoints:');
     for (let e = 0; e < endpointsPer; e++) {
-      lines.push(`      - { address: 10.${(i >> 8) & 255}.${i & 255}.${e + 1}, port: ${7000 + (generation % 1000)}, locality: { region: eu-west, zone: ${e % 2 ? 'b' : 'a'} } }`);
+      lines.push(
+        `      - { address: 10.${(i >> 8) & 255}.${i & 255}.${e + 1}, port: ${7000 + (generation % 1000)}, locality: { region: eu-west, zone: ${e % 2 ? 'b' : 'a'} } }`,
+      );
     }
   }
   return `${lines.join('\n')}\n`;

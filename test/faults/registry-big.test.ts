@@ -33,7 +33,13 @@ async function loopDelayDuring<T>(work: () => Promise<T>): Promise<{ result: T; 
     // A stall at the very end is only recorded when the histogram's timer next runs: let it run first.
     await new Promise((r) => setTimeout(r, 20));
     const used = process.threadCpuUsage(cpu);
-    return { result, maxMs: h.max / 1e6, p99Ms: h.percentile(99) / 1e6, ms: performance.now() - started, cpuMs: (used.user + used.system) / 1000 };
+    return {
+      result,
+      maxMs: h.max / 1e6,
+      p99Ms: h.percentile(99) / 1e6,
+      ms: performance.now() - started,
+      cpuMs: (used.user + used.system) / 1000,
+    };
   } finally {
     h.disable();
   }
@@ -49,31 +55,42 @@ describe(`a ${SERVICES.toLocaleString('en')}-service registry file`, () => {
     const src = new RegistryFileSource(file);
     try {
       const { result, maxMs, p99Ms, ms, cpuMs } = await loopDelayDuring(() => src.load());
-      console.log(`# registry load, ${SERVICES} services (${(yaml.length / 1_048_576).toFixed(2)} MiB): ${Math.round(ms)} ms in the worker; event loop max delay ${maxMs.toFixed(1)} ms, p99 ${p99Ms.toFixed(1)} ms; main thread CPU ${Math.round(cpuMs)} ms`);
+      console.log(
+        `# registry load, ${SERVICES} services (${(yaml.length / 1_048_576).toFixed(2)} MiB): ${Math.round(ms)} ms in the worker; event loop max delay ${maxMs.toFixed(1)} ms, p99 ${p99Ms.toFixed(1)} ms; main thread CPU ${Math.round(cpuMs)} ms`,
+      );
       assert.equal(result.length, SERVICES);
       assert.deepEqual(result, specs);
       assert.ok(maxMs < MAX_LOOP_DELAY_MS, `event loop blocked ${maxMs.toFixed(1)} ms (budget ${MAX_LOOP_DELAY_MS} ms)`);
-      assert.ok(cpuMs < MAX_MAIN_THREAD_CPU_MS, `the main thread spent ${Math.round(cpuMs)} ms of CPU on the load (budget ${MAX_MAIN_THREAD_CPU_MS} ms)`);
+      assert.ok(
+        cpuMs < MAX_MAIN_THREAD_CPU_MS,
+        `the main thread spent ${Math.round(cpuMs)} ms of CPU on the load (budget ${MAX_MAIN_THREAD_CPU_MS} ms)`,
+      );
     } finally {
       src.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('long: the control plane started on it publishes every service; the snapshot build stall is printed', { skip: LONG ? false : 'set MCPMESH_FAULTS_LONG=1' }, async () => {
+  it('long: the control plane started on it publishes every service; the snapshot build stall is printed', {
+    skip: LONG ? false : 'set MCPMESH_FAULTS_LONG=1',
+  }, async () => {
     const yaml = registryYaml(meshSpecs(SERVICES, 1));
     const { result: h, maxMs, ms, cpuMs } = await loopDelayDuring(() => startOnRegistry((f) => writeFileSync(f, yaml)));
     try {
       assert.equal((await h.readyz()).status, 200);
       assert.equal(await h.metric('mcpmesh_mesh_services'), SERVICES);
       const build = await h.metric('mcpmesh_snapshot_build_seconds_sum');
-      console.log(`# control plane start on ${SERVICES} services: ${Math.round(ms)} ms to ready; snapshot build ${Math.round(build * 1000)} ms; event loop max delay ${maxMs.toFixed(1)} ms (the snapshot build, not the parse); main thread CPU ${Math.round(cpuMs)} ms`);
+      console.log(
+        `# control plane start on ${SERVICES} services: ${Math.round(ms)} ms to ready; snapshot build ${Math.round(build * 1000)} ms; event loop max delay ${maxMs.toFixed(1)} ms (the snapshot build, not the parse); main thread CPU ${Math.round(cpuMs)} ms`,
+      );
     } finally {
       await h.stop();
     }
   });
 
-  it('long: a real 50 MB YAML registry is refused unread and costs no memory', { skip: LONG ? false : 'set MCPMESH_FAULTS_LONG=1' }, async () => {
+  it('long: a real 50 MB YAML registry is refused unread and costs no memory', {
+    skip: LONG ? false : 'set MCPMESH_FAULTS_LONG=1',
+  }, async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-big-'));
     const file = path.join(dir, 'registry.yaml');
     // Written in pieces: the test itself must not hold 50 MB of YAML either.

@@ -25,13 +25,23 @@ export interface RegistryHarness {
 }
 
 /** `setup` prepares the file (or returns another path to use, e.g. in a directory that does not exist yet). */
-export async function startOnRegistry(setup: (file: string) => unknown, opts: { registryMaxBytes?: number } = {}): Promise<RegistryHarness> {
+export async function startOnRegistry(
+  setup: (file: string) => unknown,
+  opts: { registryMaxBytes?: number } = {},
+): Promise<RegistryHarness> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-faults-'));
   const other = setup(path.join(dir, 'registry.yaml'));
   const file = typeof other === 'string' ? other : path.join(dir, 'registry.yaml');
   const cp = new ControlPlane({
-    registryFile: file, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 20, maxDelayMs: 200,
-    log: process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger, metrics: new Metrics({ processMetrics: false }),
+    registryFile: file,
+    xdsHost: '127.0.0.1',
+    xdsPort: 0,
+    adminHost: '127.0.0.1',
+    adminPort: 0,
+    quietMs: 20,
+    maxDelayMs: 200,
+    log: process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger,
+    metrics: new Metrics({ processMetrics: false }),
     ...(opts.registryMaxBytes !== undefined ? { registryMaxBytes: opts.registryMaxBytes } : {}),
   });
   await cp.start();
@@ -63,7 +73,11 @@ export async function startOnRegistry(setup: (file: string) => unknown, opts: { 
       client ??= new RawAdsClient(`127.0.0.1:${cp.xdsPort}`);
       const s = client.sotw();
       streams.push(s);
-      s.send({ type_url: TYPE_URLS.cluster, resource_names: [], node: node(`gw-${streams.length}`, { role: 'gateway' }, { region: 'eu-west', zone: 'a' }) });
+      s.send({
+        type_url: TYPE_URLS.cluster,
+        resource_names: [],
+        node: node(`gw-${streams.length}`, { role: 'gateway' }, { region: 'eu-west', zone: 'a' }),
+      });
       return s;
     },
     async stop() {
@@ -79,7 +93,11 @@ export async function startOnRegistry(setup: (file: string) => unknown, opts: { 
 export function smallRegistry(services = 1): string {
   const lines = ['services:'];
   for (let i = 0; i < services; i++) {
-    lines.push(`  - name: svc-${i}`, '    protocol: "2025-11-25"', `    endpoints: [ { address: 10.0.0.${i + 1}, port: 7001, locality: { region: eu-west, zone: a } } ]`);
+    lines.push(
+      `  - name: svc-${i}`,
+      '    protocol: "2025-11-25"',
+      `    endpoints: [ { address: 10.0.0.${i + 1}, port: 7001, locality: { region: eu-west, zone: a } } ]`,
+    );
   }
   return `${lines.join('\n')}\n`;
 }

@@ -28,7 +28,7 @@ async function assertUpUnreadyThenFixed(h: RegistryHarness, reason: RegExp): Pro
   assert.match(headline ?? '', /^not ready/);
   assert.match((JSON.parse(errors ?? '{}') as Record<string, string>)['registry'] ?? '', reason, '/readyz says why');
   assert.match((await h.sources())['registry'] ?? '', reason);
-  assert.ok(await h.metric('mcpmesh_source_errors_total{source="registry"}') >= 1, 'counted');
+  assert.ok((await h.metric('mcpmesh_source_errors_total{source="registry"}')) >= 1, 'counted');
   // ADS listens and accepts a stream; it has nothing to send until a mesh exists.
   const cds: AdsStream = h.gatewayCds();
   await assert.rejects(cds.next('cluster', 300), /no cluster response within/);
@@ -48,7 +48,9 @@ describe('registry file that cannot be loaded at start', () => {
       truncateSync(f, 50 * MiB);
     });
     try {
-      const sizeError = new RegExp(`${h.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: 1 problem\\(s\\):\\n  \\(root\\): is 52428800 bytes \\(50\\.0 MiB\\), over the limit of 8388608 bytes \\(8\\.0 MiB\\); not read \\(raise the limit with --registry-max-bytes or MCPMESH_REGISTRY_MAX_BYTES\\)`);
+      const sizeError = new RegExp(
+        `${h.file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: 1 problem\\(s\\):\\n  \\(root\\): is 52428800 bytes \\(50\\.0 MiB\\), over the limit of 8388608 bytes \\(8\\.0 MiB\\); not read \\(raise the limit with --registry-max-bytes or MCPMESH_REGISTRY_MAX_BYTES\\)`,
+      );
       await assertUpUnreadyThenFixed(h, sizeError);
     } finally {
       await h.stop();
@@ -57,11 +59,19 @@ describe('registry file that cannot be loaded at start', () => {
 
   for (const [what, setup, reason] of [
     ['broken YAML', (f: string) => writeFileSync(f, 'services:\n  - name: a\n   protocol: x\n'), /line \d+, column \d+: /],
-    ['invalid (a port out of range)', (f: string) => writeFileSync(f, 'services: [ { name: a, protocol: "2025-11-25", endpoints: [ { address: 10.0.0.1, port: 70000 } ] } ]\n'),
-      /services\[0\]\.endpoints\[0\]\.port: must be an integer from 1 to 65535 \(got 70000\)/],
+    [
+      'invalid (a port out of range)',
+      (f: string) =>
+        writeFileSync(f, 'services: [ { name: a, protocol: "2025-11-25", endpoints: [ { address: 10.0.0.1, port: 70000 } ] } ]\n'),
+      /services\[0\]\.endpoints\[0\]\.port: must be an integer from 1 to 65535 \(got 70000\)/,
+    ],
     ['missing', (_f: string) => undefined, /cannot read: ENOENT/],
     // A volume still mounting: the directory is not there either, so it cannot be watched yet (retried every second).
-    ['in a directory that does not exist yet', (f: string) => path.join(path.dirname(f), 'not-mounted-yet', 'registry.yaml'), /cannot (read: ENOENT|watch .*not-mounted-yet)/],
+    [
+      'in a directory that does not exist yet',
+      (f: string) => path.join(path.dirname(f), 'not-mounted-yet', 'registry.yaml'),
+      /cannot (read: ENOENT|watch .*not-mounted-yet)/,
+    ],
   ] as const) {
     it(`${what}: process up, unready with the reason, fixed file served`, async () => {
       const h = await startOnRegistry(setup);
@@ -103,7 +113,13 @@ describe('registry file that cannot be loaded at start', () => {
     const file = path.join(dir, 'registry.yaml');
     writeFileSync(file, registryYaml(meshSpecs(10_000, 1)));
     const cp = new ControlPlane({
-      registryFile: file, xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      registryFile: file,
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
     });
     try {
       const starting = cp.start();
@@ -125,9 +141,12 @@ describe('registry file that cannot be loaded at start', () => {
     }
   });
 
-  it('a parse that runs out of its worker heap is reported as the file\'s error; the control plane is untouched', async () => {
+  it("a parse that runs out of its worker heap is reported as the file's error; the control plane is untouched", async () => {
     const text = registryYaml(meshSpecs(2000, 1));
-    const err = await parseRegistryOffThread(text, 'huge.yaml', { heapMb: 4 }).then(() => undefined, (e: unknown) => e);
+    const err = await parseRegistryOffThread(text, 'huge.yaml', { heapMb: 4 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
     assert.match(err.message, /^huge\.yaml: 1 problem\(s\):\n {2}\(root\): could not be parsed: .*(memory|heap)/i);
   });
@@ -136,9 +155,15 @@ describe('registry file that cannot be loaded at start', () => {
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../control-plane/src/main.ts');
 
 /** `npm start` as an operator runs it, on ephemeral ports; resolves with the admin port once it says it listens. */
-function startMain(registry: string, extra: string[] = []): { child: ChildProcess; admin: Promise<number>; exited: Promise<{ code: number | null; out: string }> } {
-  const child = spawn(process.execPath, [MAIN, '--registry', registry, '--host', '127.0.0.1', '--xds-port', '0', '--admin-port', '0', ...extra],
-    { env: { ...process.env, MCPMESH_DEV_ISSUER: 'off' } });
+function startMain(
+  registry: string,
+  extra: string[] = [],
+): { child: ChildProcess; admin: Promise<number>; exited: Promise<{ code: number | null; out: string }> } {
+  const child = spawn(
+    process.execPath,
+    [MAIN, '--registry', registry, '--host', '127.0.0.1', '--xds-port', '0', '--admin-port', '0', ...extra],
+    { env: { ...process.env, MCPMESH_DEV_ISSUER: 'off' } },
+  );
   let out = '';
   const admin = new Promise<number>((resolve, reject) => {
     child.stdout?.on('data', (d: Buffer) => {

@@ -67,7 +67,14 @@ export interface RunOptions {
   readonly onFailure?: (r: CaseResult) => void;
 }
 
-export interface ClassStats { cases: number; allowed: number; denied: number; replayed: number; failures: number; blocked: number }
+export interface ClassStats {
+  cases: number;
+  allowed: number;
+  denied: number;
+  replayed: number;
+  failures: number;
+  blocked: number;
+}
 
 export interface FuzzSummary {
   readonly seed: string;
@@ -127,7 +134,12 @@ export class FuzzHarness {
   /** The engine's verdict on what a handler ran, for the case's caller and service. */
   judge(c: FuzzCase, a: McpAction): { allow: boolean; rule: string; reason: string } {
     const claims = this.mesh.metadataClaims(c.caller);
-    const d = decide(this.compiled, { service: c.service, roles: rolesFromClaims(claims, this.mesh.policy.roleClaim), scopes: scopesFromClaims(claims), action: a });
+    const d = decide(this.compiled, {
+      service: c.service,
+      roles: rolesFromClaims(claims, this.mesh.policy.roleClaim),
+      scopes: scopesFromClaims(claims),
+      action: a,
+    });
     return { allow: d.allow, rule: d.rule, reason: d.reason };
   }
 
@@ -152,7 +164,11 @@ export class FuzzHarness {
     }
     const errors = replies.filter((r) => r.status === 0).map((r) => `${r.oracle}: ${r.error ?? 'no answer'}`);
     return {
-      case: c, verdict, replies, violations, failure: verdict.allowed && violations.length > 0,
+      case: c,
+      verdict,
+      replies,
+      violations,
+      failure: verdict.allowed && violations.length > 0,
       ...(errors.length > 0 ? { error: `replay: ${errors.join('; ')}` } : {}),
     };
   }
@@ -162,7 +178,9 @@ export class FuzzHarness {
     const start = o.start ?? 0;
     const sampleRate = o.sampleRate ?? 0.05;
     const keep = o.keepFailures ?? 50;
-    const byClass = Object.fromEntries(ATTACK_CLASSES.map((k) => [k, { cases: 0, allowed: 0, denied: 0, replayed: 0, failures: 0, blocked: 0 }])) as Record<AttackClass, ClassStats>;
+    const byClass = Object.fromEntries(
+      ATTACK_CLASSES.map((k) => [k, { cases: 0, allowed: 0, denied: 0, replayed: 0, failures: 0, blocked: 0 }]),
+    ) as Record<AttackClass, ClassStats>;
     const byDecider: Record<string, number> = {};
     const failures: CaseResult[] = [];
     const errors: CaseResult[] = [];
@@ -185,8 +203,12 @@ export class FuzzHarness {
         // Decided by the seed alone, so a run replays the same cases whatever the timing.
         const sample = o.replay === 'all' || new Rng(`${o.seed}/sample/${index}`).chance(sampleRate);
         const r = await this.runCase(c, sample);
-        caseHashes[index - start] = sha256(`${c.service}\u0000${c.caller.name}\u0000${c.method}\u0000${JSON.stringify(c.headers)}\u0000${Buffer.from(c.body).toString('base64')}`);
-        outcomeHashes[index - start] = sha256(JSON.stringify([r.verdict?.allowed, r.verdict?.status, r.verdict?.by, r.replies.map((x) => [x.oracle, x.status, x.ran])]));
+        caseHashes[index - start] = sha256(
+          `${c.service}\u0000${c.caller.name}\u0000${c.method}\u0000${JSON.stringify(c.headers)}\u0000${Buffer.from(c.body).toString('base64')}`,
+        );
+        outcomeHashes[index - start] = sha256(
+          JSON.stringify([r.verdict?.allowed, r.verdict?.status, r.verdict?.by, r.replies.map((x) => [x.oracle, x.status, x.ran])]),
+        );
         if (r.error !== undefined) errors.push(r);
         const v = r.verdict;
         if (!v) continue;
@@ -224,10 +246,24 @@ export class FuzzHarness {
     checkMs.sort((a, b) => a - b);
     const q = (p: number): number => checkMs[Math.min(checkMs.length - 1, Math.floor(p * checkMs.length))] ?? 0;
     return {
-      seed: o.seed, start, cases: o.cases, allowed, denied, replayed, failureCount, failures: failures.slice(0, keep), blocked,
-      harnessErrors: errors, oracleDisagreements: disagreements, allowedRan, byClass, byDecider,
-      casesDigest: sha256(caseHashes.join('')), outcomesDigest: sha256(outcomeHashes.join('')),
-      checkMs: { count: checkMs.length, p50: q(0.5), p99: q(0.99), max: checkMs[checkMs.length - 1] ?? 0 }, wallMs: performance.now() - t0,
+      seed: o.seed,
+      start,
+      cases: o.cases,
+      allowed,
+      denied,
+      replayed,
+      failureCount,
+      failures: failures.slice(0, keep),
+      blocked,
+      harnessErrors: errors,
+      oracleDisagreements: disagreements,
+      allowedRan,
+      byClass,
+      byDecider,
+      casesDigest: sha256(caseHashes.join('')),
+      outcomesDigest: sha256(outcomeHashes.join('')),
+      checkMs: { count: checkMs.length, p50: q(0.5), p99: q(0.99), max: checkMs[checkMs.length - 1] ?? 0 },
+      wallMs: performance.now() - t0,
     };
   }
 
@@ -240,16 +276,20 @@ export class FuzzHarness {
     if (!v) return { result, problems };
     if (v.allowed) problems.push('the mesh lets it through');
     else {
-      if (r.statuses && !r.statuses.includes(v.status)) problems.push(`refused with ${v.status} (by ${v.by}), expected ${r.statuses.join(' or ')}`);
+      if (r.statuses && !r.statuses.includes(v.status))
+        problems.push(`refused with ${v.status} (by ${v.by}), expected ${r.statuses.join(' or ')}`);
       if (r.jsonRpcCode !== undefined) {
         const code = jsonRpcErrorCode(v.body);
         if (code !== r.jsonRpcCode) problems.push(`refusal carries JSON-RPC error ${code ?? 'none'}, expected ${r.jsonRpcCode}`);
       }
-      if (r.maxBodyBytes !== undefined && v.body.length > r.maxBodyBytes) problems.push(`refusal body is ${v.body.length} bytes (limit ${r.maxBodyBytes})`);
+      if (r.maxBodyBytes !== undefined && v.body.length > r.maxBodyBytes)
+        problems.push(`refusal body is ${v.body.length} bytes (limit ${r.maxBodyBytes})`);
     }
-    if (r.maxCheckMs !== undefined && v.checkMs !== undefined && v.checkMs > r.maxCheckMs) problems.push(`ext_authz Check took ${v.checkMs.toFixed(1)} ms (limit ${r.maxCheckMs})`);
+    if (r.maxCheckMs !== undefined && v.checkMs !== undefined && v.checkMs > r.maxCheckMs)
+      problems.push(`ext_authz Check took ${v.checkMs.toFixed(1)} ms (limit ${r.maxCheckMs})`);
     // Replayed even when refused, to show the attack is real; only what an allowed request ran is a failure.
-    if (v.allowed) for (const x of result.violations) problems.push(`FAILURE: ${x.oracle} ran ${actionKey(x.action)}, which ${x.rule} denies`);
+    if (v.allowed)
+      for (const x of result.violations) problems.push(`FAILURE: ${x.oracle} ran ${actionKey(x.action)}, which ${x.rule} denies`);
     return { result, problems };
   }
 }
@@ -285,8 +325,12 @@ export function formatCase(r: CaseResult): string {
     `${r.failure ? 'FAILURE' : 'case'} seed=${c.seed} case=${c.index} service=${c.service} caller=${c.caller.name} classes=${c.classes.join(',')}`,
     `  note:    ${c.note}`,
     `  mesh:    ${v ? (v.allowed ? `allowed (${v.by})` : `refused ${v.status} by ${v.by}: ${v.rule}`) : 'undecided'}${v?.checkMs !== undefined ? `, check ${v.checkMs.toFixed(2)} ms` : ''}`,
-    ...r.replies.map((x) => `  ${x.oracle.padEnd(8)} ${x.status} ran [${x.ran.map(actionKey).join(', ')}]${x.error ? ` (${x.error})` : ''}`),
-    ...r.violations.map((x) => `  policy:  ${x.oracle} ran ${actionKey(x.action)}, denied by ${x.rule}${v?.allowed ? '' : ' (the mesh refused the request)'}`),
+    ...r.replies.map(
+      (x) => `  ${x.oracle.padEnd(8)} ${x.status} ran [${x.ran.map(actionKey).join(', ')}]${x.error ? ` (${x.error})` : ''}`,
+    ),
+    ...r.violations.map(
+      (x) => `  policy:  ${x.oracle} ran ${actionKey(x.action)}, denied by ${x.rule}${v?.allowed ? '' : ' (the mesh refused the request)'}`,
+    ),
     ...(r.error !== undefined ? [`  error:   ${r.error}`] : []),
     `  method:  ${c.method}`,
     `  headers: ${JSON.stringify(c.headers)}`,
@@ -306,7 +350,9 @@ export function formatSummary(s: FuzzSummary): string {
   });
   return [
     `seed ${s.seed}: cases ${s.start}..${s.start + s.cases - 1} (${s.cases}) in ${(s.wallMs / 1000).toFixed(1)} s`,
-    `  mesh allowed ${s.allowed}, refused ${s.denied} (${Object.entries(s.byDecider).map(([k, n]) => `${k}: ${n}`).join(', ')})`,
+    `  mesh allowed ${s.allowed}, refused ${s.denied} (${Object.entries(s.byDecider)
+      .map(([k, n]) => `${k}: ${n}`)
+      .join(', ')})`,
     `  replayed ${s.replayed} to both servers (allowed and a handler ran: ${s.allowedRan}); blocked attacks ${s.blocked}; server disagreements ${s.oracleDisagreements}; harness errors ${s.harnessErrors.length}`,
     `  ext_authz Check round trips ${s.checkMs.count} (queueing included): p50 ${s.checkMs.p50.toFixed(2)} ms, p99 ${s.checkMs.p99.toFixed(2)} ms, max ${s.checkMs.max.toFixed(1)} ms`,
     `  cases digest ${s.casesDigest.slice(0, 16)}, outcomes digest ${s.outcomesDigest.slice(0, 16)}`,

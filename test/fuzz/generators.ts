@@ -10,8 +10,21 @@ import { ORACLE_PROMPTS, ORACLE_TOOLS } from './oracles.ts';
 import { Rng } from './rng.ts';
 
 export const ATTACK_CLASSES = [
-  'valid', 'charset', 'utf7', 'bom', 'dupkey', 'batch', 'escape', 'ctrl', 'method-case', 'uri',
-  'hdr-mismatch', 'hdr-repeat', 'version', 'b64name', 'content-encoding',
+  'valid',
+  'charset',
+  'utf7',
+  'bom',
+  'dupkey',
+  'batch',
+  'escape',
+  'ctrl',
+  'method-case',
+  'uri',
+  'hdr-mismatch',
+  'hdr-repeat',
+  'version',
+  'b64name',
+  'content-encoding',
 ] as const;
 export type AttackClass = (typeof ATTACK_CLASSES)[number];
 
@@ -27,10 +40,19 @@ export interface FuzzCase extends MeshRequest {
 // ------------------------------------------------------------------------------------------ universe
 
 type Kind = 'tool' | 'resource' | 'prompt';
-interface Target { readonly kind: Kind; readonly name: string }
+interface Target {
+  readonly kind: Kind;
+  readonly name: string;
+}
 
 const TOOLS: readonly string[] = [...ORACLE_TOOLS, 'get_history', 'drop_logs'];
-const RESOURCES: readonly string[] = ['file:///reports/q1.txt', 'file:///reports/2026/tides.csv', 'file:///etc/passwd', 'file:///etc/shadow', 'file:///var/log/syslog'];
+const RESOURCES: readonly string[] = [
+  'file:///reports/q1.txt',
+  'file:///reports/2026/tides.csv',
+  'file:///etc/passwd',
+  'file:///etc/shadow',
+  'file:///var/log/syslog',
+];
 const PROMPTS: readonly string[] = [...ORACLE_PROMPTS];
 /** Targets the fuzz policy denies to a reader or an operator (the interesting ones to smuggle). */
 const DENIED_TOOLS: readonly string[] = ['admin_reset', 'admin_x', 'drop_cache'];
@@ -43,14 +65,29 @@ const PARAM_OF: Readonly<Record<Kind, string>> = { tool: 'name', resource: 'uri'
 const SERVICE_METHODS: readonly string[] = ['ping', 'tools/list', 'resources/list', 'prompts/list', 'resources/templates/list'];
 
 function anyTarget(rng: Rng): Target {
-  const kind = rng.weighted<Kind>([['tool', 6], ['resource', 3], ['prompt', 1]]);
+  const kind = rng.weighted<Kind>([
+    ['tool', 6],
+    ['resource', 3],
+    ['prompt', 1],
+  ]);
   return { kind, name: rng.pick(kind === 'tool' ? TOOLS : kind === 'resource' ? RESOURCES : PROMPTS) };
 }
 function deniedTarget(rng: Rng): Target {
-  const kind = rng.weighted<Kind>([['tool', 6], ['resource', 3], ['prompt', 1]]);
+  const kind = rng.weighted<Kind>([
+    ['tool', 6],
+    ['resource', 3],
+    ['prompt', 1],
+  ]);
   return { kind, name: kind === 'tool' ? rng.pick(DENIED_TOOLS) : kind === 'resource' ? rng.pick(DENIED_RESOURCES) : 'secret_prompt' };
 }
-function allowedTarget(rng: Rng, kind: Kind = rng.weighted<Kind>([['tool', 6], ['resource', 3], ['prompt', 1]])): Target {
+function allowedTarget(
+  rng: Rng,
+  kind: Kind = rng.weighted<Kind>([
+    ['tool', 6],
+    ['resource', 3],
+    ['prompt', 1],
+  ]),
+): Target {
   return { kind, name: kind === 'tool' ? rng.pick(ALLOWED_TOOLS) : kind === 'resource' ? rng.pick(ALLOWED_RESOURCES) : 'summary_daily' };
 }
 
@@ -86,16 +123,30 @@ function idText(rng: Rng, n: number): string {
 }
 
 /** One JSON-RPC request for a target: `{"jsonrpc":"2.0","id":n,"method":...,"params":{...}}`. */
-function request(rng: Rng, id: number, t: Target, o: { nameText?: string; methodText?: string; extraParams?: ReadonlyArray<readonly [string, string]>; noId?: boolean } = {}): string {
+function request(
+  rng: Rng,
+  id: number,
+  t: Target,
+  o: { nameText?: string; methodText?: string; extraParams?: ReadonlyArray<readonly [string, string]>; noId?: boolean } = {},
+): string {
   const params: Array<readonly [string, string]> = [[PARAM_OF[t.kind], o.nameText ?? jstr(t.name)]];
   if (t.kind === 'tool') params.push(['arguments', '{}']);
   params.push(...(o.extraParams ?? []));
-  const entries: Array<readonly [string, string]> = [['jsonrpc', '"2.0"'], ...(o.noId ? [] : [['id', idText(rng, id)] as const]), ['method', o.methodText ?? jstr(METHOD_OF[t.kind])], ['params', obj(params)]];
+  const entries: Array<readonly [string, string]> = [
+    ['jsonrpc', '"2.0"'],
+    ...(o.noId ? [] : [['id', idText(rng, id)] as const]),
+    ['method', o.methodText ?? jstr(METHOD_OF[t.kind])],
+    ['params', obj(params)],
+  ];
   return obj(rng.chance(0.2) ? rng.shuffle(entries) : entries);
 }
 
 function serviceRequest(rng: Rng, id: number, method = rng.pick(SERVICE_METHODS)): string {
-  return obj([['jsonrpc', '"2.0"'], ['id', idText(rng, id)], ['method', jstr(method)]]);
+  return obj([
+    ['jsonrpc', '"2.0"'],
+    ['id', idText(rng, id)],
+    ['method', jstr(method)],
+  ]);
 }
 
 const NOTIFICATION = '{"jsonrpc":"2.0","method":"notifications/initialized"}';
@@ -158,8 +209,11 @@ function contentType(rng: Rng, charset: string | undefined): string {
   if (charset === undefined) return rng.pick(['application/json', 'application/json', 'Application/JSON', 'application/json; foo=bar']);
   const cs = rng.pick([charset, charset.toUpperCase(), `"${charset}"`, `"${charset.toUpperCase()}"`]);
   return rng.pick([
-    `application/json; charset=${cs}`, `application/json;charset=${cs}`, `Application/JSON; Charset=${cs}`,
-    `application/json; charset=${cs}; foo=bar`, `application/json; foo=bar; charset=${cs}`,
+    `application/json; charset=${cs}`,
+    `application/json;charset=${cs}`,
+    `Application/JSON; Charset=${cs}`,
+    `application/json; charset=${cs}; foo=bar`,
+    `application/json; foo=bar; charset=${cs}`,
   ]);
 }
 
@@ -174,7 +228,10 @@ export function mcpNameValue(value: string): string {
   return /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(value) ? value : `=?base64?${Buffer.from(value, 'utf8').toString('base64')}?=`;
 }
 
-interface Declared { readonly method: string; readonly name?: string }
+interface Declared {
+  readonly method: string;
+  readonly name?: string;
+}
 
 function declaredOf(t: Target | undefined, method?: string): Declared {
   return t ? { method: METHOD_OF[t.kind], name: t.name } : { method: method ?? 'ping' };
@@ -200,7 +257,10 @@ function baseHeaders(rng: Rng, svc: FuzzService, d: Declared, charset?: string):
   return rng.chance(0.2) ? rng.shuffle(lines) : lines;
 }
 
-const isHeader = (n: string) => ([k]: readonly [string, string]): boolean => k.toLowerCase() === n;
+const isHeader =
+  (n: string) =>
+  ([k]: readonly [string, string]): boolean =>
+    k.toLowerCase() === n;
 function setHeader(lines: Lines, header: string, value: string | undefined): Lines {
   const i = lines.findIndex(isHeader(header));
   const rest = lines.filter((l) => !isHeader(header)(l));
@@ -233,38 +293,92 @@ const utf8 = (s: string): Buffer => Buffer.from(s, 'utf8');
 function genValid({ rng, svc, id }: Ctx): Draft {
   if (rng.chance(0.2)) {
     const m = rng.pick([...SERVICE_METHODS, 'initialize', 'notifications/initialized']);
-    const body = m === 'initialize'
-      ? obj([['jsonrpc', '"2.0"'], ['id', String(id)], ['method', '"initialize"'], ['params', '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"fuzz","version":"1"}}']])
-      : m.startsWith('notifications/') ? NOTIFICATION : serviceRequest(rng, id, m);
+    const body =
+      m === 'initialize'
+        ? obj([
+            ['jsonrpc', '"2.0"'],
+            ['id', String(id)],
+            ['method', '"initialize"'],
+            ['params', '{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"fuzz","version":"1"}}'],
+          ])
+        : m.startsWith('notifications/')
+          ? NOTIFICATION
+          : serviceRequest(rng, id, m);
     return { classes: ['valid'], note: `valid ${m}`, method: 'POST', headers: baseHeaders(rng, svc, { method: m }), body: utf8(body) };
   }
   const t = anyTarget(rng);
-  return { classes: ['valid'], note: `valid ${METHOD_OF[t.kind]} ${t.name}`, method: 'POST', headers: baseHeaders(rng, svc, declaredOf(t)), body: utf8(request(rng, id, t)) };
+  return {
+    classes: ['valid'],
+    note: `valid ${METHOD_OF[t.kind]} ${t.name}`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, declaredOf(t)),
+    body: utf8(request(rng, id, t)),
+  };
 }
 
 function genCharset({ rng, svc, id }: Ctx): Draft {
   const t = anyTarget(rng);
   const text = request(rng, id, t);
-  const cs = rng.pick(['utf-8', 'utf-7', 'utf-16', 'utf-16le', 'utf-16be', 'utf-32', 'utf-32le', 'utf-32be', 'latin1', 'iso-8859-1', 'windows-1252', 'us-ascii', 'utf8', 'utf-8; charset=utf-7', 'bad-utf-8']);
+  const cs = rng.pick([
+    'utf-8',
+    'utf-7',
+    'utf-16',
+    'utf-16le',
+    'utf-16be',
+    'utf-32',
+    'utf-32le',
+    'utf-32be',
+    'latin1',
+    'iso-8859-1',
+    'windows-1252',
+    'us-ascii',
+    'utf8',
+    'utf-8; charset=utf-7',
+    'bad-utf-8',
+  ]);
   const bom = rng.chance(0.4);
   let body: Buffer;
   if (cs === 'bad-utf-8') {
     // Bytes that are not UTF-8 inside the name (overlong '"' and '/', a stray continuation byte, an encoded
     // surrogate, 0xFF): decoders that substitute U+FFFD hand a server a name nobody wrote.
-    const bad = rng.pick([[0xc0, 0xa2], [0xc0, 0xaf], [0x80], [0xed, 0xa0, 0x80], [0xff], [0xe0, 0x80, 0xa2], [0xf8, 0x88, 0x80, 0x80, 0xa2]]);
+    const bad = rng.pick([
+      [0xc0, 0xa2],
+      [0xc0, 0xaf],
+      [0x80],
+      [0xed, 0xa0, 0x80],
+      [0xff],
+      [0xe0, 0x80, 0xa2],
+      [0xf8, 0x88, 0x80, 0x80, 0xa2],
+    ]);
     const marker = '\u0001';
     const [before, after] = request(rng, id, { kind: t.kind, name: `${t.name}${marker}` }).split('\\u0001');
     body = Buffer.concat([utf8(before ?? ''), Buffer.from(bad), utf8(after ?? '')]);
-    return { classes: ['charset'], note: `${METHOD_OF[t.kind]} ${t.name} + bytes ${Buffer.from(bad).toString('hex')} (not UTF-8)`, method: 'POST', headers: baseHeaders(rng, svc, declaredOf(t), rng.chance(0.5) ? 'utf-8' : undefined), body };
+    return {
+      classes: ['charset'],
+      note: `${METHOD_OF[t.kind]} ${t.name} + bytes ${Buffer.from(bad).toString('hex')} (not UTF-8)`,
+      method: 'POST',
+      headers: baseHeaders(rng, svc, declaredOf(t), rng.chance(0.5) ? 'utf-8' : undefined),
+      body,
+    };
   }
   if (cs.startsWith('utf-16')) body = utf16(text, cs === 'utf-16be', bom || cs === 'utf-16');
   else if (cs.startsWith('utf-32')) body = utf32(text, cs === 'utf-32be', bom || cs === 'utf-32');
-  else if (cs === 'utf-7') body = Buffer.from(utf7(text, (ch) => ch === '"' || (rng.chance(0.1) && /[a-z]/.test(ch))), 'latin1');
+  else if (cs === 'utf-7')
+    body = Buffer.from(
+      utf7(text, (ch) => ch === '"' || (rng.chance(0.1) && /[a-z]/.test(ch))),
+      'latin1',
+    );
   else if (cs === 'latin1' || cs === 'iso-8859-1' || cs === 'windows-1252') body = Buffer.from(text, 'latin1');
   else body = utf8(text);
   // Sometimes the body's encoding and the charset disagree (UTF-16 bytes labelled utf-8 and so on).
   const label = rng.chance(0.15) ? rng.pick(['utf-8', 'utf-16', 'latin1']) : cs;
-  return { classes: ['charset'], note: `${METHOD_OF[t.kind]} ${t.name} as ${cs}, labelled charset=${label}`, method: 'POST', headers: baseHeaders(rng, svc, declaredOf(t), label), body };
+  return {
+    classes: ['charset'],
+    note: `${METHOD_OF[t.kind]} ${t.name} as ${cs}, labelled charset=${label}`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, declaredOf(t), label),
+    body,
+  };
 }
 
 /**
@@ -300,14 +414,22 @@ function genUtf7({ rng, svc, id }: Ctx): Draft {
     case 'method': {
       // UTF-8: ping with a string param; UTF-7: ping, then method tools/call with params {name: D} (last wins).
       const inj = utf7(`"},"method":"${METHOD_OF[d.kind]}","params":{"${PARAM_OF[d.kind]}":"${d.name}","y":"`, quote);
-      text = obj([['jsonrpc', '"2.0"'], ['id', String(id)], ['method', '"ping"'], ['params', `{"x":"${inj}"}`]]);
+      text = obj([
+        ['jsonrpc', '"2.0"'],
+        ['id', String(id)],
+        ['method', '"ping"'],
+        ['params', `{"x":"${inj}"}`],
+      ]);
       declared = { method: 'ping' };
       note = `UTF-8 reads ping, UTF-7 reads ${METHOD_OF[d.kind]} ${d.name}`;
       break;
     }
     case 'batch': {
       // UTF-8: [ping]; UTF-7: [ping, call D].
-      const inj = utf7(`"}},{"jsonrpc":"2.0","id":${id + 1},"method":"${METHOD_OF[d.kind]}","params":{"${PARAM_OF[d.kind]}":"${d.name}","y":"`, quote);
+      const inj = utf7(
+        `"}},{"jsonrpc":"2.0","id":${id + 1},"method":"${METHOD_OF[d.kind]}","params":{"${PARAM_OF[d.kind]}":"${d.name}","y":"`,
+        quote,
+      );
       text = `[{"jsonrpc":"2.0","id":${id},"method":"ping","params":{"x":"${inj}"}}]`;
       declared = { method: 'ping' };
       note = `UTF-8 reads a batch [ping], UTF-7 reads [ping, ${d.name}]`;
@@ -340,15 +462,39 @@ function genBom({ rng, svc, id }: Ctx): Draft {
   let body: Buffer;
   let charset: string | undefined;
   switch (v) {
-    case 'utf8': body = Buffer.concat([BOM8, utf8(text)]); break;
-    case 'utf8-charset': body = Buffer.concat([BOM8, utf8(text)]); charset = 'utf-8'; break;
-    case 'double': body = Buffer.concat([BOM8, BOM8, utf8(text)]); break;
-    case 'utf16le': body = utf16(text, false, true); charset = 'utf-16'; break;
-    case 'utf16be': body = utf16(text, true, true); charset = rng.pick(['utf-16', 'utf-16be']); break;
-    case 'utf16-labelled-utf8': body = utf16(text, false, true); charset = rng.chance(0.5) ? 'utf-8' : undefined; break;
-    case 'bom-then-space': body = Buffer.concat([BOM8, utf8(` \n${text}`)]); break;
+    case 'utf8':
+      body = Buffer.concat([BOM8, utf8(text)]);
+      break;
+    case 'utf8-charset':
+      body = Buffer.concat([BOM8, utf8(text)]);
+      charset = 'utf-8';
+      break;
+    case 'double':
+      body = Buffer.concat([BOM8, BOM8, utf8(text)]);
+      break;
+    case 'utf16le':
+      body = utf16(text, false, true);
+      charset = 'utf-16';
+      break;
+    case 'utf16be':
+      body = utf16(text, true, true);
+      charset = rng.pick(['utf-16', 'utf-16be']);
+      break;
+    case 'utf16-labelled-utf8':
+      body = utf16(text, false, true);
+      charset = rng.chance(0.5) ? 'utf-8' : undefined;
+      break;
+    case 'bom-then-space':
+      body = Buffer.concat([BOM8, utf8(` \n${text}`)]);
+      break;
   }
-  return { classes: ['bom'], note: `BOM (${v}) before ${METHOD_OF[t.kind]} ${t.name}`, method: 'POST', headers: baseHeaders(rng, svc, declaredOf(t), charset), body };
+  return {
+    classes: ['bom'],
+    note: `BOM (${v}) before ${METHOD_OF[t.kind]} ${t.name}`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, declaredOf(t), charset),
+    body,
+  };
 }
 
 function genDupkey({ rng, svc, id }: Ctx): Draft {
@@ -360,22 +506,85 @@ function genDupkey({ rng, svc, id }: Ctx): Draft {
   const v = rng.pick(['param', 'params', 'method', 'proto', 'case'] as const);
   let text: string;
   switch (v) {
-    case 'param': text = obj([['jsonrpc', '"2.0"'], ['id', String(id)], ['method', jstr(METHOD_OF[d.kind])], ['params', obj([[p, jstr(first.name)], [p, jstr(last.name)]])]]); break;
-    case 'params': text = obj([['jsonrpc', '"2.0"'], ['id', String(id)], ['method', jstr(METHOD_OF[d.kind])], ['params', obj([[p, jstr(first.name)]])], ['params', obj([[p, jstr(last.name)]])]]); break;
+    case 'param':
+      text = obj([
+        ['jsonrpc', '"2.0"'],
+        ['id', String(id)],
+        ['method', jstr(METHOD_OF[d.kind])],
+        [
+          'params',
+          obj([
+            [p, jstr(first.name)],
+            [p, jstr(last.name)],
+          ]),
+        ],
+      ]);
+      break;
+    case 'params':
+      text = obj([
+        ['jsonrpc', '"2.0"'],
+        ['id', String(id)],
+        ['method', jstr(METHOD_OF[d.kind])],
+        ['params', obj([[p, jstr(first.name)]])],
+        ['params', obj([[p, jstr(last.name)]])],
+      ]);
+      break;
     case 'method': {
       const [m1, m2] = rng.chance(0.5) ? ['ping', METHOD_OF[d.kind]] : [METHOD_OF[d.kind], 'ping'];
-      text = obj([['jsonrpc', '"2.0"'], ['id', String(id)], ['method', jstr(m1)], ['params', obj([[p, jstr(d.name)]])], ['method', jstr(m2)]]);
+      text = obj([
+        ['jsonrpc', '"2.0"'],
+        ['id', String(id)],
+        ['method', jstr(m1)],
+        ['params', obj([[p, jstr(d.name)]])],
+        ['method', jstr(m2)],
+      ]);
       break;
     }
-    case 'proto': text = obj([['jsonrpc', '"2.0"'], ['id', String(id)], ['method', jstr(METHOD_OF[d.kind])], ['params', obj([['__proto__', obj([[p, jstr(d.name)]])], ...(rng.chance(0.5) ? [[p, jstr(a.name)] as const] : [])])]]); break;
-    case 'case': text = obj([['jsonrpc', '"2.0"'], ['id', String(id)], ['method', jstr(METHOD_OF[d.kind])], ['params', obj([[p, jstr(first.name)], [capitalized(p), jstr(last.name)]])]]); break;
+    case 'proto':
+      text = obj([
+        ['jsonrpc', '"2.0"'],
+        ['id', String(id)],
+        ['method', jstr(METHOD_OF[d.kind])],
+        ['params', obj([['__proto__', obj([[p, jstr(d.name)]])], ...(rng.chance(0.5) ? [[p, jstr(a.name)] as const] : [])])],
+      ]);
+      break;
+    case 'case':
+      text = obj([
+        ['jsonrpc', '"2.0"'],
+        ['id', String(id)],
+        ['method', jstr(METHOD_OF[d.kind])],
+        [
+          'params',
+          obj([
+            [p, jstr(first.name)],
+            [capitalized(p), jstr(last.name)],
+          ]),
+        ],
+      ]);
+      break;
   }
-  const what = v === 'method' ? `"method" twice, params ${d.name}` : v === 'proto' ? `params.__proto__ holding ${d.name}` : `${first.name} then ${last.name}`;
-  return { classes: ['dupkey'], note: `duplicate keys (${v}): ${what}`, method: 'POST', headers: baseHeaders(rng, svc, declaredOf(first)), body: utf8(text) };
+  const what =
+    v === 'method'
+      ? `"method" twice, params ${d.name}`
+      : v === 'proto'
+        ? `params.__proto__ holding ${d.name}`
+        : `${first.name} then ${last.name}`;
+  return {
+    classes: ['dupkey'],
+    note: `duplicate keys (${v}): ${what}`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, declaredOf(first)),
+    body: utf8(text),
+  };
 }
 
 function genBatch({ rng, svc, id }: Ctx): Draft {
-  const size = rng.weighted<number>([[rng.int(2, 8), 6], [rng.int(9, 100), 2], [100, 1], [rng.int(101, 140), 2]]);
+  const size = rng.weighted<number>([
+    [rng.int(2, 8), 6],
+    [rng.int(9, 100), 2],
+    [100, 1],
+    [rng.int(101, 140), 2],
+  ]);
   const hidden = rng.chance(0.85) ? deniedTarget(rng) : anyTarget(rng);
   const at = rng.int(0, size - 1);
   // Headers (2026-07-28) name the first element: a ping, or an allowed call in front of the hidden one.
@@ -384,13 +593,24 @@ function genBatch({ rng, svc, id }: Ctx): Draft {
   for (let i = 0; i < size; i++) {
     if (i === at) elements.push(request(rng, id + i, hidden, { noId: rng.chance(0.1) }));
     else if (i === 0 && lead) elements.push(request(rng, id, lead));
-    else elements.push(rng.weighted<string>([[serviceRequest(rng, id + i, 'ping'), 6], [NOTIFICATION, 1], [request(rng, id + i, allowedTarget(rng)), 2], ['{"jsonrpc":"2.0","id":"srv-1","result":{}}', 1]]));
+    else
+      elements.push(
+        rng.weighted<string>([
+          [serviceRequest(rng, id + i, 'ping'), 6],
+          [NOTIFICATION, 1],
+          [request(rng, id + i, allowedTarget(rng)), 2],
+          ['{"jsonrpc":"2.0","id":"srv-1","result":{}}', 1],
+        ]),
+      );
   }
   const nested = rng.chance(0.05);
   const text = nested ? `[[${elements.join(',')}]]` : `[${elements.join(',')}]`;
   return {
-    classes: ['batch'], note: `batch of ${size}${nested ? ' (nested)' : ''} with ${METHOD_OF[hidden.kind]} ${hidden.name} at [${at}]`, method: 'POST',
-    headers: baseHeaders(rng, svc, lead ? declaredOf(lead) : { method: 'ping' }), body: utf8(text),
+    classes: ['batch'],
+    note: `batch of ${size}${nested ? ' (nested)' : ''} with ${METHOD_OF[hidden.kind]} ${hidden.name} at [${at}]`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, lead ? declaredOf(lead) : { method: 'ping' }),
+    body: utf8(text),
   };
 }
 
@@ -399,28 +619,71 @@ function genEscape({ rng, svc, id }: Ctx): Draft {
   const p = PARAM_OF[t.kind];
   const keyText = rng.chance(0.3) ? jstr(p, rng, 0.5) : jstr(p);
   const text = obj([
-    ['jsonrpc', '"2.0"'], ['id', String(id)],
+    ['jsonrpc', '"2.0"'],
+    ['id', String(id)],
     [rng.chance(0.3) ? jstr('method', rng, 0.5) : '"method"', jstr(METHOD_OF[t.kind], rng, rng.chance(0.4) ? 0.3 : 0)],
     ['params', obj([[keyText, jstr(t.name, rng, 0.35)]])],
   ]);
-  return { classes: ['escape'], note: `\\u escapes in ${METHOD_OF[t.kind]} ${t.name}`, method: 'POST', headers: baseHeaders(rng, svc, declaredOf(t)), body: utf8(text) };
+  return {
+    classes: ['escape'],
+    note: `\\u escapes in ${METHOD_OF[t.kind]} ${t.name}`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, declaredOf(t)),
+    body: utf8(text),
+  };
 }
 
 function genCtrl({ rng, svc, id }: Ctx): Draft {
-  const kind = rng.weighted<Kind>([['tool', 8], ['prompt', 2]]);
+  const kind = rng.weighted<Kind>([
+    ['tool', 8],
+    ['prompt', 2],
+  ]);
   const base = kind === 'tool' ? rng.pick(TOOLS) : rng.pick(PROMPTS);
-  const variants = [`${base}\u0000x`, `${base}\u0000`, `${base} `, `${base}  `, `${base}\t`, ` ${base}`, `${base}\n`, `\u200b${base}`, `${base}\u200b`, `${base}\u00a0`,
-    base.toUpperCase(), base.replace('a', '\u0430'), `${base}\u202e`, `${base}\r\n`, `${base}\u007f`, base.replace('_', '\u005f\u0301'),
-    `${base}\ud800`, `\udc00${base}`, `${base}\ufeff`];
+  const variants = [
+    `${base}\u0000x`,
+    `${base}\u0000`,
+    `${base} `,
+    `${base}  `,
+    `${base}\t`,
+    ` ${base}`,
+    `${base}\n`,
+    `\u200b${base}`,
+    `${base}\u200b`,
+    `${base}\u00a0`,
+    base.toUpperCase(),
+    base.replace('a', '\u0430'),
+    `${base}\u202e`,
+    `${base}\r\n`,
+    `${base}\u007f`,
+    base.replace('_', '\u005f\u0301'),
+    `${base}\ud800`,
+    `\udc00${base}`,
+    `${base}\ufeff`,
+  ];
   const n = rng.pick(variants);
   const t: Target = { kind, name: n };
   const honest = rng.chance(0.5);
   // A 2026-07-28 client names the exact string (base64 when unprintable), or the name as it "looks".
   const declared: Declared = { method: METHOD_OF[kind], name: honest ? n : base };
-  return { classes: ['ctrl'], note: `${METHOD_OF[kind]} ${JSON.stringify(n)}`, method: 'POST', headers: baseHeaders(rng, svc, declared), body: utf8(request(rng, id, t)) };
+  return {
+    classes: ['ctrl'],
+    note: `${METHOD_OF[kind]} ${JSON.stringify(n)}`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, declared),
+    body: utf8(request(rng, id, t)),
+  };
 }
 
-const METHOD_VARIANTS = (m: string): string[] => [capitalized(m), m.toUpperCase(), m.replace(/\/(.)/, (_x, c: string) => `/${c.toUpperCase()}`), `${m} `, ` ${m}`, `${m}/`, m.replace('/', '//'), `${m}\u0000`];
+const METHOD_VARIANTS = (m: string): string[] => [
+  capitalized(m),
+  m.toUpperCase(),
+  m.replace(/\/(.)/, (_x, c: string) => `/${c.toUpperCase()}`),
+  `${m} `,
+  ` ${m}`,
+  `${m}/`,
+  m.replace('/', '//'),
+  `${m}\u0000`,
+];
 
 function genMethodCase({ rng, svc, id }: Ctx): Draft {
   const d = rng.chance(0.8) ? deniedTarget(rng) : anyTarget(rng);
@@ -429,25 +692,67 @@ function genMethodCase({ rng, svc, id }: Ctx): Draft {
   const bodyMethod = where === 'header' ? m : rng.pick(METHOD_VARIANTS(m));
   const headerMethod = where === 'body' ? m : rng.pick(METHOD_VARIANTS(m).filter((x) => /^[\x20-\x7e]+$/.test(x)));
   const headers = baseHeaders(rng, svc, { method: headerMethod, name: d.name });
-  return { classes: ['method-case'], note: `method ${JSON.stringify(bodyMethod)} in body, ${JSON.stringify(headerMethod)} in header, ${d.name}`, method: 'POST', headers, body: utf8(request(rng, id, d, { methodText: jstr(bodyMethod) })) };
+  return {
+    classes: ['method-case'],
+    note: `method ${JSON.stringify(bodyMethod)} in body, ${JSON.stringify(headerMethod)} in header, ${d.name}`,
+    method: 'POST',
+    headers,
+    body: utf8(request(rng, id, d, { methodText: jstr(bodyMethod) })),
+  };
 }
 
 const TRICKY_URIS: readonly string[] = [
-  'file:///reports/../etc/passwd', 'file:///reports/%2e%2e/etc/passwd', 'file:///reports/%2E%2E/etc/passwd', 'file:///reports/.%2e/etc/passwd',
-  'file:///reports/%2e./etc/passwd', 'file:///reports/..%2fetc/passwd', 'file:///reports/%2e%2e%2fetc%2fpasswd', 'file:///reports/a/../../etc/passwd',
-  'file:///reports/./../etc/shadow', 'file:///reports/..\\etc\\passwd', 'file:///reports\\..\\etc\\passwd', 'file:///reports/\t../etc/passwd',
-  'file:///rep\norts/../etc/passwd', 'FILE:///reports/../etc/passwd', 'file://localhost/reports/../etc/passwd', 'file://LOCALHOST/etc/passwd',
-  'file:/reports/../etc/passwd', 'file:///reports/q1.txt#/../../etc/passwd', 'file:///reports/../etc/passwd?x=1', 'file:///reports/../../../../etc/passwd',
-  'FILE:///etc/passwd', 'file://localhost/etc/passwd', 'file:/etc/passwd', 'file:///etc/./passwd', 'file:////etc/passwd', 'file:///%65tc/passwd',
-  ' file:///etc/passwd', 'file:///etc/passwd ', 'file:///reports/../var/log/syslog', 'file:///reports/%2e%2e/var/log/syslog', 'file:///reports/q1.txt',
-  'file:///reports/%2e%2e', 'file:///reports/..', 'file:///reports/...', 'file:///reports/..;/etc/passwd', 'file:///reports/%252e%252e/etc/passwd',
+  'file:///reports/../etc/passwd',
+  'file:///reports/%2e%2e/etc/passwd',
+  'file:///reports/%2E%2E/etc/passwd',
+  'file:///reports/.%2e/etc/passwd',
+  'file:///reports/%2e./etc/passwd',
+  'file:///reports/..%2fetc/passwd',
+  'file:///reports/%2e%2e%2fetc%2fpasswd',
+  'file:///reports/a/../../etc/passwd',
+  'file:///reports/./../etc/shadow',
+  'file:///reports/..\\etc\\passwd',
+  'file:///reports\\..\\etc\\passwd',
+  'file:///reports/\t../etc/passwd',
+  'file:///rep\norts/../etc/passwd',
+  'FILE:///reports/../etc/passwd',
+  'file://localhost/reports/../etc/passwd',
+  'file://LOCALHOST/etc/passwd',
+  'file:/reports/../etc/passwd',
+  'file:///reports/q1.txt#/../../etc/passwd',
+  'file:///reports/../etc/passwd?x=1',
+  'file:///reports/../../../../etc/passwd',
+  'FILE:///etc/passwd',
+  'file://localhost/etc/passwd',
+  'file:/etc/passwd',
+  'file:///etc/./passwd',
+  'file:////etc/passwd',
+  'file:///%65tc/passwd',
+  ' file:///etc/passwd',
+  'file:///etc/passwd ',
+  'file:///reports/../var/log/syslog',
+  'file:///reports/%2e%2e/var/log/syslog',
+  'file:///reports/q1.txt',
+  'file:///reports/%2e%2e',
+  'file:///reports/..',
+  'file:///reports/...',
+  'file:///reports/..;/etc/passwd',
+  'file:///reports/%252e%252e/etc/passwd',
 ];
 
 function genUri({ rng, svc, id }: Ctx): Draft {
   const uri = rng.pick(TRICKY_URIS);
   const t: Target = { kind: 'resource', name: uri };
-  const text = request(rng, id, t, { methodText: rng.chance(0.15) ? jstr(rng.pick(['resources/subscribe', 'resources/unsubscribe'])) : undefined });
-  return { classes: ['uri'], note: `resources/read ${JSON.stringify(uri)}`, method: 'POST', headers: baseHeaders(rng, svc, declaredOf(t)), body: utf8(text) };
+  const text = request(rng, id, t, {
+    methodText: rng.chance(0.15) ? jstr(rng.pick(['resources/subscribe', 'resources/unsubscribe'])) : undefined,
+  });
+  return {
+    classes: ['uri'],
+    note: `resources/read ${JSON.stringify(uri)}`,
+    method: 'POST',
+    headers: baseHeaders(rng, svc, declaredOf(t)),
+    body: utf8(text),
+  };
 }
 
 function genMismatch({ rng, svc, id }: Ctx): Draft {
@@ -455,17 +760,33 @@ function genMismatch({ rng, svc, id }: Ctx): Draft {
   const v = rng.pick(['other-name', 'other-kind', 'service-method', 'no-name', 'no-method', 'no-headers'] as const);
   let declared: Declared | undefined;
   switch (v) {
-    case 'other-name': declared = declaredOf(allowedTarget(rng, body.kind)); break;
-    case 'other-kind': declared = declaredOf(allowedTarget(rng, body.kind === 'tool' ? 'resource' : 'tool')); break;
-    case 'service-method': declared = { method: rng.pick(SERVICE_METHODS) }; break;
-    case 'no-name': declared = { method: METHOD_OF[body.kind] }; break;
+    case 'other-name':
+      declared = declaredOf(allowedTarget(rng, body.kind));
+      break;
+    case 'other-kind':
+      declared = declaredOf(allowedTarget(rng, body.kind === 'tool' ? 'resource' : 'tool'));
+      break;
+    case 'service-method':
+      declared = { method: rng.pick(SERVICE_METHODS) };
+      break;
+    case 'no-name':
+      declared = { method: METHOD_OF[body.kind] };
+      break;
     case 'no-method':
-    case 'no-headers': declared = declaredOf(allowedTarget(rng, body.kind)); break;
+    case 'no-headers':
+      declared = declaredOf(allowedTarget(rng, body.kind));
+      break;
   }
   let headers = baseHeaders(rng, svc, declared);
   if (v === 'no-method' || v === 'no-headers') headers = setHeader(headers, 'mcp-method', undefined);
   if (v === 'no-headers') headers = setHeader(headers, 'mcp-name', undefined);
-  return { classes: ['hdr-mismatch'], note: `headers ${v} (${declared.method} ${declared.name ?? ''}), body ${METHOD_OF[body.kind]} ${body.name}`, method: 'POST', headers, body: utf8(request(rng, id, body)) };
+  return {
+    classes: ['hdr-mismatch'],
+    note: `headers ${v} (${declared.method} ${declared.name ?? ''}), body ${METHOD_OF[body.kind]} ${body.name}`,
+    method: 'POST',
+    headers,
+    body: utf8(request(rng, id, body)),
+  };
 }
 
 function genBase64Name({ rng, svc, id }: Ctx): Draft {
@@ -484,7 +805,13 @@ function genBase64Name({ rng, svc, id }: Ctx): Draft {
     nested: `=?base64?${b64(`=?base64?${b64(body.name)}?=`)}?=`,
   }[v];
   const headers = setHeader(baseHeaders(rng, svc, declaredOf(body)), 'mcp-name', value);
-  return { classes: ['b64name'], note: `Mcp-Name ${value} (${v}), body ${body.name}`, method: 'POST', headers, body: utf8(request(rng, id, body)) };
+  return {
+    classes: ['b64name'],
+    note: `Mcp-Name ${value} (${v}), body ${body.name}`,
+    method: 'POST',
+    headers,
+    body: utf8(request(rng, id, body)),
+  };
 }
 
 function genContentEncoding({ rng, svc, id }: Ctx): Draft {
@@ -498,7 +825,23 @@ function genContentEncoding({ rng, svc, id }: Ctx): Draft {
 
 // ---------------------------------------------------------------------------- secondary header mutations
 
-const VERSIONS = [undefined, 'garbage', '', '2025-11-25', '2025-06-18', '2024-11-05', '2026-07-28', '2026-07-27', '2026-07-29', '9999-12-31', '2026-7-28', '2026-07-28x', 'latest', '2026-07-28,2025-11-25', '2026-07-28, 2026-07-28'];
+const VERSIONS = [
+  undefined,
+  'garbage',
+  '',
+  '2025-11-25',
+  '2025-06-18',
+  '2024-11-05',
+  '2026-07-28',
+  '2026-07-27',
+  '2026-07-29',
+  '9999-12-31',
+  '2026-7-28',
+  '2026-07-28x',
+  'latest',
+  '2026-07-28,2025-11-25',
+  '2026-07-28, 2026-07-28',
+];
 
 function mutateVersion(rng: Rng, d: Draft): string {
   const v = rng.pick(VERSIONS);
@@ -509,26 +852,52 @@ function mutateVersion(rng: Rng, d: Draft): string {
 function mutateRepeat(rng: Rng, d: Draft, hidden: Target): string {
   const which = rng.pick(['mcp-name', 'mcp-name', 'mcp-method', 'mcp-protocol-version', 'content-type'] as const);
   const current = getHeader(d.headers, which);
-  const other = which === 'mcp-name' ? mcpNameValue(hidden.name)
-    : which === 'mcp-method' ? rng.pick([METHOD_OF[hidden.kind], 'ping', 'tools/list'])
-      : which === 'mcp-protocol-version' ? rng.pick(['2026-07-28', '2025-11-25', 'garbage'])
-        : contentType(rng, rng.pick(['utf-7', 'utf-8', 'utf-16']));
+  const other =
+    which === 'mcp-name'
+      ? mcpNameValue(hidden.name)
+      : which === 'mcp-method'
+        ? rng.pick([METHOD_OF[hidden.kind], 'ping', 'tools/list'])
+        : which === 'mcp-protocol-version'
+          ? rng.pick(['2026-07-28', '2025-11-25', 'garbage'])
+          : contentType(rng, rng.pick(['utf-7', 'utf-8', 'utf-16']));
   const [first, second] = rng.chance(0.5) ? [current ?? other, other] : [other, current ?? other];
   if (rng.chance(0.25)) {
     d.headers = setHeader(d.headers, which, `${first}${rng.pick([',', ', ', ' ,'])}${second}`);
     return `one ${which} line "${first}, ${second}"`;
   }
   d.headers = setHeader(d.headers, which, first);
-  d.headers.push([name(rng, which === 'mcp-name' ? 'Mcp-Name' : which === 'mcp-method' ? 'Mcp-Method' : which === 'content-type' ? 'Content-Type' : 'MCP-Protocol-Version'), second]);
+  d.headers.push([
+    name(
+      rng,
+      which === 'mcp-name'
+        ? 'Mcp-Name'
+        : which === 'mcp-method'
+          ? 'Mcp-Method'
+          : which === 'content-type'
+            ? 'Content-Type'
+            : 'MCP-Protocol-Version',
+    ),
+    second,
+  ]);
   return `two ${which} lines (${first} | ${second})`;
 }
 
 // ------------------------------------------------------------------------------------------------ cases
 
 const GENERATORS: ReadonlyArray<readonly [AttackClass, number, (c: Ctx) => Draft]> = [
-  ['valid', 14, genValid], ['charset', 7, genCharset], ['utf7', 9, genUtf7], ['bom', 4, genBom], ['dupkey', 6, genDupkey],
-  ['batch', 8, genBatch], ['escape', 5, genEscape], ['ctrl', 6, genCtrl], ['method-case', 6, genMethodCase], ['uri', 9, genUri],
-  ['hdr-mismatch', 8, genMismatch], ['b64name', 6, genBase64Name], ['content-encoding', 2, genContentEncoding],
+  ['valid', 14, genValid],
+  ['charset', 7, genCharset],
+  ['utf7', 9, genUtf7],
+  ['bom', 4, genBom],
+  ['dupkey', 6, genDupkey],
+  ['batch', 8, genBatch],
+  ['escape', 5, genEscape],
+  ['ctrl', 6, genCtrl],
+  ['method-case', 6, genMethodCase],
+  ['uri', 9, genUri],
+  ['hdr-mismatch', 8, genMismatch],
+  ['b64name', 6, genBase64Name],
+  ['content-encoding', 2, genContentEncoding],
 ];
 
 /** Classes that mostly matter for the header-decided (2026-07-28) service. */
@@ -539,7 +908,11 @@ export function generateCase(seed: string, index: number): FuzzCase {
   const rng = Rng.forCase(seed, index);
   const [cls, , gen] = rng.weighted(GENERATORS.map((g) => [g, g[1]] as const));
   const svc: FuzzService = rng.chance(HEADER_CLASSES.has(cls) ? 0.85 : 0.5) ? 'tides' : 'weather';
-  const caller = rng.weighted<Caller>([[CALLERS[0] as Caller, 55], [CALLERS[1] as Caller, 35], [CALLERS[2] as Caller, 10]]);
+  const caller = rng.weighted<Caller>([
+    [CALLERS[0] as Caller, 55],
+    [CALLERS[1] as Caller, 35],
+    [CALLERS[2] as Caller, 10],
+  ]);
   const draft = gen({ rng, svc, caller, id: rng.int(1, 9999) });
   const notes = [draft.note];
   // Secondary header games on top of any case.
@@ -553,17 +926,41 @@ export function generateCase(seed: string, index: number): FuzzCase {
   }
   if (rng.chance(0.02)) draft.method = rng.pick(['PUT', 'PATCH']);
   return {
-    seed, index, classes: draft.classes, note: notes.join('; '), service: svc, caller,
-    method: draft.method, headers: draft.headers, body: draft.body, requestId: `fuzz-${index}`,
+    seed,
+    index,
+    classes: draft.classes,
+    note: notes.join('; '),
+    service: svc,
+    caller,
+    method: draft.method,
+    headers: draft.headers,
+    body: draft.body,
+    requestId: `fuzz-${index}`,
   };
 }
 
 /** A fixed case (regressions): the same shape, no randomness. */
-export function fixedCase(o: { name: string; service: FuzzService; caller: string; headers: ReadonlyArray<readonly [string, string]>; body: Uint8Array | string; classes?: AttackClass[]; method?: string }): FuzzCase {
+export function fixedCase(o: {
+  name: string;
+  service: FuzzService;
+  caller: string;
+  headers: ReadonlyArray<readonly [string, string]>;
+  body: Uint8Array | string;
+  classes?: AttackClass[];
+  method?: string;
+}): FuzzCase {
   const caller = CALLERS.find((c) => c.name === o.caller);
   if (!caller) throw new Error(`unknown caller ${o.caller}`);
   return {
-    seed: 'regression', index: 0, classes: o.classes ?? [], note: o.name, service: o.service, caller, method: o.method ?? 'POST',
-    headers: o.headers.map(([k, v]): [string, string] => [k, v]), body: typeof o.body === 'string' ? utf8(o.body) : o.body, requestId: `regression-${o.name}`,
+    seed: 'regression',
+    index: 0,
+    classes: o.classes ?? [],
+    note: o.name,
+    service: o.service,
+    caller,
+    method: o.method ?? 'POST',
+    headers: o.headers.map(([k, v]): [string, string] => [k, v]),
+    body: typeof o.body === 'string' ? utf8(o.body) : o.body,
+    requestId: `regression-${o.name}`,
   };
 }

@@ -20,7 +20,12 @@ import { Registry } from 'prom-client';
 import { JWT_AUTHN_NAMESPACE } from '../../control-plane/src/authz/check.ts';
 import { compileRbacPerRoute, normalizedPayload, type DynamicMetadata, type RbacFilter } from '../../control-plane/src/authz/envoy-rbac.ts';
 import { AuthzServer, CHECK_PATH } from '../../control-plane/src/authz/server.ts';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_CIRCUIT_BREAKERS, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
+import {
+  DEFAULT_HEALTH_CHECK,
+  DEFAULT_OUTLIER_DETECTION,
+  DEFAULT_CIRCUIT_BREAKERS,
+  DEFAULT_ROUTING,
+} from '../../control-plane/src/model/defaults.ts';
 import type { Mesh, McpProtocol, MeshService } from '../../control-plane/src/model/types.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import type { Policy } from '../../control-plane/src/policy/types.ts';
@@ -127,7 +132,14 @@ function roundTrip(any: Obj): Obj {
 function decodeAny(any: Obj): Obj {
   const t = lookupType(typeUrl(any));
   const { '@type': _drop, ...fields } = any;
-  return t.toObject(t.decode(t.encode(t.fromObject(fields)).finish()), { enums: String, longs: Number, defaults: true, oneofs: true, arrays: true, objects: true }) as Obj;
+  return t.toObject(t.decode(t.encode(t.fromObject(fields)).finish()), {
+    enums: String,
+    longs: Number,
+    defaults: true,
+    oneofs: true,
+    arrays: true,
+    objects: true,
+  }) as Obj;
 }
 
 // -------------------------------------------------------------------------------------------- model
@@ -137,21 +149,39 @@ const RBAC = 'envoy.extensions.filters.http.rbac.v3.RBAC';
 const EXT_AUTHZ = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
 const JWT_AUTHN = 'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
 /** Filters that never refuse a request (response-side tools/list filtering; session stickiness). */
-const PASS_THROUGH = new Set(['envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor', 'envoy.extensions.filters.http.stateful_session.v3.StatefulSession']);
+const PASS_THROUGH = new Set([
+  'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor',
+  'envoy.extensions.filters.http.stateful_session.v3.StatefulSession',
+]);
 
 const GATEWAY_AUTHORITY = 'gateway.fuzz.test';
 const identity = (b: Buffer): Buffer => b;
 
 function service(name: string, protocol: McpProtocol): MeshService {
   return {
-    name, protocol, transport: 'streamable-http', sidecar: false, incarnation: 0,
+    name,
+    protocol,
+    transport: 'streamable-http',
+    sidecar: false,
+    incarnation: 0,
     endpoints: [{ address: '127.0.0.1', port: 9, locality: { region: 'r', zone: 'z' }, weight: 1, healthy: true }],
-    routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, circuitBreakers: DEFAULT_CIRCUIT_BREAKERS, healthCheck: DEFAULT_HEALTH_CHECK,
+    routing: DEFAULT_ROUTING,
+    outlierDetection: DEFAULT_OUTLIER_DETECTION,
+    circuitBreakers: DEFAULT_CIRCUIT_BREAKERS,
+    healthCheck: DEFAULT_HEALTH_CHECK,
   };
 }
 
-interface Filter { readonly name: string; readonly type: string; readonly config: Obj }
-interface Route { readonly name: string; readonly perFilter: Obj; readonly headersToRemove: readonly string[] }
+interface Filter {
+  readonly name: string;
+  readonly type: string;
+  readonly config: Obj;
+}
+interface Route {
+  readonly name: string;
+  readonly perFilter: Obj;
+  readonly headersToRemove: readonly string[];
+}
 
 /** Envoy's view of the client's header lines: lower-case names, values trimmed of spaces and tabs. */
 export function envoyHeaders(lines: ReadonlyArray<readonly [string, string]>): Array<[string, string]> {
@@ -163,7 +193,11 @@ interface DecodedCheckResponse {
   ok_response?: { headers?: HeaderOption[]; headers_to_remove?: string[] };
   denied_response?: { status?: { code?: number | string }; headers?: HeaderOption[]; body?: string };
 }
-interface HeaderOption { header?: { key?: string; value?: string }; append_action?: string; append?: { value?: boolean } }
+interface HeaderOption {
+  header?: { key?: string; value?: string };
+  append_action?: string;
+  append?: { value?: boolean };
+}
 
 export class MeshModel {
   readonly policy: Policy;
@@ -181,12 +215,22 @@ export class MeshModel {
     this.policy = policy;
     this.mesh = mesh;
     this.closeAuthz = closeAuthz;
-    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1, 'grpc.max_send_message_length': -1 });
+    this.client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': -1,
+      'grpc.max_send_message_length': -1,
+    });
     const resources = gatewayResources(mesh, { id: 'gateway-fuzz', role: 'gateway', listenerPort: 8080, gatewayName: 'fuzz' });
     const listener = resources.find((r) => r.kind === 'listener' && r.name === GATEWAY_LISTENER);
-    const hcm = listAt(listAt(listener?.body, 'filter_chains')[0], 'filters').map((f) => objAt(f, 'typed_config')).find((c) => c !== undefined);
-    this.filters = listAt(hcm, 'http_filters').map((f) => ({ name: strAt(f, 'name') ?? '', type: typeUrl(objAt(f, 'typed_config')), config: objAt(f, 'typed_config') ?? {} }));
-    if (strAt(objAt(hcm, 'rds'), 'route_config_name') !== GATEWAY_ROUTES) throw new Error('fuzz mesh model: the gateway listener does not use the gateway route table');
+    const hcm = listAt(listAt(listener?.body, 'filter_chains')[0], 'filters')
+      .map((f) => objAt(f, 'typed_config'))
+      .find((c) => c !== undefined);
+    this.filters = listAt(hcm, 'http_filters').map((f) => ({
+      name: strAt(f, 'name') ?? '',
+      type: typeUrl(objAt(f, 'typed_config')),
+      config: objAt(f, 'typed_config') ?? {},
+    }));
+    if (strAt(objAt(hcm, 'rds'), 'route_config_name') !== GATEWAY_ROUTES)
+      throw new Error('fuzz mesh model: the gateway listener does not use the gateway route table');
     const routeConfig = resources.find((r) => r.kind === 'route' && r.name === GATEWAY_ROUTES);
     const vhost = listAt(routeConfig?.body, 'virtual_hosts').find((v) => strAt(v, 'name') === GATEWAY_PATH_VHOST);
     const routes = new Map<string, Route>();
@@ -199,7 +243,11 @@ export class MeshModel {
         return strAt(m, 'path') === path || (strAt(m, 'prefix') !== undefined && path.startsWith(strAt(m, 'prefix') as string));
       });
       if (!route || !objAt(route, 'route')) throw new Error(`fuzz mesh model: no route to service ${svc.name}`);
-      routes.set(svc.name, { name: strAt(route, 'name') ?? '', perFilter: objAt(route, 'typed_per_filter_config') ?? {}, headersToRemove: listAt(route, 'request_headers_to_remove') as string[] });
+      routes.set(svc.name, {
+        name: strAt(route, 'name') ?? '',
+        perFilter: objAt(route, 'typed_per_filter_config') ?? {},
+        headersToRemove: listAt(route, 'request_headers_to_remove') as string[],
+      });
     }
     this.routes = routes;
     const jwt = this.filters.find((f) => f.type === JWT_AUTHN);
@@ -214,7 +262,9 @@ export class MeshModel {
     const policy = parsePolicy(policyYaml, 'fuzz-policy.yaml');
     const publicUrl = 'https://gateway.fuzz.test';
     const mesh: Mesh = {
-      services: Object.entries(FUZZ_SERVICES).map(([n, p]) => service(n, p)).sort((a, b) => a.name.localeCompare(b.name)),
+      services: Object.entries(FUZZ_SERVICES)
+        .map(([n, p]) => service(n, p))
+        .sort((a, b) => a.name.localeCompare(b.name)),
       security: { policy, publicUrl, authz: { host: '127.0.0.1', port: 18002 } },
     };
     // As the control plane runs it (control-plane.ts): claims from jwt_authn metadata only, no header trust.
@@ -255,14 +305,29 @@ export class MeshModel {
     const lines = envoyHeaders(r.headers);
     const claims = this.metadataClaims(r.caller);
     const metadata: DynamicMetadata = { [JWT_AUTHN_NAMESPACE]: { [this.payloadKey]: claims } };
-    let upstream: Array<[string, string]> = r.headers.filter(([k]) => !route.headersToRemove.includes(k.toLowerCase())).map(([k, v]): [string, string] => [k, v]);
+    let upstream: Array<[string, string]> = r.headers
+      .filter(([k]) => !route.headersToRemove.includes(k.toLowerCase()))
+      .map(([k, v]): [string, string] => [k, v]);
     const deny = (by: string, status: number, rule: string, body: string | Uint8Array, checkMs?: number): MeshVerdict => ({
-      allowed: false, by, status, rule, body: typeof body === 'string' ? Buffer.from(body) : body, ...(checkMs !== undefined ? { checkMs } : {}),
+      allowed: false,
+      by,
+      status,
+      rule,
+      body: typeof body === 'string' ? Buffer.from(body) : body,
+      ...(checkMs !== undefined ? { checkMs } : {}),
       upstream: { method: r.method, headers: upstream, body: r.body },
     });
     for (const f of this.filters) {
       if (f.type === JWT_AUTHN || PASS_THROUGH.has(f.type)) continue;
-      if (f.type === ROUTER) return { allowed: true, by: f.name, status: 0, rule: '', body: new Uint8Array(), upstream: { method: r.method, headers: upstream, body: r.body } };
+      if (f.type === ROUTER)
+        return {
+          allowed: true,
+          by: f.name,
+          status: 0,
+          rule: '',
+          body: new Uint8Array(),
+          upstream: { method: r.method, headers: upstream, body: r.body },
+        };
       if (f.type === RBAC) {
         const rbac = this.rbacFor(f, route);
         // Shadow rules are evaluated and never deny.
@@ -288,10 +353,23 @@ export class MeshModel {
     throw new Error('fuzz mesh model: the gateway filter chain has no router');
   }
 
-  private async check(r: MeshRequest, lines: ReadonlyArray<readonly [string, string]>, claims: { [k: string]: JsonValue }, cfg: Obj, wrb: Obj | undefined, ext: Record<string, string>): Promise<
-    { denied: true; status: number; rule: string; body: string; ms: number } | { denied: false; add: HeaderOption[]; remove: string[]; ms: number }
+  private async check(
+    r: MeshRequest,
+    lines: ReadonlyArray<readonly [string, string]>,
+    claims: { [k: string]: JsonValue },
+    cfg: Obj,
+    wrb: Obj | undefined,
+    ext: Record<string, string>,
+  ): Promise<
+    | { denied: true; status: number; rule: string; body: string; ms: number }
+    | { denied: false; add: HeaderOption[]; remove: string[]; ms: number }
   > {
-    const headers: Record<string, string> = { ':authority': GATEWAY_AUTHORITY, ':method': r.method, ':path': gatewayPathPrefix(r.service), ':scheme': 'https' };
+    const headers: Record<string, string> = {
+      ':authority': GATEWAY_AUTHORITY,
+      ':method': r.method,
+      ':path': gatewayPathPrefix(r.service),
+      ':scheme': 'https',
+    };
     const raw: Array<{ key: string; raw_value: Buffer }> = Object.entries(headers).map(([key, v]) => ({ key, raw_value: Buffer.from(v) }));
     for (const [k, v] of lines) {
       headers[k] = headers[k] === undefined ? v : `${headers[k]},${v}`;
@@ -301,11 +379,20 @@ export class MeshModel {
     headers['x-forwarded-proto'] = 'https';
     raw.push({ key: 'x-request-id', raw_value: Buffer.from(r.requestId) }, { key: 'x-forwarded-proto', raw_value: Buffer.from('https') });
     let body = Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength);
-    const http: Obj = { id: r.requestId, method: r.method, path: gatewayPathPrefix(r.service), host: GATEWAY_AUTHORITY, scheme: 'https', protocol: 'HTTP/1.1', size: body.length };
+    const http: Obj = {
+      id: r.requestId,
+      method: r.method,
+      path: gatewayPathPrefix(r.service),
+      host: GATEWAY_AUTHORITY,
+      scheme: 'https',
+      protocol: 'HTTP/1.1',
+      size: body.length,
+    };
     if (wrb) {
       const max = Number(wrb['max_request_bytes'] ?? 0);
       const partial = max > 0 && body.length > max;
-      if (partial && wrb['allow_partial_message'] !== true) return { denied: true, status: 413, rule: 'ext_authz: body over max_request_bytes', body: 'Payload Too Large', ms: 0 };
+      if (partial && wrb['allow_partial_message'] !== true)
+        return { denied: true, status: 413, rule: 'ext_authz: body over max_request_bytes', body: 'Payload Too Large', ms: 0 };
       if (partial) body = body.subarray(0, max);
       // Envoy tells the authorizer whether the body it sends is the whole body.
       headers['x-envoy-auth-partial-body'] = partial ? 'true' : 'false';
@@ -321,7 +408,9 @@ export class MeshModel {
       destination: { address: { socket_address: { address: '10.0.0.1', port_value: 8080 } } },
       request: { time: { seconds: 1_785_000_000, nanos: 0 }, http },
       context_extensions: ext,
-      ...(namespaces.includes(JWT_AUTHN_NAMESPACE) ? { metadata_context: { filter_metadata: { [JWT_AUTHN_NAMESPACE]: struct({ [this.payloadKey]: claims }) } } } : {}),
+      ...(namespaces.includes(JWT_AUTHN_NAMESPACE)
+        ? { metadata_context: { filter_metadata: { [JWT_AUTHN_NAMESPACE]: struct({ [this.payloadKey]: claims }) } } }
+        : {}),
     };
     const reqType = lookupType('envoy.service.auth.v3.CheckRequest');
     const encoded = Buffer.from(reqType.encode(reqType.fromObject({ attributes })).finish());
@@ -338,10 +427,22 @@ export class MeshModel {
     const respType = lookupType('envoy.service.auth.v3.CheckResponse');
     let d: DecodedCheckResponse;
     try {
-      d = respType.toObject(respType.decode(resp), { enums: String, longs: Number, defaults: false, arrays: true, objects: true }) as DecodedCheckResponse;
+      d = respType.toObject(respType.decode(resp), {
+        enums: String,
+        longs: Number,
+        defaults: false,
+        arrays: true,
+        objects: true,
+      }) as DecodedCheckResponse;
     } catch (err) {
       // Envoy cannot parse it either (e.g. a proto3 string that is not UTF-8): the call fails, and fails closed.
-      return { denied: true, status: httpStatusCode(objAt(cfg, 'status_on_error')?.['code']) ?? 403, rule: `ext_authz error: undecodable CheckResponse (${(err as Error).message})`, body: '', ms };
+      return {
+        denied: true,
+        status: httpStatusCode(objAt(cfg, 'status_on_error')?.['code']) ?? 403,
+        rule: `ext_authz error: undecodable CheckResponse (${(err as Error).message})`,
+        body: '',
+        ms,
+      };
     }
     if ((d.status?.code ?? 0) !== 0) {
       const dr = d.denied_response;

@@ -119,7 +119,10 @@ function expressListener(): Listener {
   });
   // body-parser's refusals (400 bad JSON, 415 charset, 413 size) as plain answers, without Express's stack dump.
   app.use((err, _req, res, _next) => {
-    const status = typeof err === 'object' && err !== null && typeof (err as { status?: unknown }).status === 'number' ? (err as { status: number }).status : 500;
+    const status =
+      typeof err === 'object' && err !== null && typeof (err as { status?: unknown }).status === 'number'
+        ? (err as { status: number }).status
+        : 500;
     if (!res.headersSent) res.writeHead(status, { 'content-type': 'text/plain' }).end(err instanceof Error ? err.message : 'error');
   });
   return listener;
@@ -135,7 +138,10 @@ export async function startOracleServers(): Promise<OracleServers> {
   acceptRevision('2026-07-28');
   const servers: http.Server[] = [];
   const ports: Record<string, number> = {};
-  for (const [name, make] of [['plain', plainListener], ['express', expressListener]] as const) {
+  for (const [name, make] of [
+    ['plain', plainListener],
+    ['express', expressListener],
+  ] as const) {
     const server = http.createServer(make());
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -147,10 +153,15 @@ export async function startOracleServers(): Promise<OracleServers> {
   return {
     ports,
     async close() {
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => {
-        s.close(() => resolve());
-        s.closeAllConnections();
-      })));
+      await Promise.all(
+        servers.map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.close(() => resolve());
+              s.closeAllConnections();
+            }),
+        ),
+      );
     },
   };
 }

@@ -56,38 +56,47 @@ function decodeRan(value: string | string[] | undefined): RanAction[] | undefine
 }
 
 function replayTo(name: string, port: number, agent: http.Agent): Oracle['replay'] {
-  return (r) => new Promise<OracleReply>((resolve) => {
-    const flat: string[] = [];
-    for (const [k, v] of r.headers) flat.push(k, v);
-    flat.push('Host', `127.0.0.1:${port}`, 'Content-Length', String(r.body.length));
-    let settled = false;
-    const done = (status: number, ran: RanAction[] | undefined, error?: string): void => {
-      if (settled) return;
-      settled = true;
-      // No record header: the harness cannot tell what ran, which it reports as an error (never as "nothing ran").
-      const err = error ?? (ran === undefined ? `no ${RAN_HEADER} header in the answer` : undefined);
-      resolve({ oracle: name, status: err !== undefined && error !== undefined ? 0 : status, ran: ran ?? [], ...(err !== undefined ? { error: err } : {}) });
-    };
-    const req = http.request({ host: '127.0.0.1', port, method: r.method, path: ORACLE_PATH, headers: flat, agent, setHost: false }, (res) => {
-      let ran: RanAction[] | undefined;
-      try {
-        ran = decodeRan(res.headers[RAN_HEADER]);
-      } catch (err) {
-        done(0, undefined, `bad ${RAN_HEADER}: ${(err as Error).message}`);
-      }
-      let size = 0;
-      res.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_REPLY_BYTES) res.destroy();
-      });
-      res.on('end', () => done(res.statusCode ?? 0, ran));
-      res.on('close', () => done(res.statusCode ?? 0, ran));
-      res.on('error', (err) => done(res.statusCode ?? 0, ran, err.message));
+  return (r) =>
+    new Promise<OracleReply>((resolve) => {
+      const flat: string[] = [];
+      for (const [k, v] of r.headers) flat.push(k, v);
+      flat.push('Host', `127.0.0.1:${port}`, 'Content-Length', String(r.body.length));
+      let settled = false;
+      const done = (status: number, ran: RanAction[] | undefined, error?: string): void => {
+        if (settled) return;
+        settled = true;
+        // No record header: the harness cannot tell what ran, which it reports as an error (never as "nothing ran").
+        const err = error ?? (ran === undefined ? `no ${RAN_HEADER} header in the answer` : undefined);
+        resolve({
+          oracle: name,
+          status: err !== undefined && error !== undefined ? 0 : status,
+          ran: ran ?? [],
+          ...(err !== undefined ? { error: err } : {}),
+        });
+      };
+      const req = http.request(
+        { host: '127.0.0.1', port, method: r.method, path: ORACLE_PATH, headers: flat, agent, setHost: false },
+        (res) => {
+          let ran: RanAction[] | undefined;
+          try {
+            ran = decodeRan(res.headers[RAN_HEADER]);
+          } catch (err) {
+            done(0, undefined, `bad ${RAN_HEADER}: ${(err as Error).message}`);
+          }
+          let size = 0;
+          res.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_REPLY_BYTES) res.destroy();
+          });
+          res.on('end', () => done(res.statusCode ?? 0, ran));
+          res.on('close', () => done(res.statusCode ?? 0, ran));
+          res.on('error', (err) => done(res.statusCode ?? 0, ran, err.message));
+        },
+      );
+      req.setTimeout(REPLAY_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${REPLAY_TIMEOUT_MS} ms`)));
+      req.on('error', (err) => done(0, undefined, err.message));
+      req.end(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength));
     });
-    req.setTimeout(REPLAY_TIMEOUT_MS, () => req.destroy(new Error(`no answer within ${REPLAY_TIMEOUT_MS} ms`)));
-    req.on('error', (err) => done(0, undefined, err.message));
-    req.end(Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength));
-  });
 }
 
 /** Starts both oracles (in a worker thread) on loopback, ephemeral ports. */

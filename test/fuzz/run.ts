@@ -25,8 +25,10 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log('usage: node test/fuzz/run.ts [--seed S] [--cases N] [--start K] [--replay all|sample] [--sample R] [--concurrency C] [--max-report M]\n'
-    + '       node test/fuzz/run.ts --seed S --case I\n       node test/fuzz/run.ts --regressions');
+  console.log(
+    'usage: node test/fuzz/run.ts [--seed S] [--cases N] [--start K] [--replay all|sample] [--sample R] [--concurrency C] [--max-report M]\n' +
+      '       node test/fuzz/run.ts --seed S --case I\n       node test/fuzz/run.ts --regressions',
+  );
   process.exit(0);
 }
 
@@ -51,7 +53,12 @@ try {
       for (const p of problems) console.log(`       - ${p}`);
       if (problems.length > 0) {
         bad = true;
-        console.log(formatCase(result).split('\n').map((l) => `       ${l}`).join('\n'));
+        console.log(
+          formatCase(result)
+            .split('\n')
+            .map((l) => `       ${l}`)
+            .join('\n'),
+        );
       }
     }
   } else if (values.case !== undefined) {
@@ -64,8 +71,13 @@ try {
     const sampleRate = Number(values.sample);
     if (!(sampleRate >= 0 && sampleRate <= 1)) throw new Error(`--sample must be in [0, 1] (got ${values.sample})`);
     const s = await harness.run({
-      seed, cases: int('cases', values.cases), start: int('start', values.start), replay: values.replay === 'all' ? 'all' : 'allowed+sample',
-      sampleRate, concurrency: Math.max(1, int('concurrency', values.concurrency)), keepFailures: maxReport,
+      seed,
+      cases: int('cases', values.cases),
+      start: int('start', values.start),
+      replay: values.replay === 'all' ? 'all' : 'allowed+sample',
+      sampleRate,
+      concurrency: Math.max(1, int('concurrency', values.concurrency)),
+      keepFailures: maxReport,
       onFailure: (r) => {
         if (shown++ < maxReport) console.log(`${formatCase(r)}\n`);
       },

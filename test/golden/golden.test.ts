@@ -22,7 +22,12 @@ const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'cases');
 const update = process.env['UPDATE_GOLDEN'] === '1';
 
 interface Case {
-  node: { id: string; user_agent_name?: string; locality?: { region: string; zone: string }; metadata?: Record<string, string | number | boolean> };
+  node: {
+    id: string;
+    user_agent_name?: string;
+    locality?: { region: string; zone: string };
+    metadata?: Record<string, string | number | boolean>;
+  };
   registry: unknown;
   /** Optional: the mesh's security settings, with the policy already in its parsed form. */
   security?: MeshSecurity;
@@ -41,7 +46,12 @@ function overlays(c: Case, name: string): TuningOverlay[] {
     const all = new Map();
     const state = new ConfigEntryState();
     let last: EntryUpdate | undefined;
-    for (const kind of ['proxy-defaults', 'service-defaults', 'service-resolver'] as const) last = state.update(kind, c.consulEntries.filter((e) => e.Kind === kind), all);
+    for (const kind of ['proxy-defaults', 'service-defaults', 'service-resolver'] as const)
+      last = state.update(
+        kind,
+        c.consulEntries.filter((e) => e.Kind === kind),
+        all,
+      );
     assert.deepEqual(last?.problems, [], `${name}: consul entries refused`);
     out.push(last!.overlay);
   }
@@ -49,11 +59,18 @@ function overlays(c: Case, name: string): TuningOverlay[] {
   return out;
 }
 
-for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()) {
+for (const file of readdirSync(dir)
+  .filter((f) => f.endsWith('.in.yaml'))
+  .sort()) {
   const name = file.replace(/\.in\.yaml$/, '');
   test(`golden: ${name}`, () => {
     const c = parse(readFileSync(path.join(dir, file), 'utf8')) as Case;
-    const proxy = proxyInfoFromNode({ id: c.node.id, ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}), locality: c.node.locality ?? null, metadata: struct(c.node.metadata ?? {}) as never });
+    const proxy = proxyInfoFromNode({
+      id: c.node.id,
+      ...(c.node.user_agent_name ? { user_agent_name: c.node.user_agent_name } : {}),
+      locality: c.node.locality ?? null,
+      metadata: struct(c.node.metadata ?? {}) as never,
+    });
     const specs = applyOverlays(parseRegistry(stringify(c.registry), `${name}.in.yaml`), overlays(c, name));
     const { mesh } = new MeshBuilder().build(specs, c.security);
     const resources = proxyResources(mesh, proxy, c.trust);

@@ -21,7 +21,9 @@ const dresp = codec('envoy.service.discovery.v3.DeltaDiscoveryResponse');
 const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService/';
 
 export function node(id: string, metadata: Record<string, string | number>, locality?: { region: string; zone: string }): Msg {
-  const fields = Object.fromEntries(Object.entries(metadata).map(([k, v]) => [k, typeof v === 'number' ? { numberValue: v } : { stringValue: v }]));
+  const fields = Object.fromEntries(
+    Object.entries(metadata).map(([k, v]) => [k, typeof v === 'number' ? { numberValue: v } : { stringValue: v }]),
+  );
   return { id, cluster: 'test', metadata: { fields }, ...(locality ? { locality } : {}) };
 }
 
@@ -100,13 +102,19 @@ export class AdsStream {
 export class RawAdsClient {
   private readonly client: grpc.Client;
 
-  constructor(address: string, options: grpc.ChannelOptions = {}, credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure()) {
+  constructor(
+    address: string,
+    options: grpc.ChannelOptions = {},
+    credentials: grpc.ChannelCredentials = grpc.credentials.createInsecure(),
+  ) {
     this.client = new grpc.Client(address, credentials, options);
   }
 
   /** StreamSecrets of an SDS server (an agent's, on its Unix socket): the same DiscoveryRequest/Response. */
   secrets(): AdsStream {
-    return new AdsStream(this.client.makeBidiStreamRequest('/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', req.serialize, resp.deserialize));
+    return new AdsStream(
+      this.client.makeBidiStreamRequest('/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', req.serialize, resp.deserialize),
+    );
   }
 
   sotw(): AdsStream {
@@ -136,5 +144,7 @@ export function resourceNames(m: Msg): string[] {
 /** Decodes the resources of a SotW response. */
 export function decodeResources(m: Msg): Msg[] {
   const t = lookupType(String(m['type_url']));
-  return (m['resources'] as Array<{ value: Uint8Array }>).map((a) => t.toObject(t.decode(a.value), { longs: String, enums: String, arrays: true }) as Msg);
+  return (m['resources'] as Array<{ value: Uint8Array }>).map(
+    (a) => t.toObject(t.decode(a.value), { longs: String, enums: String, arrays: true }) as Msg,
+  );
 }

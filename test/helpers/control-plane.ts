@@ -16,7 +16,10 @@ export interface TestControlPlane {
 }
 
 /** `routing`: the text of a routing file (--routing) to start with. */
-export async function startControlPlane(initialYaml: string, opts: { quietMs?: number; maxDelayMs?: number; log?: Logger; adsLimits?: ControlPlaneOptions['adsLimits']; routing?: string } = {}): Promise<TestControlPlane> {
+export async function startControlPlane(
+  initialYaml: string,
+  opts: { quietMs?: number; maxDelayMs?: number; log?: Logger; adsLimits?: ControlPlaneOptions['adsLimits']; routing?: string } = {},
+): Promise<TestControlPlane> {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
   const registryFile = path.join(dir, 'registry.yaml');
   writeFileSync(registryFile, initialYaml);
@@ -24,8 +27,16 @@ export async function startControlPlane(initialYaml: string, opts: { quietMs?: n
   if (opts.routing !== undefined) writeFileSync(routingFile, opts.routing);
   const log = opts.log ?? (process.env['MCPMESH_TEST_LOG'] ? createLogger({ level: 'debug' }) : silentLogger);
   const cp = new ControlPlane({
-    registryFile, ...(opts.routing !== undefined ? { routingFile } : {}), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0,
-    quietMs: opts.quietMs ?? 20, maxDelayMs: opts.maxDelayMs ?? 200, log, metrics: new Metrics({ processMetrics: false }),
+    registryFile,
+    ...(opts.routing !== undefined ? { routingFile } : {}),
+    xdsHost: '127.0.0.1',
+    xdsPort: 0,
+    adminHost: '127.0.0.1',
+    adminPort: 0,
+    quietMs: opts.quietMs ?? 20,
+    maxDelayMs: opts.maxDelayMs ?? 200,
+    log,
+    metrics: new Metrics({ processMetrics: false }),
     ...(opts.adsLimits ? { adsLimits: opts.adsLimits } : {}),
   });
   await cp.start();

@@ -15,9 +15,12 @@ const identity = (b: Buffer): Buffer => b;
 export function authzChecker(at: number | string): { check(req: Buffer): Promise<DecodedCheckResponse>; close(): void } {
   const client = new grpc.Client(typeof at === 'number' ? `127.0.0.1:${at}` : at, grpc.credentials.createInsecure());
   return {
-    check: (req) => new Promise((resolve, reject) => {
-      client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));
-    }),
+    check: (req) =>
+      new Promise((resolve, reject) => {
+        client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) =>
+          err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer)),
+        );
+      }),
     close: () => client.close(),
   };
 }
@@ -36,14 +39,27 @@ export async function readClientRequest(req: http.IncomingMessage): Promise<{ he
 }
 
 /** Hop-by-hop headers (and the ones the forwarder recomputes) that never cross a proxy. */
-export const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'proxy-connection', 'te', 'host', 'content-length']);
+export const HOP = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'te',
+  'host',
+  'content-length',
+]);
 
 /**
  * The router's part after ext_authz said OK: forward the buffered request to `upstream` without the headers
  * in `drop`, plus `extra`, and stream the answer back with the authorizer's response headers added.
  */
 export function forwardAllowed(
-  method: string | undefined, headers: Record<string, string>, body: Buffer, res: http.ServerResponse, upstream: URL,
+  method: string | undefined,
+  headers: Record<string, string>,
+  body: Buffer,
+  res: http.ServerResponse,
+  upstream: URL,
   o: { drop: readonly string[]; extra?: Record<string, string>; check: DecodedCheckResponse },
 ): void {
   const fwd: Record<string, string> = {};

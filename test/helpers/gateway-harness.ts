@@ -35,17 +35,28 @@ export async function startGateway(issuer: DevIssuer, authz: number | string, ne
       try {
         claims = { ...(await issuer.verify(auth.slice(7))) };
       } catch (err) {
-        res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer error="invalid_token"' }).end((err as Error).message);
+        res
+          .writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer error="invalid_token"' })
+          .end((err as Error).message);
         return;
       }
       // jwt_authn's verified payload travels on as dynamic metadata (one Envoy, split in two hops here).
-      headers[HARNESS_METADATA_HEADER] = harnessMetadataHeader({ 'envoy.filters.http.jwt_authn': { jwt_payload: claims as Record<string, JsonValue> } });
+      headers[HARNESS_METADATA_HEADER] = harnessMetadataHeader({
+        'envoy.filters.http.jwt_authn': { jwt_payload: claims as Record<string, JsonValue> },
+      });
       // ext_authz: body as bytes, claims as jwt_authn dynamic metadata, the service as context extension.
-      const r = await check(encodeCheckRequest({
-        method: req.method ?? 'GET', path: `/mcp/${service}`, service, body: body.toString('utf8'), size: body.length, asBytes: true,
-        headers: { ...headers, ':method': req.method ?? 'GET', ':path': req.url ?? '/' },
-        metadataClaims: claims,
-      }));
+      const r = await check(
+        encodeCheckRequest({
+          method: req.method ?? 'GET',
+          path: `/mcp/${service}`,
+          service,
+          body: body.toString('utf8'),
+          size: body.length,
+          asBytes: true,
+          headers: { ...headers, ':method': req.method ?? 'GET', ':path': req.url ?? '/' },
+          metadataClaims: claims,
+        }),
+      );
       if (r.denied_response) {
         const out: Record<string, string> = {};
         for (const h of r.denied_response.headers ?? []) if (h.header?.key) out[h.header.key] = h.header.value ?? '';

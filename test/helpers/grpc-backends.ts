@@ -11,9 +11,13 @@ const json = {
 
 export const echoService: grpc.ServiceDefinition = {
   Who: {
-    path: WHO_METHOD, requestStream: false, responseStream: false,
-    requestSerialize: json.serialize, requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize, responseDeserialize: json.deserialize,
+    path: WHO_METHOD,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: json.serialize,
+    requestDeserialize: json.deserialize,
+    responseSerialize: json.serialize,
+    responseDeserialize: json.deserialize,
   },
 };
 
@@ -28,7 +32,10 @@ export interface Backend {
 export async function startBackend(id: string): Promise<Backend> {
   const server = new grpc.Server();
   const backend: Backend = {
-    id, port: 0, failing: false, calls: 0,
+    id,
+    port: 0,
+    failing: false,
+    calls: 0,
     stop: () => new Promise<void>((resolve) => server.tryShutdown(() => resolve())).then(() => server.forceShutdown()),
   };
   server.addService(echoService, {
@@ -39,7 +46,8 @@ export async function startBackend(id: string): Promise<Backend> {
     },
   });
   backend.port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))));
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => (err ? reject(err) : resolve(port))),
+  );
   return backend;
 }
 

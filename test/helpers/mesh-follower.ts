@@ -4,7 +4,11 @@
 import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { decodeResources, type AdsStream, type Msg } from './ads-client.ts';
 
-interface Held { version: string; bytes: Map<string, string>; decoded: Map<string, Msg> }
+interface Held {
+  version: string;
+  bytes: Map<string, string>;
+  decoded: Map<string, Msg>;
+}
 
 export class MeshFollower {
   readonly stream: AdsStream;
@@ -35,15 +39,26 @@ export class MeshFollower {
       this.stream.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: m['version_info'], response_nonce: m['nonce'] });
       const names = [...held.decoded.values()]
         .map((c) => (c['eds_cluster_config'] as { service_name?: string } | undefined)?.service_name)
-        .filter((n): n is string => !!n).sort();
+        .filter((n): n is string => !!n)
+        .sort();
       if (names.join('\n') !== this.edsNames) {
         this.edsNames = names.join('\n');
-        this.stream.send({ type_url: TYPE_URLS.endpoint, resource_names: names, version_info: this.eds.version, response_nonce: this.edsNonce });
+        this.stream.send({
+          type_url: TYPE_URLS.endpoint,
+          resource_names: names,
+          version_info: this.eds.version,
+          response_nonce: this.edsNonce,
+        });
       }
     } else if (m['type_url'] === TYPE_URLS.endpoint) {
       this.eds = held;
       this.edsNonce = String(m['nonce']);
-      this.stream.send({ type_url: TYPE_URLS.endpoint, resource_names: this.edsNames ? this.edsNames.split('\n') : [], version_info: m['version_info'], response_nonce: m['nonce'] });
+      this.stream.send({
+        type_url: TYPE_URLS.endpoint,
+        resource_names: this.edsNames ? this.edsNames.split('\n') : [],
+        version_info: m['version_info'],
+        response_nonce: m['nonce'],
+      });
     }
   }
 
@@ -63,8 +78,13 @@ export class MeshFollower {
     const cla = eds === undefined ? undefined : this.eds.decoded.get(eds);
     if (!cla) return undefined;
     const out: string[] = [];
-    for (const l of (cla['endpoints'] as Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }> }>) ?? []) {
-      for (const e of l.lb_endpoints) out.push(`${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status ?? 'UNKNOWN'}`);
+    for (const l of (cla['endpoints'] as Array<{
+      lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }>;
+    }>) ?? []) {
+      for (const e of l.lb_endpoints)
+        out.push(
+          `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status ?? 'UNKNOWN'}`,
+        );
     }
     return out.sort();
   }

@@ -51,8 +51,14 @@ export function toolGate(skip: string | false) {
   return {
     skip,
     it: (name: string, fn: Body): void => void nodeIt(name, { skip }, fn),
-    before: (fn: Body): void => void nodeBefore(async () => { if (skip === false) await fn(); }),
-    after: (fn: Body): void => void nodeAfter(async () => { if (skip === false) await fn(); }),
+    before: (fn: Body): void =>
+      void nodeBefore(async () => {
+        if (skip === false) await fn();
+      }),
+    after: (fn: Body): void =>
+      void nodeAfter(async () => {
+        if (skip === false) await fn();
+      }),
     /** `make()` when the tool is there; otherwise nothing (no test or hook that would read it runs). */
     setup: <T>(make: () => T): T => (skip === false ? make() : (undefined as T)),
   };

@@ -97,7 +97,10 @@ describe('CertificateAuthority.selfSigned + issue', () => {
   });
 
   it('refuses bad requests with the reason', async () => {
-    await assert.rejects(ca.issue({ spiffeId: 'spiffe://other.test/mcp/weather' }), /this CA serves trust domain "mcpmesh.test", not "other.test"/);
+    await assert.rejects(
+      ca.issue({ spiffeId: 'spiffe://other.test/mcp/weather' }),
+      /this CA serves trust domain "mcpmesh.test", not "other.test"/,
+    );
     await assert.rejects(ca.issue({ spiffeId: 'spiffe://mcpmesh.test/a//b' }), /invalid SPIFFE ID .*segment is empty/);
     await assert.rejects(ca.issue({ spiffeId: WEATHER, ttlMs: 10 }), /ttlMs must be at least 1000 ms \(got 10\)/);
     await assert.rejects(ca.issue({ spiffeId: WEATHER, dnsNames: ['bad_name!'] }), /"bad_name!" is not a valid DNS name/);
@@ -168,21 +171,37 @@ describe('CertificateAuthority.fromPem', () => {
   it('refuses a certificate that is not a CA', { skip: skipOpenssl }, async () => {
     const ca = await CertificateAuthority.selfSigned({ trustDomain: TD });
     const leaf = await ca.issue({ spiffeId: WEATHER });
-    await rejects({ certPem: leaf.certPem, keyPem: leaf.keyPem, trustDomain: TD }, /CA certificate "O=MCP Mesh" is not a CA certificate \(basicConstraints CA:TRUE is missing\)/);
-    const server = pki.signed('plain-server', 'chain-root', { ext: 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n' });
+    await rejects(
+      { certPem: leaf.certPem, keyPem: leaf.keyPem, trustDomain: TD },
+      /CA certificate "O=MCP Mesh" is not a CA certificate \(basicConstraints CA:TRUE is missing\)/,
+    );
+    const server = pki.signed('plain-server', 'chain-root', {
+      ext: 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n',
+    });
     await rejects({ ...server, trustDomain: TD }, /is not a CA certificate/);
   });
 
   it('refuses a CA without keyCertSign, or without keyUsage at all', { skip: skipOpenssl }, async () => {
-    await rejects({ ...pki.root('no-certsign', { ext: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature,cRLSign'] }), trustDomain: TD },
-      /"O=Test Org, CN=no-certsign" may not sign certificates: its keyUsage lacks keyCertSign/);
-    await rejects({ ...pki.root('no-ku', { ext: ['basicConstraints=critical,CA:TRUE'] }), trustDomain: TD }, /has no keyUsage extension; a signing certificate must have keyUsage with keyCertSign/);
+    await rejects(
+      {
+        ...pki.root('no-certsign', { ext: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,digitalSignature,cRLSign'] }),
+        trustDomain: TD,
+      },
+      /"O=Test Org, CN=no-certsign" may not sign certificates: its keyUsage lacks keyCertSign/,
+    );
+    await rejects(
+      { ...pki.root('no-ku', { ext: ['basicConstraints=critical,CA:TRUE'] }), trustDomain: TD },
+      /has no keyUsage extension; a signing certificate must have keyUsage with keyCertSign/,
+    );
   });
 
   it('refuses a key that does not match', { skip: skipOpenssl }, async () => {
     const a = pki.root('mismatch-a');
     const b = pki.root('mismatch-b');
-    await rejects({ certPem: a.certPem, keyPem: b.keyPem, trustDomain: TD }, /the private key does not match the CA certificate "O=Test Org, CN=mismatch-a"/);
+    await rejects(
+      { certPem: a.certPem, keyPem: b.keyPem, trustDomain: TD },
+      /the private key does not match the CA certificate "O=Test Org, CN=mismatch-a"/,
+    );
   });
 
   it('refuses an expired or not yet valid CA', async () => {
@@ -196,14 +215,23 @@ describe('CertificateAuthority.fromPem', () => {
   it('refuses broken chains, stray chain certificates and unusable input', { skip: skipOpenssl }, async () => {
     const root = pki.root('bc-root');
     const inter = pki.signed('bc-inter', 'bc-root');
-    await rejects({ ...inter, trustDomain: TD }, /is not self-signed and its chain stops at .*add that issuer \(up to the root\) to chainPem, or give the trust bundle as bundlePem/);
+    await rejects(
+      { ...inter, trustDomain: TD },
+      /is not self-signed and its chain stops at .*add that issuer \(up to the root\) to chainPem, or give the trust bundle as bundlePem/,
+    );
     const stray = pki.root('bc-stray');
-    await rejects({ ...inter, chainPem: root.certPem + stray.certPem, trustDomain: TD }, /chainPem certificate\(s\) "O=Test Org, CN=bc-stray" are not on the path/);
+    await rejects(
+      { ...inter, chainPem: root.certPem + stray.certPem, trustDomain: TD },
+      /chainPem certificate\(s\) "O=Test Org, CN=bc-stray" are not on the path/,
+    );
     await rejects({ certPem: 'not a pem', keyPem: root.keyPem, trustDomain: TD }, /certPem contains no PEM certificate/);
     await rejects({ certPem: root.certPem, keyPem: 'garbage', trustDomain: TD }, /the CA private key cannot be read/);
     pki.run(['pkey', '-in', 'bc-root.key', '-aes256', '-passout', 'pass:secret', '-out', 'enc.key']);
     await rejects({ certPem: root.certPem, keyPem: pki.read('enc.key'), trustDomain: TD }, /encrypted; provide it decrypted/);
-    await assert.rejects(CertificateAuthority.fromPem({ ...root, trustDomain: 'Bad.Domain' }), /invalid SPIFFE trust domain: .*must be lower case/);
+    await assert.rejects(
+      CertificateAuthority.fromPem({ ...root, trustDomain: 'Bad.Domain' }),
+      /invalid SPIFFE trust domain: .*must be lower case/,
+    );
   });
 
   it('takes an explicit bundle for a chain that stops short of the root', { skip: skipOpenssl }, async () => {
@@ -211,12 +239,21 @@ describe('CertificateAuthority.fromPem', () => {
     const inter = pki.signed('eb-inter', 'eb-root');
     const ca = await CertificateAuthority.fromPem({ ...inter, bundlePem: root.certPem, trustDomain: TD });
     assert.equal(new X509Certificate(ca.bundlePem).fingerprint256, new X509Certificate(root.certPem).fingerprint256);
-    assert.equal(new X509Certificate((await ca.issue({ spiffeId: WEATHER })).chainPem).fingerprint256, new X509Certificate(inter.certPem).fingerprint256);
-    await rejects({ ...inter, bundlePem: pki.root('eb-other').certPem, trustDomain: TD }, /bundlePem does not contain the root of the CA's chain/);
+    assert.equal(
+      new X509Certificate((await ca.issue({ spiffeId: WEATHER })).chainPem).fingerprint256,
+      new X509Certificate(inter.certPem).fingerprint256,
+    );
+    await rejects(
+      { ...inter, bundlePem: pki.root('eb-other').certPem, trustDomain: TD },
+      /bundlePem does not contain the root of the CA's chain/,
+    );
   });
 
   it('refuses a CA whose SPIFFE ID is in another trust domain', async () => {
     const other = await CertificateAuthority.selfSigned({ trustDomain: 'other.test' });
-    await rejects({ ...other.exportPem(), trustDomain: TD }, /carries SPIFFE ID spiffe:\/\/other.test, which is not in trust domain "mcpmesh.test"/);
+    await rejects(
+      { ...other.exportPem(), trustDomain: TD },
+      /carries SPIFFE ID spiffe:\/\/other.test, which is not in trust domain "mcpmesh.test"/,
+    );
   });
 });

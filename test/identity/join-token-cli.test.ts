@@ -15,11 +15,17 @@ import { Metrics } from '../../control-plane/src/metrics.ts';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../control-plane/src/cli.ts');
 /** The CLI as a child process (asynchronously: the control plane it talks to runs in this process). */
-const run = (args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> => new Promise((resolve) => {
-  execFile(process.execPath, [CLI, 'join-token', ...args], { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', ...env }, timeout: 20_000 }, (err, stdout, stderr) => {
-    resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+const run = (args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [CLI, 'join-token', ...args],
+      { encoding: 'utf8', env: { PATH: process.env['PATH'] ?? '', ...env }, timeout: 20_000 },
+      (err, stdout, stderr) => {
+        resolve({ status: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+      },
+    );
   });
-});
 
 describe('mcpmesh join-token', () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-jt-'));
@@ -31,9 +37,21 @@ describe('mcpmesh join-token', () => {
     writeFileSync(path.join(dir, 'ca.key'), ca.exportPem().keyPem);
     writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }), ca,
-      security: { publicUrl: 'https://x', authz: { host: '127.0.0.1', port: 1 }, policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] } },
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      ca,
+      security: {
+        publicUrl: 'https://x',
+        authz: { host: '127.0.0.1', port: 1 },
+        policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] },
+      },
     }).start();
   });
   after(() => cp?.stop());
@@ -50,7 +68,16 @@ describe('mcpmesh join-token', () => {
   });
 
   it('signs offline with the CA files (valid for every replica sharing the CA)', async () => {
-    const r = await run(['--service', 'weather', '--ca-cert', path.join(dir, 'ca.crt'), '--ca-key', path.join(dir, 'ca.key'), '--trust-domain', 'mesh.test']);
+    const r = await run([
+      '--service',
+      'weather',
+      '--ca-cert',
+      path.join(dir, 'ca.crt'),
+      '--ca-key',
+      path.join(dir, 'ca.key'),
+      '--trust-domain',
+      'mesh.test',
+    ]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /join token for spiffe:\/\/mesh\.test\/mcp\/weather, valid until .*, single-use/);
     assert.equal((await ca.verifyJwt(r.stdout.trim(), JOIN_TOKEN_TYP, JOIN_TOKEN_AUDIENCE))['sub'], 'spiffe://mesh.test/mcp/weather');
@@ -63,6 +90,9 @@ describe('mcpmesh join-token', () => {
     const bad = await run(['--service', 'Not_A_Name'], { MCPMESH_ADMIN_URL: `http://127.0.0.1:${cp.adminPort}` });
     assert.equal(bad.status, 1);
     assert.match(bad.stderr, /refused \(HTTP 400\): "Not_A_Name" is not a service or gateway name/);
-    assert.match((await run(['--service', 'a'], { MCPMESH_ADMIN_URL: 'http://127.0.0.1:1' })).stderr, /cannot reach the control plane at http:\/\/127\.0\.0\.1:1/);
+    assert.match(
+      (await run(['--service', 'a'], { MCPMESH_ADMIN_URL: 'http://127.0.0.1:1' })).stderr,
+      /cannot reach the control plane at http:\/\/127\.0\.0\.1:1/,
+    );
   });
 });

@@ -22,7 +22,10 @@ const GATEWAY = gatewayId(TD, 'edge');
 
 /** URI SANs of a certificate, from Node's `subjectaltname` string ("URI:a, DNS:b"). */
 function uris(san: string | undefined): string[] {
-  return (san ?? '').split(', ').filter((s) => s.startsWith('URI:')).map((s) => s.slice(4));
+  return (san ?? '')
+    .split(', ')
+    .filter((s) => s.startsWith('URI:'))
+    .map((s) => s.slice(4));
 }
 
 interface Server {
@@ -43,22 +46,30 @@ async function startServer(cert: IssuedCert, bundlePem: string, allowed: readonl
   const clientErrors: Error[] = [];
   const sockets = new Set<import('node:net').Socket>();
   const state = { handshakes: 0 };
-  const server = tls.createServer({
-    cert: cert.certPem + cert.chainPem, key: cert.keyPem, ca: bundlePem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.2',
-  }, (socket) => {
-    state.handshakes += 1;
-    const peer = socket.getPeerX509Certificate();
-    const id = uris(peer?.subjectAltName)[0];
-    if (id === undefined || !allowed.includes(id)) {
-      socket.end(`denied ${id ?? '(no SPIFFE ID)'}\n`);
-      return;
-    }
-    socket.on('data', (d) => {
-      const serial = socket.getX509Certificate()?.serialNumber.toLowerCase();
-      for (const line of d.toString().split('\n').filter(Boolean)) socket.write(`${id} ${serial} ${line}\n`);
-    });
-    socket.on('error', () => undefined);
-  });
+  const server = tls.createServer(
+    {
+      cert: cert.certPem + cert.chainPem,
+      key: cert.keyPem,
+      ca: bundlePem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.2',
+    },
+    (socket) => {
+      state.handshakes += 1;
+      const peer = socket.getPeerX509Certificate();
+      const id = uris(peer?.subjectAltName)[0];
+      if (id === undefined || !allowed.includes(id)) {
+        socket.end(`denied ${id ?? '(no SPIFFE ID)'}\n`);
+        return;
+      }
+      socket.on('data', (d) => {
+        const serial = socket.getX509Certificate()?.serialNumber.toLowerCase();
+        for (const line of d.toString().split('\n').filter(Boolean)) socket.write(`${id} ${serial} ${line}\n`);
+      });
+      socket.on('error', () => undefined);
+    },
+  );
   server.on('tlsClientError', (e) => clientErrors.push(e));
   server.on('connection', (raw) => {
     sockets.add(raw);
@@ -66,12 +77,17 @@ async function startServer(cert: IssuedCert, bundlePem: string, allowed: readonl
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return {
-    port: (server.address() as AddressInfo).port, server, clientErrors,
-    get handshakes() { return state.handshakes; },
-    close: () => new Promise<void>((r) => {
-      server.close(() => r());
-      for (const raw of sockets) raw.destroy();
-    }),
+    port: (server.address() as AddressInfo).port,
+    server,
+    clientErrors,
+    get handshakes() {
+      return state.handshakes;
+    },
+    close: () =>
+      new Promise<void>((r) => {
+        server.close(() => r());
+        for (const raw of sockets) raw.destroy();
+      }),
   };
 }
 
@@ -85,9 +101,17 @@ interface Client {
 function connect(port: number, cert: IssuedCert, bundlePem: string, expect: string): Promise<Client> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({
-      host: '127.0.0.1', port, servername: 'mcp.weather', cert: cert.certPem + cert.chainPem, key: cert.keyPem, ca: bundlePem,
+      host: '127.0.0.1',
+      port,
+      servername: 'mcp.weather',
+      cert: cert.certPem + cert.chainPem,
+      key: cert.keyPem,
+      ca: bundlePem,
       // Host names are not what identifies a mesh peer: its SPIFFE ID is.
-      checkServerIdentity: (_host: string, peer: PeerCertificate) => (uris(peer.subjectaltname).includes(expect) ? undefined : new Error(`server is ${uris(peer.subjectaltname).join(',') || 'unnamed'}, expected ${expect}`)),
+      checkServerIdentity: (_host: string, peer: PeerCertificate) =>
+        uris(peer.subjectaltname).includes(expect)
+          ? undefined
+          : new Error(`server is ${uris(peer.subjectaltname).join(',') || 'unnamed'}, expected ${expect}`),
     });
     let buf = '';
     const waiting: Array<{ resolve: (s: string) => void; reject: (e: Error) => void }> = [];
@@ -106,13 +130,16 @@ function connect(port: number, cert: IssuedCert, bundlePem: string, expect: stri
     };
     socket.on('error', fail);
     socket.on('close', () => fail(new Error('connection closed')));
-    socket.on('secureConnect', () => resolve({
-      socket,
-      ask: (line) => new Promise((res, rej) => {
-        waiting.push({ resolve: res, reject: rej });
-        socket.write(`${line}\n`);
+    socket.on('secureConnect', () =>
+      resolve({
+        socket,
+        ask: (line) =>
+          new Promise((res, rej) => {
+            waiting.push({ resolve: res, reject: rej });
+            socket.write(`${line}\n`);
+          }),
       }),
-    }));
+    );
   });
 }
 
@@ -148,7 +175,10 @@ describe('mutual TLS with mesh certificates (node:tls)', () => {
 
   it('the server refuses a same-CA client whose SPIFFE ID is not allowed', async () => {
     const client = await ca.issue({ spiffeId: sidecarId(TD, 'intruder'), ttlMs: 600_000 });
-    assert.equal(await exchange(srv.port, client, ca.bundlePem, WEATHER).catch((e: Error) => e.message), `denied ${sidecarId(TD, 'intruder')}`);
+    assert.equal(
+      await exchange(srv.port, client, ca.bundlePem, WEATHER).catch((e: Error) => e.message),
+      `denied ${sidecarId(TD, 'intruder')}`,
+    );
   });
 
   it('the server rejects a client certificate from another CA at the handshake', async () => {
@@ -156,7 +186,10 @@ describe('mutual TLS with mesh certificates (node:tls)', () => {
     const handshakesBefore = srv.handshakes;
     const client = await other.issue({ spiffeId: GATEWAY, ttlMs: 600_000 });
     // Same SPIFFE ID, and the client trusts both CAs, so only the server's chain check can fail.
-    const err = await exchange(srv.port, client, ca.bundlePem + other.bundlePem, WEATHER).then(() => undefined, (e: Error) => e);
+    const err = await exchange(srv.port, client, ca.bundlePem + other.bundlePem, WEATHER).then(
+      () => undefined,
+      (e: Error) => e,
+    );
     assert.ok(err, 'the connection must fail');
     // TLS 1.3: the client's side of the handshake completes first; the server then verifies the client's
     // chain and drops the connection, so the client sees it close without an answer.
@@ -174,7 +207,10 @@ describe('mutual TLS with mesh certificates (node:tls)', () => {
     } finally {
       await foreign.close();
     }
-    await assert.rejects(exchange(srv.port, client, ca.bundlePem, sidecarId(TD, 'search')), new RegExp(`server is ${WEATHER}, expected ${sidecarId(TD, 'search')}`));
+    await assert.rejects(
+      exchange(srv.port, client, ca.bundlePem, sidecarId(TD, 'search')),
+      new RegExp(`server is ${WEATHER}, expected ${sidecarId(TD, 'search')}`),
+    );
   });
 
   it('works through an intermediate CA (leaf + intermediate sent, root trusted)', { skip: skipOpenssl }, async () => {

@@ -36,18 +36,64 @@ export class OpensslPki {
     const ext = opts.ext ?? ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign'];
     // -config /dev/null... is not portable; an empty config file keeps openssl.cnf's v3_ca defaults out.
     this.write('empty.cnf', '[req]\ndistinguished_name=dn\n[dn]\n');
-    this.run(['req', '-config', 'empty.cnf', '-x509', ...this.newkey(opts.key ?? 'ec:P-256'), '-nodes', '-keyout', `${name}.key`, '-out', `${name}.pem`,
-      '-days', '30', '-subj', `/O=Test Org/CN=${name}`, ...ext.flatMap((e) => ['-addext', e])]);
+    this.run([
+      'req',
+      '-config',
+      'empty.cnf',
+      '-x509',
+      ...this.newkey(opts.key ?? 'ec:P-256'),
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '30',
+      '-subj',
+      `/O=Test Org/CN=${name}`,
+      ...ext.flatMap((e) => ['-addext', e]),
+    ]);
     return { certPem: this.read(`${name}.pem`), keyPem: this.read(`${name}.key`) };
   }
 
   /** A certificate for a new key, signed by `issuer` (a name given to root() or signed() before). */
   signed(name: string, issuer: string, opts: { key?: string; ext?: string } = {}): { certPem: string; keyPem: string } {
-    const ext = opts.ext ?? 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n';
+    const ext =
+      opts.ext ??
+      'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n';
     this.write('empty.cnf', '[req]\ndistinguished_name=dn\n[dn]\n');
-    this.run(['req', '-config', 'empty.cnf', ...this.newkey(opts.key ?? 'ec:P-256'), '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/O=Test Org/CN=${name}`]);
+    this.run([
+      'req',
+      '-config',
+      'empty.cnf',
+      ...this.newkey(opts.key ?? 'ec:P-256'),
+      '-nodes',
+      '-keyout',
+      `${name}.key`,
+      '-out',
+      `${name}.csr`,
+      '-subj',
+      `/O=Test Org/CN=${name}`,
+    ]);
     this.write(`${name}.ext`, ext);
-    this.run(['x509', '-req', '-in', `${name}.csr`, '-CA', `${issuer}.pem`, '-CAkey', `${issuer}.key`, '-set_serial', String(Date.now()), '-out', `${name}.pem`, '-days', '30', '-extfile', `${name}.ext`]);
+    this.run([
+      'x509',
+      '-req',
+      '-in',
+      `${name}.csr`,
+      '-CA',
+      `${issuer}.pem`,
+      '-CAkey',
+      `${issuer}.key`,
+      '-set_serial',
+      String(Date.now()),
+      '-out',
+      `${name}.pem`,
+      '-days',
+      '30',
+      '-extfile',
+      `${name}.ext`,
+    ]);
     return { certPem: this.read(`${name}.pem`), keyPem: this.read(`${name}.key`) };
   }
 }
@@ -57,12 +103,19 @@ export async function caWithValidity(notBefore: Date, notAfter: Date): Promise<{
   const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
   const keys = await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify']);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
-    name: 'CN=window test CA', notBefore, notAfter, keys, signingAlgorithm: alg,
+    name: 'CN=window test CA',
+    notBefore,
+    notAfter,
+    keys,
+    signingAlgorithm: alg,
     extensions: [
       new x509.BasicConstraintsExtension(true, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
     ],
   });
   const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
-  return { certPem: cert.toString('pem'), keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)?.join('\n')}\n-----END PRIVATE KEY-----\n` };
+  return {
+    certPem: cert.toString('pem'),
+    keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8.match(/.{1,64}/g)?.join('\n')}\n-----END PRIVATE KEY-----\n`,
+  };
 }

@@ -39,15 +39,21 @@ describe('CertificateManager', () => {
     const gw = await m.get(gatewayId(TD, 'edge'));
     assert.equal(new X509Certificate(gw.certPem).subjectAltName, `URI:${gatewayId(TD, 'edge')}`);
     assert.equal(m.issuedTotal, 2);
-    assert.deepEqual(m.certificates().map((c) => [c.spiffeId, c.notAfter.getTime()]), [
-      [gatewayId(TD, 'edge'), gw.notAfter.getTime()],
-      [WEATHER, certs[0]?.notAfter.getTime()],
-    ]);
+    assert.deepEqual(
+      m.certificates().map((c) => [c.spiffeId, c.notAfter.getTime()]),
+      [
+        [gatewayId(TD, 'edge'), gw.notAfter.getTime()],
+        [WEATHER, certs[0]?.notAfter.getTime()],
+      ],
+    );
     // Renewal is planned at half-life by default (plus at most 5% jitter).
     const info = m.certificates()[1];
     assert.ok(info);
     const half = info.notAfter.getTime() - 1800_000;
-    assert.ok(info.renewAt.getTime() <= half + 1000 && info.renewAt.getTime() >= half - 0.05 * 3600_000 - 1000, `renewAt ${info.renewAt.toISOString()}`);
+    assert.ok(
+      info.renewAt.getTime() <= half + 1000 && info.renewAt.getTime() >= half - 0.05 * 3600_000 - 1000,
+      `renewAt ${info.renewAt.toISOString()}`,
+    );
     m.stop();
   });
 
@@ -78,7 +84,9 @@ describe('CertificateManager', () => {
     const m = new CertificateManager({ ca, ttlMs: 2000, jitter: 0 });
     const first = await m.get(WEATHER);
     const renewAt = m.certificates()[0]?.renewAt.getTime() ?? 0;
-    while (Date.now() <= renewAt) { /* block the event loop past the renewal time */ }
+    while (Date.now() <= renewAt) {
+      /* block the event loop past the renewal time */
+    }
     const rotation = nextRotation(m);
     const now = await m.get(WEATHER);
     assert.notEqual(now.serial, first.serial);
@@ -95,7 +103,13 @@ describe('CertificateManager', () => {
       },
     };
     const errors: string[] = [];
-    const m = new CertificateManager({ ca: flaky, ttlMs: 2000, jitter: 0, retryMs: 100, onError: (id, e) => errors.push(`${id}: ${e.message}`) });
+    const m = new CertificateManager({
+      ca: flaky,
+      ttlMs: 2000,
+      jitter: 0,
+      retryMs: 100,
+      onError: (id, e) => errors.push(`${id}: ${e.message}`),
+    });
     const first = await m.get(WEATHER);
     const rotated = await nextRotation(m);
     assert.deepEqual(errors, [`${WEATHER}: CA unavailable (2)`, `${WEATHER}: CA unavailable (3)`]);
@@ -125,7 +139,10 @@ describe('CertificateManager', () => {
     await m.get(gw);
     assert.equal(m.release(gw), true);
     assert.equal(m.release(gw), false);
-    assert.deepEqual(m.certificates().map((c) => c.spiffeId), [WEATHER]);
+    assert.deepEqual(
+      m.certificates().map((c) => c.spiffeId),
+      [WEATHER],
+    );
     m.stop();
     await sleep(1600); // past the renewal time of both
     assert.deepEqual(seen, [WEATHER], 'no rotation after stop/release');
@@ -134,13 +151,25 @@ describe('CertificateManager', () => {
 
   it('a throwing listener does not stop the others', async () => {
     const errors: Error[] = [];
-    const m = new CertificateManager({ ca, ttlMs: 60_000, onError: (_id, e) => errors.push(e), onRotate: () => { throw new Error('listener broke'); } });
+    const m = new CertificateManager({
+      ca,
+      ttlMs: 60_000,
+      onError: (_id, e) => errors.push(e),
+      onRotate: () => {
+        throw new Error('listener broke');
+      },
+    });
     let called = false;
-    m.onRotate(() => { called = true; });
+    m.onRotate(() => {
+      called = true;
+    });
     await m.get(WEATHER);
     await m.renew(WEATHER);
     assert.equal(called, true);
-    assert.deepEqual(errors.map((e) => e.message), ['listener broke']);
+    assert.deepEqual(
+      errors.map((e) => e.message),
+      ['listener broke'],
+    );
     m.stop();
   });
 
@@ -151,7 +180,7 @@ describe('CertificateManager', () => {
     assert.throws(() => new CertificateManager({ ca, ttlMs: 0 }), /ttlMs must be a positive/);
   });
 
-  it('its timers are unref\'d: a process holding certificates can exit', async () => {
+  it("its timers are unref'd: a process holding certificates can exit", async () => {
     const script = `
       import { CertificateAuthority } from ${JSON.stringify(path.resolve(here, '../../control-plane/src/identity/ca.ts'))};
       import { CertificateManager } from ${JSON.stringify(path.resolve(here, '../../control-plane/src/identity/rotation.ts'))};
@@ -160,7 +189,9 @@ describe('CertificateManager', () => {
       console.log('issued');`;
     const started = Date.now();
     const out = await new Promise<string>((resolve, reject) => {
-      execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 15_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout)));
+      execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 15_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      );
     });
     assert.equal(out.trim(), 'issued');
     assert.ok(Date.now() - started < 15_000);

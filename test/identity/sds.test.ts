@@ -4,9 +4,21 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import { CertificateAuthority, type IssuedCert } from '../../control-plane/src/identity/ca.ts';
 import {
-  DOWNSTREAM_TLS_CONTEXT_TYPE, downstreamTlsContext, downstreamTlsTransportSocket, identitySecret, SECRET_TYPE, SECRET_TYPE_URL,
-  localSdsSecretConfig, sdsSecretConfig, spiffeSanMatchers, trustBundleSecret, trustSecretName, UPSTREAM_TLS_CONTEXT_TYPE, upstreamTlsContext,
-  upstreamTlsTransportSocket, workloadSecretName,
+  DOWNSTREAM_TLS_CONTEXT_TYPE,
+  downstreamTlsContext,
+  downstreamTlsTransportSocket,
+  identitySecret,
+  SECRET_TYPE,
+  SECRET_TYPE_URL,
+  localSdsSecretConfig,
+  sdsSecretConfig,
+  spiffeSanMatchers,
+  trustBundleSecret,
+  trustSecretName,
+  UPSTREAM_TLS_CONTEXT_TYPE,
+  upstreamTlsContext,
+  upstreamTlsTransportSocket,
+  workloadSecretName,
 } from '../../control-plane/src/identity/sds.ts';
 import { gatewayId, sidecarId } from '../../control-plane/src/identity/spiffe.ts';
 import { ADS_CONFIG_SOURCE } from '../../control-plane/src/translate/resource.ts';
@@ -51,11 +63,16 @@ describe('SDS secrets and TLS contexts', () => {
     assertValid(SECRET_TYPE, s);
     assertValid(SECRET_TYPE_URL, s);
     const decoded = roundTrip(SECRET_TYPE, s);
-    assert.equal((decoded['tls_certificate'] as { certificate_chain: { inline_string: string } }).certificate_chain.inline_string, cert.certPem);
+    assert.equal(
+      (decoded['tls_certificate'] as { certificate_chain: { inline_string: string } }).certificate_chain.inline_string,
+      cert.certPem,
+    );
   });
 
   it('identity secret puts intermediates after the leaf', () => {
-    const s = identitySecret('x', { certPem: 'LEAF\n', chainPem: 'INTER1\nINTER2\n', keyPem: 'KEY\n' }) as { tls_certificate: { certificate_chain: { inline_string: string } } };
+    const s = identitySecret('x', { certPem: 'LEAF\n', chainPem: 'INTER1\nINTER2\n', keyPem: 'KEY\n' }) as {
+      tls_certificate: { certificate_chain: { inline_string: string } };
+    };
     assert.equal(s.tls_certificate.certificate_chain.inline_string, 'LEAF\nINTER1\nINTER2\n');
   });
 
@@ -86,7 +103,11 @@ describe('SDS secrets and TLS contexts', () => {
       { san_type: 'URI', matcher: { safe_regex: { regex: '^spiffe://mcpmesh\\.test/mcp/team-.*-tools$' } } },
     ]);
     const re = /^spiffe:\/\/mcpmesh\.test\/mcp\/team-.*-tools$/;
-    assert.ok(re.test(`spiffe://${TD}/mcp/team-a-tools`) && !re.test(`spiffe://${TD}/mcp/team-a-toolsX`) && !re.test('spiffe://mcpmeshXtest/mcp/team-a-tools'));
+    assert.ok(
+      re.test(`spiffe://${TD}/mcp/team-a-tools`) &&
+        !re.test(`spiffe://${TD}/mcp/team-a-toolsX`) &&
+        !re.test('spiffe://mcpmeshXtest/mcp/team-a-tools'),
+    );
     assert.throws(() => spiffeSanMatchers(['spiffe://Bad/x']), /invalid SPIFFE ID/);
     assert.throws(() => spiffeSanMatchers(['https://x/*']), /must start with "spiffe:\/\/"/);
     assert.throws(() => spiffeSanMatchers(['spiffe://BAD/*']), /must be lower case/);
@@ -121,10 +142,19 @@ describe('SDS secrets and TLS contexts', () => {
     assert.equal(ctx['sni'], 'mcp.weather');
     const common = ctx['common_tls_context'] as Record<string, unknown>;
     // The identity from the proxy's agent (the key never leaves the workload), the trust bundle over ADS.
-    assert.deepEqual(common['tls_certificate_sds_secret_configs'], [{
-      name: 'mcpmesh.identity',
-      sds_config: { api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'mcpmesh.sds' } }] }, resource_api_version: 'V3' },
-    }]);
+    assert.deepEqual(common['tls_certificate_sds_secret_configs'], [
+      {
+        name: 'mcpmesh.identity',
+        sds_config: {
+          api_config_source: {
+            api_type: 'GRPC',
+            transport_api_version: 'V3',
+            grpc_services: [{ envoy_grpc: { cluster_name: 'mcpmesh.sds' } }],
+          },
+          resource_api_version: 'V3',
+        },
+      },
+    ]);
     assert.deepEqual(common['combined_validation_context'], {
       default_validation_context: { match_typed_subject_alt_names: [{ san_type: 'URI', matcher: { exact: WEATHER } }] },
       validation_context_sds_secret_config: { name: 'mcpmesh.trust', sds_config: ADS_CONFIG_SOURCE },
@@ -132,25 +162,55 @@ describe('SDS secrets and TLS contexts', () => {
     assertValid(UPSTREAM_TLS_CONTEXT_TYPE, ctx);
     assert.throws(() => upstreamTlsContext({ peerSpiffeIds: [] }), /at least one peer SPIFFE ID/);
     assert.throws(() => upstreamTlsContext({ peerSpiffeIds: ['weather'] }), /invalid SPIFFE ID/);
-    const ts = upstreamTlsTransportSocket({ peerSpiffeIds: [WEATHER], sni: 'mcp.weather', minTlsVersion: 'TLSv1_3', identitySecretName: 'custom.id', trustSecretName: 'custom.trust' });
+    const ts = upstreamTlsTransportSocket({
+      peerSpiffeIds: [WEATHER],
+      sni: 'mcp.weather',
+      minTlsVersion: 'TLSv1_3',
+      identitySecretName: 'custom.id',
+      trustSecretName: 'custom.trust',
+    });
     assertValid('envoy.config.core.v3.TransportSocket', ts);
   });
 
   it('the transport sockets validate and encode inside a Cluster and a Listener', () => {
     const cluster = {
-      name: 'mcp.weather', type: 'EDS', connect_timeout: { seconds: 1 },
+      name: 'mcp.weather',
+      type: 'EDS',
+      connect_timeout: { seconds: 1 },
       eds_cluster_config: { eds_config: ADS_CONFIG_SOURCE, service_name: 'mcp.weather' },
       transport_socket: upstreamTlsTransportSocket({ peerSpiffeIds: [WEATHER], sni: 'mcp.weather' }),
     };
     assertValid(TYPE_URLS.cluster, cluster);
-    const decoded = roundTrip('envoy.config.cluster.v3.Cluster', cluster) as { transport_socket: { typed_config: Record<string, unknown> } };
+    const decoded = roundTrip('envoy.config.cluster.v3.Cluster', cluster) as {
+      transport_socket: { typed_config: Record<string, unknown> };
+    };
     assert.equal(decoded.transport_socket.typed_config['@type'], `type.googleapis.com/${UPSTREAM_TLS_CONTEXT_TYPE}`);
     assert.equal(decoded.transport_socket.typed_config['sni'], 'mcp.weather');
 
     const listener = {
-      name: 'inbound', address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
-      filter_chains: [{ filters: [{ name: 'tcp', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', stat_prefix: 'in', rds: { config_source: ADS_CONFIG_SOURCE, route_config_name: 'r' }, http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }] } }],
-        transport_socket: downstreamTlsTransportSocket({ matchSpiffeIds: [GATEWAY] }) }],
+      name: 'inbound',
+      address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
+      filter_chains: [
+        {
+          filters: [
+            {
+              name: 'tcp',
+              typed_config: {
+                '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                stat_prefix: 'in',
+                rds: { config_source: ADS_CONFIG_SOURCE, route_config_name: 'r' },
+                http_filters: [
+                  {
+                    name: 'envoy.filters.http.router',
+                    typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+                  },
+                ],
+              },
+            },
+          ],
+          transport_socket: downstreamTlsTransportSocket({ matchSpiffeIds: [GATEWAY] }),
+        },
+      ],
     };
     assertValid(TYPE_URLS.listener, listener);
     roundTrip('envoy.config.listener.v3.Listener', listener);
@@ -165,6 +225,8 @@ describe('SDS secrets and TLS contexts', () => {
       'validation_context.match_typed_subject_alt_names[0].san_type: schema.enum',
       'validation_context.match_typed_subject_alt_names[0].matcher: message.required',
     ]);
-    assert.deepEqual(rules(UPSTREAM_TLS_CONTEXT_TYPE, upstreamTlsContext({ peerSpiffeIds: [WEATHER], sni: 'x'.repeat(256) })), ['sni: string.max_bytes']);
+    assert.deepEqual(rules(UPSTREAM_TLS_CONTEXT_TYPE, upstreamTlsContext({ peerSpiffeIds: [WEATHER], sni: 'x'.repeat(256) })), [
+      'sni: string.max_bytes',
+    ]);
   });
 });

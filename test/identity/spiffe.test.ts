@@ -2,7 +2,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
-  gatewayId, isSpiffeId, parseSpiffeId, sidecarId, SpiffeIdError, trustDomainId, validateSpiffeId, validateTrustDomain, workloadRole,
+  gatewayId,
+  isSpiffeId,
+  parseSpiffeId,
+  sidecarId,
+  SpiffeIdError,
+  trustDomainId,
+  validateSpiffeId,
+  validateTrustDomain,
+  workloadRole,
 } from '../../control-plane/src/identity/spiffe.ts';
 
 describe('SPIFFE IDs', () => {
@@ -20,7 +28,10 @@ describe('SPIFFE IDs', () => {
   });
 
   it('parses valid IDs', () => {
-    assert.deepEqual(parseSpiffeId('spiffe://example.org/ns/Prod/sa/Web_1.2-x'), { trustDomain: 'example.org', path: '/ns/Prod/sa/Web_1.2-x' });
+    assert.deepEqual(parseSpiffeId('spiffe://example.org/ns/Prod/sa/Web_1.2-x'), {
+      trustDomain: 'example.org',
+      path: '/ns/Prod/sa/Web_1.2-x',
+    });
     assert.deepEqual(parseSpiffeId('spiffe://example.org'), { trustDomain: 'example.org', path: '' });
     for (const id of ['spiffe://a/b', 'spiffe://1.2.3.4/x', 'spiffe://td/...', 'spiffe://t-d_x.y/a.b']) assert.ok(isSpiffeId(id), id);
   });
@@ -51,7 +62,10 @@ describe('SPIFFE IDs', () => {
   for (const [id, why] of invalid) {
     it(`rejects ${JSON.stringify(id.length > 40 ? `${id.slice(0, 40)}...` : id)}`, () => {
       assert.equal(isSpiffeId(id), false);
-      assert.throws(() => validateSpiffeId(id), (e: unknown) => e instanceof SpiffeIdError && why.test(e.message) && e.message.startsWith('invalid SPIFFE ID'));
+      assert.throws(
+        () => validateSpiffeId(id),
+        (e: unknown) => e instanceof SpiffeIdError && why.test(e.message) && e.message.startsWith('invalid SPIFFE ID'),
+      );
     });
   }
 
@@ -63,7 +77,10 @@ describe('SPIFFE IDs', () => {
   });
 
   it('refuses service and gateway names that are not one path segment', () => {
-    assert.throws(() => sidecarId('mcpmesh.local', 'a/b'), /cannot build a SPIFFE ID in mcpmesh.local from "mcp\/a\/b": .*invalid character "\/"/);
+    assert.throws(
+      () => sidecarId('mcpmesh.local', 'a/b'),
+      /cannot build a SPIFFE ID in mcpmesh.local from "mcp\/a\/b": .*invalid character "\/"/,
+    );
     assert.throws(() => sidecarId('mcpmesh.local', ''), /segment is empty/);
     assert.throws(() => gatewayId('mcpmesh.local', '..'), /"\.\." is not allowed/);
     assert.throws(() => sidecarId('Bad', 'x'), /must be lower case/);

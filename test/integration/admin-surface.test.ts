@@ -22,8 +22,16 @@ import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import {
-  ADMIN_REALM, ADMIN_ROUTES, AdminServer, NEVER_SHOWN, snapshotToDebugJson, snapshotToJson,
-  type CertificateFacts, type CertificateSummary, type DebugSnapshot, type SecretSummary,
+  ADMIN_REALM,
+  ADMIN_ROUTES,
+  AdminServer,
+  NEVER_SHOWN,
+  snapshotToDebugJson,
+  snapshotToJson,
+  type CertificateFacts,
+  type CertificateSummary,
+  type DebugSnapshot,
+  type SecretSummary,
 } from '../../control-plane/src/server/admin.ts';
 import { ProxyTracker } from '../../control-plane/src/server/proxies.ts';
 import { any, type XdsResource } from '../../control-plane/src/translate/resource.ts';
@@ -40,18 +48,33 @@ const SC_ID = 'admin-test-sc';
 
 // ---- HTTP with full control (Host, HEAD, raw paths) ----
 
-interface Target { readonly host: string; readonly port: number }
-interface Req { readonly method: string; readonly path: string; readonly headers?: Record<string, string>; readonly body?: string }
-interface Reply { readonly status: number; readonly headers: http.IncomingHttpHeaders; readonly body: string }
+interface Target {
+  readonly host: string;
+  readonly port: number;
+}
+interface Req {
+  readonly method: string;
+  readonly path: string;
+  readonly headers?: Record<string, string>;
+  readonly body?: string;
+}
+interface Reply {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: string;
+}
 
 function send(t: Target, r: Req): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: t.host, port: t.port, method: r.method, path: r.path, headers: r.headers ?? {}, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      { host: t.host, port: t.port, method: r.method, path: r.path, headers: r.headers ?? {}, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(r.body);
   });
@@ -66,24 +89,53 @@ function everyRequest(extraAuth: Record<string, string> = {}): Req[] {
   const out: Req[] = [];
   for (const p of Object.keys(ADMIN_ROUTES)) out.push({ method: 'GET', path: p }, { method: 'HEAD', path: p });
   const dumps = [
-    '', '?role=gateway', '?role=gateway&region=eu-west&zone=a', '?role=gateway&port=8443', '?role=gateway&port=abc',
-    '?role=sidecar&service=weather', '?role=sidecar&service=weather&port=15006&app_port=7001', '?role=sidecar', '?role=sidecar&service=not-a-service',
-    '?role=bogus', `?node=${GW_ID}`, `?node=${SC_ID}`, '?node=keyed-gw', '?node=missing',
+    '',
+    '?role=gateway',
+    '?role=gateway&region=eu-west&zone=a',
+    '?role=gateway&port=8443',
+    '?role=gateway&port=abc',
+    '?role=sidecar&service=weather',
+    '?role=sidecar&service=weather&port=15006&app_port=7001',
+    '?role=sidecar',
+    '?role=sidecar&service=not-a-service',
+    '?role=bogus',
+    `?node=${GW_ID}`,
+    `?node=${SC_ID}`,
+    '?node=keyed-gw',
+    '?node=missing',
   ];
   for (const q of dumps) out.push({ method: 'GET', path: `/debug/config_dump${q}` }, { method: 'HEAD', path: `/debug/config_dump${q}` });
   out.push({ method: 'POST', path: '/debug/config_dump?role=gateway' }, { method: 'GET', path: '/debug/proxies?verbose=1' });
   for (const body of ['{"service":"weather"}', '{"gateway":"default","ttl":"5m"}', '{"service":"Not A Name"}', 'nope']) {
     out.push({ method: 'POST', path: '/admin/join-token', headers: { 'content-type': 'application/json' }, body });
   }
-  const token = (body: string, headers: Record<string, string> = {}): Req => ({ method: 'POST', path: '/oauth/token', headers: { ...FORM, ...extraAuth, ...headers }, body });
+  const token = (body: string, headers: Record<string, string> = {}): Req => ({
+    method: 'POST',
+    path: '/oauth/token',
+    headers: { ...FORM, ...extraAuth, ...headers },
+    body,
+  });
   out.push(
     token(form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET })),
     token(form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 'wrong' })),
     token(form({ grant_type: 'client_credentials' }), { authorization: `Basic ${Buffer.from(`dev:${DEV_SECRET}`).toString('base64')}` }),
     token('not a form', { 'content-type': 'application/json' }),
   );
-  for (const p of ['/', '/nope', '/debug', '/debug/', '/debug/config_dump/', '/DEBUG/CONFIG_DUMP', '//debug/config_dump', '/debug/%2e%2e/debug/config_dump?role=gateway',
-    '/debug/config_dump%3Frole=gateway', '/oauth', '/oauth/', '/.well-known/openid-configuration', '/metrics/../debug/config_dump?role=gateway']) {
+  for (const p of [
+    '/',
+    '/nope',
+    '/debug',
+    '/debug/',
+    '/debug/config_dump/',
+    '/DEBUG/CONFIG_DUMP',
+    '//debug/config_dump',
+    '/debug/%2e%2e/debug/config_dump?role=gateway',
+    '/debug/config_dump%3Frole=gateway',
+    '/oauth',
+    '/oauth/',
+    '/.well-known/openid-configuration',
+    '/metrics/../debug/config_dump?role=gateway',
+  ]) {
     out.push({ method: 'GET', path: p }, { method: 'HEAD', path: p });
   }
   return out.map((r) => (r.path === '/oauth/token' && r.method === 'POST' ? r : { ...r, headers: { ...extraAuth, ...r.headers } }));
@@ -131,25 +183,38 @@ class FixedCache extends SnapshotCache {
 function keyedSnapshot(leaf: IssuedCert, bundlePem: string): Snapshot {
   const secret = (name: string, body: XdsResource['body']): XdsResource => ({ kind: 'secret', name, wildcard: true, body });
   const inlineTls: XdsResource = {
-    kind: 'cluster', name: 'inline-tls', wildcard: true,
+    kind: 'cluster',
+    name: 'inline-tls',
+    wildcard: true,
     body: {
-      name: 'inline-tls', type: 'STATIC', connect_timeout: { seconds: 1 },
-      load_assignment: { cluster_name: 'inline-tls', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 9 } } } }] }] },
+      name: 'inline-tls',
+      type: 'STATIC',
+      connect_timeout: { seconds: 1 },
+      load_assignment: {
+        cluster_name: 'inline-tls',
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 9 } } } }] }],
+      },
       transport_socket: {
         name: 'envoy.transport_sockets.tls',
         typed_config: any('envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', {
-          common_tls_context: { tls_certificates: [{ certificate_chain: { inline_string: leaf.certPem }, private_key: { inline_string: leaf.keyPem } }] },
+          common_tls_context: {
+            tls_certificates: [{ certificate_chain: { inline_string: leaf.certPem }, private_key: { inline_string: leaf.keyPem } }],
+          },
         }),
       },
     },
   };
-  return buildSnapshot('gateway|keyed', [
-    secret(workloadSecretName(), identitySecret(workloadSecretName(), leaf)),
-    secret(trustSecretName(), trustBundleSecret(trustSecretName(), bundlePem, { matchSpiffeIds: [`spiffe://${TD}/gateway/*`] })),
-    // A chain file that by mistake holds the key too: only its certificate may show.
-    secret('mcpmesh.mistake', identitySecret('mcpmesh.mistake', { certPem: leaf.certPem, chainPem: leaf.keyPem, keyPem: leaf.keyPem })),
-    inlineTls,
-  ], new ResourceEncoder());
+  return buildSnapshot(
+    'gateway|keyed',
+    [
+      secret(workloadSecretName(), identitySecret(workloadSecretName(), leaf)),
+      secret(trustSecretName(), trustBundleSecret(trustSecretName(), bundlePem, { matchSpiffeIds: [`spiffe://${TD}/gateway/*`] })),
+      // A chain file that by mistake holds the key too: only its certificate may show.
+      secret('mcpmesh.mistake', identitySecret('mcpmesh.mistake', { certPem: leaf.certPem, chainPem: leaf.keyPem, keyPem: leaf.keyPem })),
+      inlineTls,
+    ],
+    new ResourceEncoder(),
+  );
 }
 
 const isFacts = (c: CertificateSummary | undefined): c is CertificateFacts => c !== undefined && 'sha256_fingerprint' in c;
@@ -169,8 +234,11 @@ async function awaitSecret(s: AdsStream, name: string): Promise<void> {
 
 /** A local address other than loopback, to bind an admin server "on the network". */
 function networkAddress(): string | undefined {
-  const all = Object.values(networkInterfaces()).flatMap((l) => l ?? []).filter((a) => !a.internal);
-  return (all.find((a) => a.family === 'IPv4') ?? all.find((a) => a.family === 'IPv6' && !a.address.toLowerCase().startsWith('fe80')))?.address;
+  const all = Object.values(networkInterfaces())
+    .flatMap((l) => l ?? [])
+    .filter((a) => !a.internal);
+  return (all.find((a) => a.family === 'IPv4') ?? all.find((a) => a.family === 'IPv6' && !a.address.toLowerCase().startsWith('fe80')))
+    ?.address;
 }
 
 describe('admin surface', () => {
@@ -193,13 +261,26 @@ describe('admin surface', () => {
     keys.add('CA key', caParts.keyPem);
     leaf = await ca.issue({ spiffeId: `spiffe://${TD}/gateway/default` });
     keys.add('workload key', leaf.keyPem);
-    devIssuer = await DevIssuer.create({ issuer: 'http://127.0.0.1:18001/oauth', audience: 'mcp-mesh', clients: { dev: { secret: DEV_SECRET, roles: ['*'] } } });
+    devIssuer = await DevIssuer.create({
+      issuer: 'http://127.0.0.1:18001/oauth',
+      audience: 'mcp-mesh',
+      clients: { dev: { secret: DEV_SECRET, roles: ['*'] } },
+    });
 
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
     writeFileSync(path.join(dir, 'r.yaml'), 'services:\n  - { name: weather, protocol: "2025-11-25", endpoints: [] }\n');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }), devIssuer, ca,
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      devIssuer,
+      ca,
       security: { policy, publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } },
       // The raw ADS client has no workload certificate: plain xDS, development mode.
       xdsInsecure: true,
@@ -209,14 +290,24 @@ describe('admin surface', () => {
     const gw = ads.sotw();
     gw.send({ type_url: TYPE_URLS.secret, resource_names: [trustSecretName()], node: node(GW_ID, { role: 'gateway' }) });
     const sc = ads.sotw();
-    sc.send({ type_url: TYPE_URLS.secret, resource_names: [trustSecretName()], node: node(SC_ID, { role: 'sidecar', service: 'weather', app_port: 7001 }) });
+    sc.send({
+      type_url: TYPE_URLS.secret,
+      resource_names: [trustSecretName()],
+      node: node(SC_ID, { role: 'sidecar', service: 'weather', app_port: 7001 }),
+    });
     streams.push(gw, sc);
     await Promise.all([awaitSecret(gw, trustSecretName()), awaitSecret(sc, trustSecretName())]);
 
     keyed = keyedSnapshot(leaf, ca.bundlePem);
     const tracker = new ProxyTracker();
     tracker.open({ id: 'keyed-gw', role: 'gateway', listenerPort: 8080 }, 'sotw', 'ipv4:192.0.2.10:50000');
-    keyedAdmin = new AdminServer({ cache: new FixedCache(keyed), tracker, metrics: new Metrics({ processMetrics: false }), sourceErrors: () => ({ registry: undefined }), oauth: devIssuer });
+    keyedAdmin = new AdminServer({
+      cache: new FixedCache(keyed),
+      tracker,
+      metrics: new Metrics({ processMetrics: false }),
+      sourceErrors: () => ({ registry: undefined }),
+      oauth: devIssuer,
+    });
     keyedTarget = { host: '127.0.0.1', port: await keyedAdmin.listen(0) };
   });
   after(async () => {
@@ -228,12 +319,34 @@ describe('admin surface', () => {
 
   it('knows every route admin.ts serves (a new route must be added to this test)', () => {
     assert.deepEqual(Object.keys(ADMIN_ROUTES).sort(), [
-      '/.well-known/oauth-authorization-server', '/.well-known/oauth-authorization-server/oauth', '/admin/join-token', '/debug/config_dump', '/debug/mesh', '/debug/proxies',
-      '/debug/routing', '/debug/sources', '/healthz', '/metrics', '/oauth/jwks', '/oauth/token', '/readyz',
+      '/.well-known/oauth-authorization-server',
+      '/.well-known/oauth-authorization-server/oauth',
+      '/admin/join-token',
+      '/debug/config_dump',
+      '/debug/mesh',
+      '/debug/proxies',
+      '/debug/routing',
+      '/debug/sources',
+      '/healthz',
+      '/metrics',
+      '/oauth/jwks',
+      '/oauth/token',
+      '/readyz',
     ]);
-    assert.deepEqual(Object.entries(ADMIN_ROUTES).filter(([, a]) => a === 'open').map(([p]) => p).sort(), [
-      '/.well-known/oauth-authorization-server', '/.well-known/oauth-authorization-server/oauth', '/healthz', '/metrics', '/oauth/jwks', '/readyz',
-    ]);
+    assert.deepEqual(
+      Object.entries(ADMIN_ROUTES)
+        .filter(([, a]) => a === 'open')
+        .map(([p]) => p)
+        .sort(),
+      [
+        '/.well-known/oauth-authorization-server',
+        '/.well-known/oauth-authorization-server/oauth',
+        '/healthz',
+        '/metrics',
+        '/oauth/jwks',
+        '/readyz',
+      ],
+    );
   });
 
   it('the keyed snapshot really carries the keys, and only the golden rendering shows them', () => {
@@ -243,7 +356,10 @@ describe('admin surface', () => {
     assert.deepEqual(keys.found(JSON.stringify(snapshotToDebugJson(keyed))), []);
   });
 
-  for (const [label, target] of [['the secured control plane', (): Target => cpAdmin], ['an admin server over a snapshot with private keys', (): Target => keyedTarget]] as const) {
+  for (const [label, target] of [
+    ['the secured control plane', (): Target => cpAdmin],
+    ['an admin server over a snapshot with private keys', (): Target => keyedTarget],
+  ] as const) {
     it(`no response of ${label} contains key material, whatever is asked`, async () => {
       const statuses = new Map<string, number>();
       for (const r of everyRequest()) {
@@ -255,13 +371,28 @@ describe('admin surface', () => {
         assert.ok(reply.status < 500, `${r.method} ${r.path}: ${reply.status} ${reply.body.slice(0, 300)}`);
       }
       // The requests did reach the handlers: the dumps, the token endpoint and the 404s answered as such.
-      for (const p of ['/debug/config_dump?role=gateway', '/debug/config_dump?role=sidecar&service=weather', '/debug/proxies', '/debug/sources', '/debug/mesh', '/oauth/jwks']) {
+      for (const p of [
+        '/debug/config_dump?role=gateway',
+        '/debug/config_dump?role=sidecar&service=weather',
+        '/debug/proxies',
+        '/debug/sources',
+        '/debug/mesh',
+        '/oauth/jwks',
+      ]) {
         if (p === '/debug/mesh' && label !== 'the secured control plane') continue; // a bare AdminServer has no mesh
         assert.equal(statuses.get(`GET ${p}`), 200, p);
       }
-      assert.equal(statuses.get(`POST /oauth/token ${form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET })}`), 200);
+      assert.equal(
+        statuses.get(`POST /oauth/token ${form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET })}`),
+        200,
+      );
       assert.equal(statuses.get('GET /nope'), 404);
-      if (label === 'the secured control plane') assert.equal(statuses.get('GET /debug/config_dump?role=sidecar&service=not-a-service'), 404, 'no certificate for a service that does not exist');
+      if (label === 'the secured control plane')
+        assert.equal(
+          statuses.get('GET /debug/config_dump?role=sidecar&service=not-a-service'),
+          404,
+          'no certificate for a service that does not exist',
+        );
       assert.equal(statuses.get('GET /debug/config_dump?role=gateway&port=abc'), 400);
     });
   }
@@ -307,19 +438,37 @@ describe('admin surface', () => {
       const reply = await get(cpAdmin, `/debug/config_dump${q}`);
       assert.equal(reply.status, 200, `${q}: ${reply.body}`);
       const trust = secretOf(JSON.parse(reply.body) as DebugSnapshot, trustSecretName()).validation_context?.trusted_ca ?? [];
-      assert.ok(trust.some((c) => isFacts(c) && c.sha256_fingerprint === caFp), `${q}: ${JSON.stringify(trust)}`);
+      assert.ok(
+        trust.some((c) => isFacts(c) && c.sha256_fingerprint === caFp),
+        `${q}: ${JSON.stringify(trust)}`,
+      );
     }
     const proxies = JSON.parse((await get(cpAdmin, '/debug/proxies')).body) as Array<{ id: string }>;
     assert.deepEqual(proxies.map((p) => p.id).sort(), [GW_ID, SC_ID]);
   });
 
   it('a placeholder certificate is reported unparsable, and its key still only as present', () => {
-    const snap = buildSnapshot('gateway|placeholder', [{
-      kind: 'secret', name: workloadSecretName(), wildcard: true,
-      body: identitySecret(workloadSecretName(), { certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n', chainPem: '', keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n' }),
-    }], new ResourceEncoder());
+    const snap = buildSnapshot(
+      'gateway|placeholder',
+      [
+        {
+          kind: 'secret',
+          name: workloadSecretName(),
+          wildcard: true,
+          body: identitySecret(workloadSecretName(), {
+            certPem: '-----BEGIN CERTIFICATE-----\nplaceholder\n-----END CERTIFICATE-----\n',
+            chainPem: '',
+            keyPem: '-----BEGIN PRIVATE KEY-----\nplaceholder\n-----END PRIVATE KEY-----\n',
+          }),
+        },
+      ],
+      new ResourceEncoder(),
+    );
     const d = snapshotToDebugJson(snap);
-    assert.deepEqual(secretOf(d, workloadSecretName()).tls_certificate, { certificate_chain: [{ error: 'unparsable certificate' }], private_key: NEVER_SHOWN });
+    assert.deepEqual(secretOf(d, workloadSecretName()).tls_certificate, {
+      certificate_chain: [{ error: 'unparsable certificate' }],
+      private_key: NEVER_SHOWN,
+    });
     assert.ok(!JSON.stringify(d).includes('PRIVATE KEY'));
     assert.ok(JSON.stringify(snapshotToJson(snap)).includes('PRIVATE KEY'), 'the golden rendering is unchanged');
   });
@@ -355,7 +504,9 @@ describe('admin surface', () => {
   });
 
   const address = networkAddress();
-  describe('beyond loopback', { skip: address ? false : 'this machine has no non-loopback address to bind (os.networkInterfaces())' }, () => {
+  describe('beyond loopback', {
+    skip: address ? false : 'this machine has no non-loopback address to bind (os.networkInterfaces())',
+  }, () => {
     let withToken: AdminServer;
     let withoutToken: AdminServer;
     let secured: Target;
@@ -363,7 +514,14 @@ describe('admin surface', () => {
     before(async () => {
       const tracker = new ProxyTracker();
       tracker.open({ id: 'keyed-gw', role: 'gateway', listenerPort: 8080 }, 'sotw', 'ipv4:192.0.2.10:50000');
-      const common = { cache: new FixedCache(keyed), tracker, metrics: new Metrics({ processMetrics: false }), sourceErrors: () => ({ registry: undefined }), oauth: devIssuer, host: address as string };
+      const common = {
+        cache: new FixedCache(keyed),
+        tracker,
+        metrics: new Metrics({ processMetrics: false }),
+        sourceErrors: () => ({ registry: undefined }),
+        oauth: devIssuer,
+        host: address as string,
+      };
       withToken = new AdminServer({ ...common, debugToken: TOKEN });
       withoutToken = new AdminServer(common);
       secured = { host: address as string, port: await withToken.listen() };
@@ -376,17 +534,36 @@ describe('admin surface', () => {
 
     it('requires the admin token for /debug, the token endpoint and unknown paths', async () => {
       assert.equal(withToken.debugAccess, 'token');
-      const tokenRoutes = [...Object.entries(ADMIN_ROUTES).filter(([, a]) => a === 'token').map(([p]) => p), '/debug/config_dump?role=gateway', '/nope', '/debug/',
-        '/metrics/../debug/config_dump?role=gateway', '/debug/%2e%2e/debug/config_dump?role=gateway', '//debug/config_dump'];
+      const tokenRoutes = [
+        ...Object.entries(ADMIN_ROUTES)
+          .filter(([, a]) => a === 'token')
+          .map(([p]) => p),
+        '/debug/config_dump?role=gateway',
+        '/nope',
+        '/debug/',
+        '/metrics/../debug/config_dump?role=gateway',
+        '/debug/%2e%2e/debug/config_dump?role=gateway',
+        '//debug/config_dump',
+      ];
       for (const p of tokenRoutes) {
-        for (const [what, headers] of [['no token', {}], ['a wrong token', bearer('wrong-token-0123456789abcdef')], ['Basic', { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }], ['the token with a suffix', bearer(`${TOKEN}x`)]] as const) {
+        for (const [what, headers] of [
+          ['no token', {}],
+          ['a wrong token', bearer('wrong-token-0123456789abcdef')],
+          ['Basic', { authorization: `Basic ${Buffer.from(`x:${TOKEN}`).toString('base64')}` }],
+          ['the token with a suffix', bearer(`${TOKEN}x`)],
+        ] as const) {
           const r = await get(secured, p, headers);
           assert.equal(r.status, 401, `${p} with ${what}: ${r.body}`);
           assert.match(String(r.headers['www-authenticate']), new RegExp(`^Bearer realm="${ADMIN_REALM}"`), `${p} with ${what}`);
           assert.deepEqual(keys.found(r.body), []);
         }
       }
-      const post = await send(secured, { method: 'POST', path: '/oauth/token', headers: FORM, body: form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET }) });
+      const post = await send(secured, {
+        method: 'POST',
+        path: '/oauth/token',
+        headers: FORM,
+        body: form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET }),
+      });
       assert.equal(post.status, 401, 'the dev issuer mints no token for a caller without the admin token');
       assert.equal(post.headers['www-authenticate'], `Bearer realm="${ADMIN_REALM}"`);
     });
@@ -398,17 +575,27 @@ describe('admin surface', () => {
       const first = secretOf(dump, workloadSecretName()).tls_certificate?.certificate_chain[0];
       assert.ok(isFacts(first));
       assert.equal(first.sha256_fingerprint, new X509Certificate(leaf.certPem).fingerprint256);
-      assert.equal((await get(secured, '/debug/config_dump?role=gateway', { authorization: `bearer  ${TOKEN}` })).status, 200, 'the scheme is case-insensitive');
+      assert.equal(
+        (await get(secured, '/debug/config_dump?role=gateway', { authorization: `bearer  ${TOKEN}` })).status,
+        200,
+        'the scheme is case-insensitive',
+      );
       for (const req of everyRequest(bearer(TOKEN))) {
         const reply = await send(secured, req);
         // Past the admin check (the dev issuer may still refuse a wrong client secret with its own 401).
         const challenged = String(reply.headers['www-authenticate'] ?? '').startsWith(`Bearer realm="${ADMIN_REALM}"`);
-        if (req.headers?.['authorization'] === `Bearer ${TOKEN}`) assert.ok(!challenged, `${req.method} ${req.path}: ${reply.status} ${reply.body}`);
+        if (req.headers?.['authorization'] === `Bearer ${TOKEN}`)
+          assert.ok(!challenged, `${req.method} ${req.path}: ${reply.status} ${reply.body}`);
         else assert.ok(challenged, `${req.method} ${req.path}: Basic client authentication replaced the admin token`);
         assert.deepEqual(keys.found(reply.body), [], `${req.method} ${req.path}`);
       }
       // The token endpoint works with the admin token and client_secret_post (Basic cannot share the header).
-      const tok = await send(secured, { method: 'POST', path: '/oauth/token', headers: { ...FORM, ...bearer(TOKEN) }, body: form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET }) });
+      const tok = await send(secured, {
+        method: 'POST',
+        path: '/oauth/token',
+        headers: { ...FORM, ...bearer(TOKEN) },
+        body: form({ grant_type: 'client_credentials', client_id: 'dev', client_secret: DEV_SECRET }),
+      });
       assert.equal(tok.status, 200, tok.body);
       assert.equal(typeof (JSON.parse(tok.body) as Record<string, unknown>)['access_token'], 'string');
       const meta = JSON.parse((await get(secured, '/.well-known/oauth-authorization-server/oauth')).body) as Record<string, unknown>;
@@ -417,7 +604,14 @@ describe('admin surface', () => {
 
     it('keeps probes, metrics and the public issuer documents open', async () => {
       for (const t of [secured, open]) {
-        for (const p of ['/healthz', '/readyz', '/metrics', '/oauth/jwks', '/.well-known/oauth-authorization-server', '/.well-known/oauth-authorization-server/oauth']) {
+        for (const p of [
+          '/healthz',
+          '/readyz',
+          '/metrics',
+          '/oauth/jwks',
+          '/.well-known/oauth-authorization-server',
+          '/.well-known/oauth-authorization-server/oauth',
+        ]) {
           const r = await get(t, p);
           assert.equal(r.status, 200, `${p} on :${t.port}: ${r.body}`);
         }

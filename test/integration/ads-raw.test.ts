@@ -3,7 +3,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { DEFAULT_HEALTH_CHECK, DEFAULT_OUTLIER_DETECTION, DEFAULT_CIRCUIT_BREAKERS, DEFAULT_ROUTING } from '../../control-plane/src/model/defaults.ts';
+import {
+  DEFAULT_HEALTH_CHECK,
+  DEFAULT_OUTLIER_DETECTION,
+  DEFAULT_CIRCUIT_BREAKERS,
+  DEFAULT_ROUTING,
+} from '../../control-plane/src/model/defaults.ts';
 import type { ServiceSpec } from '../../control-plane/src/model/mesh.ts';
 import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { decodeResources, node, RawAdsClient, resourceNames, type AdsStream, type Msg } from '../helpers/ads-client.ts';
@@ -26,7 +31,8 @@ services:
 
 function sotwRequest(kind: keyof typeof TYPE_URLS, names: string[], ack?: Msg, nodeMsg?: Msg): Msg {
   return {
-    type_url: TYPE_URLS[kind], resource_names: names,
+    type_url: TYPE_URLS[kind],
+    resource_names: names,
     ...(ack ? { version_info: ack['version_info'], response_nonce: ack['nonce'] } : {}),
     ...(nodeMsg ? { node: nodeMsg } : {}),
   };
@@ -72,7 +78,10 @@ describe('ADS server with a raw xDS client', () => {
     const rds = await s.next('route');
     const [routes] = decodeResources(rds);
     const vhosts = routes?.['virtual_hosts'] as Array<{ name: string; domains: string[]; routes: Array<{ match: Msg; route: Msg }> }>;
-    assert.deepEqual(vhosts.map((v) => v.name), ['mcp_files', 'mcp_weather', 'gateway_paths']);
+    assert.deepEqual(
+      vhosts.map((v) => v.name),
+      ['mcp_files', 'mcp_weather', 'gateway_paths'],
+    );
     const byPath = vhosts[2]!.routes.find((r) => r.match['path'] === '/mcp/weather');
     assert.equal(byPath?.route['cluster'], 'mcp.weather');
     assert.equal(byPath?.route['prefix_rewrite'], '/mcp');
@@ -80,8 +89,9 @@ describe('ADS server with a raw xDS client', () => {
     s.send(sotwRequest('endpoint', ['mcp.weather']));
     const eds = await s.next('endpoint');
     const [cla] = decodeResources(eds);
-    const prio = (cla?.['endpoints'] as Array<{ locality: { region: string; zone: string }; priority?: number }> | undefined)
-      ?.map((l) => `${l.locality.region}/${l.locality.zone}=${l.priority ?? 0}`);
+    const prio = (cla?.['endpoints'] as Array<{ locality: { region: string; zone: string }; priority?: number }> | undefined)?.map(
+      (l) => `${l.locality.region}/${l.locality.zone}=${l.priority ?? 0}`,
+    );
     assert.deepEqual(prio, ['eu-west/a=0', 'eu-west/b=1', 'us-east/a=2']);
   });
 
@@ -89,9 +99,15 @@ describe('ADS server with a raw xDS client', () => {
     const s = open();
     s.send(sotwRequest('cluster', [], undefined, node('envoy-nack', { role: 'gateway' })));
     const first = await s.next('cluster');
-    s.send({ ...sotwRequest('cluster', [], { version_info: '', nonce: first['nonce'] }), error_detail: { code: 3, message: 'cluster mcp.weather: unknown field frobnicate' } });
+    s.send({
+      ...sotwRequest('cluster', [], { version_info: '', nonce: first['nonce'] }),
+      error_detail: { code: 3, message: 'cluster mcp.weather: unknown field frobnicate' },
+    });
     const status = await waitFor('NACK recorded', async () => {
-      const list = (await (await tcp.admin('/debug/proxies')).json()) as Array<{ id: string; types: { cluster?: { nacks: number; lastNack?: string; nackedVersion?: string } } }>;
+      const list = (await (await tcp.admin('/debug/proxies')).json()) as Array<{
+        id: string;
+        types: { cluster?: { nacks: number; lastNack?: string; nackedVersion?: string } };
+      }>;
       const p = list.find((x) => x.id === 'envoy-nack');
       return p?.types.cluster?.nacks === 1 ? p : undefined;
     });
@@ -107,7 +123,10 @@ describe('ADS server with a raw xDS client', () => {
     const files = decodeResources(next).find((c) => c['name'] === 'mcp.files');
     assert.deepEqual(files?.['connect_timeout'], { seconds: '2' });
     s.send(sotwRequest('cluster', [], { version_info: next['version_info'], nonce: next['nonce'] }));
-    await waitFor('the NACK gauge clears once the proxy ACKs', async () => !(await (await tcp.admin('/metrics')).text()).includes('mcpmesh_xds_proxy_nacked{proxy="envoy-nack"'));
+    await waitFor(
+      'the NACK gauge clears once the proxy ACKs',
+      async () => !(await (await tcp.admin('/metrics')).text()).includes('mcpmesh_xds_proxy_nacked{proxy="envoy-nack"'),
+    );
     tcp.writeRegistry(REGISTRY);
     await s.next('cluster');
   });
@@ -124,11 +143,21 @@ describe('ADS server with a raw xDS client', () => {
 
   it('serves a sidecar its inbound listener and the local MCP server cluster', async () => {
     const s = open();
-    s.send(sotwRequest('cluster', [], undefined, node('sidecar-weather-1', { role: 'sidecar', service: 'weather', inbound_port: 15006, app_port: 7001 })));
+    s.send(
+      sotwRequest(
+        'cluster',
+        [],
+        undefined,
+        node('sidecar-weather-1', { role: 'sidecar', service: 'weather', inbound_port: 15006, app_port: 7001 }),
+      ),
+    );
     const [cluster] = decodeResources(await s.next('cluster'));
     assert.equal(cluster?.['name'], 'local.weather');
-    const addr = (cluster?.['load_assignment'] as { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: Msg } } }> }> } | undefined)
-      ?.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address;
+    const addr = (
+      cluster?.['load_assignment'] as
+        | { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: Msg } } }> }> }
+        | undefined
+    )?.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address;
     assert.deepEqual(addr, { address: '127.0.0.1', port_value: 7001 });
     s.send(sotwRequest('listener', []));
     const [listener] = decodeResources(await s.next('listener'));
@@ -152,7 +181,13 @@ describe('ADS server with a raw xDS client', () => {
     const cds = await s.next('cluster');
     s.send(sotwRequest('cluster', [], cds));
     const bad: ServiceSpec = {
-      name: 'broken', protocol: '2025-11-25', transport: 'streamable-http', sidecar: false, routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, circuitBreakers: DEFAULT_CIRCUIT_BREAKERS,
+      name: 'broken',
+      protocol: '2025-11-25',
+      transport: 'streamable-http',
+      sidecar: false,
+      routing: DEFAULT_ROUTING,
+      outlierDetection: DEFAULT_OUTLIER_DETECTION,
+      circuitBreakers: DEFAULT_CIRCUIT_BREAKERS,
       healthCheck: { ...DEFAULT_HEALTH_CHECK, intervalMs: 0 },
       endpoints: [{ address: '10.9.9.9', port: 70000, locality: { region: 'r', zone: 'z' }, weight: 1, healthy: true }],
     };
@@ -160,7 +195,10 @@ describe('ADS server with a raw xDS client', () => {
     await noResponse(s, 'cluster');
     const err = ((await (await tcp.admin('/debug/sources')).json()) as Record<string, string>)['test'] ?? '';
     assert.match(err, /cluster "mcp\.broken": health_checks\[0\]\.interval: duration\.gt: must be greater than 0s/);
-    assert.match(err, /endpoint "mcp\.broken": endpoints\[0\]\.lb_endpoints\[0\]\.endpoint\.address\.socket_address\.port_value: uint32\.lte: must be at most 65535 \(got 70000\)/);
+    assert.match(
+      err,
+      /endpoint "mcp\.broken": endpoints\[0\]\.lb_endpoints\[0\]\.endpoint\.address\.socket_address\.port_value: uint32\.lte: must be at most 65535 \(got 70000\)/,
+    );
     assert.match(await (await tcp.admin('/metrics')).text(), /mcpmesh_snapshot_rejected_total 1/);
     const dump = (await (await tcp.admin('/debug/config_dump?node=envoy-guard')).json()) as { cluster: Array<{ name: string }> };
     assert.deepEqual(dump.cluster.map((c) => c.name).sort(), ['mcp.files', 'mcp.weather']);
@@ -176,7 +214,10 @@ describe('ADS server with a raw xDS client', () => {
     s.send({ type_url: TYPE_URLS.cluster, response_nonce: cds['nonce'] });
     s.send({ type_url: TYPE_URLS.endpoint, resource_names_subscribe: ['mcp.weather'] });
     const eds = await s.next('endpoint');
-    assert.deepEqual((eds['resources'] as Array<{ name: string }>).map((r) => r.name), ['mcp.weather']);
+    assert.deepEqual(
+      (eds['resources'] as Array<{ name: string }>).map((r) => r.name),
+      ['mcp.weather'],
+    );
     s.send({ type_url: TYPE_URLS.endpoint, response_nonce: eds['nonce'] });
     // Only the service whose endpoints changed is sent; the removed service is named in removed_resources.
     tcp.writeRegistry(REGISTRY.replace('10.0.0.3', '10.0.0.4').replace(/ {2}- name: files[\s\S]*$/, ''));
@@ -184,11 +225,17 @@ describe('ADS server with a raw xDS client', () => {
     assert.deepEqual(cds2['removed_resources'], ['mcp.files']);
     assert.deepEqual(cds2['resources'], []);
     const eds2 = await s.next('endpoint');
-    assert.deepEqual((eds2['resources'] as Array<{ name: string }>).map((r) => r.name), ['mcp.weather']);
+    assert.deepEqual(
+      (eds2['resources'] as Array<{ name: string }>).map((r) => r.name),
+      ['mcp.weather'],
+    );
     s.send({ type_url: TYPE_URLS.endpoint, resource_names_unsubscribe: ['mcp.weather'], response_nonce: eds2['nonce'] });
     tcp.writeRegistry(REGISTRY);
     const cds3 = await s.next('cluster');
-    assert.deepEqual((cds3['resources'] as Array<{ name: string }>).map((r) => r.name), ['mcp.files']);
+    assert.deepEqual(
+      (cds3['resources'] as Array<{ name: string }>).map((r) => r.name),
+      ['mcp.files'],
+    );
     await noResponse(s, 'endpoint');
   });
 

@@ -27,11 +27,23 @@ describe('sidecar agent readiness follows its Envoy', () => {
 
   const agent = (over: Partial<SidecarAgentOptions>): SidecarAgent => {
     const a = new SidecarAgent({
-      service: uniqueName('weather'), address: '127.0.0.1', appPort: everything.port, inboundPort: 15006, mcpPath: '/mcp',
-      protocol: '2025-11-25', transport: 'streamable-http', consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
-      controlPlane: { host: '127.0.0.1', port: 1 }, bootstrapPath: path.join(dir, `${agents.length}.json`),
-      healthIntervalMs: 200, healthTimeoutMs: 2000, drainMs: 0, healthPort: 0, healthHost: '127.0.0.1',
-      log: (level, msg, f) => void logs.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`), ...over,
+      service: uniqueName('weather'),
+      address: '127.0.0.1',
+      appPort: everything.port,
+      inboundPort: 15006,
+      mcpPath: '/mcp',
+      protocol: '2025-11-25',
+      transport: 'streamable-http',
+      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
+      controlPlane: { host: '127.0.0.1', port: 1 },
+      bootstrapPath: path.join(dir, `${agents.length}.json`),
+      healthIntervalMs: 200,
+      healthTimeoutMs: 2000,
+      drainMs: 0,
+      healthPort: 0,
+      healthHost: '127.0.0.1',
+      log: (level, msg, f) => void logs.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`),
+      ...over,
     });
     agents.push(a);
     return a;
@@ -55,11 +67,26 @@ describe('sidecar agent readiness follows its Envoy', () => {
   it('a missing Envoy binary: not ready, Consul check critical with the reason, and the spawn is retried', async () => {
     const a = agent({ envoyBin: path.join(dir, 'no-such-envoy') });
     await a.start();
-    await waitFor('three spawn attempts', () => logs.filter((l) => l.includes('starting envoy') && l.includes('no-such-envoy')).length >= 3, 15_000);
+    await waitFor(
+      'three spawn attempts',
+      () => logs.filter((l) => l.includes('starting envoy') && l.includes('no-such-envoy')).length >= 3,
+      15_000,
+    );
     assert.match(await readyz(a), /^503 not ready: envoy is not running \(envoy failed to start: spawn \S+no-such-envoy ENOENT\)/);
-    assert.ok(logs.some((l) => l.startsWith('error envoy failed to start; retrying') && l.includes('ENOENT')), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => l.startsWith('error envoy failed to start; retrying') && l.includes('ENOENT')),
+      logs.join('\n'),
+    );
     if (consul.standin) {
-      await waitFor('a check update after the MCP probe', () => consul.standin?.checks().find((c) => c.id === a.checkId)?.output.includes('envoy is not running'), 10_000);
+      await waitFor(
+        'a check update after the MCP probe',
+        () =>
+          consul.standin
+            ?.checks()
+            .find((c) => c.id === a.checkId)
+            ?.output.includes('envoy is not running'),
+        10_000,
+      );
       const check = consul.standin.checks().find((c) => c.id === a.checkId);
       assert.equal(check?.status, 'critical', 'the MCP server answers, but nothing can reach it without Envoy');
     }
@@ -72,18 +99,33 @@ describe('sidecar agent readiness follows its Envoy', () => {
     const a = agent({ envoyBin: STANDIN });
     await a.start();
     await waitFor('ready with Envoy up and the MCP check passing', async () => (await readyz(a)).startsWith('200'), 15_000);
-    if (consul.standin) await waitFor('check passing', () => consul.standin?.checks().find((c) => c.id === a.checkId)?.status === 'passing', 10_000);
+    if (consul.standin)
+      await waitFor('check passing', () => consul.standin?.checks().find((c) => c.id === a.checkId)?.status === 'passing', 10_000);
     await waitFor('the stand-in recorded its start', () => existsSync(runs) && readFileSync(runs, 'utf8').includes('pid'), 10_000);
     const pid = (JSON.parse(readFileSync(runs, 'utf8').trim().split('\n')[0] ?? '{}') as { pid: number }).pid;
     process.kill(pid, 'SIGKILL');
-    await waitFor('not ready while Envoy is down', async () => /^503 not ready: envoy is not running \(envoy exited \(SIGKILL\)\)/.test(await readyz(a)), 5_000);
+    await waitFor(
+      'not ready while Envoy is down',
+      async () => /^503 not ready: envoy is not running \(envoy exited \(SIGKILL\)\)/.test(await readyz(a)),
+      5_000,
+    );
     await waitFor('ready again after the restart', async () => (await readyz(a)).startsWith('200'), 15_000);
     // Ready again as soon as the new process exists; the stand-in records its start once Node has booted.
-    await waitFor('the supervisor started Envoy again', () => readFileSync(runs, 'utf8').trim().split('\n').filter((l) => !l.includes('sigterm')).length >= 2, 15_000);
+    await waitFor(
+      'the supervisor started Envoy again',
+      () =>
+        readFileSync(runs, 'utf8')
+          .trim()
+          .split('\n')
+          .filter((l) => !l.includes('sigterm')).length >= 2,
+      15_000,
+    );
   });
 });
 
-const lanAddress = Object.values(os.networkInterfaces()).flat().find((a) => a?.family === 'IPv4' && !a.internal)?.address;
+const lanAddress = Object.values(os.networkInterfaces())
+  .flat()
+  .find((a) => a?.family === 'IPv4' && !a.internal)?.address;
 
 describe('a --stdio agent binds its bridge where it is reached', () => {
   let consul: TestConsul;
@@ -100,13 +142,27 @@ describe('a --stdio agent binds its bridge where it is reached', () => {
   });
 
   const options = (address: string, over: Partial<SidecarAgentOptions> = {}): SidecarAgentOptions => ({
-    service: uniqueName('stdio'), address, appPort: 0, inboundPort: 15006, mcpPath: '/mcp', protocol: '2025-11-25', transport: 'streamable-http',
-    consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) }, controlPlane: { host: '127.0.0.1', port: 1 },
-    healthIntervalMs: 500, healthTimeoutMs: 5000, drainMs: 0, bootstrapPath: path.join(dir, `stdio-${hosts.length}.json`),
-    stdio: { command: process.execPath, args: [EVERYTHING_BIN, 'stdio'] }, log: () => {}, ...over,
+    service: uniqueName('stdio'),
+    address,
+    appPort: 0,
+    inboundPort: 15006,
+    mcpPath: '/mcp',
+    protocol: '2025-11-25',
+    transport: 'streamable-http',
+    consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
+    controlPlane: { host: '127.0.0.1', port: 1 },
+    healthIntervalMs: 500,
+    healthTimeoutMs: 5000,
+    drainMs: 0,
+    bootstrapPath: path.join(dir, `stdio-${hosts.length}.json`),
+    stdio: { command: process.execPath, args: [EVERYTHING_BIN, 'stdio'] },
+    log: () => {},
+    ...over,
   });
 
-  it('without Envoy: on the advertised address, and an MCP client there gets through', { skip: lanAddress ? false : 'no non-loopback IPv4 address on this machine' }, async () => {
+  it('without Envoy: on the advertised address, and an MCP client there gets through', {
+    skip: lanAddress ? false : 'no non-loopback IPv4 address on this machine',
+  }, async () => {
     const a = new SidecarAgent(options(lanAddress as string), bridges);
     await a.start();
     try {

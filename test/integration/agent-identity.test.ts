@@ -35,9 +35,21 @@ describe('sidecar agent with a join token: key beside the workload, certificate 
     cp = await new ControlPlane({
       registryFile: path.join(dir, 'unused.yaml'),
       consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20 },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0, quietMs: 10, maxDelayMs: 100,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
-      security: { publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 }, policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] } },
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      security: {
+        publicUrl: 'https://mcp.example.com',
+        authz: { host: '127.0.0.1', port: 18002 },
+        policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] },
+      },
     }).start();
   });
   after(async () => {
@@ -48,29 +60,69 @@ describe('sidecar agent with a join token: key beside the workload, certificate 
 
   it('refuses a token for another service at the command line', async () => {
     const { token } = await cp.mintJoinToken('spiffe://mesh.test/mcp/billing');
-    assert.throws(() => parseSidecarArgs(['--service', service, '--port', '7001', '--join-token', token, '--external-envoy', '--bootstrap-out', path.join(dir, 'x.json')], {}),
-      /--join-token: the token is for spiffe:\/\/mesh\.test\/mcp\/billing, but this agent is spiffe:\/\/mesh\.test\/mcp\//);
+    assert.throws(
+      () =>
+        parseSidecarArgs(
+          ['--service', service, '--port', '7001', '--join-token', token, '--external-envoy', '--bootstrap-out', path.join(dir, 'x.json')],
+          {},
+        ),
+      /--join-token: the token is for spiffe:\/\/mesh\.test\/mcp\/billing, but this agent is spiffe:\/\/mesh\.test\/mcp\//,
+    );
   });
 
-  it('gets its certificate, serves it on the SDS socket, and the bootstrap\'s mTLS xDS channel works with it', async () => {
+  it("gets its certificate, serves it on the SDS socket, and the bootstrap's mTLS xDS channel works with it", async () => {
     const { token } = await cp.mintJoinToken(`spiffe://mesh.test/mcp/${service}`);
     const bootstrapFile = path.join(dir, 'envoy.json');
-    const { options } = parseSidecarArgs([
-      '--service', service, '--port', String(everything.port), '--address', '127.0.0.1', '--join-token', token,
-      '--control-plane', `127.0.0.1:${cp.xdsPort}`, '--consul', consul.address, '--external-envoy', '--bootstrap-out', bootstrapFile,
-      '--sds-socket', path.join(dir, 'sds.sock'), '--health-port', '0',
-    ], consul.token ? { CONSUL_HTTP_TOKEN: consul.token } : {});
-    const agent = new SidecarAgent({ ...options, healthIntervalMs: 200, healthTimeoutMs: 500, drainMs: 100, healthHost: '127.0.0.1', log: () => {} });
+    const { options } = parseSidecarArgs(
+      [
+        '--service',
+        service,
+        '--port',
+        String(everything.port),
+        '--address',
+        '127.0.0.1',
+        '--join-token',
+        token,
+        '--control-plane',
+        `127.0.0.1:${cp.xdsPort}`,
+        '--consul',
+        consul.address,
+        '--external-envoy',
+        '--bootstrap-out',
+        bootstrapFile,
+        '--sds-socket',
+        path.join(dir, 'sds.sock'),
+        '--health-port',
+        '0',
+      ],
+      consul.token ? { CONSUL_HTTP_TOKEN: consul.token } : {},
+    );
+    const agent = new SidecarAgent({
+      ...options,
+      healthIntervalMs: 200,
+      healthTimeoutMs: 500,
+      drainMs: 100,
+      healthHost: '127.0.0.1',
+      log: () => {},
+    });
     await agent.start();
     try {
       await waitFor('the agent holds a certificate and is ready', async () => agent.readiness().ready, 10_000);
 
       // The bootstrap, as Envoy reads it: xDS over mTLS, its certificate from the agent's socket.
-      const bootstrap = JSON.parse(readFileSync(bootstrapFile, 'utf8')) as { static_resources: { clusters: Array<{ name: string; transport_socket?: unknown; load_assignment?: unknown }> } };
+      const bootstrap = JSON.parse(readFileSync(bootstrapFile, 'utf8')) as {
+        static_resources: { clusters: Array<{ name: string; transport_socket?: unknown; load_assignment?: unknown }> };
+      };
       const xds = bootstrap.static_resources.clusters.find((c) => c.name === 'mcpmesh.xds');
-      assert.match(JSON.stringify(xds?.transport_socket), /mcpmesh\.identity.*mcpmesh\.sds.*spiffe:\/\/mesh\.test\/control-plane.*mcpmesh\.bootstrap-trust/);
+      assert.match(
+        JSON.stringify(xds?.transport_socket),
+        /mcpmesh\.identity.*mcpmesh\.sds.*spiffe:\/\/mesh\.test\/control-plane.*mcpmesh\.bootstrap-trust/,
+      );
       const sds = bootstrap.static_resources.clusters.find((c) => c.name === 'mcpmesh.sds');
-      assert.match(JSON.stringify(sds?.load_assignment), new RegExp(`"pipe":\\{"path":"${path.join(dir, 'sds.sock').replaceAll('/', '\\/')}"`));
+      assert.match(
+        JSON.stringify(sds?.load_assignment),
+        new RegExp(`"pipe":\\{"path":"${path.join(dir, 'sds.sock').replaceAll('/', '\\/')}"`),
+      );
 
       // The Envoy stand-in: both secrets the bootstrap names, from the socket.
       const local = new RawAdsClient(`unix:${path.join(dir, 'sds.sock')}`);
@@ -81,14 +133,26 @@ describe('sidecar agent with a join token: key beside the workload, certificate 
         s.close();
         return r;
       };
-      const identity = (await fetchSecret('mcpmesh.identity')) as { tls_certificate: { certificate_chain: { inline_string: string }; private_key: { inline_string: string } } };
+      const identity = (await fetchSecret('mcpmesh.identity')) as {
+        tls_certificate: { certificate_chain: { inline_string: string }; private_key: { inline_string: string } };
+      };
       const roots = (await fetchSecret('mcpmesh.bootstrap-trust')) as { validation_context: { trusted_ca: { inline_string: string } } };
       local.close();
-      assert.equal(new X509Certificate(identity.tls_certificate.certificate_chain.inline_string).subjectAltName, `URI:spiffe://mesh.test/mcp/${service}`);
+      assert.equal(
+        new X509Certificate(identity.tls_certificate.certificate_chain.inline_string).subjectAltName,
+        `URI:spiffe://mesh.test/mcp/${service}`,
+      );
 
       // ... then xDS with exactly that: mTLS, the control plane checked by its SPIFFE ID.
-      const creds = grpc.credentials.createSsl(Buffer.from(roots.validation_context.trusted_ca.inline_string), Buffer.from(identity.tls_certificate.private_key.inline_string),
-        Buffer.from(identity.tls_certificate.certificate_chain.inline_string), { checkServerIdentity: (_h, cert) => (cert.subjectaltname === 'URI:spiffe://mesh.test/control-plane' ? undefined : new Error(cert.subjectaltname)) });
+      const creds = grpc.credentials.createSsl(
+        Buffer.from(roots.validation_context.trusted_ca.inline_string),
+        Buffer.from(identity.tls_certificate.private_key.inline_string),
+        Buffer.from(identity.tls_certificate.certificate_chain.inline_string),
+        {
+          checkServerIdentity: (_h, cert) =>
+            cert.subjectaltname === 'URI:spiffe://mesh.test/control-plane' ? undefined : new Error(cert.subjectaltname),
+        },
+      );
       const ads = new RawAdsClient(`127.0.0.1:${cp.xdsPort}`, {}, creds);
       const s = ads.sotw();
       s.send({ type_url: TYPE_URLS.listener, node: node(agent.serviceId, { role: 'sidecar', service, app_port: everything.port }) });

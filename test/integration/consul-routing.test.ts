@@ -35,22 +35,39 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
   const clients: EchoClientInstance[] = [];
 
   const putEntry = async (entry: Record<string, unknown>): Promise<void> => {
-    const r = await fetch(`${consul.address}/v1/config`, { method: 'PUT', headers: consul.token ? { 'X-Consul-Token': consul.token } : {}, body: JSON.stringify(entry) });
+    const r = await fetch(`${consul.address}/v1/config`, {
+      method: 'PUT',
+      headers: consul.token ? { 'X-Consul-Token': consul.token } : {},
+      body: JSON.stringify(entry),
+    });
     assert.equal(r.status, 200, await r.text());
     written.push([String(entry['Kind']), String(entry['Name'])]);
   };
   const admin = (p: string): Promise<unknown> => fetch(`http://127.0.0.1:${cp.adminPort}${p}`).then((r) => r.json());
 
   /** Follows CDS on a stream (ACKing each response) until `want` holds for the named cluster. */
-  const cdsUntil = async (s: AdsStream, name: string, want: (c: Msg) => boolean, what: string): Promise<Msg> => waitFor(what, async () => {
-    const r = await s.next('cluster', 500).catch(() => undefined);
-    if (!r) return undefined;
-    s.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: r['version_info'], response_nonce: r['nonce'] });
-    const c = decodeResources(r).find((x) => x['name'] === name);
-    return c && want(c) ? c : undefined;
-  }, 15_000, 0);
-  const lbOf = (c: Msg): string => ((c['load_balancing_policy'] as { policies: Array<{ typed_extension_config: { name: string } }> }).policies[0]?.typed_extension_config.name ?? '').replace('envoy.load_balancing_policies.', '');
-  const odOf = (c: Msg): { consecutive_5xx?: { value: number }; max_ejection_percent?: { value: number }; base_ejection_time?: { seconds: string | number } } => c['outlier_detection'] as never;
+  const cdsUntil = async (s: AdsStream, name: string, want: (c: Msg) => boolean, what: string): Promise<Msg> =>
+    waitFor(
+      what,
+      async () => {
+        const r = await s.next('cluster', 500).catch(() => undefined);
+        if (!r) return undefined;
+        s.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: r['version_info'], response_nonce: r['nonce'] });
+        const c = decodeResources(r).find((x) => x['name'] === name);
+        return c && want(c) ? c : undefined;
+      },
+      15_000,
+      0,
+    );
+  const lbOf = (c: Msg): string =>
+    (
+      (c['load_balancing_policy'] as { policies: Array<{ typed_extension_config: { name: string } }> }).policies[0]?.typed_extension_config
+        .name ?? ''
+    ).replace('envoy.load_balancing_policies.', '');
+  const odOf = (
+    c: Msg,
+  ): { consecutive_5xx?: { value: number }; max_ejection_percent?: { value: number }; base_ejection_time?: { seconds: string | number } } =>
+    c['outlier_detection'] as never;
 
   before(async () => {
     consul = await startConsul();
@@ -58,10 +75,23 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-consul-routing-'));
     writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'), consulGatewayService: gateway,
-      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20, backoffMaxMs: 500 },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      registryFile: path.join(dir, 'unused.yaml'),
+      consulGatewayService: gateway,
+      consul: {
+        address: consul.address,
+        ...(consul.token ? { token: consul.token } : {}),
+        wait: '5s',
+        backoffFactorMs: 20,
+        backoffMaxMs: 500,
+      },
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
     ads = new RawAdsClient(`127.0.0.1:${cp.xdsPort}`);
   });
@@ -69,7 +99,11 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     for (const c of clients) c.close();
     ads?.close();
     await cp?.stop();
-    for (const [kind, name] of written) await fetch(`${consul.address}/v1/config/${kind}/${name}`, { method: 'DELETE', headers: consul.token ? { 'X-Consul-Token': consul.token } : {} }).catch(() => undefined);
+    for (const [kind, name] of written)
+      await fetch(`${consul.address}/v1/config/${kind}/${name}`, {
+        method: 'DELETE',
+        headers: consul.token ? { 'X-Consul-Token': consul.token } : {},
+      }).catch(() => undefined);
     for (const id of [`${a}-1`, `${b}-1`, `${a}-g1`, `${a}-g2`]) await client.agent.service.deregister(id).catch(() => undefined);
     client.destroy();
     await consul?.stop();
@@ -79,7 +113,7 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     setTimeout(() => process.exit(process.exitCode ?? 0), 1000).unref();
   });
 
-  it('a service-resolver and the gateway\'s PassiveHealthCheck change the pushed cluster quickly', async () => {
+  it("a service-resolver and the gateway's PassiveHealthCheck change the pushed cluster quickly", async () => {
     await client.agent.service.register({ name: a, id: `${a}-1`, address: '10.2.0.1', port: 7001, tags: ['mcp'] });
     await client.agent.service.register({ name: b, id: `${b}-1`, address: '10.2.0.2', port: 7001, tags: ['mcp'] });
     const s = ads.sotw();
@@ -88,7 +122,13 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
 
     const t0 = performance.now();
     await putEntry({ Kind: 'service-resolver', Name: a, LoadBalancer: { Policy: 'round_robin' } });
-    await putEntry({ Kind: 'service-defaults', Name: gateway, UpstreamConfig: { Overrides: [{ Name: a, PassiveHealthCheck: { Interval: '1s', MaxFailures: 2, MaxEjectionPercent: 100, BaseEjectionTime: '7s' } }] } });
+    await putEntry({
+      Kind: 'service-defaults',
+      Name: gateway,
+      UpstreamConfig: {
+        Overrides: [{ Name: a, PassiveHealthCheck: { Interval: '1s', MaxFailures: 2, MaxEjectionPercent: 100, BaseEjectionTime: '7s' } }],
+      },
+    });
     const c = await cdsUntil(s, `mcp.${a}`, (x) => lbOf(x) === 'round_robin' && odOf(x).consecutive_5xx?.value === 2, 'tuned cluster');
     const ms = performance.now() - t0;
     process.stdout.write(`# config entries -> pushed cluster: ${Math.round(ms)} ms (stand-in: ${!real})\n`);
@@ -96,9 +136,19 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     assert.equal(odOf(c).max_ejection_percent?.value, 100);
     assert.equal(Number(odOf(c).base_ejection_time?.seconds), 7);
 
-    const explain = (await admin(`/debug/routing?service=${a}`)) as { knobs: Array<{ knob: string; value: unknown; from: { source: string; where: string; field: string } }> };
-    assert.deepEqual(explain.knobs.find((k) => k.knob === 'routing.lbPolicy')?.from, { source: 'consul', where: `service-resolver/${a}`, field: 'LoadBalancer.Policy' });
-    assert.deepEqual(explain.knobs.find((k) => k.knob === 'outlierDetection.consecutive5xx')?.from, { source: 'consul', where: `service-defaults/${gateway}`, field: 'UpstreamConfig.Overrides[0].PassiveHealthCheck.MaxFailures' });
+    const explain = (await admin(`/debug/routing?service=${a}`)) as {
+      knobs: Array<{ knob: string; value: unknown; from: { source: string; where: string; field: string } }>;
+    };
+    assert.deepEqual(explain.knobs.find((k) => k.knob === 'routing.lbPolicy')?.from, {
+      source: 'consul',
+      where: `service-resolver/${a}`,
+      field: 'LoadBalancer.Policy',
+    });
+    assert.deepEqual(explain.knobs.find((k) => k.knob === 'outlierDetection.consecutive5xx')?.from, {
+      source: 'consul',
+      where: `service-defaults/${gateway}`,
+      field: 'UpstreamConfig.Overrides[0].PassiveHealthCheck.MaxFailures',
+    });
 
     // least_request back, through the same path.
     await putEntry({ Kind: 'service-resolver', Name: a, LoadBalancer: { Policy: 'least_request' } });
@@ -114,17 +164,28 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     // maglev is a Consul policy (Consul accepts the write) that the mesh does not support.
     await putEntry({ Kind: 'service-resolver', Name: a, LoadBalancer: { Policy: 'maglev' }, ConnectTimeout: '-1s' });
     await putEntry({ Kind: 'service-resolver', Name: b, ConnectTimeout: '3s' });
-    const other = await cdsUntil(s, `mcp.${b}`, (x) => Number((x['connect_timeout'] as { seconds: string }).seconds) === 3, 'the other service updated');
+    const other = await cdsUntil(
+      s,
+      `mcp.${b}`,
+      (x) => Number((x['connect_timeout'] as { seconds: string }).seconds) === 3,
+      'the other service updated',
+    );
     assert.ok(other);
     const sources = await waitFor('refusal reported', async () => {
       const e = (await admin('/debug/sources')) as Record<string, string | null>;
       return e['routing-consul'] ? e : undefined;
     });
-    assert.match(sources['routing-consul'] ?? '', new RegExp(`service-resolver/${a}: LoadBalancer\\.Policy: "maglev" is not supported by MCP Mesh`));
+    assert.match(
+      sources['routing-consul'] ?? '',
+      new RegExp(`service-resolver/${a}: LoadBalancer\\.Policy: "maglev" is not supported by MCP Mesh`),
+    );
     assert.match(sources['routing-consul'] ?? '', new RegExp(`service-resolver/${a}: ConnectTimeout: must not be negative`));
     const dump = (await admin('/debug/config_dump?role=gateway')) as { cluster: Array<{ name: string; resource: Msg }> };
     assert.equal(lbOf(dump.cluster.find((x) => x.name === `mcp.${a}`)!.resource), 'round_robin', 'last good value kept');
-    assert.match(await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text(), /mcpmesh_source_errors_total\{source="routing-consul"\} [1-9]/);
+    assert.match(
+      await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text(),
+      /mcpmesh_source_errors_total\{source="routing-consul"\} [1-9]/,
+    );
 
     // An entry for a service Consul does not have: named, kept for when it appears. Entries of another team's
     // (non-MCP) service are none of the mesh's business, even ones the mesh would refuse; the gateway's override
@@ -140,11 +201,22 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
       return t?.includes(ghost) && t.includes(plain) ? t : undefined;
     });
     assert.match(targets, new RegExp(`service-resolver/${ghost}: Name: no service "${ghost}" is registered in Consul`));
-    assert.match(targets, new RegExp(`service-defaults/${gateway}: UpstreamConfig\\.Overrides\\[0\\]\\.Name: "${plain}" is not an MCP service`));
-    assert.doesNotMatch(targets, new RegExp(`service-defaults/${plain}`), 'a non-MCP service\'s own entry is not reported');
-    assert.doesNotMatch(((await admin('/debug/sources')) as Record<string, string | null>)['routing-consul'] ?? '', new RegExp(plain), 'nor refused (Protocol tcp is fine for a non-MCP service)');
+    assert.match(
+      targets,
+      new RegExp(`service-defaults/${gateway}: UpstreamConfig\\.Overrides\\[0\\]\\.Name: "${plain}" is not an MCP service`),
+    );
+    assert.doesNotMatch(targets, new RegExp(`service-defaults/${plain}`), "a non-MCP service's own entry is not reported");
+    assert.doesNotMatch(
+      ((await admin('/debug/sources')) as Record<string, string | null>)['routing-consul'] ?? '',
+      new RegExp(plain),
+      'nor refused (Protocol tcp is fine for a non-MCP service)',
+    );
     // (Its entry goes first: with the service gone, nothing would tell it from a misspelt MCP service's.)
-    const del = (kind: string, n: string): Promise<Response> => fetch(`${consul.address}/v1/config/${kind}/${n}`, { method: 'DELETE', headers: consul.token ? { 'X-Consul-Token': consul.token } : {} });
+    const del = (kind: string, n: string): Promise<Response> =>
+      fetch(`${consul.address}/v1/config/${kind}/${n}`, {
+        method: 'DELETE',
+        headers: consul.token ? { 'X-Consul-Token': consul.token } : {},
+      });
     await del('service-defaults', plain);
     await del('service-resolver', ghost);
     await client.agent.service.deregister(`${plain}-1`);
@@ -158,7 +230,11 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
 
   it('reports unmapped fields once (log + metric)', async () => {
     await putEntry({ Kind: 'service-resolver', Name: b, ConnectTimeout: '3s', Failover: { '*': { Datacenters: ['dc9'] } } });
-    await waitFor('counted', async () => /mcpmesh_consul_config_unsupported_total\{kind="service-resolver"\} [1-9]/.test(await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text()));
+    await waitFor('counted', async () =>
+      /mcpmesh_consul_config_unsupported_total\{kind="service-resolver"\} [1-9]/.test(
+        await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text(),
+      ),
+    );
   });
 
   it('a real grpc-js-xds client ejects a failing replica once the entries tune outlier detection', async () => {
@@ -169,7 +245,13 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     await client.agent.service.register({ name, id: `${a}-g1`, address: '127.0.0.1', port: x.port, tags: ['mcp'] });
     await client.agent.service.register({ name, id: `${a}-g2`, address: '127.0.0.1', port: y.port, tags: ['mcp'] });
     // Fast detection, but the default failure-percentage minimum of 3 hosts: with 2 replicas nothing can be ejected yet.
-    await putEntry({ Kind: 'service-defaults', Name: gateway, UpstreamConfig: { Overrides: [{ Name: a, PassiveHealthCheck: { Interval: '300ms', MaxEjectionPercent: 50, BaseEjectionTime: '30s' } }] } });
+    await putEntry({
+      Kind: 'service-defaults',
+      Name: gateway,
+      UpstreamConfig: {
+        Overrides: [{ Name: a, PassiveHealthCheck: { Interval: '300ms', MaxEjectionPercent: 50, BaseEjectionTime: '30s' } }],
+      },
+    });
     await putEntry({ Kind: 'service-defaults', Name: a, Meta: { 'mcpmesh/failure-percentage-request-volume': '5' } });
     // (grpc-js-xds silently drops a bootstrap whose node has no locality.)
     process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
@@ -180,11 +262,15 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     xds.register();
     const c = new EchoClient(`xds:///${name}`, grpc.credentials.createInsecure()) as EchoClientInstance;
     clients.push(c);
-    await waitFor('both replicas serving', async () => {
-      await who(c).catch(() => undefined);
-      const counts = await spread(c, 20);
-      return counts['x'] && counts['y'];
-    }, 20_000).catch(async (err: Error) => {
+    await waitFor(
+      'both replicas serving',
+      async () => {
+        await who(c).catch(() => undefined);
+        const counts = await spread(c, 20);
+        return counts['x'] && counts['y'];
+      },
+      20_000,
+    ).catch(async (err: Error) => {
       throw new Error(`${err.message}; proxies: ${JSON.stringify(await admin('/debug/proxies'))}`);
     });
     y.failing = true;
@@ -196,13 +282,24 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
       assert.ok(y.calls > seen, 'not ejectable yet with the default minimum of 3 hosts');
     }
     const t0 = performance.now();
-    await putEntry({ Kind: 'service-defaults', Name: a, Meta: { 'mcpmesh/failure-percentage-request-volume': '5', 'mcpmesh/failure-percentage-minimum-hosts': '2' } });
-    await waitFor('y ejected', async () => {
-      const seen = y.calls;
-      await spread(c, 20);
-      return y.calls === seen;
-    }, 20_000, 10);
-    process.stdout.write(`# minimum hosts 3 -> 2 through Consul Meta: failing replica ejected by grpc-js-xds after ${Math.round(performance.now() - t0)} ms\n`);
+    await putEntry({
+      Kind: 'service-defaults',
+      Name: a,
+      Meta: { 'mcpmesh/failure-percentage-request-volume': '5', 'mcpmesh/failure-percentage-minimum-hosts': '2' },
+    });
+    await waitFor(
+      'y ejected',
+      async () => {
+        const seen = y.calls;
+        await spread(c, 20);
+        return y.calls === seen;
+      },
+      20_000,
+      10,
+    );
+    process.stdout.write(
+      `# minimum hosts 3 -> 2 through Consul Meta: failing replica ejected by grpc-js-xds after ${Math.round(performance.now() - t0)} ms\n`,
+    );
     const before = y.calls;
     const counts = await spread(c, 30);
     assert.equal(y.calls, before, `ejected replica still got calls: ${JSON.stringify(counts)}`);

@@ -17,19 +17,40 @@ const DEMO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../d
 const emptyPath = mkdtempSync(path.join(tmpdir(), 'mcpmesh-demo-path-'));
 after(() => rmSync(emptyPath, { recursive: true, force: true }));
 
-interface Run { code: number | null; out: string; err: string; ms: number }
+interface Run {
+  code: number | null;
+  out: string;
+  err: string;
+  ms: number;
+}
 
 /** Runs the demo; `onOutput` may act on the output so far (e.g. send SIGINT). */
-function demo(args: string[], env: NodeJS.ProcessEnv, onOutput?: (out: string, kill: (s: NodeJS.Signals) => void) => void, timeoutMs = 240_000): Promise<Run> {
+function demo(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  onOutput?: (out: string, kill: (s: NodeJS.Signals) => void) => void,
+  timeoutMs = 240_000,
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const started = Date.now();
     const child = spawn(process.execPath, [DEMO, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`demo did not exit within ${timeoutMs} ms:\n${out}\n${err}`)); }, timeoutMs);
-    child.stdout.on('data', (c: Buffer) => { out += c; onOutput?.(out, (s) => child.kill(s)); });
-    child.stderr.on('data', (c: Buffer) => { err += c; });
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ code, out, err, ms: Date.now() - started }); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`demo did not exit within ${timeoutMs} ms:\n${out}\n${err}`));
+    }, timeoutMs);
+    child.stdout.on('data', (c: Buffer) => {
+      out += c;
+      onOutput?.(out, (s) => child.kill(s));
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      err += c;
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, out, err, ms: Date.now() - started });
+    });
   });
 }
 
@@ -60,7 +81,13 @@ describe('npm run demo without Envoy', () => {
     assert.equal(r.code, 2);
     assert.ok(r.ms < 20_000, `took ${r.ms} ms`);
     assert.equal(r.out, '');
-    for (const way of [/ENVOY_BIN=\/path\/to\/envoy npm run demo/, /`envoy` on PATH/, /Docker: with a running Docker engine the demo runs envoyproxy\/envoy:v\d/, /npm run demo -- --no-envoy/]) assert.match(r.err, way);
+    for (const way of [
+      /ENVOY_BIN=\/path\/to\/envoy npm run demo/,
+      /`envoy` on PATH/,
+      /Docker: with a running Docker engine the demo runs envoyproxy\/envoy:v\d/,
+      /npm run demo -- --no-envoy/,
+    ])
+      assert.match(r.err, way);
   });
 
   it('--no-envoy --once: control plane, servers, bridge, certificates and tokens, then everything stopped', async () => {
@@ -104,18 +131,28 @@ describe('where the demo gets Envoy', () => {
     const viaDocker = chooseEnvoy({ PATH: bin }, emptyPath);
     assert.ok('bin' in viaDocker && viaDocker.how === `Docker (${ENVOY_IMAGE}, --network host)`, JSON.stringify(viaDocker));
     const wrapper = readFileSync(viaDocker.bin, 'utf8');
-    assert.match(wrapper, new RegExp(`docker run --rm --init --network host --label 'mcpmesh\\.demo=${emptyPath}' .* -v '${emptyPath}:${emptyPath}' ${ENVOY_IMAGE.replaceAll('.', '\\.')} envoy "\\$@"`));
+    assert.match(
+      wrapper,
+      new RegExp(
+        `docker run --rm --init --network host --label 'mcpmesh\\.demo=${emptyPath}' .* -v '${emptyPath}:${emptyPath}' ${ENVOY_IMAGE.replaceAll('.', '\\.')} envoy "\\$@"`,
+      ),
+    );
     // An engine that does not answer is no Envoy.
     stub('docker', 'echo "Cannot connect to the Docker daemon" >&2; exit 1');
     assert.ok('missing' in chooseEnvoy({ PATH: bin }, emptyPath));
     stub('envoy', 'exit 0');
-    assert.deepEqual(chooseEnvoy({ PATH: bin }, emptyPath), { bin: path.join(bin, 'envoy'), how: `envoy on PATH (${path.join(bin, 'envoy')})` });
+    assert.deepEqual(chooseEnvoy({ PATH: bin }, emptyPath), {
+      bin: path.join(bin, 'envoy'),
+      how: `envoy on PATH (${path.join(bin, 'envoy')})`,
+    });
   });
 });
 
 const lookup = findEnvoyBinary();
 describe('npm run demo with a real Envoy', () => {
-  it('narrates a call through the gateway, a denial with its rule, tools/list per role, a replica killed, metrics', { skip: envoySkip(lookup, [1, 35]) }, async () => {
+  it('narrates a call through the gateway, a denial with its rule, tools/list per role, a replica killed, metrics', {
+    skip: envoySkip(lookup, [1, 35]),
+  }, async () => {
     const r = await demo(['--once'], { ...process.env, ENVOY_BIN: lookup.envoy?.path ?? '' });
     assert.equal(r.code, 0, `${r.out}\n${r.err}`);
     assert.match(r.out, /everything\/echo -> Echo: hello, mesh/);

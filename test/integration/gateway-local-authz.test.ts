@@ -113,38 +113,74 @@ describe('the data path survives the control plane: the gateway agent decides wi
   const tokenFor = async (role: string): Promise<string> => (await issuer.sign({ subject: `agent-${role}`, roles: [role] })).token;
   async function connect(role: string): Promise<Client> {
     const client = new Client({ name: 'local-authz-e2e', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url), { requestInit: { headers: { authorization: `Bearer ${await tokenFor(role)}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(gateway.url), {
+        requestInit: { headers: { authorization: `Bearer ${await tokenFor(role)}` } },
+      }),
+    );
     clients.push(client);
     return client;
   }
-  const echo = async (client: Client, message: string): Promise<unknown> => (await client.callTool({ name: 'echo', arguments: { message } })).content;
-  const sum = async (client: Client): Promise<string> => JSON.stringify((await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 40 } })).content);
-  const agentErrors = (): Array<Record<string, unknown>> => agentLog.filter((l) => l['msg'] === 'policy update rejected; the last good policy stays in force');
+  const echo = async (client: Client, message: string): Promise<unknown> =>
+    (await client.callTool({ name: 'echo', arguments: { message } })).content;
+  const sum = async (client: Client): Promise<string> =>
+    JSON.stringify((await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 40 } })).content);
+  const agentErrors = (): Array<Record<string, unknown>> =>
+    agentLog.filter((l) => l['msg'] === 'policy update rejected; the last good policy stays in force');
 
   before(async () => {
     issuer = await DevIssuer.create({ issuer: ISSUER, audience: AUDIENCE });
     everything = await startEverythingHttp();
-    writeFileSync(path.join(dir, 'registry.yaml'), `services:\n  - { name: ${SERVICE}, protocol: "2025-11-25", endpoints: [{ address: 127.0.0.1, port: ${new URL(everything.url).port} }] }\n`);
+    writeFileSync(
+      path.join(dir, 'registry.yaml'),
+      `services:\n  - { name: ${SERVICE}, protocol: "2025-11-25", endpoints: [{ address: 127.0.0.1, port: ${new URL(everything.url).port} }] }\n`,
+    );
     writePolicy(policyYaml('echo'));
     const text = policyYaml('echo');
     // Plain xDS (development) so the test's raw ADS client can play the gateway's Envoy without a certificate.
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'registry.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, xdsInsecure: true, adminHost: '127.0.0.1', adminPort: 0,
-      authzHost: '127.0.0.1', authzPort: 0, log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      registryFile: path.join(dir, 'registry.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      xdsInsecure: true,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
       security: { policy: parsePolicy(text, policyFile), publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } },
       policyFile: { path: policyFile, text },
     }).start();
     cpPorts = { xds: cp.xdsPort, authz: cp.authzPort };
     // The gateway agent, as `mcpmesh gateway --policy FILE` starts it (--no-envoy: no Envoy binary here).
-    parsed = parseGatewayArgs([
-      '--name', 'public', '--id', 'gw-local-1', '--no-envoy', '--control-plane', `127.0.0.1:${cp.xdsPort}`,
-      '--policy', policyFile, '--authz-socket', socket,
-    ], {});
-    agent = await startGatewayAgent(parsed, createLogger({ component: 'gateway', write: (line) => agentLog.push(JSON.parse(line) as Record<string, unknown>) }));
+    parsed = parseGatewayArgs(
+      [
+        '--name',
+        'public',
+        '--id',
+        'gw-local-1',
+        '--no-envoy',
+        '--control-plane',
+        `127.0.0.1:${cp.xdsPort}`,
+        '--policy',
+        policyFile,
+        '--authz-socket',
+        socket,
+      ],
+      {},
+    );
+    agent = await startGatewayAgent(
+      parsed,
+      createLogger({ component: 'gateway', write: (line) => agentLog.push(JSON.parse(line) as Record<string, unknown>) }),
+    );
     // Envoy's ext_proc filter and ext_authz filter, reaching the agent's socket (the bootstrap's static clusters).
     extProc = new EnvoyExtProcProxy({
-      filter: extProcFilterConfig(EXT_PROC_CLUSTER), routeOverride: extProcRouteOverride(SERVICE), processorPort: `unix:${socket}`,
-      upstream: new URL(everything.url).origin, attributeValues: { 'xds.cluster_name': `mcp.${SERVICE}` },
+      filter: extProcFilterConfig(EXT_PROC_CLUSTER),
+      routeOverride: extProcRouteOverride(SERVICE),
+      processorPort: `unix:${socket}`,
+      upstream: new URL(everything.url).origin,
+      attributeValues: { 'xds.cluster_name': `mcp.${SERVICE}` },
     });
     const extProcOrigin = await extProc.listen();
     gateway = await startGateway(issuer, `unix:${socket}`, new URL(new URL(everything.url).pathname, extProcOrigin), SERVICE);
@@ -182,11 +218,21 @@ describe('the data path survives the control plane: the gateway agent decides wi
       const local = await ask(bootstrap['node']);
       const names = local.clusters.map((c) => String(c['name']));
       assert.ok(names.includes(`mcp.${SERVICE}`), names.join(', '));
-      assert.ok(!names.includes(AUTHZ_CLUSTER) && !names.includes(EXT_PROC_CLUSTER), `no authorizer clusters over CDS: ${names.join(', ')}`);
+      assert.ok(
+        !names.includes(AUTHZ_CLUSTER) && !names.includes(EXT_PROC_CLUSTER),
+        `no authorizer clusters over CDS: ${names.join(', ')}`,
+      );
       const listener = JSON.stringify(expandAnys(local.listeners));
-      assert.ok(listener.includes(`"cluster_name":"${AUTHZ_CLUSTER}"`) && listener.includes(`"cluster_name":"${EXT_PROC_CLUSTER}"`), 'ext_authz and ext_proc still name them');
+      assert.ok(
+        listener.includes(`"cluster_name":"${AUTHZ_CLUSTER}"`) && listener.includes(`"cluster_name":"${EXT_PROC_CLUSTER}"`),
+        'ext_authz and ext_proc still name them',
+      );
       // The same gateway without --policy still gets the control plane's.
-      const remote = await ask({ id: 'gw-remote-1', cluster: 'gateway-public', metadata: { fields: { role: { stringValue: 'gateway' }, gateway_name: { stringValue: 'public' } } } });
+      const remote = await ask({
+        id: 'gw-remote-1',
+        cluster: 'gateway-public',
+        metadata: { fields: { role: { stringValue: 'gateway' }, gateway_name: { stringValue: 'public' } } },
+      });
       assert.ok(remote.clusters.some((c) => c['name'] === AUTHZ_CLUSTER));
     } finally {
       xds.close();
@@ -196,12 +242,18 @@ describe('the data path survives the control plane: the gateway agent decides wi
   it('with the control plane up: the agent decides (echoer sees and calls echo; get-sum is refused)', async () => {
     const client = await connect('echoer');
     assert.deepEqual(await allToolNames(client), ['echo']);
-    assert.ok(extProc.log.some((e) => e.method === 'POST' && e.bodyMutations > 0), 'the tools/list response went through the agent\'s processor');
+    assert.ok(
+      extProc.log.some((e) => e.method === 'POST' && e.bodyMutations > 0),
+      "the tools/list response went through the agent's processor",
+    );
     assert.deepEqual(await echo(client, 'via the agent'), [{ type: 'text', text: 'Echo: via the agent' }]);
     await assert.rejects(sum(client), forbidden('get-sum'));
     assert.match(await sum(await connect('summer')), /42/);
     // Not one of those reached the control plane's own authorizer.
-    assert.doesNotMatch(await (cp as ControlPlane).metrics.registry.getSingleMetricAsString('mcpmesh_authz_decisions_total'), /mcpmesh_authz_decisions_total\{/);
+    assert.doesNotMatch(
+      await (cp as ControlPlane).metrics.registry.getSingleMetricAsString('mcpmesh_authz_decisions_total'),
+      /mcpmesh_authz_decisions_total\{/,
+    );
   });
 
   it('with every control-plane replica down: authorized calls keep succeeding, denied ones keep failing', async () => {
@@ -210,7 +262,7 @@ describe('the data path survives the control plane: the gateway agent decides wi
     await cp?.stop();
     cp = undefined;
     assert.equal(await listening(cpPorts.xds), false, 'xDS is down');
-    assert.equal(await listening(cpPorts.authz), false, 'the control plane\'s authorizer is down');
+    assert.equal(await listening(cpPorts.authz), false, "the control plane's authorizer is down");
     // The session opened before, and a new one.
     assert.deepEqual(await echo(before, 'still here'), [{ type: 'text', text: 'Echo: still here' }]);
     await assert.rejects(sum(before), forbidden('get-sum'));
@@ -231,7 +283,7 @@ describe('the data path survives the control plane: the gateway agent decides wi
     assert.deepEqual(agentErrors(), []);
   });
 
-  it('a broken edit is refused with file, path and reason in the agent\'s log; the last good policy keeps deciding', async () => {
+  it("a broken edit is refused with file, path and reason in the agent's log; the last good policy keeps deciding", async () => {
     writePolicy(`${policyYaml('echo, get-sum')}    deny:\n      - { service: ${SERVICE}, tools: ["bad[glob"] }\n`);
     const err = await waitFor('the broken edit is refused', () => agentErrors()[0], 10_000);
     assert.equal(err['file'], policyFile);
@@ -246,7 +298,11 @@ describe('the data path survives the control plane: the gateway agent decides wi
 
   it('the trust domain may not change at runtime; a later good edit applies (and can take a permission away)', async () => {
     writePolicy(policyYaml('echo', 'other.local'));
-    await waitFor('the trust domain change is refused', () => agentErrors().find((l) => /trustDomain: changed from "mcpmesh\.local" to "other\.local"/.test(String(l['error']))), 10_000);
+    await waitFor(
+      'the trust domain change is refused',
+      () => agentErrors().find((l) => /trustDomain: changed from "mcpmesh\.local" to "other\.local"/.test(String(l['error']))),
+      10_000,
+    );
     const client = await connect('echoer');
     assert.match(await sum(client), /42/, 'still the last good policy');
     const applied = agentLog.filter((l) => l['msg'] === 'policy applied').length;

@@ -7,17 +7,32 @@ import { startControlPlane, type TestControlPlane } from '../helpers/control-pla
 import { EchoClient, spread, startBackend, who, type Backend, type EchoClientInstance } from '../helpers/grpc-backends.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-interface Ep { b: Backend; region?: string; zone?: string; healthy?: boolean }
+interface Ep {
+  b: Backend;
+  region?: string;
+  zone?: string;
+  healthy?: boolean;
+}
 
 function registry(services: Record<string, Ep[]>, extra = ''): string {
   const lines = ['services:'];
   for (const [name, eps] of Object.entries(services)) {
-    lines.push(`  - name: ${name}`, '    protocol: "2025-11-25"', '    outlierDetection:',
-      '      interval: 300ms', '      baseEjectionTime: 30s', '      maxEjectionPercent: 50',
-      '      failurePercentageThreshold: 50', '      failurePercentageMinimumHosts: 2', '      failurePercentageRequestVolume: 5',
-      '    endpoints:');
+    lines.push(
+      `  - name: ${name}`,
+      '    protocol: "2025-11-25"',
+      '    outlierDetection:',
+      '      interval: 300ms',
+      '      baseEjectionTime: 30s',
+      '      maxEjectionPercent: 50',
+      '      failurePercentageThreshold: 50',
+      '      failurePercentageMinimumHosts: 2',
+      '      failurePercentageRequestVolume: 5',
+      '    endpoints:',
+    );
     for (const e of eps) {
-      lines.push(`      - { address: 127.0.0.1, port: ${e.b.port}, locality: { region: ${e.region ?? 'eu-west'}, zone: ${e.zone ?? 'a'} }, healthy: ${e.healthy ?? true} }`);
+      lines.push(
+        `      - { address: 127.0.0.1, port: ${e.b.port}, locality: { region: ${e.region ?? 'eu-west'}, zone: ${e.zone ?? 'a'} }, healthy: ${e.healthy ?? true} }`,
+      );
     }
   }
   return `${lines.join('\n')}\n${extra}`;
@@ -62,7 +77,10 @@ describe('grpc-js-xds (real xDS client) against the ADS server', () => {
 
   it('records the ACKs of the client in /debug/proxies and counts pushes', async () => {
     const proxies = await waitFor('proxy with all four types ACKed', async () => {
-      const list = (await (await tcp.admin('/debug/proxies')).json()) as Array<{ id: string; types: Record<string, { ackedVersion?: string; nacks: number }> }>;
+      const list = (await (await tcp.admin('/debug/proxies')).json()) as Array<{
+        id: string;
+        types: Record<string, { ackedVersion?: string; nacks: number }>;
+      }>;
       const p = list.find((x) => x.id === 'grpc-gateway-1');
       return p && ['listener', 'route', 'cluster', 'endpoint'].every((k) => p.types[k]?.ackedVersion) ? p : undefined;
     });
@@ -83,7 +101,9 @@ describe('grpc-js-xds (real xDS client) against the ADS server', () => {
 
   it('keeps traffic flowing when a registry edit is invalid, and reports the error', async () => {
     const c = client('xds:///weather');
-    tcp.writeRegistry('services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 127.0.0.1, port: 99999 }\n');
+    tcp.writeRegistry(
+      'services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n      - { address: 127.0.0.1, port: 99999 }\n',
+    );
     const err = await waitFor('source error reported', async () => {
       const s = (await (await tcp.admin('/debug/sources')).json()) as Record<string, string | undefined>;
       return s['registry'];
@@ -98,12 +118,23 @@ describe('grpc-js-xds (real xDS client) against the ADS server', () => {
 
   it('fails over by priority: own zone first, far region only when the local endpoint is unhealthy', async () => {
     const c = client('xds:///weather');
-    const b1 = backends['b1']!, far = backends['far']!;
+    const b1 = backends['b1']!,
+      far = backends['far']!;
     tcp.writeRegistry(registry({ weather: [{ b: b1 }, { b: far, region: 'us-east', zone: 'c' }] }));
-    await waitFor('registry accepted again', async () => (await (await tcp.admin('/debug/sources')).json() as Record<string, unknown>)['registry'] === undefined);
+    await waitFor(
+      'registry accepted again',
+      async () => ((await (await tcp.admin('/debug/sources')).json()) as Record<string, unknown>)['registry'] === undefined,
+    );
     await new Promise((r) => setTimeout(r, 300));
     assert.deepEqual(await spread(c, 10), { b1: 10 }, 'the same-zone endpoint (priority 0) takes all traffic');
-    tcp.writeRegistry(registry({ weather: [{ b: b1, healthy: false }, { b: far, region: 'us-east', zone: 'c' }] }));
+    tcp.writeRegistry(
+      registry({
+        weather: [
+          { b: b1, healthy: false },
+          { b: far, region: 'us-east', zone: 'c' },
+        ],
+      }),
+    );
     await waitFor('traffic fails over to the far region', async () => (await spread(c, 5))['far'] === 5);
     tcp.writeRegistry(registry({ weather: [{ b: b1 }, { b: far, region: 'us-east', zone: 'c' }] }));
     await waitFor('traffic comes back to the local zone', async () => (await spread(c, 5))['b1'] === 5);
@@ -128,11 +159,16 @@ describe('grpc-js-xds (real xDS client) against the ADS server', () => {
       y.failing = true;
       // Retries (unavailable) hide y's failures from callers, so watch y itself: once outlier detection
       // has ejected it, a batch of calls no longer reaches it at all.
-      await waitFor('y ejected', async () => {
-        const seen = y.calls;
-        await spread(c, 20);
-        return y.calls === seen;
-      }, 15_000, 10);
+      await waitFor(
+        'y ejected',
+        async () => {
+          const seen = y.calls;
+          await spread(c, 20);
+          return y.calls === seen;
+        },
+        15_000,
+        10,
+      );
       const before = y.calls;
       const counts = await spread(c, 30);
       assert.equal(y.calls, before, `ejected endpoint still got calls: ${JSON.stringify(counts)}`);

@@ -6,12 +6,14 @@ import { test } from 'node:test';
 import { startControlPlane } from '../helpers/control-plane.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const registry = (protocol: string): string => `services:\n  - name: weather\n    protocol: "${protocol}"\n    endpoints: [{ address: 10.0.0.1, port: 7001 }]\n`;
+const registry = (protocol: string): string =>
+  `services:\n  - name: weather\n    protocol: "${protocol}"\n    endpoints: [{ address: 10.0.0.1, port: 7001 }]\n`;
 
-test('changing only a service\'s protocol rebuilds the gateway routes', async () => {
+test("changing only a service's protocol rebuilds the gateway routes", async () => {
   const tcp = await startControlPlane(registry('2025-11-25'));
   try {
-    const routes = async (): Promise<string> => JSON.stringify(((await (await tcp.admin('/debug/config_dump?role=gateway')).json()) as { route: unknown }).route);
+    const routes = async (): Promise<string> =>
+      JSON.stringify(((await (await tcp.admin('/debug/config_dump?role=gateway')).json()) as { route: unknown }).route);
     assert.ok(!(await routes()).includes('weather__tools_call'));
     tcp.writeRegistry(registry('2026-07-28'));
     await waitFor('per-method virtual clusters appear', async () => (await routes()).includes('weather__tools_call'), 10_000);

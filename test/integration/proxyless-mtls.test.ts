@@ -20,7 +20,7 @@ import { waitFor } from '../helpers/wait.ts';
 const TD = 'mesh.test';
 const quiet = (): void => {};
 
-describe('grpc-js-xds over mTLS: xDS through the agent\'s relay, calls with certificate-provider TLS', () => {
+describe("grpc-js-xds over mTLS: xDS through the agent's relay, calls with certificate-provider TLS", () => {
   let cp: ControlPlane;
   let relay: XdsRelay;
   const agents: WorkloadIdentity[] = [];
@@ -31,7 +31,12 @@ describe('grpc-js-xds over mTLS: xDS through the agent\'s relay, calls with cert
 
   const identity = async (spiffeId: string, extra: { dir?: string } = {}): Promise<WorkloadIdentity> => {
     const { token } = await cp.mintJoinToken(spiffeId);
-    const a = new WorkloadIdentity({ controlPlane: { host: '127.0.0.1', port: cp.xdsPort }, credential: { type: 'join-token', token }, log: quiet, ...extra });
+    const a = new WorkloadIdentity({
+      controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
+      credential: { type: 'join-token', token },
+      log: quiet,
+      ...extra,
+    });
     agents.push(a);
     await a.start();
     return a;
@@ -44,21 +49,45 @@ describe('grpc-js-xds over mTLS: xDS through the agent\'s relay, calls with cert
     const server = new grpc.Server();
     server.addService(echoService, { Who: (_c: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { id }) });
     servers.push(server);
-    return new Promise((resolve, reject) => server.bindAsync('127.0.0.1:0',
-      grpc.ServerCredentials.createSsl(Buffer.from(held.bundlePem), [{ private_key: Buffer.from(held.keyPem), cert_chain: Buffer.from(held.certChainPem) }], true),
-      (err, port) => (err ? reject(err) : resolve(port))));
+    return new Promise((resolve, reject) =>
+      server.bindAsync(
+        '127.0.0.1:0',
+        grpc.ServerCredentials.createSsl(
+          Buffer.from(held.bundlePem),
+          [{ private_key: Buffer.from(held.keyPem), cert_chain: Buffer.from(held.certChainPem) }],
+          true,
+        ),
+        (err, port) => (err ? reject(err) : resolve(port)),
+      ),
+    );
   }
 
   before(async () => {
     writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
-      quietMs: 10, maxDelayMs: 100, log: silentLogger, metrics: new Metrics({ processMetrics: false }),
-      security: { publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 }, policy: { trustDomain: TD, roleClaim: 'roles', providers: [], roles: [], services: [] } },
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      security: {
+        publicUrl: 'https://mcp.example.com',
+        authz: { host: '127.0.0.1', port: 18002 },
+        policy: { trustDomain: TD, roleClaim: 'roles', providers: [], roles: [], services: [] },
+      },
     }).start();
     const weather = await identity(`spiffe://${TD}/mcp/weather`);
     const ports = [await replica('w1', weather), await replica('w2', weather)];
-    writeFileSync(path.join(dir, 'r.yaml'), `services:\n  - name: weather\n    protocol: "2025-11-25"\n    sidecar: true\n    endpoints:\n${ports.map((p) => `      - { address: 127.0.0.1, port: ${p} }`).join('\n')}\n`);
+    writeFileSync(
+      path.join(dir, 'r.yaml'),
+      `services:\n  - name: weather\n    protocol: "2025-11-25"\n    sidecar: true\n    endpoints:\n${ports.map((p) => `      - { address: 127.0.0.1, port: ${p} }`).join('\n')}\n`,
+    );
 
     // The client's agent: the gateway identity "apps", its files for the certificate provider, the relay.
     const files = path.join(dir, 'apps');
@@ -67,9 +96,22 @@ describe('grpc-js-xds over mTLS: xDS through the agent\'s relay, calls with cert
     const relayPort = await relay.listen('127.0.0.1:0');
     process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${relayPort}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
-      node: { id: 'apps-1', cluster: 'apps', locality: { region: 'eu-west', zone: 'a' }, metadata: { role: 'gateway', gateway_name: 'apps' } },
+      node: {
+        id: 'apps-1',
+        cluster: 'apps',
+        locality: { region: 'eu-west', zone: 'a' },
+        metadata: { role: 'gateway', gateway_name: 'apps' },
+      },
       certificate_providers: {
-        mcpmesh: { plugin_name: 'file_watcher', config: { certificate_file: path.join(files, 'cert.pem'), private_key_file: path.join(files, 'key.pem'), ca_certificate_file: path.join(files, 'bundle.pem'), refresh_interval: '1s' } },
+        mcpmesh: {
+          plugin_name: 'file_watcher',
+          config: {
+            certificate_file: path.join(files, 'cert.pem'),
+            private_key_file: path.join(files, 'key.pem'),
+            ca_certificate_file: path.join(files, 'bundle.pem'),
+            refresh_interval: '1s',
+          },
+        },
       },
     });
     xds = await import('@grpc/grpc-js-xds');
@@ -91,25 +133,42 @@ describe('grpc-js-xds over mTLS: xDS through the agent\'s relay, calls with cert
     const c = new EchoClient('xds:///weather', new xds.XdsChannelCredentials(grpc.credentials.createInsecure())) as EchoClientInstance;
     clients.push(c);
     const seen = new Set<string>();
-    await waitFor('calls reach both mTLS-only replicas', async () => {
-      seen.add(await who(c).catch(() => ''));
-      return seen.has('w1') && seen.has('w2');
-    }, 20_000);
-    const proxies = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as Array<{ id: string; peer: string; role: string }>;
-    assert.ok(proxies.some((p) => p.id === 'apps-1' && p.role === 'gateway'), JSON.stringify(proxies));
+    await waitFor(
+      'calls reach both mTLS-only replicas',
+      async () => {
+        seen.add(await who(c).catch(() => ''));
+        return seen.has('w1') && seen.has('w2');
+      },
+      20_000,
+    );
+    const proxies = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/proxies`)).json()) as Array<{
+      id: string;
+      peer: string;
+      role: string;
+    }>;
+    assert.ok(
+      proxies.some((p) => p.id === 'apps-1' && p.role === 'gateway'),
+      JSON.stringify(proxies),
+    );
   });
 
-  it('the cluster it got asks for certificate-provider TLS checking weather\'s identity, and a plain client cannot reach a replica', async () => {
+  it("the cluster it got asks for certificate-provider TLS checking weather's identity, and a plain client cannot reach a replica", async () => {
     const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?node=apps-1`)).json()) as {
       cluster?: Array<{ name: string; resource: { transport_socket?: unknown } }>;
-      endpoint?: Array<{ resource: { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { port_value: number } } } }> }> } }>;
+      endpoint?: Array<{
+        resource: { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { port_value: number } } } }> }> };
+      }>;
     };
     const cluster = dump.cluster?.find((x) => x.name === 'mcp.weather');
     assert.ok(cluster, JSON.stringify(dump).slice(0, 300));
-    const tls = (cluster.resource.transport_socket as { typed_config: { common_tls_context: Record<string, unknown> } }).typed_config.common_tls_context;
+    const tls = (cluster.resource.transport_socket as { typed_config: { common_tls_context: Record<string, unknown> } }).typed_config
+      .common_tls_context;
     assert.deepEqual(tls, {
       tls_certificate_provider_instance: { instance_name: 'mcpmesh' },
-      validation_context: { ca_certificate_provider_instance: { instance_name: 'mcpmesh' }, match_subject_alt_names: [{ exact: 'spiffe://mesh.test/mcp/weather' }] },
+      validation_context: {
+        ca_certificate_provider_instance: { instance_name: 'mcpmesh' },
+        match_subject_alt_names: [{ exact: 'spiffe://mesh.test/mcp/weather' }],
+      },
     });
     const port = dump.endpoint?.[0]?.resource.endpoints[0]?.lb_endpoints[0]?.endpoint.address.socket_address.port_value;
     assert.ok(port);

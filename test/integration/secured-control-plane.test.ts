@@ -21,8 +21,15 @@ describe('control plane with a policy', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
     writeFileSync(path.join(dir, 'r.yaml'), 'services:\n  - { name: weather, protocol: "2025-11-25", endpoints: [] }\n');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
       security: { policy, publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } },
     }).start();
     client = new grpc.Client(`127.0.0.1:${cp.authzPort}`, grpc.credentials.createInsecure());
@@ -32,11 +39,17 @@ describe('control plane with a policy', () => {
     await cp?.stop();
   });
 
-  const check = (roles: string[], tool: string): Promise<ReturnType<typeof decodeCheckResponse>> => new Promise((resolve, reject) => {
-    const body = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: tool, arguments: {} } };
-    client.makeUnaryRequest('/envoy.service.auth.v3.Authorization/Check', (b: Buffer) => b, (b: Buffer) => b,
-      encodeCheckRequest({ service: 'weather', method: 'POST', body, metadataClaims: { sub: 'u', roles } }), (err, res) => (err ? reject(err) : resolve(decodeCheckResponse(res as Buffer))));
-  });
+  const check = (roles: string[], tool: string): Promise<ReturnType<typeof decodeCheckResponse>> =>
+    new Promise((resolve, reject) => {
+      const body = { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: tool, arguments: {} } };
+      client.makeUnaryRequest(
+        '/envoy.service.auth.v3.Authorization/Check',
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        encodeCheckRequest({ service: 'weather', method: 'POST', body, metadataClaims: { sub: 'u', roles } }),
+        (err, res) => (err ? reject(err) : resolve(decodeCheckResponse(res as Buffer))),
+      );
+    });
 
   it('answers Check from the policy on its authorizer port', async () => {
     const allowed = await check(['analyst'], 'get_forecast');
@@ -48,7 +61,14 @@ describe('control plane with a policy', () => {
 
   it('puts jwt_authn, RBAC, ext_authz and ext_proc in the gateway listener', async () => {
     const dump = JSON.stringify(await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json());
-    for (const f of ['envoy.filters.http.jwt_authn', 'mcpmesh.rbac.deny', 'mcpmesh.rbac.allow', 'envoy.filters.http.ext_authz', 'envoy.filters.http.ext_proc']) assert.ok(dump.includes(f), f);
+    for (const f of [
+      'envoy.filters.http.jwt_authn',
+      'mcpmesh.rbac.deny',
+      'mcpmesh.rbac.allow',
+      'envoy.filters.http.ext_authz',
+      'envoy.filters.http.ext_proc',
+    ])
+      assert.ok(dump.includes(f), f);
   });
 
   it('filters tools/list per caller from the same policy, by the claims jwt_authn verified', () => {
@@ -63,7 +83,12 @@ describe('control plane with a policy', () => {
   });
 
   it('the tools/list filter honours requiredScopes: a token with the scope sees the tools, one without sees none', () => {
-    const scoped = { ...policy, services: [{ service: 'weather', mode: 'enforce' as const, requiredScopes: ['mcp.weather'], forwardToken: false, allowedCallers: [] }] };
+    const scoped = {
+      ...policy,
+      services: [
+        { service: 'weather', mode: 'enforce' as const, requiredScopes: ['mcp.weather'], forwardToken: false, allowedCallers: [] },
+      ],
+    };
     const f = toolFilterFor(scoped);
     assert.ok(f({ service: 'weather', headers: {}, claims: { roles: ['analyst'], scope: 'openid mcp.weather' } })?.('get_forecast'));
     assert.ok(!f({ service: 'weather', headers: {}, claims: { roles: ['analyst'], scope: 'openid' } })?.('get_forecast'));

@@ -67,7 +67,9 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
 
   async function connect(token: string): Promise<Client> {
     const client = new Client({ name: 'security-e2e', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(gateway.url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(gateway.url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }),
+    );
     clients.push(client);
     return client;
   }
@@ -79,9 +81,20 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
     writeFileSync(path.join(dir, 'r.yaml'), `services:\n  - { name: ${SERVICE}, protocol: "2025-11-25", endpoints: [] }\n`);
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, authzHost: '127.0.0.1', authzPort: 0,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
-      security: { policy: parsePolicy(POLICY, 'security-e2e.yaml'), publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 } },
+      registryFile: path.join(dir, 'r.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      security: {
+        policy: parsePolicy(POLICY, 'security-e2e.yaml'),
+        publicUrl: 'https://mcp.example.com',
+        authz: { host: '127.0.0.1', port: 18002 },
+      },
     }).start();
     extProc = new EnvoyExtProcProxy({
       filter: extProcFilterConfig('mcpmesh_extproc'),
@@ -106,7 +119,10 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
     const client = await connect(await tokenFor('echoer'));
     assert.deepEqual(await allToolNames(client), ['echo']);
     // The tools/list response really went through the processor and was rewritten.
-    assert.ok(extProc.log.some((e) => e.method === 'POST' && e.responseBodyMode !== 'NONE' && e.bodyMutations > 0), JSON.stringify(extProc.log));
+    assert.ok(
+      extProc.log.some((e) => e.method === 'POST' && e.responseBodyMode !== 'NONE' && e.bodyMutations > 0),
+      JSON.stringify(extProc.log),
+    );
     const r = await client.callTool({ name: 'echo', arguments: { message: 'through the mesh' } });
     assert.deepEqual(r.content, [{ type: 'text', text: 'Echo: through the mesh' }]);
     await assert.rejects(client.callTool({ name: 'get-sum', arguments: { a: 1, b: 2 } }), assertForbidden('get-sum', /default-deny/));
@@ -120,7 +136,10 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
     assert.deepEqual(await allToolNames(client), ['get-sum']);
     const r = await client.callTool({ name: 'get-sum', arguments: { a: 2, b: 40 } });
     assert.match(JSON.stringify(r.content), /42/);
-    await assert.rejects(client.callTool({ name: 'echo', arguments: { message: 'nope' } }), assertForbidden('echo', /roles\.summer\.deny\[0\]/));
+    await assert.rejects(
+      client.callTool({ name: 'echo', arguments: { message: 'nope' } }),
+      assertForbidden('echo', /roles\.summer\.deny\[0\]/),
+    );
   });
 
   it('a client-sent x-jwt-payload claiming another role changes nothing: tools/list reads only verified claims', async () => {
@@ -133,7 +152,12 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
   });
 
   it('without a valid token the harness answers 401 (and the SDK client cannot connect)', async () => {
-    const init = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } } });
+    const init = JSON.stringify({
+      jsonrpc: '2.0',
+      id: 1,
+      method: 'initialize',
+      params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'x', version: '1' } },
+    });
     const reqHeaders = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const none = await fetch(gateway.url, { method: 'POST', headers: reqHeaders, body: init });
     assert.equal(none.status, 401);
@@ -144,7 +168,11 @@ describe('secured mesh end to end: SDK client -> jwt_authn + ext_authz + ext_pro
     // A token signed by another issuer's key (same iss/aud) is refused too.
     const other = await DevIssuer.create({ issuer: ISSUER, audience: AUDIENCE });
     const { token: forged } = await other.sign({ subject: 'mallory', roles: ['summer'] });
-    const forgedRes = await fetch(gateway.url, { method: 'POST', headers: { ...reqHeaders, authorization: `Bearer ${forged}` }, body: init });
+    const forgedRes = await fetch(gateway.url, {
+      method: 'POST',
+      headers: { ...reqHeaders, authorization: `Bearer ${forged}` },
+      body: init,
+    });
     assert.equal(forgedRes.status, 401);
     await forgedRes.body?.cancel();
     const client = new Client({ name: 'security-e2e', version: '1.0.0' });

@@ -16,12 +16,33 @@ import { WorkloadIdentity } from '../../sidecar/src/identity.ts';
 const MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../control-plane/src/main.ts');
 const POLICY = 'trustDomain: mesh.test\nroles:\n  reader:\n    allow:\n      - service: weather\n';
 
-interface Running { child: ChildProcess; xdsPort: number }
+interface Running {
+  child: ChildProcess;
+  xdsPort: number;
+}
 
 function startMain(args: string[], dir: string): Promise<Running> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, '--registry', path.join(dir, 'registry.yaml'), '--policy', path.join(dir, 'policy.yaml'),
-      '--host', '127.0.0.1', '--xds-port', '0', '--admin-port', '0', '--authz-port', '0', ...args], { env: { ...process.env, MCPMESH_DEV_ISSUER: 'off' } });
+    const child = spawn(
+      process.execPath,
+      [
+        MAIN,
+        '--registry',
+        path.join(dir, 'registry.yaml'),
+        '--policy',
+        path.join(dir, 'policy.yaml'),
+        '--host',
+        '127.0.0.1',
+        '--xds-port',
+        '0',
+        '--admin-port',
+        '0',
+        '--authz-port',
+        '0',
+        ...args,
+      ],
+      { env: { ...process.env, MCPMESH_DEV_ISSUER: 'off' } },
+    );
     let out = '';
     const onData = (d: Buffer): void => {
       out += d.toString();
@@ -37,7 +58,11 @@ function startMain(args: string[], dir: string): Promise<Running> {
 /** What an agent gets from a replica: a certificate signed for its own key (join token minted from the shared CA files). */
 async function identityOf(xdsPort: number, ca: CertificateAuthority): Promise<{ leaf: X509Certificate; bundle: string }> {
   const { token } = await new JoinTokens(ca).mint('spiffe://mesh.test/mcp/weather');
-  const agent = new WorkloadIdentity({ controlPlane: { host: '127.0.0.1', port: xdsPort }, credential: { type: 'join-token', token }, log: () => {} });
+  const agent = new WorkloadIdentity({
+    controlPlane: { host: '127.0.0.1', port: xdsPort },
+    credential: { type: 'join-token', token },
+    log: () => {},
+  });
   try {
     const held = await agent.start();
     return { leaf: new X509Certificate(held.certChainPem), bundle: held.bundlePem };

@@ -30,8 +30,14 @@ describe('mcpmesh sidecar CLI (stdio server through the bridge)', () => {
     cp = await new ControlPlane({
       registryFile: path.join(dir, 'unused.yaml'),
       consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s' },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
   });
   after(async () => {
@@ -49,21 +55,69 @@ describe('mcpmesh sidecar CLI (stdio server through the bridge)', () => {
 
   it('serves a stdio server in the mesh and leaves cleanly on SIGTERM', async () => {
     const service = uniqueName('everything');
-    const child = spawn(process.execPath, [
-      CLI, 'sidecar', '--service', service, '--stdio', '--no-envoy', '--address', '127.0.0.1',
-      '--region', 'eu-west', '--zone', 'b', '--consul', consul.address, '--health-interval', '300ms', '--drain', '200ms',
-      '--', process.execPath, EVERYTHING_BIN, 'stdio',
-    ], { env: { ...process.env, ...(consul.token ? { CONSUL_HTTP_TOKEN: consul.token } : {}), ENVOY_BIN: '' }, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      process.execPath,
+      [
+        CLI,
+        'sidecar',
+        '--service',
+        service,
+        '--stdio',
+        '--no-envoy',
+        '--address',
+        '127.0.0.1',
+        '--region',
+        'eu-west',
+        '--zone',
+        'b',
+        '--consul',
+        consul.address,
+        '--health-interval',
+        '300ms',
+        '--drain',
+        '200ms',
+        '--',
+        process.execPath,
+        EVERYTHING_BIN,
+        'stdio',
+      ],
+      {
+        env: { ...process.env, ...(consul.token ? { CONSUL_HTTP_TOKEN: consul.token } : {}), ENVOY_BIN: '' },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
     let logs = '';
-    child.stderr.on('data', (d: Buffer) => { logs += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => {
+      logs += d.toString();
+    });
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     try {
-      const endpoint = await waitFor('healthy endpoint in the gateway config', async () => {
-        const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as { endpoint: Array<{ name: string; resource: { endpoints?: Array<{ locality?: { zone?: string }; lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status: string }> }> } }> };
-        const loc = dump.endpoint.find((e) => e.name === `mcp.${service}` || e.name.startsWith(`mcp.${service}~`))?.resource.endpoints?.[0];
-        const ep = loc?.lb_endpoints[0];
-        return ep?.health_status === 'HEALTHY' ? { ...ep.endpoint.address.socket_address, zone: loc?.locality?.zone } : undefined;
-      }, 30_000).catch((err: Error) => { throw new Error(`${err.message}\nsidecar log:\n${logs}`); });
+      const endpoint = await waitFor(
+        'healthy endpoint in the gateway config',
+        async () => {
+          const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as {
+            endpoint: Array<{
+              name: string;
+              resource: {
+                endpoints?: Array<{
+                  locality?: { zone?: string };
+                  lb_endpoints: Array<{
+                    endpoint: { address: { socket_address: { address: string; port_value: number } } };
+                    health_status: string;
+                  }>;
+                }>;
+              };
+            }>;
+          };
+          const loc = dump.endpoint.find((e) => e.name === `mcp.${service}` || e.name.startsWith(`mcp.${service}~`))?.resource
+            .endpoints?.[0];
+          const ep = loc?.lb_endpoints[0];
+          return ep?.health_status === 'HEALTHY' ? { ...ep.endpoint.address.socket_address, zone: loc?.locality?.zone } : undefined;
+        },
+        30_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}\nsidecar log:\n${logs}`);
+      });
       assert.equal(endpoint.zone, 'b');
       const client = new Client({ name: 'mesh-test', version: '1.0.0' });
       await client.connect(new StreamableHTTPClientTransport(new URL(`http://${endpoint.address}:${endpoint.port_value}/mcp`)));
@@ -77,7 +131,9 @@ describe('mcpmesh sidecar CLI (stdio server through the bridge)', () => {
     assert.equal(await exited, 0, logs);
     assert.match(logs, /deregistered from consul/);
     await waitFor('service gone from the mesh', async () => {
-      const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as { cluster: Array<{ name: string }> };
+      const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as {
+        cluster: Array<{ name: string }>;
+      };
       return !dump.cluster.some((c) => c.name === `mcp.${service}`);
     });
   });

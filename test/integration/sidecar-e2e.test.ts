@@ -14,7 +14,16 @@ import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-interface Dump { endpoint: Array<{ name: string; resource: { endpoints?: Array<{ lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }> }> } }> }
+interface Dump {
+  endpoint: Array<{
+    name: string;
+    resource: {
+      endpoints?: Array<{
+        lb_endpoints: Array<{ endpoint: { address: { socket_address: { address: string; port_value: number } } }; health_status?: string }>;
+      }>;
+    };
+  }>;
+}
 
 describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : 'Consul stand-in'} -> control plane -> xDS`, () => {
   let consul: TestConsul;
@@ -26,7 +35,11 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
     const dump = (await (await fetch(`http://127.0.0.1:${cp.adminPort}/debug/config_dump?role=gateway`)).json()) as Dump;
     const cla = dump.endpoint.find((e) => e.name === `mcp.${service}` || e.name.startsWith(`mcp.${service}~`));
     if (!cla) return undefined;
-    return (cla.resource.endpoints ?? []).flatMap((l) => l.lb_endpoints.map((e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status}`));
+    return (cla.resource.endpoints ?? []).flatMap((l) =>
+      l.lb_endpoints.map(
+        (e) => `${e.endpoint.address.socket_address.address}:${e.endpoint.address.socket_address.port_value}=${e.health_status}`,
+      ),
+    );
   }
 
   before(async () => {
@@ -37,8 +50,14 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
     cp = await new ControlPlane({
       registryFile: path.join(dir, 'unused.yaml'),
       consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20 },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100,
-      log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
   });
   after(async () => {
@@ -51,11 +70,22 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
   it('registers, tracks MCP health, and deregisters on stop', async () => {
     const logs: string[] = [];
     const agent = new SidecarAgent({
-      service, address: '127.0.0.1', appPort: everything.port, inboundPort: 15006, mcpPath: '/mcp',
-      protocol: '2025-11-25', transport: 'streamable-http', region: 'eu-west', zone: 'a',
+      service,
+      address: '127.0.0.1',
+      appPort: everything.port,
+      inboundPort: 15006,
+      mcpPath: '/mcp',
+      protocol: '2025-11-25',
+      transport: 'streamable-http',
+      region: 'eu-west',
+      zone: 'a',
       consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
       controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
-      healthIntervalMs: 200, healthTimeoutMs: 500, drainMs: 300, healthPort: 0, healthHost: '127.0.0.1',
+      healthIntervalMs: 200,
+      healthTimeoutMs: 500,
+      drainMs: 300,
+      healthPort: 0,
+      healthHost: '127.0.0.1',
       log: (level, msg, f) => void logs.push(`${level} ${msg} ${JSON.stringify(f ?? {})}`),
     });
     await agent.start();
@@ -66,7 +96,11 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
     try {
       assert.match(await probe('/healthz'), /^200 ok/);
       assert.equal(agent.advertisedPort, everything.port, 'without Envoy the MCP server port is advertised');
-      const healthy = await waitFor('endpoint healthy in the gateway config', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=HEALTHY`, 15_000);
+      const healthy = await waitFor(
+        'endpoint healthy in the gateway config',
+        async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=HEALTHY`,
+        15_000,
+      );
       assert.ok(healthy);
       assert.match(await probe('/readyz'), /^200 ready: MCP ping ok/);
       if (consul.standin) {
@@ -80,7 +114,11 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
       }
       // Freeze the server: the kernel still accepts TCP, but nothing answers MCP.
       everything.child.kill('SIGSTOP');
-      await waitFor('endpoint unhealthy after the MCP check fails', async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=UNHEALTHY`, 15_000);
+      await waitFor(
+        'endpoint unhealthy after the MCP check fails',
+        async () => (await endpoints())?.join() === `127.0.0.1:${everything.port}=UNHEALTHY`,
+        15_000,
+      );
       // Kubernetes sees what Consul sees: the readiness probe fails with the MCP check, liveness does not.
       assert.match(await probe('/readyz'), /^503 not ready: MCP server unhealthy/);
       assert.match(await probe('/healthz'), /^200 ok/);
@@ -90,7 +128,10 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
       await agent.stop();
     }
     await waitFor('service gone after the agent stopped', async () => (await endpoints()) === undefined, 15_000);
-    assert.ok(logs.some((l) => l.includes('deregistered from consul')), logs.join('\n'));
+    assert.ok(
+      logs.some((l) => l.includes('deregistered from consul')),
+      logs.join('\n'),
+    );
   });
 
   it('with Envoy in another container: writes the bootstrap, advertises the inbound port, starts no Envoy', async () => {
@@ -98,17 +139,30 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
     const bootstrapPath = path.join(dir, 'envoy', 'bootstrap.json');
     const name = uniqueName('external');
     const agent = new SidecarAgent({
-      service: name, address: '127.0.0.1', appPort: everything.port, inboundPort: 15123, mcpPath: '/mcp',
-      protocol: '2025-11-25', transport: 'streamable-http', externalEnvoy: true, bootstrapPath,
+      service: name,
+      address: '127.0.0.1',
+      appPort: everything.port,
+      inboundPort: 15123,
+      mcpPath: '/mcp',
+      protocol: '2025-11-25',
+      transport: 'streamable-http',
+      externalEnvoy: true,
+      bootstrapPath,
       consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}) },
-      controlPlane: { host: '127.0.0.1', port: cp.xdsPort }, healthIntervalMs: 200, drainMs: 0, log: () => {},
+      controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
+      healthIntervalMs: 200,
+      drainMs: 0,
+      log: () => {},
     });
     await agent.start();
     try {
       assert.equal(agent.advertisedPort, 15123);
       const bootstrap = JSON.parse(readFileSync(bootstrapPath, 'utf8')) as { node: { id: string; metadata: Record<string, unknown> } };
       assert.equal(bootstrap.node.id, agent.serviceId);
-      assert.deepEqual([bootstrap.node.metadata['role'], bootstrap.node.metadata['app_port'], bootstrap.node.metadata['inbound_port']], ['sidecar', everything.port, 15123]);
+      assert.deepEqual(
+        [bootstrap.node.metadata['role'], bootstrap.node.metadata['app_port'], bootstrap.node.metadata['inbound_port']],
+        ['sidecar', everything.port, 15123],
+      );
       if (consul.standin) {
         await waitFor('registered', async () => consul.standin?.services().some((s) => s.id === agent.serviceId) ?? false, 10_000);
         const reg = consul.standin.services().find((s) => s.id === agent.serviceId);

@@ -30,14 +30,17 @@ function capture(): { log: ReturnType<typeof createLogger>; lines: Array<Record<
 
 describe('source status', () => {
   const cleanups: Array<() => Promise<void> | void> = [];
-  after(async () => { for (const c of cleanups.reverse()) await c(); });
+  after(async () => {
+    for (const c of cleanups.reverse()) await c();
+  });
 
   it('clears a registry error when the same file is put back', async () => {
     const { log, lines } = capture();
     const t = await startControlPlane(REGISTRY, { log, quietMs: 10, maxDelayMs: 50 });
     cleanups.push(() => t.stop());
     const sources = async (): Promise<Record<string, string>> => (await (await t.admin('/debug/sources')).json()) as Record<string, string>;
-    const up = async (): Promise<string | undefined> => /^mcpmesh_source_up\{source="registry"\} (\d)$/m.exec(await (await t.admin('/metrics')).text())?.[1];
+    const up = async (): Promise<string | undefined> =>
+      /^mcpmesh_source_up\{source="registry"\} (\d)$/m.exec(await (await t.admin('/metrics')).text())?.[1];
     await waitFor('ready', async () => (await t.admin('/readyz')).status === 200);
 
     unlinkSync(t.registryFile);
@@ -72,32 +75,63 @@ describe('source status', () => {
     writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
     const { log, lines } = capture();
     const cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'), consul: { address: proxy.address, wait: '2s' },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 50, log, metrics: new Metrics({ processMetrics: false }),
+      registryFile: path.join(dir, 'unused.yaml'),
+      consul: { address: proxy.address, wait: '2s' },
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: 10,
+      maxDelayMs: 50,
+      log,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
     cleanups.push(() => cp.stop());
     const admin = (p: string): Promise<Response> => fetch(`http://127.0.0.1:${cp.adminPort}${p}`);
-    const err = await waitFor('error shown', async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'], 5000);
+    const err = await waitFor(
+      'error shown',
+      async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'],
+      5000,
+    );
     assert.match(err, /^consul catalog watch .*HTTP 500/);
     const first = lines.find((l) => l['level'] === 'error');
     assert.equal(first?.['source'], 'consul');
     assert.equal(first?.['msg'], 'consul watch failed, retrying; no mesh yet, not ready');
-    assert.ok(!lines.some((l) => String(l['msg']).includes('registry') || String(l['msg']).includes('last good mesh')), 'no claim of a mesh that does not exist');
+    assert.ok(
+      !lines.some((l) => String(l['msg']).includes('registry') || String(l['msg']).includes('last good mesh')),
+      'no claim of a mesh that does not exist',
+    );
     assert.equal((await admin('/readyz')).status, 503);
 
     proxy.heal();
     await waitFor('ready once Consul answers', async () => (await admin('/readyz')).status === 200, 5000);
-    await waitFor('error cleared', async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'] === undefined, 5000);
+    await waitFor(
+      'error cleared',
+      async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'] === undefined,
+      5000,
+    );
     assert.match(await (await admin('/metrics')).text(), /^mcpmesh_source_up\{source="consul"\} 1$/m);
 
     // Consul refuses again, then answers with exactly the same data: nothing to publish, the error still goes.
     const mark = lines.length;
     proxy.set({ kind: 'status', status: 500 });
-    await waitFor('error shown again', async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'], 5000);
+    await waitFor(
+      'error shown again',
+      async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'],
+      5000,
+    );
     assert.ok(lines.some((l) => l['msg'] === 'consul watch failed, retrying; serving the last good mesh'));
     proxy.heal();
-    await waitFor('error cleared without a mesh change', async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'] === undefined, 5000);
+    await waitFor(
+      'error cleared without a mesh change',
+      async () => ((await (await admin('/debug/sources')).json()) as Record<string, string>)['consul'] === undefined,
+      5000,
+    );
     assert.match(await (await admin('/metrics')).text(), /^mcpmesh_source_up\{source="consul"\} 1$/m);
-    assert.equal(lines.slice(mark).filter((l) => l['msg'] === 'mesh published' && l['snapshots_changed'] !== 0).length, 0, 'the mesh did not change');
+    assert.equal(
+      lines.slice(mark).filter((l) => l['msg'] === 'mesh published' && l['snapshots_changed'] !== 0).length,
+      0,
+      'the mesh did not change',
+    );
   });
 });

@@ -66,7 +66,9 @@ ${extra}`;
   before(async () => {
     a1 = await startBackend('a1');
     a2 = await startBackend('a2');
-    tcp = await startControlPlane(registry(), { routing: 'services:\n  weather:\n    routing: { retries: 5 }\n    circuitBreakers: { maxRequests: 5000 }\n' });
+    tcp = await startControlPlane(registry(), {
+      routing: 'services:\n  weather:\n    routing: { retries: 5 }\n    circuitBreakers: { maxRequests: 5000 }\n',
+    });
     admin = `http://127.0.0.1:${tcp.cp.adminPort}`;
     process.env['GRPC_XDS_BOOTSTRAP_CONFIG'] = JSON.stringify({
       xds_servers: [{ server_uri: `127.0.0.1:${tcp.cp.xdsPort}`, channel_creds: [{ type: 'insecure' }], server_features: ['xds_v3'] }],
@@ -78,14 +80,29 @@ ${extra}`;
     await waitFor('a call through grpc-js-xds', () => who(grpcClient));
     raw = new RawAdsClient(`127.0.0.1:${tcp.cp.xdsPort}`);
     nacker = raw.sotw();
-    nacker.send({ type_url: TYPE_URLS.cluster, resource_names: [], node: node('envoy-nacker', { role: 'gateway' }, { region: 'us-east', zone: 'c' }) });
+    nacker.send({
+      type_url: TYPE_URLS.cluster,
+      resource_names: [],
+      node: node('envoy-nacker', { role: 'gateway' }, { region: 'us-east', zone: 'c' }),
+    });
     const first = await nacker.next('cluster');
-    nacker.send({ type_url: TYPE_URLS.cluster, resource_names: [], version_info: '', response_nonce: first['nonce'], error_detail: { code: 3, message: 'cluster mcp.weather: unknown field frobnicate' } });
+    nacker.send({
+      type_url: TYPE_URLS.cluster,
+      resource_names: [],
+      version_info: '',
+      response_nonce: first['nonce'],
+      error_detail: { code: 3, message: 'cluster mcp.weather: unknown field frobnicate' },
+    });
     await waitFor('NACK and ACKs recorded', async () => {
-      const list = (await (await tcp.admin('/debug/proxies')).json()) as Array<{ id: string; types: Record<string, { ackedVersion?: string; nacks: number }> }>;
+      const list = (await (await tcp.admin('/debug/proxies')).json()) as Array<{
+        id: string;
+        types: Record<string, { ackedVersion?: string; nacks: number }>;
+      }>;
       const g = list.find((p) => p.id === 'grpc-gw-status');
       const n = list.find((p) => p.id === 'envoy-nacker');
-      return n?.types['cluster']?.nacks === 1 && g && ['listener', 'route', 'cluster', 'endpoint'].every((k) => g.types[k]?.ackedVersion) ? true : undefined;
+      return n?.types['cluster']?.nacks === 1 && g && ['listener', 'route', 'cluster', 'endpoint'].every((k) => g.types[k]?.ackedVersion)
+        ? true
+        : undefined;
     });
   });
   after(async () => {
@@ -125,9 +142,22 @@ ${extra}`;
     const { code, out, err } = await status(admin, '--json');
     assert.equal(code, 0, err);
     const r = JSON.parse(out) as StatusReport;
-    assert.deepEqual(r.mesh.services.map((s) => [s.name, s.endpoints.map((e) => `${e.region}/${e.zone} ${e.healthy} ${JSON.stringify(e.healthFrom)}`).sort()]), [['weather', [
-      'eu-west/a true {"source":"registry","declared":false}', 'eu-west/b true {"source":"registry","declared":false}', 'us-east/c false {"source":"registry","declared":true}',
-    ]]]);
+    assert.deepEqual(
+      r.mesh.services.map((s) => [
+        s.name,
+        s.endpoints.map((e) => `${e.region}/${e.zone} ${e.healthy} ${JSON.stringify(e.healthFrom)}`).sort(),
+      ]),
+      [
+        [
+          'weather',
+          [
+            'eu-west/a true {"source":"registry","declared":false}',
+            'eu-west/b true {"source":"registry","declared":false}',
+            'us-east/c false {"source":"registry","declared":true}',
+          ],
+        ],
+      ],
+    );
     const nack = r.proxies.find((p) => p.id === 'envoy-nacker')?.types.cluster;
     assert.equal(nack?.lastNack, 'cluster mcp.weather: unknown field frobnicate');
     const gw = r.proxies.find((p) => p.id === 'grpc-gw-status');
@@ -140,13 +170,18 @@ ${extra}`;
     const retries = knobs.find((k) => k.knob === 'routing.retries');
     assert.equal(retries?.value, 5);
     assert.equal(retries?.from.source, 'file');
-    assert.deepEqual(retries?.overridden.map((o) => [o.from.source, o.value]), [['default', 2]]);
+    assert.deepEqual(
+      retries?.overridden.map((o) => [o.from.source, o.value]),
+      [['default', 2]],
+    );
     assert.equal(knobs.find((k) => k.knob === 'routing.lbPolicy')?.from.source, 'default');
   });
 
   it('shows a source error while the last good mesh keeps being served', async () => {
     tcp.writeRegistry(registry('  - name: "Bad Name"\n    endpoints: []\n'));
-    await waitFor('registry error recorded', async () => ((await (await tcp.admin('/debug/sources')).json()) as Record<string, unknown>)['registry'] ? true : undefined);
+    await waitFor('registry error recorded', async () =>
+      ((await (await tcp.admin('/debug/sources')).json()) as Record<string, unknown>)['registry'] ? true : undefined,
+    );
     const { code, out } = await status(admin);
     assert.equal(code, 0);
     assert.match(out, /SOURCE ERRORS \(1\)\n {2}registry: .*registry\.yaml: 2 problem\(s\):\n +services\[1\]\.name: "Bad Name"/);
@@ -158,7 +193,12 @@ ${extra}`;
     const { code, out, err } = await status(`http://127.0.0.1:${port}`);
     assert.equal(code, 1);
     assert.equal(out, '');
-    assert.match(err, new RegExp(String.raw`^mcpmesh status: cannot reach the control plane's admin API at http:\/\/127\.0\.0\.1:${port} \(ECONNREFUSED\): is it running \(npm start\)\? Point at another with --admin URL or MCPMESH_ADMIN_URL\n$`));
+    assert.match(
+      err,
+      new RegExp(
+        String.raw`^mcpmesh status: cannot reach the control plane's admin API at http:\/\/127\.0\.0\.1:${port} \(ECONNREFUSED\): is it running \(npm start\)\? Point at another with --admin URL or MCPMESH_ADMIN_URL\n$`,
+      ),
+    );
   });
 });
 
@@ -174,13 +214,32 @@ describe(`mcpmesh status with Consul (${process.env['CONSUL_HTTP_ADDR'] ? 'real 
     client = consulClient({ address: consul.address, ...(consul.token ? { token: consul.token } : {}) });
     writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'), consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20, backoffMaxMs: 500 },
-      xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0, quietMs: 10, maxDelayMs: 100, log: silentLogger, metrics: new Metrics({ processMetrics: false }),
+      registryFile: path.join(dir, 'unused.yaml'),
+      consul: {
+        address: consul.address,
+        ...(consul.token ? { token: consul.token } : {}),
+        wait: '5s',
+        backoffFactorMs: 20,
+        backoffMaxMs: 500,
+      },
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
     }).start();
-    const register = (n: number, status?: string): Promise<unknown> => client.agent.service.register({
-      name: svc, id: `${svc}-${n}`, address: `10.7.0.${n}`, port: 7001, tags: ['mcp'],
-      ...(status ? { check: { checkid: `mcp:${svc}-${n}`, name: 'mcp', ttl: '30s', status, timeout: '' } as never } : {}),
-    });
+    const register = (n: number, status?: string): Promise<unknown> =>
+      client.agent.service.register({
+        name: svc,
+        id: `${svc}-${n}`,
+        address: `10.7.0.${n}`,
+        port: 7001,
+        tags: ['mcp'],
+        ...(status ? { check: { checkid: `mcp:${svc}-${n}`, name: 'mcp', ttl: '30s', status, timeout: '' } as never } : {}),
+      });
     await register(1, 'passing');
     await register(2, 'critical');
     await register(3);
@@ -195,7 +254,13 @@ describe(`mcpmesh status with Consul (${process.env['CONSUL_HTTP_ADDR'] ? 'real 
 
   it('shows passing and critical as Consul reported them, not as a declaration', async () => {
     const admin = `http://127.0.0.1:${cp.adminPort}`;
-    await waitFor('three instances published', async () => ((await (await fetch(`${admin}/debug/mesh`)).json()) as MeshStatusView).services.find((s) => s.name === svc)?.endpoints.length === 3, 15_000);
+    await waitFor(
+      'three instances published',
+      async () =>
+        ((await (await fetch(`${admin}/debug/mesh`)).json()) as MeshStatusView).services.find((s) => s.name === svc)?.endpoints.length ===
+        3,
+      15_000,
+    );
     const { code, out, err } = await status(admin);
     assert.equal(code, 0, err);
     assert.match(out, /10\.7\.0\.1:7001 +healthy \(consul checks: passing\)/);
@@ -214,12 +279,30 @@ describe('mcpmesh status in a secured mesh: certificate expiry', () => {
   before(async () => {
     writeFileSync(path.join(dir, 'registry.yaml'), 'services: []\n');
     cp = await new ControlPlane({
-      registryFile: path.join(dir, 'registry.yaml'), xdsHost: '127.0.0.1', xdsPort: 0, adminHost: '127.0.0.1', adminPort: 0,
-      authzHost: '127.0.0.1', authzPort: 0, quietMs: 10, maxDelayMs: 100, log: silentLogger, metrics: new Metrics({ processMetrics: false }),
-      security: { publicUrl: 'https://mcp.example.com', authz: { host: '127.0.0.1', port: 18002 }, policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] } },
+      registryFile: path.join(dir, 'registry.yaml'),
+      xdsHost: '127.0.0.1',
+      xdsPort: 0,
+      adminHost: '127.0.0.1',
+      adminPort: 0,
+      authzHost: '127.0.0.1',
+      authzPort: 0,
+      quietMs: 10,
+      maxDelayMs: 100,
+      log: silentLogger,
+      metrics: new Metrics({ processMetrics: false }),
+      security: {
+        publicUrl: 'https://mcp.example.com',
+        authz: { host: '127.0.0.1', port: 18002 },
+        policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] },
+      },
     }).start();
     const { token } = await cp.mintJoinToken('spiffe://mesh.test/mcp/weather');
-    wl = new WorkloadIdentity({ controlPlane: { host: '127.0.0.1', port: cp.xdsPort }, credential: { type: 'join-token', token }, ttlSeconds: 3600, log: () => {} });
+    wl = new WorkloadIdentity({
+      controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
+      credential: { type: 'join-token', token },
+      ttlSeconds: 3600,
+      log: () => {},
+    });
     await wl.start();
   });
   after(async () => {
@@ -240,10 +323,26 @@ describe('mcpmesh status in a secured mesh: certificate expiry', () => {
   it('renders expiry in the past as EXPIRED', () => {
     assert.equal(until('2026-01-01T00:00:00Z', Date.parse('2026-01-01T03:00:00Z')), 'EXPIRED 3h ago');
     const r: StatusReport = {
-      admin: 'x', proxies: [], sourceErrors: {}, routing: null,
-      mesh: { source: 's', publishedAt: null, services: [], certificates: { trustDomain: 't', ca: { notAfter: '2026-01-01T00:00:00Z' }, controlPlane: { spiffeId: 'spiffe://t/control-plane', notAfter: null }, issued: [] } },
+      admin: 'x',
+      proxies: [],
+      sourceErrors: {},
+      routing: null,
+      mesh: {
+        source: 's',
+        publishedAt: null,
+        services: [],
+        certificates: {
+          trustDomain: 't',
+          ca: { notAfter: '2026-01-01T00:00:00Z' },
+          controlPlane: { spiffeId: 'spiffe://t/control-plane', notAfter: null },
+          issued: [],
+        },
+      },
     };
-    assert.match(renderStatus(r, Date.parse('2026-01-03T00:00:00Z')), /CA \(trust domain t\) {2}expires 2026-01-01T00:00:00Z \(EXPIRED 2d ago\)/);
+    assert.match(
+      renderStatus(r, Date.parse('2026-01-03T00:00:00Z')),
+      /CA \(trust domain t\) {2}expires 2026-01-01T00:00:00Z \(EXPIRED 2d ago\)/,
+    );
   });
 });
 

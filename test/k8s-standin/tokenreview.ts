@@ -113,7 +113,11 @@ export class TokenReviewStandIn {
     let tls = opts.tls;
     if (!tls) {
       const pki = makeTestPki();
-      tls = { certPem: readFileSync(pki.serverCert, 'utf8'), keyPem: readFileSync(pki.serverKey, 'utf8'), caPem: readFileSync(pki.caFile, 'utf8') };
+      tls = {
+        certPem: readFileSync(pki.serverCert, 'utf8'),
+        keyPem: readFileSync(pki.serverKey, 'utf8'),
+        caPem: readFileSync(pki.caFile, 'utf8'),
+      };
     }
     this.caPem = tls.caPem;
     this.#server = https.createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
@@ -122,7 +126,13 @@ export class TokenReviewStandIn {
       req.on('end', () => {
         const body = Buffer.concat(chunks).toString('utf8');
         const path = (req.url ?? '/').split('?')[0] ?? '/';
-        this.requests.push({ method: req.method ?? '', path, authorization: req.headers.authorization, contentType: req.headers['content-type'], body });
+        this.requests.push({
+          method: req.method ?? '',
+          path,
+          authorization: req.headers.authorization,
+          contentType: req.headers['content-type'],
+          body,
+        });
         if (this.stall) return;
         const [code, answer] = this.#handle(req.method ?? '', path, req.headers.authorization, body);
         const text = JSON.stringify(answer);
@@ -159,9 +169,15 @@ export class TokenReviewStandIn {
     if (path !== TOKENREVIEW_PATH) return [404, status(404, 'NotFound', 'the server could not find the requested resource')];
     if (method !== 'POST') return [405, status(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`)];
     if (reviewer.mayReview === false) {
-      return [403, status(403, 'Forbidden',
-        `tokenreviews.authentication.k8s.io is forbidden: User "${reviewer.username}" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope`,
-        { group: 'authentication.k8s.io', kind: 'tokenreviews' })];
+      return [
+        403,
+        status(
+          403,
+          'Forbidden',
+          `tokenreviews.authentication.k8s.io is forbidden: User "${reviewer.username}" cannot create resource "tokenreviews" in API group "authentication.k8s.io" at the cluster scope`,
+          { group: 'authentication.k8s.io', kind: 'tokenreviews' },
+        ),
+      ];
     }
     let posted: unknown;
     try {
@@ -169,20 +185,31 @@ export class TokenReviewStandIn {
     } catch (err) {
       return [400, status(400, 'BadRequest', `the body of the request was in an unknown format: ${(err as Error).message}`)];
     }
-    if (typeof posted !== 'object' || posted === null || Array.isArray(posted)) return [400, status(400, 'BadRequest', 'the body of the request is not an object')];
+    if (typeof posted !== 'object' || posted === null || Array.isArray(posted))
+      return [400, status(400, 'BadRequest', 'the body of the request is not an object')];
     const obj = posted as Record<string, unknown>;
-    if (obj['kind'] !== undefined && obj['kind'] !== 'TokenReview') return [400, status(400, 'BadRequest', `kind ${JSON.stringify(obj['kind'])} is not TokenReview`)];
+    if (obj['kind'] !== undefined && obj['kind'] !== 'TokenReview')
+      return [400, status(400, 'BadRequest', `kind ${JSON.stringify(obj['kind'])} is not TokenReview`)];
     if (obj['apiVersion'] !== undefined && obj['apiVersion'] !== 'authentication.k8s.io/v1') {
-      return [400, status(400, 'BadRequest', `the API version in the data (${String(obj['apiVersion'])}) does not match the expected API version (authentication.k8s.io/v1)`)];
+      return [
+        400,
+        status(
+          400,
+          'BadRequest',
+          `the API version in the data (${String(obj['apiVersion'])}) does not match the expected API version (authentication.k8s.io/v1)`,
+        ),
+      ];
     }
-    const spec = typeof obj['spec'] === 'object' && obj['spec'] !== null ? obj['spec'] as Record<string, unknown> : {};
+    const spec = typeof obj['spec'] === 'object' && obj['spec'] !== null ? (obj['spec'] as Record<string, unknown>) : {};
     const token = typeof spec['token'] === 'string' ? spec['token'] : '';
     const specAudiences = Array.isArray(spec['audiences']) ? spec['audiences'].filter((a): a is string => typeof a === 'string') : [];
     if (token === '') return [400, status(400, 'BadRequest', 'token is required for TokenReview in authentication')];
 
     const echoSpec: { [k: string]: Json } = { token, ...(specAudiences.length > 0 ? { audiences: specAudiences } : {}) };
-    const review = (st: { [k: string]: Json }): [number, { [k: string]: Json }] =>
-      [201, { kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec: echoSpec, status: st }];
+    const review = (st: { [k: string]: Json }): [number, { [k: string]: Json }] => [
+      201,
+      { kind: 'TokenReview', apiVersion: 'authentication.k8s.io/v1', metadata: { creationTimestamp: null }, spec: echoSpec, status: st },
+    ];
     // Go omits `authenticated: false` (omitempty) but not the empty user struct.
     const refused = (error: string): [number, { [k: string]: Json }] => review({ user: {}, error });
 
@@ -192,12 +219,16 @@ export class TokenReviewStandIn {
     const tokenAudiences = known.audiences.length > 0 ? known.audiences : this.apiAudiences;
     const audiences = tokenAudiences.filter((a) => requested.includes(a));
     if (audiences.length === 0) {
-      return refused(`[invalid bearer token, token audiences ${goQuoteList(tokenAudiences)} is invalid for the target audiences ${goQuoteList(requested)}]`);
+      return refused(
+        `[invalid bearer token, token audiences ${goQuoteList(tokenAudiences)} is invalid for the target audiences ${goQuoteList(requested)}]`,
+      );
     }
     if (known.expired) return refused('[invalid bearer token, service account token has expired]');
 
     const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(known.username);
-    const groups: Json[] = sa ? ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`, 'system:authenticated'] : ['system:authenticated'];
+    const groups: Json[] = sa
+      ? ['system:serviceaccounts', `system:serviceaccounts:${sa[1]}`, 'system:authenticated']
+      : ['system:authenticated'];
     const extra: { [k: string]: Json } = {};
     if (sa && known.podName) {
       extra['authentication.kubernetes.io/pod-name'] = [known.podName];

@@ -8,7 +8,9 @@ import { compilePolicy } from '../../control-plane/src/policy/engine.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { encodeCheckRequest } from './helpers.ts';
 
-const cp = compilePolicy(parsePolicy(`
+const cp = compilePolicy(
+  parsePolicy(
+    `
 trustDomain: mcpmesh.local
 roles:
   analyst:
@@ -20,12 +22,18 @@ roles:
   admin:
     allow:
       - { service: weather, tools: ["*"] }
-`, 'test'));
+`,
+    'test',
+  ),
+);
 
-const request = (roles: string[], tool: string, sub = 'x'): Buffer => encodeCheckRequest({
-  service: 'weather', rawHeaders: true, metadataClaims: { sub, roles },
-  body: { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool } },
-});
+const request = (roles: string[], tool: string, sub = 'x'): Buffer =>
+  encodeCheckRequest({
+    service: 'weather',
+    rawHeaders: true,
+    metadataClaims: { sub, roles },
+    body: { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: tool } },
+  });
 
 /** The decision with no cache at all, from a full protobufjs decode. */
 const uncached = (buf: Buffer): string => {
@@ -39,8 +47,13 @@ describe('authorizer caches', () => {
     const decisions = new DecisionCache();
     // Same length metadata, different roles and subjects: more callers than a bucket holds, interleaved.
     const reqs = [
-      request(['analyst'], 'echo', 'a1'), request(['ops'], 'echo', 'o1'), request(['admin'], 'echo', 'd1'),
-      request(['ops'], 'echo', 'o2'), request(['analyst'], 'echo', 'a2'), request([], 'echo', 'n1'), request(['admin'], 'drop', 'd2'),
+      request(['analyst'], 'echo', 'a1'),
+      request(['ops'], 'echo', 'o1'),
+      request(['admin'], 'echo', 'd1'),
+      request(['ops'], 'echo', 'o2'),
+      request(['analyst'], 'echo', 'a2'),
+      request([], 'echo', 'n1'),
+      request(['admin'], 'drop', 'd2'),
     ];
     const want = reqs.map(uncached);
     assert.deepEqual(new Set(want.map((w) => w.split(' ')[0])), new Set(['allow', 'deny']));
@@ -52,7 +65,7 @@ describe('authorizer caches', () => {
     }
   });
 
-  it('reads the payload under the decoder\'s key: the same bytes under another key are another caller', () => {
+  it("reads the payload under the decoder's key: the same bytes under another key are another caller", () => {
     const callers = new CallerCache();
     const buf = request(['admin'], 'drop');
     assert.equal(authorize(cp, decodeCheckInput(buf, 'jwt_payload'), { callers }).verdict, 'allow');
@@ -64,7 +77,8 @@ describe('authorizer caches', () => {
     const callers = new CallerCache(2, () => 7);
     const decisions = new DecisionCache(3);
     const reqs: Buffer[] = [];
-    for (let i = 0; i < 12; i++) reqs.push(request([['analyst', 'ops', 'admin'][i % 3] as string], ['echo', 'get_x', 'drop', `t${i}`][i % 4] as string, `s${i}`));
+    for (let i = 0; i < 12; i++)
+      reqs.push(request([['analyst', 'ops', 'admin'][i % 3] as string], ['echo', 'get_x', 'drop', `t${i}`][i % 4] as string, `s${i}`));
     const want = reqs.map(uncached);
     for (let round = 0; round < 3; round++) {
       reqs.forEach((buf, i) => {

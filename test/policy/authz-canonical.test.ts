@@ -18,7 +18,11 @@ import { decodeCheckResponse, encodeCheckRequest, headerOf, type CheckSpec, type
 const require = createRequire(import.meta.url);
 
 /** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
-type RpcErrorReply = { jsonrpc: string; id: string | number | null; error: { code: number; message: string; data?: Record<string, unknown> } };
+type RpcErrorReply = {
+  jsonrpc: string;
+  id: string | number | null;
+  error: { code: number; message: string; data?: Record<string, unknown> };
+};
 
 const POLICY_YAML = `
 trustDomain: mcpmesh.local
@@ -44,7 +48,12 @@ roles:
 
 const ANALYST = { sub: 'alice', roles: ['analyst'] };
 const identity = (b: Buffer): Buffer => b;
-const call = (id: number | string, name: string): Record<string, unknown> => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: {} } });
+const call = (id: number | string, name: string): Record<string, unknown> => ({
+  jsonrpc: '2.0',
+  id,
+  method: 'tools/call',
+  params: { name, arguments: {} },
+});
 const read = (id: number, uri: string): Record<string, unknown> => ({ jsonrpc: '2.0', id, method: 'resources/read', params: { uri } });
 const POLYGLOT = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_forecast+ACI-+ACw-+ACI-name+ACI-:+ACI-admin_reset"}}';
 
@@ -58,9 +67,10 @@ describe('MCP authorizer: one decision on canonical input', () => {
   let server: AuthzServer;
   let client: grpc.Client;
 
-  const checkRaw = (req: Buffer): Promise<Buffer> => new Promise((resolve, reject) => {
-    client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(resp as Buffer)));
-  });
+  const checkRaw = (req: Buffer): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(resp as Buffer)));
+    });
   const checkBytes = async (s: CheckSpec): Promise<{ r: DecodedCheckResponse; bytes: Buffer }> => {
     const bytes = await checkRaw(encodeCheckRequest({ service: 'weather', metadataClaims: ANALYST, ...s }));
     assertValidUtf8(bytes);
@@ -69,7 +79,11 @@ describe('MCP authorizer: one decision on canonical input', () => {
   const check = async (s: CheckSpec): Promise<DecodedCheckResponse> => (await checkBytes(s)).r;
   const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: RpcErrorReply } => {
     if (r.ok_response) return { status: 200, decision: headerOf(r.ok_response.response_headers_to_add, 'x-mcpmesh-decision') };
-    return { status: Number(r.denied_response?.status?.code), decision: headerOf(r.denied_response?.headers, 'x-mcpmesh-decision'), body: JSON.parse(r.denied_response?.body ?? 'null') };
+    return {
+      status: Number(r.denied_response?.status?.code),
+      decision: headerOf(r.denied_response?.headers, 'x-mcpmesh-decision'),
+      body: JSON.parse(r.denied_response?.body ?? 'null'),
+    };
   };
 
   before(async () => {
@@ -83,7 +97,11 @@ describe('MCP authorizer: one decision on canonical input', () => {
 
   describe('Content-Type: application/json in UTF-8 only', () => {
     it('express.json() really runs the UTF-7 polyglot as admin_reset (why any other charset is refused)', async () => {
-      const express = require('express') as (() => { use(m: unknown): void; post(p: string, h: (req: { body: unknown }, res: { json(v: unknown): void }) => void): void; listen(port: number, host: string, cb: () => void): http.Server }) & { json(): unknown };
+      const express = require('express') as (() => {
+        use(m: unknown): void;
+        post(p: string, h: (req: { body: unknown }, res: { json(v: unknown): void }) => void): void;
+        listen(port: number, host: string, cb: () => void): http.Server;
+      }) & { json(): unknown };
       const app = express();
       app.use(express.json());
       app.post('/mcp', (req, res) => res.json(req.body));
@@ -91,7 +109,11 @@ describe('MCP authorizer: one decision on canonical input', () => {
         const s = app.listen(0, '127.0.0.1', () => resolve(s));
       });
       try {
-        const res = await fetch(`http://127.0.0.1:${(srv.address() as AddressInfo).port}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json; charset=utf-7' }, body: POLYGLOT });
+        const res = await fetch(`http://127.0.0.1:${(srv.address() as AddressInfo).port}/mcp`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json; charset=utf-7' },
+          body: POLYGLOT,
+        });
         assert.equal(((await res.json()) as { params: { name: string } }).params.name, 'admin_reset');
       } finally {
         srv.close();
@@ -133,7 +155,13 @@ describe('MCP authorizer: one decision on canonical input', () => {
     });
 
     it('accepts application/json with no charset or charset=utf-8, any case, quoted or not', async () => {
-      for (const ct of ['application/json', 'Application/JSON', 'application/json; charset=utf-8', 'application/json;charset=UTF-8', 'application/json; Charset="utf-8"']) {
+      for (const ct of [
+        'application/json',
+        'Application/JSON',
+        'application/json; charset=utf-8',
+        'application/json;charset=UTF-8',
+        'application/json; Charset="utf-8"',
+      ]) {
         const v = verdict(await check({ body: call(1, 'get_forecast'), headers: { 'content-type': ct } }));
         assert.equal(v.status, 200, ct);
       }
@@ -171,7 +199,11 @@ describe('MCP authorizer: one decision on canonical input', () => {
 
     it('refuses bytes that are not UTF-8 (overlong, encoded surrogate, stray continuation) with 400', async () => {
       for (const bad of [[0xc0, 0xaf], [0xed, 0xa0, 0x80], [0x80], [0xf8, 0x88, 0x80, 0x80, 0x80]]) {
-        const body = Buffer.concat([Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_'), Buffer.from(bad), Buffer.from('"}}')]);
+        const body = Buffer.concat([
+          Buffer.from('{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_'),
+          Buffer.from(bad),
+          Buffer.from('"}}'),
+        ]);
         const v = verdict(await check({ bodyBytes: body }));
         assert.equal(v.status, 400, Buffer.from(bad).toString('hex'));
         assert.match(v.body?.error.message ?? '', /not valid UTF-8/);
@@ -180,13 +212,33 @@ describe('MCP authorizer: one decision on canonical input', () => {
 
     it('refuses them in the body string field too (no pack_as_bytes), instead of deciding on U+FFFD', async () => {
       const t = lookupType('envoy.service.auth.v3.CheckRequest');
-      const buf = Buffer.from(t.encode(t.fromObject({
-        attributes: {
-          request: { http: { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_QQ"}}' } },
-          context_extensions: { mcp_service: 'weather' },
-          metadata_context: { filter_metadata: { 'envoy.filters.http.jwt_authn': { fields: { jwt_payload: { structValue: { fields: { roles: { listValue: { values: [{ stringValue: 'analyst' }] } } } } } } } } },
-        },
-      })).finish());
+      const buf = Buffer.from(
+        t
+          .encode(
+            t.fromObject({
+              attributes: {
+                request: {
+                  http: {
+                    method: 'POST',
+                    headers: { 'content-type': 'application/json' },
+                    body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_QQ"}}',
+                  },
+                },
+                context_extensions: { mcp_service: 'weather' },
+                metadata_context: {
+                  filter_metadata: {
+                    'envoy.filters.http.jwt_authn': {
+                      fields: {
+                        jwt_payload: { structValue: { fields: { roles: { listValue: { values: [{ stringValue: 'analyst' }] } } } } },
+                      },
+                    },
+                  },
+                },
+              },
+            }),
+          )
+          .finish(),
+      );
       const at = buf.indexOf('get_QQ') + 4;
       buf[at] = 0xc0;
       buf[at + 1] = 0xaf;
@@ -228,7 +280,9 @@ describe('MCP authorizer: one decision on canonical input', () => {
 
     it('method names are exact: no folding, no trimming; near-misses of a naming method are refused', async () => {
       for (const method of ['Tools/Call', 'TOOLS/CALL', 'tools/call ', ' tools/call', 'tools/call\u0000', 'resources/READ']) {
-        const v = verdict(await check({ body: { jsonrpc: '2.0', id: 1, method, params: { name: 'admin_reset', uri: 'file:///etc/passwd' } } }));
+        const v = verdict(
+          await check({ body: { jsonrpc: '2.0', id: 1, method, params: { name: 'admin_reset', uri: 'file:///etc/passwd' } } }),
+        );
         assert.equal(v.status, 400, JSON.stringify(method));
         assert.equal(v.decision, 'deny; rule=malformed-request');
       }
@@ -242,7 +296,12 @@ describe('MCP authorizer: one decision on canonical input', () => {
 
   describe('resource URIs normalized before matching; ambiguous encodings refused', () => {
     it('dot segments are resolved as the server resolves them: file:///reports/../etc/passwd is /etc/passwd', async () => {
-      for (const uri of ['file:///reports/../etc/passwd', 'file:///reports/%2e%2e/etc/passwd', 'file:///reports/.%2E/etc/passwd', 'file:///reports/./../etc/passwd']) {
+      for (const uri of [
+        'file:///reports/../etc/passwd',
+        'file:///reports/%2e%2e/etc/passwd',
+        'file:///reports/.%2E/etc/passwd',
+        'file:///reports/./../etc/passwd',
+      ]) {
         const v = verdict(await check({ service: 'files', body: read(1, uri) }));
         assert.equal(v.status, 403, uri);
         assert.equal(v.decision, 'deny; rule=default-deny', uri);
@@ -256,15 +315,34 @@ describe('MCP authorizer: one decision on canonical input', () => {
 
     it('spellings WHATWG URL (the SDK) reads as file:///etc/...: localhost, no slashes, upper case (fuzz finding)', async () => {
       const operator = { sub: 'o', roles: ['operator'] };
-      assert.equal(verdict(await check({ service: 'files', metadataClaims: operator, body: read(1, 'file:///reports/a.txt') })).status, 200);
-      for (const uri of ['file://localhost/etc/passwd', 'file://LOCALHOST/reports/../etc/passwd', 'file:/etc/passwd', 'file:etc/passwd', 'FILE:///etc/passwd', 'file:///etc/./passwd']) {
+      assert.equal(
+        verdict(await check({ service: 'files', metadataClaims: operator, body: read(1, 'file:///reports/a.txt') })).status,
+        200,
+      );
+      for (const uri of [
+        'file://localhost/etc/passwd',
+        'file://LOCALHOST/reports/../etc/passwd',
+        'file:/etc/passwd',
+        'file:etc/passwd',
+        'FILE:///etc/passwd',
+        'file:///etc/./passwd',
+      ]) {
         const v = verdict(await check({ service: 'files', metadataClaims: operator, body: read(1, uri) }));
         assert.equal(v.decision, 'deny; rule=roles.operator.deny[0]', uri);
       }
     });
 
     it('encoded "/", "%00", backslashes, double encoding, empty segments are refused (400)', async () => {
-      for (const uri of ['file:///reports%2F..%2Fetc/passwd', 'file:///reports/%2fetc', 'file:///reports/a%00.txt', 'file:///reports\\..\\etc\\passwd', 'file:///reports/%5C..', 'file:///reports/%252e%252e/etc', 'file:///reports//x', 'file:///reports/%C0%AE%C0%AE/etc']) {
+      for (const uri of [
+        'file:///reports%2F..%2Fetc/passwd',
+        'file:///reports/%2fetc',
+        'file:///reports/a%00.txt',
+        'file:///reports\\..\\etc\\passwd',
+        'file:///reports/%5C..',
+        'file:///reports/%252e%252e/etc',
+        'file:///reports//x',
+        'file:///reports/%C0%AE%C0%AE/etc',
+      ]) {
         const v = verdict(await check({ service: 'files', body: read(1, uri) }));
         assert.equal(v.status, 400, uri);
         assert.equal(v.decision, 'deny; rule=malformed-request', uri);
@@ -273,7 +351,9 @@ describe('MCP authorizer: one decision on canonical input', () => {
   });
 
   it('duplicate JSON keys: the last wins, as JSON.parse (and so the server) reads them', async () => {
-    const v = verdict(await check({ body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_forecast","name":"admin_reset"}}' }));
+    const v = verdict(
+      await check({ body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_forecast","name":"admin_reset"}}' }),
+    );
     assert.equal(v.status, 403);
     assert.match(v.body?.error.message ?? '', /tool "admin_reset"/);
   });
@@ -307,7 +387,10 @@ describe('MCP authorizer: one decision on canonical input', () => {
       assert.equal(v.status, 403);
       assert.ok(Array.isArray(v.body));
       const replies = v.body as unknown as RpcErrorReply[];
-      assert.deepEqual(replies.map((e: { id: unknown }) => e.id), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, null]);
+      assert.deepEqual(
+        replies.map((e: { id: unknown }) => e.id),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, null],
+      );
       assert.match(replies[10]?.error.message ?? '', /^90 more requests of this batch are not executed: batch element \[50\]/);
     });
 
@@ -336,36 +419,67 @@ describe('MCP authorizer: one decision on canonical input', () => {
       const t = lookupType('envoy.service.auth.v3.CheckRequest');
       const obj = {
         attributes: {
-          request: { http: { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(call(1, 'get_forecast')) } },
+          request: {
+            http: { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(call(1, 'get_forecast')) },
+          },
           context_extensions: { mcp_service: 'weather' },
-          metadata_context: { filter_metadata: { 'envoy.filters.http.jwt_authn': { fields: { jwt_payload: { stringValue: 'eyJyb2xlcyI6WyJhbmFseXN0Il19' } } } } },
+          metadata_context: {
+            filter_metadata: {
+              'envoy.filters.http.jwt_authn': { fields: { jwt_payload: { stringValue: 'eyJyb2xlcyI6WyJhbmFseXN0Il19' } } },
+            },
+          },
         },
       };
       const resp = decodeCheckResponse(await checkRaw(Buffer.from(t.encode(t.fromObject(obj)).finish())));
       assert.equal(Number(resp.denied_response?.status?.code), 500);
       assert.equal(resp.status?.code, 13);
-      assert.match(resp.status?.message ?? '', /^bad-claims-metadata: jwt_authn metadata cannot be read: "jwt_payload" under envoy.filters.http.jwt_authn is not a Struct/);
+      assert.match(
+        resp.status?.message ?? '',
+        /^bad-claims-metadata: jwt_authn metadata cannot be read: "jwt_payload" under envoy.filters.http.jwt_authn is not a Struct/,
+      );
       assert.equal(JSON.parse(resp.denied_response?.body ?? '{}').error.code, -32603);
     });
 
     it('metadata bytes that do not decode: a 500 answer with the reason, not a gRPC INTERNAL error', async () => {
       const t = lookupType('envoy.service.auth.v3.CheckRequest');
-      const valid = Buffer.from(t.encode(t.fromObject({
-        attributes: {
-          request: { http: { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(call(1, 'get_forecast')) } },
-          context_extensions: { mcp_service: 'weather' },
-        },
-      })).finish());
+      const valid = Buffer.from(
+        t
+          .encode(
+            t.fromObject({
+              attributes: {
+                request: {
+                  http: { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(call(1, 'get_forecast')) },
+                },
+                context_extensions: { mcp_service: 'weather' },
+              },
+            }),
+          )
+          .finish(),
+      );
       // attributes.metadata_context.filter_metadata["envoy.filters.http.jwt_authn"] = bytes that are no Struct.
       const ids = {
         attributes: t.fields['attributes']?.id as number,
         metadataContext: lookupType('envoy.service.auth.v3.AttributeContext').fields['metadata_context']?.id as number,
         filterMetadata: lookupType('envoy.config.core.v3.Metadata').fields['filter_metadata']?.id as number,
       };
-      const entry = protobuf.Writer.create().uint32((1 << 3) | 2).string('envoy.filters.http.jwt_authn').uint32((2 << 3) | 2).bytes(Buffer.from([0x0a, 0x05, 0x0a, 0xff, 0xff])).finish();
-      const md = protobuf.Writer.create().uint32((ids.filterMetadata << 3) | 2).bytes(entry).finish();
-      const attrs = protobuf.Writer.create().uint32((ids.metadataContext << 3) | 2).bytes(md).finish();
-      const extra = protobuf.Writer.create().uint32((ids.attributes << 3) | 2).bytes(attrs).finish();
+      const entry = protobuf.Writer.create()
+        .uint32((1 << 3) | 2)
+        .string('envoy.filters.http.jwt_authn')
+        .uint32((2 << 3) | 2)
+        .bytes(Buffer.from([0x0a, 0x05, 0x0a, 0xff, 0xff]))
+        .finish();
+      const md = protobuf.Writer.create()
+        .uint32((ids.filterMetadata << 3) | 2)
+        .bytes(entry)
+        .finish();
+      const attrs = protobuf.Writer.create()
+        .uint32((ids.metadataContext << 3) | 2)
+        .bytes(md)
+        .finish();
+      const extra = protobuf.Writer.create()
+        .uint32((ids.attributes << 3) | 2)
+        .bytes(attrs)
+        .finish();
       const resp = decodeCheckResponse(await checkRaw(Buffer.concat([valid, Buffer.from(extra)])));
       assert.equal(Number(resp.denied_response?.status?.code), 500);
       assert.match(resp.status?.message ?? '', /^bad-claims-metadata: jwt_authn metadata cannot be read: /);

@@ -30,11 +30,18 @@ roles:
       - { service: everything }
 `;
 
-
-interface Seen { method: string; verdict: string }
+interface Seen {
+  method: string;
+  verdict: string;
+}
 
 /** The Envoy stand-in: jwt_authn + ext_authz (with_request_body) + router. */
-async function startProxy(issuer: DevIssuer, authzPort: number, upstream: URL, seen: Seen[]): Promise<{ url: string; close(): Promise<void> }> {
+async function startProxy(
+  issuer: DevIssuer,
+  authzPort: number,
+  upstream: URL,
+  seen: Seen[],
+): Promise<{ url: string; close(): Promise<void> }> {
   const authz = authzChecker(authzPort);
   const check = authz.check;
   const server = http.createServer(async (req, res) => {
@@ -48,7 +55,9 @@ async function startProxy(issuer: DevIssuer, authzPort: number, upstream: URL, s
         try {
           claims = { ...(await issuer.verify(token)) };
         } catch (err) {
-          res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer error="invalid_token"' }).end((err as Error).message);
+          res
+            .writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer error="invalid_token"' })
+            .end((err as Error).message);
           return;
         }
         headers['x-jwt-payload'] = token.split('.')[1] as string;
@@ -56,11 +65,18 @@ async function startProxy(issuer: DevIssuer, authzPort: number, upstream: URL, s
       // ext_authz, as the gateway configures it: the body packed as bytes, the verified payload as dynamic
       // metadata (metadata_context_namespaces: jwt_authn; payload_in_metadata: jwt_payload), the service as the
       // route's context extension.
-      const r = await check(encodeCheckRequest({
-        method: req.method ?? 'GET', path: '/mcp/everything', service: 'everything', body: body.toString('utf8'), size: body.length, asBytes: true,
-        headers: { ...headers, ':method': req.method ?? 'GET', ':path': req.url ?? '/' },
-        ...(claims ? { metadataClaims: claims } : {}),
-      }));
+      const r = await check(
+        encodeCheckRequest({
+          method: req.method ?? 'GET',
+          path: '/mcp/everything',
+          service: 'everything',
+          body: body.toString('utf8'),
+          size: body.length,
+          asBytes: true,
+          headers: { ...headers, ':method': req.method ?? 'GET', ':path': req.url ?? '/' },
+          ...(claims ? { metadataClaims: claims } : {}),
+        }),
+      );
       const methodOf = (() => {
         try {
           return String((JSON.parse(body.toString()) as { method?: string }).method ?? 'response');
@@ -104,7 +120,9 @@ describe('MCP authorizer end to end: SDK client -> proxy (Envoy stand-in) -> ser
 
   async function connect(roles: string[]): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
     const { token } = await issuer.sign({ subject: `agent-${roles.join('-')}`, roles });
-    const transport = new StreamableHTTPClientTransport(new URL(proxy.url), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+    const transport = new StreamableHTTPClientTransport(new URL(proxy.url), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    });
     const client = new Client({ name: 'authz-e2e', version: '1.0.0' });
     await client.connect(transport);
     const c = { client, transport };
@@ -131,14 +149,20 @@ describe('MCP authorizer end to end: SDK client -> proxy (Envoy stand-in) -> ser
     const { client } = await connect(['echoer']);
     await client.ping();
     const tools = await client.listTools();
-    assert.ok(tools.tools.some((t) => t.name === 'echo'), 'server-everything lists echo');
+    assert.ok(
+      tools.tools.some((t) => t.name === 'echo'),
+      'server-everything lists echo',
+    );
     const r = await client.callTool({ name: 'echo', arguments: { message: 'through the mesh' } });
     assert.deepEqual(r.content, [{ type: 'text', text: 'Echo: through the mesh' }]);
     assert.ok(seen.some((s) => s.method === 'initialize' && s.verdict === 'allow'));
     assert.ok(seen.some((s) => s.method === 'tools/call' && s.verdict === 'allow'));
     // The SDK opens its standalone SSE stream (GET) after initialize: allowed, as the service is.
     for (const method of ['initialize', 'notifications/initialized', 'GET', 'ping', 'tools/list']) {
-      assert.ok(seen.some((s) => s.method === method && s.verdict === 'allow'), `${method} went through the authorizer and was allowed`);
+      assert.ok(
+        seen.some((s) => s.method === method && s.verdict === 'allow'),
+        `${method} went through the authorizer and was allowed`,
+      );
     }
   });
 
@@ -175,7 +199,9 @@ describe('MCP authorizer end to end: SDK client -> proxy (Envoy stand-in) -> ser
 
   it('a token without any policy role cannot even initialize', async () => {
     const { token } = await issuer.sign({ subject: 'stranger', roles: ['nobody'] });
-    const transport = new StreamableHTTPClientTransport(new URL(proxy.url), { requestInit: { headers: { authorization: `Bearer ${token}` } } });
+    const transport = new StreamableHTTPClientTransport(new URL(proxy.url), {
+      requestInit: { headers: { authorization: `Bearer ${token}` } },
+    });
     const client = new Client({ name: 'authz-e2e', version: '1.0.0' });
     await assert.rejects(client.connect(transport), (err: Error & { code?: number }) => {
       assert.equal(err.code, 403, err.message);

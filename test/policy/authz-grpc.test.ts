@@ -9,7 +9,11 @@ import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { decodeCheckResponse, encodeCheckRequest, headerOf, structJson, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
 
 /** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
-type RpcErrorReply = { jsonrpc: string; id: string | number | null; error: { code: number; message: string; data?: Record<string, unknown> } };
+type RpcErrorReply = {
+  jsonrpc: string;
+  id: string | number | null;
+  error: { code: number; message: string; data?: Record<string, unknown> };
+};
 
 const POLICY_YAML = `
 trustDomain: mcpmesh.local
@@ -33,7 +37,12 @@ roles:
 const identity = (b: Buffer): Buffer => b;
 const ANALYST = { sub: 'alice', roles: ['analyst'] };
 const INTERN = { sub: 'ivan', roles: ['intern'] };
-const call = (id: number | string, name: string, args: Record<string, unknown> = {}): Record<string, unknown> => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name, arguments: args } });
+const call = (id: number | string, name: string, args: Record<string, unknown> = {}): Record<string, unknown> => ({
+  jsonrpc: '2.0',
+  id,
+  method: 'tools/call',
+  params: { name, arguments: args },
+});
 
 describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)', () => {
   let server: AuthzServer;
@@ -42,9 +51,10 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   const logs: Array<Record<string, unknown>> = [];
 
   const check = (s: CheckSpec): Promise<DecodedCheckResponse> => checkRaw(encodeCheckRequest(s)).then(decodeCheckResponse);
-  const checkRaw = (req: Buffer): Promise<Buffer> => new Promise((resolve, reject) => {
-    client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(resp as Buffer)));
-  });
+  const checkRaw = (req: Buffer): Promise<Buffer> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(resp as Buffer)));
+    });
   const denied = (r: DecodedCheckResponse): { status: number; body: RpcErrorReply; decision?: string; contentType?: string } => {
     assert.ok(r.denied_response, `expected a denial, got ${JSON.stringify(r)}`);
     assert.equal(r.ok_response, undefined);
@@ -64,12 +74,23 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   before(async () => {
     registry = new Registry();
     const log = {
-      debug() {}, info: (msg: string, f?: Record<string, unknown>) => logs.push({ msg, ...f }), warn: (msg: string, f?: Record<string, unknown>) => logs.push({ msg, ...f }), error() {},
-      child() { return log; },
+      debug() {},
+      info: (msg: string, f?: Record<string, unknown>) => logs.push({ msg, ...f }),
+      warn: (msg: string, f?: Record<string, unknown>) => logs.push({ msg, ...f }),
+      error() {},
+      child() {
+        return log;
+      },
     };
     // Header-trusting mode, so that most cases can carry claims as jwt_authn's forward_payload_header does; the
     // default (metadata only) is covered at the end.
-    server = new AuthzServer({ policy: parsePolicy(POLICY_YAML, 'authz-test.yaml'), registry, log, trustRequestHeaders: true, publicUrl: 'https://mcp.example.com' });
+    server = new AuthzServer({
+      policy: parsePolicy(POLICY_YAML, 'authz-test.yaml'),
+      registry,
+      log,
+      trustRequestHeaders: true,
+      publicUrl: 'https://mcp.example.com',
+    });
     const port = await server.listen('127.0.0.1', 0);
     client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   });
@@ -86,7 +107,11 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   });
 
   it('hands the decision and the tool back as dynamic metadata (for the access log), allowed or denied', async () => {
-    for (const [tool, decision, rule] of [['get_forecast', 'allow', 'roles.analyst.allow[0]'], ['get_alerts', 'allow', 'roles.analyst.allow[0]'], ['get_secret_plans', 'deny', 'roles.analyst.deny[0]']] as const) {
+    for (const [tool, decision, rule] of [
+      ['get_forecast', 'allow', 'roles.analyst.allow[0]'],
+      ['get_alerts', 'allow', 'roles.analyst.allow[0]'],
+      ['get_secret_plans', 'deny', 'roles.analyst.deny[0]'],
+    ] as const) {
       // Twice: the second answer comes from the response cache and must still name this tool.
       for (let i = 0; i < 2; i++) {
         const r = await check({ service: 'weather', claims: ANALYST, body: call(1, tool) });
@@ -105,8 +130,13 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
     assert.equal(d.contentType, 'application/json');
     assert.equal(d.decision, 'deny; rule=roles.analyst.deny[0]');
     assert.deepEqual(d.body, {
-      jsonrpc: '2.0', id: 'req-7',
-      error: { code: -32003, message: 'Forbidden: tool "get_secret_plans" on service "weather" is denied by policy rule roles.analyst.deny[0]', data: { rule: 'roles.analyst.deny[0]', service: 'weather' } },
+      jsonrpc: '2.0',
+      id: 'req-7',
+      error: {
+        code: -32003,
+        message: 'Forbidden: tool "get_secret_plans" on service "weather" is denied by policy rule roles.analyst.deny[0]',
+        data: { rule: 'roles.analyst.deny[0]', service: 'weather' },
+      },
     });
     const log = logs.find((l) => l['msg'] === 'authz deny' && l['tool'] === 'get_secret_plans');
     assert.ok(log, 'the denial is logged');
@@ -129,13 +159,22 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
 
   it('service-level methods, notifications and responses need only the service', async () => {
     for (const body of [
-      { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } } },
+      {
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: { name: 't', version: '1' } },
+      },
       { jsonrpc: '2.0', id: 2, method: 'tools/list' },
       { jsonrpc: '2.0', method: 'notifications/initialized' },
       { jsonrpc: '2.0', id: 'srv-1', result: { action: 'accept' } },
     ]) {
       const r = await check({ service: 'weather', claims: INTERN, body });
-      assert.equal(headerOf(r.ok_response?.response_headers_to_add, 'x-mcpmesh-decision'), 'allow; rule=roles.intern.allow[0]', JSON.stringify(body));
+      assert.equal(
+        headerOf(r.ok_response?.response_headers_to_add, 'x-mcpmesh-decision'),
+        'allow; rule=roles.intern.allow[0]',
+        JSON.stringify(body),
+      );
     }
   });
 
@@ -157,14 +196,30 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   });
 
   it('batches: every element is decided; one denial denies all, with an error per request id', async () => {
-    const ok = await check({ service: 'weather', claims: ANALYST, body: [call(1, 'get_forecast'), call(2, 'echo'), { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 0 } }] });
+    const ok = await check({
+      service: 'weather',
+      claims: ANALYST,
+      body: [call(1, 'get_forecast'), call(2, 'echo'), { jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 0 } }],
+    });
     assert.equal(headerOf(ok.ok_response?.response_headers_to_add, 'x-mcpmesh-decision'), 'allow; rule=roles.analyst.allow[0]');
-    const d = denied(await check({ service: 'weather', claims: ANALYST, body: [call(1, 'get_forecast'), { jsonrpc: '2.0', method: 'notifications/initialized' }, call(3, 'get_secret')] }));
+    const d = denied(
+      await check({
+        service: 'weather',
+        claims: ANALYST,
+        body: [call(1, 'get_forecast'), { jsonrpc: '2.0', method: 'notifications/initialized' }, call(3, 'get_secret')],
+      }),
+    );
     assert.equal(d.status, 403);
     assert.equal(d.decision, 'deny; rule=roles.analyst.deny[0]');
     assert.ok(Array.isArray(d.body));
-    assert.deepEqual((d.body as unknown as Array<{ id: number }>).map((e) => e.id), [1, 3]);
-    assert.match((d.body as unknown as Array<{ error: { message: string } }>)[0]?.error.message ?? '', /^batch element \[2\]: Forbidden: tool "get_secret"/);
+    assert.deepEqual(
+      (d.body as unknown as Array<{ id: number }>).map((e) => e.id),
+      [1, 3],
+    );
+    assert.match(
+      (d.body as unknown as Array<{ error: { message: string } }>)[0]?.error.message ?? '',
+      /^batch element \[2\]: Forbidden: tool "get_secret"/,
+    );
   });
 
   it('shadow mode: the would-be denial is logged and counted, the request passes with x-mcpmesh-shadow-deny', async () => {
@@ -181,7 +236,15 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   });
 
   it('a body larger than Envoy forwarded (x-envoy-auth-partial-body: true) is denied with 413', async () => {
-    const d = denied(await check({ service: 'weather', claims: ANALYST, body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_forecast","arguments":{"text":"aaaa', size: 20_000, headers: { 'x-envoy-auth-partial-body': 'true' } }));
+    const d = denied(
+      await check({
+        service: 'weather',
+        claims: ANALYST,
+        body: '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_forecast","arguments":{"text":"aaaa',
+        size: 20_000,
+        headers: { 'x-envoy-auth-partial-body': 'true' },
+      }),
+    );
     assert.equal(d.status, 413);
     assert.equal(d.decision, 'deny; rule=body-too-large');
     assert.equal(d.body['error'].code, -32600);
@@ -190,10 +253,20 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   });
 
   it('malformed JSON-RPC is denied with 400 and a JSON-RPC error naming the problem', async () => {
-    const a = denied(await check({ service: 'weather', claims: ANALYST, body: { jsonrpc: '2.0', id: 11, method: 'tools/call', params: { arguments: {} } } }));
+    const a = denied(
+      await check({
+        service: 'weather',
+        claims: ANALYST,
+        body: { jsonrpc: '2.0', id: 11, method: 'tools/call', params: { arguments: {} } },
+      }),
+    );
     assert.equal(a.status, 400);
     assert.equal(a.decision, 'deny; rule=malformed-request');
-    assert.deepEqual(a.body, { jsonrpc: '2.0', id: 11, error: { code: -32600, message: 'Invalid Request: tools/call needs "params.name", a non-empty string (got nothing)' } });
+    assert.deepEqual(a.body, {
+      jsonrpc: '2.0',
+      id: 11,
+      error: { code: -32600, message: 'Invalid Request: tools/call needs "params.name", a non-empty string (got nothing)' },
+    });
     const b = denied(await check({ service: 'weather', claims: ANALYST, body: 'not json' }));
     assert.equal(b.status, 400);
     assert.equal(b.body['error'].code, -32700);
@@ -218,7 +291,9 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
     const r = await check({ headers: { 'x-mcp-service': 'weather' }, claims: ANALYST, body: call(1, 'get_forecast') });
     assert.equal(headerOf(r.ok_response?.response_headers_to_add, 'x-mcpmesh-decision'), 'allow; rule=roles.analyst.allow[0]');
     // The route's context extension wins over the header.
-    const d = denied(await check({ service: 'vault', headers: { 'x-mcp-service': 'weather' }, claims: INTERN, body: call(1, 'get_forecast') }));
+    const d = denied(
+      await check({ service: 'vault', headers: { 'x-mcp-service': 'weather' }, claims: INTERN, body: call(1, 'get_forecast') }),
+    );
     assert.equal(d.body['error'].data?.['service'], 'vault');
   });
 
@@ -230,25 +305,42 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
   });
 
   it('prefers jwt_authn dynamic metadata over the header', async () => {
-    const r = await check({ service: 'weather', metadataClaims: { sub: 'm', roles: ['analyst'] }, claims: INTERN, body: call(1, 'get_history') });
+    const r = await check({
+      service: 'weather',
+      metadataClaims: { sub: 'm', roles: ['analyst'] },
+      claims: INTERN,
+      body: call(1, 'get_history'),
+    });
     assert.equal(headerOf(r.ok_response?.response_headers_to_add, 'x-mcpmesh-decision'), 'allow; rule=roles.analyst.allow[0]');
   });
 
   it('an unreadable x-jwt-payload is refused (fail closed)', async () => {
-    const d = denied(await check({ service: 'weather', headers: { 'x-jwt-payload': '!!!not-base64-json' }, body: call(1, 'get_forecast') }));
+    const d = denied(
+      await check({ service: 'weather', headers: { 'x-jwt-payload': '!!!not-base64-json' }, body: call(1, 'get_forecast') }),
+    );
     assert.equal(d.decision, 'deny; rule=bad-claims');
   });
 
   it('missing required scopes: 403 with WWW-Authenticate insufficient_scope naming the scopes and the RFC 9728 metadata', async () => {
     const r = await check({ service: 'vault', claims: { sub: 'a', roles: ['analyst'], scope: 'openid' }, body: call(1, 'read') });
     assert.equal(Number(r.denied_response?.status?.code), 403);
-    assert.equal(headerOf(r.denied_response?.headers, 'www-authenticate'), 'Bearer error="insufficient_scope", scope="vault.read", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp/vault"');
-    const ok = await check({ service: 'vault', claims: { sub: 'a', roles: ['analyst'], scope: 'openid vault.read' }, body: call(1, 'read') });
+    assert.equal(
+      headerOf(r.denied_response?.headers, 'www-authenticate'),
+      'Bearer error="insufficient_scope", scope="vault.read", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/mcp/vault"',
+    );
+    const ok = await check({
+      service: 'vault',
+      claims: { sub: 'a', roles: ['analyst'], scope: 'openid vault.read' },
+      body: call(1, 'read'),
+    });
     assert.ok(ok.ok_response);
   });
 
   it('an undecodable CheckRequest fails the call with INVALID_ARGUMENT', async () => {
-    await assert.rejects(checkRaw(Buffer.from([0x0a, 0xff, 0xff, 0xff])), (err: grpc.ServiceError) => err.code === grpc.status.INVALID_ARGUMENT);
+    await assert.rejects(
+      checkRaw(Buffer.from([0x0a, 0xff, 0xff, 0xff])),
+      (err: grpc.ServiceError) => err.code === grpc.status.INVALID_ARGUMENT,
+    );
   });
 
   it('counts decisions with bounded labels and times every check', async () => {
@@ -283,9 +375,12 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
 describe('MCP authorizer defaults: request headers are not trusted', () => {
   let server: AuthzServer;
   let client: grpc.Client;
-  const check = (s: CheckSpec): Promise<DecodedCheckResponse> => new Promise((resolve, reject) => {
-    client.makeUnaryRequest(CHECK_PATH, identity, identity, encodeCheckRequest(s), (err, resp) => (err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer))));
-  });
+  const check = (s: CheckSpec): Promise<DecodedCheckResponse> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(CHECK_PATH, identity, identity, encodeCheckRequest(s), (err, resp) =>
+        err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer)),
+      );
+    });
 
   before(async () => {
     server = new AuthzServer({ policy: parsePolicy(POLICY_YAML, 'authz-test.yaml'), registry: new Registry() });

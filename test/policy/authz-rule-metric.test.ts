@@ -10,7 +10,8 @@ import { compilePolicy } from '../../control-plane/src/policy/engine.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { encodeCheckRequest, type CheckSpec } from './helpers.ts';
 
-const POLICY = parsePolicy(`
+const POLICY = parsePolicy(
+  `
 trustDomain: mcpmesh.local
 services:
   weather: {}
@@ -26,7 +27,9 @@ roles:
   intern:
     allow:
       - { service: weather, tools: [get_forecast] }
-`, 'rule-metric.yaml');
+`,
+  'rule-metric.yaml',
+);
 
 const call = (id: number, name: string): Record<string, unknown> => ({ jsonrpc: '2.0', id, method: 'tools/call', params: { name } });
 
@@ -34,15 +37,24 @@ describe('authorizer decisions by rule', () => {
   let server: AuthzServer;
   let client: grpc.Client;
   const registry = new Registry();
-  const check = (s: CheckSpec): Promise<void> => new Promise((resolve, reject) => {
-    client.makeUnaryRequest(CHECK_PATH, (b: Buffer) => b, (b: Buffer) => b, encodeCheckRequest(s), (err) => (err ? reject(err) : resolve()));
-  });
+  const check = (s: CheckSpec): Promise<void> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        CHECK_PATH,
+        (b: Buffer) => b,
+        (b: Buffer) => b,
+        encodeCheckRequest(s),
+        (err) => (err ? reject(err) : resolve()),
+      );
+    });
   const counts = async (): Promise<Record<string, number>> => {
     const m = await registry.getSingleMetric('mcpmesh_authz_rule_decisions_total')?.get();
-    return Object.fromEntries((m?.values ?? []).map((v) => {
-      const l = v.labels as Record<string, string>;
-      return [`${l['service']}|${l['rule']}|${l['decision']}`, v.value];
-    }));
+    return Object.fromEntries(
+      (m?.values ?? []).map((v) => {
+        const l = v.labels as Record<string, string>;
+        return [`${l['service']}|${l['rule']}|${l['decision']}`, v.value];
+      }),
+    );
   };
 
   before(async () => {
@@ -62,7 +74,11 @@ describe('authorizer decisions by rule', () => {
     await check({ service: 'weather', metadataClaims: { sub: 'i', roles: ['intern'] }, body: call(4, 'get_alerts') });
     await check({ service: 'vault', metadataClaims: analyst, body: call(5, 'open') });
     // A batch whose elements two rules allow.
-    await check({ service: 'weather', metadataClaims: analyst, body: [call(6, 'get_forecast'), { jsonrpc: '2.0', id: 7, method: 'resources/read', params: { uri: 'weather://eu' } }] });
+    await check({
+      service: 'weather',
+      metadataClaims: analyst,
+      body: [call(6, 'get_forecast'), { jsonrpc: '2.0', id: 7, method: 'resources/read', params: { uri: 'weather://eu' } }],
+    });
     assert.deepEqual(await counts(), {
       'weather|roles.analyst.allow[0]|allow': 2,
       'weather|roles.analyst.deny[0]|deny': 1,

@@ -10,7 +10,10 @@ import { checkRequestObject, encodeCheckRequest, type CheckSpec } from './helper
 
 function view(d: DecodedCheck): Record<string, unknown> {
   return {
-    method: d.method, path: d.path, requestId: d.requestId, size: d.size,
+    method: d.method,
+    path: d.path,
+    requestId: d.requestId,
+    size: d.size,
     body: typeof d.body === 'string' ? d.body : Buffer.from(d.body).toString('utf8'),
     bodyIsBytes: typeof d.body !== 'string',
     contextExtensions: { ...d.contextExtensions },
@@ -21,16 +24,49 @@ function view(d: DecodedCheck): Record<string, unknown> {
 }
 
 const CASES: Array<[string, CheckSpec]> = [
-  ['tools/call with claims', { service: 'weather', claims: { sub: 'a', roles: ['x', 'y'] }, body: { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'écho ✓' } } }],
-  ['raw body and raw header map', { service: 'weather', claims: { sub: 'a' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}', asBytes: true, rawHeaders: true }],
+  [
+    'tools/call with claims',
+    {
+      service: 'weather',
+      claims: { sub: 'a', roles: ['x', 'y'] },
+      body: { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'écho ✓' } },
+    },
+  ],
+  [
+    'raw body and raw header map',
+    { service: 'weather', claims: { sub: 'a' }, body: '{"jsonrpc":"2.0","id":1,"method":"ping"}', asBytes: true, rawHeaders: true },
+  ],
   ['GET without body or service', { method: 'GET', headers: { 'x-mcp-service': 'files' } }],
   ['partial body, unknown size', { service: 'w', body: '{"jsonrpc"', size: -1, headers: { 'x-envoy-auth-partial-body': 'true' } }],
   ['size beyond 32 bits', { service: 'w', body: '', size: 5_000_000_000 }],
-  ['jwt_authn metadata', { service: 'w', metadataClaims: { sub: 'm', roles: ['r'], n: 3, ok: true, nested: { a: [1, 'b', null] } }, body: '{}' }],
+  [
+    'jwt_authn metadata',
+    { service: 'w', metadataClaims: { sub: 'm', roles: ['r'], n: 3, ok: true, nested: { a: [1, 'b', null] } }, body: '{}' },
+  ],
   ['upper-case header names', { service: 'w', headers: { 'X-Request-Id': 'abc', 'X-JWT-Payload': 'e30' }, body: '' }],
-  ['repeated MCP headers, raw header map', { service: 'w', rawHeaders: true, headers: { 'mcp-name': 'a' }, extraHeaders: [['mcp-name', 'b'], ['Mcp-Name', ''], ['mcp-method', 'tools/call']], body: '{}' }],
+  [
+    'repeated MCP headers, raw header map',
+    {
+      service: 'w',
+      rawHeaders: true,
+      headers: { 'mcp-name': 'a' },
+      extraHeaders: [
+        ['mcp-name', 'b'],
+        ['Mcp-Name', ''],
+        ['mcp-method', 'tools/call'],
+      ],
+      body: '{}',
+    },
+  ],
   ['repeated MCP headers, joined map', { service: 'w', headers: { 'mcp-name': 'a' }, extraHeaders: [['mcp-name', 'b']], body: '{}' }],
-  ['large body and headers', { service: 'w', headers: { authorization: `Bearer ${'t'.repeat(5000)}` }, body: { jsonrpc: '2.0', id: 'x', method: 'tools/call', params: { name: 'n', arguments: { blob: 'z'.repeat(100_000) } } } }],
+  [
+    'large body and headers',
+    {
+      service: 'w',
+      headers: { authorization: `Bearer ${'t'.repeat(5000)}` },
+      body: { jsonrpc: '2.0', id: 'x', method: 'tools/call', params: { name: 'n', arguments: { blob: 'z'.repeat(100_000) } } },
+    },
+  ],
 ];
 
 describe('decodeCheckInput', () => {
@@ -42,7 +78,16 @@ describe('decodeCheckInput', () => {
   }
 
   it('reads what the authorizer needs', () => {
-    const d = decodeCheckInput(encodeCheckRequest({ service: 'weather', claims: { sub: 'a' }, body: 'B', size: -1, headers: { 'x-envoy-auth-partial-body': 'true' } }), 'jwt_payload');
+    const d = decodeCheckInput(
+      encodeCheckRequest({
+        service: 'weather',
+        claims: { sub: 'a' },
+        body: 'B',
+        size: -1,
+        headers: { 'x-envoy-auth-partial-body': 'true' },
+      }),
+      'jwt_payload',
+    );
     assert.equal(d.method, 'POST');
     assert.equal(d.size, -1);
     assert.equal(d.body, 'B');
@@ -55,8 +100,12 @@ describe('decodeCheckInput', () => {
 
   it('merges repeated message fields and keeps the last scalar, as protobuf does', () => {
     const t = lookupType('envoy.service.auth.v3.CheckRequest');
-    const a = Buffer.from(t.encode(t.fromObject(checkRequestObject({ service: 'first', body: 'one', headers: { 'x-request-id': 'r1' } }))).finish());
-    const b = Buffer.from(t.encode(t.fromObject({ attributes: { request: { http: { body: 'two' } }, context_extensions: { other: 'x' } } })).finish());
+    const a = Buffer.from(
+      t.encode(t.fromObject(checkRequestObject({ service: 'first', body: 'one', headers: { 'x-request-id': 'r1' } }))).finish(),
+    );
+    const b = Buffer.from(
+      t.encode(t.fromObject({ attributes: { request: { http: { body: 'two' } }, context_extensions: { other: 'x' } } })).finish(),
+    );
     const both = Buffer.concat([a, b]);
     const lean = view(decodeCheckInput(both, 'jwt_payload'));
     assert.deepEqual(lean, view(decodeCheckInputReference(both, 'jwt_payload')));
@@ -66,11 +115,17 @@ describe('decodeCheckInput', () => {
   });
 
   it('counts each copy of a header in a raw header map (encode_raw_headers); the joined map cannot tell', () => {
-    const raw = decodeCheckInput(encodeCheckRequest({ service: 'w', rawHeaders: true, headers: { 'mcp-name': 'a' }, extraHeaders: [['MCP-NAME', 'b']], body: '{}' }), 'jwt_payload');
+    const raw = decodeCheckInput(
+      encodeCheckRequest({ service: 'w', rawHeaders: true, headers: { 'mcp-name': 'a' }, extraHeaders: [['MCP-NAME', 'b']], body: '{}' }),
+      'jwt_payload',
+    );
     assert.equal(raw.header('mcp-name'), 'a,b');
     assert.equal(raw.headerCount('mcp-name'), 2);
     assert.equal(raw.headerCount('mcp-method'), 0);
-    const joined = decodeCheckInput(encodeCheckRequest({ service: 'w', headers: { 'mcp-name': 'a' }, extraHeaders: [['mcp-name', 'b']], body: '{}' }), 'jwt_payload');
+    const joined = decodeCheckInput(
+      encodeCheckRequest({ service: 'w', headers: { 'mcp-name': 'a' }, extraHeaders: [['mcp-name', 'b']], body: '{}' }),
+      'jwt_payload',
+    );
     assert.equal(joined.header('mcp-name'), 'a,b');
     assert.equal(joined.headerCount('mcp-name'), undefined);
   });

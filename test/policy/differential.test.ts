@@ -18,7 +18,16 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { extAuthzCheck, gatewayRoute, jwtMetadata, runRbac, serviceOf, type GatewayRequest, type GatewayRoute, type RbacStage } from '../../control-plane/src/authz/chain.ts';
+import {
+  extAuthzCheck,
+  gatewayRoute,
+  jwtMetadata,
+  runRbac,
+  serviceOf,
+  type GatewayRequest,
+  type GatewayRoute,
+  type RbacStage,
+} from '../../control-plane/src/authz/chain.ts';
 import type { RbacFilterResult } from '../../control-plane/src/authz/envoy-rbac.ts';
 import { CHECK_PATH, AuthzServer } from '../../control-plane/src/authz/server.ts';
 import type { McpProtocol, MeshSecurity } from '../../control-plane/src/model/types.ts';
@@ -31,7 +40,8 @@ import { JWT_PAYLOAD_METADATA_KEY } from '../../control-plane/src/translate/nami
 import { policyRuleOfRbacPolicy } from '../../control-plane/src/translate/rbac.ts';
 import { decodeCheckResponse, encodeCheckRequest, structJson } from './helpers.ts';
 
-const POLICY = parsePolicy(`
+const POLICY = parsePolicy(
+  `
 trustDomain: mesh.test
 services:
   inventory: {}
@@ -79,7 +89,9 @@ roles:
     deny:
       - { service: lab, tools: ["run_*"] }
       - { service: vault, resources: ["vault://audit/secret*"] }
-`, 'differential.yaml');
+`,
+  'differential.yaml',
+);
 
 const NEW: McpProtocol = '2026-07-28';
 const OLD: McpProtocol = '2025-11-25';
@@ -88,9 +100,23 @@ const SECURITY: MeshSecurity = { policy: POLICY, publicUrl: 'https://mcp.example
 
 // ---------------------------------------------------------------------------------------------- callers
 
-interface Caller { readonly label: string; readonly claims?: Record<string, unknown> }
+interface Caller {
+  readonly label: string;
+  readonly claims?: Record<string, unknown>;
+}
 
-const ROLE_SETS: string[][] = [['analyst'], ['viewer'], ['admin'], ['banned'], ['auditor'], ['analyst', 'banned'], ['viewer', 'analyst'], ['admin', 'auditor'], [], ['ghost']];
+const ROLE_SETS: string[][] = [
+  ['analyst'],
+  ['viewer'],
+  ['admin'],
+  ['banned'],
+  ['auditor'],
+  ['analyst', 'banned'],
+  ['viewer', 'analyst'],
+  ['admin', 'auditor'],
+  [],
+  ['ghost'],
+];
 const SCOPES: Array<[string, Record<string, unknown>]> = [
   ['all scopes', { scope: 'openid vault.read vault.list' }],
   ['no scope', {}],
@@ -98,9 +124,14 @@ const SCOPES: Array<[string, Record<string, unknown>]> = [
   ['scp list', { scp: ['vault.list', 'vault.read'] }],
 ];
 const CALLERS: Caller[] = [
-  ...ROLE_SETS.flatMap((roles) => SCOPES.map(([s, claims]): Caller => ({ label: `roles [${roles.join(', ')}], ${s}`, claims: { sub: 'agent', roles, ...claims } }))),
+  ...ROLE_SETS.flatMap((roles) =>
+    SCOPES.map(([s, claims]): Caller => ({ label: `roles [${roles.join(', ')}], ${s}`, claims: { sub: 'agent', roles, ...claims } })),
+  ),
   // The role claim as a space-separated string (jwt_authn makes it a list), and no token at all.
-  { label: 'roles "analyst admin" (a string), all scopes', claims: { sub: 'agent', roles: 'analyst admin', scope: 'vault.read vault.list' } },
+  {
+    label: 'roles "analyst admin" (a string), all scopes',
+    claims: { sub: 'agent', roles: 'analyst admin', scope: 'vault.read vault.list' },
+  },
   { label: 'anonymous (no verified token)' },
 ];
 
@@ -115,12 +146,34 @@ interface Req {
   readonly mcpName?: boolean;
 }
 
-const TOOLS = ['get_stock', 'get_secret_prices', 'list_items', 'delete_item', 'drop_database', 'read_key', 'run_job', 'get_stöck', 'get_a.b(c)*'];
-const URIS = ['inv://public/a', 'inv://public/hr/salaries', 'inv://public/a/../hr/x', 'inv://private/a', 'vault://kv/a', 'vault://audit/log', 'vault://audit/secret_1'];
+const TOOLS = [
+  'get_stock',
+  'get_secret_prices',
+  'list_items',
+  'delete_item',
+  'drop_database',
+  'read_key',
+  'run_job',
+  'get_stöck',
+  'get_a.b(c)*',
+];
+const URIS = [
+  'inv://public/a',
+  'inv://public/hr/salaries',
+  'inv://public/a/../hr/x',
+  'inv://private/a',
+  'vault://kv/a',
+  'vault://audit/log',
+  'vault://audit/secret_1',
+];
 const PROMPTS = ['summary', 'report_q3', 'report_salaries', 'other'];
 const REFS: Array<Record<string, string>> = [
-  { type: 'ref/prompt', name: 'summary' }, { type: 'ref/prompt', name: 'report_q3' }, { type: 'ref/prompt', name: 'other' },
-  { type: 'ref/resource', uri: 'inv://public/a' }, { type: 'ref/resource', uri: 'inv://public/hr/x' }, { type: 'ref/resource', uri: 'vault://kv/a' },
+  { type: 'ref/prompt', name: 'summary' },
+  { type: 'ref/prompt', name: 'report_q3' },
+  { type: 'ref/prompt', name: 'other' },
+  { type: 'ref/resource', uri: 'inv://public/a' },
+  { type: 'ref/resource', uri: 'inv://public/hr/x' },
+  { type: 'ref/resource', uri: 'vault://kv/a' },
 ];
 
 const REQUESTS: Req[] = [
@@ -150,7 +203,9 @@ const REQUESTS: Req[] = [
 
 function bodyOf(r: Req): string {
   return JSON.stringify({
-    jsonrpc: '2.0', ...(r.notification ? {} : { id: 1 }), method: r.method,
+    jsonrpc: '2.0',
+    ...(r.notification ? {} : { id: 1 }),
+    method: r.method,
     // A 2026-07-28 client names its revision in the body too; a 2025-11-25 server ignores it.
     params: { ...r.params, _meta: { 'io.modelcontextprotocol/protocolVersion': NEW } },
   });
@@ -165,7 +220,8 @@ function mcpName(r: Req): string | undefined {
 function requestFor(protocol: McpProtocol, r: Req, caller: Caller): GatewayRequest {
   const name = protocol === NEW ? mcpName(r) : undefined;
   const headers: Array<[string, string]> = [
-    ['content-type', 'application/json'], ['mcp-protocol-version', protocol],
+    ['content-type', 'application/json'],
+    ['mcp-protocol-version', protocol],
     ...(protocol === NEW ? [['mcp-method', r.method] as [string, string]] : []),
     ...(name !== undefined ? [['mcp-name', name] as [string, string]] : []),
   ];
@@ -188,7 +244,8 @@ function denyRulesCovering(service: string, caller: Caller, r: Req): string[] {
   const claims = caller.claims ?? {};
   const action = (parsed.messages[0] as McpMessage).action;
   return explain(POLICY, { service, roles: rolesFromClaims(claims, POLICY.roleClaim), scopes: scopesFromClaims(claims), action })
-    .considered.filter((t) => t.effect === 'deny' && t.matched).map((t) => t.rule);
+    .considered.filter((t) => t.effect === 'deny' && t.matched)
+    .map((t) => t.rule);
 }
 
 /** The rule an RBAC filter's result names (Envoy: the first matching policy by name; none matching an ALLOW filter: default deny). */
@@ -219,16 +276,28 @@ describe('same policy, same answer: 2026-07-28 (header RBAC, then the authorizer
     const check = extAuthzCheck(route, req);
     const payload = jwtMetadata(route, req)[JWT_AUTHN_NAMESPACE]?.[JWT_PAYLOAD_METADATA_KEY] as Record<string, unknown> | undefined;
     const encoded = encodeCheckRequest({
-      method: req.method, path: route.path, rawHeaders: true, asBytes: true, body: req.body, omitHeaders: ['content-type', 'mcp-protocol-version'],
-      extraHeaders: req.headers.map(([k, v]) => [k, v]), contextExtensions: { ...check.contextExtensions },
+      method: req.method,
+      path: route.path,
+      rawHeaders: true,
+      asBytes: true,
+      body: req.body,
+      omitHeaders: ['content-type', 'mcp-protocol-version'],
+      extraHeaders: req.headers.map(([k, v]) => [k, v]),
+      contextExtensions: { ...check.contextExtensions },
       ...(payload ? { metadataClaims: payload } : {}),
     });
     return new Promise((resolve, reject) => {
-      (authorizers.get(route.service.protocol) as { client: grpc.Client }).client.makeUnaryRequest(CHECK_PATH, identity, identity, encoded, (err, resp) => {
-        if (err) return reject(err);
-        const md = structJson(decodeCheckResponse(resp as Buffer).dynamic_metadata);
-        resolve({ verdict: md['decision'] ?? '?', rule: md['rule'] ?? '?', by: 'authorizer' });
-      });
+      (authorizers.get(route.service.protocol) as { client: grpc.Client }).client.makeUnaryRequest(
+        CHECK_PATH,
+        identity,
+        identity,
+        encoded,
+        (err, resp) => {
+          if (err) return reject(err);
+          const md = structJson(decodeCheckResponse(resp as Buffer).dynamic_metadata);
+          resolve({ verdict: md['decision'] ?? '?', rule: md['rule'] ?? '?', by: 'authorizer' });
+        },
+      );
     });
   };
 
@@ -242,7 +311,10 @@ describe('same policy, same answer: 2026-07-28 (header RBAC, then the authorizer
   before(async () => {
     for (const p of [NEW, OLD]) {
       const server = new AuthzServer({ policy: POLICY, registry: new Registry() });
-      authorizers.set(p, { server, client: new grpc.Client(`127.0.0.1:${await server.listen('127.0.0.1', 0)}`, grpc.credentials.createInsecure()) });
+      authorizers.set(p, {
+        server,
+        client: new grpc.Client(`127.0.0.1:${await server.listen('127.0.0.1', 0)}`, grpc.credentials.createInsecure()),
+      });
     }
     for (const s of SERVICES) for (const p of [NEW, OLD]) routes.set(`${s} ${p}`, gatewayRoute(SECURITY, serviceOf(s, p)));
   });
@@ -255,7 +327,13 @@ describe('same policy, same answer: 2026-07-28 (header RBAC, then the authorizer
 
   it('the routes are wired as the comparison assumes: RBAC on 2026-07-28 only, the authorizer on both', () => {
     for (const s of SERVICES) {
-      assert.deepEqual(routeOf(s, NEW).rbac.map((f) => [f.filter, f.config.action, f.config.shadow]), [['mcpmesh.rbac.deny', 'DENY', s === 'lab'], ['mcpmesh.rbac.allow', 'ALLOW', s === 'lab']]);
+      assert.deepEqual(
+        routeOf(s, NEW).rbac.map((f) => [f.filter, f.config.action, f.config.shadow]),
+        [
+          ['mcpmesh.rbac.deny', 'DENY', s === 'lab'],
+          ['mcpmesh.rbac.allow', 'ALLOW', s === 'lab'],
+        ],
+      );
       assert.deepEqual(routeOf(s, OLD).rbac, []);
       assert.equal(routeOf(s, NEW).contextExtensions?.['mcp_protocol'], NEW);
       assert.equal(routeOf(s, OLD).contextExtensions?.['mcp_protocol'], OLD);
@@ -263,9 +341,18 @@ describe('same policy, same answer: 2026-07-28 (header RBAC, then the authorizer
   });
 
   /** Why (a) and (b) disagree on one request, with the request; undefined when they agree. */
-  const disagreement = async (service: string, caller: Caller, r: Req, tally: (k: string) => void, newRoute = routeOf(service, NEW)): Promise<string | undefined> => {
+  const disagreement = async (
+    service: string,
+    caller: Caller,
+    r: Req,
+    tally: (k: string) => void,
+    newRoute = routeOf(service, NEW),
+  ): Promise<string | undefined> => {
     const newReq = requestFor(NEW, r, caller);
-    const [{ answer: a, rbac }, b] = await Promise.all([viaChain(newRoute, newReq), viaAuthorizer(routeOf(service, OLD), requestFor(OLD, r, caller))]);
+    const [{ answer: a, rbac }, b] = await Promise.all([
+      viaChain(newRoute, newReq),
+      viaAuthorizer(routeOf(service, OLD), requestFor(OLD, r, caller)),
+    ]);
     tally(`${a.by}: ${a.verdict}`);
     const covering = (): string[] => denyRulesCovering(service, caller, r);
     const problems: string[] = [];
@@ -276,26 +363,42 @@ describe('same policy, same answer: 2026-07-28 (header RBAC, then the authorizer
     if (wouldDeny) {
       tally('RBAC shadow: would deny');
       const rule = rbacRule(wouldDeny.result);
-      if (b.verdict !== 'shadow_deny' || !sameRule(rule, b.rule, covering)) problems.push(`RBAC shadow rules (${wouldDeny.filter}) would deny by ${rule}`);
+      if (b.verdict !== 'shadow_deny' || !sameRule(rule, b.rule, covering))
+        problems.push(`RBAC shadow rules (${wouldDeny.filter}) would deny by ${rule}`);
     }
     if (problems.length === 0) return undefined;
-    return `${problems.join('; ')}: service ${service}, caller ${caller.label}\n` +
+    return (
+      `${problems.join('; ')}: service ${service}, caller ${caller.label}\n` +
       `    request ${newReq.headers.map(([k, v]) => `${k}: ${v}`).join(' | ')} | ${newReq.body}\n` +
-      `    2026-07-28: ${a.verdict} by ${a.rule} (${a.by})\n    2025-11-25: ${b.verdict} by ${b.rule} (authorizer)`;
+      `    2026-07-28: ${a.verdict} by ${a.rule} (${a.by})\n    2025-11-25: ${b.verdict} by ${b.rule} (authorizer)`
+    );
   };
 
   it(`${CALLERS.length} callers × ${REQUESTS.length} requests × ${SERVICES.length} services: equal answers and deciding rules`, async () => {
     const disagreements: string[] = [];
     const tally = new Map<string, number>();
-    const count = (k: string): void => { tally.set(k, (tally.get(k) ?? 0) + 1); };
+    const count = (k: string): void => {
+      tally.set(k, (tally.get(k) ?? 0) + 1);
+    };
     const cases = SERVICES.flatMap((service) => CALLERS.flatMap((caller) => REQUESTS.map((r) => ({ service, caller, r }))));
     for (let i = 0; i < cases.length; i += 200) {
       const found = await Promise.all(cases.slice(i, i + 200).map(({ service, caller, r }) => disagreement(service, caller, r, count)));
       for (const d of found) if (d !== undefined) disagreements.push(d);
     }
-    assert.equal(disagreements.length, 0, `${disagreements.length} disagreement(s) of ${cases.length}:\n${disagreements.slice(0, 40).join('\n')}`);
+    assert.equal(
+      disagreements.length,
+      0,
+      `${disagreements.length} disagreement(s) of ${cases.length}:\n${disagreements.slice(0, 40).join('\n')}`,
+    );
     // The table exercises every stage and outcome it is meant to.
-    for (const k of ['RBAC mcpmesh.rbac.deny: deny', 'RBAC mcpmesh.rbac.allow: deny', 'authorizer: allow', 'authorizer: deny', 'authorizer: shadow_deny', 'RBAC shadow: would deny']) {
+    for (const k of [
+      'RBAC mcpmesh.rbac.deny: deny',
+      'RBAC mcpmesh.rbac.allow: deny',
+      'authorizer: allow',
+      'authorizer: deny',
+      'authorizer: shadow_deny',
+      'RBAC shadow: would deny',
+    ]) {
       assert.ok((tally.get(k) ?? 0) > 0, `no case of "${k}": ${JSON.stringify([...tally])}`);
     }
   });
@@ -303,20 +406,48 @@ describe('same policy, same answer: 2026-07-28 (header RBAC, then the authorizer
   it('the one known difference (README, "Known limits"): a URI not in normal form is refused by header RBAC', async () => {
     // Header RBAC matches Mcp-Name as sent; the authorizer matches the URI in normal form (inv://public/a).
     // Kept out of the table and held here, so that a fix shows up as this test failing.
-    const found = await disagreement('inventory', CALLERS[0] as Caller, { method: 'resources/read', params: { uri: 'INV://public/a' } }, () => {});
-    assert.match(found ?? '', /^different answers: .*\n.*mcp-name: INV:\/\/public\/a .*\n {4}2026-07-28: deny by default-deny \(RBAC mcpmesh\.rbac\.allow\)\n {4}2025-11-25: allow by roles\.analyst\.allow\[0\]/);
+    const found = await disagreement(
+      'inventory',
+      CALLERS[0] as Caller,
+      { method: 'resources/read', params: { uri: 'INV://public/a' } },
+      () => {},
+    );
+    assert.match(
+      found ?? '',
+      /^different answers: .*\n.*mcp-name: INV:\/\/public\/a .*\n {4}2026-07-28: deny by default-deny \(RBAC mcpmesh\.rbac\.allow\)\n {4}2025-11-25: allow by roles\.analyst\.allow\[0\]/,
+    );
   });
 
   it('the comparison sees a difference when there is one, and reports it with the request', async () => {
     // Header RBAC compiled from a policy whose analyst also denies list_items: stricter than the authorizer's.
-    const strict: Policy = { ...POLICY, roles: POLICY.roles.map((r) => (r.name === 'analyst' ? { ...r, deny: [{ service: 'inventory', tools: ['list_items'] }, ...r.deny] } : r)) };
+    const strict: Policy = {
+      ...POLICY,
+      roles: POLICY.roles.map((r) =>
+        r.name === 'analyst' ? { ...r, deny: [{ service: 'inventory', tools: ['list_items'] }, ...r.deny] } : r,
+      ),
+    };
     const route = gatewayRoute({ ...SECURITY, policy: strict }, serviceOf('inventory', NEW));
     const r: Req = { method: 'tools/call', params: { name: 'list_items', arguments: {} } };
     const found = await disagreement('inventory', CALLERS[0] as Caller, r, () => {}, route);
-    assert.match(found ?? '', /^different answers: service inventory, caller roles \[analyst\], all scopes\n {4}request .*mcp-name: list_items \| \{"jsonrpc":"2\.0","id":1,"method":"tools\/call".*\n {4}2026-07-28: deny by roles\.analyst\.deny\[0\] \(RBAC mcpmesh\.rbac\.deny\)\n {4}2025-11-25: allow by roles\.analyst\.allow\[0\]/);
+    assert.match(
+      found ?? '',
+      /^different answers: service inventory, caller roles \[analyst\], all scopes\n {4}request .*mcp-name: list_items \| \{"jsonrpc":"2\.0","id":1,"method":"tools\/call".*\n {4}2026-07-28: deny by roles\.analyst\.deny\[0\] \(RBAC mcpmesh\.rbac\.deny\)\n {4}2025-11-25: allow by roles\.analyst\.allow\[0\]/,
+    );
     // And a deciding rule that differs although both deny: RBAC's deny rules shifted by one.
-    const shifted: Policy = { ...POLICY, roles: POLICY.roles.map((r) => (r.name === 'analyst' ? { ...r, deny: [{ service: 'elsewhere', tools: ['x'] }, ...r.deny] } : r)) };
-    const other = await disagreement('inventory', CALLERS[0] as Caller, { method: 'tools/call', params: { name: 'get_secret_prices' } }, () => {}, gatewayRoute({ ...SECURITY, policy: shifted }, serviceOf('inventory', NEW)));
-    assert.match(other ?? '', /^different deciding rules: .*\n.*\n {4}2026-07-28: deny by roles\.analyst\.deny\[1\] \(RBAC mcpmesh\.rbac\.deny\)\n {4}2025-11-25: deny by roles\.analyst\.deny\[0\]/);
+    const shifted: Policy = {
+      ...POLICY,
+      roles: POLICY.roles.map((r) => (r.name === 'analyst' ? { ...r, deny: [{ service: 'elsewhere', tools: ['x'] }, ...r.deny] } : r)),
+    };
+    const other = await disagreement(
+      'inventory',
+      CALLERS[0] as Caller,
+      { method: 'tools/call', params: { name: 'get_secret_prices' } },
+      () => {},
+      gatewayRoute({ ...SECURITY, policy: shifted }, serviceOf('inventory', NEW)),
+    );
+    assert.match(
+      other ?? '',
+      /^different deciding rules: .*\n.*\n {4}2026-07-28: deny by roles\.analyst\.deny\[1\] \(RBAC mcpmesh\.rbac\.deny\)\n {4}2025-11-25: deny by roles\.analyst\.deny\[0\]/,
+    );
   });
 });

@@ -50,15 +50,24 @@ export function checkRequestObject(s: CheckSpec): Record<string, unknown> {
   const method = s.method ?? 'POST';
   const bodyText = s.body === undefined ? '' : typeof s.body === 'string' ? s.body : JSON.stringify(s.body);
   const headers: Record<string, string> = {
-    ':method': method, ':path': s.path ?? '/mcp/weather', ':authority': 'gateway.local',
-    'content-type': 'application/json', accept: 'application/json, text/event-stream',
-    'mcp-protocol-version': '2025-11-25', 'x-request-id': 'req-1',
+    ':method': method,
+    ':path': s.path ?? '/mcp/weather',
+    ':authority': 'gateway.local',
+    'content-type': 'application/json',
+    accept: 'application/json, text/event-stream',
+    'mcp-protocol-version': '2025-11-25',
+    'x-request-id': 'req-1',
     ...(s.claims ? { 'x-jwt-payload': payloadHeader(s.claims) } : {}),
     ...s.headers,
   };
   for (const h of s.omitHeaders ?? []) delete headers[h];
   const http: Record<string, unknown> = {
-    id: '1234', method, path: s.path ?? '/mcp/weather', host: 'gateway.local', scheme: 'http', protocol: 'HTTP/1.1',
+    id: '1234',
+    method,
+    path: s.path ?? '/mcp/weather',
+    host: 'gateway.local',
+    scheme: 'http',
+    protocol: 'HTTP/1.1',
     size: s.size ?? (s.bodyBytes ? s.bodyBytes.length : Buffer.byteLength(bodyText)),
   };
   const entries = [...Object.entries(headers), ...(s.extraHeaders ?? [])];
@@ -77,8 +86,12 @@ export function checkRequestObject(s: CheckSpec): Record<string, unknown> {
       source: { address: { socket_address: { address: '10.0.0.7', port_value: 51234 } } },
       destination: { address: { socket_address: { address: '10.0.0.1', port_value: 8080 } } },
       request: { time: { seconds: 1_764_000_000, nanos: 0 }, http },
-      ...(s.service !== undefined || s.contextExtensions ? { context_extensions: { ...(s.service !== undefined ? { mcp_service: s.service } : {}), ...s.contextExtensions } } : {}),
-      ...(s.metadataClaims ? { metadata_context: { filter_metadata: { 'envoy.filters.http.jwt_authn': toStruct({ jwt_payload: s.metadataClaims }) } } } : {}),
+      ...(s.service !== undefined || s.contextExtensions
+        ? { context_extensions: { ...(s.service !== undefined ? { mcp_service: s.service } : {}), ...s.contextExtensions } }
+        : {}),
+      ...(s.metadataClaims
+        ? { metadata_context: { filter_metadata: { 'envoy.filters.http.jwt_authn': toStruct({ jwt_payload: s.metadataClaims }) } } }
+        : {}),
     },
   };
 }
@@ -97,13 +110,17 @@ export interface DecodedCheckResponse {
   denied_response?: { status?: { code?: string | number }; headers?: HeaderOpt[]; body?: string };
   dynamic_metadata?: PbStruct;
 }
-interface PbStruct { fields?: Record<string, { stringValue?: string }> }
+interface PbStruct {
+  fields?: Record<string, { stringValue?: string }>;
+}
 
 /** A decoded google.protobuf.Struct of strings as a plain object. */
 export function structJson(s: PbStruct | undefined): Record<string, string> {
   return Object.fromEntries(Object.entries(s?.fields ?? {}).map(([k, v]) => [k, v.stringValue ?? '']));
 }
-export interface HeaderOpt { header?: { key?: string; value?: string } }
+export interface HeaderOpt {
+  header?: { key?: string; value?: string };
+}
 
 export function decodeCheckResponse(b: Buffer | Uint8Array): DecodedCheckResponse {
   const t = lookupType('envoy.service.auth.v3.CheckResponse');

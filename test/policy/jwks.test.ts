@@ -15,13 +15,22 @@ const reason = (jwk: Record<string, unknown>): string => {
 
 describe('JWK keys as Envoy reads them', () => {
   it('uses RSA (RS*/PS*), EC P-256/384/521 (ES*), HMAC (HS*) and Ed25519 (EdDSA) keys, alg optional', () => {
-    for (const k of [RSA_JWK, { ...RSA_JWK, alg: 'RS256' }, { ...RSA_JWK, alg: 'PS384' }, EC_P256_JWK, { ...EC_P256_JWK, alg: 'ES256' }, { ...ec384, alg: 'ES384' },
-      { kty: 'oct', k: 'c2VjcmV0', alg: 'HS256' }, ED25519_JWK, { ...ED25519_JWK, alg: 'EdDSA' }]) {
+    for (const k of [
+      RSA_JWK,
+      { ...RSA_JWK, alg: 'RS256' },
+      { ...RSA_JWK, alg: 'PS384' },
+      EC_P256_JWK,
+      { ...EC_P256_JWK, alg: 'ES256' },
+      { ...ec384, alg: 'ES384' },
+      { kty: 'oct', k: 'c2VjcmV0', alg: 'HS256' },
+      ED25519_JWK,
+      { ...ED25519_JWK, alg: 'EdDSA' },
+    ]) {
       assert.equal(reason(k), 'ok', JSON.stringify(k).slice(0, 80));
     }
   });
 
-  it('refuses each malformed key with Envoy\'s words', () => {
+  it("refuses each malformed key with Envoy's words", () => {
     const cases: Array<[Record<string, unknown>, string]> = [
       [{ n: RSA_JWK.n, e: 'AQAB' }, '[kty] is missing in [keys]'],
       [{ kty: 7 }, '[kty] is bad in [keys]'],

@@ -18,7 +18,8 @@ import { compilePolicy, decide, type CompiledPolicy } from '../../control-plane/
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import type { McpAction } from '../../control-plane/src/policy/types.ts';
 
-const POLICY = parsePolicy(`
+const POLICY = parsePolicy(
+  `
 trustDomain: mesh.test
 services:
   inventory: {}
@@ -52,7 +53,9 @@ roles:
         tools: ["*"]
     deny:
       - service: inventory
-`, 'test-policy.yaml');
+`,
+  'test-policy.yaml',
+);
 
 const COMPILED = compilePolicy(POLICY);
 const V = '2026-07-28';
@@ -62,32 +65,61 @@ const ROUTES = new Map<string, GatewayRoute>(['inventory', 'vault'].map((s) => [
 const routeOf = (service: string): GatewayRoute => ROUTES.get(service) as GatewayRoute;
 
 /** Envoy's RBAC filters on the route of `service`: DENY then ALLOW. Headers as [name, value] (repeats allowed). */
-function rbacAllows(service: string, role: string, headers: ReadonlyArray<readonly [string, string]>, claims: Record<string, unknown> = {}): boolean {
+function rbacAllows(
+  service: string,
+  role: string,
+  headers: ReadonlyArray<readonly [string, string]>,
+  claims: Record<string, unknown> = {},
+): boolean {
   return runRbac(routeOf(service), { method: 'POST', headers, body: '', claims: { roles: [role], ...claims } }).denied === undefined;
 }
 
 const envoyAllows = (role: string, headers: Record<string, string>): boolean => rbacAllows('inventory', role, Object.entries(headers));
 
 /** The ext_authz hop as the route wires it: the authorizer decides on what ext_authz sends it. */
-function authorizerAllows(policy: CompiledPolicy, service: string, claims: Record<string, unknown>, headers: ReadonlyArray<readonly [string, string]>, body: unknown): boolean {
+function authorizerAllows(
+  policy: CompiledPolicy,
+  service: string,
+  claims: Record<string, unknown>,
+  headers: ReadonlyArray<readonly [string, string]>,
+  body: unknown,
+): boolean {
   const req = { method: 'POST', headers: [['content-type', 'application/json'] as const, ...headers], body: JSON.stringify(body), claims };
   return authorize(policy, extAuthzCheck(routeOf(service), req)).verdict === 'allow';
 }
 
 /** The gateway chain for one POST: RBAC deny + allow, then the authorizer (when the route enables it). */
-function gatewayAllows(service: string, claims: { roles: string[]; scope?: string }, headers: ReadonlyArray<readonly [string, string]>, body: unknown): boolean {
+function gatewayAllows(
+  service: string,
+  claims: { roles: string[]; scope?: string },
+  headers: ReadonlyArray<readonly [string, string]>,
+  body: unknown,
+): boolean {
   const role = claims.roles[0] as string;
   return rbacAllows(service, role, headers) && authorizerAllows(COMPILED, service, claims, headers, body);
 }
 
-interface Req { method: string; name?: string; action: McpAction; params?: Record<string, unknown> }
+interface Req {
+  method: string;
+  name?: string;
+  action: McpAction;
+  params?: Record<string, unknown>;
+}
 
 const REQUESTS: Req[] = [
   { method: 'initialize', action: { kind: 'service' } },
   { method: 'tools/list', action: { kind: 'service' } },
   { method: 'ping', action: { kind: 'service' } },
-  ...['get_stock', 'get_secret_prices', 'list_items', 'list_items_all', 'delete_item', 'Get_stock', 'get_', 'xget_stock'].map((name) => ({ method: 'tools/call', name, action: { kind: 'tool', name } as McpAction })),
-  ...['inv://public/a', 'inv://public/hr/salaries', 'inv://private/a', 'inv://public'].map((uri) => ({ method: 'resources/read', name: uri, action: { kind: 'resource', uri } as McpAction })),
+  ...['get_stock', 'get_secret_prices', 'list_items', 'list_items_all', 'delete_item', 'Get_stock', 'get_', 'xget_stock'].map((name) => ({
+    method: 'tools/call',
+    name,
+    action: { kind: 'tool', name } as McpAction,
+  })),
+  ...['inv://public/a', 'inv://public/hr/salaries', 'inv://private/a', 'inv://public'].map((uri) => ({
+    method: 'resources/read',
+    name: uri,
+    action: { kind: 'resource', uri } as McpAction,
+  })),
   { method: 'resources/subscribe', name: 'inv://public/a', action: { kind: 'resource', uri: 'inv://public/a' } },
   ...['summary', 'summary2', 'other'].map((name) => ({ method: 'prompts/get', name, action: { kind: 'prompt', name } as McpAction })),
   // Regex metacharacters in a name must be literal in the compiled regexes.
@@ -97,7 +129,8 @@ const REQUESTS: Req[] = [
 
 /** The JSON-RPC body a request's headers mirror. */
 function bodyOf(r: Req, name = r.name): Record<string, unknown> {
-  const params = r.method === 'tools/call' || r.method === 'prompts/get' ? { name } : r.method.startsWith('resources/') ? { uri: name } : r.params;
+  const params =
+    r.method === 'tools/call' || r.method === 'prompts/get' ? { name } : r.method.startsWith('resources/') ? { uri: name } : r.params;
   return { jsonrpc: '2.0', id: 1, method: r.method, ...(params ? { params } : {}) };
 }
 
@@ -111,7 +144,8 @@ describe('header RBAC for 2026-07-28 services, evaluated by a real RBAC engine (
         const headers = { 'mcp-protocol-version': V, 'mcp-method': r.method, ...(r.name !== undefined ? { 'mcp-name': r.name } : {}) };
         const expected = decide(POLICY, { service: 'inventory', roles: [role], action: r.action }).allow;
         const actual = envoyAllows(role, headers);
-        if (actual !== expected) disagreements.push(`${r.method} ${r.name ?? ''}: engine ${expected ? 'allows' : 'denies'}, RBAC ${actual ? 'allows' : 'denies'}`);
+        if (actual !== expected)
+          disagreements.push(`${r.method} ${r.name ?? ''}: engine ${expected ? 'allows' : 'denies'}, RBAC ${actual ? 'allows' : 'denies'}`);
       }
       assert.deepEqual(disagreements, []);
       const allowed = REQUESTS.filter((r) => decide(POLICY, { service: 'inventory', roles: [role], action: r.action }).allow).length;
@@ -146,35 +180,55 @@ describe('header RBAC for 2026-07-28 services, evaluated by a real RBAC engine (
 
 describe('the gateway chain (header RBAC, then the authorizer on the body) for 2026-07-28 services', () => {
   const ROLES = ['analyst', 'viewer', 'admin', 'banned', 'nobody'];
-  const headersOf = (r: Req, name = r.name): Array<[string, string]> => [['mcp-protocol-version', V], ['mcp-method', r.method], ...(name !== undefined ? [['mcp-name', name] as [string, string]] : [])];
+  const headersOf = (r: Req, name = r.name): Array<[string, string]> => [
+    ['mcp-protocol-version', V],
+    ['mcp-method', r.method],
+    ...(name !== undefined ? [['mcp-name', name] as [string, string]] : []),
+  ];
 
   it('headers that mirror the body: the chain decides exactly as the policy engine', () => {
     const disagreements: string[] = [];
-    for (const role of ROLES) for (const r of REQUESTS) {
-      const expected = decide(POLICY, { service: 'inventory', roles: [role], action: r.action }).allow;
-      const actual = gatewayAllows('inventory', { roles: [role] }, headersOf(r), bodyOf(r));
-      if (actual !== expected) disagreements.push(`${role}: ${r.method} ${r.name ?? ''}: engine ${expected ? 'allows' : 'denies'}, chain ${actual ? 'allows' : 'denies'}`);
-    }
+    for (const role of ROLES)
+      for (const r of REQUESTS) {
+        const expected = decide(POLICY, { service: 'inventory', roles: [role], action: r.action }).allow;
+        const actual = gatewayAllows('inventory', { roles: [role] }, headersOf(r), bodyOf(r));
+        if (actual !== expected)
+          disagreements.push(
+            `${role}: ${r.method} ${r.name ?? ''}: engine ${expected ? 'allows' : 'denies'}, chain ${actual ? 'allows' : 'denies'}`,
+          );
+      }
     assert.deepEqual(disagreements, []);
   });
 
   it('what only the body can settle: encoded names and completion refs pass RBAC and are decided by the authorizer as the engine decides', () => {
     const cases: Array<{ r: Req; headers: Array<[string, string]> }> = [
-      ...['get_stöck', 'get_secret_ü', 'delete_ïtem', 'get_stock'].map((name) => ({ r: { method: 'tools/call', name, action: { kind: 'tool', name } as McpAction }, headers: headersOf({ method: 'tools/call', action: { kind: 'service' } }, b64(name)) })),
+      ...['get_stöck', 'get_secret_ü', 'delete_ïtem', 'get_stock'].map((name) => ({
+        r: { method: 'tools/call', name, action: { kind: 'tool', name } as McpAction },
+        headers: headersOf({ method: 'tools/call', action: { kind: 'service' } }, b64(name)),
+      })),
       ...['summary', 'other'].map((name) => {
-        const r: Req = { method: 'completion/complete', action: { kind: 'completion', ref: name }, params: { ref: { type: 'ref/prompt', name }, argument: { name: 'a', value: 'b' } } };
+        const r: Req = {
+          method: 'completion/complete',
+          action: { kind: 'completion', ref: name },
+          params: { ref: { type: 'ref/prompt', name }, argument: { name: 'a', value: 'b' } },
+        };
         return { r, headers: headersOf(r) };
       }),
     ];
     const disagreements: string[] = [];
     let passedRbac = 0;
-    for (const role of ROLES) for (const { r, headers } of cases) {
-      const expected = decide(POLICY, { service: 'inventory', roles: [role], action: r.action }).allow;
-      if (expected && !rbacAllows('inventory', role, headers)) disagreements.push(`${role}: RBAC rejects ${r.method} ${JSON.stringify(r.action)} the engine allows`);
-      if (rbacAllows('inventory', role, headers)) passedRbac += 1;
-      const actual = gatewayAllows('inventory', { roles: [role] }, headers, bodyOf(r));
-      if (actual !== expected) disagreements.push(`${role}: ${r.method} ${JSON.stringify(r.action)}: engine ${expected ? 'allows' : 'denies'}, chain ${actual ? 'allows' : 'denies'}`);
-    }
+    for (const role of ROLES)
+      for (const { r, headers } of cases) {
+        const expected = decide(POLICY, { service: 'inventory', roles: [role], action: r.action }).allow;
+        if (expected && !rbacAllows('inventory', role, headers))
+          disagreements.push(`${role}: RBAC rejects ${r.method} ${JSON.stringify(r.action)} the engine allows`);
+        if (rbacAllows('inventory', role, headers)) passedRbac += 1;
+        const actual = gatewayAllows('inventory', { roles: [role] }, headers, bodyOf(r));
+        if (actual !== expected)
+          disagreements.push(
+            `${role}: ${r.method} ${JSON.stringify(r.action)}: engine ${expected ? 'allows' : 'denies'}, chain ${actual ? 'allows' : 'denies'}`,
+          );
+      }
     assert.deepEqual(disagreements, []);
     assert.ok(passedRbac > 0);
   });
@@ -183,20 +237,33 @@ describe('the gateway chain (header RBAC, then the authorizer on the body) for 2
     const cases: Array<[string, Array<[string, string]>, unknown]> = [
       // RBAC sees get_stock (allowed); the body deletes.
       ['admin', headersOf({ method: 'tools/call', action: { kind: 'service' } }, 'get_stock'), bodyOf(REQUESTS[3] as Req, 'delete_item')],
-      ['analyst', headersOf({ method: 'tools/call', action: { kind: 'service' } }, 'get_stock'), bodyOf(REQUESTS[3] as Req, 'get_secret_prices')],
+      [
+        'analyst',
+        headersOf({ method: 'tools/call', action: { kind: 'service' } }, 'get_stock'),
+        bodyOf(REQUESTS[3] as Req, 'get_secret_prices'),
+      ],
       // RBAC sees a service-level method; the body calls a tool.
       ['viewer', headersOf({ method: 'tools/list', action: { kind: 'service' } }), bodyOf(REQUESTS[3] as Req, 'delete_item')],
       // Two Mcp-Name copies (Envoy >= 1.38 RBAC matches each on its own).
-      ['analyst', [...headersOf({ method: 'tools/call', action: { kind: 'service' } }, 'get_stock'), ['mcp-name', 'delete_item']], bodyOf(REQUESTS[3] as Req, 'delete_item')],
+      [
+        'analyst',
+        [...headersOf({ method: 'tools/call', action: { kind: 'service' } }, 'get_stock'), ['mcp-name', 'delete_item']],
+        bodyOf(REQUESTS[3] as Req, 'delete_item'),
+      ],
     ];
-    for (const [role, headers, body] of cases) assert.equal(gatewayAllows('inventory', { roles: [role] }, headers, body), false, JSON.stringify([role, headers, body]));
+    for (const [role, headers, body] of cases)
+      assert.equal(gatewayAllows('inventory', { roles: [role] }, headers, body), false, JSON.stringify([role, headers, body]));
   });
 
   it('requiredScopes: a token without the scope passes header RBAC whatever its roles, and the authorizer refuses it', () => {
     const r: Req = { method: 'tools/call', name: 'read_secret', action: { kind: 'tool', name: 'read_secret' } };
     // Scopes come before roles: the authorizer answers 403 insufficient_scope, as for every revision.
     for (const role of ['analyst', 'nobody']) assert.equal(rbacAllows('vault', role, headersOf(r), { scope: 'openid' }), true, role);
-    assert.equal(rbacAllows('vault', 'nobody', headersOf(r), { scope: 'openid vault.read' }), false, 'with the scope, roles decide in RBAC');
+    assert.equal(
+      rbacAllows('vault', 'nobody', headersOf(r), { scope: 'openid vault.read' }),
+      false,
+      'with the scope, roles decide in RBAC',
+    );
     assert.equal(rbacAllows('vault', 'nobody', headersOf(r), { scp: ['vault.read'] }), false, 'scp counts when there is no scope claim');
     assert.equal(gatewayAllows('vault', { roles: ['analyst'], scope: 'openid' }, headersOf(r), bodyOf(r)), false);
     assert.equal(gatewayAllows('vault', { roles: ['analyst'], scope: 'openid vault.read' }, headersOf(r), bodyOf(r)), true);

@@ -85,9 +85,33 @@ describe('normalizeResourceUri', () => {
   }
 
   it('the fast path for URIs already in normal form answers as the full normalization does', () => {
-    const alphabet = ['a', 'B', '/', '.', '..', '%2e', '%41', '?', '#', '\\', ':', '@', '~', 'é', '%2F', ';', '//', '|', ' ', "'", '{', 'localhost', ':80'];
+    const alphabet = [
+      'a',
+      'B',
+      '/',
+      '.',
+      '..',
+      '%2e',
+      '%41',
+      '?',
+      '#',
+      '\\',
+      ':',
+      '@',
+      '~',
+      'é',
+      '%2F',
+      ';',
+      '//',
+      '|',
+      ' ',
+      "'",
+      '{',
+      'localhost',
+      ':80',
+    ];
     let seed = 7;
-    const rnd = (n: number): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) % n);
+    const rnd = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
     for (let i = 0; i < 20_000; i++) {
       let u = ['file://', 'file:', 'weather://eu', 'weather:', 'http://Host', 'http:', 'urn:'][rnd(7)] as string;
       for (let j = rnd(8); j > 0; j--) u += alphabet[rnd(alphabet.length)];
@@ -95,12 +119,13 @@ describe('normalizeResourceUri', () => {
     }
   });
 
-  it('agrees with what WHATWG URL (the SDK\'s resource templates) hands the server, wherever it accepts a URI', () => {
+  it("agrees with what WHATWG URL (the SDK's resource templates) hands the server, wherever it accepts a URI", () => {
     const segs = ['a', '.', '..', '%2e', '%2E%2e', '.%2e', 'b%41', '~x', 'r%C3%A9', 'é', '%3A', '', 'c'];
     let compared = 0;
     // Every path of up to 4 segments from the list above, under two special schemes and a custom one.
     const paths: string[] = [''];
-    for (let depth = 0; depth < 4; depth++) for (const p of [...paths]) for (const s of segs) if (p.split('/').length <= depth + 1) paths.push(`${p}/${s}`);
+    for (let depth = 0; depth < 4; depth++)
+      for (const p of [...paths]) for (const s of segs) if (p.split('/').length <= depth + 1) paths.push(`${p}/${s}`);
     for (const scheme of ['file://', 'http://host', 'weather://eu']) {
       for (const p of new Set(paths)) {
         const raw = `${scheme}${p || '/'}`;
@@ -118,9 +143,30 @@ describe('normalizeResourceUri', () => {
 
 describe('resourcePatternProblem', () => {
   it('accepts patterns in normal form', () => {
-    for (const p of ['*', 'file:///reports/*', 'weather://*', 'inv://public/*', 'file:///ré*', 'file:///a%3A*', 'file:///a?x=../y*', 'urn:isbn:*']) assert.equal(resourcePatternProblem(p), undefined, p);
+    for (const p of [
+      '*',
+      'file:///reports/*',
+      'weather://*',
+      'inv://public/*',
+      'file:///ré*',
+      'file:///a%3A*',
+      'file:///a?x=../y*',
+      'urn:isbn:*',
+    ])
+      assert.equal(resourcePatternProblem(p), undefined, p);
   });
   it('refuses patterns that could never match a normalized URI', () => {
-    for (const p of ['FILE:///*', 'file:///a/../b/*', 'file:///a/./*', 'weather://*/..', 'file:///%41*', 'file:///%c3%a9', 'file:///%3a', 'file:///a\\b', 'file:///%x']) assert.notEqual(resourcePatternProblem(p), undefined, p);
+    for (const p of [
+      'FILE:///*',
+      'file:///a/../b/*',
+      'file:///a/./*',
+      'weather://*/..',
+      'file:///%41*',
+      'file:///%c3%a9',
+      'file:///%3a',
+      'file:///a\\b',
+      'file:///%x',
+    ])
+      assert.notEqual(resourcePatternProblem(p), undefined, p);
   });
 });

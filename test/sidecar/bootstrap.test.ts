@@ -12,7 +12,9 @@ import { proxyInfoFromNode, type PbNode } from '../../control-plane/src/xds/node
 const dir = path.join(path.dirname(fileURLToPath(import.meta.url)), 'golden');
 const update = process.env['UPDATE_GOLDEN'] === '1';
 
-for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()) {
+for (const file of readdirSync(dir)
+  .filter((f) => f.endsWith('.in.yaml'))
+  .sort()) {
   const name = file.replace(/\.in\.yaml$/, '');
   test(`bootstrap golden: ${name}`, () => {
     const actual = renderBootstrap(parse(readFileSync(path.join(dir, file), 'utf8')) as BootstrapOptions);
@@ -27,15 +29,22 @@ for (const file of readdirSync(dir).filter((f) => f.endsWith('.in.yaml')).sort()
 }
 
 test('an impossible bootstrap is refused with the field and rule', () => {
-  assert.throws(() => renderBootstrap({ nodeId: 'n', service: 'x', inboundPort: 15006, appPort: 7001, controlPlane: { host: '10.0.0.1', port: 70000 } }),
-    /bootstrap: static_resources\.clusters\[0\]\.load_assignment\.endpoints\[0\]\.lb_endpoints\[0\]\.endpoint\.address\.socket_address\.port_value: uint32\.lte/);
+  assert.throws(
+    () =>
+      renderBootstrap({ nodeId: 'n', service: 'x', inboundPort: 15006, appPort: 7001, controlPlane: { host: '10.0.0.1', port: 70000 } }),
+    /bootstrap: static_resources\.clusters\[0\]\.load_assignment\.endpoints\[0\]\.lb_endpoints\[0\]\.endpoint\.address\.socket_address\.port_value: uint32\.lte/,
+  );
 });
 
 test('the control plane reads each bootstrap node as the role it was written for', () => {
   const controlPlane = { host: '127.0.0.1', port: 18000 };
-  const gw = proxyInfoFromNode(envoyBootstrap({ kind: 'gateway', nodeId: 'gw-1', gatewayName: 'public', listenerPort: 8443, zone: 'a', controlPlane }).node as PbNode);
+  const gw = proxyInfoFromNode(
+    envoyBootstrap({ kind: 'gateway', nodeId: 'gw-1', gatewayName: 'public', listenerPort: 8443, zone: 'a', controlPlane }).node as PbNode,
+  );
   assert.deepEqual(gw, { id: 'gw-1', role: 'gateway', locality: { region: '', zone: 'a' }, listenerPort: 8443, gatewayName: 'public' });
-  const sc = proxyInfoFromNode(envoyBootstrap({ nodeId: 'sc-1', service: 'weather', inboundPort: 15006, appPort: 7001, controlPlane }).node as PbNode);
+  const sc = proxyInfoFromNode(
+    envoyBootstrap({ nodeId: 'sc-1', service: 'weather', inboundPort: 15006, appPort: 7001, controlPlane }).node as PbNode,
+  );
   assert.equal(sc.role, 'sidecar');
   assert.equal(sc.role === 'sidecar' ? sc.service : '', 'weather');
 });

@@ -49,7 +49,10 @@ const INIT_BODY = JSON.stringify({
 const POST_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 
 function sessionPids(bridge: StdioBridge): number[] {
-  return bridge.listSessions().map((s) => s.pid).filter((p): p is number => p !== null);
+  return bridge
+    .listSessions()
+    .map((s) => s.pid)
+    .filter((p): p is number => p !== null);
 }
 
 describe('stdio bridge in front of server-everything (stdio)', () => {
@@ -87,11 +90,9 @@ describe('stdio bridge in front of server-everything (stdio)', () => {
     const { client, transport } = await connectClient(url);
     try {
       const progress: number[] = [];
-      const result = await client.callTool(
-        { name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } },
-        undefined,
-        { onprogress: (p) => progress.push(p.progress) },
-      );
+      const result = await client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 0.3, steps: 3 } }, undefined, {
+        onprogress: (p) => progress.push(p.progress),
+      });
       assert.match(textOf(result), /Long running operation completed/);
       assert.deepEqual(progress, [1, 2, 3]);
     } finally {
@@ -215,7 +216,7 @@ describe('stdio bridge in front of server-everything (stdio)', () => {
     await client.close();
   });
 
-  it('puts progress, logging and sampling of a call on that call\'s POST stream (no GET stream open)', async () => {
+  it("puts progress, logging and sampling of a call on that call's POST stream (no GET stream open)", async () => {
     // The SDK client (and the conformance suite's client) open a standalone GET stream and accept anything on
     // it, so they cannot tell whether the bridge routed a message to the right stream. A client without a
     // GET stream can: everything the child says about a call must arrive on the call's own SSE response.
@@ -265,14 +266,29 @@ describe('stdio bridge in front of server-everything (stdio)', () => {
         [1, 2],
       );
       const loggingRun = await call(3, 'tools/call', { name: 'toggle-simulated-logging', arguments: {} });
-      assert.ok(loggingRun.some((m) => m.method === 'notifications/message'), JSON.stringify(loggingRun));
-      const samplingRun = await call(4, 'tools/call', { name: 'trigger-sampling-request', arguments: { prompt: 'p', maxTokens: 5 } }, async (req) => {
-        assert.equal(req.method, 'sampling/createMessage');
-        const answer = { jsonrpc: '2.0', id: req.id, result: { role: 'assistant', content: { type: 'text', text: 'raw answer' }, model: 'm' } };
-        const r = await fetch(url, { method: 'POST', headers, body: JSON.stringify(answer) });
-        assert.equal(r.status, 202);
-      });
-      assert.ok(samplingRun.some((m) => m.method === 'sampling/createMessage'), JSON.stringify(samplingRun));
+      assert.ok(
+        loggingRun.some((m) => m.method === 'notifications/message'),
+        JSON.stringify(loggingRun),
+      );
+      const samplingRun = await call(
+        4,
+        'tools/call',
+        { name: 'trigger-sampling-request', arguments: { prompt: 'p', maxTokens: 5 } },
+        async (req) => {
+          assert.equal(req.method, 'sampling/createMessage');
+          const answer = {
+            jsonrpc: '2.0',
+            id: req.id,
+            result: { role: 'assistant', content: { type: 'text', text: 'raw answer' }, model: 'm' },
+          };
+          const r = await fetch(url, { method: 'POST', headers, body: JSON.stringify(answer) });
+          assert.equal(r.status, 202);
+        },
+      );
+      assert.ok(
+        samplingRun.some((m) => m.method === 'sampling/createMessage'),
+        JSON.stringify(samplingRun),
+      );
       assert.match(JSON.stringify(samplingRun.find((m) => m.id === 4)?.result), /raw answer/);
     } finally {
       await fetch(url, { method: 'DELETE', headers: { 'mcp-session-id': sid } });
@@ -362,7 +378,13 @@ describe('stdio bridge in front of server-everything (stdio)', () => {
     assert.equal(ping.status, 400);
     assert.equal((await rawRequest(url, { method: 'POST', headers: POST_HEADERS, body: '{nope' })).status, 400);
     assert.equal(
-      (await rawRequest(url, { method: 'POST', headers: { 'content-type': 'application/json', accept: 'application/json' }, body: INIT_BODY })).status,
+      (
+        await rawRequest(url, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', accept: 'application/json' },
+          body: INIT_BODY,
+        })
+      ).status,
       406,
     );
     assert.equal(bridge.sessions, 0);
@@ -372,7 +394,11 @@ describe('stdio bridge in front of server-everything (stdio)', () => {
     const evilHost = await rawRequest(url, { method: 'POST', headers: { ...POST_HEADERS, host: 'evil.example.com' }, body: INIT_BODY });
     assert.equal(evilHost.status, 403);
     assert.match(JSON.parse(evilHost.body).error.message, /Invalid Host/);
-    const evilOrigin = await rawRequest(url, { method: 'POST', headers: { ...POST_HEADERS, origin: 'http://evil.example.com' }, body: INIT_BODY });
+    const evilOrigin = await rawRequest(url, {
+      method: 'POST',
+      headers: { ...POST_HEADERS, origin: 'http://evil.example.com' },
+      body: INIT_BODY,
+    });
     assert.equal(evilOrigin.status, 403);
     assert.equal(bridge.sessions, 0);
     // localhost with any port is fine (port-agnostic, like the SDK's hostHeaderValidation).

@@ -15,7 +15,13 @@ import { waitFor } from '../helpers/wait.ts';
 const standin = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/envoy-standin.mjs');
 
 function records(log: string): Array<{ pid: number; args?: string[]; sigterm?: boolean }> {
-  return existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { pid: number }) : [];
+  return existsSync(log)
+    ? readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { pid: number })
+    : [];
 }
 
 describe('Envoy supervisor (with an Envoy stand-in script)', () => {
@@ -36,7 +42,14 @@ describe('Envoy supervisor (with an Envoy stand-in script)', () => {
     const capture = (_level: string, _msg: string, fields?: Record<string, unknown>): void => {
       if (typeof fields?.['restart_in_ms'] === 'number') delays.push(fields['restart_in_ms']);
     };
-    const sup = new EnvoySupervisor({ bin: standin, bootstrapPath: path.join(dir, 'bootstrap.json'), backoffInitialMs: 100, backoffMaxMs: 400, drainSeconds: 1, log: capture });
+    const sup = new EnvoySupervisor({
+      bin: standin,
+      bootstrapPath: path.join(dir, 'bootstrap.json'),
+      backoffInitialMs: 100,
+      backoffMaxMs: 400,
+      drainSeconds: 1,
+      log: capture,
+    });
     try {
       sup.start();
       await waitFor('four starts', () => records(log).length >= 4, 15_000);
@@ -44,13 +57,20 @@ describe('Envoy supervisor (with an Envoy stand-in script)', () => {
       assert.deepEqual(runs[0]?.args, ['-c', path.join(dir, 'bootstrap.json'), '--drain-time-s', '1', '--disable-hot-restart']);
       assert.deepEqual(delays.slice(0, 3), [100, 200, 400], 'backoff doubles up to its maximum');
       const at = runs.map((r) => (r as unknown as { at: number }).at);
-      for (let i = 1; i < 3; i++) assert.ok(at[i]! - at[i - 1]! >= (delays[i - 1] as number) - 20, `run ${i} waited its backoff (${at[i]! - at[i - 1]!} ms >= ${delays[i - 1]} ms)`);
+      for (let i = 1; i < 3; i++)
+        assert.ok(
+          at[i]! - at[i - 1]! >= (delays[i - 1] as number) - 20,
+          `run ${i} waited its backoff (${at[i]! - at[i - 1]!} ms >= ${delays[i - 1]} ms)`,
+        );
       process.env['ENVOY_STANDIN_MODE'] = 'run';
       await waitFor('a run that stays up', () => sup.running && records(log).some((r) => (r as { mode?: string }).mode === 'run'), 10_000);
     } finally {
       await sup.stop();
     }
-    assert.ok(records(log).some((r) => r.sigterm), 'Envoy got SIGTERM');
+    assert.ok(
+      records(log).some((r) => r.sigterm),
+      'Envoy got SIGTERM',
+    );
     assert.equal(sup.running, false);
     const before = records(log).length;
     await new Promise((r) => setTimeout(r, 600));
@@ -58,11 +78,22 @@ describe('Envoy supervisor (with an Envoy stand-in script)', () => {
   });
 });
 
-describe('generated bootstrap accepted by real Envoy', { skip: process.env['ENVOY_BIN'] ? false : 'ENVOY_BIN not set: no Envoy binary on this machine' }, () => {
+describe('generated bootstrap accepted by real Envoy', {
+  skip: process.env['ENVOY_BIN'] ? false : 'ENVOY_BIN not set: no Envoy binary on this machine',
+}, () => {
   it('envoy --mode validate accepts the sidecar bootstrap', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-envoy-'));
     const file = path.join(dir, 'bootstrap.json');
-    writeFileSync(file, renderBootstrap({ nodeId: 'n1', service: 'weather', inboundPort: 15006, appPort: 7001, controlPlane: { host: '127.0.0.1', port: 18000 } }));
+    writeFileSync(
+      file,
+      renderBootstrap({
+        nodeId: 'n1',
+        service: 'weather',
+        inboundPort: 15006,
+        appPort: 7001,
+        controlPlane: { host: '127.0.0.1', port: 18000 },
+      }),
+    );
     execFileSync(process.env['ENVOY_BIN'] as string, ['--mode', 'validate', '-c', file], { stdio: 'pipe' });
   });
 });

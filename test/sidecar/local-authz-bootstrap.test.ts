@@ -24,19 +24,31 @@ import { envoyBootstrap, localAuthzClusters, type GatewayBootstrapOptions } from
 const SOCKET = '/tmp/mcpmesh/authz.sock';
 const controlPlane = { host: 'control-plane', port: 18000 };
 const gatewayOptions = (local: boolean): GatewayBootstrapOptions => ({
-  kind: 'gateway', nodeId: local ? 'gw-local' : 'gw-remote', gatewayName: 'public', listenerPort: 8080, zone: 'a', controlPlane,
+  kind: 'gateway',
+  nodeId: local ? 'gw-local' : 'gw-remote',
+  gatewayName: 'public',
+  listenerPort: 8080,
+  zone: 'a',
+  controlPlane,
   ...(local ? { localAuthz: { socket: SOCKET } } : {}),
 });
 
 const security: MeshSecurity = {
-  policy: parsePolicy('trustDomain: mcpmesh.local\nroles:\n  analyst:\n    allow:\n      - { service: weather, tools: [get_forecast] }\n', 'policy.yaml'),
+  policy: parsePolicy(
+    'trustDomain: mcpmesh.local\nroles:\n  analyst:\n    allow:\n      - { service: weather, tools: [get_forecast] }\n',
+    'policy.yaml',
+  ),
   publicUrl: 'https://mcp.example.com',
   authz: { host: 'control-plane', port: 18002 },
 };
-const mesh = (): Mesh => new MeshBuilder().build(parseRegistry(
-  'services:\n  - { name: weather, protocol: "2025-11-25", endpoints: [{ address: 10.0.0.1, port: 7001 }] }\n  - { name: files, protocol: "2026-07-28", endpoints: [{ address: 10.0.0.2, port: 7002 }] }\n',
-  'registry.yaml',
-), security).mesh;
+const mesh = (): Mesh =>
+  new MeshBuilder().build(
+    parseRegistry(
+      'services:\n  - { name: weather, protocol: "2025-11-25", endpoints: [{ address: 10.0.0.1, port: 7001 }] }\n  - { name: files, protocol: "2026-07-28", endpoints: [{ address: 10.0.0.2, port: 7002 }] }\n',
+      'registry.yaml',
+    ),
+    security,
+  ).mesh;
 
 const bootstrapNode = (local: boolean): ProxyInfo => proxyInfoFromNode(envoyBootstrap(gatewayOptions(local))['node'] as PbNode);
 const staticClusters = (b: ProtoObject): ProtoObject[] => (b['static_resources'] as { clusters: ProtoObject[] }).clusters;
@@ -59,7 +71,10 @@ function sideStreamClusterNames(listener: ProtoObject): string[] {
 
 /** What Envoy holds once both halves arrive: the snapshot's resources, plus the bootstrap's static clusters. */
 function union(snapshotResources: ReturnType<typeof proxyResources>, bootstrapClusters: readonly ProtoObject[]): SnapshotBodies {
-  const bodies = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, ProtoObject>()])) as unknown as Record<string, Map<string, ProtoObject>>;
+  const bodies = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, ProtoObject>()])) as unknown as Record<
+    string,
+    Map<string, ProtoObject>
+  >;
   for (const r of snapshotResources) (bodies[r.kind] as Map<string, ProtoObject>).set(r.name, r.body);
   for (const c of bootstrapClusters) (bodies['cluster'] as Map<string, ProtoObject>).set(String(c['name']), c);
   return bodies as unknown as SnapshotBodies;
@@ -67,7 +82,14 @@ function union(snapshotResources: ReturnType<typeof proxyResources>, bootstrapCl
 
 describe('local-authz gateway: the node', () => {
   it('the bootstrap says local_authz, and the control plane reads it into ProxyInfo', () => {
-    assert.deepEqual(bootstrapNode(true), { id: 'gw-local', role: 'gateway', locality: { region: '', zone: 'a' }, listenerPort: 8080, gatewayName: 'public', localAuthz: true });
+    assert.deepEqual(bootstrapNode(true), {
+      id: 'gw-local',
+      role: 'gateway',
+      locality: { region: '', zone: 'a' },
+      listenerPort: 8080,
+      gatewayName: 'public',
+      localAuthz: true,
+    });
     assert.equal(bootstrapNode(false).localAuthz, undefined, 'a gateway without --policy says nothing');
   });
 
@@ -79,10 +101,17 @@ describe('local-authz gateway: the node', () => {
   });
 
   it('the flag is true or false, nothing else; a proxyless client cannot use it and gets it ignored', () => {
-    const node = (v: unknown, ua?: string): PbNode => ({ id: 'g', ...(ua ? { user_agent_name: ua } : {}), metadata: struct({ role: 'gateway', local_authz: v as never }) as never });
+    const node = (v: unknown, ua?: string): PbNode => ({
+      id: 'g',
+      ...(ua ? { user_agent_name: ua } : {}),
+      metadata: struct({ role: 'gateway', local_authz: v as never }) as never,
+    });
     assert.equal(proxyInfoFromNode(node('true')).localAuthz, true, 'hand-written bootstraps may quote it');
     assert.equal(proxyInfoFromNode(node(false)).localAuthz, undefined);
-    assert.throws(() => proxyInfoFromNode(node('yes')), (e: Error) => e instanceof NodeError && /node\.metadata\.local_authz: must be true or false \(got "yes"\)/.test(e.message));
+    assert.throws(
+      () => proxyInfoFromNode(node('yes')),
+      (e: Error) => e instanceof NodeError && /node\.metadata\.local_authz: must be true or false \(got "yes"\)/.test(e.message),
+    );
     assert.throws(() => proxyInfoFromNode(node(1)), /node\.metadata\.local_authz/);
     assert.equal(proxyInfoFromNode(node(true, 'gRPC Node')).localAuthz, undefined);
   });
@@ -93,9 +122,19 @@ describe('local-authz gateway: snapshot + bootstrap', () => {
     const m = mesh();
     const local = proxyResources(m, bootstrapNode(true));
     const remote = proxyResources(m, bootstrapNode(false));
-    const clusters = (rs: typeof local): string[] => rs.filter((r) => r.kind === 'cluster').map((r) => r.name).sort();
-    assert.deepEqual(clusters(remote).filter((n) => !clusters(local).includes(n)), [AUTHZ_CLUSTER, EXT_PROC_CLUSTER]);
-    assert.deepEqual(clusters(local).filter((n) => !clusters(remote).includes(n)), []);
+    const clusters = (rs: typeof local): string[] =>
+      rs
+        .filter((r) => r.kind === 'cluster')
+        .map((r) => r.name)
+        .sort();
+    assert.deepEqual(
+      clusters(remote).filter((n) => !clusters(local).includes(n)),
+      [AUTHZ_CLUSTER, EXT_PROC_CLUSTER],
+    );
+    assert.deepEqual(
+      clusters(local).filter((n) => !clusters(remote).includes(n)),
+      [],
+    );
     const listener = (rs: typeof local): ProtoObject => (rs.find((r) => r.kind === 'listener') as { body: ProtoObject }).body;
     assert.deepEqual(sideStreamClusterNames(listener(local)), [AUTHZ_CLUSTER, EXT_PROC_CLUSTER]);
     assert.deepEqual(listener(local), listener(remote), 'the same filters, the same cluster names: only where they lead changes');
@@ -103,28 +142,41 @@ describe('local-authz gateway: snapshot + bootstrap', () => {
     buildSnapshot(snapshotKey(bootstrapNode(true)), local, new ResourceEncoder());
   });
 
-  it('the bootstrap holds each of them once, to the agent\'s socket, as HTTP/2 with generous circuit breakers', () => {
+  it("the bootstrap holds each of them once, to the agent's socket, as HTTP/2 with generous circuit breakers", () => {
     const clusters = staticClusters(envoyBootstrap(gatewayOptions(true)));
     const mine = clusters.filter((c) => c['name'] === AUTHZ_CLUSTER || c['name'] === EXT_PROC_CLUSTER);
     assert.deepEqual(mine, localAuthzClusters(SOCKET));
     for (const c of mine) {
-      assert.deepEqual((c['load_assignment'] as { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: unknown } }> }> }).endpoints[0]?.lb_endpoints[0]?.endpoint.address, { pipe: { path: SOCKET } });
+      assert.deepEqual(
+        (c['load_assignment'] as { endpoints: Array<{ lb_endpoints: Array<{ endpoint: { address: unknown } }> }> }).endpoints[0]
+          ?.lb_endpoints[0]?.endpoint.address,
+        { pipe: { path: SOCKET } },
+      );
       const t = (c['circuit_breakers'] as { thresholds: Array<{ max_requests: { value: number } }> }).thresholds[0];
       assert.ok((t?.max_requests.value ?? 0) >= MIN_SIDE_STREAM_REQUESTS, `${String(c['name'])}: max_requests ${t?.max_requests.value}`);
     }
-    assert.deepEqual(staticClusters(envoyBootstrap(gatewayOptions(false))).filter((c) => c['name'] === AUTHZ_CLUSTER || c['name'] === EXT_PROC_CLUSTER), []);
+    assert.deepEqual(
+      staticClusters(envoyBootstrap(gatewayOptions(false))).filter((c) => c['name'] === AUTHZ_CLUSTER || c['name'] === EXT_PROC_CLUSTER),
+      [],
+    );
   });
 
-  it('together they pass the semantics gate, which then judges the bootstrap\'s clusters (and has teeth there)', () => {
+  it("together they pass the semantics gate, which then judges the bootstrap's clusters (and has teeth there)", () => {
     const resources = proxyResources(mesh(), bootstrapNode(true));
     const bootstrapClusters = staticClusters(envoyBootstrap(gatewayOptions(true)));
     assert.deepEqual(checkSnapshotRules(union(resources, bootstrapClusters)), []);
     // Every cluster a filter names exists once in the union: from the bootstrap.
-    const names = new Set([...resources.filter((r) => r.kind === 'cluster').map((r) => r.name), ...bootstrapClusters.map((c) => String(c['name']))]);
+    const names = new Set([
+      ...resources.filter((r) => r.kind === 'cluster').map((r) => r.name),
+      ...bootstrapClusters.map((c) => String(c['name'])),
+    ]);
     for (const n of [AUTHZ_CLUSTER, EXT_PROC_CLUSTER]) assert.ok(names.has(n), n);
     // Envoy's default breakers on the static clusters would be refused: the rule looks at them.
     const defaults = bootstrapClusters.map((c) => (c['name'] === EXT_PROC_CLUSTER ? { ...c, circuit_breakers: undefined } : c));
-    assert.match(checkSnapshotRules(union(resources, defaults)).join('\n'), /envoy\.cluster\.side-stream-circuit-breakers: cluster "mcpmesh\.extproc" allows 1024/);
+    assert.match(
+      checkSnapshotRules(union(resources, defaults)).join('\n'),
+      /envoy\.cluster\.side-stream-circuit-breakers: cluster "mcpmesh\.extproc" allows 1024/,
+    );
   });
 
   it('the snapshot cache builds one snapshot per kind of gateway', () => {

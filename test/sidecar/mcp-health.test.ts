@@ -9,8 +9,12 @@ import { startEverythingHttp, type RunningServer } from '../helpers/everything.t
 
 describe('MCP-level health check', () => {
   let everything: RunningServer;
-  before(async () => { everything = await startEverythingHttp(); });
-  after(async () => { await everything?.stop(); });
+  before(async () => {
+    everything = await startEverythingHttp();
+  });
+  after(async () => {
+    await everything?.stop();
+  });
 
   it('a real MCP server (server-everything, 2025-11-25) answers ping', async () => {
     const c = new McpHealthChecker({ url: everything.url, protocol: '2025-11-25', timeoutMs: 5000 });

@@ -19,5 +19,6 @@ test('every access log field is documented in docs/logging.md, with its command 
     });
   }
   assert.deepEqual([...documented].sort(), Object.keys(format.fields).sort());
-  for (const f of ['mcp_method', 'mcp_name', 'mcp_session_id', 'response_code', 'duration_ms', 'upstream_host', 'upstream_locality']) assert.ok(f in format.fields, f);
+  for (const f of ['mcp_method', 'mcp_name', 'mcp_session_id', 'response_code', 'duration_ms', 'upstream_host', 'upstream_locality'])
+    assert.ok(f in format.fields, f);
 });

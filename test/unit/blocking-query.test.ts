@@ -5,10 +5,22 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, describe, it } from 'node:test';
-import { backoffDelay, BlockingQuery, type BlockingQueryError, waitMs, type ChangeInfo } from '../../control-plane/src/sources/blocking-query.ts';
+import {
+  backoffDelay,
+  BlockingQuery,
+  type BlockingQueryError,
+  waitMs,
+  type ChangeInfo,
+} from '../../control-plane/src/sources/blocking-query.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-interface Step { status?: number; index?: string | null; body?: string; hang?: boolean; delayMs?: number }
+interface Step {
+  status?: number;
+  index?: string | null;
+  body?: string;
+  hang?: boolean;
+  delayMs?: number;
+}
 
 /** Answers each request with the next step (the last step repeats); records each request's ?index. */
 async function scripted(steps: Step[]): Promise<{ url: string; seen: Array<string | null>; close: () => Promise<void> }> {
@@ -23,14 +35,21 @@ async function scripted(steps: Step[]): Promise<{ url: string; seen: Array<strin
     if (step.index !== null) headers['X-Consul-Index'] = step.index ?? '5';
     // A blocking read with the same index answers after a short "wait" rather than spinning the test.
     const delay = step.delayMs ?? (url.searchParams.has('index') && steps.length <= i ? 50 : 0);
-    setTimeout(() => { res.writeHead(step.status ?? 200, headers); res.end(step.body ?? '{"a":["mcp"]}'); }, delay);
+    setTimeout(() => {
+      res.writeHead(step.status ?? 200, headers);
+      res.end(step.body ?? '{"a":["mcp"]}');
+    }, delay);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const port = (server.address() as AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/v1/catalog/services`,
     seen,
-    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }),
+    close: () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
   };
 }
 
@@ -44,10 +63,17 @@ function run(url: string, extra: { timeoutMarginMs?: number; backoffBaseMs?: num
   const errors: BlockingQueryError[] = [];
   let recovered = 0;
   const q = new BlockingQuery({
-    name: 'catalog', url, wait: '1s', backoffBaseMs: 5, backoffMaxMs: 20, validate: objectOfTags,
+    name: 'catalog',
+    url,
+    wait: '1s',
+    backoffBaseMs: 5,
+    backoffMaxMs: 20,
+    validate: objectOfTags,
     onChange: (value, info) => changes.push({ value, info }),
     onError: (e) => errors.push(e),
-    onRecover: () => { recovered += 1; },
+    onRecover: () => {
+      recovered += 1;
+    },
     ...extra,
   });
   q.start();
@@ -56,7 +82,9 @@ function run(url: string, extra: { timeoutMarginMs?: number; backoffBaseMs?: num
 
 describe('BlockingQuery', () => {
   const closers: Array<() => Promise<void>> = [];
-  after(async () => { for (const c of closers) await c(); });
+  after(async () => {
+    for (const c of closers) await c();
+  });
 
   for (const [what, bad, kind] of [
     ['a missing X-Consul-Index', { index: null }, 'index'],
@@ -76,7 +104,13 @@ describe('BlockingQuery', () => {
         assert.equal(r.errors[0]?.kind, kind);
         assert.match(r.errors[0]?.message ?? '', /^catalog: /);
         // Same index as before the failure, different data: still delivered, because the read was fresh.
-        assert.deepEqual(r.changes.map((c) => [c.info.index, c.info.fresh, Object.keys(c.value)]), [['5', true, ['a']], ['5', true, ['b']]]);
+        assert.deepEqual(
+          r.changes.map((c) => [c.info.index, c.info.fresh, Object.keys(c.value)]),
+          [
+            ['5', true, ['a']],
+            ['5', true, ['b']],
+          ],
+        );
         assert.deepEqual(srv.seen.slice(0, 3), [null, '5', null]);
         const st = r.q.state();
         assert.equal(st.healthy, true);
@@ -95,7 +129,14 @@ describe('BlockingQuery', () => {
     try {
       await waitFor('third request', () => (srv.seen.length >= 4 ? true : undefined), 5000);
       assert.deepEqual(srv.seen.slice(0, 4), [null, '50', null, '7']);
-      assert.deepEqual(r.changes.map((c) => [c.info.index, c.info.fresh]), [['50', true], ['7', true], ['7', true]]);
+      assert.deepEqual(
+        r.changes.map((c) => [c.info.index, c.info.fresh]),
+        [
+          ['50', true],
+          ['7', true],
+          ['7', true],
+        ],
+      );
       assert.equal(r.errors.length, 0);
       assert.equal(r.q.state().resets, 1);
     } finally {
@@ -147,7 +188,10 @@ describe('BlockingQuery', () => {
     await srv.close();
     const r = run(srv.url);
     await waitFor('three errors', () => (r.errors.length >= 3 ? true : undefined), 5000);
-    assert.ok(r.errors.every((e) => e.kind === 'network'), r.errors.map((e) => e.message).join('; '));
+    assert.ok(
+      r.errors.every((e) => e.kind === 'network'),
+      r.errors.map((e) => e.message).join('; '),
+    );
     assert.equal(r.q.state().healthy, false);
     assert.equal(r.q.state().consecutiveFailures, r.errors.length);
     r.q.stop();
@@ -163,10 +207,19 @@ describe('BlockingQuery', () => {
     const errors: BlockingQueryError[] = [];
     let recovered = 0;
     const q = new BlockingQuery({
-      name: 'catalog', url: srv.url, wait: '1s', backoffBaseMs: 5, backoffMaxMs: 20, validate: objectOfTags,
-      onChange: () => { if (++calls === 1) throw new Error('boom'); },
+      name: 'catalog',
+      url: srv.url,
+      wait: '1s',
+      backoffBaseMs: 5,
+      backoffMaxMs: 20,
+      validate: objectOfTags,
+      onChange: () => {
+        if (++calls === 1) throw new Error('boom');
+      },
       onError: (e) => errors.push(e),
-      onRecover: () => { recovered += 1; },
+      onRecover: () => {
+        recovered += 1;
+      },
     });
     q.start();
     try {
@@ -180,11 +233,26 @@ describe('BlockingQuery', () => {
   });
 
   it('backs off with jitter within a small cap', () => {
-    assert.equal(backoffDelay(1, 100, 2000, () => 0), 50);
-    assert.equal(backoffDelay(1, 100, 2000, () => 1), 100);
-    assert.equal(backoffDelay(3, 100, 2000, () => 1), 400);
-    assert.equal(backoffDelay(50, 100, 2000, () => 1), 2000);
-    assert.equal(backoffDelay(50, 100, 2000, () => 0), 1000);
+    assert.equal(
+      backoffDelay(1, 100, 2000, () => 0),
+      50,
+    );
+    assert.equal(
+      backoffDelay(1, 100, 2000, () => 1),
+      100,
+    );
+    assert.equal(
+      backoffDelay(3, 100, 2000, () => 1),
+      400,
+    );
+    assert.equal(
+      backoffDelay(50, 100, 2000, () => 1),
+      2000,
+    );
+    assert.equal(
+      backoffDelay(50, 100, 2000, () => 0),
+      1000,
+    );
     assert.equal(waitMs('5m'), 300_000);
     assert.equal(waitMs('1500ms'), 1500);
     assert.equal(waitMs('1h'), 600_000, "Consul's cap");

@@ -24,7 +24,10 @@ const run = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env) 
   spawnSync(cmd, args, { encoding: 'utf8', timeout: 60_000, env });
 
 test('engines in package.json is the launcher floor, and the floor is where type stripping is on by default', () => {
-  const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as { engines: { node: string }; bin: Record<string, string> };
+  const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as {
+    engines: { node: string };
+    bin: Record<string, string>;
+  };
   assert.equal(pkg.engines.node, ENGINES);
   assert.equal(pkg.bin['mcpmesh'], 'bin/mcpmesh.js');
   // 22.18.0 and 23.6.0 unflagged --experimental-strip-types (Node's changelogs); 22.12 fails with ERR_UNKNOWN_FILE_EXTENSION.
@@ -34,7 +37,11 @@ test('engines in package.json is the launcher floor, and the floor is where type
 });
 
 test('installed from the packed tarball: node_modules/.bin/mcpmesh (a symlink) runs the TypeScript CLI', () => {
-  const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', dir, repo], { encoding: 'utf8', timeout: 60_000 }).trim().split('\n').pop() ?? '';
+  const packed =
+    execFileSync('npm', ['pack', '--silent', '--pack-destination', dir, repo], { encoding: 'utf8', timeout: 60_000 })
+      .trim()
+      .split('\n')
+      .pop() ?? '';
   const nm = path.join(dir, 'node_modules');
   const pkg = path.join(nm, 'mcp-mesh');
   mkdirSync(pkg, { recursive: true });
@@ -67,7 +74,9 @@ const oldNode = ['/usr/bin/node', '/usr/local/bin/node', findTool('nodejs')].fin
   return r.status === 0 && !supported(r.stdout.trim());
 });
 
-test('an older Node gets one line naming the Node it needs', { skip: oldNode === undefined ? 'no Node older than 22.18 on this machine' : false }, () => {
+test('an older Node gets one line naming the Node it needs', {
+  skip: oldNode === undefined ? 'no Node older than 22.18 on this machine' : false,
+}, () => {
   // A copy of the launcher with no pinned Node beside it (as installed), so it cannot re-run itself.
   const alone = path.join(dir, 'alone');
   mkdirSync(alone, { recursive: true });

@@ -20,44 +20,80 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 /** `npm start` with args until it printed `until` (then SIGTERM) or exited; stdout, stderr and the exit code. */
 function start(args: string[], env: NodeJS.ProcessEnv, until: RegExp): Promise<{ out: string; err: string; code: number | null }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(repo, 'control-plane/src/main.ts'), '--xds-port', '0', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(repo, 'control-plane/src/main.ts'), '--xds-port', '0', ...args], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let err = '';
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`no ${until} within 30 s: ${out}${err}`)); }, 30_000);
-    child.stdout.on('data', (c: Buffer) => { out += c; if (until.test(out)) child.kill('SIGTERM'); });
-    child.stderr.on('data', (c: Buffer) => { err += c; });
-    child.on('exit', (code) => { clearTimeout(timer); resolve({ out, err, code }); });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`no ${until} within 30 s: ${out}${err}`));
+    }, 30_000);
+    child.stdout.on('data', (c: Buffer) => {
+      out += c;
+      if (until.test(out)) child.kill('SIGTERM');
+    });
+    child.stderr.on('data', (c: Buffer) => {
+      err += c;
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ out, err, code });
+    });
   });
 }
 
 describe('--admin-port 0 (the port is chosen at start)', () => {
   it('the dev issuer URL is the bound port: in the banner, the metadata and the tokens it mints', async () => {
-    const child = spawn(process.execPath, [path.join(repo, 'control-plane/src/main.ts'), '--xds-port', '0', '--admin-port', '0'],
-      { env: { ...process.env, MCPMESH_DATA_DIR: path.join(dir, 'port-zero'), MCPMESH_DEV_CLIENT_SECRET: 'port-zero-secret-value' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [path.join(repo, 'control-plane/src/main.ts'), '--xds-port', '0', '--admin-port', '0'], {
+      env: { ...process.env, MCPMESH_DATA_DIR: path.join(dir, 'port-zero'), MCPMESH_DEV_CLIENT_SECRET: 'port-zero-secret-value' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     try {
       let out = '';
-      child.stdout.on('data', (c: Buffer) => { out += c; });
+      child.stdout.on('data', (c: Buffer) => {
+        out += c;
+      });
       await waitFor('the banner', () => /client id "dev"/.test(out), 30_000);
       const admin = /admin: +(http:\/\/127\.0\.0\.1:(\d+))\//.exec(out);
       assert.ok(admin && admin[2] !== '0', out);
       const issuer = `${admin[1]}/oauth`;
       assert.match(out, new RegExp(`dev OAuth: +issuer ${issuer.replaceAll('.', '\\.')} `));
-      const meta = (await (await fetch(`${admin[1]}/.well-known/oauth-authorization-server/oauth`)).json()) as { issuer: string; token_endpoint: string; jwks_uri: string };
+      const meta = (await (await fetch(`${admin[1]}/.well-known/oauth-authorization-server/oauth`)).json()) as {
+        issuer: string;
+        token_endpoint: string;
+        jwks_uri: string;
+      };
       assert.deepEqual([meta.issuer, meta.token_endpoint, meta.jwks_uri], [issuer, `${admin[1]}/oauth/token`, `${admin[1]}/oauth/jwks`]);
-      const minted = await fetch(meta.token_endpoint, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 'port-zero-secret-value' }) });
+      const minted = await fetch(meta.token_endpoint, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'dev', client_secret: 'port-zero-secret-value' }),
+      });
       const token = ((await minted.json()) as { access_token?: string }).access_token ?? '';
       assert.equal((JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { iss: string }).iss, issuer);
       // npm start on the example registry says its endpoints are placeholders and where real ones run.
-      assert.match(out, /example mesh: +the endpoints in deploy\/registry\.example\.yaml are placeholders \(nothing listens on them\); their health is\n +what the file declares, not checked\. Real MCP servers behind Envoy: npm run demo/);
+      assert.match(
+        out,
+        /example mesh: +the endpoints in deploy\/registry\.example\.yaml are placeholders \(nothing listens on them\); their health is\n +what the file declares, not checked\. Real MCP servers behind Envoy: npm run demo/,
+      );
     } finally {
       child.kill('SIGKILL');
     }
   });
 
   it('is refused with a policy that trusts the dev issuer: the policy cannot name a port not chosen yet', async () => {
-    const r = await start(['--policy', EXAMPLE_POLICY, '--admin-port', '0'], { MCPMESH_DATA_DIR: path.join(dir, 'port-zero-policy') }, /control plane listening/);
+    const r = await start(
+      ['--policy', EXAMPLE_POLICY, '--admin-port', '0'],
+      { MCPMESH_DATA_DIR: path.join(dir, 'port-zero-policy') },
+      /control plane listening/,
+    );
     assert.equal(r.code, 1);
-    assert.match(r.err, /--admin-port 0 picks the admin port at start, so the development issuer's URL \(http:\/\/127\.0\.0\.1:<port>\/oauth\) is not known in advance, but policy provider "dev" trusts issuer http:\/\/127\.0\.0\.1:18001\/oauth: give a fixed --admin-port/);
+    assert.match(
+      r.err,
+      /--admin-port 0 picks the admin port at start, so the development issuer's URL \(http:\/\/127\.0\.0\.1:<port>\/oauth\) is not known in advance, but policy provider "dev" trusts issuer http:\/\/127\.0\.0\.1:18001\/oauth: give a fixed --admin-port/,
+    );
   });
 
   it('a policy that trusts no dev issuer does not conflict', () => {
@@ -90,7 +126,8 @@ describe('dev client secret', () => {
 
   it('npm start prints the same secret after a restart, and where it is kept', async () => {
     const env = { MCPMESH_DATA_DIR: path.join(dir, 'npm-start'), MCPMESH_DEV_CLIENT_SECRET: '' };
-    const secretOf = (out: string): string => /client id "dev", secret (\S+) \(kept in (\S+)\)/.exec(out)?.slice(1).join(' ') ?? `none in ${out}`;
+    const secretOf = (out: string): string =>
+      /client id "dev", secret (\S+) \(kept in (\S+)\)/.exec(out)?.slice(1).join(' ') ?? `none in ${out}`;
     const a = await start(['--admin-port', String(await freePort())], env, /client id "dev"/);
     const b = await start(['--admin-port', String(await freePort())], env, /client id "dev"/);
     assert.match(secretOf(a.out), new RegExp(` ${path.join(dir, 'npm-start', DEV_SECRET_FILE).replaceAll('/', '\\/')}$`));
@@ -106,17 +143,32 @@ describe('the example policy and the admin port', () => {
   });
 
   it('names the provider, both URLs and the fixes when the admin port moved', () => {
-    assert.equal(devIssuerMismatch(policy.providers, 'http://127.0.0.1:18401/oauth'),
+    assert.equal(
+      devIssuerMismatch(policy.providers, 'http://127.0.0.1:18401/oauth'),
       'policy provider "dev" trusts issuer http://127.0.0.1:18001/oauth, but this control plane\'s development issuer is http://127.0.0.1:18401/oauth: ' +
-      'tokens from `mcpmesh token` would be refused at the gateway. Make the provider\'s issuer http://127.0.0.1:18401/oauth and its jwksUri http://127.0.0.1:18401/oauth/jwks ' +
-      '(or move the admin port back with --admin-port / MCPMESH_ADMIN_PORT, or set MCPMESH_DEV_ISSUER_URL)');
-    assert.equal(devIssuerMismatch([{ ...policy.providers[0]!, issuer: 'https://login.example.com/oauth' }], 'http://127.0.0.1:18401/oauth'), undefined, 'a real IdP is not the dev issuer');
+        "tokens from `mcpmesh token` would be refused at the gateway. Make the provider's issuer http://127.0.0.1:18401/oauth and its jwksUri http://127.0.0.1:18401/oauth/jwks " +
+        '(or move the admin port back with --admin-port / MCPMESH_ADMIN_PORT, or set MCPMESH_DEV_ISSUER_URL)',
+    );
+    assert.equal(
+      devIssuerMismatch([{ ...policy.providers[0]!, issuer: 'https://login.example.com/oauth' }], 'http://127.0.0.1:18401/oauth'),
+      undefined,
+      'a real IdP is not the dev issuer',
+    );
   });
 
   it('npm start refuses to start with the example policy on another admin port, saying why', async () => {
     const port = await freePort();
-    const r = await start(['--policy', EXAMPLE_POLICY, '--admin-port', String(port)], { MCPMESH_DATA_DIR: path.join(dir, 'refuse') }, /control plane listening/);
+    const r = await start(
+      ['--policy', EXAMPLE_POLICY, '--admin-port', String(port)],
+      { MCPMESH_DATA_DIR: path.join(dir, 'refuse') },
+      /control plane listening/,
+    );
     assert.equal(r.code, 1);
-    assert.match(r.err, new RegExp(`policy provider "dev" trusts issuer http://127\\.0\\.0\\.1:18001/oauth, but this control plane's development issuer is http://127\\.0\\.0\\.1:${port}/oauth`));
+    assert.match(
+      r.err,
+      new RegExp(
+        `policy provider "dev" trusts issuer http://127\\.0\\.0\\.1:18001/oauth, but this control plane's development issuer is http://127\\.0\\.0\\.1:${port}/oauth`,
+      ),
+    );
   });
 });

@@ -33,7 +33,11 @@ roles:
 }
 
 function security(callers = '"spiffe://mcpmesh.test/gateway/*"'): MeshSecurity {
-  return { policy: parsePolicy(policyText(callers), 'p.yaml'), publicUrl: 'https://mcp.example.com:8443', authz: { host: '127.0.0.1', port: 18002 } };
+  return {
+    policy: parsePolicy(policyText(callers), 'p.yaml'),
+    publicUrl: 'https://mcp.example.com:8443',
+    authz: { host: '127.0.0.1', port: 18002 },
+  };
 }
 
 function registry(idle = '1h', extra = ''): string {
@@ -69,14 +73,16 @@ describe('issue 9 findings, in the generated config', () => {
   const routes = find(gw, 'route', 'gateway.routes') as { virtual_hosts: Array<{ name: string; domains: string[]; routes: Obj[] }> };
 
   it('3: the remote JWKS host is verified (CA bundle and DNS SAN), not merely spoken TLS to', () => {
-    const cluster = find(gw, 'cluster', 'jwks.corp') as { transport_socket: { typed_config: { sni: string; common_tls_context: { validation_context: Obj } } } };
+    const cluster = find(gw, 'cluster', 'jwks.corp') as {
+      transport_socket: { typed_config: { sni: string; common_tls_context: { validation_context: Obj } } };
+    };
     const vc = cluster.transport_socket.typed_config.common_tls_context.validation_context;
     assert.deepEqual(vc['trusted_ca'], { filename: '/etc/ssl/certs/ca-certificates.crt' });
     assert.deepEqual(vc['match_typed_subject_alt_names'], [{ san_type: 'DNS', matcher: { exact: 'login.example.com' } }]);
     assert.equal(cluster.transport_socket.typed_config.sni, 'login.example.com');
   });
 
-  it('7: every route\'s 401 names a metadata document its own virtual host serves, for the URL the client used (no query)', () => {
+  it("7: every route's 401 names a metadata document its own virtual host serves, for the URL the client used (no query)", () => {
     const reply = JSON.stringify(find(gw, 'listener', 'gateway.http'));
     assert.ok(!reply.includes('%REQ(:path)%'), 'no request path (and query) in the challenge');
     assert.ok(reply.includes('%METADATA(ROUTE:mcpmesh:resource_metadata)%'));
@@ -89,7 +95,9 @@ describe('issue 9 findings, in the generated config', () => {
         if (m.path && body) served.set(`${m.headers?.[0]?.string_match.exact ?? '*'} ${m.path}`, JSON.parse(body) as Obj);
       }
       for (const r of vh.routes) {
-        const url = ((r['metadata'] as { filter_metadata?: { mcpmesh?: { fields?: { resource_metadata?: { stringValue: string } } } } } | undefined)?.filter_metadata?.mcpmesh?.fields?.resource_metadata?.stringValue);
+        const url = (
+          r['metadata'] as { filter_metadata?: { mcpmesh?: { fields?: { resource_metadata?: { stringValue: string } } } } } | undefined
+        )?.filter_metadata?.mcpmesh?.fields?.resource_metadata?.stringValue;
         if (!url || r['direct_response']) continue;
         const u = new URL(url);
         const authority = (r['match'] as { headers?: Array<{ string_match: { exact: string } }> }).headers?.[0]?.string_match.exact;
@@ -106,39 +114,70 @@ describe('issue 9 findings, in the generated config', () => {
     assert.ok(checked >= 6, `checked ${checked} routes`);
     const weatherHost = routes.virtual_hosts.find((v) => v.name === 'mcp_weather');
     assert.deepEqual(weatherHost?.domains, ['weather', 'weather.example.com']);
-    const docs = JSON.stringify(weatherHost?.routes.filter((r) => r['direct_response']).map((r) => JSON.parse(((r['direct_response'] as { body: { inline_string: string } }).body.inline_string)).resource));
-    assert.equal(docs, JSON.stringify(['https://weather:8443/mcp', 'https://weather:8443/mcp', 'https://weather.example.com:8443/mcp', 'https://weather.example.com:8443/mcp']));
+    const docs = JSON.stringify(
+      weatherHost?.routes
+        .filter((r) => r['direct_response'])
+        .map((r) => JSON.parse((r['direct_response'] as { body: { inline_string: string } }).body.inline_string).resource),
+    );
+    assert.equal(
+      docs,
+      JSON.stringify([
+        'https://weather:8443/mcp',
+        'https://weather:8443/mcp',
+        'https://weather.example.com:8443/mcp',
+        'https://weather.example.com:8443/mcp',
+      ]),
+    );
   });
 
-  it('8: the two RBAC filters count and log under their own prefixes; per-route prefixes keep the filter\'s', () => {
-    const filters = (find(gw, 'listener', 'gateway.http') as Obj);
+  it("8: the two RBAC filters count and log under their own prefixes; per-route prefixes keep the filter's", () => {
+    const filters = find(gw, 'listener', 'gateway.http') as Obj;
     const rbac = [...walk(filters)].filter((o) => o['@type'] === 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC');
-    assert.deepEqual(rbac.map((r) => r['rules_stat_prefix']), [RBAC_STAT_PREFIX.deny, RBAC_STAT_PREFIX.allow]);
-    assert.deepEqual(rbac.map((r) => r['shadow_rules_stat_prefix']), [RBAC_STAT_PREFIX.deny, RBAC_STAT_PREFIX.allow]);
-    const perRoute = [...walk(routes)].filter((o) => o['@type'] === 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute' && o['rbac']);
+    assert.deepEqual(
+      rbac.map((r) => r['rules_stat_prefix']),
+      [RBAC_STAT_PREFIX.deny, RBAC_STAT_PREFIX.allow],
+    );
+    assert.deepEqual(
+      rbac.map((r) => r['shadow_rules_stat_prefix']),
+      [RBAC_STAT_PREFIX.deny, RBAC_STAT_PREFIX.allow],
+    );
+    const perRoute = [...walk(routes)].filter(
+      (o) => o['@type'] === 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute' && o['rbac'],
+    );
     assert.ok(perRoute.length > 0);
     for (const p of perRoute) {
       const cfg = p['rbac'] as Obj;
       const action = ((cfg['rules'] ?? cfg['shadow_rules']) as { action: string }).action;
-      assert.equal(cfg['rules_stat_prefix'] ?? cfg['shadow_rules_stat_prefix'], action === 'DENY' ? RBAC_STAT_PREFIX.deny : RBAC_STAT_PREFIX.allow);
+      assert.equal(
+        cfg['rules_stat_prefix'] ?? cfg['shadow_rules_stat_prefix'],
+        action === 'DENY' ? RBAC_STAT_PREFIX.deny : RBAC_STAT_PREFIX.allow,
+      );
       assert.equal(cfg['track_per_rule_stats'], true);
-      for (const name of Object.keys(((cfg['rules'] ?? cfg['shadow_rules']) as { policies: Obj }).policies)) assert.match(name, /^files\/[^.]+$/, 'per-rule stats name the service, dot-free');
+      for (const name of Object.keys(((cfg['rules'] ?? cfg['shadow_rules']) as { policies: Obj }).policies))
+        assert.match(name, /^files\/[^.]+$/, 'per-rule stats name the service, dot-free');
     }
-    assert.ok(JSON.stringify(accessLogFormat('gateway')).includes('%DYNAMIC_METADATA(envoy.filters.http.rbac)%'), 'RBAC decisions are logged');
+    assert.ok(
+      JSON.stringify(accessLogFormat('gateway')).includes('%DYNAMIC_METADATA(envoy.filters.http.rbac)%'),
+      'RBAC decisions are logged',
+    );
   });
 
-  it('9: the log\'s assigned session is the server\'s plain id, copied on every route before the session filter wraps it', () => {
+  it("9: the log's assigned session is the server's plain id, copied on every route before the session filter wraps it", () => {
     const fields = (accessLogFormat('gateway') as { fields: Record<string, { stringValue: string }> }).fields;
     assert.equal(fields['mcp_session_assigned']?.stringValue, `%RESP(${SERVER_SESSION_HEADER.toUpperCase()})%`);
     for (const vh of routes.virtual_hosts) {
       for (const r of vh.routes.filter((x) => x['route'])) {
-        assert.deepEqual(r['response_headers_to_add'], [{ header: { key: SERVER_SESSION_HEADER, value: '%RESP(mcp-session-id)%' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }], `${vh.name} ${String(r['name'])}`);
+        assert.deepEqual(
+          r['response_headers_to_add'],
+          [{ header: { key: SERVER_SESSION_HEADER, value: '%RESP(mcp-session-id)%' }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+          `${vh.name} ${String(r['name'])}`,
+        );
       }
     }
   });
 
-  it('11: health checks ask with HEAD (an SSE answer cannot hang them) in the cluster\'s own protocol', () => {
-    const hc = (name: string): Obj => ((find(gw, 'cluster', name)['health_checks'] as Obj[])[0]) as Obj;
+  it("11: health checks ask with HEAD (an SSE answer cannot hang them) in the cluster's own protocol", () => {
+    const hc = (name: string): Obj => (find(gw, 'cluster', name)['health_checks'] as Obj[])[0] as Obj;
     const weather = hc('mcp.weather'); // mTLS to its sidecar: ALPN, so h2 pinned
     assert.equal((weather['http_health_check'] as Obj)['method'], 'HEAD');
     assert.equal((weather['http_health_check'] as Obj)['codec_client_type'], 'HTTP2');
@@ -149,22 +188,31 @@ describe('issue 9 findings, in the generated config', () => {
   });
 
   it('12: retries only where the request never reached the server', () => {
-    for (const o of walk(routes)) if (o['retry_on'] !== undefined) assert.equal(o['retry_on'], 'connect-failure,refused-stream,reset-before-request');
+    for (const o of walk(routes))
+      if (o['retry_on'] !== undefined) assert.equal(o['retry_on'], 'connect-failure,refused-stream,reset-before-request');
   });
 
-  it('14: editing a service\'s timeouts or its allowed callers changes route tables, never a listener (which Envoy would drain)', () => {
+  it("14: editing a service's timeouts or its allowed callers changes route tables, never a listener (which Envoy would drain)", () => {
     const before = [...proxyResources(build(sec, registry('1h')), GATEWAY, IDENTITY), ...proxyResources(build(sec), SIDECAR, IDENTITY)];
     const edited = security('"spiffe://mcpmesh.test/gateway/edge", "spiffe://mcpmesh.test/mcp/agent"');
-    const after = [...proxyResources(build(edited, registry('3h')), GATEWAY, IDENTITY), ...proxyResources(build(edited, registry('3h')), SIDECAR, IDENTITY)];
+    const after = [
+      ...proxyResources(build(edited, registry('3h')), GATEWAY, IDENTITY),
+      ...proxyResources(build(edited, registry('3h')), SIDECAR, IDENTITY),
+    ];
     const byKind = (rs: XdsResource[], kind: string): string => JSON.stringify(rs.filter((r) => r.kind === kind).map((r) => r.body));
     assert.equal(byKind(after, 'listener'), byKind(before, 'listener'), 'listeners unchanged');
     assert.notEqual(byKind(after, 'route'), byKind(before, 'route'), 'the edit is in the route tables');
     const sidecarRoutes = JSON.stringify(find(after, 'route', 'sidecar.inbound.routes'));
-    assert.ok(sidecarRoutes.includes('spiffe://mcpmesh.test/mcp/agent'), 'allowed callers are checked per route (RBAC on the peer certificate)');
+    assert.ok(
+      sidecarRoutes.includes('spiffe://mcpmesh.test/mcp/agent'),
+      'allowed callers are checked per route (RBAC on the peer certificate)',
+    );
   });
 
   it('15: a 2024-11-05 SSE service hashes each client to one replica (its stream and its POSTs)', () => {
-    const cluster = find(gw, 'cluster', 'mcp.legacy') as { load_balancing_policy: { policies: Array<{ typed_extension_config: { name: string } }> } };
+    const cluster = find(gw, 'cluster', 'mcp.legacy') as {
+      load_balancing_policy: { policies: Array<{ typed_extension_config: { name: string } }> };
+    };
     assert.equal(cluster.load_balancing_policy.policies[0]?.typed_extension_config.name, 'envoy.load_balancing_policies.ring_hash');
     const legacyRoutes = [...walk(routes)].filter((o) => (o['cluster'] as string | undefined) === 'mcp.legacy');
     assert.ok(legacyRoutes.length >= 3);
@@ -173,7 +221,7 @@ describe('issue 9 findings, in the generated config', () => {
     for (const r of weatherRoutes) assert.equal(r['hash_policy'], undefined, 'Streamable HTTP uses the session envelope instead');
   });
 
-  it('17: the sidecar\'s TLS offers ALPN (h2, http/1.1) so gateways can speak HTTP/2 to it', () => {
+  it("17: the sidecar's TLS offers ALPN (h2, http/1.1) so gateways can speak HTTP/2 to it", () => {
     const listener = JSON.stringify(find(proxyResources(build(sec), SIDECAR, IDENTITY), 'listener', 'sidecar.inbound'));
     assert.ok(listener.includes('"alpn_protocols":["h2","http/1.1"]'));
   });

@@ -15,7 +15,12 @@ const GATEWAY: ProxyInfo = { id: 'gw', role: 'gateway', listenerPort: 8080 };
 
 /** Every kind's version and every resource's name, version and bytes. */
 function contents(s: Snapshot): unknown {
-  return Object.fromEntries(RESOURCE_KINDS.map((k) => [k, { version: s.versions[k], resources: [...s.resources[k]].map(([n, r]) => [n, r.version, Buffer.from(r.bytes).toString('base64')]) }]));
+  return Object.fromEntries(
+    RESOURCE_KINDS.map((k) => [
+      k,
+      { version: s.versions[k], resources: [...s.resources[k]].map(([n, r]) => [n, r.version, Buffer.from(r.bytes).toString('base64')]) },
+    ]),
+  );
 }
 
 function fromScratch(specs: readonly ServiceSpec[]): Snapshot {
@@ -36,7 +41,9 @@ describe('incremental snapshot builds', () => {
       meshSpecs(19, 3), // two removed
       meshSpecs(19, 3).map((s, i) => (i === 7 ? { ...s, endpoints: [...s.endpoints].reverse() } : s)), // same, out of order
       meshSpecs(19, 3).map((s, i) => (i === 7 ? { ...s, endpoints: s.endpoints.map((e, j) => (j === 1 ? { ...e, weight: 5 } : e)) } : s)),
-      meshSpecs(19, 3).map((s, i) => (i === 8 ? { ...s, endpoints: s.endpoints.map((e, j) => (j === 0 ? { ...e, locality: { ...e.locality, zone: 'c' } } : e)) } : s)),
+      meshSpecs(19, 3).map((s, i) =>
+        i === 8 ? { ...s, endpoints: s.endpoints.map((e, j) => (j === 0 ? { ...e, locality: { ...e.locality, zone: 'c' } } : e)) } : s,
+      ),
       meshSpecs(19, 3).map((s, i) => (i === 9 ? { ...s, sidecar: true } : s)),
     ];
     for (const [n, specs] of steps.entries()) {
@@ -64,7 +71,9 @@ describe('incremental snapshot builds', () => {
     const first = builder.build(meshSpecs(5, 3));
     first.commit();
     const again = builder.build(meshSpecs(5, 3));
-    again.mesh.services.forEach((s, i) => { assert.equal(s, first.mesh.services[i], 'same content, same object'); });
+    again.mesh.services.forEach((s, i) => {
+      assert.equal(s, first.mesh.services[i], 'same content, same object');
+    });
     again.commit();
     const tweak = (f: (e: ServiceSpec['endpoints'][number]) => object): ServiceSpec[] =>
       meshSpecs(5, 3).map((s, i) => (i === 2 ? { ...s, endpoints: s.endpoints.map((e, j) => (j === 1 ? (f(e) as typeof e) : e)) } : s));
@@ -88,15 +97,26 @@ describe('incremental snapshot builds', () => {
     const good = buildSnapshot('gw', proxyResources(mesh, GATEWAY), encoder);
     encoder.rotate();
     // Only the endpoints change, and one cluster's EDS name no longer exists: the reference check must run.
-    const broken: XdsResource[] = proxyResources(mesh, GATEWAY).map((r) => (r.kind === 'endpoint' && r.name === 'mcp.svc-0001'
-      ? { ...r, name: 'mcp.svc-0001-renamed', body: { ...r.body, cluster_name: 'mcp.svc-0001-renamed' } } : r));
-    assert.throws(() => buildSnapshot('gw', broken, encoder, good), (err: unknown) => err instanceof SnapshotError && /references endpoints "mcp\.svc-0001"/.test(err.message));
+    const broken: XdsResource[] = proxyResources(mesh, GATEWAY).map((r) =>
+      r.kind === 'endpoint' && r.name === 'mcp.svc-0001'
+        ? { ...r, name: 'mcp.svc-0001-renamed', body: { ...r.body, cluster_name: 'mcp.svc-0001-renamed' } }
+        : r,
+    );
+    assert.throws(
+      () => buildSnapshot('gw', broken, encoder, good),
+      (err: unknown) => err instanceof SnapshotError && /references endpoints "mcp\.svc-0001"/.test(err.message),
+    );
     // Same names, one cluster's body changed to name endpoints that do not exist.
-    const dangling = proxyResources(mesh, GATEWAY).map((r) => (r.kind === 'cluster' && r.name === 'mcp.svc-0002'
-      ? { ...r, body: { ...r.body, eds_cluster_config: { ...(r.body['eds_cluster_config'] as object), service_name: 'nowhere' } } } : r));
+    const dangling = proxyResources(mesh, GATEWAY).map((r) =>
+      r.kind === 'cluster' && r.name === 'mcp.svc-0002'
+        ? { ...r, body: { ...r.body, eds_cluster_config: { ...(r.body['eds_cluster_config'] as object), service_name: 'nowhere' } } }
+        : r,
+    );
     assert.throws(() => buildSnapshot('gw', dangling, encoder, good), /cluster "mcp\.svc-0002" references endpoints "nowhere"/);
     // A second listener on the same address: the listener rule must run though only a listener was added.
-    const dup = proxyResources(mesh, GATEWAY).flatMap((r) => (r.kind === 'listener' ? [r, { ...r, name: `${r.name}-copy`, body: { ...r.body, name: `${r.name}-copy` } }] : [r]));
+    const dup = proxyResources(mesh, GATEWAY).flatMap((r) =>
+      r.kind === 'listener' ? [r, { ...r, name: `${r.name}-copy`, body: { ...r.body, name: `${r.name}-copy` } }] : [r],
+    );
     assert.throws(() => buildSnapshot('gw', dup, encoder, good), /listener\.unique-address/);
   });
 });

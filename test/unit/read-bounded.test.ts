@@ -17,8 +17,13 @@ describe('readFileBounded', () => {
         assert.equal(readFileBounded(f, 10), 'x'.repeat(n));
       }
       truncateSync(f, 1_073_741_824); // 1 GiB, sparse: reading it would take seconds and the heap
-      assert.throws(() => readFileBounded(f, 10, 'raise it'), (e: unknown) => e instanceof FileTooLargeError && e.size === 1_073_741_824 &&
-        e.message === 'is 1073741824 bytes (1024.0 MiB), over the limit of 10 bytes; not read (raise it)');
+      assert.throws(
+        () => readFileBounded(f, 10, 'raise it'),
+        (e: unknown) =>
+          e instanceof FileTooLargeError &&
+          e.size === 1_073_741_824 &&
+          e.message === 'is 1073741824 bytes (1024.0 MiB), over the limit of 10 bytes; not read (raise it)',
+      );
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -29,7 +34,10 @@ describe('readFileBounded', () => {
     const whole = readFileBounded('/proc/self/status', 1_000_000);
     assert.match(whole, /^Name:/);
     assert.match(whole, /VmRSS:/);
-    assert.throws(() => readFileBounded('/proc/self/status', 64), (e: unknown) => e instanceof FileTooLargeError && e.size === 65 && e.limit === 64);
+    assert.throws(
+      () => readFileBounded('/proc/self/status', 64),
+      (e: unknown) => e instanceof FileTooLargeError && e.size === 65 && e.limit === 64,
+    );
   });
 
   it('parses size limits as flags and the environment give them', () => {

@@ -9,11 +9,16 @@ import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts'
 
 // Zone "" (an endpoint without a zone, as Consul can report) is not writable in a registry file: set it after parsing.
 const mesh = (endpoints: string): Mesh => {
-  const specs = parseRegistry(`services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n${endpoints}`, 'test')
-    .map((s) => ({ ...s, endpoints: s.endpoints.map((e) => (e.locality.zone === 'nozone' ? { ...e, locality: { ...e.locality, zone: '' } } : e)) }));
+  const specs = parseRegistry(`services:\n  - name: weather\n    protocol: "2025-11-25"\n    endpoints:\n${endpoints}`, 'test').map(
+    (s) => ({
+      ...s,
+      endpoints: s.endpoints.map((e) => (e.locality.zone === 'nozone' ? { ...e, locality: { ...e.locality, zone: '' } } : e)),
+    }),
+  );
   return new MeshBuilder().build(specs, undefined).mesh;
 };
-const ep = (ip: string, region: string, zone: string): string => `      - { address: ${ip}, port: 7001, locality: { region: "${region}", zone: "${zone}" } }\n`;
+const ep = (ip: string, region: string, zone: string): string =>
+  `      - { address: ${ip}, port: 7001, locality: { region: "${region}", zone: "${zone}" } }\n`;
 
 describe('snapshot classes by known locality', () => {
   const m = mesh(ep('10.0.0.1', 'eu', 'a') + ep('10.0.0.2', 'eu', 'nozone') + ep('10.0.0.3', 'us', 'a'));
@@ -30,7 +35,12 @@ describe('snapshot classes by known locality', () => {
   it('serves a proxy in an unknown zone exactly what its own locality would have given it', () => {
     const cache = new SnapshotCache();
     cache.setMesh(m);
-    const gw = (zone: string, region = 'eu'): ProxyInfo => ({ id: `gw-${region}-${zone}`, role: 'gateway', listenerPort: 8443, locality: { region, zone } });
+    const gw = (zone: string, region = 'eu'): ProxyInfo => ({
+      id: `gw-${region}-${zone}`,
+      role: 'gateway',
+      listenerPort: 8443,
+      locality: { region, zone },
+    });
     const a = cache.watch(gw('zz'), () => {});
     const b = cache.watch(gw('yy'), () => {});
     const c = cache.watch(gw('q', 'mars'), () => {});
@@ -38,9 +48,13 @@ describe('snapshot classes by known locality', () => {
     assert.equal(a.snapshot, b.snapshot, 'two unknown zones of one region share a snapshot');
     assert.equal(c.snapshot, d.snapshot, 'an unknown region is no preference');
     const eds = a.snapshot?.resources.endpoint.get([...a.snapshot.resources.endpoint.keys()][0] as string);
-    const zoneless = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string; zone: string } }> | undefined)?.find((l) => l.locality.region === 'eu' && l.locality.zone === '');
-    assert.equal(zoneless?.priority, 0, 'same region, other zone: the first priority there is (no endpoint in the proxy\'s own zone)');
-    const us = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string } }> | undefined)?.find((l) => l.locality.region === 'us');
+    const zoneless = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string; zone: string } }> | undefined)?.find(
+      (l) => l.locality.region === 'eu' && l.locality.zone === '',
+    );
+    assert.equal(zoneless?.priority, 0, "same region, other zone: the first priority there is (no endpoint in the proxy's own zone)");
+    const us = (eds?.body['endpoints'] as Array<{ priority: number; locality: { region: string } }> | undefined)?.find(
+      (l) => l.locality.region === 'us',
+    );
     assert.equal(us?.priority, 1, 'another region comes after');
     // And byte for byte what the proxy's own claim gives, computed without any class reduction.
     const svc = m.services[0];

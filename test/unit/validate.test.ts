@@ -5,7 +5,10 @@ import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { validateMessage } from '../../control-plane/src/xds/validate.ts';
 
 const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
-const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } };
+const ROUTER = {
+  name: 'envoy.filters.http.router',
+  typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+};
 
 function rules(typeUrl: string, value: unknown): string[] {
   return validateMessage(typeUrl, value).map((v) => `${v.path}: ${v.rule}`);
@@ -32,13 +35,26 @@ describe('resource validation (schema + PGV rules)', () => {
   });
 
   it('uint32 ranges (port_value <= 65535)', () => {
-    const cla = { cluster_name: 'c', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '1.2.3.4', port_value: 70000 } } } }] }] };
-    assert.deepEqual(rules(TYPE_URLS.endpoint, cla), ['endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: uint32.lte']);
+    const cla = {
+      cluster_name: 'c',
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '1.2.3.4', port_value: 70000 } } } }] }],
+    };
+    assert.deepEqual(rules(TYPE_URLS.endpoint, cla), [
+      'endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: uint32.lte',
+    ]);
   });
 
   it('duration bounds and required durations (health check interval > 0, timeout required)', () => {
-    const cluster = { name: 'c', health_checks: [{ interval: { seconds: 0 }, unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, http_health_check: { path: '/' } }] };
-    assert.deepEqual(rules(TYPE_URLS.cluster, cluster).sort(), ['health_checks[0].interval: duration.gt', 'health_checks[0].timeout: duration.required']);
+    const cluster = {
+      name: 'c',
+      health_checks: [
+        { interval: { seconds: 0 }, unhealthy_threshold: { value: 1 }, healthy_threshold: { value: 1 }, http_health_check: { path: '/' } },
+      ],
+    };
+    assert.deepEqual(rules(TYPE_URLS.cluster, cluster).sort(), [
+      'health_checks[0].interval: duration.gt',
+      'health_checks[0].timeout: duration.required',
+    ]);
   });
 
   it('enum names must be defined', () => {
@@ -46,15 +62,21 @@ describe('resource validation (schema + PGV rules)', () => {
   });
 
   it('required oneofs inside an Any (HCM needs a route specifier), with the Any type in the path', () => {
-    const listener = { name: 'l', address: { socket_address: { address: '0.0.0.0', port_value: 80 } },
-      filter_chains: [{ filters: [{ name: 'hcm', typed_config: { '@type': HCM, stat_prefix: 'x', http_filters: [ROUTER] } }] }] };
+    const listener = {
+      name: 'l',
+      address: { socket_address: { address: '0.0.0.0', port_value: 80 } },
+      filter_chains: [{ filters: [{ name: 'hcm', typed_config: { '@type': HCM, stat_prefix: 'x', http_filters: [ROUTER] } }] }],
+    };
     assert.deepEqual(rules(TYPE_URLS.listener, listener), [
       'filter_chains[0].filters[0].typed_config<envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager>.route_specifier: oneof.required',
     ]);
   });
 
   it('repeated.min_items and HTTP header name rules in route configs', () => {
-    const rc = { name: 'r', virtual_hosts: [{ name: 'v', domains: [], routes: [], request_headers_to_add: [{ header: { key: 'x-bad\r\nheader', value: 'x' } }] }] };
+    const rc = {
+      name: 'r',
+      virtual_hosts: [{ name: 'v', domains: [], routes: [], request_headers_to_add: [{ header: { key: 'x-bad\r\nheader', value: 'x' } }] }],
+    };
     assert.deepEqual(rules(TYPE_URLS.route, rc).sort(), [
       'virtual_hosts[0].domains: repeated.min_items',
       'virtual_hosts[0].request_headers_to_add[0].header.key: string.well_known_regex',
@@ -62,7 +84,10 @@ describe('resource validation (schema + PGV rules)', () => {
   });
 
   it('an Any of an unknown type is refused', () => {
-    const listener = { name: 'l', filter_chains: [{ filters: [{ name: 'x', typed_config: { '@type': 'type.googleapis.com/not.a.Type' } }] }] };
+    const listener = {
+      name: 'l',
+      filter_chains: [{ filters: [{ name: 'x', typed_config: { '@type': 'type.googleapis.com/not.a.Type' } }] }],
+    };
     assert.deepEqual(rules(TYPE_URLS.listener, listener), ['filter_chains[0].filters[0].typed_config: any.type_url']);
   });
 
@@ -93,10 +118,18 @@ describe('single-value PGV lists', () => {
         name: 'envoy.transport_sockets.tls',
         typed_config: {
           '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-          common_tls_context: { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: [{ matcher: { exact: 'spiffe://x/y' } }] }, validation_context_sds_secret_config: { name: 't' } } },
+          common_tls_context: {
+            combined_validation_context: {
+              default_validation_context: { match_typed_subject_alt_names: [{ matcher: { exact: 'spiffe://x/y' } }] },
+              validation_context_sds_secret_config: { name: 't' },
+            },
+          },
         },
       },
     };
-    assert.ok(rules(TYPE_URLS.cluster, cluster).some((r) => r.endsWith('match_typed_subject_alt_names[0].san_type: enum.not_in')), JSON.stringify(rules(TYPE_URLS.cluster, cluster)));
+    assert.ok(
+      rules(TYPE_URLS.cluster, cluster).some((r) => r.endsWith('match_typed_subject_alt_names[0].san_type: enum.not_in')),
+      JSON.stringify(rules(TYPE_URLS.cluster, cluster)),
+    );
   });
 });

@@ -50,16 +50,73 @@ function randomText(rnd: () => number, len: number, chars: readonly string[]): s
 /** Random regexes over the whole syntax re2-size.ts models, and some outside it (to check the bound). */
 function randomRegex(rnd: () => number, depth = 0): string {
   const atoms = [
-    'a', 'b', 'k', 's', 'Z', 'é', '€', '😀', '中', '\\.', '\\*', '\\\\', '\\n', '\\t', '\\x41', '\\x{e9}', '\\x{1F600}', '\\0', '\\101',
-    '.', '\\d', '\\D', '\\s', '\\S', '\\w', '\\W', '[a-z]', '[^a-z]', '[0-9]', '[01]', '[Aa]', '[Kk]', '[ab]', '[é-ü]', '[^\\n]',
-    '[\\x00-\\x{10FFFF}]', '[\\x{80}-\\x{10FFFF}]', '[a-zA-Z]', '[[:alpha:]]', '[[:^digit:]]', '[.]', '[-a]', '[]a]', '\\C',
-    '^', '$', '\\A', '\\z', '\\b', '\\B', '\\Qa.b\\E', '{', '}', ']', ' ', '/', '\\pL', '\\p{Greek}', '(?i)k', '(?i)é',
+    'a',
+    'b',
+    'k',
+    's',
+    'Z',
+    'é',
+    '€',
+    '😀',
+    '中',
+    '\\.',
+    '\\*',
+    '\\\\',
+    '\\n',
+    '\\t',
+    '\\x41',
+    '\\x{e9}',
+    '\\x{1F600}',
+    '\\0',
+    '\\101',
+    '.',
+    '\\d',
+    '\\D',
+    '\\s',
+    '\\S',
+    '\\w',
+    '\\W',
+    '[a-z]',
+    '[^a-z]',
+    '[0-9]',
+    '[01]',
+    '[Aa]',
+    '[Kk]',
+    '[ab]',
+    '[é-ü]',
+    '[^\\n]',
+    '[\\x00-\\x{10FFFF}]',
+    '[\\x{80}-\\x{10FFFF}]',
+    '[a-zA-Z]',
+    '[[:alpha:]]',
+    '[[:^digit:]]',
+    '[.]',
+    '[-a]',
+    '[]a]',
+    '\\C',
+    '^',
+    '$',
+    '\\A',
+    '\\z',
+    '\\b',
+    '\\B',
+    '\\Qa.b\\E',
+    '{',
+    '}',
+    ']',
+    ' ',
+    '/',
+    '\\pL',
+    '\\p{Greek}',
+    '(?i)k',
+    '(?i)é',
   ];
   const r = rnd();
   if (depth > 3 || r < 0.35) return randomText(rnd, 1 + Math.floor(rnd() * 4), atoms);
   if (r < 0.55) return Array.from({ length: 2 + Math.floor(rnd() * 3) }, () => randomRegex(rnd, depth + 1)).join('');
   if (r < 0.7) return Array.from({ length: 2 + Math.floor(rnd() * 3) }, () => randomRegex(rnd, depth + 1)).join('|');
-  if (r < 0.85) return `${pick(rnd, ['(', '(?:', '(?P<g>', '(?s:', '(?m:', '(?U:', '(?i:', '(?-s:', '(?<g>']) + randomRegex(rnd, depth + 1)})`;
+  if (r < 0.85)
+    return `${pick(rnd, ['(', '(?:', '(?P<g>', '(?s:', '(?m:', '(?U:', '(?i:', '(?-s:', '(?<g>']) + randomRegex(rnd, depth + 1)})`;
   const inner = rnd() < 0.5 ? pick(rnd, atoms) : `(?:${randomRegex(rnd, depth + 1)})`;
   return inner + pick(rnd, ['*', '+', '?', '*?', '+?', '??', '{2}', '{0,3}', '{1,}', '{2,4}', '{0}', '{3,}?']);
 }
@@ -88,7 +145,8 @@ function buildHelper(): { bin: string } | { skip: string } {
   const cc = spawnSync('g++', ['-O1', '-std=c++17', '-o', bin, src, ...flags], { encoding: 'utf8' });
   if (cc.error !== undefined) return { skip: `g++ is not installed: ${INSTALL} (Debian) to compare with the real RE2` };
   if (cc.status !== 0) {
-    if (/re2\/re2\.h|-lre2|lre2/.test(cc.stderr)) return { skip: `RE2 headers or library missing: ${INSTALL} (Debian) to compare with the real RE2` };
+    if (/re2\/re2\.h|-lre2|lre2/.test(cc.stderr))
+      return { skip: `RE2 headers or library missing: ${INSTALL} (Debian) to compare with the real RE2` };
     throw new Error(`compiling test/helpers/re2-size.cc failed:\n${cc.stderr}`);
   }
   return { bin };
@@ -134,7 +192,8 @@ function compare(corpus: readonly string[], opts: { exactOnly?: boolean } = {}):
     const label = JSON.stringify(regex);
     if (!r.ok) {
       // RE2 rejects it: re2-size.ts must reject it too (or, for syntax it does not model, not vouch for it).
-      if (m.kind === 'size' && m.size !== Number.POSITIVE_INFINITY) failures.push(`${label}: RE2 error "${r.error}", re2ProgramSize ${m.size}`);
+      if (m.kind === 'size' && m.size !== Number.POSITIVE_INFINITY)
+        failures.push(`${label}: RE2 error "${r.error}", re2ProgramSize ${m.size}`);
       return;
     }
     accepted++;
@@ -203,11 +262,23 @@ test('glob matchers (RBAC Mcp-Name, SPIFFE SANs): every shape and length', { ski
   const names = ['t', 'tools', 'get_weather', 'a.b', 'x+y', 'ns/tool:v1', 'é', 'Ωmega', '中文工具', '😀', 'a b', '$(x)[y]{z}|^?\\'];
   for (let len = 1; len <= 300; len++) corpus.push(globRegex('n'.repeat(len)));
   for (const n of names) {
-    corpus.push(globRegex(n), globRegex(`${n}*`), globRegex(`*${n}`), globRegex(`*${n}*`), globRegex(`${n}*${n}`), globRegex(`${n}*${n}*${n}`));
-    for (let len = 0; len <= 120; len += 7) corpus.push(globRegex(`${n}*${'s'.repeat(len)}`), globRegex(`*${n.repeat(Math.ceil(len / n.length))}`));
+    corpus.push(
+      globRegex(n),
+      globRegex(`${n}*`),
+      globRegex(`*${n}`),
+      globRegex(`*${n}*`),
+      globRegex(`${n}*${n}`),
+      globRegex(`${n}*${n}*${n}`),
+    );
+    for (let len = 0; len <= 120; len += 7)
+      corpus.push(globRegex(`${n}*${'s'.repeat(len)}`), globRegex(`*${n.repeat(Math.ceil(len / n.length))}`));
   }
   for (let len = 0; len <= 120; len++) {
-    corpus.push(globRegex(`tools_*${'a'.repeat(len)}`), globRegex(`*${'a'.repeat(len)}`), globRegex(`spiffe://td/mcp/team-*${'-'.repeat(len)}`));
+    corpus.push(
+      globRegex(`tools_*${'a'.repeat(len)}`),
+      globRegex(`*${'a'.repeat(len)}`),
+      globRegex(`spiffe://td/mcp/team-*${'-'.repeat(len)}`),
+    );
     corpus.push(globRegex(`p*${'é'.repeat(len >> 1)}`), globRegex(`p*${'€'.repeat(len >> 2)}`));
   }
   for (let stars = 1; stars <= 12; stars++) corpus.push(globRegex(Array.from({ length: stars + 1 }, (_, i) => 'ab'.repeat(i)).join('*')));
@@ -220,7 +291,15 @@ test('protocol-version, gateway path and role-membership regexes', { skip }, () 
   const rnd = prng(7);
   for (let len = 1; len <= 120; len++) {
     corpus.push(pathRegex(`/${'p'.repeat(len)}`), pathRegex(randomText(rnd, len, GLOB_CHARS)));
-    const roles = ['r'.repeat(len), randomText(rnd, len, GLOB_CHARS.filter((c) => c !== '*')), 'é'.repeat(len >> 1)];
+    const roles = [
+      'r'.repeat(len),
+      randomText(
+        rnd,
+        len,
+        GLOB_CHARS.filter((c) => c !== '*'),
+      ),
+      'é'.repeat(len >> 1),
+    ];
     for (const shape of Object.values(ROLE_SHAPES)) for (const role of roles) corpus.push(shape(role));
   }
   assert.deepEqual(compare(corpus, { exactOnly: true }), { accepted: corpus.length, exact: corpus.length });
@@ -244,16 +323,116 @@ test('random regexes (seeded) over the modelled syntax, and beyond it', { skip }
 
 test('edge cases: empty, anchors, factoring, classes, repetition, folding, errors, large programs', { skip }, () => {
   const corpus = [
-    '', '^', '$', '^$', '\\A\\z', 'a', 'ab', 'a$', '^a', '(?:)', '()', '(|)', '|', 'a||b', '(?:|a)',
-    'abc|abd|aef|bcx|bcy', 'a|b|c', 'a|[bc]|d', '.|a', 'a|.', '(?s).|a', '^a|^b', 'a$|b$', 'x*y*z*', 'a.*.*b', 'a*a', 'a*aa', 'a+a', 'a{2}a*',
-    '[^\\n]', '[\\x00-\\x{10FFFF}]', '[^\\x00-\\x{10FFFF}]', '[\\x{80}-\\x{7FF}]', '[\\x{800}-\\x{FFFF}]', '[\\x{D800}-\\x{DFFF}]', '[\\x{10000}-\\x{10FFFF}]',
-    '[a-zA-Z0-9_]', '[[:word:]]', '[[:^word:]]', '[[:foo:]]', '\\w\\W\\d\\D\\s\\S', '[\\d-z]', '[]]', '[^]]', '[a-]', '[-]',
-    '[Aa]', '[Kk]', '[Ss]', '[Kk]|x', '(?i)k', '(?i)s', '(?i)abc', '(?i)[a-z]', '(?i)[^k]', '(?i)\\W', '(?i)a(?-i)b', '(?i:a)b|(?i:a)c',
-    '(?s).*', '(?s)^.*$', '(?m)^a$', '(?U)a*', '(?U)a*?', '\\C*', '\\C*$', 'x\\C', '\\Qa.b\\E*', '\\Q', '\\b\\B',
-    'a{1000}', '(?:a{10}){100}', '(?:a{10}){101}', 'x{2,1000}', '.{200}', '(a|b){500}', '\\w{0,99}',
-    `${'('.repeat(300)}a${')'.repeat(300)}`, `${'(?:'.repeat(300)}a*${')*'.repeat(300)}`, Array.from({ length: 500 }, (_, i) => `w${i}`).join('|'),
-    '\\8', '\\01', '\\400', '\\x{110000}', '\\xZZ', '\\x{}', '(?P<a>x)(?P<a>y)', '(?P<>x)', '(?P=a)', '(?#c)', 'a{,3}', 'a{3', '{', '{}', 'a{01}',
-    '*', '+a', 'x**', 'x*+', '(?:x*)*', '(?:x+)?', '(?i', '(?', '(?-)a', '(?i-i)a', '\\z\\A', '^*', '(?:^)*', '\\b{2}', '\\pL', '(?<n>x)',
+    '',
+    '^',
+    '$',
+    '^$',
+    '\\A\\z',
+    'a',
+    'ab',
+    'a$',
+    '^a',
+    '(?:)',
+    '()',
+    '(|)',
+    '|',
+    'a||b',
+    '(?:|a)',
+    'abc|abd|aef|bcx|bcy',
+    'a|b|c',
+    'a|[bc]|d',
+    '.|a',
+    'a|.',
+    '(?s).|a',
+    '^a|^b',
+    'a$|b$',
+    'x*y*z*',
+    'a.*.*b',
+    'a*a',
+    'a*aa',
+    'a+a',
+    'a{2}a*',
+    '[^\\n]',
+    '[\\x00-\\x{10FFFF}]',
+    '[^\\x00-\\x{10FFFF}]',
+    '[\\x{80}-\\x{7FF}]',
+    '[\\x{800}-\\x{FFFF}]',
+    '[\\x{D800}-\\x{DFFF}]',
+    '[\\x{10000}-\\x{10FFFF}]',
+    '[a-zA-Z0-9_]',
+    '[[:word:]]',
+    '[[:^word:]]',
+    '[[:foo:]]',
+    '\\w\\W\\d\\D\\s\\S',
+    '[\\d-z]',
+    '[]]',
+    '[^]]',
+    '[a-]',
+    '[-]',
+    '[Aa]',
+    '[Kk]',
+    '[Ss]',
+    '[Kk]|x',
+    '(?i)k',
+    '(?i)s',
+    '(?i)abc',
+    '(?i)[a-z]',
+    '(?i)[^k]',
+    '(?i)\\W',
+    '(?i)a(?-i)b',
+    '(?i:a)b|(?i:a)c',
+    '(?s).*',
+    '(?s)^.*$',
+    '(?m)^a$',
+    '(?U)a*',
+    '(?U)a*?',
+    '\\C*',
+    '\\C*$',
+    'x\\C',
+    '\\Qa.b\\E*',
+    '\\Q',
+    '\\b\\B',
+    'a{1000}',
+    '(?:a{10}){100}',
+    '(?:a{10}){101}',
+    'x{2,1000}',
+    '.{200}',
+    '(a|b){500}',
+    '\\w{0,99}',
+    `${'('.repeat(300)}a${')'.repeat(300)}`,
+    `${'(?:'.repeat(300)}a*${')*'.repeat(300)}`,
+    Array.from({ length: 500 }, (_, i) => `w${i}`).join('|'),
+    '\\8',
+    '\\01',
+    '\\400',
+    '\\x{110000}',
+    '\\xZZ',
+    '\\x{}',
+    '(?P<a>x)(?P<a>y)',
+    '(?P<>x)',
+    '(?P=a)',
+    '(?#c)',
+    'a{,3}',
+    'a{3',
+    '{',
+    '{}',
+    'a{01}',
+    '*',
+    '+a',
+    'x**',
+    'x*+',
+    '(?:x*)*',
+    '(?:x+)?',
+    '(?i',
+    '(?',
+    '(?-)a',
+    '(?i-i)a',
+    '\\z\\A',
+    '^*',
+    '(?:^)*',
+    '\\b{2}',
+    '\\pL',
+    '(?<n>x)',
   ];
   compare(corpus);
 });
@@ -276,11 +455,23 @@ test('the length where a glob goes over 100 is the length where real RE2 does', 
     const realSizes = real(corpus).map((r) => (r.ok ? r.size : Number.NaN));
     const firstOver = (sizes: readonly number[]): number => sizes.findIndex((s) => s > RE2_MAX_PROGRAM_SIZE) + 1; // 0 = never
     const realL = firstOver(realSizes);
-    assert.equal(firstOver(corpus.map(re2ProgramSize)), realL, `${family}: re2ProgramSize and RE2 go over ${RE2_MAX_PROGRAM_SIZE} at different lengths`);
+    assert.equal(
+      firstOver(corpus.map(re2ProgramSize)),
+      realL,
+      `${family}: re2ProgramSize and RE2 go over ${RE2_MAX_PROGRAM_SIZE} at different lengths`,
+    );
     // And the answer is what the formulas in the report say it is.
     const expected: Record<string, number> = {
-      'exact name': 0, 'prefix*': 0, 'prefix*suffix': 89, '*suffix': 91, 'prefix*é-suffix': 45, 'a*b*c*…': 11, 'SPIFFE team-*-suffix': 88,
-      'role roleInStringRegex ^(.* )?ROLE( .*)?$': 75, 'role ^(?:.*\\s)?ROLE(?:\\s.*)?$': 73, 'role (^|.* )ROLE( .*|$)': 71,
+      'exact name': 0,
+      'prefix*': 0,
+      'prefix*suffix': 89,
+      '*suffix': 91,
+      'prefix*é-suffix': 45,
+      'a*b*c*…': 11,
+      'SPIFFE team-*-suffix': 88,
+      'role roleInStringRegex ^(.* )?ROLE( .*)?$': 75,
+      'role ^(?:.*\\s)?ROLE(?:\\s.*)?$': 73,
+      'role (^|.* )ROLE( .*|$)': 71,
     };
     assert.equal(realL, expected[family], `${family}: real RE2 goes over at length ${realL}`);
   }

@@ -8,7 +8,18 @@
 // every malformed request gets an RFC 6749 §5.2 error (never an exception that would become a 500),
 // secrets are compared in constant time, and a client can only be granted roles the control plane allows.
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
-import { decodeProtectedHeader, errors, exportJWK, generateKeyPair, jwtVerify, SignJWT, createLocalJWKSet, type JWK, type JWTPayload, type CryptoKey } from 'jose';
+import {
+  decodeProtectedHeader,
+  errors,
+  exportJWK,
+  generateKeyPair,
+  jwtVerify,
+  SignJWT,
+  createLocalJWKSet,
+  type JWK,
+  type JWTPayload,
+  type CryptoKey,
+} from 'jose';
 
 export interface DevClient {
   readonly secret: string;
@@ -134,8 +145,11 @@ function parseBasic(header: string): { id: string; secret: string } {
   if (!m) {
     // Name the scheme but never echo the credentials: the header may hold a real token.
     const scheme = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,32}/.exec(header)?.[0];
-    if (scheme && scheme.toLowerCase() === 'basic') throw invalidClient('malformed Authorization: Basic header: expected "Basic <base64 of client_id:client_secret>"');
-    throw invalidClient(`the token endpoint authenticates clients with HTTP Basic (client_secret_basic) or client_id + client_secret form fields (client_secret_post), not ${scheme ? `"${scheme}"` : 'this'} Authorization header`);
+    if (scheme && scheme.toLowerCase() === 'basic')
+      throw invalidClient('malformed Authorization: Basic header: expected "Basic <base64 of client_id:client_secret>"');
+    throw invalidClient(
+      `the token endpoint authenticates clients with HTTP Basic (client_secret_basic) or client_id + client_secret form fields (client_secret_post), not ${scheme ? `"${scheme}"` : 'this'} Authorization header`,
+    );
   }
   const b64 = m[1] ?? '';
   const bytes = Buffer.from(b64, 'base64');
@@ -245,13 +259,19 @@ export class DevIssuer {
     if (authorization !== undefined && authorization !== '') {
       const basic = parseBasic(authorization);
       // RFC 6749 §2.3: one authentication method per request; a client_id field may only repeat the Basic one.
-      if (formSecret !== null) throw invalidRequest('client credentials were sent twice (Authorization: Basic and a client_secret form field); use one method');
-      if (formId !== null && formId !== basic.id) throw invalidRequest('the client_id form field and the Authorization: Basic client_id differ');
+      if (formSecret !== null)
+        throw invalidRequest('client credentials were sent twice (Authorization: Basic and a client_secret form field); use one method');
+      if (formId !== null && formId !== basic.id)
+        throw invalidRequest('the client_id form field and the Authorization: Basic client_id differ');
       ({ id, secret } = basic);
     } else {
-      if (formId === null && formSecret === null) throw invalidClient('no client credentials: send Authorization: Basic (client_secret_basic) or client_id and client_secret form fields (client_secret_post)');
+      if (formId === null && formSecret === null)
+        throw invalidClient(
+          'no client credentials: send Authorization: Basic (client_secret_basic) or client_id and client_secret form fields (client_secret_post)',
+        );
       if (!formId) throw invalidClient('client_id is missing or empty');
-      if (formSecret === null || formSecret === '') throw invalidClient('client_secret is missing or empty (this issuer has no public clients)');
+      if (formSecret === null || formSecret === '')
+        throw invalidClient('client_secret is missing or empty (this issuer has no public clients)');
       id = formId;
       secret = formSecret;
     }
@@ -288,10 +308,12 @@ export class DevIssuer {
     for (const p of SINGLE_PARAMS) {
       if (form.getAll(p).length > 1) throw invalidRequest(`the ${p} parameter is repeated; each may appear once (RFC 6749 §3.2)`);
     }
-    if (form.getAll('resource').length > 1) throw new OAuthError(400, 'invalid_target', 'this issuer puts one audience in a token: send one resource');
+    if (form.getAll('resource').length > 1)
+      throw new OAuthError(400, 'invalid_target', 'this issuer puts one audience in a token: send one resource');
     const grant = form.get('grant_type');
     if (grant === null || grant === '') throw invalidRequest('grant_type is missing (use grant_type=client_credentials)');
-    if (grant !== 'client_credentials') throw new OAuthError(400, 'unsupported_grant_type', 'only grant_type=client_credentials is supported');
+    if (grant !== 'client_credentials')
+      throw new OAuthError(400, 'unsupported_grant_type', 'only grant_type=client_credentials is supported');
     const { id, client } = this.authenticate(form, authorization);
     const wanted = [...new Set((form.get('scope') ?? '').split(' ').filter(Boolean))];
     const { may, byDefault } = this.rolesFor(client);
@@ -299,9 +321,12 @@ export class DevIssuer {
     if (refused.length > 0) {
       // The caller has authenticated: telling it what it may ask for instead is what makes the error useful.
       const allowed = [...may].sort();
-      const why = allowed.length > 0 ? `it may be granted: ${quoteList(allowed)}`
-        : this.grantable() === undefined ? 'it may be granted no role (this issuer was given no grantable roles: no policy)'
-        : 'it may be granted no role';
+      const why =
+        allowed.length > 0
+          ? `it may be granted: ${quoteList(allowed)}`
+          : this.grantable() === undefined
+            ? 'it may be granted no role (this issuer was given no grantable roles: no policy)'
+            : 'it may be granted no role';
       throw new OAuthError(400, 'invalid_scope', `client "${id}" may not have role(s) ${quoteList(refused)}; ${why}`);
     }
     const roles = wanted.length > 0 ? wanted : [...byDefault];
@@ -319,19 +344,26 @@ export class DevIssuer {
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, createLocalJWKSet(this.jwks()), {
-        algorithms: [ALG], issuer: this.issuer, audience, typ: ACCESS_TOKEN_TYP, requiredClaims: [...ACCESS_TOKEN_CLAIMS],
+        algorithms: [ALG],
+        issuer: this.issuer,
+        audience,
+        typ: ACCESS_TOKEN_TYP,
+        requiredClaims: [...ACCESS_TOKEN_CLAIMS],
       }));
     } catch (err) {
       if (err instanceof errors.JWTClaimValidationFailed && err.claim === 'typ') {
         // jose checks typ only after the signature, so the header is this issuer's and safe to quote.
         const typ = decodeProtectedHeader(token).typ;
-        throw new Error(`invalid token: ${err.code}: not an access token: header typ is ${typ === undefined ? 'missing' : JSON.stringify(typ)}, an RFC 9068 access token has typ "${ACCESS_TOKEN_TYP}"`);
+        throw new Error(
+          `invalid token: ${err.code}: not an access token: header typ is ${typ === undefined ? 'missing' : JSON.stringify(typ)}, an RFC 9068 access token has typ "${ACCESS_TOKEN_TYP}"`,
+        );
       }
       if (err instanceof errors.JOSEError) throw new Error(`invalid token: ${err.code}: ${err.message}`);
       throw new Error(`invalid token: ${(err as Error).message}`);
     }
     for (const claim of ['client_id', 'jti'] as const) {
-      if (typeof payload[claim] !== 'string') throw new Error(`invalid token: ERR_JWT_CLAIM_VALIDATION_FAILED: "${claim}" claim must be a string`);
+      if (typeof payload[claim] !== 'string')
+        throw new Error(`invalid token: ERR_JWT_CLAIM_VALIDATION_FAILED: "${claim}" claim must be a string`);
     }
     return payload;
   }

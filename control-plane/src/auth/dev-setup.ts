@@ -23,7 +23,8 @@ export function devClientSecret(given: string | undefined, dataDir: string): Dev
     const kept = readFileSync(file, 'utf8').trim();
     if (kept) return { secret: kept, origin: { kind: 'file', file, created: false } };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') return { secret: randomBytes(18).toString('base64url'), origin: { kind: 'ephemeral', reason: `${file}: ${(err as Error).message}` } };
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+      return { secret: randomBytes(18).toString('base64url'), origin: { kind: 'ephemeral', reason: `${file}: ${(err as Error).message}` } };
   }
   const secret = randomBytes(18).toString('base64url');
   try {
@@ -54,9 +55,11 @@ function looksLikeDevIssuer(p: JwtProvider, devPath: string): boolean {
 export function devIssuerPortZeroConflict(providers: readonly JwtProvider[], devPath = '/oauth'): string | undefined {
   const p = providers.find((x) => looksLikeDevIssuer(x, devPath));
   if (!p) return undefined;
-  return `--admin-port 0 picks the admin port at start, so the development issuer's URL (http://127.0.0.1:<port>${devPath}) is not known ` +
+  return (
+    `--admin-port 0 picks the admin port at start, so the development issuer's URL (http://127.0.0.1:<port>${devPath}) is not known ` +
     `in advance, but policy provider "${p.name}" trusts issuer ${p.issuer}: give a fixed --admin-port (MCPMESH_ADMIN_PORT), ` +
-    'set MCPMESH_DEV_ISSUER_URL to the issuer the policy trusts, or turn the development issuer off (MCPMESH_DEV_ISSUER=off)';
+    'set MCPMESH_DEV_ISSUER_URL to the issuer the policy trusts, or turn the development issuer off (MCPMESH_DEV_ISSUER=off)'
+  );
 }
 
 /**
@@ -69,7 +72,9 @@ export function devIssuerMismatch(providers: readonly JwtProvider[], devIssuer: 
   const dev = new URL(devIssuer);
   const stray = providers.find((p) => looksLikeDevIssuer(p, dev.pathname) && new URL(p.issuer).origin !== dev.origin);
   if (!stray) return undefined;
-  return `policy provider "${stray.name}" trusts issuer ${stray.issuer}, but this control plane's development issuer is ${devIssuer}: ` +
+  return (
+    `policy provider "${stray.name}" trusts issuer ${stray.issuer}, but this control plane's development issuer is ${devIssuer}: ` +
     `tokens from \`mcpmesh token\` would be refused at the gateway. Make the provider's issuer ${devIssuer} and its jwksUri ${devIssuer}/jwks ` +
-    `(or move the admin port back with --admin-port / MCPMESH_ADMIN_PORT, or set MCPMESH_DEV_ISSUER_URL)`;
+    `(or move the admin port back with --admin-port / MCPMESH_ADMIN_PORT, or set MCPMESH_DEV_ISSUER_URL)`
+  );
 }

@@ -42,8 +42,16 @@ export interface GatewayRoute {
 /** A MeshService for `name` speaking `protocol`, everything else defaulted (only name and protocol shape the route's security). */
 export function serviceOf(name: string, protocol: McpProtocol): MeshService {
   return {
-    name, protocol, transport: 'streamable-http', sidecar: false, incarnation: 0, endpoints: [],
-    routing: DEFAULT_ROUTING, outlierDetection: DEFAULT_OUTLIER_DETECTION, circuitBreakers: DEFAULT_CIRCUIT_BREAKERS, healthCheck: DEFAULT_HEALTH_CHECK,
+    name,
+    protocol,
+    transport: 'streamable-http',
+    sidecar: false,
+    incarnation: 0,
+    endpoints: [],
+    routing: DEFAULT_ROUTING,
+    outlierDetection: DEFAULT_OUTLIER_DETECTION,
+    circuitBreakers: DEFAULT_CIRCUIT_BREAKERS,
+    healthCheck: DEFAULT_HEALTH_CHECK,
   };
 }
 
@@ -58,9 +66,13 @@ export function gatewayRoute(sec: MeshSecurity, svc: MeshService): GatewayRoute 
     const config = cfg ? compileRbacPerRoute(cfg) : undefined;
     return config ? [{ filter: name, config }] : [];
   });
-  const authz = perFilter[EXT_AUTHZ_FILTER] as { disabled?: boolean; check_settings?: { context_extensions?: Record<string, string> } } | undefined;
+  const authz = perFilter[EXT_AUTHZ_FILTER] as
+    | { disabled?: boolean; check_settings?: { context_extensions?: Record<string, string> } }
+    | undefined;
   return {
-    service: svc, path: gatewayPathPrefix(svc.name), rbac,
+    service: svc,
+    path: gatewayPathPrefix(svc.name),
+    rbac,
     contextExtensions: authz && !authz.disabled ? { ...authz.check_settings?.context_extensions } : undefined,
     spaceDelimitedClaims: spaceDelimitedClaims(sec.policy.roleClaim),
   };
@@ -68,7 +80,9 @@ export function gatewayRoute(sec: MeshSecurity, svc: MeshService): GatewayRoute 
 
 /** jwt_authn's dynamic metadata for the request (what RBAC principals and the authorizer read), or none. */
 export function jwtMetadata(route: GatewayRoute, req: GatewayRequest): DynamicMetadata {
-  return req.claims ? { [JWT_AUTHN_NAMESPACE]: { [JWT_PAYLOAD_METADATA_KEY]: normalizedPayload(req.claims, route.spaceDelimitedClaims) } } : {};
+  return req.claims
+    ? { [JWT_AUTHN_NAMESPACE]: { [JWT_PAYLOAD_METADATA_KEY]: normalizedPayload(req.claims, route.spaceDelimitedClaims) } }
+    : {};
 }
 
 export interface RbacStage {
@@ -124,7 +138,12 @@ export interface ChainOutcome {
 }
 
 /** The whole chain with the authorizer's own `authorize` in process (as `mcpmesh policy explain` runs it). */
-export function gatewayDecision(route: GatewayRoute, policy: CompiledPolicy, req: GatewayRequest, opts: AuthorizeOptions = {}): ChainOutcome {
+export function gatewayDecision(
+  route: GatewayRoute,
+  policy: CompiledPolicy,
+  req: GatewayRequest,
+  opts: AuthorizeOptions = {},
+): ChainOutcome {
   const rbac = runRbac(route, req);
   if (rbac.denied) return { rbac, forwarded: false };
   if (route.contextExtensions === undefined) return { rbac, forwarded: true };

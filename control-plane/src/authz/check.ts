@@ -28,9 +28,25 @@
 // JSON-RPC error body of bounded size. A service in shadow mode gets OK plus `x-mcpmesh-shadow-deny` instead
 // of a denial.
 import { protectedResourceMetadataUrl, RESOURCE_METADATA_CONTEXT_KEY } from '../translate/naming.ts';
-import { decide, describeAction, parseMcpBody, rolesFromClaims, scopesFromClaims, servicePolicyOf, type CompiledPolicy, type EngineDecision, type McpMessage } from '../policy/engine.ts';
 import {
-  decodeMcpHeaderValue, HEADER_VALIDATED_PROTOCOLS, headerValidated, MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, NAME_REQUIRED_METHODS,
+  decide,
+  describeAction,
+  parseMcpBody,
+  rolesFromClaims,
+  scopesFromClaims,
+  servicePolicyOf,
+  type CompiledPolicy,
+  type EngineDecision,
+  type McpMessage,
+} from '../policy/engine.ts';
+import {
+  decodeMcpHeaderValue,
+  HEADER_VALIDATED_PROTOCOLS,
+  headerValidated,
+  MCP_METHOD_HEADER,
+  MCP_NAME_HEADER,
+  MCP_PROTOCOL_VERSION_HEADER,
+  NAME_REQUIRED_METHODS,
 } from '../policy/mcp-http.ts';
 import { shown } from '../policy/text.ts';
 import type { McpAction } from '../policy/types.ts';
@@ -57,7 +73,14 @@ export const SHADOW_HEADER = 'x-mcpmesh-shadow-deny';
 export const REQUEST_ID_HEADER = 'x-request-id';
 /** The only request headers the authorizer reads (the decoder skips the others). */
 export const HEADERS_READ: readonly string[] = [
-  SERVICE_HEADER, PAYLOAD_HEADER, PARTIAL_BODY_HEADER, REQUEST_ID_HEADER, CONTENT_TYPE_HEADER, MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER,
+  SERVICE_HEADER,
+  PAYLOAD_HEADER,
+  PARTIAL_BODY_HEADER,
+  REQUEST_ID_HEADER,
+  CONTENT_TYPE_HEADER,
+  MCP_METHOD_HEADER,
+  MCP_NAME_HEADER,
+  MCP_PROTOCOL_VERSION_HEADER,
 ];
 
 /** The parts of an ext_authz CheckRequest the authorizer looks at. */
@@ -148,7 +171,8 @@ export function decodePayloadHeader(value: string): { claims: Record<string, unk
   } catch {
     return { error: `header ${PAYLOAD_HEADER} is not base64url-encoded JSON` };
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return { error: `header ${PAYLOAD_HEADER} does not hold a JSON object of claims` };
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    return { error: `header ${PAYLOAD_HEADER} does not hold a JSON object of claims` };
   return { claims: parsed as Record<string, unknown> };
 }
 
@@ -171,7 +195,11 @@ function hashBytes(b: Uint8Array, seed: number): number {
   let h = seed ^ b.length;
   const n = b.length & ~3;
   let i = 0;
-  for (; i < n; i += 4) h = Math.imul(h ^ ((b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24)), 0x01000193);
+  for (; i < n; i += 4)
+    h = Math.imul(
+      h ^ ((b[i] as number) | ((b[i + 1] as number) << 8) | ((b[i + 2] as number) << 16) | ((b[i + 3] as number) << 24)),
+      0x01000193,
+    );
   for (; i < b.length; i++) h = Math.imul(h ^ (b[i] as number), 0x01000193);
   return (h ^ (h >>> 15)) >>> 0;
 }
@@ -238,7 +266,8 @@ function metadataCaller(req: CheckInput, roleClaim: string): CallerOrError | und
     return { error: `jwt_authn metadata cannot be read: ${(err as Error).message}` };
   }
   if (claims === undefined) return undefined;
-  if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) return { error: 'jwt_authn metadata payload is not a JSON object of claims' };
+  if (typeof claims !== 'object' || claims === null || Array.isArray(claims))
+    return { error: 'jwt_authn metadata payload is not a JSON object of claims' };
   return callerOf(claims, roleClaim);
 }
 
@@ -327,9 +356,17 @@ function jsonRpcError(id: string | number | null, code: number, message: string,
 /** Most per-request errors in the answer to a denied batch; the rest are summed up in one more. */
 export const BATCH_ERRORS_MAX = 10;
 
-const JSON_HEADERS = (rule: string, verdict: string): Array<readonly [string, string]> => [['content-type', 'application/json'], [DECISION_HEADER, `${verdict}; rule=${rule}`]];
+const JSON_HEADERS = (rule: string, verdict: string): Array<readonly [string, string]> => [
+  ['content-type', 'application/json'],
+  [DECISION_HEADER, `${verdict}; rule=${rule}`],
+];
 
-function denial(status: number, rule: string, body: unknown, extra: ReadonlyArray<readonly [string, string]> = []): NonNullable<CheckOutcome['http']> {
+function denial(
+  status: number,
+  rule: string,
+  body: unknown,
+  extra: ReadonlyArray<readonly [string, string]> = [],
+): NonNullable<CheckOutcome['http']> {
   return { status, headers: [...JSON_HEADERS(rule, 'deny'), ...extra], body: JSON.stringify(body) };
 }
 
@@ -372,7 +409,8 @@ function headerMismatch(req: CheckInput, messages: readonly McpMessage[], batch:
   }
   const version = req.header(MCP_PROTOCOL_VERSION_HEADER);
   if (version === undefined) return `header ${MCP_PROTOCOL_VERSION_HEADER} is missing`;
-  if (!HEADER_VALIDATED_PROTOCOLS.includes(version)) return `header ${MCP_PROTOCOL_VERSION_HEADER} ${shown(version)} is not a revision the mesh knows to mirror the body in headers (${HEADER_VALIDATED_PROTOCOLS.join(', ')})`;
+  if (!HEADER_VALIDATED_PROTOCOLS.includes(version))
+    return `header ${MCP_PROTOCOL_VERSION_HEADER} ${shown(version)} is not a revision the mesh knows to mirror the body in headers (${HEADER_VALIDATED_PROTOCOLS.join(', ')})`;
   if (batch) return 'a 2026-07-28 POST carries one JSON-RPC message, not a batch (its headers cannot mirror several)';
   const m = messages[0] as McpMessage;
   if (m.method === undefined) return 'a 2026-07-28 POST carries a request or a notification, not a response';
@@ -385,10 +423,12 @@ function headerMismatch(req: CheckInput, messages: readonly McpMessage[], batch:
   } else {
     const decoded = decodeMcpHeaderValue(rawName);
     if ('error' in decoded) return `header ${MCP_NAME_HEADER} ${decoded.error}`;
-    if (m.target === undefined) return `header ${MCP_NAME_HEADER} ${shown(decoded.value)} names something, the body's ${m.method} names nothing`;
+    if (m.target === undefined)
+      return `header ${MCP_NAME_HEADER} ${shown(decoded.value)} names something, the body's ${m.method} names nothing`;
     if (decoded.value !== m.target) return `header ${MCP_NAME_HEADER} ${shown(decoded.value)} does not match the body's ${shown(m.target)}`;
   }
-  if (m.protocolVersion !== undefined && m.protocolVersion !== version) return `header ${MCP_PROTOCOL_VERSION_HEADER} ${shown(version)} does not match the body's _meta protocol version ${shown(m.protocolVersion)}`;
+  if (m.protocolVersion !== undefined && m.protocolVersion !== version)
+    return `header ${MCP_PROTOCOL_VERSION_HEADER} ${shown(version)} does not match the body's _meta protocol version ${shown(m.protocolVersion)}`;
   return undefined;
 }
 
@@ -402,23 +442,42 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
   if (service === '') {
     const reason = `the check request names no MCP service (context extension "${SERVICE_CONTEXT_KEY}" on the route's ext_authz check_settings${trustHeaders ? `, or header ${SERVICE_HEADER}` : ''})`;
     return {
-      verdict: 'error', rule: 'no-service', reason, service: '', serviceFromRoute: false, roles: [],
-      http: denial(403, 'no-service', jsonRpcError(null, JSONRPC_INTERNAL_ERROR, `Forbidden: the mesh could not tell which MCP service this request is for`)),
+      verdict: 'error',
+      rule: 'no-service',
+      reason,
+      service: '',
+      serviceFromRoute: false,
+      roles: [],
+      http: denial(
+        403,
+        'no-service',
+        jsonRpcError(null, JSONRPC_INTERNAL_ERROR, `Forbidden: the mesh could not tell which MCP service this request is for`),
+      ),
     };
   }
   const serviceFromRoute = !!fromRoute;
 
   // 2. Who is calling.
   let caller: Caller = ANONYMOUS;
-  const fromMetadata = req.metadataKey !== undefined && opts.callers
-    ? opts.callers.fromMetadata(req as CheckInput & { metadataKey: MetadataKey }, cp.policy.roleClaim)
-    : metadataCaller(req, cp.policy.roleClaim);
+  const fromMetadata =
+    req.metadataKey !== undefined && opts.callers
+      ? opts.callers.fromMetadata(req as CheckInput & { metadataKey: MetadataKey }, cp.policy.roleClaim)
+      : metadataCaller(req, cp.policy.roleClaim);
   if (fromMetadata && 'error' in fromMetadata) {
     // Envoy sent jwt_authn metadata the authorizer cannot read: a fault between the two, not the client's.
     // Fail closed, and say why (a bare gRPC INTERNAL would reach the client as Envoy's status_on_error).
     return {
-      verdict: 'error', rule: 'bad-claims-metadata', reason: fromMetadata.error, service, serviceFromRoute, roles: [],
-      http: denial(500, 'bad-claims-metadata', jsonRpcError(null, JSONRPC_INTERNAL_ERROR, 'Internal error: the mesh could not read the verified token claims')),
+      verdict: 'error',
+      rule: 'bad-claims-metadata',
+      reason: fromMetadata.error,
+      service,
+      serviceFromRoute,
+      roles: [],
+      http: denial(
+        500,
+        'bad-claims-metadata',
+        jsonRpcError(null, JSONRPC_INTERNAL_ERROR, 'Internal error: the mesh could not read the verified token claims'),
+      ),
     };
   }
   if (fromMetadata) caller = fromMetadata;
@@ -428,15 +487,30 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
       const c = (opts.callers ?? new CallerCache()).get(payload, cp.policy.roleClaim);
       if ('error' in c) {
         return {
-          verdict: 'error', rule: 'bad-claims', reason: c.error, service, serviceFromRoute, roles: [],
-          http: denial(403, 'bad-claims', jsonRpcError(null, JSONRPC_INTERNAL_ERROR, 'Forbidden: the mesh could not read the verified token claims')),
+          verdict: 'error',
+          rule: 'bad-claims',
+          reason: c.error,
+          service,
+          serviceFromRoute,
+          roles: [],
+          http: denial(
+            403,
+            'bad-claims',
+            jsonRpcError(null, JSONRPC_INTERNAL_ERROR, 'Forbidden: the mesh could not read the verified token claims'),
+          ),
         };
       }
       caller = c;
     }
   }
   const who = caller;
-  const wouldDeny = (rule: string, reason: string, http: NonNullable<CheckOutcome['http']>, action?: McpAction, messages?: readonly McpMessage[]): CheckOutcome => {
+  const wouldDeny = (
+    rule: string,
+    reason: string,
+    http: NonNullable<CheckOutcome['http']>,
+    action?: McpAction,
+    messages?: readonly McpMessage[],
+  ): CheckOutcome => {
     const base = { rule, reason, service, serviceFromRoute, roles: who.roles, subject: who.subject, action, messages };
     return servicePolicyOf(cp, service).mode === 'shadow' ? { verdict: 'shadow_deny', ...base } : { verdict: 'deny', ...base, http };
   };
@@ -449,16 +523,26 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
   if (!BODYLESS_METHODS.has(req.method)) {
     if (req.header(PARTIAL_BODY_HEADER) === 'true') {
       const reason = `the request body is larger than the authorizer may see (ext_authz with_request_body.max_request_bytes${req.size > 0 ? `; body is ${req.size} bytes` : ''}): a truncated MCP request cannot be authorized`;
-      return wouldDeny('body-too-large', reason, denial(413, 'body-too-large', jsonRpcError(null, JSONRPC_INVALID_REQUEST, 'Request body too large for the mesh to authorize')));
+      return wouldDeny(
+        'body-too-large',
+        reason,
+        denial(413, 'body-too-large', jsonRpcError(null, JSONRPC_INVALID_REQUEST, 'Request body too large for the mesh to authorize')),
+      );
     }
     const mediaProblem = jsonContentTypeProblem(req.header(CONTENT_TYPE_HEADER), repeatedHeader(req, CONTENT_TYPE_HEADER));
     if (mediaProblem) {
-      return wouldDeny('unsupported-media-type', mediaProblem, denial(415, 'unsupported-media-type', jsonRpcError(null, JSONRPC_INVALID_REQUEST, `Unsupported Media Type: ${mediaProblem}`)));
+      return wouldDeny(
+        'unsupported-media-type',
+        mediaProblem,
+        denial(415, 'unsupported-media-type', jsonRpcError(null, JSONRPC_INVALID_REQUEST, `Unsupported Media Type: ${mediaProblem}`)),
+      );
     }
     const parsed = parseMcpBody(req.body);
     if ('error' in parsed) {
       const noBody = req.body.length === 0 && req.size > 0;
-      const reason = noBody ? `Envoy sent no body for a ${req.size}-byte ${req.method || 'request'} (is ext_authz with_request_body configured?)` : parsed.error;
+      const reason = noBody
+        ? `Envoy sent no body for a ${req.size}-byte ${req.method || 'request'} (is ext_authz with_request_body configured?)`
+        : parsed.error;
       const notJson = !noBody && parsed.notJson === true;
       const code = notJson ? JSONRPC_PARSE_ERROR : JSONRPC_INVALID_REQUEST;
       const msg = `${notJson ? 'Parse error' : 'Invalid Request'}: ${reason}`;
@@ -471,7 +555,11 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
       const mismatch = headerMismatch(req, messages, batch);
       if (mismatch) {
         const id = batch ? null : (messages[0]?.id ?? null);
-        return wouldDeny('header-mismatch', mismatch, denial(400, 'header-mismatch', jsonRpcError(id, JSONRPC_HEADER_MISMATCH, `Header mismatch: ${mismatch}`)));
+        return wouldDeny(
+          'header-mismatch',
+          mismatch,
+          denial(400, 'header-mismatch', jsonRpcError(id, JSONRPC_HEADER_MISMATCH, `Header mismatch: ${mismatch}`)),
+        );
       }
     }
   } else {
@@ -484,7 +572,9 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
   let firstTool: McpAction | undefined;
   for (let i = 0; i < messages.length; i++) {
     const m = messages[i] as McpMessage;
-    const d = decisions ? decisions.decide(cp, caller, service, m.action) : decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action: m.action });
+    const d = decisions
+      ? decisions.decide(cp, caller, service, m.action)
+      : decide(cp, { service, roles: caller.roles, scopes: caller.scopes, action: m.action });
     if (!d.allow) {
       const where = batch ? `batch element [${i}]: ` : '';
       const message = forbiddenMessage(service, m.action, d);
@@ -496,13 +586,30 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
         // past BATCH_ERRORS_MAX, one more error (id null) counts the rest: the answer stays a few KiB.
         const ids = messages.flatMap((x) => (x.id !== undefined ? [x.id] : []));
         const errs = ids.slice(0, BATCH_ERRORS_MAX).map((id) => jsonRpcError(id, JSONRPC_FORBIDDEN, `${where}${message}`, data));
-        if (ids.length > BATCH_ERRORS_MAX) errs.push(jsonRpcError(null, JSONRPC_FORBIDDEN, `${ids.length - BATCH_ERRORS_MAX} more requests of this batch are not executed: ${where}${message}`, data));
+        if (ids.length > BATCH_ERRORS_MAX)
+          errs.push(
+            jsonRpcError(
+              null,
+              JSONRPC_FORBIDDEN,
+              `${ids.length - BATCH_ERRORS_MAX} more requests of this batch are not executed: ${where}${message}`,
+              data,
+            ),
+          );
         body = errs.length > 0 ? errs : jsonRpcError(null, JSONRPC_FORBIDDEN, `${where}${message}`, data);
       }
       // MCP authorization: a 403 for missing scopes says which scopes to ask for and where the metadata is.
-      const document = req.contextExtensions[RESOURCE_METADATA_CONTEXT_KEY] ?? (opts.publicUrl ? protectedResourceMetadataUrl(opts.publicUrl, service) : undefined);
+      const document =
+        req.contextExtensions[RESOURCE_METADATA_CONTEXT_KEY] ??
+        (opts.publicUrl ? protectedResourceMetadataUrl(opts.publicUrl, service) : undefined);
       const metadata = document ? `, resource_metadata="${document}"` : '';
-      const extra: Array<readonly [string, string]> = d.missingScopes ? [['www-authenticate', `Bearer error="insufficient_scope", scope="${servicePolicyOf(cp, service).requiredScopes.join(' ')}"${metadata}`]] : [];
+      const extra: Array<readonly [string, string]> = d.missingScopes
+        ? [
+            [
+              'www-authenticate',
+              `Bearer error="insufficient_scope", scope="${servicePolicyOf(cp, service).requiredScopes.join(' ')}"${metadata}`,
+            ],
+          ]
+        : [];
       return wouldDeny(d.rule, where + d.reason, denial(403, d.rule, body, extra), m.action, messages);
     }
     if (firstAllow === undefined) {
@@ -511,7 +618,15 @@ export function authorize(cp: CompiledPolicy, req: CheckInput, opts: AuthorizeOp
     } else if (d.rule !== allowRule && !allowRule.split(',').includes(d.rule)) allowRule += `,${d.rule}`;
     if (firstTool === undefined && m.action.kind === 'tool') firstTool = m.action;
   }
-  return new Allowed(allowRule, service, serviceFromRoute, caller, firstTool ?? messages[0]?.action, messages, firstAllow as EngineDecision);
+  return new Allowed(
+    allowRule,
+    service,
+    serviceFromRoute,
+    caller,
+    firstTool ?? messages[0]?.action,
+    messages,
+    firstAllow as EngineDecision,
+  );
 }
 
 /**
@@ -528,7 +643,15 @@ class Allowed implements CheckOutcome {
   readonly action: McpAction | undefined;
   readonly messages: readonly McpMessage[];
   private readonly first: EngineDecision;
-  constructor(rule: string, service: string, serviceFromRoute: boolean, caller: Caller, action: McpAction | undefined, messages: readonly McpMessage[], first: EngineDecision) {
+  constructor(
+    rule: string,
+    service: string,
+    serviceFromRoute: boolean,
+    caller: Caller,
+    action: McpAction | undefined,
+    messages: readonly McpMessage[],
+    first: EngineDecision,
+  ) {
     this.rule = rule;
     this.service = service;
     this.serviceFromRoute = serviceFromRoute;

@@ -11,7 +11,16 @@ import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { lookupType } from '../xds/proto.ts';
 import { RESOURCE_METADATA_CONTEXT_KEY } from '../translate/naming.ts';
-import { ClaimsMetadataError, HEADERS_READ, JWT_AUTHN_NAMESPACE, PROTOCOL_CONTEXT_KEY, REQUEST_ID_HEADER, SERVICE_CONTEXT_KEY, type CheckInput, type MetadataKey } from './check.ts';
+import {
+  ClaimsMetadataError,
+  HEADERS_READ,
+  JWT_AUTHN_NAMESPACE,
+  PROTOCOL_CONTEXT_KEY,
+  REQUEST_ID_HEADER,
+  SERVICE_CONTEXT_KEY,
+  type CheckInput,
+  type MetadataKey,
+} from './check.ts';
 
 export interface DecodedCheck extends CheckInput {
   readonly path: string;
@@ -36,7 +45,16 @@ function loadIds() {
     check: fieldIds('envoy.service.auth.v3.CheckRequest', ['attributes']),
     attrs: fieldIds('envoy.service.auth.v3.AttributeContext', ['request', 'context_extensions', 'metadata_context']),
     request: fieldIds('envoy.service.auth.v3.AttributeContext.Request', ['http']),
-    http: fieldIds('envoy.service.auth.v3.AttributeContext.HttpRequest', ['id', 'method', 'headers', 'header_map', 'path', 'size', 'body', 'raw_body']),
+    http: fieldIds('envoy.service.auth.v3.AttributeContext.HttpRequest', [
+      'id',
+      'method',
+      'headers',
+      'header_map',
+      'path',
+      'size',
+      'body',
+      'raw_body',
+    ]),
     headerMap: fieldIds('envoy.config.core.v3.HeaderMap', ['headers']),
     headerValue: fieldIds('envoy.config.core.v3.HeaderValue', ['key', 'value', 'raw_value']),
     metadata: fieldIds('envoy.config.core.v3.Metadata', ['filter_metadata']),
@@ -222,8 +240,7 @@ function readHttp(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<typeof 
       else if (f === h.header_map) {
         a.rawMode = true;
         readHeaderMap(r, enter(r), a, F);
-      }
-      else r.skipType(wt);
+      } else r.skipType(wt);
     } else if (wt === VARINT && f === h.size) {
       a.size = int64(r);
     } else r.skipType(wt);
@@ -309,7 +326,8 @@ function readAttributes(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<t
         if (t >>> 3 === F.request.http && (t & 7) === LEN) readHttp(r, enter(r), a, F);
         else r.skipType(t & 7);
       }
-    } else if (f === F.attrs.context_extensions) extEntry(r, enter(r), a.ext); else if (f === F.attrs.metadata_context) readMetadata(r, enter(r), a, F);
+    } else if (f === F.attrs.context_extensions) extEntry(r, enter(r), a.ext);
+    else if (f === F.attrs.metadata_context) readMetadata(r, enter(r), a, F);
     else r.skipType(LEN);
   }
 }
@@ -317,10 +335,20 @@ function readAttributes(r: protobuf.Reader, end: number, a: Acc, F: ReturnType<t
 // google.protobuf.Struct as decoded by protobufjs. Its struct.proto is protobufjs's built-in copy, whose field
 // names are camelCase even with keepCase; snake_case is accepted too, should the protos come from files.
 interface PbValue {
-  numberValue?: number; stringValue?: string; boolValue?: boolean; structValue?: PbStruct; listValue?: { values?: PbValue[] };
-  number_value?: number; string_value?: string; bool_value?: boolean; struct_value?: PbStruct; list_value?: { values?: PbValue[] };
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: PbStruct;
+  listValue?: { values?: PbValue[] };
+  number_value?: number;
+  string_value?: string;
+  bool_value?: boolean;
+  struct_value?: PbStruct;
+  list_value?: { values?: PbValue[] };
 }
-interface PbStruct { fields?: Record<string, PbValue> }
+interface PbStruct {
+  fields?: Record<string, PbValue>;
+}
 
 /** google.protobuf.Value to plain JSON. */
 export function valueToJson(v: PbValue | undefined): unknown {
@@ -387,7 +415,12 @@ class Decoded implements DecodedCheck {
   private readonly claims: ClaimsSource | undefined;
   private claimsLoaded = false;
   private claimsValue: unknown;
-  constructor(a: Omit<Acc, 'jwtStructs'>, headers: Record<string, string>, counts: Record<string, number> | undefined, claims: ClaimsSource | undefined) {
+  constructor(
+    a: Omit<Acc, 'jwtStructs'>,
+    headers: Record<string, string>,
+    counts: Record<string, number> | undefined,
+    claims: ClaimsSource | undefined,
+  ) {
     this.method = a.method.toUpperCase();
     this.contextExtensions = a.ext;
     this.body = a.rawBody && a.rawBody.length > 0 ? a.rawBody : a.body;
@@ -418,7 +451,20 @@ class Decoded implements DecodedCheck {
 export function decodeCheckInput(buf: Uint8Array, metadataPayloadKey: string): DecodedCheck {
   const F = (ids ??= loadIds());
   const r = protobuf.Reader.create(buf);
-  const a: Acc = { method: '', path: '', id: '', size: 0, body: '', rawBody: undefined, rawMode: false, headers: {}, rawHeaders: {}, rawCounts: {}, ext: {}, jwtStructs: [] };
+  const a: Acc = {
+    method: '',
+    path: '',
+    id: '',
+    size: 0,
+    body: '',
+    rawBody: undefined,
+    rawMode: false,
+    headers: {},
+    rawHeaders: {},
+    rawCounts: {},
+    ext: {},
+    jwtStructs: [],
+  };
   while (r.pos < r.len) {
     const tag = r.uint32();
     if (tag >>> 3 === F.check.attributes && (tag & 7) === LEN) readAttributes(r, enter(r), a, F);
@@ -442,9 +488,14 @@ interface PbCheckRequest {
   attributes?: {
     request?: {
       http?: {
-        id?: string; method?: string; path?: string; size?: number | { toString(): string };
-        headers?: Record<string, string>; header_map?: { headers?: Array<{ key?: string; value?: string; raw_value?: Uint8Array }> };
-        body?: string; raw_body?: Uint8Array;
+        id?: string;
+        method?: string;
+        path?: string;
+        size?: number | { toString(): string };
+        headers?: Record<string, string>;
+        header_map?: { headers?: Array<{ key?: string; value?: string; raw_value?: Uint8Array }> };
+        body?: string;
+        raw_body?: Uint8Array;
       };
     };
     context_extensions?: Record<string, string>;
@@ -469,9 +520,20 @@ export function decodeCheckInputReference(buf: Uint8Array, metadataPayloadKey: s
     rawCounts[k] = (rawCounts[k] ?? 0) + 1;
   }
   const size = http?.size;
-  return finish({
-    method: http?.method ?? '', path: http?.path ?? '', id: http?.id ?? '',
-    size: typeof size === 'number' ? size : size ? Number(size.toString()) : 0,
-    body: http?.body ?? '', rawBody: http?.raw_body, rawMode: http?.header_map != null, headers, rawHeaders, rawCounts, ext: { ...(attrs?.context_extensions ?? {}) },
-  }, { load: () => claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey) });
+  return finish(
+    {
+      method: http?.method ?? '',
+      path: http?.path ?? '',
+      id: http?.id ?? '',
+      size: typeof size === 'number' ? size : size ? Number(size.toString()) : 0,
+      body: http?.body ?? '',
+      rawBody: http?.raw_body,
+      rawMode: http?.header_map != null,
+      headers,
+      rawHeaders,
+      rawCounts,
+      ext: { ...(attrs?.context_extensions ?? {}) },
+    },
+    { load: () => claimsFrom(attrs?.metadata_context?.filter_metadata?.[JWT_AUTHN_NAMESPACE], metadataPayloadKey) },
+  );
 }

@@ -48,13 +48,19 @@ interface GrpcRequestInfo {
   readonly destinationIp: string;
   readonly destinationPort: number;
 }
-interface GrpcRule { apply(info: GrpcRequestInfo): boolean }
-interface GrpcStringMatcher { apply(value: string): boolean }
+interface GrpcRule {
+  apply(info: GrpcRequestInfo): boolean;
+}
+interface GrpcStringMatcher {
+  apply(value: string): boolean;
+}
 interface GrpcRbacModule {
   parsePermission(p: unknown): GrpcRule;
   parsePrincipal(p: unknown): GrpcRule;
 }
-interface GrpcRouteModule { getPredicateForStringMatcher(m: unknown): GrpcStringMatcher }
+interface GrpcRouteModule {
+  getPredicateForStringMatcher(m: unknown): GrpcStringMatcher;
+}
 
 const require = createRequire(import.meta.url);
 let grpcModules: { rbac: GrpcRbacModule; route: GrpcRouteModule } | undefined;
@@ -214,14 +220,21 @@ export function compileRbacPerRoute(perRoute: ProtoObject): RbacFilter | undefin
   // No rules at all: the filter enforces nothing (Envoy: "If absent, no enforcing RBAC policy will be applied").
   const shadow = !rules && !!shadowRules;
   const chosen = rules ?? shadowRules;
-  if (!chosen) return { action: 'ALLOW', shadow: false, policies: [], evaluate: () => ({ action: 'ALLOW', shadow: false, matched: [], allowed: true }) };
+  if (!chosen)
+    return {
+      action: 'ALLOW',
+      shadow: false,
+      policies: [],
+      evaluate: () => ({ action: 'ALLOW', shadow: false, matched: [], allowed: true }),
+    };
   const action = chosen['action'];
   if (action !== 'ALLOW' && action !== 'DENY') throw notEvaluated('RBAC action', action);
   const { parsePermission } = grpcRbac().rbac;
   const policies: CompiledPolicy[] = Object.entries(chosen['policies'] as Record<string, Decoded>)
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
     .map(([name, p]) => {
-      if (p['condition'] || p['checked_condition']) throw notEvaluated(`policy ${name} condition`, p['condition'] ?? p['checked_condition']);
+      if (p['condition'] || p['checked_condition'])
+        throw notEvaluated(`policy ${name} condition`, p['condition'] ?? p['checked_condition']);
       const perms = (p['permissions'] as Decoded[]).map((x) => {
         assertHeadersJudged(x);
         return parsePermission(x);
@@ -234,7 +247,9 @@ export function compileRbacPerRoute(perRoute: ProtoObject): RbacFilter | undefin
       };
     });
   return {
-    action, shadow, policies: policies.map((p) => p.name),
+    action,
+    shadow,
+    policies: policies.map((p) => p.name),
     evaluate(req: RbacRequest): RbacFilterResult {
       const info = requestInfo(req);
       const matched = policies.filter((p) => p.principal(req.metadata, info) && p.permission.apply(info)).map((p) => p.name);
@@ -265,7 +280,10 @@ function requestInfo(req: RbacRequest): GrpcRequestInfo {
  * listed top-level claim holding a string becomes the list of its space-separated parts (empty parts
  * skipped; a string with none stays as it is); lists and nested claims are untouched.
  */
-export function normalizedPayload(claims: Readonly<Record<string, unknown>>, spaceDelimitedClaims: readonly string[]): Record<string, unknown> {
+export function normalizedPayload(
+  claims: Readonly<Record<string, unknown>>,
+  spaceDelimitedClaims: readonly string[],
+): Record<string, unknown> {
   const out: Record<string, unknown> = { ...claims };
   for (const c of spaceDelimitedClaims) {
     const v = claims[c];

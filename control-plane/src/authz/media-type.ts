@@ -60,11 +60,13 @@ export function jsonContentTypeProblem(value: string | undefined, repeated: bool
     const eq = t.indexOf('=');
     const name = eq > 0 ? t.slice(0, eq).toLowerCase() : '';
     const v = eq > 0 ? paramValue(t.slice(eq + 1)) : undefined;
-    if (!TOKEN.test(name) || v === undefined) return `Content-Type ${JSON.stringify(value.slice(0, 100))} is malformed (parameter ${JSON.stringify(t.slice(0, 50))})`;
+    if (!TOKEN.test(name) || v === undefined)
+      return `Content-Type ${JSON.stringify(value.slice(0, 100))} is malformed (parameter ${JSON.stringify(t.slice(0, 50))})`;
     if (name !== 'charset') return `Content-Type parameter ${JSON.stringify(name)} is not accepted (only charset=utf-8)`;
     if (charset !== undefined) return 'Content-Type names a charset twice';
     charset = v.toLowerCase();
   }
-  if (charset !== undefined && charset !== 'utf-8') return `charset ${JSON.stringify(charset.slice(0, 40))} is not accepted: the mesh decides on UTF-8 bodies only (a server honouring another charset would read a different message)`;
+  if (charset !== undefined && charset !== 'utf-8')
+    return `charset ${JSON.stringify(charset.slice(0, 40))} is not accepted: the mesh decides on UTF-8 bodies only (a server honouring another charset would read a different message)`;
   return undefined;
 }

@@ -14,7 +14,17 @@ import { compilePolicy, type CompiledPolicy } from '../policy/engine.ts';
 import type { Policy } from '../policy/types.ts';
 import { struct, type ProtoObject } from '../translate/resource.ts';
 import { lookupType } from '../xds/proto.ts';
-import { actionTargetOf, authorize, CallerCache, DecisionCache, DECISION_HEADER, SHADOW_HEADER, type AuthorizeOptions, type CheckOutcome, type Verdict } from './check.ts';
+import {
+  actionTargetOf,
+  authorize,
+  CallerCache,
+  DecisionCache,
+  DECISION_HEADER,
+  SHADOW_HEADER,
+  type AuthorizeOptions,
+  type CheckOutcome,
+  type Verdict,
+} from './check.ts';
 import { decodeCheckInput, type DecodedCheck } from './decode.ts';
 
 export const AUTHORIZATION_SERVICE = 'envoy.service.auth.v3.Authorization';
@@ -61,9 +71,14 @@ export const AUTHZ_GRPC_SERVER_OPTIONS: grpc.ServerOptions = {
 export function authorizationServiceDefinition(): grpc.ServiceDefinition {
   return {
     Check: {
-      path: CHECK_PATH, requestStream: false, responseStream: false,
-      requestSerialize: identity, requestDeserialize: identity,
-      responseSerialize: identity, responseDeserialize: identity, originalName: 'check',
+      path: CHECK_PATH,
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: identity,
+      requestDeserialize: identity,
+      responseSerialize: identity,
+      responseDeserialize: identity,
+      originalName: 'check',
     },
   };
 }
@@ -100,10 +115,12 @@ class Tally {
   }
   /** Calls `inc` with what was counted since the last flush. */
   flush(inc: (first: string, second: string, decision: Verdict, n: number) => void): void {
-    for (const [first, bySecond] of this.counts) for (const [second, byVerdict] of bySecond) for (const [decision, t] of byVerdict) {
-      if (t.n > t.reported) inc(first, second, decision, t.n - t.reported);
-      t.reported = t.n;
-    }
+    for (const [first, bySecond] of this.counts)
+      for (const [second, byVerdict] of bySecond)
+        for (const [decision, t] of byVerdict) {
+          if (t.n > t.reported) inc(first, second, decision, t.n - t.reported);
+          t.reported = t.n;
+        }
   }
 }
 
@@ -123,7 +140,8 @@ export class AuthzMetrics {
       },
       name: 'mcpmesh_authz_decisions_total',
       help: 'MCP authorizer decisions, by service, tool (tools/call names written literally in the policy; "other" for the rest; "" for other methods) and decision (allow, deny, shadow_deny, error)',
-      labelNames: ['service', 'tool', 'decision'] as const, registers: [registry],
+      labelNames: ['service', 'tool', 'decision'] as const,
+      registers: [registry],
     });
     const rules = this.ruleTally;
     this.ruleDecisions = new Counter({
@@ -132,11 +150,14 @@ export class AuthzMetrics {
       },
       name: 'mcpmesh_authz_rule_decisions_total',
       help: 'MCP authorizer decisions by service, deciding rule (roles.<role>.allow[i] / deny[i], default-deny, header-mismatch, ...; see ruleLabel) and decision: why calls are allowed or denied',
-      labelNames: ['service', 'rule', 'decision'] as const, registers: [registry],
+      labelNames: ['service', 'rule', 'decision'] as const,
+      registers: [registry],
     });
     this.checkSeconds = new Histogram({
-      name: 'mcpmesh_authz_check_seconds', help: 'Time the MCP authorizer spends on one ext_authz Check (decode, decide, encode)',
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1], registers: [registry],
+      name: 'mcpmesh_authz_check_seconds',
+      help: 'Time the MCP authorizer spends on one ext_authz Check (decode, decide, encode)',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1],
+      registers: [registry],
     });
   }
 
@@ -197,7 +218,12 @@ export class AuthzServer {
     this.trustRequestHeaders = opts.trustRequestHeaders ?? false;
     this.publicUrl = opts.publicUrl;
     this.compiled = compilePolicy(opts.policy);
-    this.authorizeOptions = { callers: this.callers, decisions: this.decisions, trustRequestHeaders: this.trustRequestHeaders, ...(this.publicUrl ? { publicUrl: this.publicUrl } : {}) };
+    this.authorizeOptions = {
+      callers: this.callers,
+      decisions: this.decisions,
+      trustRequestHeaders: this.trustRequestHeaders,
+      ...(this.publicUrl ? { publicUrl: this.publicUrl } : {}),
+    };
     const respType = lookupType('envoy.service.auth.v3.CheckResponse');
     this.encodeResponse = (m) => Buffer.from(respType.encode(respType.fromObject(m)).finish());
     this.server = new grpc.Server(AUTHZ_GRPC_SERVER_OPTIONS);
@@ -233,7 +259,11 @@ export class AuthzServer {
     this.okAllow.clear();
     this.okShadow.clear();
     this.okCached = 0;
-    this.log.info('authz policy loaded', { roles: policy.roles.length, services: policy.services.length, providers: policy.providers.length });
+    this.log.info('authz policy loaded', {
+      roles: policy.roles.length,
+      services: policy.services.length,
+      providers: policy.providers.length,
+    });
   }
 
   /** One Check: encoded CheckRequest in, encoded CheckResponse out. Throws CheckDecodeError if the request does not decode. */
@@ -255,8 +285,16 @@ export class AuthzServer {
     this.metrics.count(serviceLabel, toolLabel, o.verdict, ruleLabel(o.rule, cp));
     if (o.verdict !== 'allow') {
       const fields = {
-        service: o.service, decision: o.verdict, rule: o.rule, reason: o.reason, roles: o.roles, subject: o.subject,
-        method: input.method, path: input.path, requestId: input.requestId, ...(o.action?.kind === 'tool' ? { tool: o.action.name } : {}),
+        service: o.service,
+        decision: o.verdict,
+        rule: o.rule,
+        reason: o.reason,
+        roles: o.roles,
+        subject: o.subject,
+        method: input.method,
+        path: input.path,
+        requestId: input.requestId,
+        ...(o.action?.kind === 'tool' ? { tool: o.action.name } : {}),
       };
       if (o.verdict === 'error') this.log.warn('authz error', fields);
       else this.log.info(o.verdict === 'deny' ? 'authz deny' : 'authz shadow deny', fields);
@@ -268,7 +306,9 @@ export class AuthzServer {
   private okResponse(header: string, value: string, o: CheckOutcome): Buffer {
     return this.encodeResponse({
       status: { code: OK },
-      ok_response: { response_headers_to_add: [{ header: { key: header, value: wellFormed(value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }] },
+      ok_response: {
+        response_headers_to_add: [{ header: { key: header, value: wellFormed(value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+      },
       dynamic_metadata: accessLogMetadata(o),
     });
   }
@@ -313,7 +353,10 @@ export class AuthzServer {
       status: { code, message: wellFormed(`${o.rule}: ${o.reason}`, STATUS_MESSAGE_MAX) },
       denied_response: {
         status: { code: http.status },
-        headers: http.headers.map(([key, value]) => ({ header: { key, value: wellFormed(value) }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' })),
+        headers: http.headers.map(([key, value]) => ({
+          header: { key, value: wellFormed(value) },
+          append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+        })),
         body: wellFormed(http.body),
       },
       dynamic_metadata: accessLogMetadata(o),
@@ -351,7 +394,6 @@ export class AuthzServer {
   }
 }
 
-
 /**
  * What the authorizer read from the JSON-RPC body, handed back to Envoy as dynamic metadata (namespace
  * envoy.filters.http.ext_authz) so the access log of a body-based (2025-11-25) service names the tool,
@@ -360,7 +402,8 @@ export class AuthzServer {
 function accessLogMetadata(o: CheckOutcome): ProtoObject {
   const a = o.action;
   return struct({
-    decision: o.verdict, rule: wellFormed(o.rule),
+    decision: o.verdict,
+    rule: wellFormed(o.rule),
     ...(a && a.kind !== 'service' ? { mcp_kind: a.kind, mcp_name: wellFormed(actionTargetOf(a), STATUS_MESSAGE_MAX) } : {}),
   });
 }

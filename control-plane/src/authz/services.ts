@@ -40,10 +40,19 @@ export class DecisionServices {
   #toolFilter: ToolFilterFactory;
 
   constructor(opts: DecisionServicesOptions) {
-    this.authz = new AuthzServer({ policy: opts.policy, registry: opts.registry, log: opts.log.child('authz'), ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}) });
+    this.authz = new AuthzServer({
+      policy: opts.policy,
+      registry: opts.registry,
+      log: opts.log.child('authz'),
+      ...(opts.publicUrl ? { publicUrl: opts.publicUrl } : {}),
+    });
     this.#toolFilter = toolFilterFor(opts.policy);
     // Indirect, so a policy swap reaches streams opened before it.
-    this.extProc = new ExtProcServer({ toolFilter: (ctx) => this.#toolFilter(ctx), registry: opts.registry, log: opts.log.child('extproc') });
+    this.extProc = new ExtProcServer({
+      toolFilter: (ctx) => this.#toolFilter(ctx),
+      registry: opts.registry,
+      log: opts.log.child('extproc'),
+    });
     // One port for both: Envoy reaches them through two clusters (their circuit breakers must not be shared),
     // but there is one process and one policy behind them.
     this.authz.mount((server) => this.extProc.addTo(server));

@@ -35,10 +35,7 @@ export class SnapshotError extends Error {
   readonly failures: readonly ResourceFailure[];
   readonly inconsistencies: readonly string[];
   constructor(key: string, failures: readonly ResourceFailure[], inconsistencies: readonly string[]) {
-    const lines = [
-      ...failures.map((f) => formatViolations(`${f.kind} "${f.name}"`, f.violations)),
-      ...inconsistencies,
-    ];
+    const lines = [...failures.map((f) => formatViolations(`${f.kind} "${f.name}"`, f.violations)), ...inconsistencies];
     super(`snapshot for ${key} rejected:\n${lines.join('\n')}`);
     this.name = 'SnapshotError';
     this.failures = failures;
@@ -191,9 +188,14 @@ function routeNamesOf(listener: ProtoObject): string[] {
 }
 
 /** Envoy's rules that span resources (xds/envoy-rules.ts), on the snapshot's plain objects. */
-function envoySnapshotRules(byKind: Readonly<Record<ResourceKind, ReadonlyMap<string, EncodedResource>>>, changed?: ReadonlySet<ResourceKind>): string[] {
+function envoySnapshotRules(
+  byKind: Readonly<Record<ResourceKind, ReadonlyMap<string, EncodedResource>>>,
+  changed?: ReadonlySet<ResourceKind>,
+): string[] {
   if (changed && !SNAPSHOT_RULES.some((r) => r.reads.some((k) => changed.has(k)))) return [];
-  const bodies = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k]].map(([n, r]) => [n, r.body]))])) as unknown as SnapshotBodies;
+  const bodies = Object.fromEntries(
+    RESOURCE_KINDS.map((k) => [k, new Map([...byKind[k]].map(([n, r]) => [n, r.body]))]),
+  ) as unknown as SnapshotBodies;
   return checkSnapshotRules(bodies, changed);
 }
 
@@ -224,7 +226,13 @@ const inputsOf = new WeakMap<Snapshot, Inputs>();
  * the same kind and name. Each is validated and encoded (or found by content); the rest is the previous
  * snapshot's. Undefined when the input is not of that shape or something is refused: the full path decides.
  */
-function patchSnapshot(key: string, resources: readonly XdsResource[], encoder: ResourceEncoder, previous: Snapshot, before: Inputs): Snapshot | undefined {
+function patchSnapshot(
+  key: string,
+  resources: readonly XdsResource[],
+  encoder: ResourceEncoder,
+  previous: Snapshot,
+  before: Inputs,
+): Snapshot | undefined {
   const slots = before.slots.slice();
   const changes: Array<readonly [ResourceKind, string, EncodedResource]> = [];
   for (let i = 0; i < resources.length; i++) {
@@ -272,7 +280,10 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
     if (patched) return patched;
   }
   const slots: Slot[] = [];
-  const byKind = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, EncodedResource>()])) as Record<ResourceKind, Map<string, EncodedResource>>;
+  const byKind = Object.fromEntries(RESOURCE_KINDS.map((k) => [k, new Map<string, EncodedResource>()])) as Record<
+    ResourceKind,
+    Map<string, EncodedResource>
+  >;
   const failures: ResourceFailure[] = [];
   const dupes: string[] = [];
   for (const r of resources) {
@@ -307,11 +318,19 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
     }
   }
   // inconsistencies() reads cluster and listener bodies and the names of endpoints, routes and secrets.
-  const refsMayBreak = !previous || changed.has('cluster') || changed.has('listener') || renamed.has('endpoint') || renamed.has('route') || renamed.has('secret');
-  const problems = [...dupes, ...(failures.length === 0 ? [
-    ...(refsMayBreak ? inconsistencies(byKind) : []),
-    ...envoySnapshotRules(byKind, previous ? changed : undefined),
-  ] : [])];
+  const refsMayBreak =
+    !previous ||
+    changed.has('cluster') ||
+    changed.has('listener') ||
+    renamed.has('endpoint') ||
+    renamed.has('route') ||
+    renamed.has('secret');
+  const problems = [
+    ...dupes,
+    ...(failures.length === 0
+      ? [...(refsMayBreak ? inconsistencies(byKind) : []), ...envoySnapshotRules(byKind, previous ? changed : undefined)]
+      : []),
+  ];
   if (failures.length > 0 || problems.length > 0) throw new SnapshotError(key, failures, problems);
   const sorted = {} as Record<ResourceKind, ReadonlyMap<string, EncodedResource>>;
   const versions = {} as Record<ResourceKind, string>;
@@ -323,7 +342,8 @@ export function buildSnapshot(key: string, resources: readonly XdsResource[], en
       continue;
     }
     // Same names as before: the previous order holds, so no sort.
-    const next = prev && !renamed.has(k) ? new Map([...prev.keys()].map((n) => [n, byKind[k].get(n) as EncodedResource])) : byName(byKind[k]);
+    const next =
+      prev && !renamed.has(k) ? new Map([...prev.keys()].map((n) => [n, byKind[k].get(n) as EncodedResource])) : byName(byKind[k]);
     sorted[k] = next;
     versions[k] = versionOfSorted(next);
   }

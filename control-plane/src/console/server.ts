@@ -24,8 +24,18 @@ import type { RoutingLayers } from '../routing.ts';
 import type { KnobExplanation } from '../model/tuning.ts';
 import type { ProxyTracker } from '../server/proxies.ts';
 import {
-  defaultVantage, gatewaysOf, knobView, localitiesKnown, parseLocality, policyView, proxiesView, servicesView,
-  type ConsoleState, type DecisionRow, type HealthView, type SeriesPoint,
+  defaultVantage,
+  gatewaysOf,
+  knobView,
+  localitiesKnown,
+  parseLocality,
+  policyView,
+  proxiesView,
+  servicesView,
+  type ConsoleState,
+  type DecisionRow,
+  type HealthView,
+  type SeriesPoint,
 } from './state.ts';
 
 export interface ConsoleOptions {
@@ -78,7 +88,9 @@ function loadAssets(): Map<string, { type: string; body: Buffer }> {
   ]);
 }
 
-const IMPORT_MAP = JSON.stringify({ imports: { preact: '/ui/vendor/preact.mjs', 'preact/hooks': '/ui/vendor/hooks.mjs', htm: '/ui/vendor/htm.mjs' } });
+const IMPORT_MAP = JSON.stringify({
+  imports: { preact: '/ui/vendor/preact.mjs', 'preact/hooks': '/ui/vendor/hooks.mjs', htm: '/ui/vendor/htm.mjs' },
+});
 
 function page(): { html: string; csp: string } {
   // The import map is the one inline script: allowed by its hash, so the policy can forbid every other.
@@ -107,7 +119,7 @@ function page(): { html: string; csp: string } {
 }
 
 const NOTES: readonly string[] = [
-  'Outlier ejection: proxies do not report ejections to the control plane (no load reporting), so endpoints show the health their source gives; an Envoy\'s own view is on its admin port (/clusters).',
+  "Outlier ejection: proxies do not report ejections to the control plane (no load reporting), so endpoints show the health their source gives; an Envoy's own view is on its admin port (/clusters).",
 ];
 
 function json(res: http.ServerResponse, code: number, body: unknown): void {
@@ -140,11 +152,19 @@ export class ConsoleServer {
     if (req.method !== 'GET' && req.method !== 'HEAD') return json(res, 405, { error: 'the console is read-only: GET only' });
     const p = url.pathname;
     if (p === '/ui' || p === '/ui/') {
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': this.page.csp, 'x-content-type-options': 'nosniff', 'cache-control': 'no-store' });
+      res.writeHead(200, {
+        'content-type': 'text/html; charset=utf-8',
+        'content-security-policy': this.page.csp,
+        'x-content-type-options': 'nosniff',
+        'cache-control': 'no-store',
+      });
       return void res.end(this.page.html);
     }
     const asset = this.assets.get(p);
-    if (asset) return void res.writeHead(200, { 'content-type': asset.type, 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache' }).end(asset.body);
+    if (asset)
+      return void res
+        .writeHead(200, { 'content-type': asset.type, 'x-content-type-options': 'nosniff', 'cache-control': 'no-cache' })
+        .end(asset.body);
     if (p === '/ui/api/state') {
       const body = await this.stateJson(url.searchParams.get('from'));
       return void res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' }).end(body);
@@ -152,7 +172,16 @@ export class ConsoleServer {
     if (p === '/ui/api/explain') return this.explain(res, url);
     if (p === '/ui/api/routing') return this.routing(res, url);
     if (p === '/ui/api/events') return this.events(req, res);
-    json(res, 404, { error: 'not found', paths: ['/ui', '/ui/api/state?from=<region>/<zone>', '/ui/api/explain?role=&service=&kind=&name=', '/ui/api/routing?service=', '/ui/api/events'] });
+    json(res, 404, {
+      error: 'not found',
+      paths: [
+        '/ui',
+        '/ui/api/state?from=<region>/<zone>',
+        '/ui/api/explain?role=&service=&kind=&name=',
+        '/ui/api/routing?service=',
+        '/ui/api/events',
+      ],
+    });
   }
 
   /**
@@ -170,14 +199,21 @@ export class ConsoleServer {
     const policy = this.opts.policy();
     const meshGen = generationOf(mesh);
     const routing = this.opts.routing?.services() ?? NO_ROUTING;
-    const sidecars = proxies.filter((p) => p.proxy.role === 'sidecar').map((p) => `${p.proxy.id}@${p.proxy.service}`).sort().join(',');
+    const sidecars = proxies
+      .filter((p) => p.proxy.role === 'sidecar')
+      .map((p) => `${p.proxy.id}@${p.proxy.service}`)
+      .sort()
+      .join(',');
     const part = <K extends keyof ConsoleState>(k: K, v: ConsoleState[K]): string => `${JSON.stringify(k)}:${JSON.stringify(v)}`;
-    const memo = <K extends keyof ConsoleState>(k: K, key: string, build: () => ConsoleState[K]): string => `${JSON.stringify(k)}:${this.memo(`${k}|${key}`, () => JSON.stringify(build()))}`;
+    const memo = <K extends keyof ConsoleState>(k: K, key: string, build: () => ConsoleState[K]): string =>
+      `${JSON.stringify(k)}:${this.memo(`${k}|${key}`, () => JSON.stringify(build()))}`;
     return `{${[
       part('generatedAt', new Date().toISOString()),
       part('vantage', vantage ?? null),
       part('localities', localities),
-      memo('services', `${meshGen}|${generationOf(routing)}|${vantage ? `${vantage.region}/${vantage.zone}` : ''}|${sidecars}`, () => servicesView(mesh, proxies, vantage, routing)),
+      memo('services', `${meshGen}|${generationOf(routing)}|${vantage ? `${vantage.region}/${vantage.zone}` : ''}|${sidecars}`, () =>
+        servicesView(mesh, proxies, vantage, routing),
+      ),
       part('gateways', gatewaysOf(proxies)),
       part('proxies', proxiesView(proxies, policy?.trustDomain)),
       memo('policy', `${meshGen}|${generationOf(policy)}`, () => policyView(policy, mesh)),
@@ -208,21 +244,33 @@ export class ConsoleServer {
     const policy = this.opts.policy();
     if (!policy) return json(res, 404, { error: 'the mesh is not secured (no policy): there is nothing to explain' });
     const [role, service, kind, name] = [q('role'), q('service'), q('kind'), q('name')];
-    if (!policy.roles.some((r) => r.name === role)) return json(res, 400, { error: `role ${JSON.stringify(role)} is not defined in the policy` });
-    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service)) return json(res, 400, { error: `${JSON.stringify(service)} is not a service name` });
+    if (!policy.roles.some((r) => r.name === role))
+      return json(res, 400, { error: `role ${JSON.stringify(role)} is not defined in the policy` });
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(service))
+      return json(res, 400, { error: `${JSON.stringify(service)} is not a service name` });
     const method = ({ tool: 'tools/call', resource: 'resources/read', prompt: 'prompts/get' } as Record<string, string | undefined>)[kind];
-    if (kind !== 'service' && (method === undefined || name === '')) return json(res, 400, { error: 'kind must be service, tool, resource or prompt (with a name)' });
+    if (kind !== 'service' && (method === undefined || name === ''))
+      return json(res, 400, { error: 'kind must be service, tool, resource or prompt (with a name)' });
     // A service the policy names but the mesh lacks is explained at the CLI's default revision.
     const protocol = this.opts.cache.currentMesh?.services.find((s) => s.name === service)?.protocol;
     const svcPolicy = policy.services.find((s) => s.service === service);
-    const argv = ['--policy', '(the policy in force)', '--service', service, '--roles', role, ...(protocol ? ['--protocol', protocol] : [])];
+    const argv = [
+      '--policy',
+      '(the policy in force)',
+      '--service',
+      service,
+      '--roles',
+      role,
+      ...(protocol ? ['--protocol', protocol] : []),
+    ];
     // The caller carries the service's required scopes, like the matrix assumes: the cell is about roles.
     if (svcPolicy && svcPolicy.requiredScopes.length > 0) argv.push('--scopes', svcPolicy.requiredScopes.join(','));
     if (method !== undefined) {
       const param = kind === 'resource' ? 'uri' : 'name';
       argv.push('--body', JSON.stringify({ jsonrpc: '2.0', id: 1, method, params: { [param]: name } }));
       // What a client of this revision sends along: without them the answer would be about a malformed request.
-      if (protocol && headerValidated(protocol)) argv.push('--header', `Mcp-Method: ${method}`, '--header', `Mcp-Name: ${encodeMcpHeaderValue(name)}`);
+      if (protocol && headerValidated(protocol))
+        argv.push('--header', `Mcp-Method: ${method}`, '--header', `Mcp-Name: ${encodeMcpHeaderValue(name)}`);
     }
     let out = '';
     let err = '';
@@ -240,7 +288,12 @@ export class ConsoleServer {
   // ------------------------------------------------------------------------------------------------- live
 
   private events(req: http.IncomingMessage, res: http.ServerResponse): void {
-    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+    res.writeHead(200, {
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-store',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    });
     res.write('retry: 2000\n\n');
     this.clients.add(res);
     req.on('close', () => this.clients.delete(res));
@@ -249,11 +302,23 @@ export class ConsoleServer {
   /** Cheap: what would make the page differ (mesh object, streams and their versions, policy, errors, samples). */
   private fingerprint(): string {
     const { cache, tracker } = this.opts;
-    const streams = tracker.list().map((s) => `${s.streamId}:${Object.entries(s.types).map(([k, t]) => `${k}=${t?.sentVersion}/${t?.ackedVersion}/${t?.nackedVersion}/${t?.nacks}`).join(',')}`);
+    const streams = tracker.list().map(
+      (s) =>
+        `${s.streamId}:${Object.entries(s.types)
+          .map(([k, t]) => `${k}=${t?.sentVersion}/${t?.ackedVersion}/${t?.nackedVersion}/${t?.nacks}`)
+          .join(',')}`,
+    );
     const s = this.samples.at(-1);
     // Sample values, not times: an idle mesh must not make every open page refetch every few seconds.
     const figures = s ? [s.convergence.count, s.builds.count, s.rejected, [...s.byRule.values()].reduce((a, b) => a + b, 0)] : [];
-    return JSON.stringify([generationOf(cache.currentMesh), generationOf(this.opts.routing?.services()), streams, generationOf(this.opts.policy()), this.opts.sourceErrors(), figures]);
+    return JSON.stringify([
+      generationOf(cache.currentMesh),
+      generationOf(this.opts.routing?.services()),
+      streams,
+      generationOf(this.opts.policy()),
+      this.opts.sourceErrors(),
+      figures,
+    ]);
   }
 
   private lastWrite = 0;
@@ -296,7 +361,9 @@ export class ConsoleServer {
     const now = Date.now();
     this.lastSampleAt = now;
     const m = this.opts.metrics;
-    const hist = async (h: { get(): Promise<{ values: Array<{ metricName?: string; value: number }> }> }): Promise<{ count: number; sum: number }> => {
+    const hist = async (h: {
+      get(): Promise<{ values: Array<{ metricName?: string; value: number }> }>;
+    }): Promise<{ count: number; sum: number }> => {
       const v = (await h.get()).values;
       const total = (suffix: string): number => v.filter((x) => x.metricName?.endsWith(suffix)).reduce((a, x) => a + x.value, 0);
       return { count: total('_count'), sum: total('_sum') };
@@ -319,7 +386,8 @@ export class ConsoleServer {
       this.builds = { ...builds, lastMs: ((builds.sum - this.builds.sum) / (builds.count - this.builds.count)) * 1000 };
     }
     this.samples.push({ at: now, convergence: await hist(m.convergence), builds, rejected, byRule, byTool });
-    while (this.samples.length > 2 && ((this.samples[0] as Sample).at < now - HISTORY_MS || this.samples.length > MAX_SAMPLES)) this.samples.shift();
+    while (this.samples.length > 2 && ((this.samples[0] as Sample).at < now - HISTORY_MS || this.samples.length > MAX_SAMPLES))
+      this.samples.shift();
   }
 
   private series(): SeriesPoint[] {
@@ -328,7 +396,11 @@ export class ConsoleServer {
       const a = this.samples[i - 1] as Sample;
       const b = this.samples[i] as Sample;
       const rounds = b.convergence.count - a.convergence.count;
-      out.push({ at: new Date(b.at).toISOString(), rounds, meanMs: rounds > 0 ? ((b.convergence.sum - a.convergence.sum) / rounds) * 1000 : null });
+      out.push({
+        at: new Date(b.at).toISOString(),
+        rounds,
+        meanMs: rounds > 0 ? ((b.convergence.sum - a.convergence.sum) / rounds) * 1000 : null,
+      });
     }
     return out;
   }
@@ -337,10 +409,18 @@ export class ConsoleServer {
     const last = this.samples.at(-1);
     if (!last) return { byRule: [], byTool: [] };
     const base = this.samples.find((s) => s.at >= last.at - RECENT_MS) ?? last;
-    const rows = (pick: (s: Sample) => ReadonlyMap<string, number>): DecisionRow[] => [...pick(last).entries()].map(([k, total]) => {
-      const [service, by, decision] = JSON.parse(k) as [string, string, string];
-      return { service, by, decision, total, recent: total - (base === last ? 0 : pick(base).get(k) ?? 0) };
-    }).sort((a, b) => b.recent - a.recent || b.total - a.total || (`${a.service}|${a.by}|${a.decision}` < `${b.service}|${b.by}|${b.decision}` ? -1 : 1));
+    const rows = (pick: (s: Sample) => ReadonlyMap<string, number>): DecisionRow[] =>
+      [...pick(last).entries()]
+        .map(([k, total]) => {
+          const [service, by, decision] = JSON.parse(k) as [string, string, string];
+          return { service, by, decision, total, recent: total - (base === last ? 0 : (pick(base).get(k) ?? 0)) };
+        })
+        .sort(
+          (a, b) =>
+            b.recent - a.recent ||
+            b.total - a.total ||
+            (`${a.service}|${a.by}|${a.decision}` < `${b.service}|${b.by}|${b.decision}` ? -1 : 1),
+        );
     return { byRule: rows((s) => s.byRule), byTool: rows((s) => s.byTool) };
   }
 
@@ -353,7 +433,9 @@ export class ConsoleServer {
     return {
       ready: cache.ready,
       source: this.opts.sourceDescription(),
-      sources: Object.keys(errors).sort().map((name) => ({ name, error: errors[name] ?? null })),
+      sources: Object.keys(errors)
+        .sort()
+        .map((name) => ({ name, error: errors[name] ?? null })),
       snapshots: {
         builds: last?.builds.count ?? 0,
         rejected: last?.rejected ?? 0,

@@ -150,7 +150,13 @@ export interface HealthView {
   readonly ready: boolean;
   readonly source: string;
   readonly sources: readonly { readonly name: string; readonly error: string | null }[];
-  readonly snapshots: { readonly builds: number; readonly rejected: number; readonly meanMs: number | null; readonly lastMs: number | null; readonly keys: number };
+  readonly snapshots: {
+    readonly builds: number;
+    readonly rejected: number;
+    readonly meanMs: number | null;
+    readonly lastMs: number | null;
+    readonly keys: number;
+  };
   readonly certificates: readonly { readonly identity: string; readonly notAfter: string }[];
   readonly ca: { readonly notAfter: string } | null;
 }
@@ -191,7 +197,13 @@ function localitiesOf(svc: MeshService, vantage: Locality | undefined): Locality
     const key = localityKey(ep.locality);
     let g = groups.get(key);
     if (!g) groups.set(key, (g = { locality: ep.locality, eps: [] }));
-    g.eps.push({ address: ep.address, port: ep.port, weight: ep.weight, healthy: ep.healthy, ...(ep.healthy ? {} : { health: healthText(ep) }) });
+    g.eps.push({
+      address: ep.address,
+      port: ep.port,
+      weight: ep.weight,
+      healthy: ep.healthy,
+      ...(ep.healthy ? {} : { health: healthText(ep) }),
+    });
   }
   return [...groups.entries()]
     .map(([key, g]) => ({ region: g.locality.region, zone: g.locality.zone, priority: priority.get(key) ?? 0, endpoints: g.eps }))
@@ -199,7 +211,12 @@ function localitiesOf(svc: MeshService, vantage: Locality | undefined): Locality
 }
 
 /** `routing`: every published service's knobs (RoutingLayers.services(), what /debug/routing serves). */
-export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStatus[], vantage: Locality | undefined, routing: Readonly<Record<string, readonly KnobExplanation[]>> = {}): ServiceView[] {
+export function servicesView(
+  mesh: Mesh | undefined,
+  proxies: readonly ProxyStatus[],
+  vantage: Locality | undefined,
+  routing: Readonly<Record<string, readonly KnobExplanation[]>> = {},
+): ServiceView[] {
   if (!mesh) return [];
   const sidecars = new Map<string, string[]>();
   for (const p of proxies) {
@@ -211,8 +228,14 @@ export function servicesView(mesh: Mesh | undefined, proxies: readonly ProxyStat
   return mesh.services.map((svc) => {
     const healthy = svc.endpoints.filter((e) => e.healthy).length;
     return {
-      name: svc.name, protocol: svc.protocol, transport: svc.transport, incarnation: svc.incarnation, hosts: svc.routing.hosts,
-      healthy, unhealthy: svc.endpoints.length - healthy, healthFrom: [...new Set(svc.endpoints.map((e) => healthOrigin(e.healthFrom)))].sort(byString),
+      name: svc.name,
+      protocol: svc.protocol,
+      transport: svc.transport,
+      incarnation: svc.incarnation,
+      hosts: svc.routing.hosts,
+      healthy,
+      unhealthy: svc.endpoints.length - healthy,
+      healthFrom: [...new Set(svc.endpoints.map((e) => healthOrigin(e.healthFrom)))].sort(byString),
       localities: localitiesOf(svc, vantage),
       sidecars: (sidecars.get(svc.name) ?? []).sort(byString),
       routing: nonDefaultKnobs(routing[svc.name] ?? []).map(knobView),
@@ -225,48 +248,77 @@ function wallClock(perfMs: number, nowMs: number, perfNow: number): string {
   return new Date(nowMs - (perfNow - perfMs)).toISOString();
 }
 
-export function proxiesView(proxies: readonly ProxyStatus[], trustDomain: string | undefined, nowMs = Date.now(), perfNow = performance.now()): ProxyView[] {
-  return proxies.map((s): ProxyView => {
-    const p = s.proxy;
-    let last: number | undefined;
-    let pendingSince: number | undefined;
-    const types: TypeView[] = [];
-    for (const kind of RESOURCE_KINDS) {
-      const t = s.types[kind];
-      if (!t) continue;
-      const pending = t.sentVersion !== undefined && t.ackedVersion !== t.sentVersion && t.nackedVersion !== t.sentVersion;
-      for (const at of [t.ackedAt, t.nackedAt]) if (at !== undefined && (last === undefined || at > last)) last = at;
-      if (pending && t.sentAt !== undefined) pendingSince = pendingSince === undefined ? t.sentAt : Math.max(pendingSince, t.sentAt);
-      types.push({
-        type: kind, nacks: t.nacks, pending,
-        ...(t.sentVersion !== undefined ? { sent: t.sentVersion } : {}),
-        ...(t.ackedVersion !== undefined ? { acked: t.ackedVersion } : {}),
-        ...(t.nackedVersion !== undefined ? { nacked: t.nackedVersion } : {}),
-        ...(t.lastNack !== undefined ? { lastNack: t.lastNack } : {}),
-      });
-    }
-    // A NACK counts while the proxy runs an older config than the one sent (it was not ACKed since).
-    const nacked = types.some((t) => t.nacked !== undefined && t.nacked === t.sent && t.acked !== t.sent);
-    const identity = trustDomain === undefined ? null : p.role === 'sidecar' && p.service ? sidecarId(trustDomain, p.service) : gatewayId(trustDomain, p.gatewayName ?? 'default');
-    return {
-      id: p.id, role: p.role, mode: s.mode, proxyless: p.proxyless === true, locality: p.locality ?? null, service: p.service ?? null, identity,
-      connectedAt: new Date(s.connectedAt).toISOString(),
-      lastPushAt: pendingSince !== undefined ? wallClock(pendingSince, nowMs, perfNow) : last !== undefined ? new Date(last).toISOString() : null,
-      status: nacked ? 'nacked' : types.some((t) => t.pending) ? 'pending' : 'converged',
-      types,
-    };
-  }).sort((a, b) => byString(a.id, b.id));
+export function proxiesView(
+  proxies: readonly ProxyStatus[],
+  trustDomain: string | undefined,
+  nowMs = Date.now(),
+  perfNow = performance.now(),
+): ProxyView[] {
+  return proxies
+    .map((s): ProxyView => {
+      const p = s.proxy;
+      let last: number | undefined;
+      let pendingSince: number | undefined;
+      const types: TypeView[] = [];
+      for (const kind of RESOURCE_KINDS) {
+        const t = s.types[kind];
+        if (!t) continue;
+        const pending = t.sentVersion !== undefined && t.ackedVersion !== t.sentVersion && t.nackedVersion !== t.sentVersion;
+        for (const at of [t.ackedAt, t.nackedAt]) if (at !== undefined && (last === undefined || at > last)) last = at;
+        if (pending && t.sentAt !== undefined) pendingSince = pendingSince === undefined ? t.sentAt : Math.max(pendingSince, t.sentAt);
+        types.push({
+          type: kind,
+          nacks: t.nacks,
+          pending,
+          ...(t.sentVersion !== undefined ? { sent: t.sentVersion } : {}),
+          ...(t.ackedVersion !== undefined ? { acked: t.ackedVersion } : {}),
+          ...(t.nackedVersion !== undefined ? { nacked: t.nackedVersion } : {}),
+          ...(t.lastNack !== undefined ? { lastNack: t.lastNack } : {}),
+        });
+      }
+      // A NACK counts while the proxy runs an older config than the one sent (it was not ACKed since).
+      const nacked = types.some((t) => t.nacked !== undefined && t.nacked === t.sent && t.acked !== t.sent);
+      const identity =
+        trustDomain === undefined
+          ? null
+          : p.role === 'sidecar' && p.service
+            ? sidecarId(trustDomain, p.service)
+            : gatewayId(trustDomain, p.gatewayName ?? 'default');
+      return {
+        id: p.id,
+        role: p.role,
+        mode: s.mode,
+        proxyless: p.proxyless === true,
+        locality: p.locality ?? null,
+        service: p.service ?? null,
+        identity,
+        connectedAt: new Date(s.connectedAt).toISOString(),
+        lastPushAt:
+          pendingSince !== undefined ? wallClock(pendingSince, nowMs, perfNow) : last !== undefined ? new Date(last).toISOString() : null,
+        status: nacked ? 'nacked' : types.some((t) => t.pending) ? 'pending' : 'converged',
+        types,
+      };
+    })
+    .sort((a, b) => byString(a.id, b.id));
 }
 
 type ItemList = 'tools' | 'resources' | 'prompts';
-const COLUMN_KINDS: ReadonlyArray<readonly [ItemList, 'tool' | 'resource' | 'prompt']> = [['tools', 'tool'], ['resources', 'resource'], ['prompts', 'prompt']];
+const COLUMN_KINDS: ReadonlyArray<readonly [ItemList, 'tool' | 'resource' | 'prompt']> = [
+  ['tools', 'tool'],
+  ['resources', 'resource'],
+  ['prompts', 'prompt'],
+];
 
 function actionOf(c: PolicyColumn): McpAction {
   switch (c.kind) {
-    case 'service': return { kind: 'service' };
-    case 'tool': return { kind: 'tool', name: c.name };
-    case 'resource': return { kind: 'resource', uri: c.name };
-    case 'prompt': return { kind: 'prompt', name: c.name };
+    case 'service':
+      return { kind: 'service' };
+    case 'tool':
+      return { kind: 'tool', name: c.name };
+    case 'resource':
+      return { kind: 'resource', uri: c.name };
+    case 'prompt':
+      return { kind: 'prompt', name: c.name };
   }
 }
 
@@ -305,23 +357,29 @@ export function policyView(policy: Policy | undefined, mesh: Mesh | undefined): 
     else groups.set(key, { services: [service], protocol, covering });
   }
   return {
-    roleClaim: policy.roleClaim, roles,
+    roleClaim: policy.roleClaim,
+    roles,
     groups: [...groups.values()].map(({ services, protocol, covering }) => {
       const service = services[0] as string;
       const svc = servicePolicyOf(compiled, service);
       const columns = columnsOf(covering);
-      const cells = roles.map((role) => columns.map((c) => {
-        const d = decide(compiled, { service, roles: [role], scopes: svc.requiredScopes, action: actionOf(c) });
-        const outcome: CellOutcome = d.allow ? 'allow' : svc.mode === 'shadow' ? 'shadow' : 'deny';
-        return { outcome, rule: d.rule };
-      }));
+      const cells = roles.map((role) =>
+        columns.map((c) => {
+          const d = decide(compiled, { service, roles: [role], scopes: svc.requiredScopes, action: actionOf(c) });
+          const outcome: CellOutcome = d.allow ? 'allow' : svc.mode === 'shadow' ? 'shadow' : 'deny';
+          return { outcome, rule: d.rule };
+        }),
+      );
       return { services, protocol, mode: svc.mode, requiredScopes: svc.requiredScopes, columns, cells };
     }),
   };
 }
 
 export function gatewaysOf(proxies: readonly ProxyStatus[]): string[] {
-  return proxies.filter((p) => p.proxy.role === 'gateway').map((p) => p.proxy.id).sort(byString);
+  return proxies
+    .filter((p) => p.proxy.role === 'gateway')
+    .map((p) => p.proxy.id)
+    .sort(byString);
 }
 
 export function localitiesKnown(mesh: Mesh | undefined, proxies: readonly ProxyStatus[]): string[] {
@@ -333,6 +391,9 @@ export function localitiesKnown(mesh: Mesh | undefined, proxies: readonly ProxyS
 
 /** Default vantage: the first connected gateway's locality, else the first endpoint locality. */
 export function defaultVantage(localities: readonly string[], proxies: readonly ProxyStatus[]): Locality | undefined {
-  const gw = proxies.filter((p) => p.proxy.role === 'gateway' && p.proxy.locality).map((p) => localityKey(p.proxy.locality as Locality)).sort(byString)[0];
+  const gw = proxies
+    .filter((p) => p.proxy.role === 'gateway' && p.proxy.locality)
+    .map((p) => localityKey(p.proxy.locality as Locality))
+    .sort(byString)[0];
   return parseLocality(gw ?? localities[0]);
 }

@@ -138,17 +138,33 @@ export class HttpStreamProcessor {
   }
 
   handle(req: ProcessingRequest): HandleResult {
-    const kind = req.request ?? (['request_headers', 'response_headers', 'request_body', 'response_body', 'request_trailers', 'response_trailers'] as const)
-      .find((k) => req[k] !== undefined && req[k] !== null);
+    const kind =
+      req.request ??
+      (['request_headers', 'response_headers', 'request_body', 'response_body', 'request_trailers', 'response_trailers'] as const).find(
+        (k) => req[k] !== undefined && req[k] !== null,
+      );
     let result: HandleResult;
     switch (kind) {
-      case 'request_headers': result = this.guard(kind, () => this.requestHeaders(req, req.request_headers ?? {})); break;
-      case 'response_headers': result = this.guard(kind, () => this.responseHeaders(req.response_headers ?? {})); break;
-      case 'request_body': result = this.guard(kind, () => this.requestBodyChunk(req.request_body ?? {})); break;
-      case 'response_body': result = this.guard(kind, () => this.responseBodyChunk(req.response_body ?? {})); break;
-      case 'request_trailers': result = { response: { request_trailers: {} } }; break;
-      case 'response_trailers': result = { response: { response_trailers: {} } }; break;
-      default: throw new ProtocolError(`ProcessingRequest without a known request (got ${String(kind)})`);
+      case 'request_headers':
+        result = this.guard(kind, () => this.requestHeaders(req, req.request_headers ?? {}));
+        break;
+      case 'response_headers':
+        result = this.guard(kind, () => this.responseHeaders(req.response_headers ?? {}));
+        break;
+      case 'request_body':
+        result = this.guard(kind, () => this.requestBodyChunk(req.request_body ?? {}));
+        break;
+      case 'response_body':
+        result = this.guard(kind, () => this.responseBodyChunk(req.response_body ?? {}));
+        break;
+      case 'request_trailers':
+        result = { response: { request_trailers: {} } };
+        break;
+      case 'response_trailers':
+        result = { response: { response_trailers: {} } };
+        break;
+      default:
+        throw new ProtocolError(`ProcessingRequest without a known request (got ${String(kind)})`);
     }
     // Observability mode: Envoy ignores (and does not wait for) responses.
     return req.observability_mode ? (result.close ? { close: true } : {}) : result;
@@ -160,7 +176,12 @@ export class HttpStreamProcessor {
       return fn();
     } catch (err) {
       this.opts.stats.inc('errors');
-      this.opts.log.error('ext_proc message failed; passing it unchanged', { kind, service: this.service, path: this.path, error: (err as Error).stack ?? String(err) });
+      this.opts.log.error('ext_proc message failed; passing it unchanged', {
+        kind,
+        service: this.service,
+        path: this.path,
+        error: (err as Error).stack ?? String(err),
+      });
       // No more rewriting on this stream (SseToolsRewriter itself never throws on content, see tools.ts).
       this.sse = undefined;
       this.json = undefined;
@@ -183,14 +204,22 @@ export class HttpStreamProcessor {
   private requestHeaders(req: ProcessingRequest, h: PbHttpHeaders): HandleResult {
     const hdrs = headerRecord(h.headers);
     this.path = hdrs[':path'] ?? '';
-    this.service = serviceOf({ grpcMetadata: this.opts.grpcMetadata, metadataContext: req.metadata_context, attributes: req.attributes, headers: hdrs });
+    this.service = serviceOf({
+      grpcMetadata: this.opts.grpcMetadata,
+      metadataContext: req.metadata_context,
+      attributes: req.attributes,
+      headers: hdrs,
+    });
     let allow: ToolPredicate | undefined;
     try {
       const claims = verifiedClaims(req.metadata_context);
       allow = this.opts.toolFilter({ service: this.service, headers: hdrs, ...(claims ? { claims } : {}) }) ?? undefined;
     } catch (err) {
       this.opts.stats.inc('errors');
-      this.opts.log.error('tool filter factory failed; hiding every tool for this request', { service: this.service, error: (err as Error).message });
+      this.opts.log.error('tool filter factory failed; hiding every tool for this request', {
+        service: this.service,
+        error: (err as Error).message,
+      });
       allow = () => false;
     }
     if (!allow) return this.passthrough('caller not filtered');
@@ -201,7 +230,13 @@ export class HttpStreamProcessor {
       // Resumption replays stored events first, possibly the one tools/list response of the resumed stream.
       this.match = { kind: 'any', single: true };
       this.resumeBudget = this.opts.maxResumeInspectBytes ?? 256 * 1024;
-      return { response: headers('request_headers', noCompression, this.setMode({ request_body_mode: 'NONE', response_header_mode: 'SEND', response_body_mode: 'NONE' })) };
+      return {
+        response: headers(
+          'request_headers',
+          noCompression,
+          this.setMode({ request_body_mode: 'NONE', response_header_mode: 'SEND', response_body_mode: 'NONE' }),
+        ),
+      };
     }
     const mcpMethod = hdrs['mcp-method'];
     if (mcpMethod !== undefined && methodHeaderTrusted(hdrs)) {
@@ -209,11 +244,23 @@ export class HttpStreamProcessor {
       // One request per POST in this revision: the response to match is the only one in the stream.
       this.opts.stats.inc('tools_list_requests');
       this.match = { kind: 'any', single: true };
-      return { response: headers('request_headers', noCompression, this.setMode({ request_body_mode: 'NONE', response_header_mode: 'SEND', response_body_mode: 'NONE' })) };
+      return {
+        response: headers(
+          'request_headers',
+          noCompression,
+          this.setMode({ request_body_mode: 'NONE', response_header_mode: 'SEND', response_body_mode: 'NONE' }),
+        ),
+      };
     }
     if (method !== 'POST' || h.end_of_stream) return this.passthrough(`${method} without a body`);
     // Only the body can tell: ask for it whole (and for the response headers, in case it is tools/list).
-    return { response: headers('request_headers', {}, this.setMode({ request_body_mode: 'BUFFERED', response_header_mode: 'SEND', response_body_mode: 'NONE' })) };
+    return {
+      response: headers(
+        'request_headers',
+        {},
+        this.setMode({ request_body_mode: 'BUFFERED', response_header_mode: 'SEND', response_body_mode: 'NONE' }),
+      ),
+    };
   }
 
   private requestBodyChunk(b: PbHttpBody): HandleResult {
@@ -250,7 +297,11 @@ export class HttpStreamProcessor {
     const encoding = (hdrs['content-encoding'] ?? '').trim().toLowerCase();
     if (encoding !== '' && encoding !== 'identity') {
       this.opts.stats.inc('encoded');
-      this.opts.log.warn('tools/list response is content-encoded; passing it unfiltered', { service: this.service, path: this.path, encoding });
+      this.opts.log.warn('tools/list response is content-encoded; passing it unfiltered', {
+        service: this.service,
+        path: this.path,
+        encoding,
+      });
       return this.noResponseBody();
     }
     const type = mediaType(hdrs['content-type']);
@@ -263,19 +314,36 @@ export class HttpStreamProcessor {
       this.sse = new SseToolsRewriter(this.match, this.allow, {
         ...(this.opts.maxEventBytes !== undefined ? { maxEventBytes: this.opts.maxEventBytes } : {}),
         events: {
-          onMatched: (hidden) => { stats.inc('responses_filtered'); stats.inc('tools_hidden', hidden); },
+          onMatched: (hidden) => {
+            stats.inc('responses_filtered');
+            stats.inc('tools_hidden', hidden);
+          },
           onMalformed: (error) => {
             stats.inc('malformed');
-            log.warn('SSE event on a tools/list stream is not JSON; passing it unchanged', { service: this.service, path: this.path, error });
+            log.warn('SSE event on a tools/list stream is not JSON; passing it unchanged', {
+              service: this.service,
+              path: this.path,
+              error,
+            });
           },
           onOversize: (bytes) => {
             stats.inc('oversize');
-            log.warn('SSE event too large to inspect; passing the rest of the stream unchanged', { service: this.service, path: this.path, bytes });
+            log.warn('SSE event too large to inspect; passing the rest of the stream unchanged', {
+              service: this.service,
+              path: this.path,
+              bytes,
+            });
           },
         },
       });
       // Envoy drops Content-Length itself when a STREAMED body may be mutated; say so explicitly anyway.
-      return { response: headers('response_headers', { header_mutation: { remove_headers: ['content-length'] } }, this.setMode({ response_body_mode: 'STREAMED' })) };
+      return {
+        response: headers(
+          'response_headers',
+          { header_mutation: { remove_headers: ['content-length'] } },
+          this.setMode({ response_body_mode: 'STREAMED' }),
+        ),
+      };
     }
     return this.noResponseBody();
   }
@@ -289,12 +357,17 @@ export class HttpStreamProcessor {
         const tail = this.sse.end();
         if (tail.length > 0) out = Buffer.concat([out, tail]);
       }
-      const mutation: CommonResponse = out.equals(chunk) ? {} : out.length > 0 ? { body_mutation: { body: out } } : { body_mutation: { clear_body: true } };
+      const mutation: CommonResponse = out.equals(chunk)
+        ? {}
+        : out.length > 0
+          ? { body_mutation: { body: out } }
+          : { body_mutation: { clear_body: true } };
       // Once the awaited response went by, nothing is held: let Envoy stream the rest without us. A resumed
       // stream is let go once its replay budget is spent, at an event boundary (nothing held back).
       if (this.resumeBudget !== undefined) this.resumeBudget -= chunk.length;
       const budgetSpent = this.resumeBudget !== undefined && this.resumeBudget <= 0 && this.sse.heldBytes === 0;
-      if (budgetSpent && !this.sse.done) this.opts.log.debug('resumed stream inspected up to its budget; letting go', { service: this.service, path: this.path });
+      if (budgetSpent && !this.sse.done)
+        this.opts.log.debug('resumed stream inspected up to its budget; letting go', { service: this.service, path: this.path });
       return { response: body('response_body', mutation), close: this.sse.done || budgetSpent };
     }
     if (this.json && this.allow && this.match) {
@@ -307,7 +380,11 @@ export class HttpStreamProcessor {
       const r = rewriteJsonText(chunk.toString('utf8'), this.match, this.allow);
       if (r.kind === 'malformed') {
         this.opts.stats.inc('malformed');
-        this.opts.log.warn('tools/list response is not JSON; passing it unchanged', { service: this.service, path: this.path, error: r.error });
+        this.opts.log.warn('tools/list response is not JSON; passing it unchanged', {
+          service: this.service,
+          path: this.path,
+          error: r.error,
+        });
         return { response: body('response_body', {}), close: true };
       }
       if (r.matched > 0) this.opts.stats.inc('responses_filtered', r.matched);
@@ -315,7 +392,10 @@ export class HttpStreamProcessor {
       this.opts.stats.inc('tools_hidden', r.hidden);
       const replaced = Buffer.from(r.text, 'utf8');
       // The held headers' Content-Length no longer fits; Envoy re-frames (chunked on HTTP/1.1).
-      return { response: body('response_body', { header_mutation: { remove_headers: ['content-length'] }, body_mutation: { body: replaced } }), close: true };
+      return {
+        response: body('response_body', { header_mutation: { remove_headers: ['content-length'] }, body_mutation: { body: replaced } }),
+        close: true,
+      };
     }
     return { response: body('response_body', {}) };
   }

@@ -9,7 +9,13 @@ import * as grpc from '@grpc/grpc-js';
 import type { Registry } from 'prom-client';
 import { createLogger, type Logger } from '../log.ts';
 import { lookupType } from '../xds/proto.ts';
-import { HttpStreamProcessor, ProtocolError, type ProcessingRequest, type ProcessingResponse, type ToolFilterFactory } from './processor.ts';
+import {
+  HttpStreamProcessor,
+  ProtocolError,
+  type ProcessingRequest,
+  type ProcessingResponse,
+  type ToolFilterFactory,
+} from './processor.ts';
 import { ExtProcStats } from './stats.ts';
 
 export type { ToolFilterContext, ToolFilterFactory } from './processor.ts';
@@ -81,9 +87,14 @@ export class ExtProcServer {
     const identity = (b: Buffer): Buffer => b;
     const definition: grpc.ServiceDefinition = {
       Process: {
-        path: PROCESS_PATH, requestStream: true, responseStream: true,
-        requestSerialize: identity, requestDeserialize: requestDecoder(),
-        responseSerialize: identity, responseDeserialize: identity, originalName: 'process',
+        path: PROCESS_PATH,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: identity,
+        requestDeserialize: requestDecoder(),
+        responseSerialize: identity,
+        responseDeserialize: identity,
+        originalName: 'process',
       },
     };
     server.addService(definition, {
@@ -142,7 +153,8 @@ export class ExtProcServer {
     };
     call.on('data', (req: Incoming) => {
       if (finished) return;
-      if ('undecodable' in req) return finish({ code: grpc.status.INVALID_ARGUMENT, details: `undecodable ProcessingRequest: ${req.undecodable}` });
+      if ('undecodable' in req)
+        return finish({ code: grpc.status.INVALID_ARGUMENT, details: `undecodable ProcessingRequest: ${req.undecodable}` });
       let out: Buffer | undefined;
       let close = false;
       try {

@@ -160,7 +160,12 @@ export function replaceEventData(ev: ParsedEvent, data: string): Buffer {
     written = true;
     const eol = line.eol || '\n';
     const bom = i === 0 && line.text.startsWith(BOM) ? BOM : '';
-    out += bom + data.split(/\r\n|\r|\n/).map((l) => `data: ${l}${eol}`).join('');
+    out +=
+      bom +
+      data
+        .split(/\r\n|\r|\n/)
+        .map((l) => `data: ${l}${eol}`)
+        .join('');
   });
   return Buffer.from(out, 'utf8');
 }

@@ -21,7 +21,17 @@ export type ExtProcEvent =
   /** Decider failures (treated as "hide everything"), protocol violations and internal errors. */
   | 'errors';
 
-const EVENTS: readonly ExtProcEvent[] = ['streams', 'passthrough', 'tools_list_requests', 'responses_filtered', 'tools_hidden', 'malformed', 'encoded', 'oversize', 'errors'];
+const EVENTS: readonly ExtProcEvent[] = [
+  'streams',
+  'passthrough',
+  'tools_list_requests',
+  'responses_filtered',
+  'tools_hidden',
+  'malformed',
+  'encoded',
+  'oversize',
+  'errors',
+];
 
 export class ExtProcStats {
   readonly counts: Record<ExtProcEvent, number>;
@@ -31,11 +41,11 @@ export class ExtProcStats {
     this.counts = Object.fromEntries(EVENTS.map((e) => [e, 0])) as Record<ExtProcEvent, number>;
     this.counter = registry
       ? new Counter({
-        name: 'mcpmesh_extproc_events_total',
-        help: 'tools/list external processor: streams, tools/list requests, filtered responses, hidden tools, responses passed unchanged (malformed, encoded, oversize) and errors',
-        labelNames: ['event'] as const,
-        registers: [registry],
-      })
+          name: 'mcpmesh_extproc_events_total',
+          help: 'tools/list external processor: streams, tools/list requests, filtered responses, hidden tools, responses passed unchanged (malformed, encoded, oversize) and errors',
+          labelNames: ['event'] as const,
+          registers: [registry],
+        })
       : undefined;
   }
 

@@ -120,7 +120,13 @@ export function filterToolsResponses(value: Json, match: ResponseMatch, allow: T
 
 export type RewriteResult =
   | { readonly kind: 'unchanged'; readonly matched: number; readonly answered: readonly string[] }
-  | { readonly kind: 'rewritten'; readonly text: string; readonly matched: number; readonly hidden: number; readonly answered: readonly string[] }
+  | {
+      readonly kind: 'rewritten';
+      readonly text: string;
+      readonly matched: number;
+      readonly hidden: number;
+      readonly answered: readonly string[];
+    }
   | { readonly kind: 'malformed'; readonly error: string };
 
 /** Rewrites a JSON text (a whole application/json body, or one SSE event's data). */

@@ -152,7 +152,10 @@ function readSection(r: Reader, root: Record<string, unknown>, key: 'services' |
 
 function readMap(r: Reader, root: unknown): K8sAttestationMap | undefined {
   if (!isNode(root)) {
-    r.fail('', 'must be a mapping with "services" and/or "gateways", each naming who may hold it, e.g. services: { weather: [mcp/weather] }');
+    r.fail(
+      '',
+      'must be a mapping with "services" and/or "gateways", each naming who may hold it, e.g. services: { weather: [mcp/weather] }',
+    );
     return undefined;
   }
   r.onlyKeys(root, '', ['services', 'gateways']);
@@ -167,7 +170,13 @@ function readMap(r: Reader, root: unknown): K8sAttestationMap | undefined {
 export function parseK8sAttestationMap(yamlText: string, sourceName: string): K8sAttestationMap {
   const doc = parseDocument(yamlText, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(sourceName, doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`, reason: e.message.split('\n')[0] ?? e.code })));
+    throw new ConfigError(
+      sourceName,
+      doc.errors.map((e) => ({
+        path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`,
+        reason: e.message.split('\n')[0] ?? e.code,
+      })),
+    );
   }
   const r = new Reader();
   const map = readMap(r, doc.toJS());
@@ -199,16 +208,27 @@ function quoteList(list: readonly string[]): string {
 
 /** Names TLS verification failures as such: the operator's fix (caPem) differs from a network problem's. */
 const TLS_ERRORS = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'CERT_SIGNATURE_FAILURE', 'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_UNTRUSTED', 'CERT_REJECTED', 'INVALID_CA',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
 ]);
 
 function defaultApiServer(): string {
   const host = process.env['KUBERNETES_SERVICE_HOST'];
   const port = process.env['KUBERNETES_SERVICE_PORT'];
   if (!host || !port) {
-    throw new Error('KubernetesAttestor: no apiServer given and KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT are not set (not running in a pod?)');
+    throw new Error(
+      'KubernetesAttestor: no apiServer given and KUBERNETES_SERVICE_HOST / KUBERNETES_SERVICE_PORT are not set (not running in a pod?)',
+    );
   }
   // An IPv6 service address (single-stack IPv6 clusters) needs brackets in a URL.
   return `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
@@ -240,7 +260,8 @@ export class KubernetesAttestor implements Attestor {
     this.audience = opts.audience ?? DEFAULT_K8S_AUDIENCE;
     if (this.audience === '') throw new Error('KubernetesAttestor: audience must not be empty');
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_K8S_TIMEOUT_MS;
-    if (!Number.isInteger(this.timeoutMs) || this.timeoutMs <= 0) throw new Error(`KubernetesAttestor: timeoutMs must be a positive integer (got ${opts.timeoutMs})`);
+    if (!Number.isInteger(this.timeoutMs) || this.timeoutMs <= 0)
+      throw new Error(`KubernetesAttestor: timeoutMs must be a positive integer (got ${opts.timeoutMs})`);
     this.#caPem = opts.caPem ?? (inCluster && existsSync(IN_CLUSTER_CA_FILE) ? readFileSync(IN_CLUSTER_CA_FILE, 'utf8') : undefined);
     this.#token = opts.token;
     // A mapping built in code gets the same checks as one read from a file.
@@ -252,8 +273,10 @@ export class KubernetesAttestor implements Attestor {
 
   describe(): string {
     const n = (m: Readonly<Record<string, readonly string[]>>): number => Object.keys(m).length;
-    return `${this.method}: TokenReview at ${this.apiServer} (${this.#caPem !== undefined ? 'CA from caPem' : "Node's default CAs"}), ` +
-      `audience ${JSON.stringify(this.audience)}, ${n(this.#mapping.services)} service(s) and ${n(this.#mapping.gateways)} gateway(s) mapped, timeout ${this.timeoutMs} ms`;
+    return (
+      `${this.method}: TokenReview at ${this.apiServer} (${this.#caPem !== undefined ? 'CA from caPem' : "Node's default CAs"}), ` +
+      `audience ${JSON.stringify(this.audience)}, ${n(this.#mapping.services)} service(s) and ${n(this.#mapping.gateways)} gateway(s) mapped, timeout ${this.timeoutMs} ms`
+    );
   }
 
   async attest(credential: string, request: IdentityRequest): Promise<AttestationResult> {
@@ -262,7 +285,9 @@ export class KubernetesAttestor implements Attestor {
     const table = request.role === 'sidecar' ? this.#mapping.services : this.#mapping.gateways;
     // Checked before the TokenReview: no API call (and no token sent anywhere) for an identity nobody may hold.
     if (!Object.hasOwn(table, request.name)) {
-      return refuse(`${what} ${JSON.stringify(request.name)} is not mapped to any ServiceAccount (add it under "${what === 'service' ? 'services' : 'gateways'}" in the Kubernetes attestation mapping)`);
+      return refuse(
+        `${what} ${JSON.stringify(request.name)} is not mapped to any ServiceAccount (add it under "${what === 'service' ? 'services' : 'gateways'}" in the Kubernetes attestation mapping)`,
+      );
     }
     const allowed = table[request.name] ?? [];
     const token = typeof credential === 'string' ? credential.trim() : '';
@@ -275,18 +300,25 @@ export class KubernetesAttestor implements Attestor {
       const err = st.error ?? '';
       // kube-apiserver reports an audience mismatch as an unauthenticated token (pkg/serviceaccount/jwt.go).
       if (err.includes('is invalid for the target audiences')) {
-        return refuse(`wrong audience: the token was not issued for ${JSON.stringify(this.audience)} (the pod must mount a projected ServiceAccount token with audience ${JSON.stringify(this.audience)}); API server: ${err}`);
+        return refuse(
+          `wrong audience: the token was not issued for ${JSON.stringify(this.audience)} (the pod must mount a projected ServiceAccount token with audience ${JSON.stringify(this.audience)}); API server: ${err}`,
+        );
       }
       return refuse(`the API server did not authenticate the token: ${err === '' ? '(no error given)' : err}`);
     }
     // An audience-aware server echoes the audience it matched; without it the token may be one for the API
     // server itself (a TokenReview client that sets spec.audiences must check this, per the API reference).
     if (!(st.audiences ?? []).includes(this.audience)) {
-      return refuse(`wrong audience: the API server authenticated the token for audiences ${quoteList(st.audiences ?? [])}, not ${JSON.stringify(this.audience)}`);
+      return refuse(
+        `wrong audience: the API server authenticated the token for audiences ${quoteList(st.audiences ?? [])}, not ${JSON.stringify(this.audience)}`,
+      );
     }
     const username = st.username ?? '';
     const account = serviceAccountOf(username);
-    if (!account) return refuse(`not a service account: the token belongs to ${JSON.stringify(username)}, not to a "${SA_USERNAME_PREFIX}<namespace>:<name>" user`);
+    if (!account)
+      return refuse(
+        `not a service account: the token belongs to ${JSON.stringify(username)}, not to a "${SA_USERNAME_PREFIX}<namespace>:<name>" user`,
+      );
     if (!allowed.includes(account)) {
       return refuse(`ServiceAccount ${account} may not be ${what} ${request.name} (allowed: ${allowed.join(', ')})`);
     }
@@ -302,19 +334,25 @@ export class KubernetesAttestor implements Attestor {
       return { ok: false, reason: `could not read the control plane's own token for the TokenReview call: ${(err as Error).message}` };
     }
     if (own === '') return { ok: false, reason: "the control plane's own token for the TokenReview call is empty" };
-    const body = JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token: workloadToken, audiences: [this.audience] } });
+    const body = JSON.stringify({
+      apiVersion: 'authentication.k8s.io/v1',
+      kind: 'TokenReview',
+      spec: { token: workloadToken, audiences: [this.audience] },
+    });
     const where = `API server ${this.apiServer}`;
     let res: { status: number; text: string };
     try {
       res = await this.#post(body, own);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      if (e.code === 'ETIMEDOUT_TOKENREVIEW') return { ok: false, reason: `${where} timed out: no TokenReview answer within ${this.timeoutMs} ms` };
+      if (e.code === 'ETIMEDOUT_TOKENREVIEW')
+        return { ok: false, reason: `${where} timed out: no TokenReview answer within ${this.timeoutMs} ms` };
       if (e.code !== undefined && TLS_ERRORS.has(e.code)) {
         return { ok: false, reason: `${where} presented a certificate that is not trusted (${e.code}: ${e.message}); check caPem` };
       }
       // Node names the header, never its value, in this error; say what it means instead of "unreachable".
-      if (e.code === 'ERR_INVALID_CHAR') return { ok: false, reason: "the control plane's own token contains characters an HTTP header cannot carry" };
+      if (e.code === 'ERR_INVALID_CHAR')
+        return { ok: false, reason: "the control plane's own token contains characters an HTTP header cannot carry" };
       if (e.code === 'ECONNREFUSED') return { ok: false, reason: `${where} unreachable: connection refused` };
       return { ok: false, reason: `${where} unreachable: ${e.code ? `${e.code}: ` : ''}${e.message}` };
     }
@@ -327,14 +365,16 @@ export class KubernetesAttestor implements Attestor {
     if (res.status < 200 || res.status > 299) {
       // Errors come as a meta/v1 Status object whose `message` says why.
       const message = isNode(json) && typeof json['message'] === 'string' ? json['message'] : res.text.slice(0, 200);
-      const hint = res.status === 401
-        ? " (the API server refused the control plane's own credential)"
-        : res.status === 403
-          ? " (the control plane's ServiceAccount needs permission to create tokenreviews, e.g. ClusterRole system:auth-delegator)"
-          : '';
+      const hint =
+        res.status === 401
+          ? " (the API server refused the control plane's own credential)"
+          : res.status === 403
+            ? " (the control plane's ServiceAccount needs permission to create tokenreviews, e.g. ClusterRole system:auth-delegator)"
+            : '';
       return { ok: false, reason: `${where} answered the TokenReview with HTTP ${res.status}: ${JSON.stringify(message)}${hint}` };
     }
-    if (!isNode(json) || json['kind'] !== 'TokenReview') return { ok: false, reason: `${where} answered with something that is not a TokenReview (HTTP ${res.status})` };
+    if (!isNode(json) || json['kind'] !== 'TokenReview')
+      return { ok: false, reason: `${where} answered with something that is not a TokenReview (HTTP ${res.status})` };
     const status = isNode(json['status']) ? json['status'] : {};
     const user = isNode(status['user']) ? status['user'] : {};
     const extra = isNode(user['extra']) ? user['extra'] : {};
@@ -363,31 +403,35 @@ export class KubernetesAttestor implements Attestor {
       };
       let req: ReturnType<typeof https.request>;
       try {
-        req = https.request(this.#url, {
-          method: 'POST',
-          // No shared agent: attestations are rare, and idle keep-alive sockets would outlive their use.
-          agent: false,
-          ...(this.#caPem !== undefined ? { ca: this.#caPem } : {}),
-          headers: {
-            'content-type': 'application/json',
-            accept: 'application/json',
-            'content-length': Buffer.byteLength(body),
-            authorization: `Bearer ${bearer}`,
+        req = https.request(
+          this.#url,
+          {
+            method: 'POST',
+            // No shared agent: attestations are rare, and idle keep-alive sockets would outlive their use.
+            agent: false,
+            ...(this.#caPem !== undefined ? { ca: this.#caPem } : {}),
+            headers: {
+              'content-type': 'application/json',
+              accept: 'application/json',
+              'content-length': Buffer.byteLength(body),
+              authorization: `Bearer ${bearer}`,
+            },
           },
-        }, (res) => {
-          const chunks: Buffer[] = [];
-          let size = 0;
-          res.on('data', (c: Buffer) => {
-            size += c.length;
-            if (size > MAX_RESPONSE_BYTES) {
-              req.destroy(new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`));
-              return;
-            }
-            chunks.push(c);
-          });
-          res.on('end', () => finish(undefined, { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
-          res.on('error', (e) => finish(e));
-        });
+          (res) => {
+            const chunks: Buffer[] = [];
+            let size = 0;
+            res.on('data', (c: Buffer) => {
+              size += c.length;
+              if (size > MAX_RESPONSE_BYTES) {
+                req.destroy(new Error(`answer larger than ${MAX_RESPONSE_BYTES} bytes`));
+                return;
+              }
+              chunks.push(c);
+            });
+            res.on('end', () => finish(undefined, { status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+            res.on('error', (e) => finish(e));
+          },
+        );
       } catch (err) {
         // e.g. a token with characters a header cannot carry; Node's message names the header, not its value.
         reject(err as Error);

@@ -141,7 +141,8 @@ export class CertificateAuthority {
   static async selfSigned(opts: SelfSignedOptions): Promise<CertificateAuthority> {
     const trustDomain = validateTrustDomain(opts.trustDomain);
     const validityMs = opts.validityMs ?? DEFAULT_CA_VALIDITY_MS;
-    if (!Number.isFinite(validityMs) || validityMs < MIN_LEAF_TTL_MS) throw new CaError(`CA validityMs must be at least ${MIN_LEAF_TTL_MS} (got ${validityMs})`);
+    if (!Number.isFinite(validityMs) || validityMs < MIN_LEAF_TTL_MS)
+      throw new CaError(`CA validityMs must be at least ${MIN_LEAF_TTL_MS} (got ${validityMs})`);
     const keys = await webcrypto.subtle.generateKey(LEAF_KEY, true, ['sign', 'verify']);
     const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false);
     const now = Date.now();
@@ -162,8 +163,13 @@ export class CertificateAuthority {
       ],
     });
     return new CertificateAuthority({
-      trustDomain, cert, key: keys.privateKey, signing: LEAF_SIGN, intermediatesPem: '',
-      bundlePem: normalizePem(cert.toString('pem')), authorityKeyId: ski.keyId,
+      trustDomain,
+      cert,
+      key: keys.privateKey,
+      signing: LEAF_SIGN,
+      intermediatesPem: '',
+      bundlePem: normalizePem(cert.toString('pem')),
+      authorityKeyId: ski.keyId,
     });
   }
 
@@ -213,7 +219,9 @@ export class CertificateAuthority {
     }
     if (unused.size > 0) {
       const stray = [...unused].map(describe).join(', ');
-      throw new CaError(`chainPem certificate(s) ${stray} are not on the path from the CA certificate to its root (expected, in any order: the CA's issuer, its issuer, and so on)`);
+      throw new CaError(
+        `chainPem certificate(s) ${stray} are not on the path from the CA certificate to its root (expected, in any order: the CA's issuer, its issuer, and so on)`,
+      );
     }
     const intermediates = path.filter((c) => !isSelfSigned(c));
     let bundlePem: string;
@@ -225,14 +233,20 @@ export class CertificateAuthority {
     } else if (isSelfSigned(top)) {
       bundlePem = normalizePem(top.toString());
     } else {
-      throw new CaError(`the CA certificate ${describe(caNode)} is not self-signed and its chain stops at ${describe(top)}, issued by "${top.issuer.replaceAll('\n', ', ')}": add that issuer (up to the root) to chainPem, or give the trust bundle as bundlePem`);
+      throw new CaError(
+        `the CA certificate ${describe(caNode)} is not self-signed and its chain stops at ${describe(top)}, issued by "${top.issuer.replaceAll('\n', ', ')}": add that issuer (up to the root) to chainPem, or give the trust bundle as bundlePem`,
+      );
     }
     const skiExt = peculiar.getExtension(x509.SubjectKeyIdentifierExtension);
     const authorityKeyId = skiExt?.keyId ?? (await x509.SubjectKeyIdentifierExtension.create(peculiar.publicKey, false)).keyId;
     return new CertificateAuthority({
-      trustDomain, cert: peculiar, key, signing,
+      trustDomain,
+      cert: peculiar,
+      key,
+      signing,
       intermediatesPem: intermediates.map((c) => normalizePem(c.toString())).join(''),
-      bundlePem, authorityKeyId,
+      bundlePem,
+      authorityKeyId,
     });
   }
 
@@ -253,7 +267,7 @@ export class CertificateAuthority {
   async signCsr(req: CsrRequest): Promise<SignedCert> {
     this.#checkRequest(req.spiffeId, req.ttlMs, []);
     const csr = parseCsr(req.csrPem);
-    if (!(await csr.verify())) throw new CaError('the CSR\'s signature does not verify with its own public key (no proof of possession)');
+    if (!(await csr.verify())) throw new CaError("the CSR's signature does not verify with its own public key (no proof of possession)");
     checkCsrKey(csr);
     return this.#sign(csr.publicKey, req.spiffeId, req.ttlMs ?? DEFAULT_LEAF_TTL_MS, []);
   }
@@ -281,7 +295,8 @@ export class CertificateAuthority {
     for (const d of dnsNames ?? []) {
       if (d.length > 253 || !DNS_NAME.test(d)) throw new CaError(`cannot issue ${spiffeId}: "${d}" is not a valid DNS name`);
     }
-    if (this.notAfter.getTime() <= Date.now()) throw new CaError(`cannot issue ${spiffeId}: the CA certificate expired at ${this.notAfter.toISOString()}`);
+    if (this.notAfter.getTime() <= Date.now())
+      throw new CaError(`cannot issue ${spiffeId}: the CA certificate expired at ${this.notAfter.toISOString()}`);
   }
 
   async #sign(publicKey: CryptoKey | X509.PublicKey, spiffeId: string, ttlMs: number, dnsNames: string[]): Promise<SignedCert> {
@@ -305,10 +320,10 @@ export class CertificateAuthority {
         new x509.BasicConstraintsExtension(false, undefined, true),
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth], false),
-        new x509.SubjectAlternativeNameExtension([
-          { type: 'url', value: spiffeId },
-          ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
-        ], false),
+        new x509.SubjectAlternativeNameExtension(
+          [{ type: 'url', value: spiffeId }, ...dnsNames.map((value) => ({ type: 'dns' as const, value }))],
+          false,
+        ),
         await x509.SubjectKeyIdentifierExtension.create(publicKey, false),
         new x509.AuthorityKeyIdentifierExtension(this.#authorityKeyId, false),
       ],
@@ -337,7 +352,8 @@ function jwsAlg(signing: SignAlgorithm): string {
 }
 
 function parseCsr(pem: string): X509.Pkcs10CertificateRequest {
-  if (!/-----BEGIN CERTIFICATE REQUEST-----/.test(pem)) throw new CaError('not a PEM certificate request ("-----BEGIN CERTIFICATE REQUEST-----")');
+  if (!/-----BEGIN CERTIFICATE REQUEST-----/.test(pem))
+    throw new CaError('not a PEM certificate request ("-----BEGIN CERTIFICATE REQUEST-----")');
   try {
     return new x509.Pkcs10CertificateRequest(pem);
   } catch (e) {
@@ -369,7 +385,9 @@ function checkCsrKey(csr: X509.Pkcs10CertificateRequest): void {
 
 /** SHA-256 (hex) of a CSR's SubjectPublicKeyInfo: what single-use credentials bind to. */
 export function csrKeyHash(csrPem: string): string {
-  return createHash('sha256').update(Buffer.from(parseCsr(csrPem).publicKey.rawData)).digest('hex');
+  return createHash('sha256')
+    .update(Buffer.from(parseCsr(csrPem).publicKey.rawData))
+    .digest('hex');
 }
 
 function floorSecond(ms: number): number {
@@ -408,10 +426,15 @@ function checkCaCert(c: NodeCert, what: string, now: number): void {
   const name = `${what} "${c.subject.replaceAll('\n', ', ')}"`;
   const cert = new x509.X509Certificate(c.raw);
   // (Node's X509Certificate.ca also folds in keyUsage; look at basicConstraints itself for a precise reason.)
-  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true) throw new CaError(`${name} is not a CA certificate (basicConstraints CA:TRUE is missing)`);
+  if (cert.getExtension(x509.BasicConstraintsExtension)?.ca !== true)
+    throw new CaError(`${name} is not a CA certificate (basicConstraints CA:TRUE is missing)`);
   const ku = cert.getExtension(x509.KeyUsagesExtension);
-  if (!ku) throw new CaError(`${name} has no keyUsage extension; a signing certificate must have keyUsage with keyCertSign (X.509-SVID, RFC 5280 4.2.1.3)`);
-  if ((ku.usages & x509.KeyUsageFlags.keyCertSign) === 0) throw new CaError(`${name} may not sign certificates: its keyUsage lacks keyCertSign`);
+  if (!ku)
+    throw new CaError(
+      `${name} has no keyUsage extension; a signing certificate must have keyUsage with keyCertSign (X.509-SVID, RFC 5280 4.2.1.3)`,
+    );
+  if ((ku.usages & x509.KeyUsageFlags.keyCertSign) === 0)
+    throw new CaError(`${name} may not sign certificates: its keyUsage lacks keyCertSign`);
   const notAfter = new Date(c.validTo);
   const notBefore = new Date(c.validFrom);
   if (notAfter.getTime() <= now) throw new CaError(`${name} expired at ${notAfter.toISOString()}`);
@@ -421,7 +444,10 @@ function checkCaCert(c: NodeCert, what: string, now: number): void {
 function spiffeUris(cert: X509.X509Certificate): string[] {
   const san = cert.getExtension(x509.SubjectAlternativeNameExtension);
   if (!san) return [];
-  return san.names.toJSON().filter((n) => n.type === 'url' && n.value.toLowerCase().startsWith('spiffe://')).map((n) => n.value);
+  return san.names
+    .toJSON()
+    .filter((n) => n.type === 'url' && n.value.toLowerCase().startsWith('spiffe://'))
+    .map((n) => n.value);
 }
 
 function safeTrustDomain(id: string): string | undefined {
@@ -445,7 +471,11 @@ function signingFor(key: KeyObject): { signing: SignAlgorithm; importAlg: SignAl
   switch (key.asymmetricKeyType) {
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
-      const map: Record<string, [string, string]> = { prime256v1: ['P-256', 'SHA-256'], secp384r1: ['P-384', 'SHA-384'], secp521r1: ['P-521', 'SHA-512'] };
+      const map: Record<string, [string, string]> = {
+        prime256v1: ['P-256', 'SHA-256'],
+        secp384r1: ['P-384', 'SHA-384'],
+        secp521r1: ['P-521', 'SHA-512'],
+      };
       const m = curve !== undefined ? map[curve] : undefined;
       if (!m) throw new CaError(`the CA key uses EC curve ${curve ?? '(unknown)'}; supported: P-256, P-384, P-521`);
       return { signing: { name: 'ECDSA', hash: m[1] }, importAlg: { name: 'ECDSA', namedCurve: m[0] } };
@@ -459,6 +489,8 @@ function signingFor(key: KeyObject): { signing: SignAlgorithm; importAlg: SignAl
     case 'ed25519':
       return { signing: { name: 'Ed25519' }, importAlg: { name: 'Ed25519' } };
     default:
-      throw new CaError(`the CA key type ${key.asymmetricKeyType ?? '(unknown)'} is not supported (use ECDSA P-256/P-384/P-521, RSA >= 2048 or Ed25519)`);
+      throw new CaError(
+        `the CA key type ${key.asymmetricKeyType ?? '(unknown)'} is not supported (use ECDSA P-256/P-384/P-521, RSA >= 2048 or Ed25519)`,
+      );
   }
 }

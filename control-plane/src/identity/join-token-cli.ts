@@ -23,9 +23,16 @@ needs no other trust anchor.
 
 export async function joinTokenMain(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const options = {
-    service: { type: 'string' }, gateway: { type: 'string' }, ttl: { type: 'string', default: '1h' }, admin: { type: 'string' },
-    'admin-token': { type: 'string' }, 'ca-cert': { type: 'string' }, 'ca-key': { type: 'string' }, 'trust-domain': { type: 'string' },
-    json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+    service: { type: 'string' },
+    gateway: { type: 'string' },
+    ttl: { type: 'string', default: '1h' },
+    admin: { type: 'string' },
+    'admin-token': { type: 'string' },
+    'ca-cert': { type: 'string' },
+    'ca-key': { type: 'string' },
+    'trust-domain': { type: 'string' },
+    json: { type: 'boolean', default: false },
+    help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
   let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
   try {
@@ -45,7 +52,8 @@ export async function joinTokenMain(argv: string[], env: NodeJS.ProcessEnv = pro
     process.stderr.write(`mcpmesh join-token: ${msg}\n`);
     return code;
   };
-  if ((values.service === undefined) === (values.gateway === undefined)) return fail('give exactly one of --service NAME and --gateway NAME');
+  if ((values.service === undefined) === (values.gateway === undefined))
+    return fail('give exactly one of --service NAME and --gateway NAME');
   const ttl = parseDurationMs(values.ttl);
   if (ttl === undefined) return fail(`--ttl ${JSON.stringify(values.ttl)}: use a duration such as 30m or 1h`);
   const print = (t: { token: string; spiffeId: string; expiresAt: string }): number => {
@@ -59,8 +67,13 @@ export async function joinTokenMain(argv: string[], env: NodeJS.ProcessEnv = pro
   if (caCert || caKey) {
     if (!caCert || !caKey || !values['trust-domain']) return fail('signing here needs --ca-cert, --ca-key and --trust-domain');
     try {
-      const ca = await CertificateAuthority.fromPem({ certPem: readFileSync(caCert, 'utf8'), keyPem: readFileSync(caKey, 'utf8'), trustDomain: values['trust-domain'] });
-      const id = values.service !== undefined ? sidecarId(ca.trustDomain, values.service) : gatewayId(ca.trustDomain, values.gateway as string);
+      const ca = await CertificateAuthority.fromPem({
+        certPem: readFileSync(caCert, 'utf8'),
+        keyPem: readFileSync(caKey, 'utf8'),
+        trustDomain: values['trust-domain'],
+      });
+      const id =
+        values.service !== undefined ? sidecarId(ca.trustDomain, values.service) : gatewayId(ca.trustDomain, values.gateway as string);
       const t = await new JoinTokens(ca).mint(id, ttl);
       return print({ token: t.token, spiffeId: t.spiffeId, expiresAt: t.expiresAt.toISOString() });
     } catch (err) {
@@ -75,7 +88,10 @@ export async function joinTokenMain(argv: string[], env: NodeJS.ProcessEnv = pro
     res = await fetch(new URL('/admin/join-token', admin), {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: JSON.stringify({ ...(values.service !== undefined ? { service: values.service } : { gateway: values.gateway }), ttl: values.ttl }),
+      body: JSON.stringify({
+        ...(values.service !== undefined ? { service: values.service } : { gateway: values.gateway }),
+        ttl: values.ttl,
+      }),
     });
   } catch (err) {
     return fail(`cannot reach the control plane at ${admin}: ${(err as Error).message}`, 1);

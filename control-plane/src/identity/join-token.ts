@@ -68,13 +68,23 @@ export class JoinTokens implements Attestor {
   async mint(spiffeId: string, ttlMs = DEFAULT_JOIN_TOKEN_TTL_MS): Promise<MintedToken> {
     const { trustDomain } = parseSpiffeId(spiffeId);
     if (trustDomain !== this.#ca.trustDomain) throw new Error(`${spiffeId} is not in trust domain "${this.#ca.trustDomain}"`);
-    if (!(ttlMs >= 1000 && ttlMs <= MAX_JOIN_TOKEN_TTL_MS)) throw new Error(`a join token lives between 1 s and 24 h (asked for ${ttlMs} ms)`);
+    if (!(ttlMs >= 1000 && ttlMs <= MAX_JOIN_TOKEN_TTL_MS))
+      throw new Error(`a join token lives between 1 s and 24 h (asked for ${ttlMs} ms)`);
     const jti = randomBytes(16).toString('base64url');
     const now = Math.floor(Date.now() / 1000);
     const exp = now + Math.ceil(ttlMs / 1000);
-    const token = await this.#ca.signJwt({
-      iss: trustDomainId(trustDomain), aud: JOIN_TOKEN_AUDIENCE, sub: spiffeId, jti, iat: now, exp, cah: bundleHash(this.#ca.bundlePem),
-    }, JOIN_TOKEN_TYP);
+    const token = await this.#ca.signJwt(
+      {
+        iss: trustDomainId(trustDomain),
+        aud: JOIN_TOKEN_AUDIENCE,
+        sub: spiffeId,
+        jti,
+        iat: now,
+        exp,
+        cah: bundleHash(this.#ca.bundlePem),
+      },
+      JOIN_TOKEN_TYP,
+    );
     return { token, spiffeId, jti, expiresAt: new Date(exp * 1000) };
   }
 
@@ -86,7 +96,7 @@ export class JoinTokens implements Attestor {
     } catch (err) {
       const e = err as Error & { code?: string };
       if (e.code === 'ERR_JWT_EXPIRED') return refuse('the join token has expired');
-      if (e.code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') return refuse('the join token was not signed by this mesh\'s CA');
+      if (e.code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') return refuse("the join token was not signed by this mesh's CA");
       return refuse(`the join token is not valid: ${e.message}`);
     }
     if (claims['sub'] !== request.spiffeId) return refuse(`the join token is for ${String(claims['sub'])}, not ${request.spiffeId}`);
@@ -94,7 +104,8 @@ export class JoinTokens implements Attestor {
     if (jti === '') return refuse('the join token has no jti');
     this.#forgetExpired();
     const bound = this.#bound.get(jti);
-    if (bound && bound.keyHash !== request.keyHash) return refuse('the join token was already used, for another key (tokens are single-use: mint a new one)');
+    if (bound && bound.keyHash !== request.keyHash)
+      return refuse('the join token was already used, for another key (tokens are single-use: mint a new one)');
     this.#bound.set(jti, { keyHash: request.keyHash, expires: Number(claims['exp']) * 1000 });
     return { ok: true, method: this.method, subject: `join token ${jti}` };
   }

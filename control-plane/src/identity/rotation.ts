@@ -83,9 +83,12 @@ export class CertificateManager {
     this.#jitter = opts.jitter ?? DEFAULT_JITTER;
     this.#retryMs = opts.retryMs ?? DEFAULT_RETRY_MS;
     this.#onError = opts.onError;
-    if (!(this.#ttlMs > 0) || !Number.isFinite(this.#ttlMs)) throw new RangeError(`ttlMs must be a positive number of milliseconds (got ${this.#ttlMs})`);
-    if (!(this.#renewBelow > 0 && this.#renewBelow < 1)) throw new RangeError(`renewBelow must be between 0 and 1, exclusive (got ${this.#renewBelow})`);
-    if (!(this.#jitter >= 0 && this.#jitter < 1 - this.#renewBelow)) throw new RangeError(`jitter must be at least 0 and below 1 - renewBelow = ${1 - this.#renewBelow} (got ${this.#jitter})`);
+    if (!(this.#ttlMs > 0) || !Number.isFinite(this.#ttlMs))
+      throw new RangeError(`ttlMs must be a positive number of milliseconds (got ${this.#ttlMs})`);
+    if (!(this.#renewBelow > 0 && this.#renewBelow < 1))
+      throw new RangeError(`renewBelow must be between 0 and 1, exclusive (got ${this.#renewBelow})`);
+    if (!(this.#jitter >= 0 && this.#jitter < 1 - this.#renewBelow))
+      throw new RangeError(`jitter must be at least 0 and below 1 - renewBelow = ${1 - this.#renewBelow} (got ${this.#jitter})`);
     if (!(this.#retryMs > 0)) throw new RangeError(`retryMs must be positive (got ${this.#retryMs})`);
     if (opts.onRotate) this.#listeners.add(opts.onRotate);
   }
@@ -171,7 +174,13 @@ export class CertificateManager {
     const out: CertificateInfo[] = [];
     for (const e of this.#entries.values()) {
       if (!e.current) continue;
-      out.push({ spiffeId: e.spiffeId, serial: e.current.serial, notBefore: e.current.notBefore, notAfter: e.current.notAfter, renewAt: new Date(e.renewAt) });
+      out.push({
+        spiffeId: e.spiffeId,
+        serial: e.current.serial,
+        notBefore: e.current.notBefore,
+        notAfter: e.current.notAfter,
+        renewAt: new Date(e.renewAt),
+      });
     }
     return out.sort((a, b) => (a.spiffeId < b.spiffeId ? -1 : a.spiffeId > b.spiffeId ? 1 : 0));
   }
@@ -243,16 +252,19 @@ export class CertificateManager {
   #schedule(e: Entry): void {
     if (e.timer) clearTimeout(e.timer);
     const delay = Math.max(0, e.renewAt - Date.now());
-    e.timer = setTimeout(() => {
-      e.timer = undefined;
-      if (!this.#live(e)) return;
-      if (Date.now() < e.renewAt) {
-        this.#schedule(e); // a wait longer than setTimeout allows, done in steps
-        return;
-      }
-      // Failures are reported and rescheduled inside #issue.
-      this.#renew(e).catch(() => undefined);
-    }, Math.min(delay, MAX_TIMER_MS));
+    e.timer = setTimeout(
+      () => {
+        e.timer = undefined;
+        if (!this.#live(e)) return;
+        if (Date.now() < e.renewAt) {
+          this.#schedule(e); // a wait longer than setTimeout allows, done in steps
+          return;
+        }
+        // Failures are reported and rescheduled inside #issue.
+        this.#renew(e).catch(() => undefined);
+      },
+      Math.min(delay, MAX_TIMER_MS),
+    );
     e.timer.unref();
   }
 

@@ -52,7 +52,11 @@ export function localSdsSecretConfig(name: string): ProtoObject {
   return {
     name,
     sds_config: {
-      api_config_source: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: LOCAL_SDS_CLUSTER } }] },
+      api_config_source: {
+        api_type: 'GRPC',
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: LOCAL_SDS_CLUSTER } }],
+      },
       resource_api_version: 'V3',
     },
   };
@@ -107,7 +111,8 @@ export function spiffeSanMatchers(patterns: readonly string[]): ProtoObject[] {
 export function spiffeIdMatcher(pattern: string): ProtoObject {
   if (pattern === '*') return { prefix: SPIFFE_SCHEME };
   if (!pattern.includes('*')) return { exact: validateSpiffeId(pattern) };
-  if (!pattern.startsWith(SPIFFE_SCHEME)) throw new SpiffeIdError(`SPIFFE ID pattern ${JSON.stringify(pattern)} must start with "spiffe://"`);
+  if (!pattern.startsWith(SPIFFE_SCHEME))
+    throw new SpiffeIdError(`SPIFFE ID pattern ${JSON.stringify(pattern)} must start with "spiffe://"`);
   const literal = pattern.slice(0, pattern.indexOf('*'));
   const tdEnd = literal.indexOf('/', SPIFFE_SCHEME.length);
   if (tdEnd !== -1) {
@@ -157,7 +162,12 @@ function commonTlsContext(opts: CommonOptions, matchSpiffeIds: readonly string[]
     tls_params: { tls_minimum_protocol_version: opts.minTlsVersion ?? 'TLSv1_2' },
     tls_certificate_sds_secret_configs: [localSdsSecretConfig(opts.identitySecretName ?? workloadSecretName())],
     ...(matchers.length > 0
-      ? { combined_validation_context: { default_validation_context: { match_typed_subject_alt_names: matchers }, validation_context_sds_secret_config: trust } }
+      ? {
+          combined_validation_context: {
+            default_validation_context: { match_typed_subject_alt_names: matchers },
+            validation_context_sds_secret_config: trust,
+          },
+        }
       : { validation_context_sds_secret_config: trust }),
     ...(opts.alpnProtocols && opts.alpnProtocols.length > 0 ? { alpn_protocols: [...opts.alpnProtocols] } : {}),
   };
@@ -194,7 +204,10 @@ export function proxylessUpstreamTlsTransportSocket(opts: Pick<UpstreamTlsOption
     typed_config: any(UPSTREAM_TLS_CONTEXT_TYPE, {
       common_tls_context: {
         tls_certificate_provider_instance: instance,
-        validation_context: { ca_certificate_provider_instance: instance, match_subject_alt_names: opts.peerSpiffeIds.map(spiffeIdMatcher) },
+        validation_context: {
+          ca_certificate_provider_instance: instance,
+          match_subject_alt_names: opts.peerSpiffeIds.map(spiffeIdMatcher),
+        },
       },
       ...(opts.sni !== undefined && opts.sni !== '' ? { sni: opts.sni } : {}),
     }),
@@ -212,5 +225,8 @@ export function upstreamTlsTransportSocket(opts: UpstreamTlsOptions): ProtoObjec
 }
 
 function joinPem(...parts: string[]): string {
-  return parts.filter((p) => p.trim() !== '').map((p) => (p.endsWith('\n') ? p : `${p}\n`)).join('');
+  return parts
+    .filter((p) => p.trim() !== '')
+    .map((p) => (p.endsWith('\n') ? p : `${p}\n`))
+    .join('');
 }

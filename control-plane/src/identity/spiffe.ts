@@ -109,7 +109,8 @@ export function spiffeId(trustDomain: string, ...segments: string[]): string {
   validateTrustDomain(trustDomain);
   for (const s of segments) {
     const problem = pathSegmentProblem(s);
-    if (problem) throw new SpiffeIdError(`cannot build a SPIFFE ID in ${trustDomain} from ${JSON.stringify(segments.join('/'))}: ${problem}`);
+    if (problem)
+      throw new SpiffeIdError(`cannot build a SPIFFE ID in ${trustDomain} from ${JSON.stringify(segments.join('/'))}: ${problem}`);
   }
   return validateSpiffeId(`${SPIFFE_SCHEME}${trustDomain}${segments.map((s) => `/${s}`).join('')}`);
 }

@@ -52,7 +52,9 @@ function sameEndpoints(a: readonly MeshEndpoint[], b: readonly MeshEndpoint[]): 
 }
 const COMPARED_ENDPOINT_FIELDS = ['address', 'port', 'weight', 'healthy', 'locality', 'healthFrom'] as const;
 const COMPARED_LOCALITY_FIELDS = ['region', 'zone'] as const;
-type Uncompared = Exclude<keyof MeshEndpoint, (typeof COMPARED_ENDPOINT_FIELDS)[number]> | Exclude<keyof Locality, (typeof COMPARED_LOCALITY_FIELDS)[number]>;
+type Uncompared =
+  | Exclude<keyof MeshEndpoint, (typeof COMPARED_ENDPOINT_FIELDS)[number]>
+  | Exclude<keyof Locality, (typeof COMPARED_LOCALITY_FIELDS)[number]>;
 const everyFieldCompared: [Uncompared] extends [never] ? true : Uncompared = true;
 void everyFieldCompared;
 

@@ -104,7 +104,10 @@ export class Reader {
     if (v === undefined || v === null) return undefined;
     const ms = typeof v === 'string' ? parseDurationMs(v) : v === 0 ? 0 : undefined;
     if (ms === undefined || ms < minMs || ms > maxMs) {
-      this.fail(join(path, key), `must be a duration like "250ms", "5s", "1h" between ${minMs}ms and ${maxMs}ms (got ${JSON.stringify(v)})`);
+      this.fail(
+        join(path, key),
+        `must be a duration like "250ms", "5s", "1h" between ${minMs}ms and ${maxMs}ms (got ${JSON.stringify(v)})`,
+      );
       return undefined;
     }
     return ms;

@@ -43,11 +43,23 @@ interface KnobDef {
   readonly read: (r: Reader, node: Node, path: string) => KnobValue | undefined;
 }
 
-const integer = (min: number, max: number) => (r: Reader, n: Node, p: string, k: string): number | undefined => r.integer(n, k, p, min, max);
-const duration = (min: number, max: number) => (r: Reader, n: Node, p: string, k: string): number | undefined => r.duration(n, k, p, min, max);
+const integer =
+  (min: number, max: number) =>
+  (r: Reader, n: Node, p: string, k: string): number | undefined =>
+    r.integer(n, k, p, min, max);
+const duration =
+  (min: number, max: number) =>
+  (r: Reader, n: Node, p: string, k: string): number | undefined =>
+    r.duration(n, k, p, min, max);
 
-function knob(section: Section, field: string, yaml: string, envoy: string, read: (r: Reader, n: Node, p: string, k: string) => KnobValue | undefined,
-  extra: { duration?: true; meta?: string; identity?: true } = {}): KnobDef {
+function knob(
+  section: Section,
+  field: string,
+  yaml: string,
+  envoy: string,
+  read: (r: Reader, n: Node, p: string, k: string) => KnobValue | undefined,
+  extra: { duration?: true; meta?: string; identity?: true } = {},
+): KnobDef {
   return { section, field, yaml, envoy, ...extra, read: (r, n, p) => read(r, n, p, yaml) };
 }
 
@@ -63,31 +75,114 @@ function readHosts(r: Reader, node: Node, path: string, key: string): readonly s
 }
 
 export const KNOBS = [
-  knob('routing', 'mcpPath', 'mcpPath', 'route prefix_rewrite; health check path', (r, n, p, k) => r.string(n, k, p, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path such as /mcp' }), { identity: true }),
+  knob(
+    'routing',
+    'mcpPath',
+    'mcpPath',
+    'route prefix_rewrite; health check path',
+    (r, n, p, k) => r.string(n, k, p, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path such as /mcp' }),
+    { identity: true },
+  ),
   knob('routing', 'hosts', 'hosts', 'virtual host domains', readHosts, { identity: true }),
-  knob('routing', 'maxStreamDurationMs', 'maxStreamDuration', 'route max_stream_duration (0 = none)', duration(0, 7 * DAY_MS), { duration: true, meta: 'max-stream-duration' }),
-  knob('routing', 'streamIdleTimeoutMs', 'streamIdleTimeout', 'route idle_timeout; cluster idle_timeout', duration(0, 7 * DAY_MS), { duration: true, meta: 'stream-idle-timeout' }),
+  knob('routing', 'maxStreamDurationMs', 'maxStreamDuration', 'route max_stream_duration (0 = none)', duration(0, 7 * DAY_MS), {
+    duration: true,
+    meta: 'max-stream-duration',
+  }),
+  knob('routing', 'streamIdleTimeoutMs', 'streamIdleTimeout', 'route idle_timeout; cluster idle_timeout', duration(0, 7 * DAY_MS), {
+    duration: true,
+    meta: 'stream-idle-timeout',
+  }),
   knob('routing', 'connectTimeoutMs', 'connectTimeout', 'cluster connect_timeout', duration(1, 300_000), { duration: true }),
-  knob('routing', 'upstreamProtocol', 'upstreamProtocol', 'cluster HttpProtocolOptions (explicit http1/http2, or ALPN)', (r, n, p, k) => r.oneOf<UpstreamProtocol>(n, k, p, UPSTREAM_PROTOCOLS)),
+  knob('routing', 'upstreamProtocol', 'upstreamProtocol', 'cluster HttpProtocolOptions (explicit http1/http2, or ALPN)', (r, n, p, k) =>
+    r.oneOf<UpstreamProtocol>(n, k, p, UPSTREAM_PROTOCOLS),
+  ),
   knob('routing', 'lbPolicy', 'lbPolicy', 'cluster load_balancing_policy', (r, n, p, k) => r.oneOf<LbPolicy>(n, k, p, LB_POLICIES)),
-  knob('routing', 'retries', 'retries', 'route retry_policy.num_retries (connect-failure, refused-stream, reset-before-request)', integer(0, 10), { meta: 'retries' }),
+  knob(
+    'routing',
+    'retries',
+    'retries',
+    'route retry_policy.num_retries (connect-failure, refused-stream, reset-before-request)',
+    integer(0, 10),
+    { meta: 'retries' },
+  ),
   knob('outlierDetection', 'consecutive5xx', 'consecutive5xx', 'outlier_detection.consecutive_5xx (0 = off)', integer(0, 1000)),
-  knob('outlierDetection', 'consecutiveGatewayFailure', 'consecutiveGatewayFailure', 'outlier_detection.consecutive_gateway_failure (0 = off)', integer(0, 1000), { meta: 'consecutive-gateway-failure' }),
+  knob(
+    'outlierDetection',
+    'consecutiveGatewayFailure',
+    'consecutiveGatewayFailure',
+    'outlier_detection.consecutive_gateway_failure (0 = off)',
+    integer(0, 1000),
+    { meta: 'consecutive-gateway-failure' },
+  ),
   knob('outlierDetection', 'intervalMs', 'interval', 'outlier_detection.interval', duration(1, DAY_MS), { duration: true }),
-  knob('outlierDetection', 'baseEjectionTimeMs', 'baseEjectionTime', 'outlier_detection.base_ejection_time', duration(1, DAY_MS), { duration: true }),
+  knob('outlierDetection', 'baseEjectionTimeMs', 'baseEjectionTime', 'outlier_detection.base_ejection_time', duration(1, DAY_MS), {
+    duration: true,
+  }),
   knob('outlierDetection', 'maxEjectionPercent', 'maxEjectionPercent', 'outlier_detection.max_ejection_percent', integer(0, 100)),
-  knob('outlierDetection', 'failurePercentageThreshold', 'failurePercentageThreshold', 'outlier_detection.failure_percentage_threshold (0 = off)', integer(0, 100), { meta: 'failure-percentage-threshold' }),
-  knob('outlierDetection', 'failurePercentageMinimumHosts', 'failurePercentageMinimumHosts', 'outlier_detection.failure_percentage_minimum_hosts', integer(1, 10_000), { meta: 'failure-percentage-minimum-hosts' }),
-  knob('outlierDetection', 'failurePercentageRequestVolume', 'failurePercentageRequestVolume', 'outlier_detection.failure_percentage_request_volume', integer(1, 1_000_000), { meta: 'failure-percentage-request-volume' }),
-  knob('healthCheck', 'path', 'path', 'health_checks[0].http_health_check.path ("" = no active check)', (r, n, p, k) => (n[k] === '' ? '' : r.string(n, k, p, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path, or "" to disable' })), { meta: 'health-check-path' }),
-  knob('healthCheck', 'intervalMs', 'interval', 'health_checks[0].interval', duration(100, DAY_MS), { duration: true, meta: 'health-check-interval' }),
-  knob('healthCheck', 'timeoutMs', 'timeout', 'health_checks[0].timeout', duration(1, DAY_MS), { duration: true, meta: 'health-check-timeout' }),
-  knob('healthCheck', 'unhealthyThreshold', 'unhealthyThreshold', 'health_checks[0].unhealthy_threshold', integer(1, 100), { meta: 'health-check-unhealthy-threshold' }),
-  knob('healthCheck', 'healthyThreshold', 'healthyThreshold', 'health_checks[0].healthy_threshold', integer(1, 100), { meta: 'health-check-healthy-threshold' }),
-  knob('circuitBreakers', 'maxConnections', 'maxConnections', 'circuit_breakers.thresholds[DEFAULT].max_connections', integer(1, 1_000_000)),
-  knob('circuitBreakers', 'maxPendingRequests', 'maxPendingRequests', 'circuit_breakers.thresholds[DEFAULT].max_pending_requests', integer(1, 1_000_000)),
+  knob(
+    'outlierDetection',
+    'failurePercentageThreshold',
+    'failurePercentageThreshold',
+    'outlier_detection.failure_percentage_threshold (0 = off)',
+    integer(0, 100),
+    { meta: 'failure-percentage-threshold' },
+  ),
+  knob(
+    'outlierDetection',
+    'failurePercentageMinimumHosts',
+    'failurePercentageMinimumHosts',
+    'outlier_detection.failure_percentage_minimum_hosts',
+    integer(1, 10_000),
+    { meta: 'failure-percentage-minimum-hosts' },
+  ),
+  knob(
+    'outlierDetection',
+    'failurePercentageRequestVolume',
+    'failurePercentageRequestVolume',
+    'outlier_detection.failure_percentage_request_volume',
+    integer(1, 1_000_000),
+    { meta: 'failure-percentage-request-volume' },
+  ),
+  knob(
+    'healthCheck',
+    'path',
+    'path',
+    'health_checks[0].http_health_check.path ("" = no active check)',
+    (r, n, p, k) => (n[k] === '' ? '' : r.string(n, k, p, { pattern: HTTP_PATH, hint: 'must be an absolute HTTP path, or "" to disable' })),
+    { meta: 'health-check-path' },
+  ),
+  knob('healthCheck', 'intervalMs', 'interval', 'health_checks[0].interval', duration(100, DAY_MS), {
+    duration: true,
+    meta: 'health-check-interval',
+  }),
+  knob('healthCheck', 'timeoutMs', 'timeout', 'health_checks[0].timeout', duration(1, DAY_MS), {
+    duration: true,
+    meta: 'health-check-timeout',
+  }),
+  knob('healthCheck', 'unhealthyThreshold', 'unhealthyThreshold', 'health_checks[0].unhealthy_threshold', integer(1, 100), {
+    meta: 'health-check-unhealthy-threshold',
+  }),
+  knob('healthCheck', 'healthyThreshold', 'healthyThreshold', 'health_checks[0].healthy_threshold', integer(1, 100), {
+    meta: 'health-check-healthy-threshold',
+  }),
+  knob(
+    'circuitBreakers',
+    'maxConnections',
+    'maxConnections',
+    'circuit_breakers.thresholds[DEFAULT].max_connections',
+    integer(1, 1_000_000),
+  ),
+  knob(
+    'circuitBreakers',
+    'maxPendingRequests',
+    'maxPendingRequests',
+    'circuit_breakers.thresholds[DEFAULT].max_pending_requests',
+    integer(1, 1_000_000),
+  ),
   knob('circuitBreakers', 'maxRequests', 'maxRequests', 'circuit_breakers.thresholds[DEFAULT].max_requests', integer(1, 1_000_000)),
-  knob('circuitBreakers', 'maxRetries', 'maxRetries', 'circuit_breakers.thresholds[DEFAULT].max_retries', integer(0, 1_000_000), { meta: 'max-retries' }),
+  knob('circuitBreakers', 'maxRetries', 'maxRetries', 'circuit_breakers.thresholds[DEFAULT].max_retries', integer(0, 1_000_000), {
+    meta: 'max-retries',
+  }),
 ] as const satisfies readonly KnobDef[];
 
 /** `routing.lbPolicy`, `outlierDetection.consecutive5xx`, ... (section + model field). */
@@ -160,7 +255,12 @@ const DEFAULTS: Record<Section, Record<string, KnobValue>> = {
 
 export function formatDuration(ms: number): string {
   if (ms === 0) return '0';
-  for (const [unit, size] of [['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  for (const [unit, size] of [
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+  ] as const)
+    if (ms % size === 0) return `${ms / size}${unit}`;
   return `${ms}ms`;
 }
 
@@ -192,10 +292,21 @@ export function nonDefaultKnobs(knobs: readonly KnobExplanation[]): KnobExplanat
  * Reads one section (`routing:`, `outlierDetection:`, ...) of a registry or routing file into settings, every
  * problem reported on `r` with its path. `identity: false` refuses knobs only a source may set.
  */
-export function readSection(r: Reader, node: Node | undefined, path: string, section: Section, from: (field: string) => Provenance, opts: { identity?: boolean } = {}): Settings {
+export function readSection(
+  r: Reader,
+  node: Node | undefined,
+  path: string,
+  section: Section,
+  from: (field: string) => Provenance,
+  opts: { identity?: boolean } = {},
+): Settings {
   if (!node) return {};
   const defs = KNOBS.filter((k: KnobDef) => k.section === section && (opts.identity !== false || !k.identity));
-  r.onlyKeys(node, path, defs.map((k) => k.yaml));
+  r.onlyKeys(
+    node,
+    path,
+    defs.map((k) => k.yaml),
+  );
   const out: Partial<Record<KnobName, Setting>> = {};
   for (const k of defs) {
     const v = k.read(r, node, path);
@@ -205,7 +316,13 @@ export function readSection(r: Reader, node: Node | undefined, path: string, sec
 }
 
 /** Reads the `routing`, `outlierDetection`, `healthCheck` and `circuitBreakers` blocks of one mapping. */
-export function readSections(r: Reader, node: Node, path: string, from: (field: string) => Provenance, opts: { identity?: boolean } = {}): Settings {
+export function readSections(
+  r: Reader,
+  node: Node,
+  path: string,
+  from: (field: string) => Provenance,
+  opts: { identity?: boolean } = {},
+): Settings {
   const out: Partial<Record<KnobName, Setting>> = {};
   for (const s of SECTIONS) Object.assign(out, readSection(r, r.object(node, s, path), join(path, s), s, from, opts));
   return out;
@@ -220,11 +337,16 @@ export function readMetaValue(r: Reader, k: KnobDef, value: string, path: string
   return k.read(r, { [k.yaml]: value }, path);
 }
 
-export const META_KNOBS: ReadonlyMap<string, KnobDef> = new Map(KNOBS.filter((k: KnobDef) => k.meta !== undefined).map((k: KnobDef) => [META_PREFIX + (k.meta as string), k]));
+export const META_KNOBS: ReadonlyMap<string, KnobDef> = new Map(
+  KNOBS.filter((k: KnobDef) => k.meta !== undefined).map((k: KnobDef) => [META_PREFIX + (k.meta as string), k]),
+);
 
 function ordered(layers: readonly Layer[]): Layer[] {
   // Stable: equal scope and rank keep their given order (later wins).
-  return layers.map((l, i) => ({ l, i })).sort((a, b) => (a.l.scope === b.l.scope ? 0 : a.l.scope === 'mesh' ? -1 : 1) || a.l.rank - b.l.rank || a.i - b.i).map((x) => x.l);
+  return layers
+    .map((l, i) => ({ l, i }))
+    .sort((a, b) => (a.l.scope === b.l.scope ? 0 : a.l.scope === 'mesh' ? -1 : 1) || a.l.rank - b.l.rank || a.i - b.i)
+    .map((x) => x.l);
 }
 
 /**
@@ -239,7 +361,11 @@ export function resolveTuning(layers: readonly Layer[]): { tuned: Tuned; explain
   }
   const hcPath = stacks.get('healthCheck.path') as Setting[];
   const mcpPath = (stacks.get('routing.mcpPath') as Setting[]).at(-1) as Setting;
-  if (hcPath.length === 1) hcPath[0] = { value: mcpPath.value, from: mcpPath.from.source === 'default' ? BUILT_IN : { ...mcpPath.from, field: `${mcpPath.from.field} (follows the MCP path)` } };
+  if (hcPath.length === 1)
+    hcPath[0] = {
+      value: mcpPath.value,
+      from: mcpPath.from.source === 'default' ? BUILT_IN : { ...mcpPath.from, field: `${mcpPath.from.field} (follows the MCP path)` },
+    };
   const blocks: Record<Section, Record<string, KnobValue>> = { routing: {}, outlierDetection: {}, healthCheck: {}, circuitBreakers: {} };
   const explain: KnobExplanation[] = [];
   for (const k of KNOBS) {
@@ -248,7 +374,11 @@ export function resolveTuning(layers: readonly Layer[]): { tuned: Tuned; explain
     const win = stack.at(-1) as Setting;
     blocks[k.section][k.field] = win.value;
     explain.push({
-      knob: name, value: win.value, shown: showValue(name, win.value), from: win.from, envoy: k.envoy,
+      knob: name,
+      value: win.value,
+      shown: showValue(name, win.value),
+      from: win.from,
+      envoy: k.envoy,
       overridden: stack.slice(0, -1).map((s) => ({ ...s, shown: showValue(name, s.value) })),
     });
   }
@@ -278,14 +408,21 @@ export interface TuningOverlay {
 // A spec built without layers (by hand): its values, as one per-service layer of the source.
 function layersFromValues(spec: Tuned): Layer[] {
   const settings: Partial<Record<KnobName, Setting>> = {};
-  for (const k of KNOBS) settings[knobName(k)] = { value: (spec[k.section] as unknown as Record<string, KnobValue>)[k.field] as KnobValue, from: { source: 'registry', where: 'source', field: knobName(k) } };
+  for (const k of KNOBS)
+    settings[knobName(k)] = {
+      value: (spec[k.section] as unknown as Record<string, KnobValue>)[k.field] as KnobValue,
+      from: { source: 'registry', where: 'source', field: knobName(k) },
+    };
   return [{ scope: 'service', rank: RANK.registry, settings }];
 }
 
 /** The layers a service resolves from: its source's, then every overlay's mesh-wide and own layers. */
 export function serviceLayers(spec: Tuned & { readonly name: string }, overlays: readonly TuningOverlay[]): Layer[] {
   const base = layersOf(spec);
-  return [...(base.length > 0 ? base : layersFromValues(spec)), ...overlays.flatMap((o) => [...o.mesh, ...(o.services.get(spec.name) ?? [])])];
+  return [
+    ...(base.length > 0 ? base : layersFromValues(spec)),
+    ...overlays.flatMap((o) => [...o.mesh, ...(o.services.get(spec.name) ?? [])]),
+  ];
 }
 
 const tunedCache = new WeakMap<object, { overlays: readonly TuningOverlay[]; spec: object }>();

@@ -19,9 +19,26 @@ import { MCP_PROTOCOLS, type McpProtocol } from '../model/types.ts';
 import { policyRuleOfRbacPolicy } from '../translate/rbac.ts';
 import { rbacPolicyNameParts } from '../translate/naming.ts';
 import {
-  compilePolicy, describeAction, explain, parseMcpBody, rolesFromClaims, scopesFromClaims, servicePolicyOf, type CompiledPolicy, type Explanation, type McpMessage,
+  compilePolicy,
+  describeAction,
+  explain,
+  parseMcpBody,
+  rolesFromClaims,
+  scopesFromClaims,
+  servicePolicyOf,
+  type CompiledPolicy,
+  type Explanation,
+  type McpMessage,
 } from './engine.ts';
-import { decodeMcpHeaderValue, encodeMcpHeaderValue, HEADER_VALIDATED_PROTOCOLS, headerValidated, MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER } from './mcp-http.ts';
+import {
+  decodeMcpHeaderValue,
+  encodeMcpHeaderValue,
+  HEADER_VALIDATED_PROTOCOLS,
+  headerValidated,
+  MCP_METHOD_HEADER,
+  MCP_NAME_HEADER,
+  MCP_PROTOCOL_VERSION_HEADER,
+} from './mcp-http.ts';
 import { parsePolicy } from './parse.ts';
 
 const DEFAULT_PROTOCOL: McpProtocol = '2025-11-25';
@@ -68,12 +85,16 @@ function decodeJwtPayload(token: string): Record<string, unknown> {
   } catch {
     throw new UsageError('--token: the payload (second part) is not base64url-encoded JSON');
   }
-  if (typeof payload !== 'object' || payload === null || Array.isArray(payload)) throw new UsageError('--token: the payload is not a JSON object');
+  if (typeof payload !== 'object' || payload === null || Array.isArray(payload))
+    throw new UsageError('--token: the payload is not a JSON object');
   return payload as Record<string, unknown>;
 }
 
 function list(v: string | undefined): string[] {
-  return (v ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  return (v ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 }
 
 // ------------------------------------------------------------------------------------------- arguments
@@ -108,11 +129,21 @@ function parseExplainArgs(argv: string[]): ExplainArgs | 'help' {
   let values: Record<string, string | boolean | string[] | undefined>;
   try {
     values = parseArgs({
-      args, strict: true, allowPositionals: false,
+      args,
+      strict: true,
+      allowPositionals: false,
       options: {
-        policy: { type: 'string' }, service: { type: 'string' }, token: { type: 'string' }, roles: { type: 'string' },
-        scopes: { type: 'string' }, body: { type: 'string' }, 'body-file': { type: 'string' }, protocol: { type: 'string' },
-        header: { type: 'string', multiple: true }, 'http-method': { type: 'string' }, 'public-url': { type: 'string' },
+        policy: { type: 'string' },
+        service: { type: 'string' },
+        token: { type: 'string' },
+        roles: { type: 'string' },
+        scopes: { type: 'string' },
+        body: { type: 'string' },
+        'body-file': { type: 'string' },
+        protocol: { type: 'string' },
+        header: { type: 'string', multiple: true },
+        'http-method': { type: 'string' },
+        'public-url': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }).values;
@@ -127,18 +158,29 @@ function parseExplainArgs(argv: string[]): ExplainArgs | 'help' {
   if (!service) throw new UsageError('--service is required');
   if (str('token') !== undefined && str('roles') !== undefined) throw new UsageError('give --token or --roles, not both');
   if (str('token') === undefined && str('roles') === undefined) throw new UsageError('give the caller as --token JWT or --roles a,b');
-  if (str('token') !== undefined && str('scopes') !== undefined) throw new UsageError('--scopes goes with --roles (a token carries its own scopes)');
+  if (str('token') !== undefined && str('scopes') !== undefined)
+    throw new UsageError('--scopes goes with --roles (a token carries its own scopes)');
   if (str('body') !== undefined && str('body-file') !== undefined) throw new UsageError('give --body or --body-file, not both');
   const protocol = str('protocol') ?? DEFAULT_PROTOCOL;
-  if (!(MCP_PROTOCOLS as readonly string[]).includes(protocol)) throw new UsageError(`--protocol ${JSON.stringify(protocol)} is not an MCP revision the mesh knows (${MCP_PROTOCOLS.join(', ')})`);
+  if (!(MCP_PROTOCOLS as readonly string[]).includes(protocol))
+    throw new UsageError(`--protocol ${JSON.stringify(protocol)} is not an MCP revision the mesh knows (${MCP_PROTOCOLS.join(', ')})`);
   const httpMethod = str('http-method');
-  if (httpMethod !== undefined && !/^[A-Za-z]+$/.test(httpMethod)) throw new UsageError(`--http-method ${JSON.stringify(httpMethod)} is not an HTTP method`);
+  if (httpMethod !== undefined && !/^[A-Za-z]+$/.test(httpMethod))
+    throw new UsageError(`--http-method ${JSON.stringify(httpMethod)} is not an HTTP method`);
   const publicUrl = str('public-url') ?? DEFAULT_PUBLIC_URL;
   if (!URL.canParse(publicUrl)) throw new UsageError(`--public-url ${JSON.stringify(publicUrl)} is not a URL`);
   return {
-    policyFile, service, protocol: protocol as McpProtocol, headers: ((values['header'] as string[] | undefined) ?? []).map(headerArg),
-    token: str('token'), roles: str('roles'), scopes: str('scopes'), body: str('body'), bodyFile: str('body-file'),
-    httpMethod: httpMethod?.toUpperCase(), publicUrl: publicUrl.replace(/\/+$/, ''),
+    policyFile,
+    service,
+    protocol: protocol as McpProtocol,
+    headers: ((values['header'] as string[] | undefined) ?? []).map(headerArg),
+    token: str('token'),
+    roles: str('roles'),
+    scopes: str('scopes'),
+    body: str('body'),
+    bodyFile: str('body-file'),
+    httpMethod: httpMethod?.toUpperCase(),
+    publicUrl: publicUrl.replace(/\/+$/, ''),
   };
 }
 
@@ -174,11 +216,16 @@ function callerOf(a: ExplainArgs, policy: CompiledPolicy): Caller {
     const claims = decodeJwtPayload(a.token);
     const roles = rolesFromClaims(claims, roleClaim);
     const lines = [`token payload decoded WITHOUT verifying the signature (only to read claims; the gateway verifies tokens)`];
-    const who = ['sub', 'iss', 'aud'].filter((k) => claims[k] !== undefined).map((k) => `${k}=${JSON.stringify(claims[k])}`).join(' ');
+    const who = ['sub', 'iss', 'aud']
+      .filter((k) => claims[k] !== undefined)
+      .map((k) => `${k}=${JSON.stringify(claims[k])}`)
+      .join(' ');
     if (who) lines.push(who);
-    if (typeof claims['exp'] === 'number' && claims['exp'] * 1000 < Date.now()) lines.push(`note: the token expired at ${new Date(claims['exp'] * 1000).toISOString()} (the gateway would refuse it with 401)`);
+    if (typeof claims['exp'] === 'number' && claims['exp'] * 1000 < Date.now())
+      lines.push(`note: the token expired at ${new Date(claims['exp'] * 1000).toISOString()} (the gateway would refuse it with 401)`);
     const iss = claims['iss'];
-    if (policy.policy.providers.length > 0 && !policy.policy.providers.some((p) => p.issuer === iss)) lines.push(`note: issuer ${JSON.stringify(iss)} is not one of the policy's providers (the gateway would refuse the token with 401)`);
+    if (policy.policy.providers.length > 0 && !policy.policy.providers.some((p) => p.issuer === iss))
+      lines.push(`note: issuer ${JSON.stringify(iss)} is not one of the policy's providers (the gateway would refuse the token with 401)`);
     lines.push(`roles from claim "${roleClaim}": ${roles.length > 0 ? roles.join(', ') : '(none)'}`);
     return { claims, lines };
   }
@@ -192,7 +239,11 @@ function callerOf(a: ExplainArgs, policy: CompiledPolicy): Caller {
 }
 
 const NAME_PARAM: Readonly<Record<string, 'name' | 'uri'>> = {
-  'tools/call': 'name', 'prompts/get': 'name', 'resources/read': 'uri', 'resources/subscribe': 'uri', 'resources/unsubscribe': 'uri',
+  'tools/call': 'name',
+  'prompts/get': 'name',
+  'resources/read': 'uri',
+  'resources/subscribe': 'uri',
+  'resources/unsubscribe': 'uri',
 };
 
 /** The JSON-RPC message a 2026-07-28 request's Mcp-Method / Mcp-Name describe (for a request given by its headers only). */
@@ -205,7 +256,12 @@ function bodyFromHeaders(method: string, rawName: string | undefined): string {
     if ('error' in decoded) throw new UsageError(`Mcp-Name ${JSON.stringify(rawName)} ${decoded.error}: give the request with --body`);
     params = { [param]: decoded.value };
   }
-  return JSON.stringify({ jsonrpc: '2.0', ...(method.startsWith('notifications/') ? {} : { id: 1 }), method, ...(params ? { params } : {}) });
+  return JSON.stringify({
+    jsonrpc: '2.0',
+    ...(method.startsWith('notifications/') ? {} : { id: 1 }),
+    method,
+    ...(params ? { params } : {}),
+  });
 }
 
 interface Request {
@@ -229,7 +285,10 @@ function requestOf(a: ExplainArgs, caller: Caller): Request {
     body = bodyFromHeaders(given(MCP_METHOD_HEADER) as string, given(MCP_NAME_HEADER));
     notes.push('(no --body: the message the Mcp-* headers describe)');
   }
-  if (body === undefined) notes.push(`(no body: service-level access, as for the GET event stream or DELETE${headerValidated(a.protocol) ? `; a ${a.protocol} server answers GET and DELETE with 405` : ''})`);
+  if (body === undefined)
+    notes.push(
+      `(no body: service-level access, as for the GET event stream or DELETE${headerValidated(a.protocol) ? `; a ${a.protocol} server answers GET and DELETE with 405` : ''})`,
+    );
   const method = a.httpMethod ?? (body === undefined ? 'GET' : 'POST');
   if (given(MCP_PROTOCOL_VERSION_HEADER) === undefined) headers.unshift([MCP_PROTOCOL_VERSION_HEADER, a.protocol]);
   if (body !== undefined && given(CONTENT_TYPE_HEADER) === undefined) headers.unshift([CONTENT_TYPE_HEADER, 'application/json']);
@@ -266,19 +325,27 @@ function rbacPolicyInWords(name: string): string {
   const rule = policyRuleOfRbacPolicy(name);
   if (rule !== undefined) return `${name} (policy rule ${rule})`;
   const parts = rbacPolicyNameParts(name);
-  if (parts[1] === 'protocol-version') return `${name} (MCP-Protocol-Version absent, or not one of ${HEADER_VALIDATED_PROTOCOLS.join(', ')})`;
-  if (parts[1] === 'repeated-mcp-header') return `${name} (an Mcp-Method, Mcp-Name or MCP-Protocol-Version value holds a ",": a header sent more than once)`;
+  if (parts[1] === 'protocol-version')
+    return `${name} (MCP-Protocol-Version absent, or not one of ${HEADER_VALIDATED_PROTOCOLS.join(', ')})`;
+  if (parts[1] === 'repeated-mcp-header')
+    return `${name} (an Mcp-Method, Mcp-Name or MCP-Protocol-Version value holds a ",": a header sent more than once)`;
   if (parts[1] === 'missing-scope') return `${name} (the token lacks a required scope: the authorizer answers)`;
-  if (parts[1] === 'roles' && parts[4] === 'body') return `${name} (what roles.${parts[2]}.${parts[3]} may deny only the body shows: the authorizer judges it)`;
+  if (parts[1] === 'roles' && parts[4] === 'body')
+    return `${name} (what roles.${parts[2]}.${parts[3]} may deny only the body shows: the authorizer judges it)`;
   return name;
 }
 
 function rbacLine(r: RbacFilterResult): string {
   const policy = r.policy !== undefined ? `policy ${rbacPolicyInWords(r.policy)}` : '';
   const also = r.matched.length > 1 ? `; also ${r.matched.slice(1).join(', ')}` : '';
-  const verdict = r.action === 'DENY'
-    ? (r.allowed ? 'passes: no deny policy matches' : `DENY by ${policy}${also}`)
-    : (r.allowed ? `passes by ${policy}${also}` : 'DENY: no allow policy matches (default deny)');
+  const verdict =
+    r.action === 'DENY'
+      ? r.allowed
+        ? 'passes: no deny policy matches'
+        : `DENY by ${policy}${also}`
+      : r.allowed
+        ? `passes by ${policy}${also}`
+        : 'DENY: no allow policy matches (default deny)';
   return r.shadow ? `shadow rules, logged and not enforced: would ${verdict.replace(/^passes/, 'pass')}` : verdict;
 }
 
@@ -293,8 +360,17 @@ function printRbac(io: ExplainIo, route: GatewayRoute, out: ChainOutcome, protoc
 }
 
 /** The authorizer's answer; for each message it decided, every rule of the caller's roles with whether it matched. */
-function printAuthorizer(io: ExplainIo, a: ExplainArgs, req: GatewayRequest, o: CheckOutcome, policy: CompiledPolicy, caller: { roles: readonly string[]; scopes: readonly string[] }): void {
-  io.out(`\nauthorizer (ext_authz, on the body${headerValidated(a.protocol) ? ', after checking that the Mcp-* headers mirror it' : ''}):\n`);
+function printAuthorizer(
+  io: ExplainIo,
+  a: ExplainArgs,
+  req: GatewayRequest,
+  o: CheckOutcome,
+  policy: CompiledPolicy,
+  caller: { roles: readonly string[]; scopes: readonly string[] },
+): void {
+  io.out(
+    `\nauthorizer (ext_authz, on the body${headerValidated(a.protocol) ? ', after checking that the Mcp-* headers mirror it' : ''}):\n`,
+  );
   const messages = o.messages;
   if (messages === undefined) {
     // Refused before any rule: what the server would execute could not be established.
@@ -316,7 +392,9 @@ function printResult(io: ExplainIo, a: ExplainArgs, out: ChainOutcome): number {
   if (denied) {
     const policyName = denied.result.policy;
     io.out(`\nauthorizer: not asked (header RBAC answered first)\n`);
-    io.out(`\nresult: DENY by ${policyName !== undefined ? `RBAC policy ${rbacPolicyInWords(policyName)}` : 'RBAC default deny (no allow policy matches)'}\n  Envoy's RBAC filter ${denied.filter} answers 403 "RBAC: access denied"\n`);
+    io.out(
+      `\nresult: DENY by ${policyName !== undefined ? `RBAC policy ${rbacPolicyInWords(policyName)}` : 'RBAC default deny (no allow policy matches)'}\n  Envoy's RBAC filter ${denied.filter} answers 403 "RBAC: access denied"\n`,
+    );
     return 1;
   }
   const o = out.authz;
@@ -326,17 +404,24 @@ function printResult(io: ExplainIo, a: ExplainArgs, out: ChainOutcome): number {
   }
   const batch = (o.messages?.length ?? 0) > 1;
   if (o.verdict === 'allow') {
-    io.out(`\nresult: ALLOW${batch ? ' (every element is allowed)' : ''}\n  forwarded to the server with x-mcpmesh-decision: allow; rule=${o.rule}\n`);
+    io.out(
+      `\nresult: ALLOW${batch ? ' (every element is allowed)' : ''}\n  forwarded to the server with x-mcpmesh-decision: allow; rule=${o.rule}\n`,
+    );
     return 0;
   }
   io.out(`\nresult: DENY${batch ? ' (at least one element is denied, so the whole batch is)' : ''}\n`);
   if (o.http) {
-    const body = JSON.parse(o.http.body) as { error?: { code?: number; message?: string } } | Array<{ error?: { code?: number; message?: string } }>;
+    const body = JSON.parse(o.http.body) as
+      | { error?: { code?: number; message?: string } }
+      | Array<{ error?: { code?: number; message?: string } }>;
     const first = Array.isArray(body) ? body[0] : body;
     io.out(`  the authorizer answers ${o.http.status} with JSON-RPC error ${first?.error?.code}: ${first?.error?.message}\n`);
     for (const [k, v] of o.http.headers) if (k === 'www-authenticate') io.out(`  ${k}: ${v}\n`);
   }
-  if (o.verdict === 'shadow_deny') io.out(`note: service "${a.service}" is in shadow mode: the authorizer logs and counts this denial (x-mcpmesh-shadow-deny: ${o.rule}) but lets the request through\n`);
+  if (o.verdict === 'shadow_deny')
+    io.out(
+      `note: service "${a.service}" is in shadow mode: the authorizer logs and counts this denial (x-mcpmesh-shadow-deny: ${o.rule}) but lets the request through\n`,
+    );
   return 1;
 }
 
@@ -374,7 +459,10 @@ export async function policyExplainMain(argv: string[], io: ExplainIo = processI
     const caller = callerOf(a, policy);
     const { request, notes } = requestOf(a, caller);
     const svc = servicePolicyOf(policy, a.service);
-    const route = gatewayRoute({ policy: policy.policy, publicUrl: a.publicUrl, authz: { host: '127.0.0.1', port: 0 } }, serviceOf(a.service, a.protocol));
+    const route = gatewayRoute(
+      { policy: policy.policy, publicUrl: a.publicUrl, authz: { host: '127.0.0.1', port: 0 } },
+      serviceOf(a.service, a.protocol),
+    );
     const out = gatewayDecision(route, policy, request);
 
     // The caller as the authorizer reads it (rolesFromClaims / scopesFromClaims), for the rule traces.
@@ -385,7 +473,9 @@ export async function policyExplainMain(argv: string[], io: ExplainIo = processI
     if (unknown.length > 0) callerLines.push(`not defined in the policy (ignored): ${unknown.join(', ')}`);
     if (svc.requiredScopes.length > 0) callerLines.push(`scopes: ${scopes.length > 0 ? scopes.join(', ') : '(none)'}`);
     io.out(`policy:  ${a.policyFile}\n`);
-    io.out(`service: ${a.service} (MCP ${a.protocol}; mode ${svc.mode}${svc.requiredScopes.length > 0 ? `; requiredScopes ${svc.requiredScopes.join(' ')}` : ''}${policy.services.has(a.service) ? '' : '; not listed under services: defaults'})\n`);
+    io.out(
+      `service: ${a.service} (MCP ${a.protocol}; mode ${svc.mode}${svc.requiredScopes.length > 0 ? `; requiredScopes ${svc.requiredScopes.join(' ')}` : ''}${policy.services.has(a.service) ? '' : '; not listed under services: defaults'})\n`,
+    );
     io.out(`caller:  ${callerLines.join('\n         ')}\n`);
     printRequest(io, request, notes);
     printRbac(io, route, out, a.protocol);

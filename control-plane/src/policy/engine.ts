@@ -74,21 +74,28 @@ export function compilePolicy(policy: Policy): CompiledPolicy {
   const literalTools = new Set<string>();
   const knownServices = new Set<string>(policy.services.map((s) => s.service));
   policy.roles.forEach((role, index) => {
-    const rules = (effect: 'allow' | 'deny', targets: readonly RuleTarget[]): CompiledRule[] => targets.map((t, i) => {
-      const items: { [K in ItemKind]?: RegExp } = {};
-      for (const k of ITEM_KINDS) {
-        const list = t[k];
-        if (list) items[k] = globToRegExp(list);
-      }
-      for (const tool of t.tools ?? []) if (!tool.includes('*')) literalTools.add(tool);
-      if (!t.service.includes('*')) knownServices.add(t.service);
-      return {
-        id: `roles.${role.name}.${effect}[${i}]`, role: role.name, effect, target: t,
-        service: globToRegExp([t.service]), items, serviceOnly: ITEM_KINDS.every((k) => t[k] === undefined),
-      };
-    });
+    const rules = (effect: 'allow' | 'deny', targets: readonly RuleTarget[]): CompiledRule[] =>
+      targets.map((t, i) => {
+        const items: { [K in ItemKind]?: RegExp } = {};
+        for (const k of ITEM_KINDS) {
+          const list = t[k];
+          if (list) items[k] = globToRegExp(list);
+        }
+        for (const tool of t.tools ?? []) if (!tool.includes('*')) literalTools.add(tool);
+        if (!t.service.includes('*')) knownServices.add(t.service);
+        return {
+          id: `roles.${role.name}.${effect}[${i}]`,
+          role: role.name,
+          effect,
+          target: t,
+          service: globToRegExp([t.service]),
+          items,
+          serviceOnly: ITEM_KINDS.every((k) => t[k] === undefined),
+        };
+      });
     // A role listed twice cannot come out of the parser (YAML mapping keys are unique); keep the first.
-    if (!roles.has(role.name)) roles.set(role.name, { name: role.name, index, allow: rules('allow', role.allow), deny: rules('deny', role.deny) });
+    if (!roles.has(role.name))
+      roles.set(role.name, { name: role.name, index, allow: rules('allow', role.allow), deny: rules('deny', role.deny) });
   });
   const ruleIds = new Set([...roles.values()].flatMap((r) => [...r.allow, ...r.deny].map((rule) => rule.id)));
   return { policy, roles, services: new Map(policy.services.map((s) => [s.service, s])), literalTools, knownServices, ruleIds };
@@ -167,11 +174,11 @@ export interface McpMessage {
 export type ParsedBody =
   | { readonly messages: readonly McpMessage[]; readonly batch: boolean }
   | {
-    readonly error: string;
-    readonly id?: string | number;
-    /** The body is not JSON at all (JSON-RPC's Parse error, -32700), rather than JSON that is not valid JSON-RPC. */
-    readonly notJson?: boolean;
-  };
+      readonly error: string;
+      readonly id?: string | number;
+      /** The body is not JSON at all (JSON-RPC's Parse error, -32700), rather than JSON that is not valid JSON-RPC. */
+      readonly notJson?: boolean;
+    };
 
 /** Most messages in a batch: SDK servers refuse more (MAX_BATCH_SIZE of @modelcontextprotocol/sdk 1.x). */
 export const MAX_BATCH_SIZE = 100;
@@ -179,7 +186,14 @@ export const MAX_BATCH_SIZE = 100;
 const SERVICE_ACTION: McpAction = Object.freeze({ kind: 'service' });
 
 /** Methods whose params name what policy decides on. */
-const NAMING_METHODS: ReadonlySet<string> = new Set(['tools/call', 'resources/read', 'resources/subscribe', 'resources/unsubscribe', 'prompts/get', 'completion/complete']);
+const NAMING_METHODS: ReadonlySet<string> = new Set([
+  'tools/call',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/get',
+  'completion/complete',
+]);
 
 function isObj(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -208,15 +222,18 @@ function classify(msg: unknown, at: string): Classified {
   if (!Object.hasOwn(msg, 'method')) {
     // A response carries the client's answer to a server request (sampling, elicitation, roots): no method.
     if (hasId && (Object.hasOwn(msg, 'result') || Object.hasOwn(msg, 'error'))) {
-      if (rawId !== null && typeof rawId !== 'string' && typeof rawId !== 'number') return { error: `${at}"id" must be a string or a number (got ${describeType(rawId)})` };
+      if (rawId !== null && typeof rawId !== 'string' && typeof rawId !== 'number')
+        return { error: `${at}"id" must be a string or a number (got ${describeType(rawId)})` };
       return { action: SERVICE_ACTION };
     }
-    if (hasId) return { error: `${at}request has no "method"`, ...(typeof rawId === 'string' || typeof rawId === 'number' ? { id: rawId } : {}) };
+    if (hasId)
+      return { error: `${at}request has no "method"`, ...(typeof rawId === 'string' || typeof rawId === 'number' ? { id: rawId } : {}) };
     return { error: `${at}message has no "method" and is not a response (no "id" with "result" or "error")` };
   }
   let id: string | number | undefined;
   if (hasId) {
-    if (typeof rawId !== 'string' && typeof rawId !== 'number') return { error: `${at}"id" must be a string or a number (got ${describeType(rawId)})` };
+    if (typeof rawId !== 'string' && typeof rawId !== 'number')
+      return { error: `${at}"id" must be a string or a number (got ${describeType(rawId)})` };
     id = rawId;
   }
   const withId = id !== undefined ? { id } : {};
@@ -227,13 +244,19 @@ function classify(msg: unknown, at: string): Classified {
   // rather than judged as a service-level method it is not.
   const methodProblem = textProblem(method, `${at}"method"`);
   if (methodProblem) return { error: methodProblem, ...withId };
-  if (!NAMING_METHODS.has(method) && NAMING_METHODS.has(method.toLowerCase())) return { error: `${at}"method" ${shown(method)} is not ${method.toLowerCase()} (method names are case-sensitive)`, ...withId };
+  if (!NAMING_METHODS.has(method) && NAMING_METHODS.has(method.toLowerCase()))
+    return { error: `${at}"method" ${shown(method)} is not ${method.toLowerCase()} (method names are case-sensitive)`, ...withId };
   const rawParams = msg['params'];
-  if (rawParams !== undefined && (typeof rawParams !== 'object' || rawParams === null)) return { error: `${at}"params" of ${shown(method)} must be an object (got ${describeType(rawParams)})`, ...withId };
+  if (rawParams !== undefined && (typeof rawParams !== 'object' || rawParams === null))
+    return { error: `${at}"params" of ${shown(method)} must be an object (got ${describeType(rawParams)})`, ...withId };
   const params = isObj(rawParams) ? rawParams : undefined;
   const meta = params?.['_meta'];
   const version = isObj(meta) ? meta[META_PROTOCOL_VERSION] : undefined;
-  if (version !== undefined && typeof version !== 'string') return { error: `${at}"params._meta[${JSON.stringify(META_PROTOCOL_VERSION)}]" must be a string (got ${describeType(version)})`, ...withId };
+  if (version !== undefined && typeof version !== 'string')
+    return {
+      error: `${at}"params._meta[${JSON.stringify(META_PROTOCOL_VERSION)}]" must be a string (got ${describeType(version)})`,
+      ...withId,
+    };
   const withVersion = version !== undefined ? { protocolVersion: version } : {};
   // What Mcp-Name mirrors, for any method that has it (the header check compares it exactly).
   const named = stringParam(params, 'name') ?? stringParam(params, 'uri');
@@ -249,7 +272,8 @@ function classify(msg: unknown, at: string): Classified {
   switch (method) {
     case 'tools/call': {
       const name = stringParam(params, 'name');
-      if (name === undefined) return { error: `${at}tools/call needs "params.name", a non-empty string (got ${describeType(params?.['name'])})`, ...withId };
+      if (name === undefined)
+        return { error: `${at}tools/call needs "params.name", a non-empty string (got ${describeType(params?.['name'])})`, ...withId };
       const problem = checkName(name, '"params.name"');
       if (problem) return { error: problem, ...withId };
       action = { kind: 'tool', name };
@@ -259,7 +283,8 @@ function classify(msg: unknown, at: string): Classified {
     case 'resources/subscribe':
     case 'resources/unsubscribe': {
       const uri = stringParam(params, 'uri');
-      if (uri === undefined) return { error: `${at}${method} needs "params.uri", a non-empty string (got ${describeType(params?.['uri'])})`, ...withId };
+      if (uri === undefined)
+        return { error: `${at}${method} needs "params.uri", a non-empty string (got ${describeType(params?.['uri'])})`, ...withId };
       const n = checkUri(uri, '"params.uri"');
       if ('error' in n) return { error: n.error, ...withId };
       action = { kind: 'resource', uri: n.uri };
@@ -267,7 +292,8 @@ function classify(msg: unknown, at: string): Classified {
     }
     case 'prompts/get': {
       const name = stringParam(params, 'name');
-      if (name === undefined) return { error: `${at}prompts/get needs "params.name", a non-empty string (got ${describeType(params?.['name'])})`, ...withId };
+      if (name === undefined)
+        return { error: `${at}prompts/get needs "params.name", a non-empty string (got ${describeType(params?.['name'])})`, ...withId };
       const problem = checkName(name, '"params.name"');
       if (problem) return { error: problem, ...withId };
       action = { kind: 'prompt', name };
@@ -278,18 +304,24 @@ function classify(msg: unknown, at: string): Classified {
       if (!isObj(ref)) return { error: `${at}completion/complete needs "params.ref", an object (got ${describeType(ref)})`, ...withId };
       if (ref['type'] === 'ref/prompt') {
         const name = stringParam(ref, 'name');
-        if (name === undefined) return { error: `${at}completion/complete with ref/prompt needs "params.ref.name", a non-empty string`, ...withId };
+        if (name === undefined)
+          return { error: `${at}completion/complete with ref/prompt needs "params.ref.name", a non-empty string`, ...withId };
         const problem = checkName(name, '"params.ref.name"');
         if (problem) return { error: problem, ...withId };
         action = { kind: 'completion', ref: name };
       } else if (ref['type'] === 'ref/resource') {
         const uri = stringParam(ref, 'uri');
-        if (uri === undefined) return { error: `${at}completion/complete with ref/resource needs "params.ref.uri", a non-empty string`, ...withId };
+        if (uri === undefined)
+          return { error: `${at}completion/complete with ref/resource needs "params.ref.uri", a non-empty string`, ...withId };
         // Matched as written, not normalized: SDK servers compare it, as a string, with their URI templates.
         const problem = checkName(uri, '"params.ref.uri"');
         if (problem) return { error: problem, ...withId };
         action = { kind: 'completion', ref: uri };
-      } else return { error: `${at}completion/complete "params.ref.type" must be "ref/prompt" or "ref/resource" (got ${describeType(ref['type'])})`, ...withId };
+      } else
+        return {
+          error: `${at}completion/complete "params.ref.type" must be "ref/prompt" or "ref/resource" (got ${describeType(ref['type'])})`,
+          ...withId,
+        };
       break;
     }
     default:
@@ -341,7 +373,8 @@ export function parseMcpBody(body: unknown): ParsedBody {
   }
   if (Array.isArray(value)) {
     if (value.length === 0) return { error: 'body is an empty JSON-RPC batch ([])' };
-    if (value.length > MAX_BATCH_SIZE) return { error: `body is a batch of ${value.length} messages; at most ${MAX_BATCH_SIZE} are accepted (as by SDK servers)` };
+    if (value.length > MAX_BATCH_SIZE)
+      return { error: `body is a batch of ${value.length} messages; at most ${MAX_BATCH_SIZE} are accepted (as by SDK servers)` };
     const messages: McpMessage[] = [];
     for (let i = 0; i < value.length; i++) {
       const c = classify(value[i], `batch element [${i}]: `);
@@ -381,21 +414,31 @@ export interface EngineDecision extends Decision {
 export function describeAction(a: McpAction): string {
   switch (a.kind) {
     // shown(): quoted, and cut short, so a 1 MiB name never becomes a 1 MiB answer or log line.
-    case 'tool': return `tool ${shown(a.name)}`;
-    case 'resource': return `resource ${shown(a.uri)}`;
-    case 'prompt': return `prompt ${shown(a.name)}`;
-    case 'completion': return `completion for ${shown(a.ref)}`;
-    case 'service': return 'service-level access (initialize, ping, lists, notifications, responses, GET stream, DELETE session)';
+    case 'tool':
+      return `tool ${shown(a.name)}`;
+    case 'resource':
+      return `resource ${shown(a.uri)}`;
+    case 'prompt':
+      return `prompt ${shown(a.name)}`;
+    case 'completion':
+      return `completion for ${shown(a.ref)}`;
+    case 'service':
+      return 'service-level access (initialize, ping, lists, notifications, responses, GET stream, DELETE session)';
   }
 }
 
 function itemOf(a: McpAction): { kind: ItemKind; value: string } | undefined {
   switch (a.kind) {
-    case 'tool': return { kind: 'tools', value: a.name };
-    case 'resource': return { kind: 'resources', value: a.uri };
-    case 'prompt': return { kind: 'prompts', value: a.name };
-    case 'completion': return { kind: 'completions', value: a.ref };
-    case 'service': return undefined;
+    case 'tool':
+      return { kind: 'tools', value: a.name };
+    case 'resource':
+      return { kind: 'resources', value: a.uri };
+    case 'prompt':
+      return { kind: 'prompts', value: a.name };
+    case 'completion':
+      return { kind: 'completions', value: a.ref };
+    case 'service':
+      return undefined;
   }
 }
 
@@ -439,7 +482,8 @@ function allowReason(rule: CompiledRule, service: string, action: McpAction): st
 }
 
 function defaultDenyReason(c: CompiledPolicy, input: DecisionInput, matched: readonly CompiledRole[]): string {
-  if (input.roles.length === 0) return `default deny: the caller has no roles (claim "${c.policy.roleClaim}" is absent or empty), and nothing is allowed without a role`;
+  if (input.roles.length === 0)
+    return `default deny: the caller has no roles (claim "${c.policy.roleClaim}" is absent or empty), and nothing is allowed without a role`;
   if (matched.length === 0) return `default deny: none of the caller's roles (${input.roles.join(', ')}) is defined in the policy`;
   const names = matched.map((r) => r.name).join(', ');
   if (input.action.kind === 'service') return `default deny: no allow rule of role(s) ${names} matches service "${input.service}"`;
@@ -457,9 +501,14 @@ function checkedItem(a: McpAction): { item: { kind: ItemKind; value: string } | 
   if (item === undefined) return { item };
   if (item.kind === 'resources') {
     const n = normalizeResourceUri(item.value);
-    return 'error' in n ? { error: `resource ${shown(item.value)} is refused: ${n.error}`, rule: 'invalid-resource-uri' } : { item: { kind: item.kind, value: n.uri } };
+    return 'error' in n
+      ? { error: `resource ${shown(item.value)} is refused: ${n.error}`, rule: 'invalid-resource-uri' }
+      : { item: { kind: item.kind, value: n.uri } };
   }
-  const problem = textProblem(item.value, `${item.kind === 'tools' ? 'tool' : item.kind === 'prompts' ? 'prompt' : 'completion ref'} ${shown(item.value)}`);
+  const problem = textProblem(
+    item.value,
+    `${item.kind === 'tools' ? 'tool' : item.kind === 'prompts' ? 'prompt' : 'completion ref'} ${shown(item.value)}`,
+  );
   return problem ? { error: `${problem}, so it matches no rule`, rule: 'invalid-name' } : { item };
 }
 
@@ -470,7 +519,9 @@ export function decide(policy: Policy | CompiledPolicy, input: DecisionInput): E
   const missing = missingScopes(svc, input.scopes);
   if (missing.length > 0) {
     return {
-      allow: false, rule: `services.${input.service}.requiredScopes`, missingScopes: missing,
+      allow: false,
+      rule: `services.${input.service}.requiredScopes`,
+      missingScopes: missing,
       reason: `the token lacks scope(s) ${missing.join(', ')} required for service "${input.service}" (services.${input.service}.requiredScopes)`,
     };
   }
@@ -479,14 +530,26 @@ export function decide(policy: Policy | CompiledPolicy, input: DecisionInput): E
   if ('error' in checked) return { allow: false, rule: checked.rule, reason: checked.error };
   const item = checked.item;
   // Reasons name what was matched: the normalized URI.
-  const action: McpAction = input.action.kind === 'resource' && item !== undefined && item.value !== input.action.uri ? { kind: 'resource', uri: item.value } : input.action;
-  for (const role of roles) for (const rule of role.deny) {
-    if (ruleMatches(rule, input.service, item)) return { allow: false, rule: rule.id, reason: denyReason(rule, input.service, action) };
-  }
-  for (const role of roles) for (const rule of role.allow) {
-    // The reason is only read for logs and explain: built on demand, not on every allowed request.
-    if (ruleMatches(rule, input.service, item)) return { allow: true, rule: rule.id, get reason() { return allowReason(rule, input.service, action); } };
-  }
+  const action: McpAction =
+    input.action.kind === 'resource' && item !== undefined && item.value !== input.action.uri
+      ? { kind: 'resource', uri: item.value }
+      : input.action;
+  for (const role of roles)
+    for (const rule of role.deny) {
+      if (ruleMatches(rule, input.service, item)) return { allow: false, rule: rule.id, reason: denyReason(rule, input.service, action) };
+    }
+  for (const role of roles)
+    for (const rule of role.allow) {
+      // The reason is only read for logs and explain: built on demand, not on every allowed request.
+      if (ruleMatches(rule, input.service, item))
+        return {
+          allow: true,
+          rule: rule.id,
+          get reason() {
+            return allowReason(rule, input.service, action);
+          },
+        };
+    }
   return { allow: false, rule: 'default-deny', reason: defaultDenyReason(c, { ...input, action }, roles) };
 }
 
@@ -514,9 +577,15 @@ export interface Explanation {
 
 function traceRule(rule: CompiledRule, service: string, action: McpAction): RuleTrace {
   const base = { rule: rule.id, role: rule.role, effect: rule.effect, target: rule.target };
-  if (!rule.service.test(service)) return { ...base, matched: false, why: `service pattern "${rule.target.service}" does not match "${service}"` };
+  if (!rule.service.test(service))
+    return { ...base, matched: false, why: `service pattern "${rule.target.service}" does not match "${service}"` };
   const svcOk = `service pattern "${rule.target.service}" matches "${service}"`;
-  if (rule.effect === 'deny' && rule.serviceOnly) return { ...base, matched: true, why: `${svcOk}, and the rule lists no tools/resources/prompts/completions, so it denies the whole service` };
+  if (rule.effect === 'deny' && rule.serviceOnly)
+    return {
+      ...base,
+      matched: true,
+      why: `${svcOk}, and the rule lists no tools/resources/prompts/completions, so it denies the whole service`,
+    };
   const checked = checkedItem(action);
   if ('error' in checked) return { ...base, matched: false, why: `${svcOk}, but ${checked.error}` };
   const item = checked.item;
@@ -526,9 +595,15 @@ function traceRule(rule: CompiledRule, service: string, action: McpAction): Rule
       : { ...base, matched: false, why: `${svcOk}, but a deny rule that lists items only denies those items, not service-level requests` };
   }
   const patterns = rule.target[item.kind];
-  if (patterns === undefined) return { ...base, matched: false, why: `${svcOk}, but the rule has no ${item.kind} list (an absent list covers nothing)` };
+  if (patterns === undefined)
+    return { ...base, matched: false, why: `${svcOk}, but the rule has no ${item.kind} list (an absent list covers nothing)` };
   const hit = patterns.find((p) => globMatch(p, item.value));
-  if (hit === undefined) return { ...base, matched: false, why: `${svcOk}, but no ${item.kind} pattern of [${patterns.join(', ')}] matches ${shown(item.value)}` };
+  if (hit === undefined)
+    return {
+      ...base,
+      matched: false,
+      why: `${svcOk}, but no ${item.kind} pattern of [${patterns.join(', ')}] matches ${shown(item.value)}`,
+    };
   return { ...base, matched: true, why: `${svcOk}, and ${item.kind} pattern "${hit}" matches ${shown(item.value)}` };
 }
 

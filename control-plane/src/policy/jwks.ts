@@ -43,14 +43,21 @@ function loadable(jwk: Obj, reason: string): JwkVerdict | undefined {
 }
 
 function rsa(jwk: Obj, alg: string | undefined): JwkVerdict {
-  if (alg !== undefined && !alg.startsWith('RS') && !alg.startsWith('PS')) return fail('[alg] is not started with [RS] or [PS] for an RSA key');
+  if (alg !== undefined && !alg.startsWith('RS') && !alg.startsWith('PS'))
+    return fail('[alg] is not started with [RS] or [PS] for an RSA key');
   if (typeof jwk['n'] !== 'string') return fail('[n] field is missing for a RSA key');
   if (typeof jwk['e'] !== 'string') return fail('[e] field is missing for a RSA key');
   const e = base64url(jwk['e']);
   const n = base64url(jwk['n']);
   const exponent = e ? BigInt(`0x${e.toString('hex') || '0'}`) : 0n;
-  if (!n || n.length === 0 || (exponent !== 3n && exponent !== 65537n)) return fail('Jwks RSA [n] or [e] field is missing or has a parse error');
-  return loadable({ kty: 'RSA', n: jwk['n'], e: jwk['e'] }, 'Jwks RSA [n] or [e] field is missing or has a parse error') ?? { ok: true, kty: 'RSA' };
+  if (!n || n.length === 0 || (exponent !== 3n && exponent !== 65537n))
+    return fail('Jwks RSA [n] or [e] field is missing or has a parse error');
+  return (
+    loadable({ kty: 'RSA', n: jwk['n'], e: jwk['e'] }, 'Jwks RSA [n] or [e] field is missing or has a parse error') ?? {
+      ok: true,
+      kty: 'RSA',
+    }
+  );
 }
 
 function ec(jwk: Obj, alg: string | undefined): JwkVerdict {
@@ -61,7 +68,8 @@ function ec(jwk: Obj, alg: string | undefined): JwkVerdict {
   const crv = jwk['crv'] as string | undefined;
   let curve: string;
   if (alg !== undefined && crv !== undefined) {
-    if (EC_CURVES[alg] === undefined || !Object.values(EC_CURVES).includes(crv)) return fail('[crv] or [alg] field is not supported for an EC key');
+    if (EC_CURVES[alg] === undefined || !Object.values(EC_CURVES).includes(crv))
+      return fail('[crv] or [alg] field is not supported for an EC key');
     if (EC_CURVES[alg] !== crv) return fail('[crv] field specified is not compatible with [alg] for an EC key');
     curve = crv;
   } else if (alg !== undefined) {
@@ -72,7 +80,12 @@ function ec(jwk: Obj, alg: string | undefined): JwkVerdict {
     if (!Object.values(EC_CURVES).includes(crv)) return fail('[crv] or [alg] field is not supported for an EC key');
     curve = crv;
   } else curve = 'P-256';
-  return loadable({ kty: 'EC', crv: curve, x: jwk['x'], y: jwk['y'] }, 'Jwks EC [x] and [y] fields have a parse error.') ?? { ok: true, kty: 'EC' };
+  return (
+    loadable({ kty: 'EC', crv: curve, x: jwk['x'], y: jwk['y'] }, 'Jwks EC [x] and [y] fields have a parse error.') ?? {
+      ok: true,
+      kty: 'EC',
+    }
+  );
 }
 
 function oct(jwk: Obj, alg: string | undefined): JwkVerdict {
@@ -99,11 +112,16 @@ export function readJwk(jwk: Obj): JwkVerdict {
   if (jwk['alg'] !== undefined && typeof jwk['alg'] !== 'string') return fail('[alg] is not a string in [keys]');
   const alg = jwk['alg'] as string | undefined;
   switch (kty) {
-    case 'RSA': return rsa(jwk, alg);
-    case 'EC': return ec(jwk, alg);
-    case 'oct': return oct(jwk, alg);
-    case 'OKP': return okp(jwk, alg);
-    default: return fail('[kty] is not supported in [keys]');
+    case 'RSA':
+      return rsa(jwk, alg);
+    case 'EC':
+      return ec(jwk, alg);
+    case 'oct':
+      return oct(jwk, alg);
+    case 'OKP':
+      return okp(jwk, alg);
+    default:
+      return fail('[kty] is not supported in [keys]');
   }
 }
 

@@ -47,7 +47,11 @@ export function encodeMcpHeaderValue(value: string): string {
  * Base64, bytes that are not UTF-8, or characters outside visible ASCII left unencoded.
  */
 export function decodeMcpHeaderValue(value: string): { readonly value: string } | { readonly error: string } {
-  if (value.length >= SENTINEL_PREFIX.length + SENTINEL_SUFFIX.length && value.startsWith(SENTINEL_PREFIX) && value.endsWith(SENTINEL_SUFFIX)) {
+  if (
+    value.length >= SENTINEL_PREFIX.length + SENTINEL_SUFFIX.length &&
+    value.startsWith(SENTINEL_PREFIX) &&
+    value.endsWith(SENTINEL_SUFFIX)
+  ) {
     const b64 = value.slice(SENTINEL_PREFIX.length, value.length - SENTINEL_SUFFIX.length);
     if (!BASE64.test(b64) || b64.length % 4 === 1) return { error: 'is not valid Base64 inside =?base64?...?=' };
     const bytes = Buffer.from(b64, 'base64');

@@ -64,7 +64,8 @@ export function patternProblem(pattern: unknown, kind: PatternKind): string | un
   if (/[\s\x00-\x1f\x7f]/.test(pattern)) return `${q}: must not contain whitespace or control characters`;
   switch (kind) {
     case 'service':
-      if (!SERVICE_PATTERN.test(pattern)) return `${q}: a service pattern is a service name (lower-case letters, digits, "-") with optional "*" wildcards`;
+      if (!SERVICE_PATTERN.test(pattern))
+        return `${q}: a service pattern is a service name (lower-case letters, digits, "-") with optional "*" wildcards`;
       return undefined;
     case 'tool':
     case 'prompt':
@@ -79,7 +80,8 @@ export function patternProblem(pattern: unknown, kind: PatternKind): string | un
       return pattern === '*' ? undefined : re2Problem(globRegex(pattern), q);
     }
     case 'caller':
-      if (!pattern.startsWith('spiffe://') || pattern.length <= 'spiffe://'.length) return `${q}: must be a SPIFFE ID pattern such as "spiffe://mcpmesh.local/gateway/*"`;
+      if (!pattern.startsWith('spiffe://') || pattern.length <= 'spiffe://'.length)
+        return `${q}: must be a SPIFFE ID pattern such as "spiffe://mcpmesh.local/gateway/*"`;
       if (/[?[\]{}]/.test(pattern)) return `${q}: only "*" is a wildcard`;
       // Exact and trailing-"*" patterns match without a regex (identity/sds.ts, spiffeIdMatcher).
       return pattern.indexOf('*') === -1 || pattern.indexOf('*') === pattern.length - 1 ? undefined : re2Problem(globRegex(pattern), q);
@@ -105,7 +107,8 @@ function readRule(r: Reader, raw: unknown, path: string): RuleTarget | undefined
   }
   r.onlyKeys(raw, path, ['service', 'tools', 'resources', 'prompts', 'completions']);
   let service: string | undefined;
-  if (raw['service'] === undefined || raw['service'] === null) r.fail(join(path, 'service'), 'is required (a service name or pattern, "*" for all)');
+  if (raw['service'] === undefined || raw['service'] === null)
+    r.fail(join(path, 'service'), 'is required (a service name or pattern, "*" for all)');
   else {
     const problem = patternProblem(raw['service'], 'service');
     if (problem) r.fail(join(path, 'service'), problem);
@@ -150,7 +153,11 @@ function readProvider(r: Reader, raw: unknown, path: string, seen: Map<string, s
     return undefined;
   }
   r.onlyKeys(raw, path, ['name', 'issuer', 'audiences', 'jwksUri', 'jwks', 'jwksCache', 'jwksCaFile']);
-  const name = r.string(raw, 'name', path, { required: true, pattern: PROVIDER_NAME, hint: 'must be 1-64 letters, digits, ".", "_" or "-"' });
+  const name = r.string(raw, 'name', path, {
+    required: true,
+    pattern: PROVIDER_NAME,
+    hint: 'must be 1-64 letters, digits, ".", "_" or "-"',
+  });
   if (name !== undefined) {
     const prev = seen.get(name);
     if (prev) r.fail(join(path, 'name'), `duplicate provider name "${name}" (also at ${prev})`);
@@ -161,7 +168,8 @@ function readProvider(r: Reader, raw: unknown, path: string, seen: Map<string, s
   else if (issuer?.includes('://')) checkUrl(r, issuer, join(path, 'issuer'));
   const audList = r.list(raw, 'audiences', path);
   const audiences: string[] = [];
-  if (!audList) r.fail(join(path, 'audiences'), 'is required: tokens must have been issued for this mesh (its audience / resource indicator)');
+  if (!audList)
+    r.fail(join(path, 'audiences'), 'is required: tokens must have been issued for this mesh (its audience / resource indicator)');
   else if (audList.length === 0) r.fail(join(path, 'audiences'), 'must list at least one audience');
   audList?.forEach((a, i) => {
     if (typeof a === 'string' && a !== '') audiences.push(a);
@@ -209,11 +217,17 @@ function readProvider(r: Reader, raw: unknown, path: string, seen: Map<string, s
   }
   const cache = r.duration(raw, 'jwksCache', path, 1000, DAY_MS);
   if (cache !== undefined && hasInline && !hasUri) r.fail(join(path, 'jwksCache'), 'only applies to a remote JWKS (jwksUri)');
-  const caFile = r.string(raw, 'jwksCaFile', path, { pattern: /^\/\S+$/, hint: 'must be an absolute path (on the gateway) to a PEM CA bundle' });
-  if (caFile !== undefined && !(jwksUri?.startsWith('https:') ?? false)) r.fail(join(path, 'jwksCaFile'), 'only applies to an https:// jwksUri');
+  const caFile = r.string(raw, 'jwksCaFile', path, {
+    pattern: /^\/\S+$/,
+    hint: 'must be an absolute path (on the gateway) to a PEM CA bundle',
+  });
+  if (caFile !== undefined && !(jwksUri?.startsWith('https:') ?? false))
+    r.fail(join(path, 'jwksCaFile'), 'only applies to an https:// jwksUri');
   if (name === undefined || issuer === undefined || issuer === '') return undefined;
   return {
-    name, issuer, audiences,
+    name,
+    issuer,
+    audiences,
     ...(jwksUri !== undefined ? { jwksUri } : {}),
     jwksCacheMs: cache ?? DEFAULT_JWKS_CACHE_MS,
     ...(jwks !== undefined ? { jwks } : {}),
@@ -222,7 +236,8 @@ function readProvider(r: Reader, raw: unknown, path: string, seen: Map<string, s
 }
 
 function readService(r: Reader, name: string, raw: unknown, path: string, trustDomain: string): ServicePolicy | undefined {
-  if (!SERVICE_NAME.test(name)) r.fail(path, `${JSON.stringify(name)} is not a service name (a DNS label: lower-case letters, digits and "-", at most 63)`);
+  if (!SERVICE_NAME.test(name))
+    r.fail(path, `${JSON.stringify(name)} is not a service name (a DNS label: lower-case letters, digits and "-", at most 63)`);
   const base = defaultServicePolicy(name, trustDomain);
   if (raw === null || raw === undefined) return base;
   if (!isNode(raw)) {
@@ -235,7 +250,11 @@ function readService(r: Reader, name: string, raw: unknown, path: string, trustD
   const requiredScopes: string[] = [];
   scopeList?.forEach((s, i) => {
     if (typeof s === 'string' && SCOPE.test(s)) requiredScopes.push(s);
-    else r.fail(join(join(path, 'requiredScopes'), i), `${JSON.stringify(s)} is not an OAuth scope (printable, no spaces, quotes or backslashes)`);
+    else
+      r.fail(
+        join(join(path, 'requiredScopes'), i),
+        `${JSON.stringify(s)} is not an OAuth scope (printable, no spaces, quotes or backslashes)`,
+      );
   });
   const forwardToken = r.boolean(raw, 'forwardToken', path) ?? base.forwardToken;
   const allowedCallers = readPatterns(r, raw, 'allowedCallers', path, 'caller') ?? base.allowedCallers;
@@ -246,14 +265,26 @@ function readService(r: Reader, name: string, raw: unknown, path: string, trustD
 export function parsePolicy(yamlText: string, sourceName: string): Policy {
   const doc = parseDocument(yamlText, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(sourceName, doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`, reason: e.message.split('\n')[0] ?? e.code })));
+    throw new ConfigError(
+      sourceName,
+      doc.errors.map((e) => ({
+        path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`,
+        reason: e.message.split('\n')[0] ?? e.code,
+      })),
+    );
   }
   const root: unknown = doc.toJS();
-  if (!isNode(root)) throw new ConfigError(sourceName, [{ path: '', reason: 'must be a mapping with trustDomain, providers, services and roles' }]);
+  if (!isNode(root))
+    throw new ConfigError(sourceName, [{ path: '', reason: 'must be a mapping with trustDomain, providers, services and roles' }]);
   const r = new Reader();
   r.onlyKeys(root, '', ['trustDomain', 'roleClaim', 'providers', 'services', 'roles']);
-  const trustDomain = r.string(root, 'trustDomain', '', { required: true, pattern: TRUST_DOMAIN, hint: 'is not a SPIFFE trust domain (lower-case letters, digits, ".", "-", "_"), e.g. mcpmesh.local' });
-  const roleClaim = r.string(root, 'roleClaim', '', { pattern: /^\S+$/, hint: 'must be a claim name such as "roles" or "scope"' }) ?? DEFAULT_ROLE_CLAIM;
+  const trustDomain = r.string(root, 'trustDomain', '', {
+    required: true,
+    pattern: TRUST_DOMAIN,
+    hint: 'is not a SPIFFE trust domain (lower-case letters, digits, ".", "-", "_"), e.g. mcpmesh.local',
+  });
+  const roleClaim =
+    r.string(root, 'roleClaim', '', { pattern: /^\S+$/, hint: 'must be a claim name such as "roles" or "scope"' }) ?? DEFAULT_ROLE_CLAIM;
 
   const providers: JwtProvider[] = [];
   const seenProviders = new Map<string, string>();
@@ -273,7 +304,8 @@ export function parsePolicy(yamlText: string, sourceName: string): Policy {
   const rolesNode = r.object(root, 'roles', '');
   for (const [name, raw] of Object.entries(rolesNode ?? {})) {
     const path = join('roles', name);
-    if (!ROLE_NAME.test(name)) r.fail(path, `${JSON.stringify(name)} is not a role name (1-256 characters, no whitespace or control characters)`);
+    if (!ROLE_NAME.test(name))
+      r.fail(path, `${JSON.stringify(name)} is not a role name (1-256 characters, no whitespace or control characters)`);
     else {
       // Header RBAC matches a role inside a space-separated claim with a regex (translate/rbac.ts).
       const problem = re2Problem(wordInListRegex(name), `role ${JSON.stringify(name)}`, 'role names of up to 74 ASCII characters fit');

@@ -19,7 +19,9 @@ export const SHOWN_MAX = 128;
 /** `what` contains the control character U+XXXX, or undefined when it has none. */
 export function controlProblem(value: string, what: string): string | undefined {
   const c = CONTROL.exec(value);
-  return c ? `${what} contains the control character U+${(c[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}` : undefined;
+  return c
+    ? `${what} contains the control character U+${(c[0].codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}`
+    : undefined;
 }
 
 /**

@@ -67,7 +67,8 @@ function normalizeEscapes(text: string, where: Component): { text: string } | { 
         if (b < 0x20 || b === 0x7f) return { error: `an encoded control character (${hexByte(b)}) in the ${where}` };
         if (b === 0x5c) return { error: `an encoded backslash (%5C) in the ${where}` };
         if ((where === 'authority' || where === 'path') && b === 0x2f) return { error: `an encoded "/" (%2F) in the ${where}` };
-        if ((where === 'authority' || where === 'path') && b === 0x25) return { error: `an encoded "%" (%25, double encoding) in the ${where}` };
+        if ((where === 'authority' || where === 'path') && b === 0x25)
+          return { error: `an encoded "%" (%25, double encoding) in the ${where}` };
         out += UNRESERVED.test(c) ? c : hexByte(b);
         j += 1;
         continue;
@@ -81,7 +82,8 @@ function normalizeEscapes(text: string, where: Component): { text: string } | { 
         return { error: `percent-encoded bytes that are not UTF-8 (${bytes.slice(j, k).map(hexByte).join('')}) in the ${where}` };
       }
       // C1 controls (U+0080-U+009F) are valid UTF-8, and as ambiguous as C0 ones.
-      if (controlProblem(decoded, '')) return { error: `an encoded control character (${bytes.slice(j, k).map(hexByte).join('')}) in the ${where}` };
+      if (controlProblem(decoded, ''))
+        return { error: `an encoded control character (${bytes.slice(j, k).map(hexByte).join('')}) in the ${where}` };
       out += decoded;
       j = k;
     }
@@ -111,7 +113,8 @@ function removeDotSegments(path: string): string {
  * start with "." (every dot segment does) and are not empty, and a query and fragment, of characters neither
  * normalization touches (no "%", backslash, space, quote, "|"...).
  */
-const PLAIN_NORMAL = /^(?:file:\/\/(?=\/)|(?!(?:https?|wss?|ftp|file):)[a-z][a-z0-9+.-]*:\/\/[a-z0-9.-]*)(?:\/(?![/.])[A-Za-z0-9\-._~!$&()*+,;=:@]*)*(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?]*)?(?:#[A-Za-z0-9\-._~!$&()*+,;=:@/?]*)?$/;
+const PLAIN_NORMAL =
+  /^(?:file:\/\/(?=\/)|(?!(?:https?|wss?|ftp|file):)[a-z][a-z0-9+.-]*:\/\/[a-z0-9.-]*)(?:\/(?![/.])[A-Za-z0-9\-._~!$&()*+,;=:@]*)*(?:\?[A-Za-z0-9\-._~!$&()*+,;=:@/?]*)?(?:#[A-Za-z0-9\-._~!$&()*+,;=:@/?]*)?$/;
 
 /** The normal form of a resource URI the policy matches, or why it is refused (see the top of this file). */
 export function normalizeResourceUri(uri: string): UriNormalization {
@@ -155,7 +158,12 @@ function normalizeRfc3986(uri: string): UriNormalization {
     authority = slash >= 0 ? rest.slice(2, slash) : rest.slice(2);
     rest = slash >= 0 ? rest.slice(slash) : '';
   }
-  const parts: Array<[Component, string | undefined]> = [['authority', authority], ['path', rest], ['query', query], ['fragment', fragment]];
+  const parts: Array<[Component, string | undefined]> = [
+    ['authority', authority],
+    ['path', rest],
+    ['query', query],
+    ['fragment', fragment],
+  ];
   const norm: Partial<Record<Component, string>> = {};
   for (const [where, text] of parts) {
     if (text === undefined) continue;
@@ -166,11 +174,15 @@ function normalizeRfc3986(uri: string): UriNormalization {
   let path = norm.path ?? '';
   const segments = path.split('/');
   if (path.startsWith('/')) {
-    if (segments.slice(1, -1).some((s) => s === '')) return { error: 'the URI has an empty path segment ("//"), which file systems and servers read differently' };
-    if (segments.some((s) => /^\.\.?;/.test(s))) return { error: 'the URI has a dot segment with parameters (";"), which some servers read as a dot segment' };
+    if (segments.slice(1, -1).some((s) => s === ''))
+      return { error: 'the URI has an empty path segment ("//"), which file systems and servers read differently' };
+    if (segments.some((s) => /^\.\.?;/.test(s)))
+      return { error: 'the URI has a dot segment with parameters (";"), which some servers read as a dot segment' };
     path = removeDotSegments(path);
   } else if (segments.some((s) => s === '.' || s === '..' || /^\.\.?;/.test(s))) {
-    return { error: 'the URI has dot segments in an opaque path (no "/" after the scheme): URL parsers keep them, a server might resolve them' };
+    return {
+      error: 'the URI has dot segments in an opaque path (no "/" after the scheme): URL parsers keep them, a server might resolve them',
+    };
   }
   let auth = norm.authority;
   if (auth !== undefined) {
@@ -189,7 +201,8 @@ function normalizeRfc3986(uri: string): UriNormalization {
 export function resourcePatternProblem(pattern: string): string | undefined {
   if (pattern.includes('\\')) return 'contains a backslash; normalized URIs never do (a URI with one is refused)';
   const m = SCHEME.exec(pattern);
-  if (m && m[1] !== (m[1] as string).toLowerCase()) return `the scheme must be in lower case ("${(m[1] as string).toLowerCase()}:"), as URIs are normalized`;
+  if (m && m[1] !== (m[1] as string).toLowerCase())
+    return `the scheme must be in lower case ("${(m[1] as string).toLowerCase()}:"), as URIs are normalized`;
   for (const esc of pattern.matchAll(/%(.{0,2})/g)) {
     const hex = esc[1] as string;
     if (!HEX.test(hex)) return `"%" must be followed by two hex digits`;
@@ -199,8 +212,10 @@ export function resourcePatternProblem(pattern: string): string | undefined {
     if (hex !== hex.toUpperCase()) return `write "${esc[0]}" in upper case ("%${hex.toUpperCase()}"), as URIs are normalized`;
   }
   const host = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/([^/*?#]*)/.exec(pattern)?.[1];
-  if (host !== undefined && host.slice(host.lastIndexOf('@') + 1) !== host.slice(host.lastIndexOf('@') + 1).toLowerCase()) return 'the host must be in lower case, as URIs are normalized';
+  if (host !== undefined && host.slice(host.lastIndexOf('@') + 1) !== host.slice(host.lastIndexOf('@') + 1).toLowerCase())
+    return 'the host must be in lower case, as URIs are normalized';
   const path = pattern.replace(/[?#].*$/s, '');
-  if (/(^|\/)\.\.?(\/|$)/.test(path.replace(/^[A-Za-z][A-Za-z0-9+.-]*:(\/\/[^/]*)?/, ''))) return 'contains a dot segment ("." or ".."); URIs are matched with dot segments removed';
+  if (/(^|\/)\.\.?(\/|$)/.test(path.replace(/^[A-Za-z][A-Za-z0-9+.-]*:(\/\/[^/]*)?/, '')))
+    return 'contains a dot segment ("." or ".."); URIs are matched with dot segments removed';
   return undefined;
 }

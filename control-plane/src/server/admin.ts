@@ -54,7 +54,11 @@ export interface AdminOptions {
    * Mints a join token (POST /admin/join-token, for `mcpmesh join-token`): present when the mesh is secured.
    * `kind` and `name` are the identity asked for (a service's sidecar, or a gateway).
    */
-  joinTokens?: (kind: 'service' | 'gateway', name: string, ttlMs: number | undefined) => Promise<{ token: string; spiffeId: string; expiresAt: Date }>;
+  joinTokens?: (
+    kind: 'service' | 'gateway',
+    name: string,
+    ttlMs: number | undefined,
+  ) => Promise<{ token: string; spiffeId: string; expiresAt: Date }>;
   /** GET /debug/routing[?service=NAME]: effective routing knobs and their sources (`mcpmesh routing explain`). */
   routing?: (service: string | undefined) => { code: number; body: unknown };
   /** The read-only web console, served under CONSOLE_PREFIX with the same exposure as /debug. */
@@ -218,7 +222,10 @@ export type DebugSnapshot = {
 type Obj = Record<string, unknown>;
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array);
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-const setFields = (o: Obj, except: readonly string[]): string[] => Object.keys(o).filter((k) => !except.includes(k) && o[k] !== undefined && o[k] !== null).sort();
+const setFields = (o: Obj, except: readonly string[]): string[] =>
+  Object.keys(o)
+    .filter((k) => !except.includes(k) && o[k] !== undefined && o[k] !== null)
+    .sort();
 
 function certificateFacts(der: Buffer | string): CertificateSummary {
   try {
@@ -324,7 +331,8 @@ function withKeyBearingFieldsSummarized(v: unknown): unknown {
   for (const [k, x] of Object.entries(v)) {
     if (k === 'tls_certificates') out[k] = Array.isArray(x) ? x.map(tlsCertificateSummary) : [tlsCertificateSummary(x)];
     else if (k === 'tls_certificate') out[k] = tlsCertificateSummary(x);
-    else if (k === 'private_key' || k === 'session_ticket_keys' || k === 'generic_secret' || k === 'pkcs12' || k === 'password') out[k] = NEVER_SHOWN;
+    else if (k === 'private_key' || k === 'session_ticket_keys' || k === 'generic_secret' || k === 'pkcs12' || k === 'password')
+      out[k] = NEVER_SHOWN;
     else out[k] = withKeyBearingFieldsSummarized(x);
   }
   return out;
@@ -332,12 +340,24 @@ function withKeyBearingFieldsSummarized(v: unknown): unknown {
 
 /** A snapshot for /debug/config_dump: like `snapshotToJson`, but Secrets are summaries (no key material). */
 export function snapshotToDebugJson(s: Snapshot): DebugSnapshot {
-  const others = Object.fromEntries(RESOURCE_KINDS.filter((k) => k !== 'secret').map((kind) => [kind,
-    [...s.resources[kind].values()].map((r) => ({ name: r.name, version: r.version, resource: withKeyBearingFieldsSummarized(decodeResource(kind, r.bytes)) }))]));
+  const others = Object.fromEntries(
+    RESOURCE_KINDS.filter((k) => k !== 'secret').map((kind) => [
+      kind,
+      [...s.resources[kind].values()].map((r) => ({
+        name: r.name,
+        version: r.version,
+        resource: withKeyBearingFieldsSummarized(decodeResource(kind, r.bytes)),
+      })),
+    ]),
+  );
   return {
     key: s.key,
     versions: s.versions,
-    secret: [...s.resources.secret.values()].map((r) => ({ name: r.name, version: r.version, resource: summarizeSecret(decodeResource('secret', r.bytes)) })),
+    secret: [...s.resources.secret.values()].map((r) => ({
+      name: r.name,
+      version: r.version,
+      resource: summarizeSecret(decodeResource('secret', r.bytes)),
+    })),
     ...(others as { [K in Exclude<ResourceKind, 'secret'>]: DebugResource<unknown>[] }),
   };
 }
@@ -383,7 +403,9 @@ export class AdminServer {
     if (opts.debugToken !== undefined) {
       const t = opts.debugToken;
       if (t.length < MIN_TOKEN_LENGTH || !TOKEN68.test(t)) {
-        throw new Error(`admin debug token: must be at least ${MIN_TOKEN_LENGTH} characters of [A-Za-z0-9-._~+/] (optionally "=" padded), e.g. from \`openssl rand -base64 32\``);
+        throw new Error(
+          `admin debug token: must be at least ${MIN_TOKEN_LENGTH} characters of [A-Za-z0-9-._~+/] (optionally "=" padded), e.g. from \`openssl rand -base64 32\``,
+        );
       }
       // Compared as digests: equal lengths for timingSafeEqual, and no length leak.
       this.tokenDigest = digest(t);
@@ -394,26 +416,45 @@ export class AdminServer {
       '/readyz': (_req, res) => {
         if (this.opts.draining?.()) res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready: draining (shutting down)\n');
         else if (this.opts.cache.ready) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
-        else res.writeHead(503, { 'content-type': 'text/plain' }).end(`not ready: no snapshot built yet\n${JSON.stringify(this.opts.sourceErrors())}\n`);
+        else
+          res
+            .writeHead(503, { 'content-type': 'text/plain' })
+            .end(`not ready: no snapshot built yet\n${JSON.stringify(this.opts.sourceErrors())}\n`);
       },
       '/metrics': async (_req, res) => {
         const { registry } = this.opts.metrics;
         res.writeHead(200, { 'content-type': registry.contentType });
         res.end(await registry.metrics());
       },
-      '/debug/proxies': (_req, res) => json(res, 200, this.opts.tracker.list().map((s) => ({
-        id: s.proxy.id, role: s.proxy.role, mode: s.mode, peer: s.peer, locality: s.proxy.locality ?? null,
-        service: s.proxy.service ?? null, connectedAt: new Date(s.connectedAt).toISOString(), types: s.types,
-      }))),
-      '/debug/sources': (_req, res, url) => json(res, 200, url.searchParams.has('watches') ? (this.opts.sourceWatches?.() ?? []) : this.opts.sourceErrors()),
-      '/debug/mesh': (_req, res) => (this.opts.meshStatus ? json(res, 200, this.opts.meshStatus()) : json(res, 404, { error: 'no mesh status here' })),
+      '/debug/proxies': (_req, res) =>
+        json(
+          res,
+          200,
+          this.opts.tracker.list().map((s) => ({
+            id: s.proxy.id,
+            role: s.proxy.role,
+            mode: s.mode,
+            peer: s.peer,
+            locality: s.proxy.locality ?? null,
+            service: s.proxy.service ?? null,
+            connectedAt: new Date(s.connectedAt).toISOString(),
+            types: s.types,
+          })),
+        ),
+      '/debug/sources': (_req, res, url) =>
+        json(res, 200, url.searchParams.has('watches') ? (this.opts.sourceWatches?.() ?? []) : this.opts.sourceErrors()),
+      '/debug/mesh': (_req, res) =>
+        this.opts.meshStatus ? json(res, 200, this.opts.meshStatus()) : json(res, 404, { error: 'no mesh status here' }),
       '/debug/config_dump': (_req, res, url) => {
         const snap = this.configFor(url);
         if ('error' in snap) return json(res, snap.code, { error: snap.error });
         json(res, 200, snapshotToDebugJson(snap.snapshot));
       },
       '/debug/routing': (_req, res, url) => {
-        const r = this.opts.routing?.(url.searchParams.get('service') ?? undefined) ?? { code: 404, body: { error: 'routing is not available' } };
+        const r = this.opts.routing?.(url.searchParams.get('service') ?? undefined) ?? {
+          code: 404,
+          body: { error: 'routing is not available' },
+        };
         json(res, r.code, r.body);
       },
       '/admin/join-token': (req, res) => this.joinToken(req, res),
@@ -447,7 +488,23 @@ export class AdminServer {
       if (denied) return json(res, denied.code, denied.body, denied.headers);
     }
     if (!route) {
-      return json(res, 404, { error: 'not found', endpoints: ['/healthz', '/readyz', '/metrics', '/debug/proxies', '/debug/sources', '/debug/sources?watches', '/debug/mesh', '/debug/routing?service=<name>', '/debug/config_dump?node=<id>', '/debug/config_dump?role=gateway&region=&zone=', '/debug/config_dump?role=sidecar&service=<name>', ...(this.opts.console ? [CONSOLE_PREFIX] : [])] });
+      return json(res, 404, {
+        error: 'not found',
+        endpoints: [
+          '/healthz',
+          '/readyz',
+          '/metrics',
+          '/debug/proxies',
+          '/debug/sources',
+          '/debug/sources?watches',
+          '/debug/mesh',
+          '/debug/routing?service=<name>',
+          '/debug/config_dump?node=<id>',
+          '/debug/config_dump?role=gateway&region=&zone=',
+          '/debug/config_dump?role=sidecar&service=<name>',
+          ...(this.opts.console ? [CONSOLE_PREFIX] : []),
+        ],
+      });
     }
     await this.handlers[route](req, res, url);
   }
@@ -460,7 +517,13 @@ export class AdminServer {
   private async joinToken(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const mint = this.opts.joinTokens;
     if (!mint) return json(res, 404, { error: 'join tokens need a secured mesh: start the control plane with --policy' });
-    if (req.method !== 'POST') return json(res, 405, { error: 'POST a JSON body: {"service": "<name>"} or {"gateway": "<name>"}, optional "ttl"' }, { allow: 'POST' });
+    if (req.method !== 'POST')
+      return json(
+        res,
+        405,
+        { error: 'POST a JSON body: {"service": "<name>"} or {"gateway": "<name>"}, optional "ttl"' },
+        { allow: 'POST' },
+      );
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const c of req) {
@@ -476,9 +539,11 @@ export class AdminServer {
     }
     const service = typeof body['service'] === 'string' ? body['service'] : undefined;
     const gateway = typeof body['gateway'] === 'string' ? body['gateway'] : undefined;
-    if ((service === undefined) === (gateway === undefined)) return json(res, 400, { error: 'give exactly one of "service" and "gateway"' });
+    if ((service === undefined) === (gateway === undefined))
+      return json(res, 400, { error: 'give exactly one of "service" and "gateway"' });
     const name = (service ?? gateway) as string;
-    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name)) return json(res, 400, { error: `${JSON.stringify(name)} is not a service or gateway name (a DNS label)` });
+    if (!/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(name))
+      return json(res, 400, { error: `${JSON.stringify(name)} is not a service or gateway name (a DNS label)` });
     let ttlMs: number | undefined;
     if (body['ttl'] !== undefined) {
       ttlMs = parseDurationMs(String(body['ttl']));
@@ -496,20 +561,40 @@ export class AdminServer {
   private authorize(req: http.IncomingMessage): Denial | undefined {
     if (this.loopback) {
       if (isLoopbackHost(req.headers.host)) return undefined;
-      return { code: 403, headers: {}, body: { error: 'forbidden', error_description: `Host "${req.headers.host ?? ''}" is not a loopback name; the admin server is bound to loopback and serves /debug only to local clients` } };
+      return {
+        code: 403,
+        headers: {},
+        body: {
+          error: 'forbidden',
+          error_description: `Host "${req.headers.host ?? ''}" is not a loopback name; the admin server is bound to loopback and serves /debug only to local clients`,
+        },
+      };
     }
     if (!this.tokenDigest) {
       return {
-        code: 403, headers: {},
-        body: { error: 'forbidden', error_description: 'the admin server listens on a non-loopback address and no admin token is configured, so /debug and /oauth/token are disabled; set MCPMESH_ADMIN_TOKEN (--admin-token) or bind the admin port to loopback (--admin-host 127.0.0.1). /healthz, /readyz and /metrics stay open.' },
+        code: 403,
+        headers: {},
+        body: {
+          error: 'forbidden',
+          error_description:
+            'the admin server listens on a non-loopback address and no admin token is configured, so /debug and /oauth/token are disabled; set MCPMESH_ADMIN_TOKEN (--admin-token) or bind the admin port to loopback (--admin-host 127.0.0.1). /healthz, /readyz and /metrics stay open.',
+        },
       };
     }
     const m = /^Bearer +(\S+) *$/i.exec(req.headers.authorization ?? '');
     if (!m) {
-      return { code: 401, headers: { 'www-authenticate': `Bearer realm="${ADMIN_REALM}"` }, body: { error: 'unauthorized', error_description: 'send Authorization: Bearer <admin token>' } };
+      return {
+        code: 401,
+        headers: { 'www-authenticate': `Bearer realm="${ADMIN_REALM}"` },
+        body: { error: 'unauthorized', error_description: 'send Authorization: Bearer <admin token>' },
+      };
     }
     if (!timingSafeEqual(digest(m[1] as string), this.tokenDigest)) {
-      return { code: 401, headers: { 'www-authenticate': `Bearer realm="${ADMIN_REALM}", error="invalid_token"` }, body: { error: 'invalid_token', error_description: 'wrong admin token' } };
+      return {
+        code: 401,
+        headers: { 'www-authenticate': `Bearer realm="${ADMIN_REALM}", error="invalid_token"` },
+        body: { error: 'invalid_token', error_description: 'wrong admin token' },
+      };
     }
     return undefined;
   }
@@ -536,8 +621,15 @@ export class AdminServer {
         if (listenerPort === undefined) return { error: 'port must be an integer in 1..65535', code: 400 };
         // local_authz=true: what a gateway whose agent decides beside it gets (no authorizer clusters).
         const localAuthz = url.searchParams.get('local_authz');
-        if (localAuthz !== null && localAuthz !== 'true' && localAuthz !== 'false') return { error: 'local_authz must be true or false', code: 400 };
-        proxy = { id: 'config-dump', role, listenerPort, ...(locality ? { locality } : {}), ...(localAuthz === 'true' ? { localAuthz: true } : {}) };
+        if (localAuthz !== null && localAuthz !== 'true' && localAuthz !== 'false')
+          return { error: 'local_authz must be true or false', code: 400 };
+        proxy = {
+          id: 'config-dump',
+          role,
+          listenerPort,
+          ...(locality ? { locality } : {}),
+          ...(localAuthz === 'true' ? { localAuthz: true } : {}),
+        };
       } else if (role === 'sidecar') {
         const service = url.searchParams.get('service');
         if (!service) return { error: 'role=sidecar needs service=<name>', code: 400 };
@@ -547,7 +639,8 @@ export class AdminServer {
         if (mesh && !mesh.services.some((s) => s.name === service)) return { error: `no service "${service}" in the mesh`, code: 404 };
         const listenerPort = port('port', 15006);
         const appPort = port('app_port', 8080);
-        if (listenerPort === undefined || appPort === undefined) return { error: 'port and app_port must be integers in 1..65535', code: 400 };
+        if (listenerPort === undefined || appPort === undefined)
+          return { error: 'port and app_port must be integers in 1..65535', code: 400 };
         proxy = { id: 'config-dump', role, service, listenerPort, appPort };
       } else return { error: `role must be gateway or sidecar (got "${role}")`, code: 400 };
     }
@@ -567,7 +660,8 @@ export class AdminServer {
       // authentication cannot be used there: advertise only what works.
       return json(res, 200, this.loopback ? meta : { ...meta, token_endpoint_auth_methods_supported: ['client_secret_post'] });
     }
-    if (req.method !== 'POST') return json(res, 405, { error: 'invalid_request', error_description: 'use POST with application/x-www-form-urlencoded' });
+    if (req.method !== 'POST')
+      return json(res, 405, { error: 'invalid_request', error_description: 'use POST with application/x-www-form-urlencoded' });
     try {
       // Beyond loopback the header held the admin token (already checked): never read it as client credentials.
       const authorization = this.loopback ? req.headers.authorization : undefined;

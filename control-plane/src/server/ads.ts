@@ -179,9 +179,15 @@ class Outbox {
   private readonly onStall: () => void;
   private readonly onCoalesced: (kind: ResourceKind) => void;
 
-  constructor(call: grpc.ServerDuplexStream<unknown, Buffer>, limits: AdsLimits, hooks: {
-    flush: (kind: ResourceKind, force: boolean) => void; onStall: () => void; onCoalesced: (kind: ResourceKind) => void;
-  }) {
+  constructor(
+    call: grpc.ServerDuplexStream<unknown, Buffer>,
+    limits: AdsLimits,
+    hooks: {
+      flush: (kind: ResourceKind, force: boolean) => void;
+      onStall: () => void;
+      onCoalesced: (kind: ResourceKind) => void;
+    },
+  ) {
     this.call = call;
     this.limits = limits;
     this.flush = hooks.flush;
@@ -242,14 +248,28 @@ class Outbox {
  */
 export function peerMismatch(proxy: ProxyInfo, peerId: string | undefined): { code: grpc.status; reason: string } | undefined {
   if (peerId === undefined) {
-    return { code: grpc.status.UNAUTHENTICATED, reason: 'this xDS port requires mTLS: present the workload certificate your agent obtained from the mesh CA (none was presented, or it is not from this mesh)' };
+    return {
+      code: grpc.status.UNAUTHENTICATED,
+      reason:
+        'this xDS port requires mTLS: present the workload certificate your agent obtained from the mesh CA (none was presented, or it is not from this mesh)',
+    };
   }
-  const segments = peerId.replace(/^spiffe:\/\/[^/]+/, '').split('/').filter(Boolean);
+  const segments = peerId
+    .replace(/^spiffe:\/\/[^/]+/, '')
+    .split('/')
+    .filter(Boolean);
   const [kind, name] = segments;
-  const claims = proxy.role === 'sidecar' ? `role sidecar, service ${proxy.service ?? '(none)'}` : `role gateway, gateway name ${proxy.gatewayName ?? 'default'}`;
-  const ok = segments.length === 2 && ((kind === 'mcp' && proxy.role === 'sidecar' && proxy.service === name)
-    || (kind === 'gateway' && proxy.role === 'gateway' && (proxy.gatewayName ?? 'default') === name));
-  return ok ? undefined : { code: grpc.status.PERMISSION_DENIED, reason: `node "${proxy.id}" claims ${claims}, but its certificate is ${peerId}` };
+  const claims =
+    proxy.role === 'sidecar'
+      ? `role sidecar, service ${proxy.service ?? '(none)'}`
+      : `role gateway, gateway name ${proxy.gatewayName ?? 'default'}`;
+  const ok =
+    segments.length === 2 &&
+    ((kind === 'mcp' && proxy.role === 'sidecar' && proxy.service === name) ||
+      (kind === 'gateway' && proxy.role === 'gateway' && (proxy.gatewayName ?? 'default') === name));
+  return ok
+    ? undefined
+    : { code: grpc.status.PERMISSION_DENIED, reason: `node "${proxy.id}" claims ${claims}, but its certificate is ${peerId}` };
 }
 
 /** A live ADS stream, from its first byte (before it names its node) to its close. */
@@ -292,14 +312,24 @@ export class AdsServer {
     const identity = (b: Buffer): Buffer => b;
     const definition: grpc.ServiceDefinition = {
       StreamAggregatedResources: {
-        path: `${SERVICE}StreamAggregatedResources`, requestStream: true, responseStream: true,
-        requestSerialize: identity, requestDeserialize: decoder<DiscoveryRequest>('envoy.service.discovery.v3.DiscoveryRequest'),
-        responseSerialize: identity, responseDeserialize: identity, originalName: 'streamAggregatedResources',
+        path: `${SERVICE}StreamAggregatedResources`,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: identity,
+        requestDeserialize: decoder<DiscoveryRequest>('envoy.service.discovery.v3.DiscoveryRequest'),
+        responseSerialize: identity,
+        responseDeserialize: identity,
+        originalName: 'streamAggregatedResources',
       },
       DeltaAggregatedResources: {
-        path: `${SERVICE}DeltaAggregatedResources`, requestStream: true, responseStream: true,
-        requestSerialize: identity, requestDeserialize: decoder<DeltaDiscoveryRequest>('envoy.service.discovery.v3.DeltaDiscoveryRequest'),
-        responseSerialize: identity, responseDeserialize: identity, originalName: 'deltaAggregatedResources',
+        path: `${SERVICE}DeltaAggregatedResources`,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: identity,
+        requestDeserialize: decoder<DeltaDiscoveryRequest>('envoy.service.discovery.v3.DeltaDiscoveryRequest'),
+        responseSerialize: identity,
+        responseDeserialize: identity,
+        originalName: 'deltaAggregatedResources',
       },
     };
     this.server.addService(definition, {
@@ -341,13 +371,18 @@ export class AdsServer {
     this.draining = true;
     const streams = [...this.live];
     this.opts.log.info('draining xDS streams', { streams: streams.length, window_ms: windowMs });
-    await Promise.all(streams.map((s) => new Promise<void>((resolve) => {
-      const t = setTimeout(() => {
-        s.terminate(grpc.status.UNAVAILABLE, 'control plane replica is shutting down; reconnect (to another replica)');
-        resolve();
-      }, Math.random() * windowMs);
-      t.unref();
-    })));
+    await Promise.all(
+      streams.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            const t = setTimeout(() => {
+              s.terminate(grpc.status.UNAVAILABLE, 'control plane replica is shutting down; reconnect (to another replica)');
+              resolve();
+            }, Math.random() * windowMs);
+            t.unref();
+          }),
+      ),
+    );
   }
 
   async close(): Promise<void> {
@@ -380,7 +415,12 @@ export class AdsServer {
     const now = Date.now();
     const last = this.refusalLog.get(reason);
     if (!last || now - last.at >= 1000) {
-      this.opts.log.warn('refusing xDS stream: limit reached', { reason, details, peer: call.getPeer(), ...(last?.suppressed ? { suppressed_since_last: last.suppressed } : {}) });
+      this.opts.log.warn('refusing xDS stream: limit reached', {
+        reason,
+        details,
+        peer: call.getPeer(),
+        ...(last?.suppressed ? { suppressed_since_last: last.suppressed } : {}),
+      });
       this.refusalLog.set(reason, { at: now, suppressed: 0 });
     } else last.suppressed += 1;
     call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details });
@@ -401,7 +441,11 @@ export class AdsServer {
     const onConnection = this.perConnection.get(connection) ?? 0;
     const onPeer = this.perPeer.get(peer) ?? 0;
     if (onConnection >= this.limits.maxStreamsPerConnection) {
-      this.refuse(call, 'streams_per_connection', `too many xDS streams on one connection (limit ${this.limits.maxStreamsPerConnection}); a proxy needs one`);
+      this.refuse(
+        call,
+        'streams_per_connection',
+        `too many xDS streams on one connection (limit ${this.limits.maxStreamsPerConnection}); a proxy needs one`,
+      );
       return undefined;
     }
     if (onPeer >= this.limits.maxStreamsPerPeer) {
@@ -443,7 +487,11 @@ export class AdsServer {
   private stalled(call: grpc.ServerDuplexStream<unknown, Buffer>, status: ProxyStatus | undefined): void {
     const seconds = Math.round(this.limits.stallTimeoutMs / 1000);
     this.opts.metrics.stalledStreams.inc();
-    this.opts.log.warn('closing xDS stream: client stopped reading', { proxy: status?.proxy.id, peer: call.getPeer(), stall_timeout_s: seconds });
+    this.opts.log.warn('closing xDS stream: client stopped reading', {
+      proxy: status?.proxy.id,
+      peer: call.getPeer(),
+      stall_timeout_s: seconds,
+    });
     call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `the client did not read responses for ${seconds} s` });
     // The status cannot pass the unread data: reset the stream (a client sees RESOURCE_EXHAUSTED) to free it.
     http2StreamOf(call)?.close(11 /* NGHTTP2_ENHANCE_YOUR_CALM */);
@@ -474,7 +522,12 @@ export class AdsServer {
     if (this.opts.requireIdentity) {
       const mismatch = peerMismatch(proxy, callerSpiffeId(call));
       if (mismatch) {
-        this.fail(call, mismatch.code, mismatch.code === grpc.status.UNAUTHENTICATED ? 'unauthenticated' : 'identity_mismatch', mismatch.reason);
+        this.fail(
+          call,
+          mismatch.code,
+          mismatch.code === grpc.status.UNAUTHENTICATED ? 'unauthenticated' : 'identity_mismatch',
+          mismatch.reason,
+        );
         return undefined;
       }
     }
@@ -515,7 +568,13 @@ export class AdsServer {
     return { status, snapshot: () => current };
   }
 
-  private recordAck(status: ProxyStatus, kind: ResourceKind, t: TypeStatus, version: string, error: { message?: string } | null | undefined): void {
+  private recordAck(
+    status: ProxyStatus,
+    kind: ResourceKind,
+    t: TypeStatus,
+    version: string,
+    error: { message?: string } | null | undefined,
+  ): void {
     const { metrics, log } = this.opts;
     if (t.sentAt !== undefined) metrics.pushDuration.observe({ type: kind }, (performance.now() - t.sentAt) / 1000);
     t.sentAt = undefined;
@@ -527,7 +586,13 @@ export class AdsServer {
       metrics.nacks.inc({ type: kind, role: status.proxy.role });
       metrics.proxyNacked.set({ proxy: status.proxy.id, type: kind }, 1);
       // The proxy keeps its last good config; we keep serving and wait for the next change.
-      log.warn('proxy rejected config (NACK)', { proxy: status.proxy.id, type: kind, version: t.sentVersion, accepted: version, error_detail: t.lastNack });
+      log.warn('proxy rejected config (NACK)', {
+        proxy: status.proxy.id,
+        type: kind,
+        version: t.sentVersion,
+        accepted: version,
+        error_detail: t.lastNack,
+      });
     } else {
       t.ackedVersion = version;
       t.ackedAt = Date.now();
@@ -537,14 +602,27 @@ export class AdsServer {
   }
 
   /** A response too big for this client is not sent: the proxy keeps its config, the operator is told once per version. */
-  private tooLarge(status: ProxyStatus, kind: ResourceKind, t: TypeStatus, version: string, bytes: number, limit: number, what: string): void {
+  private tooLarge(
+    status: ProxyStatus,
+    kind: ResourceKind,
+    t: TypeStatus,
+    version: string,
+    bytes: number,
+    limit: number,
+    what: string,
+  ): void {
     if (t.oversizedVersion === version) return;
     t.oversizedVersion = version;
     t.lastError = `${what} is ${bytes} bytes, over the ${limit} bytes this client accepts; not sent (the proxy keeps its previous config)`;
     this.opts.metrics.refused.inc({ reason: 'response_size' });
     this.opts.log.error('xDS response too large for the client; not sent', {
-      proxy: status.proxy.id, type: kind, bytes, limit,
-      hint: status.proxy.proxyless ? 'proxyless gRPC clients accept 4 MiB: split the mesh (fewer services per gateway name)' : 'use delta xDS (ads_config api_type DELTA_GRPC), which sends big updates in parts',
+      proxy: status.proxy.id,
+      type: kind,
+      bytes,
+      limit,
+      hint: status.proxy.proxyless
+        ? 'proxyless gRPC clients accept 4 MiB: split the mesh (fewer services per gateway name)'
+        : 'use delta xDS (ads_config api_type DELTA_GRPC), which sends big updates in parts',
     });
   }
 
@@ -576,7 +654,15 @@ export class AdsServer {
       const resp = this.sotwResponse(kind, selection);
       const limit = clientMaxReceive(status.proxy, this.limits);
       if (resp.bytes.length > limit) {
-        this.tooLarge(status, kind, t, selection.version, resp.bytes.length, limit, `the ${kind} response (${selection.chosen.length} resources)`);
+        this.tooLarge(
+          status,
+          kind,
+          t,
+          selection.version,
+          resp.bytes.length,
+          limit,
+          `the ${kind} response (${selection.chosen.length} resources)`,
+        );
         return;
       }
       t.sentVersion = resp.version;
@@ -610,14 +696,23 @@ export class AdsServer {
       const status = session.status;
       const t = this.opts.tracker.type(status, kind);
       const nonce = req.response_nonce ?? '';
-      this.opts.log.debug('sotw request', { proxy: status.proxy.id, type: kind, names: names.length, nonce, version: req.version_info, sent_nonce: t.sentNonce, nack: req.error_detail?.message });
+      this.opts.log.debug('sotw request', {
+        proxy: status.proxy.id,
+        type: kind,
+        names: names.length,
+        nonce,
+        version: req.version_info,
+        sent_nonce: t.sentNonce,
+        nack: req.error_detail?.message,
+      });
       if (nonce !== '') {
         // A stale nonce answers a response that has since been superseded: nothing to do.
         if (nonce !== t.sentNonce) return;
         this.recordAck(status, kind, t, req.version_info ?? '', req.error_detail);
       }
       const prev = subs.get(kind);
-      const wildcard = names.includes('*') || (names.length === 0 && (kind === 'listener' || kind === 'cluster') && (!prev || prev.wildcard));
+      const wildcard =
+        names.includes('*') || (names.length === 0 && (kind === 'listener' || kind === 'cluster') && (!prev || prev.wildcard));
       const sub: Subscription = { wildcard, names: new Set(names.filter((n) => n !== '*')) };
       const changed = !prev || namesKey(prev) !== namesKey(sub);
       subs.set(kind, sub);
@@ -636,9 +731,10 @@ export class AdsServer {
     let sel = perSnapshot.get(key);
     if (!sel) {
       const chosen = selected(snapshot, kind, sub);
-      const version = sub.wildcard && chosen.length === snapshot.resources[kind].size
-        ? snapshot.versions[kind]
-        : hash(chosen.map((r) => `${r.name}\0${r.version}`).join('\n'));
+      const version =
+        sub.wildcard && chosen.length === snapshot.resources[kind].size
+          ? snapshot.versions[kind]
+          : hash(chosen.map((r) => `${r.name}\0${r.version}`).join('\n'));
       sel = { version, chosen };
       // Proxies of a class ask for the same lists, which the first few entries cover; other lists are
       // client-chosen and served uncached.
@@ -717,13 +813,15 @@ export class AdsServer {
         const nonce = nextNonce();
         t.sentNonce = nonce;
         this.opts.metrics.pushes.inc({ type: kind, mode: 'delta' });
-        outbox?.write(this.encodeDelta({
-          system_version_info: snapshot.versions[kind],
-          type_url: typeUrl,
-          nonce,
-          resources: part.map((r) => ({ name: r.name, version: r.version, resource: { type_url: typeUrl, value: r.bytes } })),
-          removed_resources: i === 0 ? removed : [],
-        }));
+        outbox?.write(
+          this.encodeDelta({
+            system_version_info: snapshot.versions[kind],
+            type_url: typeUrl,
+            nonce,
+            resources: part.map((r) => ({ name: r.name, version: r.version, resource: { type_url: typeUrl, value: r.bytes } })),
+            removed_resources: i === 0 ? removed : [],
+          }),
+        );
       });
     };
     outbox = new Outbox(call, this.limits, {

@@ -34,10 +34,17 @@ export class ConvergenceTracker {
 
   /** Call right after a publish: the streams that were just sent something are the affected ones. */
   begin(source: string, startedAt: number): void {
-    const pending = new Set(this.tracker.list().filter((s) => !settled(s)).map((s) => s.streamId));
+    const pending = new Set(
+      this.tracker
+        .list()
+        .filter((s) => !settled(s))
+        .map((s) => s.streamId),
+    );
     if (pending.size === 0) return;
     const round: Round = {
-      source, startedAt, pending,
+      source,
+      startedAt,
+      pending,
       timer: setTimeout(() => {
         // Proxies that never answer must not hold a round open forever.
         this.rounds.delete(round);

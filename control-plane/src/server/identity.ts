@@ -76,26 +76,44 @@ export class IdentityService {
     const signRes = codec<object>('mcpmesh.identity.v1.SignResponse');
     const bundleReq = codec<object>('mcpmesh.identity.v1.BundleRequest');
     const bundleRes = codec<object>('mcpmesh.identity.v1.BundleResponse');
-    server.addService({
-      Sign: {
-        path: `${SERVICE}Sign`, requestStream: false, responseStream: false,
-        requestSerialize: signReq.ser, requestDeserialize: signReq.de, responseSerialize: signRes.ser, responseDeserialize: signRes.de, originalName: 'sign',
+    server.addService(
+      {
+        Sign: {
+          path: `${SERVICE}Sign`,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: signReq.ser,
+          requestDeserialize: signReq.de,
+          responseSerialize: signRes.ser,
+          responseDeserialize: signRes.de,
+          originalName: 'sign',
+        },
+        Bundle: {
+          path: `${SERVICE}Bundle`,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: bundleReq.ser,
+          requestDeserialize: bundleReq.de,
+          responseSerialize: bundleRes.ser,
+          responseDeserialize: bundleRes.de,
+          originalName: 'bundle',
+        },
       },
-      Bundle: {
-        path: `${SERVICE}Bundle`, requestStream: false, responseStream: false,
-        requestSerialize: bundleReq.ser, requestDeserialize: bundleReq.de, responseSerialize: bundleRes.ser, responseDeserialize: bundleRes.de, originalName: 'bundle',
+      {
+        Sign: (call: grpc.ServerUnaryCall<SignRequest, object>, done: grpc.sendUnaryData<object>) => {
+          this.sign(call.request, callerSpiffeId(call), call.getPeer()).then(
+            (r) => done(null, r),
+            (err: unknown) => {
+              const r = err instanceof Refusal ? err : new Refusal(grpc.status.INTERNAL, (err as Error).message);
+              done({ code: r.code, details: r.message });
+            },
+          );
+        },
+        Bundle: (_call: grpc.ServerUnaryCall<object, object>, done: grpc.sendUnaryData<object>) => {
+          done(null, { bundle_pem: this.#opts.ca.bundlePem, control_plane_id: controlPlaneId(this.#opts.ca.trustDomain) });
+        },
       },
-    }, {
-      Sign: (call: grpc.ServerUnaryCall<SignRequest, object>, done: grpc.sendUnaryData<object>) => {
-        this.sign(call.request, callerSpiffeId(call), call.getPeer()).then((r) => done(null, r), (err: unknown) => {
-          const r = err instanceof Refusal ? err : new Refusal(grpc.status.INTERNAL, (err as Error).message);
-          done({ code: r.code, details: r.message });
-        });
-      },
-      Bundle: (_call: grpc.ServerUnaryCall<object, object>, done: grpc.sendUnaryData<object>) => {
-        done(null, { bundle_pem: this.#opts.ca.bundlePem, control_plane_id: controlPlaneId(this.#opts.ca.trustDomain) });
-      },
-    });
+    );
   }
 
   /** Decides and signs one request. Throws Refusal with the gRPC status and the reason. */
@@ -115,15 +133,26 @@ export class IdentityService {
       // Renewal: the current certificate of that very identity must be on this connection.
       if (peerId !== spiffeId) {
         metrics.certificateErrors.inc();
-        log.warn('certificate request refused', { spiffe_id: spiffeId, peer, reason: 'renewal without that identity', presented: peerId ?? 'none' });
-        throw new Refusal(grpc.status.PERMISSION_DENIED, `a request without a credential is a renewal: it needs the current certificate of ${spiffeId} on this connection (presented: ${peerId ?? 'no client certificate'})`);
+        log.warn('certificate request refused', {
+          spiffe_id: spiffeId,
+          peer,
+          reason: 'renewal without that identity',
+          presented: peerId ?? 'none',
+        });
+        throw new Refusal(
+          grpc.status.PERMISSION_DENIED,
+          `a request without a credential is a renewal: it needs the current certificate of ${spiffeId} on this connection (presented: ${peerId ?? 'no client certificate'})`,
+        );
       }
       how = 'renewal (mTLS)';
     } else {
       const attestor = this.#attestors.get(type);
       if (!attestor) {
         metrics.certificateErrors.inc();
-        throw new Refusal(grpc.status.INVALID_ARGUMENT, `unknown credential type "${type}"; this control plane accepts: ${[...this.#attestors.keys()].join(', ') || 'renewals only'}`);
+        throw new Refusal(
+          grpc.status.INVALID_ARGUMENT,
+          `unknown credential type "${type}"; this control plane accepts: ${[...this.#attestors.keys()].join(', ') || 'renewals only'}`,
+        );
       }
       const result = await attestor.attest(req.credential ?? '', request);
       if (!result.ok) {
@@ -145,8 +174,20 @@ export class IdentityService {
     metrics.certificatesIssued.inc({ role: request.role });
     this.#issued.delete(spiffeId);
     if (this.#issued.size >= MAX_ISSUED) this.#issued.delete(this.#issued.keys().next().value as string);
-    this.#issued.set(spiffeId, { spiffeId, serial: signed.serial, notAfter: signed.notAfter.toISOString(), issuedAt: new Date().toISOString(), attestedBy: how });
-    log.info('certificate signed', { spiffe_id: spiffeId, serial: signed.serial, not_after: signed.notAfter.toISOString(), attested_by: how, peer });
+    this.#issued.set(spiffeId, {
+      spiffeId,
+      serial: signed.serial,
+      notAfter: signed.notAfter.toISOString(),
+      issuedAt: new Date().toISOString(),
+      attestedBy: how,
+    });
+    log.info('certificate signed', {
+      spiffe_id: spiffeId,
+      serial: signed.serial,
+      not_after: signed.notAfter.toISOString(),
+      attested_by: how,
+      peer,
+    });
     return {
       cert_chain_pem: signed.certPem + signed.chainPem,
       bundle_pem: ca.bundlePem,
@@ -162,10 +203,12 @@ export class IdentityService {
     } catch (err) {
       throw new Error(`spiffe_id: ${err instanceof SpiffeIdError ? err.message : String(err)}`);
     }
-    if (parsed.trustDomain !== this.#opts.ca.trustDomain) throw new Error(`spiffe_id: ${spiffeId} is not in trust domain "${this.#opts.ca.trustDomain}"`);
+    if (parsed.trustDomain !== this.#opts.ca.trustDomain)
+      throw new Error(`spiffe_id: ${spiffeId} is not in trust domain "${this.#opts.ca.trustDomain}"`);
     const role = workloadRole(spiffeId);
     const segments = parsed.path.split('/').filter(Boolean);
-    if (!role || segments.length !== 2) throw new Error(`spiffe_id: ${spiffeId} is not a workload identity (spiffe://<td>/mcp/<service> or spiffe://<td>/gateway/<name>)`);
+    if (!role || segments.length !== 2)
+      throw new Error(`spiffe_id: ${spiffeId} is not a workload identity (spiffe://<td>/mcp/<service> or spiffe://<td>/gateway/<name>)`);
     let keyHash: string;
     try {
       keyHash = csrKeyHash(csrPem);

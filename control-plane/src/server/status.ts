@@ -21,7 +21,12 @@ export interface MeshStatusView {
     readonly protocol: string;
     readonly transport: string;
     readonly endpoints: readonly {
-      readonly address: string; readonly port: number; readonly region: string; readonly zone: string; readonly healthy: boolean; readonly weight: number;
+      readonly address: string;
+      readonly port: number;
+      readonly region: string;
+      readonly zone: string;
+      readonly healthy: boolean;
+      readonly weight: number;
       /** `healthy` and who said so, in words (healthText); `healthFrom` the same as data (null: not recorded). */
       readonly health: string;
       readonly healthFrom: HealthOrigin | null;
@@ -56,9 +61,18 @@ export function healthText(e: Pick<MeshEndpoint, 'healthy' | 'healthFrom'>): str
 
 export function meshServicesView(mesh: Mesh | undefined): MeshStatusView['services'] {
   return (mesh?.services ?? []).map((s) => ({
-    name: s.name, protocol: s.protocol, transport: s.transport,
-    endpoints: s.endpoints.map((e) => ({ address: e.address, port: e.port, region: e.locality.region, zone: e.locality.zone, healthy: e.healthy, weight: e.weight,
-      health: healthText(e), healthFrom: e.healthFrom ?? null,
+    name: s.name,
+    protocol: s.protocol,
+    transport: s.transport,
+    endpoints: s.endpoints.map((e) => ({
+      address: e.address,
+      port: e.port,
+      region: e.locality.region,
+      zone: e.locality.zone,
+      healthy: e.healthy,
+      weight: e.weight,
+      health: healthText(e),
+      healthFrom: e.healthFrom ?? null,
     })),
   }));
 }

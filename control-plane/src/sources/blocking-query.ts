@@ -117,7 +117,11 @@ export function backoffDelay(failures: number, baseMs: number, maxMs: number, ra
 // Consul indexes are uint64: compare as BigInt, never as floats.
 const INDEX = /^[0-9]{1,20}$/;
 
-interface Answer { status: number; index: string | undefined; body: string }
+interface Answer {
+  status: number;
+  index: string | undefined;
+  body: string;
+}
 
 export class BlockingQuery<T> {
   private readonly o: BlockingQueryOptions<T>;
@@ -128,8 +132,14 @@ export class BlockingQuery<T> {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private s: {
-    lastSuccessAt?: number; lastError?: string; lastErrorKind?: BlockingQueryErrorKind; lastErrorAt?: number;
-    requests: number; errors: number; resets: number; startedAt?: number;
+    lastSuccessAt?: number;
+    lastError?: string;
+    lastErrorKind?: BlockingQueryErrorKind;
+    lastErrorAt?: number;
+    requests: number;
+    errors: number;
+    resets: number;
+    startedAt?: number;
   } = { requests: 0, errors: 0, resets: 0 };
 
   constructor(o: BlockingQueryOptions<T>) {
@@ -194,9 +204,14 @@ export class BlockingQuery<T> {
         delay = backoffDelay(this.failures, this.o.backoffBaseMs ?? 100, this.o.backoffMaxMs ?? 2000);
         try {
           this.o.onError(e);
-        } catch { /* a throwing listener must not end the loop */ }
+        } catch {
+          /* a throwing listener must not end the loop */
+        }
       }
-      if (delay > 0 && this.running) await new Promise<void>((resolve) => { this.timer = setTimeout(resolve, delay); });
+      if (delay > 0 && this.running)
+        await new Promise<void>((resolve) => {
+          this.timer = setTimeout(resolve, delay);
+        });
     }
   }
 
@@ -207,7 +222,8 @@ export class BlockingQuery<T> {
     };
     if (a.status < 200 || a.status > 299) fail('status', `HTTP ${a.status}: ${a.body.slice(0, 200).trim()}`, a.status);
     if (a.index === undefined) fail('index', 'answer has no X-Consul-Index header');
-    if (!INDEX.test(a.index ?? '') || BigInt(a.index ?? '0') === 0n) fail('index', `X-Consul-Index ${JSON.stringify(a.index)} is not a positive integer`);
+    if (!INDEX.test(a.index ?? '') || BigInt(a.index ?? '0') === 0n)
+      fail('index', `X-Consul-Index ${JSON.stringify(a.index)} is not a positive integer`);
     const index = BigInt(a.index ?? '0');
     let body: unknown;
     try {
@@ -256,23 +272,40 @@ export class BlockingQuery<T> {
     const max = this.o.maxBodyBytes ?? 64 * 1024 * 1024;
     const get = url.protocol === 'https:' ? https.get : http.get;
     return new Promise<Answer>((resolve, reject) => {
-      const req = get(url, { headers: { Accept: 'application/json', ...this.o.headers }, ...(this.o.agent ? { agent: this.o.agent } : {}), signal: this.abort.signal }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > max) req.destroy(new BlockingQueryError(this.o.name, 'decode', `answer larger than ${max} bytes`));
-          else chunks.push(c);
-        });
-        res.on('end', () => {
-          clearTimeout(timer);
-          const h = res.headers['x-consul-index'];
-          resolve({ status: res.statusCode ?? 0, index: Array.isArray(h) ? h[0] : h, body: Buffer.concat(chunks).toString('utf8') });
-        });
-        res.on('error', (err) => { clearTimeout(timer); reject(err); });
+      const req = get(
+        url,
+        {
+          headers: { Accept: 'application/json', ...this.o.headers },
+          ...(this.o.agent ? { agent: this.o.agent } : {}),
+          signal: this.abort.signal,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          let size = 0;
+          res.on('data', (c: Buffer) => {
+            size += c.length;
+            if (size > max) req.destroy(new BlockingQueryError(this.o.name, 'decode', `answer larger than ${max} bytes`));
+            else chunks.push(c);
+          });
+          res.on('end', () => {
+            clearTimeout(timer);
+            const h = res.headers['x-consul-index'];
+            resolve({ status: res.statusCode ?? 0, index: Array.isArray(h) ? h[0] : h, body: Buffer.concat(chunks).toString('utf8') });
+          });
+          res.on('error', (err) => {
+            clearTimeout(timer);
+            reject(err);
+          });
+        },
+      );
+      const timer = setTimeout(
+        () => req.destroy(new BlockingQueryError(this.o.name, 'timeout', `no answer within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
       });
-      const timer = setTimeout(() => req.destroy(new BlockingQueryError(this.o.name, 'timeout', `no answer within ${timeoutMs} ms`)), timeoutMs);
-      req.on('error', (err) => { clearTimeout(timer); reject(err); });
     });
   }
 }

@@ -16,7 +16,18 @@
 import type http from 'node:http';
 import { EventEmitter } from 'node:events';
 import { isNode, Reader, type Node } from '../model/reader.ts';
-import { KNOB_BY_NAME, META_KNOBS, META_PREFIX, RANK, readMetaValue, type KnobName, type KnobValue, type Layer, type Setting, type TuningOverlay } from '../model/tuning.ts';
+import {
+  KNOB_BY_NAME,
+  META_KNOBS,
+  META_PREFIX,
+  RANK,
+  readMetaValue,
+  type KnobName,
+  type KnobValue,
+  type Layer,
+  type Setting,
+  type TuningOverlay,
+} from '../model/tuning.ts';
 import { BlockingQuery, type BlockingQueryError, type BlockingQueryState } from './blocking-query.ts';
 import { consulAgent, consulUrl, DEFAULT_MCP_TAG, validateCatalog, type ConsulSourceOptions } from './consul.ts';
 
@@ -47,7 +58,7 @@ export interface MappedEntry {
 const BOOKKEEPING = new Set(['Kind', 'Name', 'Namespace', 'Partition', 'CreateIndex', 'ModifyIndex', 'Hash']);
 const CONSUL_LB = ['least_request', 'round_robin', 'random', 'ring_hash', 'maglev'];
 
-const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, 'µs': 1e3, 'μs': 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
+const UNIT_NS: Record<string, number> = { ns: 1, us: 1e3, µs: 1e3, μs: 1e3, ms: 1e6, s: 1e9, m: 60e9, h: 3600e9 };
 /** Go's time.Duration as Consul's JSON carries it ("1m30s", or nanoseconds as a number), in ms; undefined when not one. */
 export function goDurationMs(v: unknown): number | undefined {
   if (typeof v === 'number') return Number.isFinite(v) ? v / 1e6 : undefined;
@@ -69,8 +80,14 @@ export function goDurationMs(v: unknown): number | undefined {
   return (m[1] === '-' ? -ns : ns) / 1e6;
 }
 
-const isEmpty = (v: unknown): boolean => v === undefined || v === null || v === '' || v === 0 || v === false
-  || (Array.isArray(v) && v.length === 0) || (isNode(v) && Object.values(v).every(isEmpty));
+const isEmpty = (v: unknown): boolean =>
+  v === undefined ||
+  v === null ||
+  v === '' ||
+  v === 0 ||
+  v === false ||
+  (Array.isArray(v) && v.length === 0) ||
+  (isNode(v) && Object.values(v).every(isEmpty));
 
 class EntryMapper {
   readonly problems: EntryProblem[] = [];
@@ -108,12 +125,23 @@ class EntryMapper {
     if (v !== undefined && r.problems.length === 0) out[knob] = { value: v, from: { source: 'consul', where: this.where, field } };
   }
 
-  duration(out: Partial<Record<KnobName, Setting>>, knob: KnobName, node: Node, key: string, prefix: string, unit: 'go' | 'ms' = 'go'): void {
+  duration(
+    out: Partial<Record<KnobName, Setting>>,
+    knob: KnobName,
+    node: Node,
+    key: string,
+    prefix: string,
+    unit: 'go' | 'ms' = 'go',
+  ): void {
     const raw = node[key];
     if (raw === undefined || raw === null || raw === '') return;
     const field = prefix ? `${prefix}.${key}` : key;
     const ms = unit === 'ms' ? (typeof raw === 'number' && Number.isInteger(raw) ? raw : undefined) : goDurationMs(raw);
-    if (ms === undefined) return this.fail(field, `${JSON.stringify(raw)} is not a ${unit === 'ms' ? 'whole number of milliseconds' : 'duration such as "5s" or "1m30s"'}`);
+    if (ms === undefined)
+      return this.fail(
+        field,
+        `${JSON.stringify(raw)} is not a ${unit === 'ms' ? 'whole number of milliseconds' : 'duration such as "5s" or "1m30s"'}`,
+      );
     if (ms < 0) return this.fail(field, `must not be negative (got ${JSON.stringify(raw)})`);
     // Consul documents 0 as "not set" for every duration the mesh reads (its own default then applies; for
     // RequestTimeout the mesh's "no limit").
@@ -121,7 +149,14 @@ class EntryMapper {
     this.setting(out, knob, field, Math.round(ms));
   }
 
-  integer(out: Partial<Record<KnobName, Setting>>, knob: KnobName, node: Node, key: string, prefix: string, opts: { zeroUnset?: boolean } = {}): void {
+  integer(
+    out: Partial<Record<KnobName, Setting>>,
+    knob: KnobName,
+    node: Node,
+    key: string,
+    prefix: string,
+    opts: { zeroUnset?: boolean } = {},
+  ): void {
     const raw = node[key];
     if (raw === undefined || raw === null) return;
     const field = `${prefix}.${key}`;
@@ -137,7 +172,12 @@ class EntryMapper {
     const map: Record<string, KnobValue> = { http: 'http1', http2: 'http2', grpc: 'http2' };
     const v = typeof raw === 'string' ? map[raw.toLowerCase()] : undefined;
     if (v === undefined) {
-      return this.fail(field, raw === 'tcp' ? 'is "tcp": MCP is carried over HTTP; use "http", "http2" or "grpc"' : `${JSON.stringify(raw)} is not one of: http, http2, grpc`);
+      return this.fail(
+        field,
+        raw === 'tcp'
+          ? 'is "tcp": MCP is carried over HTTP; use "http", "http2" or "grpc"'
+          : `${JSON.stringify(raw)} is not one of: http, http2, grpc`,
+      );
     }
     this.setting(out, 'routing.upstreamProtocol', field, v);
   }
@@ -188,9 +228,14 @@ class EntryMapper {
       this.duration(out, 'outlierDetection.baseEjectionTimeMs', phc, 'BaseEjectionTime', p);
       // The mesh enforces consecutive-5xx ejection fully or not at all: 0 turns it off, 100 (Envoy's default) keeps it.
       const enf = phc['EnforcingConsecutive5xx'];
-      if (enf === 0) out['outlierDetection.consecutive5xx'] = { value: 0, from: { source: 'consul', where: this.where, field: `${p}.EnforcingConsecutive5xx` } };
+      if (enf === 0)
+        out['outlierDetection.consecutive5xx'] = {
+          value: 0,
+          from: { source: 'consul', where: this.where, field: `${p}.EnforcingConsecutive5xx` },
+        };
       else if (enf !== undefined && enf !== null && enf !== 100) {
-        if (typeof enf !== 'number' || !Number.isInteger(enf) || enf < 0 || enf > 100) this.fail(`${p}.EnforcingConsecutive5xx`, `must be an integer from 0 to 100 (got ${JSON.stringify(enf)})`);
+        if (typeof enf !== 'number' || !Number.isInteger(enf) || enf < 0 || enf > 100)
+          this.fail(`${p}.EnforcingConsecutive5xx`, `must be an integer from 0 to 100 (got ${JSON.stringify(enf)})`);
         else this.skip(`${p}.EnforcingConsecutive5xx`, 'partial enforcement is not supported: 0 (off) or 100');
       }
       this.rest(phc, p, ['Interval', 'MaxFailures', 'MaxEjectionPercent', 'BaseEjectionTime', 'EnforcingConsecutive5xx']);
@@ -251,7 +296,11 @@ export function mapConfigEntry(e: ConfigEntry, gateway = DEFAULT_GATEWAY_SERVICE
     const out: Partial<Record<KnobName, Setting>> = {};
     m.protocol(out, e['Protocol'], 'Protocol');
     m.meta(out, e);
-    if (!isEmpty(e['UpstreamConfig'])) m.skip('UpstreamConfig', `configures ${e.Name}'s own upstreams (MCP servers dial nothing through the mesh); set how ${e.Name} is reached in service-defaults/${gateway} UpstreamConfig.Overrides`);
+    if (!isEmpty(e['UpstreamConfig']))
+      m.skip(
+        'UpstreamConfig',
+        `configures ${e.Name}'s own upstreams (MCP servers dial nothing through the mesh); set how ${e.Name} is reached in service-defaults/${gateway} UpstreamConfig.Overrides`,
+      );
     m.rest(e, '', ['Protocol', 'Meta', 'UpstreamConfig']);
     add(e.Name, layer('service', RANK.consul + 2, out));
   } else if (e.Kind === 'service-resolver') {
@@ -264,12 +313,15 @@ export function mapConfigEntry(e: ConfigEntry, gateway = DEFAULT_GATEWAY_SERVICE
     if (isNode(lb)) {
       const policy = lb['Policy'];
       if (policy !== undefined && policy !== null && policy !== '') {
-        if (typeof policy !== 'string' || !CONSUL_LB.includes(policy)) m.fail('LoadBalancer.Policy', `${JSON.stringify(policy)} is not a Consul load-balancing policy (${CONSUL_LB.join(', ')})`);
-        else if (policy !== 'least_request' && policy !== 'round_robin') m.fail('LoadBalancer.Policy', `"${policy}" is not supported by MCP Mesh (supported: least_request, round_robin)`);
+        if (typeof policy !== 'string' || !CONSUL_LB.includes(policy))
+          m.fail('LoadBalancer.Policy', `${JSON.stringify(policy)} is not a Consul load-balancing policy (${CONSUL_LB.join(', ')})`);
+        else if (policy !== 'least_request' && policy !== 'round_robin')
+          m.fail('LoadBalancer.Policy', `"${policy}" is not supported by MCP Mesh (supported: least_request, round_robin)`);
         else m.setting(out, 'routing.lbPolicy', 'LoadBalancer.Policy', policy);
       }
       const lrc = lb['LeastRequestConfig'];
-      if (isNode(lrc) && lrc['ChoiceCount'] !== undefined && lrc['ChoiceCount'] !== 2) m.skip('LoadBalancer.LeastRequestConfig.ChoiceCount', 'the mesh uses 2 choices');
+      if (isNode(lrc) && lrc['ChoiceCount'] !== undefined && lrc['ChoiceCount'] !== 2)
+        m.skip('LoadBalancer.LeastRequestConfig.ChoiceCount', 'the mesh uses 2 choices');
       m.rest(lb, 'LoadBalancer', ['Policy', 'LeastRequestConfig']);
     }
     m.meta(out, e);
@@ -320,7 +372,12 @@ export class ConfigEntryState {
   }
 
   /** Replaces every entry of `kind` with `entries` (all kinds are kept in `all`) and maps them all again. */
-  update(kind: ConfigKind, entries: readonly ConfigEntry[], all: Map<ConfigKind, readonly ConfigEntry[]>, catalog?: CatalogKinds): EntryUpdate {
+  update(
+    kind: ConfigKind,
+    entries: readonly ConfigEntry[],
+    all: Map<ConfigKind, readonly ConfigEntry[]>,
+    catalog?: CatalogKinds,
+  ): EntryUpdate {
     all.set(kind, entries);
     const problems: EntryProblem[] = [];
     const missing: EntryProblem[] = [];
@@ -331,16 +388,29 @@ export class ConfigEntryState {
         const entry = `${e.Kind}/${e.Name}`;
         const own = e.Kind === 'service-resolver' || (e.Kind === 'service-defaults' && e.Name !== this.gateway);
         if (own && catalog?.get(e.Name) === 'other') continue;
-        if (own && catalog && !catalog.has(e.Name)) missing.push({ entry, field: 'Name', reason: `no service "${e.Name}" is registered in Consul (kept; applies when it registers as an MCP service)` });
+        if (own && catalog && !catalog.has(e.Name))
+          missing.push({
+            entry,
+            field: 'Name',
+            reason: `no service "${e.Name}" is registered in Consul (kept; applies when it registers as an MCP service)`,
+          });
         const mapped = mapConfigEntry(e, this.gateway);
         if (catalog && !own) {
-          const overrides = isNode(e['UpstreamConfig']) && Array.isArray(e['UpstreamConfig']['Overrides']) ? e['UpstreamConfig']['Overrides'] : [];
+          const overrides =
+            isNode(e['UpstreamConfig']) && Array.isArray(e['UpstreamConfig']['Overrides']) ? e['UpstreamConfig']['Overrides'] : [];
           overrides.forEach((o, i) => {
             const target = isNode(o) && typeof o['Name'] === 'string' ? o['Name'] : undefined;
             if (target === undefined || target === '') return;
             const what = catalog.get(target);
             if (what === 'mcp') return;
-            missing.push({ entry, field: `UpstreamConfig.Overrides[${i}].Name`, reason: what === 'other' ? `"${target}" is not an MCP service (gateways only reach MCP services)` : `no service "${target}" is registered in Consul (kept; applies when it registers as an MCP service)` });
+            missing.push({
+              entry,
+              field: `UpstreamConfig.Overrides[${i}].Name`,
+              reason:
+                what === 'other'
+                  ? `"${target}" is not an MCP service (gateways only reach MCP services)`
+                  : `no service "${target}" is registered in Consul (kept; applies when it registers as an MCP service)`,
+            });
           });
         }
         present.add(mapped.entry);
@@ -384,7 +454,12 @@ export class ConsulConfigWatch extends EventEmitter<ConsulConfigEvents> {
 
   private readonly agent: http.Agent;
 
-  constructor(opts: Pick<ConsulSourceOptions, 'address' | 'token' | 'datacenter' | 'tls' | 'tag' | 'wait' | 'backoffFactorMs' | 'backoffMaxMs' | 'timeoutMarginMs'> & { gateway?: string }) {
+  constructor(
+    opts: Pick<
+      ConsulSourceOptions,
+      'address' | 'token' | 'datacenter' | 'tls' | 'tag' | 'wait' | 'backoffFactorMs' | 'backoffMaxMs' | 'timeoutMarginMs'
+    > & { gateway?: string },
+  ) {
     super();
     this.state = new ConfigEntryState(opts.gateway);
     const base = consulUrl(opts.address);
@@ -393,23 +468,31 @@ export class ConsulConfigWatch extends EventEmitter<ConsulConfigEvents> {
     const query = <T>(name: string, path: string, validate: (b: unknown) => T, onChange: (v: T, observedAt: number) => void): void => {
       const url = new URL(path, base);
       if (opts.datacenter) url.searchParams.set('dc', opts.datacenter);
-      this.queries.push(new BlockingQuery<T>({
-        name, url, validate, agent,
-        ...(opts.token ? { headers: { 'X-Consul-Token': opts.token } } : {}),
-        wait: opts.wait ?? '30s',
-        ...(opts.timeoutMarginMs !== undefined ? { timeoutMarginMs: opts.timeoutMarginMs } : {}),
-        ...(opts.backoffFactorMs !== undefined ? { backoffBaseMs: opts.backoffFactorMs } : {}),
-        ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
-        onChange: (v, info) => onChange(v, info.observedAt),
-        onError: (err) => this.emit('error', err),
-        onRecover: () => this.emit('recover'),
-      }));
+      this.queries.push(
+        new BlockingQuery<T>({
+          name,
+          url,
+          validate,
+          agent,
+          ...(opts.token ? { headers: { 'X-Consul-Token': opts.token } } : {}),
+          wait: opts.wait ?? '30s',
+          ...(opts.timeoutMarginMs !== undefined ? { timeoutMarginMs: opts.timeoutMarginMs } : {}),
+          ...(opts.backoffFactorMs !== undefined ? { backoffBaseMs: opts.backoffFactorMs } : {}),
+          ...(opts.backoffMaxMs !== undefined ? { backoffMaxMs: opts.backoffMaxMs } : {}),
+          onChange: (v, info) => onChange(v, info.observedAt),
+          onError: (err) => this.emit('error', err),
+          onRecover: () => this.emit('recover'),
+        }),
+      );
     };
-    for (const kind of CONFIG_KINDS) query(`config ${kind}`, `/v1/config/${kind}`, validateEntries, (entries, at) => this.changed(kind, entries, at));
+    for (const kind of CONFIG_KINDS)
+      query(`config ${kind}`, `/v1/config/${kind}`, validateEntries, (entries, at) => this.changed(kind, entries, at));
     // Which services exist and which are MCP services: entries of other services are skipped, of unregistered ones reported.
     const tag = opts.tag ?? DEFAULT_MCP_TAG;
     query('config catalog', '/v1/catalog/services', validateCatalog, (services, at) => {
-      const next: CatalogKinds = new Map(Object.entries(services).map(([n, tags]) => [n, (tags ?? []).includes(tag) ? 'mcp' : 'other'] as const));
+      const next: CatalogKinds = new Map(
+        Object.entries(services).map(([n, tags]) => [n, (tags ?? []).includes(tag) ? 'mcp' : 'other'] as const),
+      );
       const same = this.catalog !== undefined && this.catalog.size === next.size && [...next].every(([n, k]) => this.catalog?.get(n) === k);
       if (same) return;
       this.catalog = next;

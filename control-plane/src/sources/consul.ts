@@ -36,8 +36,14 @@ const HTTP_PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/;
 export interface HealthEntry {
   Node?: { Node?: string; Address?: string; Datacenter?: string; Meta?: Record<string, string> | null };
   Service?: {
-    ID?: string; Service?: string; Tags?: string[] | null; Address?: string; Port?: number; Meta?: Record<string, string> | null;
-    Weights?: { Passing?: number; Warning?: number } | null; CreateIndex?: number;
+    ID?: string;
+    Service?: string;
+    Tags?: string[] | null;
+    Address?: string;
+    Port?: number;
+    Meta?: Record<string, string> | null;
+    Weights?: { Passing?: number; Warning?: number } | null;
+    CreateIndex?: number;
   };
   Checks?: Array<{ CheckID?: string; Status?: string; ServiceID?: string }> | null;
 }
@@ -63,7 +69,10 @@ function aggregateStatus(checks: HealthEntry['Checks']): 'passing' | 'warning' |
  * Maps Consul health entries onto the mesh model. Pure. An instance with bad data (no port, an address
  * that is not an IP, bad meta) is skipped with a reason; it never takes its healthy siblings down with it.
  */
-export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEntry[]>): { specs: ServiceSpec[]; skipped: SkippedInstance[] } {
+export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEntry[]>): {
+  specs: ServiceSpec[];
+  skipped: SkippedInstance[];
+} {
   const specs: ServiceSpec[] = [];
   const skipped: SkippedInstance[] = [];
   for (const [name, entries] of [...services.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
@@ -75,7 +84,8 @@ export function specsFromConsul(services: ReadonlyMap<string, readonly HealthEnt
 }
 
 const byId = (a: HealthEntry, b: HealthEntry): number => {
-  const x = a.Service?.ID ?? '', y = b.Service?.ID ?? '';
+  const x = a.Service?.ID ?? '',
+    y = b.Service?.ID ?? '';
   return x < y ? -1 : x > y ? 1 : 0;
 };
 
@@ -98,7 +108,18 @@ export function incarnationOf(entries: readonly HealthEntry[]): number {
 /** What the catalog says about routing: the MCP path (instance meta), when set; config entries tune the rest (consul-config.ts). */
 function catalogLayers(service: string, mcpPath: string | undefined): Layer[] {
   if (mcpPath === undefined) return [];
-  return [{ scope: 'service', rank: RANK.consul, settings: { 'routing.mcpPath': { value: mcpPath, from: { source: 'consul', where: `catalog service ${service}`, field: `Service.Meta.${CONSUL_META.path}` } } } }];
+  return [
+    {
+      scope: 'service',
+      rank: RANK.consul,
+      settings: {
+        'routing.mcpPath': {
+          value: mcpPath,
+          from: { source: 'consul', where: `catalog service ${service}`, field: `Service.Meta.${CONSUL_META.path}` },
+        },
+      },
+    },
+  ];
 }
 
 /** One service's health entries -> its spec (none when the name is unusable), and the instances left out. */
@@ -118,35 +139,73 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
       const meta = svc.Meta ?? {};
       const nodeMeta = e.Node?.Meta ?? {};
       const address = svc.Address || e.Node?.Address || '';
-      if (!svc.Port || !Number.isInteger(svc.Port) || svc.Port < 1 || svc.Port > 65535) { skip(`missing or invalid port ${JSON.stringify(svc.Port)}`); continue; }
-      if (isIP(address) === 0) { skip(`address ${JSON.stringify(address)} is not an IP address`); continue; }
+      if (!svc.Port || !Number.isInteger(svc.Port) || svc.Port < 1 || svc.Port > 65535) {
+        skip(`missing or invalid port ${JSON.stringify(svc.Port)}`);
+        continue;
+      }
+      if (isIP(address) === 0) {
+        skip(`address ${JSON.stringify(address)} is not an IP address`);
+        continue;
+      }
       const region = meta[CONSUL_META.region] ?? nodeMeta[CONSUL_META.region] ?? '';
       const zone = meta[CONSUL_META.zone] ?? nodeMeta[CONSUL_META.zone] ?? '';
-      if ((region !== '' && !LOCALITY_PART.test(region)) || (zone !== '' && !LOCALITY_PART.test(zone))) { skip(`bad locality meta region=${JSON.stringify(region)} zone=${JSON.stringify(zone)}`); continue; }
+      if ((region !== '' && !LOCALITY_PART.test(region)) || (zone !== '' && !LOCALITY_PART.test(zone))) {
+        skip(`bad locality meta region=${JSON.stringify(region)} zone=${JSON.stringify(zone)}`);
+        continue;
+      }
       const p = meta[CONSUL_META.protocol] ?? DEFAULT_PROTOCOL;
-      if (!(MCP_PROTOCOLS as readonly string[]).includes(p)) { skip(`meta ${CONSUL_META.protocol}=${JSON.stringify(p)} is not one of ${MCP_PROTOCOLS.join(', ')}`); continue; }
+      if (!(MCP_PROTOCOLS as readonly string[]).includes(p)) {
+        skip(`meta ${CONSUL_META.protocol}=${JSON.stringify(p)} is not one of ${MCP_PROTOCOLS.join(', ')}`);
+        continue;
+      }
       const t = meta[CONSUL_META.transport] ?? 'streamable-http';
-      if (!(MCP_TRANSPORTS as readonly string[]).includes(t)) { skip(`meta ${CONSUL_META.transport}=${JSON.stringify(t)} is not one of ${MCP_TRANSPORTS.join(', ')}`); continue; }
+      if (!(MCP_TRANSPORTS as readonly string[]).includes(t)) {
+        skip(`meta ${CONSUL_META.transport}=${JSON.stringify(t)} is not one of ${MCP_TRANSPORTS.join(', ')}`);
+        continue;
+      }
       const path = meta[CONSUL_META.path] ?? DEFAULT_ROUTING.mcpPath;
-      if (!HTTP_PATH.test(path)) { skip(`meta ${CONSUL_META.path}=${JSON.stringify(path)} is not an absolute HTTP path`); continue; }
+      if (!HTTP_PATH.test(path)) {
+        skip(`meta ${CONSUL_META.path}=${JSON.stringify(path)} is not an absolute HTTP path`);
+        continue;
+      }
       const weight = Math.min(128, Math.max(1, Math.round(svc.Weights?.Passing ?? 1)));
       const status = aggregateStatus(e.Checks);
       const healthy = status === 'passing';
       const sidecar = meta[CONSUL_META.sidecar] === 'envoy' ? 'sidecar' : 'direct';
-      parsed.push({ instance, how: `${p} ${t} ${path} ${sidecar}`, ep: { address, port: svc.Port, locality: { region, zone }, weight, healthy, healthFrom: { source: 'consul', status, checks: e.Checks?.length ?? 0 } } });
+      parsed.push({
+        instance,
+        how: `${p} ${t} ${path} ${sidecar}`,
+        ep: {
+          address,
+          port: svc.Port,
+          locality: { region, zone },
+          weight,
+          healthy,
+          healthFrom: { source: 'consul', status, checks: e.Checks?.length ?? 0 },
+        },
+      });
     }
     // How the service is spoken to is a service-level fact: the majority of instances decides (ties: lowest
     // ID first); instances that disagree are skipped rather than routed to with the wrong protocol.
     const votes = new Map<string, number>();
     for (const x of parsed) votes.set(x.how, (votes.get(x.how) ?? 0) + 1);
-    const winner = [...votes.entries()].reduce<[string, number] | undefined>((best, v) => (!best || v[1] > best[1] ? v : best), undefined)?.[0];
+    const winner = [...votes.entries()].reduce<[string, number] | undefined>(
+      (best, v) => (!best || v[1] > best[1] ? v : best),
+      undefined,
+    )?.[0];
     // Paths match HTTP_PATH, so they hold no space: the key splits back unambiguously.
-    const [protocol, transport, mcpPath, fronted] = winner ? (winner.split(' ') as [McpProtocol, McpTransport, string, string]) : [undefined, undefined, undefined, undefined];
+    const [protocol, transport, mcpPath, fronted] = winner
+      ? (winner.split(' ') as [McpProtocol, McpTransport, string, string])
+      : [undefined, undefined, undefined, undefined];
     const endpoints: MeshEndpoint[] = [];
     const seen = new Set<string>();
     for (const x of parsed) {
       if (x.how !== winner) {
-        skipped.push({ service: name, instance: x.instance, reason: `meta disagrees with the service's other instances (${CONSUL_META.protocol}=${protocol}, ${CONSUL_META.transport}=${transport}, ${CONSUL_META.path}=${mcpPath}, ${CONSUL_META.sidecar}=${fronted === 'sidecar' ? 'envoy' : 'none'})` });
+        skipped.push({
+          service: name,
+          instance: x.instance,
+          reason: `meta disagrees with the service's other instances (${CONSUL_META.protocol}=${protocol}, ${CONSUL_META.transport}=${transport}, ${CONSUL_META.path}=${mcpPath}, ${CONSUL_META.sidecar}=${fronted === 'sidecar' ? 'envoy' : 'none'})`,
+        });
         continue;
       }
       const key = `${x.ep.address}:${x.ep.port}`;
@@ -160,15 +219,18 @@ export function specFromConsul(name: string, entries: readonly HealthEntry[]): {
     const layers = catalogLayers(name, mcpPath);
     return {
       skipped,
-      spec: withLayers({
-        name,
-        incarnation: incarnationOf(entries),
-        protocol: protocol ?? DEFAULT_PROTOCOL,
-        transport: transport ?? 'streamable-http',
-        sidecar: fronted === 'sidecar',
-        endpoints,
-        ...resolveTuning(layers).tuned,
-      }, layers),
+      spec: withLayers(
+        {
+          name,
+          incarnation: incarnationOf(entries),
+          protocol: protocol ?? DEFAULT_PROTOCOL,
+          transport: transport ?? 'streamable-http',
+          sidecar: fronted === 'sidecar',
+          endpoints,
+          ...resolveTuning(layers).tuned,
+        },
+        layers,
+      ),
     };
   }
 }
@@ -330,9 +392,21 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
     return u;
   }
 
-  private query<T>(key: string, watch: 'catalog' | 'service', what: string, path: string, validate: (b: unknown) => T, onChange: (v: T, info: ChangeInfo) => void): BlockingQuery<T> {
+  private query<T>(
+    key: string,
+    watch: 'catalog' | 'service',
+    what: string,
+    path: string,
+    validate: (b: unknown) => T,
+    onChange: (v: T, info: ChangeInfo) => void,
+  ): BlockingQuery<T> {
     return new BlockingQuery<T>({
-      name: what, url: this.url(path), validate, onChange, headers: this.headers, agent: this.agent,
+      name: what,
+      url: this.url(path),
+      validate,
+      onChange,
+      headers: this.headers,
+      agent: this.agent,
       wait: this.opts.wait ?? '30s',
       ...(this.opts.backoffFactorMs !== undefined ? { backoffBaseMs: this.opts.backoffFactorMs } : {}),
       ...(this.opts.backoffMaxMs !== undefined ? { backoffMaxMs: this.opts.backoffMaxMs } : {}),
@@ -364,7 +438,11 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
     const tag = this.opts.tag ?? DEFAULT_MCP_TAG;
     this.startedAt = Date.now();
     const w = this.query('catalog', 'catalog', 'consul catalog watch', '/v1/catalog/services', validateCatalog, (services, info) => {
-      const next = new Set(Object.entries(services).filter(([, tags]) => (tags ?? []).includes(tag)).map(([name]) => name));
+      const next = new Set(
+        Object.entries(services)
+          .filter(([, tags]) => (tags ?? []).includes(tag))
+          .map(([name]) => name),
+      );
       // The catalog index moves on any instance change; only a change of the MCP service set matters here
       // (instances reach us through each service's health watch).
       const same = this.catalogSeen && next.size === this.wanted.size && [...next].every((n) => this.wanted.has(n));
@@ -389,11 +467,18 @@ export class ConsulSource extends EventEmitter<ConsulSourceEvents> {
   }
 
   private watchHealth(name: string): void {
-    const w = this.query(`service ${name}`, 'service', `consul health watch for "${name}"`, `/v1/health/service/${encodeURIComponent(name)}`, validateHealth, (entries, info) => {
-      if (this.healthWatches.get(name) !== w) return;
-      this.health.set(name, entries);
-      this.publish(info.index, info.observedAt);
-    });
+    const w = this.query(
+      `service ${name}`,
+      'service',
+      `consul health watch for "${name}"`,
+      `/v1/health/service/${encodeURIComponent(name)}`,
+      validateHealth,
+      (entries, info) => {
+        if (this.healthWatches.get(name) !== w) return;
+        this.health.set(name, entries);
+        this.publish(info.index, info.observedAt);
+      },
+    );
     this.healthWatches.set(name, w);
     w.start();
   }
@@ -454,7 +539,8 @@ export function validateHealth(body: unknown): HealthEntry[] {
     if (!isObject(e['Node'])) throw new Error(`health[${i}].Node: expected an object, got ${describeJson(e['Node'])}`);
     if (!isObject(e['Service'])) throw new Error(`health[${i}].Service: expected an object, got ${describeJson(e['Service'])}`);
     const checks = e['Checks'];
-    if (checks !== null && !(Array.isArray(checks) && checks.every(isObject))) throw new Error(`health[${i}].Checks: expected a list of objects, got ${describeJson(checks)}`);
+    if (checks !== null && !(Array.isArray(checks) && checks.every(isObject)))
+      throw new Error(`health[${i}].Checks: expected a list of objects, got ${describeJson(checks)}`);
   });
   return body as HealthEntry[];
 }

@@ -84,7 +84,11 @@ export class FileWatch {
   private stopped = false;
 
   /** `maxBytes`: refuse (through `error`) a file larger than this without reading it; `sizeHint` says how to raise it. */
-  constructor(file: string, handlers: FileWatchHandlers, opts: { debounceMs?: number; maxBytes?: number; sizeHint?: string; retryMs?: number } = {}) {
+  constructor(
+    file: string,
+    handlers: FileWatchHandlers,
+    opts: { debounceMs?: number; maxBytes?: number; sizeHint?: string; retryMs?: number } = {},
+  ) {
     this.file = path.resolve(file);
     this.retryMs = opts.retryMs ?? 1000;
     this.handlers = handlers;

@@ -36,13 +36,15 @@ function readEndpoint(r: Reader, raw: unknown, path: string): MeshEndpoint | und
   }
   r.onlyKeys(raw, path, ['address', 'port', 'locality', 'weight', 'healthy']);
   const address = r.string(raw, 'address', path, { required: true });
-  if (address !== undefined && isIP(address) === 0) r.fail(join(path, 'address'), `${JSON.stringify(address)} is not an IPv4 or IPv6 address`);
+  if (address !== undefined && isIP(address) === 0)
+    r.fail(join(path, 'address'), `${JSON.stringify(address)} is not an IPv4 or IPv6 address`);
   const port = r.integer(raw, 'port', path, 1, 65535, { required: true });
   const loc = r.object(raw, 'locality', path);
   const locPath = join(path, 'locality');
   if (loc) r.onlyKeys(loc, locPath, ['region', 'zone']);
   const locality = {
-    region: (loc && r.string(loc, 'region', locPath, { pattern: LOCALITY_PART, hint: 'must be 1-63 letters, digits, ".", "_" or "-"' })) ?? '',
+    region:
+      (loc && r.string(loc, 'region', locPath, { pattern: LOCALITY_PART, hint: 'must be 1-63 letters, digits, ".", "_" or "-"' })) ?? '',
     zone: (loc && r.string(loc, 'zone', locPath, { pattern: LOCALITY_PART, hint: 'must be 1-63 letters, digits, ".", "_" or "-"' })) ?? '',
   };
   const weight = r.integer(raw, 'weight', path, 1, 128) ?? 1;
@@ -65,7 +67,13 @@ export function parseRegistry(text: string, source: string): ServiceSpec[] {
   }
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(source, doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`, reason: e.message.split('\n')[0] ?? e.code })));
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => ({
+        path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`,
+        reason: e.message.split('\n')[0] ?? e.code,
+      })),
+    );
   }
   return readRegistry(doc.toJS(), source);
 }
@@ -93,7 +101,11 @@ function readRegistry(root: unknown, source: string): ServiceSpec[] {
       return;
     }
     r.onlyKeys(raw, p, ['name', 'protocol', 'transport', 'sidecar', 'endpoints', ...SECTIONS]);
-    const name = r.string(raw, 'name', p, { required: true, pattern: SERVICE_NAME, hint: 'must be a DNS label: lower-case letters, digits and "-", at most 63' });
+    const name = r.string(raw, 'name', p, {
+      required: true,
+      pattern: SERVICE_NAME,
+      hint: 'must be a DNS label: lower-case letters, digits and "-", at most 63',
+    });
     if (name !== undefined) {
       const prev = seen.get(name);
       if (prev) r.fail(join(p, 'name'), `duplicate service name "${name}" (also at ${prev})`);
@@ -118,10 +130,14 @@ function readRegistry(root: unknown, source: string): ServiceSpec[] {
     });
     for (const [h, host] of routing.hosts.entries()) {
       const owner = seenHosts.get(host);
-      if (owner !== undefined && owner !== name) r.fail(`${p}.routing.hosts[${h}]`, `host "${host}" is already routed to service "${owner}"`);
+      if (owner !== undefined && owner !== name)
+        r.fail(`${p}.routing.hosts[${h}]`, `host "${host}" is already routed to service "${owner}"`);
       seenHosts.set(host, name ?? p);
     }
-    if (name !== undefined && protocol !== undefined) out.push(withLayers({ name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck, circuitBreakers }, layers));
+    if (name !== undefined && protocol !== undefined)
+      out.push(
+        withLayers({ name, protocol, transport, sidecar, endpoints, routing, outlierDetection, healthCheck, circuitBreakers }, layers),
+      );
   });
   if (r.problems.length > 0) throw new ConfigError(source, r.problems);
   return out;
@@ -146,13 +162,18 @@ export type RegistryWorkerMessage =
  * parseRegistry in a worker thread: the same result or ConfigError, without blocking the caller's event loop.
  * Aborting `signal` ends the worker (a newer edit makes the parse in flight useless).
  */
-export function parseRegistryOffThread(text: string, source: string, opts: { signal?: AbortSignal; heapMb?: number } = {}): Promise<ServiceSpec[]> {
+export function parseRegistryOffThread(
+  text: string,
+  source: string,
+  opts: { signal?: AbortSignal; heapMb?: number } = {},
+): Promise<ServiceSpec[]> {
   const { signal } = opts;
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason as Error);
     const input: RegistryWorkerInput = { text, source, batch: WORKER_BATCH };
     const worker = new Worker(new URL('./registry-worker.ts', import.meta.url), {
-      workerData: input, resourceLimits: { maxOldGenerationSizeMb: opts.heapMb ?? DEFAULT_WORKER_HEAP_MB },
+      workerData: input,
+      resourceLimits: { maxOldGenerationSizeMb: opts.heapMb ?? DEFAULT_WORKER_HEAP_MB },
     });
     const specs: ServiceSpec[] = [];
     let settled = false;
@@ -169,10 +190,20 @@ export function parseRegistryOffThread(text: string, source: string, opts: { sig
     signal?.addEventListener('abort', onAbort, { once: true });
     worker.on('message', (m: RegistryWorkerMessage) => {
       switch (m.kind) {
-        case 'specs': m.specs.forEach((s, i) => { specs.push(withLayers(s, m.layers[i] ?? [])); }); break;
-        case 'done': finish(specs.length === m.count ? undefined : broken(`parser sent ${specs.length} of ${m.count} services`)); break;
-        case 'invalid': finish(new ConfigError(source, m.problems)); break;
-        case 'crash': finish(broken(`could not be parsed: ${m.message}`)); break;
+        case 'specs':
+          m.specs.forEach((s, i) => {
+            specs.push(withLayers(s, m.layers[i] ?? []));
+          });
+          break;
+        case 'done':
+          finish(specs.length === m.count ? undefined : broken(`parser sent ${specs.length} of ${m.count} services`));
+          break;
+        case 'invalid':
+          finish(new ConfigError(source, m.problems));
+          break;
+        case 'crash':
+          finish(broken(`could not be parsed: ${m.message}`));
+          break;
       }
     });
     worker.on('error', (err) => finish(broken(`could not be parsed: ${err.message}`)));
@@ -199,18 +230,22 @@ export class RegistryFileSource extends EventEmitter<RegistryFileEvents> {
     super();
     this.file = path.resolve(file);
     this.maxBytes = opts.maxBytes ?? DEFAULT_REGISTRY_MAX_BYTES;
-    this.watch = new FileWatch(this.file, {
-      change: (text, observedAt) => {
-        this.parseNewest(text).then(
-          (specs) => specs && this.emit('update', specs, observedAt),
-          (err: Error) => this.emit('error', err),
-        );
+    this.watch = new FileWatch(
+      this.file,
+      {
+        change: (text, observedAt) => {
+          this.parseNewest(text).then(
+            (specs) => specs && this.emit('update', specs, observedAt),
+            (err: Error) => this.emit('error', err),
+          );
+        },
+        error: (err) => {
+          this.parsing?.abort();
+          this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }]));
+        },
       },
-      error: (err) => {
-        this.parsing?.abort();
-        this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }]));
-      },
-    }, { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), maxBytes: this.maxBytes, sizeHint: SIZE_HINT });
+      { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), maxBytes: this.maxBytes, sizeHint: SIZE_HINT },
+    );
   }
 
   /** Parses off the main thread; resolves undefined when a newer version superseded this one. */

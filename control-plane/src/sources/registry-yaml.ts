@@ -21,7 +21,8 @@ const giveUp = (): never => {
 const NULL = /^(?:~|[Nn]ull|NULL)?$/;
 const BOOL = /^(?:[Tt]rue|TRUE|[Ff]alse|FALSE)$/;
 // Numbers and look-alikes: only a plain decimal integer is read here; the rest (0o, 0x, floats, .inf, 012) go to `yaml`.
-const NUMBERISH = /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
+const NUMBERISH =
+  /^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+|[-+]?\.(?:inf|Inf|INF)|\.nan|\.NaN|\.NAN)$/;
 const SIMPLE_INT = /^-?(?:0|[1-9][0-9]{0,14})$/;
 const KEY = /^[A-Za-z_][A-Za-z0-9_./-]*$/;
 // Characters that start something other than a plain scalar (or need the full grammar to tell).

@@ -26,7 +26,13 @@ const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 export function parseRoutingFile(text: string, source: string): TuningOverlay {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(source, doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`, reason: e.message.split('\n')[0] ?? e.code })));
+    throw new ConfigError(
+      source,
+      doc.errors.map((e) => ({
+        path: `line ${e.linePos?.[0]?.line ?? '?'}, column ${e.linePos?.[0]?.col ?? '?'}`,
+        reason: e.message.split('\n')[0] ?? e.code,
+      })),
+    );
   }
   const root: unknown = doc.toJS() ?? {};
   if (!isNode(root)) throw new ConfigError(source, [{ path: '', reason: 'must be a mapping with "defaults" and/or "services"' }]);
@@ -35,7 +41,9 @@ export function parseRoutingFile(text: string, source: string): TuningOverlay {
   r.onlyKeys(root, '', ['defaults', 'services']);
   const defaults = r.object(root, 'defaults', '');
   if (defaults) r.onlyKeys(defaults, 'defaults', SECTIONS);
-  const mesh: Layer[] = defaults ? [{ scope: 'mesh', rank: RANK.file, settings: readSections(r, defaults, 'defaults', from, { identity: false }) }] : [];
+  const mesh: Layer[] = defaults
+    ? [{ scope: 'mesh', rank: RANK.file, settings: readSections(r, defaults, 'defaults', from, { identity: false }) }]
+    : [];
   const services = new Map<string, Layer[]>();
   const list = r.object(root, 'services', '');
   for (const [name, raw] of Object.entries(list ?? {})) {
@@ -65,16 +73,20 @@ export class RoutingFileSource extends EventEmitter<RoutingFileEvents> {
   constructor(file: string, opts: { debounceMs?: number } = {}) {
     super();
     this.file = path.resolve(file);
-    this.watch = new FileWatch(this.file, {
-      change: (text, observedAt) => {
-        try {
-          this.emit('update', parseRoutingFile(text, this.file), observedAt);
-        } catch (err) {
-          this.emit('error', err as Error);
-        }
+    this.watch = new FileWatch(
+      this.file,
+      {
+        change: (text, observedAt) => {
+          try {
+            this.emit('update', parseRoutingFile(text, this.file), observedAt);
+          } catch (err) {
+            this.emit('error', err as Error);
+          }
+        },
+        error: (err) => this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }])),
       },
-      error: (err) => this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }])),
-    }, opts);
+      opts,
+    );
   }
 
   /** Reads the file once; throws ConfigError (or the read error) if the first version is unusable. */

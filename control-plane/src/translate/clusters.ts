@@ -1,14 +1,32 @@
 import { isIP } from 'node:net';
 import { protoDuration } from '../model/duration.ts';
 import { DEFAULT_CIRCUIT_BREAKERS } from '../model/defaults.ts';
-import type { CircuitBreakers, McpTransport, MeshService, OutlierDetection, HealthCheck, Routing, UpstreamProtocol } from '../model/types.ts';
+import type {
+  CircuitBreakers,
+  McpTransport,
+  MeshService,
+  OutlierDetection,
+  HealthCheck,
+  Routing,
+  UpstreamProtocol,
+} from '../model/types.ts';
 import { localAppCluster, serviceCluster, serviceEndpoints, statName } from './naming.ts';
 import { ADS_CONFIG_SOURCE, any, struct, u32, type ProtoObject, type XdsResource } from './resource.ts';
 
 const HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
 export function circuitBreakers(c: CircuitBreakers): ProtoObject {
-  return { thresholds: [{ priority: 'DEFAULT', max_connections: u32(c.maxConnections), max_pending_requests: u32(c.maxPendingRequests), max_requests: u32(c.maxRequests), max_retries: u32(c.maxRetries) }] };
+  return {
+    thresholds: [
+      {
+        priority: 'DEFAULT',
+        max_connections: u32(c.maxConnections),
+        max_pending_requests: u32(c.maxPendingRequests),
+        max_requests: u32(c.maxRequests),
+        max_retries: u32(c.maxRetries),
+      },
+    ],
+  };
 }
 
 /** For clusters outside the mesh model (control plane, authorizer): the mesh's defaults. */
@@ -25,15 +43,19 @@ export function upstreamHttpConfig(protocol: UpstreamProtocol, tls: boolean): 'h
 }
 
 const HTTP1_OPTIONS = { http_protocol_options: {} };
-const HTTP2_OPTIONS = { http2_protocol_options: { initial_stream_window_size: u32(1 << 20), initial_connection_window_size: u32(1 << 24) } };
+const HTTP2_OPTIONS = {
+  http2_protocol_options: { initial_stream_window_size: u32(1 << 20), initial_connection_window_size: u32(1 << 24) },
+};
 
 function protocolOptions(routing: Routing, tls: boolean): ProtoObject {
   const common = { common_http_protocol_options: { idle_timeout: protoDuration(routing.streamIdleTimeoutMs) } };
   const mode = upstreamHttpConfig(routing.upstreamProtocol, tls);
   const config =
-    mode === 'http1' ? { explicit_http_config: HTTP1_OPTIONS }
-    : mode === 'http2' ? { explicit_http_config: HTTP2_OPTIONS }
-    : { auto_config: { ...HTTP1_OPTIONS, ...HTTP2_OPTIONS } };
+    mode === 'http1'
+      ? { explicit_http_config: HTTP1_OPTIONS }
+      : mode === 'http2'
+        ? { explicit_http_config: HTTP2_OPTIONS }
+        : { auto_config: { ...HTTP1_OPTIONS, ...HTTP2_OPTIONS } };
   return { [HTTP_PROTOCOL_OPTIONS]: any(HTTP_PROTOCOL_OPTIONS, { ...common, ...config }) };
 }
 
@@ -91,20 +113,22 @@ function outlierDetection(o: OutlierDetection): ProtoObject {
 function healthChecks(h: HealthCheck, http: 'http1' | 'http2' | 'alpn'): ProtoObject[] {
   if (h.path === '') return [];
   const h2 = http !== 'http1';
-  return [{
-    timeout: protoDuration(h.timeoutMs),
-    interval: protoDuration(h.intervalMs),
-    unhealthy_threshold: u32(h.unhealthyThreshold),
-    healthy_threshold: u32(h.healthyThreshold),
-    http_health_check: {
-      path: h.path,
-      method: 'HEAD',
-      // 200..499: a live MCP server answers HEAD with 200/400/405/406; only 5xx or no answer is sick.
-      expected_statuses: [{ start: 200, end: 500 }],
-      codec_client_type: h2 ? 'HTTP2' : 'HTTP1',
+  return [
+    {
+      timeout: protoDuration(h.timeoutMs),
+      interval: protoDuration(h.intervalMs),
+      unhealthy_threshold: u32(h.unhealthyThreshold),
+      healthy_threshold: u32(h.healthyThreshold),
+      http_health_check: {
+        path: h.path,
+        method: 'HEAD',
+        // 200..499: a live MCP server answers HEAD with 200/400/405/406; only 5xx or no answer is sick.
+        expected_statuses: [{ start: 200, end: 500 }],
+        codec_client_type: h2 ? 'HTTP2' : 'HTTP1',
+      },
+      ...(http === 'alpn' ? { tls_options: { alpn_protocols: ['h2'] } } : {}),
     },
-    ...(http === 'alpn' ? { tls_options: { alpn_protocols: ['h2'] } } : {}),
-  }];
+  ];
 }
 
 /** Gateway -> an MCP service's endpoints, delivered by EDS over ADS. */
@@ -136,18 +160,28 @@ export function serviceClusterResource(svc: MeshService, transportSocket?: Proto
  * STATIC for an IP, STRICT_DNS for a name, which is re-resolved as a Kubernetes or Compose service moves.
  * `http2` (HTTP/2 protocol options) is for gRPC upstreams.
  */
-export function singleHostCluster(name: string, host: string, port: number, opts: { connectTimeoutMs: number; http2?: ProtoObject }): ProtoObject {
+export function singleHostCluster(
+  name: string,
+  host: string,
+  port: number,
+  opts: { connectTimeoutMs: number; http2?: ProtoObject },
+): ProtoObject {
   return {
     name,
     alt_stat_name: statName(name),
     type: isIP(host) ? 'STATIC' : 'STRICT_DNS',
     connect_timeout: protoDuration(opts.connectTimeoutMs),
-    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }] },
-    ...(opts.http2 ? {
-      typed_extension_protocol_options: {
-        [HTTP_PROTOCOL_OPTIONS]: any(HTTP_PROTOCOL_OPTIONS, { explicit_http_config: { http2_protocol_options: opts.http2 } }),
-      },
-    } : {}),
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }],
+    },
+    ...(opts.http2
+      ? {
+          typed_extension_protocol_options: {
+            [HTTP_PROTOCOL_OPTIONS]: any(HTTP_PROTOCOL_OPTIONS, { explicit_http_config: { http2_protocol_options: opts.http2 } }),
+          },
+        }
+      : {}),
   };
 }
 

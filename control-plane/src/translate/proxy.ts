@@ -1,12 +1,26 @@
 // The whole resource set for one proxy: a pure function of the mesh and what the proxy told us about itself.
 import { DEFAULT_ROUTING } from '../model/defaults.ts';
 import type { Locality, Mesh, MeshService, ProxyInfo, Routing, TrustBundle } from '../model/types.ts';
-import { downstreamTlsTransportSocket, proxylessUpstreamTlsTransportSocket, trustBundleSecret, trustSecretName, upstreamTlsTransportSocket } from '../identity/sds.ts';
+import {
+  downstreamTlsTransportSocket,
+  proxylessUpstreamTlsTransportSocket,
+  trustBundleSecret,
+  trustSecretName,
+  upstreamTlsTransportSocket,
+} from '../identity/sds.ts';
 import { sidecarId } from '../identity/spiffe.ts';
 import { localAppClusterResource, serviceClusterResource } from './clusters.ts';
 import { loadAssignment } from './endpoints.ts';
 import { apiListenerResource, socketListener } from './listeners.ts';
-import { EXT_PROC_CLUSTER, serviceCluster, GATEWAY_LISTENER, GATEWAY_ROUTES, SIDECAR_INBOUND_LISTENER, SIDECAR_INBOUND_ROUTES, STAT_PREFIX } from './naming.ts';
+import {
+  EXT_PROC_CLUSTER,
+  serviceCluster,
+  GATEWAY_LISTENER,
+  GATEWAY_ROUTES,
+  SIDECAR_INBOUND_LISTENER,
+  SIDECAR_INBOUND_ROUTES,
+  STAT_PREFIX,
+} from './naming.ts';
 import type { XdsResource } from './resource.ts';
 import { apiRouteConfig, gatewayRoutes, sidecarRoutes } from './routes.ts';
 import { extAuthzFilter, jwtAuthnFilter, localReplyConfig, securityClusters } from './security.ts';
@@ -55,9 +69,15 @@ type RouteInputs = [string, number, Routing, string, string];
 let lastRoutes: { services: readonly MeshService[]; inputs: RouteInputs[]; security: Mesh['security']; resource: XdsResource } | undefined;
 function gatewayRoutesFor(mesh: Mesh): XdsResource {
   const last = lastRoutes;
-  const inputs = mesh.services.map((s, k): RouteInputs => (last?.services[k] === s ? (last.inputs[k] as RouteInputs) : [s.name, s.incarnation, s.routing, s.protocol, s.transport]));
-  const same = last && last.security === mesh.security && last.inputs.length === inputs.length
-    && last.inputs.every((row, k) => row === inputs[k] || row.every((v, j) => v === inputs[k]?.[j]));
+  const inputs = mesh.services.map(
+    (s, k): RouteInputs =>
+      last?.services[k] === s ? (last.inputs[k] as RouteInputs) : [s.name, s.incarnation, s.routing, s.protocol, s.transport],
+  );
+  const same =
+    last &&
+    last.security === mesh.security &&
+    last.inputs.length === inputs.length &&
+    last.inputs.every((row, k) => row === inputs[k] || row.every((v, j) => v === inputs[k]?.[j]));
   lastRoutes = { services: mesh.services, inputs, security: mesh.security, resource: same && last ? last.resource : gatewayRoutes(mesh) };
   return lastRoutes.resource;
 }
@@ -79,21 +99,25 @@ function clusterFor(mesh: Mesh, s: MeshService, proxy: ProxyInfo, trust: TrustBu
 export function gatewayResources(mesh: Mesh, proxy: ProxyInfo, trust?: TrustBundle): XdsResource[] {
   const front = proxy.proxyless
     ? [
-      ...mesh.services.map((s) => (memo(s).apiListener ??= apiListenerResource(s))),
-      ...mesh.services.map((s) => (memo(s).apiRoutes ??= apiRouteConfig(s))),
-    ]
+        ...mesh.services.map((s) => (memo(s).apiListener ??= apiListenerResource(s))),
+        ...mesh.services.map((s) => (memo(s).apiRoutes ??= apiRouteConfig(s))),
+      ]
     : [
-      socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
-        statPrefix: STAT_PREFIX.gateway, routeConfigName: GATEWAY_ROUTES, edge: true,
-        filters: [
-          ...(mesh.security ? [jwtAuthnFilter(mesh.security), ...rbacFilters(), extAuthzFilter(), extProcFilterConfig(EXT_PROC_CLUSTER)] : []),
-          sessionAffinityFilter(),
-        ],
-        ...(mesh.security ? { localReplyConfig: localReplyConfig() } : {}),
-      }),
-      gatewayRoutesFor(mesh),
-      ...(mesh.security ? securityClusters(mesh.security, { localAuthz: proxy.localAuthz === true }) : []),
-    ];
+        socketListener(GATEWAY_LISTENER, proxy.listenerPort, {
+          statPrefix: STAT_PREFIX.gateway,
+          routeConfigName: GATEWAY_ROUTES,
+          edge: true,
+          filters: [
+            ...(mesh.security
+              ? [jwtAuthnFilter(mesh.security), ...rbacFilters(), extAuthzFilter(), extProcFilterConfig(EXT_PROC_CLUSTER)]
+              : []),
+            sessionAffinityFilter(),
+          ],
+          ...(mesh.security ? { localReplyConfig: localReplyConfig() } : {}),
+        }),
+        gatewayRoutesFor(mesh),
+        ...(mesh.security ? securityClusters(mesh.security, { localAuthz: proxy.localAuthz === true }) : []),
+      ];
   return [
     ...front,
     ...mesh.services.map((s) => clusterFor(mesh, s, proxy, trust)),
@@ -114,10 +138,17 @@ export function sidecarResources(mesh: Mesh, proxy: ProxyInfo, trust?: TrustBund
   const routing = mesh.services.find((s) => s.name === service)?.routing ?? DEFAULT_ROUTING;
   return [
     socketListener(SIDECAR_INBOUND_LISTENER, proxy.listenerPort, {
-      statPrefix: STAT_PREFIX.sidecarInbound, routeConfigName: SIDECAR_INBOUND_ROUTES, edge: false,
+      statPrefix: STAT_PREFIX.sidecarInbound,
+      routeConfigName: SIDECAR_INBOUND_ROUTES,
+      edge: false,
       ...(transportSocket ? { transportSocket, filters: [callerRbacFilter()] } : {}),
     }),
-    sidecarRoutes(service, proxy.appPort ?? 0, routing, secured ? { [RBAC_CALLERS_FILTER]: callerRbacPerRoute(service, callers) } : undefined),
+    sidecarRoutes(
+      service,
+      proxy.appPort ?? 0,
+      routing,
+      secured ? { [RBAC_CALLERS_FILTER]: callerRbacPerRoute(service, callers) } : undefined,
+    ),
     localAppClusterResource(service, proxy.appPort ?? 0, routing),
   ];
 }

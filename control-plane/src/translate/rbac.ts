@@ -59,7 +59,9 @@ function methodIs(methods: readonly string[]): ProtoObject {
 }
 
 /** An Mcp-Name in the =?base64?...?= form (non-ASCII names, and any a client chose to encode). */
-const ENCODED_NAME: ProtoObject = { and_rules: { rules: [header('mcp-name', { prefix: '=?base64?' }), header('mcp-name', { suffix: '?=' })] } };
+const ENCODED_NAME: ProtoObject = {
+  and_rules: { rules: [header('mcp-name', { prefix: '=?base64?' }), header('mcp-name', { suffix: '?=' })] },
+};
 
 function orOf(rules: readonly ProtoObject[]): ProtoObject {
   return rules.length === 1 ? (rules[0] as ProtoObject) : { or_rules: { rules: [...rules] } };
@@ -82,7 +84,9 @@ function bodyOnly(kind: Kind): ProtoObject {
   const optional = methods.filter((m) => !NAME_REQUIRED_METHODS.has(m));
   return orOf([
     { and_rules: { rules: [methodIs(methods), ENCODED_NAME] } },
-    ...(optional.length > 0 ? [{ and_rules: { rules: [methodIs(optional), { not_rule: { header: { name: 'mcp-name', present_match: true } } }] } }] : []),
+    ...(optional.length > 0
+      ? [{ and_rules: { rules: [methodIs(optional), { not_rule: { header: { name: 'mcp-name', present_match: true } } }] } }]
+      : []),
   ]);
 }
 
@@ -146,7 +150,9 @@ function claimHolds(path: readonly string[], word: string): ProtoObject[] {
 /** The claim at `primary` holds `word`, or, only when there is no such claim at all, the one at `fallback`. */
 function claimOrElseHolds(primary: readonly string[], fallback: readonly string[], word: string): ProtoObject {
   const absent = { not_id: payloadAt(primary, { present_match: true }) };
-  return { or_ids: { ids: [...claimHolds(primary, word), { and_ids: { ids: [absent, { or_ids: { ids: claimHolds(fallback, word) } }] } }] } };
+  return {
+    or_ids: { ids: [...claimHolds(primary, word), { and_ids: { ids: [absent, { or_ids: { ids: claimHolds(fallback, word) } }] } }] },
+  };
 }
 
 /**
@@ -248,7 +254,8 @@ export function rbacDisabled(): { deny: ProtoObject; allow: ProtoObject } {
 /** The HCM-level RBAC filters: no rules here (every route sets its own), so they pass unless a route says otherwise. */
 export function rbacFilters(): ProtoObject[] {
   const filter = (name: string, prefix: string): ProtoObject => ({
-    name, typed_config: any(RBAC_TYPE, { rules_stat_prefix: prefix, shadow_rules_stat_prefix: prefix, track_per_rule_stats: true }),
+    name,
+    typed_config: any(RBAC_TYPE, { rules_stat_prefix: prefix, shadow_rules_stat_prefix: prefix, track_per_rule_stats: true }),
   });
   return [filter(RBAC_DENY_FILTER, RBAC_STAT_PREFIX.deny), filter(RBAC_ALLOW_FILTER, RBAC_STAT_PREFIX.allow)];
 }
@@ -262,12 +269,18 @@ export const RBAC_CALLERS_FILTER = 'mcpmesh.rbac.callers';
 
 /** The HCM-level callers filter: allows nothing by itself, so a route without its own config is closed. */
 export function callerRbacFilter(): ProtoObject {
-  return { name: RBAC_CALLERS_FILTER, typed_config: any(RBAC_TYPE, { rules: { action: 'ALLOW' }, rules_stat_prefix: RBAC_STAT_PREFIX.callers }) };
+  return {
+    name: RBAC_CALLERS_FILTER,
+    typed_config: any(RBAC_TYPE, { rules: { action: 'ALLOW' }, rules_stat_prefix: RBAC_STAT_PREFIX.callers }),
+  };
 }
 
 /** Per route: the peer certificate's SPIFFE ID (URI SAN) must match one of `callers`. */
 export function callerRbacPerRoute(service: string, callers: readonly string[]): ProtoObject {
   const principals = callers.map((p) => ({ authenticated: { principal_name: spiffeIdMatcher(p) } }));
-  const policies = principals.length > 0 ? { [rbacPolicyName(service, 'allowed-callers')]: { permissions: [{ any: true }], principals } } : {};
-  return any(RBAC_PER_ROUTE, { rbac: { rules: { action: 'ALLOW', policies }, rules_stat_prefix: RBAC_STAT_PREFIX.callers, track_per_rule_stats: true } });
+  const policies =
+    principals.length > 0 ? { [rbacPolicyName(service, 'allowed-callers')]: { permissions: [{ any: true }], principals } } : {};
+  return any(RBAC_PER_ROUTE, {
+    rbac: { rules: { action: 'ALLOW', policies }, rules_stat_prefix: RBAC_STAT_PREFIX.callers, track_per_rule_stats: true },
+  });
 }

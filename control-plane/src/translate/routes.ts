@@ -2,13 +2,30 @@ import { protoDuration } from '../model/duration.ts';
 import { escapeRegex } from '../model/glob.ts';
 import type { Mesh, MeshSecurity, MeshService, Routing } from '../model/types.ts';
 import {
-  apiRoutes, GATEWAY_PATH_VHOST, PROTECTED_RESOURCE_PATH, GATEWAY_ROUTES, SIDECAR_INBOUND_ROUTES, gatewayPathPrefix, localAppCluster, localVirtualHost, methodVirtualCluster,
-  serviceCluster, virtualHost,
+  apiRoutes,
+  GATEWAY_PATH_VHOST,
+  PROTECTED_RESOURCE_PATH,
+  GATEWAY_ROUTES,
+  SIDECAR_INBOUND_ROUTES,
+  gatewayPathPrefix,
+  localAppCluster,
+  localVirtualHost,
+  methodVirtualCluster,
+  serviceCluster,
+  virtualHost,
 } from './naming.ts';
 import { u32, type ProtoObject, type XdsResource } from './resource.ts';
 import { RBAC_ALLOW_FILTER, RBAC_DENY_FILTER, rbacDisabled, rbacPerRoute } from './rbac.ts';
 import {
-  challengeMetadata, EXT_AUTHZ_FILTER, extAuthzPerRoute, gatewayResource, headerRoutable, hostResource, notFoundRoute, protectedResourceRoute, tokenHeadersToRemove,
+  challengeMetadata,
+  EXT_AUTHZ_FILTER,
+  extAuthzPerRoute,
+  gatewayResource,
+  headerRoutable,
+  hostResource,
+  notFoundRoute,
+  protectedResourceRoute,
+  tokenHeadersToRemove,
   type ProtectedResource,
 } from './security.ts';
 import { EXT_PROC_FILTER_NAME, extProcRouteOverride } from '../extproc/config.ts';
@@ -28,9 +45,7 @@ function routeAction(cluster: string, routing: Routing, extra: ProtoObject = {})
     timeout: protoDuration(0),
     idle_timeout: protoDuration(routing.streamIdleTimeoutMs),
     max_stream_duration: { max_stream_duration: protoDuration(routing.maxStreamDurationMs) },
-    ...(routing.retries > 0
-      ? { retry_policy: { retry_on: RETRY_ON, num_retries: u32(routing.retries) } }
-      : {}),
+    ...(routing.retries > 0 ? { retry_policy: { retry_on: RETRY_ON, num_retries: u32(routing.retries) } } : {}),
     ...extra,
   };
 }
@@ -63,8 +78,19 @@ export function securedRoute(mesh: Mesh, svc: MeshService, resource: (sec: MeshS
 
 /** The methods of MCP 2026-07-28 that get their own request stats (others count as `<service>__other`). */
 const MCP_METHODS = [
-  'initialize', 'ping', 'server/discover', 'tools/list', 'tools/call', 'resources/list', 'resources/templates/list',
-  'resources/read', 'resources/subscribe', 'resources/unsubscribe', 'prompts/list', 'prompts/get', 'completion/complete',
+  'initialize',
+  'ping',
+  'server/discover',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
 ] as const;
 
 /**
@@ -79,7 +105,10 @@ function methodVirtualClusters(svc: MeshService, pathScoped: boolean): ProtoObje
   const escaped = escapeRegex(gatewayPathPrefix(svc.name));
   const path = pathScoped ? [{ name: ':path', string_match: { safe_regex: { regex: `^${escaped}([/?].*)?$` } } }] : [];
   return [
-    ...MCP_METHODS.map((m) => ({ name: methodVirtualCluster(svc.name, m), headers: [...path, { name: 'mcp-method', string_match: { exact: m } }] })),
+    ...MCP_METHODS.map((m) => ({
+      name: methodVirtualCluster(svc.name, m),
+      headers: [...path, { name: 'mcp-method', string_match: { exact: m } }],
+    })),
     // Envoy counts a request in its first matching virtual cluster only: this one takes the rest.
     { name: methodVirtualCluster(svc.name, 'other'), headers: pathScoped ? path : [{ name: ':path', string_match: { prefix: '/' } }] },
   ];
@@ -98,12 +127,21 @@ function hostVhost(svc: MeshService, mesh?: Mesh): ProtoObject {
   const routesFor = (host: string): ProtoObject[] => {
     const match = perHost ? { headers: [{ name: ':authority', string_match: { exact: host } }] } : {};
     const suffix = perHost ? `.${host}` : '';
-    const docs = sec ? [
-      protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource${suffix}`, hostResource(sec, svc, host), match),
-      protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource-root${suffix}`, { ...hostResource(sec, svc, host), metadataPath: PROTECTED_RESOURCE_PATH }, match),
-    ] : [];
+    const docs = sec
+      ? [
+          protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource${suffix}`, hostResource(sec, svc, host), match),
+          protectedResourceRoute(
+            sec,
+            `${svc.name}.oauth-protected-resource-root${suffix}`,
+            { ...hostResource(sec, svc, host), metadataPath: PROTECTED_RESOURCE_PATH },
+            match,
+          ),
+        ]
+      : [];
     const main = {
-      name: `${svc.name}.host${suffix}`, match: { ...match, prefix: '/' }, route: routeAction(serviceCluster(svc.name), svc.routing, sessionAffinityHash(svc)),
+      name: `${svc.name}.host${suffix}`,
+      match: { ...match, prefix: '/' },
+      route: routeAction(serviceCluster(svc.name), svc.routing, sessionAffinityHash(svc)),
       ...(mesh ? { ...SERVER_SESSION, ...securedRoute(mesh, svc, (s) => hostResource(s, svc, host)) } : {}),
     };
     return [...docs, main];
@@ -129,16 +167,30 @@ export function gatewayRoutes(mesh: Mesh): XdsResource {
     const targetDir = target.endsWith('/') ? target : `${target}/`;
     const resource = (sec: MeshSecurity): ProtectedResource => gatewayResource(sec, svc);
     return [
-      { name: `${svc.name}.path`, match: { path: prefix }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: target, ...sessionAffinityHash(svc) }), ...SERVER_SESSION, ...securedRoute(mesh, svc, resource) },
-      { name: `${svc.name}.subpath`, match: { prefix: `${prefix}/` }, route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir, ...sessionAffinityHash(svc) }), ...SERVER_SESSION, ...securedRoute(mesh, svc, resource) },
+      {
+        name: `${svc.name}.path`,
+        match: { path: prefix },
+        route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: target, ...sessionAffinityHash(svc) }),
+        ...SERVER_SESSION,
+        ...securedRoute(mesh, svc, resource),
+      },
+      {
+        name: `${svc.name}.subpath`,
+        match: { prefix: `${prefix}/` },
+        route: routeAction(serviceCluster(svc.name), svc.routing, { prefix_rewrite: targetDir, ...sessionAffinityHash(svc) }),
+        ...SERVER_SESSION,
+        ...securedRoute(mesh, svc, resource),
+      },
     ];
   });
   const vclusters = mesh.services.flatMap((svc) => methodVirtualClusters(svc, true));
   const sec = mesh.security;
-  const docs = sec ? [
-    protectedResourceRoute(sec, 'oauth-protected-resource', gatewayResource(sec)),
-    ...mesh.services.map((svc) => protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource`, gatewayResource(sec, svc))),
-  ] : [];
+  const docs = sec
+    ? [
+        protectedResourceRoute(sec, 'oauth-protected-resource', gatewayResource(sec)),
+        ...mesh.services.map((svc) => protectedResourceRoute(sec, `${svc.name}.oauth-protected-resource`, gatewayResource(sec, svc))),
+      ]
+    : [];
   const pathVhost = {
     name: GATEWAY_PATH_VHOST,
     domains: ['*'],
@@ -173,7 +225,24 @@ export function sidecarRoutes(service: string, appPort: number, routing: Routing
     wildcard: true,
     body: {
       name: SIDECAR_INBOUND_ROUTES,
-      virtual_hosts: [{ name: localVirtualHost(service), domains: ['*'], routes: [{ name: 'local', match: { prefix: '/' }, route: routeAction(localAppCluster(service), routing, { host_rewrite_literal: `localhost:${appPort}`, append_x_forwarded_host: true }), ...SERVER_SESSION, ...(perFilter ? { typed_per_filter_config: perFilter } : {}) }] }],
+      virtual_hosts: [
+        {
+          name: localVirtualHost(service),
+          domains: ['*'],
+          routes: [
+            {
+              name: 'local',
+              match: { prefix: '/' },
+              route: routeAction(localAppCluster(service), routing, {
+                host_rewrite_literal: `localhost:${appPort}`,
+                append_x_forwarded_host: true,
+              }),
+              ...SERVER_SESSION,
+              ...(perFilter ? { typed_per_filter_config: perFilter } : {}),
+            },
+          ],
+        },
+      ],
       validate_clusters: { value: false },
     },
   };

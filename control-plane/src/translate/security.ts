@@ -5,7 +5,16 @@ import { protoDuration } from '../model/duration.ts';
 import type { MeshSecurity, MeshService } from '../model/types.ts';
 import { isIP } from 'node:net';
 import { DEFAULT_JWKS_CA_FILE, type JwtProvider } from '../policy/types.ts';
-import { AUTHZ_CLUSTER, EXT_PROC_CLUSTER, gatewayPathPrefix, jwksCluster, JWT_PAYLOAD_HEADER, JWT_PAYLOAD_METADATA_KEY, PROTECTED_RESOURCE_PATH, RESOURCE_METADATA_CONTEXT_KEY } from './naming.ts';
+import {
+  AUTHZ_CLUSTER,
+  EXT_PROC_CLUSTER,
+  gatewayPathPrefix,
+  jwksCluster,
+  JWT_PAYLOAD_HEADER,
+  JWT_PAYLOAD_METADATA_KEY,
+  PROTECTED_RESOURCE_PATH,
+  RESOURCE_METADATA_CONTEXT_KEY,
+} from './naming.ts';
 import { CIRCUIT_BREAKERS, singleHostCluster } from './clusters.ts';
 import { any, struct, type ProtoObject, type XdsResource } from './resource.ts';
 import { EXT_PROC_FILTER_NAME, EXT_PROC_PER_ROUTE_TYPE } from '../extproc/config.ts';
@@ -44,9 +53,15 @@ function provider(p: JwtProvider, roleClaim: string): ProtoObject {
     issuer: p.issuer,
     audiences: [...p.audiences],
     ...(url
-      ? { remote_jwks: { http_uri: { uri: url.toString(), cluster: jwksCluster(p.name), timeout: protoDuration(5_000) }, cache_duration: protoDuration(p.jwksCacheMs), async_fetch: {} } }
-      // The policy parser only lets through a JWKS whose every key Envoy can use (policy/jwks.ts).
-      : { local_jwks: { inline_string: p.jwks ?? '' } }),
+      ? {
+          remote_jwks: {
+            http_uri: { uri: url.toString(), cluster: jwksCluster(p.name), timeout: protoDuration(5_000) },
+            cache_duration: protoDuration(p.jwksCacheMs),
+            async_fetch: {},
+          },
+        }
+      : // The policy parser only lets through a JWKS whose every key Envoy can use (policy/jwks.ts).
+        { local_jwks: { inline_string: p.jwks ?? '' } }),
     // The token stays on the request until the route decides: only services that opt in receive it.
     forward: true,
     // No forward_payload_header: jwt_authn appends it, so a client's own copy would survive beside it.
@@ -62,17 +77,13 @@ function provider(p: JwtProvider, roleClaim: string): ProtoObject {
 /** The jwt_authn filter: well-known metadata is public, everything else needs a valid token from any provider. */
 export function jwtAuthnFilter(sec: MeshSecurity): ProtoObject {
   const names = sec.policy.providers.map((p) => p.name);
-  const requires = names.length === 1
-    ? { provider_name: names[0] }
-    : { requires_any: { requirements: names.map((n) => ({ provider_name: n })) } };
+  const requires =
+    names.length === 1 ? { provider_name: names[0] } : { requires_any: { requirements: names.map((n) => ({ provider_name: n })) } };
   return {
     name: JWT_FILTER,
     typed_config: any(JWT_TYPE, {
       providers: Object.fromEntries(sec.policy.providers.map((p) => [p.name, provider(p, sec.policy.roleClaim)])),
-      rules: [
-        { match: { prefix: '/.well-known/' } },
-        ...(names.length > 0 ? [{ match: { prefix: '/' }, requires }] : []),
-      ],
+      rules: [{ match: { prefix: '/.well-known/' } }, ...(names.length > 0 ? [{ match: { prefix: '/' }, requires }] : [])],
       bypass_cors_preflight: true,
     }),
   };
@@ -106,7 +117,9 @@ export function extAuthzFilter(): ProtoObject {
  */
 export function extAuthzPerRoute(svc: MeshService, resource: ProtectedResource): ProtoObject {
   return any(EXT_AUTHZ_PER_ROUTE, {
-    check_settings: { context_extensions: { mcp_service: svc.name, mcp_protocol: svc.protocol, [RESOURCE_METADATA_CONTEXT_KEY]: resource.metadataUrl } },
+    check_settings: {
+      context_extensions: { mcp_service: svc.name, mcp_protocol: svc.protocol, [RESOURCE_METADATA_CONTEXT_KEY]: resource.metadataUrl },
+    },
   });
 }
 
@@ -131,7 +144,12 @@ export interface ProtectedResource {
 /** Through the gateway's public URL: the gateway as a whole, or a service at `/mcp/<service>`. */
 export function gatewayResource(sec: MeshSecurity, svc?: MeshService): ProtectedResource {
   const path = svc ? gatewayPathPrefix(svc.name) : '';
-  return { resource: `${sec.publicUrl}${path}`, metadataPath: `${PROTECTED_RESOURCE_PATH}${path}`, metadataUrl: `${sec.publicUrl}${PROTECTED_RESOURCE_PATH}${path}`, ...(svc ? { svc } : {}) };
+  return {
+    resource: `${sec.publicUrl}${path}`,
+    metadataPath: `${PROTECTED_RESOURCE_PATH}${path}`,
+    metadataUrl: `${sec.publicUrl}${PROTECTED_RESOURCE_PATH}${path}`,
+    ...(svc ? { svc } : {}),
+  };
 }
 
 /**
@@ -206,10 +224,12 @@ export function notFoundRoute(sec: MeshSecurity): ProtoObject {
 export function localReplyConfig(): ProtoObject {
   const challenge = `Bearer resource_metadata="%METADATA(ROUTE:mcpmesh:${CHALLENGE_METADATA_KEY})%"`;
   return {
-    mappers: [{
-      filter: { status_code_filter: { comparison: { op: 'EQ', value: { default_value: 401, runtime_key: 'mcpmesh.local_reply.401' } } } },
-      headers_to_add: [{ header: { key: 'WWW-Authenticate', value: challenge }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
-    }],
+    mappers: [
+      {
+        filter: { status_code_filter: { comparison: { op: 'EQ', value: { default_value: 401, runtime_key: 'mcpmesh.local_reply.401' } } } },
+        headers_to_add: [{ header: { key: 'WWW-Authenticate', value: challenge }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' }],
+      },
+    ],
   };
 }
 
@@ -244,25 +264,30 @@ export function securityClusters(sec: MeshSecurity, opts: { localAuthz?: boolean
     kind: 'cluster',
     name,
     wildcard: true,
-    body: { ...singleHostCluster(name, sec.authz.host, sec.authz.port, { connectTimeoutMs: 2_000, http2: {} }), circuit_breakers: CIRCUIT_BREAKERS },
+    body: {
+      ...singleHostCluster(name, sec.authz.host, sec.authz.port, { connectTimeoutMs: 2_000, http2: {} }),
+      circuit_breakers: CIRCUIT_BREAKERS,
+    },
   });
   const jwks = sec.policy.providers.flatMap((p): XdsResource[] => {
     const url = jwksUrl(p);
     if (!url) return [];
     const name = jwksCluster(p.name);
     const tls = url.protocol === 'https:';
-    return [{
-      kind: 'cluster',
-      name,
-      wildcard: true,
-      body: {
-        ...singleHostCluster(name, url.hostname, Number(url.port || (tls ? 443 : 80)), { connectTimeoutMs: 5_000 }),
-        // An identity provider's host may answer from many addresses: connect to one at a time.
-        type: 'LOGICAL_DNS',
-        dns_lookup_family: 'V4_PREFERRED',
-        ...(tls ? { transport_socket: jwksTlsTransportSocket(url, p.jwksCaFile ?? DEFAULT_JWKS_CA_FILE) } : {}),
+    return [
+      {
+        kind: 'cluster',
+        name,
+        wildcard: true,
+        body: {
+          ...singleHostCluster(name, url.hostname, Number(url.port || (tls ? 443 : 80)), { connectTimeoutMs: 5_000 }),
+          // An identity provider's host may answer from many addresses: connect to one at a time.
+          type: 'LOGICAL_DNS',
+          dns_lookup_family: 'V4_PREFERRED',
+          ...(tls ? { transport_socket: jwksTlsTransportSocket(url, p.jwksCaFile ?? DEFAULT_JWKS_CA_FILE) } : {}),
+        },
       },
-    }];
+    ];
   });
   return [...(opts.localAuthz ? [] : [grpcCluster(AUTHZ_CLUSTER), grpcCluster(EXT_PROC_CLUSTER)]), ...jwks];
 }

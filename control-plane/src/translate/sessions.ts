@@ -28,7 +28,9 @@ export function sessionAffinityFilter(): ProtoObject {
     typed_config: any('envoy.extensions.filters.http.stateful_session.v3.StatefulSession', {
       session_state: {
         name: 'envoy.http.stateful_session.envelope',
-        typed_config: any('envoy.extensions.http.stateful_session.envelope.v3.EnvelopeSessionState', { header: { name: MCP_SESSION_HEADER } }),
+        typed_config: any('envoy.extensions.http.stateful_session.envelope.v3.EnvelopeSessionState', {
+          header: { name: MCP_SESSION_HEADER },
+        }),
       },
       // Not strict: when the replica is gone the request goes elsewhere, that server answers 404 for the
       // unknown session, and the client starts a new one (MCP's documented recovery), instead of a 503 loop.

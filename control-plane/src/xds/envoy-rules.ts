@@ -150,7 +150,10 @@ const alpnNeedsTls: ResourceRule = {
       if (opts['auto_config'] === undefined) continue;
       const socket = isObj(c['transport_socket']) ? str(c['transport_socket']['name']) : undefined;
       if (socket !== TLS_SOCKET) {
-        out.push({ path: join(join('typed_extension_protocol_options', path), 'auto_config'), message: `ALPN configured for cluster ${String(c['name'])} which has a non-ALPN transport socket (${socket ?? 'raw_buffer'}): use explicit_http_config, or TLS` });
+        out.push({
+          path: join(join('typed_extension_protocol_options', path), 'auto_config'),
+          message: `ALPN configured for cluster ${String(c['name'])} which has a non-ALPN transport socket (${socket ?? 'raw_buffer'}): use explicit_http_config, or TLS`,
+        });
       }
     }
     return out;
@@ -166,7 +169,14 @@ const logicalDnsSingleHost: ResourceRule = {
     if (c['type'] !== 'LOGICAL_DNS') return [];
     const groups = list(isObj(c['load_assignment']) ? c['load_assignment']['endpoints'] : undefined);
     const ok = groups.length === 1 && isObj(groups[0]) && list(groups[0]['lb_endpoints']).length === 1;
-    return ok ? [] : [{ path: 'load_assignment.endpoints', message: 'LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint' }];
+    return ok
+      ? []
+      : [
+          {
+            path: 'load_assignment.endpoints',
+            message: 'LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint',
+          },
+        ];
   },
 };
 
@@ -176,7 +186,9 @@ const edsConfigOnlyEds: ResourceRule = {
   effect: 'cluster refused: "eds_cluster_config set in a non-EDS cluster"',
   kinds: ['cluster'],
   check(c) {
-    return c['eds_cluster_config'] !== undefined && c['type'] !== 'EDS' ? [{ path: 'eds_cluster_config', message: 'eds_cluster_config set in a non-EDS cluster' }] : [];
+    return c['eds_cluster_config'] !== undefined && c['type'] !== 'EDS'
+      ? [{ path: 'eds_cluster_config', message: 'eds_cluster_config set in a non-EDS cluster' }]
+      : [];
   },
 };
 
@@ -194,7 +206,11 @@ const healthCheckStatusRange: ResourceRule = {
         list(http[key]).forEach((r, j) => {
           const start = isObj(r) ? Number(r['start'] ?? 0) : 0;
           const end = isObj(r) ? Number(r['end'] ?? 0) : 0;
-          if (!(start >= 100 && end <= 600 && start < end)) out.push({ path: `health_checks[${i}].http_health_check.${key}[${j}]`, message: `Invalid http ${key === 'expected_statuses' ? 'expected' : 'retriable'} status range: expecting start < end, start >= 100 and end <= 600 (got [${start}, ${end}))` });
+          if (!(start >= 100 && end <= 600 && start < end))
+            out.push({
+              path: `health_checks[${i}].http_health_check.${key}[${j}]`,
+              message: `Invalid http ${key === 'expected_statuses' ? 'expected' : 'retriable'} status range: expecting start < end, start >= 100 and end <= 600 (got [${start}, ${end}))`,
+            });
         });
       }
     });
@@ -209,7 +225,11 @@ function* regexes(body: unknown): Generator<[string, string]> {
   for (const [n, path] of nodes(body)) {
     const { safe_regex: a, safe_regex_match: b, pattern: c } = n;
     if (a === undefined && b === undefined && c === undefined) continue;
-    for (const [key, m] of [['safe_regex', a], ['safe_regex_match', b], ['pattern', c]] as const) {
+    for (const [key, m] of [
+      ['safe_regex', a],
+      ['safe_regex_match', b],
+      ['pattern', c],
+    ] as const) {
       if (isObj(m) && typeof m['regex'] === 'string') yield [m['regex'], join(join(path, key), 'regex')];
     }
   }
@@ -234,8 +254,11 @@ const re2ProgramSizeRule: ResourceRule = {
         throw err;
       }
       if (size > RE2_MAX_PROGRAM_SIZE) {
-        const shown = Number.isFinite(size) ? String(size) : 'beyond what can be computed without RE2\'s Unicode tables';
-        out.push({ path, message: `regex ${JSON.stringify(regex)} RE2 program size of ${shown} > max program size of ${RE2_MAX_PROGRAM_SIZE} set for the error level threshold` });
+        const shown = Number.isFinite(size) ? String(size) : "beyond what can be computed without RE2's Unicode tables";
+        out.push({
+          path,
+          message: `regex ${JSON.stringify(regex)} RE2 program size of ${shown} > max program size of ${RE2_MAX_PROGRAM_SIZE} set for the error level threshold`,
+        });
       }
     }
     return out;
@@ -249,7 +272,9 @@ const regexIgnoreCase: ResourceRule = {
   kinds: ['listener', 'route', 'cluster', 'secret'],
   check(body) {
     const out: Finding[] = [];
-    for (const [n, path] of nodes(body)) if (n['safe_regex'] !== undefined && n['ignore_case'] === true) out.push({ path: join(path, 'ignore_case'), message: 'ignore_case has no effect for safe_regex.' });
+    for (const [n, path] of nodes(body))
+      if (n['safe_regex'] !== undefined && n['ignore_case'] === true)
+        out.push({ path: join(path, 'ignore_case'), message: 'ignore_case has no effect for safe_regex.' });
     return out;
   },
 };
@@ -259,15 +284,22 @@ const HCM_URL = `type.googleapis.com/${HCM}`;
 const RBAC_URL = `type.googleapis.com/${RBAC}`;
 const RBAC_PER_ROUTE_URL = `type.googleapis.com/${RBAC_PER_ROUTE}`;
 function* statNames(kind: ResourceKind, body: Obj): Generator<[string, string, string]> {
-  if (kind === 'cluster') yield [str(body['alt_stat_name']) ?? str(body['name']) ?? '', str(body['alt_stat_name']) !== undefined ? 'alt_stat_name' : 'name', 'cluster name (envoy_cluster_name)'];
+  if (kind === 'cluster')
+    yield [
+      str(body['alt_stat_name']) ?? str(body['name']) ?? '',
+      str(body['alt_stat_name']) !== undefined ? 'alt_stat_name' : 'name',
+      'cluster name (envoy_cluster_name)',
+    ];
   for (const [n, path] of nodes(body)) {
-    if (n['@type'] === HCM_URL && typeof n['stat_prefix'] === 'string') yield [n['stat_prefix'], join(path, 'stat_prefix'), 'HTTP connection manager stat prefix (envoy_http_conn_manager_prefix)'];
+    if (n['@type'] === HCM_URL && typeof n['stat_prefix'] === 'string')
+      yield [n['stat_prefix'], join(path, 'stat_prefix'), 'HTTP connection manager stat prefix (envoy_http_conn_manager_prefix)'];
     if (Array.isArray(n['domains']) && typeof n['name'] === 'string') {
       yield [n['name'], join(path, 'name'), 'virtual host name (envoy_virtual_host)'];
       const vcs = list(n['virtual_clusters']);
       for (let i = 0; i < vcs.length; i++) {
         const vc = vcs[i];
-        if (isObj(vc) && typeof vc['name'] === 'string') yield [vc['name'], `${join(path, 'virtual_clusters')}[${i}].name`, 'virtual cluster name (envoy_virtual_cluster)'];
+        if (isObj(vc) && typeof vc['name'] === 'string')
+          yield [vc['name'], `${join(path, 'virtual_clusters')}[${i}].name`, 'virtual cluster name (envoy_virtual_cluster)'];
       }
     }
     const isRbac = n['@type'] === RBAC_URL;
@@ -275,11 +307,14 @@ function* statNames(kind: ResourceKind, body: Obj): Generator<[string, string, s
       const cfg = isRbac ? n : isObj(n['rbac']) ? n['rbac'] : undefined;
       if (!cfg) continue;
       const base = isRbac ? path : join(path, 'rbac');
-      for (const key of ['rules_stat_prefix', 'shadow_rules_stat_prefix']) if (typeof cfg[key] === 'string') yield [cfg[key], join(base, key), 'RBAC stat prefix (envoy_rbac_http_prefix)'];
+      for (const key of ['rules_stat_prefix', 'shadow_rules_stat_prefix'])
+        if (typeof cfg[key] === 'string') yield [cfg[key], join(base, key), 'RBAC stat prefix (envoy_rbac_http_prefix)'];
       if (cfg['track_per_rule_stats'] === true) {
         for (const key of ['rules', 'shadow_rules']) {
           const rules = cfg[key];
-          if (isObj(rules) && isObj(rules['policies'])) for (const name of Object.keys(rules['policies'])) yield [name, `${join(join(base, key), 'policies')}[${JSON.stringify(name)}]`, 'RBAC policy name (envoy_rbac_policy_name)'];
+          if (isObj(rules) && isObj(rules['policies']))
+            for (const name of Object.keys(rules['policies']))
+              yield [name, `${join(join(base, key), 'policies')}[${JSON.stringify(name)}]`, 'RBAC policy name (envoy_rbac_policy_name)'];
         }
       }
     }
@@ -294,7 +329,8 @@ const TAG_SAFE: EnvoyRule = {
 
 function tagSafe(kind: ResourceKind, body: ProtoObject): Finding[] {
   const out: Finding[] = [];
-  for (const [name, path, what] of statNames(kind, body as Obj)) if (name.includes('.')) out.push({ path, message: `${what} ${JSON.stringify(name)} has a dot` });
+  for (const [name, path, what] of statNames(kind, body as Obj))
+    if (name.includes('.')) out.push({ path, message: `${what} ${JSON.stringify(name)} has a dot` });
   return out;
 }
 
@@ -306,7 +342,8 @@ function* validationContexts(body: unknown): Generator<[Obj, string, boolean]> {
   for (const [n, path] of nodes(body)) {
     if (isObj(n['validation_context'])) yield [n['validation_context'], join(path, 'validation_context'), false];
     const combined = n['combined_validation_context'];
-    if (isObj(combined) && isObj(combined['default_validation_context'])) yield [combined['default_validation_context'], join(join(path, 'combined_validation_context'), 'default_validation_context'), true];
+    if (isObj(combined) && isObj(combined['default_validation_context']))
+      yield [combined['default_validation_context'], join(join(path, 'combined_validation_context'), 'default_validation_context'), true];
   }
 }
 
@@ -316,7 +353,9 @@ function hasSanMatchers(vc: Obj): boolean {
 
 /** A CA to check peers against: inline or from a file, from a certificate provider (gRPC), or a custom validator. */
 function hasTrustedCa(vc: Obj): boolean {
-  return vc['trusted_ca'] !== undefined || vc['ca_certificate_provider_instance'] !== undefined || vc['custom_validator_config'] !== undefined;
+  return (
+    vc['trusted_ca'] !== undefined || vc['ca_certificate_provider_instance'] !== undefined || vc['custom_validator_config'] !== undefined
+  );
 }
 
 const sanNeedsTrustedCa: ResourceRule = {
@@ -328,7 +367,8 @@ const sanNeedsTrustedCa: ResourceRule = {
     const out: Finding[] = [];
     // A combined context's default half is merged with its SDS secret first: the snapshot rule checks that pair.
     for (const [vc, path, combined] of validationContexts(body)) {
-      if (!combined && hasSanMatchers(vc) && !hasTrustedCa(vc)) out.push({ path, message: 'SAN-based verification of peer certificates without trusted CA is insecure and not allowed' });
+      if (!combined && hasSanMatchers(vc) && !hasTrustedCa(vc))
+        out.push({ path, message: 'SAN-based verification of peer certificates without trusted CA is insecure and not allowed' });
     }
     return out;
   },
@@ -336,7 +376,8 @@ const sanNeedsTrustedCa: ResourceRule = {
 
 const jwtLocalJwks: ResourceRule = {
   id: 'jwt_authn.local-jwks',
-  source: 'source/extensions/filters/http/jwt_authn/filter_factory.cc, validateJwtConfig; source/common/jwt/jwks.cc, Jwks::createFromJwksCore',
+  source:
+    'source/extensions/filters/http/jwt_authn/filter_factory.cc, validateJwtConfig; source/common/jwt/jwks.cc, Jwks::createFromJwksCore',
   effect: 'listener refused: "Provider … in jwt_authn config has invalid local jwks: …"',
   kinds: ['listener'],
   check(body) {
@@ -349,7 +390,11 @@ const jwtLocalJwks: ResourceRule = {
         const text = str(local['inline_string']);
         if (text === undefined) continue;
         const reading = readJwks(text);
-        if (reading.error) out.push({ path: `${join(path, 'providers')}[${JSON.stringify(name)}].local_jwks.inline_string`, message: `Provider '${name}' in jwt_authn config has invalid local jwks: ${reading.error}` });
+        if (reading.error)
+          out.push({
+            path: `${join(path, 'providers')}[${JSON.stringify(name)}].local_jwks.inline_string`,
+            message: `Provider '${name}' in jwt_authn config has invalid local jwks: ${reading.error}`,
+          });
       }
     }
     return out;
@@ -379,9 +424,15 @@ const jwtProvidersExist: ResourceRule = {
     for (const [cfg, path] of typed(body, JWT_AUTHN)) {
       const known = new Set(Object.keys(isObj(cfg['providers']) ? cfg['providers'] : {}));
       const reqs: Array<[unknown, string]> = [];
-      list(cfg['rules']).forEach((r, i) => { reqs.push([isObj(r) ? r['requires'] : undefined, `${join(path, 'rules')}[${i}].requires`]); });
-      if (isObj(cfg['requirement_map'])) for (const [k, r] of Object.entries(cfg['requirement_map'])) reqs.push([r, `${join(path, 'requirement_map')}[${JSON.stringify(k)}]`]);
-      for (const [req, p] of reqs) for (const name of requirementProviders(req)) if (!known.has(name)) out.push({ path: p, message: `Required provider ['${name}'] is not configured.` });
+      list(cfg['rules']).forEach((r, i) => {
+        reqs.push([isObj(r) ? r['requires'] : undefined, `${join(path, 'rules')}[${i}].requires`]);
+      });
+      if (isObj(cfg['requirement_map']))
+        for (const [k, r] of Object.entries(cfg['requirement_map']))
+          reqs.push([r, `${join(path, 'requirement_map')}[${JSON.stringify(k)}]`]);
+      for (const [req, p] of reqs)
+        for (const name of requirementProviders(req))
+          if (!known.has(name)) out.push({ path: p, message: `Required provider ['${name}'] is not configured.` });
     }
     return out;
   },
@@ -399,10 +450,22 @@ const routerLast: ResourceRule = {
       filters.forEach((f, i) => {
         const router = isObj(f) && isObj(f['typed_config']) && f['typed_config']['@type'] === `type.googleapis.com/${ROUTER}`;
         const last = i === filters.length - 1;
-        if (router && !last) out.push({ path: `${join(path, 'http_filters')}[${i}]`, message: `Error: terminal filter named ${String((f as Obj)['name'])} of type envoy.filters.http.router must be the last filter in a http filter chain.` });
-        if (!router && last) out.push({ path: `${join(path, 'http_filters')}[${i}]`, message: `Error: non-terminal filter named ${String((f as Obj)['name'])} is the last filter in a http filter chain.` });
+        if (router && !last)
+          out.push({
+            path: `${join(path, 'http_filters')}[${i}]`,
+            message: `Error: terminal filter named ${String((f as Obj)['name'])} of type envoy.filters.http.router must be the last filter in a http filter chain.`,
+          });
+        if (!router && last)
+          out.push({
+            path: `${join(path, 'http_filters')}[${i}]`,
+            message: `Error: non-terminal filter named ${String((f as Obj)['name'])} is the last filter in a http filter chain.`,
+          });
       });
-      if (filters.length === 0) out.push({ path: join(path, 'http_filters'), message: 'no router: an HTTP connection manager without envoy.filters.http.router answers nothing' });
+      if (filters.length === 0)
+        out.push({
+          path: join(path, 'http_filters'),
+          message: 'no router: an HTTP connection manager without envoy.filters.http.router answers nothing',
+        });
     }
     return out;
   },
@@ -415,7 +478,9 @@ const stripPortExclusive: ResourceRule = {
   kinds: ['listener'],
   check(body) {
     const out: Finding[] = [];
-    for (const [hcm, path] of typed(body, HCM)) if (hcm['strip_any_host_port'] === true && hcm['strip_matching_host_port'] === true) out.push({ path, message: 'Error: Only one of `strip_matching_host_port` or `strip_any_host_port` can be set.' });
+    for (const [hcm, path] of typed(body, HCM))
+      if (hcm['strip_any_host_port'] === true && hcm['strip_matching_host_port'] === true)
+        out.push({ path, message: 'Error: Only one of `strip_matching_host_port` or `strip_any_host_port` can be set.' });
     return out;
   },
 };
@@ -427,7 +492,12 @@ const extAuthzV3: ResourceRule = {
   kinds: ['listener'],
   check(body) {
     const out: Finding[] = [];
-    for (const [cfg, path] of typed(body, EXT_AUTHZ)) if (cfg['transport_api_version'] !== 'V3' && cfg['transport_api_version'] !== 2) out.push({ path: join(path, 'transport_api_version'), message: 'V2 (and AUTO) xDS transport protocol versions are deprecated: set transport_api_version V3' });
+    for (const [cfg, path] of typed(body, EXT_AUTHZ))
+      if (cfg['transport_api_version'] !== 'V3' && cfg['transport_api_version'] !== 2)
+        out.push({
+          path: join(path, 'transport_api_version'),
+          message: 'V2 (and AUTO) xDS transport protocol versions are deprecated: set transport_api_version V3',
+        });
     return out;
   },
 };
@@ -440,12 +510,25 @@ const extProcConfig: ResourceRule = {
   check(body) {
     const out: Finding[] = [];
     for (const [cfg, path] of typed(body, EXT_PROC)) {
-      if ((cfg['grpc_service'] !== undefined) === (cfg['http_service'] !== undefined)) out.push({ path, message: 'One and only one of grpc_service or http_service must be configured' });
+      if ((cfg['grpc_service'] !== undefined) === (cfg['http_service'] !== undefined))
+        out.push({ path, message: 'One and only one of grpc_service or http_service must be configured' });
       const mode = isObj(cfg['processing_mode']) ? cfg['processing_mode'] : {};
-      for (const [body, trailer] of [['request_body_mode', 'request_trailer_mode'], ['response_body_mode', 'response_trailer_mode']] as const) {
+      for (const [body, trailer] of [
+        ['request_body_mode', 'request_trailer_mode'],
+        ['response_body_mode', 'response_trailer_mode'],
+      ] as const) {
         if (mode[body] !== 'FULL_DUPLEX_STREAMED') continue;
-        if (mode[trailer] !== 'SEND') out.push({ path: join(join(path, 'processing_mode'), trailer), message: `If the ext_proc filter has the ${body} set to FULL_DUPLEX_STREAMED, then the ${trailer} has to be set to SEND` });
-        if (cfg['failure_mode_allow'] === true) out.push({ path: join(path, 'failure_mode_allow'), message: 'If the ext_proc filter has either the request_body_mode or the response_body_mode set to FULL_DUPLEX_STREAMED, then the failure_mode_allow has to be left as false' });
+        if (mode[trailer] !== 'SEND')
+          out.push({
+            path: join(join(path, 'processing_mode'), trailer),
+            message: `If the ext_proc filter has the ${body} set to FULL_DUPLEX_STREAMED, then the ${trailer} has to be set to SEND`,
+          });
+        if (cfg['failure_mode_allow'] === true)
+          out.push({
+            path: join(path, 'failure_mode_allow'),
+            message:
+              'If the ext_proc filter has either the request_body_mode or the response_body_mode set to FULL_DUPLEX_STREAMED, then the failure_mode_allow has to be left as false',
+          });
       }
     }
     return out;
@@ -455,7 +538,8 @@ const extProcConfig: ResourceRule = {
 const uniqueDomains: ResourceRule = {
   id: 'route.unique-domains',
   source: 'source/common/router/config_impl.cc, RouteMatcher::RouteMatcher',
-  effect: 'route table refused: "Only unique values for domains are permitted. Duplicate entry of domain …" / "Only a single wildcard domain is permitted"',
+  effect:
+    'route table refused: "Only unique values for domains are permitted. Duplicate entry of domain …" / "Only a single wildcard domain is permitted"',
   kinds: ['route'],
   check(rc) {
     const out: Finding[] = [];
@@ -466,7 +550,14 @@ const uniqueDomains: ResourceRule = {
         const domain = String(d).toLowerCase();
         const path = `virtual_hosts[${i}].domains[${j}]`;
         const prev = seen.get(domain);
-        if (prev) out.push({ path, message: domain === '*' ? `Only a single wildcard domain is permitted in route ${String(rc['name'])} (also at ${prev})` : `Only unique values for domains are permitted. Duplicate entry of domain ${domain} in route ${String(rc['name'])} (also at ${prev})` });
+        if (prev)
+          out.push({
+            path,
+            message:
+              domain === '*'
+                ? `Only a single wildcard domain is permitted in route ${String(rc['name'])} (also at ${prev})`
+                : `Only unique values for domains are permitted. Duplicate entry of domain ${domain} in route ${String(rc['name'])} (also at ${prev})`,
+          });
         else seen.set(domain, path);
       });
     });
@@ -485,7 +576,11 @@ const directResponseSize: ResourceRule = {
     for (const [n, path] of nodes(rc)) {
       const dr = n['direct_response'];
       const text = isObj(dr) && isObj(dr['body']) ? str(dr['body']['inline_string']) : undefined;
-      if (text !== undefined && Buffer.byteLength(text) > max) out.push({ path: join(join(join(path, 'direct_response'), 'body'), 'inline_string'), message: `response body size is ${Buffer.byteLength(text)} bytes; maximum is ${max}` });
+      if (text !== undefined && Buffer.byteLength(text) > max)
+        out.push({
+          path: join(join(join(path, 'direct_response'), 'body'), 'inline_string'),
+          message: `response body size is ${Buffer.byteLength(text)} bytes; maximum is ${max}`,
+        });
     }
     return out;
   },
@@ -502,7 +597,8 @@ const rewriteExclusive: ResourceRule = {
       const route = n['route'];
       if (!isObj(route)) continue;
       const set = ['prefix_rewrite', 'regex_rewrite', 'path_rewrite_policy'].filter((k) => route[k] !== undefined && route[k] !== '');
-      if (set.length > 1) out.push({ path: join(path, 'route'), message: 'Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy' });
+      if (set.length > 1)
+        out.push({ path: join(path, 'route'), message: 'Specify only one of prefix_rewrite, regex_rewrite or path_rewrite_policy' });
     }
     return out;
   },
@@ -518,7 +614,8 @@ const virtualClusterHeaders: ResourceRule = {
     list(rc['virtual_hosts']).forEach((vh, i) => {
       if (!isObj(vh)) return;
       list(vh['virtual_clusters']).forEach((vc, j) => {
-        if (!isObj(vc) || list(vc['headers']).length === 0) out.push({ path: `virtual_hosts[${i}].virtual_clusters[${j}]`, message: "virtual clusters must define 'headers'" });
+        if (!isObj(vc) || list(vc['headers']).length === 0)
+          out.push({ path: `virtual_hosts[${i}].virtual_clusters[${j}]`, message: "virtual clusters must define 'headers'" });
       });
     });
     return out;
@@ -526,9 +623,25 @@ const virtualClusterHeaders: ResourceRule = {
 };
 
 export const RESOURCE_RULES: readonly ResourceRule[] = [
-  alpnNeedsTls, logicalDnsSingleHost, edsConfigOnlyEds, healthCheckStatusRange, re2ProgramSizeRule, regexIgnoreCase, tagSafeCluster, tagSafeConfig,
-  sanNeedsTrustedCa, jwtLocalJwks, jwtProvidersExist, routerLast, stripPortExclusive, extAuthzV3, extProcConfig, uniqueDomains, directResponseSize,
-  rewriteExclusive, virtualClusterHeaders,
+  alpnNeedsTls,
+  logicalDnsSingleHost,
+  edsConfigOnlyEds,
+  healthCheckStatusRange,
+  re2ProgramSizeRule,
+  regexIgnoreCase,
+  tagSafeCluster,
+  tagSafeConfig,
+  sanNeedsTrustedCa,
+  jwtLocalJwks,
+  jwtProvidersExist,
+  routerLast,
+  stripPortExclusive,
+  extAuthzV3,
+  extProcConfig,
+  uniqueDomains,
+  directResponseSize,
+  rewriteExclusive,
+  virtualClusterHeaders,
 ];
 
 /** Every resource rule that applies to `kind`, as violations named `envoy.<rule id>`. */
@@ -565,7 +678,7 @@ const perFilterConfigKeys = perBody((rc) => {
 const perFilterConfigKnown: SnapshotRule = {
   id: 'route.per-filter-config-known',
   reads: ['listener', 'route'],
-  source: 'source/common/router/per_filter_config.cc (looked up at run time by the HTTP filter\'s config name)',
+  source: "source/common/router/per_filter_config.cc (looked up at run time by the HTTP filter's config name)",
   effect: 'accepted, and silently ignored: a per-route RBAC or ext_authz setting under a name no filter has never applies',
   check(res) {
     const out: string[] = [];
@@ -575,7 +688,10 @@ const perFilterConfigKnown: SnapshotRule = {
         if (!rc) continue;
         const known = new Set(filters);
         for (const [key, path] of perFilterConfigKeys(rc)) {
-          if (!known.has(key)) out.push(`route configuration "${routeConfig}": ${join(path, 'typed_per_filter_config')}[${JSON.stringify(key)}]: envoy.${this.id}: listener "${lname}" has no HTTP filter named ${key}; Envoy would ignore this setting`);
+          if (!known.has(key))
+            out.push(
+              `route configuration "${routeConfig}": ${join(path, 'typed_per_filter_config')}[${JSON.stringify(key)}]: envoy.${this.id}: listener "${lname}" has no HTTP filter named ${key}; Envoy would ignore this setting`,
+            );
         }
       }
     }
@@ -586,8 +702,9 @@ const perFilterConfigKnown: SnapshotRule = {
 const sideStreamBreakers: SnapshotRule = {
   id: 'cluster.side-stream-circuit-breakers',
   reads: ['listener', 'cluster'],
-  source: 'source/common/upstream/upstream_impl.cc, ClusterInfoImpl::ResourceManagers::load (max_requests default 1024); ext_proc.cc (one side stream per HTTP stream)',
-  effect: 'accepted, but past 1024 concurrent streams the filter\'s calls overflow: every new request through it fails',
+  source:
+    'source/common/upstream/upstream_impl.cc, ClusterInfoImpl::ResourceManagers::load (max_requests default 1024); ext_proc.cc (one side stream per HTTP stream)',
+  effect: "accepted, but past 1024 concurrent streams the filter's calls overflow: every new request through it fails",
   check(res) {
     const out: string[] = [];
     for (const [lname, listener] of res.listener) {
@@ -602,7 +719,10 @@ const sideStreamBreakers: SnapshotRule = {
           const thresholds = isObj(cluster['circuit_breakers']) ? list(cluster['circuit_breakers']['thresholds']) : [];
           const def = thresholds.find((t) => isObj(t) && (t['priority'] === undefined || t['priority'] === 'DEFAULT')) as Obj | undefined;
           const maxRequests = def ? (u32(def['max_requests']) ?? 1024) : 1024;
-          if (maxRequests < MIN_SIDE_STREAM_REQUESTS) out.push(`listener "${lname}": ${join(path, 'grpc_service')}: envoy.${this.id}: cluster "${name}" allows ${maxRequests} concurrent requests (Envoy's default is 1024); a gateway's side streams need at least ${MIN_SIDE_STREAM_REQUESTS}`);
+          if (maxRequests < MIN_SIDE_STREAM_REQUESTS)
+            out.push(
+              `listener "${lname}": ${join(path, 'grpc_service')}: envoy.${this.id}: cluster "${name}" allows ${maxRequests} concurrent requests (Envoy's default is 1024); a gateway's side streams need at least ${MIN_SIDE_STREAM_REQUESTS}`,
+            );
         }
       }
     }
@@ -625,17 +745,23 @@ const combinedContextsNeedingCa = perBody((body) => {
 const combinedSanNeedsCa: SnapshotRule = {
   id: 'tls.san-needs-trusted-ca',
   reads: ['cluster', 'listener', 'secret'],
-  source: 'source/common/tls/context_config_impl.cc, getCombinedValidationContextConfig; certificate_validation_context_config_impl.cc, initialize',
+  source:
+    'source/common/tls/context_config_impl.cc, getCombinedValidationContextConfig; certificate_validation_context_config_impl.cc, initialize',
   effect: 'the SDS secret update is refused and the listener or cluster never warms: "SAN-based verification … without trusted CA"',
   check(res) {
     const out: string[] = [];
     for (const kind of ['cluster', 'listener'] as const) {
       for (const [rname, body] of res[kind]) {
         for (const [combined, path] of combinedContextsNeedingCa(body)) {
-          const ref = isObj(combined['validation_context_sds_secret_config']) ? str(combined['validation_context_sds_secret_config']['name']) : undefined;
+          const ref = isObj(combined['validation_context_sds_secret_config'])
+            ? str(combined['validation_context_sds_secret_config']['name'])
+            : undefined;
           const secret = ref ? res.secret.get(ref) : undefined;
           const vc = secret && isObj(secret['validation_context']) ? secret['validation_context'] : undefined;
-          if (secret && !(vc && hasTrustedCa(vc))) out.push(`${kind} "${rname}": ${join(path, 'combined_validation_context')}: envoy.${this.id}: SAN-based verification of peer certificates without trusted CA is insecure and not allowed (secret "${ref}" carries no trusted_ca)`);
+          if (secret && !(vc && hasTrustedCa(vc)))
+            out.push(
+              `${kind} "${rname}": ${join(path, 'combined_validation_context')}: envoy.${this.id}: SAN-based verification of peer certificates without trusted CA is insecure and not allowed (secret "${ref}" carries no trusted_ca)`,
+            );
         }
       }
     }
@@ -656,14 +782,22 @@ const uniqueListenerAddress: SnapshotRule = {
       if (!sa) continue;
       const addr = `${String(sa['address'])}:${String(u32(sa['port_value']) ?? sa['port_value'])}`;
       const prev = seen.get(addr);
-      if (prev) out.push(`listener "${name}": address: envoy.${this.id}: error adding listener: '${name}' has duplicate address '${addr}' as existing listener '${prev}'`);
+      if (prev)
+        out.push(
+          `listener "${name}": address: envoy.${this.id}: error adding listener: '${name}' has duplicate address '${addr}' as existing listener '${prev}'`,
+        );
       else seen.set(addr, name);
     }
     return out;
   },
 };
 
-export const SNAPSHOT_RULES: readonly SnapshotRule[] = [perFilterConfigKnown, sideStreamBreakers, combinedSanNeedsCa, uniqueListenerAddress];
+export const SNAPSHOT_RULES: readonly SnapshotRule[] = [
+  perFilterConfigKnown,
+  sideStreamBreakers,
+  combinedSanNeedsCa,
+  uniqueListenerAddress,
+];
 
 /** Every snapshot rule (or those reading a kind in `changed`), as lines naming the resource, path, rule and reason. */
 export function checkSnapshotRules(resources: SnapshotBodies, changed?: ReadonlySet<ResourceKind>): string[] {

@@ -6,8 +6,11 @@ import { lookupType } from './proto.ts';
 type Plain = Record<string, unknown>;
 const isPlain = (v: unknown): v is Plain => typeof v === 'object' && v !== null && !Array.isArray(v);
 
-const WRAPPERS = new Set(['DoubleValue', 'FloatValue', 'Int64Value', 'UInt64Value', 'Int32Value', 'UInt32Value', 'BoolValue', 'StringValue', 'BytesValue']
-  .map((n) => `.google.protobuf.${n}`));
+const WRAPPERS = new Set(
+  ['DoubleValue', 'FloatValue', 'Int64Value', 'UInt64Value', 'Int32Value', 'UInt32Value', 'BoolValue', 'StringValue', 'BytesValue'].map(
+    (n) => `.google.protobuf.${n}`,
+  ),
+);
 
 function structValue(v: unknown): unknown {
   if (!isPlain(v)) return null;
@@ -15,7 +18,7 @@ function structValue(v: unknown): unknown {
   if ('numberValue' in v) return v['numberValue'];
   if ('boolValue' in v) return v['boolValue'];
   if ('structValue' in v) return structToPlain(v['structValue']);
-  if ('listValue' in v) return ((isPlain(v['listValue']) ? v['listValue']['values'] : []) as unknown[] ?? []).map(structValue);
+  if ('listValue' in v) return (((isPlain(v['listValue']) ? v['listValue']['values'] : []) as unknown[]) ?? []).map(structValue);
   return null;
 }
 

@@ -51,7 +51,8 @@ function port(meta: Record<string, Json>, key: string, fallback: number, id: str
   const v = meta[key];
   if (v === undefined || v === null) return fallback;
   const n = typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535) throw new NodeError(id, `metadata.${key}`, `must be a port number 1-65535 (got ${JSON.stringify(v)})`);
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 65535)
+    throw new NodeError(id, `metadata.${key}`, `must be a port number 1-65535 (got ${JSON.stringify(v)})`);
   return n;
 }
 
@@ -78,19 +79,33 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
     // Every gRPC xDS client names itself "gRPC <language>"; Envoy says "envoy".
     const proxyless = /^grpc\b/i.test(node?.user_agent_name ?? '');
     const gatewayName = meta['gateway_name'] ?? 'default';
-    if (typeof gatewayName !== 'string' || !/^[A-Za-z0-9._-]{1,63}$/.test(gatewayName)) throw new NodeError(id, 'metadata.gateway_name', `must be 1-63 letters, digits, ".", "_" or "-" (got ${JSON.stringify(gatewayName)})`);
+    if (typeof gatewayName !== 'string' || !/^[A-Za-z0-9._-]{1,63}$/.test(gatewayName))
+      throw new NodeError(
+        id,
+        'metadata.gateway_name',
+        `must be 1-63 letters, digits, ".", "_" or "-" (got ${JSON.stringify(gatewayName)})`,
+      );
     // Only what an Envoy can use: a proxyless client has no ext_authz or ext_proc filter to point anywhere.
     const localAuthz = !proxyless && flag(meta, 'local_authz', id);
     return {
-      id, role, ...(locality ? { locality } : {}), listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id),
-      ...(proxyless ? { proxyless } : {}), ...(gatewayName !== 'default' ? { gatewayName } : {}), ...(localAuthz ? { localAuthz } : {}),
+      id,
+      role,
+      ...(locality ? { locality } : {}),
+      listenerPort: port(meta, 'listener_port', DEFAULT_GATEWAY_PORT, id),
+      ...(proxyless ? { proxyless } : {}),
+      ...(gatewayName !== 'default' ? { gatewayName } : {}),
+      ...(localAuthz ? { localAuthz } : {}),
     };
   }
   if (role === 'sidecar') {
     const service = meta['service'];
-    if (typeof service !== 'string' || service === '') throw new NodeError(id, 'metadata.service', 'a sidecar must name the MCP service it fronts');
+    if (typeof service !== 'string' || service === '')
+      throw new NodeError(id, 'metadata.service', 'a sidecar must name the MCP service it fronts');
     return {
-      id, role, service, ...(locality ? { locality } : {}),
+      id,
+      role,
+      service,
+      ...(locality ? { locality } : {}),
       listenerPort: port(meta, 'inbound_port', DEFAULT_SIDECAR_INBOUND_PORT, id),
       appPort: port(meta, 'app_port', DEFAULT_SIDECAR_APP_PORT, id),
     };
@@ -102,7 +117,7 @@ export function proxyInfoFromNode(node: PbNode | null | undefined): ProxyInfo {
 export function snapshotKey(p: ProxyInfo): string {
   const loc = p.locality ? `${p.locality.region}/${p.locality.zone}` : '-';
   return p.role === 'gateway'
-    // A local-authz gateway gets other clusters than one of the same name and place that uses the control plane's.
-    ? `gateway|${p.gatewayName ?? 'default'}|${loc}|${p.listenerPort}${p.proxyless ? '|grpc' : ''}${p.localAuthz ? '|local-authz' : ''}`
+    ? // A local-authz gateway gets other clusters than one of the same name and place that uses the control plane's.
+      `gateway|${p.gatewayName ?? 'default'}|${loc}|${p.listenerPort}${p.proxyless ? '|grpc' : ''}${p.localAuthz ? '|local-authz' : ''}`
     : `sidecar|${p.service}|${p.listenerPort}|${p.appPort}`;
 }

@@ -273,8 +273,17 @@ function asciiFoldOrbit(r: number): number[] {
 type Group = { sign: 1 | -1; ranges: ReadonlyArray<readonly [number, number]> };
 
 const DIGIT: Group['ranges'] = [[0x30, 0x39]];
-const SPACE: Group['ranges'] = [[0x09, 0x0a], [0x0c, 0x0d], [0x20, 0x20]];
-const WORD: Group['ranges'] = [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]];
+const SPACE: Group['ranges'] = [
+  [0x09, 0x0a],
+  [0x0c, 0x0d],
+  [0x20, 0x20],
+];
+const WORD: Group['ranges'] = [
+  [0x30, 0x39],
+  [0x41, 0x5a],
+  [0x5f, 0x5f],
+  [0x61, 0x7a],
+];
 const PERL_GROUPS: Readonly<Record<string, Group>> = {
   d: { sign: 1, ranges: DIGIT },
   D: { sign: -1, ranges: DIGIT },
@@ -284,20 +293,50 @@ const PERL_GROUPS: Readonly<Record<string, Group>> = {
   W: { sign: -1, ranges: WORD },
 };
 const POSIX_RANGES: Readonly<Record<string, Group['ranges']>> = {
-  alnum: [[0x30, 0x39], [0x41, 0x5a], [0x61, 0x7a]],
-  alpha: [[0x41, 0x5a], [0x61, 0x7a]],
+  alnum: [
+    [0x30, 0x39],
+    [0x41, 0x5a],
+    [0x61, 0x7a],
+  ],
+  alpha: [
+    [0x41, 0x5a],
+    [0x61, 0x7a],
+  ],
   ascii: [[0x00, 0x7f]],
-  blank: [[0x09, 0x09], [0x20, 0x20]],
-  cntrl: [[0x00, 0x1f], [0x7f, 0x7f]],
+  blank: [
+    [0x09, 0x09],
+    [0x20, 0x20],
+  ],
+  cntrl: [
+    [0x00, 0x1f],
+    [0x7f, 0x7f],
+  ],
   digit: [[0x30, 0x39]],
   graph: [[0x21, 0x7e]],
   lower: [[0x61, 0x7a]],
   print: [[0x20, 0x7e]],
-  punct: [[0x21, 0x2f], [0x3a, 0x40], [0x5b, 0x60], [0x7b, 0x7e]],
-  space: [[0x09, 0x0d], [0x20, 0x20]],
+  punct: [
+    [0x21, 0x2f],
+    [0x3a, 0x40],
+    [0x5b, 0x60],
+    [0x7b, 0x7e],
+  ],
+  space: [
+    [0x09, 0x0d],
+    [0x20, 0x20],
+  ],
   upper: [[0x41, 0x5a]],
-  word: [[0x30, 0x39], [0x41, 0x5a], [0x5f, 0x5f], [0x61, 0x7a]],
-  xdigit: [[0x30, 0x39], [0x41, 0x46], [0x61, 0x66]],
+  word: [
+    [0x30, 0x39],
+    [0x41, 0x5a],
+    [0x5f, 0x5f],
+    [0x61, 0x7a],
+  ],
+  xdigit: [
+    [0x30, 0x39],
+    [0x41, 0x46],
+    [0x61, 0x66],
+  ],
 };
 
 /** parse.cc AddUGroup, for the ASCII-only Perl and POSIX groups. */
@@ -982,8 +1021,7 @@ const isDigit = (c: number | undefined): boolean => c !== undefined && c >= 0x30
 const isHex = (c: number | undefined): c is number =>
   c !== undefined && ((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66));
 const unHex = (c: number): number => (c <= 0x39 ? c - 0x30 : (c | 0x20) - 0x61 + 10);
-const isAsciiAlnum = (c: number): boolean =>
-  (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+const isAsciiAlnum = (c: number): boolean => (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
 
 /** The regex as code points; a lone surrogate cannot be sent as UTF-8, and RE2 would reject it. */
 function toRunes(s: string): number[] {
@@ -1443,7 +1481,11 @@ function coalesceVisit(re: Regexp, child: Regexp[]): Regexp {
   for (let i = 0; i + 1 < child.length; i++) {
     if (canCoalesce(at(child, i), at(child, i + 1))) doCoalesce(child, i);
   }
-  return withSubs(re.op, re.flags, child.filter((c) => c.op !== EMPTY_MATCH));
+  return withSubs(
+    re.op,
+    re.flags,
+    child.filter((c) => c.op !== EMPTY_MATCH),
+  );
 }
 
 function canCoalesce(r1: Regexp, r2: Regexp): boolean {
@@ -1548,7 +1590,12 @@ function simplifyVisit(re: Regexp, child: Regexp[]): Regexp {
 }
 
 const isEmptyOp = (re: Regexp): boolean =>
-  re.op === BEGIN_LINE || re.op === END_LINE || re.op === WORD_BOUNDARY || re.op === NO_WORD_BOUNDARY || re.op === BEGIN_TEXT || re.op === END_TEXT;
+  re.op === BEGIN_LINE ||
+  re.op === END_LINE ||
+  re.op === WORD_BOUNDARY ||
+  re.op === NO_WORD_BOUNDARY ||
+  re.op === BEGIN_TEXT ||
+  re.op === END_TEXT;
 
 /** Regexp::StarPlusOrQuest: squashes a repeat of a repeat. */
 function starPlusOrQuest(op: number, s: Regexp, flags: number): Regexp {
@@ -2159,7 +2206,11 @@ function flattenSize(inst: Inst[], start: number, startUnanchored: number): numb
   for (let i = sorted.length - 1; i > 0; i--) {
     const root = at(sorted, i);
     if (root === startUnanchored || root === start) continue;
-    const reachable = closure(root, () => {}, () => {});
+    const reachable = closure(
+      root,
+      () => {},
+      () => {},
+    );
     for (const id of reachable) {
       for (const pred of preds.get(id) ?? []) if (!reachable.has(pred)) roots.add(id);
     }

@@ -28,8 +28,18 @@ const WRAPPER_KIND: Record<string, string> = {
 };
 
 const NUMERIC_KINDS = new Set([
-  'double', 'float', 'int32', 'int64', 'uint32', 'uint64', 'sint32', 'sint64',
-  'fixed32', 'fixed64', 'sfixed32', 'sfixed64',
+  'double',
+  'float',
+  'int32',
+  'int64',
+  'uint32',
+  'uint64',
+  'sint32',
+  'sint64',
+  'fixed32',
+  'fixed64',
+  'sfixed32',
+  'sfixed64',
 ]);
 
 const HEADER_NAME = /^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$/;
@@ -73,10 +83,14 @@ function durationNanos(v: unknown): bigint {
 function defaultScalar(field: protobuf.Field): unknown {
   if (field.resolvedType instanceof protobuf.Enum) return 0;
   switch (field.type) {
-    case 'string': return '';
-    case 'bytes': return new Uint8Array();
-    case 'bool': return false;
-    default: return 0;
+    case 'string':
+      return '';
+    case 'bytes':
+      return new Uint8Array();
+    case 'bool':
+      return false;
+    default:
+      return 0;
   }
 }
 
@@ -110,7 +124,9 @@ function plan(type: protobuf.Type): Plan {
     }
     p = {
       fields,
-      unsetChecked: type.fieldsArray.filter((f) => (f.partOf === null || f.partOf === undefined) && rulesOf(f, '(validate.rules)') !== undefined),
+      unsetChecked: type.fieldsArray.filter(
+        (f) => (f.partOf === null || f.partOf === undefined) && rulesOf(f, '(validate.rules)') !== undefined,
+      ),
       oneofs: type.oneofsArray,
     };
     plans.set(type, p);
@@ -154,7 +170,8 @@ class Walker {
     for (const key in value) {
       const fp = p.fields[key];
       if (!fp) {
-        if (!(inAny && key === '@type')) this.add(join(path, key), 'schema.unknown_field', `${fullName(type).slice(1)} has no field "${key}"`);
+        if (!(inAny && key === '@type'))
+          this.add(join(path, key), 'schema.unknown_field', `${fullName(type).slice(1)} has no field "${key}"`);
         continue;
       }
       const raw = value[key];
@@ -171,7 +188,7 @@ class Walker {
         const set = oneof.fieldsArray.filter((f) => value[f.name] !== undefined && value[f.name] !== null);
         this.add(join(path, oneof.name), 'schema.oneof', `only one of ${set.map((f) => f.name).join(', ')} may be set`);
       }
-      if (count === 0 && (oneof.options?.['(validate.required)'] === true)) {
+      if (count === 0 && oneof.options?.['(validate.required)'] === true) {
         this.add(join(path, oneof.name), 'oneof.required', `one of ${oneof.fieldsArray.map((f) => f.name).join(', ')} is required`);
       }
     }
@@ -266,7 +283,10 @@ class Walker {
       if (!known) problem = ['schema.enum', `${String(raw)} is not a value of ${fullName(rt).slice(1)}`];
     } else if (field.type === 'string' && typeof raw !== 'string') problem = ['schema.type', 'expected a string'];
     else if (field.type === 'bool' && typeof raw !== 'boolean') problem = ['schema.type', 'expected a boolean'];
-    else if (NUMERIC_KINDS.has(field.type) && !(typeof raw === 'number' || typeof raw === 'bigint' || (typeof raw === 'string' && /^-?\d+$/.test(raw)))) {
+    else if (
+      NUMERIC_KINDS.has(field.type) &&
+      !(typeof raw === 'number' || typeof raw === 'bigint' || (typeof raw === 'string' && /^-?\d+$/.test(raw)))
+    ) {
       problem = ['schema.type', `expected a ${field.type}`];
     }
     if (problem) this.add(path, ...problem);
@@ -283,7 +303,8 @@ class Walker {
         if (enumRules['defined_only'] === true && (num === undefined || !Object.values(rt.values).includes(num))) {
           this.add(path, 'enum.defined_only', `${String(raw)} is not a defined ${fullName(rt).slice(1)}`);
         }
-        const notIn = list(enumRules['not_in']), isIn = list(enumRules['in']);
+        const notIn = list(enumRules['not_in']),
+          isIn = list(enumRules['in']);
         if (notIn?.map(Number).includes(Number(num))) this.add(path, 'enum.not_in', `${String(raw)} is not allowed`);
         if (isIn && !isIn.map(Number).includes(Number(num))) this.add(path, 'enum.in', `${String(raw)} is not allowed`);
       }
@@ -302,24 +323,36 @@ class Walker {
       const hasMinLen = typeof r['min_len'] === 'number' || typeof r['min_len'] === 'string';
       const len = hasMinLen || r['max_len'] !== undefined ? codePoints(s) : 0;
       const bytes = r['min_bytes'] !== undefined || r['max_bytes'] !== undefined ? Buffer.byteLength(s) : 0;
-      if (hasMinLen && len < Number(r['min_len'])) this.add(path, 'string.min_len', `must be at least ${r['min_len']} characters (got ${len})`);
-      if (r['max_len'] !== undefined && len > Number(r['max_len'])) this.add(path, 'string.max_len', `must be at most ${r['max_len']} characters (got ${len})`);
-      if (r['min_bytes'] !== undefined && bytes < Number(r['min_bytes'])) this.add(path, 'string.min_bytes', `must be at least ${r['min_bytes']} bytes`);
-      if (r['max_bytes'] !== undefined && bytes > Number(r['max_bytes'])) this.add(path, 'string.max_bytes', `must be at most ${r['max_bytes']} bytes`);
-      if (typeof r['prefix'] === 'string' && !s.startsWith(r['prefix'])) this.add(path, 'string.prefix', `must start with "${r['prefix']}"`);
+      if (hasMinLen && len < Number(r['min_len']))
+        this.add(path, 'string.min_len', `must be at least ${r['min_len']} characters (got ${len})`);
+      if (r['max_len'] !== undefined && len > Number(r['max_len']))
+        this.add(path, 'string.max_len', `must be at most ${r['max_len']} characters (got ${len})`);
+      if (r['min_bytes'] !== undefined && bytes < Number(r['min_bytes']))
+        this.add(path, 'string.min_bytes', `must be at least ${r['min_bytes']} bytes`);
+      if (r['max_bytes'] !== undefined && bytes > Number(r['max_bytes']))
+        this.add(path, 'string.max_bytes', `must be at most ${r['max_bytes']} bytes`);
+      if (typeof r['prefix'] === 'string' && !s.startsWith(r['prefix']))
+        this.add(path, 'string.prefix', `must start with "${r['prefix']}"`);
       if (typeof r['suffix'] === 'string' && !s.endsWith(r['suffix'])) this.add(path, 'string.suffix', `must end with "${r['suffix']}"`);
-      if (typeof r['contains'] === 'string' && !s.includes(r['contains'])) this.add(path, 'string.contains', `must contain "${r['contains']}"`);
-      const sIn = list(r['in']), sNotIn = list(r['not_in']);
+      if (typeof r['contains'] === 'string' && !s.includes(r['contains']))
+        this.add(path, 'string.contains', `must contain "${r['contains']}"`);
+      const sIn = list(r['in']),
+        sNotIn = list(r['not_in']);
       if (sIn && !sIn.includes(s)) this.add(path, 'string.in', `must be one of ${sIn.join(', ')}`);
       if (sNotIn?.includes(s)) this.add(path, 'string.not_in', `must not be "${s}"`);
       if (typeof r['pattern'] === 'string') {
         let re: RegExp | undefined;
-        try { re = new RegExp(r['pattern'], 'u'); } catch { re = undefined; }
+        try {
+          re = new RegExp(r['pattern'], 'u');
+        } catch {
+          re = undefined;
+        }
         if (re && !re.test(s)) this.add(path, 'string.pattern', `must match ${r['pattern']}`);
       }
       const wk = r['well_known_regex'];
       if (wk === 'HTTP_HEADER_NAME' || wk === 1) {
-        if (r['strict'] === false ? HEADER_VALUE_FORBIDDEN.test(s) : s !== '' && !HEADER_NAME.test(s)) this.add(path, 'string.well_known_regex', `"${s}" is not a valid HTTP header name`);
+        if (r['strict'] === false ? HEADER_VALUE_FORBIDDEN.test(s) : s !== '' && !HEADER_NAME.test(s))
+          this.add(path, 'string.well_known_regex', `"${s}" is not a valid HTTP header name`);
       } else if (wk === 'HTTP_HEADER_VALUE' || wk === 2) {
         if (HEADER_VALUE_FORBIDDEN.test(s)) this.add(path, 'string.well_known_regex', 'HTTP header value must not contain NUL, CR or LF');
       }
@@ -338,15 +371,18 @@ class Walker {
       cmp('lte', (b) => n <= b, 'at most');
       cmp('gt', (b) => n > b, 'greater than');
       cmp('gte', (b) => n >= b, 'at least');
-      const nIn = list(r['in']), nNotIn = list(r['not_in']);
+      const nIn = list(r['in']),
+        nNotIn = list(r['not_in']);
       if (nIn && !nIn.map(Number).includes(n)) this.add(path, `${kind}.in`, `must be one of ${nIn.join(', ')}`);
       if (nNotIn?.map(Number).includes(n)) this.add(path, `${kind}.not_in`, `must not be ${n}`);
       return;
     }
     if (kind === 'bytes') {
       const len = raw instanceof Uint8Array ? raw.length : typeof raw === 'string' ? Buffer.from(raw, 'base64').length : 0;
-      if (r['min_len'] !== undefined && len < Number(r['min_len'])) this.add(path, 'bytes.min_len', `must be at least ${r['min_len']} bytes`);
-      if (r['max_len'] !== undefined && len > Number(r['max_len'])) this.add(path, 'bytes.max_len', `must be at most ${r['max_len']} bytes`);
+      if (r['min_len'] !== undefined && len < Number(r['min_len']))
+        this.add(path, 'bytes.min_len', `must be at least ${r['min_len']} bytes`);
+      if (r['max_len'] !== undefined && len > Number(r['max_len']))
+        this.add(path, 'bytes.max_len', `must be at most ${r['max_len']} bytes`);
     }
   }
 
@@ -354,7 +390,10 @@ class Walker {
     const n = durationNanos(raw);
     const bound = (key: string): bigint | undefined => (isPlain(r[key]) ? durationNanos(r[key]) : undefined);
     const show = (b: bigint): string => `${Number(b) / 1e9}s`;
-    const lt = bound('lt'), lte = bound('lte'), gt = bound('gt'), gte = bound('gte');
+    const lt = bound('lt'),
+      lte = bound('lte'),
+      gt = bound('gt'),
+      gte = bound('gte');
     if (lt !== undefined && !(n < lt)) this.add(path, 'duration.lt', `must be less than ${show(lt)} (got ${show(n)})`);
     if (lte !== undefined && !(n <= lte)) this.add(path, 'duration.lte', `must be at most ${show(lte)} (got ${show(n)})`);
     if (gt !== undefined && !(n > gt)) this.add(path, 'duration.gt', `must be greater than ${show(gt)} (got ${show(n)})`);
@@ -372,8 +411,10 @@ class Walker {
     const minKey = field.map ? 'min_pairs' : 'min_items';
     const maxKey = field.map ? 'max_pairs' : 'max_items';
     const kind = field.map ? 'map' : 'repeated';
-    if (rep[minKey] !== undefined && n < Number(rep[minKey])) this.add(path, `${kind}.${minKey}`, `needs at least ${rep[minKey]} item(s) (got ${n})`);
-    if (rep[maxKey] !== undefined && n > Number(rep[maxKey])) this.add(path, `${kind}.${maxKey}`, `allows at most ${rep[maxKey]} item(s) (got ${n})`);
+    if (rep[minKey] !== undefined && n < Number(rep[minKey]))
+      this.add(path, `${kind}.${minKey}`, `needs at least ${rep[minKey]} item(s) (got ${n})`);
+    if (rep[maxKey] !== undefined && n > Number(rep[maxKey]))
+      this.add(path, `${kind}.${maxKey}`, `allows at most ${rep[maxKey]} item(s) (got ${n})`);
     if (rep['unique'] === true) {
       const seen = new Set(items.map((i) => JSON.stringify(i)));
       if (seen.size !== n) this.add(path, 'repeated.unique', 'items must be unique');

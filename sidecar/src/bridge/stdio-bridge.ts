@@ -375,10 +375,16 @@ export class StdioBridge {
     if (session.closed) {
       // Died between 'spawn' and now (spawnFailed has recorded and logged it).
       const stderr = session.stderrSummary();
-      sendJsonRpcError(res, 502, BRIDGE_ERROR_CODE, `MCP server command "${command}" exited right after starting${stderr ? `; stderr: ${stderr}` : ''}`, {
-        id: init.id,
-        data: { command, args: this.opts.args ?? [] },
-      });
+      sendJsonRpcError(
+        res,
+        502,
+        BRIDGE_ERROR_CODE,
+        `MCP server command "${command}" exited right after starting${stderr ? `; stderr: ${stderr}` : ''}`,
+        {
+          id: init.id,
+          data: { command, args: this.opts.args ?? [] },
+        },
+      );
       return;
     }
     await session.handle(req, res, body);

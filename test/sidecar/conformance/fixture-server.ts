@@ -53,8 +53,7 @@ function buildServer(): Server {
       case 'test_error_handling':
         return { isError: true, content: [{ type: 'text', text: 'This tool intentionally returns an error for testing' }] };
       case 'test_tool_with_logging': {
-        const log = (data: string) =>
-          extra.sendNotification({ method: 'notifications/message', params: { level: 'info', data } });
+        const log = (data: string) => extra.sendNotification({ method: 'notifications/message', params: { level: 'info', data } });
         await log('Tool execution started');
         await sleep(50);
         await log('Tool processing data');
@@ -124,7 +123,9 @@ if (mode === 'stdio') {
         return;
       }
       if (sid !== undefined) {
-        res.writeHead(404, { 'content-type': 'application/json' }).end('{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}');
+        res
+          .writeHead(404, { 'content-type': 'application/json' })
+          .end('{"jsonrpc":"2.0","error":{"code":-32001,"message":"Session not found"},"id":null}');
         return;
       }
       const transport: StreamableHTTPServerTransport = new StreamableHTTPServerTransport({

@@ -16,9 +16,7 @@ export interface LogRecord {
   fields?: Record<string, unknown>;
 }
 
-export function startEverythingBridge(
-  overrides: Partial<StdioBridgeOptions> = {},
-): { bridge: StdioBridge; logs: LogRecord[] } {
+export function startEverythingBridge(overrides: Partial<StdioBridgeOptions> = {}): { bridge: StdioBridge; logs: LogRecord[] } {
   const logs: LogRecord[] = [];
   const bridge = new StdioBridge({
     // The pinned Node runs the child too.

@@ -78,15 +78,10 @@ export function runConformance(
   const args = [CONFORMANCE_BIN, 'server', '--url', url, '--suite', opts.suite ?? 'all', '-o', outDir];
   if (opts.expectedFailures) args.push('--expected-failures', opts.expectedFailures);
   return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      args,
-      { timeout: opts.timeoutMs ?? 150_000, maxBuffer: 32 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
-        resolve({ code, stdout, stderr, results: loadResults(outDir) });
-      },
-    );
+    execFile(process.execPath, args, { timeout: opts.timeoutMs ?? 150_000, maxBuffer: 32 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr, results: loadResults(outDir) });
+    });
   });
 }
 

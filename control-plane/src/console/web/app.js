@@ -47,7 +47,10 @@ const epText = (e) => `${e.address}:${e.port}${e.weight !== 1 ? ` ×${e.weight}`
 
 // A plain function, not a component: thousands of localities need no component instances.
 function endpoints(l) {
-  const ok = l.endpoints.filter((e) => e.healthy).map(epText).join('  ');
+  const ok = l.endpoints
+    .filter((e) => e.healthy)
+    .map(epText)
+    .join('  ');
   return html`<div class="locality" data-locality=${`${l.region}/${l.zone}`}>
     <span class="prio">P${l.priority}</span> <span class="lname">${l.region}/${l.zone}</span>
     ${ok ? html` <span class="ep ok">${ok}</span>` : ''}${l.endpoints.filter((e) => !e.healthy).map((e) => html` <span class="ep bad" title=${e.health}>${epText(e)} ${e.health.replace('UNHEALTHY', 'unhealthy')}</span>`)}
@@ -66,19 +69,41 @@ function Routing({ service }) {
     setAll(r.ok ? { knobs: body.knobs, note: '' } : { knobs: [], note: body.error ?? r.statusText });
   };
   return html`<div class="routing" data-routing=${service.name}>
-    <span class="rlabel">routing</span> ${service.routing.length === 0 ? html`<span class="rknob">built-in defaults</span>`
-      : service.routing.map((k) => html`<span class="rknob" data-knob=${k.knob}><b>${k.knob}</b> ${k.shown} <small>(${k.source})</small></span>`)}
+    <span class="rlabel">routing</span> ${
+      service.routing.length === 0
+        ? html`<span class="rknob">built-in defaults</span>`
+        : service.routing.map(
+            (k) => html`<span class="rknob" data-knob=${k.knob}><b>${k.knob}</b> ${k.shown} <small>(${k.source})</small></span>`,
+          )
+    }
     <button type="button" class="rall" onClick=${toggle}>${all ? 'hide' : 'all knobs'}</button>
-    ${all ? html`<table class="knobs" data-knobs=${service.name}>${all.note ? html`<caption>${all.note}</caption>` : ''}
+    ${
+      all
+        ? html`<table class="knobs" data-knobs=${service.name}>${all.note ? html`<caption>${all.note}</caption>` : ''}
       <thead><tr><th>knob</th><th>value</th><th>source</th><th>Envoy</th></tr></thead>
-      <tbody>${all.knobs.map((k) => html`<tr data-knob=${k.knob}><td>${k.knob}</td><td>${k.shown}</td><td>${k.source}${k.overridden.filter((o) => o.from.source !== 'default').length ? html`<br /><small>overrides ${k.overridden.filter((o) => o.from.source !== 'default').map((o) => o.shown).join(', ')}</small>` : ''}</td><td><small>${k.envoy}</small></td></tr>`)}</tbody>
-    </table>` : ''}
+      <tbody>${all.knobs.map(
+        (k) =>
+          html`<tr data-knob=${k.knob}><td>${k.knob}</td><td>${k.shown}</td><td>${k.source}${
+            k.overridden.filter((o) => o.from.source !== 'default').length
+              ? html`<br /><small>overrides ${k.overridden
+                  .filter((o) => o.from.source !== 'default')
+                  .map((o) => o.shown)
+                  .join(', ')}</small>`
+              : ''
+          }</td><td><small>${k.envoy}</small></td></tr>`,
+      )}</tbody>
+    </table>`
+        : ''
+    }
   </div>`;
 }
 
 function Topology({ state, vantage, setVantage }) {
   const [filter, setFilter] = useState('');
-  const services = useMemo(() => (filter ? state.services.filter((s) => s.name.includes(filter)) : state.services), [state.services, filter]);
+  const services = useMemo(
+    () => (filter ? state.services.filter((s) => s.name.includes(filter)) : state.services),
+    [state.services, filter],
+  );
   const eps = state.services.reduce((n, s) => n + s.healthy + s.unhealthy, 0);
   const front = state.gateways.length ? `fronted by every gateway (${state.gateways.join(', ')})` : 'no gateway connected';
   return html`<section id="topology"><h2>Topology <small>${state.services.length} services, ${eps} endpoints</small></h2>
@@ -90,7 +115,8 @@ function Topology({ state, vantage, setVantage }) {
     </div>
     ${state.notes.map((n) => html`<p class="note">${n}</p>`)}
     <div class="services">
-      ${services.map((s) => html`<div class="service" key=${s.name} data-service=${s.name}>
+      ${services.map(
+        (s) => html`<div class="service" key=${s.name} data-service=${s.name}>
         <div class="shead"><b>${s.name}</b> <span class="badge">MCP ${s.protocol}</span>${s.transport === 'sse' ? html` <span class="badge">HTTP+SSE</span>` : ''}
           ${s.incarnation > 0 ? html` <span class="badge">incarnation ${s.incarnation}</span>` : ''}
           <span class=${s.unhealthy > 0 ? 'count warn' : 'count'}>${s.healthy} healthy${s.unhealthy > 0 ? `, ${s.unhealthy} unhealthy` : ''}</span>
@@ -99,7 +125,8 @@ function Topology({ state, vantage, setVantage }) {
         </div>
         ${s.localities.map(endpoints)}
         <${Routing} service=${s} />
-      </div>`)}
+      </div>`,
+      )}
     </div></section>`;
 }
 
@@ -111,7 +138,11 @@ function Chart({ points }) {
   const t0 = Date.parse(points[0].at);
   const span = Math.max(1, Date.parse(points.at(-1).at) - t0);
   const x = (p) => ((Date.parse(p.at) - t0) / span) * (w - 3);
-  const bars = points.map((p) => (p.rounds > 0 ? html`<rect x=${x(p)} y=${hgt - ((p.meanMs ?? 0) / max) * (hgt - 4)} width="3" height=${((p.meanMs ?? 0) / max) * (hgt - 4)} />` : null));
+  const bars = points.map((p) =>
+    p.rounds > 0
+      ? html`<rect x=${x(p)} y=${hgt - ((p.meanMs ?? 0) / max) * (hgt - 4)} width="3" height=${((p.meanMs ?? 0) / max) * (hgt - 4)} />`
+      : null,
+  );
   const total = points.reduce((n, p) => n + p.rounds, 0);
   return html`<figure class="chart"><svg width=${w} height=${hgt} viewBox=${`0 0 ${w} ${hgt}`} role="img" aria-label="convergence">${bars}<line x1="0" y1=${hgt - 0.5} x2=${w} y2=${hgt - 0.5} /></svg>
     <figcaption>convergence, last ${Math.round((Date.parse(points.at(-1).at) - Date.parse(points[0].at)) / 60000) || '<1'} min: ${total} change(s), bar = mean time to last ACK (max ${max.toFixed(0)} ms)</figcaption></figure>`;
@@ -121,23 +152,30 @@ function Proxies({ state, now }) {
   return html`<section id="proxies"><h2>Proxies <small>${state.proxies.length} connected</small></h2>
     <${Chart} points=${state.convergence} />
     <table class="proxies"><thead><tr><th>proxy</th><th>role</th><th>locality</th><th>identity</th><th>status</th><th>last push</th><th>type: sent / ACKed / NACK</th></tr></thead>
-    <tbody>${state.proxies.map((p) => html`<tr key=${p.id} data-proxy=${p.id} class=${p.status}>
+    <tbody>${state.proxies.map(
+      (p) => html`<tr key=${p.id} data-proxy=${p.id} class=${p.status}>
       <td><b>${p.id}</b><br /><small>${p.mode}${p.proxyless ? ', proxyless gRPC' : ''}</small></td>
       <td>${p.role}${p.service ? html`<br /><small>${p.service}</small>` : ''}</td>
       <td>${loc(p.locality)}</td>
       <td><small>${p.identity ?? '—'}</small></td>
       <td class="status">${p.status}</td>
       <td>${ago(p.lastPushAt, now)}</td>
-      <td>${p.types.map((t) => html`<div class="type"><span class="tname">${t.type}</span> ${short(t.sent)} / ${short(t.acked)}${t.pending ? ' (pending)' : ''}
-        ${t.nacks > 0 ? html`<div class="nack">NACK ×${t.nacks} of ${short(t.nacked)}: <q>${t.lastNack}</q></div>` : ''}</div>`)}</td>
-    </tr>`)}</tbody></table></section>`;
+      <td>${p.types.map(
+        (
+          t,
+        ) => html`<div class="type"><span class="tname">${t.type}</span> ${short(t.sent)} / ${short(t.acked)}${t.pending ? ' (pending)' : ''}
+        ${t.nacks > 0 ? html`<div class="nack">NACK ×${t.nacks} of ${short(t.nacked)}: <q>${t.lastNack}</q></div>` : ''}</div>`,
+      )}</td>
+    </tr>`,
+    )}</tbody></table></section>`;
 }
 
 function Policy({ state }) {
   const [filter, setFilter] = useState('');
   const [explained, setExplained] = useState(null);
   const policy = state.policy;
-  if (!policy) return html`<section id="policy"><h2>Policy</h2><p class="note">The mesh is not secured: start the control plane with --policy to see roles, rules and decisions.</p></section>`;
+  if (!policy)
+    return html`<section id="policy"><h2>Policy</h2><p class="note">The mesh is not secured: start the control plane with --policy to see roles, rules and decisions.</p></section>`;
   const matching = filter ? policy.groups.filter((g) => g.services.some((n) => n.includes(filter))) : policy.groups;
   const shown = matching.slice(0, POLICY_LIMIT);
   const explain = async (role, service, col) => {
@@ -147,17 +185,25 @@ function Policy({ state }) {
     const body = await r.json();
     setExplained({ title: `${role} → ${service} ${col.kind} ${col.name}`, text: body.text ?? body.error });
   };
-  const names = (g) => (g.services.length <= 6 ? g.services.join(', ') : `${g.services.slice(0, 5).join(', ')} and ${g.services.length - 5} more services (same rules, same decisions)`);
+  const names = (g) =>
+    g.services.length <= 6
+      ? g.services.join(', ')
+      : `${g.services.slice(0, 5).join(', ')} and ${g.services.length - 5} more services (same rules, same decisions)`;
   return html`<section id="policy"><h2>Policy <small>roles from claim "${policy.roleClaim}"; click a cell for <code>mcpmesh policy explain</code></small></h2>
     <input placeholder="filter services" value=${filter} onInput=${(e) => setFilter(e.currentTarget.value)} />
     ${matching.length > shown.length ? html`<p class="note">${matching.length - shown.length} more matrices: filter to see them.</p>` : ''}
-    <div class="matrices">${shown.map((g) => html`<table class="matrix" key=${g.services[0]} data-policy-service=${g.services[0]}>
+    <div class="matrices">${shown.map(
+      (g) => html`<table class="matrix" key=${g.services[0]} data-policy-service=${g.services[0]}>
       <caption><b>${names(g)}</b> ${g.protocol ? `MCP ${g.protocol}` : '(not in the mesh)'} · mode ${g.mode}${g.requiredScopes.length ? ` · scopes ${g.requiredScopes.join(' ')}` : ''}</caption>
       <thead><tr><th></th>${g.columns.map((c) => html`<th title=${c.pattern ? 'a pattern, decided as that literal name' : ''}>${c.kind === 'service' ? 'service' : `${c.kind} ${c.name}`}</th>`)}</tr></thead>
-      <tbody>${policy.roles.map((role, ri) => html`<tr><th>${role}</th>${g.columns.map((c, ci) => {
-        const cell = g.cells[ri][ci];
-        return html`<td class=${`cell ${cell.outcome}`} data-cell=${`${role}|${g.services[0]}|${c.kind}|${c.name}`} onClick=${() => explain(role, g.services[0], c)}>${cell.outcome}<br /><small>${cell.rule}</small></td>`;
-      })}</tr>`)}</tbody></table>`)}</div>
+      <tbody>${policy.roles.map(
+        (role, ri) =>
+          html`<tr><th>${role}</th>${g.columns.map((c, ci) => {
+            const cell = g.cells[ri][ci];
+            return html`<td class=${`cell ${cell.outcome}`} data-cell=${`${role}|${g.services[0]}|${c.kind}|${c.name}`} onClick=${() => explain(role, g.services[0], c)}>${cell.outcome}<br /><small>${cell.rule}</small></td>`;
+          })}</tr>`,
+      )}</tbody></table>`,
+    )}</div>
     ${explained ? html`<div class="explain"><h3>${explained.title}</h3><pre id="explain-text">${explained.text}</pre></div>` : ''}
   </section>`;
 }
@@ -171,10 +217,14 @@ function DecisionTable({ rows, by, what }) {
 function Decisions({ state }) {
   const { byRule, byTool } = state.decisions;
   return html`<section id="decisions"><h2>Authorization decisions <small>from the authorizer's counters (mcpmesh_authz_rule_decisions_total, mcpmesh_authz_decisions_total)</small></h2>
-    ${byRule.length === 0 ? html`<p class="note">No decisions yet${state.policy ? '' : ' (no authorizer without a policy)'}.</p>` : html`<div class="matrices">
+    ${
+      byRule.length === 0
+        ? html`<p class="note">No decisions yet${state.policy ? '' : ' (no authorizer without a policy)'}.</p>`
+        : html`<div class="matrices">
       <${DecisionTable} rows=${byRule} by="rule" what="rule" />
       <${DecisionTable} rows=${byTool} by="tool" what="tool" />
-    </div>`}
+    </div>`
+    }
   </section>`;
 }
 
