@@ -383,13 +383,11 @@ async function consulServer(cfg: ServerConfig): Promise<BenchServer> {
     await plane.start();
     const first = await firstP;
     const firstMeshMs = performance.now() - c0;
-    // Consul sets each service's incarnation (its oldest instance's CreateIndex); the rest must match the registry's.
-    if (
-      !isDeepStrictEqual(
-        first.map(({ incarnation: _, ...rest }) => rest),
-        meshSpecs(cfg.services, cfg.endpointsPer),
-      )
-    )
+    // Consul sets each service's incarnation (its oldest instance's CreateIndex) and says its checks gave the health;
+    // the rest must match the registry's.
+    const comparable = (specs: readonly ServiceSpec[]): unknown =>
+      specs.map(({ incarnation: _, endpoints, ...rest }) => ({ ...rest, endpoints: endpoints.map(({ healthFrom: _h, ...e }) => e) }));
+    if (!isDeepStrictEqual(comparable(first), comparable(meshSpecs(cfg.services, cfg.endpointsPer))))
       throw new Error('the mesh built from Consul differs from meshSpecs()');
     // Every source update counts; a re-registration wakes the service's health watch (the catalog watch wakes
     // too, but publishes nothing while the set of MCP services is unchanged), so a push is over after one update.
