@@ -5,6 +5,7 @@ import path from 'node:path';
 import { ControlPlane, type ControlPlaneOptions } from '../../control-plane/src/control-plane.ts';
 import { createLogger, silentLogger, type Logger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
+import type { ConsulSourceOptions } from '../../control-plane/src/sources/consul.ts';
 
 export interface TestControlPlane {
   cp: ControlPlane;
@@ -51,5 +52,32 @@ export async function startControlPlane(
     },
     admin: (p) => fetch(`http://127.0.0.1:${cp.adminPort}${p}`),
     stop: () => cp.stop(),
+  };
+}
+
+/**
+ * Options for a real control plane with Consul (`consul`, the stand-in or a real agent) as its source: ephemeral
+ * loopback ports, quick coalescing, a 5 s blocking wait, silent logs. `dir` gets the registry file the options
+ * require but a Consul-sourced plane never reads; `consulExtra` and `overrides` add or replace options.
+ */
+export function consulControlPlaneOptions(
+  dir: string,
+  consul: { address: string; token?: string | undefined },
+  opts: { consulExtra?: Partial<ConsulSourceOptions>; overrides?: Partial<ControlPlaneOptions> } = {},
+): ControlPlaneOptions {
+  const registryFile = path.join(dir, 'unused.yaml');
+  writeFileSync(registryFile, 'services: []\n');
+  return {
+    registryFile,
+    consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', ...opts.consulExtra },
+    xdsHost: '127.0.0.1',
+    xdsPort: 0,
+    adminHost: '127.0.0.1',
+    adminPort: 0,
+    quietMs: 10,
+    maxDelayMs: 100,
+    log: silentLogger,
+    metrics: new Metrics({ processMetrics: false }),
+    ...opts.overrides,
   };
 }

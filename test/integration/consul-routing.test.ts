@@ -3,15 +3,14 @@
 // printed), a bad entry is refused with its kind/name and field while another service keeps updating, and a
 // real grpc-js-xds client ejects a failing replica only once the entries tune outlier detection to allow it.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type Consul from 'consul';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
-import { silentLogger } from '../../control-plane/src/log.ts';
-import { Metrics } from '../../control-plane/src/metrics.ts';
+import { consulControlPlaneOptions } from '../helpers/control-plane.ts';
 import { consulClient } from '../../control-plane/src/sources/consul.ts';
 import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { decodeResources, node, RawAdsClient, type AdsStream, type Msg } from '../helpers/ads-client.ts';
@@ -73,26 +72,12 @@ describe(`routing from Consul config entries (${real ? 'real Consul' : 'Consul s
     consul = await startConsul();
     client = consulClient({ address: consul.address, ...(consul.token ? { token: consul.token } : {}) });
     dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-consul-routing-'));
-    writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
-    cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'),
-      consulGatewayService: gateway,
-      consul: {
-        address: consul.address,
-        ...(consul.token ? { token: consul.token } : {}),
-        wait: '5s',
-        backoffFactorMs: 20,
-        backoffMaxMs: 500,
-      },
-      xdsHost: '127.0.0.1',
-      xdsPort: 0,
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      quietMs: 10,
-      maxDelayMs: 100,
-      log: silentLogger,
-      metrics: new Metrics({ processMetrics: false }),
-    }).start();
+    cp = await new ControlPlane(
+      consulControlPlaneOptions(dir, consul, {
+        consulExtra: { backoffFactorMs: 20, backoffMaxMs: 500 },
+        overrides: { consulGatewayService: gateway },
+      }),
+    ).start();
     ads = new RawAdsClient(`127.0.0.1:${cp.xdsPort}`);
   });
   after(async () => {

@@ -3,7 +3,7 @@
 // client calls a tool at the advertised endpoint, and SIGTERM drains and deregisters.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -11,8 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
-import { silentLogger } from '../../control-plane/src/log.ts';
-import { Metrics } from '../../control-plane/src/metrics.ts';
+import { consulControlPlaneOptions } from '../helpers/control-plane.ts';
 import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { EVERYTHING_BIN } from '../helpers/everything.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -26,19 +25,7 @@ describe('mcpmesh sidecar CLI (stdio server through the bridge)', () => {
   before(async () => {
     consul = await startConsul();
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
-    writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
-    cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'),
-      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s' },
-      xdsHost: '127.0.0.1',
-      xdsPort: 0,
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      quietMs: 10,
-      maxDelayMs: 100,
-      log: silentLogger,
-      metrics: new Metrics({ processMetrics: false }),
-    }).start();
+    cp = await new ControlPlane(consulControlPlaneOptions(dir, consul)).start();
   });
   after(async () => {
     await cp?.stop();

@@ -2,13 +2,12 @@
 // the control plane picks it up, and an ADS client sees the endpoint; a hung server goes critical and
 // unhealthy; stopping the agent removes the endpoint.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
-import { silentLogger } from '../../control-plane/src/log.ts';
-import { Metrics } from '../../control-plane/src/metrics.ts';
+import { consulControlPlaneOptions } from '../helpers/control-plane.ts';
 import { SidecarAgent } from '../../sidecar/src/agent.ts';
 import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
@@ -46,19 +45,7 @@ describe(`sidecar agent -> ${process.env['CONSUL_HTTP_ADDR'] ? 'real Consul' : '
     consul = await startConsul();
     everything = await startEverythingHttp();
     const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-'));
-    writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
-    cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'),
-      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20 },
-      xdsHost: '127.0.0.1',
-      xdsPort: 0,
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      quietMs: 10,
-      maxDelayMs: 100,
-      log: silentLogger,
-      metrics: new Metrics({ processMetrics: false }),
-    }).start();
+    cp = await new ControlPlane(consulControlPlaneOptions(dir, consul, { consulExtra: { backoffFactorMs: 20 } })).start();
   });
   after(async () => {
     await cp?.stop();

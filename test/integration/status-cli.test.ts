@@ -15,6 +15,7 @@ import type Consul from 'consul';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
 import { silentLogger } from '../../control-plane/src/log.ts';
 import { Metrics } from '../../control-plane/src/metrics.ts';
+import { consulControlPlaneOptions } from '../helpers/control-plane.ts';
 import type { MeshStatusView } from '../../control-plane/src/server/status.ts';
 import { consulClient } from '../../control-plane/src/sources/consul.ts';
 import { renderStatus, until, type StatusReport } from '../../control-plane/src/status-cli.ts';
@@ -212,25 +213,9 @@ describe(`mcpmesh status with Consul (${process.env['CONSUL_HTTP_ADDR'] ? 'real 
   before(async () => {
     consul = await startConsul();
     client = consulClient({ address: consul.address, ...(consul.token ? { token: consul.token } : {}) });
-    writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
-    cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'),
-      consul: {
-        address: consul.address,
-        ...(consul.token ? { token: consul.token } : {}),
-        wait: '5s',
-        backoffFactorMs: 20,
-        backoffMaxMs: 500,
-      },
-      xdsHost: '127.0.0.1',
-      xdsPort: 0,
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      quietMs: 10,
-      maxDelayMs: 100,
-      log: silentLogger,
-      metrics: new Metrics({ processMetrics: false }),
-    }).start();
+    cp = await new ControlPlane(
+      consulControlPlaneOptions(dir, consul, { consulExtra: { backoffFactorMs: 20, backoffMaxMs: 500 } }),
+    ).start();
     const register = (n: number, status?: string): Promise<unknown> =>
       client.agent.service.register({
         name: svc,
