@@ -14,15 +14,11 @@ import { CHECK_PATH, AuthzServer } from '../../control-plane/src/authz/server.ts
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { lookupType } from '../../control-plane/src/xds/proto.ts';
 import { decodeCheckResponse, encodeCheckRequest, headerOf, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
+import type { JsonRpcErrorReply } from '../../control-plane/src/authz/check.ts';
 
 const require = createRequire(import.meta.url);
 
 /** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
-type RpcErrorReply = {
-  jsonrpc: string;
-  id: string | number | null;
-  error: { code: number; message: string; data?: Record<string, unknown> };
-};
 
 const POLICY_YAML = `
 trustDomain: mcpmesh.local
@@ -77,7 +73,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
     return { r: decodeCheckResponse(bytes), bytes };
   };
   const check = async (s: CheckSpec): Promise<DecodedCheckResponse> => (await checkBytes(s)).r;
-  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: RpcErrorReply } => {
+  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: JsonRpcErrorReply } => {
     if (r.ok_response) return { status: 200, decision: headerOf(r.ok_response.response_headers_to_add, 'x-mcpmesh-decision') };
     return {
       status: Number(r.denied_response?.status?.code),
@@ -386,7 +382,7 @@ describe('MCP authorizer: one decision on canonical input', () => {
       const v = verdict(await check({ body: batch }));
       assert.equal(v.status, 403);
       assert.ok(Array.isArray(v.body));
-      const replies = v.body as unknown as RpcErrorReply[];
+      const replies = v.body as unknown as JsonRpcErrorReply[];
       assert.deepEqual(
         replies.map((e: { id: unknown }) => e.id),
         [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, null],

@@ -7,13 +7,9 @@ import { Registry } from 'prom-client';
 import { CHECK_PATH, AuthzServer } from '../../control-plane/src/authz/server.ts';
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { decodeCheckResponse, encodeCheckRequest, headerOf, structJson, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
+import type { JsonRpcErrorReply } from '../../control-plane/src/authz/check.ts';
 
 /** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
-type RpcErrorReply = {
-  jsonrpc: string;
-  id: string | number | null;
-  error: { code: number; message: string; data?: Record<string, unknown> };
-};
 
 const POLICY_YAML = `
 trustDomain: mcpmesh.local
@@ -55,12 +51,12 @@ describe('MCP authorizer over gRPC (envoy.service.auth.v3.Authorization/Check)',
     new Promise((resolve, reject) => {
       client.makeUnaryRequest(CHECK_PATH, identity, identity, req, (err, resp) => (err ? reject(err) : resolve(resp as Buffer)));
     });
-  const denied = (r: DecodedCheckResponse): { status: number; body: RpcErrorReply; decision?: string; contentType?: string } => {
+  const denied = (r: DecodedCheckResponse): { status: number; body: JsonRpcErrorReply; decision?: string; contentType?: string } => {
     assert.ok(r.denied_response, `expected a denial, got ${JSON.stringify(r)}`);
     assert.equal(r.ok_response, undefined);
     return {
       status: Number(r.denied_response.status?.code),
-      body: JSON.parse(r.denied_response.body ?? '') as RpcErrorReply,
+      body: JSON.parse(r.denied_response.body ?? '') as JsonRpcErrorReply,
       decision: headerOf(r.denied_response.headers, 'x-mcpmesh-decision'),
       contentType: headerOf(r.denied_response.headers, 'content-type'),
     };

@@ -11,13 +11,9 @@ import type { MeshSecurity, MeshService } from '../../control-plane/src/model/ty
 import { parsePolicy } from '../../control-plane/src/policy/parse.ts';
 import { extAuthzFilter, extAuthzPerRoute, gatewayResource } from '../../control-plane/src/translate/security.ts';
 import { decodeCheckResponse, encodeCheckRequest, headerOf, type CheckSpec, type DecodedCheckResponse } from './helpers.ts';
+import type { JsonRpcErrorReply } from '../../control-plane/src/authz/check.ts';
 
 /** The JSON-RPC error response in a denial's body (a denied batch answers with an array of them). */
-type RpcErrorReply = {
-  jsonrpc: string;
-  id: string | number | null;
-  error: { code: number; message: string; data?: Record<string, unknown> };
-};
 
 const POLICY = parsePolicy(
   `
@@ -64,7 +60,7 @@ describe('2026-07-28 services: headers and body agree (the authorizer behind hea
         err ? reject(err) : resolve(decodeCheckResponse(resp as Buffer)),
       );
     });
-  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: RpcErrorReply } => {
+  const verdict = (r: DecodedCheckResponse): { status: number; decision?: string; body?: JsonRpcErrorReply } => {
     if (r.ok_response) return { status: 200, decision: headerOf(r.ok_response.response_headers_to_add, 'x-mcpmesh-decision') };
     return {
       status: Number(r.denied_response?.status?.code),

@@ -348,7 +348,14 @@ type DecisionLevels = Map<string, Map<string, Map<McpAction['kind'], Map<string,
 /** Longest JSON-RPC id echoed in an error; a longer one is answered with id null (the answer stays small). */
 const ECHOED_ID_MAX = 256;
 
-function jsonRpcError(id: string | number | null, code: number, message: string, data?: Record<string, unknown>): Record<string, unknown> {
+/** The JSON-RPC error body a denied MCP request gets (the callers' SDKs show `error.message`). */
+export interface JsonRpcErrorReply {
+  readonly jsonrpc: '2.0';
+  readonly id: string | number | null;
+  readonly error: { readonly code: number; readonly message: string; readonly data?: Record<string, unknown> };
+}
+
+function jsonRpcError(id: string | number | null, code: number, message: string, data?: Record<string, unknown>): JsonRpcErrorReply {
   const echoed = typeof id === 'string' && id.length > ECHOED_ID_MAX ? null : id;
   return { jsonrpc: '2.0', id: echoed, error: { code, message, ...(data ? { data } : {}) } };
 }
