@@ -1,11 +1,14 @@
 // The layered routing model (model/tuning.ts) and the routing file: precedence, provenance, and bad input
 // refused with file, path and reason.
 import assert from 'node:assert/strict';
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import { ConfigError } from '../../control-plane/src/model/reader.ts';
 import { applyOverlays, layersOf, resolveTuning, serviceLayers, type KnobExplanation } from '../../control-plane/src/model/tuning.ts';
 import { parseRegistry, parseRegistryOffThread } from '../../control-plane/src/sources/registry-file.ts';
-import { parseRoutingFile } from '../../control-plane/src/sources/routing-file.ts';
+import { DEFAULT_ROUTING_MAX_BYTES, parseRoutingFile, RoutingFileSource } from '../../control-plane/src/sources/routing-file.ts';
 
 const REGISTRY = `
 defaults:
@@ -146,6 +149,43 @@ services:
         return true;
       },
     );
+  });
+});
+
+describe('routing file size limit', () => {
+  const big = `services: {}\n# ${'x'.repeat(DEFAULT_ROUTING_MAX_BYTES)}\n`;
+
+  it('refuses a routing file over the limit unread at start, naming the file, its size and the limit', () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'mcpmesh-routing-')), 'routing.yaml');
+    writeFileSync(file, big);
+    assert.throws(
+      () => new RoutingFileSource(file).load(),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.message.includes(file) &&
+        /over the limit of 1048576 bytes \(1\.0 MiB\); not read \(a routing file holds overrides only/.test(err.message),
+    );
+  });
+
+  it('refuses an edit over the limit and keeps the last good routing', { timeout: 10_000 }, async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-routing-'));
+    const file = path.join(dir, 'routing.yaml');
+    writeFileSync(file, 'services: { weather: { routing: { retries: 0 } } }\n');
+    const src = new RoutingFileSource(file, { debounceMs: 10 });
+    const updates: unknown[] = [];
+    src.on('update', (o) => updates.push(o));
+    const refused = new Promise<Error>((resolve) => src.once('error', resolve));
+    assert.ok(src.load().services.has('weather'));
+    src.start();
+    try {
+      writeFileSync(path.join(dir, 'next.yaml'), big);
+      renameSync(path.join(dir, 'next.yaml'), file);
+      const err = await refused;
+      assert.match(err.message, /over the limit of 1048576 bytes/);
+      assert.equal(updates.length, 0, 'nothing replaced the last good routing');
+    } finally {
+      src.stop();
+    }
   });
 });
 

@@ -13,12 +13,11 @@
 //
 // `mcpPath` and `hosts` are what the service is, not how it is tuned: they stay with the source.
 import { EventEmitter } from 'node:events';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { ConfigError, isNode, join, Reader } from '../model/reader.ts';
 import { RANK, readSections, SECTIONS, type Layer, type Provenance, type TuningOverlay } from '../model/tuning.ts';
-import { FileWatch } from './file-watch.ts';
+import { FileTooLargeError, FileWatch, readFileBounded } from './file-watch.ts';
 
 const SERVICE_NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -66,13 +65,22 @@ export interface RoutingFileEvents {
 }
 
 /** The routing file, watched live (sources/file-watch.ts). */
+/**
+ * Largest routing file read. It holds overrides only (a few hundred bytes per tuned service) and is parsed on the
+ * main thread, so a limit keeps a runaway file from stalling xDS; larger ones are refused unread.
+ */
+export const DEFAULT_ROUTING_MAX_BYTES = 1_048_576;
+const SIZE_HINT = 'a routing file holds overrides only: tune many services mesh-wide (defaults) or in Consul config entries';
+
 export class RoutingFileSource extends EventEmitter<RoutingFileEvents> {
   readonly file: string;
+  readonly maxBytes: number;
   private readonly watch: FileWatch;
 
-  constructor(file: string, opts: { debounceMs?: number } = {}) {
+  constructor(file: string, opts: { debounceMs?: number; maxBytes?: number } = {}) {
     super();
     this.file = path.resolve(file);
+    this.maxBytes = opts.maxBytes ?? DEFAULT_ROUTING_MAX_BYTES;
     this.watch = new FileWatch(
       this.file,
       {
@@ -85,13 +93,19 @@ export class RoutingFileSource extends EventEmitter<RoutingFileEvents> {
         },
         error: (err) => this.emit('error', new ConfigError(this.file, [{ path: '', reason: err.message }])),
       },
-      opts,
+      { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), maxBytes: this.maxBytes, sizeHint: SIZE_HINT },
     );
   }
 
   /** Reads the file once; throws ConfigError (or the read error) if the first version is unusable. */
   load(): TuningOverlay {
-    const text = readFileSync(this.file, 'utf8');
+    let text: string;
+    try {
+      text = readFileBounded(this.file, this.maxBytes, SIZE_HINT);
+    } catch (err) {
+      if (err instanceof FileTooLargeError) throw new ConfigError(this.file, [{ path: '', reason: err.message }]);
+      throw err;
+    }
     const overlay = parseRoutingFile(text, this.file);
     this.watch.seen(text);
     return overlay;
