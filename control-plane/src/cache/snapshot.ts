@@ -94,6 +94,23 @@ export class ResourceEncoder {
     return slot;
   }
 
+  /**
+   * Validates and encodes `resources` ahead of a build, in slices of about `sliceMs` with the event loop let run
+   * between them, so that a big first build does not stall probes and xDS streams for seconds. It only fills
+   * this cache: the build that follows (buildSnapshot) finds each result by identity and produces exactly what
+   * it would have without it. (One resource is never split: a huge one still takes its time in one go.)
+   */
+  async warm(resources: readonly XdsResource[], sliceMs: number): Promise<void> {
+    let sliceStart = performance.now();
+    for (const r of resources) {
+      this.slot(r);
+      if (performance.now() - sliceStart >= sliceMs) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+    }
+  }
+
   /** Starts a new generation: what the one ending did not use is forgotten. */
   rotate(): void {
     for (const [key, slot] of this.byContent) if (slot.used < this.generation) this.byContent.delete(key);
