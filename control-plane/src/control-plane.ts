@@ -88,6 +88,17 @@ export { toolFilterFor } from './authz/services.ts';
 export const DEFAULT_XDS_PORT = 18000;
 export const DEFAULT_ADMIN_PORT = 18001;
 
+/** A first registry mesh of this many services or more is validated and encoded yielding to the event loop. */
+const YIELDING_BUILD_SERVICES = 500;
+
+/** A mesh built (not yet published) by applyFirst, handed to apply. */
+interface PreparedMesh {
+  readonly started: number;
+  readonly tuned: readonly ServiceSpec[];
+  readonly mesh: Mesh;
+  readonly commit: () => void;
+}
+
 export class ControlPlane {
   readonly cache = new SnapshotCache();
   readonly tracker = new ProxyTracker();
@@ -120,6 +131,8 @@ export class ControlPlane {
   /** Routing tuned beside the source (routing file, Consul config entries): see routing.ts. */
   readonly routing: RoutingLayers;
   private draining = false;
+  /** Set while applyFirst yields: a routing change meanwhile marks it stale. */
+  private warming: { stale: boolean } | undefined;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -141,7 +154,11 @@ export class ControlPlane {
       ? new ConsulSource(opts.consul)
       : new RegistryFileSource(opts.registryFile, opts.registryMaxBytes !== undefined ? { maxBytes: opts.registryMaxBytes } : {});
     this.routing = new RoutingLayers({
-      rebuild: () => !this.lastSpecs || this.apply(this.lastSpecs, 'routing'),
+      rebuild: () => {
+        // A first build in progress picks the change up when it publishes (applyFirst).
+        if (this.warming) this.warming.stale = true;
+        return !this.lastSpecs || this.apply(this.lastSpecs, 'routing');
+      },
       errors: this.sourceErrors,
       failed: (source, err, msg, fields) => this.sourceFailed(source, err, msg, fields),
       ok: (source) => this.sourceOk(source),
@@ -204,10 +221,10 @@ export class ControlPlane {
     return this.source instanceof ConsulSource ? this.source.description : `registry file ${this.opts.registryFile}`;
   }
 
-  apply(specs: readonly ServiceSpec[], source: string, observedAt?: number): boolean {
-    const started = performance.now();
-    const tuned = this.routing.tune(specs);
-    const { mesh, commit } = this.builder.build(tuned, this.security);
+  apply(specs: readonly ServiceSpec[], source: string, observedAt?: number, prepared?: PreparedMesh): boolean {
+    const started = prepared?.started ?? performance.now();
+    const tuned = prepared?.tuned ?? this.routing.tune(specs);
+    const { mesh, commit } = prepared ?? this.builder.build(tuned, this.security);
     try {
       const { changed, proxies } = this.cache.setMesh(mesh);
       commit();
@@ -242,6 +259,29 @@ export class ControlPlane {
       this.log.error('mesh update rejected; proxies keep their last good config', { source, error: err.message });
       return false;
     }
+  }
+
+  /**
+   * apply() for the registry's first mesh: a big one is validated and encoded first in slices that let the event
+   * loop run (probes, xDS streams), then published by the usual synchronous apply, which finds that work done.
+   * Nothing else applies meanwhile (the file is watched only after this); a routing or policy change that lands
+   * while it yields makes the publish rebuild from scratch, synchronously, so the newest inputs win.
+   */
+  private async applyFirst(specs: readonly ServiceSpec[], source: string): Promise<boolean> {
+    if (specs.length < YIELDING_BUILD_SERVICES) return this.apply(specs, source);
+    const started = performance.now();
+    const security = this.security;
+    const tuned = this.routing.tune(specs);
+    const built = this.builder.build(tuned, security);
+    const warming = { stale: false };
+    this.warming = warming;
+    try {
+      await this.cache.warm(built.mesh);
+    } finally {
+      this.warming = undefined;
+    }
+    if (warming.stale || this.security !== security) return this.apply(specs, source);
+    return this.apply(specs, source, undefined, { started, tuned, ...built });
   }
 
   /**
@@ -453,7 +493,7 @@ export class ControlPlane {
     this.sourceErrors['registry'] = `loading ${src.file}`;
     try {
       const specs = await src.load();
-      this.apply(specs, 'registry');
+      await this.applyFirst(specs, 'registry');
     } catch (err) {
       // Not fatal: stay up, unready, and pick up the fix when the file is edited.
       this.sourceFailed('registry', err as Error);

@@ -163,6 +163,26 @@ export class SnapshotCache {
     return { changed: new Set(notify.map(([, snap]) => snap)).size, proxies: notify.length };
   }
 
+  /**
+   * Validates and encodes, yielding to the event loop every `sliceMs`, what setMesh(mesh) would, for the classes
+   * in use now: the setMesh that follows then stalls the loop only for what is left (translation, the checks
+   * across resources, the swap). Publishes nothing and changes no output; see ResourceEncoder.warm.
+   */
+  async warm(mesh: Mesh, sliceMs = 15): Promise<void> {
+    const known = knownLocalities(mesh);
+    const classes = new Map<string, ProxyInfo>([[REFERENCE_KEY, REFERENCE_GATEWAY]]);
+    for (const e of this.entries.values()) {
+      for (const w of e.watchers) {
+        const cls = classOf(w.proxy, known);
+        classes.set(snapshotKey(cls), cls);
+      }
+    }
+    for (const cls of classes.values()) {
+      await this.encoder.warm(proxyResources(mesh, cls, this.trust(cls)), sliceMs);
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
   /** The snapshot for a proxy (built on first use of its class) plus a subscription to its updates. */
   watch(proxy: ProxyInfo, listener: SnapshotListener): { snapshot: Snapshot | undefined; cancel: () => void } {
     const cls = classOf(proxy, this.known);

@@ -2,6 +2,7 @@
 // whole or not at all: a proxy never receives half of a config. Validated means: Envoy's schema and PGV
 // rules (xds/validate.ts), then Envoy's C++ load-time rules (xds/envoy-rules.ts), per resource and across them.
 import { createHash } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
 import type { ProtoObject, XdsResource } from '../translate/resource.ts';
 import { lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds/proto.ts';
 import { checkEnvoyRules, checkSnapshotRules, SNAPSHOT_RULES, type SnapshotBodies } from '../xds/envoy-rules.ts';
@@ -94,6 +95,62 @@ export class ResourceEncoder {
     return slot;
   }
 
+  /**
+   * Validates and encodes `resources` ahead of a build, in slices of about `sliceMs` with the event loop let run
+   * between them, so that a big first build does not stall probes and xDS streams for seconds. It only fills
+   * this cache: the build that follows (buildSnapshot) finds each result by identity and produces exactly what
+   * it would have without it. A resource too big for a slice (isHuge) is validated and encoded in a worker thread.
+   */
+  async warm(resources: readonly XdsResource[], sliceMs: number): Promise<void> {
+    // A resource too big to validate within a slice goes to a worker thread, in parallel with the slices.
+    const huge = resources.filter((r) => !this.byIdentity.has(r) && isHuge(r));
+    const offThread = huge.length > 0 ? this.warmOffThread(huge) : undefined;
+    let sliceStart = performance.now();
+    for (const r of resources) {
+      if (huge.includes(r)) continue;
+      this.slot(r);
+      if (performance.now() - sliceStart >= sliceMs) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        sliceStart = performance.now();
+      }
+    }
+    await offThread;
+  }
+
+  /**
+   * Fills the content cache with the worker's results for `resources`. Never fails: whatever the worker does not
+   * deliver, the build does on the main thread as before.
+   */
+  private warmOffThread(resources: readonly XdsResource[]): Promise<void> {
+    return new Promise((resolve) => {
+      let worker: Worker;
+      try {
+        worker = new Worker(new URL('./encode-worker.ts', import.meta.url), { workerData: resources });
+      } catch {
+        return resolve();
+      }
+      let i = 0;
+      const done = (): void => {
+        void worker.terminate();
+        resolve();
+      };
+      worker.on('message', (m: EncodeWorkerResult) => {
+        const r = resources[i++] as XdsResource;
+        const key = `${r.kind}\0${r.wildcard ? 1 : 0}\0${m.version}`;
+        if (!this.byContent.has(key)) {
+          const out: EncodedResource | ResourceFailure =
+            'violations' in m
+              ? { kind: r.kind, name: r.name, violations: m.violations }
+              : { kind: r.kind, name: r.name, version: m.version, body: r.body, bytes: asBuffer(m.bytes), wildcard: r.wildcard };
+          this.byContent.set(key, { out, used: this.generation });
+        }
+        if (i === resources.length) done();
+      });
+      worker.on('error', done);
+      worker.on('exit', done);
+    });
+  }
+
   /** Starts a new generation: what the one ending did not use is forgotten. */
   rotate(): void {
     for (const [key, slot] of this.byContent) if (slot.used < this.generation) this.byContent.delete(key);
@@ -101,8 +158,24 @@ export class ResourceEncoder {
   }
 }
 
+/** What encode-worker.ts answers per resource: the content hash of the body it received, and the result. */
+export type EncodeWorkerResult =
+  | { readonly version: string; readonly bytes: Uint8Array }
+  | { readonly version: string; readonly violations: readonly Violation[] };
+
+/** protobufjs hands back a Buffer on the main thread; a worker's arrives as a plain Uint8Array (same memory). */
+function asBuffer(bytes: Uint8Array): Uint8Array {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A resource whose validation alone would stall the event loop for long (a top-level list of 1,000+ entries). */
+function isHuge(r: XdsResource): boolean {
+  for (const v of Object.values(r.body)) if (Array.isArray(v) && v.length >= 1_000) return true;
+  return false;
+}
+
 /** Validates (schema, then Envoy's load-time rules) and encodes one resource. */
-function encodeResource(r: XdsResource, version: string): EncodedResource | ResourceFailure {
+export function encodeResource(r: XdsResource, version: string): EncodedResource | ResourceFailure {
   const typeName = TYPE_URLS[r.kind];
   // Envoy's own load-time rules come second: they read fields the schema has already vouched for.
   const schema = validateMessage(typeName, r.body);
