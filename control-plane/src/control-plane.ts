@@ -133,6 +133,8 @@ export class ControlPlane {
   private draining = false;
   /** Set while applyFirst yields: a routing change meanwhile marks it stale. */
   private warming: { stale: boolean } | undefined;
+  /** Set by stop(): a first build still yielding then publishes nothing. */
+  private stopped = false;
   authzPort = 0;
 
   constructor(opts: ControlPlaneOptions) {
@@ -280,6 +282,7 @@ export class ControlPlane {
     } finally {
       this.warming = undefined;
     }
+    if (this.stopped) return false;
     if (warming.stale || this.security !== security) return this.apply(specs, source);
     return this.apply(specs, source, undefined, { started, tuned, ...built });
   }
@@ -523,6 +526,7 @@ export class ControlPlane {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     this.policyWatch?.stop();
     this.routing.stop();
     this.source.stop();

@@ -8,6 +8,9 @@ import { lookupType, RESOURCE_KINDS, TYPE_URLS, type ResourceKind } from '../xds
 import { checkEnvoyRules, checkSnapshotRules, SNAPSHOT_RULES, type SnapshotBodies } from '../xds/envoy-rules.ts';
 import { formatViolations, validateMessage, type Violation } from '../xds/validate.ts';
 
+/** Heap of the encode worker: the 10,000-service route table and its encoding need well under this. */
+const ENCODE_WORKER_HEAP_MB = 1024;
+
 export interface EncodedResource {
   readonly kind: ResourceKind;
   readonly name: string;
@@ -125,7 +128,12 @@ export class ResourceEncoder {
     return new Promise((resolve) => {
       let worker: Worker;
       try {
-        worker = new Worker(new URL('./encode-worker.ts', import.meta.url), { workerData: resources });
+        worker = new Worker(new URL('./encode-worker.ts', import.meta.url), {
+          workerData: resources,
+          // Its own heap limit, like the registry's parse worker: running out ends only the worker (the build
+          // then does the work itself).
+          resourceLimits: { maxOldGenerationSizeMb: ENCODE_WORKER_HEAP_MB },
+        });
       } catch {
         return resolve();
       }
