@@ -56,20 +56,15 @@ export async function startControlPlane(
 }
 
 /**
- * Options for a real control plane with Consul (`consul`, the stand-in or a real agent) as its source: ephemeral
- * loopback ports, quick coalescing, a 5 s blocking wait, silent logs. `dir` gets the registry file the options
- * require but a Consul-sourced plane never reads; `consulExtra` and `overrides` add or replace options.
+ * Options for a real control plane on ephemeral loopback ports with quick coalescing and silent logs, whose
+ * registry file (written into `dir`; a test edits it at the returned `registryFile`) starts empty: tests add a
+ * source or security with `overrides`.
  */
-export function consulControlPlaneOptions(
-  dir: string,
-  consul: { address: string; token?: string | undefined },
-  opts: { consulExtra?: Partial<ConsulSourceOptions>; overrides?: Partial<ControlPlaneOptions> } = {},
-): ControlPlaneOptions {
-  const registryFile = path.join(dir, 'unused.yaml');
+export function emptyControlPlaneOptions(dir: string, overrides: Partial<ControlPlaneOptions> = {}): ControlPlaneOptions {
+  const registryFile = path.join(dir, 'registry.yaml');
   writeFileSync(registryFile, 'services: []\n');
   return {
     registryFile,
-    consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', ...opts.consulExtra },
     xdsHost: '127.0.0.1',
     xdsPort: 0,
     adminHost: '127.0.0.1',
@@ -78,6 +73,34 @@ export function consulControlPlaneOptions(
     maxDelayMs: 100,
     log: silentLogger,
     metrics: new Metrics({ processMetrics: false }),
+    ...overrides,
+  };
+}
+
+/** The same with Consul (`consul`, the stand-in or a real agent) as the source, on a 5 s blocking wait. */
+export function consulControlPlaneOptions(
+  dir: string,
+  consul: { address: string; token?: string | undefined },
+  opts: { consulExtra?: Partial<ConsulSourceOptions>; overrides?: Partial<ControlPlaneOptions> } = {},
+): ControlPlaneOptions {
+  return emptyControlPlaneOptions(dir, {
+    consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', ...opts.consulExtra },
     ...opts.overrides,
+  });
+}
+
+/**
+ * A secured mesh whose policy has no providers, roles or services: the mesh CA, mTLS xDS and attestation run,
+ * and nothing is authorized (identity tests). The authorizer listens on an ephemeral loopback port.
+ */
+export function identityOnlySecurity(trustDomain: string): Partial<ControlPlaneOptions> {
+  return {
+    authzHost: '127.0.0.1',
+    authzPort: 0,
+    security: {
+      publicUrl: 'https://mcp.example.com',
+      authz: { host: '127.0.0.1', port: 18002 },
+      policy: { trustDomain, roleClaim: 'roles', providers: [], roles: [], services: [] },
+    },
   };
 }

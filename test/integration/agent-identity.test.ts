@@ -6,13 +6,11 @@
 import * as grpc from '@grpc/grpc-js';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
-import { silentLogger } from '../../control-plane/src/log.ts';
-import { Metrics } from '../../control-plane/src/metrics.ts';
 import { TYPE_URLS } from '../../control-plane/src/xds/proto.ts';
 import { SidecarAgent } from '../../sidecar/src/agent.ts';
 import { parseSidecarArgs } from '../../sidecar/src/cli.ts';
@@ -20,6 +18,7 @@ import { decodeResources, node, RawAdsClient } from '../helpers/ads-client.ts';
 import { startConsul, uniqueName, type TestConsul } from '../helpers/consul.ts';
 import { startEverythingHttp, type RunningServer } from '../helpers/everything.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { consulControlPlaneOptions, identityOnlySecurity } from '../helpers/control-plane.ts';
 
 describe('sidecar agent with a join token: key beside the workload, certificate over SDS, mTLS xDS', () => {
   let consul: TestConsul;
@@ -31,26 +30,9 @@ describe('sidecar agent with a join token: key beside the workload, certificate 
   before(async () => {
     consul = await startConsul();
     everything = await startEverythingHttp();
-    writeFileSync(path.join(dir, 'unused.yaml'), 'services: []\n');
-    cp = await new ControlPlane({
-      registryFile: path.join(dir, 'unused.yaml'),
-      consul: { address: consul.address, ...(consul.token ? { token: consul.token } : {}), wait: '5s', backoffFactorMs: 20 },
-      xdsHost: '127.0.0.1',
-      xdsPort: 0,
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      authzHost: '127.0.0.1',
-      authzPort: 0,
-      quietMs: 10,
-      maxDelayMs: 100,
-      log: silentLogger,
-      metrics: new Metrics({ processMetrics: false }),
-      security: {
-        publicUrl: 'https://mcp.example.com',
-        authz: { host: '127.0.0.1', port: 18002 },
-        policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] },
-      },
-    }).start();
+    cp = await new ControlPlane(
+      consulControlPlaneOptions(dir, consul, { consulExtra: { backoffFactorMs: 20 }, overrides: identityOnlySecurity('mesh.test') }),
+    ).start();
   });
   after(async () => {
     await cp?.stop();

@@ -10,12 +10,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
-import { silentLogger } from '../../control-plane/src/log.ts';
-import { Metrics } from '../../control-plane/src/metrics.ts';
 import { WorkloadIdentity } from '../../sidecar/src/identity.ts';
 import { XdsRelay } from '../../sidecar/src/xds-relay.ts';
 import { EchoClient, echoService, who, type EchoClientInstance } from '../helpers/grpc-backends.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { emptyControlPlaneOptions, identityOnlySecurity } from '../helpers/control-plane.ts';
 
 const TD = 'mesh.test';
 const quiet = (): void => {};
@@ -63,29 +62,12 @@ describe("grpc-js-xds over mTLS: xDS through the agent's relay, calls with certi
   }
 
   before(async () => {
-    writeFileSync(path.join(dir, 'r.yaml'), 'services: []\n');
-    cp = await new ControlPlane({
-      registryFile: path.join(dir, 'r.yaml'),
-      xdsHost: '127.0.0.1',
-      xdsPort: 0,
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      authzHost: '127.0.0.1',
-      authzPort: 0,
-      quietMs: 10,
-      maxDelayMs: 100,
-      log: silentLogger,
-      metrics: new Metrics({ processMetrics: false }),
-      security: {
-        publicUrl: 'https://mcp.example.com',
-        authz: { host: '127.0.0.1', port: 18002 },
-        policy: { trustDomain: TD, roleClaim: 'roles', providers: [], roles: [], services: [] },
-      },
-    }).start();
+    const options = emptyControlPlaneOptions(dir, identityOnlySecurity(TD));
+    cp = await new ControlPlane(options).start();
     const weather = await identity(`spiffe://${TD}/mcp/weather`);
     const ports = [await replica('w1', weather), await replica('w2', weather)];
     writeFileSync(
-      path.join(dir, 'r.yaml'),
+      options.registryFile,
       `services:\n  - name: weather\n    protocol: "2025-11-25"\n    sidecar: true\n    endpoints:\n${ports.map((p) => `      - { address: 127.0.0.1, port: ${p} }`).join('\n')}\n`,
     );
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import net, { type AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,9 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import type Consul from 'consul';
 import { ControlPlane } from '../../control-plane/src/control-plane.ts';
-import { silentLogger } from '../../control-plane/src/log.ts';
-import { Metrics } from '../../control-plane/src/metrics.ts';
-import { consulControlPlaneOptions } from '../helpers/control-plane.ts';
+import { consulControlPlaneOptions, emptyControlPlaneOptions, identityOnlySecurity } from '../helpers/control-plane.ts';
 import type { MeshStatusView } from '../../control-plane/src/server/status.ts';
 import { consulClient } from '../../control-plane/src/sources/consul.ts';
 import { renderStatus, until, type StatusReport } from '../../control-plane/src/status-cli.ts';
@@ -262,25 +260,7 @@ describe('mcpmesh status in a secured mesh: certificate expiry', () => {
   let wl: WorkloadIdentity;
 
   before(async () => {
-    writeFileSync(path.join(dir, 'registry.yaml'), 'services: []\n');
-    cp = await new ControlPlane({
-      registryFile: path.join(dir, 'registry.yaml'),
-      xdsHost: '127.0.0.1',
-      xdsPort: 0,
-      adminHost: '127.0.0.1',
-      adminPort: 0,
-      authzHost: '127.0.0.1',
-      authzPort: 0,
-      quietMs: 10,
-      maxDelayMs: 100,
-      log: silentLogger,
-      metrics: new Metrics({ processMetrics: false }),
-      security: {
-        publicUrl: 'https://mcp.example.com',
-        authz: { host: '127.0.0.1', port: 18002 },
-        policy: { trustDomain: 'mesh.test', roleClaim: 'roles', providers: [], roles: [], services: [] },
-      },
-    }).start();
+    cp = await new ControlPlane(emptyControlPlaneOptions(dir, identityOnlySecurity('mesh.test'))).start();
     const { token } = await cp.mintJoinToken('spiffe://mesh.test/mcp/weather');
     wl = new WorkloadIdentity({
       controlPlane: { host: '127.0.0.1', port: cp.xdsPort },
