@@ -9,13 +9,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { DECISION_HEADER } from '../control-plane/src/authz/check.ts';
 import { isEntryPoint } from '../control-plane/src/entry.ts';
 import { fetchStatus, renderStatus } from '../control-plane/src/status-cli.ts';
 import { chooseEnvoy, DemoMesh, httpText, REPLICA_ENV, sleep, type Replica } from './mesh.ts';
+import { parseCli } from '../control-plane/src/cli-args.ts';
 
 const USAGE = `usage: npm run demo [-- --no-envoy] [-- --once] [-- --verbose]
   --no-envoy   run everything but the Envoys: control plane (secured), servers, stdio bridge, identities, tokens
@@ -174,17 +175,9 @@ export async function demoMain(
     verbose: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
-  try {
-    ({ values } = parseArgs({ args: argv, options }));
-  } catch (err) {
-    process.stderr.write(`demo: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    out(USAGE);
-    return 0;
-  }
+  const args = parseCli('demo', argv, options, USAGE, { out });
+  if (typeof args === 'number') return args;
+  const { values } = args;
   const dir = mkdtempSync(path.join(tmpdir(), 'mcpmesh-demo-'));
   let envoyBin: string | undefined;
   if (!values['no-envoy']) {

@@ -1,8 +1,9 @@
 // `mcpmesh routing explain SERVICE`: every routing knob of one service as the running control plane resolved
 // it, with where each value came from (built-in default, registry or routing file + YAML path, Consul config
 // entry kind/name + field) and the lower layers it overrode. Reads /debug/routing on the admin port.
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { showProvenance, type KnobExplanation } from './model/tuning.ts';
+import { parseCli } from './cli-args.ts';
 
 const USAGE = `usage: mcpmesh routing explain SERVICE [options]
   --admin URL          a running control plane's admin address  [$MCPMESH_ADMIN_URL or http://127.0.0.1:18001]
@@ -41,22 +42,9 @@ export async function routingMain(argv: string[], env: NodeJS.ProcessEnv = proce
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
-  let parsed: ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof options }>>;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options,
-    });
-  } catch (err) {
-    process.stderr.write(`mcpmesh routing: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseCli('mcpmesh routing', argv, options, USAGE, { positionals: true });
+  if (typeof parsed === 'number') return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
   const [verb, service, ...extra] = positionals;
   if (verb !== 'explain' || service === undefined || extra.length > 0) {
     process.stderr.write(`mcpmesh routing: expected "explain SERVICE"\n\n${USAGE}`);

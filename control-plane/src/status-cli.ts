@@ -3,11 +3,12 @@
 // with what each resource type was sent, ACKed and NACKed (and the last NACK's text), source errors, and
 // certificate expiry, and per service the routing knobs that are not the built-in defaults, with their source.
 // Read-only: it reads the admin API's /debug/mesh, /debug/proxies, /debug/sources and /debug/routing.
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { nonDefaultKnobs, showProvenance, type RoutingView } from './model/tuning.ts';
 import type { MeshStatusView } from './server/status.ts';
 import type { TypeStatus } from './server/proxies.ts';
 import { RESOURCE_KINDS, type ResourceKind } from './xds/proto.ts';
+import { parseCli } from './cli-args.ts';
 
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:18001';
 
@@ -179,17 +180,9 @@ export async function statusMain(argv: string[], env: NodeJS.ProcessEnv = proces
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
-  try {
-    ({ values } = parseArgs({ args: argv, options }));
-  } catch (err) {
-    process.stderr.write(`mcpmesh status: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const args = parseCli('mcpmesh status', argv, options, USAGE);
+  if (typeof args === 'number') return args;
+  const { values } = args;
   const admin = values.admin ?? env['MCPMESH_ADMIN_URL'] ?? DEFAULT_ADMIN_URL;
   let report: StatusReport;
   try {

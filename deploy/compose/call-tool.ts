@@ -15,10 +15,11 @@
 // Needs Node >= 22.18 (TypeScript type stripping) and `npm ci` (for @modelcontextprotocol/sdk); in this
 // repository `npm exec -- node deploy/compose/call-tool.ts ...` uses the pinned Node 24. Without Node on the
 // host: `docker compose -f deploy/compose/docker-compose.yml run --rm client ...` (same options).
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { isEntryPoint } from '../../control-plane/src/entry.ts';
+import { parseCli } from '../../control-plane/src/cli-args.ts';
 
 export const DEV_CLIENT_SECRET = 'mcpmesh-dev-secret';
 /** The Compose stack's development admin token (docker-compose.yml, `x-admin-token`), named in hints only. */
@@ -161,20 +162,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options,
-    }));
-  } catch (err) {
-    process.stderr.write(`call-tool: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const cli = parseCli('call-tool', argv, options, USAGE);
+  if (typeof cli === 'number') return cli;
+  const { values } = cli;
   let args: Record<string, unknown>;
   try {
     const parsed: unknown =

@@ -16,9 +16,10 @@
 // again and recreate the agent (deploy/compose/README.md, "Workload identity").
 import { chmodSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { readJoinToken } from '../../control-plane/src/identity/join-token.ts';
 import { isEntryPoint } from '../../control-plane/src/entry.ts';
+import { parseCli } from '../../control-plane/src/cli-args.ts';
 
 const USAGE = `usage: node deploy/compose/join-token.ts (--service NAME | --gateway NAME) --out FILE [options]
   --service NAME        a sidecar agent's identity (spiffe://<td>/mcp/NAME)
@@ -126,20 +127,9 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     wait: { type: 'string', default: '60s' },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options,
-    }));
-  } catch (err) {
-    process.stderr.write(`join-token: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const args = parseCli('join-token', argv, options, USAGE);
+  if (typeof args === 'number') return args;
+  const { values } = args;
   const usage = (msg: string): number => {
     process.stderr.write(`join-token: ${msg}\n\n${USAGE}`);
     return 2;

@@ -1,5 +1,6 @@
 // `mcpmesh token`: a dev access token from the control plane's development issuer (client-credentials grant).
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
+import { parseCli } from '../cli-args.ts';
 
 const USAGE = `usage: mcpmesh token --role ROLE [--role ROLE...] [options]
   --role ROLE            a role to put in the token (sent as the OAuth scope, space-separated); the dev
@@ -24,20 +25,9 @@ export async function tokenMain(argv: string[], env: NodeJS.ProcessEnv = process
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options,
-    }));
-  } catch (err) {
-    process.stderr.write(`mcpmesh token: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const args = parseCli('mcpmesh token', argv, options, USAGE);
+  if (typeof args === 'number') return args;
+  const { values } = args;
   const secret = values['client-secret'] ?? env['MCPMESH_DEV_CLIENT_SECRET'];
   if (!secret) {
     process.stderr.write(

@@ -2,11 +2,12 @@
 // mesh CA. Asks a running control plane (its admin port: loopback, or the admin token), or, given the CA
 // files, signs it here without any control plane (the token is then valid for every replica sharing that CA).
 import { readFileSync } from 'node:fs';
-import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
 import { parseDurationMs } from '../model/duration.ts';
 import { CertificateAuthority } from './ca.ts';
 import { JoinTokens } from './join-token.ts';
 import { gatewayId, sidecarId } from './spiffe.ts';
+import { parseCli } from '../cli-args.ts';
 
 const USAGE = `usage: mcpmesh join-token (--service NAME | --gateway NAME) [--ttl 1h] [options]
   --service NAME         the sidecar identity spiffe://<td>/mcp/NAME
@@ -34,20 +35,9 @@ export async function joinTokenMain(argv: string[], env: NodeJS.ProcessEnv = pro
     json: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
   } satisfies ParseArgsOptionsConfig;
-  let values: ReturnType<typeof parseArgs<{ args: string[]; options: typeof options }>>['values'];
-  try {
-    ({ values } = parseArgs({
-      args: argv,
-      options,
-    }));
-  } catch (err) {
-    process.stderr.write(`mcpmesh join-token: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const args = parseCli('mcpmesh join-token', argv, options, USAGE);
+  if (typeof args === 'number') return args;
+  const { values } = args;
   const fail = (msg: string, code = 2): number => {
     process.stderr.write(`mcpmesh join-token: ${msg}\n`);
     return code;
