@@ -5,7 +5,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
 import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
-import { meshSpecs, registryYaml } from './mesh.ts';
+import { liveApplier, meshSpecs, registryYaml } from './mesh.ts';
 
 const SERVICES = Number(process.env['BENCH_SERVICES'] ?? 1000);
 const ENDPOINTS = Number(process.env['BENCH_ENDPOINTS'] ?? 10);
@@ -42,13 +42,7 @@ if (!ONLY || ONLY === 'full') {
   console.log(`full build ${SERVICES}x${ENDPOINTS}: median ${median(full).toFixed(1)} ms [${full.map((x) => x.toFixed(0)).join(' ')}]`);
 }
 if (!ONLY || ONLY === 'one') {
-  const builder = new MeshBuilder();
-  const cache = new SnapshotCache();
-  const apply = (specs: ReturnType<typeof meshSpecs>): void => {
-    const { mesh, commit } = builder.build(specs);
-    cache.setMesh(mesh);
-    commit();
-  };
+  const apply = liveApplier();
   apply(meshSpecs(SERVICES, ENDPOINTS));
   // CPU time is counted in 4 ms ticks here: the figure is the mean over all rounds (specs made beforehand).
   const rounds = Number(process.env['ONE_ROUNDS'] ?? 100);
@@ -70,13 +64,7 @@ if (!ONLY || ONLY === 'one') {
 }
 if (ONLY === 'add') {
   // One service added per build (its cluster, endpoints and a virtual host in the gateway's route table).
-  const builder = new MeshBuilder();
-  const cache = new SnapshotCache();
-  const apply = (specs: ReturnType<typeof meshSpecs>): void => {
-    const { mesh, commit } = builder.build(specs);
-    cache.setMesh(mesh);
-    commit();
-  };
+  const apply = liveApplier();
   apply(meshSpecs(SERVICES, ENDPOINTS));
   const add: number[] = [];
   for (let i = 1; i <= 12; i++) {

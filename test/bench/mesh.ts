@@ -1,6 +1,7 @@
 // The benchmark's mesh: N services x M endpoints, as ServiceSpecs (for ControlPlane.apply and the snapshot
 // cache) and as the equivalent registry YAML (for a control plane started from a file).
-import type { ServiceSpec } from '../../control-plane/src/model/mesh.ts';
+import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
+import { MeshBuilder, type ServiceSpec } from '../../control-plane/src/model/mesh.ts';
 import type { MeshEndpoint } from '../../control-plane/src/model/types.ts';
 import { parseRegistry } from '../../control-plane/src/sources/registry-file.ts';
 
@@ -95,5 +96,19 @@ export function consulRegistration(i: number, j: number, port = BASE_PORT): Cons
     Address: e.address,
     Port: port,
     Meta: { region: e.locality.region, zone: e.locality.zone, 'mcp-protocol': BENCH_PROTOCOL },
+  };
+}
+
+/**
+ * A mesh builder and snapshot cache that live across builds, as in the control plane: each call builds the specs
+ * against the previous commit, so unchanged services keep their objects (what the incremental figures measure).
+ */
+export function liveApplier(): (specs: readonly ServiceSpec[]) => void {
+  const builder = new MeshBuilder();
+  const cache = new SnapshotCache();
+  return (specs) => {
+    const { mesh, commit } = builder.build(specs);
+    cache.setMesh(mesh);
+    commit();
   };
 }

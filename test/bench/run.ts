@@ -23,7 +23,7 @@ import { SnapshotCache } from '../../control-plane/src/cache/cache.ts';
 import { MeshBuilder } from '../../control-plane/src/model/mesh.ts';
 import { parseRegistry, parseRegistryOffThread } from '../../control-plane/src/sources/registry-file.ts';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { meshSpecs, registryYaml, serviceName } from './mesh.ts';
+import { liveApplier, meshSpecs, registryYaml, serviceName } from './mesh.ts';
 import type { FromServer, HistogramDelta, MemSample, Mode, PhaseResult, ServerConfig, SetupInfo } from './server.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -113,13 +113,7 @@ function buildBench(): BuildResult {
     if (i >= BUILD.fullWarm) full.push(t);
   }
 
-  const builder = new MeshBuilder();
-  const cache = new SnapshotCache();
-  const apply = (specs: ReturnType<typeof meshSpecs>): void => {
-    const { mesh, commit } = builder.build(specs);
-    cache.setMesh(mesh);
-    commit();
-  };
+  const apply = liveApplier();
   apply(meshSpecs(SERVICES, ENDPOINTS));
   const one: number[] = [];
   for (let i = 0; i < BUILD.oneWarm + BUILD.one; i++) {

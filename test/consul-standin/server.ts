@@ -234,6 +234,27 @@ interface CheckDef {
   definition: Record<string, string>;
 }
 
+/**
+ * A check as registered from `def`. Consul snapshots check state around a re-registration: a check it already
+ * knows (`prev`) keeps its status, output and indexes; a new one starts as its definition says, else critical.
+ */
+function checkState(id: string, name: string, serviceId: string, def: CheckDef, prev: StandInCheck | undefined): StandInCheck {
+  return {
+    id,
+    name,
+    serviceId,
+    type: def.type,
+    notes: def.notes,
+    ttlMs: def.ttlMs,
+    definition: def.definition,
+    status: prev?.status ?? def.status ?? 'critical',
+    output: prev?.output ?? '',
+    syncedOutput: prev?.syncedOutput ?? '',
+    createIndex: prev?.createIndex ?? 0n,
+    modifyIndex: prev?.modifyIndex ?? 0n,
+  };
+}
+
 /** A CheckType from a registration (Consul's CheckType.Validate, restricted to the kinds the stand-in stores). */
 function parseCheckDef(raw: unknown): CheckDef {
   if (!isObj(raw)) throw new HttpError(400, 'Request decode failed: a check must be an object');
@@ -814,22 +835,7 @@ export class ConsulStandIn {
     svc.deregisterCriticalServiceAfter = defs.map((d) => d.definition['DeregisterCriticalServiceAfter'] ?? '').find((x) => x) ?? '';
     const checks = defs.map((d, i): StandInCheck => {
       const cid = d.id || (defs.length > 1 ? `service:${id}:${i + 1}` : `service:${id}`);
-      // Consul snapshots check state around a re-registration: a known check keeps its status and output.
-      const prev = this.#checks.get(cid);
-      return {
-        id: cid,
-        name: d.name || `Service '${name}' check`,
-        serviceId: id,
-        type: d.type,
-        notes: d.notes,
-        ttlMs: d.ttlMs,
-        definition: d.definition,
-        status: prev?.status ?? d.status ?? 'critical',
-        output: prev?.output ?? '',
-        syncedOutput: prev?.syncedOutput ?? '',
-        createIndex: prev?.createIndex ?? 0n,
-        modifyIndex: prev?.modifyIndex ?? 0n,
-      };
+      return checkState(cid, d.name || `Service '${name}' check`, id, d, this.#checks.get(cid));
     });
     const newIds = new Set(checks.map((c) => c.id));
     const removed = replaceExisting ? [...this.#checks.values()].filter((c) => c.serviceId === id && !newIds.has(c.id)) : [];
@@ -870,20 +876,7 @@ export class ConsulStandIn {
     const id = def.id || def.name; // Consul: the check ID defaults to its name
     if (id === 'serfHealth') throw new HttpError(400, 'check ID "serfHealth" is reserved');
     const prev = this.#checks.get(id);
-    const c: StandInCheck = {
-      id,
-      name: def.name,
-      serviceId,
-      type: def.type,
-      notes: def.notes,
-      ttlMs: def.ttlMs,
-      definition: def.definition,
-      status: prev?.status ?? def.status ?? 'critical',
-      output: prev?.output ?? '',
-      syncedOutput: prev?.syncedOutput ?? '',
-      createIndex: prev?.createIndex ?? 0n,
-      modifyIndex: prev?.modifyIndex ?? 0n,
-    };
+    const c = checkState(id, def.name, serviceId, def, prev);
     if (!prev || !sameCheck(prev, c)) {
       this.#write([...this.#namesFor(c), ...(prev ? this.#namesFor(prev) : [])], false, (idx) => {
         c.modifyIndex = idx;
